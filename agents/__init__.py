@@ -1,0 +1,1 @@
+"""Experts (LQR, linear, scripted, SB3) and learners."""

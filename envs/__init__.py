@@ -1,0 +1,1 @@
+"""Gymnasium environments with known, adjustable stability, registered as ``qbc/<Name>-v0``."""

@@ -1,0 +1,90 @@
+"""The ``qbc`` command.
+
+Each subcommand is a config dataclass plus a function that runs it; tyro generates the flags from
+the dataclass, so every default lives in one place. Commands are imported lazily so that
+``qbc --help`` is fast. A :class:`~qbc.errors.QbcError` ends the command with one line on stderr
+and exit code 2.
+
+To add a command, add one line to ``COMMANDS``: ``"name": ("module", "attribute")`` where the
+attribute is a :class:`Command`. Groups (``qbc ste recover``) use ``"group name"`` as the key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from qbc.errors import QbcError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``run(config)`` with ``config`` an instance of ``config_type``."""
+
+    config_type: type
+    run: Callable[[Any], Any]
+    help: str
+
+
+#: name -> (module, attribute of type Command). Only commands that exist are listed.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tokenize": ("qbc.tokenizer", "TOKENIZE_COMMAND"),
+}
+
+
+def _load(name: str) -> Command:
+    module, attr = COMMANDS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS) + 2
+    lines = ["usage: qbc COMMAND [--help] [flags]", "", "qbc: behavior cloning with quantized actions", "",
+             "commands:"]
+    for name in sorted(COMMANDS):
+        lines.append(f"  {name:<{width}}{_load(name).help}")
+    lines += ["", "Run 'qbc COMMAND --help' for the flags of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``qbc`` console script; returns the exit code."""
+    import tyro
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    # Longest match first, so "ste recover" wins over a plain "ste".
+    for n_words in (2, 1):
+        name = " ".join(argv[:n_words])
+        if len(argv) >= n_words and name in COMMANDS:
+            rest = argv[n_words:]
+            break
+    else:
+        groups = {n.split()[0] for n in COMMANDS}
+        if argv[0] in groups:
+            subs = sorted(n for n in COMMANDS if n.split()[0] == argv[0])
+            print(f"usage: qbc {argv[0]} SUBCOMMAND; one of: {', '.join(subs)}", file=sys.stderr)
+            return 2
+        print(f"qbc: error: {UnknownNameError('command', argv[0], groups)}", file=sys.stderr)
+        return 2
+    command = _load(name)
+    try:
+        config = tyro.cli(command.config_type, args=rest, prog=f"qbc {name}",
+                          description=command.help)
+        command.run(config)
+    except QbcError as exc:
+        print(f"qbc {name}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"qbc {name}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Errors a user can cause, as typed exceptions.
+
+Every exception here is a :class:`QbcError`; the ``qbc`` command turns one into a single line on
+stderr and exit code 2 instead of a traceback. Messages say what was wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class QbcError(Exception):
+    """Base class of every error a user can cause (bad names, bad numbers, bad files)."""
+
+    exit_code = 2
+
+
+class UnknownNameError(QbcError, KeyError):
+    """A name (quantizer, env id, expert, policy, command) that is not registered."""
+
+    def __init__(self, kind: str, name: object, valid: Iterable[str]):
+        valid = sorted(valid)
+        close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(
+            f"unknown {kind} {name!r}.{hint} Valid {kind} names: {', '.join(valid)}."
+        )
+        self.kind, self.name, self.valid = kind, name, valid
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
+
+
+class InvalidValueError(QbcError, ValueError):
+    """A number or array that is out of range, of the wrong shape, or not finite."""
+
+
+class NotFittedError(QbcError, RuntimeError):
+    """A fitted object (quantizer, tokenizer) used before ``fit``."""
+
+
+class CorruptFileError(QbcError, ValueError):
+    """A checkpoint, tokenizer, dataset or config file that cannot be read back."""
+
+
+class OutputExistsError(QbcError, FileExistsError):
+    """An output that already exists and would be overwritten without ``--overwrite``."""

@@ -1,0 +1,224 @@
+"""The quantizer base class and the registry every part of qbc uses.
+
+A quantizer maps real values to integer tokens in ``[0, n_levels)`` and tokens back to codewords.
+Scalar quantizers work element-wise on arrays of any shape; joint (vector) quantizers take
+``(N, D)`` arrays and give ``(N,)`` tokens. Numpy in, numpy out, no Python loop over samples.
+
+Conventions follow scikit-learn estimators: constructor arguments are stored as given and
+validated in :meth:`Quantizer.fit`, ``fit`` returns ``self``, learned attributes end in ``_``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import numpy as np
+
+from qbc.errors import InvalidValueError, NotFittedError, UnknownNameError
+
+_REGISTRY: dict[str, type[Quantizer]] = {}
+
+
+class Quantizer:
+    """Base class. Subclasses set ``name`` (via :func:`register_quantizer`) and implement
+    ``_fit``, ``encode``, ``codebook`` and the learned attributes listed in ``_fitted_attrs``."""
+
+    name: ClassVar[str] = ""
+    #: True for vector quantizers that take (N, D) and give one token per row.
+    joint: ClassVar[bool] = False
+    #: True when ``encode(x, rng=...)`` draws tokens at random (smooth binning).
+    stochastic: ClassVar[bool] = False
+    #: Learned attributes (ending in ``_``) saved by ``state_dict``.
+    _fitted_attrs: ClassVar[tuple[str, ...]] = ()
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, x: np.ndarray | None = None) -> Quantizer:
+        """Fit the quantizer to data ``x`` (any shape for scalar quantizers, (N, D) for joint
+        ones) and return ``self``. Quantizers fully fixed by their parameters accept ``None``."""
+        self._validate_params()
+        if x is not None:
+            x = np.asarray(x, dtype=np.float64)
+            if x.size == 0:
+                raise InvalidValueError(f"{self.name}: cannot fit on an empty array")
+            if not np.all(np.isfinite(x)):
+                bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+                raise InvalidValueError(
+                    f"{self.name}: {bad} non-finite values (NaN or inf) in the fitting data; "
+                    "drop or repair them first"
+                )
+        self._fit(x)
+        return self
+
+    def _validate_params(self) -> None:
+        """Raise :class:`InvalidValueError` for parameters out of range."""
+
+    def _fit(self, x: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    @property
+    def is_fitted(self) -> bool:
+        return all(hasattr(self, a) for a in self._fitted_attrs)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"quantizer {self.name!r} is not fitted; call fit(x) first")
+
+    # -- coding ----------------------------------------------------------------------------
+    def encode(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Values -> int64 tokens in ``[0, n_levels)``, same shape (scalar) or (N,) (joint)."""
+        raise NotImplementedError
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """Tokens -> float32 codewords: same shape (scalar) or (N, D) (joint)."""
+        self._check_fitted()
+        tokens = np.asarray(tokens)
+        if not np.issubdtype(tokens.dtype, np.integer):
+            raise InvalidValueError(f"{self.name}: tokens must be integers, got {tokens.dtype}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.n_levels):
+            raise InvalidValueError(
+                f"{self.name}: tokens must lie in [0, {self.n_levels}), "
+                f"got values in [{tokens.min()}, {tokens.max()}]"
+            )
+        return self.codebook[tokens].astype(np.float32)
+
+    def quantize(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``decode(encode(x))``: the quantized values, float32."""
+        return self.decode(self.encode(x, rng=rng))
+
+    @property
+    def codebook(self) -> np.ndarray:
+        """Codewords, ``(n_levels,)`` for scalar or ``(n_levels, D)`` for joint quantizers."""
+        raise NotImplementedError
+
+    @property
+    def n_levels(self) -> int:
+        """Number of distinct tokens."""
+        return int(len(self.codebook))
+
+    @property
+    def error_bound(self) -> float | None:
+        """Worst-case ``|decode(encode(x)) - x|`` for x inside :attr:`range`, or None where no
+        worst-case bound exists (learned quantizers, unbounded cells)."""
+        return None
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        """``(low, high)`` inside which :attr:`error_bound` holds; values outside are clipped to
+        the edge cells. None for quantizers without a finite range."""
+        return None
+
+    def _as_float(self, x: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        x = np.asarray(x, dtype=np.float64)
+        if np.isnan(x).any():
+            raise InvalidValueError(
+                f"{self.name}: {int(np.isnan(x).sum())} NaN values cannot be encoded"
+            )
+        return x
+
+    # -- serialisation ---------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments as given (JSON-safe)."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: _to_json(getattr(self, p)) for p in sig.parameters if p != "self"}
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: ``{"name", "params", "fitted"}``; exact round trip through
+        :meth:`from_state_dict` (floats are stored as Python floats, i.e. exactly)."""
+        fitted = (
+            {a: _to_json(getattr(self, a)) for a in self._fitted_attrs} if self.is_fitted else None
+        )
+        return {"name": self.name, "params": self.get_params(), "fitted": fitted}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Quantizer:
+        """Rebuild a quantizer (of whatever registered class ``state["name"]`` names)."""
+        try:
+            klass = _REGISTRY[state["name"]] if cls is Quantizer else cls
+            q = klass(**state.get("params", {}))
+            fitted = state.get("fitted")
+            if fitted is not None:
+                q._validate_params()
+                for attr in klass._fitted_attrs:
+                    value = fitted[attr]
+                    setattr(q, attr, np.asarray(value) if isinstance(value, list) else value)
+        except KeyError as exc:
+            raise InvalidValueError(f"quantizer state is missing the entry {exc}") from None
+        except TypeError as exc:
+            raise InvalidValueError(f"quantizer state has bad parameters: {exc}") from None
+        return q
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def register_quantizer(name: str):
+    """Class decorator: register a :class:`Quantizer` subclass under ``name``."""
+
+    def wrap(cls: type[Quantizer]) -> type[Quantizer]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"quantizer name {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_quantizers() -> list[str]:
+    """Registered quantizer names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_quantizer_class(name: str) -> type[Quantizer]:
+    """The class registered under ``name``; unknown names list the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError("quantizer", name, _REGISTRY) from None
+
+
+def make_quantizer(spec: str | dict | Quantizer, **params: Any) -> Quantizer:
+    """Resolve a quantizer from a name, a dict or an instance (Larq style).
+
+    ``make_quantizer("uniform", n_bins=16)``; ``make_quantizer({"name": "uniform", "n_bins": 16})``;
+    a state dict (with ``params``/``fitted``) restores a fitted quantizer; an instance is returned
+    unchanged (``params`` must then be empty).
+    """
+    if isinstance(spec, Quantizer):
+        if params:
+            raise InvalidValueError("cannot pass parameters together with a quantizer instance")
+        return spec
+    if isinstance(spec, dict):
+        if "params" in spec or "fitted" in spec:
+            return Quantizer.from_state_dict(spec)
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        if name is None:
+            raise InvalidValueError("a quantizer dict needs a 'name' entry")
+        return make_quantizer(name, **{**spec, **params})
+    if not isinstance(spec, str):
+        raise InvalidValueError(f"cannot make a quantizer from {type(spec).__name__}")
+    klass = get_quantizer_class(spec)
+    try:
+        return klass(**params)
+    except TypeError as exc:
+        allowed = [p for p in inspect.signature(klass.__init__).parameters if p != "self"]
+        raise InvalidValueError(
+            f"bad parameters for quantizer {spec!r} ({exc}); it takes {', '.join(allowed)}"
+        ) from None
+
+
+def serialize_quantizer(q: Quantizer) -> dict[str, Any]:
+    """Alias of ``q.state_dict()``, for symmetry with :func:`make_quantizer`."""
+    return q.state_dict()

@@ -1,0 +1,368 @@
+"""ActionTokenizer: continuous actions (N, D) <-> discrete tokens, built on the quantizer registry.
+
+Three layouts:
+
+- per-dimension (default): one quantizer per action dimension, tokens (N, D);
+- shared (``per_dim=False``): one scalar quantizer fitted on all dimensions together, tokens (N, D);
+- joint (``quantizer="vq"``): one token per action vector (k-means over R^D), tokens (N, 1).
+
+>>> tok = ActionTokenizer(quantizer="uniform", n_bins=64).fit(actions)   # or
+>>> tok = ActionTokenizer.fit(actions, quantizer="uniform", n_bins=64)
+>>> tokens = tok.encode(actions); recon = tok.decode(tokens)
+>>> tok.save("tokenizer.json"); ActionTokenizer.load("tokenizer.json")
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qbc.errors import CorruptFileError, InvalidValueError, NotFittedError, OutputExistsError
+from qbc.io import atomic_write_json, read_json
+from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
+
+FORMAT = "qbc.tokenizer"
+FORMAT_VERSION = 1
+
+
+class _instance_or_class_method:
+    """Lets ``fit`` be called on the class (a default instance is made) or on an instance."""
+
+    def __init__(self, func):
+        self.func = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, obj, cls):
+        return functools.partial(self.func, obj if obj is not None else cls())
+
+
+class ActionTokenizer:
+    """Turns actions (N, D) into integer tokens (N, n_tokens) with values in [0, vocab_size).
+
+    Args:
+        quantizer: a registry name (see ``qbc.quantizers.available_quantizers()``).
+        n_bins: number of tokens per position (the vocabulary size).
+        per_dim: one quantizer per dimension (True) or one shared by all dimensions (False).
+            Ignored for joint quantizers (``vq``).
+        quantizer_params: further parameters of the quantizer (e.g. ``{"quantile": 0.01}``).
+    """
+
+    def __init__(self, quantizer: str = "uniform", n_bins: int = 64, per_dim: bool = True,
+                 quantizer_params: dict[str, Any] | None = None):
+        self.quantizer = quantizer
+        self.n_bins = n_bins
+        self.per_dim = per_dim
+        self.quantizer_params = dict(quantizer_params or {})
+
+    # -- fitting -----------------------------------------------------------------------------
+    @_instance_or_class_method
+    def fit(self, actions: np.ndarray, quantizer: str | None = None, n_bins: int | None = None,
+            per_dim: bool | None = None, **quantizer_params: Any) -> ActionTokenizer:
+        """Fit to actions (N, D) and return self. Keyword arguments override the constructor's."""
+        if quantizer is not None:
+            self.quantizer = quantizer
+        if n_bins is not None:
+            self.n_bins = n_bins
+        if per_dim is not None:
+            self.per_dim = per_dim
+        self.quantizer_params.update(quantizer_params)
+        actions = self._check_actions(actions, fitting=True)
+        klass = get_quantizer_class(self.quantizer)
+        params = {**self.quantizer_params}
+        if "n_bins" in _init_params(klass):
+            params["n_bins"] = self.n_bins
+        if klass.joint:
+            self.quantizers_ = [make_quantizer(self.quantizer, **params).fit(actions)]
+        elif self.per_dim:
+            self.quantizers_ = [make_quantizer(self.quantizer, **params).fit(actions[:, d])
+                                for d in range(actions.shape[1])]
+        else:
+            self.quantizers_ = [make_quantizer(self.quantizer, **params).fit(actions)]
+        self.action_dim_ = int(actions.shape[1])
+        if self.quantizers_[0].n_levels != self.n_bins:
+            self.n_bins = self.quantizers_[0].n_levels  # e.g. lloyd_max with bits=b
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "quantizers_"):
+            raise NotFittedError("ActionTokenizer is not fitted; call fit(actions) first")
+
+    def _check_actions(self, actions: np.ndarray, fitting: bool = False) -> np.ndarray:
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim == 1:
+            actions = actions[:, None]
+        if actions.ndim != 2:
+            raise InvalidValueError(f"actions must be an (N, D) array, got shape {actions.shape}")
+        if not fitting and actions.shape[1] != self.action_dim_:
+            raise InvalidValueError(
+                f"actions have {actions.shape[1]} dimensions but the tokenizer was fitted on "
+                f"{self.action_dim_}"
+            )
+        finite = np.isfinite(actions)
+        if not finite.all():
+            rows = np.flatnonzero(~finite.all(axis=1))
+            raise InvalidValueError(
+                f"{int((~finite).sum())} non-finite action values (NaN or inf) in "
+                f"{len(rows)} rows (first rows: {rows[:5].tolist()}); drop or repair them"
+            )
+        return actions
+
+    # -- shape facts -------------------------------------------------------------------------
+    @property
+    def is_joint(self) -> bool:
+        self._check_fitted()
+        return self.quantizers_[0].joint
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens per action: D, or 1 for a joint quantizer."""
+        return 1 if self.is_joint else self.action_dim_
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct token values per position."""
+        self._check_fitted()
+        return int(self.quantizers_[0].n_levels)
+
+    @property
+    def stochastic(self) -> bool:
+        """True when ``encode(..., rng=...)`` samples tokens (smooth binning)."""
+        self._check_fitted()
+        return self.quantizers_[0].stochastic
+
+    @property
+    def bits_per_action(self) -> float:
+        return self.n_tokens * math.log2(self.vocab_size)
+
+    def _quantizer_for(self, d: int) -> Quantizer:
+        return self.quantizers_[d] if len(self.quantizers_) > 1 else self.quantizers_[0]
+
+    def codebooks(self) -> np.ndarray:
+        """Codewords: (D, vocab_size) for scalar layouts, (vocab_size, D) for a joint one."""
+        if self.is_joint:
+            return self.quantizers_[0].codebook.astype(np.float32)
+        return np.stack([self._quantizer_for(d).codebook for d in range(self.action_dim_)]
+                        ).astype(np.float32)
+
+    # -- coding ------------------------------------------------------------------------------
+    def encode(self, actions: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Actions (N, D) -> int64 tokens (N, n_tokens). Out-of-range values go to the edge cells
+        (count them with :meth:`clipped_mask`). ``rng`` samples stochastic (smooth) tokens."""
+        self._check_fitted()
+        actions = self._check_actions(actions)
+        if self.is_joint:
+            return self.quantizers_[0].encode(actions)[:, None]
+        if len(self.quantizers_) == 1:
+            return self.quantizers_[0].encode(actions, rng=rng)
+        return np.stack([q.encode(actions[:, d], rng=rng) for d, q in enumerate(self.quantizers_)],
+                        axis=1)
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """Tokens (N, n_tokens) -> float32 actions (N, D)."""
+        self._check_fitted()
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2 or tokens.shape[1] != self.n_tokens:
+            raise InvalidValueError(
+                f"tokens must have shape (N, {self.n_tokens}), got {tokens.shape}"
+            )
+        if self.is_joint:
+            return self.quantizers_[0].decode(tokens[:, 0])
+        if len(self.quantizers_) == 1:
+            return self.quantizers_[0].decode(tokens)
+        return np.stack([q.decode(tokens[:, d]) for d, q in enumerate(self.quantizers_)], axis=1)
+
+    def soft_targets(self, actions: np.ndarray) -> np.ndarray:
+        """Two-hot targets (N, D, vocab_size) of smooth binning (stochastic quantizers only)."""
+        self._check_fitted()
+        if not self.stochastic:
+            raise InvalidValueError(
+                f"soft targets need a stochastic quantizer such as 'smooth', not {self.quantizer!r}"
+            )
+        actions = self._check_actions(actions)
+        return np.stack([self._quantizer_for(d).soft_targets(actions[:, d])
+                         for d in range(self.action_dim_)], axis=1)
+
+    def expected_action(self, probs: np.ndarray) -> np.ndarray:
+        """Mean decoding: token probabilities (N, n_tokens, vocab_size) -> E[action] (N, D)."""
+        self._check_fitted()
+        probs = np.asarray(probs, dtype=np.float64)
+        if self.is_joint:
+            return (probs[:, 0, :] @ self.codebooks()).astype(np.float32)
+        return np.einsum("ndk,dk->nd", probs, self.codebooks()).astype(np.float32)
+
+    def clipped_mask(self, actions: np.ndarray) -> np.ndarray:
+        """Boolean (N, D): values outside the quantizer's range (which encode clips)."""
+        self._check_fitted()
+        actions = self._check_actions(actions)
+        mask = np.zeros(actions.shape, dtype=bool)
+        for d in range(self.action_dim_):
+            if self.is_joint:
+                break
+            rng_ = self._quantizer_for(d).range
+            if rng_ is not None:
+                mask[:, d] = (actions[:, d] < rng_[0]) | (actions[:, d] > rng_[1])
+        return mask
+
+    # -- inspection --------------------------------------------------------------------------
+    def report(self, actions: np.ndarray) -> dict[str, Any]:
+        """Reconstruction quality on ``actions`` (N, D), JSON-safe.
+
+        Per dimension: ``max_abs_error``, ``mean_abs_error``, ``rmse``, ``error_bound`` (worst
+        case inside the range, or None for learned quantizers), ``clipped_fraction`` and
+        ``usage_entropy_bits`` (entropy of the empirical token distribution). Overall:
+        ``bits_per_action`` and ``vocab_size``.
+        """
+        actions = self._check_actions(actions)
+        tokens = self.encode(actions)
+        err = np.abs(self.decode(tokens).astype(np.float64) - actions)
+        clipped = self.clipped_mask(actions)
+        per_dim = []
+        for d in range(self.action_dim_):
+            tok = tokens[:, 0] if self.is_joint else tokens[:, d]
+            bound = None if self.is_joint else self._quantizer_for(d).error_bound
+            per_dim.append({
+                "max_abs_error": float(err[:, d].max()),
+                "mean_abs_error": float(err[:, d].mean()),
+                "rmse": float(np.sqrt(np.mean(err[:, d] ** 2))),
+                "error_bound": None if bound is None else float(bound),
+                "clipped_fraction": float(clipped[:, d].mean()),
+                "usage_entropy_bits": _entropy_bits(tok, self.vocab_size),
+            })
+        return {
+            "quantizer": self.quantizer,
+            "layout": "joint" if self.is_joint else ("per_dim" if self.per_dim else "shared"),
+            "vocab_size": self.vocab_size,
+            "n_tokens": self.n_tokens,
+            "bits_per_action": self.bits_per_action,
+            "n_actions": int(len(actions)),
+            "per_dim": per_dim,
+        }
+
+    # -- persistence -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "quantizer": self.quantizer,
+            "n_bins": self.n_bins,
+            "per_dim": self.per_dim,
+            "quantizer_params": self.quantizer_params,
+            "action_dim": self.action_dim_,
+            "quantizers": [q.state_dict() for q in self.quantizers_],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> ActionTokenizer:
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise CorruptFileError("not a qbc tokenizer (missing format 'qbc.tokenizer')")
+        if state.get("version") != FORMAT_VERSION:
+            raise CorruptFileError(
+                f"tokenizer format version {state.get('version')} is not supported "
+                f"(this qbc reads version {FORMAT_VERSION})"
+            )
+        try:
+            tok = cls(state["quantizer"], state["n_bins"], state["per_dim"],
+                      state["quantizer_params"])
+            tok.quantizers_ = [Quantizer.from_state_dict(q) for q in state["quantizers"]]
+            tok.action_dim_ = int(state["action_dim"])
+        except (KeyError, TypeError, InvalidValueError) as exc:
+            raise CorruptFileError(f"tokenizer state is incomplete or damaged: {exc}") from None
+        if not all(q.is_fitted for q in tok.quantizers_):
+            raise CorruptFileError("tokenizer state holds an unfitted quantizer")
+        return tok
+
+    def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
+        """Write the tokenizer as JSON (atomically). Floats round-trip exactly."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+        return atomic_write_json(path, self.state_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ActionTokenizer:
+        return cls.from_state_dict(read_json(path, what="tokenizer file"))
+
+    def __repr__(self) -> str:
+        fitted = f", action_dim={self.action_dim_}" if hasattr(self, "quantizers_") else ""
+        return (f"ActionTokenizer(quantizer={self.quantizer!r}, n_bins={self.n_bins}, "
+                f"per_dim={self.per_dim}{fitted})")
+
+
+def _init_params(klass: type) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(klass.__init__).parameters) - {"self"}
+
+
+def _entropy_bits(tokens: np.ndarray, vocab_size: int) -> float:
+    counts = np.bincount(tokens, minlength=vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+# -- the `qbc tokenize` command ----------------------------------------------------------------
+@dataclass
+class TokenizeConfig:
+    """Fit an action tokenizer on stored actions, print its report and save it as JSON."""
+
+    actions: Path
+    """.npy file with an (N, D) float array of actions."""
+    out: Path = Path("tokenizer.json")
+    """where to write the tokenizer JSON."""
+    quantizer: str = "uniform"
+    """registry name: uniform, smooth, kmeans, lloyd_max, sign, vq."""
+    bins: int = 64
+    """tokens per position (vocabulary size)."""
+    per_dim: bool = True
+    """one quantizer per action dimension (else one shared by all)."""
+    quantile: float = 0.0
+    """for uniform/smooth: fit the range to the [q, 1-q] quantiles instead of min/max."""
+    overwrite: bool = False
+    """replace an existing output file."""
+
+
+def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
+    if not cfg.actions.is_file():
+        raise InvalidValueError(f"actions file {str(cfg.actions)!r} does not exist")
+    try:
+        actions = np.load(cfg.actions, allow_pickle=False)
+    except ValueError as exc:
+        raise CorruptFileError(f"cannot read {cfg.actions} as a .npy array: {exc}") from None
+    if cfg.out.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{cfg.out} exists; pass --overwrite to replace it")
+    params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
+    tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
+    tok.save(cfg.out)
+    rep = tok.report(actions)
+    print(format_report(rep))
+    print(f"saved {cfg.out}")
+    return rep
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    """A tokenizer report as a small text table."""
+    lines = [f"tokenizer: {rep['quantizer']} ({rep['layout']}), vocab {rep['vocab_size']}, "
+             f"{rep['bits_per_action']:.1f} bits/action, {rep['n_actions']} actions",
+             f"{'dim':>4} {'max|err|':>10} {'mean|err|':>10} {'bound':>10} {'clipped':>8} "
+             f"{'entropy':>8}"]
+    for d, r in enumerate(rep["per_dim"]):
+        bound = "-" if r["error_bound"] is None else f"{r['error_bound']:.4g}"
+        lines.append(f"{d:>4} {r['max_abs_error']:>10.4g} {r['mean_abs_error']:>10.4g} "
+                     f"{bound:>10} {r['clipped_fraction']:>8.2%} {r['usage_entropy_bits']:>8.2f}")
+    return "\n".join(lines)
+
+
+def _tokenize_command():
+    from qbc.cli import Command
+
+    return Command(TokenizeConfig, run_tokenize, "fit an action tokenizer on saved actions")
+
+
+TOKENIZE_COMMAND = _tokenize_command()
