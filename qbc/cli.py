@@ -42,8 +42,8 @@ def _load(name: str) -> Command:
 
 def _usage() -> str:
     width = max(len(n) for n in COMMANDS) + 2
-    lines = ["usage: qbc COMMAND [--help] [flags]", "", "qbc: behavior cloning with quantized actions", "",
-             "commands:"]
+    lines = ["usage: qbc COMMAND [--help] [flags]", "",
+             "qbc: behavior cloning with quantized actions", "", "commands:"]
     for name in sorted(COMMANDS):
         lines.append(f"  {name:<{width}}{_load(name).help}")
     lines += ["", "Run 'qbc COMMAND --help' for the flags of a command."]

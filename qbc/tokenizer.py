@@ -282,7 +282,9 @@ class ActionTokenizer:
         """Write the tokenizer as JSON (atomically). Floats round-trip exactly."""
         path = Path(path)
         if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(
+                f"{path} exists; pass overwrite=True (--overwrite) to replace it"
+            )
         return atomic_write_json(path, self.state_dict())
 
     @classmethod

@@ -117,7 +117,9 @@ class LloydMaxQuantizer(_SortedCodebookQuantizer):
         if self.n_bins is not None:
             _check_n_bins(self.name, self.n_bins)
         elif not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 16:
-            raise InvalidValueError(f"lloyd_max: bits must be an integer in 1..16, got {self.bits!r}")
+            raise InvalidValueError(
+                f"lloyd_max: bits must be an integer in 1..16, got {self.bits!r}"
+            )
         if self.design not in ("gaussian", "data"):
             raise InvalidValueError(
                 f"lloyd_max: design must be 'gaussian' or 'data', got {self.design!r}"

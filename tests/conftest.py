@@ -1,0 +1,16 @@
+"""Shared test set-up: datasets and outputs go to temporary folders, plots render off-screen."""
+
+import os
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path, monkeypatch):
+    """Every test gets its own Minari dataset folder, so no test sees another's datasets."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    os.makedirs(tmp_path / "minari", exist_ok=True)
+    yield
