@@ -1,0 +1,197 @@
+"""The ``qbc rollout`` command: coupled rollouts of a trained policy, its quantized expert and
+the expert; metrics.json, per_step.csv, PNG plots and a summary table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.io import atomic_write_json, atomic_write_text
+from qbc.rollout import (
+    QuantizedExpert,
+    RolloutResult,
+    coupled_rollout,
+    fit_growth,
+    horizon_metrics,
+    per_step_table,
+)
+
+
+@dataclass
+class RolloutConfig:
+    """Roll a policy out against the expert from the same seeds (coupled) and measure how the
+    regret and the state deviation grow with the horizon."""
+
+    out: Path
+    """output directory (metrics.json, per_step.csv, plots)."""
+    policy: Path | None = None
+    """policy checkpoint directory (from `qbc train`); without it only the expert and the
+    quantized expert (needs --tokenizer) are rolled out."""
+    env: str | None = None
+    """env id; default: the env of the policy's training dataset."""
+    expert: str = "lqr"
+    """expert name (lqr, linear, arctan, sb3)."""
+    expert_path: Path | None = None
+    """saved model for an sb3 expert."""
+    tokenizer: Path | None = None
+    """tokenizer JSON for the quantized expert; default: the policy's own tokenizer."""
+    episodes: int = 100
+    """number of coupled episodes (seeds seed, seed+1, ...)."""
+    horizons: str = "10,20,50,100,200,500"
+    """comma-separated horizons H; the rollout runs to the largest."""
+    num_envs: int = 100
+    """episodes stepped together in one vector env."""
+    seed: int = 1_000_000
+    """first episode seed (keep it apart from the seeds of the training data)."""
+    decode: str = "argmax"
+    """policy decoding: argmax, sample or mean."""
+    quantized_expert: bool = True
+    """also roll out the quantized expert (deterministic, and stochastic for smooth tokenizers)."""
+    divergence_threshold: float = 1e3
+    """state norm above which an episode counts as diverged."""
+    overwrite: bool = False
+    """replace an existing output directory."""
+
+
+def parse_horizons(text: str) -> list[int]:
+    """"10,20,50" -> [10, 20, 50]; positive integers only."""
+    try:
+        hs = sorted({int(h) for h in str(text).split(",") if h.strip()})
+    except ValueError:
+        raise InvalidValueError(
+            f"--horizons must be comma-separated integers like 10,20,50, got {text!r}"
+        ) from None
+    if not hs or hs[0] < 1:
+        raise InvalidValueError(f"--horizons must be positive integers, got {text!r}")
+    return hs
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> Path:
+    """Create ``out``; refuse a non-empty existing one unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(
+                f"output directory {out} exists; pass --overwrite to replace it"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
+    from qbc.agents import make_expert
+    from qbc.tokenizer import ActionTokenizer
+
+    horizons = parse_horizons(cfg.horizons)
+    if cfg.episodes < 1 or cfg.num_envs < 1:
+        raise InvalidValueError("--episodes and --num-envs must be >= 1")
+    policy = None
+    if cfg.policy is not None:
+        from qbc.policy import load_policy
+
+        policy = load_policy(cfg.policy)
+        policy.decode_mode = cfg.decode
+    env_id = cfg.env or getattr(policy, "env_id", None)
+    if env_id is None:
+        raise InvalidValueError("give --env (the policy does not record its env)")
+    tokenizer = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None
+                 else getattr(policy, "tokenizer", None))
+    out = prepare_out_dir(cfg.out, cfg.overwrite)
+    expert_params = {"path": str(cfg.expert_path)} if cfg.expert_path else {}
+    expert = make_expert(cfg.expert, env_id, **expert_params)
+    actors: dict[str, Any] = {"expert": expert}
+    if policy is not None:
+        actors["policy"] = policy
+    if cfg.quantized_expert and tokenizer is not None:
+        actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
+        if tokenizer.stochastic:
+            actors["quantized_expert_stochastic"] = QuantizedExpert(
+                expert, tokenizer, rng=np.random.default_rng(cfg.seed))
+    if len(actors) == 1:
+        raise InvalidValueError("nothing to compare with the expert: give --policy or --tokenizer")
+    seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
+    start = time.perf_counter()
+    result = coupled_rollout(env_id, actors, seeds, horizons[-1], num_envs=cfg.num_envs,
+                             progress=True)
+    seconds = time.perf_counter() - start
+    metrics = horizon_metrics(result, horizons, divergence_threshold=cfg.divergence_threshold)
+    n_actions = sum(a.shape[0] * a.shape[1] for a in result.actions.values())
+    metrics["env_id"] = env_id
+    metrics["growth"] = {
+        name: fit_growth(horizons, [per_h[str(h)]["regret"] for h in horizons])
+        for name, per_h in metrics["policies"].items() if name != "expert"
+    }
+    metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
+    write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
+    print(format_summary(metrics))
+    print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
+          f"outputs in {out}")
+    return metrics
+
+
+def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, Any],
+                          config: dict[str, Any]) -> None:
+    """metrics.json, per_step.csv, config.json and the two plots, all written atomically."""
+    from qbc.plots import plot_regret_vs_horizon, plot_state_deviation
+
+    atomic_write_json(out / "config.json", _json_safe(config))
+    atomic_write_json(out / "metrics.json", metrics)
+    rows = per_step_table(result)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "per_step.csv", buf.getvalue())
+    plot_regret_vs_horizon(metrics, out / "regret_vs_horizon.png", title=result.env_id)
+    plot_state_deviation(rows, out / "state_deviation.png", reference="expert",
+                         title=result.env_id)
+
+
+def format_summary(metrics: dict[str, Any]) -> str:
+    """The one-screen table: regret (95% CI), state deviation and divergence per policy and H."""
+    lines = [f"coupled rollouts on {metrics.get('env_id', '?')} (reference: expert)",
+             f"{'policy':<28}{'H':>6}{'regret':>11}{'95% CI':>24}{'dev mean':>10}{'div':>6}"]
+    for name, per_h in metrics["policies"].items():
+        if name == metrics["reference"]:
+            continue
+        for h in metrics["horizons"]:
+            m = per_h[str(h)]
+            lo, hi = m["regret_ci95"]
+            lines.append(f"{name:<28}{h:>6}{m['regret']:>11.4g}{f'[{lo:.3g}, {hi:.3g}]':>24}"
+                         f"{m['state_dev_mean']:>10.3g}{m['diverged_fraction']:>6.0%}")
+        fit = metrics.get("growth", {}).get(name)
+        if fit and fit.get("power"):
+            p = fit["power"]
+            lines.append(f"{'':<28}growth: regret ~ H^{p['slope']:.2f} "
+                         f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]; exponential rate "
+                         f"{fit['exponential']['rate']:.3g}/step; better fit: {fit['better']}")
+    return "\n".join(lines)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _command():
+    from qbc.cli import Command
+
+    return Command(RolloutConfig, run_rollout,
+                   "coupled rollouts vs the expert: regret and state deviation against H")
+
+
+ROLLOUT_COMMAND = _command()
