@@ -1,1 +1,83 @@
-"""Gymnasium environments with known, adjustable stability, registered as ``qbc/<Name>-v0``."""
+"""Gymnasium environments with known, adjustable stability, registered as ``qbc/<Name>-v0``.
+
+Importing :mod:`qbc` registers them; each also has a native vector version::
+
+    env = gymnasium.make("qbc/LinearUnstable-v0")
+    vec = gymnasium.make_vec("qbc/LinearUnstable-v0", num_envs=1024,
+                             vectorization_mode="vector_entry_point")
+
+All share one design (:mod:`qbc.envs.base`): x' = f(x, u) + noise_std * w with the noise drawn
+independently of the actions (coupled across instances with the same seed), rewards in [0, 1]
+(exp(-cost) unless stated), termination when the state norm exceeds ``divergence_threshold``,
+``linearization()`` and ``cost_matrices()`` on the unwrapped env.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from qbc.envs.base import QbcEnv, QbcVectorEnv, keyed_normals
+from qbc.envs.describe import describe
+from qbc.envs.linear import (
+    ArctanEnv,
+    ArctanVectorEnv,
+    LinearMimoEnv,
+    LinearMimoVectorEnv,
+    LinearSystemEnv,
+    LinearSystemVectorEnv,
+    ScalarEnv,
+    ScalarVectorEnv,
+    mimo_matrices,
+)
+from qbc.envs.mechanical import (
+    CartPoleContinuousEnv,
+    CartPoleContinuousVectorEnv,
+    InvertedPendulumEnv,
+    InvertedPendulumVectorEnv,
+)
+
+#: Default horizon (TimeLimit) of every registered env.
+DEFAULT_HORIZON = 200
+
+#: id -> (module:class of the single env, of the vector env, registered kwargs)
+ENV_SPECS: dict[str, tuple[str, str, dict]] = {
+    "qbc/ScalarStable-v0": ("linear:ScalarEnv", "linear:ScalarVectorEnv", {"a": 0.5}),
+    "qbc/ScalarUnstable-v0": ("linear:ScalarEnv", "linear:ScalarVectorEnv", {"a": 2.0}),
+    "qbc/LinearStable-v0": (
+        "linear:LinearMimoEnv", "linear:LinearMimoVectorEnv", {"spectral_radius": 0.9}
+    ),
+    "qbc/LinearUnstable-v0": (
+        "linear:LinearMimoEnv", "linear:LinearMimoVectorEnv", {"spectral_radius": 1.2}
+    ),
+    "qbc/Arctan-v0": ("linear:ArctanEnv", "linear:ArctanVectorEnv", {}),
+    "qbc/InvertedPendulum-v0": (
+        "mechanical:InvertedPendulumEnv", "mechanical:InvertedPendulumVectorEnv", {}
+    ),
+    "qbc/CartPoleContinuous-v0": (
+        "mechanical:CartPoleContinuousEnv", "mechanical:CartPoleContinuousVectorEnv", {}
+    ),
+    # General linear system: needs A and B, e.g. make(id, A=[[1.1]], B=[[1.0]]).
+    "qbc/LinearSystem-v0": ("linear:LinearSystemEnv", "linear:LinearSystemVectorEnv", {}),
+}
+
+
+def available_envs() -> list[str]:
+    """Registered qbc env ids, sorted."""
+    return sorted(ENV_SPECS)
+
+
+for _id, (_single, _vector, _kwargs) in ENV_SPECS.items():
+    if _id not in registry:  # importlib reloads must not warn about re-registration
+        register(
+            id=_id,
+            entry_point=f"qbc.envs.{_single}",
+            vector_entry_point=f"qbc.envs.{_vector}",
+            max_episode_steps=DEFAULT_HORIZON,
+            kwargs=_kwargs,
+        )
+
+__all__ = [
+    "ArctanEnv", "ArctanVectorEnv", "CartPoleContinuousEnv", "CartPoleContinuousVectorEnv",
+    "DEFAULT_HORIZON", "ENV_SPECS", "InvertedPendulumEnv", "InvertedPendulumVectorEnv",
+    "LinearMimoEnv", "LinearMimoVectorEnv", "LinearSystemEnv", "LinearSystemVectorEnv",
+    "QbcEnv", "QbcVectorEnv", "ScalarEnv", "ScalarVectorEnv", "available_envs",
+    "describe", "keyed_normals", "mimo_matrices",
+]

@@ -27,8 +27,8 @@ from qbc.errors import InvalidValueError, UnknownNameError
 class Actor(Protocol):
     """Anything that acts on a batch: ``act(obs (B, obs_dim)) -> actions (B, act_dim)``.
 
-    An actor with state across steps (e.g. model-based deployment) may define
-    ``reset(obs (B, obs_dim))``, called once at the start of every batch of episodes.
+    An actor with state across steps (e.g. model-based deployment, observation history) may
+    define ``reset()``, called once before the first ``act`` of every batch of episodes.
     """
 
     def act(self, obs: np.ndarray) -> np.ndarray: ...
@@ -139,7 +139,7 @@ def _rollout_one(env_id, policy, seeds, horizon, kwargs, bar):
         observations[0] = obs
         running = np.ones(n, dtype=bool)
         if hasattr(policy, "reset"):
-            policy.reset(obs)
+            policy.reset()
         for t in range(horizon):
             action = np.asarray(policy.act(obs), dtype=env.single_action_space.dtype)
             next_obs, reward, terminated, truncated, _ = env.step(action)

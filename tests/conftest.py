@@ -4,8 +4,11 @@ import os
 
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")
+# The test models are tiny: one thread is faster than two and cannot oversubscribe the CI cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,234 @@
+"""Experts: batched, clipped actions from a control law, plus a registry to make them by name.
+
+Every expert acts on batches, ``act(obs (B, obs_dim)) -> actions (B, act_dim)`` float32, clipped
+to the env's action bounds. With ``noise_std > 0`` an expert is stochastic: ``act(...,
+deterministic=False, rng=...)`` adds N(0, noise_std^2) to each action coordinate before clipping,
+drawn from ``rng`` (or, when ``rng`` is None, from the expert's own generator seeded by its
+``seed`` parameter, so runs repeat).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from qbc.envs.control import lqr_gain
+from qbc.envs.describe import make_env
+from qbc.errors import InvalidValueError, UnknownNameError
+
+
+class Expert:
+    """Base class: subclasses implement ``mean_action(obs (B, n)) -> (B, m)`` float64.
+
+    Attributes: ``name``; ``params`` (JSON-safe dict; ``make_expert(name, env, **params)`` on
+    the same env rebuilds the expert); ``low``, ``high`` (act_dim,) action bounds;
+    ``obs_dim``, ``act_dim``; ``K`` (act_dim, obs_dim) for linear experts, else None.
+    """
+
+    name = "expert"
+    K: np.ndarray | None = None
+
+    def __init__(self, env_info: dict[str, Any], params: dict[str, Any],
+                 noise_std: float = 0.0, seed: int = 0):
+        noise_std = float(noise_std)
+        if not (np.isfinite(noise_std) and noise_std >= 0):
+            raise InvalidValueError(f"noise_std must be a finite number >= 0, got {noise_std}")
+        self.obs_dim, self.act_dim = env_info["obs_dim"], env_info["act_dim"]
+        self.low, self.high = env_info["low"], env_info["high"]
+        self.noise_std = noise_std
+        self.params = {**params, "noise_std": noise_std, "seed": int(seed)}
+        self._rng = np.random.default_rng(seed)
+
+    def mean_action(self, obs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def act(
+        self,
+        obs: np.ndarray,
+        deterministic: bool = True,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Actions (B, act_dim) float32 for observations (B, obs_dim)."""
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise InvalidValueError(
+                f"{self.name} expert expects observations of shape (B, {self.obs_dim}), got "
+                f"{obs.shape}; add a batch axis with obs[None] for a single observation"
+            )
+        u = self.mean_action(obs)
+        if not deterministic and self.noise_std > 0:
+            gen = self._rng if rng is None else rng
+            u = u + self.noise_std * gen.standard_normal(u.shape)
+        return np.clip(u, self.low, self.high).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": ..., "params": {...}}``, JSON-safe; ``make_expert(d, env)`` rebuilds it."""
+        return {"name": self.name, "params": dict(self.params)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, params={self.params!r})"
+
+
+def env_info(env: Any) -> dict[str, Any]:
+    """Dimensions, action bounds and (where it has them) the linear model of an env or vector
+    env: keys obs_dim, act_dim, low, high, model (the unwrapped env, or None)."""
+    action_space = getattr(env, "single_action_space", env.action_space)
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    if not isinstance(action_space, gym.spaces.Box) or not isinstance(obs_space, gym.spaces.Box):
+        raise InvalidValueError("experts need Box observation and action spaces")
+    base = env.unwrapped
+    return {
+        "obs_dim": int(np.prod(obs_space.shape)),
+        "act_dim": int(np.prod(action_space.shape)),
+        "low": np.asarray(action_space.low, dtype=np.float64),
+        "high": np.asarray(action_space.high, dtype=np.float64),
+        "model": base if hasattr(base, "linearization") else None,
+        "env_id": env.spec.id if getattr(env, "spec", None) is not None else None,
+    }
+
+
+def _lqr_gain_of(info: dict[str, Any], name: str) -> np.ndarray:
+    model = info["model"]
+    if model is None:
+        raise InvalidValueError(
+            f"expert {name!r} needs an env with linearization() and cost_matrices() "
+            "(the qbc/ envs); pass K explicitly for other envs"
+        )
+    A, B = model.linearization()
+    Q, R = model.cost_matrices()
+    return lqr_gain(A, B, Q, R)
+
+
+class LinearExpert(Expert):
+    """u = -K x (a linear state feedback), clipped to the action bounds."""
+
+    name = "linear"
+
+    def __init__(self, info: dict[str, Any], K: np.ndarray, params: dict[str, Any],
+                 noise_std: float = 0.0, seed: int = 0):
+        super().__init__(info, params, noise_std=noise_std, seed=seed)
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (self.act_dim, self.obs_dim) or not np.all(np.isfinite(K)):
+            raise InvalidValueError(
+                f"gain K must be finite with shape (act_dim, obs_dim) = "
+                f"{(self.act_dim, self.obs_dim)}, got shape {K.shape}"
+            )
+        self.K = K
+
+    def mean_action(self, obs: np.ndarray) -> np.ndarray:
+        return -obs @ self.K.T
+
+
+class ArctanExpert(Expert):
+    """u = scale * arctan(x), coordinate-wise (needs obs_dim == act_dim); the expert of Cao &
+    Xie's Theorem 6 on ``qbc/Arctan-v0``."""
+
+    name = "arctan"
+
+    def __init__(self, info: dict[str, Any], scale: float = 1.0, noise_std: float = 0.0,
+                 seed: int = 0):
+        super().__init__(info, {"scale": float(scale)}, noise_std=noise_std, seed=seed)
+        if self.obs_dim != self.act_dim:
+            raise InvalidValueError(
+                f"the arctan expert needs obs_dim == act_dim, got {self.obs_dim} and "
+                f"{self.act_dim}; use it on qbc/Arctan-v0 or another scalar env"
+            )
+        self.scale = float(scale)
+
+    def mean_action(self, obs: np.ndarray) -> np.ndarray:
+        return self.scale * np.arctan(obs)
+
+
+def _make_lqr(info, noise_std: float = 0.0, seed: int = 0) -> LinearExpert:
+    """LQR on the env's linearisation and cost matrices (scipy's discrete Riccati solver)."""
+    expert = LinearExpert(info, _lqr_gain_of(info, "lqr"), {}, noise_std=noise_std, seed=seed)
+    expert.name = "lqr"
+    return expert
+
+
+def _make_linear(info, K: Any = None, gain_scale: float = 1.0, noise_std: float = 0.0,
+                 seed: int = 0) -> LinearExpert:
+    """u = -gain_scale * K x, with K given or the LQR gain (gain_scale != 1 detunes it, e.g.
+    to make the closed loop unstable on purpose)."""
+    base = _lqr_gain_of(info, "linear") if K is None else np.asarray(K, dtype=np.float64)
+    params = {"K": None if K is None else np.asarray(K, dtype=np.float64).tolist(),
+              "gain_scale": float(gain_scale)}
+    return LinearExpert(info, float(gain_scale) * base, params, noise_std=noise_std, seed=seed)
+
+
+def _make_arctan(info, scale: float = 1.0, noise_std: float = 0.0, seed: int = 0):
+    """u = scale * arctan(x)."""
+    return ArctanExpert(info, scale=scale, noise_std=noise_std, seed=seed)
+
+
+def _make_sb3(info, path: str, algo: str = "sac", noise_std: float = 0.0, seed: int = 0):
+    """A saved stable-baselines3 model (SAC, TD3 or PPO), acting with its deterministic action."""
+    from qbc.agents.sb3 import SB3Expert
+
+    return SB3Expert(info, path=path, algo=algo, noise_std=noise_std, seed=seed)
+
+
+_EXPERTS: dict[str, Callable[..., Expert]] = {
+    "lqr": _make_lqr,
+    "linear": _make_linear,
+    "arctan": _make_arctan,
+    "sb3": _make_sb3,
+}
+
+
+def register_expert(name: str) -> Callable:
+    """Decorator registering ``factory(info, **params) -> Expert`` under ``name``; ``info`` is
+    the dict of :func:`env_info`."""
+
+    def decorate(factory: Callable[..., Expert]) -> Callable[..., Expert]:
+        _EXPERTS[name] = factory
+        return factory
+
+    return decorate
+
+
+def available_experts() -> list[str]:
+    """Names that :func:`make_expert` accepts, sorted."""
+    return sorted(_EXPERTS)
+
+
+def make_expert(
+    name: str | dict[str, Any] | Expert, env: str | gym.Env | Any, **params: Any
+) -> Expert:
+    """Build the expert ``name`` for ``env`` (an env id, a gymnasium env or a vector env).
+
+    Names: ``lqr``, ``linear`` (K=..., gain_scale=...), ``arctan`` (scale=...), ``sb3``
+    (path=..., algo="sac"|"td3"|"ppo"); every expert also takes ``noise_std`` and ``seed``.
+    ``name`` may also be a dict from :meth:`Expert.to_dict` (its params, updated by ``params``)
+    or an Expert, returned unchanged.
+    """
+    if isinstance(name, Expert):
+        return name
+    if isinstance(name, dict):
+        if "name" not in name:
+            raise InvalidValueError(f"expert dict needs a 'name' key, got {sorted(name)}")
+        params = {**name.get("params", {}), **params}
+        name = name["name"]
+    if name not in _EXPERTS:
+        raise UnknownNameError("expert", name, _EXPERTS)
+    factory = _EXPERTS[name]
+    try:
+        inspect.signature(factory).bind(None, **params)
+    except TypeError as exc:
+        valid = [p for p in inspect.signature(factory).parameters if p != "info"]
+        raise InvalidValueError(
+            f"bad parameters for expert {name!r} ({exc}); valid parameters: {', '.join(valid)}"
+        ) from None
+    env_obj, made = make_env(env)
+    try:
+        info = env_info(env_obj)
+    finally:
+        if made:
+            env_obj.close()
+    expert = factory(info, **params)
+    expert.name = name
+    return expert

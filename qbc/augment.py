@@ -1,0 +1,259 @@
+"""Model-based augmentation (Cao & Xie, Algorithm 1 / Theorem 7).
+
+A :class:`TransitionModel` learns the next state from (state, action token) on expert data by
+log-loss (a Gaussian head). It sees the *quantized* action but is trained on the next state that
+the *raw* expert action produced, so rolling it forward follows the expert's state law.
+
+:class:`ModelAugmentedPolicy` deploys a token policy on an auxiliary state x̂: x̂_0 is the real
+initial state, the policy acts on x̂, its decoded action goes to the real system, and x̂ advances
+by the model. The policy is only ever queried on states like the expert's, so it needs no
+smoothness; exponential stability keeps the real state close to x̂. An optional re-sync period
+k resets x̂ to the observed state every k steps (k = 1 is the plain policy).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from qbc.errors import CorruptFileError, InvalidValueError
+from qbc.io import atomic_write, atomic_write_json, read_json
+
+MODEL_FILE = "transition.safetensors"
+CONFIG_FILE = "transition.json"
+
+
+@dataclass
+class TransitionModelConfig:
+    """Size and training of the transition model."""
+
+    hidden: int = 128
+    """width of the MLP."""
+    layers: int = 2
+    """hidden layers of the MLP."""
+    token_embedding: int = 0
+    """size of a learned embedding of each action token (0: none, the codeword alone; an
+    embedding per token adds variance on noisy data: each token's own bias is estimated from the
+    few transitions that used it)."""
+    steps: int = 3000
+    """optimiser steps."""
+    batch_size: int = 512
+    """transitions per step."""
+    lr: float = 3e-3
+    """AdamW learning rate (cosine-decayed to 0)."""
+    seed: int = 0
+    """seed of the initialisation and of the batches."""
+
+
+class TransitionModel(nn.Module):
+    """Gaussian next-state model p(x_{t+1} | x_t, tokens of u_t).
+
+    Inputs: the normalised state, the normalised codewords of the tokens, and a learned embedding
+    of each token; a linear path plus an MLP give the mean and log-std of the normalised state
+    increment (x_{t+1} − x_t − delta_mean) / delta_std. Exact for linear dynamics in principle
+    (the linear path), flexible elsewhere (the MLP).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, n_tokens: int, vocab_size: int,
+                 cfg: TransitionModelConfig, joint: bool = False):
+        super().__init__()
+        self.obs_dim, self.act_dim, self.n_tokens, self.vocab_size = (obs_dim, act_dim,
+                                                                      n_tokens, vocab_size)
+        self.cfg, self.joint = cfg, joint
+        self.token_embedding = (nn.Embedding(n_tokens * vocab_size, cfg.token_embedding)
+                                if cfg.token_embedding > 0 else None)
+        n_in = obs_dim + act_dim + n_tokens * cfg.token_embedding
+        layers: list[nn.Module] = []
+        width = n_in
+        for _ in range(cfg.layers):
+            layers += [nn.Linear(width, cfg.hidden), nn.GELU()]
+            width = cfg.hidden
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, 2 * obs_dim))
+        self.linear = nn.Linear(n_in, obs_dim)
+        for name in ("obs_mean", "obs_std", "act_mean", "act_std", "delta_mean", "delta_std"):
+            dim = act_dim if name.startswith("act") else obs_dim
+            self.register_buffer(name, torch.zeros(dim) if "mean" in name else torch.ones(dim))
+        # Codewords of the tokenizer: (K, D) for a joint one, (D, K) per dimension.
+        self.register_buffer("codebooks", torch.zeros((vocab_size, act_dim) if joint
+                                                      else (act_dim, vocab_size)))
+
+    def set_statistics(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+                       codebooks: np.ndarray) -> None:
+        """Normalisation from training data (N, ·) and the tokenizer's codebooks."""
+        def mean_std(x):
+            x = np.asarray(x, dtype=np.float64)
+            std = x.std(axis=0)
+            return (torch.tensor(x.mean(axis=0), dtype=torch.float32),
+                    torch.tensor(np.where(std > 1e-8, std, 1.0), dtype=torch.float32))
+        self.obs_mean, self.obs_std = mean_std(obs)
+        self.act_mean, self.act_std = mean_std(actions)
+        self.delta_mean, self.delta_std = mean_std(np.asarray(next_obs) - np.asarray(obs))
+        self.codebooks = torch.tensor(np.asarray(codebooks), dtype=torch.float32)
+
+    def _features(self, obs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        if self.joint:
+            actions = self.codebooks[tokens[:, 0]]
+        else:
+            actions = self.codebooks[torch.arange(self.act_dim), tokens]
+        parts = [(obs - self.obs_mean) / self.obs_std, (actions - self.act_mean) / self.act_std]
+        if self.token_embedding is not None:
+            offsets = torch.arange(self.n_tokens, device=tokens.device) * self.vocab_size
+            parts.append(self.token_embedding(tokens + offsets).flatten(1))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, obs: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised increment mean and log-std, each (B, obs_dim)."""
+        z = self._features(obs, tokens)
+        mean_mlp, log_std = self.mlp(z).chunk(2, dim=1)
+        return self.linear(z) + mean_mlp, log_std.clamp(-7.0, 3.0)
+
+    def nll(self, obs: torch.Tensor, tokens: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """Mean Gaussian negative log-likelihood (log-loss) of the normalised increments."""
+        mean, log_std = self(obs, tokens)
+        target = (next_obs - obs - self.delta_mean) / self.delta_std
+        return (0.5 * ((target - mean) / log_std.exp()) ** 2 + log_std).sum(1).mean() \
+            + 0.5 * self.obs_dim * np.log(2 * np.pi)
+
+    @torch.no_grad()
+    def predict(self, obs: np.ndarray, tokens: np.ndarray, sample: bool = False,
+                generator: torch.Generator | None = None) -> np.ndarray:
+        """Next states (B, obs_dim) float32: the mean, or a draw when ``sample``."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        tok = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
+        mean, log_std = self(x, tok)
+        if sample:
+            mean = mean + log_std.exp() * torch.randn(mean.shape, generator=generator)
+        return (x + self.delta_mean + mean * self.delta_std).numpy().astype(np.float32)
+
+
+def fit_transition_model(observations: np.ndarray, actions: np.ndarray,
+                         next_observations: np.ndarray, tokenizer: Any,
+                         cfg: TransitionModelConfig | None = None,
+                         progress: bool = True) -> TransitionModel:
+    """Train a :class:`TransitionModel` on expert transitions (N, ·) by log-loss.
+
+    The tokens are the tokenizer's encoding of the expert's actions (stochastic rounding for a
+    smooth tokenizer, so the model sees every token the policy may emit).
+    """
+    cfg = cfg or TransitionModelConfig()
+    obs = np.asarray(observations, dtype=np.float32)
+    nxt = np.asarray(next_observations, dtype=np.float32)
+    if len(obs) < 2 or obs.shape != nxt.shape:
+        raise InvalidValueError(
+            f"need at least 2 transitions with matching shapes, got {obs.shape} and {nxt.shape}"
+        )
+    rng = np.random.default_rng(cfg.seed)
+    tokens = tokenizer.encode(actions, rng=rng if tokenizer.stochastic else None)
+    torch.manual_seed(cfg.seed)
+    model = TransitionModel(obs.shape[1], tokenizer.action_dim_, tokenizer.n_tokens,
+                            tokenizer.vocab_size, cfg, joint=tokenizer.is_joint)
+    model.set_statistics(obs, actions, nxt, tokenizer.codebooks())
+    t_obs, t_tok, t_nxt = (torch.as_tensor(a) for a in (obs, tokens, nxt))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    bar = tqdm(range(cfg.steps), desc="transition model", disable=not progress, leave=False)
+    for _ in bar:
+        idx = torch.randint(0, len(obs), (min(cfg.batch_size, len(obs)),), generator=gen)
+        loss = model.nll(t_obs[idx], t_tok[idx], t_nxt[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        bar.set_postfix(nll=f"{loss.item():.3f}", refresh=False)
+    return model.eval()
+
+
+def save_transition_model(model: TransitionModel, directory: str | os.PathLike) -> Path:
+    """Write ``transition.safetensors`` + ``transition.json`` into ``directory`` atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(directory / MODEL_FILE, lambda p: save_file(state, str(p)))
+    atomic_write_json(directory / CONFIG_FILE, {
+        "format": "qbc.transition_model", "version": 1, "config": asdict(model.cfg),
+        "obs_dim": model.obs_dim, "act_dim": model.act_dim, "n_tokens": model.n_tokens,
+        "vocab_size": model.vocab_size, "joint": model.joint,
+    })
+    return directory
+
+
+def load_transition_model(directory: str | os.PathLike) -> TransitionModel:
+    """Load a model saved by :func:`save_transition_model` (no pickle involved)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    meta = read_json(directory / CONFIG_FILE, what="transition model config")
+    if meta.get("format") != "qbc.transition_model":
+        raise CorruptFileError(f"{directory / CONFIG_FILE} is not a qbc transition model")
+    try:
+        model = TransitionModel(meta["obs_dim"], meta["act_dim"], meta["n_tokens"],
+                                meta["vocab_size"], TransitionModelConfig(**meta["config"]),
+                                joint=meta["joint"])
+        model.load_state_dict(load_file(str(directory / MODEL_FILE)))
+    except (KeyError, TypeError, RuntimeError, SafetensorError, OSError) as exc:
+        raise CorruptFileError(f"transition model in {directory} cannot be loaded: {exc}") from None
+    return model.eval()
+
+
+class ModelAugmentedPolicy:
+    """Algorithm 1: act on an auxiliary state advanced by a transition model.
+
+    Args:
+        policy: a token policy with ``tokenizer`` and ``act_tokens(obs (B, obs_dim)) -> tokens
+            (B, n_tokens)``.
+        model: anything with ``predict(obs, tokens, sample=..., generator=...) -> next obs``.
+        resync_every: reset x̂ to the observed state every k steps (0 or None: never; 1: the
+            plain policy).
+        sample: draw x̂_{t+1} from the model instead of taking its mean.
+        seed: seed of the model's draws.
+    """
+
+    def __init__(self, policy: Any, model: Any, resync_every: int | None = None,
+                 sample: bool = False, seed: int = 0):
+        if not hasattr(policy, "act_tokens") or getattr(policy, "tokenizer", None) is None:
+            raise InvalidValueError(
+                "model-based deployment needs a token policy (ar-transformer, "
+                "independent-categorical or a tokenized construction)"
+            )
+        if resync_every is not None and resync_every < 0:
+            raise InvalidValueError(f"resync_every must be >= 0, got {resync_every}")
+        self.policy, self.model = policy, model
+        self.resync_every = resync_every or 0
+        self.sample = sample
+        self.generator = torch.Generator().manual_seed(seed)
+        self.reset()
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.policy.tokenizer
+
+    def reset(self) -> None:
+        """Forget x̂: the next ``act`` starts from the state it is given."""
+        self.x_hat: np.ndarray | None = None
+        self.t = 0
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Real observations (B, obs_dim) -> actions (B, act_dim) for the real system."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if self.x_hat is None or self.x_hat.shape != obs.shape or (
+                self.resync_every and self.t % self.resync_every == 0):
+            self.x_hat = obs.copy()
+        tokens = self.policy.act_tokens(self.x_hat)
+        actions = self.tokenizer.decode(tokens)
+        self.x_hat = self.model.predict(self.x_hat, tokens, sample=self.sample,
+                                        generator=self.generator)
+        self.t += 1
+        return actions

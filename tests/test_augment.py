@@ -1,0 +1,100 @@
+"""Model-based augmentation (Algorithm 1) and the Theorem 6 construction."""
+
+import numpy as np
+import pytest
+
+from qbc.agents import make_expert
+from qbc.agents.counterexample import Theorem6Policy
+from qbc.augment import (
+    ModelAugmentedPolicy,
+    TransitionModelConfig,
+    fit_transition_model,
+    load_transition_model,
+    save_transition_model,
+)
+from qbc.counterexample import counterexample_table, expert_transitions
+from qbc.errors import InvalidValueError
+from qbc.rollout import coupled_rollout
+from qbc.tokenizer import ActionTokenizer
+
+ARCTAN = "qbc/Arctan-v0"
+FAST = TransitionModelConfig(steps=600, hidden=64)
+
+
+def test_construction_refuses_the_papers_printed_example_and_accepts_k2_d12():
+    with pytest.raises(InvalidValueError, match="k/2 > B/\\(1 - lambda\\)"):
+        Theorem6Policy(A=0.2, B=0.3, k=1, d=0.6, eps=0.1)
+    Theorem6Policy(A=0.2, B=0.3, k=2, d=1.2, eps=0.1)
+    with pytest.raises(InvalidValueError, match="A\\*k < 1"):
+        Theorem6Policy(A=0.6, B=0.3, k=2, d=1.2, eps=0.01)
+
+
+def test_construction_is_accurate_on_the_expert_but_cycles_when_deployed():
+    policy = Theorem6Policy(eps=0.1)
+    expert = make_expert("arctan", ARCTAN)
+    result = coupled_rollout(ARCTAN, {"expert": expert, "plain": policy}, range(20), 300)
+    obs = result.observations["expert"][:-1].reshape(-1, 1)
+    err = np.abs(policy.act(obs) - expert.act(obs))
+    assert err.mean() < 7 * 0.1  # O(ε) on the expert's own states
+    plain_loss = 1.0 - result.rewards["plain"][100:].mean()
+    assert plain_loss >= 0.4
+
+
+def test_transition_model_recovers_linear_dynamics():
+    import gymnasium as gym
+
+    env_id = "qbc/LinearStable-v0"
+    expert = make_expert("lqr", env_id)
+    obs, act, nxt = expert_transitions(coupled_rollout(env_id, {"expert": expert}, range(40),
+                                                       100))
+    tok = ActionTokenizer.fit(act, quantizer="uniform", n_bins=64)
+    model = fit_transition_model(obs, act, nxt, tok,
+                                 TransitionModelConfig(steps=800, batch_size=256, hidden=64),
+                                 progress=False)
+    A, B = gym.make(env_id).unwrapped.linearization()
+    # Held-out expert states: the model's mean must be the noiseless map A x + B u.
+    x, u, _ = expert_transitions(coupled_rollout(env_id, {"expert": expert}, range(100, 110),
+                                                 100))
+    predicted = model.predict(x, tok.encode(u))
+    truth = x @ A.T + u @ B.T
+    step = np.abs(truth - x).mean()  # typical size of one step's change
+    assert np.abs(predicted - truth).mean() < 0.1 * step
+
+
+def test_save_and_load_give_the_same_predictions(tmp_path):
+    policy = Theorem6Policy(eps=0.1)
+    expert = make_expert("arctan", ARCTAN)
+    obs, act, nxt = expert_transitions(coupled_rollout(ARCTAN, {"expert": expert}, range(20), 30))
+    model = fit_transition_model(obs, act, nxt, policy.tokenizer, TransitionModelConfig(steps=50),
+                                 progress=False)
+    save_transition_model(model, tmp_path / "m")
+    back = load_transition_model(tmp_path / "m")
+    tokens = policy.act_tokens(obs)
+    np.testing.assert_array_equal(back.predict(obs, tokens), model.predict(obs, tokens))
+
+
+class ExactArctanModel:
+    """x' = A x + B decode(token): the true dynamics of qbc/Arctan-v0 (no noise)."""
+
+    def __init__(self, tokenizer, A=0.2, B=0.3):
+        self.tokenizer, self.A, self.B = tokenizer, A, B
+
+    def predict(self, obs, tokens, sample=False, generator=None):
+        return (self.A * obs + self.B * self.tokenizer.decode(tokens)).astype(np.float32)
+
+
+def test_resync_every_step_with_an_exact_model_is_the_plain_policy():
+    policy = Theorem6Policy(eps=0.05)
+    augmented = ModelAugmentedPolicy(policy, ExactArctanModel(policy.tokenizer), resync_every=1)
+    result = coupled_rollout(ARCTAN, {"plain": policy, "augmented": augmented}, range(10), 100)
+    np.testing.assert_array_equal(result.actions["plain"], result.actions["augmented"])
+    np.testing.assert_array_equal(result.observations["plain"],
+                                  result.observations["augmented"])
+
+
+def test_model_based_deployment_removes_the_cycle_small():
+    rows = counterexample_table(eps_values=(0.1,), horizons=(200,), n_demos=50, demo_horizon=30,
+                                episodes=20, model_cfg=FAST)
+    (row,) = rows
+    assert row["plain_loss"] >= 0.4
+    assert row["model_loss"] <= 6 * row["eps"]
