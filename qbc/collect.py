@@ -15,7 +15,6 @@ recorded transition crosses an episode boundary.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import time
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ from gymnasium.vector import AutoresetMode
 from minari.data_collector import EpisodeBuffer
 from tqdm.auto import tqdm
 
-from qbc.errors import InvalidValueError, OutputExistsError, UnknownNameError
+from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.gym_utils import make_env, make_vector_env
 
 
 # -- the `qbc collect` command --------------------------------------------------------------------
@@ -147,25 +147,6 @@ def format_summary(cfg: CollectConfig, episodes: list[EpisodeBuffer], seconds: f
         f"dataset {cfg.dataset_id} at {dataset.storage.data_path.parent} "
         f"(written in {write_seconds:.2f} s)",
     ])
-
-
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gymnasium.make`` with an unknown id turned into :class:`UnknownNameError`."""
-    import qbc  # noqa: F401  (registers the qbc/ envs)
-
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
-        valid = [i for i in gym.registry if i.startswith("qbc/")] + close
-        raise UnknownNameError("env id", env_id, set(valid))
-    return gym.make(env_id, **kwargs)
-
-
-def make_vector_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
-    """The env's native vector version when it has one, else a ``SyncVectorEnv``; copy ``i`` of
-    ``reset(seed=s)`` plays the episode of the single env reset with ``s + i``."""
-    spec = gym.spec(env_id)
-    mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
 
 
 def rollout_episodes(env_id: str, expert: Any, n_episodes: int, num_envs: int = 16,

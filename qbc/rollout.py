@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
-from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.errors import InvalidValueError
+from qbc.gym_utils import make_vector_env
 
 
 class Actor(Protocol):
@@ -71,17 +71,6 @@ class QuantizedExpert:
         actions = self.expert.act(obs)
         rng = self.rng if self.tokenizer.stochastic else None
         return self.tokenizer.decode(self.tokenizer.encode(actions, rng=rng))
-
-
-def make_vector_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
-    """The native vector env when the id has one, else gymnasium's SyncVectorEnv."""
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error:
-        raise UnknownNameError("env id", env_id, [k for k in gym.registry if "/" in k or
-                                                  k.endswith("-v1")]) from None
-    mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
 
 
 def coupled_rollout(env_id: str, policies: Mapping[str, Actor], seeds: Iterable[int],

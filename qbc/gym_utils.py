@@ -1,0 +1,35 @@
+"""Making Gymnasium envs by id, with typed errors, and their fastest vector version."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnasium as gym
+
+from qbc.errors import UnknownNameError
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The spec of a registered env id; an unknown id lists the qbc envs and the closest ids."""
+    import qbc  # noqa: F401  (registers the qbc/ envs)
+
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
+        valid = [i for i in gym.registry if i.startswith("qbc/")] + close
+        raise UnknownNameError("env id", env_id, set(valid))
+    return gym.spec(env_id)
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` with an unknown id turned into :class:`UnknownNameError`."""
+    check_env_id(env_id)
+    return gym.make(env_id, **kwargs)
+
+
+def make_vector_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
+    """The env's native vector version when it has one, else a ``SyncVectorEnv``; copy ``i`` of
+    ``reset(seed=s)`` plays the episode of the single env reset with ``s + i``."""
+    spec = check_env_id(env_id)
+    mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
