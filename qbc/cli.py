@@ -34,6 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("qbc.tokenizer", "TOKENIZE_COMMAND"),
     "expert train": ("qbc.agents.sb3", "TRAIN_EXPERT_COMMAND"),
     "compressive run": ("qbc.compressive.command", "COMPRESSIVE_RUN_COMMAND"),
+    "ste recover": ("qbc.ste.recover", "RECOVER_COMMAND"),
+    "ste recurrence": ("qbc.ste.recurrence", "RECURRENCE_COMMAND"),
+    "ste benchmark": ("qbc.ste.benchmark", "BENCHMARK_COMMAND"),
     "collect": ("qbc.collect", "COLLECT_COMMAND"),
     "data": ("qbc.data", "DATA_COMMAND"),
     "rollout": ("qbc.rollout_cli", "ROLLOUT_COMMAND"),
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
+    # Longest match first, so "ste recover" wins over a plain "ste".
     for n_words in (2, 1):
         name = " ".join(argv[:n_words])
         if len(argv) >= n_words and name in COMMANDS:

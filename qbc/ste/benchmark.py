@@ -1,0 +1,187 @@
+"""``qbc ste benchmark``: binarise the weights of a small MLP on scikit-learn's digits set
+(1797 8×8 images, 10 classes) with each forward/backward pair, a few seeds each, and report the
+test accuracy of the *deployed* (±1-weight) network as mean ± std.
+
+Every linear layer's weights are quantized (first and last included); BatchNorm after each hidden
+layer absorbs the scale that ±1 weights lose; activations stay full precision (ReLU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from qbc.errors import InvalidValueError
+from qbc.ste._outputs import prepare_out_dir, write_config, write_csv
+from qbc.ste.functions import available_ste
+from qbc.ste.layers import QuantLinear, anneal_step, export_deployed
+
+FULL_PRECISION = "fp"
+
+
+@dataclass
+class BenchmarkConfig:
+    """MLP on the digits set with full-precision, BC, PC, BNN, BNN+ and BNN++ weights."""
+
+    out: Path = Path("runs/ste_benchmark")
+    """output folder (results.csv, table.csv, config.json)."""
+    methods: tuple[str, ...] = (FULL_PRECISION, "bc", "pc", "bnn", "bnn+", "bnn++")
+    """'fp' (full precision) and STE quantizer names."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """one run per seed: the seed sets the split, the initialisation and the batches."""
+    hidden: tuple[int, ...] = (256, 256)
+    """hidden layer widths."""
+    epochs: int = 60
+    """training epochs."""
+    batch_size: int = 64
+    """minibatch size."""
+    lr: float = 1e-3
+    """Adam learning rate (on the latent weights)."""
+    test_fraction: float = 0.25
+    """stratified test split."""
+    beta_end: float = 100.0
+    """BNN++: β is annealed geometrically from 1 to this value over training."""
+    beta_bnn_plus: float = 5.0
+    """BNN+: the fixed β of the SignSwish backward."""
+    mu_end: float = 2.0
+    """PC: μ is annealed linearly from 0 to this value over training."""
+    overwrite: bool = False
+    """replace an existing output folder."""
+
+
+def load_digits_split(test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Standardised digits features (float32, fitted on the training part) and int64 labels:
+    X_train, X_test, y_train, y_test."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_fraction, stratify=y,
+                                              random_state=seed)
+    scaler = StandardScaler().fit(X_tr)
+    return (scaler.transform(X_tr).astype(np.float32), scaler.transform(X_te).astype(np.float32),
+            y_tr.astype(np.int64), y_te.astype(np.int64))
+
+
+def weight_spec(method: str, cfg: BenchmarkConfig, total_steps: int) -> str | dict | None:
+    """The STE quantizer spec of one method, with its schedule stretched over training."""
+    if method == FULL_PRECISION:
+        return None
+    if method == "pc":
+        return {"name": "pc", "mu": {"start": 0.0, "end": cfg.mu_end, "steps": total_steps,
+                                     "kind": "linear"}}
+    if method == "bnn++":
+        return {"name": "bnn++", "beta": {"start": 1.0, "end": cfg.beta_end,
+                                          "steps": total_steps, "kind": "exp"}}
+    if method == "bnn+":
+        return {"name": "bnn+", "beta": cfg.beta_bnn_plus}
+    return method
+
+
+def make_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, weight_quantizer) -> nn.Sequential:
+    """Linear → BatchNorm → ReLU blocks and a final linear layer, all :class:`QuantLinear`
+    (``weight_quantizer=None`` makes them full precision)."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [QuantLinear(width, h, bias=False, weight_quantizer=weight_quantizer),
+                   nn.BatchNorm1d(h), nn.ReLU()]
+        width = h
+    layers.append(QuantLinear(width, n_out, weight_quantizer=weight_quantizer))
+    return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    return float((model(X).argmax(1) == y).float().mean())
+
+
+def train_one(method: str, seed: int, cfg: BenchmarkConfig) -> dict[str, Any]:
+    """Train one MLP; test accuracy with the training-time forward map and as deployed."""
+    X_tr, X_te, y_tr, y_te = (torch.from_numpy(a) for a in load_digits_split(cfg.test_fraction,
+                                                                               seed))
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # layer initialisation
+    steps_per_epoch = -(-len(X_tr) // cfg.batch_size)
+    model = make_mlp(X_tr.shape[1], cfg.hidden, 10,
+                     weight_spec(method, cfg, cfg.epochs * steps_per_epoch))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(cfg.epochs):
+        model.train()
+        for idx in torch.randperm(len(X_tr), generator=gen).split(cfg.batch_size):
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            opt.zero_grad()
+            loss_fn(model(X_tr[idx]), y_tr[idx]).backward()
+            opt.step()
+            anneal_step(model)
+    train_forward_acc = accuracy(model, X_te, y_te)
+    deployed = make_mlp(X_tr.shape[1], cfg.hidden, 10, None)
+    deployed.load_state_dict(export_deployed(model), strict=True)
+    binary = all(torch.equal(m.weight.abs(), torch.ones_like(m.weight))
+                 for m in deployed.modules() if isinstance(m, nn.Linear))
+    return {"method": method, "seed": seed, "test_acc": accuracy(deployed, X_te, y_te),
+            "test_acc_train_forward": train_forward_acc, "binary_weights": binary}
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> list[dict[str, Any]]:
+    """Train every (method, seed), write results.csv and table.csv, print the table."""
+    valid = [FULL_PRECISION, *available_ste()]
+    bad = [m for m in cfg.methods if m not in valid]
+    if bad:
+        raise InvalidValueError(f"unknown methods {bad}; choose from {', '.join(valid)}")
+    if not cfg.seeds or cfg.epochs < 1 or cfg.batch_size < 2 or not 0 < cfg.test_fraction < 1:
+        raise InvalidValueError("need seeds, epochs >= 1, batch_size >= 2, 0 < test_fraction < 1")
+    out = prepare_out_dir(cfg.out, cfg.overwrite)
+    write_config(out, cfg)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
+    rows = [train_one(m, s, cfg) for m, s in tqdm(runs, desc="ste benchmark", unit="run")]
+    write_csv(out / "results.csv", rows)
+    table = summarize(rows, cfg.methods)
+    write_csv(out / "table.csv", table)
+    print(format_table(table, cfg))
+    print(f"wrote {out}/results.csv, table.csv")
+    return table
+
+
+def summarize(rows: list[dict[str, Any]], methods: tuple[str, ...]) -> list[dict[str, Any]]:
+    table = []
+    for m in methods:
+        acc = np.array([r["test_acc"] for r in rows if r["method"] == m])
+        fwd = np.array([r["test_acc_train_forward"] for r in rows if r["method"] == m])
+        table.append({"method": m, "runs": len(acc), "test_acc_mean": float(acc.mean()),
+                      "test_acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                      "train_forward_acc_mean": float(fwd.mean()),
+                      "deployed_binary": all(r["binary_weights"] for r in rows
+                                             if r["method"] == m)})
+    return table
+
+
+def format_table(table: list[dict[str, Any]], cfg: BenchmarkConfig) -> str:
+    lines = [f"digits MLP {cfg.hidden}, {cfg.epochs} epochs, seeds {list(cfg.seeds)}: "
+             "test accuracy of the deployed network (mean ± std over seeds)",
+             f"{'method':>8} {'deployed acc':>16} {'train-forward acc':>18} {'±1 weights':>10}"]
+    for r in table:
+        lines.append(f"{r['method']:>8} {r['test_acc_mean']:>9.2%} ± {r['test_acc_std']:<5.2%} "
+                     f"{r['train_forward_acc_mean']:>18.2%} {str(r['deployed_binary']):>10}")
+    return "\n".join(lines)
+
+
+def _command():
+    from qbc.cli import Command
+
+    return Command(BenchmarkConfig, run_benchmark,
+                   "binarised MLP on the digits set: FP, BC, PC, BNN, BNN+, BNN++ accuracy")
+
+
+BENCHMARK_COMMAND = _command()
