@@ -33,6 +33,7 @@ class Command:
 COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("qbc.tokenizer", "TOKENIZE_COMMAND"),
     "expert train": ("qbc.agents.sb3", "TRAIN_EXPERT_COMMAND"),
+    "train": ("qbc.train", "TRAIN_COMMAND"),
     "compressive run": ("qbc.compressive.command", "COMPRESSIVE_RUN_COMMAND"),
     "ste recover": ("qbc.ste.recover", "RECOVER_COMMAND"),
     "ste recurrence": ("qbc.ste.recurrence", "RECURRENCE_COMMAND"),
@@ -41,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("qbc.data", "DATA_COMMAND"),
     "rollout": ("qbc.rollout_cli", "ROLLOUT_COMMAND"),
     "certify": ("qbc.certify", "CERTIFY_COMMAND"),
+    "quickstart": ("qbc.quickstart", "QUICKSTART_COMMAND"),
 }
 
 

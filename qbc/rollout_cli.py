@@ -55,6 +55,13 @@ class RolloutConfig:
     """policy decoding: argmax, sample or mean."""
     quantized_expert: bool = True
     """also roll out the quantized expert (deterministic, and stochastic for smooth tokenizers)."""
+    augment: str = "none"
+    """'model': also deploy the policy on a learned model's state (Algorithm 1), using the
+    transition model saved by `qbc train --augment model` (the policy's run directory)."""
+    resync_every: int = 0
+    """with --augment model: reset the model state to the observed one every k steps (0: never)."""
+    model_sample: bool = False
+    """with --augment model: sample the model's next state instead of taking its mean."""
     divergence_threshold: float = 1e3
     """state norm above which an episode counts as diverged."""
     overwrite: bool = False
@@ -116,6 +123,10 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         if tokenizer.stochastic:
             actors["quantized_expert_stochastic"] = QuantizedExpert(
                 expert, tokenizer, rng=np.random.default_rng(cfg.seed))
+    if cfg.augment not in ("none", "model"):
+        raise InvalidValueError(f"--augment must be 'none' or 'model', got {cfg.augment!r}")
+    if cfg.augment == "model":
+        actors["policy_model_based"] = _model_based(cfg, policy)
     if len(actors) == 1:
         raise InvalidValueError("nothing to compare with the expert: give --policy or --tokenizer")
     seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
@@ -136,6 +147,23 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
           f"outputs in {out}")
     return metrics
+
+
+def _model_based(cfg: RolloutConfig, policy: Any) -> Any:
+    """The policy deployed on the state of the transition model saved beside it."""
+    from qbc.augment import ModelAugmentedPolicy, load_transition_model
+
+    if policy is None:
+        raise InvalidValueError("--augment model needs --policy")
+    candidates = [Path(cfg.policy) / "transition", Path(cfg.policy).parent / "transition"]
+    found = next((c for c in candidates if c.is_dir()), None)
+    if found is None:
+        raise InvalidValueError(
+            f"no transition model beside {cfg.policy}: train with `qbc train --augment model`"
+        )
+    return ModelAugmentedPolicy(policy, load_transition_model(found),
+                                resync_every=cfg.resync_every, sample=cfg.model_sample,
+                                seed=cfg.seed)
 
 
 def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, Any],

@@ -98,3 +98,45 @@ def test_model_based_deployment_removes_the_cycle_small():
     (row,) = rows
     assert row["plain_loss"] >= 0.4
     assert row["model_loss"] <= 6 * row["eps"]
+
+
+def test_trained_token_policy_works_with_model_based_deployment(tmp_path):
+    from qbc.cli import main
+    from qbc.data import load_demonstrations
+    from qbc.policy import load_policy
+
+    env_id = "qbc/ScalarStable-v0"
+    assert main(["collect", "--env", env_id, "--episodes", "10", "--num-envs", "10",
+                 "--dataset-id", "qbc/aug-test-v0"]) == 0
+    assert main(["train", "--dataset", "qbc/aug-test-v0", "--steps", "30", "--bins", "8",
+                 "--out", str(tmp_path / "p"), "--rollout-episodes", "0", "--no-progress"]) == 0
+    policy = load_policy(tmp_path / "p")
+    demos = load_demonstrations("qbc/aug-test-v0")
+    obs = demos.observations[:50]
+    np.testing.assert_array_equal(policy.tokenizer.decode(policy.act_tokens(obs)),
+                                  policy.act(obs))
+    model = fit_transition_model(demos.observations, demos.actions, demos.next_observations,
+                                 policy.tokenizer, TransitionModelConfig(steps=20),
+                                 progress=False)
+    augmented = ModelAugmentedPolicy(policy, model)
+    result = coupled_rollout(env_id, {"plain": policy, "augmented": augmented}, range(4), 20)
+    assert np.all(np.isfinite(result.observations["augmented"]))
+
+
+def test_train_and_rollout_with_augment_model(tmp_path, capsys):
+    from qbc.cli import main
+
+    env_id = "qbc/ScalarStable-v0"
+    assert main(["collect", "--env", env_id, "--episodes", "10", "--num-envs", "10",
+                 "--dataset-id", "qbc/aug-cli-v0"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "qbc/aug-cli-v0", "--steps", "30", "--bins", "8",
+                 "--out", str(run), "--rollout-episodes", "0", "--no-progress",
+                 "--augment", "model", "--transition-steps", "30"]) == 0
+    assert (run / "transition" / "transition.safetensors").is_file()
+    out = tmp_path / "roll"
+    assert main(["rollout", "--policy", str(run), "--episodes", "6", "--horizons", "10,30",
+                 "--out", str(out), "--augment", "model"]) == 0
+    assert "policy_model_based" in capsys.readouterr().out
+    assert main(["train", "--dataset", "qbc/aug-cli-v0", "--steps", "5", "--policy", "mlp-mse",
+                 "--out", str(tmp_path / "r2"), "--augment", "model"]) == 2

@@ -1,0 +1,228 @@
+"""The autoregressive transformer policy over action tokens (nanoGPT-sized).
+
+Sequence layout for an observation history of K steps and an action of n tokens (D per-dimension
+tokens, or 1 for a joint tokenizer)::
+
+    position:  0 .. K-1                 K      ..  K+n-2
+    input:     obs_{t-K+1} .. obs_t     tok_0  ..  tok_{n-2}
+    predicts:  -  ..  tok_0             tok_1  ..  tok_{n-1}
+
+Each observation is embedded by a linear map; each token by an embedding table of its own
+dimension (token d with value v -> row d*V + v); learned positions are added. Attention is causal,
+so the output at position K-1+i sees the observations and tokens 0..i-1 only: the model is
+p(tok_i | obs, tok_<i), trained by log-loss (cross-entropy) on the token sequence.
+
+Decoding runs the prefix once and then one position per token, reusing the keys and values of
+earlier positions (KV cache); ``use_cache=False`` recomputes the whole sequence at every step
+and gives the same tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qbc.policy.decoding import pick_tokens, token_log_loss
+
+#: Per layer: (keys, values), each (B, n_heads, positions so far, head_dim).
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class ARTransformerConfig:
+    """Shape of an :class:`ARTransformerPolicy`."""
+
+    obs_dim: int
+    """length of one observation vector."""
+    n_tokens: int
+    """tokens per action (action dimensions D, or 1 for a joint tokenizer)."""
+    vocab_size: int
+    """distinct values of each token."""
+    obs_history: int = 1
+    """observations in the prefix (the current one and the K-1 before it)."""
+    d_model: int = 64
+    """width of the residual stream."""
+    n_layers: int = 2
+    """transformer blocks."""
+    n_heads: int = 4
+    """attention heads (d_model must be divisible by it)."""
+    mlp_ratio: int = 4
+    """hidden width of each MLP as a multiple of d_model."""
+    dropout: float = 0.0
+    """dropout on attention outputs and MLP outputs during training."""
+
+    @property
+    def seq_len(self) -> int:
+        return self.obs_history + self.n_tokens - 1
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with an optional key/value cache."""
+
+    def __init__(self, cfg: ARTransformerConfig):
+        super().__init__()
+        if cfg.d_model % cfg.n_heads:
+            raise ValueError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (B, L, d_model) -> (y (B, L, d_model), (keys, values) including the past ones).
+
+        Without ``past`` the L positions attend causally among themselves; with ``past`` only a
+        single new position (L = 1) is allowed, and it attends to every cached position."""
+        B, L, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        if past is not None:
+            if L != 1:
+                raise ValueError("a cached step takes exactly one new position")
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=past is None and L > 1,
+            dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, L, C)
+        return F.dropout(self.proj(y), self.dropout, self.training), (k, v)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: Linear -> GELU -> Linear."""
+
+    def __init__(self, cfg: ARTransformerConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
+        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(self.proj(F.gelu(self.fc(x))), self.dropout, self.training)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: ARTransformerConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        a, kv = self.attn(self.ln1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
+
+
+class ARTransformerPolicy(nn.Module):
+    """p(tok_i | obs history, tok_<i) for the n tokens of an action.
+
+    Works on normalised observations (B, K, obs_dim) and integer tokens (B, n_tokens); the
+    numpy-facing :class:`qbc.policy.Policy` wraps it with the normaliser and the tokenizer.
+    """
+
+    kind = "ar-transformer"
+    is_token_policy = True
+
+    def __init__(self, cfg: ARTransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, n, V = cfg.d_model, cfg.n_tokens, cfg.vocab_size
+        self.obs_embed = nn.Linear(cfg.obs_dim, d)
+        self.tok_embed = nn.Embedding(n * V, d)  # a table per token position (action dimension)
+        self.pos_embed = nn.Embedding(cfg.seq_len, d)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        # One output head per token position: dimensions have different codebooks.
+        self.head_w = nn.Parameter(torch.empty(n, V, d))
+        self.head_b = nn.Parameter(torch.zeros(n, V))
+        self.apply(self._init_weights)
+        nn.init.normal_(self.head_w, std=0.02)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+    # -- embedding and the trunk -------------------------------------------------------------
+    def _embed_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (B, K, obs_dim) -> (B, K, d_model) at positions 0..K-1."""
+        K = self.cfg.obs_history
+        return self.obs_embed(obs) + self.pos_embed.weight[:K]
+
+    def _embed_tokens(self, tokens: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """tokens (B, j) of dimensions first..first+j-1 -> (B, j, d_model) at their positions."""
+        j = tokens.shape[1]
+        dims = torch.arange(first, first + j, device=tokens.device)
+        pos = self.cfg.obs_history + dims
+        return self.tok_embed(dims * self.cfg.vocab_size + tokens) + self.pos_embed(pos)
+
+    def _trunk(self, x: torch.Tensor, cache: KVCache | None = None
+               ) -> tuple[torch.Tensor, KVCache]:
+        """Run the blocks on x (B, L, d_model); ``cache`` holds earlier positions (then L = 1)."""
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, None if cache is None else cache[i])
+            new_cache.append(kv)
+        return self.ln_f(x), new_cache
+
+    def _head(self, h: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Hidden states h (B, j, d_model) for tokens first..first+j-1 -> logits (B, j, V)."""
+        j = h.shape[1]
+        return (torch.einsum("bjd,jvd->bjv", h, self.head_w[first:first + j])
+                + self.head_b[first:first + j])
+
+    # -- training ------------------------------------------------------------------------------
+    def logits(self, obs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits (B, n_tokens, V) for obs (B, K, obs_dim), tokens (B, n_tokens)."""
+        x = torch.cat([self._embed_obs(obs), self._embed_tokens(tokens[:, :-1])], dim=1)
+        h, _ = self._trunk(x)
+        return self._head(h[:, self.cfg.obs_history - 1:])
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Log-loss (nats per token). ``batch``: obs (B, K, obs_dim), tokens (B, n_tokens) (the
+        conditioning prefix, and the targets unless given) and optionally soft (B, n_tokens, V)
+        target distributions (smooth binning's two-hot targets)."""
+        return token_log_loss(self.logits(batch["obs"], batch["tokens"]), batch["tokens"],
+                              batch.get("soft"))
+
+    # -- decoding ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, obs: torch.Tensor, sample: bool = False, temperature: float = 1.0,
+               generator: torch.Generator | None = None, use_cache: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate the n tokens for obs (B, K, obs_dim), one position at a time.
+
+        Returns tokens (B, n_tokens) int64 and the distribution each was drawn from,
+        probs (B, n_tokens, V) (each conditioned on the tokens chosen before it).
+        """
+        n = self.cfg.n_tokens
+        tokens = torch.empty(obs.shape[0], 0, dtype=torch.long, device=obs.device)
+        probs = []
+        if use_cache:
+            h, cache = self._trunk(self._embed_obs(obs))
+        for i in range(n):
+            if not use_cache:
+                x = torch.cat([self._embed_obs(obs), self._embed_tokens(tokens)], dim=1)
+                h, _ = self._trunk(x)
+            logits = self._head(h[:, -1:], first=i)[:, 0]
+            tok, p = pick_tokens(logits, sample, temperature, generator)
+            tokens = torch.cat([tokens, tok[:, None]], dim=1)
+            probs.append(p)
+            if use_cache and i < n - 1:
+                h, cache = self._trunk(self._embed_tokens(tok[:, None], first=i), cache)
+        return tokens, torch.stack(probs, dim=1)

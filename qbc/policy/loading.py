@@ -1,0 +1,122 @@
+"""Policy checkpoints: a directory of safetensors weights and JSON, nothing executable.
+
+::
+
+    model.safetensors   the module's weights
+    config.json         {"format", "version", "kind", "model": module config, "env_id",
+                         "train": run config}
+    tokenizer.json      the fitted ActionTokenizer (token policies only)
+    normalizer.json     observation (and action) mean / std of the training split
+
+Every file is written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from qbc.errors import CorruptFileError, QbcError
+from qbc.io import atomic_write, atomic_write_json, read_json
+from qbc.policy.registry import module_from_config
+from qbc.policy.wrapper import Normalizer, Policy
+from qbc.tokenizer import ActionTokenizer
+
+FORMAT = "qbc.policy"
+FORMAT_VERSION = 1
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> Path:
+    """Write tensors as safetensors, atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write(path, lambda p: save_file(tensors, str(p)))
+
+
+def load_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a missing or damaged one raises CorruptFileError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptFileError(f"{what} {str(path)!r} does not exist")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CorruptFileError(f"{what} {str(path)!r} is damaged ({exc}); re-create it") from None
+
+
+def save_checkpoint(directory: str | os.PathLike, module: nn.Module, normalizer: Normalizer,
+                    tokenizer: ActionTokenizer | None = None,
+                    train_config: dict[str, Any] | None = None,
+                    env_id: str | None = None) -> Path:
+    """Write a policy checkpoint directory (see the module docstring); returns it.
+    ``env_id`` is the Gymnasium id of the env the training data came from, if known."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_tensors(directory / "model.safetensors", module.state_dict())
+    if tokenizer is not None:
+        tokenizer.save(directory / "tokenizer.json")
+    atomic_write_json(directory / "normalizer.json", normalizer.to_dict())
+    # config.json last: a directory with a config.json is complete.
+    atomic_write_json(directory / "config.json", {
+        "format": FORMAT, "version": FORMAT_VERSION, "kind": module.kind,
+        "model": module.config_dict(), "env_id": env_id, "train": train_config})
+    return directory
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
+    """A checkpoint directory, or a run directory holding ``best/`` (preferred) or ``last/``."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    for sub in ("best", "last"):
+        if (path / sub / "config.json").is_file():
+            return path / sub
+    raise CorruptFileError(
+        f"{str(path)!r} is not a policy checkpoint (no config.json in it, nor in best/ or last/)")
+
+
+def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """The module of a checkpoint directory with its weights, and the stored config.json."""
+    directory = Path(directory)
+    cfg = read_json(directory / "config.json", what="policy config")
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise CorruptFileError(f"{directory / 'config.json'} is not a qbc policy config")
+    if cfg.get("version") != FORMAT_VERSION:
+        raise CorruptFileError(f"policy format version {cfg.get('version')} is not supported "
+                               f"(this qbc reads version {FORMAT_VERSION})")
+    try:
+        module = module_from_config(cfg["kind"], cfg["model"])
+    except QbcError as exc:
+        raise CorruptFileError(f"{directory / 'config.json'}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(f"{directory / 'config.json'} is incomplete: {exc}") from None
+    state = load_tensors(directory / "model.safetensors")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CorruptFileError(f"{directory / 'model.safetensors'} does not fit the model in "
+                               f"config.json ({first})") from None
+    return module, cfg
+
+
+def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu",
+                decode_mode: str = "argmax") -> Policy:
+    """Load a saved policy: ``act(obs (B, obs_dim), deterministic=True, generator=None)``.
+
+    ``path`` is a checkpoint directory or a training run directory (its ``best/`` is used).
+    Missing or damaged files raise :class:`~qbc.errors.CorruptFileError`.
+    """
+    directory = resolve_checkpoint_dir(path)
+    module, cfg = load_module(directory)
+    normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
+    tokenizer = None
+    if module.is_token_policy:
+        tokenizer = ActionTokenizer.load(directory / "tokenizer.json")
+    return Policy(module, normalizer, tokenizer, decode_mode=decode_mode, device=device,
+                  env_id=cfg.get("env_id"))

@@ -1,0 +1,112 @@
+"""The one registry of policy kinds, and the model settings they are built from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
+from qbc.policy.baselines import (
+    IndependentCategoricalPolicy,
+    MLPConfig,
+    MLPGaussianPolicy,
+    MLPRegressionPolicy,
+)
+
+
+@dataclass
+class ModelConfig:
+    """Model settings for every policy kind (each kind reads the fields it needs)."""
+
+    d_model: int = 64
+    """transformer: width of the residual stream."""
+    n_layers: int = 2
+    """transformer: blocks."""
+    n_heads: int = 4
+    """transformer: attention heads."""
+    mlp_ratio: int = 4
+    """transformer: MLP hidden width as a multiple of d_model."""
+    dropout: float = 0.0
+    """transformer: dropout rate during training."""
+    hidden: int = 256
+    """MLP baselines: hidden layer width."""
+    mlp_layers: int = 2
+    """MLP baselines: hidden layers."""
+    std: str = "state"
+    """mlp-gaussian: "state" (state-dependent std) or "fixed" (state-independent)."""
+    obs_history: int = 1
+    """observations the policy sees: the current one and the k-1 before it."""
+
+
+def _ar(m: ModelConfig, obs_dim: int, act_dim: int, n_tokens: int, vocab: int) -> nn.Module:
+    return ARTransformerPolicy(ARTransformerConfig(
+        obs_dim=obs_dim, n_tokens=n_tokens, vocab_size=vocab, obs_history=m.obs_history,
+        d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, mlp_ratio=m.mlp_ratio,
+        dropout=m.dropout))
+
+
+def _mlp_cfg(m: ModelConfig, obs_dim: int, out_dim: int, vocab: int = 0) -> MLPConfig:
+    return MLPConfig(obs_dim=obs_dim, out_dim=out_dim, obs_history=m.obs_history,
+                     hidden=m.hidden, n_layers=m.mlp_layers, vocab_size=vocab, std=m.std)
+
+
+#: kind -> (builder(model_cfg, obs_dim, act_dim, n_tokens, vocab), needs a tokenizer)
+_POLICIES: dict[str, tuple[Callable[..., nn.Module], bool]] = {
+    "ar-transformer": (_ar, True),
+    "independent-categorical": (
+        lambda m, o, a, n, v: IndependentCategoricalPolicy(_mlp_cfg(m, o, n, v)), True),
+    "mlp-mse": (lambda m, o, a, n, v: MLPRegressionPolicy(_mlp_cfg(m, o, a)), False),
+    "mlp-gaussian": (lambda m, o, a, n, v: MLPGaussianPolicy(_mlp_cfg(m, o, a)), False),
+}
+
+#: kind -> class, to rebuild a saved module from its stored config.
+_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
+    "ar-transformer": (ARTransformerPolicy, ARTransformerConfig),
+    "independent-categorical": (IndependentCategoricalPolicy, MLPConfig),
+    "mlp-mse": (MLPRegressionPolicy, MLPConfig),
+    "mlp-gaussian": (MLPGaussianPolicy, MLPConfig),
+}
+
+
+def available_policies() -> list[str]:
+    """Registered policy kinds."""
+    return sorted(_POLICIES)
+
+
+def check_policy_kind(kind: str) -> str:
+    if kind not in _POLICIES:
+        raise UnknownNameError("policy", kind, _POLICIES)
+    return kind
+
+
+def needs_tokenizer(kind: str) -> bool:
+    """True for policies over tokens (they are trained on a fitted ActionTokenizer)."""
+    return _POLICIES[check_policy_kind(kind)][1]
+
+
+def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
+                 tokenizer: Any = None) -> nn.Module:
+    """A freshly initialised policy module (seed torch first for reproducible weights)."""
+    builder, uses_tokens = _POLICIES[check_policy_kind(kind)]
+    if model.obs_history < 1:
+        raise InvalidValueError(f"obs_history must be >= 1, got {model.obs_history}")
+    if kind == "ar-transformer" and model.d_model % model.n_heads:
+        raise InvalidValueError(
+            f"d_model ({model.d_model}) must be divisible by n_heads ({model.n_heads})")
+    if kind == "mlp-gaussian" and model.std not in ("state", "fixed"):
+        raise InvalidValueError(f"std must be 'state' or 'fixed', got {model.std!r}")
+    if uses_tokens and tokenizer is None:
+        raise InvalidValueError(f"policy {kind!r} needs a fitted tokenizer")
+    n_tokens = tokenizer.n_tokens if uses_tokens else 0
+    vocab = tokenizer.vocab_size if uses_tokens else 0
+    return builder(model, obs_dim, act_dim, n_tokens, vocab)
+
+
+def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
+    """Rebuild a module from ``module.config_dict()`` (as stored in a checkpoint)."""
+    klass, cfg_type = _CLASSES[check_policy_kind(kind)]
+    return klass(cfg_type(**config))

@@ -1,0 +1,630 @@
+"""Log-loss behavior cloning: fit a tokenizer, train a policy, keep the best checkpoint.
+
+>>> from qbc.train import TrainConfig, train
+>>> result = train(TrainConfig(dataset="qbc/linear-unstable-lqr-v0", out=Path("runs/ar")), demos)
+
+A run directory holds::
+
+    train_config.json   the resolved configuration
+    metrics.jsonl       one JSON record per evaluation (train/val loss, lr, samples/s, ...)
+    best/               policy checkpoint with the lowest validation loss (qbc.policy.load_policy)
+    last/               the latest checkpoint + optimizer.safetensors, trainer.safetensors and
+                        trainer_state.json: everything ``--resume`` needs (no pickle)
+    summary.json        final numbers
+
+Model construction (:func:`qbc.policy.build_policy`), data preparation (:func:`prepare_data`), one
+optimisation step (:func:`train_step`) and the loop (:func:`train`) are separate so a distributed
+launcher can reuse them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
+from qbc.io import atomic_write_json, atomic_write_text, read_json
+from qbc.policy import ModelConfig, Normalizer, Policy, build_policy, needs_tokenizer
+from qbc.policy.loading import load_module, load_tensors, save_checkpoint, save_tensors
+from qbc.policy.registry import check_policy_kind
+from qbc.tokenizer import ActionTokenizer
+
+
+@dataclass
+class TrainConfig:
+    """Train a behavior-cloning policy on a Minari dataset of demonstrations (log-loss)."""
+
+    dataset: str
+    """Minari dataset id (see qbc collect), e.g. qbc/linear-unstable-lqr-v0."""
+    out: Path = Path("runs/bc")
+    """run directory (checkpoints, metrics, config)."""
+    policy: str = "ar-transformer"
+    """ar-transformer, independent-categorical, mlp-mse or mlp-gaussian."""
+    quantizer: str = "uniform"
+    """token policies: quantizer registry name (uniform, smooth, kmeans, lloyd_max, vq, ...)."""
+    bins: int = 64
+    """token policies: tokens per position (vocabulary size)."""
+    per_dim: bool = True
+    """token policies: one quantizer per action dimension (else one shared)."""
+    quantile: float = 0.0
+    """uniform/smooth: fit the range to the [q, 1-q] quantiles of the actions instead of min/max."""
+    token_target: str = "soft"
+    """stochastic (smooth) tokenizers: 'soft' (two-hot expected log-loss) or 'sampled' tokens."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """model settings."""
+    steps: int = 2000
+    """optimisation steps."""
+    batch_size: int = 256
+    """samples per step."""
+    lr: float = 1e-3
+    """peak learning rate (AdamW)."""
+    min_lr_ratio: float = 0.1
+    """the cosine schedule ends at lr * min_lr_ratio."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (matrices and embeddings only)."""
+    warmup_steps: int = 100
+    """linear warm-up steps before the cosine decay."""
+    grad_clip: float = 1.0
+    """clip the gradient norm to this (0 = no clipping)."""
+    seed: int = 0
+    """seed of the split, the initial weights and the batches."""
+    val_fraction: float = 0.1
+    """fraction of episodes held out for validation (0 = none; then best = last)."""
+    eval_interval: int = 200
+    """steps between validation, metrics records and checkpoints."""
+    device: str = "auto"
+    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
+    resume: bool = False
+    """continue from out/last/ (same settings; steps may be raised)."""
+    overwrite: bool = False
+    """replace the outputs of an earlier run in out."""
+    drop_nonfinite: bool = False
+    """drop episodes with NaN/inf observations or actions instead of refusing the dataset."""
+    rollout_episodes: int = 10
+    """after training: roll the policy out this many episodes if the env can be made (0 = skip)."""
+    rollout_horizon: int | None = None
+    """steps per evaluation rollout; default: the dataset's max_episode_steps (else 500)."""
+    rollout_seed: int | None = None
+    """first rollout seed; default: just past the dataset's episode seeds (disjoint from them)."""
+    progress: bool = True
+    """show a progress bar."""
+    augment: str = "none"
+    """'model': also learn a transition model (x_t, token of u_t) -> x_{t+1} on the training
+    demonstrations and save it in out/transition/, for `qbc rollout --augment model`."""
+    transition_steps: int = 3000
+    """optimiser steps of the transition model (with --augment model)."""
+
+
+#: Settings that may differ between a run and its ``--resume``.
+_RESUMABLE_CHANGES = {"steps", "resume", "overwrite", "progress", "device", "rollout_episodes",
+                      "augment", "transition_steps",
+                      "rollout_horizon", "rollout_seed", "eval_interval"}
+_RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "best", "last", "transition")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    out: Path
+    step: int
+    best_step: int
+    best_val_loss: float | None
+    final_train_loss: float
+    samples_per_s: float
+    metrics: list[dict[str, Any]]
+    policy: Policy
+    """the best checkpoint's policy (the last one when there is no validation split)."""
+
+
+# -- data ------------------------------------------------------------------------------------------
+@dataclass
+class SplitTensors:
+    """One split, ready for batching: normalised observation histories, actions, tokens."""
+
+    obs: torch.Tensor
+    """(N, K, obs_dim) float32, normalised; rows before an episode's start repeat its first."""
+    actions: torch.Tensor
+    """(N, D) float32, normalised."""
+    raw_actions: np.ndarray
+    """(N, D) float32 in action units (for sampled / soft tokens)."""
+    tokens: torch.Tensor | None
+    """(N, n_tokens) int64 deterministic tokens (token policies)."""
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+def history_index(episode_ids: np.ndarray, k: int) -> np.ndarray:
+    """Row indices (N, k) of the last k observations of each step, oldest first, repeating the
+    episode's first row before its start. Rows must be grouped by episode in time order."""
+    n = len(episode_ids)
+    t = np.arange(n)
+    start = np.zeros(n, dtype=np.int64)
+    new = np.r_[True, episode_ids[1:] != episode_ids[:-1]]
+    start[new] = t[new]
+    start = np.maximum.accumulate(start)
+    lags = np.arange(k - 1, -1, -1)
+    return np.maximum(t[:, None] - lags[None, :], start[:, None])
+
+
+def _split_tensors(demos: Any, normalizer: Normalizer, tokenizer: ActionTokenizer | None,
+                   k: int, device: torch.device) -> SplitTensors:
+    obs = normalizer.obs(np.asarray(demos.observations, dtype=np.float32))
+    obs = obs[history_index(np.asarray(demos.episode_ids), k)]
+    raw = np.asarray(demos.actions, dtype=np.float32)
+    acts = (raw - normalizer.act_mean) / normalizer.act_std
+    tokens = None if tokenizer is None else torch.from_numpy(tokenizer.encode(raw)).to(device)
+    return SplitTensors(torch.from_numpy(obs).to(device),
+                        torch.from_numpy(acts.astype(np.float32)).to(device), raw, tokens)
+
+
+def fit_tokenizer(cfg: TrainConfig, actions: np.ndarray) -> ActionTokenizer:
+    """The ActionTokenizer of ``cfg`` fitted on (training) actions (N, D)."""
+    params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
+    return ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
+
+
+def prepare_data(cfg: TrainConfig, train_demos: Any, val_demos: Any | None,
+                 device: torch.device, tokenizer: ActionTokenizer | None = None,
+                 normalizer: Normalizer | None = None):
+    """Fit (or reuse) the tokenizer and normaliser on the training split; tensors of both splits.
+
+    Returns (tokenizer or None, normalizer, train SplitTensors, val SplitTensors or None)."""
+    if needs_tokenizer(cfg.policy) and tokenizer is None:
+        tokenizer = fit_tokenizer(cfg, train_demos.actions)
+    if not needs_tokenizer(cfg.policy):
+        tokenizer = None
+    if normalizer is None:
+        normalizer = Normalizer.fit(train_demos.observations, train_demos.actions)
+    k = cfg.model.obs_history
+    train_t = _split_tensors(train_demos, normalizer, tokenizer, k, device)
+    val_t = None
+    if val_demos is not None and len(val_demos) > 0:
+        val_t = _split_tensors(val_demos, normalizer, tokenizer, k, device)
+    return tokenizer, normalizer, train_t, val_t
+
+
+def make_batch(data: SplitTensors, idx: torch.Tensor, tokenizer: ActionTokenizer | None,
+               token_target: str, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+    """The rows ``idx`` as a loss batch: obs, actions and (token policies) tokens / soft targets.
+
+    With a stochastic tokenizer the tokens are drawn by stochastic rounding from ``rng``; with
+    ``token_target='soft'`` the two-hot targets are added too, so position i is scored on its
+    expected log-loss given a sampled prefix (an unbiased estimate of the expected log-loss of
+    the stochastically rounded sequence)."""
+    batch = {"obs": data.obs[idx], "actions": data.actions[idx]}
+    if tokenizer is None:
+        return batch
+    if tokenizer.stochastic and rng is not None:
+        raw = data.raw_actions[idx.cpu().numpy()]
+        dev = data.obs.device
+        batch["tokens"] = torch.from_numpy(tokenizer.encode(raw, rng=rng)).to(dev)
+        if token_target == "soft":
+            batch["soft"] = torch.from_numpy(tokenizer.soft_targets(raw)).to(dev)
+    else:
+        batch["tokens"] = data.tokens[idx]
+    return batch
+
+
+# -- optimisation ----------------------------------------------------------------------------------
+def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices and embedding tables, none on biases and norms."""
+    decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
+    other = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of the peak lr at ``step``: linear warm-up, then cosine down to min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / (cfg.warmup_steps + 1)
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler, batch: dict[str, torch.Tensor],
+               grad_clip: float) -> float:
+    """One optimisation step on ``batch``; returns the loss before the update."""
+    module.train()
+    loss = module.loss(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def evaluate_split(module: torch.nn.Module, data: SplitTensors, tokenizer: ActionTokenizer | None,
+                   normalizer: Normalizer, seed: int, chunk: int = 8192) -> dict[str, float]:
+    """Validation log-loss (the training objective; soft targets for smooth binning) and the mean
+    squared action error of deterministic decoding, in action units."""
+    module.eval()
+    rng = np.random.default_rng(seed)  # fixed prefixes: the same numbers at every evaluation
+    policy = Policy(module, normalizer, tokenizer, device=data.obs.device)
+    loss_sum, sq_sum, n = 0.0, 0.0, len(data)
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(n, start + chunk), device=data.obs.device)
+        batch = make_batch(data, idx, tokenizer, "soft", rng)
+        loss_sum += float(module.loss(batch)) * len(idx)
+        pred = policy.act(policy_obs(data, idx, normalizer), deterministic=True)
+        sq_sum += float(((pred - data.raw_actions[idx.cpu().numpy()]) ** 2).mean(1).sum())
+    return {"val_loss": loss_sum / n, "val_action_mse": sq_sum / n}
+
+
+def policy_obs(data: SplitTensors, idx: torch.Tensor, normalizer: Normalizer) -> np.ndarray:
+    """Observation histories (B, K, obs_dim) of rows idx in observation units (un-normalised)."""
+    x = data.obs[idx].cpu().numpy()
+    return (x * normalizer.obs_std + normalizer.obs_mean).astype(np.float32)
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = optimizer.state_dict()
+    tensors = {f"optim.{pid}.{name}": torch.as_tensor(v)
+               for pid, st in sd["state"].items() for name, v in st.items()}
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                          groups: list) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in groups]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _device_of(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(cfg.device)
+    except RuntimeError:
+        raise InvalidValueError(
+            f"device {cfg.device!r} is not a torch device; use auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidValueError("device cuda requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def save_last(out: Path, module, normalizer, tokenizer, optimizer, scheduler, step: int,
+              batch_gen: torch.Generator, np_rng: np.random.Generator | None,
+              best: dict[str, Any], config: dict[str, Any], env_id: str | None = None) -> None:
+    """Everything needed to continue: the checkpoint, optimizer, schedule, step and RNG states."""
+    last = out / "last"
+    save_checkpoint(last, module, normalizer, tokenizer, config, env_id)
+    tensors, groups = _optimizer_state(optimizer)
+    tensors["rng.batch"] = batch_gen.get_state()
+    tensors["rng.torch_cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.torch_cuda"] = torch.cuda.get_rng_state()
+    save_tensors(last / "trainer.safetensors", tensors)
+    atomic_write_json(last / "trainer_state.json", {
+        "step": step, "optimizer_param_groups": groups, "scheduler": scheduler.state_dict(),
+        "np_rng": None if np_rng is None else np_rng.bit_generator.state, "best": best})
+
+
+def _check_resume_config(stored: dict[str, Any], current: dict[str, Any]) -> None:
+    diff = sorted(k for k in set(stored) | set(current)
+                  if k not in _RESUMABLE_CHANGES and stored.get(k) != current.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in diff)
+        raise InvalidValueError(
+            f"--resume with settings that differ from the run in progress ({detail}); use the "
+            "same settings, or start a new run (--overwrite or another --out)")
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def _prepare_out(cfg: TrainConfig) -> bool:
+    """Check / clear the run directory; True when a run should be resumed from out/last."""
+    out = cfg.out
+    if cfg.resume and (out / "last" / "trainer_state.json").is_file():
+        return True
+    if out.exists() and any(out.iterdir()) and not cfg.resume:
+        if not cfg.overwrite:
+            raise OutputExistsError(
+                f"run directory {out} is not empty; pass --overwrite to replace its run, "
+                "--resume to continue it, or choose another --out")
+        for name in _RUN_FILES:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+# -- the loop --------------------------------------------------------------------------------------
+def _validate(cfg: TrainConfig, demos: Any) -> None:
+    check_policy_kind(cfg.policy)
+    checks = [(cfg.steps >= 1, f"--steps must be >= 1, got {cfg.steps}"),
+              (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
+              (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
+              (cfg.eval_interval >= 1, f"--eval-interval must be >= 1, got {cfg.eval_interval}"),
+              (cfg.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {cfg.warmup_steps}"),
+              (0 <= cfg.val_fraction < 1, f"--val-fraction must be in [0, 1), got "
+                                          f"{cfg.val_fraction}"),
+              (cfg.token_target in ("soft", "sampled"),
+               f"--token-target must be 'soft' or 'sampled', got {cfg.token_target!r}"),
+              (cfg.augment in ("none", "model"),
+               f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
+              (cfg.augment == "none" or needs_tokenizer(cfg.policy),
+               f"--augment model needs a token policy, not {cfg.policy!r}"),
+              (len(demos) > 0, "the demonstrations are empty")]
+    for ok, msg in checks:
+        if not ok:
+            raise InvalidValueError(msg)
+
+
+def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None) -> TrainResult:
+    """Train ``cfg.policy`` on ``demos`` (a :class:`qbc.data.Demonstrations` or any object with
+    observations (N, obs_dim), actions (N, D), episode_ids (N,) and ``split(val_fraction, seed)``).
+
+    ``stop_at`` ends the run after that step as if it were interrupted (``last/`` is saved, the
+    schedule still aims at ``cfg.steps``); a later ``resume=True`` run continues it.
+    """
+    _validate(cfg, demos)
+    device = _device_of(cfg)
+    resuming = _prepare_out(cfg)
+    conf = config_dict(cfg)
+    env_id = getattr(demos, "env_id", None)
+    if cfg.val_fraction > 0 and len(np.unique(demos.episode_ids)) >= 2:
+        train_demos, val_demos = demos.split(cfg.val_fraction, cfg.seed)
+    else:
+        train_demos, val_demos = demos, None
+
+    torch.manual_seed(cfg.seed)
+    tokenizer = normalizer = None
+    state: dict[str, Any] = {}
+    if resuming:
+        last = cfg.out / "last"
+        stored = read_json(last / "config.json", what="checkpoint config").get("train") or {}
+        _check_resume_config(stored, conf)
+        module, _ = load_module(last)
+        normalizer = Normalizer.from_dict(read_json(last / "normalizer.json", what="normalizer"))
+        if module.is_token_policy:
+            tokenizer = ActionTokenizer.load(last / "tokenizer.json")
+        state = read_json(last / "trainer_state.json", what="trainer state")
+    tokenizer, normalizer, train_t, val_t = prepare_data(cfg, train_demos, val_demos, device,
+                                                         tokenizer, normalizer)
+    if not resuming:
+        module = build_policy(cfg.policy, cfg.model, int(train_t.obs.shape[-1]),
+                              int(train_t.actions.shape[1]), tokenizer)
+    module.to(device)
+    optimizer = make_optimizer(module, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    batch_gen = torch.Generator().manual_seed(cfg.seed)
+    np_rng = (np.random.default_rng(cfg.seed)
+              if tokenizer is not None and tokenizer.stochastic else None)
+    best = {"val_loss": None, "step": 0}
+    metrics: list[dict[str, Any]] = []
+    start = 0
+    if resuming:
+        try:
+            tensors = load_tensors(cfg.out / "last" / "trainer.safetensors", "trainer state")
+            _load_optimizer_state(optimizer, tensors, state["optimizer_param_groups"])
+            scheduler.load_state_dict(state["scheduler"])
+            batch_gen.set_state(tensors["rng.batch"])
+            torch.set_rng_state(tensors["rng.torch_cpu"])
+            if "rng.torch_cuda" in tensors and torch.cuda.is_available():
+                torch.cuda.set_rng_state(tensors["rng.torch_cuda"])
+            if np_rng is not None:
+                np_rng.bit_generator.state = state["np_rng"]
+            start, best = int(state["step"]), state["best"]
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise CorruptFileError(f"{cfg.out / 'last'} cannot be resumed from ({exc}); "
+                                   "start again with --overwrite") from None
+        metrics = _read_metrics(cfg.out / "metrics.jsonl", upto=start)
+    atomic_write_json(cfg.out / "train_config.json", {**conf, "resolved_device": str(device)})
+
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
+               disable=not cfg.progress, dynamic_ncols=True)
+    losses: list[float] = []
+    t0, t_run, step = time.perf_counter(), 0.0, start
+    rate = 0.0
+    for step in range(start + 1, end + 1):
+        idx = torch.randint(len(train_t), (cfg.batch_size,), generator=batch_gen)
+        batch = make_batch(train_t, idx.to(device), tokenizer, cfg.token_target, np_rng)
+        losses.append(train_step(module, optimizer, scheduler, batch, cfg.grad_clip))
+        if step % 10 == 0 or step == end:
+            rate = cfg.batch_size * (step - start) / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_s=f"{rate:.0f}")
+        bar.update(1)
+        if step % cfg.eval_interval == 0 or step == end:
+            t_run = time.perf_counter() - t0
+            record = {"step": step, "train_loss": float(np.mean(losses)),
+                      "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
+                      "elapsed_s": t_run}
+            losses = []
+            if val_t is not None:
+                record.update(evaluate_split(module, val_t, tokenizer, normalizer, cfg.seed + 1))
+                if best["val_loss"] is None or record["val_loss"] < best["val_loss"]:
+                    best = {"val_loss": record["val_loss"], "step": step}
+                    save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf,
+                                    env_id)
+            metrics.append(record)
+            atomic_write_text(cfg.out / "metrics.jsonl",
+                              "".join(json.dumps(r) + "\n" for r in metrics))
+            save_last(cfg.out, module, normalizer, tokenizer, optimizer, scheduler, step,
+                      batch_gen, np_rng, best, conf, env_id)
+    bar.close()
+    if val_t is None:  # no validation: the last checkpoint is the best we know
+        save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf, env_id)
+        best = {"val_loss": None, "step": step}
+    from qbc.policy import load_policy
+
+    final = metrics[-1] if metrics else {}
+    return TrainResult(out=cfg.out, step=step, best_step=int(best["step"]),
+                       best_val_loss=best["val_loss"],
+                       final_train_loss=float(final.get("train_loss", float("nan"))),
+                       samples_per_s=float(final.get("samples_per_s", 0.0)), metrics=metrics,
+                       policy=load_policy(cfg.out / "best", device=device))
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
+    """Records of an earlier run up to step ``upto`` (later ones were not checkpointed)."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line from a crash
+        if rec.get("step", 0) <= upto:
+            out.append(rec)
+    return out
+
+
+# -- evaluation rollouts ---------------------------------------------------------------------------
+def _provenance(demos: Any) -> dict[str, Any]:
+    meta = getattr(demos, "metadata", None) or {}
+    prov = meta.get("qbc", {})
+    if isinstance(prov, str):
+        try:
+            prov = json.loads(prov)
+        except json.JSONDecodeError:
+            prov = {}
+    return prov if isinstance(prov, dict) else {}
+
+
+def default_rollout_seed(demos: Any) -> int:
+    """A first seed past every episode seed the dataset was collected with."""
+    prov = _provenance(demos)
+    try:
+        return int(prov["seed"]) + int(prov.get("n_episodes", demos.n_episodes)) + 10_000
+    except (KeyError, TypeError, ValueError):
+        return 1_000_000
+
+
+def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | None = None,
+                       seed: int | None = None, progress: bool = False) -> dict[str, Any] | None:
+    """Roll ``policy`` out on the demonstrations' env (vector env, seeds disjoint from the data)
+    and compare with the expert's returns recorded in the dataset. None when the env id is
+    unknown or cannot be made."""
+    import gymnasium as gym
+
+    import qbc  # noqa: F401  (registers the qbc/ envs)
+    from qbc.rollout import coupled_rollout
+
+    env_id = getattr(demos, "env_id", None)
+    if not env_id or env_id not in gym.registry:
+        return None
+    if horizon is None:
+        horizon = _provenance(demos).get("max_episode_steps") or gym.spec(env_id).max_episode_steps
+        horizon = int(horizon or 500)
+    seed = default_rollout_seed(demos) if seed is None else seed
+    policy.reset()
+    res = coupled_rollout(env_id, {"policy": policy}, range(seed, seed + episodes), horizon,
+                          progress=progress)
+    rewards, alive = res.rewards["policy"], res.alive["policy"]
+    returns = rewards.sum(0)
+    expert_returns = np.asarray(demos.episode_returns(), dtype=np.float64)
+    return {
+        "env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
+        "policy_mean_return": float(returns.mean()),
+        "policy_mean_step_reward": float(rewards.sum() / max(1, alive.sum())),
+        "policy_episodes_diverged": int((~alive[-1]).sum()),
+        "expert_mean_return_dataset": float(expert_returns.mean()),
+        "expert_mean_step_reward_dataset": float(np.mean(demos.rewards)),
+    }
+
+
+# -- the `qbc train` command -----------------------------------------------------------------------
+def run_train(cfg: TrainConfig) -> dict[str, Any]:
+    """Load the dataset, train, roll the best policy out, write summary.json and print it."""
+    from qbc.data import load_demonstrations
+
+    check_policy_kind(cfg.policy)
+    demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
+    result = train(cfg, demos)
+    summary: dict[str, Any] = {
+        "policy": cfg.policy, "dataset": cfg.dataset, "steps": result.step,
+        "final_train_loss": result.final_train_loss, "best_val_loss": result.best_val_loss,
+        "best_step": result.best_step, "train_samples_per_s": result.samples_per_s,
+        "checkpoint": str(cfg.out / "best"),
+    }
+    if result.policy.tokenizer is not None:
+        summary["tokenizer"] = {"quantizer": cfg.quantizer, "vocab": result.policy.tokenizer
+                                .vocab_size, "n_tokens": result.policy.tokenizer.n_tokens}
+    if cfg.augment == "model":
+        summary["transition_model"] = str(train_transition_model(cfg, demos, result.policy))
+    if cfg.rollout_episodes > 0:
+        summary["rollout"] = rollout_evaluation(result.policy, demos, cfg.rollout_episodes,
+                                                cfg.rollout_horizon, cfg.rollout_seed,
+                                                progress=cfg.progress)
+    atomic_write_json(cfg.out / "summary.json", summary)
+    print(format_summary(summary))
+    return summary
+
+
+def train_transition_model(cfg: TrainConfig, demos: Any, policy: Policy) -> Path:
+    """Fit the transition model of model-based deployment on the training episodes (the same
+    split as the policy's) with the policy's tokenizer; save it in ``cfg.out / "transition"``."""
+    from qbc.augment import TransitionModelConfig, fit_transition_model, save_transition_model
+
+    if policy.tokenizer is None:
+        raise InvalidValueError(f"--augment model needs a token policy, not {cfg.policy!r}")
+    train_demos = (demos.split(cfg.val_fraction, cfg.seed)[0]
+                   if cfg.val_fraction > 0 and len(np.unique(demos.episode_ids)) >= 2 else demos)
+    model = fit_transition_model(train_demos.observations, train_demos.actions,
+                                 train_demos.next_observations, policy.tokenizer,
+                                 TransitionModelConfig(steps=cfg.transition_steps, seed=cfg.seed),
+                                 progress=cfg.progress)
+    return save_transition_model(model, cfg.out / "transition")
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    val = "-" if s["best_val_loss"] is None else f"{s['best_val_loss']:.4g}"
+    lines = [f"trained {s['policy']} on {s['dataset']}: {s['steps']} steps, "
+             f"{s['train_samples_per_s']:.0f} samples/s",
+             f"  final train loss {s['final_train_loss']:.4g}, best val loss {val} "
+             f"(step {s['best_step']})",
+             f"  checkpoint: {s['checkpoint']}"]
+    r = s.get("rollout")
+    if r:
+        lines.append(
+            f"  rollouts ({r['episodes']} x {r['horizon']} steps on {r['env_id']}, seeds from "
+            f"{r['first_seed']}): policy mean return {r['policy_mean_return']:.2f} "
+            f"({r['policy_mean_step_reward']:.4f}/step, {r['policy_episodes_diverged']} diverged)"
+            f"; expert in the dataset {r['expert_mean_return_dataset']:.2f} "
+            f"({r['expert_mean_step_reward_dataset']:.4f}/step)")
+    elif "rollout" in s:
+        lines.append("  rollouts skipped: the dataset's env id cannot be made here")
+    return "\n".join(lines)
+
+
+def _train_command():
+    from qbc.cli import Command
+
+    return Command(TrainConfig, run_train, "train a BC policy (AR transformer or a baseline)")
+
+
+TRAIN_COMMAND = _train_command()

@@ -1,0 +1,173 @@
+"""The log-loss trainer: learning, determinism, resume, run directories, the CLI."""
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.policy import ModelConfig, load_policy
+from qbc.train import TrainConfig, history_index, lr_factor, train
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, and the test machine's 2 cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@dataclass
+class Demos:
+    """A stand-in for qbc.data.Demonstrations: arrays plus split by episode."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    episode_ids: np.ndarray
+    env_id: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.observations)
+
+    def split(self, val_fraction, seed):
+        ids = np.unique(self.episode_ids)
+        perm = np.random.default_rng(seed).permutation(ids)
+        n_val = max(1, round(val_fraction * len(ids)))
+        pick = [np.isin(self.episode_ids, part) for part in (perm[n_val:], perm[:n_val])]
+        return tuple(Demos(self.observations[m], self.actions[m], self.episode_ids[m])
+                     for m in pick)
+
+
+def _demos(episodes=20, steps=40, seed=0):
+    """Actions a smooth function of the observation."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(episodes * steps, 3)).astype(np.float32)
+    act = np.stack([np.tanh(1.5 * obs[:, 0] + 0.5 * obs[:, 2]), np.sin(obs[:, 1])], 1)
+    return Demos(obs, act.astype(np.float32), np.repeat(np.arange(episodes), steps))
+
+
+def _cfg(tmp_path, name="run", **kw):
+    base = dict(dataset="synthetic", out=tmp_path / name, bins=16, steps=12, batch_size=32,
+                eval_interval=4, warmup_steps=3, progress=False, rollout_episodes=0,
+                model=ModelConfig(d_model=32, n_heads=2, hidden=64))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_loss_decreases_and_the_best_checkpoint_predicts_the_actions(tmp_path):
+    demos = _demos()
+    res = train(_cfg(tmp_path, steps=240, eval_interval=60, lr=3e-3, batch_size=64,
+                     warmup_steps=20), demos)
+    first, last = res.metrics[0], res.metrics[-1]
+    assert [m["step"] for m in res.metrics] == [60, 120, 180, 240]
+    assert last["val_loss"] < 0.7 * first["val_loss"]
+    assert last["train_loss"] < first["train_loss"]
+    # Action error of argmax decoding: a fraction of the actions' variance (about 0.4 here).
+    assert last["val_action_mse"] < 0.05
+    assert res.best_val_loss == min(m["val_loss"] for m in res.metrics)
+    policy = load_policy(tmp_path / "run")
+    assert policy.act(demos.observations[:7]).shape == (7, 2)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [60, 120, 180, 240]
+    conf = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert conf["policy"] == "ar-transformer" and conf["resolved_device"] == "cpu"
+
+
+@pytest.mark.parametrize("kind,quantizer", [("independent-categorical", "smooth"),
+                                            ("mlp-mse", "uniform"), ("mlp-gaussian", "uniform"),
+                                            ("ar-transformer", "vq")])
+def test_every_kind_trains_and_writes_a_checkpoint(tmp_path, kind, quantizer):
+    res = train(_cfg(tmp_path, policy=kind, quantizer=quantizer, steps=6, eval_interval=3),
+                _demos(episodes=6, steps=20))
+    assert np.isfinite([m["val_loss"] for m in res.metrics]).all()
+    best = tmp_path / "run" / "best"
+    names = {p.name for p in best.iterdir()}
+    assert {"model.safetensors", "config.json", "normalizer.json"} <= names
+    assert ("tokenizer.json" in names) == (not kind.startswith("mlp"))
+    assert res.policy.act(np.zeros((3, 3), np.float32)).shape == (3, 2)
+
+
+def test_same_seed_same_weights_and_different_seed_different_weights(tmp_path):
+    demos = _demos(episodes=6, steps=20)
+    w = [load_file(str(train(_cfg(tmp_path, f"r{i}", seed=s), demos).out / "last" /
+                       "model.safetensors")) for i, s in enumerate([0, 0, 1])]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+    assert not all(torch.equal(w[0][k], w[2][k]) for k in w[0])
+
+
+@pytest.mark.parametrize("quantizer", ["uniform", "smooth"])
+def test_resume_continues_and_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, quantizer):
+    demos = _demos(episodes=6, steps=20)
+    full = train(_cfg(tmp_path, "full", quantizer=quantizer), demos)
+    cut = _cfg(tmp_path, "cut", quantizer=quantizer)
+    part = train(cut, demos, stop_at=6)
+    assert part.step == 6
+    state = json.loads((tmp_path / "cut" / "last" / "trainer_state.json").read_text())
+    assert state["step"] == 6 and state["scheduler"]["last_epoch"] == 6
+    resumed = train(replace(cut, resume=True), demos)
+    assert resumed.step == 12
+    assert [m["step"] for m in resumed.metrics] == [4, 6, 8, 12]
+    by_step = {m["step"]: m for m in full.metrics}
+    for m in resumed.metrics:
+        if m["step"] in (8, 12):  # after the restart: same learning rate, same losses
+            assert m["lr"] == pytest.approx(by_step[m["step"]]["lr"], rel=1e-12)
+            assert m["val_loss"] == pytest.approx(by_step[m["step"]]["val_loss"], rel=1e-6)
+    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_directory_rules(tmp_path):
+    demos = _demos(episodes=4, steps=10)
+    cfg = _cfg(tmp_path, steps=2, eval_interval=2)
+    train(cfg, demos)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        train(cfg, demos)
+    train(replace(cfg, overwrite=True), demos)
+    with pytest.raises(InvalidValueError, match="bins"):
+        train(replace(cfg, resume=True, bins=8), demos)
+    with pytest.raises(InvalidValueError, match="steps"):
+        train(replace(cfg, out=tmp_path / "other", steps=0), demos)
+    with pytest.raises(InvalidValueError, match="token-target"):
+        train(replace(cfg, out=tmp_path / "other", token_target="hard"), demos)
+
+
+def test_history_index_repeats_the_first_row_of_each_episode():
+    idx = history_index(np.array([5, 5, 5, 9, 9]), 3)
+    np.testing.assert_array_equal(idx, [[0, 0, 0], [0, 0, 1], [0, 1, 2], [3, 3, 3], [3, 3, 4]])
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(dataset="x", steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    f = [lr_factor(s, cfg) for s in range(101)]
+    assert f[0] < f[5] < f[9] < 1.0 and f[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False))
+    assert f[100] == pytest.approx(0.1)
+
+
+def test_cli_train_on_a_collected_dataset(tmp_path, capsys):
+    pytest.importorskip("qbc.agents.experts")  # the collect command needs the experts
+    from qbc.cli import main
+
+    assert main(["collect", "--env", "qbc/LinearUnstable-v0", "--expert", "lqr", "--episodes",
+                 "6", "--dataset-id", "test/lqr-v0", "--max-episode-steps", "30"]) == 0
+    out = tmp_path / "cli"
+    argv = ["train", "--dataset", "test/lqr-v0", "--steps", "4", "--eval-interval", "2",
+            "--bins", "8", "--batch-size", "16", "--out", str(out), "--rollout-episodes", "2",
+            "--no-progress", "--model.d-model", "16", "--model.n-heads", "2"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "trained ar-transformer" in text and "policy mean return" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rollout"]["episodes"] == 2 and summary["rollout"]["horizon"] == 30
+    assert main(argv) == 2  # the run directory exists: refused without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(argv[:1] + ["--dataset", "test/nope-v0", "--out", str(tmp_path / "x")]) == 2
+    assert Path(out / "best" / "model.safetensors").is_file()
+    assert load_policy(out).env_id == "qbc/LinearUnstable-v0"
