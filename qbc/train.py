@@ -13,8 +13,14 @@ A run directory holds::
     summary.json        final numbers
 
 Model construction (:func:`qbc.policy.build_policy`), data preparation (:func:`prepare_data`), one
-optimisation step (:func:`train_step`) and the loop (:func:`train`) are separate so a distributed
-launcher can reuse them.
+optimisation step (:func:`train_step`) and the loop (:func:`train`) are separate functions.
+
+Data-parallel training: ``torchrun --nproc-per-node N -m qbc.train --dataset ... [flags]`` (the
+flags of ``qbc train``) runs N processes (gloo on CPU, NCCL with one GPU per process). Every
+process draws the same global batch of ``--batch-size`` rows and trains on its 1/N slice under
+DistributedDataParallel, so the run follows the single-process run up to float rounding; rank 0
+alone writes the run directory, shows progress and runs the evaluation rollouts. The run
+directory must be visible to every rank (``--resume`` reads it on all of them).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from qbc.distributed import DistContext, local_device, session
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
 from qbc.io import atomic_write_json, atomic_write_text, read_json
 from qbc.policy import ModelConfig, Normalizer, Policy, build_policy, needs_tokenizer
@@ -65,7 +72,7 @@ class TrainConfig:
     steps: int = 2000
     """optimisation steps."""
     batch_size: int = 256
-    """samples per step."""
+    """samples per step (under torchrun: the global batch, split across the processes)."""
     lr: float = 1e-3
     """peak learning rate (AdamW)."""
     min_lr_ratio: float = 0.1
@@ -83,7 +90,8 @@ class TrainConfig:
     eval_interval: int = 200
     """steps between validation, metrics records and checkpoints."""
     device: str = "auto"
-    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
+    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ... (under torchrun,
+    CUDA means the GPU of each process's LOCAL_RANK)."""
     resume: bool = False
     """continue from out/last/ (same settings; steps may be raised)."""
     overwrite: bool = False
@@ -306,7 +314,7 @@ def _device_of(cfg: TrainConfig) -> torch.device:
             f"device {cfg.device!r} is not a torch device; use auto, cpu or cuda[:N]") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidValueError("device cuda requested but CUDA is not available; use --device cpu")
-    return dev
+    return local_device(dev)
 
 
 def save_last(out: Path, module, normalizer, tokenizer, optimizer, scheduler, step: int,
@@ -388,10 +396,19 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None) -> TrainResu
 
     ``stop_at`` ends the run after that step as if it were interrupted (``last/`` is saved, the
     schedule still aims at ``cfg.steps``); a later ``resume=True`` run continues it.
+
+    Under torchrun every rank calls this with the same arguments (see the module docstring).
     """
     _validate(cfg, demos)
     device = _device_of(cfg)
-    resuming = _prepare_out(cfg)
+    with session(device) as ctx:
+        return _train(cfg, demos, stop_at, device, ctx)
+
+
+def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.device,
+           ctx: DistContext) -> TrainResult:
+    ctx.shard_bounds(cfg.batch_size)  # refuse a global batch the ranks cannot share equally
+    resuming = ctx.main_first(lambda: _prepare_out(cfg))
     conf = config_dict(cfg)
     env_id = getattr(demos, "env_id", None)
     if cfg.val_fraction > 0 and len(np.unique(demos.episode_ids)) >= 2:
@@ -441,18 +458,25 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None) -> TrainResu
             raise CorruptFileError(f"{cfg.out / 'last'} cannot be resumed from ({exc}); "
                                    "start again with --overwrite") from None
         metrics = _read_metrics(cfg.out / "metrics.jsonl", upto=start)
-    atomic_write_json(cfg.out / "train_config.json", {**conf, "resolved_device": str(device)})
+    ctx.decorrelate_rng(cfg.seed, start)
+    trained = ctx.wrap(module, device)  # after every rank has read out/last: rank 0 rewrites it
+    if ctx.is_main:
+        atomic_write_json(cfg.out / "train_config.json",
+                          {**conf, "resolved_device": str(device), "world_size": ctx.world_size})
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
-               disable=not cfg.progress, dynamic_ncols=True)
+               disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True)
     losses: list[float] = []
     t0, t_run, step = time.perf_counter(), 0.0, start
     rate = 0.0
     for step in range(start + 1, end + 1):
         idx = torch.randint(len(train_t), (cfg.batch_size,), generator=batch_gen)
-        batch = make_batch(train_t, idx.to(device), tokenizer, cfg.token_target, np_rng)
-        losses.append(train_step(module, optimizer, scheduler, batch, cfg.grad_clip))
+        # Every rank builds the same global batch (same generators), then keeps its own rows.
+        batch = ctx.shard(make_batch(train_t, idx.to(device), tokenizer, cfg.token_target,
+                                     np_rng))
+        loss = train_step(trained, optimizer, scheduler, batch, cfg.grad_clip)
+        losses.append(ctx.mean(loss, device))
         if step % 10 == 0 or step == end:
             rate = cfg.batch_size * (step - start) / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_s=f"{rate:.0f}")
@@ -463,21 +487,25 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None) -> TrainResu
                       "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
                       "elapsed_s": t_run}
             losses = []
-            if val_t is not None:
+            if val_t is not None and ctx.is_main:
                 record.update(evaluate_split(module, val_t, tokenizer, normalizer, cfg.seed + 1))
                 if best["val_loss"] is None or record["val_loss"] < best["val_loss"]:
                     best = {"val_loss": record["val_loss"], "step": step}
                     save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf,
                                     env_id)
+            record, best = ctx.share((record, best))  # rank 0's evaluation, on every rank
             metrics.append(record)
-            atomic_write_text(cfg.out / "metrics.jsonl",
-                              "".join(json.dumps(r) + "\n" for r in metrics))
-            save_last(cfg.out, module, normalizer, tokenizer, optimizer, scheduler, step,
-                      batch_gen, np_rng, best, conf, env_id)
+            if ctx.is_main:
+                atomic_write_text(cfg.out / "metrics.jsonl",
+                                  "".join(json.dumps(r) + "\n" for r in metrics))
+                save_last(cfg.out, module, normalizer, tokenizer, optimizer, scheduler, step,
+                          batch_gen, np_rng, best, conf, env_id)
     bar.close()
     if val_t is None:  # no validation: the last checkpoint is the best we know
-        save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf, env_id)
+        if ctx.is_main:
+            save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf, env_id)
         best = {"val_loss": None, "step": step}
+    ctx.barrier()  # every rank loads the best checkpoint rank 0 has written
     from qbc.policy import load_policy
 
     final = metrics[-1] if metrics else {}
@@ -559,10 +587,18 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
 
 # -- the `qbc train` command -----------------------------------------------------------------------
 def run_train(cfg: TrainConfig) -> dict[str, Any]:
-    """Load the dataset, train, roll the best policy out, write summary.json and print it."""
+    """Load the dataset, train, roll the best policy out, write summary.json and print it.
+
+    Under torchrun every rank trains; rank 0 alone does the rest (the other ranks return the
+    training numbers without writing or printing anything)."""
+    check_policy_kind(cfg.policy)
+    with session(_device_of(cfg)) as ctx:
+        return _run_train(cfg, ctx)
+
+
+def _run_train(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any]:
     from qbc.data import load_demonstrations
 
-    check_policy_kind(cfg.policy)
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
     result = train(cfg, demos)
     summary: dict[str, Any] = {
@@ -571,6 +607,8 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
         "best_step": result.best_step, "train_samples_per_s": result.samples_per_s,
         "checkpoint": str(cfg.out / "best"),
     }
+    if not ctx.is_main:
+        return summary
     if result.policy.tokenizer is not None:
         summary["tokenizer"] = {"quantizer": cfg.quantizer, "vocab": result.policy.tokenizer
                                 .vocab_size, "n_tokens": result.policy.tokenizer.n_tokens}
@@ -628,3 +666,11 @@ def _train_command():
 
 
 TRAIN_COMMAND = _train_command()
+
+
+if __name__ == "__main__":  # python -m qbc.train / torchrun -m qbc.train: the flags of `qbc train`
+    import sys
+
+    from qbc.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
