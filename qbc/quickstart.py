@@ -31,8 +31,10 @@ class Plan:
     quantizers: tuple[str, ...] = ("uniform", "smooth", "kmeans")
     bins: tuple[int, ...] = (8, 32)
     n_demos: int = 50
-    train_steps: int = 600
-    batch_size: int = 256
+    train_steps: int = 1500
+    batch_size: int = 128
+    lr: float = 3e-3
+    d_model: int = 32
     episodes: int = 50
     horizons: tuple[int, ...] = (10, 20, 50, 100, 200, 500)
     gain_sizes: tuple[float, ...] = (0.01, 0.1)
@@ -56,6 +58,9 @@ class QuickstartConfig:
     """seed of data collection and training."""
     progress: bool = True
     """show progress bars."""
+    threads: int = 1
+    """torch CPU threads; the quickstart's models are tiny, and one thread per process is
+    faster than two on a 2-core laptop (0 keeps torch's default)."""
 
 
 @contextlib.contextmanager
@@ -73,11 +78,14 @@ def _datasets_in(path: Path):
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
+    import torch
     from tqdm.auto import tqdm
 
     from qbc.rollout_cli import prepare_out_dir
 
     plan = TINY if cfg.tiny else Plan()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     out = cfg.out or Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
     out = prepare_out_dir(out, overwrite=False)
     atomic_write_json(out / "config.json", {"config": {**asdict(cfg), "out": str(out)},
@@ -134,13 +142,16 @@ def _prepare_env(env_id: str, expert_name: str, plan: Plan, cfg: QuickstartConfi
 
 def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info):
     from qbc.certify import quantization_error, rtvc_violation_rate
+    from qbc.policy import ModelConfig
     from qbc.rollout import QuantizedExpert, coupled_rollout, fit_growth, horizon_metrics
     from qbc.train import TrainConfig, train
 
     name = f"{env_id.split('/')[-1]}_{quantizer}{bins}"
     tcfg = TrainConfig(dataset=env_info["dataset"], out=out / "policies" / name,
                        quantizer=quantizer, bins=bins, steps=plan.train_steps,
-                       batch_size=plan.batch_size, eval_interval=max(plan.train_steps // 3, 1),
+                       batch_size=plan.batch_size, lr=plan.lr,
+                       model=ModelConfig(d_model=plan.d_model),
+                       eval_interval=max(plan.train_steps // 3, 1),
                        warmup_steps=min(100, plan.train_steps // 5), seed=cfg.seed,
                        rollout_episodes=0, progress=False)
     trained = train(tcfg, demos)
