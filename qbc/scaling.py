@@ -77,3 +77,32 @@ def format_scaling(res: dict[str, Any]) -> str:
                  f"{res['state_dev_slope_vs_width']:.3f}, "
                  f"regret at H={hs[-1]} {res['regret_slope_vs_width']:.3f}")
     return "\n".join(lines)
+
+
+def plot_scaling(res: dict[str, Any], path) -> Any:
+    """Two panels: regret vs H per bin count (log-log), and state deviation and regret at the
+    largest H against the bin width (log-log)."""
+    import matplotlib.pyplot as plt
+
+    from qbc.plots import save_figure
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    hs = res["horizons"]
+    for i, r in enumerate(res["rows"]):
+        lo = [max(r["regret"][j] - c[0], 0) for j, c in enumerate(r["regret_ci95"])]
+        hi = [max(c[1] - r["regret"][j], 0) for j, c in enumerate(r["regret_ci95"])]
+        left.errorbar(hs, r["regret"], yerr=[lo, hi], marker="o", capsize=3, color=f"C{i}",
+                      label=f"{r['bins']} bins (width {r['bin_width']:.3g})")
+    left.set(xscale="log", yscale="log", xlabel="horizon H", ylabel="regret of q#π* (95% CI)",
+             title=f"{res['env_id']}: quantized expert")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7)
+    widths = [r["bin_width"] for r in res["rows"]]
+    right.plot(widths, [r["state_dev_mean"] for r in res["rows"]], "o-",
+               label=f"mean state deviation (slope {res['state_dev_slope_vs_width']:.2f})")
+    right.plot(widths, [r["regret"][-1] for r in res["rows"]], "s-",
+               label=f"regret at H={hs[-1]} (slope {res['regret_slope_vs_width']:.2f})")
+    right.set(xscale="log", yscale="log", xlabel="bin width", title="scaling with the bin width")
+    right.grid(True, which="both", alpha=0.3)
+    right.legend(fontsize=7)
+    return save_figure(fig, path)

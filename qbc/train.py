@@ -106,6 +106,9 @@ class TrainConfig:
     """first rollout seed; default: just past the dataset's episode seeds (disjoint from them)."""
     progress: bool = True
     """show a progress bar."""
+    weight_quantizer: str | None = None
+    """quantize the weights of every linear layer with this STE forward/backward pair (bc, pc,
+    bnn, bnn+, bnn++, or a registry quantizer such as uniform); β/μ anneal once per step."""
     augment: str = "none"
     """'model': also learn a transition model (x_t, token of u_t) -> x_{t+1} on the training
     demonstrations and save it in out/transition/, for `qbc rollout --augment model`."""
@@ -380,6 +383,8 @@ def _validate(cfg: TrainConfig, demos: Any) -> None:
                                           f"{cfg.val_fraction}"),
               (cfg.token_target in ("soft", "sampled"),
                f"--token-target must be 'soft' or 'sampled', got {cfg.token_target!r}"),
+              (cfg.weight_quantizer is None or _known_ste(cfg.weight_quantizer),
+               f"unknown --weight-quantizer {cfg.weight_quantizer!r}"),
               (cfg.augment in ("none", "model"),
                f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
               (cfg.augment == "none" or needs_tokenizer(cfg.policy),
@@ -388,6 +393,14 @@ def _validate(cfg: TrainConfig, demos: Any) -> None:
     for ok, msg in checks:
         if not ok:
             raise InvalidValueError(msg)
+
+
+def _known_ste(name: str) -> bool:
+    """True for a valid STE spec; an unknown one raises the registry's one-line error."""
+    from qbc.ste import get_ste
+
+    get_ste(name)
+    return True
 
 
 def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None) -> TrainResult:
@@ -433,6 +446,10 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
     if not resuming:
         module = build_policy(cfg.policy, cfg.model, int(train_t.obs.shape[-1]),
                               int(train_t.actions.shape[1]), tokenizer)
+        if cfg.weight_quantizer:
+            from qbc.ste import quantize_linear_layers
+
+            quantize_linear_layers(module, cfg.weight_quantizer)
     module.to(device)
     optimizer = make_optimizer(module, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
@@ -476,6 +493,10 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
         batch = ctx.shard(make_batch(train_t, idx.to(device), tokenizer, cfg.token_target,
                                      np_rng))
         loss = train_step(trained, optimizer, scheduler, batch, cfg.grad_clip)
+        if cfg.weight_quantizer:
+            from qbc.ste import anneal_step
+
+            anneal_step(module)
         losses.append(ctx.mean(loss, device))
         if step % 10 == 0 or step == end:
             rate = cfg.batch_size * (step - start) / (time.perf_counter() - t0)

@@ -10,7 +10,7 @@ import tyro
 
 from qbc.agents import make_expert
 from qbc.io import atomic_write_json
-from qbc.scaling import format_scaling, quantized_expert_scaling
+from qbc.scaling import format_scaling, plot_scaling, quantized_expert_scaling
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Args:
     x0_std: float | None = None
     """initial-state spread (default: the env's; small values start near stationarity)."""
     out: Path = Path("runs/quantized_expert_scaling.json")
-    """where to write the results (JSON)."""
+    """where to write the results (JSON); the plot goes beside it (.png)."""
 
 
 def main(args: Args) -> None:
@@ -39,8 +39,9 @@ def main(args: Args) -> None:
                                    env_kwargs=None if args.x0_std is None
                                    else {"x0_std": args.x0_std})
     atomic_write_json(args.out, res)
+    plot_scaling(res, args.out.with_suffix(".png"))
     print(format_scaling(res))
-    print(f"saved {args.out}")
+    print(f"saved {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

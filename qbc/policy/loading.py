@@ -91,6 +91,11 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
                                f"(this qbc reads version {FORMAT_VERSION})")
     try:
         module = module_from_config(cfg["kind"], cfg["model"])
+        weight_quantizer = (cfg.get("train") or {}).get("weight_quantizer")
+        if weight_quantizer:  # trained with quantized weights: rebuild the same layers
+            from qbc.ste import quantize_linear_layers
+
+            quantize_linear_layers(module, weight_quantizer)
     except QbcError as exc:
         raise CorruptFileError(f"{directory / 'config.json'}: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
@@ -118,5 +123,33 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu",
     tokenizer = None
     if module.is_token_policy:
         tokenizer = ActionTokenizer.load(directory / "tokenizer.json")
+    check_parts(directory, module, normalizer, tokenizer)
     return Policy(module, normalizer, tokenizer, decode_mode=decode_mode, device=device,
                   env_id=cfg.get("env_id"))
+
+
+def check_parts(directory: str | os.PathLike, module: nn.Module, normalizer: Normalizer,
+                tokenizer: ActionTokenizer | None) -> None:
+    """Raise CorruptFileError unless the weights, normalizer and tokenizer of a checkpoint
+    describe the same policy (same observation size, action size, vocabulary and token count),
+    e.g. after a tokenizer.json from another run was copied in."""
+    directory = Path(directory)
+    cfg = module.cfg
+    problems = []
+    if len(normalizer.obs_mean) != cfg.obs_dim:
+        problems.append(f"normalizer.json is for {len(normalizer.obs_mean)}-dimensional "
+                        f"observations, the model for {cfg.obs_dim}")
+    if tokenizer is not None:
+        n_tokens = getattr(cfg, "n_tokens", getattr(cfg, "out_dim", None))
+        if tokenizer.vocab_size != cfg.vocab_size or tokenizer.n_tokens != n_tokens:
+            problems.append(f"tokenizer.json has {tokenizer.n_tokens} tokens of vocabulary "
+                            f"{tokenizer.vocab_size}, the model predicts {n_tokens} tokens of "
+                            f"vocabulary {cfg.vocab_size}")
+        elif tokenizer.action_dim_ != len(normalizer.act_mean):
+            problems.append(f"tokenizer.json is for {tokenizer.action_dim_}-dimensional actions, "
+                            f"normalizer.json for {len(normalizer.act_mean)}")
+    if problems:
+        raise CorruptFileError(
+            f"the files of checkpoint {str(directory)!r} do not belong together: "
+            + "; ".join(problems) + ". Use the tokenizer.json and normalizer.json saved with "
+            "these weights (or train again)")

@@ -1,0 +1,41 @@
+"""BC policies with quantized weights: `qbc train --weight-quantizer` (STE pairs)."""
+
+import numpy as np
+import pytest
+import torch
+
+from qbc.cli import main
+from qbc.policy import load_policy
+from qbc.ste import QuantLinear
+
+
+@pytest.fixture
+def dataset():
+    assert main(["collect", "--env", "qbc/ScalarStable-v0", "--episodes", "10", "--num-envs",
+                 "10", "--dataset-id", "qbc/wq-test-v0"]) == 0
+    return "qbc/wq-test-v0"
+
+
+@pytest.mark.parametrize("policy,quantizer", [("mlp-mse", "bnn++"),
+                                              ("ar-transformer", "bc")])
+def test_training_with_quantized_weights_saves_and_reloads(tmp_path, dataset, policy, quantizer):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", dataset, "--policy", policy, "--bins", "8",
+                 "--steps", "20", "--eval-interval", "10", "--weight-quantizer", quantizer,
+                 "--out", str(out), "--rollout-episodes", "0", "--no-progress"]) == 0
+    loaded = load_policy(out)
+    layers = [m for m in loaded.module.modules() if isinstance(m, QuantLinear)]
+    assert layers, "no linear layer was quantized"
+    for layer in layers:  # the deployed weights of these binary pairs are exactly ±1
+        w = layer.deployed_weight()
+        assert torch.all(w.abs() == 1.0)
+    obs = np.linspace(-1, 1, 8, dtype=np.float32)[:, None]
+    assert loaded.act(obs).shape == (8, 1)
+    np.testing.assert_array_equal(loaded.act(obs), load_policy(out).act(obs))
+
+
+def test_unknown_weight_quantizer_is_a_clear_error(tmp_path, dataset, capsys):
+    assert main(["train", "--dataset", dataset, "--steps", "5", "--weight-quantizer", "bnnn",
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "bnn" in err and "Traceback" not in err
