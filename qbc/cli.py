@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("qbc.data", "DATA_COMMAND"),
     "rollout": ("qbc.rollout_cli", "ROLLOUT_COMMAND"),
     "certify": ("qbc.certify", "CERTIFY_COMMAND"),
+    "sweep": ("qbc.sweep.command", "SWEEP_COMMAND"),
+    "sweep report": ("qbc.sweep.command", "REPORT_COMMAND"),
     "quickstart": ("qbc.quickstart", "QUICKSTART_COMMAND"),
 }
 

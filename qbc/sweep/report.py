@@ -1,0 +1,252 @@
+"""``qbc sweep report DIR``: aggregate the result table over seeds, fit growth, plot.
+
+Outputs, beside results.csv:
+
+    summary.csv               one row per (env, expert, quantizer, bins, n_demos, policy, H):
+                              mean regret over seeds with a 95% Student-t interval
+    report.md                 the same as a markdown table, plus regret ~ c·H^p fits
+    regret_vs_H.png           log-log, one panel per env (and expert), one line per setting
+    regret_vs_bin_width.png   at the largest H (when the grid has several bin counts)
+    regret_vs_n_demos.png     at the largest H (when the grid has several n_demos)
+
+Regret can be zero or negative (a policy can beat the expert on finitely many episodes);
+those points cannot be drawn on a log axis and are left out of the plots and the fits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import tyro
+
+from qbc.errors import InvalidValueError
+from qbc.io import atomic_write_text, read_json
+from qbc.rollout import fit_growth, mean_ci95
+from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table
+
+#: Columns that identify a setting; the seed is what is averaged over.
+GROUP = ("env", "expert", "quantizer", "bins", "n_demos", "policy")
+SUMMARY_COLUMNS = [*GROUP, "H", "n_seeds", "bin_width", "regret_mean", "regret_ci_lo",
+                   "regret_ci_hi", "regret_per_step", "state_dev_mean", "diverged_fraction",
+                   "val_loss"]
+
+
+@dataclass
+class ReportConfig:
+    """Aggregate a sweep's results.csv over seeds into summary.csv, report.md and PNG plots."""
+
+    dir: Annotated[Path, tyro.conf.Positional]
+    """sweep directory (the one holding results.csv)."""
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean over seeds (with a 95% interval of the mean) per setting and H, sorted."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row[c] for c in (*GROUP, "H"))].append(row)
+    out = []
+    for key in sorted(groups, key=lambda k: tuple(str(x) if isinstance(x, str) else x
+                                                  for x in k)):
+        g = groups[key]
+        mean, lo, hi = mean_ci95(np.array([r["regret"] for r in g]))
+        val = [r["val_loss"] for r in g if r.get("val_loss") is not None]
+        out.append({
+            **dict(zip((*GROUP, "H"), key, strict=True)), "n_seeds": len(g),
+            "bin_width": float(np.mean([r["bin_width"] for r in g])),
+            "regret_mean": mean, "regret_ci_lo": lo, "regret_ci_hi": hi,
+            "regret_per_step": mean / key[-1],
+            "state_dev_mean": float(np.mean([r["state_dev_mean"] for r in g])),
+            "diverged_fraction": float(np.mean([r["diverged_fraction"] for r in g])),
+            "val_loss": float(np.mean(val)) if val else None,
+        })
+    return out
+
+
+def growth_fits(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting: the power-law exponent p of mean regret ~ c·H^p (needs >= 3 positive H)."""
+    series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+    for s in summary:
+        series[tuple(s[c] for c in GROUP)].append((s["H"], s["regret_mean"]))
+    fits = []
+    for key, pts in series.items():
+        hs, vs = zip(*sorted(pts), strict=True)
+        fit = fit_growth(hs, vs)
+        if fit["power"] is None:
+            continue
+        fits.append({**dict(zip(GROUP, key, strict=True)), "slope": fit["power"]["slope"],
+                     "ci95": fit["power"]["ci95"], "r2": fit["power"]["r2"],
+                     "exp_rate": fit["exponential"]["rate"], "better": fit["better"],
+                     "n_points": fit["n_points"]})
+    return fits
+
+
+# -- outputs --------------------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: str) -> str:
+    cols = [*GROUP, "H", "n_seeds", "bin_width", "regret (95% CI)", "regret/step",
+            "state dev", "diverged"]
+    lines = [f"# Sweep report: {source}", "",
+             "Regret J_H(expert) - J_H(policy), mean over seeds with a 95% Student-t interval "
+             "of that mean (over seeds; each seed's regret is itself a mean over coupled "
+             "episodes).", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for s in summary:
+        ci = f"{s['regret_mean']:.4g} [{s['regret_ci_lo']:.3g}, {s['regret_ci_hi']:.3g}]"
+        vals = [*(s[c] for c in GROUP), s["H"], s["n_seeds"], s["bin_width"], ci,
+                s["regret_per_step"], s["state_dev_mean"], f"{s['diverged_fraction']:.0%}"]
+        lines.append("| " + " | ".join(_fmt(v) for v in vals) + " |")
+    if fits:
+        lines += ["", "## Growth of regret with H", "",
+                  "Least-squares fit of log(mean regret) on log H (power law, exponent p) and on "
+                  "H (exponential); non-positive means are left out.", "",
+                  "| " + " | ".join([*GROUP, "p", "p 95% CI", "R^2", "exp. rate", "better fit"])
+                  + " |", "|" + "---|" * (len(GROUP) + 5)]
+        for f in fits:
+            vals = [*(f[c] for c in GROUP), f["slope"],
+                    f"[{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}]", f["r2"], f["exp_rate"],
+                    f["better"]]
+            lines.append("| " + " | ".join(_fmt(v) for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _panels(summary: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    panels: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in summary:
+        panels[f"{s['env']} / {s['expert']}"].append(s)
+    return dict(panels)
+
+
+def _varying(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[str]:
+    return [c for c in columns if len({r[c] for r in rows}) > 1]
+
+
+def _plot(summary: list[dict[str, Any]], x: str, path: Path, xlabel: str, title: str,
+          at_h: bool) -> Path | None:
+    """One panel per env/expert; lines per setting (what varies besides ``x``); log-log."""
+    import matplotlib.pyplot as plt
+
+    from qbc.plots import save_figure
+
+    xcol = {"H": "H", "bin_width": "bins", "n_demos": "n_demos"}[x]
+    line_cols = tuple(c for c in ("quantizer", "policy", "bins", "n_demos") if c != xcol)
+    panels = _panels(summary)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    drawn = False
+    for ax, (name, rows) in zip(axes[0], panels.items(), strict=True):
+        if at_h:  # the largest horizon of the panel
+            h_max = max(r["H"] for r in rows)
+            rows = [r for r in rows if r["H"] == h_max]
+            name = f"{name}, H = {h_max}"
+        varying = _varying(rows, line_cols) or ["quantizer", "policy"]
+        lines: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            lines[tuple(r[c] for c in varying)].append(r)
+        for key, pts in sorted(lines.items(), key=lambda kv: str(kv[0])):
+            pts = sorted((p for p in pts if p["regret_mean"] > 0), key=lambda p: p[x])
+            if not pts:
+                continue
+            xs = [p[x] for p in pts]
+            m = np.array([p["regret_mean"] for p in pts])
+            lo = np.maximum(m - np.array([p["regret_ci_lo"] for p in pts]), 0)
+            hi = np.maximum(np.array([p["regret_ci_hi"] for p in pts]) - m, 0)
+            label = ", ".join(f"{c}={v}" if c in ("bins", "n_demos") else str(v)
+                              for c, v in zip(varying, key, strict=True))
+            ax.errorbar(xs, m, yerr=[lo, hi], marker="o", capsize=3, label=label)
+            drawn = True
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("regret (mean over seeds, 95% CI)")
+        ax.set_title(name, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    if not drawn:
+        plt.close(fig)
+        return None
+    return save_figure(fig, path)
+
+
+def write_report(sweep_dir: str | Path) -> dict[str, Any]:
+    """Aggregate ``sweep_dir/results.csv``; write summary.csv, report.md and the plots.
+
+    Returns ``{"summary": rows, "fits": [...], "files": [paths written]}``.
+    """
+    sweep_dir = Path(sweep_dir)
+    rows = read_table(sweep_dir / TABLE_FILE)
+    if not rows:
+        raise InvalidValueError(
+            f"{sweep_dir / TABLE_FILE} is missing or empty: run `qbc sweep --config FILE.toml "
+            f"--out {sweep_dir}` first (or give the directory that holds results.csv)")
+    current = current_cells(sweep_dir)
+    stale = 0
+    if current is not None:  # rows of cells from an earlier version of the grid stay out
+        stale = len({r["cell"] for r in rows} - current)
+        rows = [r for r in rows if r["cell"] in current]
+        if not rows:
+            raise InvalidValueError(
+                f"none of the rows in {sweep_dir / TABLE_FILE} belong to the sweep in "
+                f"{sweep_dir / CONFIG_FILE}; run the sweep to fill them in")
+    summary = aggregate(rows)
+    fits = growth_fits(summary)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([{k: ("" if s[k] is None else s[k]) for k in SUMMARY_COLUMNS}
+                      for s in summary])
+    files = [atomic_write_text(sweep_dir / "summary.csv", buf.getvalue()),
+             atomic_write_text(sweep_dir / "report.md", markdown(summary, fits, str(sweep_dir)))]
+    plots = [("H", "regret_vs_H.png", "horizon H", "regret vs horizon", False, "H"),
+             ("bin_width", "regret_vs_bin_width.png", "bin width (action range / bins)",
+              "regret vs bin width", True, "bins"),
+             ("n_demos", "regret_vs_n_demos.png", "demonstrations n", "regret vs demonstrations",
+              True, "n_demos")]
+    for x, name, xlabel, title, at_h, axis in plots:
+        if len({s[axis] for s in summary}) < 2:
+            continue  # the grid does not vary this axis
+        path = _plot(summary, x, sweep_dir / name, xlabel, title, at_h)
+        if path is not None:
+            files.append(path)
+    return {"summary": summary, "fits": fits, "files": files, "stale_cells": stale}
+
+
+def current_cells(sweep_dir: Path) -> set[str] | None:
+    """Keys of the cells of the sweep last run in ``sweep_dir`` (None without its config)."""
+    path = Path(sweep_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    return {c["key"] for c in read_json(path, what="sweep config").get("cells", [])}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Short stdout summary: growth exponents, files written."""
+    lines = [f"{len(report['summary'])} (setting, H) rows aggregated"]
+    for f in report["fits"]:
+        setting = ", ".join(str(f[c]) for c in GROUP)
+        lines.append(f"  {setting}: regret ~ H^{f['slope']:.2f} "
+                     f"[{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}] (better fit: {f['better']})")
+    if report.get("stale_cells"):
+        lines.append(f"  left out {report['stale_cells']} cells of an earlier version of the grid "
+                     "(still in results.csv)")
+    lines += [f"  wrote {p}" for p in report["files"]]
+    return "\n".join(lines)
+
+
+def run_report(cfg: ReportConfig) -> dict[str, Any]:
+    report = write_report(cfg.dir)
+    print(format_report(report))
+    return report

@@ -1,0 +1,165 @@
+"""What one cell does — train each policy, roll everything out against the expert, make the
+rows — and the dataset cache the cells read from.
+
+:func:`run_cell` is the unit of work that the local process pool and Ray execute; it takes and
+returns plain JSON-safe data (plus, optionally, the demonstrations themselves) and writes only
+inside its own work directory, which it clears first, so a cell killed half-way is simply run
+again from scratch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qbc.errors import OutputExistsError
+from qbc.sweep.cells import Cell, DatasetSpec
+from qbc.sweep.spec import QUANTIZED_EXPERT
+
+
+# -- datasets -------------------------------------------------------------------------------------
+def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
+    """Collect the dataset ``ds`` unless it exists already; True when it was collected now.
+
+    Called by the parent only, before any cell runs, so no two processes write one dataset.
+    """
+    from qbc.collect import CollectConfig, collect
+    from qbc.data import dataset_exists
+
+    if dataset_exists(ds.dataset_id):
+        return False
+    import json
+
+    expert = ds.expert_dict
+    cfg = CollectConfig(env=ds.env, dataset_id=ds.dataset_id, expert=expert["name"],
+                        episodes=ds.n_demos, num_envs=num_envs, seed=ds.seed,
+                        expert_params=json.dumps(expert["params"]),
+                        expert_noise=ds.expert_noise, max_episode_steps=ds.episode_steps)
+    try:
+        collect(cfg)
+    except OutputExistsError:  # another sweep sharing the datasets root made it meanwhile
+        return False
+    return True
+
+
+# -- one cell -------------------------------------------------------------------------------------
+@contextmanager
+def _single_thread():
+    """One torch thread (same numbers whatever the machine, no oversubscription in a pool)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def nominal_bin_width(actions: np.ndarray, bins: int) -> float:
+    """Action range / bins, averaged over action dimensions: the cell width of a uniform grid
+    with ``bins`` cells spanning the demonstrations' actions (N, D), in action units."""
+    actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
+    return float(np.mean((actions.max(0) - actions.min(0)) / bins))
+
+
+def run_cell(cell: dict[str, Any], work_root: str, demos: Any = None) -> dict[str, Any]:
+    """Run one cell; returns ``{"cell": key, "rows": [...], "seconds": wall time}``.
+
+    Args:
+        cell: :meth:`Cell.to_dict` of the cell.
+        work_root: folder of the cells' work directories (``<work_root>/<key>`` is cleared and
+            holds the trained checkpoints afterwards).
+        demos: the cell's :class:`qbc.data.Demonstrations`; default: loaded from the dataset
+            cache (Ray passes them in, so that workers need not share the datasets folder).
+    """
+    with _single_thread():
+        return _run_cell(Cell(**cell), Path(work_root), demos)
+
+
+def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
+    import torch
+
+    import qbc  # noqa: F401  (registers the qbc/ envs in a fresh worker)
+    from qbc.agents import make_expert
+    from qbc.data import load_demonstrations
+    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+    from qbc.tokenizer import ActionTokenizer
+
+    t0 = time.perf_counter()
+    work = work_root / cell.key
+    if work.exists():
+        shutil.rmtree(work)  # leftovers of a run that was killed
+    work.mkdir(parents=True)
+    s = cell.settings
+    tr, ro = s["train"], s["rollout"]
+    if demos is None:
+        demos = load_demonstrations(cell.dataset.dataset_id)
+    expert_cfg = cell.dataset.expert_dict
+    expert = make_expert(expert_cfg["name"], cell.env, **expert_cfg["params"])
+    actors: dict[str, Any] = {"expert": expert}
+    extra: dict[str, dict[str, Any]] = {}
+    for kind in tr["policies"]:
+        t1 = time.perf_counter()
+        if kind == QUANTIZED_EXPERT:
+            params = {"quantile": tr["quantile"]} if cell.quantizer in ("uniform", "smooth") \
+                else {}
+            tok = ActionTokenizer(cell.quantizer, cell.bins, tr["per_dim"], params)
+            tok.fit(demos.actions)
+            actors[kind] = QuantizedExpert(expert, tok, rng=np.random.default_rng(cell.seed))
+            extra[kind] = {"val_loss": None}
+        else:
+            actors[kind] = _train(cell, kind, demos, work / kind)
+            extra[kind] = {"val_loss": actors[kind].val_loss_}
+        extra[kind]["train_seconds"] = time.perf_counter() - t1
+    horizons = s["horizons"]
+    torch.manual_seed(cell.seed)  # policies decoded by sampling draw from torch's global RNG
+    result = coupled_rollout(cell.env, actors, range(ro["seed"], ro["seed"] + ro["episodes"]),
+                             max(horizons), num_envs=ro["num_envs"])
+    metrics = horizon_metrics(result, horizons, divergence_threshold=ro["divergence_threshold"])
+    expert_m = metrics["policies"]["expert"]
+    width = nominal_bin_width(demos.actions, cell.bins)
+    rows = []
+    seconds = time.perf_counter() - t0
+    for kind in tr["policies"]:
+        for h in horizons:
+            m = metrics["policies"][kind][str(h)]
+            rows.append({
+                "cell": cell.key, "env": cell.env, "expert": cell.expert_label,
+                "quantizer": cell.quantizer, "bins": cell.bins, "bin_width": width,
+                "n_demos": cell.n_demos, "seed": cell.seed, "policy": kind, "H": h,
+                "regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
+                "regret_ci_hi": m["regret_ci95"][1], "regret_per_step": m["regret_per_step"],
+                "return": m["return"], "expert_return": expert_m[str(h)]["return"],
+                "state_dev_mean": m["state_dev_mean"], "state_dev_max": m["state_dev_max"],
+                "action_dev_mean": m["action_dev_mean"],
+                "diverged_fraction": m["diverged_fraction"], **extra[kind],
+                "wall_seconds": seconds,
+            })
+    return {"cell": cell.key, "rows": rows, "seconds": seconds}
+
+
+def _train(cell: Cell, kind: str, demos: Any, out: Path) -> Any:
+    """Train policy ``kind`` for ``cell``; the policy comes back with ``val_loss_`` attached."""
+    from qbc.policy import ModelConfig
+    from qbc.train import TrainConfig, train
+
+    tr = cell.settings["train"]
+    cfg = TrainConfig(
+        dataset=cell.dataset.dataset_id, out=out, policy=kind, quantizer=cell.quantizer,
+        bins=cell.bins, per_dim=tr["per_dim"], quantile=tr["quantile"],
+        token_target=tr["token_target"], model=ModelConfig(**tr["model"]), steps=tr["steps"],
+        batch_size=tr["batch_size"], lr=tr["lr"], warmup_steps=tr["warmup_steps"],
+        seed=cell.seed, val_fraction=tr["val_fraction"], eval_interval=tr["eval_interval"],
+        device="cpu", overwrite=True, rollout_episodes=0, progress=False)
+    result = train(cfg, demos)
+    policy = result.policy
+    if policy.tokenizer is not None:
+        policy.decode_mode = tr["decode"]
+    policy.val_loss_ = result.best_val_loss
+    return policy

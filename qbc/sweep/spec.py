@@ -1,0 +1,302 @@
+"""The sweep file: a TOML document read into dataclasses, every key checked.
+
+A sweep file has four tables; every key is optional except ``grid.envs``::
+
+    [grid]                      # the product of these lists is the set of cells
+    envs = ["qbc/ScalarStable-v0"]
+    experts = ["lqr", {name = "linear", params = {gain_scale = 0.8}}]
+    quantizers = ["uniform", "smooth"]
+    bins = [16]
+    n_demos = [50]
+    seeds = [0, 1, 2]
+    horizons = [10, 100, 500]   # not a grid axis: every cell reports one row per H
+
+    [data]                      # how demonstrations are collected (cached by content)
+    [train]                     # policies = ["ar-transformer", "quantized-expert"], steps, ...
+    [rollout]                   # episodes, num_envs, seed, ...
+
+A scalar where a list is expected is read as a one-element list. Unknown keys are an
+:class:`~qbc.errors.InvalidValueError` naming the key, the closest valid key and all valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as the tomli package
+    import tomli as tomllib
+
+#: The policy name that means "no training: the expert's action through the tokenizer".
+QUANTIZED_EXPERT = "quantized-expert"
+
+#: Demonstrations of grid seed s are collected with episode seeds data.seed + s * SEED_STRIDE + k.
+SEED_STRIDE = 1_000_000
+
+
+@dataclass
+class GridSpec:
+    """The axes of the grid (their product is the set of cells) and the horizons of every cell."""
+
+    envs: list[str] = field(default_factory=list)
+    """Gymnasium env ids, e.g. ["qbc/ScalarStable-v0", "qbc/ScalarUnstable-v0"]."""
+    experts: list[Any] = field(default_factory=lambda: ["lqr"])
+    """expert names, or tables {name = "linear", params = {gain_scale = 0.8}}."""
+    quantizers: list[str] = field(default_factory=lambda: ["uniform"])
+    """quantizer registry names (uniform, smooth, kmeans, lloyd_max, ...)."""
+    bins: list[int] = field(default_factory=lambda: [16])
+    """tokens per action dimension."""
+    n_demos: list[int] = field(default_factory=lambda: [50])
+    """number of expert demonstration episodes."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """seeds of the data, the training and the smooth quantizer's rounding."""
+    horizons: list[int] = field(default_factory=lambda: [10, 50, 200])
+    """horizons H at which each cell reports its metrics (the rollout runs to the largest)."""
+
+
+@dataclass
+class DataSpec:
+    """How the demonstrations of a cell are collected."""
+
+    seed: int = 0
+    """base episode seed; grid seed s uses episode seeds seed + s * 1e6 + k."""
+    episode_steps: int | None = None
+    """steps per demonstration episode; default: the env's registered limit."""
+    expert_noise: float = 0.0
+    """std of Gaussian noise added to the expert's actions while collecting."""
+    num_envs: int = 16
+    """env copies stepped together while collecting (speed only)."""
+
+
+@dataclass
+class TrainSpec:
+    """What is trained in every cell (see qbc.train.TrainConfig for the meaning of each knob)."""
+
+    policies: list[str] = field(default_factory=lambda: ["ar-transformer"])
+    """policy kinds, plus "quantized-expert" (no training: the expert through the tokenizer)."""
+    steps: int = 2000
+    """optimisation steps per trained policy."""
+    batch_size: int = 256
+    """samples per step."""
+    lr: float = 1e-3
+    """peak learning rate."""
+    warmup_steps: int = 100
+    """linear warm-up steps."""
+    eval_interval: int = 500
+    """steps between validation and checkpoints."""
+    val_fraction: float = 0.1
+    """fraction of episodes held out for validation."""
+    per_dim: bool = True
+    """one quantizer per action dimension."""
+    quantile: float = 0.0
+    """uniform/smooth: fit the range to the [q, 1-q] action quantiles."""
+    token_target: str = "soft"
+    """smooth tokenizers: 'soft' (two-hot) or 'sampled' targets."""
+    decode: str = "argmax"
+    """how the trained token policy picks its action in rollouts: argmax, sample or mean."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """model settings (qbc.policy.ModelConfig fields), e.g. {d_model = 32, n_layers = 1}."""
+
+
+@dataclass
+class RolloutSpec:
+    """The coupled evaluation rollouts of every cell."""
+
+    episodes: int = 100
+    """coupled episodes per cell."""
+    num_envs: int = 100
+    """episodes stepped together."""
+    seed: int = 1_000_000_000
+    """first evaluation episode seed (apart from the demonstrations' seeds)."""
+    divergence_threshold: float = 1e3
+    """state norm above which an episode counts as diverged."""
+
+
+@dataclass
+class SweepSpec:
+    """A whole sweep file."""
+
+    grid: GridSpec
+    data: DataSpec = field(default_factory=DataSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_TABLES = {"grid": GridSpec, "data": DataSpec, "train": TrainSpec, "rollout": RolloutSpec}
+_LIST_FIELDS = {"envs", "experts", "quantizers", "bins", "n_demos", "seeds", "horizons",
+                "policies"}
+
+
+def _check_keys(where: str, keys: Any, valid: list[str], source: str) -> None:
+    for key in keys:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InvalidValueError(
+                f"unknown key {key!r} in {where} of {source}.{hint} "
+                f"Valid keys: {', '.join(sorted(valid))}."
+            )
+
+
+def _type_ok(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _coerce(table: str, key: str, value: Any, default: Any, source: str) -> Any:
+    """Check one value against the type of its default; scalars become one-element lists."""
+    where = f"[{table}] {key} in {source}"
+    if key in _LIST_FIELDS:
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise InvalidValueError(f"{where} is an empty list; give at least one value")
+        kind = {"envs": str, "quantizers": str, "policies": str, "experts": object}.get(key, int)
+        for item in items:
+            if not _type_ok(item, kind):
+                raise InvalidValueError(
+                    f"{where}: {item!r} is not a{'n integer' if kind is int else ' string'}")
+        if len(set(map(repr, items))) != len(items):
+            raise InvalidValueError(f"{where} lists a value twice: {items!r}")
+        return items
+    if key == "model":
+        if not isinstance(value, dict):
+            raise InvalidValueError(f"{where} must be a table like {{d_model = 32}}")
+        return dict(value)
+    if key == "episode_steps" and value is not None:
+        kind: type = int
+    elif isinstance(default, bool):
+        kind = bool
+    else:
+        kind = type(default)
+    if not _type_ok(value, kind):
+        raise InvalidValueError(f"{where} must be of type {kind.__name__}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def spec_from_dict(doc: dict[str, Any], source: str = "the sweep file") -> SweepSpec:
+    """Build and validate a :class:`SweepSpec` from a parsed TOML document."""
+    _check_keys("the top level", doc, list(_TABLES), source)
+    parts = {}
+    for table, klass in _TABLES.items():
+        given = doc.get(table, {})
+        if not isinstance(given, dict):
+            raise InvalidValueError(f"[{table}] in {source} must be a table, got {given!r}")
+        fields = {f.name: f for f in dataclasses.fields(klass)}
+        _check_keys(f"[{table}]", given, list(fields), source)
+        defaults = klass() if klass is not GridSpec else GridSpec()
+        parts[table] = klass(**{k: _coerce(table, k, v, getattr(defaults, k), source)
+                                for k, v in given.items()})
+    spec = SweepSpec(**parts)
+    validate_spec(spec, source)
+    return spec
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate the TOML sweep file ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidValueError(f"sweep file {str(path)!r} does not exist; give --config FILE.toml")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"sweep file {str(path)!r} is not valid TOML ({exc})") from None
+    return spec_from_dict(doc, source=str(path))
+
+
+def normalize_expert(entry: Any, source: str = "the sweep file") -> dict[str, Any]:
+    """"lqr" or {name = "lqr", params = {...}} -> {"name": ..., "params": {...}}."""
+    if isinstance(entry, str):
+        return {"name": entry, "params": {}}
+    if isinstance(entry, dict):
+        _check_keys("an expert table of [grid] experts", entry, ["name", "params"], source)
+        if not isinstance(entry.get("name"), str):
+            raise InvalidValueError(f"an expert table in {source} needs name = \"...\"")
+        params = entry.get("params", {})
+        if not isinstance(params, dict):
+            raise InvalidValueError(f"expert {entry['name']!r}: params must be a table")
+        return {"name": entry["name"], "params": dict(params)}
+    raise InvalidValueError(
+        f"[grid] experts in {source}: {entry!r} is neither a name nor a table "
+        "{name = ..., params = {...}}")
+
+
+def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
+    """Check names against the registries and numbers against their ranges."""
+    import gymnasium as gym
+
+    import qbc  # noqa: F401  (registers the qbc/ envs)
+    from qbc.agents import available_experts
+    from qbc.policy import ModelConfig, available_policies
+    from qbc.policy.decoding import check_decode_mode
+    from qbc.quantizers import available_quantizers
+
+    g, t, r, d = spec.grid, spec.train, spec.rollout, spec.data
+    if not g.envs:
+        raise InvalidValueError(f"[grid] envs is missing in {source}; list at least one env id")
+    for env in g.envs:
+        if env not in gym.registry:
+            raise UnknownNameError("env id", env, [e for e in gym.registry if e.startswith("qbc/")]
+                                   or gym.registry)
+    for entry in g.experts:
+        name = normalize_expert(entry, source)["name"]
+        if name not in available_experts():
+            raise UnknownNameError("expert", name, available_experts())
+    for q in g.quantizers:
+        if q not in available_quantizers():
+            raise UnknownNameError("quantizer", q, available_quantizers())
+    for p in t.policies:
+        if p != QUANTIZED_EXPERT and p not in available_policies():
+            raise UnknownNameError("policy", p, [*available_policies(), QUANTIZED_EXPERT])
+    model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    _check_keys("[train] model", t.model, model_fields, source)
+    check_decode_mode(t.decode)
+    checks = [
+        (all(b >= 2 for b in g.bins), f"[grid] bins must be >= 2, got {g.bins}"),
+        (all(1 <= n < SEED_STRIDE for n in g.n_demos),
+         f"[grid] n_demos must be in [1, {SEED_STRIDE}), got {g.n_demos}"),
+        (all(s >= 0 for s in g.seeds), f"[grid] seeds must be >= 0, got {g.seeds}"),
+        (all(h >= 1 for h in g.horizons), f"[grid] horizons must be >= 1, got {g.horizons}"),
+        (d.seed >= 0, f"[data] seed must be >= 0, got {d.seed}"),
+        (d.episode_steps is None or d.episode_steps >= 1,
+         f"[data] episode_steps must be >= 1, got {d.episode_steps}"),
+        (d.expert_noise >= 0, f"[data] expert_noise must be >= 0, got {d.expert_noise}"),
+        (d.num_envs >= 1, f"[data] num_envs must be >= 1, got {d.num_envs}"),
+        (t.steps >= 1, f"[train] steps must be >= 1, got {t.steps}"),
+        (t.batch_size >= 1, f"[train] batch_size must be >= 1, got {t.batch_size}"),
+        (t.lr > 0, f"[train] lr must be positive, got {t.lr}"),
+        (t.eval_interval >= 1, f"[train] eval_interval must be >= 1, got {t.eval_interval}"),
+        (0 <= t.val_fraction < 1, f"[train] val_fraction must be in [0, 1), got {t.val_fraction}"),
+        (t.token_target in ("soft", "sampled"),
+         f"[train] token_target must be 'soft' or 'sampled', got {t.token_target!r}"),
+        (r.episodes >= 1, f"[rollout] episodes must be >= 1, got {r.episodes}"),
+        (r.num_envs >= 1, f"[rollout] num_envs must be >= 1, got {r.num_envs}"),
+        (r.seed >= 0, f"[rollout] seed must be >= 0, got {r.seed}"),
+        (r.divergence_threshold > 0,
+         f"[rollout] divergence_threshold must be positive, got {r.divergence_threshold}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InvalidValueError(f"{message} ({source})")
+    # Evaluating on the episodes the policy was trained on would flatter it.
+    eval_lo, eval_hi = r.seed, r.seed + r.episodes
+    for s in g.seeds:
+        lo = d.seed + s * SEED_STRIDE
+        if lo < eval_hi and eval_lo < lo + max(g.n_demos):
+            raise InvalidValueError(
+                f"the demonstrations of grid seed {s} (episode seeds {lo}..) overlap the "
+                f"evaluation seeds {eval_lo}..{eval_hi - 1}; move [rollout] seed or [data] seed "
+                f"({source})")

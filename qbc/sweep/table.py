@@ -1,0 +1,99 @@
+"""The result table: one CSV, rows appended a whole cell at a time by replacing the file.
+
+Only the sweep's parent process writes it. An append reads the current file, adds the rows and
+writes the result to a temporary file that is renamed over the table (:func:`qbc.io.atomic_write`),
+so a crash leaves the table as it was before or after a whole cell, never half a cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from qbc.errors import CorruptFileError
+from qbc.io import atomic_write_text
+
+#: Column order of results.csv.
+COLUMNS = [
+    "cell", "env", "expert", "quantizer", "bins", "bin_width", "n_demos", "seed", "policy", "H",
+    "regret", "regret_ci_lo", "regret_ci_hi", "regret_per_step", "return", "expert_return",
+    "state_dev_mean", "state_dev_max", "action_dev_mean", "diverged_fraction", "val_loss",
+    "train_seconds", "wall_seconds",
+]
+
+#: Columns that measure time, not results: left out when two tables are compared.
+TIME_COLUMNS = ("train_seconds", "wall_seconds")
+
+_INT_COLUMNS = {"bins", "n_demos", "seed", "H"}
+_TEXT_COLUMNS = {"cell", "env", "expert", "quantizer", "policy"}
+
+TABLE_FILE = "results.csv"
+CONFIG_FILE = "sweep_config.json"
+
+
+def _format(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def rows_to_csv(rows: list[dict[str, Any]], header: bool) -> str:
+    """CSV text of ``rows`` (floats written with repr, so they read back bit for bit)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _format(row.get(c)) for c in COLUMNS})
+    return buf.getvalue()
+
+
+def read_table(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of results.csv with numbers parsed (empty fields become None); [] if it is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            return []
+        missing = [c for c in ("cell", "policy", "H", "regret") if c not in reader.fieldnames]
+        if missing:
+            raise CorruptFileError(
+                f"{path} is not a qbc sweep table (missing columns {missing}); move it away "
+                "or choose another sweep directory")
+        rows = []
+        for line, raw in enumerate(reader, start=2):
+            try:
+                rows.append({k: _parse(k, v) for k, v in raw.items()})
+            except (ValueError, TypeError):
+                raise CorruptFileError(
+                    f"{path} line {line} cannot be read ({raw}); the table was edited by hand "
+                    "or truncated: fix or delete that line and run the sweep again") from None
+    return rows
+
+
+def _parse(column: str, text: str | None) -> Any:
+    if column in _TEXT_COLUMNS:
+        return text
+    if text is None or text == "":
+        return None
+    return int(text) if column in _INT_COLUMNS else float(text)
+
+
+def finished_cells(path: str | Path) -> set[str]:
+    """Keys of the cells that already have rows in the table."""
+    return {row["cell"] for row in read_table(path)}
+
+
+def append_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Append ``rows`` to the table at ``path`` atomically (header written on first use)."""
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if old and not old.endswith("\n"):
+        raise CorruptFileError(f"{path} does not end with a newline: it was truncated outside "
+                               "qbc; delete its last line and run the sweep again")
+    atomic_write_text(path, old + rows_to_csv(rows, header=not old))
