@@ -209,6 +209,8 @@ class CertifyConfig:
     """first episode seed of the gain measurement."""
     overwrite: bool = False
     """replace an existing output directory."""
+    drop_nonfinite: bool = False
+    """drop episodes with NaN/inf observations or actions instead of refusing the dataset."""
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -223,16 +225,22 @@ def _floats(text: str, flag: str) -> list[float]:
 
 def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
     from qbc.agents import make_expert
-    from qbc.data import load_demonstrations
+    from qbc.data import check_compatible, load_demonstrations
+    from qbc.gym_utils import make_env
     from qbc.rollout_cli import parse_horizons, prepare_out_dir
     from qbc.tokenizer import ActionTokenizer
 
     sizes, deltas = _floats(cfg.sizes, "--sizes"), _floats(cfg.deltas, "--deltas")
     horizons = parse_horizons(cfg.horizons)
-    demos = load_demonstrations(cfg.dataset)
+    demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
     env_id = cfg.env or demos.env_id
     if env_id is None:
         raise InvalidValueError("the dataset does not record its env: give --env")
+    env = make_env(env_id)
+    try:
+        check_compatible(demos, env.observation_space, env.action_space)
+    finally:
+        env.close()
     tok = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None else
            ActionTokenizer.fit(demos.actions, quantizer=cfg.quantizer, n_bins=cfg.bins))
     out = prepare_out_dir(cfg.out, cfg.overwrite)

@@ -11,8 +11,12 @@ attribute is a :class:`Command`. Groups (``qbc ste recover``) use ``"group name"
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,10 +67,65 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``qbc`` console script; returns the exit code."""
+def _one_line_warning(name: str) -> Callable[..., str]:
+    """``warnings.formatwarning`` for the CLI: 'qbc NAME: warning: message', one line, no source
+    line (a user reads what happened, not where in qbc it was noticed). Replacing the format,
+    not ``showwarning``, leaves warnings recordable (``pytest.warns``)."""
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        return f"qbc {name}: warning: {' '.join(str(message).split())}\n"
+
+    return format_warning
+
+
+def _parse_flags(command: Command, args: list[str], name: str) -> Any:
+    """``tyro.cli`` with its boxed flag errors (a typo, a missing flag, a value of the wrong type)
+    turned into one QbcError line; ``--help`` is printed as tyro draws it."""
     import tyro
 
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            config = tyro.cli(command.config_type, args=args, prog=f"qbc {name}",
+                              description=command.help)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            sys.stderr.write(captured.getvalue())
+            raise
+        message = _flatten_box(captured.getvalue())
+        raise QbcError(f"{message}; 'qbc {name} --help' lists the flags") from None
+    sys.stderr.write(captured.getvalue())  # anything else tyro had to say
+    return config
+
+
+def _flatten_box(text: str) -> str:
+    """The gist of a tyro/rich error box in one line: its title, the lines of its first
+    section and the first suggestion of a 'Perhaps you meant' section."""
+    sections: list[list[str]] = [[]]
+    title = ""
+    for raw in text.splitlines():
+        line = raw.strip().strip("│").strip()
+        if raw.strip().startswith("╭"):
+            title = line.strip("╭╮─ ")
+        elif not line or raw.strip().startswith("╰"):
+            continue
+        elif set(line) <= set("─ "):
+            sections.append([])
+        else:
+            sections[-1].append(line)
+    parts = [" ".join(sections[0])]
+    for sec in sections[1:]:
+        if sec and sec[0].lower().startswith("perhaps you meant") and len(sec) > 1:
+            parts.append(f"perhaps you meant {sec[1]}")
+    body = "; ".join(p for p in parts if p) or " ".join(text.split())
+    return f"{title}: {body}" if title and not body.startswith(title) else body
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).splitlines())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``qbc`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
@@ -87,12 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = _load(name)
     try:
-        config = tyro.cli(command.config_type, args=rest, prog=f"qbc {name}",
-                          description=command.help)
-        command.run(config)
+        with warnings.catch_warnings():
+            warnings.formatwarning = _one_line_warning(name)
+            config = _parse_flags(command, rest, name)
+            command.run(config)
     except QbcError as exc:
-        print(f"qbc {name}: error: {exc}", file=sys.stderr)
+        print(f"qbc {name}: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `qbc ... | head`: the reader left; nothing to report
+        sys.stdout = open(os.devnull, "w")  # as the Python docs advise for SIGPIPE
+        return 141
+    except OSError as exc:  # the file system said no (permissions, full disk, a missing folder)
+        print(f"qbc {name}: error: {type(exc).__name__}: {_one_line(exc)}; check the paths and "
+              "their permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"qbc {name}: interrupted", file=sys.stderr)
         return 130

@@ -46,3 +46,12 @@ class CorruptFileError(QbcError, ValueError):
 
 class OutputExistsError(QbcError, FileExistsError):
     """An output that already exists and would be overwritten without ``--overwrite``."""
+
+
+class QbcWarning(UserWarning):
+    """Something a user should know that does not stop the run (the CLI prints it as one line)."""
+
+
+class ClippedActionsWarning(QbcWarning):
+    """Actions outside a tokenizer's range were clipped to its edge cells (counted in the
+    message)."""

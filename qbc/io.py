@@ -14,7 +14,9 @@ from qbc.errors import CorruptFileError
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, rename it over
-    ``path``. A crash at any point leaves either the old file or the new one, never a partial one.
+    ``path``. A crash at any point leaves either the old file or the new one, never a partial one
+    (at worst a hidden ``.<name>.*.tmp`` file beside it). The final file gets mode 0666 minus the
+    umask (0644 with the usual umask 022), like a file made with ``open(path, "w")``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +25,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        # mkstemp makes the file 0600; a final file gets the mode open() would give it.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -30,6 +34,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         tmp_path.unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back at once
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -53,3 +70,40 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise CorruptFileError(
             f"{what} {str(path)!r} is truncated or not valid JSON ({exc}); re-create it"
         ) from None
+
+
+def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Replace the directory ``path`` as a whole: ``fill(tmp_dir)`` writes the new contents into
+    a hidden folder beside it, which is then swapped in by renames. After a crash, ``path`` holds
+    either the old contents or the new ones; if the crash fell between the two renames, the old
+    contents wait in ``.<name>.old`` and :func:`recover_dir` puts them back.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        fill(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.parent / f".{path.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def recover_dir(path: str | os.PathLike) -> bool:
+    """Undo a swap of :func:`atomic_write_dir` cut short by a crash: when ``path`` is missing and
+    its ``.<name>.old`` exists, move the old contents back. True when something was recovered."""
+    path = Path(path)
+    old = path.parent / f".{path.name}.old"
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+        return True
+    return False

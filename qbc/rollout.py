@@ -66,9 +66,14 @@ class QuantizedExpert:
 
     def __init__(self, expert: Any, tokenizer: Any, rng: np.random.Generator | None = None):
         self.expert, self.tokenizer, self.rng = expert, tokenizer, rng
+        self.n_clipped = 0  # action values outside the tokenizer's range (encode clips them)
+        self.n_values = 0  # action values quantized so far
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         actions = self.expert.act(obs)
+        clipped = self.tokenizer.clipped_mask(actions)
+        self.n_clipped += int(clipped.sum())
+        self.n_values += int(clipped.size)
         rng = self.rng if self.tokenizer.stochastic else None
         return self.tokenizer.decode(self.tokenizer.encode(actions, rng=rng))
 

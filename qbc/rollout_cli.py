@@ -112,7 +112,9 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         raise InvalidValueError("give --env (the policy does not record its env)")
     tokenizer = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None
                  else getattr(policy, "tokenizer", None))
-    out = prepare_out_dir(cfg.out, cfg.overwrite)
+    check_fits_env(env_id, policy, tokenizer)
+    if cfg.augment not in ("none", "model"):
+        raise InvalidValueError(f"--augment must be 'none' or 'model', got {cfg.augment!r}")
     expert_params = {"path": str(cfg.expert_path)} if cfg.expert_path else {}
     expert = make_expert(cfg.expert, env_id, **expert_params)
     actors: dict[str, Any] = {"expert": expert}
@@ -123,13 +125,16 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         if tokenizer.stochastic:
             actors["quantized_expert_stochastic"] = QuantizedExpert(
                 expert, tokenizer, rng=np.random.default_rng(cfg.seed))
-    if cfg.augment not in ("none", "model"):
-        raise InvalidValueError(f"--augment must be 'none' or 'model', got {cfg.augment!r}")
     if cfg.augment == "model":
         actors["policy_model_based"] = _model_based(cfg, policy)
     if len(actors) == 1:
         raise InvalidValueError("nothing to compare with the expert: give --policy or --tokenizer")
+    out = prepare_out_dir(cfg.out, cfg.overwrite)  # after every check: no empty dir on an error
     seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
+    if policy is not None:
+        import torch
+
+        torch.manual_seed(cfg.seed)  # --decode sample draws from torch's global generator
     start = time.perf_counter()
     result = coupled_rollout(env_id, actors, seeds, horizons[-1], num_envs=cfg.num_envs,
                              progress=True)
@@ -142,11 +147,55 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         for name, per_h in metrics["policies"].items() if name != "expert"
     }
     metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
+    metrics["clipped_actions"] = clipped_counts(actors)
     write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
     print(format_summary(metrics))
     print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
           f"outputs in {out}")
     return metrics
+
+
+def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> None:
+    """Raise InvalidValueError unless the policy's observation / action sizes and the
+    tokenizer's action size equal those of the env ``env_id`` (an unknown id raises
+    UnknownNameError)."""
+    from qbc.gym_utils import make_env
+
+    env = make_env(env_id)
+    try:
+        obs_shape, act_shape = env.observation_space.shape, env.action_space.shape
+    finally:
+        env.close()
+    problems = []
+    if policy is not None and (obs_shape, act_shape) != ((policy.obs_dim,), (policy.act_dim,)):
+        problems.append(f"the policy takes {policy.obs_dim}-dimensional observations and gives "
+                        f"{policy.act_dim}-dimensional actions")
+    if tokenizer is not None and act_shape != (tokenizer.action_dim_,):
+        problems.append(f"the tokenizer is for {tokenizer.action_dim_}-dimensional actions")
+    if problems:
+        raise InvalidValueError(
+            f"{env_id} has observations of shape {obs_shape} and actions of shape {act_shape}, "
+            "but " + " and ".join(problems) + "; pass the --env the policy was trained on (or a "
+            "policy / tokenizer made for this env)")
+
+
+def clipped_counts(actors: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per quantized expert: action values outside its tokenizer's range (clipped to the edge
+    cells) out of all it quantized; each non-zero count is also a ClippedActionsWarning."""
+    import warnings
+
+    from qbc.errors import ClippedActionsWarning
+    from qbc.tokenizer import clipped_message
+
+    counts = {}
+    for name, actor in actors.items():
+        if isinstance(actor, QuantizedExpert):
+            counts[name] = {"clipped": actor.n_clipped, "values": actor.n_values}
+            if actor.n_clipped:
+                warnings.warn(f"{name}: " + clipped_message(actor.n_clipped, actor.n_values,
+                                                            "expert action"),
+                              ClippedActionsWarning, stacklevel=2)
+    return counts
 
 
 def _model_based(cfg: RolloutConfig, policy: Any) -> Any:

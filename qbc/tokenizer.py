@@ -17,15 +17,23 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qbc.errors import CorruptFileError, InvalidValueError, NotFittedError, OutputExistsError
+from qbc.errors import (
+    ClippedActionsWarning,
+    CorruptFileError,
+    InvalidValueError,
+    NotFittedError,
+    OutputExistsError,
+)
 from qbc.io import atomic_write_json, read_json
 from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
+from qbc.quantizers.base import as_real_array
 
 FORMAT = "qbc.tokenizer"
 FORMAT_VERSION = 1
@@ -94,15 +102,17 @@ class ActionTokenizer:
             raise NotFittedError("ActionTokenizer is not fitted; call fit(actions) first")
 
     def _check_actions(self, actions: np.ndarray, fitting: bool = False) -> np.ndarray:
-        actions = np.asarray(actions, dtype=np.float64)
+        actions = as_real_array(actions, "actions")
         if actions.ndim == 1:
             actions = actions[:, None]
         if actions.ndim != 2:
             raise InvalidValueError(f"actions must be an (N, D) array, got shape {actions.shape}")
+        if actions.shape[1] == 0:
+            raise InvalidValueError("actions have 0 dimensions (shape (N, 0)); give (N, D), D >= 1")
         if not fitting and actions.shape[1] != self.action_dim_:
             raise InvalidValueError(
                 f"actions have {actions.shape[1]} dimensions but the tokenizer was fitted on "
-                f"{self.action_dim_}"
+                f"{self.action_dim_}; use a tokenizer fitted on actions of this env"
             )
         finite = np.isfinite(actions)
         if not finite.all():
@@ -209,6 +219,16 @@ class ActionTokenizer:
                 mask[:, d] = (actions[:, d] < rng_[0]) | (actions[:, d] > rng_[1])
         return mask
 
+    def warn_clipped(self, actions: np.ndarray, what: str = "action") -> int:
+        """Count the values of ``actions`` (N, D) outside the tokenizer's range (``encode`` maps
+        them to the edge cells) and, when there are any, warn with a
+        :class:`~qbc.errors.ClippedActionsWarning` giving the count. Returns the count."""
+        mask = self.clipped_mask(actions)
+        n = int(mask.sum())
+        if n:
+            warnings.warn(clipped_message(n, mask.size, what), ClippedActionsWarning, stacklevel=2)
+        return n
+
     # -- inspection --------------------------------------------------------------------------
     def report(self, actions: np.ndarray) -> dict[str, Any]:
         """Reconstruction quality on ``actions`` (N, D), JSON-safe.
@@ -219,6 +239,8 @@ class ActionTokenizer:
         ``bits_per_action`` and ``vocab_size``.
         """
         actions = self._check_actions(actions)
+        if len(actions) == 0:
+            raise InvalidValueError("no actions to report on (shape (0, D)); give at least one")
         tokens = self.encode(actions)
         err = np.abs(self.decode(tokens).astype(np.float64) - actions)
         clipped = self.clipped_mask(actions)
@@ -272,11 +294,42 @@ class ActionTokenizer:
                       state["quantizer_params"])
             tok.quantizers_ = [Quantizer.from_state_dict(q) for q in state["quantizers"]]
             tok.action_dim_ = int(state["action_dim"])
-        except (KeyError, TypeError, InvalidValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptFileError(f"tokenizer state is incomplete or damaged: {exc}") from None
         if not all(q.is_fitted for q in tok.quantizers_):
             raise CorruptFileError("tokenizer state holds an unfitted quantizer")
+        try:
+            tok._self_check()
+        except Exception as exc:  # any failure here means the stored numbers are damaged
+            raise CorruptFileError(
+                f"tokenizer state is damaged ({type(exc).__name__}: {exc}); re-create it"
+            ) from None
         return tok
+
+    def _self_check(self) -> None:
+        """Raise unless the (loaded) state is coherent: one quantizer, or one per dimension,
+        all of the same kind and vocabulary, whose finite codewords encode to their own
+        tokens' range and decode to finite float32."""
+        qs = self.quantizers_
+        if not (isinstance(self.action_dim_, int) and self.action_dim_ >= 1):
+            raise ValueError(f"action_dim {self.action_dim_!r} is not a positive integer")
+        if len(qs) not in (1, self.action_dim_) or not qs:
+            raise ValueError(f"{len(qs)} quantizers for {self.action_dim_} action dimensions")
+        if any(q.name != self.quantizer or q.n_levels != qs[0].n_levels for q in qs):
+            raise ValueError("the quantizers differ in kind or vocabulary")
+        if self.n_bins != qs[0].n_levels:
+            raise ValueError(f"n_bins {self.n_bins!r} is not the vocabulary {qs[0].n_levels}")
+        for q in qs:
+            code = np.asarray(q.codebook, dtype=np.float64)
+            shape = (q.n_levels, self.action_dim_) if q.joint else (q.n_levels,)
+            if code.shape != shape or not np.isfinite(code).all():
+                raise ValueError(f"codebook of shape {code.shape} (expected {shape}) or "
+                                 "non-finite")
+            tokens = np.asarray(q.encode(code))
+            if tokens.shape != code.shape[:1] or tokens.min() < 0 or tokens.max() >= q.n_levels:
+                raise ValueError("codewords do not encode to tokens in range")
+            if not np.isfinite(q.decode(tokens)).all():
+                raise ValueError("codewords decode to non-finite values")
 
     def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
         """Write the tokenizer as JSON (atomically). Floats round-trip exactly."""
@@ -295,6 +348,13 @@ class ActionTokenizer:
         fitted = f", action_dim={self.action_dim_}" if hasattr(self, "quantizers_") else ""
         return (f"ActionTokenizer(quantizer={self.quantizer!r}, n_bins={self.n_bins}, "
                 f"per_dim={self.per_dim}{fitted})")
+
+
+def clipped_message(n_clipped: int, n_values: int, what: str = "action") -> str:
+    """'N of M action values (p%) ... clipped' — the one wording of every clipping warning."""
+    return (f"{n_clipped} of {n_values} {what} values ({n_clipped / max(1, n_values):.2%}) lie "
+            "outside the tokenizer's range and were clipped to its edge cells; fit the tokenizer "
+            "on actions that cover them (or a smaller --quantile) if that is not intended")
 
 
 def _init_params(klass: type) -> set[str]:
@@ -342,6 +402,7 @@ def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
     params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
     tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
     tok.save(cfg.out)
+    tok.warn_clipped(actions)
     rep = tok.report(actions)
     print(format_report(rep))
     print(f"saved {cfg.out}")

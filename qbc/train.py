@@ -40,7 +40,13 @@ from tqdm.auto import tqdm
 
 from qbc.distributed import DistContext, local_device, session
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
-from qbc.io import atomic_write_json, atomic_write_text, read_json
+from qbc.io import (
+    atomic_write_dir,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    recover_dir,
+)
 from qbc.policy import ModelConfig, Normalizer, Policy, build_policy, needs_tokenizer
 from qbc.policy.loading import load_module, load_tensors, save_checkpoint, save_tensors
 from qbc.policy.registry import check_policy_kind
@@ -323,18 +329,23 @@ def _device_of(cfg: TrainConfig) -> torch.device:
 def save_last(out: Path, module, normalizer, tokenizer, optimizer, scheduler, step: int,
               batch_gen: torch.Generator, np_rng: np.random.Generator | None,
               best: dict[str, Any], config: dict[str, Any], env_id: str | None = None) -> None:
-    """Everything needed to continue: the checkpoint, optimizer, schedule, step and RNG states."""
-    last = out / "last"
-    save_checkpoint(last, module, normalizer, tokenizer, config, env_id)
+    """Everything needed to continue: the checkpoint, optimizer, schedule, step and RNG states.
+    ``out/last`` is replaced as a whole (:func:`qbc.io.atomic_write_dir`), so a kill at any
+    moment leaves the weights and the optimizer state of one and the same step."""
     tensors, groups = _optimizer_state(optimizer)
     tensors["rng.batch"] = batch_gen.get_state()
     tensors["rng.torch_cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.torch_cuda"] = torch.cuda.get_rng_state()
-    save_tensors(last / "trainer.safetensors", tensors)
-    atomic_write_json(last / "trainer_state.json", {
-        "step": step, "optimizer_param_groups": groups, "scheduler": scheduler.state_dict(),
-        "np_rng": None if np_rng is None else np_rng.bit_generator.state, "best": best})
+    state = {"step": step, "optimizer_param_groups": groups, "scheduler": scheduler.state_dict(),
+             "np_rng": None if np_rng is None else np_rng.bit_generator.state, "best": best}
+
+    def fill(last: Path) -> None:
+        save_checkpoint(last, module, normalizer, tokenizer, config, env_id)
+        save_tensors(last / "trainer.safetensors", tensors)
+        atomic_write_json(last / "trainer_state.json", state)
+
+    atomic_write_dir(out / "last", fill)
 
 
 def _check_resume_config(stored: dict[str, Any], current: dict[str, Any]) -> None:
@@ -354,9 +365,14 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
 def _prepare_out(cfg: TrainConfig) -> bool:
     """Check / clear the run directory; True when a run should be resumed from out/last."""
     out = cfg.out
+    recover_dir(out / "last")  # a crash between the renames of the last save
     if cfg.resume and (out / "last" / "trainer_state.json").is_file():
         return True
-    if out.exists() and any(out.iterdir()) and not cfg.resume:
+    if cfg.resume and out.exists() and any(out.iterdir()):
+        raise OutputExistsError(
+            f"--resume: {out} holds no resumable run (no last/trainer_state.json); pass "
+            "--overwrite without --resume to start again there, or choose another --out")
+    if out.exists() and any(out.iterdir()):
         if not cfg.overwrite:
             raise OutputExistsError(
                 f"run directory {out} is not empty; pass --overwrite to replace its run, "

@@ -18,6 +18,21 @@ import numpy as np
 from qbc.errors import InvalidValueError, NotFittedError, UnknownNameError
 
 _REGISTRY: dict[str, type[Quantizer]] = {}
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_real_array(x: Any, what: str = "values") -> np.ndarray:
+    """``x`` as a float64 array; ragged lists and non-real dtypes (complex, strings, objects)
+    raise :class:`InvalidValueError` instead of numpy's ValueError or a silent cast."""
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:
+        raise InvalidValueError(f"{what} are not a rectangular array ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise InvalidValueError(
+            f"{what} must be real numbers, got an array of dtype {arr.dtype}; convert them to "
+            "float32 first")
+    return arr.astype(np.float64)
 
 
 class Quantizer:
@@ -38,7 +53,7 @@ class Quantizer:
         ones) and return ``self``. Quantizers fully fixed by their parameters accept ``None``."""
         self._validate_params()
         if x is not None:
-            x = np.asarray(x, dtype=np.float64)
+            x = as_real_array(x, f"{self.name}: fitting data")
             if x.size == 0:
                 raise InvalidValueError(f"{self.name}: cannot fit on an empty array")
             if not np.all(np.isfinite(x)):
@@ -46,6 +61,11 @@ class Quantizer:
                 raise InvalidValueError(
                     f"{self.name}: {bad} non-finite values (NaN or inf) in the fitting data; "
                     "drop or repair them first"
+                )
+            if np.abs(x).max() > _F32_MAX:
+                raise InvalidValueError(
+                    f"{self.name}: fitting data reach {np.abs(x).max():.3g}, beyond the float32 "
+                    f"range ({_F32_MAX:.3g}) that codewords are returned in; rescale the data"
                 )
         self._fit(x)
         return self
@@ -110,7 +130,7 @@ class Quantizer:
 
     def _as_float(self, x: np.ndarray) -> np.ndarray:
         self._check_fitted()
-        x = np.asarray(x, dtype=np.float64)
+        x = as_real_array(x, f"{self.name}: values to encode")
         if np.isnan(x).any():
             raise InvalidValueError(
                 f"{self.name}: {int(np.isnan(x).sum())} NaN values cannot be encoded"

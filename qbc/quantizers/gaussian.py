@@ -8,11 +8,12 @@ are computed from it to near machine precision, no sampling involved.
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize, stats
 
 
 def _cell_moments(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zeroth, first and second moments of N(0,1) restricted to cells [a, b] (a, b may be ±inf)."""
+    from scipy import stats  # imported here: scipy.stats takes a second to import
+
     pa, pb = stats.norm.pdf(a), stats.norm.pdf(b)
     m0 = stats.norm.cdf(b) - stats.norm.cdf(a)
     m1 = pa - pb
@@ -63,6 +64,8 @@ def uniform_gaussian_step(n_levels: int) -> float:
     def distortion(step: float) -> float:
         codebook, thresholds = uniform_symmetric_cells(n_levels, step)
         return gaussian_distortion(thresholds, codebook)
+
+    from scipy import optimize
 
     res = optimize.minimize_scalar(distortion, bounds=(1e-4, 8.0), method="bounded",
                                    options={"xatol": 1e-10})

@@ -6,7 +6,6 @@ Their cells follow the data, so only the in-distribution error is small: ``error
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from qbc.errors import InvalidValueError
 from qbc.quantizers.base import Quantizer, register_quantizer
@@ -78,6 +77,8 @@ class KMeansQuantizer(_SortedCodebookQuantizer):
             values = np.unique(x)
             self.codebook_ = np.concatenate([values, np.full(self.n_bins - n_unique, values[-1])])
             return
+        from sklearn.cluster import KMeans  # imported here: scikit-learn is slow to import
+
         km = KMeans(n_clusters=self.n_bins, n_init=self.n_init, random_state=self.seed)
         km.fit(x[:, None])
         self.codebook_ = np.sort(km.cluster_centers_[:, 0])
@@ -191,6 +192,8 @@ class VectorQuantizer(Quantizer):
             values = np.unique(z, axis=0)
             z_codes = np.concatenate([values, np.repeat(values[-1:], self.n_bins - n_unique, 0)])
         else:
+            from sklearn.cluster import KMeans
+
             km = KMeans(n_clusters=self.n_bins, n_init=self.n_init, random_state=self.seed).fit(z)
             z_codes = km.cluster_centers_
         self.scale_ = scale
