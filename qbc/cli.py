@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("qbc.sweep.command", "SWEEP_COMMAND"),
     "sweep report": ("qbc.sweep.command", "REPORT_COMMAND"),
     "quickstart": ("qbc.quickstart", "QUICKSTART_COMMAND"),
+    "bench": ("qbc.bench", "BENCH_COMMAND"),
 }
 
 

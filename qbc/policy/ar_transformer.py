@@ -15,6 +15,12 @@ p(tok_i | obs, tok_<i), trained by log-loss (cross-entropy) on the token sequenc
 Decoding runs the prefix once and then one position per token, reusing the keys and values of
 earlier positions (KV cache); ``use_cache=False`` recomputes the whole sequence at every step
 and gives the same tokens.
+
+Speed: these policies are small (a handful of positions and heads), where the per-(sample, head)
+overhead of a fused attention kernel dominates. When positions x heads is small, attention
+therefore runs as two batched matmuls per sample over all (position, head) rows at once, with a
+mask that keeps each head to itself and to earlier positions (the same function; ``qbc bench``
+measures the difference). Larger models use ``F.scaled_dot_product_attention``.
 """
 
 from __future__ import annotations
@@ -27,8 +33,13 @@ from torch import nn
 
 from qbc.policy.decoding import pick_tokens, token_log_loss
 
-#: Per layer: (keys, values), each (B, n_heads, positions so far, head_dim).
+#: Per layer: (keys, values), each (B, n_heads, positions so far, head_dim), or, on the
+#: small-model path, (B, positions so far * n_heads, head_dim) with row = position * n_heads + head.
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+#: Largest positions x heads for which attention runs as masked batched matmuls over all
+#: (position, head) rows of a sample (cost grows with its square); above it, fused SDPA.
+SMALL_ATTENTION_ROWS = 64
 
 
 @dataclass
@@ -59,6 +70,11 @@ class ARTransformerConfig:
         return self.obs_history + self.n_tokens - 1
 
 
+def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout, skipped outright when it is the identity (saves a call per use)."""
+    return F.dropout(x, p, training) if training and p > 0 else x
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with an optional key/value cache."""
 
@@ -70,6 +86,22 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
+        self.small = cfg.seq_len * cfg.n_heads <= SMALL_ATTENTION_ROWS
+        self._masks: dict[tuple, torch.Tensor] = {}
+
+    def _mask(self, past: int, new: int, like: torch.Tensor) -> torch.Tensor:
+        """Additive mask (new*h, (past+new)*h): 0 where row (l, head j) may see key (m, head j),
+        i.e. same head and m <= past + l; -inf elsewhere. Cached per shape, device and dtype."""
+        key = (past, new, like.device, like.dtype)
+        if key not in self._masks:
+            h = self.n_heads
+            with torch.inference_mode(False):  # an ordinary tensor even when made while decoding
+                r = torch.arange(new * h, device=like.device)[:, None]
+                c = torch.arange((past + new) * h, device=like.device)[None, :]
+                ok = (r % h == c % h) & (c // h <= past + r // h)
+                self._masks[key] = torch.zeros(ok.shape, dtype=like.dtype, device=like.device
+                                               ).masked_fill_(~ok, float("-inf"))
+        return self._masks[key]
 
     def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -78,18 +110,28 @@ class CausalSelfAttention(nn.Module):
         Without ``past`` the L positions attend causally among themselves; with ``past`` only a
         single new position (L = 1) is allowed, and it attends to every cached position."""
         B, L, C = x.shape
+        h, dh = self.n_heads, C // self.n_heads
+        if past is not None and L != 1:
+            raise ValueError("a cached step takes exactly one new position")
         q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        if self.small and not (self.training and self.dropout > 0):
+            # rows (position, head) of the whole sample at once: (B, L*h, dh)
+            q, k, v = (t.reshape(B, L * h, dh) for t in (q, k, v))
+            if past is not None:
+                k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
+            mask = self._mask(k.shape[1] // h - L, L, q)
+            scores = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=dh ** -0.5)
+            y = torch.bmm(scores.softmax(-1), v).view(B, L, C)
+            return self.proj(y), (k, v)
+        q, k, v = (t.view(B, L, h, dh).transpose(1, 2) for t in (q, k, v))
         if past is not None:
-            if L != 1:
-                raise ValueError("a cached step takes exactly one new position")
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=past is None and L > 1,
             dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, L, C)
-        return F.dropout(self.proj(y), self.dropout, self.training), (k, v)
+        return _dropout(self.proj(y), self.dropout, self.training), (k, v)
 
 
 class MLP(nn.Module):
@@ -102,7 +144,7 @@ class MLP(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self.proj(F.gelu(self.fc(x))), self.dropout, self.training)
+        return _dropout(self.proj(F.gelu(self.fc(x))), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -167,6 +209,9 @@ class ARTransformerPolicy(nn.Module):
     def _embed_tokens(self, tokens: torch.Tensor, first: int = 0) -> torch.Tensor:
         """tokens (B, j) of dimensions first..first+j-1 -> (B, j, d_model) at their positions."""
         j = tokens.shape[1]
+        if j == 1:  # a decoding step: integer offsets, no index tensors to build
+            return (self.tok_embed(tokens + first * self.cfg.vocab_size)
+                    + self.pos_embed.weight[self.cfg.obs_history + first])
         dims = torch.arange(first, first + j, device=tokens.device)
         pos = self.cfg.obs_history + dims
         return self.tok_embed(dims * self.cfg.vocab_size + tokens) + self.pos_embed(pos)
@@ -201,7 +246,6 @@ class ARTransformerPolicy(nn.Module):
                               batch.get("soft"))
 
     # -- decoding ------------------------------------------------------------------------------
-    @torch.no_grad()
     def decode(self, obs: torch.Tensor, sample: bool = False, temperature: float = 1.0,
                generator: torch.Generator | None = None, use_cache: bool = True
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,18 +254,25 @@ class ARTransformerPolicy(nn.Module):
         Returns tokens (B, n_tokens) int64 and the distribution each was drawn from,
         probs (B, n_tokens, V) (each conditioned on the tokens chosen before it).
         """
+        # inference_mode skips autograd's bookkeeping, a large share of a small batch's cost;
+        # the clones hand back ordinary tensors (usable anywhere, e.g. as training targets).
+        with torch.inference_mode():
+            tokens, probs = self._decode(obs, sample, temperature, generator, use_cache)
+        return tokens.clone(), probs.clone()
+
+    def _decode(self, obs, sample, temperature, generator, use_cache):
         n = self.cfg.n_tokens
-        tokens = torch.empty(obs.shape[0], 0, dtype=torch.long, device=obs.device)
+        tokens = torch.empty(obs.shape[0], n, dtype=torch.long, device=obs.device)
         probs = []
         if use_cache:
             h, cache = self._trunk(self._embed_obs(obs))
         for i in range(n):
             if not use_cache:
-                x = torch.cat([self._embed_obs(obs), self._embed_tokens(tokens)], dim=1)
+                x = torch.cat([self._embed_obs(obs), self._embed_tokens(tokens[:, :i])], dim=1)
                 h, _ = self._trunk(x)
-            logits = self._head(h[:, -1:], first=i)[:, 0]
+            logits = F.linear(h[:, -1], self.head_w[i], self.head_b[i])
             tok, p = pick_tokens(logits, sample, temperature, generator)
-            tokens = torch.cat([tokens, tok[:, None]], dim=1)
+            tokens[:, i] = tok
             probs.append(p)
             if use_cache and i < n - 1:
                 h, cache = self._trunk(self._embed_tokens(tok[:, None], first=i), cache)

@@ -1,0 +1,261 @@
+"""``qbc bench``: measured speed against the natural baselines, in one process, as one table.
+
+Sections: (1) native vector env vs Gymnasium's SyncVectorEnv, (2) AR-transformer decoding with
+and without the KV cache and its batch-1 latency, (3) training samples/s and FLOP/s against a
+plain matmul of comparable size, (4) coupled rollout actions/s and the tiny quickstart's wall
+time. Every figure is the median of repeated blocks after a warm-up, with the spread.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.io import atomic_write_json
+from qbc.policy.registry import ModelConfig
+
+#: Settings that --quick shrinks (full-run value, quick value); fields left at None take them.
+_MODES = {"repeats": (5, 3), "block_s": (0.3, 0.1), "rollout_episodes": (256, 64),
+          "rollout_horizon": (200, 50), "quickstart_repeats": (3, 1)}
+
+
+@dataclass
+class BenchConfig:
+    """Measure qbc's speed against its baselines and print one table with ratios."""
+
+    quick: bool = False
+    """fewer and shorter repeats and a smaller rollout (about a minute on 2 cores)."""
+    json: Path | None = None
+    """also write the results (with this resolved config and the machine) to this JSON file."""
+    overwrite: bool = False
+    """replace an existing --json file."""
+    threads: int = 1
+    """torch CPU threads (0 = torch's default). One is the robust choice for the default model on
+    a small shared machine: with a core to spare two threads train ~1.4x faster, but when other
+    processes run they wait on each other and train 10-60x slower (see the training section)."""
+    repeats: int | None = None
+    """timed blocks per figure (default 5; 3 with --quick)."""
+    block_s: float | None = None
+    """seconds per timed block (default 0.3; 0.1 with --quick)."""
+    env_id: str = "qbc/LinearUnstable-v0"
+    """env of the stepping and rollout measurements (a qbc/ env with a native vector version)."""
+    env_sizes: tuple[int, ...] = (1, 64, 1024)
+    """numbers of env copies to step."""
+    act_dim: int = 4
+    """action dimensions D (tokens per action) of the decoding and training measurements."""
+    obs_dim: int = 8
+    """observation length of the decoding and training measurements."""
+    bins: int = 64
+    """vocabulary size per token (qbc train's default)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """model settings (qbc train's defaults)."""
+    train_batch: int = 256
+    """samples per training step (qbc train's default)."""
+    decode_batch: int = 1024
+    """observations per decoding call."""
+    rollout_episodes: int | None = None
+    """episodes of the coupled rollout (default 256; 64 with --quick)."""
+    rollout_horizon: int | None = None
+    """steps per rollout episode (default 200; 50 with --quick)."""
+    quickstart: bool = True
+    """also time `qbc quickstart --tiny` (the slowest part)."""
+    quickstart_repeats: int | None = None
+    """runs of the tiny quickstart (default 3; 1 with --quick)."""
+    seed: int = 0
+    """seed of the synthetic data, actions and weights."""
+
+
+def resolve(cfg: BenchConfig) -> BenchConfig:
+    """Fill the settings left at None from the full or quick defaults, and check them."""
+    mode = 1 if cfg.quick else 0
+    cfg = replace(cfg, **{k: v[mode] for k, v in _MODES.items() if getattr(cfg, k) is None})
+    checks = [(cfg.repeats >= 1, "--repeats"), (cfg.block_s > 0, "--block-s"),
+              (cfg.threads >= 0, "--threads"), (min(cfg.env_sizes, default=0) >= 1,
+                                                 "--env-sizes"),
+              (cfg.rollout_episodes >= 1, "--rollout-episodes"),
+              (cfg.rollout_horizon >= 1, "--rollout-horizon"),
+              (cfg.quickstart_repeats >= 1, "--quickstart-repeats"),
+              (min(cfg.act_dim, cfg.obs_dim, cfg.bins, cfg.train_batch, cfg.decode_batch) >= 1,
+               "--act-dim, --obs-dim, --bins, --train-batch and --decode-batch")]
+    for ok, name in checks:
+        if not ok:
+            raise InvalidValueError(f"{name} must be positive (threads: >= 0); got {cfg}")
+    return cfg
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Run every measurement; print the table; write --json if given. Returns the results."""
+    import torch
+
+    from qbc.bench.timing import machine_info
+
+    cfg = resolve(cfg)
+    if cfg.json is not None and cfg.json.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{cfg.json} exists; pass --overwrite to replace it")
+    threads_before = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        result = _measure(cfg, machine_info())
+    finally:
+        torch.set_num_threads(threads_before)
+    if cfg.json is not None:
+        atomic_write_json(cfg.json, result)
+    print(format_table(result))
+    return result
+
+
+def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
+    from qbc.bench import sections
+
+    result: dict[str, Any] = {"config": _jsonable(asdict(cfg)), "machine": machine}
+    steps = [("env", lambda: sections.bench_env_stepping(
+                 cfg.env_id, cfg.env_sizes, cfg.repeats, cfg.block_s, cfg.seed)),
+             ("decoding", lambda: sections.bench_decoding(
+                 cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins, cfg.decode_batch, cfg.repeats,
+                 cfg.block_s, cfg.seed)),
+             ("training", lambda: sections.bench_training(
+                 cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins, cfg.train_batch, cfg.repeats,
+                 cfg.block_s, cfg.seed)),
+             ("rollout", lambda: sections.bench_rollout(
+                 cfg.env_id, cfg.model, cfg.bins, cfg.rollout_episodes, cfg.rollout_horizon,
+                 cfg.repeats, cfg.seed))]
+    if cfg.quickstart:
+        steps.append(("quickstart", lambda: sections.bench_quickstart(cfg.quickstart_repeats,
+                                                                      cfg.seed)))
+    bar = tqdm(steps, desc="qbc bench", unit="part", leave=False)
+    for name, fn in bar:
+        bar.set_postfix_str(name)
+        result[name] = fn()
+    bar.close()
+    result["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    result["targets"] = check_targets(result)
+    return result
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else _jsonable(v) if isinstance(v, dict)
+                else list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def check_targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target of the issue with the measured median and whether it is met."""
+    out = {}
+    big = [row for row in r["env"] if row["num_envs"] == 1024]
+    if big:
+        v = big[0]["ratio"]["wall"]["median"]
+        out["env_ratio_1024"] = {"value": v, "target": ">= 50x", "met": v >= 50}
+    v = r["decoding"]["cache_speedup"]["wall"]["median"]
+    out["cache_speedup"] = {"value": v, "target": ">= 2x", "met": v >= 2}
+    v = r["decoding"]["latency_ms_batch1_policy_act"]["wall"]["median"]
+    out["latency_ms"] = {"value": v, "target": "< 1 ms", "met": v < 1}
+    v = r["training"]["utilisation"]["wall"]["median"]
+    out["utilisation"] = {"value": v, "target": ">= 40%", "met": v >= 0.4}
+    return out
+
+
+# -- the table -------------------------------------------------------------------------------------
+def _si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _cell(f: dict[str, Any], fmt=_si, clock: str = "wall") -> str:
+    """median ±half-range (as % of the median) of one clock of a figure."""
+    s = f[clock]
+    spread = (s["max"] - s["min"]) / 2 / s["median"] * 100 if s["median"] else 0.0
+    return f"{fmt(s['median'])} ±{spread:.0f}%"
+
+
+def _mark(t: dict[str, Any] | None) -> str:
+    return "" if t is None else ("  [target met]" if t["met"] else "  [target NOT met]")
+
+
+def format_table(r: dict[str, Any]) -> str:
+    m, c = r["machine"], r["config"]
+    load = " / ".join(f"{x:.2f}" for x in m["load_average"] or [])
+    after = " / ".join(f"{x:.2f}" for x in r.get("load_average_after") or [])
+    t = r.get("targets", {})
+    lines = [
+        "figures by wall-clock time; 'by CPU time' = this process's CPU seconds (what an idle "
+        "machine would give)",
+        f"qbc bench{' --quick' if c['quick'] else ''}: {m['cpu']}, {m['cores']} cores, "
+        f"torch {m['torch']} ({m['torch_threads']} threads, {m['torch_cpu_capability']}), "
+        f"numpy {m['numpy']}, python {m['python']}",
+        f"load average (1/5/15 min) before: {load}; after: {after}",
+        f"each figure: median of {c['repeats']} timed blocks (~{c['block_s']} s) after a warm-up, "
+        "±half the range of the blocks",
+        "",
+        f"1. env stepping, {c['env_id']}, env steps/s",
+        f"   {'copies':>8} {'native':>16} {'SyncVectorEnv':>16} {'ratio':>14}"]
+    for row in r["env"]:
+        mark = _mark(t.get("env_ratio_1024")) if row["num_envs"] == 1024 else ""
+        lines.append(f"   {row['num_envs']:>8} {_cell(row['native_steps_per_s']):>16} "
+                     f"{_cell(row['sync_steps_per_s']):>16} "
+                     f"{_cell(row['ratio'], lambda x: f'{x:.1f}x'):>14}{mark}")
+    d = r["decoding"]
+    lines += [
+        "",
+        f"2. decoding, AR transformer D={d['act_dim']}, vocab {d['bins']}, d_model "
+        f"{d['d_model']}, {d['n_layers']} layers, argmax",
+        f"   batch {d['batch']}: {_cell(d['actions_per_s_cache'])} actions/s with KV cache, "
+        f"{_cell(d['actions_per_s_no_cache'])} without; speed-up "
+        f"{_cell(d['cache_speedup'], lambda x: f'{x:.2f}x')}{_mark(t.get('cache_speedup'))}",
+        f"   batch 1 latency: Policy.act {_cell(d['latency_ms_batch1_policy_act'], _ms)}"
+        f"{_mark(t.get('latency_ms'))}; module.decode "
+        f"{_cell(d['latency_ms_batch1_module_decode'], _ms)}",
+        f"   (by CPU time: Policy.act {_cell(d['latency_ms_batch1_policy_act'], _ms, 'cpu')}, "
+        f"module.decode {_cell(d['latency_ms_batch1_module_decode'], _ms, 'cpu')})"]
+    tr = r["training"]
+    M, K, N = tr["matmul_shape"]
+    lines += [
+        "",
+        f"3. training (train_step: AdamW + clipping), batch {tr['batch']}, "
+        f"{tr['flops']['train_per_sample'] / 1e6:.2f} MFLOP/sample (3 x forward)",
+        f"   {_cell(tr['samples_per_s'])} samples/s = {_cell(tr['model_flop_per_s'])}FLOP/s; "
+        f"fp32 matmul ({M}x{K})@({K}x{N}): {_cell(tr['matmul_flop_per_s'])}FLOP/s "
+        f"(1024^3: {_cell(tr['matmul_1024_flop_per_s'])}FLOP/s)",
+        f"   utilisation {_cell(tr['utilisation'], lambda x: f'{x:.0%}')}"
+        f"{_mark(t.get('utilisation'))} (by CPU time: "
+        f"{_cell(tr['utilisation'], lambda x: f'{x:.0%}', 'cpu')}, "
+        f"{_cell(tr['samples_per_s'], clock='cpu')} samples/s)"]
+    if "samples_per_s_all_cores" in tr:
+        lines.append(
+            f"   same step with {tr['all_cores_threads']} threads: "
+            f"{_cell(tr['samples_per_s_all_cores'])} samples/s = "
+            f"{_cell(tr['all_cores_vs_threads'], lambda x: f'{x:.2f}x')} the "
+            f"{tr['threads']}-thread rate")
+    ro = r["rollout"]
+    lines += [
+        "",
+        f"4. end to end: coupled rollout {ro['env_id']}, expert (LQR) + learner, "
+        f"{ro['episodes']} episodes x {ro['horizon']} steps: {_cell(ro['actions_per_s'])} "
+        "actions/s"]
+    if "quickstart" in r:
+        lines.append(f"   qbc quickstart --tiny: {_cell(r['quickstart']['seconds'], _s)} wall")
+    return "\n".join(lines)
+
+
+def _ms(x: float) -> str:
+    return f"{x:.3g} ms"
+
+
+def _s(x: float) -> str:
+    return f"{x:.1f} s"
+
+
+def _command():
+    from qbc.cli import Command
+
+    return Command(BenchConfig, run_bench,
+                   "measured speed vs the natural baselines (env, decoding, training, e2e)")
+
+
+BENCH_COMMAND = _command()

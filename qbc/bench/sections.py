@@ -1,0 +1,209 @@
+"""The four measurements of ``qbc bench``: env stepping, policy decoding, training, end to end.
+
+Each returns a JSON-safe dict of summaries (see :func:`qbc.bench.timing.summarize`): rates are
+per second, latencies in milliseconds. All use synthetic inputs drawn from ``seed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from qbc.bench.flops import comparable_matmul, describe, train_flops_per_sample
+from qbc.bench.timing import figure, interleaved_rates, paired_ratio
+from qbc.gym_utils import check_env_id
+from qbc.policy.registry import ModelConfig, build_policy
+from qbc.policy.wrapper import Normalizer, Policy
+from qbc.tokenizer import ActionTokenizer
+
+
+# -- 1. environment stepping ---------------------------------------------------------------------
+def bench_env_stepping(env_id: str, sizes: tuple[int, ...], repeats: int, block_s: float,
+                       seed: int) -> list[dict[str, Any]]:
+    """Env steps/s of the native vector env and of ``SyncVectorEnv`` at each number of copies.
+
+    Both step the same fixed batch of uniform random actions (unstable envs diverge and
+    autoreset; that is part of the measurement). One env step = one copy advanced one step."""
+    spec = check_env_id(env_id)
+    if spec.vector_entry_point is None:
+        from qbc.errors import InvalidValueError
+
+        raise InvalidValueError(f"{env_id} has no native vector version to compare; "
+                                "pick a qbc/ env")
+    rows = []
+    for n in sizes:
+        envs = {mode: gym.make_vec(env_id, num_envs=n, vectorization_mode=mode)
+                for mode in ("vector_entry_point", "sync")}
+        try:
+            space = envs["sync"].action_space
+            actions = np.random.default_rng(seed).uniform(space.low, space.high).astype(
+                np.float32)
+            for env in envs.values():
+                env.reset(seed=seed)
+            steppers = {m: (lambda e=e, a=actions: e.step(a)) for m, e in envs.items()}
+            rates = interleaved_rates(steppers, {m: n for m in envs}, repeats, block_s)
+        finally:
+            for env in envs.values():
+                env.close()
+        rows.append({"num_envs": n, "native_steps_per_s": figure(rates["vector_entry_point"]),
+                     "sync_steps_per_s": figure(rates["sync"]),
+                     "ratio": paired_ratio(rates["vector_entry_point"], rates["sync"])})
+    return rows
+
+
+# -- the model under test --------------------------------------------------------------------------
+def make_policy(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, seed: int,
+                low: float = -1.0, high: float = 1.0) -> Policy:
+    """An untrained AR-transformer Policy (weights from ``seed``) with a uniform tokenizer over
+    [low, high]^act_dim and an identity normaliser."""
+    rng = np.random.default_rng(seed)
+    tok = ActionTokenizer.fit(rng.uniform(low, high, size=(4096, act_dim)).astype(np.float32),
+                              quantizer="uniform", n_bins=bins)
+    torch.manual_seed(seed)
+    module = build_policy("ar-transformer", model, obs_dim, act_dim, tok)
+    norm = Normalizer(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32),
+                      np.zeros(act_dim, np.float32), np.ones(act_dim, np.float32))
+    return Policy(module, norm, tok)
+
+
+# -- 2. policy decoding ----------------------------------------------------------------------------
+def bench_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
+                   repeats: int, block_s: float, seed: int) -> dict[str, Any]:
+    """Actions/s of argmax decoding at ``batch`` with and without the KV cache, and the latency
+    (ms) of one action at batch 1, through ``Policy.act`` (numpy in and out) and through the
+    module alone."""
+    policy = make_policy(model, obs_dim, act_dim, bins, seed)
+    module = policy.module
+    g = torch.Generator().manual_seed(seed)
+    K = model.obs_history
+    obs = torch.randn(batch, K, obs_dim, generator=g)
+    rates = interleaved_rates(
+        {"cache": lambda: module.decode(obs, use_cache=True),
+         "no_cache": lambda: module.decode(obs, use_cache=False)},
+        {"cache": batch, "no_cache": batch}, repeats, block_s)
+    one = np.random.default_rng(seed).standard_normal((1, obs_dim)).astype(np.float32)
+    one_t = obs[:1]
+    lat = interleaved_rates({"policy_act": lambda: policy.act(one),
+                             "module_decode": lambda: module.decode(one_t, use_cache=True)},
+                            {"policy_act": 1, "module_decode": 1}, repeats, block_s)
+    return {"batch": batch, "act_dim": act_dim, "bins": bins, "d_model": model.d_model,
+            "n_layers": model.n_layers,
+            "actions_per_s_cache": figure(rates["cache"]),
+            "actions_per_s_no_cache": figure(rates["no_cache"]),
+            "cache_speedup": paired_ratio(rates["cache"], rates["no_cache"]),
+            "latency_ms_batch1_policy_act": figure(lat["policy_act"], 1e3, invert=True),
+            "latency_ms_batch1_module_decode": figure(lat["module_decode"], 1e3, invert=True)}
+
+
+# -- 3. training -----------------------------------------------------------------------------------
+def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
+                   repeats: int, block_s: float, seed: int) -> dict[str, Any]:
+    """Samples/s of ``qbc.train.train_step`` (AdamW, schedule, gradient clipping: the real step)
+    on the default model, its FLOP/s from :mod:`qbc.bench.flops`, and the FLOP/s of a plain fp32
+    matmul of the model's largest shape (and of 1024^3, for reference), timed in alternation."""
+    from qbc.train import TrainConfig, lr_factor, make_optimizer, train_step
+
+    policy = make_policy(model, obs_dim, act_dim, bins, seed)
+    module = policy.module
+    cfg = TrainConfig(dataset="bench", batch_size=batch, model=model, seed=seed)
+    opt = make_optimizer(module, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    g = torch.Generator().manual_seed(seed)
+    n_tok, K = module.cfg.n_tokens, model.obs_history
+    batches = [{"obs": torch.randn(batch, K, obs_dim, generator=g),
+                "tokens": torch.randint(bins, (batch, n_tok), generator=g)} for _ in range(8)]
+    it = iter(range(10**12))
+
+    def step():
+        train_step(module, opt, sched, batches[next(it) % len(batches)], cfg.grad_clip)
+
+    M, Kd, N = comparable_matmul(module.cfg, batch)
+    a, b = torch.randn(M, Kd, generator=g), torch.randn(Kd, N, generator=g)
+    big_a, big_b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
+    flops = train_flops_per_sample(module.cfg)
+    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
+
+    def step_on_all_cores():
+        torch.set_num_threads(cores)
+        try:
+            step()
+        finally:
+            torch.set_num_threads(threads)
+
+    fns = {"train": step, "matmul": lambda: torch.mm(a, b), "matmul_1024": lambda: big_a @ big_b}
+    work = {"train": batch, "matmul": 2.0 * M * Kd * N, "matmul_1024": 2.0 * 1024**3}
+    if cores != threads:  # is the thread setting right? the same step with one thread per core
+        fns["train_all_cores"], work["train_all_cores"] = step_on_all_cores, batch
+    rates = interleaved_rates(fns, work, repeats, block_s)
+    model_flops = {clock: [r * flops for r in v] for clock, v in rates["train"].items()}
+    extra = {}
+    if "train_all_cores" in rates:
+        extra = {"all_cores_threads": cores,
+                 "samples_per_s_all_cores": figure(rates["train_all_cores"]),
+                 "all_cores_vs_threads": paired_ratio(rates["train_all_cores"], rates["train"])}
+    return {**extra, "threads": threads, "batch": batch, "act_dim": act_dim,
+            "flops": describe(module.cfg),
+            "samples_per_s": figure(rates["train"]),
+            "model_flop_per_s": figure(model_flops),
+            "matmul_shape": [M, Kd, N], "matmul_flop_per_s": figure(rates["matmul"]),
+            "matmul_1024_flop_per_s": figure(rates["matmul_1024"]),
+            "utilisation": paired_ratio(model_flops, rates["matmul"])}
+
+
+# -- 4. end to end ---------------------------------------------------------------------------------
+def bench_rollout(env_id: str, model: ModelConfig, bins: int, episodes: int, horizon: int,
+                  repeats: int, seed: int) -> dict[str, Any]:
+    """Actions/s of ``coupled_rollout`` with an LQR expert and an (untrained) default
+    AR-transformer learner on ``env_id``: (2 policies x episodes x horizon) / wall time."""
+    from qbc.agents import make_expert
+    from qbc.rollout import coupled_rollout
+
+    env = gym.make(env_id)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    bound = float(env.action_space.high.max())
+    env.close()
+    learner = make_policy(model, obs_dim, act_dim, bins, seed, -bound, bound)
+    actors = {"expert": make_expert("lqr", env_id), "learner": learner}
+    seeds = range(seed, seed + episodes)
+    coupled_rollout(env_id, actors, seeds, min(horizon, 5))  # warm-up
+    work = len(actors) * episodes * horizon
+    rates = _timed_runs(lambda: coupled_rollout(env_id, actors, seeds, horizon), repeats, work)
+    return {"env_id": env_id, "episodes": episodes, "horizon": horizon, "policies": len(actors),
+            "act_dim": act_dim, "actions_per_s": figure(rates)}
+
+
+def _timed_runs(fn, repeats: int, work: float) -> dict[str, list[float]]:
+    """Rates work / seconds of ``repeats`` calls of ``fn``, by wall-clock and CPU time."""
+    rates: dict[str, list[float]] = {"wall": [], "cpu": []}
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        rates["wall"].append(work / (time.perf_counter() - t0))
+        rates["cpu"].append(work / max(time.process_time() - c0, 1e-9))
+    return rates
+
+
+def bench_quickstart(repeats: int, seed: int) -> dict[str, Any]:
+    """Wall time (s) of ``qbc quickstart --tiny`` run in this process (its imports are already
+    loaded; its report goes to a temporary folder and its summary is not printed)."""
+    from qbc.quickstart import QuickstartConfig, run_quickstart
+
+    runs = iter(range(repeats))
+    with tempfile.TemporaryDirectory(prefix="qbc-bench-") as tmp:
+        def once():
+            cfg = QuickstartConfig(out=Path(tmp) / f"run{next(runs)}", tiny=True, seed=seed,
+                                   progress=False)
+            with contextlib.redirect_stdout(io.StringIO()):
+                run_quickstart(cfg)
+
+        rates = _timed_runs(once, repeats, 1.0)
+    return {"seconds": figure(rates, 1.0, invert=True)}
