@@ -227,7 +227,8 @@ def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
     from qbc.agents import make_expert
     from qbc.data import check_compatible, load_demonstrations
     from qbc.gym_utils import make_env
-    from qbc.rollout_cli import parse_horizons, prepare_out_dir
+    from qbc.io import prepare_out_dir
+    from qbc.rollout_cli import parse_horizons
     from qbc.tokenizer import ActionTokenizer
 
     sizes, deltas = _floats(cfg.sizes, "--sizes"), _floats(cfg.deltas, "--deltas")

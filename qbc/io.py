@@ -107,3 +107,21 @@ def recover_dir(path: str | os.PathLike) -> bool:
         os.replace(old, path)
         return True
     return False
+
+
+def prepare_out_dir(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Create the output folder ``out``; refuse a non-empty existing one unless ``overwrite``.
+
+    Nothing is deleted: with ``overwrite`` a command's files are replaced one by one
+    (atomically), and anything else in the folder stays.
+    """
+    from qbc.errors import OutputExistsError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {str(out)!r} is a file; choose a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"output folder {str(out)!r} exists and is not empty; "
+                                "pass --overwrite to replace its files or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -81,7 +81,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
 
-    from qbc.rollout_cli import prepare_out_dir
+    from qbc.io import prepare_out_dir
 
     plan = TINY if cfg.tiny else Plan()
     if cfg.threads > 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from qbc.errors import InvalidValueError, OutputExistsError
-from qbc.io import atomic_write_json, atomic_write_text
+from qbc.errors import InvalidValueError
+from qbc.io import atomic_write_json, atomic_write_text, prepare_out_dir
 from qbc.rollout import (
     QuantizedExpert,
     RolloutResult,
@@ -79,19 +78,6 @@ def parse_horizons(text: str) -> list[int]:
     if not hs or hs[0] < 1:
         raise InvalidValueError(f"--horizons must be positive integers, got {text!r}")
     return hs
-
-
-def prepare_out_dir(out: Path, overwrite: bool) -> Path:
-    """Create ``out``; refuse a non-empty existing one unless ``overwrite``."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(
-                f"output directory {out} exists; pass --overwrite to replace it"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:

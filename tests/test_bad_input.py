@@ -197,7 +197,7 @@ ROWS = [
     Row("existing-output-directory",
         ["rollout", "--tokenizer", "{root}/tok16.json", "--env", ENV, "--episodes", "2",
          "--horizons", "5", "--out", "{root}/existing"],
-        ["output directory", "exists; pass --overwrite"]),
+        ["output folder", "exists and is not empty; pass --overwrite"]),
     Row("existing-run-directory",
         ["train", "--dataset", "qbc/lin-v0", "--out", "{root}/run", "--steps", "2"],
         ["run directory", "is not empty; pass --overwrite", "--resume"]),

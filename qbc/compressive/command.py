@@ -17,8 +17,8 @@ from qbc.compressive.learners import MODELS
 from qbc.compressive.projection import projection_quantizer
 from qbc.compressive.report import format_table, format_winners, plot, write_csv
 from qbc.compressive.sweep import FULL, compare_quantizers, run_grid, summarize
-from qbc.errors import InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.io import atomic_write_json
+from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.io import atomic_write_json, prepare_out_dir
 
 
 @dataclass
@@ -99,14 +99,9 @@ def resolve(cfg: CompressiveConfig) -> dict[str, Any]:
 def run_compressive(cfg: CompressiveConfig) -> dict[str, Any]:
     """Run the grid, write the outputs under ``cfg.out`` and print the summary; returns it."""
     grid = resolve(cfg)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise InvalidValueError(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
-        raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite to replace "
-                                "its outputs or choose another --out")
     split = make_split(cfg.dataset, grid["task"], cfg.test_fraction, cfg.split_seed,
                        cfg.standardize)
+    out = prepare_out_dir(cfg.out, cfg.overwrite)
     config = {**{k: (str(v) if isinstance(v, Path) else v)
                  for k, v in dataclasses.asdict(cfg).items()}, "resolved": grid,
               "n_train": len(split.y_train), "n_test": len(split.y_test),

@@ -8,21 +8,12 @@ import io
 from pathlib import Path
 from typing import Any
 
-from qbc.errors import OutputExistsError
-from qbc.io import atomic_write, atomic_write_json, atomic_write_text
-
-
-def prepare_out_dir(out: Path, overwrite: bool) -> Path:
-    """Create ``out``; refuse a non-empty existing folder unless ``overwrite``. Nothing is
-    deleted: with ``overwrite`` our files are replaced one by one (atomically)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"--out {str(out)!r} is a file; choose a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"output folder {str(out)!r} exists and is not empty; "
-                                "pass --overwrite to replace its files or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+from qbc.io import (  # noqa: F401  (prepare_out_dir is re-exported for the ste commands)
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    prepare_out_dir,
+)
 
 
 def _jsonable(value: Any) -> Any:
