@@ -251,7 +251,7 @@ class ActionTokenizer:
             per_dim.append({
                 "max_abs_error": float(err[:, d].max()),
                 "mean_abs_error": float(err[:, d].mean()),
-                "rmse": float(np.sqrt(np.mean(err[:, d] ** 2))),
+                "rmse": _rms(err[:, d]),
                 "error_bound": None if bound is None else float(bound),
                 "clipped_fraction": float(clipped[:, d].mean()),
                 "usage_entropy_bits": _entropy_bits(tok, self.vocab_size),
@@ -361,6 +361,13 @@ def _init_params(klass: type) -> set[str]:
     import inspect
 
     return set(inspect.signature(klass.__init__).parameters) - {"self"}
+
+
+def _rms(x: np.ndarray) -> float:
+    """Root mean square, scaled by the largest value first so that huge errors (up to the
+    float64 range) do not overflow when squared."""
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    return top * float(np.sqrt(np.mean((x / top) ** 2))) if top > 0 else 0.0
 
 
 def _entropy_bits(tokens: np.ndarray, vocab_size: int) -> float:
