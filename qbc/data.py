@@ -233,7 +233,9 @@ class DatasetNotFoundError(UnknownNameError):
 def _datasets_root() -> Path:
     from minari.storage.datasets_root_dir import get_dataset_path
 
-    return Path(get_dataset_path())
+    # Absolute: the staging trick below re-points MINARI_DATASETS_PATH, and Minari joins a
+    # relative root with paths it already joined (a relative root breaks writes).
+    return Path(get_dataset_path()).resolve()
 
 
 def validate_dataset_id(dataset_id: str) -> str:

@@ -67,7 +67,7 @@ class QuickstartConfig:
 def _datasets_in(path: Path):
     """Keep the quickstart's datasets inside its run directory."""
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(path).resolve())
     try:
         yield
     finally:

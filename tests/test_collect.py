@@ -239,3 +239,17 @@ def test_any_gymnasium_env_with_an_sb3_expert(tmp_path):
     with pytest.raises(InvalidValueError, match="expert-params"):
         collect(CollectConfig(env="Pendulum-v1", expert="sb3", expert_params="[1]",
                               dataset_id="pendulum/bad-v0"))
+
+
+def test_collect_with_a_relative_datasets_path(tmp_path, monkeypatch):
+    """MINARI_DATASETS_PATH may be relative (the quickstart's is, under runs/)."""
+    import minari
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "rel/datasets")
+    from qbc.cli import main
+
+    assert main(["collect", "--env", "qbc/ScalarStable-v0", "--episodes", "3", "--num-envs", "3",
+                 "--dataset-id", "qbc/rel-v0"]) == 0
+    assert (tmp_path / "rel" / "datasets" / "qbc" / "rel-v0").is_dir()
+    assert minari.load_dataset("qbc/rel-v0").total_episodes == 3

@@ -5,11 +5,13 @@ import json
 from qbc.cli import main
 
 
-def test_tiny_quickstart_writes_the_report(tmp_path, capsys):
-    out = tmp_path / "qs"
-    assert main(["quickstart", "--tiny", "--out", str(out), "--no-progress"]) == 0
+def test_tiny_quickstart_writes_the_report(tmp_path, capsys, monkeypatch):
+    # As the README runs it: default output folder, relative to the working directory.
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", "--tiny", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "qbc quickstart" in text and "report:" in text
+    (out,) = (tmp_path / "runs").glob("quickstart-*")
     report = (out / "report.md").read_text()
     assert "| env | tokenizer |" in report and "ScalarUnstable-v0" in report
     results = json.loads((out / "results.json").read_text())
