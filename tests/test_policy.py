@@ -93,6 +93,42 @@ def test_teacher_forced_logits_match_decoding_and_are_causal():
     assert (a[:, 2:] - b[:, 2:]).abs().max() > 1e-4
 
 
+def test_decoding_restores_onednn_and_still_calls_hooks():
+    """Decoding turns oneDNN off only while it runs, and skipping nn.Module.__call__ for speed
+    never skips a registered hook (per module or global)."""
+    mod, _ = _module(n_layers=2)
+    mod.eval()
+    obs = torch.randn(2, 1, OBS_DIM)
+    ref_tokens, ref_probs = mod.decode(obs)
+    for enabled in (True, False):
+        torch.backends.mkldnn.enabled = enabled
+        try:
+            mod.decode(obs)
+            assert torch.backends.mkldnn.enabled is enabled
+        finally:
+            torch.backends.mkldnn.enabled = True
+    seen = []
+    handle = mod.blocks[1].mlp.fc.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    try:
+        tokens, probs = mod.decode(obs)
+    finally:
+        handle.remove()
+    assert len(seen) == ACT_DIM  # the prefix pass and one cached step per further token
+    torch.testing.assert_close(probs, ref_probs)
+    assert torch.equal(tokens, ref_tokens)
+    calls = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: calls.append(type(m).__name__))
+    try:
+        mod.decode(obs)
+    finally:
+        handle.remove()
+    assert calls.count("LayerNorm") == ACT_DIM * (2 * 2 + 1)  # 2 per block + the final one
+    seen.clear()
+    mod.decode(obs)
+    assert not seen and len(calls) > 0  # removed hooks stay removed
+
+
 # -- log-loss --------------------------------------------------------------------------------------
 def test_soft_target_loss_is_expected_log_loss_of_stochastic_rounding():
     """Single position: sum_k p_k (-log q_k) equals the Monte-Carlo mean of the sampled CE."""

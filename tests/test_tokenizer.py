@@ -45,6 +45,19 @@ def test_every_quantizer_round_trips_through_json_exactly(tmp_path, actions, nam
     assert tok.decode(tokens).shape == actions.shape
 
 
+def test_decode_table_matches_each_quantizer_and_follows_a_refit(actions):
+    tok = ActionTokenizer.fit(actions, quantizer="kmeans", n_bins=8)
+    tokens = tok.encode(actions)
+    per_dim = np.stack([q.decode(tokens[:, d]) for d, q in enumerate(tok.quantizers_)], axis=1)
+    np.testing.assert_array_equal(tok.decode(tokens), per_dim)
+    tok.fit(actions * 3.0)  # a refit must not decode with the old codebooks
+    per_dim = np.stack([q.decode(tokens[:, d]) for d, q in enumerate(tok.quantizers_)], axis=1)
+    np.testing.assert_array_equal(tok.decode(tokens), per_dim)
+    for bad in (tokens.astype(float), tokens + 8, tokens - 8):
+        with pytest.raises(InvalidValueError):
+            tok.decode(bad)
+
+
 def test_vq_is_one_token_per_action(actions):
     tok = ActionTokenizer.fit(actions, quantizer="vq", n_bins=32)
     assert tok.n_tokens == 1 and tok.is_joint
