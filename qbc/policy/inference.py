@@ -2,9 +2,10 @@
 
 Why oneDNN is switched off: on CPU, PyTorch sends every contiguous float32 ``F.gelu`` through
 oneDNN, which builds a primitive per call. For the activations of a small policy (a few hundred
-numbers per step) that set-up costs 5-20 us per call, more than the arithmetic. Measured with ``qbc bench --quick`` (default ar-transformer, 2-core EPYC, 1 thread),
-batch-1 decoding took 0.99-1.04 ms with oneDNN and 0.80-0.84 ms without (``QBC_KEEP_ONEDNN=1``
-vs the default, two runs each); batch-1024 decoding and training showed no consistent change.
+numbers per step) that set-up costs 5-20 us per call, more than the arithmetic. Measured with
+``qbc bench --quick`` (default ar-transformer, 2-core EPYC, 1 thread), batch-1 decoding took
+0.99-1.04 ms with oneDNN and 0.80-0.84 ms without (``QBC_KEEP_ONEDNN=1`` vs the default, two
+runs each); batch-1024 decoding and training showed no consistent change.
 The results differ only in rounding (GELU outputs by < 1e-6).
 
 ``torch.backends.mkldnn.enabled`` is a process-wide switch, so it is turned off while at least
