@@ -1,8 +1,11 @@
 """Model-based augmentation (Cao & Xie, Algorithm 1 / Theorem 7).
 
 A :class:`TransitionModel` learns the next state from (state, action token) on expert data by
-log-loss (a Gaussian head). It sees the *quantized* action but is trained on the next state that
-the *raw* expert action produced, so rolling it forward follows the expert's state law.
+log-loss: a Gaussian head (default), or next-state tokens (``head="tokens"``: each state
+dimension's increment tokenized by an :class:`~qbc.tokenizer.ActionTokenizer`, a categorical
+distribution per dimension, trained on smooth binning's two-hot targets). It sees the *quantized*
+action but is trained on the next state that the *raw* expert action produced, so rolling it
+forward follows the expert's state law.
 
 :class:`ModelAugmentedPolicy` deploys a token policy on an auxiliary state x̂: x̂_0 is the real
 initial state, the policy acts on x̂, its decoded action goes to the real system, and x̂ advances
@@ -34,6 +37,14 @@ CONFIG_FILE = "transition.json"
 class TransitionModelConfig:
     """Size and training of the transition model."""
 
+    head: str = "gaussian"
+    """'gaussian': mean and log-std of the state increment; 'tokens': a categorical
+    distribution over the tokens of each dimension's increment (next-state tokens)."""
+    state_bins: int = 64
+    """tokens per state dimension (head 'tokens')."""
+    state_quantizer: str = "smooth"
+    """registry quantizer of the increments (head 'tokens'; 'smooth' trains on two-hot targets,
+    whose expected codeword is the increment itself, so the predicted mean is not rounded)."""
     hidden: int = 128
     """width of the MLP."""
     layers: int = 2
@@ -52,13 +63,18 @@ class TransitionModelConfig:
     """seed of the initialisation and of the batches."""
 
 
-class TransitionModel(nn.Module):
-    """Gaussian next-state model p(x_{t+1} | x_t, tokens of u_t).
+HEADS = ("gaussian", "tokens")
 
-    Inputs: the normalised state, the normalised codewords of the tokens, and a learned embedding
-    of each token; a linear path plus an MLP give the mean and log-std of the normalised state
-    increment (x_{t+1} − x_t − delta_mean) / delta_std. Exact for linear dynamics in principle
-    (the linear path), flexible elsewhere (the MLP).
+
+class TransitionModel(nn.Module):
+    """Next-state model p(x_{t+1} | x_t, tokens of u_t).
+
+    Inputs: the normalised state, the normalised codewords of the tokens, and optionally a learned
+    embedding of each token. The target is the normalised state increment
+    z = (x_{t+1} − x_t − delta_mean) / delta_std. A linear path plus an MLP give, per state
+    dimension, the mean and log-std of z (head 'gaussian'; exact for linear dynamics in principle)
+    or logits over the ``state_bins`` codewords of z (head 'tokens', codewords in
+    ``state_codebooks`` (obs_dim, state_bins)).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, n_tokens: int, vocab_size: int,
@@ -67,6 +83,12 @@ class TransitionModel(nn.Module):
         self.obs_dim, self.act_dim, self.n_tokens, self.vocab_size = (obs_dim, act_dim,
                                                                       n_tokens, vocab_size)
         self.cfg, self.joint = cfg, joint
+        if cfg.head not in HEADS:
+            raise InvalidValueError(f"transition model head must be one of {HEADS}, "
+                                    f"got {cfg.head!r}")
+        if cfg.head == "tokens" and cfg.state_bins < 2:
+            raise InvalidValueError(f"state_bins must be >= 2, got {cfg.state_bins}")
+        tokens_head = cfg.head == "tokens"
         self.token_embedding = (nn.Embedding(n_tokens * vocab_size, cfg.token_embedding)
                                 if cfg.token_embedding > 0 else None)
         n_in = obs_dim + act_dim + n_tokens * cfg.token_embedding
@@ -75,14 +97,17 @@ class TransitionModel(nn.Module):
         for _ in range(cfg.layers):
             layers += [nn.Linear(width, cfg.hidden), nn.GELU()]
             width = cfg.hidden
-        self.mlp = nn.Sequential(*layers, nn.Linear(width, 2 * obs_dim))
-        self.linear = nn.Linear(n_in, obs_dim)
+        n_out = obs_dim * cfg.state_bins if tokens_head else obs_dim  # logits, or the mean
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, n_out if tokens_head else 2 * obs_dim))
+        self.linear = nn.Linear(n_in, n_out)
         for name in ("obs_mean", "obs_std", "act_mean", "act_std", "delta_mean", "delta_std"):
             dim = act_dim if name.startswith("act") else obs_dim
             self.register_buffer(name, torch.zeros(dim) if "mean" in name else torch.ones(dim))
         # Codewords of the tokenizer: (K, D) for a joint one, (D, K) per dimension.
         self.register_buffer("codebooks", torch.zeros((vocab_size, act_dim) if joint
                                                       else (act_dim, vocab_size)))
+        if tokens_head:
+            self.register_buffer("state_codebooks", torch.zeros(obs_dim, cfg.state_bins))
 
     def set_statistics(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
                        codebooks: np.ndarray) -> None:
@@ -97,6 +122,12 @@ class TransitionModel(nn.Module):
         self.delta_mean, self.delta_std = mean_std(np.asarray(next_obs) - np.asarray(obs))
         self.codebooks = torch.tensor(np.asarray(codebooks), dtype=torch.float32)
 
+    def increments(self, obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        """The normalised increments z (N, obs_dim) the model predicts."""
+        z = (np.asarray(next_obs, np.float64) - np.asarray(obs, np.float64)
+             - self.delta_mean.double().numpy()) / self.delta_std.double().numpy()
+        return z.astype(np.float32)
+
     def _features(self, obs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         if self.joint:
             actions = self.codebooks[tokens[:, 0]]
@@ -108,29 +139,48 @@ class TransitionModel(nn.Module):
             parts.append(self.token_embedding(tokens + offsets).flatten(1))
         return torch.cat(parts, dim=1)
 
-    def forward(self, obs: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised increment mean and log-std, each (B, obs_dim)."""
+    def forward(self, obs: torch.Tensor, tokens: torch.Tensor) -> Any:
+        """Head 'gaussian': the normalised increment's mean and log-std, each (B, obs_dim).
+        Head 'tokens': logits (B, obs_dim, state_bins) over its codewords."""
         z = self._features(obs, tokens)
+        if self.cfg.head == "tokens":
+            return (self.linear(z) + self.mlp(z)).view(-1, self.obs_dim, self.cfg.state_bins)
         mean_mlp, log_std = self.mlp(z).chunk(2, dim=1)
         return self.linear(z) + mean_mlp, log_std.clamp(-7.0, 3.0)
 
-    def nll(self, obs: torch.Tensor, tokens: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        """Mean Gaussian negative log-likelihood (log-loss) of the normalised increments."""
+    def nll(self, obs: torch.Tensor, tokens: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Log-loss per transition (nats, summed over state dimensions, mean over the batch).
+
+        ``target``: head 'gaussian', the normalised increments (B, obs_dim) (Gaussian negative
+        log-likelihood); head 'tokens', target distributions (B, obs_dim, state_bins) over the
+        increment's tokens (cross-entropy)."""
+        if self.cfg.head == "tokens":
+            logp = torch.log_softmax(self(obs, tokens), dim=-1)
+            return -(target * logp).sum((1, 2)).mean()
         mean, log_std = self(obs, tokens)
-        target = (next_obs - obs - self.delta_mean) / self.delta_std
         return (0.5 * ((target - mean) / log_std.exp()) ** 2 + log_std).sum(1).mean() \
             + 0.5 * self.obs_dim * np.log(2 * np.pi)
 
     @torch.no_grad()
     def predict(self, obs: np.ndarray, tokens: np.ndarray, sample: bool = False,
                 generator: torch.Generator | None = None) -> np.ndarray:
-        """Next states (B, obs_dim) float32: the mean, or a draw when ``sample``."""
+        """Next states (B, obs_dim) float32: the mean, or a draw when ``sample`` (head 'tokens':
+        a token per dimension, its codeword)."""
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         tok = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
-        mean, log_std = self(x, tok)
-        if sample:
-            mean = mean + log_std.exp() * torch.randn(mean.shape, generator=generator)
-        return (x + self.delta_mean + mean * self.delta_std).numpy().astype(np.float32)
+        if self.cfg.head == "tokens":
+            probs = torch.softmax(self(x, tok), dim=-1)  # (B, obs_dim, state_bins)
+            if sample:
+                flat = probs.reshape(-1, self.cfg.state_bins)
+                drawn = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:2])
+                z = self.state_codebooks[torch.arange(self.obs_dim), drawn]
+            else:
+                z = (probs * self.state_codebooks).sum(-1)
+        else:
+            z, log_std = self(x, tok)
+            if sample:
+                z = z + log_std.exp() * torch.randn(z.shape, generator=generator)
+        return (x + self.delta_mean + z * self.delta_std).numpy().astype(np.float32)
 
 
 def fit_transition_model(observations: np.ndarray, actions: np.ndarray,
@@ -140,7 +190,9 @@ def fit_transition_model(observations: np.ndarray, actions: np.ndarray,
     """Train a :class:`TransitionModel` on expert transitions (N, ·) by log-loss.
 
     The tokens are the tokenizer's encoding of the expert's actions (stochastic rounding for a
-    smooth tokenizer, so the model sees every token the policy may emit).
+    smooth tokenizer, so the model sees every token the policy may emit). With head 'tokens' the
+    increments are tokenized by an ActionTokenizer (``cfg.state_quantizer``, ``cfg.state_bins``
+    per dimension) fitted on the training increments.
     """
     cfg = cfg or TransitionModelConfig()
     obs = np.asarray(observations, dtype=np.float32)
@@ -155,14 +207,16 @@ def fit_transition_model(observations: np.ndarray, actions: np.ndarray,
     model = TransitionModel(obs.shape[1], tokenizer.action_dim_, tokenizer.n_tokens,
                             tokenizer.vocab_size, cfg, joint=tokenizer.is_joint)
     model.set_statistics(obs, actions, nxt, tokenizer.codebooks())
-    t_obs, t_tok, t_nxt = (torch.as_tensor(a) for a in (obs, tokens, nxt))
+    increments = model.increments(obs, nxt)
+    targets = _increment_targets(model, increments)
+    t_obs, t_tok = torch.as_tensor(obs), torch.as_tensor(tokens)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     bar = tqdm(range(cfg.steps), desc="transition model", disable=not progress, leave=False)
     for _ in bar:
         idx = torch.randint(0, len(obs), (min(cfg.batch_size, len(obs)),), generator=gen)
-        loss = model.nll(t_obs[idx], t_tok[idx], t_nxt[idx])
+        loss = model.nll(t_obs[idx], t_tok[idx], targets(idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -170,6 +224,28 @@ def fit_transition_model(observations: np.ndarray, actions: np.ndarray,
         sched.step()
         bar.set_postfix(nll=f"{loss.item():.3f}", refresh=False)
     return model.eval()
+
+
+def _increment_targets(model: TransitionModel, increments: np.ndarray):
+    """idx (B,) -> the training targets of those transitions for ``model.nll``: the increments
+    themselves (Gaussian head), or their token distributions (token head; made per batch, since
+    all of them at once take N * obs_dim * state_bins floats)."""
+    if model.cfg.head == "gaussian":
+        z = torch.as_tensor(increments)
+        return lambda idx: z[idx]
+    from qbc.tokenizer import ActionTokenizer
+
+    state_tok = ActionTokenizer.fit(increments, quantizer=model.cfg.state_quantizer,
+                                    n_bins=model.cfg.state_bins)
+    if state_tok.vocab_size != model.cfg.state_bins:
+        raise InvalidValueError(f"state quantizer {model.cfg.state_quantizer!r} gives "
+                                f"{state_tok.vocab_size} tokens, not state_bins")
+    model.state_codebooks = torch.as_tensor(state_tok.codebooks())
+    if state_tok.stochastic:
+        return lambda idx: torch.as_tensor(state_tok.soft_targets(increments[idx.numpy()]))
+    eye = torch.eye(model.cfg.state_bins)
+    tokens = torch.as_tensor(state_tok.encode(increments))
+    return lambda idx: eye[tokens[idx]]
 
 
 def save_transition_model(model: TransitionModel, directory: str | os.PathLike) -> Path:

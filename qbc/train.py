@@ -120,11 +120,17 @@ class TrainConfig:
     demonstrations and save it in out/transition/, for `qbc rollout --augment model`."""
     transition_steps: int = 3000
     """optimiser steps of the transition model (with --augment model)."""
+    transition_head: str = "gaussian"
+    """the transition model's output (with --augment model): 'gaussian' (mean and std of the
+    state increment) or 'tokens' (next-state tokens: a distribution over transition_bins
+    smooth-binning codewords per state dimension)."""
+    transition_bins: int = 64
+    """tokens per state dimension of --transition-head tokens."""
 
 
 #: Settings that may differ between a run and its ``--resume``.
 _RESUMABLE_CHANGES = {"steps", "resume", "overwrite", "progress", "device", "rollout_episodes",
-                      "augment", "transition_steps",
+                      "augment", "transition_steps", "transition_head", "transition_bins",
                       "rollout_horizon", "rollout_seed", "eval_interval"}
 _RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "best", "last", "transition")
 
@@ -405,6 +411,10 @@ def _validate(cfg: TrainConfig, demos: Any) -> None:
                f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
               (cfg.augment == "none" or needs_tokenizer(cfg.policy),
                f"--augment model needs a token policy, not {cfg.policy!r}"),
+              (cfg.transition_head in ("gaussian", "tokens"),
+               f"--transition-head must be 'gaussian' or 'tokens', got {cfg.transition_head!r}"),
+              (cfg.transition_bins >= 2,
+               f"--transition-bins must be >= 2, got {cfg.transition_bins}"),
               (len(demos) > 0, "the demonstrations are empty")]
     for ok, msg in checks:
         if not ok:
@@ -671,7 +681,9 @@ def train_transition_model(cfg: TrainConfig, demos: Any, policy: Policy) -> Path
                    if cfg.val_fraction > 0 and len(np.unique(demos.episode_ids)) >= 2 else demos)
     model = fit_transition_model(train_demos.observations, train_demos.actions,
                                  train_demos.next_observations, policy.tokenizer,
-                                 TransitionModelConfig(steps=cfg.transition_steps, seed=cfg.seed),
+                                 TransitionModelConfig(steps=cfg.transition_steps, seed=cfg.seed,
+                                                       head=cfg.transition_head,
+                                                       state_bins=cfg.transition_bins),
                                  progress=cfg.progress)
     return save_transition_model(model, cfg.out / "transition")
 

@@ -31,6 +31,8 @@ class Args:
     """evaluation episodes (coupled, seeds disjoint from the demonstrations)."""
     model_steps: int = 1500
     """training steps of the transition model."""
+    model_head: str = "gaussian"
+    """output of the transition model: 'gaussian' or 'tokens' (next-state tokens)."""
     out: Path = Path("runs/counterexample")
     """output directory."""
 
@@ -38,7 +40,8 @@ class Args:
 def main(args: Args) -> None:
     rows = counterexample_table(args.eps, args.horizons, n_demos=args.n_demos,
                                 episodes=args.episodes, k=args.k, d=args.d,
-                                model_cfg=TransitionModelConfig(steps=args.model_steps),
+                                model_cfg=TransitionModelConfig(steps=args.model_steps,
+                                                                head=args.model_head),
                                 progress=True)
     table = format_table(rows)
     atomic_write_json(args.out / "table.json", rows)
