@@ -115,6 +115,10 @@ class TrainConfig:
     weight_quantizer: str | None = None
     """quantize the weights of every linear layer with this STE forward/backward pair (bc, pc,
     bnn, bnn+, bnn++, or a registry quantizer such as uniform); β/μ anneal once per step."""
+    obs_encoder: str | None = None
+    """a fixed encoder of the standardised observation in front of the policy:
+    'qrp:k=16,bits=2[,quantizer=lloyd_max|uniform][,seed=0]' = k Gaussian random projections,
+    each quantized to `bits` bits (qbc.compressive's quantizers for N(0,1))."""
     augment: str = "none"
     """'model': also learn a transition model (x_t, token of u_t) -> x_{t+1} on the training
     demonstrations and save it in out/transition/, for `qbc rollout --augment model`."""
@@ -411,6 +415,8 @@ def _validate(cfg: TrainConfig, demos: Any) -> None:
                f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
               (cfg.augment == "none" or needs_tokenizer(cfg.policy),
                f"--augment model needs a token policy, not {cfg.policy!r}"),
+              (cfg.obs_encoder is None or _valid_obs_encoder(cfg.obs_encoder),
+               "unreachable: _valid_obs_encoder raises with the reason"),
               (cfg.transition_head in ("gaussian", "tokens"),
                f"--transition-head must be 'gaussian' or 'tokens', got {cfg.transition_head!r}"),
               (cfg.transition_bins >= 2,
@@ -426,6 +432,14 @@ def _known_ste(name: str) -> bool:
     from qbc.ste import get_ste
 
     get_ste(name)
+    return True
+
+
+def _valid_obs_encoder(spec: str) -> bool:
+    """True for a usable --obs-encoder; a bad one raises a one-line error saying why."""
+    from qbc.policy.obs_encoder import QuantizedProjectionEncoder, parse_obs_encoder
+
+    QuantizedProjectionEncoder(obs_dim=1, **parse_obs_encoder(spec))
     return True
 
 
@@ -471,7 +485,7 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
                                                          tokenizer, normalizer)
     if not resuming:
         module = build_policy(cfg.policy, cfg.model, int(train_t.obs.shape[-1]),
-                              int(train_t.actions.shape[1]), tokenizer)
+                              int(train_t.actions.shape[1]), tokenizer, cfg.obs_encoder)
         if cfg.weight_quantizer:
             from qbc.ste import quantize_linear_layers
 

@@ -16,6 +16,7 @@ from qbc.policy.baselines import (
     MLPGaussianPolicy,
     MLPRegressionPolicy,
 )
+from qbc.policy.obs_encoder import wrap_with_encoder
 
 
 @dataclass
@@ -89,8 +90,11 @@ def needs_tokenizer(kind: str) -> bool:
 
 
 def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
-                 tokenizer: Any = None) -> nn.Module:
-    """A freshly initialised policy module (seed torch first for reproducible weights)."""
+                 tokenizer: Any = None, obs_encoder: str | dict | None = None) -> nn.Module:
+    """A freshly initialised policy module (seed torch first for reproducible weights).
+
+    ``obs_encoder`` (e.g. ``"qrp:k=16,bits=2"``) puts a fixed quantized-projection encoder in
+    front of it (:mod:`qbc.policy.obs_encoder`)."""
     builder, uses_tokens = _POLICIES[check_policy_kind(kind)]
     if model.obs_history < 1:
         raise InvalidValueError(f"obs_history must be >= 1, got {model.obs_history}")
@@ -103,10 +107,17 @@ def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
         raise InvalidValueError(f"policy {kind!r} needs a fitted tokenizer")
     n_tokens = tokenizer.n_tokens if uses_tokens else 0
     vocab = tokenizer.vocab_size if uses_tokens else 0
-    return builder(model, obs_dim, act_dim, n_tokens, vocab)
+    return wrap_with_encoder(lambda n_in: builder(model, n_in, act_dim, n_tokens, vocab),
+                             obs_encoder, obs_dim)
 
 
 def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a module from ``module.config_dict()`` (as stored in a checkpoint)."""
     klass, cfg_type = _CLASSES[check_policy_kind(kind)]
-    return klass(cfg_type(**config))
+    config = dict(config)
+    encoder = config.pop("obs_encoder", None)
+    if encoder is None:
+        return klass(cfg_type(**config))
+    obs_dim = encoder["obs_dim"]
+    return wrap_with_encoder(lambda n_in: klass(cfg_type(**{**config, "obs_dim": n_in})),
+                             encoder, obs_dim)
