@@ -137,6 +137,7 @@ def _plot(summary: list[dict[str, Any]], x: str, path: Path, xlabel: str, title:
           at_h: bool) -> Path | None:
     """One panel per env/expert; lines per setting (what varies besides ``x``); log-log."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from qbc.plots import save_figure
 
@@ -168,6 +169,7 @@ def _plot(summary: list[dict[str, Any]], x: str, path: Path, xlabel: str, title:
             drawn = True
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks collide
         ax.set_xlabel(xlabel)
         ax.set_ylabel("regret (mean over seeds, 95% CI)")
         ax.set_title(name, fontsize=9)
