@@ -8,6 +8,7 @@ killed-then-resumed run must reproduce its table exactly (time columns aside).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -135,6 +136,19 @@ def test_bad_names_and_values_are_refused():
     doc["grid"]["bins"] = [8, "16"]
     with pytest.raises(InvalidValueError, match="integer"):
         spec_from_dict(doc)
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "scripts" / "sweeps")
+                                           .glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_configs_are_valid_and_the_size_they_say(config):
+    spec = load_spec(config)
+    cells = expand_cells(spec)
+    g = spec.grid
+    assert len(cells) == (len(g.envs) * len(g.experts) * len(g.quantizers) * len(g.bins)
+                          * len(g.n_demos) * len(g.seeds))
+    header = " ".join(config.read_text().splitlines()[:8])
+    stated = [int(n) for n in re.findall(r"= (\d+) cells", header)]  # "... x 3 seeds = 18 cells"
+    assert stated == [len(cells)], f"the header of {config.name} gives {stated} cells"
 
 
 def test_cli_unknown_key_exits_2(tmp_path, capsys):
