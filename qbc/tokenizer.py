@@ -33,7 +33,7 @@ from qbc.errors import (
 )
 from qbc.io import atomic_write_json, read_json
 from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
-from qbc.quantizers.base import as_real_array
+from qbc.quantizers.base import as_real_array, check_tokens
 
 FORMAT = "qbc.tokenizer"
 FORMAT_VERSION = 1
@@ -187,12 +187,7 @@ class ActionTokenizer:
             return self.quantizers_[0].decode(tokens)
         # Per-dimension codebooks: one lookup in the (D, vocab_size) table instead of D calls
         # (the same codewords as each quantizer's decode; a tenth of batch-1 acting time).
-        if not np.issubdtype(tokens.dtype, np.integer):
-            raise InvalidValueError(f"tokens must be integers, got {tokens.dtype}")
-        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise InvalidValueError(
-                f"tokens must lie in [0, {self.vocab_size}), "
-                f"got values in [{tokens.min()}, {tokens.max()}]")
+        tokens = check_tokens(tokens, self.vocab_size)
         return self._codebook_table()[np.arange(self.action_dim_), tokens]
 
     def _codebook_table(self) -> np.ndarray:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from qbc.augment import HEADS as TRANSITION_HEADS
 from qbc.distributed import DistContext, local_device, session
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
 from qbc.io import (
@@ -416,8 +417,8 @@ def _validate(cfg: TrainConfig, demos: Any) -> None:
               (cfg.augment == "none" or needs_tokenizer(cfg.policy),
                f"--augment model needs a token policy, not {cfg.policy!r}"),
               (cfg.obs_encoder is None or _valid_obs_encoder(cfg.obs_encoder),
-               "unreachable: _valid_obs_encoder raises with the reason"),
-              (cfg.transition_head in ("gaussian", "tokens"),
+               f"bad --obs-encoder {cfg.obs_encoder!r}"),
+              (cfg.transition_head in TRANSITION_HEADS,
                f"--transition-head must be 'gaussian' or 'tokens', got {cfg.transition_head!r}"),
               (cfg.transition_bins >= 2,
                f"--transition-bins must be >= 2, got {cfg.transition_bins}"),

@@ -92,14 +92,7 @@ class Quantizer:
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """Tokens -> float32 codewords: same shape (scalar) or (N, D) (joint)."""
         self._check_fitted()
-        tokens = np.asarray(tokens)
-        if not np.issubdtype(tokens.dtype, np.integer):
-            raise InvalidValueError(f"{self.name}: tokens must be integers, got {tokens.dtype}")
-        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.n_levels):
-            raise InvalidValueError(
-                f"{self.name}: tokens must lie in [0, {self.n_levels}), "
-                f"got values in [{tokens.min()}, {tokens.max()}]"
-            )
+        tokens = check_tokens(tokens, self.n_levels, f"{self.name}: ")
         return self.codebook[tokens].astype(np.float32)
 
     def quantize(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -172,6 +165,20 @@ class Quantizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def check_tokens(tokens: Any, n_levels: int, prefix: str = "") -> np.ndarray:
+    """``tokens`` as an integer array with every value in ``[0, n_levels)``, or
+    InvalidValueError (its message starts with ``prefix``)."""
+    tokens = np.asarray(tokens)
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise InvalidValueError(f"{prefix}tokens must be integers, got {tokens.dtype}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= n_levels):
+        raise InvalidValueError(
+            f"{prefix}tokens must lie in [0, {n_levels}), "
+            f"got values in [{tokens.min()}, {tokens.max()}]"
+        )
+    return tokens
 
 
 def _to_json(value: Any) -> Any:
