@@ -4,8 +4,11 @@
 >>> q = make_quantizer("uniform", n_bins=8).fit(x)
 >>> tokens = q.encode(x); x_hat = q.decode(tokens)
 
-Names: ``uniform``, ``smooth`` (stochastic rounding), ``sign``, ``kmeans``, ``lloyd_max``, and the
-joint vector quantizer ``vq``. Register your own with ``@register_quantizer("name")``.
+Names: ``uniform``, ``smooth`` (stochastic rounding), ``sign``, ``kmeans``, ``lloyd_max``, the
+joint vector quantizer ``vq`` and ``theorem6`` (the adversarial codebook of Cao & Xie's Theorem 6).
+Every built-in name is registered on ``import qbc.quantizers``; README.md's quantizer table lists
+the same names (tests/test_docs.py checks it). Register your own with
+``@register_quantizer("name")``.
 """
 
 from qbc.quantizers.base import (
@@ -17,6 +20,7 @@ from qbc.quantizers.base import (
     serialize_quantizer,
 )
 from qbc.quantizers.binning import SignQuantizer, SmoothQuantizer, UniformQuantizer
+from qbc.quantizers.construction import Theorem6Quantizer
 from qbc.quantizers.learned import KMeansQuantizer, LloydMaxQuantizer, VectorQuantizer
 
 __all__ = [
@@ -32,4 +36,5 @@ __all__ = [
     "KMeansQuantizer",
     "LloydMaxQuantizer",
     "VectorQuantizer",
+    "Theorem6Quantizer",
 ]
