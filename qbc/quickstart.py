@@ -4,7 +4,8 @@ For a stable and an unstable scalar system (LQR expert) and the Theorem 6 system
 expert): collect demonstrations, fit uniform, smooth and k-means tokenizers at two bin counts,
 train an autoregressive transformer on each, roll the learner and the quantized expert out
 against the expert (coupled), measure the certificate's quantities, and write
-``runs/quickstart-<time>/report.md`` with a results table and regret-vs-horizon plots.
+``runs/quickstart-<time>/report.md`` with a results table and regret-vs-horizon plots (the
+report's text: :mod:`qbc.quickstart_report`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from qbc.io import atomic_write_json, atomic_write_text
+from qbc.quickstart_report import format_report, format_summary
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def _datasets_in(path: Path):
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
+    """Run the plan (``TINY`` under ``--tiny``) and write config.json, results.json, report.md
+    and one regret-vs-horizon plot per env into the run directory; returns the results dict."""
     import torch
     from tqdm.auto import tqdm
 
@@ -107,7 +111,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
                     bar.update(1)
     bar.close()
     seconds = time.perf_counter() - start
-    result = {"plan": asdict(plan), "envs": envs, "rows": rows, "seconds": seconds}
+    result = {"plan": asdict(plan), "tiny": cfg.tiny, "envs": envs, "rows": rows,
+              "seconds": seconds}
     atomic_write_json(out / "results.json", result)
     plots = _plot(rows, plan, out)
     atomic_write_text(out / "report.md", format_report(result, plots))
@@ -211,59 +216,6 @@ def _plot(rows, plan: Plan, out: Path) -> list[str]:
         save_figure(fig, out / name)
         paths.append(name)
     return paths
-
-
-def _table(result: dict[str, Any]) -> list[str]:
-    hs = result["plan"]["horizons"]
-    h_mid, h_max = hs[len(hs) // 2], hs[-1]
-    lines = [f"| env | tokenizer | ε_q | learner regret H={h_mid} | H={h_max} | slope | diverged "
-             f"| q#π* regret H={h_max} | slope | RTVC κ(δ={result['plan']['rtvc_deltas'][0]}) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lr, qe = r["learner"], r["quantized_expert"]
-        slope = lambda s: "-" if s is None else f"{s:.2f}"  # noqa: E731
-        lines.append(
-            f"| {r['env'].split('/')[-1]} | {r['quantizer']}/{r['bins']} | {r['eps_q']:.3g} "
-            f"({r['eps_q_kind']}) | {lr['regret'][hs.index(h_mid)]:.3g} | {lr['regret'][-1]:.3g} "
-            f"| {slope(lr['slope'])} | {lr['diverged']:.0%} | {qe['regret'][-1]:.3g} "
-            f"| {slope(qe['slope'])} | {r['rtvc'][0]:.3f} |")
-    return lines
-
-
-def format_report(result: dict[str, Any], plots: list[str]) -> str:
-    lines = ["# qbc quickstart report", "",
-             f"Wall time {result['seconds']:.0f} s. Regret is J(expert) − J(·) summed over the "
-             "first H steps (rewards in [0, 1]), mean over coupled episodes (same initial states "
-             "and noise as the expert). *Slope* is the fitted exponent p of regret ≈ c·H^p "
-             "(p ≈ 1: no compounding). q#π* is the quantized expert (the expert's action through "
-             "the tokenizer), which separates quantization error from learning error.", "",
-             "## Environments", "",
-             "| env | expert | open-loop ρ | LQR closed-loop ρ | incremental stability |",
-             "|---|---|---|---|---|"]
-    for env_id, e in result["envs"].items():
-        fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
-        lines.append(f"| {env_id} | {e['expert']} | {fmt(e['open_loop_radius'])} | "
-                     f"{fmt(e['lqr_closed_loop_radius'])} | {e['stability']} |")
-    lines += ["", "## Results", "", *_table(result), "", "## Plots", ""]
-    lines += [f"![{p}]({p})" for p in plots]
-    lines += ["", "Full numbers: `results.json`; policies under `policies/`, datasets under "
-              "`datasets/`."]
-    return "\n".join(lines) + "\n"
-
-
-def format_summary(result: dict[str, Any]) -> str:
-    hs = result["plan"]["horizons"]
-    lines = [f"qbc quickstart: regret of the learner and of the quantized expert (q#π*) at "
-             f"H={hs[-1]}, fitted growth exponent p (regret ~ H^p)",
-             f"{'env':<18}{'tokenizer':<12}{'eps_q':>8}{'learner':>10}{'p':>6}{'div':>6}"
-             f"{'q#π*':>10}{'p':>6}"]
-    for r in result["rows"]:
-        lr, qe = r["learner"], r["quantized_expert"]
-        p = lambda s: "   -" if s is None else f"{s:6.2f}"  # noqa: E731
-        lines.append(f"{r['env'].split('/')[-1]:<18}{r['quantizer'] + '/' + str(r['bins']):<12}"
-                     f"{r['eps_q']:>8.3g}{lr['regret'][-1]:>10.3g}{p(lr['slope'])}"
-                     f"{lr['diverged']:>6.0%}{qe['regret'][-1]:>10.3g}{p(qe['slope'])}")
-    return "\n".join(lines)
 
 
 def _command():

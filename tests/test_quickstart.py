@@ -1,8 +1,15 @@
 """The tiny quickstart: the whole pipeline end to end, with its report."""
 
+import copy
 import json
+import re
+from pathlib import Path
+
+import pytest
 
 from qbc.cli import main
+from qbc.quickstart import QuickstartConfig, run_quickstart
+from qbc.quickstart_report import format_report, table_horizons
 
 
 def test_tiny_quickstart_writes_the_report(tmp_path, capsys, monkeypatch):
@@ -24,3 +31,76 @@ def test_tiny_quickstart_writes_the_report(tmp_path, capsys, monkeypatch):
         assert (out / f"regret_vs_H_{env}.png").stat().st_size > 1000
     # the run directory is refused a second time
     assert main(["quickstart", "--tiny", "--out", str(out), "--no-progress"]) == 2
+
+
+# --- the report a newcomer reads (one tiny run shared by the tests below) ---------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The ``--tiny`` quickstart's result dict and report text."""
+    out = tmp_path_factory.mktemp("qs") / "run"
+    result = run_quickstart(QuickstartConfig(out=out, tiny=True, progress=False))
+    return result, (Path(out) / "report.md").read_text()
+
+
+def _section(report: str, heading: str) -> list[str]:
+    body = report.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return [line for line in body.splitlines() if line.strip()]
+
+
+def test_tiny_report_says_it_is_a_smoke_test_at_the_top(tiny_run):
+    result, report = tiny_run
+    top = "\n".join(report.splitlines()[:4])
+    assert "Smoke test" in top and "mean anything" in top
+    # a full run's report carries no such warning
+    assert "Smoke test" not in format_report({**result, "tiny": False}, [])
+
+
+@pytest.mark.parametrize("term, needle", [("ρ", "ρ"), ("P-EIISS", "P-EIISS"), ("ε_q", "ε_q"),
+                                          ("κ(δ)", "κ(")])
+def test_report_defines_each_symbol_where_it_first_appears(tiny_run, term, needle):
+    _, report = tiny_run
+    first = next(line for line in report.splitlines() if needle in line)
+    assert first.startswith(f"- **{term}**: ") and len(first) > 40, first
+
+
+def test_results_table_shows_each_horizon_once(tiny_run):
+    result, report = tiny_run
+    hs = result["plan"]["horizons"]
+    assert hs[len(hs) // 2] == hs[-1]  # the case: the tiny plan's middle and last horizon coincide
+    header, separator, *rows = [line for line in _section(report, "Results") if line[0] == "|"]
+    cells = header.strip("|").split(" | ")
+    learner = [c for c in cells[:cells.index("slope")] if "H=" in c]
+    shown = [re.search(r"H=(\d+)", c).group(1) for c in learner]
+    assert len(shown) == len(set(shown)) == 1, header
+    assert all(line.count("|") == header.count("|") for line in (separator, *rows))
+    assert table_horizons([10, 20, 50, 100, 200, 500]) == [100, 500]
+
+
+def _best(rows, env):
+    best = min((r for r in rows if r["env"] == env), key=lambda r: r["learner"]["regret"][-1])
+    return f"{best['quantizer']}/{best['bins']}"
+
+
+def test_what_this_shows_is_computed_from_the_numbers(tiny_run):
+    result, report = tiny_run
+    h = result["plan"]["horizons"][-1]
+    bullets = _section(report, "What this shows")
+    envs = list(dict.fromkeys(r["env"] for r in result["rows"]))
+    assert len(bullets) == len(envs)
+    for env, bullet in zip(envs, bullets, strict=True):
+        assert bullet.startswith(f"- **{env.split('/')[-1]}**")
+        assert f"lowest learner regret at H={h}: {_best(result['rows'], env)} " in bullet
+        gaps = [r["learner"]["regret"][-1] - r["quantized_expert"]["regret"][-1]
+                for r in result["rows"] if r["env"] == env]
+        assert f"{max(gaps):.3g}" in bullet
+    # Make the other tokenizer the best on the first env: the sentence follows the numbers.
+    changed = copy.deepcopy(result)
+    env = envs[0]
+    loser = max((r for r in changed["rows"] if r["env"] == env),
+                key=lambda r: r["learner"]["regret"][-1])
+    loser["learner"]["regret"][-1] = 0.0
+    new = _section(format_report(changed, []), "What this shows")[0]
+    assert f"lowest learner regret at H={h}: {loser['quantizer']}/{loser['bins']} (0)" in new
+    assert "below the floor" in new
