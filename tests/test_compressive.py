@@ -17,7 +17,7 @@ from qbc.compressive import (
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.quantizers.gaussian import gaussian_distortion
 
-# Reference values of PAPERS.md §4 (N(0,1) source), b = 1..4.
+# Reference values for a N(0,1) source (docs/theory.md §4), b = 1..4.
 LLOYD_MAX_D = [0.36338, 0.11748, 0.03455, 0.00950]
 UNIFORM_STEP = [1.5958, 0.9957, 0.5860, 0.3352]
 UNIFORM_D = [0.36338, 0.11885, 0.03744, 0.01154]

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Files a user of a fresh clone reads; none may send them outside the repository.
+DOC_TREES = ("README.md", "docs", "qbc", "envs", "agents", "scripts")
+OUTSIDE_REFERENCES = ("../shared", "PAPERS.md", "DESIGN.md")
+TEXT_SUFFIXES = {".md", ".py", ".toml", ".sh", ".txt", ".json", ".csv"}
 
 
 def _section(text: str, heading: str) -> str:
@@ -43,3 +47,50 @@ def test_readme_table_parser_reads_rows():
     # The comparison above is only as good as the parser: it must find the rows it claims to.
     names = readme_quantizer_names()
     assert {"uniform", "smooth", "kmeans"} <= set(names)
+
+
+def _text_files():
+    for entry in DOC_TREES:
+        path = ROOT / entry
+        if path.is_file():
+            yield path
+            continue
+        for file in sorted(path.rglob("*")):
+            if file.is_file() and file.suffix in TEXT_SUFFIXES and "__pycache__" not in file.parts:
+                yield file
+
+
+def test_no_reference_points_outside_the_repository():
+    offenders = []
+    for file in _text_files():
+        for number, line in enumerate(file.read_text(errors="replace").splitlines(), 1):
+            for needle in OUTSIDE_REFERENCES:
+                if needle in line:
+                    offenders.append(f"{file.relative_to(ROOT)}:{number}: {needle}")
+    assert not offenders, "references outside the repository:\n" + "\n".join(offenders)
+
+
+def test_theory_and_architecture_docs_exist():
+    theory = (ROOT / "docs" / "theory.md").read_text()
+    # each of the four source papers, by arXiv id or venue
+    for paper in ("2603.20538", "Jeong", "ProxConnect", "Compressive"):
+        assert paper in theory, paper
+    assert "docs/theory.md" in (ROOT / "README.md").read_text()
+
+
+def _modules() -> list[str]:
+    """Every package and module under qbc/, envs/, agents/ and every script, as repo paths."""
+    paths = []
+    for tree in ("qbc", "envs", "agents"):
+        for file in sorted((ROOT / tree).rglob("*.py")):
+            rel = file.relative_to(ROOT)
+            paths.append(str(rel.parent) + "/" if rel.name == "__init__.py" else str(rel))
+    paths += [str(f.relative_to(ROOT)) for f in sorted((ROOT / "scripts").glob("*"))
+              if f.is_file()]
+    return paths
+
+
+def test_architecture_lists_every_module():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [m for m in _modules() if f"`{m}`" not in text]
+    assert not missing, "docs/architecture.md does not list: " + ", ".join(missing)

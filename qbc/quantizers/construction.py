@@ -1,4 +1,4 @@
-"""The adversarial learned quantizer of Cao & Xie's Theorem 6 (PAPERS.md §1), as a registry entry.
+"""The adversarial learned quantizer of Cao & Xie's Theorem 6, as a registry entry.
 
 Scalar system x' = A·x + B·u, expert u = arctan(x). Three state intervals
 I_P = [−kε/2, kε/2], I_T1 = [dε, (d+1)ε], I_T2 = A·I_T1 + B map, through arctan, to three disjoint
@@ -11,7 +11,7 @@ I_P = [−kε/2, kε/2], I_T1 = [dε, (d+1)ε], I_T2 = A·I_T1 + B map, through 
 and covers every other action with a uniform grid of width ε (error ≤ ε/2). Its error on the
 expert's action distribution is O(ε), yet the deployed policy cycles I_T1 ↔ I_T2 at about unit loss
 per step. This reading of the construction as a state-independent quantizer is our
-reconstruction [ours in PAPERS.md]; :func:`check_theorem6_conditions` enforces the theorem's
+reconstruction (docs/theory.md §1); :func:`check_theorem6_conditions` enforces the theorem's
 conditions.
 """
 

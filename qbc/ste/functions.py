@@ -2,7 +2,7 @@
 
 A pair (F, B) acts on latent real weights θ: the forward pass uses ``w = F(θ)``, the backward pass
 multiplies the incoming gradient ∂f/∂w by ``B'(θ)`` (so θ ← θ − η·B'(θ)⊙∇f(w)). Pairs by name
-(PAPERS.md §3):
+(docs/theory.md §3):
 
 ==========  ==============================  ==========================  ===============
 name        forward F                       backward B'                 deployed map

@@ -1,7 +1,7 @@
 """The two-layer binary network of Jeong, Xin & Yin and its STE-gradient training, batched over
 seeded trials.
 
-Model (a reconstruction, PAPERS.md §2 [ours]; every choice below is a field of
+Model (a reconstruction, docs/theory.md §2; every choice below is a field of
 :class:`TwoLayerModel`): a sample is a matrix Z of shape (m, n) (m hidden units sharing one weight
 vector w in R^n); the network outputs ``vᵀ σ(Z w)`` with a fixed second layer v in R^m; the teacher
 is ``y = vᵀ σ(Z w*) + ξ`` with w* in {±1}^n. STE iteration on the loss
@@ -39,8 +39,8 @@ MAX_BATCH_FLOATS = 24_000_000
 
 @dataclass
 class TwoLayerModel:
-    """Every modelling choice of the two-layer STE experiment (defaults: the PAPERS.md
-    reconstruction with a normalised step size)."""
+    """Every modelling choice of the two-layer STE experiment (defaults: the
+    reconstruction of docs/theory.md §2 with a normalised step size)."""
 
     m: int = 16
     """hidden units sharing the first-layer weight vector."""
