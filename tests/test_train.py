@@ -163,7 +163,7 @@ def test_cli_train_on_a_collected_dataset(tmp_path, capsys):
             "--no-progress", "--model.d-model", "16", "--model.n-heads", "2"]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "trained ar-transformer" in text and "policy mean return" in text
+    assert "trained ar-transformer" in text and "expert lqr on the same seeds" in text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rollout"]["episodes"] == 2 and summary["rollout"]["horizon"] == 30
     assert main(argv) == 2  # the run directory exists: refused without --overwrite
@@ -171,3 +171,67 @@ def test_cli_train_on_a_collected_dataset(tmp_path, capsys):
     assert main(argv[:1] + ["--dataset", "test/nope-v0", "--out", str(tmp_path / "x")]) == 2
     assert Path(out / "best" / "model.safetensors").is_file()
     assert load_policy(out).env_id == "qbc/LinearUnstable-v0"
+
+
+class _Zero:
+    """u = 0: on ScalarUnstable-v0 (x' = 2x + u + w) every episode diverges."""
+
+    def act(self, obs):
+        return np.zeros((len(obs), 1), dtype=np.float32)
+
+
+def _scalar_demos(metadata):
+    return Demos(np.zeros((10, 1), np.float32), np.zeros((10, 1), np.float32),
+                 np.repeat(np.arange(2), 5), env_id="qbc/ScalarUnstable-v0", metadata=metadata)
+
+
+def test_closing_rollout_compares_with_the_expert_on_the_same_seeds():
+    from qbc.agents import make_expert
+    from qbc.rollout import coupled_rollout
+    from qbc.train import rollout_evaluation, rollout_line
+
+    prov = {"qbc": {"expert": {"name": "lqr", "params": {}}, "seed": 0, "n_episodes": 2}}
+    r = rollout_evaluation(_Zero(), _scalar_demos(prov), episodes=6, horizon=100, seed=50)
+    expert = make_expert("lqr", "qbc/ScalarUnstable-v0")
+    ref = coupled_rollout("qbc/ScalarUnstable-v0", {"expert": expert}, range(50, 56), 100)
+    assert r["expert"] == "lqr"
+    assert r["expert_mean_return"] == pytest.approx(ref.rewards["expert"].sum(0).mean())
+    # failed episodes earn nothing after they end: per-step reward is over all H steps
+    assert r["policy_failed_fraction"] == 1.0 and r["expert_failed_fraction"] == 0.0
+    assert r["policy_reward_per_step"] == pytest.approx(r["policy_mean_return"] / 100)
+    assert r["regret"] == pytest.approx(r["expert_mean_return"] - r["policy_mean_return"])
+    line = rollout_line(r)
+    assert "100% of episodes failed" in line and "expert lqr on the same seeds" in line
+
+
+def test_closing_rollout_without_an_expert_says_so_in_one_line():
+    from qbc.train import rollout_evaluation, rollout_line
+
+    r = rollout_evaluation(_Zero(), _scalar_demos({}), episodes=3, horizon=20, seed=50)
+    assert r["expert"] is None and "expert_mean_return" not in r
+    line = rollout_line(r)
+    assert "not compared with an expert" in line and "\n" not in line
+
+
+def test_samples_per_s_leave_out_validation_and_checkpoints(tmp_path, monkeypatch):
+    import types
+
+    import qbc.train as train_mod
+
+    now = [0.0]  # a fake clock: 1 s per optimisation step, 100 s per validation or save
+
+    def advancing(fn, seconds):
+        def wrapped(*args, **kwargs):
+            now[0] += seconds
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(train_mod, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    for name, seconds in (("train_step", 1.0), ("evaluate_split", 100.0),
+                          ("save_checkpoint", 100.0), ("save_last", 100.0)):
+        monkeypatch.setattr(train_mod, name, advancing(getattr(train_mod, name), seconds))
+    result = train(_cfg(tmp_path, steps=12, eval_interval=4), _demos(episodes=6, steps=10))
+    assert result.samples_per_s == pytest.approx(32.0)  # batch 32 per 1 s step
+    assert result.seconds["train"] == pytest.approx(12.0)
+    assert result.seconds["validation"] == pytest.approx(300.0)
+    assert result.seconds["checkpoints"] >= 300.0  # 3 x last/ plus each new best/
