@@ -155,6 +155,68 @@ def _col(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
     return mask.reshape(mask.shape + (1,) * (np.ndim(like) - 1))
 
 
+# -- what a rollout of an env can claim -----------------------------------------------------------
+def is_keyed_env(env_id: str) -> bool:
+    """True for qbc's own envs: initial state and process noise are drawn from the episode seed
+    alone (keyed noise), so rollouts from the same seeds are exactly coupled, and their time
+    limit is only a default episode length (any horizon is a valid episode)."""
+    return env_id.startswith("qbc/")
+
+
+def cap_horizons(env_id: str, horizons: Sequence[int]) -> tuple[list[int], str | None]:
+    """Horizons (sorted) capped at the env's time limit, and a one-line warning if any were cut.
+
+    A third-party env's ``spec.max_episode_steps`` (Pendulum-v1: 200) is part of its task, so
+    horizons above it are dropped and the limit itself is kept as the largest horizon. qbc envs
+    (:func:`is_keyed_env`) are not capped. Returns ``(horizons, message or None)``.
+    """
+    from qbc.gym_utils import check_env_id
+
+    hs = sorted({int(h) for h in horizons})
+    limit = check_env_id(env_id).max_episode_steps
+    if is_keyed_env(env_id) or limit is None or hs[-1] <= limit:
+        return hs, None
+    dropped = [h for h in hs if h > limit]
+    kept = sorted({h for h in hs if h <= limit} | {int(limit)})
+    return kept, (f"{env_id} ends episodes after {limit} steps (its time limit): horizon(s) "
+                  f"{', '.join(map(str, dropped))} capped, rolling out to H = {limit}")
+
+
+def check_coupling(env_id: str, expert: Actor, seed: int = 0, steps: int = 20,
+                   env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Whether rollouts on ``env_id`` from the same seeds are exactly coupled.
+
+    qbc envs are exact by construction (keyed noise). For any other env the expert is rolled
+    out against itself on two env copies reset with the same seeds (2 episodes, ``steps``
+    steps): identical observations and rewards mean the seed fixes the whole trajectory
+    (exactly coupled); any difference means regret also contains the env's own randomness
+    (only approximately coupled). Returns ``{"exact", "method", "max_state_diff", "steps"}``.
+    """
+    if is_keyed_env(env_id):
+        return {"exact": True, "method": "keyed noise (qbc env)", "max_state_diff": 0.0,
+                "steps": 0}
+    res = coupled_rollout(env_id, {"a": expert, "b": expert}, [seed, seed + 1], steps,
+                          env_kwargs=env_kwargs)
+    diff = float(np.max(np.abs(res.observations["a"] - res.observations["b"])))
+    same = (diff == 0.0 and np.array_equal(res.rewards["a"], res.rewards["b"])
+            and np.array_equal(res.alive["a"], res.alive["b"]))
+    return {"exact": bool(same), "method": "expert against itself on two env copies",
+            "max_state_diff": diff, "steps": steps}
+
+
+def coupling_line(env_id: str, coupling: dict[str, Any]) -> str:
+    """One line saying whether the comparison on ``env_id`` is exactly or approximately
+    coupled (from :func:`check_coupling`)."""
+    if coupling["method"].startswith("keyed"):
+        return f"coupling: exact ({env_id} draws its noise from the episode seed)"
+    if coupling["exact"]:
+        return (f"coupling: exact (checked: the expert against itself on two copies of {env_id} "
+                f"with the same seeds gave identical trajectories over {coupling['steps']} steps)")
+    return (f"coupling: only approximate (the expert against itself on two copies of {env_id} "
+            f"with the same seeds differed by up to {coupling['max_state_diff']:.3g} in the state "
+            f"within {coupling['steps']} steps): regret also contains the env's own randomness")
+
+
 # -- metrics -------------------------------------------------------------------------------------
 def mean_ci95(x: np.ndarray) -> tuple[float, float, float]:
     """Mean of ``x`` (N,) with a 95% Student-t confidence interval (lo, hi)."""
@@ -234,28 +296,64 @@ def per_step_table(result: RolloutResult, reference: str = "expert") -> list[dic
 
 
 # -- growth fits ---------------------------------------------------------------------------------
+#: Below this log-log slope over the upper half of the horizons, regret counts as plateaued
+#: (2**0.1 = 1.07: less than 7% more regret when H doubles).
+PLATEAU_SLOPE = 0.1
+
+
 def fit_growth(horizons: Sequence[float], values: Sequence[float]) -> dict[str, Any]:
-    """Fit ``values ≈ c·H^p`` (power law) and ``values ≈ c·exp(λH)`` (exponential).
+    """Fit ``values ≈ c·H^p`` (power law) and ``values ≈ c·exp(λH)`` (exponential), and say
+    whether the values grow at all.
 
     Both are least-squares fits of log(value), so their residuals are comparable; the one with the
-    smaller residual sum of squares is reported as ``better``. Non-positive values are left out
-    (a log cannot take them); fewer than 3 usable points give no fit.
-    Returns ``{"power": {"slope", "ci95", "r2"}, "exponential": {"rate", "ci95", "r2"},
-    "better", "n_points"}``.
+    smaller residual sum of squares is ``better``. Non-positive values are left out (a log cannot
+    take them); fewer than 3 usable points give no fit.
+
+    ``verdict`` is ``better`` only when growth is detected, else ``"no growth detected"``. The
+    rule, all from the numbers: no growth when (a) the power-law slope's 95% interval reaches
+    0 or below, or (b) regret has plateaued: the log-log slope over the upper half of the
+    horizons (at least the two largest) is below :data:`PLATEAU_SLOPE`, or (c) the value at the
+    largest horizon is non-positive (left out of the fit). ``growth_detected`` and
+    ``no_growth_reason`` record which.
+
+    Returns ``{"power": {"slope", "ci95", "r2", "rss"}, "exponential": {"rate", "ci95", "r2",
+    "rss"}, "better", "verdict", "growth_detected", "no_growth_reason", "tail_slope",
+    "n_points"}``.
     """
-    h = np.asarray(horizons, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
-    keep = np.isfinite(v) & (v > 0)
-    h, v = h[keep], v[keep]
+    h_all = np.asarray(horizons, dtype=np.float64)
+    v_all = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(v_all) & (v_all > 0)
+    h, v = h_all[keep], v_all[keep]
     if len(h) < 3:
-        return {"power": None, "exponential": None, "better": None, "n_points": int(len(h))}
+        return {"power": None, "exponential": None, "better": None,
+                "verdict": "too few positive points to fit", "growth_detected": False,
+                "no_growth_reason": "fewer than 3 positive values", "tail_slope": None,
+                "n_points": int(len(h))}
     logv = np.log(v)
     fits = {}
     for kind, x, key in (("power", np.log(h), "slope"), ("exponential", h, "rate")):
         fit = stats.linregress(x, logv)
         half = float(stats.t.ppf(0.975, len(h) - 2) * fit.stderr)
         resid = logv - (fit.intercept + fit.slope * x)
-        fits[kind] = {key: float(fit.slope), "ci95": [fit.slope - half, fit.slope + half],
+        slope = float(fit.slope)
+        fits[kind] = {key: slope, "ci95": [slope - half, slope + half],
                       "r2": float(fit.rvalue ** 2), "rss": float(resid @ resid)}
     better = "power" if fits["power"]["rss"] <= fits["exponential"]["rss"] else "exponential"
-    return {**fits, "better": better, "n_points": int(len(h))}
+    tail = h >= np.median(h)  # the upper half: at least the two largest of >= 3 points
+    tail_slope = float(np.polyfit(np.log(h[tail]), logv[tail], 1)[0])
+    reason = _no_growth_reason(fits["power"]["ci95"][0], tail_slope, bool(keep[np.argmax(h_all)]))
+    return {**fits, "better": better, "verdict": better if reason is None else "no growth detected",
+            "growth_detected": reason is None, "no_growth_reason": reason,
+            "tail_slope": tail_slope, "n_points": int(len(h))}
+
+
+def _no_growth_reason(slope_lo: float, tail_slope: float, last_positive: bool) -> str | None:
+    """Why the fit shows no growth (see :func:`fit_growth`), or None when it grows."""
+    if not last_positive:
+        return "the value at the largest horizon is not positive"
+    if slope_lo <= 0:
+        return "the power-law slope's 95% interval reaches 0"
+    if tail_slope < PLATEAU_SLOPE:
+        return (f"plateau: log-log slope {tail_slope:.2f} < {PLATEAU_SLOPE} over the largest "
+                "horizons")
+    return None

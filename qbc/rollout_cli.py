@@ -6,18 +6,22 @@ from __future__ import annotations
 import csv
 import io
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qbc.errors import InvalidValueError
+from qbc.errors import InvalidValueError, QbcWarning
 from qbc.io import atomic_write_json, atomic_write_text, prepare_out_dir
 from qbc.rollout import (
     QuantizedExpert,
     RolloutResult,
+    cap_horizons,
+    check_coupling,
     coupled_rollout,
+    coupling_line,
     fit_growth,
     horizon_metrics,
     per_step_table,
@@ -45,7 +49,8 @@ class RolloutConfig:
     episodes: int = 100
     """number of coupled episodes (seeds seed, seed+1, ...)."""
     horizons: str = "10,20,50,100,200,500"
-    """comma-separated horizons H; the rollout runs to the largest."""
+    """comma-separated horizons H; the rollout runs to the largest. On a third-party env,
+    horizons above its time limit (Pendulum-v1: 200) are capped there, with a warning."""
     num_envs: int = 100
     """episodes stepped together in one vector env."""
     seed: int = 1_000_000
@@ -99,6 +104,7 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     tokenizer = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None
                  else getattr(policy, "tokenizer", None))
     check_fits_env(env_id, policy, tokenizer)
+    horizons, capped = cap_horizons(env_id, horizons)
     if cfg.augment not in ("none", "model"):
         raise InvalidValueError(f"--augment must be 'none' or 'model', got {cfg.augment!r}")
     expert_params = {"path": str(cfg.expert_path)} if cfg.expert_path else {}
@@ -116,6 +122,10 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     if len(actors) == 1:
         raise InvalidValueError("nothing to compare with the expert: give --policy or --tokenizer")
     out = prepare_out_dir(cfg.out, cfg.overwrite)  # after every check: no empty dir on an error
+    if capped:
+        warnings.warn(capped, QbcWarning, stacklevel=2)
+    coupling = check_coupling(env_id, expert, seed=cfg.seed)
+    print(coupling_line(env_id, coupling))
     seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
     if policy is not None:
         import torch
@@ -128,6 +138,8 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     metrics = horizon_metrics(result, horizons, divergence_threshold=cfg.divergence_threshold)
     n_actions = sum(a.shape[0] * a.shape[1] for a in result.actions.values())
     metrics["env_id"] = env_id
+    metrics["coupling"] = coupling
+    metrics["horizons_capped"] = capped
     metrics["growth"] = {
         name: fit_growth(horizons, [per_h[str(h)]["regret"] for h in horizons])
         for name, per_h in metrics["policies"].items() if name != "expert"
@@ -168,8 +180,6 @@ def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> No
 def clipped_counts(actors: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Per quantized expert: action values outside its tokenizer's range (clipped to the edge
     cells) out of all it quantized; each non-zero count is also a ClippedActionsWarning."""
-    import warnings
-
     from qbc.errors import ClippedActionsWarning
     from qbc.tokenizer import clipped_message
 
@@ -232,12 +242,22 @@ def format_summary(metrics: dict[str, Any]) -> str:
             lines.append(f"{name:<28}{h:>6}{m['regret']:>11.4g}{f'[{lo:.3g}, {hi:.3g}]':>24}"
                          f"{m['state_dev_mean']:>10.3g}{m['diverged_fraction']:>6.0%}")
         fit = metrics.get("growth", {}).get(name)
-        if fit and fit.get("power"):
-            p = fit["power"]
-            lines.append(f"{'':<28}growth: regret ~ H^{p['slope']:.2f} "
-                         f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]; exponential rate "
-                         f"{fit['exponential']['rate']:.3g}/step; better fit: {fit['better']}")
+        if fit:
+            lines.append(f"{'':<28}{growth_line(fit)}")
     return "\n".join(lines)
+
+
+def growth_line(fit: dict[str, Any]) -> str:
+    """One line on how regret grows with H, from :func:`qbc.rollout.fit_growth`: the fitted
+    power law and exponential rate, then the better fit only when growth is detected."""
+    if not fit.get("power"):
+        return f"growth: {fit['verdict']}"
+    p = fit["power"]
+    text = (f"growth: regret ~ H^{p['slope']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]; "
+            f"exponential rate {fit['exponential']['rate']:.3g}/step; ")
+    if fit["growth_detected"]:
+        return text + f"better fit: {fit['better']}"
+    return text + f"no growth detected ({fit['no_growth_reason']})"
 
 
 def _json_safe(obj: Any) -> Any:

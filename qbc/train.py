@@ -30,6 +30,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from tqdm.auto import tqdm
 
 from qbc.augment import HEADS as TRANSITION_HEADS
 from qbc.distributed import DistContext, local_device, session
-from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
+from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, QbcWarning
 from qbc.io import (
     atomic_write_dir,
     atomic_write_json,
@@ -76,8 +77,21 @@ class TrainConfig:
     """stochastic (smooth) tokenizers: 'soft' (two-hot expected log-loss) or 'sampled' tokens."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """model settings."""
-    steps: int = 2000
-    """optimisation steps."""
+    steps: int | None = None
+    """optimisation steps; default: a budget from the data, --epochs passes over the training
+    split (see :func:`default_steps`), with early stopping (--patience)."""
+    epochs: float = 30.0
+    """without --steps: passes over the training split that set the step budget."""
+    patience: int | None = None
+    """stop after this many evaluations without a lower validation loss (0 = never); default:
+    10 when the budget comes from --epochs, 0 with an explicit --steps."""
+    select_by: str = "val-loss"
+    """which evaluated checkpoint becomes best/: 'val-loss' (lowest validation log-loss) or
+    'rollout' (highest mean return of a short rollout on fixed seeds, disjoint from the data's
+    and the closing rollout's; ties go to the lower validation loss)."""
+    select_episodes: int = 10
+    """with --select-by rollout: episodes of each selection rollout (horizon: --rollout-horizon
+    or the dataset's episode length)."""
     batch_size: int = 256
     """samples per step (under torchrun: the global batch, split across the processes)."""
     lr: float = 1e-3
@@ -106,7 +120,8 @@ class TrainConfig:
     drop_nonfinite: bool = False
     """drop episodes with NaN/inf observations or actions instead of refusing the dataset."""
     rollout_episodes: int = 10
-    """after training: roll the policy out this many episodes if the env can be made (0 = skip)."""
+    """after training: roll the policy out this many episodes against the dataset's expert on the
+    same seeds, if the env can be made (0 = skip)."""
     rollout_horizon: int | None = None
     """steps per evaluation rollout; default: the dataset's max_episode_steps (else 500)."""
     rollout_seed: int | None = None
@@ -133,10 +148,18 @@ class TrainConfig:
     """tokens per state dimension of --transition-head tokens."""
 
 
+#: Checkpoint selection rules of ``--select-by``.
+SELECT_BY = ("val-loss", "rollout")
+#: The budget from --epochs is kept within these steps: short enough data still gets the old
+#: fixed default, and a huge dataset does not run for days (early stopping ends it sooner).
+MIN_AUTO_STEPS, MAX_AUTO_STEPS = 2000, 200_000
+#: Evaluations without improvement before stopping, when the budget comes from --epochs.
+AUTO_PATIENCE = 10
+
 #: Settings that may differ between a run and its ``--resume``.
-_RESUMABLE_CHANGES = {"steps", "resume", "overwrite", "progress", "device", "rollout_episodes",
-                      "augment", "transition_steps", "transition_head", "transition_bins",
-                      "rollout_horizon", "rollout_seed", "eval_interval"}
+_RESUMABLE_CHANGES = {"steps", "epochs", "patience", "resume", "overwrite", "progress", "device",
+                      "rollout_episodes", "augment", "transition_steps", "transition_head",
+                      "transition_bins", "rollout_horizon", "rollout_seed", "eval_interval"}
 _RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "best", "last", "transition")
 
 
@@ -153,6 +176,12 @@ class TrainResult:
     metrics: list[dict[str, Any]]
     policy: Policy
     """the best checkpoint's policy (the last one when there is no validation split)."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """wall seconds of this process's loop: 'train' (optimisation; samples_per_s counts only
+    this), 'validation' and 'checkpoints'."""
+    budget: dict[str, Any] = field(default_factory=dict)
+    """the step budget: 'steps' (resolved), 'from' ('--steps' or '--epochs'), 'epochs',
+    'patience', 'stopped_early', 'select_by'."""
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -243,6 +272,26 @@ def make_batch(data: SplitTensors, idx: torch.Tensor, tokenizer: ActionTokenizer
     else:
         batch["tokens"] = data.tokens[idx]
     return batch
+
+
+# -- budget ---------------------------------------------------------------------------------------
+def default_steps(n_train_rows: int, batch_size: int, epochs: float) -> int:
+    """Steps for ``epochs`` passes over ``n_train_rows`` training rows at ``batch_size`` rows a
+    step, kept within [MIN_AUTO_STEPS, MAX_AUTO_STEPS]. E.g. 100 episodes x 200 steps (18,000
+    training rows), batch 256, 30 epochs: 2110 steps; 100 x 1000 (90,000 rows): 10,547."""
+    steps = math.ceil(epochs * n_train_rows / batch_size)
+    return int(min(MAX_AUTO_STEPS, max(MIN_AUTO_STEPS, steps)))
+
+
+def resolve_budget(cfg: TrainConfig, n_train_rows: int) -> TrainConfig:
+    """``cfg`` with ``steps`` and ``patience`` filled in: an explicit --steps is kept exactly
+    (no early stopping unless --patience is given); without one the budget comes from the data
+    (:func:`default_steps`) and early stopping is on (AUTO_PATIENCE evaluations)."""
+    if cfg.steps is not None:
+        return dataclasses.replace(cfg, patience=cfg.patience or 0)
+    patience = AUTO_PATIENCE if cfg.patience is None else cfg.patience
+    return dataclasses.replace(cfg, steps=default_steps(n_train_rows, cfg.batch_size, cfg.epochs),
+                               patience=patience)
 
 
 # -- optimisation ----------------------------------------------------------------------------------
@@ -401,7 +450,17 @@ def _prepare_out(cfg: TrainConfig) -> bool:
 # -- the loop --------------------------------------------------------------------------------------
 def _validate(cfg: TrainConfig, demos: Any) -> None:
     check_policy_kind(cfg.policy)
-    checks = [(cfg.steps >= 1, f"--steps must be >= 1, got {cfg.steps}"),
+    checks = [(cfg.steps is None or cfg.steps >= 1, f"--steps must be >= 1, got {cfg.steps}"),
+              (cfg.epochs > 0, f"--epochs must be positive, got {cfg.epochs}"),
+              (cfg.patience is None or cfg.patience >= 0,
+               f"--patience must be >= 0 evaluations, got {cfg.patience}"),
+              (cfg.select_by in SELECT_BY,
+               f"--select-by must be one of {', '.join(SELECT_BY)}, got {cfg.select_by!r}"),
+              (cfg.select_episodes >= 1,
+               f"--select-episodes must be >= 1, got {cfg.select_episodes}"),
+              (cfg.select_by != "rollout" or _makeable_env(demos),
+               "--select-by rollout needs the dataset's env, which cannot be made here "
+               f"({getattr(demos, 'env_id', None)!r}); use --select-by val-loss"),
               (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
               (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
               (cfg.eval_interval >= 1, f"--eval-interval must be >= 1, got {cfg.eval_interval}"),
@@ -426,6 +485,15 @@ def _validate(cfg: TrainConfig, demos: Any) -> None:
     for ok, msg in checks:
         if not ok:
             raise InvalidValueError(msg)
+
+
+def _makeable_env(demos: Any) -> bool:
+    import gymnasium as gym
+
+    import qbc  # noqa: F401  (registers the qbc/ envs)
+
+    env_id = getattr(demos, "env_id", None)
+    return bool(env_id) and env_id in gym.registry
 
 
 def _known_ste(name: str) -> bool:
@@ -463,12 +531,15 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
            ctx: DistContext) -> TrainResult:
     ctx.shard_bounds(cfg.batch_size)  # refuse a global batch the ranks cannot share equally
     resuming = ctx.main_first(lambda: _prepare_out(cfg))
-    conf = config_dict(cfg)
     env_id = getattr(demos, "env_id", None)
     if cfg.val_fraction > 0 and len(np.unique(demos.episode_ids)) >= 2:
         train_demos, val_demos = demos.split(cfg.val_fraction, cfg.seed)
     else:
         train_demos, val_demos = demos, None
+    budget = {"from": "--steps" if cfg.steps is not None else "--epochs", "epochs": cfg.epochs}
+    cfg = resolve_budget(cfg, len(train_demos))
+    conf = config_dict(cfg)
+    selection = _selection_plan(cfg, demos) if cfg.select_by == "rollout" else None
 
     torch.manual_seed(cfg.seed)
     tokenizer = normalizer = None
@@ -497,7 +568,7 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
     batch_gen = torch.Generator().manual_seed(cfg.seed)
     np_rng = (np.random.default_rng(cfg.seed)
               if tokenizer is not None and tokenizer.stochastic else None)
-    best = {"val_loss": None, "step": 0}
+    best: dict[str, Any] = {"val_loss": None, "step": 0}
     metrics: list[dict[str, Any]] = []
     start = 0
     if resuming:
@@ -526,8 +597,10 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
                disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True)
     losses: list[float] = []
-    t0, t_run, step = time.perf_counter(), 0.0, start
-    rate = 0.0
+    # Wall time outside optimisation (validation, checkpoints) is kept apart, so samples/s
+    # measures training alone.
+    clock = {"t0": time.perf_counter(), "eval_s": 0.0, "checkpoint_s": 0.0}
+    step, rate, stopped_early = start, 0.0, False
     for step in range(start + 1, end + 1):
         idx = torch.randint(len(train_t), (cfg.batch_size,), generator=batch_gen)
         # Every rank builds the same global batch (same generators), then keeps its own rows.
@@ -540,32 +613,39 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
             anneal_step(module)
         losses.append(ctx.mean(loss, device))
         if step % 10 == 0 or step == end:
-            rate = cfg.batch_size * (step - start) / (time.perf_counter() - t0)
+            rate = cfg.batch_size * (step - start) / _train_seconds(clock)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_s=f"{rate:.0f}")
         bar.update(1)
         if step % cfg.eval_interval == 0 or step == end:
-            t_run = time.perf_counter() - t0
             record = {"step": step, "train_loss": float(np.mean(losses)),
                       "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
-                      "elapsed_s": t_run}
+                      "elapsed_s": time.perf_counter() - clock["t0"]}
             losses = []
             if val_t is not None and ctx.is_main:
-                record.update(evaluate_split(module, val_t, tokenizer, normalizer, cfg.seed + 1))
-                if best["val_loss"] is None or record["val_loss"] < best["val_loss"]:
-                    best = {"val_loss": record["val_loss"], "step": step}
-                    save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf,
-                                    env_id)
-            record, best = ctx.share((record, best))  # rank 0's evaluation, on every rank
+                record.update(_timed(clock, "eval_s", evaluate_split, module, val_t, tokenizer,
+                                     normalizer, cfg.seed + 1))
+                if selection is not None:
+                    record["select_return"] = _timed(clock, "eval_s", selection_return, module,
+                                                     normalizer, tokenizer, device, selection)
+                best, improved = update_best(best, record, step, cfg.select_by)
+                if improved:
+                    _timed(clock, "checkpoint_s", save_checkpoint, cfg.out / "best", module,
+                           normalizer, tokenizer, conf, env_id)
+            # rank 0's evaluation, on every rank (the others wait here while it evaluates)
+            record, best = _timed(clock, "eval_s", ctx.share, (record, best))
             metrics.append(record)
             if ctx.is_main:
-                atomic_write_text(cfg.out / "metrics.jsonl",
-                                  "".join(json.dumps(r) + "\n" for r in metrics))
-                save_last(cfg.out, module, normalizer, tokenizer, optimizer, scheduler, step,
-                          batch_gen, np_rng, best, conf, env_id)
+                _timed(clock, "checkpoint_s", _write_progress, cfg.out, metrics, module,
+                       normalizer, tokenizer, optimizer, scheduler, step, batch_gen, np_rng,
+                       best, conf, env_id)
+            if val_t is not None and should_stop(best, step, cfg):
+                stopped_early = True
+                break
     bar.close()
     if val_t is None:  # no validation: the last checkpoint is the best we know
         if ctx.is_main:
-            save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf, env_id)
+            _timed(clock, "checkpoint_s", save_checkpoint, cfg.out / "best", module, normalizer,
+                   tokenizer, conf, env_id)
         best = {"val_loss": None, "step": step}
     ctx.barrier()  # every rank loads the best checkpoint rank 0 has written
     from qbc.policy import load_policy
@@ -575,7 +655,93 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
                        best_val_loss=best["val_loss"],
                        final_train_loss=float(final.get("train_loss", float("nan"))),
                        samples_per_s=float(final.get("samples_per_s", 0.0)), metrics=metrics,
-                       policy=load_policy(cfg.out / "best", device=device))
+                       policy=load_policy(cfg.out / "best", device=device),
+                       seconds={"train": _train_seconds(clock), "validation": clock["eval_s"],
+                                "checkpoints": clock["checkpoint_s"]},
+                       budget={**budget, "steps": cfg.steps, "patience": cfg.patience,
+                               "stopped_early": stopped_early, "select_by": cfg.select_by})
+
+
+# -- checkpoint selection and early stopping -----------------------------------------------------
+def update_best(best: dict[str, Any], record: dict[str, Any], step: int,
+                select_by: str) -> tuple[dict[str, Any], bool]:
+    """The selection state after the evaluation ``record`` at ``step``, and whether this step's
+    checkpoint becomes best/.
+
+    ``best`` holds the selected checkpoint ('step', its 'val_loss', 'score' = its selection
+    return) and the lowest validation loss so far ('min_val_loss' at 'min_val_step', which early
+    stopping watches). 'val-loss' selects the lowest validation loss; 'rollout' the highest
+    ``record["select_return"]``, ties to the lower validation loss."""
+    new = dict(best)
+    lowest = best.get("min_val_loss", best["val_loss"])
+    if lowest is None or record["val_loss"] < lowest:
+        new.update(min_val_loss=record["val_loss"], min_val_step=step)
+    if select_by == "rollout":
+        key = (record["select_return"], -record["val_loss"])
+        improved = best.get("score") is None or key > (best["score"], -best["val_loss"])
+    else:
+        improved = new.get("min_val_step") == step
+    if improved:
+        new.update(val_loss=record["val_loss"], step=step, score=record.get("select_return"))
+    return new, improved
+
+
+def should_stop(best: dict[str, Any], step: int, cfg: TrainConfig) -> bool:
+    """Early stopping: True once ``cfg.patience`` evaluations (patience x eval_interval steps)
+    have passed without a lower validation loss; never with patience 0."""
+    if not cfg.patience:
+        return False
+    last = best.get("min_val_step", best["step"])
+    return step - last >= cfg.patience * cfg.eval_interval
+
+
+def _selection_plan(cfg: TrainConfig, demos: Any) -> dict[str, Any]:
+    """Env, seeds and horizon of the --select-by rollout evaluations: fixed seeds 5000 below the
+    closing rollout's (disjoint from it and, by the same margin, from the data's)."""
+    import gymnasium as gym
+
+    from qbc.rollout import cap_horizons
+
+    env_id = demos.env_id
+    horizon = cfg.rollout_horizon or int(_provenance(demos).get("max_episode_steps")
+                                         or gym.spec(env_id).max_episode_steps or 500)
+    (horizon,), _ = cap_horizons(env_id, [horizon])
+    first = default_rollout_seed(demos) - 5000
+    return {"env_id": env_id, "seeds": range(first, first + cfg.select_episodes),
+            "horizon": horizon}
+
+
+def selection_return(module: torch.nn.Module, normalizer: Normalizer,
+                     tokenizer: ActionTokenizer | None, device: torch.device,
+                     plan: dict[str, Any]) -> float:
+    """Mean return of the current weights (argmax decoding) over the selection rollout of
+    :func:`_selection_plan`; the same seeds at every evaluation, so the comparison between
+    checkpoints is coupled."""
+    from qbc.rollout import coupled_rollout
+
+    policy = Policy(module, normalizer, tokenizer, device=device)
+    res = coupled_rollout(plan["env_id"], {"policy": policy}, plan["seeds"], plan["horizon"])
+    return float(res.rewards["policy"].sum(0).mean())
+
+
+def _timed(clock: dict[str, float], key: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, adding its wall time in seconds to ``clock[key]``."""
+    t = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        clock[key] += time.perf_counter() - t
+
+
+def _train_seconds(clock: dict[str, float]) -> float:
+    """Wall seconds since the loop started, less validation and checkpoint time."""
+    return time.perf_counter() - clock["t0"] - clock["eval_s"] - clock["checkpoint_s"]
+
+
+def _write_progress(out: Path, metrics: list[dict[str, Any]], *last_args: Any) -> None:
+    """metrics.jsonl and out/last (:func:`save_last` with ``last_args``)."""
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics))
+    save_last(out, *last_args)
 
 
 def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
@@ -616,35 +782,62 @@ def default_rollout_seed(demos: Any) -> int:
 
 def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | None = None,
                        seed: int | None = None, progress: bool = False) -> dict[str, Any] | None:
-    """Roll ``policy`` out on the demonstrations' env (vector env, seeds disjoint from the data)
-    and compare with the expert's returns recorded in the dataset. None when the env id is
-    unknown or cannot be made."""
+    """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
+    (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps.
+
+    Returns and reward per step are taken over the full horizon (an episode that terminated or
+    diverged earns nothing after it ends) and the fraction of failed episodes is given, as in
+    :func:`qbc.rollout.horizon_metrics`. The expert is rebuilt from the dataset's provenance;
+    without one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why.
+    None when the env id is unknown here. A horizon past a third-party env's time limit is
+    capped (``horizon_capped`` holds the warning).
+    """
     import gymnasium as gym
 
     import qbc  # noqa: F401  (registers the qbc/ envs)
-    from qbc.rollout import coupled_rollout
+    from qbc.rollout import cap_horizons, coupled_rollout, horizon_metrics
 
     env_id = getattr(demos, "env_id", None)
     if not env_id or env_id not in gym.registry:
         return None
+    prov = _provenance(demos)
     if horizon is None:
-        horizon = _provenance(demos).get("max_episode_steps") or gym.spec(env_id).max_episode_steps
-        horizon = int(horizon or 500)
+        horizon = int(prov.get("max_episode_steps") or gym.spec(env_id).max_episode_steps or 500)
+    (horizon,), capped = cap_horizons(env_id, [horizon])
     seed = default_rollout_seed(demos) if seed is None else seed
-    policy.reset()
-    res = coupled_rollout(env_id, {"policy": policy}, range(seed, seed + episodes), horizon,
+    expert, no_expert = _dataset_expert(prov, env_id)
+    actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
+    res = coupled_rollout(env_id, actors, range(seed, seed + episodes), horizon,
                           progress=progress)
-    rewards, alive = res.rewards["policy"], res.alive["policy"]
-    returns = rewards.sum(0)
-    expert_returns = np.asarray(demos.episode_returns(), dtype=np.float64)
-    return {
-        "env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
-        "policy_mean_return": float(returns.mean()),
-        "policy_mean_step_reward": float(rewards.sum() / max(1, alive.sum())),
-        "policy_episodes_diverged": int((~alive[-1]).sum()),
-        "expert_mean_return_dataset": float(expert_returns.mean()),
-        "expert_mean_step_reward_dataset": float(np.mean(demos.rewards)),
-    }
+    out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
+           "horizon_capped": capped, "expert": None if expert is None else expert.name,
+           "no_expert": no_expert}
+    ref = "policy" if expert is None else "expert"
+    per = horizon_metrics(res, [horizon], reference=ref)["policies"]
+    for name, m in per.items():
+        m = m[str(horizon)]
+        out[f"{name}_mean_return"] = m["return"]
+        out[f"{name}_reward_per_step"] = m["return"] / horizon
+        out[f"{name}_failed_fraction"] = m["diverged_fraction"]
+    if expert is not None:
+        m = per["policy"][str(horizon)]
+        out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
+    return out
+
+
+def _dataset_expert(prov: dict[str, Any], env_id: str) -> tuple[Any, str | None]:
+    """The expert named in a qbc dataset's provenance, or (None, why there is none)."""
+    from qbc.errors import QbcError
+
+    spec = prov.get("expert")
+    if not isinstance(spec, dict) or "name" not in spec:
+        return None, "the dataset does not name a qbc expert (not collected by qbc collect)"
+    try:
+        from qbc.agents import make_expert
+
+        return make_expert(spec, env_id), None
+    except (QbcError, ImportError) as exc:
+        return None, f"its expert {spec['name']!r} cannot be rebuilt here ({exc})"
 
 
 # -- the `qbc train` command -----------------------------------------------------------------------
@@ -667,6 +860,7 @@ def _run_train(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any]:
         "policy": cfg.policy, "dataset": cfg.dataset, "steps": result.step,
         "final_train_loss": result.final_train_loss, "best_val_loss": result.best_val_loss,
         "best_step": result.best_step, "train_samples_per_s": result.samples_per_s,
+        "seconds": result.seconds, "budget": result.budget,
         "checkpoint": str(cfg.out / "best"),
     }
     if not ctx.is_main:
@@ -680,6 +874,8 @@ def _run_train(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any]:
         summary["rollout"] = rollout_evaluation(result.policy, demos, cfg.rollout_episodes,
                                                 cfg.rollout_horizon, cfg.rollout_seed,
                                                 progress=cfg.progress)
+        if summary["rollout"] and summary["rollout"]["horizon_capped"]:
+            warnings.warn(summary["rollout"]["horizon_capped"], QbcWarning, stacklevel=2)
     atomic_write_json(cfg.out / "summary.json", summary)
     print(format_summary(summary))
     return summary
@@ -705,22 +901,53 @@ def train_transition_model(cfg: TrainConfig, demos: Any, policy: Policy) -> Path
 
 def format_summary(s: dict[str, Any]) -> str:
     val = "-" if s["best_val_loss"] is None else f"{s['best_val_loss']:.4g}"
+    sec = s.get("seconds") or {}
     lines = [f"trained {s['policy']} on {s['dataset']}: {s['steps']} steps, "
-             f"{s['train_samples_per_s']:.0f} samples/s",
+             f"{s['train_samples_per_s']:.0f} samples/s (training alone: "
+             f"{sec.get('train', 0):.1f} s; validation {sec.get('validation', 0):.1f} s and "
+             f"checkpoints {sec.get('checkpoints', 0):.1f} s not counted)",
              f"  final train loss {s['final_train_loss']:.4g}, best val loss {val} "
              f"(step {s['best_step']})",
+             budget_line(s.get("budget") or {}),
              f"  checkpoint: {s['checkpoint']}"]
     r = s.get("rollout")
     if r:
-        lines.append(
-            f"  rollouts ({r['episodes']} x {r['horizon']} steps on {r['env_id']}, seeds from "
-            f"{r['first_seed']}): policy mean return {r['policy_mean_return']:.2f} "
-            f"({r['policy_mean_step_reward']:.4f}/step, {r['policy_episodes_diverged']} diverged)"
-            f"; expert in the dataset {r['expert_mean_return_dataset']:.2f} "
-            f"({r['expert_mean_step_reward_dataset']:.4f}/step)")
+        lines.append(rollout_line(r))
     elif "rollout" in s:
         lines.append("  rollouts skipped: the dataset's env id cannot be made here")
     return "\n".join(lines)
+
+
+def budget_line(b: dict[str, Any]) -> str:
+    """Where the step budget came from and whether early stopping ended the run."""
+    if not b:
+        return "  budget: -"
+    origin = ("--steps" if b["from"] == "--steps"
+              else f"{b['epochs']:g} epochs of the training split")
+    stop = (f"stopped early: no lower validation loss in {b['patience']} evaluations"
+            if b["stopped_early"] else
+            f"early stopping after {b['patience']} evaluations without improvement"
+            if b["patience"] else "no early stopping")
+    return (f"  budget: {b['steps']} steps ({origin}); {stop}; best checkpoint by "
+            f"{b['select_by']}")
+
+
+def rollout_line(r: dict[str, Any]) -> str:
+    """The closing rollout in words: learner vs expert on the same seeds, returns over the
+    full horizon, failed (terminated or diverged) episodes as a fraction."""
+    head = (f"  coupled rollouts, {r['episodes']} episodes x {r['horizon']} steps on "
+            f"{r['env_id']} (seeds {r['first_seed']}..{r['first_seed'] + r['episodes'] - 1}): ")
+    policy = (f"policy return {r['policy_mean_return']:.4g} "
+              f"({r['policy_reward_per_step']:.4g}/step over all {r['horizon']} steps), "
+              f"{r['policy_failed_fraction']:.0%} of episodes "
+              "failed (terminated or diverged)")
+    if r.get("expert") is None:
+        return head + policy + f"; not compared with an expert: {r['no_expert']}"
+    lo, hi = r["regret_ci95"]
+    return (head + policy + f"; expert {r['expert']} on the same seeds "
+            f"{r['expert_mean_return']:.4g} ({r['expert_reward_per_step']:.4g}/step), "
+            f"{r['expert_failed_fraction']:.0%} failed; regret {r['regret']:.4g} "
+            f"[95% CI {lo:.3g}, {hi:.3g}]")
 
 
 def _train_command():

@@ -36,7 +36,7 @@ CHAIN = [
     ["rollout", "--policy", "runs/bc", "--out", "runs/rollout", "--episodes", "3",
      "--num-envs", "3", "--horizons", "5,20", "--decode", "sample", "--seed", "77"],
 ]
-TIMING_KEYS = {"elapsed_s", "samples_per_s", "train_samples_per_s", "timing"}
+TIMING_KEYS = {"elapsed_s", "samples_per_s", "train_samples_per_s", "timing", "seconds"}
 
 
 def _run_in_subprocesses(folder: Path) -> None:

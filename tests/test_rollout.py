@@ -2,12 +2,21 @@
 
 import json
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from qbc.agents import make_expert
 from qbc.cli import main
-from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+from qbc.errors import QbcWarning
+from qbc.rollout import (
+    QuantizedExpert,
+    cap_horizons,
+    check_coupling,
+    coupled_rollout,
+    coupling_line,
+    horizon_metrics,
+)
 from qbc.scaling import plot_scaling, quantized_expert_scaling
 from qbc.tokenizer import ActionTokenizer
 
@@ -113,3 +122,70 @@ def test_quantized_expert_uses_stochastic_rounding_only_with_rng():
     sto = QuantizedExpert(expert, tok, rng=np.random.default_rng(0)).act(obs)
     assert len(np.unique(sto)) == 2
     assert sto.mean() == pytest.approx(float(expert.act(obs[:1])[0, 0]), abs=0.03)
+
+
+class _Unseeded(gym.Env):
+    """A third-party-style env whose step noise ignores the reset seed (not coupled)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = np.zeros(1, dtype=np.float32)
+        return self.x.copy(), {}
+
+    def step(self, action):
+        self.x = (self.x + np.random.default_rng().normal(size=1)).astype(np.float32)
+        return self.x.copy(), 0.0, False, False, {}
+
+
+class _Zero:
+    def act(self, obs):
+        return np.zeros((len(obs), 1), dtype=np.float32)
+
+
+@pytest.fixture
+def zero_expert():
+    """`--expert test-zero`: u = 0 on any env with a 1-D action (removed after the test)."""
+    from qbc.agents.experts import _EXPERTS, LinearExpert, register_expert
+
+    @register_expert("test-zero")
+    def _make(info, noise_std=0.0, seed=0):
+        return LinearExpert(info, np.zeros((info["act_dim"], info["obs_dim"])), {})
+
+    yield "test-zero"
+    _EXPERTS.pop("test-zero")
+
+
+def test_coupling_check_tells_exact_from_approximate():
+    assert check_coupling(SCALAR, _Zero())["method"].startswith("keyed")
+    pendulum = check_coupling("Pendulum-v1", _Zero(), seed=3)
+    assert pendulum["exact"] and pendulum["max_state_diff"] == 0.0
+    assert "coupling: exact (checked" in coupling_line("Pendulum-v1", pendulum)
+    if "qbctest/Unseeded-v0" not in gym.registry:
+        gym.register("qbctest/Unseeded-v0", entry_point=_Unseeded, max_episode_steps=50)
+    loose = check_coupling("qbctest/Unseeded-v0", _Zero(), seed=3, steps=5)
+    assert not loose["exact"] and loose["max_state_diff"] > 0
+    assert "only approximate" in coupling_line("qbctest/Unseeded-v0", loose)
+
+
+def test_horizons_past_a_third_party_time_limit_are_capped_with_a_warning(tmp_path, capsys,
+                                                                        zero_expert):
+    assert cap_horizons("Pendulum-v1", [500, 10]) == ([10, 200], (
+        "Pendulum-v1 ends episodes after 200 steps (its time limit): horizon(s) 500 capped, "
+        "rolling out to H = 200"))
+    assert cap_horizons("Pendulum-v1", [10, 200]) == ([10, 200], None)
+    assert cap_horizons(SCALAR, [10, 500]) == ([10, 500], None)  # qbc envs: any horizon
+    tok = ActionTokenizer.fit(np.linspace(-2, 2, 50)[:, None], quantizer="uniform", n_bins=8)
+    tok.save(tmp_path / "tok.json")
+    out = tmp_path / "pend"
+    with pytest.warns(QbcWarning, match="500 capped") as caught:
+        assert main(["rollout", "--env", "Pendulum-v1", "--expert", zero_expert, "--tokenizer",
+                     str(tmp_path / "tok.json"), "--episodes", "2", "--horizons", "10,500",
+                     "--out", str(out)]) == 0
+    assert len([w for w in caught if "capped" in str(w.message)]) == 1
+    assert "coupling: exact (checked" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["horizons"] == [10, 200] and metrics["coupling"]["exact"] is True
+    assert len(open(out / "per_step.csv").readlines()) == 1 + 2 * 200

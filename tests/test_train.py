@@ -163,7 +163,7 @@ def test_cli_train_on_a_collected_dataset(tmp_path, capsys):
             "--no-progress", "--model.d-model", "16", "--model.n-heads", "2"]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "trained ar-transformer" in text and "policy mean return" in text
+    assert "trained ar-transformer" in text and "expert lqr on the same seeds" in text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rollout"]["episodes"] == 2 and summary["rollout"]["horizon"] == 30
     assert main(argv) == 2  # the run directory exists: refused without --overwrite
@@ -171,3 +171,138 @@ def test_cli_train_on_a_collected_dataset(tmp_path, capsys):
     assert main(argv[:1] + ["--dataset", "test/nope-v0", "--out", str(tmp_path / "x")]) == 2
     assert Path(out / "best" / "model.safetensors").is_file()
     assert load_policy(out).env_id == "qbc/LinearUnstable-v0"
+
+
+class _Zero:
+    """u = 0: on ScalarUnstable-v0 (x' = 2x + u + w) every episode diverges."""
+
+    def act(self, obs):
+        return np.zeros((len(obs), 1), dtype=np.float32)
+
+
+def _scalar_demos(metadata):
+    return Demos(np.zeros((10, 1), np.float32), np.zeros((10, 1), np.float32),
+                 np.repeat(np.arange(2), 5), env_id="qbc/ScalarUnstable-v0", metadata=metadata)
+
+
+def test_closing_rollout_compares_with_the_expert_on_the_same_seeds():
+    from qbc.agents import make_expert
+    from qbc.rollout import coupled_rollout
+    from qbc.train import rollout_evaluation, rollout_line
+
+    prov = {"qbc": {"expert": {"name": "lqr", "params": {}}, "seed": 0, "n_episodes": 2}}
+    r = rollout_evaluation(_Zero(), _scalar_demos(prov), episodes=6, horizon=100, seed=50)
+    expert = make_expert("lqr", "qbc/ScalarUnstable-v0")
+    ref = coupled_rollout("qbc/ScalarUnstable-v0", {"expert": expert}, range(50, 56), 100)
+    assert r["expert"] == "lqr"
+    assert r["expert_mean_return"] == pytest.approx(ref.rewards["expert"].sum(0).mean())
+    # failed episodes earn nothing after they end: per-step reward is over all H steps
+    assert r["policy_failed_fraction"] == 1.0 and r["expert_failed_fraction"] == 0.0
+    assert r["policy_reward_per_step"] == pytest.approx(r["policy_mean_return"] / 100)
+    assert r["regret"] == pytest.approx(r["expert_mean_return"] - r["policy_mean_return"])
+    line = rollout_line(r)
+    assert "100% of episodes failed" in line and "expert lqr on the same seeds" in line
+
+
+def test_closing_rollout_without_an_expert_says_so_in_one_line():
+    from qbc.train import rollout_evaluation, rollout_line
+
+    r = rollout_evaluation(_Zero(), _scalar_demos({}), episodes=3, horizon=20, seed=50)
+    assert r["expert"] is None and "expert_mean_return" not in r
+    line = rollout_line(r)
+    assert "not compared with an expert" in line and "\n" not in line
+
+
+def test_samples_per_s_leave_out_validation_and_checkpoints(tmp_path, monkeypatch):
+    import types
+
+    import qbc.train as train_mod
+
+    now = [0.0]  # a fake clock: 1 s per optimisation step, 100 s per validation or save
+
+    def advancing(fn, seconds):
+        def wrapped(*args, **kwargs):
+            now[0] += seconds
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(train_mod, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    for name, seconds in (("train_step", 1.0), ("evaluate_split", 100.0),
+                          ("save_checkpoint", 100.0), ("save_last", 100.0)):
+        monkeypatch.setattr(train_mod, name, advancing(getattr(train_mod, name), seconds))
+    result = train(_cfg(tmp_path, steps=12, eval_interval=4), _demos(episodes=6, steps=10))
+    assert result.samples_per_s == pytest.approx(32.0)  # batch 32 per 1 s step
+    assert result.seconds["train"] == pytest.approx(12.0)
+    assert result.seconds["validation"] == pytest.approx(300.0)
+    assert result.seconds["checkpoints"] >= 300.0  # 3 x last/ plus each new best/
+
+
+def test_default_budget_scales_with_the_dataset_and_explicit_steps_are_kept(tmp_path,
+                                                                            monkeypatch):
+    import qbc.train as train_mod
+    from qbc.train import default_steps, resolve_budget
+
+    assert default_steps(18_000, 256, 30) == 2110
+    assert default_steps(90_000, 256, 30) == 10_547  # 5x the data, 5x the steps
+    assert default_steps(100, 256, 30) == train_mod.MIN_AUTO_STEPS
+    auto = resolve_budget(_cfg(tmp_path, steps=None, batch_size=256), 18_000)
+    assert auto.steps == 2110 and auto.patience == train_mod.AUTO_PATIENCE
+    given = resolve_budget(_cfg(tmp_path, steps=2000), 90_000)
+    assert given.steps == 2000 and given.patience == 0  # explicit --steps: as before
+    monkeypatch.setattr(train_mod, "MIN_AUTO_STEPS", 1)
+    small, large = (train(_cfg(tmp_path, f"n{n}", steps=None, epochs=1, patience=0),
+                          _demos(episodes=n, steps=40)) for n in (10, 20))
+    # 1 epoch of the training split (9 or 18 episodes x 40 rows) at 32 rows a step
+    assert (small.step, large.step) == (12, 23)
+    assert small.budget == {"from": "--epochs", "epochs": 1, "steps": 12, "patience": 0,
+                            "stopped_early": False, "select_by": "val-loss"}
+
+
+def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path):
+    rng = np.random.default_rng(0)
+    noise = replace(_demos(episodes=10, steps=20),
+                    actions=rng.uniform(-1, 1, (200, 2)).astype(np.float32))  # nothing to learn
+    result = train(_cfg(tmp_path, steps=400, eval_interval=4, patience=3, lr=3e-3), noise)
+    vals = [r["val_loss"] for r in result.metrics]
+    assert result.budget["stopped_early"] and result.step < 400
+    assert result.step - result.best_step == 3 * 4
+    assert min(vals[-3:]) >= min(vals[:-3]) and len(vals) == result.step // 4
+    full = train(_cfg(tmp_path, "full", steps=40, eval_interval=4), noise)  # no --patience
+    assert full.step == 40 and not full.budget["stopped_early"]
+
+
+def test_best_checkpoint_has_the_lowest_validation_loss(tmp_path):
+    from qbc.policy.loading import load_module
+
+    result = train(_cfg(tmp_path, steps=40, eval_interval=4, lr=3e-3), _demos())
+    vals = {r["step"]: r["val_loss"] for r in result.metrics}
+    assert result.best_step == min(vals, key=vals.get)
+    assert result.best_val_loss == min(vals.values())
+    best_module, _ = load_module(tmp_path / "run" / "best")
+    last_module, _ = load_module(tmp_path / "run" / "last")
+    same = all(torch.equal(a, b) for a, b in zip(best_module.state_dict().values(),
+                                                  last_module.state_dict().values(), strict=True))
+    assert same == (result.best_step == result.step)
+
+
+def test_select_by_rollout_keeps_the_checkpoint_with_the_highest_return(tmp_path):
+    from qbc.train import update_best
+
+    demos = Demos(*(_scalar_arrays()), env_id="qbc/ScalarStable-v0")
+    result = train(_cfg(tmp_path, steps=12, eval_interval=4, select_by="rollout",
+                        select_episodes=2, rollout_horizon=20), demos)
+    scores = {r["step"]: (r["select_return"], -r["val_loss"]) for r in result.metrics}
+    assert result.best_step == max(scores, key=scores.get)
+    best = {"val_loss": None, "step": 0}
+    best, up = update_best(best, {"val_loss": 1.0, "select_return": 5.0}, 4, "rollout")
+    best, up2 = update_best(best, {"val_loss": 0.5, "select_return": 4.0}, 8, "rollout")
+    assert up and not up2 and best["step"] == 4 and best["min_val_step"] == 8
+    with pytest.raises(InvalidValueError, match="select-by"):
+        train(_cfg(tmp_path, "bad", select_by="rollout"), _demos())  # no env to roll out on
+
+
+def _scalar_arrays(episodes=6, steps=20):
+    """ScalarStable-v0-like data: u = -0.4 x on x ~ N(0, 1)."""
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(episodes * steps, 1)).astype(np.float32)
+    return obs, (-0.4 * obs).astype(np.float32), np.repeat(np.arange(episodes), steps)

@@ -114,7 +114,7 @@ def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
 
     policy = make_policy(model, obs_dim, act_dim, bins, seed)
     module = policy.module
-    cfg = TrainConfig(dataset="bench", batch_size=batch, model=model, seed=seed)
+    cfg = TrainConfig(dataset="bench", steps=2000, batch_size=batch, model=model, seed=seed)
     opt = make_optimizer(module, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     g = torch.Generator().manual_seed(seed)

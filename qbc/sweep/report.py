@@ -69,7 +69,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def growth_fits(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per setting: the power-law exponent p of mean regret ~ c·H^p (needs >= 3 positive H)."""
+    """Per setting: the power-law exponent p of mean regret ~ c·H^p (needs >= 3 positive H);
+    ``better`` is the better fit, or "no growth detected" (rule: :func:`qbc.rollout.fit_growth`)."""
     series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
     for s in summary:
         series[tuple(s[c] for c in GROUP)].append((s["H"], s["regret_mean"]))
@@ -81,7 +82,7 @@ def growth_fits(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         fits.append({**dict(zip(GROUP, key, strict=True)), "slope": fit["power"]["slope"],
                      "ci95": fit["power"]["ci95"], "r2": fit["power"]["r2"],
-                     "exp_rate": fit["exponential"]["rate"], "better": fit["better"],
+                     "exp_rate": fit["exponential"]["rate"], "better": fit["verdict"],
                      "n_points": fit["n_points"]})
     return fits
 
