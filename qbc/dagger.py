@@ -83,8 +83,11 @@ class DaggerConfig:
     episodes_per_round: int = 100
     """episodes rolled out (and labelled) in every round, round 0 included."""
     beta: str = "linear"
-    """probability that the expert acts in round r >= 1 (round 0: 1): 'linear' 1 - r/rounds,
-    'exp' beta_decay**r, 'constant' beta_value."""
+    """probability that the expert acts in round r >= 1 (round 0: 1): 'linear'
+    max(0, 1 - beta_step * r), 'exp' beta_decay**r, 'constant' beta_value. None depends on
+    --rounds, so adding rounds later continues the same schedule."""
+    beta_step: float = 0.25
+    """the 'linear' schedule's decrease per round."""
     beta_decay: float = 0.5
     """the 'exp' schedule's factor per round."""
     beta_value: float = 0.0
@@ -165,7 +168,7 @@ def beta_of(cfg: DaggerConfig, r: int) -> float:
     if r == 0:
         return 1.0
     if cfg.beta == "linear":
-        return max(0.0, 1.0 - r / cfg.rounds)
+        return max(0.0, 1.0 - cfg.beta_step * r)
     if cfg.beta == "exp":
         return float(cfg.beta_decay ** r)
     return float(cfg.beta_value)
@@ -183,6 +186,7 @@ def validate(cfg: DaggerConfig) -> None:
                           f"got {cfg.rounds}; plain BC is `qbc train`"),
         (cfg.episodes_per_round >= 1,
          f"--episodes-per-round must be at least 1, got {cfg.episodes_per_round}"),
+        (0.0 <= cfg.beta_step <= 1.0, f"--beta-step must be in [0, 1], got {cfg.beta_step}"),
         (0.0 <= cfg.beta_decay <= 1.0, f"--beta-decay must be in [0, 1], got {cfg.beta_decay}"),
         (0.0 <= cfg.beta_value <= 1.0, f"--beta-value must be in [0, 1], got {cfg.beta_value}"),
         (cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}"),
