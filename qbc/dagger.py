@@ -84,8 +84,8 @@ class DaggerConfig:
     """episodes rolled out (and labelled) in every round, round 0 included."""
     beta: str = "linear"
     """probability that the expert acts in round r >= 1 (round 0: 1): 'linear'
-    max(0, 1 - beta_step * r), 'exp' beta_decay**r, 'constant' beta_value. None depends on
-    --rounds, so adding rounds later continues the same schedule."""
+    max(0, 1 - beta_step * r), 'exp' beta_decay**r, 'constant' beta_value. No schedule
+    depends on --rounds, so adding rounds later continues the same schedule."""
     beta_step: float = 0.25
     """the 'linear' schedule's decrease per round."""
     beta_decay: float = 0.5
