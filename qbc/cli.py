@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ste recurrence": ("qbc.ste.recurrence", "RECURRENCE_COMMAND"),
     "ste benchmark": ("qbc.ste.benchmark", "BENCHMARK_COMMAND"),
     "collect": ("qbc.collect", "COLLECT_COMMAND"),
+    "dagger": ("qbc.dagger_cli", "DAGGER_COMMAND"),
     "data": ("qbc.data", "DATA_COMMAND"),
     "rollout": ("qbc.rollout_cli", "ROLLOUT_COMMAND"),
     "certify": ("qbc.certify", "CERTIFY_COMMAND"),

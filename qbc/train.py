@@ -25,6 +25,7 @@ directory must be visible to every rank (``--resume`` reads it on all of them).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -512,23 +513,28 @@ def _valid_obs_encoder(spec: str) -> bool:
     return True
 
 
-def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None) -> TrainResult:
+def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
+          init: Policy | None = None) -> TrainResult:
     """Train ``cfg.policy`` on ``demos`` (a :class:`qbc.data.Demonstrations` or any object with
     observations (N, obs_dim), actions (N, D), episode_ids (N,) and ``split(val_fraction, seed)``).
 
     ``stop_at`` ends the run after that step as if it were interrupted (``last/`` is saved, the
     schedule still aims at ``cfg.steps``); a later ``resume=True`` run continues it.
 
+    ``init`` warm-starts a new run from a trained policy of the same kind: its weights, tokenizer
+    and normaliser are kept (not refitted), the optimiser and schedule start afresh (DAgger's
+    ``--init warm``). A resumed run ignores it.
+
     Under torchrun every rank calls this with the same arguments (see the module docstring).
     """
     _validate(cfg, demos)
     device = _device_of(cfg)
     with session(device) as ctx:
-        return _train(cfg, demos, stop_at, device, ctx)
+        return _train(cfg, demos, stop_at, device, ctx, init)
 
 
 def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.device,
-           ctx: DistContext) -> TrainResult:
+           ctx: DistContext, init: Policy | None = None) -> TrainResult:
     ctx.shard_bounds(cfg.batch_size)  # refuse a global batch the ranks cannot share equally
     resuming = ctx.main_first(lambda: _prepare_out(cfg))
     env_id = getattr(demos, "env_id", None)
@@ -553,9 +559,13 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
         if module.is_token_policy:
             tokenizer = ActionTokenizer.load(last / "tokenizer.json")
         state = read_json(last / "trainer_state.json", what="trainer state")
+    elif init is not None:
+        tokenizer, normalizer = init.tokenizer, init.normalizer
     tokenizer, normalizer, train_t, val_t = prepare_data(cfg, train_demos, val_demos, device,
                                                          tokenizer, normalizer)
-    if not resuming:
+    if not resuming and init is not None:
+        module = copy.deepcopy(init.module)
+    elif not resuming:
         module = build_policy(cfg.policy, cfg.model, int(train_t.obs.shape[-1]),
                               int(train_t.actions.shape[1]), tokenizer, cfg.obs_encoder)
         if cfg.weight_quantizer:

@@ -1,0 +1,167 @@
+"""qbc dagger: the mixture, BC equivalence at beta = 1, resuming, experts, bad input."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import qbc  # noqa: F401  (registers the qbc/ envs)
+import qbc.dagger
+from qbc.agents import make_expert
+from qbc.collect import MIXTURE_STREAM, CollectConfig, collect, rollout_episodes
+from qbc.dagger import DaggerConfig, ExpertLearnerMixture, run_dagger
+from qbc.policy import ModelConfig
+
+ENV = "qbc/ScalarUnstable-v0"
+H = 12
+TINY = ModelConfig(d_model=16, n_layers=1, n_heads=2)
+
+
+def dagger_cfg(out, **kw):
+    base = dict(env=ENV, out=out, rounds=2, episodes_per_round=3, max_episode_steps=H,
+                eval_episodes=3, num_envs=3, bins=8, steps=8, batch_size=16, model=TINY,
+                device="cpu", progress=False,
+                train_overrides='{"eval_interval": 4, "warmup_steps": 1}')
+    return DaggerConfig(**{**base, **kw})
+
+
+class Constant:
+    """A stand-in learner: always the same action (batched)."""
+
+    def __init__(self):
+        self.resets = 0
+
+    def reset(self):
+        self.resets += 1
+
+    def act(self, obs, deterministic=True):
+        return np.full((len(obs), 1), 0.77, dtype=np.float32)
+
+
+def test_mixture_executes_expert_or_learner_by_seeded_coins_and_records_the_labels():
+    expert, learner, beta, seed = make_expert("lqr", ENV), Constant(), 0.5, 7
+    eps = rollout_episodes(ENV, expert, 4, num_envs=3, seed=seed,
+                           env_kwargs={"max_episode_steps": H},
+                           behavior=ExpertLearnerMixture(learner, beta))
+    assert learner.resets == 2  # once per wave of copies
+    env = gym.make(ENV, max_episode_steps=H)
+    used_learner = 0
+    for k, ep in enumerate(eps):
+        labels = np.asarray(ep.actions)
+        np.testing.assert_allclose(labels, expert.act(ep.observations[:-1]), atol=1e-6)
+        coins = np.random.default_rng(np.random.SeedSequence(
+            seed + k, spawn_key=(MIXTURE_STREAM,))).random(H)[:len(labels)]
+        executed = np.where((coins < beta)[:, None], labels, np.float32(0.77))
+        used_learner += int((coins >= beta).sum())
+        obs, _ = env.reset(seed=seed + k)
+        for t, a in enumerate(executed):
+            obs, *_ = env.step(a)
+            np.testing.assert_allclose(obs, ep.observations[t + 1], rtol=0, atol=1e-5)
+    assert 0 < used_learner < sum(len(ep.actions) for ep in eps)
+
+
+def test_beta_one_in_every_round_is_plain_bc_on_the_aggregated_expert_data(tmp_path):
+    from qbc.data import load_demonstrations
+    from qbc.train import train
+
+    cfg = dagger_cfg(tmp_path / "dagger", rounds=1, beta="constant", beta_value=1.0)
+    rows = run_dagger(cfg)
+    assert [r["beta"] for r in rows] == [1.0, 1.0]
+    # the same 2 x 3 expert episodes in one plain collect, then plain BC with the same settings
+    collect(CollectConfig(env=ENV, dataset_id="test/bc-v0", episodes=6, num_envs=3,
+                          max_episode_steps=H))
+    demos = load_demonstrations("test/bc-v0")
+    tcfg = qbc.dagger.round_train_config(cfg, 1, ["test/bc-v0"])
+    res = train(qbc.dagger.dataclasses.replace(tcfg, out=tmp_path / "bc"), demos)
+    assert rows[1]["expert_labels"] == len(demos) == 6 * H
+    assert rows[1]["val_loss"] == res.best_val_loss
+    a = load_file(tmp_path / "dagger" / "round-1" / "best" / "model.safetensors")
+    b = load_file(tmp_path / "bc" / "best" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def _run_in(root: Path, monkeypatch, **kw):
+    """A DAgger run in root/run with its own Minari folder (so the dataset ids agree)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
+    return run_dagger(dagger_cfg(root / "run", **kw))
+
+
+def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch):
+    whole = _run_in(tmp_path / "a", monkeypatch)
+    assert [r["round"] for r in whole] == [0, 1, 2]
+    assert [r["beta"] for r in whole] == [1.0, 0.75, 0.5]  # linear, beta_step 0.25
+    assert whole[2]["expert_labels"] == sum(r["steps"] for r in whole)
+
+    _run_in(tmp_path / "b", monkeypatch, rounds=1)  # stops after round 1
+    real_train = qbc.dagger.train_round
+
+    def killed(cfg, r, demos):  # round 2's data is written, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qbc.dagger, "train_round", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run_in(tmp_path / "b", monkeypatch)
+    assert len((tmp_path / "b" / "run" / "rounds.csv").read_text().splitlines()) == 3
+    monkeypatch.setattr(qbc.dagger, "train_round", real_train)
+    resumed = _run_in(tmp_path / "b", monkeypatch)
+    assert resumed == whole
+    text = {p: (tmp_path / p / "run" / "rounds.csv").read_text() for p in "ab"}
+    assert text["a"] == text["b"]
+    assert len((tmp_path / "b" / "run" / "timing.csv").read_text().splitlines()) == 4
+    # a finished run re-run is a no-op; other settings are refused
+    assert _run_in(tmp_path / "b", monkeypatch) == whole
+    with pytest.raises(qbc.errors.InvalidValueError, match="other settings"):
+        _run_in(tmp_path / "b", monkeypatch, bins=16)
+
+
+def test_warm_start_keeps_round_zeros_tokenizer(tmp_path):
+    from qbc.tokenizer import ActionTokenizer
+
+    run_dagger(dagger_cfg(tmp_path / "w", rounds=1, init="warm"))
+    toks = [ActionTokenizer.load(tmp_path / "w" / f"round-{r}" / "best" / "tokenizer.json")
+            for r in (0, 1)]
+    assert toks[0].state_dict() == toks[1].state_dict()
+
+
+def test_sb3_expert_on_a_third_party_env(tmp_path):
+    from stable_baselines3 import SAC
+
+    env = gym.make("Pendulum-v1")
+    SAC("MlpPolicy", env, seed=0, device="cpu", learning_starts=0).save(tmp_path / "sac")
+    rows = run_dagger(dagger_cfg(tmp_path / "p", env="Pendulum-v1", expert="sb3",
+                                 expert_path=str(tmp_path / "sac.zip"), rounds=1,
+                                 max_episode_steps=6))
+    assert [r["expert_labels"] for r in rows] == [18, 36]
+    ds = minari.load_dataset(rows[1]["dataset"])
+    assert ds.total_episodes == 3
+
+
+def _cli(args, tmp_path):
+    return subprocess.run([sys.executable, "-m", "qbc.cli", "dagger", *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "m")})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", ENV, "--rounds", "0"], "--rounds must be at least 1"),
+    (["--env", ENV, "--beta", "cosine"], "unknown beta schedule 'cosine'"),
+    (["--env", "Pendulum-v1", "--expert", "lqr"], "needs an env with linearization()"),
+    (["--env", "qbc/LinearUnstable-v0", "--expert", "arctan"], "needs obs_dim == act_dim"),
+    (["--env", ENV, "--train-overrides", '{"out": "x"}'], "--train-overrides cannot set out"),
+], ids=["rounds-zero", "unknown-beta", "expert-cannot-label", "expert-wrong-shape",
+        "override-owned"])
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, message):
+    proc = _cli([*args, "--out", str(tmp_path / "out")], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("qbc dagger: error:"), proc.stderr
+    assert message in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
