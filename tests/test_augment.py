@@ -110,12 +110,30 @@ def test_resync_every_step_with_an_exact_model_is_the_plain_policy():
                                   result.observations["augmented"])
 
 
-def test_model_based_deployment_removes_the_cycle_small():
-    rows = counterexample_table(eps_values=(0.1,), horizons=(200,), n_demos=50, demo_horizon=30,
+@pytest.mark.parametrize("eps", [0.1, 0.05, 0.01])
+def test_model_based_deployment_removes_the_cycle_small(eps):
+    rows = counterexample_table(eps_values=(eps,), horizons=(300,), n_demos=100, demo_horizon=30,
                                 episodes=20, model_cfg=FAST)
     (row,) = rows
     assert row["plain_loss"] >= 0.4
-    assert row["model_loss"] <= 6 * row["eps"]
+    assert row["model_loss"] <= 5 * row["eps"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 2])
+def test_gaussian_head_is_accurate_near_the_origin_on_deterministic_transitions(seed):
+    # The Theorem 6 reproduction (scripts/reproduce_counterexample.py, these data and settings)
+    # deploys on the model's mean: an error of eps/2 near the origin gives x_hat a spurious fixed
+    # point inside I_T1 = [1.2 eps, 2.2 eps], where the policy loses ~1 per step. With the old
+    # log-std floor of -7 these two seeds had errors of 0.015 and 0.19 for eps = 0.01.
+    demos = coupled_rollout(ARCTAN, {"expert": make_expert("arctan", ARCTAN)}, range(200), 50)
+    obs, act, nxt = expert_transitions(demos)
+    policy = Theorem6Policy(eps=0.01)
+    model = fit_transition_model(obs, act, nxt, policy.tokenizer,
+                                 TransitionModelConfig(steps=1500, seed=seed), progress=False)
+    x = np.linspace(-0.05, 0.05, 201, dtype=np.float32)[:, None]
+    error = model.predict(x, policy.act_tokens(x)) - (0.2 * x + 0.3 * np.arctan(x))
+    assert np.abs(error).max() < 0.2 * 0.01
 
 
 def test_trained_token_policy_works_with_model_based_deployment(tmp_path):
