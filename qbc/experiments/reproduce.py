@@ -1,0 +1,277 @@
+"""Every published result, re-run from one place and checked against its stored headline numbers.
+
+Each folder under ``docs/results/`` is one :class:`Result`: the shell commands that make it (a
+full version, whose outputs are the published files, and a quick version of a few seconds to a
+minute), a function that reads its headline numbers from the outputs, and ``reference.json`` in
+the folder with the stored numbers, their tolerances and how they were made::
+
+    {"result": "counterexample",
+     "full":  {"commands": [...], "commit": "...", "date": "...", "values": {key: ref, ...}},
+     "quick": {"commands": [...], "commit": "...", "date": "...", "values": {key: ref, ...}}}
+
+where each ``ref`` is ``{"value": v, "rtol": r, "atol": a}`` plus optional ``"max"`` / ``"min"``
+bounds (a claim such as "model-based loss <= 5 eps" holds whatever the stored value).
+
+``run_result`` runs one result's commands (``{out}`` in a command is its output folder),
+``compare`` checks the numbers, ``update_reference`` stores new ones after an intended change.
+Entry point: ``python scripts/reproduce_results.py [--quick] [--only NAME ...] [--update]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
+from qbc.io import atomic_write_json, read_json
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS_DIR = REPO / "docs" / "results"
+REFERENCE_FILE = "reference.json"
+MODES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One published result.
+
+    Attributes:
+        name: its folder under ``docs/results`` (may contain '/').
+        full: shell commands of the published run; ``{out}`` is the output folder.
+        quick: shell commands of the reduced run.
+        headline: output folder -> {key: number}; the numbers a reader takes from the result.
+        publish: files (relative to the output folder) copied into ``docs/results/<name>`` by a
+            full run.
+        rtol: default relative tolerance of every key (per key in reference.json).
+    """
+
+    name: str
+    full: tuple[str, ...]
+    quick: tuple[str, ...]
+    headline: Callable[[Path], dict[str, float]]
+    publish: tuple[str, ...] = ()
+    rtol: float = 0.1
+
+    @property
+    def folder(self) -> Path:
+        return RESULTS_DIR / self.name
+
+
+# --- headline readers -------------------------------------------------------------------------
+
+def counterexample_headline(out: Path) -> dict[str, float]:
+    """Per eps at the largest H: model-based and plain per-step loss, model-based loss / eps."""
+    rows = read_json(out / "table.json", what="counterexample table")
+    h_max = max(r["H"] for r in rows)
+    values = {}
+    for r in (r for r in rows if r["H"] == h_max):
+        tag = f"eps={r['eps']:g},H={h_max}"
+        values[f"model_loss_over_eps[{tag}]"] = r["model_loss_over_eps"]
+        values[f"plain_loss[{tag}]"] = r["plain_loss"]
+    return values
+
+
+def obs_encoder_headline(out: Path) -> dict[str, float]:
+    """Per encoder: the learner's regret at the largest H and its diverged fraction."""
+    values = {}
+    for metrics_file in sorted(out.glob("rollout_*/metrics.json")):
+        encoder = metrics_file.parent.name.removeprefix("rollout_")
+        metrics = read_json(metrics_file, what="rollout metrics")
+        h_max = str(max(metrics["horizons"]))
+        row = metrics["policies"]["policy"][h_max]
+        values[f"regret[{encoder},H={h_max}]"] = row["regret"]
+        values[f"diverged[{encoder},H={h_max}]"] = row["diverged_fraction"]
+    return values
+
+
+def scaling_headline(out: Path) -> dict[str, float]:
+    """Per initial-state spread: slopes of log regret and log state deviation vs log bin width."""
+    values = {}
+    for path in sorted(out.glob("x0std*.json")):
+        res = read_json(path, what="scaling result")
+        values[f"regret_slope_vs_width[{path.stem}]"] = res["regret_slope_vs_width"]
+        values[f"state_dev_slope_vs_width[{path.stem}]"] = res["state_dev_slope_vs_width"]
+    return values
+
+
+def sweep_headline(out: Path) -> dict[str, float]:
+    """Mean regret and diverged fraction at the largest H of every (env, quantizer, bins, n_demos,
+    policy) row of the sweep's summary.csv."""
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise CorruptFileError(f"{out / 'summary.csv'} has no rows")
+    h_max = max(int(r["H"]) for r in rows)
+    values = {}
+    for r in (r for r in rows if int(r["H"]) == h_max):
+        env = r["env"].removeprefix("qbc/").removesuffix("-v0")
+        tag = f"{env},{r['quantizer']}/{r['bins']},n={r['n_demos']},{r['policy']},H={h_max}"
+        values[f"regret[{tag}]"] = float(r["regret_mean"])
+        values[f"diverged[{tag}]"] = float(r["diverged_fraction"])
+    return values
+
+
+def _sweep(name: str, workers: int = 2) -> Result:
+    full_config = f"scripts/sweeps/{name}.toml"
+    quick_config = f"scripts/sweeps/quick/{name}.toml"
+    return Result(
+        name=f"sweeps/{name}",
+        full=(f"qbc sweep --config {full_config} --workers {workers} --out {{out}} --no-progress",),
+        quick=(f"qbc sweep --config {quick_config} --workers 1 --out {{out}} --no-progress",),
+        headline=sweep_headline,
+        publish=("report.md", "summary.csv", "results.csv", "sweep_config.json",
+                 "regret_vs_H.png"),
+        rtol=0.25,
+    )
+
+
+RESULTS: dict[str, Result] = {r.name: r for r in (
+    Result(
+        name="counterexample",
+        full=("python scripts/reproduce_counterexample.py --out {out}",),
+        quick=("python scripts/reproduce_counterexample.py --out {out} --episodes 20 "
+               "--n-demos 100 --horizons 10 300 --model-steps 600",),
+        headline=counterexample_headline,
+        publish=("table.json", "table.md", "loss_vs_horizon.png"),
+    ),
+    Result(
+        name="quantized_expert_scaling",
+        full=tuple(f"python scripts/quantized_expert_scaling.py --x0-std {s} "
+                   f"--out {{out}}/x0std{s}.json" for s in ("1", "0.1")),
+        quick=tuple(f"python scripts/quantized_expert_scaling.py --x0-std {s} --episodes 40 "
+                    f"--out {{out}}/x0std{s}.json" for s in ("1", "0.1")),
+        headline=scaling_headline,
+        publish=("x0std1.json", "x0std1.png", "x0std0.1.json", "x0std0.1.png"),
+    ),
+    Result(
+        name="obs_encoder",
+        full=("bash scripts/compare_obs_encoders.sh {out}",),
+        quick=("DEMOS=30 STEPS=300 EPISODES=30 ENCODERS='none qrp:k=16,bits=2' "
+               "bash scripts/compare_obs_encoders.sh {out}",),
+        headline=obs_encoder_headline,
+        rtol=0.25,
+    ),
+    _sweep("regret_vs_horizon"),
+    _sweep("regret_vs_bin_width"),
+    _sweep("regret_vs_n_demos"),
+)}
+
+
+# --- running and comparing --------------------------------------------------------------------
+
+def select(names: list[str] | None) -> list[Result]:
+    """The results named (all when ``names`` is empty); an unknown name is refused."""
+    if not names:
+        return list(RESULTS.values())
+    unknown = [n for n in names if n not in RESULTS]
+    if unknown:
+        raise UnknownNameError("result", unknown[0], RESULTS)
+    return [RESULTS[n] for n in names]
+
+
+def run_result(result: Result, mode: str, out: Path, log: Path | None = None) -> dict[str, float]:
+    """Run ``result``'s commands of ``mode`` with output folder ``out`` (replaced), from the
+    repository root with datasets under ``out/minari``; return its headline numbers.
+
+    A failing command raises :class:`RuntimeError` naming it and the log file."""
+    if mode not in MODES:
+        raise InvalidValueError(f"mode must be one of {MODES}, got {mode!r}")
+    out = Path(out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    log = log or out.with_suffix(".log")
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(out / "minari"), "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as log_file:
+        for command in getattr(result, mode):
+            command = command.format(out=out)
+            log_file.write(f"$ {command}\n")
+            log_file.flush()
+            done = subprocess.run(command, shell=True, cwd=REPO, env=env, stdout=log_file,
+                                  stderr=subprocess.STDOUT)
+            if done.returncode != 0:
+                raise RuntimeError(f"{result.name}: `{command}` exited {done.returncode}; "
+                                   f"see {log}")
+    return result.headline(out)
+
+
+def within(now: float, ref: dict[str, Any]) -> bool:
+    """True if ``now`` is within ``ref``'s tolerance of its value and inside its bounds."""
+    if now is None or not math.isfinite(now):
+        return False
+    close = abs(now - ref["value"]) <= ref.get("atol", 0.0) + ref.get("rtol", 0.0) * abs(
+        ref["value"])
+    return close and now <= ref.get("max", math.inf) and now >= ref.get("min", -math.inf)
+
+
+def compare(result: Result, mode: str, now: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per headline key (stored or new): result, key, stored, now, ok."""
+    stored = load_reference(result).get(mode, {}).get("values", {})
+    rows = []
+    for key in sorted(set(stored) | set(now)):
+        ref, value = stored.get(key), now.get(key)
+        ok = ref is not None and value is not None and within(value, ref)
+        rows.append({"result": result.name, "key": key,
+                     "stored": None if ref is None else ref["value"], "now": value, "ok": ok})
+    return rows
+
+
+def load_reference(result: Result) -> dict[str, Any]:
+    path = result.folder / REFERENCE_FILE
+    return read_json(path, what="result reference") if path.exists() else {}
+
+
+def update_reference(result: Result, mode: str, now: dict[str, float]) -> Path:
+    """Store ``now`` as ``mode``'s reference values (keeping each key's tolerances and bounds),
+    with the commands, the commit and today's date."""
+    doc = load_reference(result) or {"result": result.name}
+    old = doc.get(mode, {}).get("values", {})
+    values = {}
+    for key, value in now.items():
+        ref = dict(old.get(key, {"rtol": result.rtol, "atol": 1e-3}))
+        ref["value"] = value
+        values[key] = ref
+    doc[mode] = {"commands": list(getattr(result, mode)), "commit": current_commit(),
+                 "date": datetime.date.today().isoformat(), "values": values}
+    path = result.folder / REFERENCE_FILE
+    atomic_write_json(path, doc)
+    return path
+
+
+def publish(result: Result, out: Path) -> None:
+    """Copy a full run's published files into ``docs/results/<name>``."""
+    for name in result.publish:
+        shutil.copyfile(Path(out) / name, result.folder / name)
+
+
+def current_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """The table the entry point prints: result / key / stored / now / within tolerance."""
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
+    width = max([len(r["result"]) + len(r["key"]) + 3 for r in rows] + [20])
+    lines = [f"{'result / key':<{width}}{'stored':>11}{'now':>11}  within tolerance"]
+    for r in rows:
+        name = f"{r['result']} / {r['key']}"
+        lines.append(f"{name:<{width}}{fmt(r['stored']):>11}{fmt(r['now']):>11}  "
+                     f"{'yes' if r['ok'] else 'NO'}")
+    return "\n".join(lines)
+
+
+def rows_to_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=1)
