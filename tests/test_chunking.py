@@ -308,6 +308,13 @@ def test_load_refuses_damaged_files(tmp_path):
         ChunkTokenizer.from_state_dict(rvq)
 
 
+@pytest.mark.parametrize("name", ["fast", "rvq"])
+def test_same_data_and_seed_give_the_same_tokens(name):
+    chunks = smooth_chunks(200, seed=5)
+    a, b = (make_chunk_tokenizer(name, **SMALL[name]).fit(chunks) for _ in range(2))
+    assert a.state_dict() == b.state_dict()
+
+
 # -- bad input -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["fast", "beast", "rvq", "per-step"])
 def test_bad_chunks_raise_one_line(name):
