@@ -119,8 +119,9 @@ class DaggerConfig:
     """token policies: tokens per position (vocabulary size)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """model settings."""
-    steps: int = _TRAIN["steps"]
-    """optimisation steps per round."""
+    steps: int | None = _TRAIN["steps"]
+    """optimisation steps per round; default: as `qbc train`, a budget from the aggregated data
+    (--epochs passes) with early stopping."""
     batch_size: int = _TRAIN["batch_size"]
     """samples per step."""
     lr: float = _TRAIN["lr"]

@@ -6,8 +6,8 @@ Usage:
     python scripts/reproduce_results.py                  # the published runs (about an hour on
                                                          # 2 cores); regenerates docs/results
     python scripts/reproduce_results.py --only counterexample --quick
-    python scripts/reproduce_results.py --update [--quick]  # store the new numbers after an
-                                                            # intended change (say why in the commit)
+    python scripts/reproduce_results.py --update [--quick]  # store new numbers after an
+                                                            # intended change (say why)
 Prints result / key / stored / now / within tolerance; exits 1 if any number is off.
 """
 
