@@ -97,3 +97,30 @@ def test_architecture_lists_every_module():
     text = (ROOT / "docs" / "architecture.md").read_text()
     missing = [m for m in _modules() if f"`{m}`" not in text]
     assert not missing, "docs/architecture.md does not list: " + ", ".join(missing)
+
+
+def _readme_tables():
+    """(first line number, header row, the 4 lines before and after) of each README table."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|"):
+            start = i
+            while i < len(lines) and lines[i].startswith("|"):
+                i += 1
+            yield start + 1, lines[start], "\n".join(lines[max(0, start - 4):i + 4])
+        i += 1
+
+
+def test_every_results_table_in_the_readme_says_what_made_it():
+    import re
+
+    reference_tables = ("| name | what | worst-case bound |",)  # the quantizer registry
+    tables = list(_readme_tables())
+    assert len(tables) >= 3
+    for line, header, around in tables:
+        if header in reference_tables:
+            continue
+        assert re.search(r"commit [0-9a-f]{7}", around), f"README table at line {line}: no commit"
+        assert re.search(r"20\d\d-\d\d-\d\d", around), f"README table at line {line}: no date"
+        assert "`" in around, f"README table at line {line}: no command"
