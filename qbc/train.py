@@ -410,8 +410,18 @@ def save_last(out: Path, module, normalizer, tokenizer, optimizer, scheduler, st
 
 
 def _check_resume_config(stored: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse a --resume whose settings differ from the stored run's; a setting the stored run
+    predates (absent from its config) counts as unchanged while it keeps its default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING}
+
+    def changed(k: str) -> bool:
+        if k not in stored and k in defaults:
+            return current.get(k) != json.loads(json.dumps(defaults[k], default=str))
+        return stored.get(k) != current.get(k)
+
     diff = sorted(k for k in set(stored) | set(current)
-                  if k not in _RESUMABLE_CHANGES and stored.get(k) != current.get(k))
+                  if k not in _RESUMABLE_CHANGES and changed(k))
     if diff:
         detail = ", ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in diff)
         raise InvalidValueError(

@@ -306,3 +306,13 @@ def _scalar_arrays(episodes=6, steps=20):
     rng = np.random.default_rng(1)
     obs = rng.normal(size=(episodes * steps, 1)).astype(np.float32)
     return obs, (-0.4 * obs).astype(np.float32), np.repeat(np.arange(episodes), steps)
+
+
+def test_resume_accepts_a_run_made_before_a_setting_existed():
+    from qbc.train import _check_resume_config, config_dict
+
+    current = config_dict(TrainConfig(dataset="qbc/x-v0", resume=True))
+    stored = {k: v for k, v in current.items() if k != "select_by"}  # an older run's config
+    _check_resume_config(stored, current)
+    with pytest.raises(InvalidValueError, match="select_by"):
+        _check_resume_config(stored, {**current, "select_by": "rollout"})
