@@ -84,6 +84,8 @@ def collect(cfg: CollectConfig, expert: Any = None, verbose: bool = False):
     _validate(cfg)
     _expert_params(cfg)
     validate_dataset_id(cfg.dataset_id)
+    if expert is None:  # opened before the lock: a refused expert leaves no trace
+        expert = _make_expert(cfg, cfg.env)
     with dataset_lock(cfg.dataset_id):
         return _collect(cfg, expert, verbose)
 

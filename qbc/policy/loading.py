@@ -103,9 +103,10 @@ def load_parts(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any],
     normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
     tokenizer = None
     if module.is_token_policy:
-        verify_file(directory, "tokenizer.json", cfg)
         tokenizer = ActionTokenizer.load(directory / "tokenizer.json")
-    check_parts(directory, module, normalizer, tokenizer)
+    check_parts(directory, module, normalizer, tokenizer)  # says more than a hash, so first
+    if tokenizer is not None:
+        verify_file(directory, "tokenizer.json", cfg)
     return module, cfg, normalizer, tokenizer
 
 
