@@ -423,8 +423,13 @@ def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False) -> Demons
     if not episodes:
         raise InvalidValueError(f"Minari dataset {dataset_id!r} has no episodes")
     env_spec = dataset.env_spec
-    demos = Demonstrations.from_episodes(
-        episodes, env_id=None if env_spec is None else env_spec.id, metadata=raw)
+    try:
+        demos = Demonstrations.from_episodes(
+            episodes, env_id=None if env_spec is None else env_spec.id, metadata=raw)
+    except ValueError as exc:  # e.g. episodes with observations of different sizes
+        raise CorruptFileError(
+            f"Minari dataset {dataset_id!r} at {path} holds episodes that do not fit together "
+            f"({str(exc).splitlines()[0]}); collect it again") from None
     return _handle_nonfinite(demos, dataset_id, drop_nonfinite)
 
 
