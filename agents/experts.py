@@ -196,6 +196,25 @@ def available_experts() -> list[str]:
     return sorted(_EXPERTS)
 
 
+def _check_param_types(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
+    """Refuse expert parameters of the wrong type or range (by the factory's annotations:
+    float finite, int integral, str a string; seed in [0, 2^32), noise_std >= 0)."""
+    from qbc.validate import NON_NEGATIVE, SEED, Rule, check_value
+
+    sig = inspect.signature(factory).parameters
+    for key, value in params.items():
+        kind = str(sig[key].annotation)
+        what = f"parameter {key!r} of expert {name!r}"
+        if key == "seed":
+            check_value(value, SEED, what)
+        elif key == "noise_std":
+            check_value(value, NON_NEGATIVE, what)
+        elif kind in ("float", "int"):
+            check_value(value, Rule(integer=kind == "int"), what)
+        elif kind == "str" and not isinstance(value, str):
+            raise InvalidValueError(f"{what} must be a string, got {value!r}")
+
+
 def make_expert(
     name: str | dict[str, Any] | Expert, env: str | gym.Env | Any, **params: Any
 ) -> Expert:
@@ -223,6 +242,7 @@ def make_expert(
         raise InvalidValueError(
             f"bad parameters for expert {name!r} ({exc}); valid parameters: {', '.join(valid)}"
         ) from None
+    _check_param_types(name, factory, params)
     env_obj, made = make_env(env)
     try:
         info = env_info(env_obj)

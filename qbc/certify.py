@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json
+from qbc.errors import CorruptFileError, InvalidValueError
+from qbc.io import atomic_write_json, output_dir
 from qbc.rollout import coupled_rollout, fit_growth
+from qbc.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
 
 
 def quantization_error(tokenizer: Any, actions: np.ndarray) -> dict[str, Any]:
@@ -218,21 +219,37 @@ def _floats(text: str, flag: str) -> list[float]:
         values = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
         raise InvalidValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
-    if not values or min(values) <= 0:
-        raise InvalidValueError(f"{flag} must be positive numbers, got {text!r}")
+    if not values or min(values) <= 0 or not np.all(np.isfinite(values)):
+        raise InvalidValueError(f"{flag} must be positive finite numbers, got {text!r}")
     return sorted(values)
 
 
-def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
+#: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32)).
+RULES = {"k": POSITIVE, "bins": Rule(lo=2, integer=True), "horizon": Rule(lo=2, integer=True),
+         "episodes": AT_LEAST_ONE}
+
+
+def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
+    """Check every flag and open every input, before anything is written."""
     from qbc.agents import make_expert
     from qbc.data import check_compatible, load_demonstrations
     from qbc.gym_utils import make_env
-    from qbc.io import prepare_out_dir
+    from qbc.io import read_json
+    from qbc.rollout import check_rollout_memory
     from qbc.rollout_cli import parse_horizons
     from qbc.tokenizer import ActionTokenizer
 
+    check_config(cfg, RULES)
+    check_all([(cfg.seed + cfg.episodes <= SEED_LIMIT,
+                f"--seed + --episodes must stay below 2^32, got {cfg.seed} + {cfg.episodes}")])
     sizes, deltas = _floats(cfg.sizes, "--sizes"), _floats(cfg.deltas, "--deltas")
     horizons = parse_horizons(cfg.horizons)
+    metrics = (None if cfg.rollout is None else
+               read_json(Path(cfg.rollout) / "metrics.json", what="rollout metrics"))
+    if metrics is not None and not (isinstance(metrics, dict) and "reference" in metrics
+                                    and isinstance(metrics.get("policies"), dict)):
+        raise CorruptFileError(f"{Path(cfg.rollout) / 'metrics.json'} is not the metrics.json "
+                               "of qbc rollout (no 'policies' and 'reference')")
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
     env_id = cfg.env or demos.env_id
     if env_id is None:
@@ -242,11 +259,32 @@ def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
         check_compatible(demos, env.observation_space, env.action_space)
     finally:
         env.close()
+    check_rollout_memory(env_id, len(sizes) + 1, cfg.episodes, cfg.horizon,
+                         "use fewer --episodes, --sizes or a shorter --horizon")
     tok = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None else
            ActionTokenizer.fit(demos.actions, quantizer=cfg.quantizer, n_bins=cfg.bins))
-    out = prepare_out_dir(cfg.out, cfg.overwrite)
     expert = make_expert(cfg.expert, env_id,
                          **({"path": str(cfg.expert_path)} if cfg.expert_path else {}))
+    return {"sizes": sizes, "deltas": deltas, "horizons": horizons, "metrics": metrics,
+            "demos": demos, "env_id": env_id, "tok": tok, "expert": expert}
+
+
+def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
+    inp = open_inputs(cfg)
+    with output_dir(cfg.out, cfg.overwrite, "certify") as out:
+        cert = certificate(cfg, **inp)
+        atomic_write_json(out / "certificate.json", cert)
+        atomic_write_json(out / "config.json", {k: str(v) if isinstance(v, Path) else v
+                                                for k, v in asdict(cfg).items()})
+    print(format_certificate(cert))
+    print(f"saved {cfg.out / 'certificate.json'}")
+    return cert
+
+
+def certificate(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
+                horizons: list[int], metrics: dict[str, Any] | None, demos: Any, env_id: str,
+                tok: Any, expert: Any) -> dict[str, Any]:
+    """The certificate of ``cfg`` from its opened inputs (:func:`open_inputs`)."""
     eps = quantization_error(tok, demos.actions)
     eps_q = eps["worst_case_bound"] if eps["worst_case_bound"] is not None \
         else eps["in_distribution_mean"]
@@ -267,19 +305,11 @@ def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
         "bound_shapes": bound_shapes(horizons, demos.n_episodes, eps_q, gamma, kappa, cfg.k),
         "note": "bound shapes use constants 1 and log|Pi| = 1: compare growth, not values",
     }
-    if cfg.rollout is not None:
-        from qbc.io import read_json
-
-        metrics = read_json(Path(cfg.rollout) / "metrics.json", what="rollout metrics")
+    if metrics is not None:
         cert["measured_regret"] = {
             name: {h: per_h[h]["regret"] for h in per_h}
             for name, per_h in metrics["policies"].items() if name != metrics["reference"]
         }
-    atomic_write_json(out / "certificate.json", cert)
-    atomic_write_json(out / "config.json", {k: str(v) if isinstance(v, Path) else v
-                                            for k, v in asdict(cfg).items()})
-    print(format_certificate(cert))
-    print(f"saved {out / 'certificate.json'}")
     return cert
 
 

@@ -134,15 +134,27 @@ def collect(cfg: CollectConfig, expert: Any = None, verbose: bool = False):
     ``cfg.dataset_id``; returns the dataset as ``minari.load_dataset`` gives it.
 
     ``expert`` overrides ``cfg.expert``: any object with ``act(obs (B, obs_dim),
-    deterministic=True) -> (B, act_dim)``, ``name`` and ``params``.
+    deterministic=True) -> (B, act_dim)``, ``name`` and ``params``. The dataset id is locked
+    (:func:`qbc.data.dataset_lock`) from the existence check to the final rename.
     """
-    from qbc import __version__
-    from qbc.data import dataset_exists, validate_dataset_id, write_dataset
+    from qbc.data import dataset_lock, validate_dataset_id
 
     _validate(cfg)
     _expert_params(cfg)
     dart = parse_dart(cfg.dart, cfg.policy)
     validate_dataset_id(cfg.dataset_id)
+    if expert is None:  # opened before the lock: a refused expert leaves no trace
+        expert = _make_expert(cfg, cfg.env)
+    with dataset_lock(cfg.dataset_id):
+        return _collect(cfg, expert, verbose, dart)
+
+
+def _collect(cfg: CollectConfig, expert: Any, verbose: bool, dart: float | str):
+    """The collection itself, under the dataset lock; ``dart`` is the parsed --dart (a sigma,
+    or 'auto' to fit it to ``cfg.policy``)."""
+    from qbc import __version__
+    from qbc.data import dataset_exists, write_dataset
+
     if dataset_exists(cfg.dataset_id) and not cfg.overwrite:
         raise OutputExistsError(
             f"Minari dataset {cfg.dataset_id!r} already exists; pass --overwrite to replace it "
@@ -152,8 +164,6 @@ def collect(cfg: CollectConfig, expert: Any = None, verbose: bool = False):
                                                            cfg.max_episode_steps}
     env = make_env(cfg.env, **env_kwargs)
     try:
-        if expert is None:
-            expert = _make_expert(cfg, env)
         t0 = time.perf_counter()
         if dart == "auto":
             dart = dart_sigma_for(cfg.policy, cfg.env, expert, cfg.episodes, cfg.num_envs,
@@ -436,18 +446,14 @@ def _describe(env_id: str, expert: Any, env_kwargs: dict[str, Any]) -> dict[str,
 
 
 def _validate(cfg: CollectConfig) -> None:
-    checks = [
-        (cfg.episodes >= 1, f"--episodes must be at least 1, got {cfg.episodes}"),
-        (cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}"),
-        (cfg.seed >= 0, f"--seed must be a non-negative integer, got {cfg.seed}"),
-        (np.isfinite(cfg.expert_noise) and cfg.expert_noise >= 0,
-         f"--expert-noise must be a finite std >= 0, got {cfg.expert_noise}"),
-        (cfg.max_episode_steps is None or cfg.max_episode_steps >= 1,
-         f"--max-episode-steps must be at least 1, got {cfg.max_episode_steps}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise InvalidValueError(message)
+    from qbc.validate import AT_LEAST_ONE, NON_NEGATIVE, SEED_LIMIT, Rule, check_all, check_config
+
+    check_config(cfg, {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE,
+                       "expert_noise": NON_NEGATIVE,
+                       "max_episode_steps": Rule(lo=1, integer=True, optional=True)})
+    check_all([(cfg.seed + cfg.episodes <= SEED_LIMIT,
+                f"--seed + --episodes must stay below 2^32 (episode k is reset with seed + k), "
+                f"got {cfg.seed} + {cfg.episodes}")])
 
 
 COLLECT_COMMAND = _collect_command()

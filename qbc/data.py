@@ -260,6 +260,30 @@ def dataset_exists(dataset_id: str) -> bool:
     return (dataset_path(dataset_id) / "data").exists()
 
 
+def demos_fingerprint(demos: Any) -> str:
+    """Hex sha256 of the demonstrations' content (observations, actions, episode ids): the same
+    data gives the same hash however it is stored; a re-collected dataset a different one."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("observations", "actions", "episode_ids"):
+        a = np.ascontiguousarray(getattr(demos, name))
+        h.update(f"{name}{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def dataset_lock(dataset_id: str):
+    """The lock on writing ``dataset_id`` (:func:`qbc.io.exclusive`): a hidden file in the
+    datasets root, held from the existence check to the final rename."""
+    from qbc.io import exclusive
+
+    root = _datasets_root()
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / f".qbc-lock-{validate_dataset_id(dataset_id).replace('/', '--')}"
+    return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}")
+
+
 def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env | Any,
                   metadata: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
                   overwrite: bool = False, description: str | None = None,
@@ -316,23 +340,35 @@ def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env |
         raise
     _restore_env(old_env)
     try:
-        from minari.dataset.minari_dataset import parse_dataset_id
-        from minari.namespace import create_namespace, list_local_namespaces
-
-        namespace = parse_dataset_id(dataset_id)[0]
-        if namespace is not None and namespace not in list_local_namespaces():
-            create_namespace(namespace)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        trash = None
-        if final.exists():
-            trash = Path(tempfile.mkdtemp(prefix=".qbc-trash-", dir=root))
-            os.replace(final, trash / "old")
-        os.replace(staging / dataset_id, final)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        with dataset_lock(dataset_id):
+            _move_into_place(staging / dataset_id, final, dataset_id, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return minari.load_dataset(dataset_id)
+
+
+def _move_into_place(built: Path, final: Path, dataset_id: str, overwrite: bool) -> None:
+    """Rename the built dataset to ``final``, under the dataset's lock. Without ``overwrite`` a
+    dataset that appeared meanwhile is refused, never replaced; with it the old one is set
+    aside first and deleted only after the new one is in place."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    if final.exists() and not overwrite:
+        raise OutputExistsError(
+            f"Minari dataset {dataset_id!r} appeared at {final} while this one was being "
+            "written; nothing was replaced: choose another --dataset-id or pass --overwrite")
+    namespace = parse_dataset_id(dataset_id)[0]
+    if namespace is not None and namespace not in list_local_namespaces():
+        create_namespace(namespace)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    trash = None
+    if final.exists():
+        trash = Path(tempfile.mkdtemp(prefix=".qbc-trash-", dir=_datasets_root()))
+        os.replace(final, trash / "old")
+    os.rename(built, final)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _restore_env(old: str | None) -> None:
@@ -387,8 +423,13 @@ def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False) -> Demons
     if not episodes:
         raise InvalidValueError(f"Minari dataset {dataset_id!r} has no episodes")
     env_spec = dataset.env_spec
-    demos = Demonstrations.from_episodes(
-        episodes, env_id=None if env_spec is None else env_spec.id, metadata=raw)
+    try:
+        demos = Demonstrations.from_episodes(
+            episodes, env_id=None if env_spec is None else env_spec.id, metadata=raw)
+    except ValueError as exc:  # e.g. episodes with observations of different sizes
+        raise CorruptFileError(
+            f"Minari dataset {dataset_id!r} at {path} holds episodes that do not fit together "
+            f"({str(exc).splitlines()[0]}); collect it again") from None
     return _handle_nonfinite(demos, dataset_id, drop_nonfinite)
 
 

@@ -36,6 +36,10 @@ class InvalidValueError(QbcError, ValueError):
     """A number or array that is out of range, of the wrong shape, or not finite."""
 
 
+class NonFiniteObservationError(InvalidValueError):
+    """Observations holding NaN or inf given to a policy (``Policy.act``)."""
+
+
 class NotFittedError(QbcError, RuntimeError):
     """A fitted object (quantizer, tokenizer) used before ``fit``."""
 

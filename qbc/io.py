@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,18 +111,158 @@ def recover_dir(path: str | os.PathLike) -> bool:
 
 
 def prepare_out_dir(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Create the output folder ``out``; refuse a non-empty existing one unless ``overwrite``.
-
-    Nothing is deleted: with ``overwrite`` a command's files are replaced one by one
-    (atomically), and anything else in the folder stays.
+    """Create the output folder ``out``; refuse a non-empty existing one unless ``overwrite``
+    (:func:`check_out_dir`). Nothing is deleted: with ``overwrite`` a command's files are
+    replaced one by one (atomically), and anything else in the folder stays. Commands that
+    can fail after this point use :func:`output_dir` instead.
     """
+    out = check_out_dir(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def lock_path_for(target: str | os.PathLike) -> Path:
+    """The lock file of an output ``target`` (a folder): hidden, beside it, so that it
+    survives the target being swapped by :func:`output_dir`."""
+    target = Path(target).absolute()
+    return target.parent / f".{target.name}.lock"
+
+
+#: Lock files this process holds (so that a nested hold of the same lock does not block).
+_HELD: set[Path] = set()
+
+
+@contextmanager
+def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an advisory lock on the file ``lock`` while the block runs: one writer at a time.
+
+    A second holder is refused at once with one line naming ``what`` and the pid of the holder
+    (written into the lock file). The OS drops the lock when the process dies, so a killed
+    command never leaves a stale lock; the file is removed on release (a writer that locked a
+    file removed meanwhile notices it and tries again). Not POSIX: no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    from qbc.errors import InvalidValueError
+
+    lock = Path(lock).absolute()
+    if lock in _HELD:  # this process holds it already (a command inside a command)
+        yield
+        return
+    while True:
+        f = open(lock, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "unknown"
+            f.close()
+            raise InvalidValueError(f"another {what} (pid {pid}); wait for it to end or "
+                                    "choose another output") from None
+        if _same_file(f, lock):
+            break
+        f.close()  # removed by the holder we waited for: lock the new file
+    _HELD.add(lock)
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+    finally:
+        _HELD.discard(lock)
+        lock.unlink(missing_ok=True)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def _same_file(f: Any, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def check_out_dir(out: str | os.PathLike, overwrite: bool, refusal: str | None = None) -> Path:
+    """Refuse ``out`` when it is a file, or a non-empty folder without ``overwrite``
+    (OutputExistsError with ``refusal`` or the default message). Creates nothing."""
     from qbc.errors import OutputExistsError
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {str(out)!r} is a file; choose a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"output folder {str(out)!r} exists and is not empty; "
-                                "pass --overwrite to replace its files or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(refusal or (
+            f"output folder {str(out)!r} exists and is not empty; pass --overwrite to replace "
+            "its files or choose another --out"))
     return out
+
+
+@contextmanager
+def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
+               refusal: str | None = None,
+               keep: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """The folder a command writes its outputs into, locked against a second writer.
+
+    A missing or empty ``out`` is created and written directly. A non-empty ``out`` (with
+    ``overwrite``) is not touched while the command runs: the outputs go to a hidden staging
+    folder beside it, and only when the block ends without error are they moved in, each entry
+    replacing the one of the same name (anything else in ``out`` stays). On an error the
+    staging folder is removed and ``out`` is as it was; a folder this call created is removed
+    too, unless ``keep(out)`` says it holds something worth keeping (a training run with a
+    checkpoint to ``--resume`` from).
+    """
+    import shutil
+
+    out = check_out_dir(out, overwrite, refusal)
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(lock_path_for(out), f"qbc {what} is writing {str(out)!r}"):
+        check_out_dir(out, overwrite, refusal)  # again, under the lock
+        staged = out.is_dir() and any(out.iterdir())
+        created = not out.exists()
+        work = (Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.absolute().parent))
+                if staged else out)
+        work.mkdir(exist_ok=True)
+        try:
+            yield work
+            if staged:
+                _move_entries(work, out)
+        except BaseException:
+            if staged:
+                shutil.rmtree(work, ignore_errors=True)
+            elif created and not (keep is not None and keep(out)):
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        finally:
+            if staged:
+                shutil.rmtree(work, ignore_errors=True)
+
+
+def _move_entries(src: Path, dst: Path) -> None:
+    """Move every entry of ``src`` into ``dst`` by renames; an entry of the same name in ``dst``
+    is set aside first and deleted only after the new one is in place."""
+    import shutil
+
+    for entry in sorted(src.iterdir()):
+        target = dst / entry.name
+        if target.exists() and (entry.is_dir() or target.is_dir()):
+            aside = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".old", dir=dst))
+            os.replace(target, aside / "old")
+            os.replace(entry, target)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(entry, target)

@@ -182,6 +182,22 @@ def cap_horizons(env_id: str, horizons: Sequence[int]) -> tuple[list[int], str |
                   f"{', '.join(map(str, dropped))} capped, rolling out to H = {limit}")
 
 
+def check_rollout_memory(env_id: str, n_actors: int, episodes: int, horizon: int,
+                         fix: str = "use fewer --episodes or a smaller horizon") -> None:
+    """Refuse a coupled rollout whose stored trajectories (float64 observations and actions,
+    rewards, per actor, episode and step) would not fit in the available memory."""
+    from qbc.gym_utils import make_env
+    from qbc.validate import check_memory
+
+    env = make_env(env_id)
+    try:
+        width = int(np.prod(env.observation_space.shape)) + int(np.prod(env.action_space.shape))
+    finally:
+        env.close()
+    n_bytes = float(n_actors) * episodes * (horizon + 1) * (width + 2) * 8
+    check_memory(n_bytes, f"{n_actors} x {episodes} episodes x {horizon} steps of {env_id}", fix)
+
+
 def check_coupling(env_id: str, expert: Actor, seed: int = 0, steps: int = 20,
                    env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Whether rollouts on ``env_id`` from the same seeds are exactly coupled.

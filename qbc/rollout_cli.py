@@ -14,17 +14,26 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError, QbcWarning
-from qbc.io import atomic_write_json, atomic_write_text, prepare_out_dir
+from qbc.io import atomic_write_json, atomic_write_text, output_dir
 from qbc.rollout import (
     QuantizedExpert,
     RolloutResult,
     cap_horizons,
     check_coupling,
+    check_rollout_memory,
     coupled_rollout,
     coupling_line,
     fit_growth,
     horizon_metrics,
     per_step_table,
+)
+from qbc.validate import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED_LIMIT,
+    check_all,
+    check_config,
 )
 
 
@@ -85,13 +94,31 @@ def parse_horizons(text: str) -> list[int]:
     return hs
 
 
-def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
+#: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32)).
+RULES = {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE, "resync_every": NON_NEGATIVE,
+         "divergence_threshold": POSITIVE}
+DECODES = ("argmax", "sample", "mean")
+
+
+def validate(cfg: RolloutConfig) -> list[int]:
+    """Check every flag (before anything is loaded or written); returns the horizons."""
+    check_config(cfg, RULES)
+    check_all([(cfg.decode in DECODES,
+                f"--decode must be one of {', '.join(DECODES)}, got {cfg.decode!r}"),
+               (cfg.augment in ("none", "model"),
+                f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
+               (cfg.seed + cfg.episodes <= SEED_LIMIT,
+                f"--seed + --episodes must stay below 2^32 (episode seeds), got {cfg.seed} + "
+                f"{cfg.episodes}")])
+    return parse_horizons(cfg.horizons)
+
+
+def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, list[int], Any]:
+    """Open every input: (env id, actors by name, horizon-cap warning, horizons, expert)."""
     from qbc.agents import make_expert
     from qbc.tokenizer import ActionTokenizer
 
-    horizons = parse_horizons(cfg.horizons)
-    if cfg.episodes < 1 or cfg.num_envs < 1:
-        raise InvalidValueError("--episodes and --num-envs must be >= 1")
+    horizons = validate(cfg)
     policy = None
     if cfg.policy is not None:
         from qbc.policy import load_policy
@@ -105,8 +132,6 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
                  else getattr(policy, "tokenizer", None))
     check_fits_env(env_id, policy, tokenizer)
     horizons, capped = cap_horizons(env_id, horizons)
-    if cfg.augment not in ("none", "model"):
-        raise InvalidValueError(f"--augment must be 'none' or 'model', got {cfg.augment!r}")
     expert_params = {"path": str(cfg.expert_path)} if cfg.expert_path else {}
     expert = make_expert(cfg.expert, env_id, **expert_params)
     actors: dict[str, Any] = {"expert": expert}
@@ -121,35 +146,41 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         actors["policy_model_based"] = _model_based(cfg, policy)
     if len(actors) == 1:
         raise InvalidValueError("nothing to compare with the expert: give --policy or --tokenizer")
-    out = prepare_out_dir(cfg.out, cfg.overwrite)  # after every check: no empty dir on an error
-    if capped:
-        warnings.warn(capped, QbcWarning, stacklevel=2)
-    coupling = check_coupling(env_id, expert, seed=cfg.seed)
-    print(coupling_line(env_id, coupling))
-    seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
-    if policy is not None:
-        import torch
+    check_rollout_memory(env_id, len(actors), cfg.episodes, horizons[-1],
+                         "use fewer --episodes or smaller --horizons")
+    return env_id, actors, capped, horizons, expert
 
-        torch.manual_seed(cfg.seed)  # --decode sample draws from torch's global generator
-    start = time.perf_counter()
-    result = coupled_rollout(env_id, actors, seeds, horizons[-1], num_envs=cfg.num_envs,
-                             progress=True)
-    seconds = time.perf_counter() - start
-    metrics = horizon_metrics(result, horizons, divergence_threshold=cfg.divergence_threshold)
-    n_actions = sum(a.shape[0] * a.shape[1] for a in result.actions.values())
-    metrics["env_id"] = env_id
-    metrics["coupling"] = coupling
-    metrics["horizons_capped"] = capped
-    metrics["growth"] = {
-        name: fit_growth(horizons, [per_h[str(h)]["regret"] for h in horizons])
-        for name, per_h in metrics["policies"].items() if name != "expert"
-    }
-    metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
-    metrics["clipped_actions"] = clipped_counts(actors)
-    write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
+
+def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
+    env_id, actors, capped, horizons, expert = load_actors(cfg)
+    with output_dir(cfg.out, cfg.overwrite, "rollout") as out:
+        if capped:
+            warnings.warn(capped, QbcWarning, stacklevel=2)
+        coupling = check_coupling(env_id, expert, seed=cfg.seed)
+        print(coupling_line(env_id, coupling))
+        seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
+        if "policy" in actors:
+            import torch
+
+            torch.manual_seed(cfg.seed)  # --decode sample draws from torch's global generator
+        start = time.perf_counter()
+        result = coupled_rollout(env_id, actors, seeds, horizons[-1], num_envs=cfg.num_envs,
+                                 progress=True)
+        seconds = time.perf_counter() - start
+        metrics = horizon_metrics(result, horizons,
+                                  divergence_threshold=cfg.divergence_threshold)
+        n_actions = sum(a.shape[0] * a.shape[1] for a in result.actions.values())
+        metrics.update(env_id=env_id, coupling=coupling, horizons_capped=capped)
+        metrics["growth"] = {
+            name: fit_growth(horizons, [per_h[str(h)]["regret"] for h in horizons])
+            for name, per_h in metrics["policies"].items() if name != "expert"
+        }
+        metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
+        metrics["clipped_actions"] = clipped_counts(actors)
+        write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
     print(format_summary(metrics))
     print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
-          f"outputs in {out}")
+          f"outputs in {cfg.out}")
     return metrics
 
 

@@ -29,11 +29,13 @@ import copy
 import dataclasses
 import json
 import math
-import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -47,13 +49,27 @@ from qbc.io import (
     atomic_write_dir,
     atomic_write_json,
     atomic_write_text,
+    exclusive,
+    lock_path_for,
+    output_dir,
     read_json,
     recover_dir,
 )
 from qbc.policy import ModelConfig, Normalizer, Policy, build_policy, needs_tokenizer
-from qbc.policy.loading import load_module, load_tensors, save_checkpoint, save_tensors
-from qbc.policy.registry import check_policy_kind
+from qbc.policy.loading import load_parts, load_tensors, save_checkpoint, save_tensors
+from qbc.policy.registry import check_model_config, check_policy_kind
 from qbc.tokenizer import ActionTokenizer
+from qbc.validate import (
+    AT_LEAST_ONE,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    Rule,
+    check_all,
+    check_config,
+    check_device,
+    check_memory,
+)
 
 
 @dataclass
@@ -157,11 +173,12 @@ MIN_AUTO_STEPS, MAX_AUTO_STEPS = 2000, 200_000
 #: Evaluations without improvement before stopping, when the budget comes from --epochs.
 AUTO_PATIENCE = 10
 
-#: Settings that may differ between a run and its ``--resume``.
-_RESUMABLE_CHANGES = {"steps", "epochs", "patience", "resume", "overwrite", "progress", "device",
+#: Settings that may differ between a run and its ``--resume`` ('out': a run is found by its
+#: folder, however its path is spelled, and a moved folder still resumes).
+_RESUMABLE_CHANGES = {"out", "steps", "epochs", "patience", "resume", "overwrite", "progress",
+                      "device",
                       "rollout_episodes", "augment", "transition_steps", "transition_head",
                       "transition_bins", "rollout_horizon", "rollout_seed", "eval_interval"}
-_RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "best", "last", "transition")
 
 
 @dataclass
@@ -375,16 +392,7 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, t
 
 
 def _device_of(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(cfg.device)
-    except RuntimeError:
-        raise InvalidValueError(
-            f"device {cfg.device!r} is not a torch device; use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidValueError("device cuda requested but CUDA is not available; use --device cpu")
-    return local_device(dev)
+    return local_device(check_device(cfg.device))
 
 
 def save_last(out: Path, module, normalizer, tokenizer, optimizer, scheduler, step: int,
@@ -410,8 +418,16 @@ def save_last(out: Path, module, normalizer, tokenizer, optimizer, scheduler, st
 
 
 def _check_resume_config(stored: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse a --resume whose settings differ from the stored run's; a setting the stored run
-    predates (absent from its config) counts as unchanged while it keeps its default."""
+    """Refuse to resume with other settings or other data (a run is found by its folder, so
+    'out' itself may differ: a run reached by another spelling of its path, or moved, resumes;
+    runs saved before data hashes were recorded are not checked for the data). A setting the
+    stored run predates (absent from its config) counts as unchanged while it keeps its
+    default."""
+    if "dataset_sha256" in stored and stored["dataset_sha256"] != current.get("dataset_sha256"):
+        raise InvalidValueError(
+            f"--resume: the demonstrations of {current.get('dataset')!r} differ from those the "
+            "run in progress was trained on (content hash); resume with the same data, or "
+            "start a new run in another --out")
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                 if f.default is not dataclasses.MISSING}
 
@@ -421,81 +437,110 @@ def _check_resume_config(stored: dict[str, Any], current: dict[str, Any]) -> Non
         return stored.get(k) != current.get(k)
 
     diff = sorted(k for k in set(stored) | set(current)
-                  if k not in _RESUMABLE_CHANGES and changed(k))
+                  if k not in _RESUMABLE_CHANGES and k != "dataset_sha256" and changed(k))
     if diff:
         detail = ", ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in diff)
         raise InvalidValueError(
             f"--resume with settings that differ from the run in progress ({detail}); use the "
-            "same settings, or start a new run (--overwrite or another --out)")
+            "same settings, or start a new run in another --out")
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
-def _prepare_out(cfg: TrainConfig) -> bool:
-    """Check / clear the run directory; True when a run should be resumed from out/last."""
+@contextmanager
+def run_dir(cfg: TrainConfig) -> Iterator[tuple[Path, bool]]:
+    """The folder to write the run into, locked, and whether to resume from it.
+
+    ``--resume`` continues ``out/last`` in place. Otherwise :func:`qbc.io.output_dir`: a new
+    run is written straight into a missing or empty ``out`` (a crash leaves it resumable);
+    with ``--overwrite`` an existing run stays untouched until the new one has finished in a
+    staging folder beside it, and is then replaced."""
     out = cfg.out
-    recover_dir(out / "last")  # a crash between the renames of the last save
-    if cfg.resume and (out / "last" / "trainer_state.json").is_file():
-        return True
-    if cfg.resume and out.exists() and any(out.iterdir()):
+    resumable = (out / "last" / "trainer_state.json").is_file() or (out / ".last.old").is_dir()
+    if cfg.resume and resumable:
+        with exclusive(lock_path_for(out), f"qbc train is writing {str(out)!r}"):
+            recover_dir(out / "last")  # a crash between the renames of the last save
+            yield out, True
+        return
+    if cfg.resume and out.is_dir() and any(out.iterdir()):
         raise OutputExistsError(
-            f"--resume: {out} holds no resumable run (no last/trainer_state.json); pass "
-            "--overwrite without --resume to start again there, or choose another --out")
-    if out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise OutputExistsError(
-                f"run directory {out} is not empty; pass --overwrite to replace its run, "
-                "--resume to continue it, or choose another --out")
-        for name in _RUN_FILES:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return False
+            f"--resume: {out} holds no resumable run (no last/trainer_state.json); give the "
+            "--out of the run to continue, or start a new run in another --out")
+    refusal = (f"run directory {out} is not empty; pass --overwrite to replace its run, "
+               "--resume to continue it, or choose another --out")
+    with output_dir(out, cfg.overwrite, "train", refusal,
+                    keep=lambda d: (d / "last" / "trainer_state.json").is_file()) as work:
+        yield work, False
 
 
 # -- the loop --------------------------------------------------------------------------------------
-def _validate(cfg: TrainConfig, demos: Any) -> None:
+#: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32); the
+#: --model.* settings by :func:`qbc.policy.registry.check_model_config`).
+RULES = {"bins": Rule(lo=2, integer=True), "quantile": Rule(lo=0, hi=0.5, hi_open=True),
+         "steps": Rule(lo=1, integer=True, optional=True), "epochs": POSITIVE,
+         "patience": Rule(lo=0, integer=True, optional=True), "select_episodes": AT_LEAST_ONE,
+         "batch_size": AT_LEAST_ONE, "lr": POSITIVE, "min_lr_ratio": Rule(lo=0, hi=1),
+         "weight_decay": NON_NEGATIVE, "warmup_steps": Rule(lo=0, integer=True),
+         "grad_clip": NON_NEGATIVE, "val_fraction": FRACTION, "eval_interval": AT_LEAST_ONE,
+         "rollout_episodes": Rule(lo=0, integer=True),
+         "rollout_horizon": Rule(lo=1, integer=True, optional=True),
+         "transition_steps": AT_LEAST_ONE, "transition_bins": Rule(lo=2, integer=True)}
+
+
+def validate_config(cfg: TrainConfig) -> torch.device:
+    """Check every setting that needs no data (before anything is read or written); returns
+    the device."""
     check_policy_kind(cfg.policy)
-    checks = [(cfg.steps is None or cfg.steps >= 1, f"--steps must be >= 1, got {cfg.steps}"),
-              (cfg.epochs > 0, f"--epochs must be positive, got {cfg.epochs}"),
-              (cfg.patience is None or cfg.patience >= 0,
-               f"--patience must be >= 0 evaluations, got {cfg.patience}"),
-              (cfg.select_by in SELECT_BY,
-               f"--select-by must be one of {', '.join(SELECT_BY)}, got {cfg.select_by!r}"),
-              (cfg.select_episodes >= 1,
-               f"--select-episodes must be >= 1, got {cfg.select_episodes}"),
-              (cfg.select_by != "rollout" or _makeable_env(demos),
-               "--select-by rollout needs the dataset's env, which cannot be made here "
-               f"({getattr(demos, 'env_id', None)!r}); use --select-by val-loss"),
-              (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
-              (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
-              (cfg.eval_interval >= 1, f"--eval-interval must be >= 1, got {cfg.eval_interval}"),
-              (cfg.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {cfg.warmup_steps}"),
-              (0 <= cfg.val_fraction < 1, f"--val-fraction must be in [0, 1), got "
-                                          f"{cfg.val_fraction}"),
-              (cfg.token_target in ("soft", "sampled"),
-               f"--token-target must be 'soft' or 'sampled', got {cfg.token_target!r}"),
-              (cfg.weight_quantizer is None or _known_ste(cfg.weight_quantizer),
-               f"unknown --weight-quantizer {cfg.weight_quantizer!r}"),
-              (cfg.augment in ("none", "model"),
-               f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
-              (cfg.augment == "none" or needs_tokenizer(cfg.policy),
-               f"--augment model needs a token policy, not {cfg.policy!r}"),
-              (cfg.obs_encoder is None or _valid_obs_encoder(cfg.obs_encoder),
-               f"bad --obs-encoder {cfg.obs_encoder!r}"),
-              (cfg.transition_head in TRANSITION_HEADS,
-               f"--transition-head must be 'gaussian' or 'tokens', got {cfg.transition_head!r}"),
-              (cfg.transition_bins >= 2,
-               f"--transition-bins must be >= 2, got {cfg.transition_bins}"),
-              (len(demos) > 0, "the demonstrations are empty")]
-    for ok, msg in checks:
-        if not ok:
-            raise InvalidValueError(msg)
+    check_config(cfg, RULES)
+    check_model_config(cfg.model)
+    check_all([(cfg.select_by in SELECT_BY,
+                f"--select-by must be one of {', '.join(SELECT_BY)}, got {cfg.select_by!r}"),
+               (cfg.token_target in ("soft", "sampled"),
+                f"--token-target must be 'soft' or 'sampled', got {cfg.token_target!r}"),
+               (cfg.weight_quantizer is None or _known_ste(cfg.weight_quantizer),
+                f"unknown --weight-quantizer {cfg.weight_quantizer!r}"),
+               (cfg.augment in ("none", "model"),
+                f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
+               (cfg.augment == "none" or needs_tokenizer(cfg.policy),
+                f"--augment model needs a token policy, not {cfg.policy!r}"),
+               (cfg.obs_encoder is None or _valid_obs_encoder(cfg.obs_encoder),
+                f"bad --obs-encoder {cfg.obs_encoder!r}"),
+               (cfg.transition_head in TRANSITION_HEADS,
+                f"--transition-head must be 'gaussian' or 'tokens', got {cfg.transition_head!r}"),
+               ])
+    return _device_of(cfg)
+
+
+def _validate(cfg: TrainConfig, demos: Any) -> torch.device:
+    """:func:`validate_config`, then the checks that need the data (memory included)."""
+    device = validate_config(cfg)
+    check_all([(len(demos) > 0, "the demonstrations are empty"),
+               (cfg.select_by != "rollout" or _makeable_env(demos),
+                "--select-by rollout needs the dataset's env, which cannot be made here "
+                f"({getattr(demos, 'env_id', None)!r}); use --select-by val-loss")])
+    check_train_memory(cfg, demos)
+    return device
+
+
+def check_train_memory(cfg: TrainConfig, demos: Any) -> None:
+    """Refuse a model and data that would not fit in memory: the parameters (counted on a
+    model built on torch's 'meta' device, which allocates nothing) with gradients and AdamW
+    moments, the data tensors, the tokenizer's tables and one batch of logits."""
+    obs_dim = int(np.asarray(demos.observations).shape[-1])
+    act_dim = int(np.asarray(demos.actions).shape[-1])
+    tokens = needs_tokenizer(cfg.policy)
+    tok = SimpleNamespace(n_tokens=act_dim, vocab_size=cfg.bins) if tokens else None
+    with torch.device("meta"):
+        module = build_policy(cfg.policy, cfg.model, obs_dim, act_dim, tok, cfg.obs_encoder)
+    n_params = sum(p.numel() for p in module.parameters())
+    rows = len(demos)
+    n_bytes = (16.0 * n_params + 4.0 * rows * (cfg.model.obs_history * obs_dim + 2 * act_dim)
+               + (32.0 * cfg.bins * act_dim + 12.0 * cfg.batch_size * act_dim * cfg.bins
+                  + 8.0 * rows * act_dim if tokens else 0.0))
+    check_memory(n_bytes, f"training {cfg.policy} ({n_params:,} parameters) on {rows:,} steps",
+                 "use fewer --bins or a smaller --model / --batch-size")
 
 
 def _makeable_env(demos: Any) -> bool:
@@ -537,16 +582,22 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
 
     Under torchrun every rank calls this with the same arguments (see the module docstring).
     """
-    _validate(cfg, demos)
-    device = _device_of(cfg)
-    with session(device) as ctx:
-        return _train(cfg, demos, stop_at, device, ctx, init)
+    device = _validate(cfg, demos)
+    with session(device) as ctx, claim_run(cfg, ctx) as (work, resuming):
+        return _train(cfg, demos, stop_at, device, ctx, work, resuming, init)
+
+
+@contextmanager
+def claim_run(cfg: TrainConfig, ctx: DistContext) -> Iterator[tuple[Path, bool]]:
+    """:func:`run_dir` on rank 0, its (folder, resuming) shared with every rank."""
+    with ExitStack() as stack:
+        yield ctx.main_first(lambda: stack.enter_context(run_dir(cfg)))
 
 
 def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.device,
-           ctx: DistContext, init: Policy | None = None) -> TrainResult:
+           ctx: DistContext, work: Path, resuming: bool,
+           init: Policy | None = None) -> TrainResult:
     ctx.shard_bounds(cfg.batch_size)  # refuse a global batch the ranks cannot share equally
-    resuming = ctx.main_first(lambda: _prepare_out(cfg))
     env_id = getattr(demos, "env_id", None)
     if cfg.val_fraction > 0 and len(np.unique(demos.episode_ids)) >= 2:
         train_demos, val_demos = demos.split(cfg.val_fraction, cfg.seed)
@@ -554,7 +605,10 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
         train_demos, val_demos = demos, None
     budget = {"from": "--steps" if cfg.steps is not None else "--epochs", "epochs": cfg.epochs}
     cfg = resolve_budget(cfg, len(train_demos))
-    conf = config_dict(cfg)
+    from qbc.data import demos_fingerprint
+
+    conf = {**config_dict(cfg), "dataset_sha256": demos_fingerprint(demos)}
+    final_out, cfg = cfg.out, dataclasses.replace(cfg, out=work)  # outputs go to work
     selection = _selection_plan(cfg, demos) if cfg.select_by == "rollout" else None
 
     torch.manual_seed(cfg.seed)
@@ -562,12 +616,12 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
     state: dict[str, Any] = {}
     if resuming:
         last = cfg.out / "last"
-        stored = read_json(last / "config.json", what="checkpoint config").get("train") or {}
+        stored = read_json(last / "config.json", what="checkpoint config")
+        stored = (stored.get("train") if isinstance(stored, dict) else None) or {}
+        if not isinstance(stored, dict):
+            raise CorruptFileError(f"{last / 'config.json'}: 'train' is not an object")
         _check_resume_config(stored, conf)
-        module, _ = load_module(last)
-        normalizer = Normalizer.from_dict(read_json(last / "normalizer.json", what="normalizer"))
-        if module.is_token_policy:
-            tokenizer = ActionTokenizer.load(last / "tokenizer.json")
+        module, _, normalizer, tokenizer = load_parts(last)
         state = read_json(last / "trainer_state.json", what="trainer state")
     elif init is not None:
         tokenizer, normalizer = init.tokenizer, init.normalizer
@@ -671,7 +725,7 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
     from qbc.policy import load_policy
 
     final = metrics[-1] if metrics else {}
-    return TrainResult(out=cfg.out, step=step, best_step=int(best["step"]),
+    return TrainResult(out=final_out, step=step, best_step=int(best["step"]),
                        best_val_loss=best["val_loss"],
                        final_train_loss=float(final.get("train_loss", float("nan"))),
                        samples_per_s=float(final.get("samples_per_s", 0.0)), metrics=metrics,
@@ -864,18 +918,26 @@ def _dataset_expert(prov: dict[str, Any], env_id: str) -> tuple[Any, str | None]
 def run_train(cfg: TrainConfig) -> dict[str, Any]:
     """Load the dataset, train, roll the best policy out, write summary.json and print it.
 
-    Under torchrun every rank trains; rank 0 alone does the rest (the other ranks return the
-    training numbers without writing or printing anything)."""
-    check_policy_kind(cfg.policy)
-    with session(_device_of(cfg)) as ctx:
-        return _run_train(cfg, ctx)
-
-
-def _run_train(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any]:
+    Every setting is checked before the dataset is read, and the data before the run folder
+    is touched. Under torchrun every rank trains; rank 0 alone does the rest (the other ranks
+    return the training numbers without writing or printing anything)."""
     from qbc.data import load_demonstrations
 
+    validate_config(cfg)
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
-    result = train(cfg, demos)
+    device = _validate(cfg, demos)
+    with session(device) as ctx, claim_run(cfg, ctx) as (work, resuming):
+        result = _train(cfg, demos, None, device, ctx, work, resuming)
+        summary = _finish(cfg, demos, result, ctx, work)
+    if ctx.is_main:
+        print(format_summary(summary))
+    return summary
+
+
+def _finish(cfg: TrainConfig, demos: Any, result: TrainResult, ctx: DistContext,
+            work: Path) -> dict[str, Any]:
+    """The summary of a trained run (rank 0: with the transition model and the closing
+    rollout, written to ``work / "summary.json"``)."""
     summary: dict[str, Any] = {
         "policy": cfg.policy, "dataset": cfg.dataset, "steps": result.step,
         "final_train_loss": result.final_train_loss, "best_val_loss": result.best_val_loss,
@@ -889,15 +951,15 @@ def _run_train(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any]:
         summary["tokenizer"] = {"quantizer": cfg.quantizer, "vocab": result.policy.tokenizer
                                 .vocab_size, "n_tokens": result.policy.tokenizer.n_tokens}
     if cfg.augment == "model":
-        summary["transition_model"] = str(train_transition_model(cfg, demos, result.policy))
+        train_transition_model(dataclasses.replace(cfg, out=work), demos, result.policy)
+        summary["transition_model"] = str(cfg.out / "transition")
     if cfg.rollout_episodes > 0:
         summary["rollout"] = rollout_evaluation(result.policy, demos, cfg.rollout_episodes,
                                                 cfg.rollout_horizon, cfg.rollout_seed,
                                                 progress=cfg.progress)
         if summary["rollout"] and summary["rollout"]["horizon_capped"]:
             warnings.warn(summary["rollout"]["horizon_capped"], QbcWarning, stacklevel=2)
-    atomic_write_json(cfg.out / "summary.json", summary)
-    print(format_summary(summary))
+    atomic_write_json(work / "summary.json", summary)
     return summary
 
 

@@ -274,11 +274,15 @@ def test_a_failing_fill_leaves_the_old_folder(tmp_path):
 
 def test_resume_refuses_a_folder_without_a_resumable_run(tmp_path):
     from qbc.errors import OutputExistsError
-    from qbc.train import TrainConfig, _prepare_out
+    from qbc.train import TrainConfig, run_dir
 
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("someone else's files")
-    with pytest.raises(OutputExistsError, match="no resumable run"):
-        _prepare_out(TrainConfig(dataset="unused", out=out, resume=True))
-    assert _prepare_out(TrainConfig(dataset="unused", out=tmp_path / "fresh", resume=True)) is False
+    with pytest.raises(OutputExistsError, match="no resumable run") as err:
+        with run_dir(TrainConfig(dataset="unused", out=out, resume=True)):
+            pass
+    assert "--overwrite" not in str(err.value)  # it would delete what is there
+    with run_dir(TrainConfig(dataset="unused", out=tmp_path / "fresh", resume=True)) as (work,
+                                                                                      resuming):
+        assert (work, resuming) == (tmp_path / "fresh", False)

@@ -8,6 +8,9 @@
     tokenizer.json      the fitted ActionTokenizer (token policies only)
     normalizer.json     observation (and action) mean / std of the training split
 
+config.json also records the sha256 of model.safetensors and tokenizer.json ("sha256"); loading
+checks them, so a bit flip or a file copied in from elsewhere is refused (CorruptFileError).
+
 Every file is written atomically (temp file + rename).
 """
 
@@ -23,13 +26,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qbc.errors import CorruptFileError, QbcError
-from qbc.io import atomic_write, atomic_write_json, read_json
+from qbc.io import atomic_write, atomic_write_json, read_json, sha256_file
 from qbc.policy.registry import module_from_config
 from qbc.policy.wrapper import Normalizer, Policy
 from qbc.tokenizer import ActionTokenizer
 
 FORMAT = "qbc.policy"
 FORMAT_VERSION = 1
+#: Files whose sha256 config.json records and loading checks.
+HASHED = ("model.safetensors", "tokenizer.json")
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> Path:
@@ -61,11 +66,48 @@ def save_checkpoint(directory: str | os.PathLike, module: nn.Module, normalizer:
     if tokenizer is not None:
         tokenizer.save(directory / "tokenizer.json")
     atomic_write_json(directory / "normalizer.json", normalizer.to_dict())
+    hashes = {name: sha256_file(directory / name) for name in HASHED
+              if name != "tokenizer.json" or tokenizer is not None}
     # config.json last: a directory with a config.json is complete.
     atomic_write_json(directory / "config.json", {
         "format": FORMAT, "version": FORMAT_VERSION, "kind": module.kind,
-        "model": module.config_dict(), "env_id": env_id, "train": train_config})
+        "model": module.config_dict(), "env_id": env_id, "train": train_config,
+        "sha256": hashes})
     return directory
+
+
+def verify_file(directory: Path, name: str, cfg: dict[str, Any]) -> None:
+    """Raise CorruptFileError unless ``directory / name`` has the sha256 recorded in its
+    config.json (checkpoints written before hashes were recorded are not checked)."""
+    hashes = cfg.get("sha256") or {}
+    if not isinstance(hashes, dict):
+        raise CorruptFileError(f"{directory / 'config.json'}: 'sha256' is not an object")
+    expected = hashes.get(name)
+    if expected is None:
+        return
+    path = directory / name
+    if not path.is_file():
+        raise CorruptFileError(f"{str(path)!r} does not exist; re-create the checkpoint")
+    if sha256_file(path) != expected:
+        raise CorruptFileError(
+            f"{str(path)!r} is damaged or was replaced: its sha256 differs from the one recorded "
+            "in config.json; re-create it (train again) or restore the original file")
+
+
+def load_parts(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any], Normalizer,
+                                                        ActionTokenizer | None]:
+    """Module (with its weights), config.json, normalizer and tokenizer of a checkpoint
+    directory, each file checked against its recorded hash and the parts against each other."""
+    directory = Path(directory)
+    module, cfg = load_module(directory)
+    normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
+    tokenizer = None
+    if module.is_token_policy:
+        tokenizer = ActionTokenizer.load(directory / "tokenizer.json")
+    check_parts(directory, module, normalizer, tokenizer)  # says more than a hash, so first
+    if tokenizer is not None:
+        verify_file(directory, "tokenizer.json", cfg)
+    return module, cfg, normalizer, tokenizer
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
@@ -98,8 +140,10 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
             quantize_linear_layers(module, weight_quantizer)
     except QbcError as exc:
         raise CorruptFileError(f"{directory / 'config.json'}: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptFileError(f"{directory / 'config.json'} is incomplete: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptFileError(f"{directory / 'config.json'} is incomplete or holds values of "
+                               f"the wrong type: {exc}") from None
+    verify_file(directory, "model.safetensors", cfg)
     state = load_tensors(directory / "model.safetensors")
     try:
         module.load_state_dict(state, strict=True)
@@ -117,13 +161,7 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu",
     ``path`` is a checkpoint directory or a training run directory (its ``best/`` is used).
     Missing or damaged files raise :class:`~qbc.errors.CorruptFileError`.
     """
-    directory = resolve_checkpoint_dir(path)
-    module, cfg = load_module(directory)
-    normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
-    tokenizer = None
-    if module.is_token_policy:
-        tokenizer = ActionTokenizer.load(directory / "tokenizer.json")
-    check_parts(directory, module, normalizer, tokenizer)
+    module, cfg, normalizer, tokenizer = load_parts(resolve_checkpoint_dir(path))
     return Policy(module, normalizer, tokenizer, decode_mode=decode_mode, device=device,
                   env_id=cfg.get("env_id"))
 

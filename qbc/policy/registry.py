@@ -17,6 +17,7 @@ from qbc.policy.baselines import (
     MLPRegressionPolicy,
 )
 from qbc.policy.obs_encoder import wrap_with_encoder
+from qbc.validate import AT_LEAST_ONE, FRACTION, Rule, check_all, check_config
 
 
 @dataclass
@@ -89,6 +90,23 @@ def needs_tokenizer(kind: str) -> bool:
     return _POLICIES[check_policy_kind(kind)][1]
 
 
+#: Ranges of the model settings (flags --model.*).
+MODEL_RULES = {"d_model": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE, "n_heads": AT_LEAST_ONE,
+               "mlp_ratio": AT_LEAST_ONE, "dropout": FRACTION, "hidden": AT_LEAST_ONE,
+               "mlp_layers": Rule(lo=0, integer=True), "obs_history": AT_LEAST_ONE}
+
+
+def check_model_config(model: ModelConfig) -> None:
+    """Raise InvalidValueError (naming the --model.* flag) unless every setting is in range,
+    n_heads divides d_model and std is 'state' or 'fixed'."""
+    check_config(model, MODEL_RULES, prefix="model.")
+    check_all([(model.d_model % model.n_heads == 0,
+                f"--model.d-model ({model.d_model}) must be divisible by --model.n-heads "
+                f"({model.n_heads})"),
+               (model.std in ("state", "fixed"),
+                f"--model.std must be 'state' or 'fixed', got {model.std!r}")])
+
+
 def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
                  tokenizer: Any = None, obs_encoder: str | dict | None = None) -> nn.Module:
     """A freshly initialised policy module (seed torch first for reproducible weights).
@@ -96,13 +114,7 @@ def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
     ``obs_encoder`` (e.g. ``"qrp:k=16,bits=2"``) puts a fixed quantized-projection encoder in
     front of it (:mod:`qbc.policy.obs_encoder`)."""
     builder, uses_tokens = _POLICIES[check_policy_kind(kind)]
-    if model.obs_history < 1:
-        raise InvalidValueError(f"obs_history must be >= 1, got {model.obs_history}")
-    if kind == "ar-transformer" and model.d_model % model.n_heads:
-        raise InvalidValueError(
-            f"d_model ({model.d_model}) must be divisible by n_heads ({model.n_heads})")
-    if kind == "mlp-gaussian" and model.std not in ("state", "fixed"):
-        raise InvalidValueError(f"std must be 'state' or 'fixed', got {model.std!r}")
+    check_model_config(model)
     if uses_tokens and tokenizer is None:
         raise InvalidValueError(f"policy {kind!r} needs a fitted tokenizer")
     n_tokens = tokenizer.n_tokens if uses_tokens else 0

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qbc.errors import CorruptFileError, InvalidValueError
+from qbc.errors import CorruptFileError, InvalidValueError, NonFiniteObservationError
 from qbc.policy.decoding import check_decode_mode
 
 
@@ -50,6 +50,8 @@ class Normalizer:
             raise CorruptFileError(f"normalizer is incomplete or damaged: {exc}") from None
         if any(v.ndim != 1 for v in vals) or not all(np.isfinite(v).all() for v in vals):
             raise CorruptFileError("normalizer holds non-finite or non-vector entries")
+        if not all((v > 0).all() for v in vals[1::2]):
+            raise CorruptFileError("normalizer holds a standard deviation <= 0")
         return cls(*vals)
 
     def obs(self, obs: np.ndarray) -> np.ndarray:
@@ -72,6 +74,9 @@ class Policy:
     that later positions are conditioned on are the argmax tokens, or sampled ones when
     ``act(..., deterministic=False)``). ``deterministic=False`` turns ``argmax`` into ``sample``.
     ``env_id``: the Gymnasium id of the env the training data came from, when known.
+
+    Observations holding NaN or inf raise :class:`~qbc.errors.NonFiniteObservationError` (an
+    InvalidValueError): a network would turn them into finite, meaningless actions.
     """
 
     def __init__(self, module: nn.Module, normalizer: Normalizer, tokenizer: Any = None,
@@ -126,6 +131,13 @@ class Policy:
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
         obs = np.asarray(obs, dtype=np.float32)
+        if not np.isfinite(obs).all():
+            rows = np.flatnonzero(~np.isfinite(obs.reshape(len(obs), -1)).all(1)) \
+                if obs.ndim > 1 else [0]
+            raise NonFiniteObservationError(
+                f"observations hold NaN/inf in {len(rows)} row(s) (first: "
+                f"{list(map(int, rows[:5]))}); a policy cannot act on them: end those episodes "
+                "(or repair the observations) before calling act")
         if obs.ndim == 1:
             obs = obs[None]
         K = self.obs_history

@@ -80,6 +80,10 @@ class Quantizer:
     def is_fitted(self) -> bool:
         return all(hasattr(self, a) for a in self._fitted_attrs)
 
+    def _check_fitted_state(self) -> None:
+        """Raise InvalidValueError unless loaded fitted attributes are in range (e.g. low <
+        high); subclasses with such constraints override it."""
+
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise NotFittedError(f"quantizer {self.name!r} is not fitted; call fit(x) first")
@@ -156,6 +160,7 @@ class Quantizer:
                 for attr in klass._fitted_attrs:
                     value = fitted[attr]
                     setattr(q, attr, np.asarray(value) if isinstance(value, list) else value)
+                q._check_fitted_state()
         except KeyError as exc:
             raise InvalidValueError(f"quantizer state is missing the entry {exc}") from None
         except TypeError as exc:

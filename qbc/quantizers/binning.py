@@ -64,6 +64,13 @@ class _RangeQuantizer(Quantizer):
     def _gaussian_range(self) -> tuple[float, float]:
         raise NotImplementedError
 
+    def _check_fitted_state(self) -> None:
+        low, high = self.low_, self.high_
+        if not (isinstance(low, (int, float)) and isinstance(high, (int, float))
+                and np.isfinite(low) and np.isfinite(high) and low < high):
+            raise InvalidValueError(
+                f"{self.name}: fitted range needs finite low < high, got {low!r}, {high!r}")
+
     @property
     def range(self) -> tuple[float, float]:
         self._check_fitted()
@@ -193,6 +200,11 @@ class SignQuantizer(Quantizer):
     def _validate_params(self) -> None:
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise InvalidValueError(f"sign: scale must be positive, got {self.scale!r}")
+
+    def _check_fitted_state(self) -> None:
+        s = self.scale_
+        if not (isinstance(s, (int, float)) and np.isfinite(s) and s > 0):
+            raise InvalidValueError(f"sign: fitted scale must be positive, got {s!r}")
 
     def _fit(self, x: np.ndarray | None) -> None:
         if self.fit_scale and x is not None:

@@ -19,7 +19,6 @@ import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json, atomic_write_text
+from qbc.io import atomic_write_json, atomic_write_text, exclusive
 from qbc.sweep.cells import Cell, expand_cells, needed_datasets
 from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.spec import SweepSpec
@@ -86,26 +85,11 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
     return result
 
 
-@contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """Hold an advisory lock on the sweep directory: the table has one writer at a time. The
-    OS drops the lock when the process dies, so a killed sweep never leaves a stale lock."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    with open(out / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InvalidValueError(
-                f"another qbc sweep is running in {out}; wait for it to end or choose another "
-                "--out") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _exclusive(out: Path):
+    """The sweep directory's lock (:func:`qbc.io.exclusive`): the table has one writer at a
+    time. The OS drops the lock when the process dies, so a killed sweep never leaves a stale
+    lock."""
+    return exclusive(out / ".lock", f"qbc sweep is running in {out}")
 
 
 def _run_locked(spec: SweepSpec, out: Path, workers: int, backend: str, address: str | None,

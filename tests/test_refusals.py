@@ -1,0 +1,307 @@
+"""A refused command changes nothing; --overwrite never loses the old result; one writer per
+output; damaged files are refused; every exception ends in one line (issue 19).
+
+The refusals run the real CLI (``python -m qbc.cli``) in subprocesses, two at a time, against
+one workspace whose whole tree (paths, sizes, mtimes) is compared before and after. The other
+mechanisms are checked in-process (monkeypatched failures), where the CLI boundary is
+``qbc.cli.main``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qbc.errors import CorruptFileError, InvalidValueError, NonFiniteObservationError
+
+ENV = "qbc/LinearUnstable-v0"
+TINY = ["--model.d-model", "16", "--model.n-layers", "1", "--model.n-heads", "2"]
+TRAIN = ["train", "--dataset", "qbc/lin-v0", "--steps", "4", "--batch-size", "16",
+         "--eval-interval", "2", "--warmup-steps", "1", "--rollout-episodes", "0",
+         "--no-progress", *TINY]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` (hidden ones too) -> (mtime_ns, size); folders included, so a
+    created, deleted or rewritten file or folder changes the snapshot."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def changes(before: dict, after: dict) -> list[str]:
+    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+
+def _tiny_cfg(out: Path, **kw):
+    from qbc.policy import ModelConfig
+    from qbc.train import TrainConfig
+
+    return TrainConfig(dataset="qbc/lin-v0", out=out, bins=8, steps=4, batch_size=16,
+                       eval_interval=2, warmup_steps=1, progress=False, rollout_episodes=0,
+                       model=ModelConfig(d_model=16, n_layers=1, n_heads=2), **kw)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A dataset qbc/lin-v0 and a trained run in a fresh workspace."""
+    from qbc.collect import CollectConfig, collect
+    from qbc.data import load_demonstrations
+    from qbc.train import train
+
+    root = tmp_path_factory.mktemp("refusals")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")
+    try:
+        collect(CollectConfig(env=ENV, dataset_id="qbc/lin-v0", episodes=4, num_envs=4,
+                              max_episode_steps=20))
+        train(_tiny_cfg(root / "run"), load_demonstrations("qbc/lin-v0"))
+    finally:
+        os.environ.pop("MINARI_DATASETS_PATH") if old is None else os.environ.update(
+            MINARI_DATASETS_PATH=old)
+    return root
+
+
+# -- refusals through the CLI: one line, exit 2, nothing changed -------------------------------
+RUN = ["--out", "{root}/run", "--overwrite"]
+ROLLOUT = ["rollout", "--policy", "{root}/run", "--out", "{root}/ro", "--episodes", "2",
+           "--horizons", "5"]
+CASES = {
+    "lr-inf": ([*TRAIN, *RUN, "--lr", "inf"], "--lr must be positive, got inf"),
+    "grad-clip-nan": ([*TRAIN, *RUN, "--grad-clip", "nan"], "--grad-clip must be"),
+    "weight-decay-nan": ([*TRAIN, *RUN, "--weight-decay", "nan"], "--weight-decay must be"),
+    "min-lr-ratio": ([*TRAIN, *RUN, "--min-lr-ratio", "-5"], "--min-lr-ratio must be"),
+    "seed-negative": ([*TRAIN, *RUN, "--seed", "-1"], "--seed must be an integer in [0, "),
+    "d-model-0": ([*TRAIN, *RUN, "--model.d-model", "0"], "--model.d-model must be"),
+    "dropout-5": ([*TRAIN, *RUN, "--model.dropout", "5"], "--model.dropout must be"),
+    "n-heads-3": ([*TRAIN, *RUN, "--model.n-heads", "3"], "divisible by --model.n-heads (3)"),
+    "device-meta": ([*TRAIN, *RUN, "--device", "meta"], "--device 'meta'"),
+    "quantile-0.7": ([*TRAIN, *RUN, "--quantile", "0.7"], "--quantile must be"),
+    "bins-1e9": ([*TRAIN, *RUN, "--bins", "1000000000"], "of memory, more than"),
+    "new-out-refused": ([*TRAIN, "--out", "{root}/fresh", "--lr", "-1"], "--lr must be"),
+    "divergence-nan": ([*ROLLOUT, "--divergence-threshold", "nan"],
+                       "--divergence-threshold must be positive, got nan"),
+    "divergence-negative": ([*ROLLOUT, "--divergence-threshold", "-1"],
+                            "--divergence-threshold must be positive"),
+    "rollout-seed": ([*ROLLOUT, "--seed", "-1"], "--seed must be an integer"),
+    "horizons-huge": ([*ROLLOUT, "--horizons", "1000000000000000"], "of memory, more than"),
+    "certify-k": (["certify", "--dataset", "qbc/lin-v0", "--out", "{root}/cert", "--k", "-1"],
+                  "--k must be positive"),
+    "collect-seed": (["collect", "--env", ENV, "--dataset-id", "qbc/new-v0", "--episodes", "2",
+                      "--seed", "200000000000000000000"], "--seed must be an integer"),
+    "expert-params": (["collect", "--env", ENV, "--dataset-id", "qbc/new-v0", "--episodes", "2",
+                       "--expert", "linear", "--expert-params", '{"gain_scale": "x"}'],
+                      "parameter 'gain_scale' of expert 'linear' must be"),
+    "run-locked": ([*TRAIN, "--out", "{root}/run", "--overwrite"], "pid {pid}"),
+    "dataset-locked": (["collect", "--env", ENV, "--dataset-id", "qbc/held-v0", "--episodes",
+                        "2"], "pid {pid}"),
+}
+
+
+@pytest.fixture(scope="module")
+def refusals(ws):
+    """Run every case (two at a time) while this process holds the locks of the run folder
+    and of qbc/held-v0; the workspace snapshot is taken inside the locks."""
+    from qbc.data import dataset_lock
+    from qbc.io import exclusive, lock_path_for
+
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(ws / "minari")}
+
+    def run(argv):
+        argv = [a.replace("{root}", str(ws)) for a in argv]
+        return subprocess.run([sys.executable, "-m", "qbc.cli", *argv], capture_output=True,
+                              text=True, env=env, cwd=ws, timeout=300)
+
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(ws / "minari")
+    try:
+        with ExitStack() as held:
+            held.enter_context(exclusive(lock_path_for(ws / "run"), "test"))
+            held.enter_context(dataset_lock("qbc/held-v0"))
+            before = snapshot(ws)
+            with ThreadPoolExecutor(2) as pool:
+                results = dict(zip(CASES, pool.map(run, [c[0] for c in CASES.values()]),
+                                   strict=True))
+            after = snapshot(ws)
+    finally:
+        os.environ.pop("MINARI_DATASETS_PATH") if old is None else os.environ.update(
+            MINARI_DATASETS_PATH=old)
+    return results, changes(before, after)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_refused_in_one_line(refusals, case):
+    proc = refusals[0][case]
+    expect = CASES[case][1].format(pid=os.getpid())
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert expect in lines[0], lines[0]
+    assert proc.stdout == ""  # refused before any work (a rollout prints its coupling first)
+
+
+def test_refusals_change_nothing(refusals):
+    assert refusals[1] == []
+
+
+# -- --overwrite: the old result survives any failure ------------------------------------------
+def test_overwrite_failing_midway_keeps_the_old_run(ws, tmp_path, monkeypatch):
+    import qbc.train as qt
+    from qbc.data import load_demonstrations
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
+    shutil.copytree(ws / "run", tmp_path / "run")
+    before = snapshot(tmp_path)
+    calls = []
+
+    def failing_eval(*args, **kw):  # the second evaluation fails: a checkpoint exists by then
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        return real_eval(*args, **kw)
+
+    real_eval = qt.evaluate_split
+    monkeypatch.setattr(qt, "evaluate_split", failing_eval)
+    with pytest.raises(RuntimeError, match="injected"):
+        qt.train(_tiny_cfg(tmp_path / "run", overwrite=True, seed=3),
+                 load_demonstrations("qbc/lin-v0"))
+    assert len(calls) == 2
+    assert changes(before, snapshot(tmp_path)) == []  # no staging folder, old run as it was
+
+
+def test_overwrite_replaces_the_run_at_the_end(ws, tmp_path, monkeypatch):
+    from qbc.data import load_demonstrations
+    from qbc.train import train
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
+    shutil.copytree(ws / "run", tmp_path / "run")
+    (tmp_path / "run" / "notes.txt").write_text("mine\n")
+    old = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    train(_tiny_cfg(tmp_path / "run", overwrite=True, seed=3), load_demonstrations("qbc/lin-v0"))
+    new = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert (old["seed"], new["seed"]) == (0, 3)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine\n"  # not ours: kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minari", "run"]  # nothing left over
+
+
+# -- integrity ---------------------------------------------------------------------------------
+def test_damaged_checkpoint_parts_are_refused(ws, tmp_path):
+    from qbc.policy import load_policy
+
+    run = shutil.copytree(ws / "run" / "best", tmp_path / "flip")
+    data = bytearray((run / "model.safetensors").read_bytes())
+    data[-3] ^= 0x01  # one bit of one weight
+    (run / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="sha256"):
+        load_policy(run)
+
+    run = shutil.copytree(ws / "run" / "best", tmp_path / "range")
+    tok = json.loads((run / "tokenizer.json").read_text())
+    fitted = tok["quantizers"][0]["fitted"]
+    fitted["low_"], fitted["high_"] = fitted["high_"], fitted["low_"]
+    (run / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(CorruptFileError, match="low < high"):
+        load_policy(run)
+
+    run = shutil.copytree(ws / "run" / "best", tmp_path / "std")
+    norm = json.loads((run / "normalizer.json").read_text())
+    norm["obs_std"][0] = 0.0
+    (run / "normalizer.json").write_text(json.dumps(norm))
+    with pytest.raises(CorruptFileError, match="standard deviation"):
+        load_policy(run)
+
+
+def test_resume_finds_the_run_by_its_folder_and_checks_the_data(ws, tmp_path, monkeypatch):
+    from qbc.data import load_demonstrations
+    from qbc.train import train
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
+    monkeypatch.chdir(tmp_path)
+    demos = load_demonstrations("qbc/lin-v0")
+    train(_tiny_cfg(Path("r")), demos, stop_at=2)
+    shutil.move("r", "moved")
+    with pytest.raises(InvalidValueError, match="differ from those the run"):
+        train(_tiny_cfg(tmp_path / "moved", resume=True), demos.select([0, 1, 2]))
+    result = train(_tiny_cfg(tmp_path / "moved", resume=True), demos)
+    assert result.step == 4 and result.out == tmp_path / "moved"
+
+
+def test_policy_refuses_nonfinite_observations(ws):
+    from qbc.policy import load_policy
+
+    policy = load_policy(ws / "run")
+    obs = np.zeros((3, policy.obs_dim), dtype=np.float32)
+    assert np.isfinite(policy.act(obs)).all()
+    obs[1, 0] = np.nan
+    with pytest.raises(NonFiniteObservationError, match=r"1 row\(s\) \(first: \[1\]\)"):
+        policy.act(obs)
+
+
+# -- the command boundary ----------------------------------------------------------------------
+def _enospc(*args, **kw):
+    raise OSError(errno.ENOSPC, "No space left on device", "model.safetensors")
+
+
+def test_disk_full_while_training_is_one_line(ws, tmp_path, monkeypatch, capsys):
+    import qbc.policy.loading as loading
+    from qbc.cli import main
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
+    monkeypatch.setattr(loading, "save_file", _enospc)
+    (tmp_path / "w").mkdir()
+    rc = main([*TRAIN, "--out", str(tmp_path / "w" / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0, err
+    assert "disk full while writing model.safetensors" in err
+    assert list((tmp_path / "w").iterdir()) == []  # no run folder, staging or temporary file
+
+
+def test_disk_full_while_collecting_leaves_no_staging(ws, tmp_path, monkeypatch, capsys):
+    import minari
+
+    from qbc.cli import main
+
+    (tmp_path / "m").mkdir()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "m"))
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", _enospc)
+    rc = main(["collect", "--env", ENV, "--dataset-id", "qbc/full-v0", "--episodes", "2",
+               "--max-episode-steps", "5"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "disk full while writing" in err and err.count("\n") == 0, err
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_a_bug_is_reported_with_a_log(ws, tmp_path, monkeypatch, capsys):
+    import qbc.rollout_cli as rc_mod
+    from qbc.cli import main
+
+    def bug(*args, **kw):
+        return 1 / 0
+
+    monkeypatch.setattr(rc_mod, "horizon_metrics", bug)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    rc = main(["rollout", "--policy", str(ws / "run"), "--out", str(tmp_path / "o"),
+               "--episodes", "2", "--horizons", "5"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and "internal error, please report it with the log" in err
+    log = Path(err.rsplit(" ", 1)[-1])
+    assert log.is_file() and "ZeroDivisionError" in log.read_text()
+    assert not (tmp_path / "o").exists()  # the output folder it made is gone again
