@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -40,10 +41,14 @@ class RolloutConfig:
     quantized expert (needs --tokenizer) are rolled out."""
     env: str | None = None
     """env id; default: the env of the policy's training dataset."""
-    expert: str = "lqr"
-    """expert name (lqr, linear, arctan, sb3)."""
+    expert: str | None = None
+    """expert name (lqr, linear, arctan, sb3); default: the expert that collected the policy's
+    training dataset (recorded in its metadata), else lqr."""
     expert_path: Path | None = None
-    """saved model for an sb3 expert."""
+    """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
+    expert_params: str = "{}"
+    """expert parameters as a JSON object, e.g. '{"gain_scale": 0.8}' (replace the dataset
+    expert's parameters of the same name)."""
     tokenizer: Path | None = None
     """tokenizer JSON for the quantized expert; default: the policy's own tokenizer."""
     episodes: int = 100
@@ -70,6 +75,8 @@ class RolloutConfig:
     """state norm above which an episode counts as diverged."""
     overwrite: bool = False
     """replace an existing output directory."""
+    progress: bool = True
+    """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
 
 
 def parse_horizons(text: str) -> list[int]:
@@ -86,7 +93,8 @@ def parse_horizons(text: str) -> list[int]:
 
 
 def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
-    from qbc.agents import make_expert
+    from qbc.collect import expert_params_from
+    from qbc.expert_choice import build_expert, choose_expert, policy_dataset
     from qbc.tokenizer import ActionTokenizer
 
     horizons = parse_horizons(cfg.horizons)
@@ -107,8 +115,10 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     horizons, capped = cap_horizons(env_id, horizons)
     if cfg.augment not in ("none", "model"):
         raise InvalidValueError(f"--augment must be 'none' or 'model', got {cfg.augment!r}")
-    expert_params = {"path": str(cfg.expert_path)} if cfg.expert_path else {}
-    expert = make_expert(cfg.expert, env_id, **expert_params)
+    choice = choose_expert(cfg.expert, cfg.expert_path,
+                           expert_params_from(cfg.expert_params, None),
+                           policy_dataset(cfg.policy) if cfg.policy is not None else None)
+    expert = build_expert(choice, env_id)
     actors: dict[str, Any] = {"expert": expert}
     if policy is not None:
         actors["policy"] = policy
@@ -126,6 +136,8 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         warnings.warn(capped, QbcWarning, stacklevel=2)
     coupling = check_coupling(env_id, expert, seed=cfg.seed)
     print(coupling_line(env_id, coupling))
+    print(f"expert: {choice.name}" + (f" {json.dumps(choice.params)}" if choice.params else "")
+          + f" (from {choice.source})")
     seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
     if policy is not None:
         import torch
@@ -133,12 +145,13 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         torch.manual_seed(cfg.seed)  # --decode sample draws from torch's global generator
     start = time.perf_counter()
     result = coupled_rollout(env_id, actors, seeds, horizons[-1], num_envs=cfg.num_envs,
-                             progress=True)
+                             progress=cfg.progress)
     seconds = time.perf_counter() - start
     metrics = horizon_metrics(result, horizons, divergence_threshold=cfg.divergence_threshold)
     n_actions = sum(a.shape[0] * a.shape[1] for a in result.actions.values())
     metrics["env_id"] = env_id
     metrics["coupling"] = coupling
+    metrics["expert"] = choice.to_dict()
     metrics["horizons_capped"] = capped
     metrics["growth"] = {
         name: fit_growth(horizons, [per_h[str(h)]["regret"] for h in horizons])

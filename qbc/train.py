@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from qbc.augment import HEADS as TRANSITION_HEADS
 from qbc.distributed import DistContext, local_device, session
@@ -53,6 +52,7 @@ from qbc.io import (
 from qbc.policy import ModelConfig, Normalizer, Policy, build_policy, needs_tokenizer
 from qbc.policy.loading import load_module, load_tensors, save_checkpoint, save_tensors
 from qbc.policy.registry import check_policy_kind
+from qbc.progress import progress_bar
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -604,8 +604,8 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
                           {**conf, "resolved_device": str(device), "world_size": ctx.world_size})
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
-               disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True)
+    bar = progress_bar(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
+                       disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True)
     losses: list[float] = []
     # Wall time outside optimisation (validation, checkpoints) is kept apart, so samples/s
     # measures training alone.
@@ -771,14 +771,9 @@ def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
 
 # -- evaluation rollouts ---------------------------------------------------------------------------
 def _provenance(demos: Any) -> dict[str, Any]:
-    meta = getattr(demos, "metadata", None) or {}
-    prov = meta.get("qbc", {})
-    if isinstance(prov, str):
-        try:
-            prov = json.loads(prov)
-        except json.JSONDecodeError:
-            prov = {}
-    return prov if isinstance(prov, dict) else {}
+    from qbc.expert_choice import provenance
+
+    return provenance(getattr(demos, "metadata", None))
 
 
 def default_rollout_seed(demos: Any) -> int:
