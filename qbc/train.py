@@ -53,6 +53,7 @@ from qbc.policy import ModelConfig, Normalizer, Policy, build_policy, needs_toke
 from qbc.policy.loading import load_module, load_tensors, save_checkpoint, save_tensors
 from qbc.policy.registry import check_policy_kind
 from qbc.progress import progress_bar
+from qbc.run_log import RunLog, check_run_log, record_scalars
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -128,7 +129,14 @@ class TrainConfig:
     rollout_seed: int | None = None
     """first rollout seed; default: just past the dataset's episode seeds (disjoint from them)."""
     progress: bool = True
-    """show a progress bar."""
+    """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
+    tensorboard: bool = True
+    """write TensorBoard event files to out/tensorboard/ (losses, learning rate, samples/s,
+    validation, closing rollout regret) when tensorboardX is installed (pip install
+    'qbc[tensorboard]'); skipped without it. metrics.jsonl is written either way."""
+    wandb: bool = False
+    """also log the same numbers to Weights & Biases, offline, in out/wandb/ (pip install
+    'qbc[wandb]'; upload later with `wandb sync`)."""
     weight_quantizer: str | None = None
     """quantize the weights of every linear layer with this STE forward/backward pair (bc, pc,
     bnn, bnn+, bnn++, or a registry quantizer such as uniform); β/μ anneal once per step."""
@@ -159,9 +167,11 @@ AUTO_PATIENCE = 10
 
 #: Settings that may differ between a run and its ``--resume``.
 _RESUMABLE_CHANGES = {"steps", "epochs", "patience", "resume", "overwrite", "progress", "device",
+                      "tensorboard", "wandb",
                       "rollout_episodes", "augment", "transition_steps", "transition_head",
                       "transition_bins", "rollout_horizon", "rollout_seed", "eval_interval"}
-_RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "best", "last", "transition")
+_RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "best", "last", "transition",
+              "tensorboard", "wandb")
 
 
 @dataclass
@@ -514,7 +524,7 @@ def _valid_obs_encoder(spec: str) -> bool:
 
 
 def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
-          init: Policy | None = None) -> TrainResult:
+          init: Policy | None = None, run_log: RunLog | None = None) -> TrainResult:
     """Train ``cfg.policy`` on ``demos`` (a :class:`qbc.data.Demonstrations` or any object with
     observations (N, obs_dim), actions (N, D), episode_ids (N,) and ``split(val_fraction, seed)``).
 
@@ -525,16 +535,23 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
     and normaliser are kept (not refitted), the optimiser and schedule start afresh (DAgger's
     ``--init warm``). A resumed run ignores it.
 
+    ``run_log`` receives the curves (TensorBoard / W&B); without one, the run opens and closes
+    its own as ``cfg.tensorboard`` / ``cfg.wandb`` ask.
+
     Under torchrun every rank calls this with the same arguments (see the module docstring).
     """
     _validate(cfg, demos)
     device = _device_of(cfg)
     with session(device) as ctx:
-        return _train(cfg, demos, stop_at, device, ctx, init)
+        if run_log is not None or not ctx.is_main:
+            return _train(cfg, demos, stop_at, device, ctx, init, run_log)
+        with RunLog(cfg.out, config_dict(cfg), cfg.tensorboard, cfg.wandb) as own:
+            return _train(cfg, demos, stop_at, device, ctx, init, own)
 
 
 def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.device,
-           ctx: DistContext, init: Policy | None = None) -> TrainResult:
+           ctx: DistContext, init: Policy | None = None,
+           run_log: RunLog | None = None) -> TrainResult:
     ctx.shard_bounds(cfg.batch_size)  # refuse a global batch the ranks cannot share equally
     resuming = ctx.main_first(lambda: _prepare_out(cfg))
     env_id = getattr(demos, "env_id", None)
@@ -625,6 +642,9 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
         if step % 10 == 0 or step == end:
             rate = cfg.batch_size * (step - start) / _train_seconds(clock)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_s=f"{rate:.0f}")
+            if run_log is not None:
+                run_log.scalars({"train/loss": losses[-1], "train/samples_per_s": rate,
+                                 "train/lr": scheduler.get_last_lr()[0]}, step)
         bar.update(1)
         if step % cfg.eval_interval == 0 or step == end:
             record = {"step": step, "train_loss": float(np.mean(losses)),
@@ -644,6 +664,8 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
             # rank 0's evaluation, on every rank (the others wait here while it evaluates)
             record, best = _timed(clock, "eval_s", ctx.share, (record, best))
             metrics.append(record)
+            if run_log is not None:
+                run_log.scalars(record_scalars(record, "eval"), step)
             if ctx.is_main:
                 _timed(clock, "checkpoint_s", _write_progress, cfg.out, metrics, module,
                        normalizer, tokenizer, optimizer, scheduler, step, batch_gen, np_rng,
@@ -860,7 +882,16 @@ def _run_train(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any]:
     from qbc.data import load_demonstrations
 
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
-    result = train(cfg, demos)
+    if not ctx.is_main:
+        return _run_train_logged(cfg, ctx, demos, None)
+    check_run_log(cfg.wandb)  # before _prepare_out: a refused run writes nothing
+    with RunLog(cfg.out, config_dict(cfg), cfg.tensorboard, cfg.wandb) as run_log:
+        return _run_train_logged(cfg, ctx, demos, run_log)
+
+
+def _run_train_logged(cfg: TrainConfig, ctx: DistContext, demos: Any,
+                      run_log: RunLog | None) -> dict[str, Any]:
+    result = train(cfg, demos, run_log=run_log)
     summary: dict[str, Any] = {
         "policy": cfg.policy, "dataset": cfg.dataset, "steps": result.step,
         "final_train_loss": result.final_train_loss, "best_val_loss": result.best_val_loss,
@@ -881,6 +912,9 @@ def _run_train(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any]:
                                                 progress=cfg.progress)
         if summary["rollout"] and summary["rollout"]["horizon_capped"]:
             warnings.warn(summary["rollout"]["horizon_capped"], QbcWarning, stacklevel=2)
+        if summary["rollout"] and run_log is not None:
+            run_log.scalars(record_scalars(summary["rollout"], "rollout"), result.step)
+    summary["run_logs"] = run_log.writing if run_log is not None else []
     atomic_write_json(cfg.out / "summary.json", summary)
     print(format_summary(summary))
     return summary
