@@ -77,6 +77,11 @@ class RolloutConfig:
     """replace an existing output directory."""
     progress: bool = True
     """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
+    video: int = 0
+    """write a video of each of the first N coupled episodes to out/videos/: expert, policy and
+    quantized expert side by side, with step and cumulative regret (MP4; GIF without
+    imageio-ffmpeg; pip install 'qbc[video]'). Envs without rgb_array rendering (the qbc/ envs)
+    get a drawn state/action trace."""
 
 
 def parse_horizons(text: str) -> list[int]:
@@ -100,6 +105,13 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     horizons = parse_horizons(cfg.horizons)
     if cfg.episodes < 1 or cfg.num_envs < 1:
         raise InvalidValueError("--episodes and --num-envs must be >= 1")
+    if not 0 <= cfg.video <= cfg.episodes:
+        raise InvalidValueError(f"--video must be between 0 and --episodes ({cfg.episodes}), "
+                                f"got {cfg.video}")
+    if cfg.video:
+        from qbc.video import video_backend
+
+        video_backend()  # refuse a missing imageio before any output
     policy = None
     if cfg.policy is not None:
         from qbc.policy import load_policy
@@ -159,11 +171,28 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     }
     metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
     metrics["clipped_actions"] = clipped_counts(actors)
+    if cfg.video:
+        metrics["videos"] = write_videos(env_id, actors, seeds[:cfg.video], horizons[-1], out,
+                                         cfg.seed)
     write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
     print(format_summary(metrics))
     print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
           f"outputs in {out}")
     return metrics
+
+
+def write_videos(env_id: str, actors: dict[str, Any], seeds: np.ndarray, horizon: int,
+                 out: Path, seed: int) -> list[str]:
+    """:func:`qbc.video.write_rollout_videos` into ``out/videos``; paths relative to ``out``."""
+    from qbc.video import write_rollout_videos
+
+    if "policy" in actors:
+        import torch
+
+        torch.manual_seed(seed)  # --decode sample: the same draws on every run
+    paths = write_rollout_videos(env_id, actors, seeds, horizon, out / "videos")
+    print(f"videos: {', '.join(str(p) for p in paths)}")
+    return [str(p.relative_to(out)) for p in paths]
 
 
 def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from qbc.environ import scoped_environ
 from qbc.errors import InvalidValueError
 
 TENSORBOARD_DIR = "tensorboard"
@@ -51,7 +51,7 @@ class RunLog:
         self.use_tb = bool(tensorboard) and tensorboard_available()
         self.use_wandb = bool(wandb)
         self.tb = self.wandb_run = None
-        self._environ: dict[str, str] | None = None
+        self._env_scope: Any = None
         self.closed = False
 
     @property
@@ -64,7 +64,8 @@ class RunLog:
         refused run writes nothing; --overwrite clears old curves first)."""
         # tensorboardX's crc32c and wandb set environment variables when imported / started:
         # restored by close(), so the process is left as it was found.
-        self._environ = dict(os.environ)
+        self._env_scope = scoped_environ()
+        self._env_scope.__enter__()
         if self.use_tb:
             from tensorboardX import SummaryWriter
 
@@ -79,7 +80,7 @@ class RunLog:
                  and math.isfinite(float(v))}
         if not clean or not self.writing or self.closed:
             return
-        if self._environ is None:
+        if self._env_scope is None:
             self._open()
         if self.tb is not None:
             for name, value in clean.items():
@@ -98,23 +99,14 @@ class RunLog:
             self.wandb_run.finish()
             wandb.teardown()  # stops the W&B service process this run started
             self.wandb_run = None
-        if self._environ is not None:
-            _restore_environ(self._environ)
-            self._environ = None
+        if self._env_scope is not None:
+            self._env_scope.__exit__(None, None, None)
 
     def __enter__(self) -> RunLog:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _restore_environ(saved: dict[str, str]) -> None:
-    for key in set(os.environ) - set(saved):
-        del os.environ[key]
-    for key, value in saved.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
 
 
 def _wandb_run(out: Path, config: dict[str, Any]) -> Any:
