@@ -1,5 +1,5 @@
 """Environment variables set for a while and put back: library code never leaves the process's
-environment changed (DESIGN.md, convention 10)."""
+environment changed."""
 
 from __future__ import annotations
 
