@@ -75,13 +75,14 @@ def default_expert_path(env_id: str, algo: str) -> Path:
     return Path("experts") / f"{env_id.replace('/', '_').replace(':', '_')}-{algo}.zip"
 
 
-def _progress_callback(bar: Any):
-    """An SB3 callback advancing ``bar`` by the env steps of each rollout step."""
+def _progress_callback(bar: Any, total: int):
+    """An SB3 callback moving ``bar`` to the env steps done so far (at most ``total``: PPO
+    finishes its last rollout past it)."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Progress(BaseCallback):
         def _on_step(self) -> bool:
-            bar.update(self.training_env.num_envs)
+            bar.update(min(self.num_timesteps, total) - bar.n)
             return True
 
     return Progress()
@@ -117,7 +118,8 @@ def train_sb3_expert(
         model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
         with progress_bar(total=int(timesteps), desc=f"expert {algo} {env_id}", unit="step",
                           disable=not progress) as bar:
-            model.learn(total_timesteps=int(timesteps), callback=_progress_callback(bar))
+            model.learn(total_timesteps=int(timesteps),
+                        callback=_progress_callback(bar, int(timesteps)))
     finally:
         env.close()
 

@@ -27,6 +27,7 @@ from gymnasium.vector import AutoresetMode
 from minari.data_collector import EpisodeBuffer
 
 from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.expert_choice import expert_file_sha256
 from qbc.gym_utils import make_env, make_vector_env
 from qbc.progress import progress_bar
 
@@ -173,6 +174,7 @@ def collect(cfg: CollectConfig, expert: Any = None, verbose: bool = False):
             "env_description": _describe(cfg.env, expert, env_kwargs),
             "expert": {"name": getattr(expert, "name", type(expert).__name__),
                        "params": getattr(expert, "params", {})},
+            "expert_file_sha256": expert_file_sha256(getattr(expert, "params", {})),
             "expert_noise": cfg.expert_noise,
             "dart": dart_provenance(dart, cfg),
             "seed": cfg.seed,

@@ -10,6 +10,10 @@ without expert flags. The rules, in order:
 2. no ``--expert`` but a remembered expert: it, with ``--expert-params`` / ``--expert-path``
    replacing its parameters of the same name (e.g. a moved SB3 zip);
 3. nothing remembered: ``lqr`` (``sb3`` when only ``--expert-path`` is given).
+
+An SB3 zip holds pickles, so a model file found in a dataset's metadata is loaded only when it
+is the very file the dataset was collected with (its SHA-256, recorded by ``qbc collect``);
+otherwise the user names it with ``--expert-path``.
 """
 
 from __future__ import annotations
@@ -78,14 +82,44 @@ def policy_dataset(policy: str | Path) -> str | None:
     return dataset if isinstance(dataset, str) else None
 
 
+def expert_file_sha256(params: dict[str, Any]) -> str | None:
+    """SHA-256 of the model file an expert's ``params["path"]`` names (".zip" added as SB3
+    does), or None without one."""
+    import hashlib
+
+    path = params.get("path") if isinstance(params, dict) else None
+    if not path:
+        return None
+    path = Path(path) if Path(path).suffix else Path(path).with_suffix(".zip")
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def remembered_expert(dataset_id: str | None) -> dict[str, Any] | None:
-    """``{"name", "params"}`` of the expert that collected ``dataset_id``, or None."""
+    """``{"name", "params", "sha256"}`` of the expert that collected ``dataset_id``, or None;
+    ``sha256``: that of its model file when it had one."""
     if not dataset_id:
         return None
-    spec = dataset_provenance(dataset_id).get("expert")
+    prov = dataset_provenance(dataset_id)
+    spec = prov.get("expert")
     if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-        return {"name": spec["name"], "params": dict(spec.get("params") or {})}
+        return {"name": spec["name"], "params": dict(spec.get("params") or {}),
+                "sha256": prov.get("expert_file_sha256")}
     return None
+
+
+def _check_same_file(spec: dict[str, Any], dataset_id: str) -> None:
+    """Refuse a remembered model file that is not the one the dataset was collected with."""
+    path = spec["params"].get("path")
+    if not path:
+        return
+    if spec.get("sha256") is None or expert_file_sha256(spec["params"]) != spec["sha256"]:
+        raise InvalidValueError(
+            f"dataset {dataset_id} was collected with the {spec['name']} expert {path!r}, but "
+            "that file is missing or is not the file recorded then (its SHA-256 differs or was "
+            "not recorded); SB3 zips hold pickles, so qbc loads one from a dataset's metadata "
+            f"only when it is the same file: pass --expert-path PATH to load a model you trust")
 
 
 def choose_expert(expert: str | None, expert_path: str | Path | None,
@@ -99,6 +133,8 @@ def choose_expert(expert: str | None, expert_path: str | Path | None,
         return ExpertChoice(expert, given, "--expert")
     spec = remembered_expert(dataset_id)
     if spec is not None:
+        if "path" not in given:
+            _check_same_file(spec, dataset_id)
         return ExpertChoice(spec["name"], {**spec["params"], **given},
                             f"dataset {dataset_id}" + (" (params from flags)" if given else ""))
     return ExpertChoice("sb3" if "path" in given else FALLBACK_EXPERT, given, "default")

@@ -100,3 +100,25 @@ def test_expert_train_path_defaults_to_env_and_algorithm(tmp_path, monkeypatch):
     pytest.importorskip("stable_baselines3")
     path = train_sb3_expert(SCALAR, algo="td3", timesteps=20, progress=False)
     assert path == Path("experts/qbc_ScalarStable-v0-td3.zip") and path.is_file()
+
+
+def test_a_remembered_sb3_zip_loads_only_if_it_is_the_same_file(tmp_path, monkeypatch):
+    pytest.importorskip("stable_baselines3")
+    from qbc.agents.sb3 import train_sb3_expert
+    from qbc.errors import InvalidValueError
+    from qbc.expert_choice import build_expert
+
+    path = train_sb3_expert(SCALAR, algo="td3", timesteps=20, progress=False,
+                            path=tmp_path / "m.zip")
+    assert main(["collect", "--env", SCALAR, "--expert", "sb3", "--expert-path", str(path),
+                 "--expert-params", '{"algo": "td3"}', "--episodes", "2", "--dataset-id",
+                 "test/sb3-v0", "--max-episode-steps", "10", "--no-progress"]) == 0
+    choice = choose_expert(None, None, None, "test/sb3-v0")
+    assert choice.name == "sb3" and choice.params["path"] == str(path)
+    assert build_expert(choice, SCALAR).name == "sb3"
+    with open(path, "ab") as f:  # the file changed since collect: not loaded from metadata
+        f.write(b"\0")
+    with pytest.raises(InvalidValueError, match="--expert-path PATH"):
+        choose_expert(None, None, None, "test/sb3-v0")
+    # naming the file is the user's decision
+    assert choose_expert(None, path, None, "test/sb3-v0").params["path"] == str(path)
