@@ -94,9 +94,12 @@ def env_info(env: Any) -> dict[str, Any]:
 def _lqr_gain_of(info: dict[str, Any], name: str) -> np.ndarray:
     model = info["model"]
     if model is None:
+        env = info.get("env_id") or "this env"
         raise InvalidValueError(
-            f"expert {name!r} needs an env with linearization() and cost_matrices() "
-            "(the qbc/ envs); pass K explicitly for other envs"
+            f"expert {name!r} needs an env with linearization() and cost_matrices() (the qbc/ "
+            f"envs); for {env} pass --expert sb3 --expert-path PATH (a stable-baselines3 zip, "
+            f"e.g. from `qbc expert train --env-id {env}`), or --expert linear --expert-params "
+            """'{"K": [[...]]}' with a gain of shape (act_dim, obs_dim)"""
         )
     A, B = model.linearization()
     Q, R = model.cost_matrices()

@@ -17,6 +17,7 @@ from qbc.agents.evaluate import evaluate_expert
 from qbc.agents.experts import Expert
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
 from qbc.io import atomic_write, atomic_write_json
+from qbc.progress import progress_bar
 
 
 def _algo_class(algo: str):
@@ -68,33 +69,57 @@ class SB3Expert(Expert):
         return np.asarray(action, dtype=np.float64).reshape(len(obs), self.act_dim)
 
 
+def default_expert_path(env_id: str, algo: str) -> Path:
+    """``experts/<env>-<algo>.zip``, the env id made a file name ("qbc/Arctan-v0" ->
+    "qbc_Arctan-v0"): one default per env and algorithm, so models never overwrite each other."""
+    return Path("experts") / f"{env_id.replace('/', '_').replace(':', '_')}-{algo}.zip"
+
+
+def _progress_callback(bar: Any, total: int):
+    """An SB3 callback moving ``bar`` to the env steps done so far (at most ``total``: PPO
+    finishes its last rollout past it)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Progress(BaseCallback):
+        def _on_step(self) -> bool:
+            bar.update(min(self.num_timesteps, total) - bar.n)
+            return True
+
+    return Progress()
+
+
 def train_sb3_expert(
     env_id: str,
     algo: str = "sac",
     timesteps: int = 20_000,
     seed: int = 0,
-    path: str | Path = "experts/expert.zip",
+    path: str | Path | None = None,
     learning_rate: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
     **env_kwargs: Any,
 ) -> Path:
     """Train an SB3 ``algo`` on ``gymnasium.make(env_id, **env_kwargs)`` for ``timesteps`` env
-    steps with ``seed``; save it atomically to ``path`` (".zip" added if it has no suffix) and
-    return that path. ``learning_rate`` None keeps SB3's default for the algorithm."""
+    steps with ``seed``; save it atomically to ``path`` (".zip" added if it has no suffix;
+    default :func:`default_expert_path`) and return that path. ``learning_rate`` None keeps
+    SB3's default for the algorithm. ``progress``: qbc's progress (a bar on a terminal, a plain
+    line every ~10 s in a log)."""
     import gymnasium as gym
 
     cls = _algo_class(algo)
     if timesteps < 1:
         raise InvalidValueError(f"timesteps must be >= 1, got {timesteps}")
-    out = _zip_path(path)
+    out = _zip_path(default_expert_path(env_id, algo) if path is None else path)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{str(out)!r} exists; pass overwrite=True (--overwrite)")
     kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
     env = gym.make(env_id, **env_kwargs)
     try:
         model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
-        model.learn(total_timesteps=int(timesteps), progress_bar=progress)
+        with progress_bar(total=int(timesteps), desc=f"expert {algo} {env_id}", unit="step",
+                          disable=not progress) as bar:
+            model.learn(total_timesteps=int(timesteps),
+                        callback=_progress_callback(bar, int(timesteps)))
     finally:
         env.close()
 
@@ -119,12 +144,15 @@ class TrainExpertConfig:
     """Seed of the algorithm and of its env."""
     learning_rate: float | None = 1e-3
     """Learning rate (None: SB3's default for the algorithm)."""
-    path: str = "experts/pendulum_sac.zip"
-    """Where to save the model; its resolved config and evaluation go beside it as .json."""
+    path: str | None = None
+    """Where to save the model; default experts/<env>-<algo>.zip (e.g. experts/Pendulum-v1-sac.zip).
+    Its resolved config and evaluation go beside it as .json."""
     eval_episodes: int = 10
     """Episodes for the final evaluation (seeds 10_000 + i, disjoint from training)."""
     overwrite: bool = False
     """Replace an existing model at path."""
+    progress: bool = True
+    """Show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
 
 
 def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
@@ -135,6 +163,7 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     path = train_sb3_expert(
         config.env_id, algo=config.algo, timesteps=config.timesteps, seed=config.seed,
         path=config.path, learning_rate=config.learning_rate, overwrite=config.overwrite,
+        progress=config.progress,
     )
     train_s = time.perf_counter() - start
     expert = make_expert("sb3", config.env_id, path=str(path), algo=config.algo)

@@ -14,10 +14,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 from qbc.errors import InvalidValueError
 from qbc.io import atomic_write_json
+from qbc.progress import progress_bar
 
 
 def _steps_per_second(env: Any, actions: np.ndarray, steps: int, seed: int) -> float:
@@ -80,7 +80,7 @@ def run_bench_vector(config: BenchVectorConfig) -> list[dict[str, Any]]:
     results = [
         bench_vector_env(env_id, config.num_envs, config.native_steps, config.sync_steps,
                          config.seed)
-        for env_id in tqdm(config.env_ids, desc="bench vector envs")
+        for env_id in progress_bar(config.env_ids, desc="bench vector envs")
     ]
     atomic_write_json(config.out_dir / "config.json",
                       {**asdict(config), "out_dir": str(config.out_dir)})

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.io import atomic_write, atomic_write_json, read_json
+from qbc.progress import progress_bar
 
 MODEL_FILE = "transition.safetensors"
 CONFIG_FILE = "transition.json"
@@ -221,7 +221,7 @@ def fit_transition_model(observations: np.ndarray, actions: np.ndarray,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(range(cfg.steps), desc="transition model", disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.steps), desc="transition model", disable=not progress, leave=False)
     for _ in bar:
         idx = torch.randint(0, len(obs), (min(cfg.batch_size, len(obs)),), generator=gen)
         loss = model.nll(t_obs[idx], t_tok[idx], targets(idx))

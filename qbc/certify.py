@@ -182,10 +182,14 @@ class CertifyConfig:
     """output directory (certificate.json)."""
     env: str | None = None
     """env id; default: the dataset's env."""
-    expert: str = "lqr"
-    """expert name (lqr, linear, arctan, sb3)."""
+    expert: str | None = None
+    """expert name (lqr, linear, arctan, sb3); default: the expert that collected the dataset
+    (recorded in its metadata), else lqr."""
     expert_path: Path | None = None
-    """saved model for an sb3 expert."""
+    """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
+    expert_params: str = "{}"
+    """expert parameters as a JSON object (replace the dataset expert's parameters of the same
+    name)."""
     tokenizer: Path | None = None
     """tokenizer JSON; without it one is fitted on the dataset's actions with --quantizer/--bins."""
     quantizer: str = "uniform"
@@ -231,8 +235,9 @@ RULES = {"k": POSITIVE, "bins": Rule(lo=2, integer=True), "horizon": Rule(lo=2, 
 
 def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     """Check every flag and open every input, before anything is written."""
-    from qbc.agents import make_expert
+    from qbc.collect import expert_params_from
     from qbc.data import check_compatible, load_demonstrations
+    from qbc.expert_choice import build_expert, choose_expert
     from qbc.gym_utils import make_env
     from qbc.io import read_json
     from qbc.rollout import check_rollout_memory
@@ -263,10 +268,11 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
                          "use fewer --episodes, --sizes or a shorter --horizon")
     tok = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None else
            ActionTokenizer.fit(demos.actions, quantizer=cfg.quantizer, n_bins=cfg.bins))
-    expert = make_expert(cfg.expert, env_id,
-                         **({"path": str(cfg.expert_path)} if cfg.expert_path else {}))
+    choice = choose_expert(cfg.expert, cfg.expert_path,
+                           expert_params_from(cfg.expert_params, None), cfg.dataset)
+    expert = build_expert(choice, env_id)
     return {"sizes": sizes, "deltas": deltas, "horizons": horizons, "metrics": metrics,
-            "demos": demos, "env_id": env_id, "tok": tok, "expert": expert}
+            "demos": demos, "env_id": env_id, "tok": tok, "expert": expert, "choice": choice}
 
 
 def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
@@ -283,7 +289,7 @@ def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
 
 def certificate(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
                 horizons: list[int], metrics: dict[str, Any] | None, demos: Any, env_id: str,
-                tok: Any, expert: Any) -> dict[str, Any]:
+                tok: Any, expert: Any, choice: Any) -> dict[str, Any]:
     """The certificate of ``cfg`` from its opened inputs (:func:`open_inputs`)."""
     eps = quantization_error(tok, demos.actions)
     eps_q = eps["worst_case_bound"] if eps["worst_case_bound"] is not None \
@@ -295,7 +301,8 @@ def certificate(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
     gamma = _gain_at(gain, r_star)
     kappa = float(np.interp(gamma, rtvc["deltas"], rtvc["violation_rate"]))
     cert = {
-        "env_id": env_id, "dataset": cfg.dataset, "expert": cfg.expert,
+        "env_id": env_id, "dataset": cfg.dataset, "expert": choice.name,
+        "expert_spec": choice.to_dict(),
         "tokenizer": {"quantizer": tok.quantizer, "vocab_size": tok.vocab_size},
         "n_demos": int(demos.n_episodes), "eps_q": eps, "eps_q_used": eps_q,
         "eps_q_kind": "worst case" if eps["worst_case_bound"] is not None

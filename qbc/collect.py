@@ -25,10 +25,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from minari.data_collector import EpisodeBuffer
-from tqdm.auto import tqdm
 
 from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.expert_choice import expert_file_sha256
 from qbc.gym_utils import make_env, make_vector_env
+from qbc.progress import progress_bar
 
 
 # -- the `qbc collect` command --------------------------------------------------------------------
@@ -67,6 +68,8 @@ class CollectConfig:
     """episode horizon; default: the env's registered max_episode_steps."""
     overwrite: bool = False
     """replace an existing dataset with the same id."""
+    progress: bool = True
+    """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
 
 
 def run_collect(cfg: CollectConfig) -> Any:
@@ -170,7 +173,8 @@ def _collect(cfg: CollectConfig, expert: Any, verbose: bool, dart: float | str):
                                   cfg.seed, env_kwargs)
         episodes = rollout_episodes(cfg.env, expert, cfg.episodes, num_envs=cfg.num_envs,
                                     seed=cfg.seed, expert_noise=cfg.expert_noise,
-                                    env_kwargs=env_kwargs, progress=verbose, dart_sigma=dart)
+                                    env_kwargs=env_kwargs, progress=verbose and cfg.progress,
+                                    dart_sigma=dart)
         seconds = time.perf_counter() - t0
         provenance = {
             "qbc_version": __version__,
@@ -180,6 +184,7 @@ def _collect(cfg: CollectConfig, expert: Any, verbose: bool, dart: float | str):
             "env_description": _describe(cfg.env, expert, env_kwargs),
             "expert": {"name": getattr(expert, "name", type(expert).__name__),
                        "params": getattr(expert, "params", {})},
+            "expert_file_sha256": expert_file_sha256(getattr(expert, "params", {})),
             "expert_noise": cfg.expert_noise,
             "dart": dart_provenance(dart, cfg),
             "seed": cfg.seed,
@@ -259,8 +264,8 @@ def rollout_episodes(env_id: str, expert: Any, n_episodes: int, num_envs: int = 
         low = np.asarray(act_space.low, dtype=np.float32)
         high = np.asarray(act_space.high, dtype=np.float32)
         episodes: list[EpisodeBuffer] = []
-        with tqdm(total=n_episodes, unit="ep", desc=f"collect {env_id}", disable=not progress,
-                  leave=False) as bar:
+        with progress_bar(total=n_episodes, unit="ep", desc=f"collect {env_id}",
+                          disable=not progress, leave=False) as bar:
             for start in range(0, n_episodes, m):
                 k = min(m, n_episodes - start)
                 if behavior is not None:

@@ -83,9 +83,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run the plan (``TINY`` under ``--tiny``) and write config.json, results.json, report.md
     and one regret-vs-horizon plot per env into the run directory; returns the results dict."""
     import torch
-    from tqdm.auto import tqdm
 
     from qbc.io import prepare_out_dir
+    from qbc.progress import progress_bar
 
     plan = TINY if cfg.tiny else Plan()
     if cfg.threads > 0:
@@ -98,7 +98,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     envs: dict[str, Any] = {}
     n_cells = len(plan.envs) * len(plan.quantizers) * len(plan.bins)
-    bar = tqdm(total=n_cells, desc="quickstart", unit="policy", disable=not cfg.progress)
+    bar = progress_bar(total=n_cells, desc="quickstart", unit="policy", disable=not cfg.progress)
     with _datasets_in(out / "datasets"):
         for env_id, expert_name in plan.envs:
             env_info, demos, expert = _prepare_env(env_id, expert_name, plan, cfg, out)

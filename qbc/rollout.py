@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 from scipy import stats
-from tqdm.auto import tqdm
 
 from qbc.errors import InvalidValueError
 from qbc.gym_utils import make_vector_env
+from qbc.progress import progress_bar
 
 
 class Actor(Protocol):
@@ -105,8 +105,8 @@ def coupled_rollout(env_id: str, policies: Mapping[str, Actor], seeds: Iterable[
     kwargs = {"max_episode_steps": horizon, **(env_kwargs or {})}
     parts: dict[str, list[tuple[np.ndarray, ...]]] = {name: [] for name in policies}
     chunks = [seeds[i:i + batch] for i in range(0, len(seeds), batch)]
-    bar = tqdm(total=len(chunks) * len(policies) * horizon, desc="rollout", unit="step",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=len(chunks) * len(policies) * horizon, desc="rollout", unit="step",
+                       disable=not progress, leave=False)
     for chunk in chunks:
         for name, policy in policies.items():
             parts[name].append(_rollout_one(env_id, policy, chunk, horizon, kwargs, bar))

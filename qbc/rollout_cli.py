@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -49,10 +50,14 @@ class RolloutConfig:
     quantized expert (needs --tokenizer) are rolled out."""
     env: str | None = None
     """env id; default: the env of the policy's training dataset."""
-    expert: str = "lqr"
-    """expert name (lqr, linear, arctan, sb3)."""
+    expert: str | None = None
+    """expert name (lqr, linear, arctan, sb3); default: the expert that collected the policy's
+    training dataset (recorded in its metadata), else lqr."""
     expert_path: Path | None = None
-    """saved model for an sb3 expert."""
+    """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
+    expert_params: str = "{}"
+    """expert parameters as a JSON object, e.g. '{"gain_scale": 0.8}' (replace the dataset
+    expert's parameters of the same name)."""
     tokenizer: Path | None = None
     """tokenizer JSON for the quantized expert; default: the policy's own tokenizer."""
     episodes: int = 100
@@ -79,6 +84,13 @@ class RolloutConfig:
     """state norm above which an episode counts as diverged."""
     overwrite: bool = False
     """replace an existing output directory."""
+    progress: bool = True
+    """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
+    video: int = 0
+    """write a video of each of the first N coupled episodes to out/videos/: expert, policy and
+    quantized expert side by side, with step and cumulative regret (MP4; GIF without
+    imageio-ffmpeg; pip install 'qbc[video]'). Envs without rgb_array rendering (the qbc/ envs)
+    get a drawn state/action trace."""
 
 
 def parse_horizons(text: str) -> list[int]:
@@ -96,7 +108,7 @@ def parse_horizons(text: str) -> list[int]:
 
 #: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32)).
 RULES = {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE, "resync_every": NON_NEGATIVE,
-         "divergence_threshold": POSITIVE}
+         "divergence_threshold": POSITIVE, "video": NON_NEGATIVE}
 DECODES = ("argmax", "sample", "mean")
 
 
@@ -109,13 +121,20 @@ def validate(cfg: RolloutConfig) -> list[int]:
                 f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
                (cfg.seed + cfg.episodes <= SEED_LIMIT,
                 f"--seed + --episodes must stay below 2^32 (episode seeds), got {cfg.seed} + "
-                f"{cfg.episodes}")])
+                f"{cfg.episodes}"),
+               (cfg.video <= cfg.episodes,
+                f"--video must be between 0 and --episodes ({cfg.episodes}), got {cfg.video}")])
+    if cfg.video:
+        from qbc.video import video_backend
+
+        video_backend()  # refuse a missing imageio before any output
     return parse_horizons(cfg.horizons)
 
 
 def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, list[int], Any]:
-    """Open every input: (env id, actors by name, horizon-cap warning, horizons, expert)."""
-    from qbc.agents import make_expert
+    """Open every input: (env id, actors by name, horizon-cap warning, horizons, expert choice)."""
+    from qbc.collect import expert_params_from
+    from qbc.expert_choice import build_expert, choose_expert, policy_dataset
     from qbc.tokenizer import ActionTokenizer
 
     horizons = validate(cfg)
@@ -132,8 +151,10 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
                  else getattr(policy, "tokenizer", None))
     check_fits_env(env_id, policy, tokenizer)
     horizons, capped = cap_horizons(env_id, horizons)
-    expert_params = {"path": str(cfg.expert_path)} if cfg.expert_path else {}
-    expert = make_expert(cfg.expert, env_id, **expert_params)
+    choice = choose_expert(cfg.expert, cfg.expert_path,
+                           expert_params_from(cfg.expert_params, None),
+                           policy_dataset(cfg.policy) if cfg.policy is not None else None)
+    expert = build_expert(choice, env_id)
     actors: dict[str, Any] = {"expert": expert}
     if policy is not None:
         actors["policy"] = policy
@@ -148,16 +169,18 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
         raise InvalidValueError("nothing to compare with the expert: give --policy or --tokenizer")
     check_rollout_memory(env_id, len(actors), cfg.episodes, horizons[-1],
                          "use fewer --episodes or smaller --horizons")
-    return env_id, actors, capped, horizons, expert
+    return env_id, actors, capped, horizons, choice
 
 
 def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
-    env_id, actors, capped, horizons, expert = load_actors(cfg)
+    env_id, actors, capped, horizons, choice = load_actors(cfg)
     with output_dir(cfg.out, cfg.overwrite, "rollout") as out:
         if capped:
             warnings.warn(capped, QbcWarning, stacklevel=2)
-        coupling = check_coupling(env_id, expert, seed=cfg.seed)
+        coupling = check_coupling(env_id, actors["expert"], seed=cfg.seed)
         print(coupling_line(env_id, coupling))
+        print(f"expert: {choice.name}" + (f" {json.dumps(choice.params)}" if choice.params
+                                          else "") + f" (from {choice.source})")
         seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
         if "policy" in actors:
             import torch
@@ -165,23 +188,41 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
             torch.manual_seed(cfg.seed)  # --decode sample draws from torch's global generator
         start = time.perf_counter()
         result = coupled_rollout(env_id, actors, seeds, horizons[-1], num_envs=cfg.num_envs,
-                                 progress=True)
+                                 progress=cfg.progress)
         seconds = time.perf_counter() - start
         metrics = horizon_metrics(result, horizons,
                                   divergence_threshold=cfg.divergence_threshold)
         n_actions = sum(a.shape[0] * a.shape[1] for a in result.actions.values())
-        metrics.update(env_id=env_id, coupling=coupling, horizons_capped=capped)
+        metrics.update(env_id=env_id, coupling=coupling, expert=choice.to_dict(),
+                       horizons_capped=capped)
         metrics["growth"] = {
             name: fit_growth(horizons, [per_h[str(h)]["regret"] for h in horizons])
             for name, per_h in metrics["policies"].items() if name != "expert"
         }
         metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
         metrics["clipped_actions"] = clipped_counts(actors)
+        if cfg.video:
+            metrics["videos"] = write_videos(env_id, actors, seeds[:cfg.video], horizons[-1],
+                                             out, cfg.seed)
         write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
     print(format_summary(metrics))
     print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
           f"outputs in {cfg.out}")
     return metrics
+
+
+def write_videos(env_id: str, actors: dict[str, Any], seeds: np.ndarray, horizon: int,
+                 out: Path, seed: int) -> list[str]:
+    """:func:`qbc.video.write_rollout_videos` into ``out/videos``; paths relative to ``out``."""
+    from qbc.video import write_rollout_videos
+
+    if "policy" in actors:
+        import torch
+
+        torch.manual_seed(seed)  # --decode sample: the same draws on every run
+    paths = write_rollout_videos(env_id, actors, seeds, horizon, out / "videos")
+    print(f"videos: {', '.join(str(p) for p in paths)}")
+    return [str(p.relative_to(out)) for p in paths]
 
 
 def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> None:

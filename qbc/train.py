@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from qbc.augment import HEADS as TRANSITION_HEADS
 from qbc.distributed import DistContext, local_device, session
@@ -58,6 +57,8 @@ from qbc.io import (
 from qbc.policy import ModelConfig, Normalizer, Policy, build_policy, needs_tokenizer
 from qbc.policy.loading import load_parts, load_tensors, save_checkpoint, save_tensors
 from qbc.policy.registry import check_model_config, check_policy_kind
+from qbc.progress import progress_bar
+from qbc.run_log import RunLog, check_run_log, record_scalars
 from qbc.tokenizer import ActionTokenizer
 from qbc.validate import (
     AT_LEAST_ONE,
@@ -144,7 +145,14 @@ class TrainConfig:
     rollout_seed: int | None = None
     """first rollout seed; default: just past the dataset's episode seeds (disjoint from them)."""
     progress: bool = True
-    """show a progress bar."""
+    """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
+    tensorboard: bool = True
+    """write TensorBoard event files to out/tensorboard/ (losses, learning rate, samples/s,
+    validation, closing rollout regret) when tensorboardX is installed (pip install
+    'qbc[tensorboard]'); skipped without it. metrics.jsonl is written either way."""
+    wandb: bool = False
+    """also log the same numbers to Weights & Biases, offline, in out/wandb/ (pip install
+    'qbc[wandb]'; upload later with `wandb sync`)."""
     weight_quantizer: str | None = None
     """quantize the weights of every linear layer with this STE forward/backward pair (bc, pc,
     bnn, bnn+, bnn++, or a registry quantizer such as uniform); β/μ anneal once per step."""
@@ -176,7 +184,7 @@ AUTO_PATIENCE = 10
 #: Settings that may differ between a run and its ``--resume`` ('out': a run is found by its
 #: folder, however its path is spelled, and a moved folder still resumes).
 _RESUMABLE_CHANGES = {"out", "steps", "epochs", "patience", "resume", "overwrite", "progress",
-                      "device",
+                      "device", "tensorboard", "wandb",
                       "rollout_episodes", "augment", "transition_steps", "transition_head",
                       "transition_bins", "rollout_horizon", "rollout_seed", "eval_interval"}
 
@@ -569,7 +577,7 @@ def _valid_obs_encoder(spec: str) -> bool:
 
 
 def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
-          init: Policy | None = None) -> TrainResult:
+          init: Policy | None = None, run_log: RunLog | None = None) -> TrainResult:
     """Train ``cfg.policy`` on ``demos`` (a :class:`qbc.data.Demonstrations` or any object with
     observations (N, obs_dim), actions (N, D), episode_ids (N,) and ``split(val_fraction, seed)``).
 
@@ -580,11 +588,16 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
     and normaliser are kept (not refitted), the optimiser and schedule start afresh (DAgger's
     ``--init warm``). A resumed run ignores it.
 
+    ``run_log`` receives the curves (TensorBoard / W&B); without one, the run opens and closes
+    its own as ``cfg.tensorboard`` / ``cfg.wandb`` ask.
+
     Under torchrun every rank calls this with the same arguments (see the module docstring).
     """
     device = _validate(cfg, demos)
+    check_run_log(cfg.wandb)  # before the run folder is claimed: a refused run writes nothing
     with session(device) as ctx, claim_run(cfg, ctx) as (work, resuming):
-        return _train(cfg, demos, stop_at, device, ctx, work, resuming, init)
+        with _own_run_log(cfg, ctx, work, run_log) as log:
+            return _train(cfg, demos, stop_at, device, ctx, work, resuming, init, log)
 
 
 @contextmanager
@@ -594,9 +607,20 @@ def claim_run(cfg: TrainConfig, ctx: DistContext) -> Iterator[tuple[Path, bool]]
         yield ctx.main_first(lambda: stack.enter_context(run_dir(cfg)))
 
 
+@contextmanager
+def _own_run_log(cfg: TrainConfig, ctx: DistContext, work: Path,
+                 given: RunLog | None) -> Iterator[RunLog | None]:
+    """``given``, else (rank 0 only) a RunLog writing into the run folder ``work``."""
+    if given is not None or not ctx.is_main:
+        yield given
+        return
+    with RunLog(work, config_dict(cfg), cfg.tensorboard, cfg.wandb) as own:
+        yield own
+
+
 def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.device,
-           ctx: DistContext, work: Path, resuming: bool,
-           init: Policy | None = None) -> TrainResult:
+           ctx: DistContext, work: Path, resuming: bool, init: Policy | None = None,
+           run_log: RunLog | None = None) -> TrainResult:
     ctx.shard_bounds(cfg.batch_size)  # refuse a global batch the ranks cannot share equally
     env_id = getattr(demos, "env_id", None)
     if cfg.val_fraction > 0 and len(np.unique(demos.episode_ids)) >= 2:
@@ -668,8 +692,8 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
                           {**conf, "resolved_device": str(device), "world_size": ctx.world_size})
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
-               disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True)
+    bar = progress_bar(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
+                       disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True)
     losses: list[float] = []
     # Wall time outside optimisation (validation, checkpoints) is kept apart, so samples/s
     # measures training alone.
@@ -689,6 +713,9 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
         if step % 10 == 0 or step == end:
             rate = cfg.batch_size * (step - start) / _train_seconds(clock)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_s=f"{rate:.0f}")
+            if run_log is not None:
+                run_log.scalars({"train/loss": losses[-1], "train/samples_per_s": rate,
+                                 "train/lr": scheduler.get_last_lr()[0]}, step)
         bar.update(1)
         if step % cfg.eval_interval == 0 or step == end:
             record = {"step": step, "train_loss": float(np.mean(losses)),
@@ -708,6 +735,8 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
             # rank 0's evaluation, on every rank (the others wait here while it evaluates)
             record, best = _timed(clock, "eval_s", ctx.share, (record, best))
             metrics.append(record)
+            if run_log is not None:
+                run_log.scalars(record_scalars(record, "eval"), step)
             if ctx.is_main:
                 _timed(clock, "checkpoint_s", _write_progress, cfg.out, metrics, module,
                        normalizer, tokenizer, optimizer, scheduler, step, batch_gen, np_rng,
@@ -835,14 +864,9 @@ def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
 
 # -- evaluation rollouts ---------------------------------------------------------------------------
 def _provenance(demos: Any) -> dict[str, Any]:
-    meta = getattr(demos, "metadata", None) or {}
-    prov = meta.get("qbc", {})
-    if isinstance(prov, str):
-        try:
-            prov = json.loads(prov)
-        except json.JSONDecodeError:
-            prov = {}
-    return prov if isinstance(prov, dict) else {}
+    from qbc.expert_choice import provenance
+
+    return provenance(getattr(demos, "metadata", None))
 
 
 def default_rollout_seed(demos: Any) -> int:
@@ -926,18 +950,20 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     validate_config(cfg)
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
     device = _validate(cfg, demos)
+    check_run_log(cfg.wandb)  # before the run folder is claimed: a refused run writes nothing
     with session(device) as ctx, claim_run(cfg, ctx) as (work, resuming):
-        result = _train(cfg, demos, None, device, ctx, work, resuming)
-        summary = _finish(cfg, demos, result, ctx, work)
+        with _own_run_log(cfg, ctx, work, None) as run_log:
+            result = _train(cfg, demos, None, device, ctx, work, resuming, None, run_log)
+            summary = _finish(cfg, demos, result, ctx, work, run_log)
     if ctx.is_main:
         print(format_summary(summary))
     return summary
 
 
 def _finish(cfg: TrainConfig, demos: Any, result: TrainResult, ctx: DistContext,
-            work: Path) -> dict[str, Any]:
+            work: Path, run_log: RunLog | None) -> dict[str, Any]:
     """The summary of a trained run (rank 0: with the transition model and the closing
-    rollout, written to ``work / "summary.json"``)."""
+    rollout, written to ``work / "summary.json"``, the rollout also to the run log)."""
     summary: dict[str, Any] = {
         "policy": cfg.policy, "dataset": cfg.dataset, "steps": result.step,
         "final_train_loss": result.final_train_loss, "best_val_loss": result.best_val_loss,
@@ -959,6 +985,9 @@ def _finish(cfg: TrainConfig, demos: Any, result: TrainResult, ctx: DistContext,
                                                 progress=cfg.progress)
         if summary["rollout"] and summary["rollout"]["horizon_capped"]:
             warnings.warn(summary["rollout"]["horizon_capped"], QbcWarning, stacklevel=2)
+        if summary["rollout"] and run_log is not None:
+            run_log.scalars(record_scalars(summary["rollout"], "rollout"), result.step)
+    summary["run_logs"] = run_log.writing if run_log is not None else []
     atomic_write_json(work / "summary.json", summary)
     return summary
 

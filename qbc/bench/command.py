@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.io import atomic_write_json
 from qbc.policy.registry import ModelConfig
+from qbc.progress import progress_bar
 
 #: Settings that --quick shrinks (full-run value, quick value); fields left at None take them.
 _MODES = {"repeats": (5, 3), "block_s": (0.3, 0.1), "rollout_episodes": (256, 64),
@@ -128,7 +127,7 @@ def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
     if cfg.quickstart:
         steps.append(("quickstart", lambda: sections.bench_quickstart(cfg.quickstart_repeats,
                                                                       cfg.seed)))
-    bar = tqdm(steps, desc="qbc bench", unit="part", leave=False)
+    bar = progress_bar(steps, desc="qbc bench", unit="part", leave=False)
     for name, fn in bar:
         bar.set_postfix_str(name)
         result[name] = fn()

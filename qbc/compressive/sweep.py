@@ -12,11 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from qbc.compressive.datasets import Split
 from qbc.compressive.learners import METRICS, fit_score
 from qbc.compressive.projection import GaussianProjection, projection_quantizer
+from qbc.progress import progress_bar
 
 #: bits value meaning "no quantization"
 FULL = "full"
@@ -47,8 +47,8 @@ def run_grid(split: Split, model: str, bits: Sequence[int | str], ks: Sequence[i
     d = split.x_train.shape[1]
     # The fits are small: multi-threaded BLAS spends more time synchronising than computing
     # (8-15x slower measured on 2 busy cores), so every fit runs single-threaded.
-    with threadpool_limits(1), tqdm(total=n_runs, desc=f"compressive {model}",
-                                    disable=not progress, leave=False) as bar:
+    with threadpool_limits(1), progress_bar(total=n_runs, desc=f"compressive {model}",
+                                            disable=not progress, leave=False) as bar:
         for seed in seeds:
             proj = GaussianProjection(k=max(ks), seed=int(seed)).fit(d)
             z_tr, z_te = proj.transform(split.x_train), proj.transform(split.x_test)

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from qbc.errors import InvalidValueError
+from qbc.progress import progress_bar
 from qbc.ste._outputs import prepare_out_dir, write_config, write_csv
 from qbc.ste.functions import available_ste
 from qbc.ste.layers import QuantLinear, anneal_step, export_deployed
@@ -145,7 +145,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> list[dict[str, Any]]:
     write_config(out, cfg)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
-    rows = [train_one(m, s, cfg) for m, s in tqdm(runs, desc="ste benchmark", unit="run")]
+    rows = [train_one(m, s, cfg) for m, s in progress_bar(runs, desc="ste benchmark", unit="run")]
     write_csv(out / "results.csv", rows)
     table = summarize(rows, cfg.methods)
     write_csv(out / "table.csv", table)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from qbc.errors import InvalidValueError
+from qbc.progress import progress_bar
 from qbc.ste._outputs import prepare_out_dir, save_figure, write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, recovery_trials
 
@@ -58,7 +58,7 @@ def sweep(cfg: RecoverConfig) -> list[dict[str, Any]]:
     ergodic (successes), last (successes), ergodic_rate, last_rate."""
     rows: list[dict[str, Any]] = []
     cells = [(n, r) for n in cfg.n for r in cfg.ratios]
-    bar = tqdm(total=len(cells), desc="ste recover", unit="cell")
+    bar = progress_bar(total=len(cells), desc="ste recover", unit="cell")
     for n in cfg.n:
         done_streak, seen = 0, set()
         for ratio in sorted(cfg.ratios):

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from qbc.errors import InvalidValueError
+from qbc.progress import progress_bar
 from qbc.ste._outputs import prepare_out_dir, save_figure, write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, make_problem, run_ste
 
@@ -64,7 +64,7 @@ def run_recurrence(cfg: RecurrenceConfig) -> list[dict[str, Any]]:
     out = prepare_out_dir(cfg.out, cfg.overwrite)
     write_config(out, cfg)
     rows, traces = [], {}
-    for level in tqdm(cfg.noise, desc="ste recurrence", unit="noise level"):
+    for level in progress_bar(cfg.noise, desc="ste recurrence", unit="noise level"):
         model = dataclasses.replace(cfg.model, noise=float(level))
         problem = make_problem(model, cfg.n, cfg.N, cfg.trials, seed=cfg.seed)
         run = run_ste(model, problem, record=True)

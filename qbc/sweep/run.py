@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from qbc.errors import InvalidValueError
 from qbc.io import atomic_write_json, atomic_write_text, exclusive
+from qbc.progress import progress_bar
 from qbc.sweep.cells import Cell, expand_cells, needed_datasets
 from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.spec import SweepSpec
@@ -109,8 +108,8 @@ def _run_locked(spec: SweepSpec, out: Path, workers: int, backend: str, address:
     if todo:
         result.datasets_collected = _collect(todo, spec.data.num_envs, progress)
         execute = {"local": _local, "ray": _ray}[backend]
-        bar = tqdm(total=len(cells), initial=result.skipped, desc="sweep", unit="cell",
-                   disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(total=len(cells), initial=result.skipped, desc="sweep", unit="cell",
+                           disable=not progress, dynamic_ncols=True)
         try:
             for cell, outcome in execute(todo, out / "cells", workers, address):
                 if isinstance(outcome, BaseException):
@@ -129,7 +128,8 @@ def _collect(cells: list[Cell], num_envs: int, progress: bool) -> int:
     """Collect, in this process, every dataset the cells need that is not cached yet."""
     specs = needed_datasets(cells)
     made = 0
-    for ds in tqdm(specs, desc="datasets", unit="dataset", disable=not progress, leave=False):
+    for ds in progress_bar(specs, desc="datasets", unit="dataset", disable=not progress,
+                           leave=False):
         made += ensure_dataset(ds, num_envs=num_envs)
     return made
 

@@ -1,0 +1,26 @@
+"""Environment variables set for a while and put back: library code never leaves the process's
+environment changed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def scoped_environ(**values: str) -> Iterator[None]:
+    """Set ``values`` (only those not already set, so a user's choice wins) for the body; on
+    exit, restore the whole environment as found, undoing whatever the body (or a library it
+    started, e.g. wandb or pygame) added or changed."""
+    saved = dict(os.environ)
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value

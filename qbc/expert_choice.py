@@ -1,0 +1,158 @@
+"""Which expert a command uses: the flags the user gave, else the one the dataset remembers.
+
+``qbc collect`` records the expert it rolled out in the dataset's metadata (``{"name",
+"params"}`` under the key ``"qbc"``: analytic parameters such as ``K`` / ``gain_scale`` /
+``scale``, or ``path`` + ``algo`` for SB3). ``qbc rollout --policy RUN`` finds the dataset in the
+run's checkpoint config and ``qbc certify --dataset ID`` has it, so both rebuild that expert
+without expert flags. The rules, in order:
+
+1. ``--expert NAME``: that expert with ``--expert-params`` / ``--expert-path`` only;
+2. no ``--expert`` but a remembered expert: it, with ``--expert-params`` / ``--expert-path``
+   replacing its parameters of the same name (e.g. a moved SB3 zip);
+3. nothing remembered: ``lqr`` (``sb3`` when only ``--expert-path`` is given).
+
+An SB3 zip holds pickles, so a model file found in a dataset's metadata is loaded only when it
+is the very file the dataset was collected with (its SHA-256, recorded by ``qbc collect``);
+otherwise the user names it with ``--expert-path``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qbc.errors import CorruptFileError, InvalidValueError, QbcError
+
+#: The expert when neither a flag nor the dataset names one (the qbc/ envs' analytic expert).
+FALLBACK_EXPERT = "lqr"
+
+
+@dataclass
+class ExpertChoice:
+    """An expert spec (``make_expert``'s dict form) and where it came from, in words."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params), "source": self.source}
+
+
+def provenance(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """qbc's provenance in a dataset's metadata (a dict, or the JSON string Minari may keep);
+    {} when there is none."""
+    prov = (metadata or {}).get("qbc", {})
+    if isinstance(prov, str):
+        try:
+            prov = json.loads(prov)
+        except json.JSONDecodeError:
+            prov = {}
+    return prov if isinstance(prov, dict) else {}
+
+
+def dataset_provenance(dataset_id: str) -> dict[str, Any]:
+    """The provenance of a local Minari dataset, read from its metadata alone (no episodes);
+    {} when the dataset is not here or was not written by qbc."""
+    from minari.dataset.minari_storage import MinariStorage
+
+    from qbc.data import dataset_path
+
+    try:
+        data = dataset_path(dataset_id) / "data"
+        if not data.is_dir():
+            return {}
+        return provenance(MinariStorage.read_raw_metadata(data))
+    except (QbcError, OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def policy_dataset(policy: str | Path) -> str | None:
+    """The dataset id a trained policy (run folder or checkpoint) was trained on, if recorded."""
+    from qbc.io import read_json
+    from qbc.policy.loading import resolve_checkpoint_dir
+
+    try:
+        cfg = read_json(resolve_checkpoint_dir(policy) / "config.json", what="policy config")
+    except QbcError:
+        return None
+    dataset = ((cfg or {}).get("train") or {}).get("dataset") if isinstance(cfg, dict) else None
+    return dataset if isinstance(dataset, str) else None
+
+
+def expert_file_sha256(params: dict[str, Any]) -> str | None:
+    """SHA-256 of the model file an expert's ``params["path"]`` names (".zip" added as SB3
+    does), or None without one."""
+    import hashlib
+
+    path = params.get("path") if isinstance(params, dict) else None
+    if not path:
+        return None
+    path = Path(path) if Path(path).suffix else Path(path).with_suffix(".zip")
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def remembered_expert(dataset_id: str | None) -> dict[str, Any] | None:
+    """``{"name", "params", "sha256"}`` of the expert that collected ``dataset_id``, or None;
+    ``sha256``: that of its model file when it had one."""
+    if not dataset_id:
+        return None
+    prov = dataset_provenance(dataset_id)
+    spec = prov.get("expert")
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        return {"name": spec["name"], "params": dict(spec.get("params") or {}),
+                "sha256": prov.get("expert_file_sha256")}
+    return None
+
+
+def _check_same_file(spec: dict[str, Any], dataset_id: str) -> None:
+    """Refuse a remembered model file that is not the one the dataset was collected with."""
+    path = spec["params"].get("path")
+    if not path:
+        return
+    if spec.get("sha256") is None or expert_file_sha256(spec["params"]) != spec["sha256"]:
+        raise InvalidValueError(
+            f"dataset {dataset_id} was collected with the {spec['name']} expert {path!r}, but "
+            "that file is missing or is not the file recorded then (its SHA-256 differs or was "
+            "not recorded); SB3 zips hold pickles, so qbc loads one from a dataset's metadata "
+            f"only when it is the same file: pass --expert-path PATH to load a model you trust")
+
+
+def choose_expert(expert: str | None, expert_path: str | Path | None,
+                  expert_params: dict[str, Any] | None,
+                  dataset_id: str | None) -> ExpertChoice:
+    """The expert to build, by the rules of the module docstring."""
+    given = dict(expert_params or {})
+    if expert_path is not None:
+        given["path"] = str(expert_path)
+    if expert is not None:
+        return ExpertChoice(expert, given, "--expert")
+    spec = remembered_expert(dataset_id)
+    if spec is not None:
+        if "path" not in given:
+            _check_same_file(spec, dataset_id)
+        return ExpertChoice(spec["name"], {**spec["params"], **given},
+                            f"dataset {dataset_id}" + (" (params from flags)" if given else ""))
+    return ExpertChoice("sb3" if "path" in given else FALLBACK_EXPERT, given, "default")
+
+
+def build_expert(choice: ExpertChoice, env_id: str) -> Any:
+    """``make_expert`` of the choice on ``env_id``; an error from a remembered expert says where
+    it came from and which flags replace it."""
+    from qbc.agents import make_expert
+
+    try:
+        return make_expert({"name": choice.name, "params": choice.params}, env_id)
+    except QbcError as exc:
+        if not choice.source.startswith("dataset"):
+            raise
+        hint = (f"; this expert ({choice.name}) is the one {choice.source} was collected with: "
+                "pass --expert-path PATH where its model is now, or --expert NAME (with "
+                "--expert-path / --expert-params) to use another")
+        cls = type(exc) if type(exc) in (InvalidValueError, CorruptFileError) else \
+            InvalidValueError
+        raise cls(str(exc) + hint) from None

@@ -1,0 +1,74 @@
+"""Rollout videos: frame count and size read back from the written files."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("imageio")
+
+import imageio.v3 as iio  # noqa: E402
+
+from qbc.agents import make_expert  # noqa: E402
+from qbc.cli import main  # noqa: E402
+from qbc.rollout import QuantizedExpert  # noqa: E402
+from qbc.tokenizer import ActionTokenizer  # noqa: E402
+from qbc.video import write_rollout_videos  # noqa: E402
+
+K_PENDULUM = [[5.0, 0.0, 1.0]]
+
+
+class Zero:
+    def act(self, obs):
+        return np.zeros((len(obs), 1), dtype=np.float32)
+
+
+def _tokenizer():
+    return ActionTokenizer.fit(np.linspace(-2, 2, 50)[:, None], quantizer="uniform", n_bins=4)
+
+
+def test_pendulum_video_has_one_frame_per_step_and_the_panel_size(tmp_path):
+    pytest.importorskip("pygame")
+    pytest.importorskip("imageio_ffmpeg")
+    before = dict(os.environ)
+    expert = make_expert("linear", "Pendulum-v1", K=K_PENDULUM)
+    actors = {"expert": expert, "policy": Zero(),
+              "quantized_expert": QuantizedExpert(expert, _tokenizer())}
+    (path,) = write_rollout_videos("Pendulum-v1", actors, [7], 20, tmp_path)
+    assert path.name == "episode_7.mp4"
+    frames = iio.imread(path)
+    # 21 frames (x_0 and one per step); three 320x320 panels under a 48-pixel header
+    assert frames.shape == (21, 368, 960, 3)
+    assert dict(os.environ) == before  # SDL's dummy driver was set only while rendering
+    # the panels differ once the actions differ (expert vs zero policy)
+    assert np.abs(frames[-1, 48:, :320].astype(int) - frames[-1, 48:, 320:640]).mean() > 1
+
+
+def test_qbc_envs_get_a_trace_and_gif_without_ffmpeg(tmp_path, monkeypatch):
+    import qbc.video
+
+    monkeypatch.setattr(qbc.video, "video_backend", lambda: "gif")
+    env = "qbc/LinearUnstable-v0"
+    actors = {"expert": make_expert("lqr", env),
+              "policy": make_expert("linear", env, gain_scale=0.5)}
+    (path,) = write_rollout_videos(env, actors, [3], 10, tmp_path)
+    assert path.suffix == ".gif"
+    frames = iio.imread(path)
+    assert frames.shape[0] == 11 and frames.shape[1:3] == (368, 640)
+
+
+def test_rollout_command_writes_videos(tmp_path, capsys):
+    pytest.importorskip("pygame")
+    _tokenizer().save(tmp_path / "tok.json")
+    out = tmp_path / "roll"
+    args = ["rollout", "--env", "Pendulum-v1", "--expert", "linear", "--expert-params",
+            json.dumps({"K": K_PENDULUM}), "--tokenizer", str(tmp_path / "tok.json"),
+            "--episodes", "3", "--horizons", "5,10", "--no-progress", "--seed", "100"]
+    assert main([*args, "--video", "1", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["videos"]) == 1 and metrics["videos"][0].startswith("videos/episode_100.")
+    assert len(iio.imread(out / metrics["videos"][0])) == 11
+    assert main([*args, "--video", "4", "--out", str(tmp_path / "bad")]) == 2
+    assert "--video must be between 0 and --episodes" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
