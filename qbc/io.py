@@ -215,13 +215,16 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool, refusal: str | None =
 @contextmanager
 def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
                refusal: str | None = None,
-               keep: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+               keep: Callable[[Path], bool] | None = None,
+               owned: tuple[str, ...] = ()) -> Iterator[Path]:
     """The folder a command writes its outputs into, locked against a second writer.
 
     A missing or empty ``out`` is created and written directly. A non-empty ``out`` (with
     ``overwrite``) is not touched while the command runs: the outputs go to a hidden staging
     folder beside it, and only when the block ends without error are they moved in, each entry
-    replacing the one of the same name (anything else in ``out`` stays). On an error the
+    replacing the one of the same name; entries named in ``owned`` (the command's own outputs)
+    that the new run did not write are removed too, so no stale output of the old run survives
+    (anything else in ``out`` stays). On an error the
     staging folder is removed and ``out`` is as it was; a folder this call created is removed
     too, unless ``keep(out)`` says it holds something worth keeping (a training run with a
     checkpoint to ``--resume`` from).
@@ -240,7 +243,9 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
         try:
             yield work
             if staged:
+                stale = [out / n for n in owned if not (work / n).exists()]
                 _move_entries(work, out)
+                _remove_entries(stale)
         except BaseException:
             if staged:
                 shutil.rmtree(work, ignore_errors=True)
@@ -250,6 +255,17 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
         finally:
             if staged:
                 shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_entries(paths: list[Path]) -> None:
+    """Delete files and folders (missing ones are fine)."""
+    import shutil
+
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def _move_entries(src: Path, dst: Path) -> None:

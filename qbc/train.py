@@ -479,8 +479,15 @@ def run_dir(cfg: TrainConfig) -> Iterator[tuple[Path, bool]]:
     refusal = (f"run directory {out} is not empty; pass --overwrite to replace its run, "
                "--resume to continue it, or choose another --out")
     with output_dir(out, cfg.overwrite, "train", refusal,
-                    keep=lambda d: (d / "last" / "trainer_state.json").is_file()) as work:
+                    keep=lambda d: (d / "last" / "trainer_state.json").is_file(),
+                    owned=RUN_OUTPUTS) as work:
         yield work, False
+
+
+#: Everything a run writes into its folder: an --overwrite run replaces all of it, also the
+#: entries it does not write itself (curves of a --tensorboard run, a --augment model).
+RUN_OUTPUTS = ("train_config.json", "metrics.jsonl", "summary.json", "best", "last",
+               "transition", "tensorboard", "wandb")
 
 
 # -- the loop --------------------------------------------------------------------------------------

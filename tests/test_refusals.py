@@ -305,3 +305,19 @@ def test_a_bug_is_reported_with_a_log(ws, tmp_path, monkeypatch, capsys):
     log = Path(err.rsplit(" ", 1)[-1])
     assert log.is_file() and "ZeroDivisionError" in log.read_text()
     assert not (tmp_path / "o").exists()  # the output folder it made is gone again
+
+
+def test_overwrite_removes_stale_owned_outputs_and_keeps_other_files(tmp_path):
+    from qbc.io import output_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "curves").mkdir()
+    (out / "summary.json").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    with output_dir(out, True, "test", owned=("curves", "summary.json")) as work:
+        assert work != out and (out / "curves").is_dir()  # the old run is untouched meanwhile
+        (work / "summary.json").write_text("new")
+    assert (out / "summary.json").read_text() == "new"
+    assert not (out / "curves").exists()  # the old run's, not written by the new one
+    assert (out / "notes.txt").read_text() == "mine"
