@@ -68,6 +68,9 @@ class RolloutConfig:
     """with --augment model: sample the model's next state instead of taking its mean."""
     divergence_threshold: float = 1e3
     """state norm above which an episode counts as diverged."""
+    execute: str | None = None
+    """chunk policies (qbc train-chunked): open-loop (default), receding:M (first M actions,
+    then re-plan) or ensemble:C (ACT temporal ensembling, weights exp(-C i), i = 0 oldest)."""
     overwrite: bool = False
     """replace an existing output directory."""
 
@@ -89,7 +92,11 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     from qbc.agents import make_expert
     from qbc.tokenizer import ActionTokenizer
 
+    from qbc.chunking.execution import execute_policy, execution_metrics, parse_execute
+
     horizons = parse_horizons(cfg.horizons)
+    if cfg.execute is not None:
+        parse_execute(cfg.execute)
     if cfg.episodes < 1 or cfg.num_envs < 1:
         raise InvalidValueError("--episodes and --num-envs must be >= 1")
     policy = None
@@ -98,6 +105,9 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
 
         policy = load_policy(cfg.policy)
         policy.decode_mode = cfg.decode
+        policy = execute_policy(policy, cfg.execute)
+    elif cfg.execute is not None:
+        raise InvalidValueError("--execute needs a chunk --policy")
     env_id = cfg.env or getattr(policy, "env_id", None)
     if env_id is None:
         raise InvalidValueError("give --env (the policy does not record its env)")
@@ -146,8 +156,12 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     }
     metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
     metrics["clipped_actions"] = clipped_counts(actors)
+    metrics["execution"] = execution_metrics(actors)  # chunk policies: mode, decode failures
     write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
     print(format_summary(metrics))
+    for name, e in metrics["execution"].items():
+        print(f"{name}: executed {e['execute']} (k = {e['chunk_len']}): {e['chunks']} chunks "
+              f"predicted, {e['decode_failures']} decode failures (repaired)")
     print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
           f"outputs in {out}")
     return metrics

@@ -119,6 +119,10 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu",
     """
     directory = resolve_checkpoint_dir(path)
     module, cfg = load_module(directory)
+    if getattr(module, "is_chunk_policy", False):
+        from qbc.policy.chunked import load_chunk_policy
+
+        return load_chunk_policy(directory, module, cfg, device, decode_mode)
     normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
     tokenizer = None
     if module.is_token_policy:
