@@ -90,9 +90,8 @@ def parse_horizons(text: str) -> list[int]:
 
 def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     from qbc.agents import make_expert
-    from qbc.tokenizer import ActionTokenizer
-
     from qbc.chunking.execution import execute_policy, execution_metrics, parse_execute
+    from qbc.tokenizer import ActionTokenizer
 
     horizons = parse_horizons(cfg.horizons)
     if cfg.execute is not None:
