@@ -116,6 +116,8 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     horizons, capped = cap_horizons(env_id, horizons)
     if cfg.augment not in ("none", "model"):
         raise InvalidValueError(f"--augment must be 'none' or 'model', got {cfg.augment!r}")
+    if cfg.augment == "model" and hasattr(policy, "chunk_len"):
+        raise InvalidValueError("--augment model deploys per-step token policies, not chunks")
     expert_params = {"path": str(cfg.expert_path)} if cfg.expert_path else {}
     expert = make_expert(cfg.expert, env_id, **expert_params)
     actors: dict[str, Any] = {"expert": expert}
