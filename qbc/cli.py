@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("qbc.tokenizer", "TOKENIZE_COMMAND"),
     "expert train": ("qbc.agents.sb3", "TRAIN_EXPERT_COMMAND"),
     "train": ("qbc.train", "TRAIN_COMMAND"),
+    "train-chunked": ("qbc.chunk_train", "CHUNK_TRAIN_COMMAND"),
     "compressive run": ("qbc.compressive.command", "COMPRESSIVE_RUN_COMMAND"),
     "ste recover": ("qbc.ste.recover", "RECOVER_COMMAND"),
     "ste recurrence": ("qbc.ste.recurrence", "RECURRENCE_COMMAND"),

@@ -82,6 +82,9 @@ class RolloutConfig:
     """with --augment model: sample the model's next state instead of taking its mean."""
     divergence_threshold: float = 1e3
     """state norm above which an episode counts as diverged."""
+    execute: str | None = None
+    """chunk policies (qbc train-chunked): open-loop (default), receding:M (first M actions,
+    then re-plan) or ensemble:C (ACT temporal ensembling, weights exp(-C i), i = 0 oldest)."""
     overwrite: bool = False
     """replace an existing output directory."""
     progress: bool = True
@@ -128,11 +131,16 @@ def validate(cfg: RolloutConfig) -> list[int]:
         from qbc.video import video_backend
 
         video_backend()  # refuse a missing imageio before any output
+    if cfg.execute is not None:
+        from qbc.chunking.execution import parse_execute
+
+        parse_execute(cfg.execute)
     return parse_horizons(cfg.horizons)
 
 
 def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, list[int], Any]:
     """Open every input: (env id, actors by name, horizon-cap warning, horizons, expert choice)."""
+    from qbc.chunking.execution import execute_policy
     from qbc.collect import expert_params_from
     from qbc.expert_choice import build_expert, choose_expert, policy_dataset
     from qbc.tokenizer import ActionTokenizer
@@ -144,6 +152,9 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
 
         policy = load_policy(cfg.policy)
         policy.decode_mode = cfg.decode
+        policy = execute_policy(policy, cfg.execute)
+    elif cfg.execute is not None:
+        raise InvalidValueError("--execute needs a chunk --policy")
     env_id = cfg.env or getattr(policy, "env_id", None)
     if env_id is None:
         raise InvalidValueError("give --env (the policy does not record its env)")
@@ -151,6 +162,8 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
                  else getattr(policy, "tokenizer", None))
     check_fits_env(env_id, policy, tokenizer)
     horizons, capped = cap_horizons(env_id, horizons)
+    if cfg.augment == "model" and hasattr(policy, "chunk_len"):
+        raise InvalidValueError("--augment model deploys per-step token policies, not chunks")
     choice = choose_expert(cfg.expert, cfg.expert_path,
                            expert_params_from(cfg.expert_params, None),
                            policy_dataset(cfg.policy) if cfg.policy is not None else None)
@@ -173,6 +186,8 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
 
 
 def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
+    from qbc.chunking.execution import execution_metrics
+
     env_id, actors, capped, horizons, choice = load_actors(cfg)
     with output_dir(cfg.out, cfg.overwrite, "rollout") as out:
         if capped:
@@ -201,11 +216,15 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         }
         metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
         metrics["clipped_actions"] = clipped_counts(actors)
+        metrics["execution"] = execution_metrics(actors)  # chunk policies: mode, decode failures
         if cfg.video:
             metrics["videos"] = write_videos(env_id, actors, seeds[:cfg.video], horizons[-1],
                                              out, cfg.seed)
         write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
     print(format_summary(metrics))
+    for name, e in metrics["execution"].items():
+        print(f"{name}: executed {e['execute']} (k = {e['chunk_len']}): {e['chunks']} chunks "
+              f"predicted, {e['decode_failures']} decode failures (repaired)")
     print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
           f"outputs in {cfg.out}")
     return metrics

@@ -264,23 +264,27 @@ class ARTransformerPolicy(nn.Module):
 
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, obs: torch.Tensor, sample: bool = False, temperature: float = 1.0,
-               generator: torch.Generator | None = None, use_cache: bool = True
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               generator: torch.Generator | None = None, use_cache: bool = True,
+               stop_token: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the n tokens for obs (B, K, obs_dim), one position at a time.
 
         Returns tokens (B, n_tokens) int64 and the distribution each was drawn from,
         probs (B, n_tokens, V) (each conditioned on the tokens chosen before it).
+        With ``stop_token``, generation ends once every row has emitted it; the positions not
+        generated are filled with ``stop_token`` (probability 1) — variable-length codes.
         """
         # inference_mode skips autograd's bookkeeping, a large share of a small batch's cost, and
         # oneDNN's per-call set-up outweighs small activations (see qbc.policy.inference); the
         # clones hand back ordinary tensors (usable anywhere, e.g. as training targets).
         with decoding_context(obs.device):
-            tokens, probs = self._decode(obs, sample, temperature, generator, use_cache)
+            tokens, probs = self._decode(obs, sample, temperature, generator, use_cache,
+                                         stop_token)
         return tokens.clone(), probs.clone()
 
-    def _decode(self, obs, sample, temperature, generator, use_cache):
+    def _decode(self, obs, sample, temperature, generator, use_cache, stop_token=None):
         n = self.cfg.n_tokens
         tokens, probs = [], []
+        ended = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
         if use_cache:
             h, cache = self._trunk(self._embed_obs(obs))
         for i in range(n):
@@ -293,6 +297,13 @@ class ARTransformerPolicy(nn.Module):
             tok, p = pick_tokens(logits, sample, temperature, generator)
             tokens.append(tok)
             probs.append(p)
+            if stop_token is not None:
+                ended |= tok == stop_token
+                if bool(ended.all()):
+                    break
             if use_cache and i < n - 1:
                 h, cache = self._trunk(self._embed_tokens(tok[:, None], first=i), cache)
+        for _ in range(n - len(tokens)):  # every row ended early
+            tokens.append(torch.full_like(tokens[0], stop_token))
+            probs.append(F.one_hot(tokens[-1], self.cfg.vocab_size).to(probs[0].dtype))
         return torch.stack(tokens, dim=1), torch.stack(probs, dim=1)

@@ -94,12 +94,13 @@ def verify_file(directory: Path, name: str, cfg: dict[str, Any]) -> None:
             "in config.json; re-create it (train again) or restore the original file")
 
 
-def load_parts(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any], Normalizer,
-                                                        ActionTokenizer | None]:
+def load_parts(directory: str | os.PathLike, loaded: tuple[nn.Module, dict[str, Any]] | None = None
+               ) -> tuple[nn.Module, dict[str, Any], Normalizer, ActionTokenizer | None]:
     """Module (with its weights), config.json, normalizer and tokenizer of a checkpoint
-    directory, each file checked against its recorded hash and the parts against each other."""
+    directory, each file checked against its recorded hash and the parts against each other.
+    ``loaded``: the (module, config) :func:`load_module` already gave for this directory."""
     directory = Path(directory)
-    module, cfg = load_module(directory)
+    module, cfg = loaded if loaded is not None else load_module(directory)
     normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
     tokenizer = None
     if module.is_token_policy:
@@ -161,7 +162,13 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu",
     ``path`` is a checkpoint directory or a training run directory (its ``best/`` is used).
     Missing or damaged files raise :class:`~qbc.errors.CorruptFileError`.
     """
-    module, cfg, normalizer, tokenizer = load_parts(resolve_checkpoint_dir(path))
+    directory = resolve_checkpoint_dir(path)
+    module, cfg = load_module(directory)
+    if getattr(module, "is_chunk_policy", False):
+        from qbc.policy.chunked import load_chunk_policy
+
+        return load_chunk_policy(directory, module, cfg, device, decode_mode)
+    module, cfg, normalizer, tokenizer = load_parts(directory, loaded=(module, cfg))
     return Policy(module, normalizer, tokenizer, decode_mode=decode_mode, device=device,
                   env_id=cfg.get("env_id"))
 

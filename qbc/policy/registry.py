@@ -16,6 +16,12 @@ from qbc.policy.baselines import (
     MLPGaussianPolicy,
     MLPRegressionPolicy,
 )
+from qbc.policy.chunked import (
+    ChunkARConfig,
+    ChunkARTransformer,
+    ChunkMLPConfig,
+    ChunkMLPRegression,
+)
 from qbc.policy.obs_encoder import wrap_with_encoder
 from qbc.validate import AT_LEAST_ONE, FRACTION, Rule, check_all, check_config
 
@@ -71,6 +77,9 @@ _CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "independent-categorical": (IndependentCategoricalPolicy, MLPConfig),
     "mlp-mse": (MLPRegressionPolicy, MLPConfig),
     "mlp-gaussian": (MLPGaussianPolicy, MLPConfig),
+    # chunk policies (qbc.policy.chunked; built by build_chunk_policy, trained by qbc.chunk_train)
+    "chunk-ar-transformer": (ChunkARTransformer, ChunkARConfig),
+    "chunk-mlp-l1": (ChunkMLPRegression, ChunkMLPConfig),
 }
 
 
@@ -125,7 +134,9 @@ def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
 
 def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a module from ``module.config_dict()`` (as stored in a checkpoint)."""
-    klass, cfg_type = _CLASSES[check_policy_kind(kind)]
+    if kind not in _CLASSES:
+        raise UnknownNameError("policy", kind, _CLASSES)
+    klass, cfg_type = _CLASSES[kind]
     config = dict(config)
     encoder = config.pop("obs_encoder", None)
     if encoder is None:

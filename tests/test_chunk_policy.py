@@ -1,0 +1,213 @@
+"""Chunk policies (qbc.policy.chunked) and `qbc train-chunked`: the end-token layout of
+variable-length codes, masked log-loss, save/load, a tiny train -> rollout end to end through the
+CLI, and bad input as exit code 2 with one line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qbc.chunk_train import ChunkTrainConfig, chunk_rows, parse_params, train_chunked
+from qbc.chunking import make_chunk_tokenizer
+from qbc.errors import InvalidValueError
+from qbc.policy import ModelConfig, load_policy
+from qbc.policy.chunked import (
+    ChunkPolicy,
+    build_chunk_policy,
+    chunk_token_layout,
+    pad_sequences,
+    strip_end,
+)
+
+TINY = ModelConfig(d_model=16, n_heads=2, n_layers=1, hidden=32, mlp_layers=1)
+
+
+class Demos:
+    """Toy data: observation (x_0, t / 10), action u_t = x_0 (t + 1) / 10 in each episode."""
+
+    def __init__(self, episodes=8, steps=12, seed=0):
+        rng = np.random.default_rng(seed)
+        x0 = np.repeat(rng.uniform(-1, 1, episodes), steps)
+        t = np.tile(np.arange(steps), episodes)
+        self.observations = np.stack([x0, t / 10], axis=1).astype(np.float32)
+        self.actions = (x0 * (t + 1) / 10)[:, None].astype(np.float32)
+        self.episode_ids = np.repeat(np.arange(episodes), steps)
+        self.env_id = None
+
+    def __len__(self):
+        return len(self.observations)
+
+    def split(self, val_fraction, seed):
+        ids = self.episode_ids
+        return self._rows(ids >= 2), self._rows(ids < 2)
+
+    def _rows(self, mask):
+        d = object.__new__(Demos)
+        d.observations, d.actions = self.observations[mask], self.actions[mask]
+        d.episode_ids, d.env_id = self.episode_ids[mask], None
+        return d
+
+
+def test_chunk_rows_pair_each_chunk_with_the_observation_at_its_first_step():
+    d = Demos(episodes=2, steps=5)
+    d.observations = np.arange(10, dtype=np.float32)[:, None]
+    obs, chunks = chunk_rows(d, k=3)
+    assert chunks.shape == (6, 3, 1)
+    np.testing.assert_array_equal(obs[:, 0], [0, 1, 2, 5, 6, 7])  # no chunk spans episodes
+    np.testing.assert_array_equal(chunks[3, :, 0], d.actions[5:8, 0])
+
+
+def test_end_token_layout_padding_and_stripping():
+    seqs = [np.array([3, 1]), np.array([], dtype=np.int64), np.array([2, 2, 2])]
+    tokens, mask = pad_sequences(seqs, n=4, end=9)
+    np.testing.assert_array_equal(tokens, [[3, 1, 9, 9], [9, 9, 9, 9], [2, 2, 2, 9]])
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+    back = strip_end(tokens, 9)
+    assert [list(s) for s in back] == [[3, 1], [], [2, 2, 2]]
+    assert list(strip_end(np.array([[1, 2, 3]]), 9)[0]) == [1, 2, 3]  # no end token: whole row
+    with pytest.raises(InvalidValueError):
+        pad_sequences([np.arange(4)], n=4, end=9)
+
+
+def test_masked_loss_ignores_positions_after_the_end_token():
+    torch.manual_seed(0)
+    chunks = np.random.default_rng(0).normal(size=(200, 4, 1))
+    tok = make_chunk_tokenizer("fast", vocab_size=64).fit(chunks)
+    n, vocab, end = chunk_token_layout(tok, max_len=6)
+    assert (n, vocab, end) == (7, tok.vocab_size + 1, tok.vocab_size)
+    module = build_chunk_policy("chunk-ar-transformer", TINY, 1, 1, 4, tok, max_len=6)
+    obs = torch.zeros(2, 1, 1)
+    tokens = torch.tensor([[1, end, end, end, end, end, end], [2, 3, end, end, end, end, end]])
+    mask = (torch.arange(7)[None] <= torch.tensor([[1], [2]])).float()
+    with torch.no_grad():
+        base = float(module.loss({"obs": obs, "tokens": tokens, "mask": mask}))
+        changed = tokens.clone()
+        changed[:, -1] = 0  # a target after both rows' end tokens: not counted
+        assert float(module.loss({"obs": obs, "tokens": changed, "mask": mask})) == base
+        changed[0, 1] = 0  # row 0's end token is a target: counted
+        assert float(module.loss({"obs": obs, "tokens": changed, "mask": mask})) != base
+        assert module.logits(obs, changed).shape == (2, 7, vocab)
+
+
+def _train(tmp_path, **kw):
+    cfg = ChunkTrainConfig(dataset="toy", out=tmp_path / kw.pop("name", "run"), chunk_k=3,
+                           model=TINY, steps=kw.pop("steps", 150), batch_size=32, lr=3e-3,
+                           warmup_steps=10, eval_interval=50, progress=False, device="cpu", **kw)
+    return train_chunked(cfg, Demos()), cfg
+
+
+@pytest.mark.parametrize("policy, tokenizer", [("chunk-ar-transformer", "per-step"),
+                                               ("chunk-ar-transformer", "beast"),
+                                               ("chunk-ar-transformer", "fast"),
+                                               ("chunk-mlp-l1", "per-step")])
+def test_every_kind_trains_saves_and_loads_the_same_chunks(tmp_path, policy, tokenizer):
+    params = "vocab_size=64" if tokenizer == "fast" else ""
+    res, cfg = _train(tmp_path, policy=policy, chunk_tokenizer=tokenizer, bins=16,
+                      chunk_tokenizer_params=params)
+    loaded = load_policy(cfg.out)
+    assert isinstance(loaded, ChunkPolicy) and loaded.chunk_len == 3 and loaded.act_dim == 1
+    obs = np.array([[0.5, 0.0], [-0.8, 0.3]], dtype=np.float32)
+    a, fa = res["policy"].predict_chunks(obs)
+    b, fb = loaded.predict_chunks(obs)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (2, 3, 1) and fa.dtype == bool and np.array_equal(fa, fb)
+    np.testing.assert_array_equal(loaded.act(obs), a[:, 0])
+    metrics = [json.loads(line) for line in (cfg.out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+
+
+def test_trained_chunk_policy_predicts_the_demonstrated_chunk(tmp_path):
+    res, _ = _train(tmp_path, policy="chunk-mlp-l1", steps=400)
+    obs = np.array([[0.6, 0.0]], dtype=np.float32)
+    chunks, _ = res["policy"].predict_chunks(obs)
+    # the chunk at an episode's first step: u_t = 0.6 (t + 1) / 10, t = 0, 1, 2
+    np.testing.assert_allclose(chunks[0, :, 0], [0.06, 0.12, 0.18], atol=0.03)
+
+
+def test_same_seed_same_weights(tmp_path):
+    a, _ = _train(tmp_path, name="a", steps=20)
+    b, _ = _train(tmp_path, name="b", steps=20)
+    for (ka, va), (_, vb) in zip(a["policy"].module.state_dict().items(),
+                                 b["policy"].module.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), ka
+
+
+def test_parse_params():
+    assert parse_params("scale=20, quantizer=kmeans,x=0.5") == {
+        "scale": 20, "quantizer": "kmeans", "x": 0.5}
+    assert parse_params("") == {}
+    with pytest.raises(InvalidValueError):
+        parse_params("scale")
+
+
+def test_decode_mode_mean_is_refused_for_chunk_policies(tmp_path):
+    res, _ = _train(tmp_path, steps=5)
+    with pytest.raises(InvalidValueError, match="argmax"):
+        res["policy"].decode_mode = "mean"
+
+
+# -- the commands, end to end ---------------------------------------------------------------------
+@pytest.fixture
+def dataset():
+    pytest.importorskip("qbc.agents.experts")
+    from qbc.cli import main
+
+    assert main(["collect", "--env", "qbc/LinearStable-v0", "--expert", "lqr", "--episodes", "6",
+                 "--dataset-id", "test/chunks-v0", "--max-episode-steps", "20"]) == 0
+    return "test/chunks-v0"
+
+
+def test_train_chunked_then_rollout_every_execution_mode(tmp_path, dataset, capsys):
+    from qbc.cli import main
+
+    run = tmp_path / "chunked"
+    argv = ["train-chunked", "--dataset", dataset, "--out", str(run), "--chunk-k", "4",
+            "--chunk-tokenizer", "beast", "--bins", "16", "--steps", "30", "--batch-size", "32",
+            "--eval-interval", "15", "--rollout-episodes", "2", "--execute", "receding:2",
+            "--no-progress", "--model.d-model", "16", "--model.n-heads", "2", "--device", "cpu"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "trained chunk-ar-transformer (k = 4)" in text and "executed receding:2" in text
+    summary = json.loads((run / "summary.json").read_text())
+    r = summary["rollout"]
+    assert r["execute"] == "receding:2" and r["chunks"] == 2 * 10 and r["decode_failures"] == 0
+    assert summary["tokenizer"]["n_tokens"] == 8  # beast: min(k, 10) control points x D = 2
+    for mode, chunks in (("open-loop", 5), ("receding:1", 20), ("ensemble:0.1", 20)):
+        out = tmp_path / mode.replace(":", "-")
+        assert main(["rollout", "--policy", str(run), "--out", str(out), "--episodes", "3",
+                     "--horizons", "10,20", "--execute", mode]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["execution"]["policy"] == {"execute": mode, "chunk_len": 4,
+                                                  "chunks": 3 * chunks, "decode_failures": 0}
+        assert "20" in metrics["policies"]["policy"]
+    capsys.readouterr()
+
+
+def _error(argv, capsys):
+    from qbc.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, dataset, capsys):
+    base = ["train-chunked", "--dataset", dataset, "--no-progress", "--steps", "2"]
+    assert "--chunk-k must be an integer >= 1" in _error(
+        base + ["--out", str(tmp_path / "a"), "--chunk-k", "0"], capsys)
+    assert "fewer than the chunk length k=50" in _error(
+        base + ["--out", str(tmp_path / "b"), "--chunk-k", "50"], capsys)
+    assert "bad --execute" in _error(
+        base + ["--out", str(tmp_path / "c"), "--execute", "receding:zero"], capsys)
+    assert "M <= 4" in _error(base + ["--out", str(tmp_path / "d"), "--execute", "receding:5"],
+                              capsys)
+    assert "unknown chunk tokenizer" in _error(
+        base + ["--out", str(tmp_path / "e"), "--chunk-tokenizer", "dct"], capsys)
+    assert not any((tmp_path / n).exists() for n in "abcde")  # refused commands wrote nothing
+    roll = ["rollout", "--env", "qbc/LinearStable-v0", "--out", str(tmp_path / "r"),
+            "--tokenizer", "x.json"]
+    assert "bad --execute" in _error(roll + ["--execute", "ensemble:-1"], capsys)
+    assert "--execute needs a chunk --policy" in _error(roll + ["--execute", "open-loop"],
+                                                        capsys)
