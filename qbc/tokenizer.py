@@ -31,9 +31,10 @@ from qbc.errors import (
     NotFittedError,
     OutputExistsError,
 )
-from qbc.io import atomic_write_json, read_json
+from qbc.io import atomic_write_json, output_file, read_json
 from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
 from qbc.quantizers.base import as_real_array, check_tokens
+from qbc.validate import Rule, check_config
 
 FORMAT = "qbc.tokenizer"
 FORMAT_VERSION = 1
@@ -407,18 +408,22 @@ class TokenizeConfig:
     """replace an existing output file."""
 
 
+#: Ranges of the numeric flags (the quantizer checks its own settings when it is built).
+TOKENIZE_RULES = {"quantile": Rule(lo=0, hi=0.5, hi_open=True)}
+
+
 def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
+    check_config(cfg, TOKENIZE_RULES)
     if not cfg.actions.is_file():
         raise InvalidValueError(f"actions file {str(cfg.actions)!r} does not exist")
     try:
         actions = np.load(cfg.actions, allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, EOFError, OSError) as exc:
         raise CorruptFileError(f"cannot read {cfg.actions} as a .npy array: {exc}") from None
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} exists; pass --overwrite to replace it")
     params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
-    tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
-    tok.save(cfg.out)
+    with output_file(cfg.out, cfg.overwrite, "tokenize") as out:
+        tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
+        tok.save(out)
     tok.warn_clipped(actions)
     rep = tok.report(actions)
     print(format_report(rep))

@@ -17,8 +17,10 @@ import numpy as np
 from tqdm import tqdm
 
 from qbc.errors import InvalidValueError
-from qbc.ste._outputs import prepare_out_dir, save_figure, write_config, write_csv
+from qbc.io import atomic_write_json, output_dir
+from qbc.ste._outputs import save_figure, write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, recovery_trials
+from qbc.validate import check_config
 
 KINDS = ("ergodic", "last")
 
@@ -194,12 +196,21 @@ def plot_n50(n50: dict[str, dict[int, float]], fits: dict[str, tuple[float, floa
 def run_recover(cfg: RecoverConfig) -> dict[str, Any]:
     """Run the sweep, write recovery.csv, n50.csv, summary.json, config.json and the plots;
     print the N50 table and the exponents next to the paper's claim."""
+    check_config(cfg)
     if not cfg.n or not cfg.ratios or min(cfg.n) < 1 or min(cfg.ratios) <= 0:
         raise InvalidValueError("--n and --ratios need positive entries")
     if cfg.trials < 1:
         raise InvalidValueError(f"--trials must be >= 1, got {cfg.trials}")
     cfg.model.validate()
-    out = prepare_out_dir(cfg.out, cfg.overwrite)
+    with output_dir(cfg.out, cfg.overwrite, "ste recover") as out:
+        n50_rows, summary = _recover_into(out, cfg)
+    print(format_summary(n50_rows, summary, cfg))
+    print(f"wrote {cfg.out}/recovery.csv, n50.csv, summary.json and 4 plots")
+    return summary
+
+
+def _recover_into(out: Path, cfg: RecoverConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the sweep and write its tables and plots into ``out``: (N50 rows, summary)."""
     write_config(out, cfg)
     rows = sweep(cfg)
     write_csv(out / "recovery.csv", rows)
@@ -214,15 +225,11 @@ def run_recover(cfg: RecoverConfig) -> dict[str, Any]:
     summary = {kind: {"exponent": fits[kind][0], "exponent_ci95": boots[kind]["exponent_ci95"],
                       "n50": {str(n): v for n, v in n50[kind].items()}} for kind in KINDS}
     summary["paper_claim"] = "N ≳ n² suffices for the ergodic iterate (exponent 2, an upper bound)"
-    from qbc.io import atomic_write_json
-
     atomic_write_json(out / "summary.json", _finite(summary))
     for x in ("N", "N/n", "N/n2"):
         plot_recovery(rows, out, x)
     plot_n50(n50, fits, out)
-    print(format_summary(n50_rows, summary, cfg))
-    print(f"wrote {out}/recovery.csv, n50.csv, summary.json and 4 plots")
-    return summary
+    return n50_rows, summary
 
 
 def _finite(obj: Any) -> Any:
