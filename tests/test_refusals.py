@@ -73,6 +73,10 @@ def ws(tmp_path_factory):
     finally:
         os.environ.pop("MINARI_DATASETS_PATH") if old is None else os.environ.update(
             MINARI_DATASETS_PATH=old)
+    np.save(root / "acts.npy", np.linspace(-1, 1, 40, dtype=np.float32).reshape(20, 2))
+    (root / "tok.json").write_text("{}\n")  # an existing output file
+    (root / "old").mkdir()
+    (root / "old" / "results.csv").write_text("an older result\n")  # an existing output folder
     return root
 
 
@@ -106,6 +110,30 @@ CASES = {
     "expert-params": (["collect", "--env", ENV, "--dataset-id", "qbc/new-v0", "--episodes", "2",
                        "--expert", "linear", "--expert-params", '{"gain_scale": "x"}'],
                       "parameter 'gain_scale' of expert 'linear' must be"),
+    # the other commands that write outputs (one bad input each; --overwrite of a folder or file)
+    "tokenize": (["tokenize", "--actions", "{root}/acts.npy", "--out", "{root}/tok.json",
+                  "--overwrite", "--quantile", "0.7"], "--quantile must be"),
+    "tokenize-new-folder": (["tokenize", "--actions", "{root}/acts.npy", "--out",
+                             "{root}/new/sub/t.json", "--quantizer", "unifrom"],
+                            "unknown quantizer 'unifrom'"),
+    "tokenize-exists": (["tokenize", "--actions", "{root}/acts.npy", "--out", "{root}/tok.json"],
+                        "exists; pass --overwrite"),
+    "ste-recover": (["ste", "recover", "--out", "{root}/old", "--overwrite", "--ratios", "nan"],
+                    "--ratios must be a finite number, got nan"),
+    "ste-recurrence": (["ste", "recurrence", "--out", "{root}/old", "--overwrite", "--seed",
+                        "-1"], "--seed must be an integer in [0, "),
+    "ste-benchmark": (["ste", "benchmark", "--out", "{root}/old", "--overwrite", "--seeds",
+                       "-1"], "--seeds must be an integer in [0, "),
+    "compressive": (["compressive", "run", "--out", "{root}/old", "--overwrite",
+                     "--test-fraction", "inf"], "--test-fraction must be"),
+    "compressive-exists": (["compressive", "run", "--out", "{root}/old", "--seeds", "1"],
+                           "exists and is not empty"),
+    "quickstart": (["quickstart", "--out", "{root}/qs", "--threads", "-1"], "--threads must be"),
+    "quickstart-exists": (["quickstart", "--out", "{root}/old", "--tiny"],
+                          "exists and is not empty"),
+    "dagger": (["dagger", "--env", ENV, "--out", "{root}/old", "--overwrite", "--beta-value",
+                "nan"], "--beta-value must be"),
+    "sweep-report": (["sweep", "report", "{root}/nosweep"], "is missing or empty"),
     "run-locked": ([*TRAIN, "--out", "{root}/run", "--overwrite"], "pid {pid}"),
     "dataset-locked": (["collect", "--env", ENV, "--dataset-id", "qbc/held-v0", "--episodes",
                         "2"], "pid {pid}"),
@@ -305,3 +333,31 @@ def test_a_bug_is_reported_with_a_log(ws, tmp_path, monkeypatch, capsys):
     log = Path(err.rsplit(" ", 1)[-1])
     assert log.is_file() and "ZeroDivisionError" in log.read_text()
     assert not (tmp_path / "o").exists()  # the output folder it made is gone again
+
+
+# -- library warnings: one line each -----------------------------------------------------------
+def test_a_library_warning_is_one_line_once(tmp_path):
+    """scikit-learn's KMeans warns 'Number of distinct clusters (2|3) found smaller than
+    n_clusters (4)' once per action dimension here (near-duplicate values); the user sees one
+    line in qbc's format, and Python's warning format is as before afterwards."""
+    import warnings
+
+    actions = np.zeros((300, 2), dtype=np.float32)
+    actions[150:, 0] = 1
+    actions[100:200, 1], actions[200:, 1] = 1, 2
+    actions[0], actions[1] = 1e-30, 2e-30
+    np.save(tmp_path / "near.npy", actions)
+    before = warnings.formatwarning
+    proc = subprocess.run([sys.executable, "-m", "qbc.cli", "tokenize", "--actions", "near.npy",
+                           "--quantizer", "kmeans", "--bins", "4", "--out", "t.json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("qbc tokenize: warning: Number of distinct clusters"), lines[0]
+
+    from qbc.cli import main
+
+    main(["tokenize", "--actions", str(tmp_path / "near.npy"), "--out",
+          str(tmp_path / "t2.json")])
+    assert warnings.formatwarning is before
