@@ -264,8 +264,40 @@ def test_resume_finds_the_run_by_its_folder_and_checks_the_data(ws, tmp_path, mo
     shutil.move("r", "moved")
     with pytest.raises(InvalidValueError, match="differ from those the run"):
         train(_tiny_cfg(tmp_path / "moved", resume=True), demos.select([0, 1, 2]))
+    run_id = json.loads(Path("moved/train_config.json").read_text())["run_id"]
     result = train(_tiny_cfg(tmp_path / "moved", resume=True), demos)
     assert result.step == 4 and result.out == tmp_path / "moved"
+    for rel in ("train_config.json", "last/config.json", "best/config.json"):  # one run id
+        stored = json.loads(Path("moved", rel).read_text())
+        assert stored.get("run_id", stored.get("train", {}).get("run_id")) == run_id, rel
+
+
+def test_resume_refuses_a_folder_mixing_two_runs(ws, tmp_path, monkeypatch):
+    """Two runs with the same settings and data differ only by their run id: a last/ copied
+    from one into the other's folder is refused, and the folder is left as it was."""
+    from qbc.data import load_demonstrations
+    from qbc.train import train
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
+    demos = load_demonstrations("qbc/lin-v0")
+    for name in ("a", "b"):
+        train(_tiny_cfg(tmp_path / name), demos, stop_at=2)
+    shutil.rmtree(tmp_path / "a" / "last")
+    shutil.copytree(tmp_path / "b" / "last", tmp_path / "a" / "last")
+    before = snapshot(tmp_path)
+    with pytest.raises(CorruptFileError, match="belong to different runs"):
+        train(_tiny_cfg(tmp_path / "a", resume=True), demos)
+    assert changes(before, snapshot(tmp_path)) == []
+
+
+def test_every_spelling_of_a_folder_has_one_lock(tmp_path, monkeypatch):
+    from qbc.io import lock_path_for
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "r")
+    monkeypatch.chdir(tmp_path)
+    spellings = ["r", "./r", str(tmp_path / "r"), "link", "r/../r"]
+    assert {lock_path_for(p) for p in spellings} == {tmp_path / ".r.lock"}
 
 
 def test_policy_refuses_nonfinite_observations(ws):
