@@ -206,13 +206,22 @@ def describe_error(exc: BaseException, name: str) -> tuple[str, int]:
     if isinstance(exc, OSError):  # the file system said no (permissions, a missing folder)
         return (f"{type(exc).__name__}: {_one_line(exc)}; check the paths and their "
                 "permissions"), 2
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or _out_of_memory(exc):
         return ("out of memory; use smaller sizes (fewer --episodes, --bins, a smaller model "
                 "or batch)"), 2
     kind = _user_error_kind(exc)
     if kind is not None:
         return f"{kind}: {_first_line(exc)}", 2
     return f"internal error, please report it with the log {_log_traceback(exc, name)}", 1
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's allocators failing (a RuntimeError, raised from C++ so that no torch frame is
+    on the traceback; CUDA's is ``torch.OutOfMemoryError``)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in text
+        or "CUDA out of memory" in text)
 
 
 def _user_error_kind(exc: BaseException) -> str | None:

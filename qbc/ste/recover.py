@@ -19,8 +19,8 @@ from tqdm import tqdm
 from qbc.errors import InvalidValueError
 from qbc.io import atomic_write_json, output_dir
 from qbc.ste._outputs import save_figure, write_config, write_csv
-from qbc.ste.twolayer import TwoLayerModel, recovery_trials
-from qbc.validate import check_config
+from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, recovery_trials
+from qbc.validate import AT_LEAST_ONE, Rule, check_config
 
 KINDS = ("ergodic", "last")
 
@@ -196,12 +196,16 @@ def plot_n50(n50: dict[str, dict[int, float]], fits: dict[str, tuple[float, floa
 def run_recover(cfg: RecoverConfig) -> dict[str, Any]:
     """Run the sweep, write recovery.csv, n50.csv, summary.json, config.json and the plots;
     print the N50 table and the exponents next to the paper's claim."""
-    check_config(cfg)
+    check_config(cfg, {"trials": AT_LEAST_ONE, "stop_after": Rule(lo=0, integer=True),
+                       "bootstrap": Rule(lo=0, integer=True)})
     if not cfg.n or not cfg.ratios or min(cfg.n) < 1 or min(cfg.ratios) <= 0:
         raise InvalidValueError("--n and --ratios need positive entries")
     if cfg.trials < 1:
         raise InvalidValueError(f"--trials must be >= 1, got {cfg.trials}")
     cfg.model.validate()
+    n_max = max(cfg.n)
+    check_problem_memory(cfg.model, n_max, max(1, int(round(max(cfg.ratios) * n_max))),
+                         cfg.trials, "use smaller --n, --ratios, --trials or --model.m")
     with output_dir(cfg.out, cfg.overwrite, "ste recover") as out:
         n50_rows, summary = _recover_into(out, cfg)
     print(format_summary(n50_rows, summary, cfg))

@@ -16,8 +16,8 @@ from tqdm import tqdm
 from qbc.errors import InvalidValueError
 from qbc.io import output_dir
 from qbc.ste._outputs import save_figure, write_config, write_csv
-from qbc.ste.twolayer import TwoLayerModel, make_problem, run_ste
-from qbc.validate import check_config
+from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, make_problem, run_ste
+from qbc.validate import AT_LEAST_ONE, check_config
 
 
 def _default_model() -> TwoLayerModel:
@@ -58,12 +58,14 @@ def count_returns(hamming: np.ndarray, start_at_opt: np.ndarray | None = None) -
 
 def run_recurrence(cfg: RecurrenceConfig) -> list[dict[str, Any]]:
     """Run every noise level, write the tables and the plot, print the summary table."""
-    check_config(cfg)
+    check_config(cfg, {"n": AT_LEAST_ONE, "N": AT_LEAST_ONE, "trials": AT_LEAST_ONE})
     if not cfg.noise or min(cfg.noise) < 0:
         raise InvalidValueError("--noise needs one or more levels >= 0")
     if cfg.trials < 1:
         raise InvalidValueError(f"--trials must be >= 1, got {cfg.trials}")
     cfg.model.validate()
+    check_problem_memory(cfg.model, cfg.n, cfg.N, cfg.trials,
+                         "use smaller --n, --N, --trials or --model.m")
     with output_dir(cfg.out, cfg.overwrite, "ste recurrence") as out:
         write_config(out, cfg)
         rows, traces = run_levels(cfg)
