@@ -692,6 +692,8 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
             if np_rng is not None:
                 np_rng.bit_generator.state = state["np_rng"]
             start, best = int(state["step"]), state["best"]
+            if start < 0 or not isinstance(best, dict) or int(best["step"]) < 0:
+                raise ValueError(f"step {start} or its best step is negative")
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise CorruptFileError(f"{cfg.out / 'last'} cannot be resumed from ({exc}); "
                                    "start again with --overwrite") from None

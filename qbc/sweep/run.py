@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from qbc.errors import InvalidValueError
 from qbc.io import atomic_write_json, atomic_write_text
+from qbc.rollout import check_rollout_memory
 from qbc.sweep.cells import Cell, expand_cells, needed_datasets
 from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.spec import SweepSpec
@@ -76,6 +77,10 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
         raise InvalidValueError(f"--workers must be >= 1, got {workers}")
     if address is not None and backend != "ray":
         raise InvalidValueError("--address is for --backend ray; drop it or add --backend ray")
+    for env_id in spec.grid.envs:  # one cell's coupled rollout: every policy and the expert
+        check_rollout_memory(env_id, len(spec.train.policies) + 1, spec.rollout.episodes,
+                             max(spec.grid.horizons), "use fewer [rollout] episodes or "
+                             "smaller [grid] horizons")
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
