@@ -75,6 +75,8 @@ def ws(tmp_path_factory):
             MINARI_DATASETS_PATH=old)
     np.save(root / "acts.npy", np.linspace(-1, 1, 40, dtype=np.float32).reshape(20, 2))
     (root / "tok.json").write_text("{}\n")  # an existing output file
+    (root / "huge.toml").write_text('[grid]\nenvs = ["qbc/LinearUnstable-v0"]\n'
+                                    'horizons = [1000000000000000]\n')
     (root / "old").mkdir()
     (root / "old" / "results.csv").write_text("an older result\n")  # an existing output folder
     return root
@@ -133,6 +135,15 @@ CASES = {
                           "exists and is not empty"),
     "dagger": (["dagger", "--env", ENV, "--out", "{root}/old", "--overwrite", "--beta-value",
                 "nan"], "--beta-value must be"),
+    "tokenize-bins-memory": (["tokenize", "--actions", "{root}/acts.npy", "--out",
+                              "{root}/tok.json", "--overwrite", "--bins", "1000000000"],
+                             "of memory, more than"),
+    "tokenize-not-npy": (["tokenize", "--actions", "{root}/tok.json", "--out", "{root}/t.json"],
+                         "is not a .npy file"),
+    "ste-memory": (["ste", "recover", "--out", "{root}/old", "--overwrite", "--n", "100000",
+                    "--ratios", "64"], "of memory, more than"),
+    "sweep-memory": (["sweep", "--config", "{root}/huge.toml", "--out", "{root}/sw"],
+                     "of memory, more than"),
     "sweep-report": (["sweep", "report", "{root}/nosweep"], "is missing or empty"),
     "run-locked": ([*TRAIN, "--out", "{root}/run", "--overwrite"], "pid {pid}"),
     "dataset-locked": (["collect", "--env", ENV, "--dataset-id", "qbc/held-v0", "--episodes",
@@ -365,6 +376,15 @@ def test_a_bug_is_reported_with_a_log(ws, tmp_path, monkeypatch, capsys):
     log = Path(err.rsplit(" ", 1)[-1])
     assert log.is_file() and "ZeroDivisionError" in log.read_text()
     assert not (tmp_path / "o").exists()  # the output folder it made is gone again
+
+
+def test_torch_allocator_failure_is_out_of_memory():
+    from qbc.cli import describe_error
+
+    exc = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                       "can't allocate memory: you tried to allocate 40960000000000 bytes.")
+    message, code = describe_error(exc, "ste recover")
+    assert code == 2 and message.startswith("out of memory"), message
 
 
 # -- library warnings: one line each -----------------------------------------------------------
