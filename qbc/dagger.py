@@ -207,9 +207,9 @@ def validate(cfg: DaggerConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise InvalidValueError(message)
-    from qbc.train import _validate as validate_train
+    from qbc.train import validate_config as validate_train  # the settings; data comes later
 
-    validate_train(round_train_config(cfg, 0, ["x-v0"]), (0,))
+    validate_train(round_train_config(cfg, 0, ["x-v0"]))
     round_dataset_id(cfg, cfg.rounds)
 
 
