@@ -31,13 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from qbc.chunking import get_chunk_tokenizer_class, make_chunk_tokenizer, make_chunks
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json, atomic_write_text, prepare_out_dir
+from qbc.io import atomic_write_json, atomic_write_text, output_dir
 from qbc.policy import ModelConfig, Normalizer
 from qbc.policy.chunked import (
     CHUNK_POLICIES,
@@ -47,6 +46,7 @@ from qbc.policy.chunked import (
     pad_sequences,
 )
 from qbc.policy.loading import save_checkpoint
+from qbc.progress import progress_bar
 
 
 @dataclass
@@ -258,15 +258,26 @@ def chunk_val_loss(module: torch.nn.Module, data: ChunkData, rows: int = 8192) -
 def train_chunked(cfg: ChunkTrainConfig, demos: Any) -> dict[str, Any]:
     """Train ``cfg.policy`` on the chunks of ``demos`` (a :class:`qbc.data.Demonstrations`);
     keep the checkpoint with the lowest validation loss in ``cfg.out / "best"``. Returns the
-    summary numbers and ``policy`` (the best checkpoint as a :class:`ChunkPolicy`)."""
+    summary numbers and ``policy`` (the best checkpoint as a :class:`ChunkPolicy`). The run is
+    written through :func:`qbc.io.output_dir` (locked; staged under --overwrite)."""
     from qbc.policy import load_policy
-    from qbc.train import _device_of, config_dict, lr_factor, make_optimizer, train_step
+    from qbc.train import _device_of
 
     _validate(cfg)
     device = _device_of(cfg)
     torch.manual_seed(cfg.seed)
-    tokenizer, normalizer, max_len, train_d, val_d = prepare_chunk_data(cfg, demos, device)
-    out = prepare_out_dir(cfg.out, cfg.overwrite)  # after every check and the data
+    data = prepare_chunk_data(cfg, demos, device)
+    with output_dir(cfg.out, cfg.overwrite, "train-chunked") as out:  # after the data
+        result = _fit(cfg, demos, device, data, out)
+    return {"policy": load_policy(cfg.out / "best", device=device), **result}
+
+
+def _fit(cfg: ChunkTrainConfig, demos: Any, device: torch.device, data: tuple, out: Path
+         ) -> dict[str, Any]:
+    """The training loop of :func:`train_chunked`, writing into ``out``."""
+    from qbc.train import config_dict, lr_factor, make_optimizer, train_step
+
+    tokenizer, normalizer, max_len, train_d, val_d = data
     obs_dim, act_dim = int(train_d.obs.shape[-1]), len(normalizer.act_mean)
     module = build_chunk_policy(cfg.policy, cfg.model, obs_dim, act_dim, cfg.chunk_k, tokenizer,
                                 max_len).to(device)
@@ -277,8 +288,8 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any) -> dict[str, Any]:
     atomic_write_json(out / "train_config.json", conf)
     best, metrics, losses = {"val_loss": None, "step": 0}, [], []
     start = time.perf_counter()
-    for step in tqdm(range(1, cfg.steps + 1), desc=f"train {cfg.policy}", unit="step",
-                     disable=not cfg.progress, dynamic_ncols=True):
+    for step in progress_bar(range(1, cfg.steps + 1), desc=f"train {cfg.policy}", unit="step",
+                             disable=not cfg.progress):
         idx = torch.randint(len(train_d), (cfg.batch_size,), generator=gen).to(device)
         losses.append(train_step(module, optimizer, scheduler, train_d.batch(idx), cfg.grad_clip))
         if step % cfg.eval_interval and step != cfg.steps:
@@ -294,8 +305,7 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any) -> dict[str, Any]:
         metrics.append(record)
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics))
     seconds = time.perf_counter() - start
-    return {"policy": load_policy(out / "best", device=device), "steps": cfg.steps,
-            "best_step": best["step"], "best_val_loss": best["val_loss"],
+    return {"steps": cfg.steps, "best_step": best["step"], "best_val_loss": best["val_loss"],
             "final_train_loss": metrics[-1]["train_loss"], "train_rows": len(train_d),
             "train_samples_per_s": cfg.batch_size * cfg.steps / seconds}
 

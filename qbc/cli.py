@@ -16,13 +16,14 @@ import errno
 import importlib
 import io
 import os
+import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from qbc.errors import QbcError, UnknownNameError
+from qbc.errors import QbcError, QbcWarning, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,42 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _one_line_warning(name: str) -> Callable[..., str]:
     """``warnings.formatwarning`` for the CLI: 'qbc NAME: warning: message', one line, no source
-    line (a user reads what happened, not where in qbc it was noticed). Replacing the format,
-    not ``showwarning``, leaves warnings recordable (``pytest.warns``)."""
+    line (a user reads what happened, not where it was noticed), for qbc's warnings and the
+    libraries' alike (Gymnasium's colours and 'WARN:' prefix removed). A warning already shown
+    is formatted as nothing: a library's warning counts as seen when only its numbers differ.
+    Replacing the format, not ``showwarning``, leaves warnings recordable (``pytest.warns``)."""
+    seen: set[tuple[type, str]] = set()
+
     def format_warning(message, category, filename, lineno, line=None) -> str:
-        return f"qbc {name}: warning: {' '.join(str(message).split())}\n"
+        text = " ".join(_ANSI.sub("", str(message)).split()).removeprefix("WARN: ")
+        key = text if issubclass(category, QbcWarning) else re.sub(r"\d+(\.\d+)?", "#", text)
+        if (category, key) in seen:
+            return ""
+        seen.add((category, key))
+        return f"qbc {name}: warning: {text}\n"
 
     return format_warning
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(name: str) -> Iterator[None]:
+    """While a command runs: every warning is one line (:func:`_one_line_warning`), each
+    shown once; deprecation notices of the libraries (for their callers' authors, not for
+    users) are silenced. The process's warning settings are as before afterwards."""
+    format_before = warnings.formatwarning
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, PendingDeprecationWarning):
+            warnings.filterwarnings("ignore", category=category)
+        warnings.formatwarning = _one_line_warning(name)
+        try:
+            yield
+        finally:
+            warnings.formatwarning = format_before
 
 
 def _parse_flags(command: Command, args: list[str], name: str) -> Any:
@@ -150,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = _load(name)
     try:
-        with warnings.catch_warnings():
-            warnings.formatwarning = _one_line_warning(name)
+        with _warnings_as_lines(name):
             config = _parse_flags(command, rest, name)
             command.run(config)
     except KeyboardInterrupt:
@@ -179,13 +207,22 @@ def describe_error(exc: BaseException, name: str) -> tuple[str, int]:
     if isinstance(exc, OSError):  # the file system said no (permissions, a missing folder)
         return (f"{type(exc).__name__}: {_one_line(exc)}; check the paths and their "
                 "permissions"), 2
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or _out_of_memory(exc):
         return ("out of memory; use smaller sizes (fewer --episodes, --bins, a smaller model "
                 "or batch)"), 2
     kind = _user_error_kind(exc)
     if kind is not None:
         return f"{kind}: {_first_line(exc)}", 2
     return f"internal error, please report it with the log {_log_traceback(exc, name)}", 1
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's allocators failing (a RuntimeError, raised from C++ so that no torch frame is
+    on the traceback; CUDA's is ``torch.OutOfMemoryError``)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in text
+        or "CUDA out of memory" in text)
 
 
 def _user_error_kind(exc: BaseException) -> str | None:

@@ -43,9 +43,10 @@ import numpy as np
 
 from qbc.collect import MIXTURE_STREAM, episode_rng, expert_params_from, rollout_episodes
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.io import atomic_write_json, atomic_write_text, read_json
+from qbc.io import atomic_write_json, atomic_write_text, locked_output, read_json
 from qbc.policy import ModelConfig
 from qbc.train import TrainConfig
+from qbc.validate import check_config
 
 BETA_SCHEDULES = ("linear", "exp", "constant")
 INITS = ("scratch", "warm")
@@ -178,6 +179,7 @@ def beta_of(cfg: DaggerConfig, r: int) -> float:
 # -- checks ----------------------------------------------------------------------------------------
 def validate(cfg: DaggerConfig) -> None:
     """Every check on the settings alone; raises one-line QbcErrors."""
+    check_config(cfg)  # every float finite, every seed in [0, 2^32)
     if cfg.beta not in BETA_SCHEDULES:
         raise UnknownNameError("beta schedule", cfg.beta, BETA_SCHEDULES)
     if cfg.init not in INITS:
@@ -205,9 +207,9 @@ def validate(cfg: DaggerConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise InvalidValueError(message)
-    from qbc.train import validate_config as validate_train
+    from qbc.train import validate_config as validate_train  # the settings; data comes later
 
-    validate_train(round_train_config(cfg, 0, ["x-v0"]))  # settings only: no data yet
+    validate_train(round_train_config(cfg, 0, ["x-v0"]))
     round_dataset_id(cfg, cfg.rounds)
 
 
@@ -398,13 +400,14 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
     """Run (or continue) DAgger up to round ``cfg.rounds``; returns the rows of rounds.csv."""
     validate(cfg)
     expert = make_labeller(cfg)
-    rows, timings = _prepare_out(cfg)
-    for r in range(len(rows), cfg.rounds + 1):
-        row, timing = run_round(cfg, r, expert, rows)
-        rows.append(row)
-        timings.append(timing)
-        atomic_write_text(cfg.out / "timing.csv", _csv(timings, TIMING_FIELDS))
-        atomic_write_text(cfg.out / "rounds.csv", _csv(rows, ROUND_FIELDS))
+    with locked_output(cfg.out, "dagger"):  # one writer per run folder
+        rows, timings = _prepare_out(cfg)
+        for r in range(len(rows), cfg.rounds + 1):
+            row, timing = run_round(cfg, r, expert, rows)
+            rows.append(row)
+            timings.append(timing)
+            atomic_write_text(cfg.out / "timing.csv", _csv(timings, TIMING_FIELDS))
+            atomic_write_text(cfg.out / "rounds.csv", _csv(rows, ROUND_FIELDS))
     return rows
 
 

@@ -110,17 +110,6 @@ def recover_dir(path: str | os.PathLike) -> bool:
     return False
 
 
-def prepare_out_dir(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Create the output folder ``out``; refuse a non-empty existing one unless ``overwrite``
-    (:func:`check_out_dir`). Nothing is deleted: with ``overwrite`` a command's files are
-    replaced one by one (atomically), and anything else in the folder stays. Commands that
-    can fail after this point use :func:`output_dir` instead.
-    """
-    out = check_out_dir(out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes."""
     import hashlib
@@ -133,9 +122,11 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def lock_path_for(target: str | os.PathLike) -> Path:
-    """The lock file of an output ``target`` (a folder): hidden, beside it, so that it
-    survives the target being swapped by :func:`output_dir`."""
-    target = Path(target).absolute()
+    """The lock file of an output ``target`` (a folder or a file): hidden, beside it, so that
+    it survives the target being swapped by :func:`output_dir`. The path is resolved first:
+    every spelling of one folder ('r', './r', its absolute path, a symlink to it) has one
+    lock."""
+    target = Path(target).resolve()
     return target.parent / f".{target.name}.lock"
 
 
@@ -232,12 +223,11 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
     import shutil
 
     out = check_out_dir(out, overwrite, refusal)
-    out.absolute().parent.mkdir(parents=True, exist_ok=True)
-    with exclusive(lock_path_for(out), f"qbc {what} is writing {str(out)!r}"):
+    with locked_output(out, what) as parents:
         check_out_dir(out, overwrite, refusal)  # again, under the lock
         staged = out.is_dir() and any(out.iterdir())
         created = not out.exists()
-        work = (Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.absolute().parent))
+        work = (Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parents))
                 if staged else out)
         work.mkdir(exist_ok=True)
         try:
@@ -266,6 +256,58 @@ def _remove_entries(paths: list[Path]) -> None:
             shutil.rmtree(path, ignore_errors=True)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+@contextmanager
+def output_file(path: str | os.PathLike, overwrite: bool, what: str) -> Iterator[Path]:
+    """The file a command writes its one output into (atomically, :func:`atomic_write`),
+    locked against a second writer. A folder, or an existing file without ``overwrite``, is
+    refused before anything is created; the old file stays until the new one replaces it."""
+    from qbc.errors import OutputExistsError
+
+    path = Path(path)
+
+    def check() -> None:
+        if path.is_dir():
+            raise OutputExistsError(f"--out {str(path)!r} is a folder; give a file name")
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{str(path)!r} exists; pass --overwrite to replace it or "
+                                    "choose another --out")
+
+    check()
+    with locked_output(path, what):
+        check()  # again, under the lock
+        yield path
+
+
+@contextmanager
+def locked_output(target: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold the lock of the output ``target`` (:func:`exclusive`, :func:`lock_path_for`) for
+    the block, named 'qbc <what> is writing <target>'; its missing parent folders are made
+    first and removed again if the block fails. Yields the parent folder."""
+    target = Path(target)
+    with _parents_made(target) as parent, \
+            exclusive(lock_path_for(target), f"qbc {what} is writing {str(target)!r}"):
+        yield parent
+
+
+@contextmanager
+def _parents_made(path: Path) -> Iterator[Path]:
+    """Make the missing parent folders of ``path`` for the block; on an error the ones made
+    here are removed again when empty (a refused or failed command leaves no new folders).
+    Yields the parent folder."""
+    parent = path.absolute().parent
+    missing = [p for p in [parent, *parent.parents] if not p.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield parent
+    except BaseException:
+        for p in missing:  # deepest first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def _move_entries(src: Path, dst: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from qbc.io import atomic_write_json, atomic_write_text
+from qbc.io import atomic_write_json, atomic_write_text, output_dir
 from qbc.quickstart_report import format_report, format_summary
 
 
@@ -84,41 +84,50 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     and one regret-vs-horizon plot per env into the run directory; returns the results dict."""
     import torch
 
-    from qbc.io import prepare_out_dir
-    from qbc.progress import progress_bar
+    from qbc.validate import Rule, check_config
 
+    check_config(cfg, {"threads": Rule(lo=0, integer=True)})
     plan = TINY if cfg.tiny else Plan()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = cfg.out or Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = prepare_out_dir(out, overwrite=False)
-    atomic_write_json(out / "config.json", {"config": {**asdict(cfg), "out": str(out)},
-                                            "plan": asdict(plan)})
+    with output_dir(out, overwrite=False, what="quickstart") as work:
+        rows, envs, seconds = _run_plan(plan, cfg, out, work)
+        result = {"plan": asdict(plan), "tiny": cfg.tiny, "envs": envs, "rows": rows,
+                  "seconds": seconds}
+        atomic_write_json(work / "results.json", result)
+        plots = _plot(rows, plan, work)
+        atomic_write_text(work / "report.md", format_report(result, plots))
+    print(format_summary(result))
+    print(f"report: {out / 'report.md'} ({seconds:.0f} s)")
+    return result
+
+
+def _run_plan(plan: Plan, cfg: QuickstartConfig, out: Path, work: Path
+              ) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+    """Every cell of ``plan``, written into ``work`` (the run directory ``out``):
+    (rows, env facts, seconds)."""
+    from qbc.progress import progress_bar
+
+    atomic_write_json(work / "config.json", {"config": {**asdict(cfg), "out": str(out)},
+                                             "plan": asdict(plan)})
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     envs: dict[str, Any] = {}
     n_cells = len(plan.envs) * len(plan.quantizers) * len(plan.bins)
     bar = progress_bar(total=n_cells, desc="quickstart", unit="policy", disable=not cfg.progress)
-    with _datasets_in(out / "datasets"):
+    with _datasets_in(work / "datasets"):
         for env_id, expert_name in plan.envs:
-            env_info, demos, expert = _prepare_env(env_id, expert_name, plan, cfg, out)
+            env_info, demos, expert = _prepare_env(env_id, expert_name, plan, cfg, work)
             envs[env_id] = env_info
             for quantizer in plan.quantizers:
                 for bins in plan.bins:
                     bar.set_postfix_str(f"{env_id} {quantizer}/{bins}")
                     rows.append(_run_cell(env_id, expert, demos, quantizer, bins, plan, cfg,
-                                          out, env_info))
+                                          work, env_info))
                     bar.update(1)
     bar.close()
-    seconds = time.perf_counter() - start
-    result = {"plan": asdict(plan), "tiny": cfg.tiny, "envs": envs, "rows": rows,
-              "seconds": seconds}
-    atomic_write_json(out / "results.json", result)
-    plots = _plot(rows, plan, out)
-    atomic_write_text(out / "report.md", format_report(result, plots))
-    print(format_summary(result))
-    print(f"report: {out / 'report.md'} ({seconds:.0f} s)")
-    return result
+    return rows, envs, time.perf_counter() - start
 
 
 def _prepare_env(env_id: str, expert_name: str, plan: Plan, cfg: QuickstartConfig, out: Path):

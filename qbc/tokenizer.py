@@ -31,9 +31,10 @@ from qbc.errors import (
     NotFittedError,
     OutputExistsError,
 )
-from qbc.io import atomic_write_json, read_json
+from qbc.io import atomic_write_json, output_file, read_json
 from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
 from qbc.quantizers.base import as_real_array, check_tokens
+from qbc.validate import Rule, check_config, check_memory
 
 FORMAT = "qbc.tokenizer"
 FORMAT_VERSION = 1
@@ -407,23 +408,42 @@ class TokenizeConfig:
     """replace an existing output file."""
 
 
+#: Ranges of the numeric flags (the quantizer checks its own settings when it is built).
+TOKENIZE_RULES = {"quantile": Rule(lo=0, hi=0.5, hi_open=True)}
+
+
 def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
-    if not cfg.actions.is_file():
-        raise InvalidValueError(f"actions file {str(cfg.actions)!r} does not exist")
-    try:
-        actions = np.load(cfg.actions, allow_pickle=False)
-    except ValueError as exc:
-        raise CorruptFileError(f"cannot read {cfg.actions} as a .npy array: {exc}") from None
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} exists; pass --overwrite to replace it")
+    check_config(cfg, TOKENIZE_RULES)
+    actions = load_actions_file(cfg.actions)
+    n_dims = int(np.prod(actions.shape[1:])) if actions.ndim > 1 else 1
+    # codebooks, per-token counts of the report and the decode table: a few copies of D x bins
+    check_memory(32.0 * max(cfg.bins, 1) * n_dims + 16.0 * actions.size,
+                 f"a tokenizer of {cfg.bins:,} bins for {n_dims} action dimension(s)",
+                 "use fewer --bins")
     params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
-    tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
-    tok.save(cfg.out)
+    with output_file(cfg.out, cfg.overwrite, "tokenize") as out:
+        tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
+        tok.save(out)
     tok.warn_clipped(actions)
     rep = tok.report(actions)
     print(format_report(rep))
     print(f"saved {cfg.out}")
     return rep
+
+
+def load_actions_file(path: Path) -> np.ndarray:
+    """The array of a .npy file (no pickle); a missing, damaged or non-.npy file is refused in
+    one line."""
+    if not path.is_file():
+        raise InvalidValueError(f"actions file {str(path)!r} does not exist")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise CorruptFileError(f"{str(path)!r} is not a .npy file (no NumPy header); save "
+                                   "the actions with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise CorruptFileError(f"cannot read {path} as a .npy array: {exc}") from None
 
 
 def format_report(rep: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -182,9 +183,10 @@ MIN_AUTO_STEPS, MAX_AUTO_STEPS = 2000, 200_000
 AUTO_PATIENCE = 10
 
 #: Settings that may differ between a run and its ``--resume`` ('out': a run is found by its
-#: folder, however its path is spelled, and a moved folder still resumes).
-_RESUMABLE_CHANGES = {"out", "steps", "epochs", "patience", "resume", "overwrite", "progress",
-                      "device", "tensorboard", "wandb",
+#: folder, however its path is spelled, and a moved folder still resumes; 'run_id' is checked
+#: by :func:`run_identity`).
+_RESUMABLE_CHANGES = {"out", "run_id", "steps", "epochs", "patience", "resume", "overwrite",
+                      "progress", "device", "tensorboard", "wandb",
                       "rollout_episodes", "augment", "transition_steps", "transition_head",
                       "transition_bins", "rollout_horizon", "rollout_seed", "eval_interval"}
 
@@ -466,16 +468,19 @@ def run_dir(cfg: TrainConfig) -> Iterator[tuple[Path, bool]]:
     with ``--overwrite`` an existing run stays untouched until the new one has finished in a
     staging folder beside it, and is then replaced."""
     out = cfg.out
-    resumable = (out / "last" / "trainer_state.json").is_file() or (out / ".last.old").is_dir()
-    if cfg.resume and resumable:
+    no_run = OutputExistsError(
+        f"--resume: {out} holds no resumable run (no last/trainer_state.json); give the "
+        "--out of the run to continue, or start a new run in another --out")
+    if cfg.resume and _resumable(out):
         with exclusive(lock_path_for(out), f"qbc train is writing {str(out)!r}"):
             recover_dir(out / "last")  # a crash between the renames of the last save
+            if not (out / "last" / "trainer_state.json").is_file():
+                raise no_run  # replaced before the lock was ours
+            run_identity(out)  # the parts of the folder belong to one run
             yield out, True
         return
     if cfg.resume and out.is_dir() and any(out.iterdir()):
-        raise OutputExistsError(
-            f"--resume: {out} holds no resumable run (no last/trainer_state.json); give the "
-            "--out of the run to continue, or start a new run in another --out")
+        raise no_run
     refusal = (f"run directory {out} is not empty; pass --overwrite to replace its run, "
                "--resume to continue it, or choose another --out")
     with output_dir(out, cfg.overwrite, "train", refusal,
@@ -488,6 +493,34 @@ def run_dir(cfg: TrainConfig) -> Iterator[tuple[Path, bool]]:
 #: entries it does not write itself (curves of a --tensorboard run, a --augment model).
 RUN_OUTPUTS = ("train_config.json", "metrics.jsonl", "summary.json", "best", "last",
                "transition", "tensorboard", "wandb")
+
+
+def _resumable(out: Path) -> bool:
+    return (out / "last" / "trainer_state.json").is_file() or (out / ".last.old").is_dir()
+
+
+#: The files of a run folder that record its run id (``run_id``, drawn when the run starts).
+_RUN_ID_FILES = ("train_config.json", "last/config.json", "best/config.json")
+
+
+def run_identity(out: Path) -> str | None:
+    """The run id of the run in ``out`` (None for a run made before run ids were recorded).
+    A folder whose parts were written by different runs (a ``last/`` copied from another
+    run, an interrupted swap) is refused: resuming it would mix two runs."""
+    ids = {}
+    for rel in _RUN_ID_FILES:
+        if (out / rel).is_file():
+            stored = read_json(out / rel, what="run config")
+            stored = stored.get("train", stored) if rel != _RUN_ID_FILES[0] else stored
+            if isinstance(stored, dict) and isinstance(stored.get("run_id"), str):
+                ids[rel] = stored["run_id"]
+    if len(set(ids.values())) > 1:
+        detail = ", ".join(f"{rel}: {rid[:8]}" for rel, rid in ids.items())
+        raise CorruptFileError(
+            f"--resume: the files of {out} belong to different runs (run ids {detail}); "
+            "resume the run each came from in its own folder, or start a new run in another "
+            "--out")
+    return next(iter(ids.values()), None)
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -640,6 +673,8 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
 
     conf = {**config_dict(cfg), "dataset_sha256": demos_fingerprint(demos)}
     final_out, cfg = cfg.out, dataclasses.replace(cfg, out=work)  # outputs go to work
+    # A run keeps the id drawn when it started; --resume checks that the folder's parts agree.
+    conf["run_id"] = (run_identity(work) if resuming else None) or uuid.uuid4().hex
     selection = _selection_plan(cfg, demos) if cfg.select_by == "rollout" else None
 
     torch.manual_seed(cfg.seed)
@@ -688,6 +723,8 @@ def _train(cfg: TrainConfig, demos: Any, stop_at: int | None, device: torch.devi
             if np_rng is not None:
                 np_rng.bit_generator.state = state["np_rng"]
             start, best = int(state["step"]), state["best"]
+            if start < 0 or not isinstance(best, dict) or int(best["step"]) < 0:
+                raise ValueError(f"step {start} or its best step is negative")
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise CorruptFileError(f"{cfg.out / 'last'} cannot be resumed from ({exc}); "
                                    "start again with --overwrite") from None

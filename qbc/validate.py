@@ -1,10 +1,11 @@
 """Checking a command's whole configuration before it touches anything.
 
 Every command calls :func:`check_config` on its config dataclass first: every float field (also
-in nested dataclasses such as ``--model.*``) must be finite, every field named ``seed`` or
-``*_seed`` must lie in [0, 2^32), and the fields given ``rules`` must lie in their ranges. Sizes
-that would not fit in memory are refused by :func:`check_memory` with the estimate, and a device
-name by :func:`check_device`, all before any output is created, replaced or deleted.
+in nested dataclasses such as ``--model.*``, and every float of a list field) must be finite,
+every field named ``seed`` or ``*_seed`` must lie in [0, 2^32), and the fields given ``rules``
+must lie in their ranges. Sizes that would not fit in memory are refused by
+:func:`check_memory` with the estimate, and a device name by :func:`check_device`, all before
+any output is created, replaced or deleted.
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ def check_config(cfg: Any, rules: dict[str, Rule] | None = None, prefix: str = "
             rule = Rule()
         if rule is not None:
             check_value(value, rule, flag_name(prefix + name))
+        elif isinstance(value, (tuple, list)):  # every float of a list flag is finite too
+            for item in value:
+                if isinstance(item, float):
+                    check_value(item, Rule(), flag_name(prefix + name))
     if rules:
         raise KeyError(f"rules for fields that {type(cfg).__name__} lacks: {sorted(rules)}")
 

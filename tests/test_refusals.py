@@ -73,6 +73,12 @@ def ws(tmp_path_factory):
     finally:
         os.environ.pop("MINARI_DATASETS_PATH") if old is None else os.environ.update(
             MINARI_DATASETS_PATH=old)
+    np.save(root / "acts.npy", np.linspace(-1, 1, 40, dtype=np.float32).reshape(20, 2))
+    (root / "tok.json").write_text("{}\n")  # an existing output file
+    (root / "huge.toml").write_text('[grid]\nenvs = ["qbc/LinearUnstable-v0"]\n'
+                                    'horizons = [1000000000000000]\n')
+    (root / "old").mkdir()
+    (root / "old" / "results.csv").write_text("an older result\n")  # an existing output folder
     return root
 
 
@@ -106,6 +112,39 @@ CASES = {
     "expert-params": (["collect", "--env", ENV, "--dataset-id", "qbc/new-v0", "--episodes", "2",
                        "--expert", "linear", "--expert-params", '{"gain_scale": "x"}'],
                       "parameter 'gain_scale' of expert 'linear' must be"),
+    # the other commands that write outputs (one bad input each; --overwrite of a folder or file)
+    "tokenize": (["tokenize", "--actions", "{root}/acts.npy", "--out", "{root}/tok.json",
+                  "--overwrite", "--quantile", "0.7"], "--quantile must be"),
+    "tokenize-new-folder": (["tokenize", "--actions", "{root}/acts.npy", "--out",
+                             "{root}/new/sub/t.json", "--quantizer", "unifrom"],
+                            "unknown quantizer 'unifrom'"),
+    "tokenize-exists": (["tokenize", "--actions", "{root}/acts.npy", "--out", "{root}/tok.json"],
+                        "exists; pass --overwrite"),
+    "ste-recover": (["ste", "recover", "--out", "{root}/old", "--overwrite", "--ratios", "nan"],
+                    "--ratios must be a finite number, got nan"),
+    "ste-recurrence": (["ste", "recurrence", "--out", "{root}/old", "--overwrite", "--seed",
+                        "-1"], "--seed must be an integer in [0, "),
+    "ste-benchmark": (["ste", "benchmark", "--out", "{root}/old", "--overwrite", "--seeds",
+                       "-1"], "--seeds must be an integer in [0, "),
+    "compressive": (["compressive", "run", "--out", "{root}/old", "--overwrite",
+                     "--test-fraction", "inf"], "--test-fraction must be"),
+    "compressive-exists": (["compressive", "run", "--out", "{root}/old", "--seeds", "1"],
+                           "exists and is not empty"),
+    "quickstart": (["quickstart", "--out", "{root}/qs", "--threads", "-1"], "--threads must be"),
+    "quickstart-exists": (["quickstart", "--out", "{root}/old", "--tiny"],
+                          "exists and is not empty"),
+    "dagger": (["dagger", "--env", ENV, "--out", "{root}/old", "--overwrite", "--beta-value",
+                "nan"], "--beta-value must be"),
+    "tokenize-bins-memory": (["tokenize", "--actions", "{root}/acts.npy", "--out",
+                              "{root}/tok.json", "--overwrite", "--bins", "1000000000"],
+                             "of memory, more than"),
+    "tokenize-not-npy": (["tokenize", "--actions", "{root}/tok.json", "--out", "{root}/t.json"],
+                         "is not a .npy file"),
+    "ste-memory": (["ste", "recover", "--out", "{root}/old", "--overwrite", "--n", "100000",
+                    "--ratios", "64"], "of memory, more than"),
+    "sweep-memory": (["sweep", "--config", "{root}/huge.toml", "--out", "{root}/sw"],
+                     "of memory, more than"),
+    "sweep-report": (["sweep", "report", "{root}/nosweep"], "is missing or empty"),
     "run-locked": ([*TRAIN, "--out", "{root}/run", "--overwrite"], "pid {pid}"),
     "dataset-locked": (["collect", "--env", ENV, "--dataset-id", "qbc/held-v0", "--episodes",
                         "2"], "pid {pid}"),
@@ -236,8 +275,40 @@ def test_resume_finds_the_run_by_its_folder_and_checks_the_data(ws, tmp_path, mo
     shutil.move("r", "moved")
     with pytest.raises(InvalidValueError, match="differ from those the run"):
         train(_tiny_cfg(tmp_path / "moved", resume=True), demos.select([0, 1, 2]))
+    run_id = json.loads(Path("moved/train_config.json").read_text())["run_id"]
     result = train(_tiny_cfg(tmp_path / "moved", resume=True), demos)
     assert result.step == 4 and result.out == tmp_path / "moved"
+    for rel in ("train_config.json", "last/config.json", "best/config.json"):  # one run id
+        stored = json.loads(Path("moved", rel).read_text())
+        assert stored.get("run_id", stored.get("train", {}).get("run_id")) == run_id, rel
+
+
+def test_resume_refuses_a_folder_mixing_two_runs(ws, tmp_path, monkeypatch):
+    """Two runs with the same settings and data differ only by their run id: a last/ copied
+    from one into the other's folder is refused, and the folder is left as it was."""
+    from qbc.data import load_demonstrations
+    from qbc.train import train
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
+    demos = load_demonstrations("qbc/lin-v0")
+    for name in ("a", "b"):
+        train(_tiny_cfg(tmp_path / name), demos, stop_at=2)
+    shutil.rmtree(tmp_path / "a" / "last")
+    shutil.copytree(tmp_path / "b" / "last", tmp_path / "a" / "last")
+    before = snapshot(tmp_path)
+    with pytest.raises(CorruptFileError, match="belong to different runs"):
+        train(_tiny_cfg(tmp_path / "a", resume=True), demos)
+    assert changes(before, snapshot(tmp_path)) == []
+
+
+def test_every_spelling_of_a_folder_has_one_lock(tmp_path, monkeypatch):
+    from qbc.io import lock_path_for
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "r")
+    monkeypatch.chdir(tmp_path)
+    spellings = ["r", "./r", str(tmp_path / "r"), "link", "r/../r"]
+    assert {lock_path_for(p) for p in spellings} == {tmp_path / ".r.lock"}
 
 
 def test_policy_refuses_nonfinite_observations(ws):
@@ -321,3 +392,40 @@ def test_overwrite_removes_stale_owned_outputs_and_keeps_other_files(tmp_path):
     assert (out / "summary.json").read_text() == "new"
     assert not (out / "curves").exists()  # the old run's, not written by the new one
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_torch_allocator_failure_is_out_of_memory():
+    from qbc.cli import describe_error
+
+    exc = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                       "can't allocate memory: you tried to allocate 40960000000000 bytes.")
+    message, code = describe_error(exc, "ste recover")
+    assert code == 2 and message.startswith("out of memory"), message
+
+
+# -- library warnings: one line each -----------------------------------------------------------
+def test_a_library_warning_is_one_line_once(tmp_path):
+    """scikit-learn's KMeans warns 'Number of distinct clusters (2|3) found smaller than
+    n_clusters (4)' once per action dimension here (near-duplicate values); the user sees one
+    line in qbc's format, and Python's warning format is as before afterwards."""
+    import warnings
+
+    actions = np.zeros((300, 2), dtype=np.float32)
+    actions[150:, 0] = 1
+    actions[100:200, 1], actions[200:, 1] = 1, 2
+    actions[0], actions[1] = 1e-30, 2e-30
+    np.save(tmp_path / "near.npy", actions)
+    before = warnings.formatwarning
+    proc = subprocess.run([sys.executable, "-m", "qbc.cli", "tokenize", "--actions", "near.npy",
+                           "--quantizer", "kmeans", "--bins", "4", "--out", "t.json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("qbc tokenize: warning: Number of distinct clusters"), lines[0]
+
+    from qbc.cli import main
+
+    main(["tokenize", "--actions", str(tmp_path / "near.npy"), "--out",
+          str(tmp_path / "t2.json")])
+    assert warnings.formatwarning is before

@@ -18,7 +18,8 @@ from qbc.compressive.projection import projection_quantizer
 from qbc.compressive.report import format_table, format_winners, plot, write_csv
 from qbc.compressive.sweep import FULL, compare_quantizers, run_grid, summarize
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.io import atomic_write_json, prepare_out_dir
+from qbc.io import atomic_write_json, output_dir
+from qbc.validate import AT_LEAST_ONE, SEED_LIMIT, Rule, check_config
 
 
 @dataclass
@@ -55,6 +56,10 @@ class CompressiveConfig:
     """show a progress bar."""
 
 
+#: Ranges of the numeric flags (seeds are checked by :func:`qbc.validate.check_config`).
+RULES = {"seeds": AT_LEAST_ONE, "test_fraction": Rule(lo=0, hi=1, lo_open=True, hi_open=True)}
+
+
 def _split_list(values: tuple[str, ...] | list[str] | str) -> list[str]:
     if isinstance(values, str):
         values = [values]
@@ -68,6 +73,10 @@ def resolve(cfg: CompressiveConfig) -> dict[str, Any]:
         raise UnknownNameError("model", cfg.model, MODELS)
     if cfg.dataset not in DATASETS:
         raise UnknownNameError("dataset", cfg.dataset, DATASETS)
+    check_config(cfg, RULES)
+    if cfg.first_seed + cfg.seeds > SEED_LIMIT:
+        raise InvalidValueError(f"--first-seed + --seeds must stay below 2^32, got "
+                                f"{cfg.first_seed} + {cfg.seeds}")
     task = MODELS[cfg.model]
     bits: list[str] = []
     for b in _split_list(cfg.bits):
@@ -89,25 +98,40 @@ def resolve(cfg: CompressiveConfig) -> dict[str, Any]:
                 projection_quantizer(name, int(b))
     if not bits or not ks or (not quantizers and bits != [FULL]):
         raise InvalidValueError("--bits, --k and --quantizer each need at least one value")
-    if cfg.seeds < 1:
-        raise InvalidValueError(f"--seeds must be >= 1, got {cfg.seeds}")
     return {"bits": list(dict.fromkeys(bits)), "ks": sorted(set(ks)),
             "quantizers": list(dict.fromkeys(quantizers)),
             "seeds": list(range(cfg.first_seed, cfg.first_seed + cfg.seeds)), "task": task}
 
 
 def run_compressive(cfg: CompressiveConfig) -> dict[str, Any]:
-    """Run the grid, write the outputs under ``cfg.out`` and print the summary; returns it."""
+    """Run the grid, write the outputs under ``cfg.out`` and print the summary; returns it.
+    Every flag is checked and the dataset opened before ``cfg.out`` is touched; with
+    ``--overwrite`` the old outputs are replaced only when the run has succeeded."""
     grid = resolve(cfg)
     split = make_split(cfg.dataset, grid["task"], cfg.test_fraction, cfg.split_seed,
                        cfg.standardize)
-    out = prepare_out_dir(cfg.out, cfg.overwrite)
     config = {**{k: (str(v) if isinstance(v, Path) else v)
                  for k, v in dataclasses.asdict(cfg).items()}, "resolved": grid,
               "n_train": len(split.y_train), "n_test": len(split.y_test),
               "n_features": int(split.x_train.shape[1])}
-    atomic_write_json(out / "config.json", config)
+    title = f"{cfg.dataset} / {cfg.model} ({len(grid['seeds'])} seeds)"
+    with output_dir(cfg.out, cfg.overwrite, "compressive run") as out:
+        result, summary, plots = _run_into(out, cfg, grid, split, config, title)
+    print(f"qbc compressive run: {title}, {config['n_train']} train / {config['n_test']} test "
+          f"rows, d = {config['n_features']}")
+    print(format_table(summary, grid["quantizers"], grid["bits"], grid["ks"]))
+    text = format_winners(result["winners"], grid["ks"])
+    if text:
+        print(text)
+    print(f"wrote {cfg.out}/: results.csv, summary.csv, summary.json, config.json"
+          + "".join(f", {p.name}" for p in plots))
+    return result
 
+
+def _run_into(out: Path, cfg: CompressiveConfig, grid: dict[str, Any], split: Any,
+              config: dict[str, Any], title: str) -> tuple[dict, list[dict], list[Path]]:
+    """Run the grid and write its files into ``out``: (result, summary rows, plot paths)."""
+    atomic_write_json(out / "config.json", config)
     rows = run_grid(split, cfg.model, [int(b) if b != FULL else FULL for b in grid["bits"]],
                     grid["ks"], grid["quantizers"], grid["seeds"], progress=cfg.progress)
     summary = summarize(rows)
@@ -119,19 +143,9 @@ def run_compressive(cfg: CompressiveConfig) -> dict[str, Any]:
     result = {"dataset": cfg.dataset, "model": cfg.model, "summary": summary,
               "winners": winners}
     atomic_write_json(out / "summary.json", _json_safe(result))
-    title = f"{cfg.dataset} / {cfg.model} ({len(grid['seeds'])} seeds)"
     plots = plot(summary, grid["quantizers"], grid["bits"], grid["ks"], out, title) \
         if cfg.plots else []
-
-    print(f"qbc compressive run: {title}, {config['n_train']} train / {config['n_test']} test "
-          f"rows, d = {config['n_features']}")
-    print(format_table(summary, grid["quantizers"], grid["bits"], grid["ks"]))
-    text = format_winners(winners, grid["ks"])
-    if text:
-        print(text)
-    print(f"wrote {out}/: results.csv, summary.csv, summary.json, config.json"
-          + "".join(f", {p.name}" for p in plots))
-    return result
+    return result, summary, plots
 
 
 def _json_safe(obj: Any) -> Any:

@@ -8,12 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from qbc.io import (  # noqa: F401  (prepare_out_dir is re-exported for the ste commands)
-    atomic_write,
-    atomic_write_json,
-    atomic_write_text,
-    prepare_out_dir,
-)
+from qbc.io import atomic_write, atomic_write_json, atomic_write_text
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,10 +17,12 @@ import torch
 from torch import nn
 
 from qbc.errors import InvalidValueError
+from qbc.io import output_dir
 from qbc.progress import progress_bar
-from qbc.ste._outputs import prepare_out_dir, write_config, write_csv
+from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.functions import available_ste
 from qbc.ste.layers import QuantLinear, anneal_step, export_deployed
+from qbc.validate import AT_LEAST_ONE, SEED, check_config, check_value
 
 FULL_PRECISION = "fp"
 
@@ -135,22 +137,28 @@ def train_one(method: str, seed: int, cfg: BenchmarkConfig) -> dict[str, Any]:
 
 def run_benchmark(cfg: BenchmarkConfig) -> list[dict[str, Any]]:
     """Train every (method, seed), write results.csv and table.csv, print the table."""
+    check_config(cfg)
     valid = [FULL_PRECISION, *available_ste()]
     bad = [m for m in cfg.methods if m not in valid]
     if bad:
         raise InvalidValueError(f"unknown methods {bad}; choose from {', '.join(valid)}")
     if not cfg.seeds or cfg.epochs < 1 or cfg.batch_size < 2 or not 0 < cfg.test_fraction < 1:
         raise InvalidValueError("need seeds, epochs >= 1, batch_size >= 2, 0 < test_fraction < 1")
-    out = prepare_out_dir(cfg.out, cfg.overwrite)
-    write_config(out, cfg)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
-    rows = [train_one(m, s, cfg) for m, s in progress_bar(runs, desc="ste benchmark", unit="run")]
-    write_csv(out / "results.csv", rows)
-    table = summarize(rows, cfg.methods)
-    write_csv(out / "table.csv", table)
+    for seed in cfg.seeds:
+        check_value(seed, SEED, "--seeds")
+    for width in cfg.hidden:
+        check_value(width, AT_LEAST_ONE, "--hidden")
+    with output_dir(cfg.out, cfg.overwrite, "ste benchmark") as out:
+        write_config(out, cfg)
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+        runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
+        rows = [train_one(m, s, cfg)
+                for m, s in progress_bar(runs, desc="ste benchmark", unit="run")]
+        write_csv(out / "results.csv", rows)
+        table = summarize(rows, cfg.methods)
+        write_csv(out / "table.csv", table)
     print(format_table(table, cfg))
-    print(f"wrote {out}/results.csv, table.csv")
+    print(f"wrote {cfg.out}/results.csv, table.csv")
     return table
 
 

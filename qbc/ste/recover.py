@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
+from qbc.io import atomic_write_json, output_dir
 from qbc.progress import progress_bar
-from qbc.ste._outputs import prepare_out_dir, save_figure, write_config, write_csv
-from qbc.ste.twolayer import TwoLayerModel, recovery_trials
+from qbc.ste._outputs import save_figure, write_config, write_csv
+from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, recovery_trials
+from qbc.validate import AT_LEAST_ONE, Rule, check_config
 
 KINDS = ("ergodic", "last")
 
@@ -194,12 +196,25 @@ def plot_n50(n50: dict[str, dict[int, float]], fits: dict[str, tuple[float, floa
 def run_recover(cfg: RecoverConfig) -> dict[str, Any]:
     """Run the sweep, write recovery.csv, n50.csv, summary.json, config.json and the plots;
     print the N50 table and the exponents next to the paper's claim."""
+    check_config(cfg, {"trials": AT_LEAST_ONE, "stop_after": Rule(lo=0, integer=True),
+                       "bootstrap": Rule(lo=0, integer=True)})
     if not cfg.n or not cfg.ratios or min(cfg.n) < 1 or min(cfg.ratios) <= 0:
         raise InvalidValueError("--n and --ratios need positive entries")
     if cfg.trials < 1:
         raise InvalidValueError(f"--trials must be >= 1, got {cfg.trials}")
     cfg.model.validate()
-    out = prepare_out_dir(cfg.out, cfg.overwrite)
+    n_max = max(cfg.n)
+    check_problem_memory(cfg.model, n_max, max(1, int(round(max(cfg.ratios) * n_max))),
+                         cfg.trials, "use smaller --n, --ratios, --trials or --model.m")
+    with output_dir(cfg.out, cfg.overwrite, "ste recover") as out:
+        n50_rows, summary = _recover_into(out, cfg)
+    print(format_summary(n50_rows, summary, cfg))
+    print(f"wrote {cfg.out}/recovery.csv, n50.csv, summary.json and 4 plots")
+    return summary
+
+
+def _recover_into(out: Path, cfg: RecoverConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the sweep and write its tables and plots into ``out``: (N50 rows, summary)."""
     write_config(out, cfg)
     rows = sweep(cfg)
     write_csv(out / "recovery.csv", rows)
@@ -214,15 +229,11 @@ def run_recover(cfg: RecoverConfig) -> dict[str, Any]:
     summary = {kind: {"exponent": fits[kind][0], "exponent_ci95": boots[kind]["exponent_ci95"],
                       "n50": {str(n): v for n, v in n50[kind].items()}} for kind in KINDS}
     summary["paper_claim"] = "N ≳ n² suffices for the ergodic iterate (exponent 2, an upper bound)"
-    from qbc.io import atomic_write_json
-
     atomic_write_json(out / "summary.json", _finite(summary))
     for x in ("N", "N/n", "N/n2"):
         plot_recovery(rows, out, x)
     plot_n50(n50, fits, out)
-    print(format_summary(n50_rows, summary, cfg))
-    print(f"wrote {out}/recovery.csv, n50.csv, summary.json and 4 plots")
-    return summary
+    return n50_rows, summary
 
 
 def _finite(obj: Any) -> Any:

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
+from qbc.io import output_dir
 from qbc.progress import progress_bar
-from qbc.ste._outputs import prepare_out_dir, save_figure, write_config, write_csv
-from qbc.ste.twolayer import TwoLayerModel, make_problem, run_ste
+from qbc.ste._outputs import save_figure, write_config, write_csv
+from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, make_problem, run_ste
+from qbc.validate import AT_LEAST_ONE, check_config
 
 
 def _default_model() -> TwoLayerModel:
@@ -56,13 +58,33 @@ def count_returns(hamming: np.ndarray, start_at_opt: np.ndarray | None = None) -
 
 def run_recurrence(cfg: RecurrenceConfig) -> list[dict[str, Any]]:
     """Run every noise level, write the tables and the plot, print the summary table."""
+    check_config(cfg, {"n": AT_LEAST_ONE, "N": AT_LEAST_ONE, "trials": AT_LEAST_ONE})
     if not cfg.noise or min(cfg.noise) < 0:
         raise InvalidValueError("--noise needs one or more levels >= 0")
     if cfg.trials < 1:
         raise InvalidValueError(f"--trials must be >= 1, got {cfg.trials}")
     cfg.model.validate()
-    out = prepare_out_dir(cfg.out, cfg.overwrite)
-    write_config(out, cfg)
+    check_problem_memory(cfg.model, cfg.n, cfg.N, cfg.trials,
+                         "use smaller --n, --N, --trials or --model.m")
+    with output_dir(cfg.out, cfg.overwrite, "ste recurrence") as out:
+        write_config(out, cfg)
+        rows, traces = run_levels(cfg)
+        write_csv(out / "recurrence.csv", rows)
+        T = cfg.model.iters
+        trace_rows = [{"t": t + 1, **{f"{k}_noise{lv:g}": float(traces[lv][i][t])
+                                      for lv in cfg.noise
+                                      for i, k in enumerate(("distance", "loss", "hamming"))}}
+                      for t in range(T)]
+        write_csv(out / "traces.csv", trace_rows)
+        plot_traces(traces, cfg, out / "recurrence.png")
+    print(format_table(rows, cfg))
+    print(f"wrote {cfg.out}/recurrence.csv, traces.csv, recurrence.png")
+    return rows
+
+
+def run_levels(cfg: RecurrenceConfig) -> tuple[list[dict[str, Any]], dict[float, tuple]]:
+    """Run every noise level: (one row per trial, trial 0's distance/loss/hamming traces per
+    level)."""
     rows, traces = [], {}
     for level in progress_bar(cfg.noise, desc="ste recurrence", unit="noise level"):
         model = dataclasses.replace(cfg.model, noise=float(level))
@@ -82,17 +104,7 @@ def run_recurrence(cfg: RecurrenceConfig) -> list[dict[str, Any]]:
                          "ergodic_recovered": bool(run.recovered_ergodic[b]),
                          "last_recovered": bool(run.recovered_last[b])})
         traces[level] = (run.distance[0], run.loss[0], run.hamming[0])
-    write_csv(out / "recurrence.csv", rows)
-    T = cfg.model.iters
-    trace_rows = [{"t": t + 1, **{f"{k}_noise{lv:g}": float(traces[lv][i][t])
-                                  for lv in cfg.noise
-                                  for i, k in enumerate(("distance", "loss", "hamming"))}}
-                  for t in range(T)]
-    write_csv(out / "traces.csv", trace_rows)
-    plot_traces(traces, cfg, out / "recurrence.png")
-    print(format_table(rows, cfg))
-    print(f"wrote {out}/recurrence.csv, traces.csv, recurrence.png")
-    return rows
+    return rows, traces
 
 
 def plot_traces(traces: dict[float, tuple[np.ndarray, ...]], cfg: RecurrenceConfig, path: Path

@@ -126,6 +126,15 @@ class Problem:
     eta: torch.Tensor  # (B, 1) raw step size per trial
 
 
+def check_problem_memory(model: TwoLayerModel, n: int, N: int, trials: int, fix: str) -> None:
+    """Refuse a problem whose inputs (trials, N * m, n) float32, with working copies and the
+    recorded traces, would not fit in memory (:func:`qbc.validate.check_memory`)."""
+    from qbc.validate import check_memory
+
+    check_memory(12.0 * trials * N * model.m * n + 12.0 * trials * model.iters,
+                 f"STE trials ({trials:,} x N={N:,} x m={model.m:,} x n={n:,})", fix)
+
+
 def make_problem(model: TwoLayerModel, n: int, N: int, trials: int, seed: int) -> Problem:
     """Draw ``trials`` independent problems of dimension ``n`` with ``N`` samples each, from one
     seed (the same seed gives the same problems)."""

@@ -28,7 +28,7 @@ import tyro
 from qbc.errors import InvalidValueError
 from qbc.io import atomic_write_text, read_json
 from qbc.rollout import fit_growth, mean_ci95
-from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table
+from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table, sweep_lock
 
 #: Columns that identify a setting; the seed is what is averaged over.
 GROUP = ("env", "expert", "quantizer", "bins", "n_demos", "policy")
@@ -206,6 +206,14 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
                 f"{sweep_dir / CONFIG_FILE}; run the sweep to fill them in")
     summary = aggregate(rows)
     fits = growth_fits(summary)
+    with sweep_lock(sweep_dir):
+        files = _write_report_files(sweep_dir, summary, fits)
+    return {"summary": summary, "fits": fits, "files": files, "stale_cells": stale}
+
+
+def _write_report_files(sweep_dir: Path, summary: list[dict[str, Any]],
+                        fits: list[dict[str, Any]]) -> list[Path]:
+    """summary.csv, report.md and the plots of the axes the grid varies; the paths written."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -224,7 +232,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
         path = _plot(summary, x, sweep_dir / name, xlabel, title, at_h)
         if path is not None:
             files.append(path)
-    return {"summary": summary, "fits": fits, "files": files, "stale_cells": stale}
+    return files
 
 
 def current_cells(sweep_dir: Path) -> set[str] | None:

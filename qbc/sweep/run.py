@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json, atomic_write_text, exclusive
+from qbc.io import atomic_write_json, atomic_write_text
 from qbc.progress import progress_bar
+from qbc.rollout import check_rollout_memory
 from qbc.sweep.cells import Cell, expand_cells, needed_datasets
 from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.spec import SweepSpec
-from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, append_rows, finished_cells
+from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, append_rows, finished_cells, sweep_lock
 
 BACKENDS = ("local", "ray")
 
@@ -75,20 +76,17 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
         raise InvalidValueError(f"--workers must be >= 1, got {workers}")
     if address is not None and backend != "ray":
         raise InvalidValueError("--address is for --backend ray; drop it or add --backend ray")
+    for env_id in spec.grid.envs:  # one cell's coupled rollout: every policy and the expert
+        check_rollout_memory(env_id, len(spec.train.policies) + 1, spec.rollout.episodes,
+                             max(spec.grid.horizons), "use fewer [rollout] episodes or "
+                             "smaller [grid] horizons")
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    with sweep_lock(out):
         result = _run_locked(spec, out, workers, backend, address, progress, source)
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _exclusive(out: Path):
-    """The sweep directory's lock (:func:`qbc.io.exclusive`): the table has one writer at a
-    time. The OS drops the lock when the process dies, so a killed sweep never leaves a stale
-    lock."""
-    return exclusive(out / ".lock", f"qbc sweep is running in {out}")
 
 
 def _run_locked(spec: SweepSpec, out: Path, workers: int, backend: str, address: str | None,

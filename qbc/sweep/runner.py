@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import OutputExistsError
+from qbc.io import locked_output
 from qbc.sweep.cells import Cell, DatasetSpec
 from qbc.sweep.spec import QUANTIZED_EXPERT
 
@@ -74,12 +75,13 @@ def run_cell(cell: dict[str, Any], work_root: str, demos: Any = None) -> dict[st
     Args:
         cell: :meth:`Cell.to_dict` of the cell.
         work_root: folder of the cells' work directories (``<work_root>/<key>`` is cleared and
-            holds the trained checkpoints afterwards).
+            holds the trained checkpoints afterwards; it is locked while the cell runs).
         demos: the cell's :class:`qbc.data.Demonstrations`; default: loaded from the dataset
             cache (Ray passes them in, so that workers need not share the datasets folder).
     """
-    with _single_thread():
-        return _run_cell(Cell(**cell), Path(work_root), demos)
+    c = Cell(**cell)
+    with _single_thread(), locked_output(Path(work_root) / c.key, f"sweep (cell {c.key})"):
+        return _run_cell(c, Path(work_root), demos)
 
 
 def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:

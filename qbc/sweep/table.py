@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError
-from qbc.io import atomic_write_text
+from qbc.io import atomic_write_text, exclusive
 
 #: Column order of results.csv.
 COLUMNS = [
@@ -32,6 +32,13 @@ _TEXT_COLUMNS = {"cell", "env", "expert", "quantizer", "policy"}
 
 TABLE_FILE = "results.csv"
 CONFIG_FILE = "sweep_config.json"
+
+
+def sweep_lock(sweep_dir: str | Path):
+    """The sweep directory's lock (:func:`qbc.io.exclusive`): one writer of its table and
+    report at a time (a sweep, or ``qbc sweep report``). The OS drops the lock when the process
+    dies, so a killed sweep never leaves a stale lock."""
+    return exclusive(Path(sweep_dir) / ".lock", f"qbc sweep is running in {sweep_dir}")
 
 
 def _format(value: Any) -> str:
