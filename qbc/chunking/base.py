@@ -28,15 +28,15 @@ from qbc.errors import (
     InvalidValueError,
     NotFittedError,
     OutputExistsError,
-    UnknownNameError,
 )
 from qbc.io import atomic_write_json, read_json
 from qbc.quantizers.base import check_tokens
+from qbc.registry import Registry, json_value
 from qbc.tokenizer import _rms
 
 FORMAT = "qbc.chunk_tokenizer"
 FORMAT_VERSION = 1
-_REGISTRY: dict[str, type[ChunkTokenizer]] = {}
+_REGISTRY = Registry("chunk tokenizer")
 
 #: Token sequences: an int array (N, n_tokens) or a list of N 1-D int arrays (variable length).
 Tokens = np.ndarray | list
@@ -161,11 +161,11 @@ class ChunkTokenizer:
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as given (JSON-safe)."""
         sig = inspect.signature(type(self).__init__)
-        return {p: _to_json(getattr(self, p)) for p in sig.parameters if p != "self"}
+        return {p: json_value(getattr(self, p)) for p in sig.parameters if p != "self"}
 
     def _fitted_state(self) -> dict[str, Any]:
         """Learned attributes as JSON-safe values (override for nested objects)."""
-        return {a: _to_json(getattr(self, a)) for a in self._fitted_attrs}
+        return {a: json_value(getattr(self, a)) for a in self._fitted_attrs}
 
     def _load_fitted(self, fitted: dict[str, Any]) -> None:
         """Inverse of :meth:`_fitted_state` (lists become float arrays)."""
@@ -224,39 +224,21 @@ class ChunkTokenizer:
         return f"{type(self).__name__}({args})"
 
 
-def _to_json(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
 
 # -- the registry ------------------------------------------------------------------------------
 def register_chunk_tokenizer(name: str):
     """Class decorator: register a :class:`ChunkTokenizer` subclass under ``name``."""
-
-    def wrap(cls: type[ChunkTokenizer]) -> type[ChunkTokenizer]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"chunk tokenizer name {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+    return _REGISTRY.register(name)
 
 
 def available_chunk_tokenizers() -> list[str]:
-    """Registered chunk-tokenizer names, sorted."""
-    return sorted(_REGISTRY)
+    """Registered chunk tokenizer names, sorted."""
+    return _REGISTRY.names()
 
 
 def get_chunk_tokenizer_class(name: str) -> type[ChunkTokenizer]:
     """The class registered under ``name``; unknown names list the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError("chunk tokenizer", name, _REGISTRY) from None
+    return _REGISTRY.get(name)
 
 
 def make_chunk_tokenizer(spec: str | dict | ChunkTokenizer, **params: Any) -> ChunkTokenizer:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import json
 import math
 import os
 import shutil
@@ -271,7 +270,3 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{name:<{width}}{fmt(r['stored']):>11}{fmt(r['now']):>11}  "
                      f"{'yes' if r['ok'] else 'NO'}")
     return "\n".join(lines)
-
-
-def rows_to_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, indent=1)

@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from qbc.errors import InvalidValueError, NotFittedError, UnknownNameError
+from qbc.errors import InvalidValueError, NotFittedError
+from qbc.registry import Registry, json_value
 
-_REGISTRY: dict[str, type[Quantizer]] = {}
+_REGISTRY = Registry("quantizer")
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -138,14 +139,13 @@ class Quantizer:
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as given (JSON-safe)."""
         sig = inspect.signature(type(self).__init__)
-        return {p: _to_json(getattr(self, p)) for p in sig.parameters if p != "self"}
+        return {p: json_value(getattr(self, p)) for p in sig.parameters if p != "self"}
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe dict: ``{"name", "params", "fitted"}``; exact round trip through
         :meth:`from_state_dict` (floats are stored as Python floats, i.e. exactly)."""
-        fitted = (
-            {a: _to_json(getattr(self, a)) for a in self._fitted_attrs} if self.is_fitted else None
-        )
+        fitted = ({a: json_value(getattr(self, a)) for a in self._fitted_attrs}
+                  if self.is_fitted else None)
         return {"name": self.name, "params": self.get_params(), "fitted": fitted}
 
     @classmethod
@@ -186,38 +186,20 @@ def check_tokens(tokens: Any, n_levels: int, prefix: str = "") -> np.ndarray:
     return tokens
 
 
-def _to_json(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
 
 def register_quantizer(name: str):
     """Class decorator: register a :class:`Quantizer` subclass under ``name``."""
-
-    def wrap(cls: type[Quantizer]) -> type[Quantizer]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"quantizer name {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+    return _REGISTRY.register(name)
 
 
 def available_quantizers() -> list[str]:
     """Registered quantizer names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_quantizer_class(name: str) -> type[Quantizer]:
     """The class registered under ``name``; unknown names list the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError("quantizer", name, _REGISTRY) from None
+    return _REGISTRY.get(name)
 
 
 def make_quantizer(spec: str | dict | Quantizer, **params: Any) -> Quantizer:
