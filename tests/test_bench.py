@@ -102,6 +102,9 @@ def test_bench_cli_quick_writes_json_and_prints_table(tmp_path, capsys):
     assert d["batch"] == 8 and d["act_dim"] == 2
     assert d["actions_per_s_cache"]["wall"]["min"] <= d["actions_per_s_cache"]["wall"]["median"]
     assert d["latency_ms_batch1_policy_act"]["wall"]["median"] > 0
+    c = d["chunked"]
+    assert (c["chunk_len"], c["tokens_per_chunk"]) == (16, 4)
+    assert c["ratio"]["wall"]["median"] > 0 and "actions from 4 tokens" in table
     t = r["training"]
     assert t["flops"]["train_per_sample"] == 3 * t["flops"]["forward_per_sample"]["total"]
     assert t["matmul_shape"] == [8 * 2, 16, 64]
@@ -112,7 +115,8 @@ def test_bench_cli_quick_writes_json_and_prints_table(tmp_path, capsys):
     assert 0 < util
     assert r["rollout"]["episodes"] == 2 and r["rollout"]["actions_per_s"]["wall"]["median"] > 0
     assert "quickstart" not in r
-    assert set(r["targets"]) == {"cache_speedup", "latency_ms", "utilisation"}  # no 1024 copies
+    assert set(r["targets"]) == {"cache_speedup", "latency_ms", "utilisation",
+                                 "chunk_decoding_ratio"}  # no 1024 copies
     assert format_table(r).splitlines()[1] == table.splitlines()[1]
     # a second run refuses to overwrite the JSON without --overwrite
     assert main(["bench", *TINY_FLAGS, "--json", str(out)]) == 2

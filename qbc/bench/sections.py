@@ -101,7 +101,35 @@ def bench_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
             "actions_per_s_no_cache": figure(rates["no_cache"]),
             "cache_speedup": paired_ratio(rates["cache"], rates["no_cache"]),
             "latency_ms_batch1_policy_act": figure(lat["policy_act"], 1e3, invert=True),
-            "latency_ms_batch1_module_decode": figure(lat["module_decode"], 1e3, invert=True)}
+            "latency_ms_batch1_module_decode": figure(lat["module_decode"], 1e3, invert=True),
+            "chunked": bench_chunk_decoding(model, obs_dim, act_dim, bins, batch, repeats,
+                                            block_s, seed)}
+
+
+def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
+                         repeats: int, block_s: float, seed: int, chunk_len: int = 16,
+                         chunk_tokens: int = 4) -> dict[str, Any]:
+    """Actions/s of a chunked AR transformer (``chunk_len`` actions from ``chunk_tokens``
+    tokens, the layout of ``rvq`` with 4 levels of ``bins`` codes) against the per-step AR
+    transformer (``act_dim`` tokens per action), same model size, argmax with the KV cache,
+    timed alternately at ``batch`` observations per call."""
+    from qbc.policy.chunked import ChunkARConfig, ChunkARTransformer
+
+    per_step = make_policy(model, obs_dim, act_dim, bins, seed).module
+    torch.manual_seed(seed)
+    chunked = ChunkARTransformer(ChunkARConfig(
+        obs_dim=obs_dim, n_tokens=chunk_tokens, vocab_size=bins, d_model=model.d_model,
+        n_layers=model.n_layers, n_heads=model.n_heads, mlp_ratio=model.mlp_ratio,
+        dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim)).eval()
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(batch, 1, obs_dim, generator=g)
+    rates = interleaved_rates(
+        {"chunked": lambda: chunked.decode(obs), "per_step": lambda: per_step.decode(obs)},
+        {"chunked": batch * chunk_len, "per_step": batch}, repeats, block_s)
+    return {"chunk_len": chunk_len, "tokens_per_chunk": chunk_tokens,
+            "actions_per_s_chunked": figure(rates["chunked"]),
+            "actions_per_s_per_step": figure(rates["per_step"]),
+            "ratio": paired_ratio(rates["chunked"], rates["per_step"])}
 
 
 # -- 3. training -----------------------------------------------------------------------------------
