@@ -196,18 +196,18 @@ class CertifyConfig:
     """registry quantizer to fit when no --tokenizer is given."""
     bins: int = 64
     """bins of that quantizer."""
-    sizes: str = "0.01,0.03,0.1,0.3"
-    """perturbation sizes r for the P-IISS gain (comma-separated)."""
-    deltas: str = "0.001,0.003,0.01,0.03,0.1"
-    """state distances δ for the RTVC violation rate (comma-separated)."""
+    sizes: tuple[str, ...] = ("0.01", "0.03", "0.1", "0.3")
+    """perturbation sizes r for the P-IISS gain (space- or comma-separated)."""
+    deltas: tuple[str, ...] = ("0.001", "0.003", "0.01", "0.03", "0.1")
+    """state distances δ for the RTVC violation rate (space- or comma-separated)."""
     k: float = 2.0
     """RTVC threshold in units of ε_q (codewords more than k·ε_q apart count as a violation)."""
     horizon: int = 200
     """horizon of the gain measurement."""
     episodes: int = 50
     """coupled episodes per perturbation size."""
-    horizons: str = "10,20,50,100,200,500"
-    """horizons at which to evaluate the bound shapes."""
+    horizons: tuple[str, ...] = ("10", "20", "50", "100", "200", "500")
+    """horizons at which to evaluate the bound shapes (space- or comma-separated)."""
     rollout: Path | None = None
     """a `qbc rollout` output directory whose measured regret is put beside the bounds."""
     seed: int = 2_000_000
@@ -218,11 +218,15 @@ class CertifyConfig:
     """drop episodes with NaN/inf observations or actions instead of refusing the dataset."""
 
 
-def _floats(text: str, flag: str) -> list[float]:
+def _floats(text: str | tuple[str, ...], flag: str) -> list[float]:
+    """"0.1,0.3" or ("0.1", "0.3") -> [0.1, 0.3], sorted; positive finite numbers only."""
+    if not isinstance(text, str):
+        text = ",".join(str(t) for t in text)
     try:
-        values = [float(v) for v in str(text).split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise InvalidValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+        raise InvalidValueError(f"{flag} must be numbers like 0.1 0.3 (or 0.1,0.3), got "
+                                f"{text!r}") from None
     if not values or min(values) <= 0 or not np.all(np.isfinite(values)):
         raise InvalidValueError(f"{flag} must be positive finite numbers, got {text!r}")
     return sorted(values)

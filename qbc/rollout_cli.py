@@ -8,6 +8,7 @@ import io
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,10 @@ class RolloutConfig:
     """tokenizer JSON for the quantized expert; default: the policy's own tokenizer."""
     episodes: int = 100
     """number of coupled episodes (seeds seed, seed+1, ...)."""
-    horizons: str = "10,20,50,100,200,500"
-    """comma-separated horizons H; the rollout runs to the largest. On a third-party env,
-    horizons above its time limit (Pendulum-v1: 200) are capped there, with a warning."""
+    horizons: tuple[str, ...] = ("10", "20", "50", "100", "200", "500")
+    """horizons H, space- or comma-separated (--horizons 10 50 200, or 10,50,200); the rollout
+    runs to the largest. On a third-party env, horizons above its time limit (Pendulum-v1: 200)
+    are capped there, with a warning."""
     num_envs: int = 100
     """episodes stepped together in one vector env."""
     seed: int = 1_000_000
@@ -96,13 +98,16 @@ class RolloutConfig:
     get a drawn state/action trace."""
 
 
-def parse_horizons(text: str) -> list[int]:
-    """"10,20,50" -> [10, 20, 50]; positive integers only."""
+def parse_horizons(text: str | Sequence[str]) -> list[int]:
+    """"10,20,50" or ("10", "20", "50") or ("10,20", "50") -> [10, 20, 50], sorted and unique;
+    positive integers only."""
+    if not isinstance(text, str):
+        text = ",".join(str(t) for t in text)
     try:
         hs = sorted({int(h) for h in str(text).split(",") if h.strip()})
     except ValueError:
         raise InvalidValueError(
-            f"--horizons must be comma-separated integers like 10,20,50, got {text!r}"
+            f"--horizons must be integers like 10 20 50 (or 10,20,50), got {text!r}"
         ) from None
     if not hs or hs[0] < 1:
         raise InvalidValueError(f"--horizons must be positive integers, got {text!r}")

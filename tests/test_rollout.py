@@ -189,3 +189,17 @@ def test_horizons_past_a_third_party_time_limit_are_capped_with_a_warning(tmp_pa
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["horizons"] == [10, 200] and metrics["coupling"]["exact"] is True
     assert len(open(out / "per_step.csv").readlines()) == 1 + 2 * 200
+
+
+def test_horizons_flag_takes_space_or_comma_separated_values():
+    import tyro
+
+    from qbc.certify import CertifyConfig, _floats
+    from qbc.rollout_cli import RolloutConfig, parse_horizons
+
+    spaced = tyro.cli(RolloutConfig, args=["--out", "o", "--horizons", "100", "1000", "10"])
+    commas = tyro.cli(RolloutConfig, args=["--out", "o", "--horizons", "10,100,1000"])
+    assert parse_horizons(spaced.horizons) == parse_horizons(commas.horizons) == [10, 100, 1000]
+    assert parse_horizons("50,10") == [10, 50]
+    cert = tyro.cli(CertifyConfig, args=["--dataset", "d", "--out", "o", "--sizes", "0.3", "0.1"])
+    assert _floats(cert.sizes, "--sizes") == [0.1, 0.3]
