@@ -1,5 +1,5 @@
-"""Environment variables set for a while and put back: library code never leaves the process's
-environment changed."""
+"""Process-wide settings (environment variables, torch's thread count) set for a while and put
+back: library code never leaves the process changed."""
 
 from __future__ import annotations
 
@@ -24,3 +24,18 @@ def scoped_environ(**values: str) -> Iterator[None]:
         for key, value in saved.items():
             if os.environ.get(key) != value:
                 os.environ[key] = value
+
+
+@contextmanager
+def scoped_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the body (``None`` or 0: left as it is),
+    then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from qbc.environ import scoped_threads
 from qbc.io import atomic_write_json, atomic_write_text, output_dir
 from qbc.quickstart_report import format_report, format_summary
 
@@ -82,16 +83,13 @@ def _datasets_in(path: Path):
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run the plan (``TINY`` under ``--tiny``) and write config.json, results.json, report.md
     and one regret-vs-horizon plot per env into the run directory; returns the results dict."""
-    import torch
 
     from qbc.validate import Rule, check_config
 
     check_config(cfg, {"threads": Rule(lo=0, integer=True)})
     plan = TINY if cfg.tiny else Plan()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     out = cfg.out or Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
-    with output_dir(out, overwrite=False, what="quickstart") as work:
+    with scoped_threads(cfg.threads), output_dir(out, overwrite=False, what="quickstart") as work:
         rows, envs, seconds = _run_plan(plan, cfg, out, work)
         result = {"plan": asdict(plan), "tiny": cfg.tiny, "envs": envs, "rows": rows,
                   "seconds": seconds}

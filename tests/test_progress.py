@@ -67,3 +67,20 @@ def test_terminal_gets_tqdm():
     bar = progress_bar(total=3, desc="tty", file=FakeTty())
     assert isinstance(bar, tqdm.tqdm)
     bar.close()
+
+
+def test_scoped_threads_restores_torchs_thread_count():
+    import torch
+
+    from qbc.environ import scoped_threads
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    with scoped_threads(target):
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), scoped_threads(target):
+        raise RuntimeError("the body fails")
+    assert torch.get_num_threads() == before
+    with scoped_threads(None):
+        assert torch.get_num_threads() == before

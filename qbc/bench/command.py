@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from qbc.environ import scoped_threads
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.io import atomic_write_json
 from qbc.policy.registry import ModelConfig
@@ -89,20 +90,14 @@ def resolve(cfg: BenchConfig) -> BenchConfig:
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every measurement; print the table; write --json if given. Returns the results."""
-    import torch
 
     from qbc.bench.timing import machine_info
 
     cfg = resolve(cfg)
     if cfg.json is not None and cfg.json.exists() and not cfg.overwrite:
         raise OutputExistsError(f"{cfg.json} exists; pass --overwrite to replace it")
-    threads_before = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with scoped_threads(cfg.threads):
         result = _measure(cfg, machine_info())
-    finally:
-        torch.set_num_threads(threads_before)
     if cfg.json is not None:
         atomic_write_json(cfg.json, result)
     print(format_table(result))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qbc.environ import scoped_threads
 from qbc.errors import InvalidValueError
 from qbc.io import output_dir
 from qbc.progress import progress_bar
@@ -148,9 +149,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> list[dict[str, Any]]:
         check_value(seed, SEED, "--seeds")
     for width in cfg.hidden:
         check_value(width, AT_LEAST_ONE, "--hidden")
-    with output_dir(cfg.out, cfg.overwrite, "ste benchmark") as out:
+    with scoped_threads(max(1, min(torch.get_num_threads(), 2))), \
+            output_dir(cfg.out, cfg.overwrite, "ste benchmark") as out:
         write_config(out, cfg)
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
         runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
         rows = [train_one(m, s, cfg)
                 for m, s in progress_bar(runs, desc="ste benchmark", unit="run")]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qbc.environ import scoped_threads
 from qbc.errors import OutputExistsError
 from qbc.io import locked_output
 from qbc.sweep.cells import Cell, DatasetSpec
@@ -49,17 +49,9 @@ def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
 
 
 # -- one cell -------------------------------------------------------------------------------------
-@contextmanager
 def _single_thread():
     """One torch thread (same numbers whatever the machine, no oversubscription in a pool)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return scoped_threads(1)
 
 
 def nominal_bin_width(actions: np.ndarray, bins: int) -> float:
