@@ -94,10 +94,13 @@ def env_info(env: Any) -> dict[str, Any]:
 def _lqr_gain_of(info: dict[str, Any], name: str) -> np.ndarray:
     model = info["model"]
     if model is None:
+        from qbc.agents.expert_zoo import available_zoo
+
         env = info.get("env_id") or "this env"
+        zoo = f"--expert zoo:{env} (a shipped actor), " if env in available_zoo() else ""
         raise InvalidValueError(
             f"expert {name!r} needs an env with linearization() and cost_matrices() (the qbc/ "
-            f"envs); for {env} pass --expert sb3 --expert-path PATH (a stable-baselines3 zip, "
+            f"envs); for {env} pass {zoo}--expert sb3 --expert-path PATH (a stable-baselines3 zip, "
             f"e.g. from `qbc expert train --env-id {env}`), or --expert linear --expert-params "
             """'{"K": [[...]]}' with a gain of shape (act_dim, obs_dim)"""
         )

@@ -92,10 +92,11 @@ def expert_file_sha256(params: dict[str, Any]) -> str | None:
     path = params.get("path") if isinstance(params, dict) else None
     if not path:
         return None
-    if Path(path).is_dir():
-        path = Path(path) / "actor.safetensors"
-    elif not Path(path).suffix:
-        path = Path(path).with_suffix(".zip")
+    path = Path(path)
+    if path.is_dir():
+        path = path / "actor.safetensors"
+    elif not path.suffix:
+        path = path.with_suffix(".zip")
     if not path.is_file():
         return None
     return hashlib.sha256(path.read_bytes()).hexdigest()

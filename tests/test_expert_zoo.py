@@ -157,3 +157,9 @@ def test_expert_commands_train_export_list(tmp_path, capsys):
     capsys.readouterr()
     assert main(["expert", "list", "--root", str(tmp_path / "zoo")]) == 0
     assert "zoo:Pendulum-v1" in capsys.readouterr().out
+
+
+def test_lqr_error_suggests_the_zoo_entry(capsys):
+    assert main(["collect", "--env", "Pendulum-v1", "--episodes", "1", "--dataset-id",
+                 "test/p-v0", "--no-progress"]) == 2
+    assert "--expert zoo:Pendulum-v1" in capsys.readouterr().err
