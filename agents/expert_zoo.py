@@ -154,6 +154,7 @@ def export_actor(model: Any, algo: str, env_id: str, out: Path, eval_episodes: i
     from qbc.agents.experts import make_expert
 
     meta = {"env_id": env_id, **info}
+    # The return is measured with the actor as read back from disk, so it vouches for the files.
     save_sb3_actor(model, algo, out, meta)
     expert = make_expert("actor", env_id, path=str(out))
     evaluation = evaluate_expert(expert, env_id, episodes=eval_episodes, seed=10_000)
