@@ -163,3 +163,12 @@ def test_lqr_error_suggests_the_zoo_entry(capsys):
     assert main(["collect", "--env", "Pendulum-v1", "--episodes", "1", "--dataset-id",
                  "test/p-v0", "--no-progress"]) == 2
     assert "--expert zoo:Pendulum-v1" in capsys.readouterr().err
+
+
+def test_zoo_files_are_package_data():
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["qbc.agents"]
+    shipped = {p for pattern in patterns for p in (root / "agents").glob(pattern)}
+    assert set((root / "agents" / "zoo").glob("*/actor.*")) <= shipped and shipped
