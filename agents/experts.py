@@ -94,10 +94,13 @@ def env_info(env: Any) -> dict[str, Any]:
 def _lqr_gain_of(info: dict[str, Any], name: str) -> np.ndarray:
     model = info["model"]
     if model is None:
+        from qbc.agents.expert_zoo import available_zoo
+
         env = info.get("env_id") or "this env"
+        zoo = f"--expert zoo:{env} (a shipped actor), " if env in available_zoo() else ""
         raise InvalidValueError(
             f"expert {name!r} needs an env with linearization() and cost_matrices() (the qbc/ "
-            f"envs); for {env} pass --expert sb3 --expert-path PATH (a stable-baselines3 zip, "
+            f"envs); for {env} pass {zoo}--expert sb3 --expert-path PATH (a stable-baselines3 zip, "
             f"e.g. from `qbc expert train --env-id {env}`), or --expert linear --expert-params "
             """'{"K": [[...]]}' with a gain of shape (act_dim, obs_dim)"""
         )
@@ -175,12 +178,28 @@ def _make_sb3(info, path: str, algo: str = "sac", noise_std: float = 0.0, seed: 
     return SB3Expert(info, path=path, algo=algo, noise_std=noise_std, seed=seed)
 
 
+def _make_actor(info, path: str, noise_std: float = 0.0, seed: int = 0):
+    """An actor folder (actor.safetensors + actor.json, e.g. from ``qbc expert train``)."""
+    from qbc.agents.expert_zoo import make_actor_expert
+
+    return make_actor_expert(info, path=path, noise_std=noise_std, seed=seed)
+
+
+def _make_zoo(info, entry: str, noise_std: float = 0.0, seed: int = 0):
+    """The zoo's actor for env id ``entry`` (the name ``zoo:<entry>``)."""
+    from qbc.agents.expert_zoo import make_zoo_expert
+
+    return make_zoo_expert(info, entry=entry, noise_std=noise_std, seed=seed)
+
+
 _EXPERTS: dict[str, Callable[..., Expert]] = {
     "lqr": _make_lqr,
     "linear": _make_linear,
     "arctan": _make_arctan,
     "sb3": _make_sb3,
+    "actor": _make_actor,
 }
+ZOO_PREFIX = "zoo:"
 
 
 def register_expert(name: str) -> Callable:
@@ -195,8 +214,28 @@ def register_expert(name: str) -> Callable:
 
 
 def available_experts() -> list[str]:
-    """Names that :func:`make_expert` accepts, sorted."""
-    return sorted(_EXPERTS)
+    """Names that :func:`make_expert` accepts, sorted (``zoo:<env id>`` for each zoo entry)."""
+    from qbc.agents.expert_zoo import available_zoo
+
+    return sorted([*_EXPERTS, *(ZOO_PREFIX + e for e in available_zoo())])
+
+
+def _factory(name: str) -> Callable[..., Expert]:
+    """The factory of ``name``; ``zoo:<env id>`` is the zoo factory with that entry bound."""
+    if isinstance(name, str) and name.startswith(ZOO_PREFIX):
+        from qbc.agents.expert_zoo import available_zoo
+
+        entry = name[len(ZOO_PREFIX):]
+        if entry not in available_zoo():
+            raise UnknownNameError("zoo expert", name, [ZOO_PREFIX + e for e in available_zoo()])
+
+        def zoo(info, noise_std: float = 0.0, seed: int = 0) -> Expert:
+            return _make_zoo(info, entry, noise_std=noise_std, seed=seed)
+
+        return zoo
+    if name not in _EXPERTS:
+        raise UnknownNameError("expert", name, available_experts())
+    return _EXPERTS[name]
 
 
 def _check_param_types(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
@@ -224,7 +263,9 @@ def make_expert(
     """Build the expert ``name`` for ``env`` (an env id, a gymnasium env or a vector env).
 
     Names: ``lqr``, ``linear`` (K=..., gain_scale=...), ``arctan`` (scale=...), ``sb3``
-    (path=..., algo="sac"|"td3"|"ppo"); every expert also takes ``noise_std`` and ``seed``.
+    (path=..., algo="sac"|"td3"|"ppo"), ``actor`` (path=an actor folder), ``zoo:<env id>``
+    (the shipped actor, see ``qbc expert list``); every expert also takes ``noise_std`` and
+    ``seed``.
     ``name`` may also be a dict from :meth:`Expert.to_dict` (its params, updated by ``params``)
     or an Expert, returned unchanged.
     """
@@ -235,9 +276,7 @@ def make_expert(
             raise InvalidValueError(f"expert dict needs a 'name' key, got {sorted(name)}")
         params = {**name.get("params", {}), **params}
         name = name["name"]
-    if name not in _EXPERTS:
-        raise UnknownNameError("expert", name, _EXPERTS)
-    factory = _EXPERTS[name]
+    factory = _factory(name)
     try:
         inspect.signature(factory).bind(None, **params)
     except TypeError as exc:

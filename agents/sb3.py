@@ -146,8 +146,9 @@ class TrainExpertConfig:
     """Learning rate (None: SB3's default for the algorithm)."""
     path: str | None = None
     """Where to save the model; default experts/<env>-<algo>.zip (e.g. experts/Pendulum-v1-sac.zip).
-    Its resolved config and evaluation go beside it as .json."""
-    eval_episodes: int = 10
+    Its resolved config and evaluation go beside it as .json, its actor (safetensors + JSON, no
+    pickle; ``--expert actor --expert-path FOLDER``) in the folder <zip stem>-actor."""
+    eval_episodes: int = 20
     """Episodes for the final evaluation (seeds 10_000 + i, disjoint from training)."""
     overwrite: bool = False
     """Replace an existing model at path."""
@@ -156,9 +157,15 @@ class TrainExpertConfig:
 
 
 def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
-    """Train, save, evaluate; write ``<path>.json`` (config + results); print a summary."""
+    """Train, save, evaluate; write ``<path>.json`` (config + results) and the actor folder
+    ``<zip stem>-actor`` (evaluated on its own); print a summary."""
+    from qbc.agents.expert_zoo import actor_folder_for, export_actor, training_command
     from qbc.agents.experts import make_expert
 
+    actor_dir = actor_folder_for(_zip_path(default_expert_path(config.env_id, config.algo)
+                                           if config.path is None else config.path))
+    if actor_dir.exists() and any(actor_dir.iterdir()) and not config.overwrite:
+        raise OutputExistsError(f"{str(actor_dir)!r} exists; pass --overwrite to replace it")
     start = time.perf_counter()
     path = train_sb3_expert(
         config.env_id, algo=config.algo, timesteps=config.timesteps, seed=config.seed,
@@ -168,13 +175,22 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     train_s = time.perf_counter() - start
     expert = make_expert("sb3", config.env_id, path=str(path), algo=config.algo)
     result = evaluate_expert(expert, config.env_id, episodes=config.eval_episodes, seed=10_000)
-    report = {"config": asdict(config), "model": str(path), "train_seconds": train_s, **result}
+    info = {"source": path.name, "timesteps": config.timesteps, "seed": config.seed,
+            "learning_rate": config.learning_rate,
+            "training_command": training_command(asdict(config))}
+    actor_eval = export_actor(expert.model, config.algo, config.env_id, actor_dir,
+                              config.eval_episodes, info)
+    report = {"config": asdict(config), "model": str(path), "actor": str(actor_dir),
+              "actor_mean_return": actor_eval["mean_return"], "train_seconds": train_s,
+              **result}
     atomic_write_json(path.with_suffix(".json"), report)
     print(
         f"trained {config.algo} on {config.env_id} for {config.timesteps} steps in "
         f"{train_s:.1f} s -> {path}\n"
         f"eval over {result['episodes']} episodes: mean return {result['mean_return']:.1f} "
-        f"+- {result['std_return']:.1f} (min {result['min_return']:.1f})"
+        f"+- {result['std_return']:.1f} (min {result['min_return']:.1f})\n"
+        f"actor (safetensors + JSON) -> {actor_dir}: mean return "
+        f"{actor_eval['mean_return']:.1f}"
     )
     return report
 

@@ -39,6 +39,8 @@ class Command:
 COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("qbc.tokenizer", "TOKENIZE_COMMAND"),
     "expert train": ("qbc.agents.sb3", "TRAIN_EXPERT_COMMAND"),
+    "expert export": ("qbc.agents.expert_zoo", "EXPORT_EXPERT_COMMAND"),
+    "expert list": ("qbc.agents.expert_zoo", "LIST_EXPERTS_COMMAND"),
     "train": ("qbc.train", "TRAIN_COMMAND"),
     "train-chunked": ("qbc.chunk_train", "CHUNK_TRAIN_COMMAND"),
     "compressive run": ("qbc.compressive.command", "COMPRESSIVE_RUN_COMMAND"),

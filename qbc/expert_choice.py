@@ -2,7 +2,8 @@
 
 ``qbc collect`` records the expert it rolled out in the dataset's metadata (``{"name",
 "params"}`` under the key ``"qbc"``: analytic parameters such as ``K`` / ``gain_scale`` /
-``scale``, or ``path`` + ``algo`` for SB3). ``qbc rollout --policy RUN`` finds the dataset in the
+``scale``, ``path`` + ``algo`` for SB3, ``path`` for an actor folder, or just the name
+``zoo:<env id>`` for a zoo actor). ``qbc rollout --policy RUN`` finds the dataset in the
 run's checkpoint config and ``qbc certify --dataset ID`` has it, so both rebuild that expert
 without expert flags. The rules, in order:
 
@@ -84,13 +85,18 @@ def policy_dataset(policy: str | Path) -> str | None:
 
 def expert_file_sha256(params: dict[str, Any]) -> str | None:
     """SHA-256 of the model file an expert's ``params["path"]`` names (".zip" added as SB3
-    does), or None without one."""
+    does; an actor folder's actor.safetensors), or None without one. Zoo experts
+    (``zoo:<env id>``) ship with qbc and have no path."""
     import hashlib
 
     path = params.get("path") if isinstance(params, dict) else None
     if not path:
         return None
-    path = Path(path) if Path(path).suffix else Path(path).with_suffix(".zip")
+    path = Path(path)
+    if path.is_dir():
+        path = path / "actor.safetensors"
+    elif not path.suffix:
+        path = path.with_suffix(".zip")
     if not path.is_file():
         return None
     return hashlib.sha256(path.read_bytes()).hexdigest()

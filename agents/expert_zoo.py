@@ -1,0 +1,224 @@
+"""The expert zoo: trained actors shipped with qbc as safetensors + JSON (no pickles).
+
+Entry ``<env id>`` lives in ``agents/zoo/<env id with "/" as "_">/`` (actor.safetensors +
+actor.json, see :mod:`qbc.agents.actor`) and is made with ``make_expert("zoo:<env id>", env)``.
+An actor folder of one's own (``qbc expert train`` writes one beside its zip) is made with
+``make_expert("actor", env, path=FOLDER)``. ``qbc expert export`` turns an SB3 zip into an actor
+folder; ``qbc expert list`` shows the zoo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qbc.agents.actor import META_FILE, MLPActor, actor_size_bytes, read_actor_meta
+from qbc.agents.experts import Expert
+from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
+
+#: Where the shipped entries live (package data of qbc.agents).
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+ZOO_PREFIX = "zoo:"
+
+
+def zoo_entry_dir(env_id: str, root: Path | None = None) -> Path:
+    """The folder of zoo entry ``env_id`` ("qbc/Arctan-v0" -> "qbc_Arctan-v0")."""
+    return (ZOO_DIR if root is None else Path(root)) / env_id.replace("/", "_")
+
+
+def available_zoo(root: Path | None = None) -> list[str]:
+    """Env ids of the zoo's entries (folders holding an actor.json), sorted."""
+    root = ZOO_DIR if root is None else Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(d.name.replace("_", "/", 1) if d.name.startswith("qbc_") else d.name
+                  for d in root.iterdir() if (d / META_FILE).is_file())
+
+
+class ActorExpert(Expert):
+    """An actor folder as an expert: ``mean_action`` is the actor's deterministic action."""
+
+    name = "actor"
+
+    def __init__(self, info: dict[str, Any], folder: str | Path, params: dict[str, Any],
+                 noise_std: float = 0.0, seed: int = 0):
+        super().__init__(info, params, noise_std=noise_std, seed=seed)
+        self.actor = MLPActor.load(folder)
+        shapes = (self.actor.obs_dim, self.actor.act_dim)
+        if shapes != (self.obs_dim, self.act_dim):
+            raise InvalidValueError(
+                f"actor {str(folder)!r} has observation/action sizes {shapes}, but the env has "
+                f"{(self.obs_dim, self.act_dim)}; use the actor of this env")
+        if not (np.allclose(self.actor.low, self.low) and np.allclose(self.actor.high, self.high)):
+            raise InvalidValueError(
+                f"actor {str(folder)!r} was trained for action bounds "
+                f"[{self.actor.low}, {self.actor.high}], the env has [{self.low}, {self.high}]")
+
+    def mean_action(self, obs: np.ndarray) -> np.ndarray:
+        return self.actor.predict(obs).astype(np.float64)
+
+
+def make_zoo_expert(info: dict[str, Any], entry: str, noise_std: float = 0.0,
+                    seed: int = 0) -> ActorExpert:
+    """The zoo's actor for env id ``entry`` (``make_expert("zoo:<entry>", env)``)."""
+    if entry not in available_zoo():
+        raise UnknownNameError("zoo expert", ZOO_PREFIX + entry,
+                               [ZOO_PREFIX + e for e in available_zoo()])
+    return ActorExpert(info, zoo_entry_dir(entry), {}, noise_std=noise_std, seed=seed)
+
+
+def make_actor_expert(info: dict[str, Any], path: str, noise_std: float = 0.0,
+                      seed: int = 0) -> ActorExpert:
+    """An actor folder of one's own (actor.safetensors + actor.json)."""
+    return ActorExpert(info, path, {"path": str(path)}, noise_std=noise_std, seed=seed)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def zoo_table(root: Path | None = None) -> list[dict[str, Any]]:
+    """One row per zoo entry: name, env, algo, mean_return, episodes, size_bytes."""
+    rows = []
+    for env_id in available_zoo(root):
+        folder = zoo_entry_dir(env_id, root)
+        try:
+            meta = read_actor_meta(folder)
+        except CorruptFileError as exc:
+            rows.append({"name": ZOO_PREFIX + env_id, "env": env_id, "algo": "?",
+                         "mean_return": None, "episodes": 0, "size_bytes": 0,
+                         "problem": str(exc)})
+            continue
+        evaluation = meta.get("evaluation") or {}
+        rows.append({"name": ZOO_PREFIX + env_id, "env": env_id, "algo": meta.get("algo"),
+                     "mean_return": evaluation.get("mean_return"),
+                     "episodes": evaluation.get("episodes", 0),
+                     "size_bytes": actor_size_bytes(folder)})
+    return rows
+
+
+@dataclass
+class ListExpertsConfig:
+    """List the expert zoo: name, env, algorithm, measured return, size."""
+
+    root: str | None = None
+    """Zoo folder to list (default: the zoo shipped with qbc)."""
+
+
+def run_list_experts(config: ListExpertsConfig) -> list[dict[str, Any]]:
+    """Print the zoo table and return its rows."""
+    rows = zoo_table(None if config.root is None else Path(config.root))
+    print(f"{'name':<28} {'env':<22} {'algo':<5} {'return':>12} {'size':>10}")
+    for r in rows:
+        ret = "damaged" if "problem" in r else (
+            "-" if r["mean_return"] is None else f"{r['mean_return']:.1f} ({r['episodes']} ep)")
+        print(f"{r['name']:<28} {r['env']:<22} {r['algo']:<5} {ret:>12} "
+              f"{r['size_bytes'] / 1024:>7.1f} KB")
+    if not rows:
+        print("(the zoo is empty)")
+    return rows
+
+
+@dataclass
+class ExportExpertConfig:
+    """Export an SB3 zip's deterministic actor as safetensors + JSON and measure its return."""
+
+    path: str
+    """The SB3 zip to export (it holds pickles: export only files you trust)."""
+    env_id: str
+    """Gymnasium env id the model was trained on (the qbc/ ids work too)."""
+    algo: str = "sac"
+    """SB3 algorithm of the model: sac, td3 or ppo."""
+    out: str | None = None
+    """Actor folder to write (default: beside the zip, <zip stem>-actor)."""
+    eval_episodes: int = 20
+    """Episodes for the measured return (seeds 10_000 + i), run with the exported actor."""
+    overwrite: bool = False
+    """Replace an existing actor folder at out."""
+
+
+def actor_folder_for(zip_path: str | Path) -> Path:
+    """``<zip stem>-actor`` beside the zip."""
+    zip_path = Path(zip_path)
+    return zip_path.with_name(zip_path.stem + "-actor")
+
+
+def export_actor(model: Any, algo: str, env_id: str, out: Path, eval_episodes: int,
+                 info: dict[str, Any]) -> dict[str, Any]:
+    """Save ``model``'s actor to ``out``, measure the loaded actor's return on ``env_id``
+    over ``eval_episodes`` episodes and record it in actor.json; returns the evaluation."""
+    from qbc.agents.actor import save_sb3_actor
+    from qbc.agents.evaluate import evaluate_expert
+    from qbc.agents.experts import make_expert
+
+    meta = {"env_id": env_id, **info}
+    # The return is measured with the actor as read back from disk, so it vouches for the files.
+    save_sb3_actor(model, algo, out, meta)
+    expert = make_expert("actor", env_id, path=str(out))
+    evaluation = evaluate_expert(expert, env_id, episodes=eval_episodes, seed=10_000)
+    save_sb3_actor(model, algo, out, {**meta, "evaluation": evaluation})
+    return evaluation
+
+
+def _training_info(zip_path: Path) -> dict[str, Any]:
+    """timesteps, seed and the training command from the ``.json`` qbc expert train wrote
+    beside the zip (empty when there is none)."""
+    from qbc.io import read_json
+
+    side = zip_path.with_suffix(".json")
+    if not side.is_file():
+        return {}
+    cfg = (read_json(side, what="expert report") or {}).get("config") or {}
+    if not cfg:
+        return {}
+    return {"timesteps": cfg.get("timesteps"), "seed": cfg.get("seed"),
+            "learning_rate": cfg.get("learning_rate"),
+            "training_command": training_command(cfg)}
+
+
+def training_command(cfg: dict[str, Any]) -> str:
+    """The ``qbc expert train`` line that reproduces a TrainExpertConfig dict."""
+    return (f"qbc expert train --env-id {cfg['env_id']} --algo {cfg['algo']} "
+            f"--timesteps {cfg['timesteps']} --seed {cfg['seed']} "
+            f"--learning-rate {cfg['learning_rate']}")
+
+
+def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
+    """Check the flags, load the zip, export, evaluate, print a summary."""
+    from qbc.agents.sb3 import _algo_class, _zip_path
+
+    if config.eval_episodes < 1:
+        raise InvalidValueError(f"eval_episodes must be >= 1, got {config.eval_episodes}")
+    cls = _algo_class(config.algo)
+    zip_path = _zip_path(config.path)
+    out = actor_folder_for(zip_path) if config.out is None else Path(config.out)
+    if out.exists() and any(out.iterdir()) and not config.overwrite:
+        raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    if not zip_path.is_file():
+        raise CorruptFileError(f"SB3 model {str(zip_path)!r} does not exist")
+    try:
+        model = cls.load(zip_path, device="cpu")
+    except Exception as exc:  # SB3 raises many kinds on a bad zip
+        raise CorruptFileError(f"cannot load SB3 {config.algo} model {str(zip_path)!r} "
+                               f"({type(exc).__name__}: {exc})") from None
+    info = {"source": zip_path.name, **_training_info(zip_path)}
+    evaluation = export_actor(model, config.algo, config.env_id, out, config.eval_episodes, info)
+    print(f"exported {config.algo} actor of {zip_path} -> {out} "
+          f"({actor_size_bytes(out) / 1024:.1f} KB)\n"
+          f"actor eval over {evaluation['episodes']} episodes: mean return "
+          f"{evaluation['mean_return']:.1f} +- {evaluation['std_return']:.1f} "
+          f"(min {evaluation['min_return']:.1f})")
+    return {"out": str(out), "evaluation": evaluation}
+
+
+def _commands():
+    from qbc.cli import Command
+
+    return (Command(ListExpertsConfig, run_list_experts, "list the expert zoo"),
+            Command(ExportExpertConfig, run_export_expert,
+                    "export an SB3 zip's actor as safetensors + JSON"))
+
+
+LIST_EXPERTS_COMMAND, EXPORT_EXPERT_COMMAND = _commands()
