@@ -22,7 +22,15 @@ import numpy as np
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.io import atomic_write_json, output_dir
 from qbc.rollout import coupled_rollout, fit_growth
-from qbc.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
+from qbc.validate import (
+    AT_LEAST_ONE,
+    POSITIVE,
+    SEED_LIMIT,
+    Rule,
+    check_all,
+    check_config,
+    split_list_flag,
+)
 
 
 def quantization_error(tokenizer: Any, actions: np.ndarray) -> dict[str, Any]:
@@ -220,10 +228,10 @@ class CertifyConfig:
 
 def _floats(text: str | tuple[str, ...], flag: str) -> list[float]:
     """"0.1,0.3" or ("0.1", "0.3") -> [0.1, 0.3], sorted; positive finite numbers only."""
-    if not isinstance(text, str):
-        text = ",".join(str(t) for t in text)
+    items = split_list_flag(text)
+    text = ",".join(items)  # as the messages show it
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in items]
     except ValueError:
         raise InvalidValueError(f"{flag} must be numbers like 0.1 0.3 (or 0.1,0.3), got "
                                 f"{text!r}") from None

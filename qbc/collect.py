@@ -413,7 +413,7 @@ def _check_spaces(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> No
             )
 
 
-def _make_expert(cfg: CollectConfig, env: gym.Env) -> Any:
+def _make_expert(cfg: CollectConfig, env: str | gym.Env) -> Any:
     from qbc.agents import make_expert
 
     params = _expert_params(cfg)

@@ -36,6 +36,7 @@ from qbc.validate import (
     SEED_LIMIT,
     check_all,
     check_config,
+    split_list_flag,
 )
 
 
@@ -101,10 +102,10 @@ class RolloutConfig:
 def parse_horizons(text: str | Sequence[str]) -> list[int]:
     """"10,20,50" or ("10", "20", "50") or ("10,20", "50") -> [10, 20, 50], sorted and unique;
     positive integers only."""
-    if not isinstance(text, str):
-        text = ",".join(str(t) for t in text)
+    items = split_list_flag(text)
+    text = ",".join(items)  # as the messages show it
     try:
-        hs = sorted({int(h) for h in str(text).split(",") if h.strip()})
+        hs = sorted({int(h) for h in items})
     except ValueError:
         raise InvalidValueError(
             f"--horizons must be integers like 10 20 50 (or 10,20,50), got {text!r}"

@@ -117,6 +117,14 @@ def _fields(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def split_list_flag(values: str | tuple[str, ...] | list[str]) -> list[str]:
+    """The items of a list flag given space- or comma-separated: "10,20", ("10", "20") and
+    ("10,20", "30") -> ["10", "20"(, "30")], stripped, empty items dropped."""
+    if isinstance(values, str):
+        values = [values]
+    return [v.strip() for item in values for v in str(item).split(",") if v.strip()]
+
+
 def check_all(checks: list[tuple[bool, str]]) -> None:
     """Raise InvalidValueError with the message of the first check that fails."""
     for ok, message in checks:

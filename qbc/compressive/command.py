@@ -19,7 +19,7 @@ from qbc.compressive.report import format_table, format_winners, plot, write_csv
 from qbc.compressive.sweep import FULL, compare_quantizers, run_grid, summarize
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.io import atomic_write_json, output_dir
-from qbc.validate import AT_LEAST_ONE, SEED_LIMIT, Rule, check_config
+from qbc.validate import AT_LEAST_ONE, SEED_LIMIT, Rule, check_config, split_list_flag
 
 
 @dataclass
@@ -60,12 +60,6 @@ class CompressiveConfig:
 RULES = {"seeds": AT_LEAST_ONE, "test_fraction": Rule(lo=0, hi=1, lo_open=True, hi_open=True)}
 
 
-def _split_list(values: tuple[str, ...] | list[str] | str) -> list[str]:
-    if isinstance(values, str):
-        values = [values]
-    return [v.strip() for item in values for v in str(item).split(",") if v.strip()]
-
-
 def resolve(cfg: CompressiveConfig) -> dict[str, Any]:
     """Parse and check the list flags; returns ``{bits: [str], ks: [int], quantizers: [str],
     seeds: [int], task: str}``. Raises the typed errors of :mod:`qbc.errors`."""
@@ -79,7 +73,7 @@ def resolve(cfg: CompressiveConfig) -> dict[str, Any]:
                                 f"{cfg.first_seed} + {cfg.seeds}")
     task = MODELS[cfg.model]
     bits: list[str] = []
-    for b in _split_list(cfg.bits):
+    for b in split_list_flag(cfg.bits):
         if b.lower() == FULL:
             bits.append(FULL)
         elif b.isdigit() and 1 <= int(b) <= 12:
@@ -87,11 +81,11 @@ def resolve(cfg: CompressiveConfig) -> dict[str, Any]:
         else:
             raise InvalidValueError(f"--bits: {b!r} is neither an integer in 1..12 nor 'full'")
     ks = []
-    for k in _split_list(cfg.k):
+    for k in split_list_flag(cfg.k):
         if not k.isdigit() or int(k) < 1:
             raise InvalidValueError(f"--k: {k!r} is not a positive integer")
         ks.append(int(k))
-    quantizers = _split_list(cfg.quantizer)
+    quantizers = split_list_flag(cfg.quantizer)
     for name in quantizers:  # builds each once: unknown names fail here, before any work
         for b in bits:
             if b != FULL:
