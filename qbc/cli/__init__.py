@@ -5,8 +5,18 @@ the dataclass, so every default lives in one place. Commands are imported lazily
 ``qbc --help`` is fast. A :class:`~qbc.errors.QbcError` ends the command with one line on stderr
 and exit code 2.
 
-To add a command, add one line to ``COMMANDS``: ``"name": ("module", "attribute")`` where the
-attribute is a :class:`Command`. Groups (``qbc ste recover``) use ``"group name"`` as the key.
+Each command lives in its own module of this package (``qbc/cli/<command>.py``): its config
+dataclass (or the library's, when that is the same thing), its ``run_*`` function and its
+printing. Library modules never import ``qbc.cli``. To add a command, write such a module and add
+one line to ``COMMANDS``: ``"name": ("module", "attribute")`` where the attribute is a
+:class:`Command`. Groups (``qbc ste recover``) use ``"group name"`` as the key.
+
+Two flag conventions are handled here, once for every command:
+
+- list flags are typed tuples (``--horizons 10 50 200``); the comma form (``--horizons 10,50``)
+  is split before tyro sees it;
+- a renamed flag (``Command.renamed_flags``, old -> new) keeps working for one release with a
+  one-line deprecation warning.
 """
 
 from __future__ import annotations
@@ -20,19 +30,28 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from qbc.errors import QbcError, QbcWarning, UnknownNameError
 
 
+class DeprecatedFlagWarning(QbcWarning):
+    """A flag was given under its old name; it still works for one release."""
+
+
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: ``run(config)`` with ``config`` an instance of ``config_type``."""
+    """A subcommand: ``run(config)`` with ``config`` an instance of ``config_type``.
+
+    ``renamed_flags`` maps an old flag spelling to its new one (``{"--dataset-id": "--dataset"}``);
+    the old one is accepted with a deprecation warning."""
 
     config_type: type
     run: Callable[[Any], Any]
     help: str
+    renamed_flags: Mapping[str, str] = field(default_factory=dict)
 
 
 #: name -> (module, attribute of type Command). Only commands that exist are listed.
@@ -112,10 +131,75 @@ def _warnings_as_lines(name: str) -> Iterator[None]:
             warnings.formatwarning = format_before
 
 
+def rename_flags(args: list[str], renamed: Mapping[str, str]) -> list[str]:
+    """``args`` with every old flag spelling in ``renamed`` replaced by the new one (also in the
+    ``--old=value`` form), each with a :class:`DeprecatedFlagWarning`."""
+    out = []
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        if flag in renamed:
+            warnings.warn(f"{flag} is deprecated and will be removed in the next release; "
+                          f"use {renamed[flag]}", DeprecatedFlagWarning, stacklevel=2)
+            arg = renamed[flag] + eq + value
+        out.append(arg)
+    return out
+
+
+def list_flags(config_type: type) -> set[str]:
+    """The flags (``--name``) of the top-level fields of dataclass ``config_type`` whose type is
+    a tuple or a list."""
+    import dataclasses
+    import typing
+
+    if not dataclasses.is_dataclass(config_type):
+        return set()
+    hints = typing.get_type_hints(config_type)
+    flags = set()
+    for f in dataclasses.fields(config_type):
+        hint = hints.get(f.name)
+        options = typing.get_args(hint) if _is_union(hint) else (hint,)
+        if any(typing.get_origin(h) in (tuple, list) for h in options):
+            flags.add("--" + f.name.replace("_", "-"))
+    return flags
+
+
+def _is_union(hint: Any) -> bool:
+    import types
+    import typing
+
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def split_comma_lists(args: list[str], flags: set[str]) -> list[str]:
+    """``args`` with the values of the list flags in ``flags`` split at commas, so that
+    ``--horizons 10,50 200`` and ``--horizons=10,50`` read as ``--horizons 10 50 200``."""
+    out: list[str] = []
+    in_list = False
+    for arg in args:
+        if arg.startswith("--"):
+            flag, eq, value = arg.partition("=")
+            in_list = flag in flags
+            if in_list and eq:
+                out.append(flag)
+                out += [v for v in value.split(",") if v]
+                in_list = False
+                continue
+            out.append(arg)
+        elif in_list and "," in arg:
+            out += [v for v in arg.split(",") if v]
+        else:
+            out.append(arg)
+    return out
+
+
 def _parse_flags(command: Command, args: list[str], name: str) -> Any:
     """``tyro.cli`` with its boxed flag errors (a typo, a missing flag, a value of the wrong type)
-    turned into one QbcError line; ``--help`` is printed as tyro draws it."""
+    turned into one QbcError line; ``--help`` is printed as tyro draws it. Renamed flags and the
+    comma form of list flags are rewritten first."""
     import tyro
+
+    args = rename_flags(args, command.renamed_flags)
+    args = split_comma_lists(args, list_flags(command.config_type))
 
     captured = io.StringIO()
     try:
@@ -163,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qbc`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
+        try:
+            print(_usage())
+        except BrokenPipeError:
+            sys.stdout = open(os.devnull, "w")
+            return 141
         return 0
     # Longest match first, so "ste recover" wins over a plain "ste".
     for n_words in (2, 1):
