@@ -364,6 +364,3 @@ def _log_traceback(exc: BaseException, name: str) -> str:
     except OSError:
         return f"(not written; {type(exc).__name__}: {_first_line(exc)})"
 
-
-if __name__ == "__main__":
-    sys.exit(main())
