@@ -199,7 +199,7 @@ def test_refusals_change_nothing(refusals):
 
 # -- --overwrite: the old result survives any failure ------------------------------------------
 def test_overwrite_failing_midway_keeps_the_old_run(ws, tmp_path, monkeypatch):
-    import qbc.train as qt
+    import qbc.training.loop as qt
     from qbc.data import load_demonstrations
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))

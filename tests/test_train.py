@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.policy import ModelConfig, load_policy
-from qbc.train import TrainConfig, history_index, lr_factor, train
+from qbc.training import TrainConfig, history_index, lr_factor, train
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +188,8 @@ def _scalar_demos(metadata):
 def test_closing_rollout_compares_with_the_expert_on_the_same_seeds():
     from qbc.agents import make_expert
     from qbc.rollout import coupled_rollout
-    from qbc.train import rollout_evaluation, rollout_line
+    from qbc.cli.train import rollout_line
+    from qbc.training import rollout_evaluation
 
     prov = {"qbc": {"expert": {"name": "lqr", "params": {}}, "seed": 0, "n_episodes": 2}}
     r = rollout_evaluation(_Zero(), _scalar_demos(prov), episodes=6, horizon=100, seed=50)
@@ -205,7 +206,8 @@ def test_closing_rollout_compares_with_the_expert_on_the_same_seeds():
 
 
 def test_closing_rollout_without_an_expert_says_so_in_one_line():
-    from qbc.train import rollout_evaluation, rollout_line
+    from qbc.cli.train import rollout_line
+    from qbc.training import rollout_evaluation
 
     r = rollout_evaluation(_Zero(), _scalar_demos({}), episodes=3, horizon=20, seed=50)
     assert r["expert"] is None and "expert_mean_return" not in r
@@ -216,7 +218,7 @@ def test_closing_rollout_without_an_expert_says_so_in_one_line():
 def test_samples_per_s_leave_out_validation_and_checkpoints(tmp_path, monkeypatch):
     import types
 
-    import qbc.train as train_mod
+    import qbc.training.loop as train_mod
 
     now = [0.0]  # a fake clock: 1 s per optimisation step, 100 s per validation or save
 
@@ -239,8 +241,8 @@ def test_samples_per_s_leave_out_validation_and_checkpoints(tmp_path, monkeypatc
 
 def test_default_budget_scales_with_the_dataset_and_explicit_steps_are_kept(tmp_path,
                                                                             monkeypatch):
-    import qbc.train as train_mod
-    from qbc.train import default_steps, resolve_budget
+    import qbc.training.config as train_mod
+    from qbc.training import default_steps, resolve_budget
 
     assert default_steps(18_000, 256, 30) == 2110
     assert default_steps(90_000, 256, 30) == 10_547  # 5x the data, 5x the steps
@@ -286,7 +288,7 @@ def test_best_checkpoint_has_the_lowest_validation_loss(tmp_path):
 
 
 def test_select_by_rollout_keeps_the_checkpoint_with_the_highest_return(tmp_path):
-    from qbc.train import update_best
+    from qbc.training import update_best
 
     demos = Demos(*(_scalar_arrays()), env_id="qbc/ScalarStable-v0")
     result = train(_cfg(tmp_path, steps=12, eval_interval=4, select_by="rollout",
@@ -309,10 +311,11 @@ def _scalar_arrays(episodes=6, steps=20):
 
 
 def test_resume_accepts_a_run_made_before_a_setting_existed():
-    from qbc.train import _check_resume_config, config_dict
+    from qbc.training.checkpoint import check_resume_config
+    from qbc.training.config import config_dict
 
     current = config_dict(TrainConfig(dataset="qbc/x-v0", resume=True))
     stored = {k: v for k, v in current.items() if k != "select_by"}  # an older run's config
-    _check_resume_config(stored, current)
+    check_resume_config(stored, current)
     with pytest.raises(InvalidValueError, match="select_by"):
-        _check_resume_config(stored, {**current, "select_by": "rollout"})
+        check_resume_config(stored, {**current, "select_by": "rollout"})

@@ -1,0 +1,78 @@
+"""``qbc train``: train a behavior-cloning policy (:func:`qbc.training.run_train`) and print its
+summary: the step budget, losses, where the checkpoint is, and the closing rollout.
+
+Its flags are the fields of :class:`qbc.training.TrainConfig`. Under torchrun
+(``torchrun --nproc-per-node N -m qbc.train ...``) every rank trains and rank 0 alone prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qbc.cli import Command
+from qbc.distributed import torchrun_env
+from qbc.training import TrainConfig, run_train
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """:func:`qbc.training.run_train`, its summary printed by rank 0."""
+    summary = run_train(cfg)
+    rank = torchrun_env()
+    if rank is None or rank[0] == 0:
+        print(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The summary of a run in a few lines."""
+    val = "-" if s["best_val_loss"] is None else f"{s['best_val_loss']:.4g}"
+    sec = s.get("seconds") or {}
+    lines = [f"trained {s['policy']} on {s['dataset']}: {s['steps']} steps, "
+             f"{s['train_samples_per_s']:.0f} samples/s (training alone: "
+             f"{sec.get('train', 0):.1f} s; validation {sec.get('validation', 0):.1f} s and "
+             f"checkpoints {sec.get('checkpoints', 0):.1f} s not counted)",
+             f"  final train loss {s['final_train_loss']:.4g}, best val loss {val} "
+             f"(step {s['best_step']})",
+             budget_line(s.get("budget") or {}),
+             f"  checkpoint: {s['checkpoint']}"]
+    r = s.get("rollout")
+    if r:
+        lines.append(rollout_line(r))
+    elif "rollout" in s:
+        lines.append("  rollouts skipped: the dataset's env id cannot be made here")
+    return "\n".join(lines)
+
+
+def budget_line(b: dict[str, Any]) -> str:
+    """Where the step budget came from and whether early stopping ended the run."""
+    if not b:
+        return "  budget: -"
+    origin = ("--steps" if b["from"] == "--steps"
+              else f"{b['epochs']:g} epochs of the training split")
+    stop = (f"stopped early: no lower validation loss in {b['patience']} evaluations"
+            if b["stopped_early"] else
+            f"early stopping after {b['patience']} evaluations without improvement"
+            if b["patience"] else "no early stopping")
+    return (f"  budget: {b['steps']} steps ({origin}); {stop}; best checkpoint by "
+            f"{b['select_by']}")
+
+
+def rollout_line(r: dict[str, Any]) -> str:
+    """The closing rollout in words: learner vs expert on the same seeds, returns over the
+    full horizon, failed (terminated or diverged) episodes as a fraction."""
+    head = (f"  coupled rollouts, {r['episodes']} episodes x {r['horizon']} steps on "
+            f"{r['env_id']} (seeds {r['first_seed']}..{r['first_seed'] + r['episodes'] - 1}): ")
+    policy = (f"policy return {r['policy_mean_return']:.4g} "
+              f"({r['policy_reward_per_step']:.4g}/step over all {r['horizon']} steps), "
+              f"{r['policy_failed_fraction']:.0%} of episodes "
+              "failed (terminated or diverged)")
+    if r.get("expert") is None:
+        return head + policy + f"; not compared with an expert: {r['no_expert']}"
+    lo, hi = r["regret_ci95"]
+    return (head + policy + f"; expert {r['expert']} on the same seeds "
+            f"{r['expert_mean_return']:.4g} ({r['expert_reward_per_step']:.4g}/step), "
+            f"{r['expert_failed_fraction']:.0%} failed; regret {r['regret']:.4g} "
+            f"[95% CI {lo:.3g}, {hi:.3g}]")
+
+
+TRAIN_COMMAND = Command(TrainConfig, run, "train a BC policy (AR transformer or a baseline)")

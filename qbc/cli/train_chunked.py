@@ -1,0 +1,43 @@
+"""``qbc train-chunked``: train a chunk policy (:func:`qbc.training.chunked.run_train_chunked`)
+and print its summary. Its flags are the fields of
+:class:`qbc.training.chunked.ChunkTrainConfig`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qbc.cli import Command
+from qbc.cli.train import rollout_line
+from qbc.training.chunked import ChunkTrainConfig, run_train_chunked
+
+
+def run(cfg: ChunkTrainConfig) -> dict[str, Any]:
+    """:func:`~qbc.training.chunked.run_train_chunked`, its summary printed."""
+    summary = run_train_chunked(cfg)
+    print(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """A few lines: what was trained, losses, the tokenizer, the closing rollout."""
+    val = "-" if s["best_val_loss"] is None else f"{s['best_val_loss']:.4g}"
+    lines = [f"trained {s['policy']} (k = {s['chunk_k']}) on {s['dataset']}: {s['steps']} steps "
+             f"over {s['train_rows']} chunks, {s['train_samples_per_s']:.0f} chunks/s",
+             f"  final train loss {s['final_train_loss']:.4g}, best val loss {val} "
+             f"(step {s['best_step']})"]
+    if s.get("tokenizer"):
+        t = s["tokenizer"]
+        length = t["n_tokens"] if t["n_tokens"] is not None else f"<= {t['positions'] - 1}"
+        lines.append(f"  chunk tokenizer {t['name']}: {length} tokens per chunk, vocabulary "
+                     f"{t['vocab']}")
+    lines.append(f"  checkpoint: {s['checkpoint']}")
+    r = s.get("rollout")
+    if r:
+        lines.append(rollout_line(r))
+        lines.append(f"  executed {r['execute']}: {r['chunks']} chunks predicted, "
+                     f"{r['decode_failures']} decode failures (repaired)")
+    return "\n".join(lines)
+
+
+CHUNK_TRAIN_COMMAND = Command(
+    ChunkTrainConfig, run, "train a chunk policy (next k actions: chunk tokens or L1 regression)")

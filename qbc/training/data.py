@@ -1,0 +1,113 @@
+"""Demonstrations as training tensors: the train/validation split by episodes, observation
+histories, normalised actions, tokens and loss batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from qbc.policy import Normalizer, needs_tokenizer
+from qbc.tokenizer import ActionTokenizer
+from qbc.training.config import TrainConfig
+
+
+def split_demos(demos: Any, val_fraction: float, seed: int) -> tuple[Any, Any | None]:
+    """(training, validation or None): whole episodes held out by ``demos.split(val_fraction,
+    seed)``; no validation split with ``val_fraction`` 0 or fewer than two episodes. The one
+    split rule of the policy, its transition model and chunk training."""
+    if val_fraction > 0 and len(np.unique(demos.episode_ids)) >= 2:
+        return demos.split(val_fraction, seed)
+    return demos, None
+
+
+@dataclass
+class SplitTensors:
+    """One split, ready for batching: normalised observation histories, actions, tokens."""
+
+    obs: torch.Tensor
+    """(N, K, obs_dim) float32, normalised; rows before an episode's start repeat its first."""
+    actions: torch.Tensor
+    """(N, D) float32, normalised."""
+    raw_actions: np.ndarray
+    """(N, D) float32 in action units (for sampled / soft tokens)."""
+    tokens: torch.Tensor | None
+    """(N, n_tokens) int64 deterministic tokens (token policies)."""
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+def history_index(episode_ids: np.ndarray, k: int) -> np.ndarray:
+    """Row indices (N, k) of the last k observations of each step, oldest first, repeating the
+    episode's first row before its start. Rows must be grouped by episode in time order."""
+    n = len(episode_ids)
+    t = np.arange(n)
+    start = np.zeros(n, dtype=np.int64)
+    new = np.r_[True, episode_ids[1:] != episode_ids[:-1]]
+    start[new] = t[new]
+    start = np.maximum.accumulate(start)
+    lags = np.arange(k - 1, -1, -1)
+    return np.maximum(t[:, None] - lags[None, :], start[:, None])
+
+
+def split_tensors(demos: Any, normalizer: Normalizer, tokenizer: ActionTokenizer | None,
+                  k: int, device: torch.device) -> SplitTensors:
+    """The tensors of one split: histories of ``k`` observations, actions, tokens."""
+    obs = normalizer.obs(np.asarray(demos.observations, dtype=np.float32))
+    obs = obs[history_index(np.asarray(demos.episode_ids), k)]
+    raw = np.asarray(demos.actions, dtype=np.float32)
+    acts = (raw - normalizer.act_mean) / normalizer.act_std
+    tokens = None if tokenizer is None else torch.from_numpy(tokenizer.encode(raw)).to(device)
+    return SplitTensors(torch.from_numpy(obs).to(device),
+                        torch.from_numpy(acts.astype(np.float32)).to(device), raw, tokens)
+
+
+def fit_tokenizer(cfg: TrainConfig, actions: np.ndarray) -> ActionTokenizer:
+    """The ActionTokenizer of ``cfg`` fitted on (training) actions (N, D)."""
+    params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
+    return ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
+
+
+def prepare_data(cfg: TrainConfig, train_demos: Any, val_demos: Any | None,
+                 device: torch.device, tokenizer: ActionTokenizer | None = None,
+                 normalizer: Normalizer | None = None):
+    """Fit (or reuse) the tokenizer and normaliser on the training split; tensors of both splits.
+
+    Returns (tokenizer or None, normalizer, train SplitTensors, val SplitTensors or None)."""
+    if needs_tokenizer(cfg.policy) and tokenizer is None:
+        tokenizer = fit_tokenizer(cfg, train_demos.actions)
+    if not needs_tokenizer(cfg.policy):
+        tokenizer = None
+    if normalizer is None:
+        normalizer = Normalizer.fit(train_demos.observations, train_demos.actions)
+    k = cfg.model.obs_history
+    train_t = split_tensors(train_demos, normalizer, tokenizer, k, device)
+    val_t = None
+    if val_demos is not None and len(val_demos) > 0:
+        val_t = split_tensors(val_demos, normalizer, tokenizer, k, device)
+    return tokenizer, normalizer, train_t, val_t
+
+
+def make_batch(data: SplitTensors, idx: torch.Tensor, tokenizer: ActionTokenizer | None,
+               token_target: str, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+    """The rows ``idx`` as a loss batch: obs, actions and (token policies) tokens / soft targets.
+
+    With a stochastic tokenizer the tokens are drawn by stochastic rounding from ``rng``; with
+    ``token_target='soft'`` the two-hot targets are added too, so position i is scored on its
+    expected log-loss given a sampled prefix (an unbiased estimate of the expected log-loss of
+    the stochastically rounded sequence)."""
+    batch = {"obs": data.obs[idx], "actions": data.actions[idx]}
+    if tokenizer is None:
+        return batch
+    if tokenizer.stochastic and rng is not None:
+        raw = data.raw_actions[idx.cpu().numpy()]
+        dev = data.obs.device
+        batch["tokens"] = torch.from_numpy(tokenizer.encode(raw, rng=rng)).to(dev)
+        if token_target == "soft":
+            batch["soft"] = torch.from_numpy(tokenizer.soft_targets(raw)).to(dev)
+    else:
+        batch["tokens"] = data.tokens[idx]
+    return batch

@@ -1,0 +1,182 @@
+"""Evaluating a policy while and after it trains: validation loss and action error, checkpoint
+selection (lowest validation loss or highest return of a short rollout), early stopping, and
+the closing rollout against the dataset's expert on the same seeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from qbc.policy import Normalizer, Policy
+from qbc.tokenizer import ActionTokenizer
+from qbc.training.config import TrainConfig
+from qbc.training.data import SplitTensors, make_batch
+
+
+# -- validation ------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_split(module: torch.nn.Module, data: SplitTensors, tokenizer: ActionTokenizer | None,
+                   normalizer: Normalizer, seed: int, chunk: int = 8192) -> dict[str, float]:
+    """Validation log-loss (the training objective; soft targets for smooth binning) and the mean
+    squared action error of deterministic decoding, in action units."""
+    module.eval()
+    rng = np.random.default_rng(seed)  # fixed prefixes: the same numbers at every evaluation
+    policy = Policy(module, normalizer, tokenizer, device=data.obs.device)
+    loss_sum, sq_sum, n = 0.0, 0.0, len(data)
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(n, start + chunk), device=data.obs.device)
+        batch = make_batch(data, idx, tokenizer, "soft", rng)
+        loss_sum += float(module.loss(batch)) * len(idx)
+        pred = policy.act(policy_obs(data, idx, normalizer), deterministic=True)
+        sq_sum += float(((pred - data.raw_actions[idx.cpu().numpy()]) ** 2).mean(1).sum())
+    return {"val_loss": loss_sum / n, "val_action_mse": sq_sum / n}
+
+
+def policy_obs(data: SplitTensors, idx: torch.Tensor, normalizer: Normalizer) -> np.ndarray:
+    """Observation histories (B, K, obs_dim) of rows idx in observation units (un-normalised)."""
+    x = data.obs[idx].cpu().numpy()
+    return (x * normalizer.obs_std + normalizer.obs_mean).astype(np.float32)
+
+
+# -- checkpoint selection and early stopping -----------------------------------------------------
+def update_best(best: dict[str, Any], record: dict[str, Any], step: int,
+                select_by: str) -> tuple[dict[str, Any], bool]:
+    """The selection state after the evaluation ``record`` at ``step``, and whether this step's
+    checkpoint becomes best/.
+
+    ``best`` holds the selected checkpoint ('step', its 'val_loss', 'score' = its selection
+    return) and the lowest validation loss so far ('min_val_loss' at 'min_val_step', which early
+    stopping watches). 'val-loss' selects the lowest validation loss; 'rollout' the highest
+    ``record["select_return"]``, ties to the lower validation loss."""
+    new = dict(best)
+    lowest = best.get("min_val_loss", best["val_loss"])
+    if lowest is None or record["val_loss"] < lowest:
+        new.update(min_val_loss=record["val_loss"], min_val_step=step)
+    if select_by == "rollout":
+        key = (record["select_return"], -record["val_loss"])
+        improved = best.get("score") is None or key > (best["score"], -best["val_loss"])
+    else:
+        improved = new.get("min_val_step") == step
+    if improved:
+        new.update(val_loss=record["val_loss"], step=step, score=record.get("select_return"))
+    return new, improved
+
+
+def should_stop(best: dict[str, Any], step: int, cfg: TrainConfig) -> bool:
+    """Early stopping: True once ``cfg.patience`` evaluations (patience x eval_interval steps)
+    have passed without a lower validation loss; never with patience 0."""
+    if not cfg.patience:
+        return False
+    last = best.get("min_val_step", best["step"])
+    return step - last >= cfg.patience * cfg.eval_interval
+
+
+def selection_plan(cfg: TrainConfig, demos: Any) -> dict[str, Any]:
+    """Env, seeds and horizon of the --select-by rollout evaluations: fixed seeds 5000 below the
+    closing rollout's (disjoint from it and, by the same margin, from the data's)."""
+    from qbc.rollout import cap_horizons
+
+    env_id = demos.env_id
+    horizon = cfg.rollout_horizon or _default_horizon(_provenance(demos), env_id)
+    (horizon,), _ = cap_horizons(env_id, [horizon])
+    first = default_rollout_seed(demos) - 5000
+    return {"env_id": env_id, "seeds": range(first, first + cfg.select_episodes),
+            "horizon": horizon}
+
+
+def selection_return(module: torch.nn.Module, normalizer: Normalizer,
+                     tokenizer: ActionTokenizer | None, device: torch.device,
+                     plan: dict[str, Any]) -> float:
+    """Mean return of the current weights (argmax decoding) over the selection rollout of
+    :func:`selection_plan`; the same seeds at every evaluation, so the comparison between
+    checkpoints is coupled."""
+    from qbc.rollout import coupled_rollout
+
+    policy = Policy(module, normalizer, tokenizer, device=device)
+    res = coupled_rollout(plan["env_id"], {"policy": policy}, plan["seeds"], plan["horizon"])
+    return float(res.rewards["policy"].sum(0).mean())
+
+
+# -- the closing rollout ---------------------------------------------------------------------------
+def _provenance(demos: Any) -> dict[str, Any]:
+    from qbc.expert_choice import provenance
+
+    return provenance(getattr(demos, "metadata", None))
+
+
+def _default_horizon(prov: dict[str, Any], env_id: str) -> int:
+    """The dataset's episode length (its provenance), else the env's time limit, else 500."""
+    import gymnasium as gym
+
+    return int(prov.get("max_episode_steps") or gym.spec(env_id).max_episode_steps or 500)
+
+
+def default_rollout_seed(demos: Any) -> int:
+    """A first seed past every episode seed the dataset was collected with."""
+    prov = _provenance(demos)
+    try:
+        return int(prov["seed"]) + int(prov.get("n_episodes", demos.n_episodes)) + 10_000
+    except (KeyError, TypeError, ValueError):
+        return 1_000_000
+
+
+def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | None = None,
+                       seed: int | None = None, progress: bool = False) -> dict[str, Any] | None:
+    """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
+    (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps.
+
+    Returns and reward per step are taken over the full horizon (an episode that terminated or
+    diverged earns nothing after it ends) and the fraction of failed episodes is given, as in
+    :func:`qbc.rollout.horizon_metrics`. The expert is rebuilt from the dataset's provenance;
+    without one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why.
+    None when the env id is unknown here. A horizon past a third-party env's time limit is
+    capped (``horizon_capped`` holds the warning).
+    """
+    import gymnasium as gym
+
+    import qbc  # noqa: F401  (registers the qbc/ envs)
+    from qbc.rollout import cap_horizons, coupled_rollout, horizon_metrics
+
+    env_id = getattr(demos, "env_id", None)
+    if not env_id or env_id not in gym.registry:
+        return None
+    prov = _provenance(demos)
+    if horizon is None:
+        horizon = _default_horizon(prov, env_id)
+    (horizon,), capped = cap_horizons(env_id, [horizon])
+    seed = default_rollout_seed(demos) if seed is None else seed
+    expert, no_expert = _dataset_expert(prov, env_id)
+    actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
+    res = coupled_rollout(env_id, actors, range(seed, seed + episodes), horizon,
+                          progress=progress)
+    out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
+           "horizon_capped": capped, "expert": None if expert is None else expert.name,
+           "no_expert": no_expert}
+    ref = "policy" if expert is None else "expert"
+    per = horizon_metrics(res, [horizon], reference=ref)["policies"]
+    for name, m in per.items():
+        m = m[str(horizon)]
+        out[f"{name}_mean_return"] = m["return"]
+        out[f"{name}_reward_per_step"] = m["return"] / horizon
+        out[f"{name}_failed_fraction"] = m["diverged_fraction"]
+    if expert is not None:
+        m = per["policy"][str(horizon)]
+        out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
+    return out
+
+
+def _dataset_expert(prov: dict[str, Any], env_id: str) -> tuple[Any, str | None]:
+    """The expert named in a qbc dataset's provenance, or (None, why there is none)."""
+    from qbc.errors import QbcError
+
+    spec = prov.get("expert")
+    if not isinstance(spec, dict) or "name" not in spec:
+        return None, "the dataset does not name a qbc expert (not collected by qbc collect)"
+    try:
+        from qbc.agents import make_expert
+
+        return make_expert(spec, env_id), None
+    except (QbcError, ImportError) as exc:
+        return None, f"its expert {spec['name']!r} cannot be rebuilt here ({exc})"

@@ -1,0 +1,51 @@
+"""The optimiser of both trainers: AdamW, a linear warm-up then cosine learning-rate schedule,
+and one optimisation step with gradient clipping (settings: :class:`~qbc.training.OptimConfig`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from qbc.training.config import OptimConfig
+
+
+def make_optimizer(module: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices and embedding tables, none on biases and norms."""
+    decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
+    other = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def lr_factor(step: int, cfg: Any) -> float:
+    """Multiplier of the peak lr at ``step``: linear warm-up, then cosine down to min_lr_ratio.
+    ``cfg``: an :class:`OptimConfig` with the run's total ``steps`` (an int)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / (cfg.warmup_steps + 1)
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer,
+                   cfg: Any) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of :func:`lr_factor` on ``optimizer`` (``cfg`` as there)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+
+
+def train_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler, batch: dict[str, torch.Tensor],
+               grad_clip: float) -> float:
+    """One optimisation step on ``batch``; returns the loss before the update."""
+    module.train()
+    loss = module.loss(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
