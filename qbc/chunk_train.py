@@ -1,5 +1,5 @@
-"""Compatibility: chunk training moved to :mod:`qbc.training.chunked` (the library) and
-:mod:`qbc.cli.train_chunked` (the ``qbc train-chunked`` command); the names below keep
+"""Compatibility: chunk training moved to :mod:`qbc.training.chunked` (the library; the
+``qbc train-chunked`` command is a module of the command package); the names below keep
 ``from qbc.chunk_train import ...`` working."""
 
 from qbc.training.chunked import (

@@ -1,5 +1,5 @@
-"""Compatibility: training moved to :mod:`qbc.training` (the library) and :mod:`qbc.cli.train`
-(the ``qbc train`` command); the names below keep ``from qbc.train import ...`` working.
+"""Compatibility: training moved to :mod:`qbc.training` (the library; the ``qbc train`` command
+is a module of the command package); the names below keep ``from qbc.train import ...`` working.
 
 ``python -m qbc.train`` / ``torchrun -m qbc.train`` run ``qbc train`` with the same flags.
 """

@@ -320,7 +320,7 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
 # -- a whole run -------------------------------------------------------------------------------
 def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     """Check the flags, load the dataset, train, roll the best policy out, write summary.json;
-    returns the summary (printing it is the command's job: :mod:`qbc.cli.train_chunked`)."""
+    returns the summary (the ``qbc train-chunked`` command prints it)."""
     from qbc.data import load_demonstrations
 
     _validate(cfg)

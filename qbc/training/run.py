@@ -19,7 +19,7 @@ from qbc.training.transition import train_transition_model
 
 def run_train(cfg: TrainConfig) -> dict[str, Any]:
     """Load the dataset, train, roll the best policy out and write summary.json; returns the
-    summary (printing it is the command's job: :mod:`qbc.cli.train`).
+    summary (the ``qbc train`` command prints it).
 
     Every setting is checked before the dataset is read, and the data before the run folder
     is touched. Under torchrun every rank trains; rank 0 alone does the rest (the other ranks
