@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from qbc.bench import BenchConfig, forward_flops, run_bench, train_flops_per_sample
-from qbc.bench.command import format_table, resolve
+from qbc.bench import forward_flops, train_flops_per_sample
 from qbc.bench.flops import comparable_matmul
 from qbc.bench.timing import calibrate, figure, interleaved_rates, paired_ratio, summarize
 from qbc.cli import main
+from qbc.cli.bench import BenchConfig, format_table, resolve, run_bench
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
 from qbc.policy.registry import ModelConfig

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qbc.compressive.sweep import FULL, NO_QUANTIZER
-from qbc.io import atomic_write, atomic_write_text
+from qbc.io import atomic_write_text
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
@@ -76,6 +76,8 @@ def plot(summary: list[dict], quantizers: Sequence[str], bits: Sequence[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from qbc.plots import save_figure
+
     table = _by_key(summary)
     metric = summary[0]["metric"]
     int_bits = [b for b in bits if b != FULL]
@@ -110,9 +112,7 @@ def plot(summary: list[dict], quantizers: Sequence[str], bits: Sequence[str],
         fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         path = out_dir / f"{metric}_vs_{name}.png"
-        atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, dpi=110, tight=False)
 
     # x = bits; full precision drawn at x = max(bits) + 1 so it sits beside the quantized points.
     full_x = (max(int(b) for b in int_bits) + 1) if int_bits else 1
