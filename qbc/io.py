@@ -61,6 +61,23 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]],
+                     fieldnames: list[str] | None = None, lineterminator: str = "\n") -> Path:
+    """Write ``rows`` (dicts with the same keys; columns ``fieldnames``, default the first row's
+    keys) as a CSV table with a header to ``path`` atomically. No rows and no ``fieldnames``
+    give an empty file."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    columns = list(rows[0]) if fieldnames is None and rows else fieldnames
+    if columns is not None:
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator=lineterminator)
+        writer.writeheader()
+        writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
 def json_safe(obj: Any) -> Any:
     """``obj`` as plain JSON values, the one rule for every JSON file qbc writes.
 

@@ -16,10 +16,10 @@ from qbc.cli import Command
 from qbc.compressive.datasets import DATASETS, make_split
 from qbc.compressive.learners import MODELS
 from qbc.compressive.projection import projection_quantizer
-from qbc.compressive.report import format_table, format_winners, plot, write_csv
+from qbc.compressive.report import format_table, format_winners, plot
 from qbc.compressive.sweep import FULL, compare_quantizers, run_grid, summarize
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.io import atomic_write_json, json_safe, output_dir
+from qbc.io import atomic_write_csv, atomic_write_json, json_safe, output_dir
 from qbc.validate import AT_LEAST_ONE, SEED_LIMIT, Rule, check_config, split_list_flag
 
 
@@ -130,10 +130,9 @@ def _run_into(out: Path, cfg: CompressiveConfig, grid: dict[str, Any], split: An
                     grid["ks"], grid["quantizers"], grid["seeds"], progress=cfg.progress)
     summary = summarize(rows)
     winners = compare_quantizers(rows)
-    write_csv(out / "results.csv", [{"dataset": cfg.dataset, "model": cfg.model, **r}
-                                    for r in rows])
-    write_csv(out / "summary.csv", [{"dataset": cfg.dataset, "model": cfg.model, **s}
-                                    for s in summary])
+    tag = {"dataset": cfg.dataset, "model": cfg.model}
+    atomic_write_csv(out / "results.csv", [{**tag, **r} for r in rows])
+    atomic_write_csv(out / "summary.csv", [{**tag, **s} for s in summary])
     result = {"dataset": cfg.dataset, "model": cfg.model, "summary": summary,
               "winners": winners}
     atomic_write_json(out / "summary.json", json_safe(result))

@@ -1,25 +1,12 @@
-"""Outputs of a compressive-learning run: CSV tables, PNG plots and the text summary."""
+"""Outputs of a compressive-learning run: PNG plots and the text summary."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from qbc.compressive.sweep import FULL, NO_QUANTIZER
-from qbc.io import atomic_write_text
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    """Write dicts (all with the same keys) as a CSV table, atomically."""
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return atomic_write_text(path, buf.getvalue())
 
 
 def _by_key(summary: list[dict]) -> dict[tuple, dict]:

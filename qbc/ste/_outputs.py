@@ -1,13 +1,11 @@
-"""Output files shared by the ``qbc ste`` experiments: the resolved config and CSV tables."""
+"""Output files shared by the STE experiments: the resolved config and CSV tables."""
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
-from qbc.io import atomic_write_json, atomic_write_text, json_safe
+from qbc.io import atomic_write_csv, atomic_write_json, json_safe
 
 
 def write_config(out: Path, config: Any) -> Path:
@@ -16,9 +14,6 @@ def write_config(out: Path, config: Any) -> Path:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Rows of equal keys as a CSV table (atomic)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [])
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_text(path, buf.getvalue())
+    """Rows of equal keys as a CSV table (atomic; the csv module's CRLF line ends, as the STE
+    tables have always had)."""
+    return atomic_write_csv(path, rows, lineterminator="\r\n")
