@@ -43,7 +43,7 @@ class BenchConfig:
     """timed blocks per figure (default 5; 3 with --quick)."""
     block_s: float | None = None
     """seconds per timed block (default 0.3; 0.1 with --quick)."""
-    env_id: str = "qbc/LinearUnstable-v0"
+    env: str = "qbc/LinearUnstable-v0"
     """env of the stepping and rollout measurements (a qbc/ env with a native vector version)."""
     env_sizes: tuple[int, ...] = (1, 64, 1024)
     """numbers of env copies to step."""
@@ -120,11 +120,11 @@ def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
 
     def rollout():
         with onednn_disabled(cfg.disable_onednn):
-            return sections.bench_rollout(cfg.env_id, cfg.model, cfg.bins, cfg.rollout_episodes,
+            return sections.bench_rollout(cfg.env, cfg.model, cfg.bins, cfg.rollout_episodes,
                                           cfg.rollout_horizon, cfg.repeats, cfg.seed)
 
     steps = [("env", lambda: sections.bench_env_stepping(
-                 cfg.env_id, cfg.env_sizes, cfg.repeats, cfg.block_s, cfg.seed)),
+                 cfg.env, cfg.env_sizes, cfg.repeats, cfg.block_s, cfg.seed)),
              ("decoding", decoding),
              ("training", lambda: sections.bench_training(
                  cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins, cfg.train_batch, cfg.repeats,
@@ -195,7 +195,7 @@ def format_table(r: dict[str, Any]) -> str:
         f"each figure: median of {c['repeats']} timed blocks (~{c['block_s']} s) after a warm-up, "
         "±half the range of the blocks",
         "",
-        f"1. env stepping, {c['env_id']}, env steps/s",
+        f"1. env stepping, {c['env']}, env steps/s",
         f"   {'copies':>8} {'native':>16} {'SyncVectorEnv':>16} {'ratio':>14}"]
     for row in r["env"]:
         mark = _mark(t.get("env_ratio_1024")) if row["num_envs"] == 1024 else ""
@@ -260,4 +260,5 @@ def _s(x: float) -> str:
 
 
 COMMAND = Command(BenchConfig, run_bench,
-                  "measured speed vs the natural baselines (env, decoding, training, e2e)")
+                  "measured speed vs the natural baselines (env, decoding, training, e2e)",
+                  renamed_flags={"--env-id": "--env"})
