@@ -14,7 +14,9 @@ from qbc.errors import InvalidValueError, UnknownNameError
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The spec of a registered env id; an unknown id lists the qbc envs and the closest ids."""
-    import qbc  # noqa: F401  (registers the qbc/ envs)
+    # qbc.envs, not qbc: a folder named "qbc" in the working directory can shadow the package
+    # root as an empty namespace package whose import registers nothing.
+    import qbc.envs  # noqa: F401  (registers the qbc/ envs)
 
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
