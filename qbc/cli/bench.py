@@ -4,6 +4,8 @@ Sections: (1) native vector env vs Gymnasium's SyncVectorEnv, (2) AR-transformer
 and without the KV cache and its batch-1 latency, (3) training samples/s and FLOP/s against a
 plain matmul of comparable size, (4) coupled rollout actions/s and the tiny quickstart's wall
 time. Every figure is the median of repeated blocks after a warm-up, with the spread.
+torch's thread count (``--threads``) and, for sections 2 and 4, oneDNN off (``--disable-onednn``,
+the opt-in of :mod:`qbc.policy.inference`) hold for the run only and are put back afterwards.
 """
 
 from __future__ import annotations
@@ -94,7 +96,6 @@ def resolve(cfg: BenchConfig) -> BenchConfig:
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every measurement; print the table; write --json if given. Returns the results."""
-
     from qbc.bench.timing import machine_info
 
     cfg = resolve(cfg)
@@ -113,6 +114,7 @@ def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
     from qbc.policy.inference import onednn_disabled
 
     result: dict[str, Any] = {"config": json_safe(cfg), "machine": machine}
+
     def decoding():
         with onednn_disabled(cfg.disable_onednn):
             return sections.bench_decoding(cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins,
