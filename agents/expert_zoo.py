@@ -9,7 +9,6 @@ folder; ``qbc expert list`` shows the zoo.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from qbc.agents.actor import META_FILE, MLPActor, actor_size_bytes, read_actor_meta
 from qbc.agents.experts import Expert
-from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
+from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
 
 #: Where the shipped entries live (package data of qbc.agents).
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
@@ -76,7 +75,7 @@ def make_actor_expert(info: dict[str, Any], path: str, noise_std: float = 0.0,
     return ActorExpert(info, path, {"path": str(path)}, noise_std=noise_std, seed=seed)
 
 
-# --- commands ------------------------------------------------------------------------------
+# --- the zoo table, exporting actors --------------------------------------------------------
 
 
 def zoo_table(root: Path | None = None) -> list[dict[str, Any]]:
@@ -97,46 +96,6 @@ def zoo_table(root: Path | None = None) -> list[dict[str, Any]]:
                      "episodes": evaluation.get("episodes", 0),
                      "size_bytes": actor_size_bytes(folder)})
     return rows
-
-
-@dataclass
-class ListExpertsConfig:
-    """List the expert zoo: name, env, algorithm, measured return, size."""
-
-    root: str | None = None
-    """Zoo folder to list (default: the zoo shipped with qbc)."""
-
-
-def run_list_experts(config: ListExpertsConfig) -> list[dict[str, Any]]:
-    """Print the zoo table and return its rows."""
-    rows = zoo_table(None if config.root is None else Path(config.root))
-    print(f"{'name':<28} {'env':<22} {'algo':<5} {'return':>12} {'size':>10}")
-    for r in rows:
-        ret = "damaged" if "problem" in r else (
-            "-" if r["mean_return"] is None else f"{r['mean_return']:.1f} ({r['episodes']} ep)")
-        print(f"{r['name']:<28} {r['env']:<22} {r['algo']:<5} {ret:>12} "
-              f"{r['size_bytes'] / 1024:>7.1f} KB")
-    if not rows:
-        print("(the zoo is empty)")
-    return rows
-
-
-@dataclass
-class ExportExpertConfig:
-    """Export an SB3 zip's deterministic actor as safetensors + JSON and measure its return."""
-
-    path: str
-    """The SB3 zip to export (it holds pickles: export only files you trust)."""
-    env_id: str
-    """Gymnasium env id the model was trained on (the qbc/ ids work too)."""
-    algo: str = "sac"
-    """SB3 algorithm of the model: sac, td3 or ppo."""
-    out: str | None = None
-    """Actor folder to write (default: beside the zip, <zip stem>-actor)."""
-    eval_episodes: int = 20
-    """Episodes for the measured return (seeds 10_000 + i), run with the exported actor."""
-    overwrite: bool = False
-    """Replace an existing actor folder at out."""
 
 
 def actor_folder_for(zip_path: str | Path) -> Path:
@@ -162,7 +121,7 @@ def export_actor(model: Any, algo: str, env_id: str, out: Path, eval_episodes: i
     return evaluation
 
 
-def _training_info(zip_path: Path) -> dict[str, Any]:
+def training_info(zip_path: Path) -> dict[str, Any]:
     """timesteps, seed and the training command from the ``.json`` qbc expert train wrote
     beside the zip (empty when there is none)."""
     from qbc.io import read_json
@@ -179,46 +138,9 @@ def _training_info(zip_path: Path) -> dict[str, Any]:
 
 
 def training_command(cfg: dict[str, Any]) -> str:
-    """The ``qbc expert train`` line that reproduces a TrainExpertConfig dict."""
-    return (f"qbc expert train --env-id {cfg['env_id']} --algo {cfg['algo']} "
+    """The ``qbc expert train`` line that reproduces a TrainExpertConfig dict (its env under
+    ``env``, or ``env_id`` in reports written before the flag was renamed)."""
+    env = cfg["env"] if "env" in cfg else cfg["env_id"]
+    return (f"qbc expert train --env {env} --algo {cfg['algo']} "
             f"--timesteps {cfg['timesteps']} --seed {cfg['seed']} "
             f"--learning-rate {cfg['learning_rate']}")
-
-
-def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
-    """Check the flags, load the zip, export, evaluate, print a summary."""
-    from qbc.agents.sb3 import _algo_class, _zip_path
-
-    if config.eval_episodes < 1:
-        raise InvalidValueError(f"eval_episodes must be >= 1, got {config.eval_episodes}")
-    cls = _algo_class(config.algo)
-    zip_path = _zip_path(config.path)
-    out = actor_folder_for(zip_path) if config.out is None else Path(config.out)
-    if out.exists() and any(out.iterdir()) and not config.overwrite:
-        raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
-    if not zip_path.is_file():
-        raise CorruptFileError(f"SB3 model {str(zip_path)!r} does not exist")
-    try:
-        model = cls.load(zip_path, device="cpu")
-    except Exception as exc:  # SB3 raises many kinds on a bad zip
-        raise CorruptFileError(f"cannot load SB3 {config.algo} model {str(zip_path)!r} "
-                               f"({type(exc).__name__}: {exc})") from None
-    info = {"source": zip_path.name, **_training_info(zip_path)}
-    evaluation = export_actor(model, config.algo, config.env_id, out, config.eval_episodes, info)
-    print(f"exported {config.algo} actor of {zip_path} -> {out} "
-          f"({actor_size_bytes(out) / 1024:.1f} KB)\n"
-          f"actor eval over {evaluation['episodes']} episodes: mean return "
-          f"{evaluation['mean_return']:.1f} +- {evaluation['std_return']:.1f} "
-          f"(min {evaluation['min_return']:.1f})")
-    return {"out": str(out), "evaluation": evaluation}
-
-
-def _commands():
-    from qbc.cli import Command
-
-    return (Command(ListExpertsConfig, run_list_experts, "list the expert zoo"),
-            Command(ExportExpertConfig, run_export_expert,
-                    "export an SB3 zip's actor as safetensors + JSON"))
-
-
-LIST_EXPERTS_COMMAND, EXPORT_EXPERT_COMMAND = _commands()

@@ -101,7 +101,7 @@ def _lqr_gain_of(info: dict[str, Any], name: str) -> np.ndarray:
         raise InvalidValueError(
             f"expert {name!r} needs an env with linearization() and cost_matrices() (the qbc/ "
             f"envs); for {env} pass {zoo}--expert sb3 --expert-path PATH (a stable-baselines3 zip, "
-            f"e.g. from `qbc expert train --env-id {env}`), or --expert linear --expert-params "
+            f"e.g. from `qbc expert train --env {env}`), or --expert linear --expert-params "
             """'{"K": [[...]]}' with a gain of shape (act_dim, obs_dim)"""
         )
     A, B = model.linearization()

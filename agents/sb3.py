@@ -6,21 +6,19 @@ trust (ours are written by :func:`train_sb3_expert`).
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qbc.agents.evaluate import evaluate_expert
 from qbc.agents.experts import Expert
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.io import atomic_write, atomic_write_json
+from qbc.io import atomic_write
 from qbc.progress import progress_bar
 
 
-def _algo_class(algo: str):
+def algo_class(algo: str) -> type:
+    """The SB3 class of ``algo`` (sac, td3, ppo); UnknownNameError for any other name."""
     import stable_baselines3 as sb3
 
     classes = {"sac": sb3.SAC, "td3": sb3.TD3, "ppo": sb3.PPO}
@@ -29,9 +27,30 @@ def _algo_class(algo: str):
     return classes[algo]
 
 
-def _zip_path(path: str | Path) -> Path:
+def sb3_zip_path(path: str | Path) -> Path:
+    """``path`` with ".zip" added when it has no suffix (as SB3's ``save`` does)."""
     path = Path(path)
     return path if path.suffix else path.with_suffix(".zip")
+
+
+def load_sb3_model(path: str | Path, algo: str = "sac") -> Any:
+    """The SB3 ``algo`` model saved at ``path`` (".zip" added without a suffix), on CPU. A
+    missing or unreadable zip raises CorruptFileError; an unknown ``algo`` UnknownNameError.
+    The zip may hold pickles: load only files you trust."""
+    cls = algo_class(algo)
+    zip_path = sb3_zip_path(path)
+    if not zip_path.is_file():
+        raise CorruptFileError(
+            f"SB3 model {str(zip_path)!r} does not exist; train one with "
+            "qbc.agents.train_sb3_expert or scripts/train_sb3_expert.py"
+        )
+    try:
+        return cls.load(zip_path, device="cpu")
+    except Exception as exc:  # SB3 raises many kinds on a bad zip
+        raise CorruptFileError(
+            f"cannot load SB3 {algo} model {str(zip_path)!r} ({type(exc).__name__}: {exc}); "
+            "check --algo matches the algorithm it was trained with"
+        ) from None
 
 
 class SB3Expert(Expert):
@@ -43,20 +62,8 @@ class SB3Expert(Expert):
     def __init__(self, info: dict[str, Any], path: str, algo: str = "sac",
                  noise_std: float = 0.0, seed: int = 0):
         super().__init__(info, {"path": str(path), "algo": algo}, noise_std=noise_std, seed=seed)
-        cls = _algo_class(algo)
-        zip_path = _zip_path(path)
-        if not zip_path.is_file():
-            raise CorruptFileError(
-                f"SB3 model {str(zip_path)!r} does not exist; train one with "
-                "qbc.agents.train_sb3_expert or scripts/train_sb3_expert.py"
-            )
-        try:
-            self.model = cls.load(zip_path, device="cpu")
-        except Exception as exc:  # SB3 raises many kinds on a bad zip
-            raise CorruptFileError(
-                f"cannot load SB3 {algo} model {str(zip_path)!r} ({type(exc).__name__}: {exc}); "
-                "check --algo matches the algorithm it was trained with"
-            ) from None
+        zip_path = sb3_zip_path(path)
+        self.model = load_sb3_model(zip_path, algo)
         shapes = (self.model.observation_space.shape, self.model.action_space.shape)
         if shapes != ((self.obs_dim,), (self.act_dim,)):
             raise InvalidValueError(
@@ -106,10 +113,10 @@ def train_sb3_expert(
     line every ~10 s in a log)."""
     import gymnasium as gym
 
-    cls = _algo_class(algo)
+    cls = algo_class(algo)
     if timesteps < 1:
         raise InvalidValueError(f"timesteps must be >= 1, got {timesteps}")
-    out = _zip_path(default_expert_path(env_id, algo) if path is None else path)
+    out = sb3_zip_path(default_expert_path(env_id, algo) if path is None else path)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{str(out)!r} exists; pass overwrite=True (--overwrite)")
     kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
@@ -128,77 +135,3 @@ def train_sb3_expert(
             model.save(f)
 
     return atomic_write(out, write)
-
-
-@dataclass
-class TrainExpertConfig:
-    """Train a stable-baselines3 expert, save it, and report its evaluated return."""
-
-    env_id: str = "Pendulum-v1"
-    """Gymnasium env id to train on (the qbc/ ids work too)."""
-    algo: str = "sac"
-    """SB3 algorithm: sac, td3 or ppo."""
-    timesteps: int = 20_000
-    """Environment steps of training."""
-    seed: int = 0
-    """Seed of the algorithm and of its env."""
-    learning_rate: float | None = 1e-3
-    """Learning rate (None: SB3's default for the algorithm)."""
-    path: str | None = None
-    """Where to save the model; default experts/<env>-<algo>.zip (e.g. experts/Pendulum-v1-sac.zip).
-    Its resolved config and evaluation go beside it as .json, its actor (safetensors + JSON, no
-    pickle; ``--expert actor --expert-path FOLDER``) in the folder <zip stem>-actor."""
-    eval_episodes: int = 20
-    """Episodes for the final evaluation (seeds 10_000 + i, disjoint from training)."""
-    overwrite: bool = False
-    """Replace an existing model at path."""
-    progress: bool = True
-    """Show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
-
-
-def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
-    """Train, save, evaluate; write ``<path>.json`` (config + results) and the actor folder
-    ``<zip stem>-actor`` (evaluated on its own); print a summary."""
-    from qbc.agents.expert_zoo import actor_folder_for, export_actor, training_command
-    from qbc.agents.experts import make_expert
-
-    actor_dir = actor_folder_for(_zip_path(default_expert_path(config.env_id, config.algo)
-                                           if config.path is None else config.path))
-    if actor_dir.exists() and any(actor_dir.iterdir()) and not config.overwrite:
-        raise OutputExistsError(f"{str(actor_dir)!r} exists; pass --overwrite to replace it")
-    start = time.perf_counter()
-    path = train_sb3_expert(
-        config.env_id, algo=config.algo, timesteps=config.timesteps, seed=config.seed,
-        path=config.path, learning_rate=config.learning_rate, overwrite=config.overwrite,
-        progress=config.progress,
-    )
-    train_s = time.perf_counter() - start
-    expert = make_expert("sb3", config.env_id, path=str(path), algo=config.algo)
-    result = evaluate_expert(expert, config.env_id, episodes=config.eval_episodes, seed=10_000)
-    info = {"source": path.name, "timesteps": config.timesteps, "seed": config.seed,
-            "learning_rate": config.learning_rate,
-            "training_command": training_command(asdict(config))}
-    actor_eval = export_actor(expert.model, config.algo, config.env_id, actor_dir,
-                              config.eval_episodes, info)
-    report = {"config": asdict(config), "model": str(path), "actor": str(actor_dir),
-              "actor_mean_return": actor_eval["mean_return"], "train_seconds": train_s,
-              **result}
-    atomic_write_json(path.with_suffix(".json"), report)
-    print(
-        f"trained {config.algo} on {config.env_id} for {config.timesteps} steps in "
-        f"{train_s:.1f} s -> {path}\n"
-        f"eval over {result['episodes']} episodes: mean return {result['mean_return']:.1f} "
-        f"+- {result['std_return']:.1f} (min {result['min_return']:.1f})\n"
-        f"actor (safetensors + JSON) -> {actor_dir}: mean return "
-        f"{actor_eval['mean_return']:.1f}"
-    )
-    return report
-
-
-def _command():
-    from qbc.cli import Command
-
-    return Command(TrainExpertConfig, run_train_expert, "train a stable-baselines3 expert")
-
-
-TRAIN_EXPERT_COMMAND = _command()

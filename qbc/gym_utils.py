@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gymnasium as gym
 
-from qbc.errors import UnknownNameError
+from qbc.errors import InvalidValueError, UnknownNameError
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The spec of a registered env id; an unknown id lists the qbc envs and the closest ids."""
-    import qbc  # noqa: F401  (registers the qbc/ envs)
+    # qbc.envs, not qbc: a folder named "qbc" in the working directory can shadow the package
+    # root as an empty namespace package whose import registers nothing.
+    import qbc.envs  # noqa: F401  (registers the qbc/ envs)
 
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
@@ -25,6 +29,23 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gymnasium.make`` with an unknown id turned into :class:`UnknownNameError`."""
     check_env_id(env_id)
     return gym.make(env_id, **kwargs)
+
+
+@contextmanager
+def opened_env(env: str | gym.Env | Any, **kwargs: Any) -> Iterator[Any]:
+    """The env for the body: made from an id (with ``kwargs``, by :func:`make_env`) and closed
+    afterwards, or an env instance passed through as it is and left open (its owner closes it).
+    ``kwargs`` with an instance raise InvalidValueError."""
+    if not isinstance(env, str):
+        if kwargs:
+            raise InvalidValueError("env keyword arguments need an env id, not an env instance")
+        yield env
+        return
+    made = make_env(env, **kwargs)
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 def make_vector_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:

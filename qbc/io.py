@@ -56,8 +56,59 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically. NaN/inf are refused."""
+    """Write ``obj`` as indented JSON to ``path`` atomically. NaN/inf are refused (pass the
+    object through :func:`json_safe` first to write them as null)."""
     return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]],
+                     fieldnames: list[str] | None = None, lineterminator: str = "\n") -> Path:
+    """Write ``rows`` (dicts with the same keys; columns ``fieldnames``, default the first row's
+    keys) as a CSV table with a header to ``path`` atomically. No rows and no ``fieldnames``
+    give an empty file."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    columns = list(rows[0]) if fieldnames is None and rows else fieldnames
+    if columns is not None:
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator=lineterminator)
+        writer.writeheader()
+        writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON values, the one rule for every JSON file qbc writes.
+
+    Dataclasses and mappings become dicts, tuples, lists and sets lists (sets sorted), numpy
+    arrays and scalars lists and Python numbers, paths strings. **NaN and ±inf become None**
+    (JSON ``null``): JSON has no such numbers, and a reader should see "no value" (a fit that did
+    not converge, a rate that never crossed) rather than a string to parse. Other values are
+    returned as they are (``json.dumps`` refuses what it cannot write)."""
+    import dataclasses
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {(k.item() if isinstance(k, np.generic) else k): json_safe(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (set, frozenset)):
+        return [json_safe(v) for v in sorted(obj)]
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

@@ -1,4 +1,5 @@
-"""PNG plots of horizon error (matplotlib, off-screen)."""
+"""PNG plots of horizon error (matplotlib, off-screen), and the one figure writer
+(:func:`save_figure`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from qbc.io import atomic_write  # noqa: E402
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Save a figure as PNG atomically and close it."""
-    out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:
+    """Save a matplotlib figure as PNG atomically (``dpi`` dots per inch; ``tight``: cropped to
+    its drawn content) and close it. The one figure writer of qbc."""
+    out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi,
+                                                   bbox_inches="tight" if tight else None))
     plt.close(fig)
     return out
 

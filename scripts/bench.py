@@ -11,14 +11,7 @@ The same as `qbc bench`.
 
 import sys
 
-import tyro
-
-from qbc.bench import BenchConfig, run_bench
-from qbc.errors import QbcError
+from qbc.cli import main
 
 if __name__ == "__main__":
-    config = tyro.cli(BenchConfig, description=__doc__)
-    try:
-        run_bench(config)
-    except QbcError as exc:
-        sys.exit(f"bench: error: {exc}")
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -1,4 +1,5 @@
-"""Thin wrapper of `qbc ste benchmark` (all logic lives in qbc.ste.benchmark; flags: --help)."""
+"""Thin wrapper of `qbc ste benchmark` (the experiment lives in qbc.ste.benchmark, the command in
+qbc.cli.ste; flags: --help)."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""Thin wrapper of `qbc ste recover` (all logic lives in qbc.ste.recover; flags: --help)."""
+"""Thin wrapper of `qbc ste recover` (the experiment lives in qbc.ste.recover, the command in
+qbc.cli.ste; flags: --help)."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""Thin wrapper of `qbc ste recurrence` (all logic lives in qbc.ste.recurrence; flags: --help)."""
+"""Thin wrapper of `qbc ste recurrence` (the experiment lives in qbc.ste.recurrence, the command in
+qbc.cli.ste; flags: --help)."""
 
 import sys
 

@@ -2,7 +2,7 @@
 and print its evaluated mean return. Same as ``qbc expert train``; see ``--help`` for the flags.
 
     python scripts/train_sb3_expert.py                  # -> experts/Pendulum-v1-sac.zip
-    python scripts/train_sb3_expert.py --env-id qbc/InvertedPendulum-v0 --algo td3
+    python scripts/train_sb3_expert.py --env qbc/InvertedPendulum-v0 --algo td3
 """
 
 import sys

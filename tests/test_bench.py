@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from qbc.bench import BenchConfig, forward_flops, run_bench, train_flops_per_sample
-from qbc.bench.command import format_table, resolve
+from qbc.bench import forward_flops, train_flops_per_sample
 from qbc.bench.flops import comparable_matmul
 from qbc.bench.timing import calibrate, figure, interleaved_rates, paired_ratio, summarize
-from qbc.cli import main
+from qbc.cli import DeprecatedFlagWarning, main
+from qbc.cli.bench import BenchConfig, format_table, resolve, run_bench
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
 from qbc.policy.registry import ModelConfig
@@ -115,11 +115,14 @@ def test_bench_cli_quick_writes_json_and_prints_table(tmp_path, capsys):
     assert 0 < util
     assert r["rollout"]["episodes"] == 2 and r["rollout"]["actions_per_s"]["wall"]["median"] > 0
     assert "quickstart" not in r
+    assert r["config"]["env"] == "qbc/LinearUnstable-v0" and r["config"]["disable_onednn"]
     assert set(r["targets"]) == {"cache_speedup", "latency_ms", "utilisation",
                                  "chunk_decoding_ratio"}  # no 1024 copies
     assert format_table(r).splitlines()[1] == table.splitlines()[1]
-    # a second run refuses to overwrite the JSON without --overwrite
-    assert main(["bench", *TINY_FLAGS, "--json", str(out)]) == 2
+    # a second run refuses to overwrite the JSON without --overwrite (the old --env-id works)
+    with pytest.warns(DeprecatedFlagWarning, match="--env-id"):
+        assert main(["bench", *TINY_FLAGS, "--env-id", "qbc/LinearUnstable-v0",
+                     "--json", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from qbc.cli import main
+from qbc.cli.compressive import CompressiveConfig, resolve
 from qbc.compressive import (
     GaussianProjection,
     InnerProductEstimator,
@@ -19,7 +20,6 @@ from qbc.compressive import (
     run_grid,
     summarize,
 )
-from qbc.compressive.command import CompressiveConfig, resolve
 from qbc.compressive.datasets import synthetic
 from qbc.compressive.learners import nearest_neighbour_predict
 from qbc.errors import InvalidValueError, UnknownNameError

@@ -296,3 +296,33 @@ def test_keyed_normals_are_standard_normal_and_independent():
     assert max(abs(lag1), abs(across), abs(keys_next)) < 0.02
     # A pure function of (key, t): recomputing one entry alone gives the same numbers.
     np.testing.assert_array_equal(keyed_normals(keys[7:8], np.array([13]), n)[0], z[7, 13])
+
+
+def test_env_ids_resolve_with_a_folder_named_qbc_in_the_working_directory(tmp_path):
+    """A ``qbc/`` folder in the working directory shadows the package root as an empty namespace
+    package (``python -c`` puts the working directory first); the qbc/ ids must still exist."""
+    import subprocess
+    import sys
+
+    (tmp_path / "qbc").mkdir()
+    code = ("from qbc.gym_utils import check_env_id, opened_env\n"
+            "print(check_env_id('qbc/LinearUnstable-v0').id)\n"
+            "with opened_env('qbc/LinearUnstable-v0') as env: print(env.action_space.shape)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["qbc/LinearUnstable-v0", "(2,)"]
+
+
+def test_opened_env_closes_what_it_made_and_passes_instances_through():
+    from qbc.errors import InvalidValueError
+    from qbc.gym_utils import opened_env
+
+    with opened_env("qbc/LinearUnstable-v0", max_episode_steps=5) as env:
+        assert env.spec.max_episode_steps == 5
+    mine = gym.make("qbc/LinearUnstable-v0")
+    with opened_env(mine) as env:
+        assert env is mine
+    with pytest.raises(InvalidValueError, match="env id"), opened_env(mine, x=1):
+        pass
+    mine.close()

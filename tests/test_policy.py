@@ -93,20 +93,36 @@ def test_teacher_forced_logits_match_decoding_and_are_causal():
     assert (a[:, 2:] - b[:, 2:]).abs().max() > 1e-4
 
 
-def test_decoding_restores_onednn_and_still_calls_hooks():
-    """Decoding turns oneDNN off only while it runs, and skipping nn.Module.__call__ for speed
-    never skips a registered hook (per module or global)."""
+def test_onednn_is_switched_off_only_by_the_opt_in_and_restored():
+    """Decoding leaves oneDNN alone; ``Policy(disable_onednn=True)`` turns it off during each
+    call only, puts back whatever it was, and acts the same up to rounding."""
+    policy = _policy()
+    during = []
+    handle = policy.module.blocks[0].mlp.fc.register_forward_hook(
+        lambda m, i, o: during.append(torch.backends.mkldnn.enabled))
+    obs = _data(8)[0]
+    try:
+        reference = policy.act(obs)
+        assert during and all(during)  # the default: no process-wide change
+        policy.disable_onednn = True
+        for enabled in (True, False):
+            torch.backends.mkldnn.enabled = enabled
+            during.clear()
+            np.testing.assert_allclose(policy.act(obs), reference, atol=1e-5)
+            assert during and not any(during)
+            assert torch.backends.mkldnn.enabled is enabled
+    finally:
+        torch.backends.mkldnn.enabled = True
+        handle.remove()
+
+
+def test_decoding_still_calls_hooks():
+    """Skipping nn.Module.__call__ for speed never skips a registered hook (per module or
+    global)."""
     mod, _ = _module(n_layers=2)
     mod.eval()
     obs = torch.randn(2, 1, OBS_DIM)
     ref_tokens, ref_probs = mod.decode(obs)
-    for enabled in (True, False):
-        torch.backends.mkldnn.enabled = enabled
-        try:
-            mod.decode(obs)
-            assert torch.backends.mkldnn.enabled is enabled
-        finally:
-            torch.backends.mkldnn.enabled = True
     seen = []
     handle = mod.blocks[1].mlp.fc.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     try:

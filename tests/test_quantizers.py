@@ -273,3 +273,15 @@ def test_fuzz_fit_and_encode_raise_only_documented_errors(x, name):
 
 def test_uniform_is_exported_class():
     assert isinstance(make_quantizer("uniform"), UniformQuantizer)
+
+
+def test_quantile_params_is_the_one_quantile_rule():
+    from qbc.quantizers import QUANTILE_QUANTIZERS, quantile_params
+
+    assert set(QUANTILE_QUANTIZERS) == {"uniform", "smooth"}
+    assert quantile_params("uniform", 0.01) == {"quantile": 0.01}
+    assert quantile_params("kmeans", 0.01) == {}  # levels not from a range: --quantile ignored
+    with pytest.raises(InvalidValueError, match="--quantile must be in"):
+        quantile_params("smooth", 0.5)
+    for name in QUANTILE_QUANTIZERS:  # every name the rule passes it to accepts the parameter
+        make_quantizer(name, n_bins=4, **quantile_params(name, 0.1)).fit(np.arange(10.0))

@@ -64,7 +64,7 @@ def test_errors_name_the_flags_that_would_work(tmp_path, capsys):
                  "test/p-v0", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--expert sb3 --expert-path PATH" in err
-    assert "qbc expert train --env-id Pendulum-v1" in err
+    assert "qbc expert train --env Pendulum-v1" in err
 
     class MovedSB3:  # records an sb3 spec whose zip is no longer where it was
         name, params = "sb3", {"path": str(tmp_path / "gone.zip"), "algo": "sac"}
@@ -91,7 +91,8 @@ def test_choice_rules_without_a_dataset():
 
 
 def test_expert_train_path_defaults_to_env_and_algorithm(tmp_path, monkeypatch):
-    from qbc.agents.sb3 import TrainExpertConfig, default_expert_path, train_sb3_expert
+    from qbc.agents.sb3 import default_expert_path, train_sb3_expert
+    from qbc.cli.expert import TrainExpertConfig
 
     assert TrainExpertConfig().path is None
     assert default_expert_path("Pendulum-v1", "sac") == Path("experts/Pendulum-v1-sac.zip")

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from qbc.cli import main
+from qbc.cli.ste import run_recover
 from qbc.errors import InvalidValueError, OutputExistsError
-from qbc.ste.recover import RecoverConfig, crossing, fit_exponent, run_recover
+from qbc.ste.recover import RecoverConfig, crossing, fit_exponent
 from qbc.ste.recurrence import count_returns
 from qbc.ste.twolayer import TwoLayerModel, make_problem, recovery_trials, run_ste
 

@@ -1,7 +1,6 @@
-"""Speed measurements of qbc against its natural baselines (``qbc bench``)."""
+"""Speed measurements of qbc against its natural baselines (sections, timing, FLOP counts);
+the ``qbc bench`` command runs them and prints one table."""
 
-from qbc.bench.command import BENCH_COMMAND, BenchConfig, format_table, run_bench
 from qbc.bench.flops import forward_flops, train_flops_per_sample
 
-__all__ = ["BENCH_COMMAND", "BenchConfig", "format_table", "forward_flops", "run_bench",
-           "train_flops_per_sample"]
+__all__ = ["forward_flops", "train_flops_per_sample"]

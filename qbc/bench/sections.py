@@ -20,6 +20,7 @@ import torch
 
 from qbc.bench.flops import comparable_matmul, describe, train_flops_per_sample
 from qbc.bench.timing import figure, interleaved_rates, paired_ratio
+from qbc.environ import scoped_threads
 from qbc.gym_utils import check_env_id
 from qbc.policy.registry import ModelConfig, build_policy
 from qbc.policy.wrapper import Normalizer, Policy
@@ -68,8 +69,9 @@ def make_policy(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, seed:
     rng = np.random.default_rng(seed)
     tok = ActionTokenizer.fit(rng.uniform(low, high, size=(4096, act_dim)).astype(np.float32),
                               quantizer="uniform", n_bins=bins)
-    torch.manual_seed(seed)
-    module = build_policy("ar-transformer", model, obs_dim, act_dim, tok)
+    with torch.random.fork_rng(devices=[]):  # seeded weights; torch's global RNG left as found
+        torch.manual_seed(seed)
+        module = build_policy("ar-transformer", model, obs_dim, act_dim, tok)
     norm = Normalizer(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32),
                       np.zeros(act_dim, np.float32), np.ones(act_dim, np.float32))
     return Policy(module, norm, tok)
@@ -116,11 +118,12 @@ def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: i
     from qbc.policy.chunked import ChunkARConfig, ChunkARTransformer
 
     per_step = make_policy(model, obs_dim, act_dim, bins, seed).module
-    torch.manual_seed(seed)
-    chunked = ChunkARTransformer(ChunkARConfig(
-        obs_dim=obs_dim, n_tokens=chunk_tokens, vocab_size=bins, d_model=model.d_model,
-        n_layers=model.n_layers, n_heads=model.n_heads, mlp_ratio=model.mlp_ratio,
-        dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim)).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        chunked = ChunkARTransformer(ChunkARConfig(
+            obs_dim=obs_dim, n_tokens=chunk_tokens, vocab_size=bins, d_model=model.d_model,
+            n_layers=model.n_layers, n_heads=model.n_heads, mlp_ratio=model.mlp_ratio,
+            dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim)).eval()
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(batch, 1, obs_dim, generator=g)
     rates = interleaved_rates(
@@ -161,11 +164,8 @@ def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
     threads, cores = torch.get_num_threads(), os.cpu_count() or 1
 
     def step_on_all_cores():
-        torch.set_num_threads(cores)
-        try:
+        with scoped_threads(cores):
             step()
-        finally:
-            torch.set_num_threads(threads)
 
     fns = {"train": step, "matmul": lambda: torch.mm(a, b), "matmul_1024": lambda: big_a @ big_b}
     work = {"train": batch, "matmul": 2.0 * M * Kd * N, "matmul_1024": 2.0 * 1024**3}

@@ -29,8 +29,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,15 +56,15 @@ class Command:
 #: name -> (module, attribute of type Command). Only commands that exist are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("qbc.tokenizer", "TOKENIZE_COMMAND"),
-    "expert train": ("qbc.agents.sb3", "TRAIN_EXPERT_COMMAND"),
-    "expert export": ("qbc.agents.expert_zoo", "EXPORT_EXPERT_COMMAND"),
-    "expert list": ("qbc.agents.expert_zoo", "LIST_EXPERTS_COMMAND"),
+    "expert train": ("qbc.cli.expert", "TRAIN_COMMAND"),
+    "expert export": ("qbc.cli.expert", "EXPORT_COMMAND"),
+    "expert list": ("qbc.cli.expert", "LIST_COMMAND"),
     "train": ("qbc.cli.train", "TRAIN_COMMAND"),
     "train-chunked": ("qbc.cli.train_chunked", "CHUNK_TRAIN_COMMAND"),
-    "compressive run": ("qbc.compressive.command", "COMPRESSIVE_RUN_COMMAND"),
-    "ste recover": ("qbc.ste.recover", "RECOVER_COMMAND"),
-    "ste recurrence": ("qbc.ste.recurrence", "RECURRENCE_COMMAND"),
-    "ste benchmark": ("qbc.ste.benchmark", "BENCHMARK_COMMAND"),
+    "compressive run": ("qbc.cli.compressive", "COMMAND"),
+    "ste recover": ("qbc.cli.ste", "RECOVER_COMMAND"),
+    "ste recurrence": ("qbc.cli.ste", "RECURRENCE_COMMAND"),
+    "ste benchmark": ("qbc.cli.ste", "BENCHMARK_COMMAND"),
     "collect": ("qbc.collect", "COLLECT_COMMAND"),
     "dagger": ("qbc.dagger_cli", "DAGGER_COMMAND"),
     "data": ("qbc.data", "DATA_COMMAND"),
@@ -74,7 +73,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("qbc.sweep.command", "SWEEP_COMMAND"),
     "sweep report": ("qbc.sweep.command", "REPORT_COMMAND"),
     "quickstart": ("qbc.quickstart", "QUICKSTART_COMMAND"),
-    "bench": ("qbc.bench", "BENCH_COMMAND"),
+    "bench": ("qbc.cli.bench", "COMMAND"),
 }
 
 

@@ -1,25 +1,12 @@
-"""Outputs of a compressive-learning run: CSV tables, PNG plots and the text summary."""
+"""Outputs of a compressive-learning run: PNG plots and the text summary."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from qbc.compressive.sweep import FULL, NO_QUANTIZER
-from qbc.io import atomic_write, atomic_write_text
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    """Write dicts (all with the same keys) as a CSV table, atomically."""
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return atomic_write_text(path, buf.getvalue())
 
 
 def _by_key(summary: list[dict]) -> dict[tuple, dict]:
@@ -76,6 +63,8 @@ def plot(summary: list[dict], quantizers: Sequence[str], bits: Sequence[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from qbc.plots import save_figure
+
     table = _by_key(summary)
     metric = summary[0]["metric"]
     int_bits = [b for b in bits if b != FULL]
@@ -110,9 +99,7 @@ def plot(summary: list[dict], quantizers: Sequence[str], bits: Sequence[str],
         fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         path = out_dir / f"{metric}_vs_{name}.png"
-        atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, dpi=110, tight=False)
 
     # x = bits; full precision drawn at x = max(bits) + 1 so it sits beside the quantized points.
     full_x = (max(int(b) for b in int_bits) + 1) if int_bits else 1

@@ -273,9 +273,9 @@ class ARTransformerPolicy(nn.Module):
         With ``stop_token``, generation ends once every row has emitted it; the positions not
         generated are filled with ``stop_token`` (probability 1) — variable-length codes.
         """
-        # inference_mode skips autograd's bookkeeping, a large share of a small batch's cost, and
-        # oneDNN's per-call set-up outweighs small activations (see qbc.policy.inference); the
-        # clones hand back ordinary tensors (usable anywhere, e.g. as training targets).
+        # inference_mode skips autograd's bookkeeping, a large share of a small batch's cost
+        # (oneDNN stays as the caller set it: see qbc.policy.inference); the clones hand back
+        # ordinary tensors (usable anywhere, e.g. as training targets).
         with decoding_context(obs.device):
             tokens, probs = self._decode(obs, sample, temperature, generator, use_cache,
                                          stop_token)

@@ -19,15 +19,23 @@ from qbc.quantizers.base import (
     register_quantizer,
     serialize_quantizer,
 )
-from qbc.quantizers.binning import SignQuantizer, SmoothQuantizer, UniformQuantizer
+from qbc.quantizers.binning import (
+    QUANTILE_QUANTIZERS,
+    SignQuantizer,
+    SmoothQuantizer,
+    UniformQuantizer,
+    quantile_params,
+)
 from qbc.quantizers.construction import Theorem6Quantizer
 from qbc.quantizers.learned import KMeansQuantizer, LloydMaxQuantizer, VectorQuantizer
 
 __all__ = [
+    "QUANTILE_QUANTIZERS",
     "Quantizer",
     "available_quantizers",
     "get_quantizer_class",
     "make_quantizer",
+    "quantile_params",
     "register_quantizer",
     "serialize_quantizer",
     "UniformQuantizer",

@@ -8,6 +8,27 @@ from qbc.errors import InvalidValueError
 from qbc.quantizers.base import Quantizer, register_quantizer
 from qbc.quantizers.gaussian import uniform_gaussian_step
 
+#: Quantizers that fit their range to the data, so that a command's ``--quantile`` applies.
+QUANTILE_QUANTIZERS = ("uniform", "smooth")
+
+
+def check_quantile(quantile: float, who: str = "quantile") -> float:
+    """``quantile`` if it lies in [0, 0.5) (the range is fitted to the [q, 1-q] quantiles),
+    else InvalidValueError naming ``who``."""
+    if not 0.0 <= quantile < 0.5:
+        raise InvalidValueError(
+            f"{who} must be in [0, 0.5), e.g. 0.01 for a 1%-99% range; got {quantile!r}")
+    return quantile
+
+
+def quantile_params(quantizer: str, quantile: float) -> dict[str, float]:
+    """The parameters a command's ``--quantile`` gives ``quantizer``: ``{"quantile": q}`` for
+    the range-fitting quantizers (:data:`QUANTILE_QUANTIZERS`), ``{}`` for the others, whose
+    levels do not come from a range."""
+    if quantizer not in QUANTILE_QUANTIZERS:
+        return {}
+    return {"quantile": check_quantile(quantile, "--quantile")}
+
 
 class _RangeQuantizer(Quantizer):
     """Shared range handling: ``[low, high]`` given, or fitted from data (min/max or quantiles),
@@ -28,11 +49,7 @@ class _RangeQuantizer(Quantizer):
             raise InvalidValueError(
                 f"{self.name}: n_bins must be an integer >= 2, got {self.n_bins!r}"
             )
-        if not 0.0 <= self.quantile < 0.5:
-            raise InvalidValueError(
-                f"{self.name}: quantile must be in [0, 0.5), e.g. 0.01 for a 1%-99% range; "
-                f"got {self.quantile!r}"
-            )
+        check_quantile(self.quantile, f"{self.name}: quantile")
         if self.design not in ("data", "gaussian"):
             raise InvalidValueError(
                 f"{self.name}: design must be 'data' or 'gaussian', got {self.design!r}"

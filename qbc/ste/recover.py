@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json, output_dir
+from qbc.io import atomic_write_json, json_safe, output_dir
 from qbc.progress import progress_bar
-from qbc.ste._outputs import save_figure, write_config, write_csv
+from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, recovery_trials
 from qbc.validate import AT_LEAST_ONE, Rule, check_config
 
@@ -150,6 +150,8 @@ def plot_recovery(rows: list[dict[str, Any]], out: Path, x: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from qbc.plots import save_figure
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, kind in zip(axes, KINDS, strict=True):
         for n in sorted({r["n"] for r in rows}):
@@ -175,6 +177,8 @@ def plot_n50(n50: dict[str, dict[int, float]], fits: dict[str, tuple[float, floa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from qbc.plots import save_figure
+
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for kind, marker in zip(KINDS, ("o", "s"), strict=True):
         ns = np.array(sorted(n50[kind]), dtype=np.float64)
@@ -193,9 +197,10 @@ def plot_n50(n50: dict[str, dict[int, float]], fits: dict[str, tuple[float, floa
     return save_figure(fig, out / "n50_vs_n.png")
 
 
-def run_recover(cfg: RecoverConfig) -> dict[str, Any]:
-    """Run the sweep, write recovery.csv, n50.csv, summary.json, config.json and the plots;
-    print the N50 table and the exponents next to the paper's claim."""
+def recover(cfg: RecoverConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Check ``cfg``, run the sweep and write recovery.csv, n50.csv, summary.json, config.json
+    and the plots into ``cfg.out``; returns (N50 rows, one per n; the summary: per kind the
+    exponent of N50 ~ n^a with its 95% interval and N50 per n)."""
     check_config(cfg, {"trials": AT_LEAST_ONE, "stop_after": Rule(lo=0, integer=True),
                        "bootstrap": Rule(lo=0, integer=True)})
     if not cfg.n or not cfg.ratios or min(cfg.n) < 1 or min(cfg.ratios) <= 0:
@@ -207,10 +212,7 @@ def run_recover(cfg: RecoverConfig) -> dict[str, Any]:
     check_problem_memory(cfg.model, n_max, max(1, int(round(max(cfg.ratios) * n_max))),
                          cfg.trials, "use smaller --n, --ratios, --trials or --model.m")
     with output_dir(cfg.out, cfg.overwrite, "ste recover") as out:
-        n50_rows, summary = _recover_into(out, cfg)
-    print(format_summary(n50_rows, summary, cfg))
-    print(f"wrote {cfg.out}/recovery.csv, n50.csv, summary.json and 4 plots")
-    return summary
+        return _recover_into(out, cfg)
 
 
 def _recover_into(out: Path, cfg: RecoverConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -229,56 +231,8 @@ def _recover_into(out: Path, cfg: RecoverConfig) -> tuple[list[dict[str, Any]], 
     summary = {kind: {"exponent": fits[kind][0], "exponent_ci95": boots[kind]["exponent_ci95"],
                       "n50": {str(n): v for n, v in n50[kind].items()}} for kind in KINDS}
     summary["paper_claim"] = "N ≳ n² suffices for the ergodic iterate (exponent 2, an upper bound)"
-    atomic_write_json(out / "summary.json", _finite(summary))
+    atomic_write_json(out / "summary.json", json_safe(summary))
     for x in ("N", "N/n", "N/n2"):
         plot_recovery(rows, out, x)
     plot_n50(n50, fits, out)
     return n50_rows, summary
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _interval(lo: float, hi: float) -> str:
-    return f"[{lo:.1f}, {hi:.1f}]"
-
-
-def format_summary(n50_rows: list[dict[str, Any]], summary: dict[str, Any],
-                   cfg: RecoverConfig) -> str:
-    m = cfg.model
-    lines = [f"STE recovery (m={m.m}, σ={m.activation}, v={m.v}, inputs={m.inputs}, "
-             f"init={m.init}×{m.init_scale}, lr={m.lr} [{m.lr_scaling}], T={m.iters}, "
-             f"{cfg.trials} trials/cell)",
-             f"{'n':>4} {'N50 ergodic':>12} {'95% CI':>17} {'N50/n':>6} {'N50 last':>10} "
-             f"{'95% CI':>17} {'N50/n':>6}"]
-    for r in n50_rows:
-        lines.append(
-            f"{r['n']:>4} {r['N50_ergodic']:>12.1f} "
-            f"{_interval(r['N50_ergodic_lo'], r['N50_ergodic_hi']):>17} "
-            f"{r['N50_ergodic_over_n']:>6.2f} {r['N50_last']:>10.1f} "
-            f"{_interval(r['N50_last_lo'], r['N50_last_hi']):>17} "
-            f"{r['N50_last_over_n']:>6.2f}")
-    for kind in KINDS:
-        s = summary[kind]
-        lo, hi = s["exponent_ci95"]
-        lines.append(f"exponent of N50 ~ n^a ({kind}): a = {s['exponent']:.2f} "
-                     f"(95% CI [{lo:.2f}, {hi:.2f}])")
-    lines.append(f"paper: {summary['paper_claim']}")
-    return "\n".join(lines)
-
-
-def _command():
-    from qbc.cli import Command
-
-    return Command(RecoverConfig, run_recover,
-                   "STE on the two-layer binary network: recovery vs (n, N), N50 and its exponent")
-
-
-RECOVER_COMMAND = _command()

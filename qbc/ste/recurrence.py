@@ -15,7 +15,7 @@ import numpy as np
 from qbc.errors import InvalidValueError
 from qbc.io import output_dir
 from qbc.progress import progress_bar
-from qbc.ste._outputs import save_figure, write_config, write_csv
+from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, make_problem, run_ste
 from qbc.validate import AT_LEAST_ONE, check_config
 
@@ -56,8 +56,9 @@ def count_returns(hamming: np.ndarray, start_at_opt: np.ndarray | None = None) -
     return (at & ~prev).sum(axis=1)
 
 
-def run_recurrence(cfg: RecurrenceConfig) -> list[dict[str, Any]]:
-    """Run every noise level, write the tables and the plot, print the summary table."""
+def recurrence(cfg: RecurrenceConfig) -> list[dict[str, Any]]:
+    """Check ``cfg``, run every noise level and write recurrence.csv, traces.csv,
+    recurrence.png and config.json into ``cfg.out``; returns one row per (noise level, trial)."""
     check_config(cfg, {"n": AT_LEAST_ONE, "N": AT_LEAST_ONE, "trials": AT_LEAST_ONE})
     if not cfg.noise or min(cfg.noise) < 0:
         raise InvalidValueError("--noise needs one or more levels >= 0")
@@ -77,8 +78,6 @@ def run_recurrence(cfg: RecurrenceConfig) -> list[dict[str, Any]]:
                       for t in range(T)]
         write_csv(out / "traces.csv", trace_rows)
         plot_traces(traces, cfg, out / "recurrence.png")
-    print(format_table(rows, cfg))
-    print(f"wrote {cfg.out}/recurrence.csv, traces.csv, recurrence.png")
     return rows
 
 
@@ -114,6 +113,8 @@ def plot_traces(traces: dict[float, tuple[np.ndarray, ...]], cfg: RecurrenceConf
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from qbc.plots import save_figure
+
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     for level, (dist, loss, ham) in traces.items():
         t = np.arange(1, len(dist) + 1)
@@ -128,31 +129,3 @@ def plot_traces(traces: dict[float, tuple[np.ndarray, ...]], cfg: RecurrenceConf
     axes[0].set_title(f"STE, m={cfg.model.m}, n={cfg.n}, N={cfg.N} (trial 0)")
     axes[0].legend(fontsize=8)
     return save_figure(fig, path)
-
-
-def format_table(rows: list[dict[str, Any]], cfg: RecurrenceConfig) -> str:
-    lines = [f"STE recurrence: m={cfg.model.m}, n={cfg.n}, N={cfg.N}, T={cfg.model.iters}, "
-             f"lr={cfg.model.lr} [{cfg.model.lr_scaling}], {cfg.trials} trials per level",
-             f"{'noise':>6} {'returns (mean, min-max)':>24} {'time at w*':>11} "
-             f"{'first hit':>10} {'last rec.':>9} {'ergodic rec.':>12}"]
-    for level in cfg.noise:
-        sub = [r for r in rows if r["noise"] == level]
-        ret = np.array([r["returns"] for r in sub])
-        hits = [r["first_hit"] for r in sub if r["first_hit"] > 0]
-        first = f"{np.median(hits):.0f}" if hits else "never"
-        lines.append(
-            f"{level:>6g} {f'{ret.mean():.1f} ({ret.min()}-{ret.max()})':>24} "
-            f"{np.mean([r['time_at_opt'] for r in sub]):>11.1%} {first:>10} "
-            f"{np.mean([r['last_recovered'] for r in sub]):>9.0%} "
-            f"{np.mean([r['ergodic_recovered'] for r in sub]):>12.0%}")
-    return "\n".join(lines)
-
-
-def _command():
-    from qbc.cli import Command
-
-    return Command(RecurrenceConfig, run_recurrence,
-                   "STE with label noise: returns of sign(w^t) to w*, ‖w^t − w*‖ and loss vs t")
-
-
-RECURRENCE_COMMAND = _command()

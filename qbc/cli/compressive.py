@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qbc.cli import Command
 from qbc.compressive.datasets import DATASETS, make_split
 from qbc.compressive.learners import MODELS
 from qbc.compressive.projection import projection_quantizer
-from qbc.compressive.report import format_table, format_winners, plot, write_csv
+from qbc.compressive.report import format_table, format_winners, plot
 from qbc.compressive.sweep import FULL, compare_quantizers, run_grid, summarize
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.io import atomic_write_json, output_dir
+from qbc.io import atomic_write_csv, atomic_write_json, json_safe, output_dir
 from qbc.validate import AT_LEAST_ONE, SEED_LIMIT, Rule, check_config, split_list_flag
 
 
@@ -104,10 +105,9 @@ def run_compressive(cfg: CompressiveConfig) -> dict[str, Any]:
     grid = resolve(cfg)
     split = make_split(cfg.dataset, grid["task"], cfg.test_fraction, cfg.split_seed,
                        cfg.standardize)
-    config = {**{k: (str(v) if isinstance(v, Path) else v)
-                 for k, v in dataclasses.asdict(cfg).items()}, "resolved": grid,
-              "n_train": len(split.y_train), "n_test": len(split.y_test),
-              "n_features": int(split.x_train.shape[1])}
+    config = json_safe({**dataclasses.asdict(cfg), "resolved": grid,
+                        "n_train": len(split.y_train), "n_test": len(split.y_test),
+                        "n_features": int(split.x_train.shape[1])})
     title = f"{cfg.dataset} / {cfg.model} ({len(grid['seeds'])} seeds)"
     with output_dir(cfg.out, cfg.overwrite, "compressive run") as out:
         result, summary, plots = _run_into(out, cfg, grid, split, config, title)
@@ -130,33 +130,16 @@ def _run_into(out: Path, cfg: CompressiveConfig, grid: dict[str, Any], split: An
                     grid["ks"], grid["quantizers"], grid["seeds"], progress=cfg.progress)
     summary = summarize(rows)
     winners = compare_quantizers(rows)
-    write_csv(out / "results.csv", [{"dataset": cfg.dataset, "model": cfg.model, **r}
-                                    for r in rows])
-    write_csv(out / "summary.csv", [{"dataset": cfg.dataset, "model": cfg.model, **s}
-                                    for s in summary])
+    tag = {"dataset": cfg.dataset, "model": cfg.model}
+    atomic_write_csv(out / "results.csv", [{**tag, **r} for r in rows])
+    atomic_write_csv(out / "summary.csv", [{**tag, **s} for s in summary])
     result = {"dataset": cfg.dataset, "model": cfg.model, "summary": summary,
               "winners": winners}
-    atomic_write_json(out / "summary.json", _json_safe(result))
+    atomic_write_json(out / "summary.json", json_safe(result))
     plots = plot(summary, grid["quantizers"], grid["bits"], grid["ks"], out, title) \
         if cfg.plots else []
     return result, summary, plots
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def _command():
-    from qbc.cli import Command
-
-    return Command(CompressiveConfig, run_compressive,
-                   "learners on b-bit quantized random projections (Li & Li 2019)")
-
-
-COMPRESSIVE_RUN_COMMAND = _command()
+COMMAND = Command(CompressiveConfig, run_compressive,
+                  "learners on b-bit quantized random projections (Li & Li 2019)")

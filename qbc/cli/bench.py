@@ -4,18 +4,21 @@ Sections: (1) native vector env vs Gymnasium's SyncVectorEnv, (2) AR-transformer
 and without the KV cache and its batch-1 latency, (3) training samples/s and FLOP/s against a
 plain matmul of comparable size, (4) coupled rollout actions/s and the tiny quickstart's wall
 time. Every figure is the median of repeated blocks after a warm-up, with the spread.
+torch's thread count (``--threads``) and, for sections 2 and 4, oneDNN off (``--disable-onednn``,
+the opt-in of :mod:`qbc.policy.inference`) hold for the run only and are put back afterwards.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from qbc.cli import Command
 from qbc.environ import scoped_threads
 from qbc.errors import InvalidValueError, OutputExistsError
-from qbc.io import atomic_write_json
+from qbc.io import atomic_write_json, json_safe
 from qbc.policy.registry import ModelConfig
 from qbc.progress import progress_bar
 
@@ -42,7 +45,7 @@ class BenchConfig:
     """timed blocks per figure (default 5; 3 with --quick)."""
     block_s: float | None = None
     """seconds per timed block (default 0.3; 0.1 with --quick)."""
-    env_id: str = "qbc/LinearUnstable-v0"
+    env: str = "qbc/LinearUnstable-v0"
     """env of the stepping and rollout measurements (a qbc/ env with a native vector version)."""
     env_sizes: tuple[int, ...] = (1, 64, 1024)
     """numbers of env copies to step."""
@@ -68,6 +71,9 @@ class BenchConfig:
     """runs of the tiny quickstart (default 3; 1 with --quick)."""
     seed: int = 0
     """seed of the synthetic data, actions and weights."""
+    disable_onednn: bool = True
+    """decode (sections 2 and 4) with oneDNN switched off, the opt-in of
+    ``Policy(disable_onednn=True)``; --no-disable-onednn measures torch's default."""
 
 
 def resolve(cfg: BenchConfig) -> BenchConfig:
@@ -90,7 +96,6 @@ def resolve(cfg: BenchConfig) -> BenchConfig:
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every measurement; print the table; write --json if given. Returns the results."""
-
     from qbc.bench.timing import machine_info
 
     cfg = resolve(cfg)
@@ -99,26 +104,34 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     with scoped_threads(cfg.threads):
         result = _measure(cfg, machine_info())
     if cfg.json is not None:
-        atomic_write_json(cfg.json, result)
+        atomic_write_json(cfg.json, json_safe(result))
     print(format_table(result))
     return result
 
 
 def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
     from qbc.bench import sections
+    from qbc.policy.inference import onednn_disabled
 
-    result: dict[str, Any] = {"config": _jsonable(asdict(cfg)), "machine": machine}
+    result: dict[str, Any] = {"config": json_safe(cfg), "machine": machine}
+
+    def decoding():
+        with onednn_disabled(cfg.disable_onednn):
+            return sections.bench_decoding(cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins,
+                                           cfg.decode_batch, cfg.repeats, cfg.block_s, cfg.seed)
+
+    def rollout():
+        with onednn_disabled(cfg.disable_onednn):
+            return sections.bench_rollout(cfg.env, cfg.model, cfg.bins, cfg.rollout_episodes,
+                                          cfg.rollout_horizon, cfg.repeats, cfg.seed)
+
     steps = [("env", lambda: sections.bench_env_stepping(
-                 cfg.env_id, cfg.env_sizes, cfg.repeats, cfg.block_s, cfg.seed)),
-             ("decoding", lambda: sections.bench_decoding(
-                 cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins, cfg.decode_batch, cfg.repeats,
-                 cfg.block_s, cfg.seed)),
+                 cfg.env, cfg.env_sizes, cfg.repeats, cfg.block_s, cfg.seed)),
+             ("decoding", decoding),
              ("training", lambda: sections.bench_training(
                  cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins, cfg.train_batch, cfg.repeats,
                  cfg.block_s, cfg.seed)),
-             ("rollout", lambda: sections.bench_rollout(
-                 cfg.env_id, cfg.model, cfg.bins, cfg.rollout_episodes, cfg.rollout_horizon,
-                 cfg.repeats, cfg.seed))]
+             ("rollout", rollout)]
     if cfg.quickstart:
         steps.append(("quickstart", lambda: sections.bench_quickstart(cfg.quickstart_repeats,
                                                                       cfg.seed)))
@@ -130,11 +143,6 @@ def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
     result["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result["targets"] = check_targets(result)
     return result
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else _jsonable(v) if isinstance(v, dict)
-                else list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
 def check_targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -189,7 +197,7 @@ def format_table(r: dict[str, Any]) -> str:
         f"each figure: median of {c['repeats']} timed blocks (~{c['block_s']} s) after a warm-up, "
         "±half the range of the blocks",
         "",
-        f"1. env stepping, {c['env_id']}, env steps/s",
+        f"1. env stepping, {c['env']}, env steps/s",
         f"   {'copies':>8} {'native':>16} {'SyncVectorEnv':>16} {'ratio':>14}"]
     for row in r["env"]:
         mark = _mark(t.get("env_ratio_1024")) if row["num_envs"] == 1024 else ""
@@ -253,11 +261,6 @@ def _s(x: float) -> str:
     return f"{x:.1f} s"
 
 
-def _command():
-    from qbc.cli import Command
-
-    return Command(BenchConfig, run_bench,
-                   "measured speed vs the natural baselines (env, decoding, training, e2e)")
-
-
-BENCH_COMMAND = _command()
+COMMAND = Command(BenchConfig, run_bench,
+                  "measured speed vs the natural baselines (env, decoding, training, e2e)",
+                  renamed_flags={"--env-id": "--env"})
