@@ -56,7 +56,7 @@ class Command:
 
 #: name -> (module, attribute of type Command). Only commands that exist are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "tokenize": ("qbc.tokenizer", "TOKENIZE_COMMAND"),
+    "tokenize": ("qbc.cli.tokenize", "COMMAND"),
     "expert train": ("qbc.agents.sb3", "TRAIN_EXPERT_COMMAND"),
     "expert export": ("qbc.agents.expert_zoo", "EXPORT_EXPERT_COMMAND"),
     "expert list": ("qbc.agents.expert_zoo", "LIST_EXPERTS_COMMAND"),
@@ -66,9 +66,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ste recover": ("qbc.ste.recover", "RECOVER_COMMAND"),
     "ste recurrence": ("qbc.ste.recurrence", "RECURRENCE_COMMAND"),
     "ste benchmark": ("qbc.ste.benchmark", "BENCHMARK_COMMAND"),
-    "collect": ("qbc.collect", "COLLECT_COMMAND"),
-    "dagger": ("qbc.dagger_cli", "DAGGER_COMMAND"),
-    "data": ("qbc.data", "DATA_COMMAND"),
+    "collect": ("qbc.cli.collect", "COMMAND"),
+    "dagger": ("qbc.cli.dagger", "COMMAND"),
+    "data": ("qbc.cli.data", "COMMAND"),
     "rollout": ("qbc.rollout_cli", "ROLLOUT_COMMAND"),
     "certify": ("qbc.certify", "CERTIFY_COMMAND"),
     "sweep": ("qbc.sweep.command", "SWEEP_COMMAND"),

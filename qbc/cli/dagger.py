@@ -1,10 +1,13 @@
-"""The ``qbc dagger`` command: :func:`qbc.dagger.run_dagger` and a one-screen summary."""
+"""``qbc dagger``: :func:`qbc.dagger.run_dagger` (its config, :class:`qbc.dagger.DaggerConfig`,
+is the command's) and a one-screen summary of the rounds."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from qbc.dagger import DaggerConfig, read_timing, run_dagger
+from qbc.cli import Command
+from qbc.dagger import DaggerConfig, run_dagger
+from qbc.dagger_files import read_timing
 
 
 def run_dagger_command(cfg: DaggerConfig) -> list[dict[str, Any]]:
@@ -38,11 +41,5 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
     return "\n".join(lines)
 
 
-def _command():
-    from qbc.cli import Command
-
-    return Command(DaggerConfig, run_dagger_command,
-                   "DAgger: expert/learner mixture rollouts, expert labels, aggregate, retrain")
-
-
-DAGGER_COMMAND = _command()
+COMMAND = Command(DaggerConfig, run_dagger_command,
+                  "DAgger: expert/learner mixture rollouts, expert labels, aggregate, retrain")
