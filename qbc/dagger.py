@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from qbc.collect import MIXTURE_STREAM, episode_rng, expert_params_from, rollout_episodes
-from qbc.dagger_config import (  # noqa: F401  (DaggerConfig and its helpers: qbc.dagger's API)
+from qbc.dagger_config import (
     DaggerConfig,
     beta_of,
     round_dataset_id,

@@ -1,5 +1,6 @@
 """qbc dagger: the mixture, BC equivalence at beta = 1, resuming, experts, bad input."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import qbc.dagger
 from qbc.agents import make_expert
 from qbc.collect import MIXTURE_STREAM, CollectConfig, collect, rollout_episodes
 from qbc.dagger import DaggerConfig, ExpertLearnerMixture, run_dagger
+from qbc.dagger_config import round_train_config
 from qbc.policy import ModelConfig
 
 ENV = "qbc/ScalarUnstable-v0"
@@ -77,8 +79,8 @@ def test_beta_one_in_every_round_is_plain_bc_on_the_aggregated_expert_data(tmp_p
     collect(CollectConfig(env=ENV, dataset_id="test/bc-v0", episodes=6, num_envs=3,
                           max_episode_steps=H))
     demos = load_demonstrations("test/bc-v0")
-    tcfg = qbc.dagger.round_train_config(cfg, 1, ["test/bc-v0"])
-    res = train(qbc.dagger.dataclasses.replace(tcfg, out=tmp_path / "bc"), demos)
+    tcfg = round_train_config(cfg, 1, ["test/bc-v0"])
+    res = train(dataclasses.replace(tcfg, out=tmp_path / "bc"), demos)
     assert rows[1]["expert_labels"] == len(demos) == 6 * H
     assert rows[1]["val_loss"] == res.best_val_loss
     a = load_file(tmp_path / "dagger" / "round-1" / "best" / "model.safetensors")
