@@ -342,13 +342,13 @@ def test_disk_full_while_training_is_one_line(ws, tmp_path, monkeypatch, capsys)
 
 
 def test_disk_full_while_collecting_leaves_no_staging(ws, tmp_path, monkeypatch, capsys):
-    import minari
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
 
     from qbc.cli import main
 
     (tmp_path / "m").mkdir()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "m"))
-    monkeypatch.setattr(minari, "create_dataset_from_buffers", _enospc)
+    monkeypatch.setattr(HDF5Storage, "update_episodes", _enospc)  # the episodes' HDF5 writes
     rc = main(["collect", "--env", ENV, "--dataset", "qbc/full-v0", "--episodes", "2",
                "--max-episode-steps", "5"])
     err = capsys.readouterr().err.strip()
