@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from qbc.collect import MIXTURE_STREAM, episode_rng, expert_params_from, rollout_episodes
+from qbc.collect import MIXTURE_STREAM, episode_rng, rollout_episodes
 from qbc.dagger_config import (
     DaggerConfig,
     beta_of,
@@ -106,8 +106,7 @@ def make_labeller(cfg: DaggerConfig) -> Any:
     """The expert of ``cfg``, checked to label the env's states (opens --expert-path)."""
     from qbc.agents import make_expert
 
-    expert = make_expert(cfg.expert, cfg.env, **expert_params_from(cfg.expert_params,
-                                                                    cfg.expert_path))
+    expert = make_expert(cfg.expert, cfg.env, **cfg.expert_params)
     check_expert_labels(expert, cfg.env, env_kwargs_of(cfg))
     return expert
 

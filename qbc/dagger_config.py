@@ -5,7 +5,6 @@ and the ids of the round datasets. :mod:`qbc.dagger` runs the rounds."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
@@ -35,10 +34,8 @@ class DaggerConfig:
     """output folder: dagger_config.json, rounds.csv, timing.csv, round-<r>/ run folders."""
     expert: str = "lqr"
     """expert name in qbc.agents: lqr, linear, arctan, sb3 (it labels every visited state)."""
-    expert_path: str | None = None
-    """saved model for the sb3 expert (a stable-baselines3 .zip)."""
-    expert_params: str = "{}"
-    """extra expert parameters as a JSON object, e.g. '{"algo": "td3"}'."""
+    expert_params: dict[str, Any] = field(default_factory=dict)
+    """``make_expert`` keywords, e.g. ``{"algo": "td3", "path": "experts/x.zip"}``."""
     rounds: int = 3
     """DAgger rounds after the BC round 0 (rounds.csv gets rounds + 1 rows); raise it and re-run
     to add rounds."""
@@ -92,8 +89,8 @@ class DaggerConfig:
     """fraction of the aggregated episodes held out for the validation log-loss."""
     device: str = _TRAIN["device"]
     """'auto', 'cpu', 'cuda', ... (training and the learner's actions)."""
-    train_overrides: str = "{}"
-    """any other `qbc train` setting as a JSON object, e.g. '{"warmup_steps": 50}'."""
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    """any other `qbc train` setting, e.g. ``{"warmup_steps": 50}``."""
     progress: bool = True
     """show progress bars."""
     overwrite: bool = False
@@ -149,13 +146,8 @@ def validate(cfg: DaggerConfig) -> None:
 
 
 def train_overrides(cfg: DaggerConfig) -> dict[str, Any]:
-    """``--train-overrides`` as TrainConfig keywords (unknown or DAgger-owned keys refused)."""
-    try:
-        extra = json.loads(cfg.train_overrides)
-    except json.JSONDecodeError as exc:
-        raise InvalidValueError(f"--train-overrides is not valid JSON ({exc})") from None
-    if not isinstance(extra, dict):
-        raise InvalidValueError("--train-overrides must be a JSON object")
+    """``cfg.train_overrides`` as TrainConfig keywords (unknown or DAgger-owned keys refused)."""
+    extra = dict(cfg.train_overrides)
     own = {f.name for f in dataclasses.fields(DaggerConfig)}
     allowed = set(_TRAIN) - _TRAIN_OWN - own
     bad = sorted(set(extra) - allowed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
     out = Path(out)
     stored_path = out / CONFIG_NAME
     if stored_path.is_file() and not overwrite:
-        stored = read_json(stored_path, what="DAgger config")
+        stored = _typed(read_json(stored_path, what="DAgger config"))
         diff = sorted(k for k in set(stored) | set(conf)
                       if k not in RESUMABLE and stored.get(k) != conf.get(k))
         if diff:
@@ -66,6 +67,20 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(stored_path, conf)
     return [], []
+
+
+def _typed(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config as typed settings: runs started before ``expert_params`` and
+    ``train_overrides`` were dicts stored them as JSON text, with ``expert_path`` apart."""
+    stored = dict(stored)
+    if isinstance(stored.get("expert_params"), str):
+        stored["expert_params"] = json.loads(stored["expert_params"])
+        path = stored.pop("expert_path", None)
+        if path is not None:
+            stored["expert_params"]["path"] = path
+    if isinstance(stored.get("train_overrides"), str):
+        stored["train_overrides"] = json.loads(stored["train_overrides"])
+    return stored
 
 
 def write_rows(out: Path, rows: list[dict[str, Any]], timings: list[dict[str, Any]]) -> None:

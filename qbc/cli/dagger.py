@@ -1,17 +1,54 @@
-"""``qbc dagger``: :func:`qbc.dagger.run_dagger` (its config, :class:`qbc.dagger.DaggerConfig`,
-is the command's) and a one-screen summary of the rounds."""
+"""``qbc dagger``: :func:`qbc.dagger.run_dagger` and a one-screen summary of the rounds.
+
+The flags are :class:`qbc.dagger.DaggerConfig`'s, plus the text of the two that the library
+takes as dicts (``--expert-params`` / ``--expert-path``, ``--train-overrides``), parsed here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import tyro
 
 from qbc.cli import Command
+from qbc.collect import expert_params_from
 from qbc.dagger import DaggerConfig, run_dagger
 from qbc.dagger_files import read_timing
+from qbc.errors import InvalidValueError
 
 
-def run_dagger_command(cfg: DaggerConfig) -> list[dict[str, Any]]:
+@dataclass
+class DaggerArgs(DaggerConfig):
+    """The flags of ``qbc dagger``: :class:`DaggerConfig`'s settings, with the dict ones given as
+    JSON text (``--expert-params``, ``--train-overrides``) and ``--expert-path`` apart."""
+
+    expert_path: str | None = None
+    """saved model for the sb3 expert (a stable-baselines3 .zip)."""
+    expert_params_json: Annotated[str, tyro.conf.arg(name="expert-params")] = "{}"
+    """extra expert parameters as a JSON object, e.g. '{"algo": "td3"}'."""
+    train_overrides_json: Annotated[str, tyro.conf.arg(name="train-overrides")] = "{}"
+    """any other `qbc train` setting as a JSON object, e.g. '{"warmup_steps": 50}'."""
+
+
+def dagger_config(args: DaggerArgs) -> DaggerConfig:
+    """The flags as the library's typed settings (the JSON flags parsed)."""
+    try:
+        overrides = json.loads(args.train_overrides_json)
+    except json.JSONDecodeError as exc:
+        raise InvalidValueError(f"--train-overrides is not valid JSON ({exc})") from None
+    if not isinstance(overrides, dict):
+        raise InvalidValueError("--train-overrides must be a JSON object")
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(DaggerConfig)}
+    return DaggerConfig(**{**settings, "train_overrides": overrides, "expert_params":
+                           expert_params_from(args.expert_params_json, args.expert_path)})
+
+
+def run_dagger_command(args: DaggerArgs) -> list[dict[str, Any]]:
     """Run (or continue) DAgger, then print rounds.csv as a table and the last round's time."""
+    cfg = dagger_config(args)
     rows = run_dagger(cfg)
     print(format_summary(cfg, rows, read_timing(cfg.out)))
     return rows
@@ -41,5 +78,5 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
     return "\n".join(lines)
 
 
-COMMAND = Command(DaggerConfig, run_dagger_command,
+COMMAND = Command(DaggerArgs, run_dagger_command,
                   "DAgger: expert/learner mixture rollouts, expert labels, aggregate, retrain")
