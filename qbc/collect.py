@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,58 +31,6 @@ from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.expert_choice import expert_file_sha256
 from qbc.gym_utils import make_env, make_vector_env
 from qbc.progress import progress_bar
-
-
-# -- the `qbc collect` command --------------------------------------------------------------------
-@dataclass
-class CollectConfig:
-    """Roll an expert out in a Gymnasium env and save the episodes as a Minari dataset (HDF5)."""
-
-    env: str
-    """Gymnasium env id, e.g. qbc/LinearUnstable-v0 or Pendulum-v1."""
-    dataset_id: str
-    """Minari dataset id to create, '(namespace/)name-vN', e.g. qbc/linear-unstable-lqr-v0."""
-    expert: str = "lqr"
-    """expert name in qbc.agents: lqr, linear, arctan, sb3."""
-    episodes: int = 100
-    """number of episodes to record."""
-    num_envs: int = 16
-    """env copies stepped together (speed only: the data does not depend on it)."""
-    seed: int = 0
-    """episode k is reset with seed + k."""
-    expert_path: str | None = None
-    """saved model for the sb3 expert (a stable-baselines3 .zip)."""
-    expert_params: str = "{}"
-    """extra expert parameters as a JSON object, e.g. '{"algo": "td3"}' or '{"gain_scale": 0.8}'."""
-    expert_noise: float = 0.0
-    """std of Gaussian noise added to the expert's actions, then clipped to the action space;
-    the dataset records the noisy actions."""
-    dart: str | None = None
-    """DART (Laskey et al. 2017): SIGMA, the std in action units (the same for every action
-    dimension) of Gaussian noise added to the executed action, while the dataset records the
-    expert's clean action as the label; or 'auto' with --policy RUN: SIGMA from that trained
-    policy's error on the expert's states (the DART rule). The noise comes from its own
-    generator per episode (seed + k), independent of the env's process noise."""
-    policy: Path | None = None
-    """with --dart auto: the trained policy (run folder or checkpoint) whose error sets SIGMA."""
-    max_episode_steps: int | None = None
-    """episode horizon; default: the env's registered max_episode_steps."""
-    overwrite: bool = False
-    """replace an existing dataset with the same id."""
-    progress: bool = True
-    """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
-
-
-def run_collect(cfg: CollectConfig) -> Any:
-    """The command's entry point: :func:`collect`, then a short summary on stdout."""
-    return collect(cfg, verbose=True)
-
-
-def _collect_command():
-    from qbc.cli import Command
-
-    return Command(CollectConfig, run_collect, "roll out an expert and save a Minari dataset")
-
 
 # -- behaviours: what is executed, given the expert's label ----------------------------------------
 #: spawn keys of the per-episode generators (SeedSequence(episode seed, spawn_key=(stream,))):
@@ -132,9 +81,63 @@ class GaussianActionNoise:
 
 
 # -- library --------------------------------------------------------------------------------------
-def collect(cfg: CollectConfig, expert: Any = None, verbose: bool = False):
+@dataclass
+class CollectConfig:
+    """What :func:`collect` records: ``episodes`` episodes of an expert on a Gymnasium env, as
+    the Minari dataset ``dataset_id`` (HDF5). Typed: the ``qbc collect`` command parses its
+    flags (``--expert-params`` JSON, ``--dart SIGMA | auto``) into one."""
+
+    env: str
+    """Gymnasium env id, e.g. qbc/LinearUnstable-v0 or Pendulum-v1."""
+    dataset_id: str
+    """Minari dataset id to create, '(namespace/)name-vN', e.g. qbc/linear-unstable-lqr-v0."""
+    expert: str = "lqr"
+    """expert name in qbc.agents: lqr, linear, arctan, sb3, zoo:<env id>, actor."""
+    expert_params: dict[str, Any] = field(default_factory=dict)
+    """``make_expert`` keywords, e.g. ``{"algo": "td3", "path": "experts/x.zip"}``."""
+    episodes: int = 100
+    """number of episodes to record."""
+    num_envs: int = 16
+    """env copies stepped together (speed only: the data does not depend on it)."""
+    seed: int = 0
+    """episode k is reset with seed + k."""
+    expert_noise: float = 0.0
+    """std of Gaussian noise added to the expert's actions, then clipped to the action space;
+    the dataset records the noisy actions."""
+    dart_sigma: float = 0.0
+    """DART (Laskey et al. 2017): std in action units (the same for every dimension) of
+    Gaussian noise added to the executed action while the dataset records the expert's clean
+    action; drawn from its own generator per episode (seed + k)."""
+    dart_policy: Path | None = None
+    """DART with sigma fitted to this trained policy's error on the expert's states (the DART
+    rule, :func:`dart_sigma_for`); ``dart_sigma`` must then be 0."""
+    max_episode_steps: int | None = None
+    """episode horizon; default: the env's registered max_episode_steps."""
+    overwrite: bool = False
+    """replace an existing dataset with the same id."""
+    progress: bool = False
+    """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
+
+
+@dataclass
+class Collected:
+    """What :func:`collect` did: the dataset and the facts a summary needs."""
+
+    dataset: Any
+    """the written dataset, a ``minari.MinariDataset``."""
+    episodes: list[EpisodeBuffer]
+    """the recorded episodes, in episode order."""
+    expert_name: str
+    dart_sigma: float
+    """the DART std used (fitted with ``dart_policy``), 0 without DART."""
+    rollout_seconds: float
+    write_seconds: float
+
+
+def collect(cfg: CollectConfig, expert: Any = None,
+            root: str | os.PathLike | None = None) -> Collected:
     """Collect ``cfg.episodes`` expert episodes and write them as the Minari dataset
-    ``cfg.dataset_id``; returns the dataset as ``minari.load_dataset`` gives it.
+    ``cfg.dataset_id`` under the datasets root ``root`` (:func:`qbc.data.minari_root`).
 
     ``expert`` overrides ``cfg.expert``: any object with ``act(obs (B, obs_dim),
     deterministic=True) -> (B, act_dim)``, ``name`` and ``params``. The dataset id is locked
@@ -143,92 +146,82 @@ def collect(cfg: CollectConfig, expert: Any = None, verbose: bool = False):
     from qbc.data import dataset_lock, validate_dataset_id
 
     _validate(cfg)
-    _expert_params(cfg)
-    dart = parse_dart(cfg.dart, cfg.policy)
     validate_dataset_id(cfg.dataset_id)
     if expert is None:  # opened before the lock: a refused expert leaves no trace
-        expert = _make_expert(cfg, cfg.env)
-    with dataset_lock(cfg.dataset_id):
-        return _collect(cfg, expert, verbose, dart)
+        expert = _make_expert(cfg)
+    with dataset_lock(cfg.dataset_id, root):
+        return _collect(cfg, expert, root)
 
 
-def _collect(cfg: CollectConfig, expert: Any, verbose: bool, dart: float | str):
-    """The collection itself, under the dataset lock; ``dart`` is the parsed --dart (a sigma,
-    or 'auto' to fit it to ``cfg.policy``)."""
-    from qbc import __version__
+def _collect(cfg: CollectConfig, expert: Any, root: str | os.PathLike | None) -> Collected:
+    """The collection itself, under the dataset lock."""
+    from qbc.dart import dart_sigma_for
     from qbc.data import dataset_exists, write_dataset
 
-    if dataset_exists(cfg.dataset_id) and not cfg.overwrite:
+    if dataset_exists(cfg.dataset_id, root) and not cfg.overwrite:
         raise OutputExistsError(
             f"Minari dataset {cfg.dataset_id!r} already exists; pass --overwrite to replace it "
-            "or choose another --dataset-id (e.g. bump the -vN version)"
+            "or choose another --dataset (e.g. bump the -vN version)"
         )
     env_kwargs = {} if cfg.max_episode_steps is None else {"max_episode_steps":
                                                            cfg.max_episode_steps}
     env = make_env(cfg.env, **env_kwargs)
     try:
         t0 = time.perf_counter()
-        if dart == "auto":
-            dart = dart_sigma_for(cfg.policy, cfg.env, expert, cfg.episodes, cfg.num_envs,
-                                  cfg.seed, env_kwargs)
+        sigma = cfg.dart_sigma
+        if cfg.dart_policy is not None:
+            sigma = dart_sigma_for(cfg.dart_policy, cfg.env, expert, cfg.episodes, cfg.num_envs,
+                                   cfg.seed, env_kwargs)
         episodes = rollout_episodes(cfg.env, expert, cfg.episodes, num_envs=cfg.num_envs,
                                     seed=cfg.seed, expert_noise=cfg.expert_noise,
-                                    env_kwargs=env_kwargs, progress=verbose and cfg.progress,
-                                    dart_sigma=dart)
+                                    env_kwargs=env_kwargs, progress=cfg.progress,
+                                    dart_sigma=sigma)
         seconds = time.perf_counter() - t0
-        provenance = {
-            "qbc_version": __version__,
-            "env_id": cfg.env,
-            "env_kwargs": env_kwargs,
-            "max_episode_steps": env.spec.max_episode_steps,
-            "env_description": _describe(cfg.env, expert, env_kwargs),
-            "expert": {"name": getattr(expert, "name", type(expert).__name__),
-                       "params": getattr(expert, "params", {})},
-            "expert_file_sha256": expert_file_sha256(getattr(expert, "params", {})),
-            "expert_noise": cfg.expert_noise,
-            "dart": dart_provenance(dart, cfg),
-            "seed": cfg.seed,
-            "episode_seeds": f"seed + episode id ({cfg.seed} .. {cfg.seed + cfg.episodes - 1})",
-            "n_episodes": cfg.episodes,
-        }
-        config = {**dataclasses.asdict(cfg), "qbc_version": __version__}
+        provenance = _provenance(cfg, expert, env.spec.max_episode_steps, env_kwargs, sigma)
+        name = provenance["expert"]["name"]
         t1 = time.perf_counter()
         dataset = write_dataset(
-            cfg.dataset_id, episodes, env=env.spec, metadata=provenance, config=config,
-            overwrite=cfg.overwrite, algorithm_name=f"qbc expert {provenance['expert']['name']}",
-            description=f"{cfg.episodes} episodes of expert {provenance['expert']['name']} on "
-                        f"{cfg.env} (qbc collect, seed {cfg.seed}, noise {cfg.expert_noise}"
-                        + (f", DART sigma {dart:.4g}" if dart > 0 else "") + ")",
+            cfg.dataset_id, episodes, env=env.spec, metadata=provenance,
+            config=_config_record(cfg), overwrite=cfg.overwrite, root=root,
+            algorithm_name=f"qbc expert {name}",
+            description=f"{cfg.episodes} episodes of expert {name} on {cfg.env} (qbc collect, "
+                        f"seed {cfg.seed}, noise {cfg.expert_noise}"
+                        + (f", DART sigma {sigma:.4g}" if sigma > 0 else "") + ")",
         )
         write_seconds = time.perf_counter() - t1
     finally:
         env.close()
-    if verbose:
-        print(format_summary(cfg, episodes, seconds, dataset, provenance["expert"]["name"],
-                             write_seconds, dart))
-    return dataset
+    return Collected(dataset, episodes, name, sigma, seconds, write_seconds)
 
 
-def format_summary(cfg: CollectConfig, episodes: list[EpisodeBuffer], seconds: float,
-                   dataset: Any, expert_name: str, write_seconds: float = 0.0,
-                   dart: float = 0.0) -> str:
-    """A few lines: episodes, steps, returns, time, where the dataset is."""
-    returns = np.array([float(np.sum(ep.rewards)) for ep in episodes])
-    lengths = np.array([len(ep.rewards) for ep in episodes])
-    ends = sum(bool(ep.terminations[-1]) for ep in episodes)
-    return "\n".join([
-        f"collected {len(episodes)} episodes, {int(lengths.sum())} steps of {cfg.env} with "
-        f"expert {expert_name} (noise {cfg.expert_noise}"
-        + (f", DART sigma {dart:.4g}: clean labels recorded" if dart > 0 else "") + "); rollout "
-        f"{seconds:.2f} s with {min(cfg.num_envs, cfg.episodes)} env copies",
-        f"episode length {lengths.mean():.1f} (min {lengths.min()}, max {lengths.max()}), "
-        f"{ends} terminated, {len(episodes) - ends} truncated",
-        f"return {returns.mean():.4g} +- {returns.std():.4g} (min {returns.min():.4g}, "
-        f"max {returns.max():.4g})",
-        f"dataset {cfg.dataset_id} at {dataset.storage.data_path.parent} "
-        f"(written in {write_seconds:.2f} s)",
-    ])
+def _provenance(cfg: CollectConfig, expert: Any, max_episode_steps: int | None,
+                env_kwargs: dict[str, Any], sigma: float) -> dict[str, Any]:
+    """The metadata stored under ``"qbc"``: versions, env, expert, noise, seeds."""
+    from qbc import __version__
+    from qbc.dart import dart_provenance
 
+    params = getattr(expert, "params", {})
+    return {
+        "qbc_version": __version__,
+        "env_id": cfg.env,
+        "env_kwargs": env_kwargs,
+        "max_episode_steps": max_episode_steps,
+        "env_description": _describe(cfg.env, expert, env_kwargs),
+        "expert": {"name": getattr(expert, "name", type(expert).__name__), "params": params},
+        "expert_file_sha256": expert_file_sha256(params),
+        "expert_noise": cfg.expert_noise,
+        "dart": dart_provenance(sigma, cfg.dart_policy),
+        "seed": cfg.seed,
+        "episode_seeds": f"seed + episode id ({cfg.seed} .. {cfg.seed + cfg.episodes - 1})",
+        "n_episodes": cfg.episodes,
+    }
+
+
+def _config_record(cfg: CollectConfig) -> dict[str, Any]:
+    """The resolved settings written beside the dataset (``qbc_config.json``)."""
+    from qbc import __version__
+
+    return {**dataclasses.asdict(cfg), "qbc_version": __version__}
 
 def rollout_episodes(env_id: str, expert: Any, n_episodes: int, num_envs: int = 16,
                      seed: int = 0, expert_noise: float = 0.0,
@@ -340,70 +333,6 @@ def _run_wave(venv, expert, k, wave_seed, obs_dtype, low, high, behavior, same_s
     ]
 
 
-# -- DART ------------------------------------------------------------------------------------------
-def parse_dart(text: str | None, policy: Path | None) -> float | str:
-    """``--dart`` as a std in action units (0.0 when absent) or ``"auto"`` (needs ``--policy``)."""
-    if text is None:
-        if policy is not None:
-            raise InvalidValueError("--policy is only used with --dart auto; drop it or add "
-                                    "--dart auto")
-        return 0.0
-    if text.strip().lower() == "auto":
-        if policy is None:
-            raise InvalidValueError("--dart auto needs --policy RUN (a trained policy whose error "
-                                    "on the expert's states sets the noise)")
-        return "auto"
-    try:
-        sigma = float(text)
-    except ValueError:
-        sigma = float("nan")
-    if not (np.isfinite(sigma) and sigma >= 0):
-        raise InvalidValueError(f"--dart must be a finite std >= 0 in action units or 'auto', "
-                                f"got {text!r}")
-    if policy is not None:
-        raise InvalidValueError("--policy is only used with --dart auto")
-    return sigma
-
-
-def dart_sigma_for(policy_path: Path, env_id: str, expert: Any, episodes: int, num_envs: int,
-                   seed: int, env_kwargs: dict[str, Any]) -> float:
-    """The DART rule, isotropic: sigma = sqrt(mean over steps and action dimensions of
-    (policy(x) - expert(x))^2) on the states of clean expert episodes (the same seeds as the
-    dataset), in action units. DART matches the noise covariance to the learner's error
-    covariance; this takes its trace / act_dim, one std for every dimension."""
-    from qbc.data import Demonstrations
-    from qbc.policy import load_policy
-    from qbc.train import history_index
-
-    policy = load_policy(policy_path)
-    demos = Demonstrations.from_episodes(
-        rollout_episodes(env_id, expert, episodes, num_envs=num_envs, seed=seed,
-                         env_kwargs=env_kwargs))
-    if (policy.obs_dim, policy.act_dim) != (demos.obs_dim, demos.act_dim):
-        raise InvalidValueError(
-            f"--policy {policy_path} acts on {policy.obs_dim}-dimensional observations with "
-            f"{policy.act_dim}-dimensional actions, but {env_id} has {demos.obs_dim} and "
-            f"{demos.act_dim}; pass a policy trained on this env")
-    obs = demos.observations
-    if policy.obs_history > 1:
-        obs = obs[history_index(demos.episode_ids, policy.obs_history)]
-    policy.reset()
-    pred = np.concatenate([policy.act(obs[i:i + 4096], deterministic=True)
-                           for i in range(0, len(obs), 4096)])
-    return float(np.sqrt(np.mean((pred - demos.actions) ** 2)))
-
-
-def dart_provenance(sigma: float, cfg: CollectConfig) -> dict[str, Any] | None:
-    """What the metadata says about DART noise (None without it)."""
-    if not sigma:
-        return None
-    return {"sigma": float(sigma), "units": "action units, the same std in every dimension",
-            "fitted_to_policy": None if cfg.policy is None else str(cfg.policy),
-            "labels": "the expert's clean actions (the executed actions carry the noise)",
-            "noise": f"episode k: sigma * N(0, I) from numpy SeedSequence(seed + k, "
-                     f"spawn_key=({DART_STREAM},)), drawn as (max_episode_steps, act_dim)"}
-
-
 def _check_spaces(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> None:
     for what, space in (("observation", obs_space), ("action", act_space)):
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
@@ -413,15 +342,10 @@ def _check_spaces(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> No
             )
 
 
-def _make_expert(cfg: CollectConfig, env: str | gym.Env) -> Any:
+def _make_expert(cfg: CollectConfig) -> Any:
     from qbc.agents import make_expert
 
-    params = _expert_params(cfg)
-    return make_expert(cfg.expert, env, **params)
-
-
-def _expert_params(cfg: CollectConfig) -> dict[str, Any]:
-    return expert_params_from(cfg.expert_params, cfg.expert_path)
+    return make_expert(cfg.expert, cfg.env, **cfg.expert_params)
 
 
 def expert_params_from(params_json: str, path: str | None) -> dict[str, Any]:
@@ -439,7 +363,6 @@ def expert_params_from(params_json: str, path: str | None) -> dict[str, Any]:
         params["path"] = str(path)
     return params
 
-
 def _describe(env_id: str, expert: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """The env's stability numbers (with the closed loop of a linear expert) for qbc envs."""
     if not env_id.startswith("qbc/"):
@@ -454,11 +377,10 @@ def _validate(cfg: CollectConfig) -> None:
     from qbc.validate import AT_LEAST_ONE, NON_NEGATIVE, SEED_LIMIT, Rule, check_all, check_config
 
     check_config(cfg, {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE,
-                       "expert_noise": NON_NEGATIVE,
+                       "expert_noise": NON_NEGATIVE, "dart_sigma": NON_NEGATIVE,
                        "max_episode_steps": Rule(lo=1, integer=True, optional=True)})
     check_all([(cfg.seed + cfg.episodes <= SEED_LIMIT,
                 f"--seed + --episodes must stay below 2^32 (episode k is reset with seed + k), "
-                f"got {cfg.seed} + {cfg.episodes}")])
-
-
-COLLECT_COMMAND = _collect_command()
+                f"got {cfg.seed} + {cfg.episodes}"),
+               (cfg.dart_policy is None or cfg.dart_sigma == 0,
+                "give a DART sigma or a policy to fit it to (--dart auto --policy), not both")])

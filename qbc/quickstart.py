@@ -10,8 +10,6 @@ report's text: :mod:`qbc.quickstart_report`).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,20 +64,6 @@ class QuickstartConfig:
     faster than two on a 2-core laptop (0 keeps torch's default)."""
 
 
-@contextlib.contextmanager
-def _datasets_in(path: Path):
-    """Keep the quickstart's datasets inside its run directory."""
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(Path(path).resolve())
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-
-
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run the plan (``TINY`` under ``--tiny``) and write config.json, results.json, report.md
     and one regret-vs-horizon plot per env into the run directory; returns the results dict."""
@@ -114,16 +98,15 @@ def _run_plan(plan: Plan, cfg: QuickstartConfig, out: Path, work: Path
     envs: dict[str, Any] = {}
     n_cells = len(plan.envs) * len(plan.quantizers) * len(plan.bins)
     bar = progress_bar(total=n_cells, desc="quickstart", unit="policy", disable=not cfg.progress)
-    with _datasets_in(work / "datasets"):
-        for env_id, expert_name in plan.envs:
-            env_info, demos, expert = _prepare_env(env_id, expert_name, plan, cfg, work)
-            envs[env_id] = env_info
-            for quantizer in plan.quantizers:
-                for bins in plan.bins:
-                    bar.set_postfix_str(f"{env_id} {quantizer}/{bins}")
-                    rows.append(_run_cell(env_id, expert, demos, quantizer, bins, plan, cfg,
-                                          work, env_info))
-                    bar.update(1)
+    for env_id, expert_name in plan.envs:
+        env_info, demos, expert = _prepare_env(env_id, expert_name, plan, cfg, work)
+        envs[env_id] = env_info
+        for quantizer in plan.quantizers:
+            for bins in plan.bins:
+                bar.set_postfix_str(f"{env_id} {quantizer}/{bins}")
+                rows.append(_run_cell(env_id, expert, demos, quantizer, bins, plan, cfg,
+                                      work, env_info))
+                bar.update(1)
     bar.close()
     return rows, envs, time.perf_counter() - start
 
@@ -136,9 +119,10 @@ def _prepare_env(env_id: str, expert_name: str, plan: Plan, cfg: QuickstartConfi
     from qbc.envs import describe
 
     dataset_id = "quickstart/" + env_id.split("/")[-1].lower().replace("-v0", "") + "-v0"
+    root = out / "datasets"  # the quickstart's datasets stay inside its run directory
     collect(CollectConfig(env=env_id, dataset_id=dataset_id, expert=expert_name,
-                          episodes=plan.n_demos, num_envs=plan.n_demos, seed=cfg.seed))
-    demos = load_demonstrations(dataset_id)
+                          episodes=plan.n_demos, num_envs=plan.n_demos, seed=cfg.seed), root=root)
+    demos = load_demonstrations(dataset_id, root=root)
     expert = make_expert(expert_name, env_id)
     gain = piiss_gain(env_id, expert, plan.gain_sizes, range(10_000, 10_000 + plan.episodes),
                       horizon=100)

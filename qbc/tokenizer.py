@@ -18,7 +18,6 @@ import functools
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,9 @@ from qbc.errors import (
     NotFittedError,
     OutputExistsError,
 )
-from qbc.io import atomic_write_json, output_file, read_json
+from qbc.io import atomic_write_json, read_json
 from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
 from qbc.quantizers.base import as_real_array, check_tokens
-from qbc.validate import Rule, check_config, check_memory
 
 FORMAT = "qbc.tokenizer"
 FORMAT_VERSION = 1
@@ -385,84 +383,3 @@ def _entropy_bits(tokens: np.ndarray, vocab_size: int) -> float:
     counts = np.bincount(tokens, minlength=vocab_size).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum())
-
-
-# -- the `qbc tokenize` command ----------------------------------------------------------------
-@dataclass
-class TokenizeConfig:
-    """Fit an action tokenizer on stored actions, print its report and save it as JSON."""
-
-    actions: Path
-    """.npy file with an (N, D) float array of actions."""
-    out: Path = Path("tokenizer.json")
-    """where to write the tokenizer JSON."""
-    quantizer: str = "uniform"
-    """registry name: uniform, smooth, kmeans, lloyd_max, sign, vq."""
-    bins: int = 64
-    """tokens per position (vocabulary size)."""
-    per_dim: bool = True
-    """one quantizer per action dimension (else one shared by all)."""
-    quantile: float = 0.0
-    """for uniform/smooth: fit the range to the [q, 1-q] quantiles instead of min/max."""
-    overwrite: bool = False
-    """replace an existing output file."""
-
-
-#: Ranges of the numeric flags (the quantizer checks its own settings when it is built).
-TOKENIZE_RULES = {"quantile": Rule(lo=0, hi=0.5, hi_open=True)}
-
-
-def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
-    check_config(cfg, TOKENIZE_RULES)
-    actions = load_actions_file(cfg.actions)
-    n_dims = int(np.prod(actions.shape[1:])) if actions.ndim > 1 else 1
-    # codebooks, per-token counts of the report and the decode table: a few copies of D x bins
-    check_memory(32.0 * max(cfg.bins, 1) * n_dims + 16.0 * actions.size,
-                 f"a tokenizer of {cfg.bins:,} bins for {n_dims} action dimension(s)",
-                 "use fewer --bins")
-    params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
-    with output_file(cfg.out, cfg.overwrite, "tokenize") as out:
-        tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
-        tok.save(out)
-    tok.warn_clipped(actions)
-    rep = tok.report(actions)
-    print(format_report(rep))
-    print(f"saved {cfg.out}")
-    return rep
-
-
-def load_actions_file(path: Path) -> np.ndarray:
-    """The array of a .npy file (no pickle); a missing, damaged or non-.npy file is refused in
-    one line."""
-    if not path.is_file():
-        raise InvalidValueError(f"actions file {str(path)!r} does not exist")
-    with open(path, "rb") as f:
-        if f.read(6) != b"\x93NUMPY":
-            raise CorruptFileError(f"{str(path)!r} is not a .npy file (no NumPy header); save "
-                                   "the actions with numpy.save")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:
-        raise CorruptFileError(f"cannot read {path} as a .npy array: {exc}") from None
-
-
-def format_report(rep: dict[str, Any]) -> str:
-    """A tokenizer report as a small text table."""
-    lines = [f"tokenizer: {rep['quantizer']} ({rep['layout']}), vocab {rep['vocab_size']}, "
-             f"{rep['bits_per_action']:.1f} bits/action, {rep['n_actions']} actions",
-             f"{'dim':>4} {'max|err|':>10} {'mean|err|':>10} {'bound':>10} {'clipped':>8} "
-             f"{'entropy':>8}"]
-    for d, r in enumerate(rep["per_dim"]):
-        bound = "-" if r["error_bound"] is None else f"{r['error_bound']:.4g}"
-        lines.append(f"{d:>4} {r['max_abs_error']:>10.4g} {r['mean_abs_error']:>10.4g} "
-                     f"{bound:>10} {r['clipped_fraction']:>8.2%} {r['usage_entropy_bits']:>8.2f}")
-    return "\n".join(lines)
-
-
-def _tokenize_command():
-    from qbc.cli import Command
-
-    return Command(TokenizeConfig, run_tokenize, "fit an action tokenizer on saved actions")
-
-
-TOKENIZE_COMMAND = _tokenize_command()

@@ -14,7 +14,7 @@ encoders=${ENCODERS:-"none qrp:k=16,bits=1 qrp:k=16,bits=2 qrp:k=16,bits=3 qrp:k
 mkdir -p "$out"
 export OMP_NUM_THREADS=1 MINARI_DATASETS_PATH="$out/minari"
 qbc collect --env qbc/LinearUnstable-v0 --expert lqr --episodes "$demos" --num-envs "$demos" \
-    --dataset-id qbc/obs-encoders-v0 --overwrite
+    --dataset qbc/obs-encoders-v0 --overwrite
 for spec in $encoders; do
     name=$(echo "$spec" | tr ':=,' '___')
     encoder=()

@@ -143,7 +143,7 @@ def test_trained_token_policy_works_with_model_based_deployment(tmp_path):
 
     env_id = "qbc/ScalarStable-v0"
     assert main(["collect", "--env", env_id, "--episodes", "10", "--num-envs", "10",
-                 "--dataset-id", "qbc/aug-test-v0"]) == 0
+                 "--dataset", "qbc/aug-test-v0"]) == 0
     assert main(["train", "--dataset", "qbc/aug-test-v0", "--steps", "30", "--bins", "8",
                  "--out", str(tmp_path / "p"), "--rollout-episodes", "0", "--no-progress"]) == 0
     policy = load_policy(tmp_path / "p")
@@ -165,7 +165,7 @@ def test_train_and_rollout_with_augment_model(tmp_path, capsys, head):
 
     env_id = "qbc/ScalarStable-v0"
     assert main(["collect", "--env", env_id, "--episodes", "10", "--num-envs", "10",
-                 "--dataset-id", "qbc/aug-cli-v0"]) == 0
+                 "--dataset", "qbc/aug-cli-v0"]) == 0
     run = tmp_path / "run"
     assert main(["train", "--dataset", "qbc/aug-cli-v0", "--steps", "30", "--bins", "8",
                  "--out", str(run), "--rollout-episodes", "0", "--no-progress",

@@ -57,7 +57,7 @@ def test_bound_shapes_grow_as_the_theorems_say():
 
 def test_certify_command(tmp_path, capsys):
     assert main(["collect", "--env", SCALAR, "--expert", "lqr", "--episodes", "20",
-                 "--num-envs", "20", "--dataset-id", "qbc/cert-test-v0"]) == 0
+                 "--num-envs", "20", "--dataset", "qbc/cert-test-v0"]) == 0
     out = tmp_path / "cert"
     assert main(["certify", "--dataset", "qbc/cert-test-v0", "--out", str(out), "--bins", "8",
                  "--episodes", "5", "--horizon", "50", "--horizons", "10,100"]) == 0

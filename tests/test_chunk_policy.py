@@ -154,7 +154,7 @@ def dataset():
     from qbc.cli import main
 
     assert main(["collect", "--env", "qbc/LinearStable-v0", "--expert", "lqr", "--episodes", "6",
-                 "--dataset-id", "test/chunks-v0", "--max-episode-steps", "20"]) == 0
+                 "--dataset", "test/chunks-v0", "--max-episode-steps", "20"]) == 0
     return "test/chunks-v0"
 
 

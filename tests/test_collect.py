@@ -7,10 +7,12 @@ import gymnasium as gym
 import minari
 import numpy as np
 import pytest
+import tyro
 
 import qbc
 import qbc.collect
 from qbc.cli import main
+from qbc.cli.collect import CollectArgs, collect_config
 from qbc.collect import CollectConfig, collect, rollout_episodes
 from qbc.data import dataset_path, load_demonstrations
 from qbc.errors import InvalidValueError, OutputExistsError, UnknownNameError
@@ -159,9 +161,9 @@ def test_bad_inputs_are_typed_errors():
 
 
 def test_cli(monkeypatch, capsys):
-    monkeypatch.setattr(qbc.collect, "_make_expert", lambda cfg, env: Pump())
+    monkeypatch.setattr(qbc.collect, "_make_expert", lambda cfg: Pump())
     args = ["collect", "--env", CAR, "--expert", "pump", "--episodes", "4", "--num-envs", "2",
-            "--seed", "3", "--dataset-id", "cli/car-v0", "--max-episode-steps", "30",
+            "--seed", "3", "--dataset", "cli/car-v0", "--max-episode-steps", "30",
             "--expert-noise", "0.2"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -169,11 +171,11 @@ def test_cli(monkeypatch, capsys):
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
-    assert main(["data", "--dataset-id", "cli/car-v0"]) == 0
-    assert main(["data", "--dataset-id", "cli/cat-v0"]) == 2
+    assert main(["data", "--dataset", "cli/car-v0"]) == 0
+    assert main(["data", "--dataset", "cli/cat-v0"]) == 2
     err = capsys.readouterr().err
     assert "no Minari dataset 'cli/cat-v0'" in err and "cli/car-v0" in err
-    assert main(["collect", "--env", "NoSuchEnv-v0", "--dataset-id", "x-v0"]) == 2
+    assert main(["collect", "--env", "NoSuchEnv-v0", "--dataset", "x-v0"]) == 2
 
 
 # -- with the qbc environments and experts --------------------------------------------------------
@@ -226,8 +228,8 @@ def test_any_gymnasium_env_with_an_sb3_expert(tmp_path):
     model = TD3("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [8]}, seed=0,
                 learning_starts=0, device="cpu")
     model.save(tmp_path / "td3.zip")  # untrained: only the plumbing is under test
-    cfg = CollectConfig(env="Pendulum-v1", expert="sb3", expert_path=str(tmp_path / "td3.zip"),
-                        expert_params='{"algo": "td3"}', dataset_id="pendulum/td3-v0",
+    cfg = CollectConfig(env="Pendulum-v1", expert="sb3", dataset_id="pendulum/td3-v0",
+                        expert_params={"algo": "td3", "path": str(tmp_path / "td3.zip")},
                         episodes=3, num_envs=2, max_episode_steps=20)
     collect(cfg)
     d = load_demonstrations("pendulum/td3-v0")
@@ -237,8 +239,9 @@ def test_any_gymnasium_env_with_an_sb3_expert(tmp_path):
     params = d.metadata["qbc"]["expert"]["params"]
     assert params["algo"] == "td3" and params["path"].endswith("td3.zip")
     with pytest.raises(InvalidValueError, match="expert-params"):
-        collect(CollectConfig(env="Pendulum-v1", expert="sb3", expert_params="[1]",
-                              dataset_id="pendulum/bad-v0"))
+        main_args = ["collect", "--env", "Pendulum-v1", "--expert", "sb3", "--expert-params",
+                     "[1]", "--dataset", "pendulum/bad-v0"]
+        collect_config(tyro.cli(CollectArgs, args=main_args[1:]))
 
 
 def test_collect_with_a_relative_datasets_path(tmp_path, monkeypatch):
@@ -250,6 +253,6 @@ def test_collect_with_a_relative_datasets_path(tmp_path, monkeypatch):
     from qbc.cli import main
 
     assert main(["collect", "--env", "qbc/ScalarStable-v0", "--episodes", "3", "--num-envs", "3",
-                 "--dataset-id", "qbc/rel-v0"]) == 0
+                 "--dataset", "qbc/rel-v0"]) == 0
     assert (tmp_path / "rel" / "datasets" / "qbc" / "rel-v0").is_dir()
     assert minari.load_dataset("qbc/rel-v0").total_episodes == 3

@@ -1,5 +1,6 @@
 """qbc dagger: the mixture, BC equivalence at beta = 1, resuming, experts, bad input."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import qbc.dagger
 from qbc.agents import make_expert
 from qbc.collect import MIXTURE_STREAM, CollectConfig, collect, rollout_episodes
 from qbc.dagger import DaggerConfig, ExpertLearnerMixture, run_dagger
+from qbc.dagger_config import round_train_config
 from qbc.policy import ModelConfig
 
 ENV = "qbc/ScalarUnstable-v0"
@@ -27,7 +29,7 @@ def dagger_cfg(out, **kw):
     base = dict(env=ENV, out=out, rounds=2, episodes_per_round=3, max_episode_steps=H,
                 eval_episodes=3, num_envs=3, bins=8, steps=8, batch_size=16, model=TINY,
                 device="cpu", progress=False,
-                train_overrides='{"eval_interval": 4, "warmup_steps": 1}')
+                train_overrides={"eval_interval": 4, "warmup_steps": 1})
     return DaggerConfig(**{**base, **kw})
 
 
@@ -77,8 +79,8 @@ def test_beta_one_in_every_round_is_plain_bc_on_the_aggregated_expert_data(tmp_p
     collect(CollectConfig(env=ENV, dataset_id="test/bc-v0", episodes=6, num_envs=3,
                           max_episode_steps=H))
     demos = load_demonstrations("test/bc-v0")
-    tcfg = qbc.dagger.round_train_config(cfg, 1, ["test/bc-v0"])
-    res = train(qbc.dagger.dataclasses.replace(tcfg, out=tmp_path / "bc"), demos)
+    tcfg = round_train_config(cfg, 1, ["test/bc-v0"])
+    res = train(dataclasses.replace(tcfg, out=tmp_path / "bc"), demos)
     assert rows[1]["expert_labels"] == len(demos) == 6 * H
     assert rows[1]["val_loss"] == res.best_val_loss
     a = load_file(tmp_path / "dagger" / "round-1" / "best" / "model.safetensors")
@@ -137,7 +139,7 @@ def test_sb3_expert_on_a_third_party_env(tmp_path):
     env = gym.make("Pendulum-v1")
     SAC("MlpPolicy", env, seed=0, device="cpu", learning_starts=0).save(tmp_path / "sac")
     rows = run_dagger(dagger_cfg(tmp_path / "p", env="Pendulum-v1", expert="sb3",
-                                 expert_path=str(tmp_path / "sac.zip"), rounds=1,
+                                 expert_params={"path": str(tmp_path / "sac.zip")}, rounds=1,
                                  max_episode_steps=6))
     assert [r["expert_labels"] for r in rows] == [18, 36]
     ds = minari.load_dataset(rows[1]["dataset"])
@@ -165,3 +167,36 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, messag
     assert len(lines) == 1 and lines[0].startswith("qbc dagger: error:"), proc.stderr
     assert message in lines[0], lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_flags_become_typed_settings(tmp_path):
+    import tyro
+
+    from qbc.cli.dagger import DaggerArgs, dagger_config
+    from qbc.errors import InvalidValueError
+
+    def parse(*flags):
+        return dagger_config(tyro.cli(DaggerArgs, args=["--env", ENV, "--out", "o", *flags]))
+
+    cfg = parse("--expert-params", '{"algo": "td3"}', "--expert-path", "e.zip",
+                "--train-overrides", '{"warmup_steps": 1}', "--rounds", "2")
+    assert type(cfg) is DaggerConfig and cfg.rounds == 2
+    assert cfg.expert_params == {"algo": "td3", "path": "e.zip"}
+    assert cfg.train_overrides == {"warmup_steps": 1}
+    with pytest.raises(InvalidValueError, match="--train-overrides is not valid JSON"):
+        parse("--train-overrides", "{x")
+    with pytest.raises(InvalidValueError, match="--expert-params must be a JSON object"):
+        parse("--expert-params", "[1]")
+
+
+def test_a_run_stored_with_json_text_settings_continues(tmp_path):
+    """dagger_config.json of runs started when the dict settings were JSON text."""
+    from qbc.dagger_files import _typed
+
+    old = {"expert": "sb3", "expert_path": "e.zip", "expert_params": '{"algo": "td3"}',
+           "train_overrides": '{"warmup_steps": 1}', "rounds": 2}
+    assert _typed(old) == {"expert": "sb3", "expert_params": {"algo": "td3", "path": "e.zip"},
+                           "train_overrides": {"warmup_steps": 1}, "rounds": 2}
+    new = {"expert": "lqr", "expert_params": {}, "train_overrides": {}}
+    assert _typed(new) == new
+

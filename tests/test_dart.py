@@ -11,6 +11,7 @@ import pytest
 
 import qbc  # noqa: F401  (registers the qbc/ envs)
 from qbc.agents import make_expert
+from qbc.cli.collect import parse_dart
 from qbc.collect import DART_STREAM, CollectConfig, collect
 from qbc.errors import InvalidValueError
 
@@ -20,7 +21,7 @@ H, SIGMA, SEED = 15, 0.4, 4
 
 def dart_cfg(dataset_id="test/dart-v0", **kw):
     base = dict(env=ENV, dataset_id=dataset_id, expert="lqr", episodes=5, num_envs=2, seed=SEED,
-                max_episode_steps=H, dart=str(SIGMA))
+                max_episode_steps=H, dart_sigma=SIGMA)
     return CollectConfig(**{**base, **kw})
 
 
@@ -54,8 +55,8 @@ def test_labels_are_clean_while_the_executed_actions_carry_the_seeded_noise():
 
 
 def test_dart_data_does_not_depend_on_num_envs_and_metadata_records_it():
-    a = collect(dart_cfg("test/a-v0", num_envs=1))
-    b = collect(dart_cfg("test/b-v0", num_envs=3))
+    a = collect(dart_cfg("test/a-v0", num_envs=1)).dataset
+    b = collect(dart_cfg("test/b-v0", num_envs=3)).dataset
     for ea, eb in zip(a.iterate_episodes(), b.iterate_episodes(), strict=True):
         np.testing.assert_array_equal(ea.observations, eb.observations)
         np.testing.assert_array_equal(ea.actions, eb.actions)
@@ -67,18 +68,18 @@ def test_dart_data_does_not_depend_on_num_envs_and_metadata_records_it():
 
 
 def test_dart_noise_differs_from_expert_noise_stream():
-    dart = collect(dart_cfg("test/dart-v0"))
-    noisy = collect(dart_cfg("test/noisy-v0", dart=None, expert_noise=SIGMA))
+    dart = collect(dart_cfg("test/dart-v0")).dataset
+    noisy = collect(dart_cfg("test/noisy-v0", dart_sigma=0.0, expert_noise=SIGMA)).dataset
     # same seeds, different streams: different executed noise, so different states
     ea, en = next(dart.iterate_episodes()), next(noisy.iterate_episodes())
     assert np.abs(ea.observations[1:] - en.observations[1:]).max() > 1e-3
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(dart="-0.1"), "--dart must be a finite std >= 0"),
-    (dict(dart="lots"), "--dart must be a finite std >= 0"),
-    (dict(dart="auto"), "--dart auto needs --policy"),
-    (dict(dart="0.1", expert_noise=0.2), "at most one of --expert-noise"),
+    (dict(dart_sigma=-0.1), "--dart-sigma must be"),
+    (dict(dart_sigma=float("nan")), "--dart-sigma must be"),
+    (dict(dart_sigma=0.1, dart_policy="run"), "not both"),
+    (dict(dart_sigma=0.1, expert_noise=0.2), "at most one of --expert-noise"),
 ])
 def test_bad_dart_settings_are_refused(kw, message):
     with pytest.raises(InvalidValueError, match=message):
@@ -88,19 +89,38 @@ def test_bad_dart_settings_are_refused(kw, message):
     assert not dataset_exists("test/dart-v0")
 
 
+@pytest.mark.parametrize("text, policy, message", [
+    ("-0.1", None, "--dart must be a finite std >= 0"),
+    ("lots", None, "--dart must be a finite std >= 0"),
+    ("auto", None, "--dart auto needs --policy"),
+    ("0.1", "run", "--policy is only used with --dart auto"),
+    (None, "run", "--policy is only used with --dart auto"),
+])
+def test_bad_dart_flags_are_refused(text, policy, message):
+    with pytest.raises(InvalidValueError, match=message):
+        parse_dart(text, policy)
+
+
+def test_dart_flags_parse():
+    assert parse_dart(None, None) == (0.0, None)
+    assert parse_dart("0.25", None) == (0.25, None)
+    assert parse_dart(" Auto ", "run") == (0.0, "run")
+
+
 def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
-    from qbc.collect import dart_sigma_for, rollout_episodes
+    from qbc.collect import rollout_episodes
+    from qbc.dart import dart_sigma_for
     from qbc.data import Demonstrations, load_demonstrations
     from qbc.policy import ModelConfig, load_policy
     from qbc.train import TrainConfig, train
 
-    collect(dart_cfg("test/clean-v0", dart=None, episodes=6))
+    collect(dart_cfg("test/clean-v0", dart_sigma=0.0, episodes=6))
     demos = load_demonstrations("test/clean-v0")
     train(TrainConfig(dataset="test/clean-v0", out=tmp_path / "run", bins=8, steps=6,
                       batch_size=16, eval_interval=3, warmup_steps=1, progress=False,
                       rollout_episodes=0, model=ModelConfig(d_model=16, n_layers=1, n_heads=2)),
           demos)
-    collect(dart_cfg(dart="auto", policy=tmp_path / "run"))
+    collect(dart_cfg(dart_sigma=0.0, dart_policy=tmp_path / "run"))
     sigma = load_demonstrations("test/dart-v0").metadata["qbc"]["dart"]["sigma"]
     expert = make_expert("lqr", ENV)
     clean = Demonstrations.from_episodes(rollout_episodes(
@@ -114,7 +134,7 @@ def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
 
 def test_cli_bad_dart_is_one_line_exit_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "qbc.cli", "collect", "--env", ENV, "--dataset-id", "t/x-v0",
+        [sys.executable, "-m", "qbc.cli", "collect", "--env", ENV, "--dataset", "t/x-v0",
          "--dart", "auto"], capture_output=True, text=True, timeout=300,
         env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path)})
     assert proc.returncode == 2

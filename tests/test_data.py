@@ -240,13 +240,62 @@ def test_nonfinite_dropped_with_warning():
 
 def test_data_command(capsys):
     write_dataset("cli-v0", make_episodes([3, 4]), env=ENV)
-    assert main(["data", "--dataset-id", "cli-v0"]) == 0
+    assert main(["data", "--dataset", "cli-v0"]) == 0
     assert "2 episodes, 7 steps" in capsys.readouterr().out
-    assert main(["data", "--dataset-id", "cli-v9"]) == 2
+    assert main(["data", "--dataset", "cli-v9"]) == 2
     err = capsys.readouterr().err
     assert "no Minari dataset 'cli-v9'" in err and "cli-v0" in err
     write_dataset("nan-v0", _poisoned(), env=ENV)
-    assert main(["data", "--dataset-id", "nan-v0"]) == 2
+    assert main(["data", "--dataset", "nan-v0"]) == 2
     assert "NaN/inf" in capsys.readouterr().err
     with pytest.warns(UserWarning):
-        assert main(["data", "--dataset-id", "nan-v0", "--drop-nonfinite"]) == 0
+        assert main(["data", "--dataset", "nan-v0", "--drop-nonfinite"]) == 0
+
+
+def test_old_dataset_id_flag_still_works_with_a_deprecation_warning(capsys):
+    from qbc.cli import DeprecatedFlagWarning
+
+    write_dataset("old-v0", make_episodes([3, 4]), env=ENV)
+    with pytest.warns(DeprecatedFlagWarning, match="--dataset-id is deprecated.*--dataset"):
+        assert main(["data", "--dataset-id", "old-v0"]) == 0
+    assert "2 episodes, 7 steps" in capsys.readouterr().out
+
+
+# -- the datasets root ----------------------------------------------------------------------------
+def test_an_explicit_root_is_used_and_the_environment_left_alone(tmp_path):
+    from qbc.data import dataset_exists, local_dataset_ids, minari_root
+
+    before = dict(os.environ)
+    root = tmp_path / "elsewhere"
+    write_dataset("ns/deep/here-v0", make_episodes([3]), env=ENV, root=root)
+    assert dict(os.environ) == before
+    assert dataset_exists("ns/deep/here-v0", root) and not dataset_exists("ns/deep/here-v0")
+    assert len(load_demonstrations("ns/deep/here-v0", root=root)) == 3
+    assert local_dataset_ids(root) == ["ns/deep/here-v0"] and local_dataset_ids() == []
+    assert minari_root(root) == root.resolve()
+    assert minari_root() == (tmp_path / "minari").resolve()  # conftest's MINARI_DATASETS_PATH
+    with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "minari")):
+        load_demonstrations("ns/deep/here-v0")
+
+
+@pytest.mark.filterwarnings("ignore:`(code_permalink|author_email|eval_env)`:UserWarning")
+def test_written_files_are_minaris_own(tmp_path, monkeypatch):
+    """What write_dataset writes equals what minari.create_dataset_from_buffers writes (metadata
+    keys and values, namespace files), and minari's own loader and listing read it."""
+    import minari
+
+    eps = make_episodes([4, 2])
+    write_dataset("ours/a-v0", eps, env=ENV, algorithm_name="alg", description="desc")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "theirs"))
+    minari.create_dataset_from_buffers("ours/a-v0", buffer=make_episodes([4, 2]), env=ENV,
+                                       algorithm_name="alg", author="qbc", description="desc",
+                                       data_format="hdf5")
+    theirs = json.loads((tmp_path / "theirs/ours/a-v0/data/metadata.json").read_text())
+    ours = json.loads((tmp_path / "minari/ours/a-v0/data/metadata.json").read_text())
+    assert ours.pop("qbc") == {}
+    assert ours == theirs
+    for root in ("theirs", "minari"):
+        assert (tmp_path / root / "ours" / "namespace_metadata.json").read_text() == "{}"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    assert list(minari.list_local_datasets()) == ["ours/a-v0"]
+    assert minari.load_dataset("ours/a-v0").total_episodes == 2

@@ -57,7 +57,7 @@ def test_actor_folder_is_an_expert_and_is_remembered_by_collect(tmp_path):
     np.testing.assert_allclose(expert.act(obs), model.predict(obs.astype(np.float32),
                                                               deterministic=True)[0], atol=1e-5)
     assert main(["collect", "--env", "Pendulum-v1", "--expert", "actor", "--expert-path",
-                 str(folder), "--episodes", "1", "--dataset-id", "test/actor-v0",
+                 str(folder), "--episodes", "1", "--dataset", "test/actor-v0",
                  "--max-episode-steps", "10", "--no-progress"]) == 0
     choice = choose_expert(None, None, None, "test/actor-v0")
     assert (choice.name, choice.params["path"]) == ("actor", str(folder))
@@ -92,7 +92,7 @@ def test_zoo_expert_is_remembered_by_collect():
     from qbc.expert_choice import build_expert, choose_expert
 
     assert main(["collect", "--env", "Pendulum-v1", "--expert", "zoo:Pendulum-v1",
-                 "--episodes", "1", "--dataset-id", "test/zoo-v0", "--max-episode-steps", "10",
+                 "--episodes", "1", "--dataset", "test/zoo-v0", "--max-episode-steps", "10",
                  "--no-progress"]) == 0
     choice = choose_expert(None, None, None, "test/zoo-v0")
     assert choice.name == "zoo:Pendulum-v1" and "path" not in choice.params
@@ -162,7 +162,7 @@ def test_expert_commands_train_export_list(tmp_path, capsys):
 
 
 def test_lqr_error_suggests_the_zoo_entry(capsys):
-    assert main(["collect", "--env", "Pendulum-v1", "--episodes", "1", "--dataset-id",
+    assert main(["collect", "--env", "Pendulum-v1", "--episodes", "1", "--dataset",
                  "test/p-v0", "--no-progress"]) == 2
     assert "--expert zoo:Pendulum-v1" in capsys.readouterr().err
 

@@ -47,7 +47,7 @@ def test_encoder_quantizes_unit_variance_projections(quantizer, bits):
 @pytest.fixture
 def dataset():
     assert main(["collect", "--env", "qbc/LinearStable-v0", "--episodes", "8", "--num-envs",
-                 "8", "--dataset-id", "qbc/enc-test-v0"]) == 0
+                 "8", "--dataset", "qbc/enc-test-v0"]) == 0
     return "qbc/enc-test-v0"
 
 

@@ -12,7 +12,7 @@ from qbc.ste import QuantLinear
 @pytest.fixture
 def dataset():
     assert main(["collect", "--env", "qbc/ScalarStable-v0", "--episodes", "10", "--num-envs",
-                 "10", "--dataset-id", "qbc/wq-test-v0"]) == 0
+                 "10", "--dataset", "qbc/wq-test-v0"]) == 0
     return "qbc/wq-test-v0"
 
 

@@ -107,9 +107,9 @@ CASES = {
     "horizons-huge": ([*ROLLOUT, "--horizons", "1000000000000000"], "of memory, more than"),
     "certify-k": (["certify", "--dataset", "qbc/lin-v0", "--out", "{root}/cert", "--k", "-1"],
                   "--k must be positive"),
-    "collect-seed": (["collect", "--env", ENV, "--dataset-id", "qbc/new-v0", "--episodes", "2",
+    "collect-seed": (["collect", "--env", ENV, "--dataset", "qbc/new-v0", "--episodes", "2",
                       "--seed", "200000000000000000000"], "--seed must be an integer"),
-    "expert-params": (["collect", "--env", ENV, "--dataset-id", "qbc/new-v0", "--episodes", "2",
+    "expert-params": (["collect", "--env", ENV, "--dataset", "qbc/new-v0", "--episodes", "2",
                        "--expert", "linear", "--expert-params", '{"gain_scale": "x"}'],
                       "parameter 'gain_scale' of expert 'linear' must be"),
     # the other commands that write outputs (one bad input each; --overwrite of a folder or file)
@@ -146,7 +146,7 @@ CASES = {
                      "of memory, more than"),
     "sweep-report": (["sweep", "report", "{root}/nosweep"], "is missing or empty"),
     "run-locked": ([*TRAIN, "--out", "{root}/run", "--overwrite"], "pid {pid}"),
-    "dataset-locked": (["collect", "--env", ENV, "--dataset-id", "qbc/held-v0", "--episodes",
+    "dataset-locked": (["collect", "--env", ENV, "--dataset", "qbc/held-v0", "--episodes",
                         "2"], "pid {pid}"),
 }
 
@@ -342,14 +342,14 @@ def test_disk_full_while_training_is_one_line(ws, tmp_path, monkeypatch, capsys)
 
 
 def test_disk_full_while_collecting_leaves_no_staging(ws, tmp_path, monkeypatch, capsys):
-    import minari
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
 
     from qbc.cli import main
 
     (tmp_path / "m").mkdir()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "m"))
-    monkeypatch.setattr(minari, "create_dataset_from_buffers", _enospc)
-    rc = main(["collect", "--env", ENV, "--dataset-id", "qbc/full-v0", "--episodes", "2",
+    monkeypatch.setattr(HDF5Storage, "update_episodes", _enospc)  # the episodes' HDF5 writes
+    rc = main(["collect", "--env", ENV, "--dataset", "qbc/full-v0", "--episodes", "2",
                "--max-episode-steps", "5"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "disk full while writing" in err and err.count("\n") == 0, err

@@ -18,7 +18,7 @@ TINY_TRAIN = ["--steps", "4", "--eval-interval", "2", "--bins", "8", "--batch-si
 
 def _collect_linear(dataset_id="test/linear-v0"):
     assert main(["collect", "--env", SCALAR, "--expert", "linear", "--expert-params",
-                 '{"gain_scale": 0.5}', "--episodes", "6", "--dataset-id", dataset_id,
+                 '{"gain_scale": 0.5}', "--episodes", "6", "--dataset", dataset_id,
                  "--max-episode-steps", "30", "--no-progress"]) == 0
 
 
@@ -50,7 +50,7 @@ def test_rollout_without_expert_flags_uses_the_datasets_expert(tmp_path, capsys)
 
 def test_certify_defaults_to_the_datasets_expert(tmp_path):
     assert main(["collect", "--env", "qbc/Arctan-v0", "--expert", "arctan", "--expert-params",
-                 '{"scale": 0.5}', "--episodes", "4", "--dataset-id", "test/arctan-v0",
+                 '{"scale": 0.5}', "--episodes", "4", "--dataset", "test/arctan-v0",
                  "--max-episode-steps", "20", "--no-progress"]) == 0
     args = ["certify", "--dataset", "test/arctan-v0", "--episodes", "2", "--horizon", "10",
             "--sizes", "0.1", "--deltas", "0.01", "--horizons", "10", "--bins", "8"]
@@ -60,7 +60,7 @@ def test_certify_defaults_to_the_datasets_expert(tmp_path):
 
 
 def test_errors_name_the_flags_that_would_work(tmp_path, capsys):
-    assert main(["collect", "--env", "Pendulum-v1", "--episodes", "1", "--dataset-id",
+    assert main(["collect", "--env", "Pendulum-v1", "--episodes", "1", "--dataset",
                  "test/p-v0", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--expert sb3 --expert-path PATH" in err
@@ -112,7 +112,7 @@ def test_a_remembered_sb3_zip_loads_only_if_it_is_the_same_file(tmp_path, monkey
     path = train_sb3_expert(SCALAR, algo="td3", timesteps=20, progress=False,
                             path=tmp_path / "m.zip")
     assert main(["collect", "--env", SCALAR, "--expert", "sb3", "--expert-path", str(path),
-                 "--expert-params", '{"algo": "td3"}', "--episodes", "2", "--dataset-id",
+                 "--expert-params", '{"algo": "td3"}', "--episodes", "2", "--dataset",
                  "test/sb3-v0", "--max-episode-steps", "10", "--no-progress"]) == 0
     choice = choose_expert(None, None, None, "test/sb3-v0")
     assert choice.name == "sb3" and choice.params["path"] == str(path)

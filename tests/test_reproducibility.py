@@ -25,7 +25,7 @@ import torch
 ENV = "qbc/LinearUnstable-v0"
 DATASET = "qbc/repro-v0"
 CHAIN = [
-    ["collect", "--env", ENV, "--dataset-id", DATASET, "--episodes", "6", "--num-envs", "4",
+    ["collect", "--env", ENV, "--dataset", DATASET, "--episodes", "6", "--num-envs", "4",
      "--max-episode-steps", "30", "--expert-noise", "0.2", "--seed", "3"],
     # smooth binning: training draws stochastically rounded tokens from its own generator
     ["train", "--dataset", DATASET, "--out", "runs/bc", "--quantizer", "smooth", "--bins", "16",

@@ -32,7 +32,7 @@ def read_scalars(folder):
 
 
 def _dataset():
-    assert main(["collect", "--env", "qbc/ScalarStable-v0", "--episodes", "6", "--dataset-id",
+    assert main(["collect", "--env", "qbc/ScalarStable-v0", "--episodes", "6", "--dataset",
                  "test/tb-v0", "--max-episode-steps", "30", "--no-progress"]) == 0
 
 

@@ -156,7 +156,7 @@ def test_cli_train_on_a_collected_dataset(tmp_path, capsys):
     from qbc.cli import main
 
     assert main(["collect", "--env", "qbc/LinearUnstable-v0", "--expert", "lqr", "--episodes",
-                 "6", "--dataset-id", "test/lqr-v0", "--max-episode-steps", "30"]) == 0
+                 "6", "--dataset", "test/lqr-v0", "--max-episode-steps", "30"]) == 0
     out = tmp_path / "cli"
     argv = ["train", "--dataset", "test/lqr-v0", "--steps", "4", "--eval-interval", "2",
             "--bins", "8", "--batch-size", "16", "--out", str(out), "--rollout-episodes", "2",

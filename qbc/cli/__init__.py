@@ -55,7 +55,7 @@ class Command:
 
 #: name -> (module, attribute of type Command). Only commands that exist are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "tokenize": ("qbc.tokenizer", "TOKENIZE_COMMAND"),
+    "tokenize": ("qbc.cli.tokenize", "COMMAND"),
     "expert train": ("qbc.cli.expert", "TRAIN_COMMAND"),
     "expert export": ("qbc.cli.expert", "EXPORT_COMMAND"),
     "expert list": ("qbc.cli.expert", "LIST_COMMAND"),
@@ -65,9 +65,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ste recover": ("qbc.cli.ste", "RECOVER_COMMAND"),
     "ste recurrence": ("qbc.cli.ste", "RECURRENCE_COMMAND"),
     "ste benchmark": ("qbc.cli.ste", "BENCHMARK_COMMAND"),
-    "collect": ("qbc.collect", "COLLECT_COMMAND"),
-    "dagger": ("qbc.dagger_cli", "DAGGER_COMMAND"),
-    "data": ("qbc.data", "DATA_COMMAND"),
+    "collect": ("qbc.cli.collect", "COMMAND"),
+    "dagger": ("qbc.cli.dagger", "COMMAND"),
+    "data": ("qbc.cli.data", "COMMAND"),
     "rollout": ("qbc.rollout_cli", "ROLLOUT_COMMAND"),
     "certify": ("qbc.certify", "CERTIFY_COMMAND"),
     "sweep": ("qbc.sweep.command", "SWEEP_COMMAND"),

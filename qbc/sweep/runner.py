@@ -34,12 +34,10 @@ def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
 
     if dataset_exists(ds.dataset_id):
         return False
-    import json
-
     expert = ds.expert_dict
     cfg = CollectConfig(env=ds.env, dataset_id=ds.dataset_id, expert=expert["name"],
                         episodes=ds.n_demos, num_envs=num_envs, seed=ds.seed,
-                        expert_params=json.dumps(expert["params"]),
+                        expert_params=dict(expert["params"]),
                         expert_noise=ds.expert_noise, max_episode_steps=ds.episode_steps)
     try:
         collect(cfg)

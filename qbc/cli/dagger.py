@@ -1,0 +1,82 @@
+"""``qbc dagger``: :func:`qbc.dagger.run_dagger` and a one-screen summary of the rounds.
+
+The flags are :class:`qbc.dagger.DaggerConfig`'s, plus the text of the two that the library
+takes as dicts (``--expert-params`` / ``--expert-path``, ``--train-overrides``), parsed here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import tyro
+
+from qbc.cli import Command
+from qbc.collect import expert_params_from
+from qbc.dagger import DaggerConfig, run_dagger
+from qbc.dagger_files import read_timing
+from qbc.errors import InvalidValueError
+
+
+@dataclass
+class DaggerArgs(DaggerConfig):
+    """The flags of ``qbc dagger``: :class:`DaggerConfig`'s settings, with the dict ones given as
+    JSON text (``--expert-params``, ``--train-overrides``) and ``--expert-path`` apart."""
+
+    expert_path: str | None = None
+    """saved model for the sb3 expert (a stable-baselines3 .zip)."""
+    expert_params_json: Annotated[str, tyro.conf.arg(name="expert-params")] = "{}"
+    """extra expert parameters as a JSON object, e.g. '{"algo": "td3"}'."""
+    train_overrides_json: Annotated[str, tyro.conf.arg(name="train-overrides")] = "{}"
+    """any other `qbc train` setting as a JSON object, e.g. '{"warmup_steps": 50}'."""
+
+
+def dagger_config(args: DaggerArgs) -> DaggerConfig:
+    """The flags as the library's typed settings (the JSON flags parsed)."""
+    try:
+        overrides = json.loads(args.train_overrides_json)
+    except json.JSONDecodeError as exc:
+        raise InvalidValueError(f"--train-overrides is not valid JSON ({exc})") from None
+    if not isinstance(overrides, dict):
+        raise InvalidValueError("--train-overrides must be a JSON object")
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(DaggerConfig)}
+    return DaggerConfig(**{**settings, "train_overrides": overrides, "expert_params":
+                           expert_params_from(args.expert_params_json, args.expert_path)})
+
+
+def run_dagger_command(args: DaggerArgs) -> list[dict[str, Any]]:
+    """Run (or continue) DAgger, then print rounds.csv as a table and the last round's time."""
+    cfg = dagger_config(args)
+    rows = run_dagger(cfg)
+    print(format_summary(cfg, rows, read_timing(cfg.out)))
+    return rows
+
+
+def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
+                   timing: list[dict[str, Any]]) -> str:
+    """The rounds as a table: beta, expert labels so far, val log-loss, regret, divergence."""
+    lines = [f"DAgger on {cfg.env} with expert {cfg.expert} ({cfg.policy}, {cfg.quantizer}/"
+             f"{cfg.bins}, beta {cfg.beta}, init {cfg.init}); coupled rollouts: "
+             f"{cfg.eval_episodes} episodes from seed {cfg.eval_seed}",
+             f"{'round':>5}{'beta':>7}{'labels':>9}{'val loss':>10}{'regret':>11}"
+             f"{'95% CI':>22}{'diverged':>9}"]
+    for r in rows:
+        val = "-" if r["val_loss"] is None else f"{r['val_loss']:.4g}"
+        ci = f"[{r['regret_ci_lo']:.3g}, {r['regret_ci_hi']:.3g}]"
+        lines.append(f"{r['round']:>5}{r['beta']:>7.3g}{r['expert_labels']:>9}{val:>10}"
+                     f"{r['regret']:>11.4g}{ci:>22}{r['diverged_fraction']:>9.0%}")
+    if timing:
+        t = timing[-1]
+        lines.append(f"round {t['round']} wall time: rollout + labelling "
+                     f"{t['rollout_label_s']:.2f} s, dataset write {t['dataset_write_s']:.2f} s,"
+                     f" training {t['train_s']:.2f} s, evaluation {t['eval_s']:.2f} s "
+                     f"({t['outside_training_fraction']:.1%} of rollout+write+training outside "
+                     "training)")
+    lines.append(f"rounds.csv, timing.csv and round-<r>/ run folders in {cfg.out}")
+    return "\n".join(lines)
+
+
+COMMAND = Command(DaggerArgs, run_dagger_command,
+                  "DAgger: expert/learner mixture rollouts, expert labels, aggregate, retrain")

@@ -1,0 +1,122 @@
+"""A DAgger run folder (:mod:`qbc.dagger`): its stored config, ``rounds.csv`` and
+``timing.csv``; checking a folder before a run starts or continues.
+
+``rounds.csv`` and ``timing.csv`` are rewritten whole after every round; floats are written by
+``repr`` and read back exactly, so a continued run's rows equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
+from qbc.io import atomic_write_json, atomic_write_text, read_json
+
+ROUND_FIELDS = ["round", "beta", "episodes", "steps", "expert_labels", "dataset", "val_loss",
+                "regret", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "policy"]
+TIMING_FIELDS = ["round", "rollout_label_s", "dataset_write_s", "train_s", "eval_s",
+                 "outside_training_fraction"]
+CONFIG_NAME = "dagger_config.json"
+_RUN_FILES = (CONFIG_NAME, "rounds.csv", "timing.csv")
+#: settings that may change when a run is continued.
+RESUMABLE = {"rounds", "progress", "overwrite", "device"}
+
+
+def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
+                overwrite: bool) -> tuple[list[dict], list[dict]]:
+    """Check the output folder ``out`` and the round datasets ``dataset_ids`` (rounds 0..R);
+    the finished rounds (rows of rounds.csv and timing.csv) of a run to continue, or empty
+    lists for a new run (whose config ``conf`` is then stored)."""
+    from qbc.data import dataset_exists
+
+    out = Path(out)
+    stored_path = out / CONFIG_NAME
+    if stored_path.is_file() and not overwrite:
+        stored = _typed(read_json(stored_path, what="DAgger config"))
+        diff = sorted(k for k in set(stored) | set(conf)
+                      if k not in RESUMABLE and stored.get(k) != conf.get(k))
+        if diff:
+            detail = ", ".join(f"{k}: {stored.get(k)!r} -> {conf.get(k)!r}" for k in diff)
+            raise InvalidValueError(
+                f"{out} holds a DAgger run with other settings ({detail}); re-run it with the "
+                "same settings to continue, or pass --overwrite / another --out")
+        rows = _read_csv(out / "rounds.csv")[: len(dataset_ids)]
+        missing = [i for i in range(len(rows)) if not dataset_exists(dataset_ids[i])]
+        if missing:
+            raise CorruptFileError(
+                f"the datasets of finished rounds {missing} of {out} are gone (MINARI_DATASETS_"
+                "PATH changed?); point it back, or start again with --overwrite")
+        return rows, _read_csv(out / "timing.csv")[: len(rows)]
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} is not empty and holds no DAgger run; pass --overwrite "
+                                "to replace it or choose another --out")
+    taken = [i for i in dataset_ids if dataset_exists(i)]
+    if taken and not overwrite:
+        raise OutputExistsError(f"Minari datasets {', '.join(taken)} already exist; pass "
+                                "--overwrite to replace them or choose another --dataset-base")
+    for old in [*out.glob("round-*"), *(out / n for n in _RUN_FILES)] if out.exists() else []:
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stored_path, conf)
+    return [], []
+
+
+def _typed(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config as typed settings: runs started before ``expert_params`` and
+    ``train_overrides`` were dicts stored them as JSON text, with ``expert_path`` apart."""
+    stored = dict(stored)
+    if isinstance(stored.get("expert_params"), str):
+        stored["expert_params"] = json.loads(stored["expert_params"])
+        path = stored.pop("expert_path", None)
+        if path is not None:
+            stored["expert_params"]["path"] = path
+    if isinstance(stored.get("train_overrides"), str):
+        stored["train_overrides"] = json.loads(stored["train_overrides"])
+    return stored
+
+
+def write_rows(out: Path, rows: list[dict[str, Any]], timings: list[dict[str, Any]]) -> None:
+    """Rewrite ``timing.csv`` and ``rounds.csv`` (in that order: a round counts as finished
+    once its row is in rounds.csv)."""
+    atomic_write_text(Path(out) / "timing.csv", _csv(timings, TIMING_FIELDS))
+    atomic_write_text(Path(out) / "rounds.csv", _csv(rows, ROUND_FIELDS))
+
+
+def read_timing(out: Path) -> list[dict[str, Any]]:
+    """The rows of ``out/timing.csv`` (wall time per round)."""
+    return _read_csv(Path(out) / "timing.csv")
+
+
+def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in fields} for r in rows)
+    return buf.getvalue()
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows written by :func:`_csv`, numbers parsed back (exactly: floats were written by repr)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for raw in csv.DictReader(path.read_text(encoding="utf-8").splitlines()):
+        rows.append({k: _number(v) for k, v in raw.items()})
+    return rows
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None if text == "" else text

@@ -1,0 +1,320 @@
+"""Minari datasets on disk: the datasets root, dataset ids, atomic writes, reading back.
+
+Every function takes the datasets root explicitly (``root``; ``None``: :func:`minari_root`'s
+default, ``$MINARI_DATASETS_PATH`` else ``~/.minari/datasets``) and hands Minari paths, never
+the environment variable: Minari's own ``create_dataset_from_buffers`` / ``load_dataset`` read
+the root only from ``MINARI_DATASETS_PATH``, so qbc writes through ``MinariStorage.new(path)``
+and reads through ``MinariDataset(path)``, which take the path. The files are Minari's: the
+metadata keys that ``create_dataset_from_buffers`` writes (:func:`_minari_metadata`) and its
+namespace files (:func:`_ensure_namespace`), so ``minari.load_dataset`` reads them too.
+
+qbc's provenance (expert, seeds, qbc version, the env's stability numbers) is stored in the
+dataset's metadata under the key ``"qbc"``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from qbc.data.demonstrations import Demonstrations
+from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
+from qbc.io import atomic_write_json
+
+#: Name of the resolved-config file written beside a dataset's ``data/`` folder.
+CONFIG_FILE = "qbc_config.json"
+#: Minari's file marking a folder of the datasets root as a namespace.
+_NAMESPACE_FILE = "namespace_metadata.json"
+
+
+# -- the root and the ids -------------------------------------------------------------------------
+def minari_root(path: str | os.PathLike | None = None) -> Path:
+    """The Minari datasets root, absolute: ``path`` when given, else ``$MINARI_DATASETS_PATH``,
+    else ``~/.minari/datasets`` (Minari's own default). The one place qbc decides it."""
+    if path is None:
+        path = os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets"
+    # Absolute, so that a relative root means the same folder however it is joined.
+    return Path(path).expanduser().resolve()
+
+
+class DatasetNotFoundError(UnknownNameError):
+    """A Minari dataset id with no dataset under the local datasets folder."""
+
+    def __init__(self, dataset_id: str, local_ids: Iterable[str], root: Path | None = None):
+        local_ids = list(local_ids)
+        super().__init__("dataset", dataset_id, local_ids)
+        root = minari_root(root)
+        if local_ids:
+            ranked = sorted(local_ids, key=lambda i: (
+                -difflib.SequenceMatcher(None, dataset_id, i).ratio(), i))
+            have = f"local datasets, closest first: {', '.join(ranked)}"
+        else:
+            have = "there are no local datasets"
+        self.args = (
+            f"no Minari dataset {dataset_id!r} in {root} ({have}). Collect one with "
+            f"'qbc collect --dataset {dataset_id} ...' or set MINARI_DATASETS_PATH",
+        )
+
+
+def validate_dataset_id(dataset_id: str) -> str:
+    """Return ``dataset_id`` if Minari accepts it as ``(namespace/)name-vN``, else raise."""
+    from minari.dataset.minari_dataset import DATASET_ID_RE
+
+    m = DATASET_ID_RE.fullmatch(dataset_id)
+    if not m or m.group("version") is None:
+        raise InvalidValueError(
+            f"malformed dataset id {dataset_id!r}: Minari ids look like 'name-v0' or "
+            "'namespace/name-v0' (letters, digits, '-', '_', and a -v<version> suffix)"
+        )
+    return dataset_id
+
+
+def dataset_path(dataset_id: str, root: str | os.PathLike | None = None) -> Path:
+    """Folder of the dataset ``dataset_id`` under the datasets root (may not exist)."""
+    return minari_root(root) / validate_dataset_id(dataset_id)
+
+
+def dataset_exists(dataset_id: str, root: str | os.PathLike | None = None) -> bool:
+    return (dataset_path(dataset_id, root) / "data").exists()
+
+
+def local_dataset_ids(root: str | os.PathLike | None = None) -> list[str]:
+    """Ids of the datasets under the root, as Minari lists them: every non-hidden folder
+    holding a ``data`` folder, found by descending through namespaces."""
+    base = minari_root(root)
+    found: list[str] = []
+
+    def descend(folder: Path, name: str) -> None:
+        if (folder / "data").exists():
+            found.append(name)
+            return
+        for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if sub.is_dir() and not sub.name.startswith("."):
+                descend(sub, f"{name}/{sub.name}" if name else sub.name)
+
+    descend(base, "")
+    return sorted(found)
+
+
+def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None):
+    """The lock on writing ``dataset_id`` (:func:`qbc.io.exclusive`): a hidden file in the
+    datasets root, held from the existence check to the final rename."""
+    from qbc.io import exclusive
+
+    base = minari_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    lock = base / f".qbc-lock-{validate_dataset_id(dataset_id).replace('/', '--')}"
+    return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}")
+
+
+# -- writing --------------------------------------------------------------------------------------
+def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env | Any,
+                  metadata: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                  overwrite: bool = False, description: str | None = None,
+                  algorithm_name: str | None = None, root: str | os.PathLike | None = None):
+    """Create the Minari dataset ``dataset_id`` (HDF5 storage) from episode buffers.
+
+    Args:
+        dataset_id: ``(namespace/)name-vN``.
+        episodes: ``minari.data_collector.EpisodeBuffer`` objects with array fields.
+        env: env id, env or ``EnvSpec`` the data came from (``recover_environment`` rebuilds it).
+        metadata: JSON-safe provenance, stored under the metadata key ``"qbc"``.
+        config: JSON-safe resolved run config, written to ``<dataset>/qbc_config.json``.
+        overwrite: replace an existing dataset; otherwise :class:`OutputExistsError`.
+        root: the datasets root (:func:`minari_root`).
+
+    Returns:
+        the dataset as a ``minari.MinariDataset``.
+
+    The dataset is built in a hidden staging folder under the datasets root and renamed into
+    place, so an interrupted write never leaves a half-written dataset under ``dataset_id``.
+    """
+    from minari import MinariDataset
+
+    final = dataset_path(dataset_id, root)
+    if final.exists() and not overwrite:
+        raise OutputExistsError(
+            f"Minari dataset {dataset_id!r} already exists at {final}; pass --overwrite to "
+            "replace it or choose another --dataset (e.g. bump the -vN version)"
+        )
+    base = minari_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".qbc-staging-", dir=base))
+    try:
+        _build(staging / "built", dataset_id, episodes, env, metadata,
+               algorithm_name=algorithm_name or "qbc",
+               description=description or "demonstrations written by qbc")
+        if config is not None:
+            atomic_write_json(staging / "built" / CONFIG_FILE, _json_safe(config))
+        with dataset_lock(dataset_id, base):
+            _move_into_place(staging / "built", final, dataset_id, overwrite, base)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return MinariDataset(final / "data")
+
+
+def _build(folder: Path, dataset_id: str, episodes: Sequence[Any], env: Any,
+           metadata: dict[str, Any] | None, algorithm_name: str, description: str) -> None:
+    """Write the dataset's ``data/`` folder into ``folder`` as Minari's
+    ``create_dataset_from_buffers`` does, then qbc's provenance under ``"qbc"``."""
+    from minari.dataset.minari_storage import MinariStorage
+
+    spec, gym_env = _spec_and_env(env)
+    try:
+        (folder / "data").mkdir(parents=True)
+        storage = MinariStorage.new(folder / "data", observation_space=gym_env.observation_space,
+                                    action_space=gym_env.action_space, env_spec=spec,
+                                    data_format="hdf5")
+    finally:
+        if gym_env is not env:
+            gym_env.close()
+    storage.update_metadata(_minari_metadata(dataset_id, algorithm_name, description))
+    storage.update_episodes(list(episodes))
+    storage.update_metadata({"qbc": _json_safe(metadata or {})})
+
+
+def _spec_and_env(env: Any) -> tuple[Any, gym.Env]:
+    """``(EnvSpec, env)`` of an env id, ``EnvSpec`` or env, made as Minari makes it."""
+    from gymnasium.envs.registration import EnvSpec
+
+    if isinstance(env, gym.Env):
+        return env.spec, env
+    if isinstance(env, (str, EnvSpec)):
+        return (gym.spec(env) if isinstance(env, str) else env), gym.make(env)
+    raise TypeError(f"env must be an env id, EnvSpec or gymnasium.Env, got {type(env).__name__}")
+
+
+def _minari_metadata(dataset_id: str, algorithm_name: str, description: str) -> dict[str, Any]:
+    """The dataset keys of ``minari.create_dataset_from_buffers`` (author 'qbc', no permalink,
+    e-mail, eval env or reference scores), in its order."""
+    import minari
+
+    return {"dataset_id": dataset_id, "author": {"qbc"}, "algorithm_name": algorithm_name,
+            "description": description, "minari_version": minari.__version__}
+
+
+def _ensure_namespace(base: Path, dataset_id: str) -> None:
+    """Minari's namespace marker files (``{}``) for the namespace of ``dataset_id`` and each of
+    its parents that has none yet, as ``minari.create_namespace`` writes them."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    namespace = parse_dataset_id(dataset_id)[0]
+    parts = [] if namespace is None else namespace.split("/")
+    for k in range(1, len(parts) + 1):
+        folder = base.joinpath(*parts[:k])
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / _NAMESPACE_FILE).exists():
+            (folder / _NAMESPACE_FILE).write_text("{}", encoding="utf-8")
+
+
+def _move_into_place(built: Path, final: Path, dataset_id: str, overwrite: bool,
+                     base: Path) -> None:
+    """Rename the built dataset to ``final``, under the dataset's lock. Without ``overwrite`` a
+    dataset that appeared meanwhile is refused, never replaced; with it the old one is set
+    aside first and deleted only after the new one is in place."""
+    if final.exists() and not overwrite:
+        raise OutputExistsError(
+            f"Minari dataset {dataset_id!r} appeared at {final} while this one was being "
+            "written; nothing was replaced: choose another --dataset or pass --overwrite")
+    _ensure_namespace(base, dataset_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    trash = None
+    if final.exists():
+        trash = Path(tempfile.mkdtemp(prefix=".qbc-trash-", dir=base))
+        os.replace(final, trash / "old")
+    os.rename(built, final)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _json_safe(obj: Any) -> Any:
+    """Round-trip through JSON so numpy scalars and tuples become plain types (NaN refused)."""
+    return json.loads(json.dumps(obj, allow_nan=False, default=_to_builtin))
+
+
+def _to_builtin(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+# -- reading --------------------------------------------------------------------------------------
+def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False,
+                        root: str | os.PathLike | None = None) -> Demonstrations:
+    """Read the local Minari dataset ``dataset_id`` (under ``root``, :func:`minari_root`) as
+    flat :class:`Demonstrations`.
+
+    Episodes whose observations or actions contain NaN/inf are refused
+    (:class:`InvalidValueError` naming them); with ``drop_nonfinite=True`` they are dropped and
+    a ``UserWarning`` says how many.
+    """
+    from minari import MinariDataset
+    from minari.dataset.minari_storage import MinariStorage
+
+    if not isinstance(dataset_id, str) or not dataset_id:
+        raise InvalidValueError(f"dataset id must be a non-empty string, got {dataset_id!r}")
+    base = minari_root(root)
+    path = base / dataset_id
+    if not (path / "data").is_dir():
+        raise DatasetNotFoundError(dataset_id, local_dataset_ids(base), base)
+    try:
+        dataset = MinariDataset(path / "data")
+        raw = MinariStorage.read_raw_metadata(path / "data")
+        episodes = list(dataset.iterate_episodes())
+    except (OSError, ValueError, KeyError, TypeError, AssertionError,
+            json.JSONDecodeError) as exc:
+        raise CorruptFileError(
+            f"Minari dataset {dataset_id!r} at {path} cannot be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); it is truncated or "
+            "corrupted: delete it and collect it again"
+        ) from None
+    if not episodes:
+        raise InvalidValueError(f"Minari dataset {dataset_id!r} has no episodes")
+    env_spec = dataset.env_spec
+    try:
+        demos = Demonstrations.from_episodes(
+            episodes, env_id=None if env_spec is None else env_spec.id, metadata=raw)
+    except ValueError as exc:  # e.g. episodes with observations of different sizes
+        raise CorruptFileError(
+            f"Minari dataset {dataset_id!r} at {path} holds episodes that do not fit together "
+            f"({str(exc).splitlines()[0]}); collect it again") from None
+    return _handle_nonfinite(demos, dataset_id, drop_nonfinite)
+
+
+def _handle_nonfinite(demos: Demonstrations, dataset_id: str, drop: bool) -> Demonstrations:
+    bad_rows = ~(np.isfinite(demos.observations).all(axis=1)
+                 & np.isfinite(demos.next_observations).all(axis=1)
+                 & np.isfinite(demos.actions).all(axis=1))
+    if not bad_rows.any():
+        return demos
+    bad_eps = np.unique(demos.episode_ids[bad_rows])
+    shown = ", ".join(map(str, bad_eps[:20].tolist())) + (" ..." if len(bad_eps) > 20 else "")
+    what = (f"{int(bad_rows.sum())} steps with NaN/inf observations or actions in "
+            f"{len(bad_eps)} episodes of {dataset_id!r} (episode ids {shown})")
+    if not drop:
+        raise InvalidValueError(
+            f"{what}; pass drop_nonfinite=True (--drop-nonfinite) to drop those episodes, or "
+            "re-collect the dataset")
+    keep = np.setdiff1d(demos.unique_episode_ids(), bad_eps)
+    if keep.size == 0:
+        raise InvalidValueError(f"{what}: that is every episode, nothing is left to use")
+    warnings.warn(f"dropped {what}; {keep.size} episodes remain", UserWarning, stacklevel=3)
+    out = demos.select(keep)
+    out.metadata["dropped_nonfinite_episodes"] = bad_eps.tolist()
+    return out
