@@ -8,7 +8,8 @@ import pytest
 
 from qbc.agents import make_expert
 from qbc.cli import main
-from qbc.errors import QbcWarning
+from qbc.errors import InvalidValueError, QbcWarning
+from qbc.experiments.scaling import plot_scaling, quantized_expert_scaling
 from qbc.rollout import (
     QuantizedExpert,
     cap_horizons,
@@ -17,7 +18,6 @@ from qbc.rollout import (
     coupling_line,
     horizon_metrics,
 )
-from qbc.scaling import plot_scaling, quantized_expert_scaling
 from qbc.tokenizer import ActionTokenizer
 
 SCALAR = "qbc/ScalarStable-v0"
@@ -113,6 +113,61 @@ def test_rollout_command_with_a_tokenizer(tmp_path, capsys):
     assert main(args[:-2] + ["--horizons", "10,x", "--out", str(tmp_path / "o2")]) == 2
 
 
+class HalfGain:
+    """A user's actor, as another library might give it: half the LQR action."""
+
+    def __init__(self):
+        self.expert = make_expert("lqr", SCALAR)
+
+    def act(self, obs):
+        return 0.5 * self.expert.act(obs)
+
+
+def half_gain_factory():
+    return HalfGain()
+
+
+class WrongShape:
+    def act(self, obs):
+        return np.zeros(len(obs), np.float32)  # (N,), not (N, act_dim)
+
+
+@pytest.mark.parametrize("name", ["HalfGain", "half_gain_factory"])
+def test_rollout_command_takes_any_importable_actor(tmp_path, capsys, name):
+    out = tmp_path / "roll"
+    assert main(["rollout", "--policy", f"{__name__}:{name}", "--env", SCALAR, "--episodes", "6",
+                 "--horizons", "10", "30", "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["policies"]) == {"expert", "policy"}
+    # the same numbers as a coupled rollout of the actor in Python
+    direct = horizon_metrics(coupled_rollout(
+        SCALAR, {"expert": make_expert("lqr", SCALAR), "policy": HalfGain()},
+        seeds=range(1_000_000, 1_000_006), horizon=30), [10, 30])
+    assert metrics["policies"]["policy"] == direct["policies"]["policy"]
+    assert direct["policies"]["policy"]["30"]["regret"] > 0
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("os:sep", "is not an actor"), ("no_such_module_qbc:x", "cannot import"),
+    (f"{__name__}:Nothing", "has no 'Nothing'"),
+    (f"{__name__}:WrongShape", "returned actions of shape (6,) for 6 observations")])
+def test_rollout_command_refuses_what_is_not_an_actor(tmp_path, capsys, spec, message):
+    assert main(["rollout", "--policy", spec, "--env", SCALAR, "--episodes", "6",
+                 "--horizons", "10", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0, err
+
+
+def test_every_actor_acts_on_a_bare_batch():
+    from qbc.actor import Actor
+
+    expert = make_expert("lqr", SCALAR)
+    obs = np.zeros((3, 1), np.float32)
+    tok = ActionTokenizer.fit(np.linspace(-1, 1, 50)[:, None], quantizer="uniform", n_bins=8)
+    for actor in (expert, QuantizedExpert(expert, tok), HalfGain()):
+        assert isinstance(actor, Actor) and actor.act(obs).shape == (3, 1)
+
+
 def test_quantized_expert_uses_stochastic_rounding_only_with_rng():
     expert = make_expert("lqr", SCALAR)
     tok = ActionTokenizer.fit(np.linspace(-2, 2, 100)[:, None], quantizer="smooth", n_bins=5)
@@ -191,15 +246,27 @@ def test_horizons_past_a_third_party_time_limit_are_capped_with_a_warning(tmp_pa
     assert len(open(out / "per_step.csv").readlines()) == 1 + 2 * 200
 
 
-def test_horizons_flag_takes_space_or_comma_separated_values():
+def test_list_flags_are_typed_tuples_given_space_or_comma_separated():
     import tyro
 
-    from qbc.certify import CertifyConfig, _floats
-    from qbc.rollout_cli import RolloutConfig, parse_horizons
+    from qbc.cli import list_flags, split_comma_lists
+    from qbc.cli.certify import CertifyConfig
+    from qbc.cli.lists import parse_horizons, positive_floats
+    from qbc.cli.rollout import RolloutConfig
 
-    spaced = tyro.cli(RolloutConfig, args=["--out", "o", "--horizons", "100", "1000", "10"])
-    commas = tyro.cli(RolloutConfig, args=["--out", "o", "--horizons", "10,100,1000"])
+    def parse(config_type, args):  # as `qbc` parses them: comma form split, then tyro
+        return tyro.cli(config_type, args=split_comma_lists(args, list_flags(config_type)))
+
+    spaced = parse(RolloutConfig, ["--out", "o", "--horizons", "100", "1000", "10"])
+    commas = parse(RolloutConfig, ["--out", "o", "--horizons", "10,100,1000"])
+    assert spaced.horizons == (100, 1000, 10) and commas.horizons == (10, 100, 1000)
     assert parse_horizons(spaced.horizons) == parse_horizons(commas.horizons) == [10, 100, 1000]
     assert parse_horizons("50,10") == [10, 50]
-    cert = tyro.cli(CertifyConfig, args=["--dataset", "d", "--out", "o", "--sizes", "0.3", "0.1"])
-    assert _floats(cert.sizes, "--sizes") == [0.1, 0.3]
+    cert = parse(CertifyConfig, ["--dataset", "d", "--out", "o", "--sizes", "0.3,0.1",
+                                 "--deltas", "0.2", "0.1"])
+    assert cert.sizes == (0.3, 0.1) and cert.deltas == (0.2, 0.1)
+    assert positive_floats(cert.sizes, "--sizes") == [0.1, 0.3]
+    with pytest.raises(InvalidValueError, match="--horizons must be positive integers"):
+        parse_horizons((0, 10))
+    with pytest.raises(InvalidValueError, match="--deltas must be positive finite"):
+        positive_floats((0.1, float("inf")), "--deltas")

@@ -29,8 +29,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
