@@ -168,6 +168,31 @@ def test_every_actor_acts_on_a_bare_batch():
         assert isinstance(actor, Actor) and actor.act(obs).shape == (3, 1)
 
 
+def test_the_rollout_loop_records_executed_actions_labels_and_episode_ends():
+    from qbc.gym_utils import make_vector_env
+    from qbc.rollout_loop import run_steps
+
+    expert = make_expert("lqr", SCALAR)
+    env = make_vector_env(SCALAR, 4, max_episode_steps=7)
+    ended = []
+    try:
+        # until the first episodes of copies 0 and 1 end (a 7-step limit), noise added
+        steps = run_steps(env, expert, seeds=3, copies=2,
+                          execute=lambda obs, actions, t: actions + 100.0, clip=True,
+                          on_step=lambda newly: ended.append(int(newly.sum())))
+        high = env.single_action_space.high
+        longer = run_steps(env, expert, seeds=3, steps=9)  # past the limit: autoreset
+    finally:
+        env.close()
+    assert steps.observations.shape == (8, 4, 1) and steps.actions.shape == (7, 4, 1)
+    assert np.all(steps.actions == high) and np.all(np.abs(steps.labels) < high)
+    assert list(steps.lengths) == [7] * 4 and ended == [0] * 6 + [4]
+    assert steps.truncated[-1].all() and steps.running().all()
+    assert longer.labels is None and list(longer.lengths) == [7] * 4
+    assert longer.running()[:7].all() and not longer.running()[7:].any()
+    assert longer.running(ends="terminated").all()  # a time limit is not a termination
+
+
 def test_quantized_expert_uses_stochastic_rounding_only_with_rng():
     expert = make_expert("lqr", SCALAR)
     tok = ActionTokenizer.fit(np.linspace(-2, 2, 100)[:, None], quantizer="smooth", n_bins=5)
@@ -270,3 +295,31 @@ def test_list_flags_are_typed_tuples_given_space_or_comma_separated():
         parse_horizons((0, 10))
     with pytest.raises(InvalidValueError, match="--deltas must be positive finite"):
         positive_floats((0.1, float("inf")), "--deltas")
+
+
+def test_sampled_decoding_draws_from_a_generator_seeded_by_the_run(tmp_path):
+    import torch
+
+    assert main(["collect", "--env", SCALAR, "--expert", "lqr", "--episodes", "4",
+                 "--num-envs", "4", "--dataset-id", "test/sampled-v0"]) == 0
+    assert main(["train", "--dataset", "test/sampled-v0", "--bins", "8", "--steps", "10",
+                 "--out", str(tmp_path / "run"), "--rollout-episodes", "0",
+                 "--no-progress"]) == 0
+    args = ["rollout", "--policy", str(tmp_path / "run"), "--decode", "sample", "--episodes", "4",
+            "--horizons", "20", "--no-progress", "--no-quantized-expert"]
+    for global_seed, out in ((1, "a"), (2, "b")):
+        torch.manual_seed(global_seed)  # what torch's global generator holds does not matter
+        assert main([*args, "--out", str(tmp_path / out)]) == 0
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["policies"] for d in "ab")
+    assert a == b
+    from qbc.policy import load_policy
+
+    policy = load_policy(tmp_path / "run")
+    policy.decode_mode = "sample"
+    obs = np.linspace(-2, 2, 64, dtype=np.float32)[:, None]
+    draws = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        policy.generator = torch.Generator().manual_seed(0)
+        draws.append(policy.act(obs))
+    np.testing.assert_array_equal(*draws)
