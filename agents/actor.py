@@ -54,6 +54,10 @@ class MLPActor:
         self.high = np.asarray(space["high"], dtype=np.float32)
         self.obs_dim, self.act_dim = meta["layer_sizes"][0], meta["layer_sizes"][-1]
 
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The :class:`qbc.actor.Actor` protocol: :meth:`predict`."""
+        return self.predict(obs)
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions (B, act_dim) float32 for observations (B, obs_dim)."""
         h = np.asarray(obs, dtype=np.float32)

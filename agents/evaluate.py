@@ -7,7 +7,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from qbc.actor import BoundActor
 from qbc.errors import InvalidValueError
+from qbc.rollout_loop import run_steps
 
 
 def evaluate_expert(
@@ -28,18 +30,12 @@ def evaluate_expert(
         raise InvalidValueError(f"episodes must be >= 1, got {episodes}")
     env = gym.make_vec(env_id, num_envs=episodes, **env_kwargs)
     try:
-        obs, _ = env.reset(seed=seed)
-        returns = np.zeros(episodes)
-        lengths = np.zeros(episodes, dtype=np.int64)
-        running = np.ones(episodes, dtype=bool)
-        while running.any():
-            actions = expert.act(obs, deterministic=deterministic, rng=rng)
-            obs, reward, terminated, truncated, _ = env.step(actions)
-            returns += np.where(running, reward, 0.0)
-            lengths += running
-            running &= ~(terminated | truncated)
+        steps = run_steps(env, BoundActor(expert, deterministic=deterministic, rng=rng), seed)
     finally:
         env.close()
+    running = steps.running()                      # (T, episodes): the first episode goes on
+    returns = np.where(running, steps.rewards, 0.0).sum(axis=0)
+    lengths = steps.lengths
     return {
         "mean_return": float(returns.mean()),
         "std_return": float(returns.std()),

@@ -49,10 +49,12 @@ class Expert:
     def act(
         self,
         obs: np.ndarray,
+        *,
         deterministic: bool = True,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
-        """Actions (B, act_dim) float32 for observations (B, obs_dim)."""
+        """Actions (B, act_dim) float32 for observations (B, obs_dim) (the
+        :class:`qbc.actor.Actor` protocol; the keywords are optional)."""
         obs = np.asarray(obs, dtype=np.float64)
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise InvalidValueError(

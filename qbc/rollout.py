@@ -14,24 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from qbc.actor import Actor
 from qbc.errors import InvalidValueError
 from qbc.gym_utils import make_vector_env
 from qbc.progress import progress_bar
-
-
-class Actor(Protocol):
-    """Anything that acts on a batch: ``act(obs (B, obs_dim)) -> actions (B, act_dim)``.
-
-    An actor with state across steps (e.g. model-based deployment, observation history) may
-    define ``reset()``, called once before the first ``act`` of every batch of episodes.
-    """
-
-    def act(self, obs: np.ndarray) -> np.ndarray: ...
+from qbc.rollout_loop import run_steps
 
 
 @dataclass
@@ -121,38 +113,28 @@ def coupled_rollout(env_id: str, policies: Mapping[str, Actor], seeds: Iterable[
 
 
 def _rollout_one(env_id, policy, seeds, horizon, kwargs, bar):
+    """One policy on one vector env for ``horizon`` steps from ``seeds``: (observations,
+    actions, rewards, alive) as in :class:`RolloutResult`, each copy frozen after its episode
+    terminates (the vector env autoresets it; that second episode is not recorded)."""
     env = make_vector_env(env_id, len(seeds), **kwargs)
     try:
-        obs, _ = env.reset(seed=[int(s) for s in seeds])
-        n = len(seeds)
-        observations = np.empty((horizon + 1, n) + obs.shape[1:], dtype=np.float64)
-        act_shape = env.single_action_space.shape
-        actions = np.zeros((horizon, n) + act_shape, dtype=np.float64)
-        rewards = np.zeros((horizon, n), dtype=np.float64)
-        alive = np.zeros((horizon, n), dtype=bool)
-        observations[0] = obs
-        running = np.ones(n, dtype=bool)
-        if hasattr(policy, "reset"):
-            policy.reset()
-        for t in range(horizon):
-            action = np.asarray(policy.act(obs), dtype=env.single_action_space.dtype)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            alive[t] = running
-            actions[t] = np.where(_col(running, action), action, 0.0)
-            rewards[t] = np.where(running, reward, 0.0)
-            # After a termination the vector env autoresets on the next step: freeze that copy.
-            observations[t + 1] = np.where(_col(running, next_obs), next_obs, observations[t])
-            running &= ~np.asarray(terminated, dtype=bool)
-            obs = next_obs
-            bar.update(1)
+        steps = run_steps(env, policy, seeds, steps=horizon, on_step=lambda _: bar.update(1))
     finally:
         env.close()
+    alive = steps.running(ends="terminated")                       # (H, N)
+    n_alive = alive.sum(axis=0)                                    # steps up to the termination
+    observations = steps.observations.astype(np.float64)
+    # x_t for t past the termination stays the final observation x_{n_alive}.
+    frozen = np.minimum(np.arange(horizon + 1)[:, None], n_alive[None, :])
+    observations = np.take_along_axis(observations, _expand(frozen, observations), axis=0)
+    actions = np.where(_expand(alive, steps.actions), steps.actions, 0.0).astype(np.float64)
+    rewards = np.where(alive, steps.rewards, 0.0)
     return observations, actions, rewards, alive
 
 
-def _col(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """Broadcast an (N,) mask against an (N, ...) array."""
-    return mask.reshape(mask.shape + (1,) * (np.ndim(like) - 1))
+def _expand(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A (T, N) array with trailing axes of size 1, to broadcast against (T, N, ...)."""
+    return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
 
 
 # -- what a rollout of an env can claim -----------------------------------------------------------

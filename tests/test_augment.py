@@ -13,8 +13,8 @@ from qbc.augment import (
     load_transition_model,
     save_transition_model,
 )
-from qbc.counterexample import counterexample_table, expert_transitions
 from qbc.errors import InvalidValueError
+from qbc.experiments.counterexample import counterexample_table, expert_transitions
 from qbc.rollout import coupled_rollout
 from qbc.tokenizer import ActionTokenizer
 

@@ -195,3 +195,18 @@ def test_train_sb3_expert_refuses_to_overwrite(tmp_path):
     (tmp_path / "m.zip").write_bytes(b"x")
     with pytest.raises(OutputExistsError):
         train_sb3_expert("qbc/ScalarStable-v0", timesteps=10, path=tmp_path / "m")
+
+
+def test_experts_are_actors_whose_extra_arguments_are_optional_keywords():
+    from qbc.actor import Actor, BoundActor
+
+    expert = make_expert("lqr", "qbc/ScalarStable-v0", noise_std=0.5)
+    obs = np.ones((4, 1), np.float32)
+    assert isinstance(expert, Actor)
+    np.testing.assert_array_equal(expert.act(obs), expert.act(obs, deterministic=True))
+    with pytest.raises(TypeError):
+        expert.act(obs, False)  # keyword only: a positional flag is not silently a bool
+    bound = BoundActor(expert, deterministic=False, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(
+        bound.act(obs), expert.act(obs, deterministic=False, rng=np.random.default_rng(0)))
+    assert bound.name == expert.name and not np.array_equal(bound.act(obs), expert.act(obs))

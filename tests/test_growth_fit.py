@@ -80,7 +80,7 @@ def test_growing_regret_keeps_its_better_fit():
 
 
 def test_rollout_summary_says_no_growth_detected():
-    from qbc.rollout_cli import format_summary
+    from qbc.cli.rollout import format_summary
 
     per_h = {str(int(h)): {"regret": float(v), "regret_ci95": [v, v], "state_dev_mean": 0.0,
                            "diverged_fraction": 0.0}

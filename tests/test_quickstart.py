@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from qbc.cli import main
-from qbc.quickstart import QuickstartConfig, run_quickstart
-from qbc.quickstart_report import format_report, table_horizons
+from qbc.experiments.quickstart import QuickstartConfig, run_quickstart
+from qbc.experiments.quickstart_report import format_report, table_horizons
 
 
 def test_tiny_quickstart_writes_the_report(tmp_path, capsys, monkeypatch):

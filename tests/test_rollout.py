@@ -8,7 +8,8 @@ import pytest
 
 from qbc.agents import make_expert
 from qbc.cli import main
-from qbc.errors import QbcWarning
+from qbc.errors import InvalidValueError, QbcWarning
+from qbc.experiments.scaling import plot_scaling, quantized_expert_scaling
 from qbc.rollout import (
     QuantizedExpert,
     cap_horizons,
@@ -17,7 +18,6 @@ from qbc.rollout import (
     coupling_line,
     horizon_metrics,
 )
-from qbc.scaling import plot_scaling, quantized_expert_scaling
 from qbc.tokenizer import ActionTokenizer
 
 SCALAR = "qbc/ScalarStable-v0"
@@ -113,6 +113,86 @@ def test_rollout_command_with_a_tokenizer(tmp_path, capsys):
     assert main(args[:-2] + ["--horizons", "10,x", "--out", str(tmp_path / "o2")]) == 2
 
 
+class HalfGain:
+    """A user's actor, as another library might give it: half the LQR action."""
+
+    def __init__(self):
+        self.expert = make_expert("lqr", SCALAR)
+
+    def act(self, obs):
+        return 0.5 * self.expert.act(obs)
+
+
+def half_gain_factory():
+    return HalfGain()
+
+
+class WrongShape:
+    def act(self, obs):
+        return np.zeros(len(obs), np.float32)  # (N,), not (N, act_dim)
+
+
+@pytest.mark.parametrize("name", ["HalfGain", "half_gain_factory"])
+def test_rollout_command_takes_any_importable_actor(tmp_path, capsys, name):
+    out = tmp_path / "roll"
+    assert main(["rollout", "--policy", f"{__name__}:{name}", "--env", SCALAR, "--episodes", "6",
+                 "--horizons", "10", "30", "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["policies"]) == {"expert", "policy"}
+    # the same numbers as a coupled rollout of the actor in Python
+    direct = horizon_metrics(coupled_rollout(
+        SCALAR, {"expert": make_expert("lqr", SCALAR), "policy": HalfGain()},
+        seeds=range(1_000_000, 1_000_006), horizon=30), [10, 30])
+    assert metrics["policies"]["policy"] == direct["policies"]["policy"]
+    assert direct["policies"]["policy"]["30"]["regret"] > 0
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("os:sep", "is not an actor"), ("no_such_module_qbc:x", "cannot import"),
+    (f"{__name__}:Nothing", "has no 'Nothing'"),
+    (f"{__name__}:WrongShape", "returned actions of shape (6,) for 6 observations")])
+def test_rollout_command_refuses_what_is_not_an_actor(tmp_path, capsys, spec, message):
+    assert main(["rollout", "--policy", spec, "--env", SCALAR, "--episodes", "6",
+                 "--horizons", "10", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0, err
+
+
+def test_every_actor_acts_on_a_bare_batch():
+    from qbc.actor import Actor
+
+    expert = make_expert("lqr", SCALAR)
+    obs = np.zeros((3, 1), np.float32)
+    tok = ActionTokenizer.fit(np.linspace(-1, 1, 50)[:, None], quantizer="uniform", n_bins=8)
+    for actor in (expert, QuantizedExpert(expert, tok), HalfGain()):
+        assert isinstance(actor, Actor) and actor.act(obs).shape == (3, 1)
+
+
+def test_the_rollout_loop_records_executed_actions_labels_and_episode_ends():
+    from qbc.gym_utils import make_vector_env
+    from qbc.rollout_loop import run_steps
+
+    expert = make_expert("lqr", SCALAR)
+    env = make_vector_env(SCALAR, 4, max_episode_steps=7)
+    ended = []
+    try:
+        # until the first episodes of copies 0 and 1 end (a 7-step limit), noise added
+        steps = run_steps(env, expert, seeds=3, copies=2,
+                          execute=lambda obs, actions, t: actions + 100.0, clip=True,
+                          on_step=lambda newly: ended.append(int(newly.sum())))
+        high = env.single_action_space.high
+        longer = run_steps(env, expert, seeds=3, steps=9)  # past the limit: autoreset
+    finally:
+        env.close()
+    assert steps.observations.shape == (8, 4, 1) and steps.actions.shape == (7, 4, 1)
+    assert np.all(steps.actions == high) and np.all(np.abs(steps.labels) < high)
+    assert list(steps.lengths) == [7] * 4 and ended == [0] * 6 + [4]
+    assert steps.truncated[-1].all() and steps.running().all()
+    assert longer.labels is None and list(longer.lengths) == [7] * 4
+    assert longer.running()[:7].all() and not longer.running()[7:].any()
+    assert longer.running(ends="terminated").all()  # a time limit is not a termination
+
+
 def test_quantized_expert_uses_stochastic_rounding_only_with_rng():
     expert = make_expert("lqr", SCALAR)
     tok = ActionTokenizer.fit(np.linspace(-2, 2, 100)[:, None], quantizer="smooth", n_bins=5)
@@ -191,15 +271,55 @@ def test_horizons_past_a_third_party_time_limit_are_capped_with_a_warning(tmp_pa
     assert len(open(out / "per_step.csv").readlines()) == 1 + 2 * 200
 
 
-def test_horizons_flag_takes_space_or_comma_separated_values():
+def test_list_flags_are_typed_tuples_given_space_or_comma_separated():
     import tyro
 
-    from qbc.certify import CertifyConfig, _floats
-    from qbc.rollout_cli import RolloutConfig, parse_horizons
+    from qbc.cli import list_flags, split_comma_lists
+    from qbc.cli.certify import CertifyConfig
+    from qbc.cli.lists import parse_horizons, positive_floats
+    from qbc.cli.rollout import RolloutConfig
 
-    spaced = tyro.cli(RolloutConfig, args=["--out", "o", "--horizons", "100", "1000", "10"])
-    commas = tyro.cli(RolloutConfig, args=["--out", "o", "--horizons", "10,100,1000"])
+    def parse(config_type, args):  # as `qbc` parses them: comma form split, then tyro
+        return tyro.cli(config_type, args=split_comma_lists(args, list_flags(config_type)))
+
+    spaced = parse(RolloutConfig, ["--out", "o", "--horizons", "100", "1000", "10"])
+    commas = parse(RolloutConfig, ["--out", "o", "--horizons", "10,100,1000"])
+    assert spaced.horizons == (100, 1000, 10) and commas.horizons == (10, 100, 1000)
     assert parse_horizons(spaced.horizons) == parse_horizons(commas.horizons) == [10, 100, 1000]
     assert parse_horizons("50,10") == [10, 50]
-    cert = tyro.cli(CertifyConfig, args=["--dataset", "d", "--out", "o", "--sizes", "0.3", "0.1"])
-    assert _floats(cert.sizes, "--sizes") == [0.1, 0.3]
+    cert = parse(CertifyConfig, ["--dataset", "d", "--out", "o", "--sizes", "0.3,0.1",
+                                 "--deltas", "0.2", "0.1"])
+    assert cert.sizes == (0.3, 0.1) and cert.deltas == (0.2, 0.1)
+    assert positive_floats(cert.sizes, "--sizes") == [0.1, 0.3]
+    with pytest.raises(InvalidValueError, match="--horizons must be positive integers"):
+        parse_horizons((0, 10))
+    with pytest.raises(InvalidValueError, match="--deltas must be positive finite"):
+        positive_floats((0.1, float("inf")), "--deltas")
+
+
+def test_sampled_decoding_draws_from_a_generator_seeded_by_the_run(tmp_path):
+    import torch
+
+    assert main(["collect", "--env", SCALAR, "--expert", "lqr", "--episodes", "4",
+                 "--num-envs", "4", "--dataset-id", "test/sampled-v0"]) == 0
+    assert main(["train", "--dataset", "test/sampled-v0", "--bins", "8", "--steps", "10",
+                 "--out", str(tmp_path / "run"), "--rollout-episodes", "0",
+                 "--no-progress"]) == 0
+    args = ["rollout", "--policy", str(tmp_path / "run"), "--decode", "sample", "--episodes", "4",
+            "--horizons", "20", "--no-progress", "--no-quantized-expert"]
+    for global_seed, out in ((1, "a"), (2, "b")):
+        torch.manual_seed(global_seed)  # what torch's global generator holds does not matter
+        assert main([*args, "--out", str(tmp_path / out)]) == 0
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["policies"] for d in "ab")
+    assert a == b
+    from qbc.policy import load_policy
+
+    policy = load_policy(tmp_path / "run")
+    policy.decode_mode = "sample"
+    obs = np.linspace(-2, 2, 64, dtype=np.float32)[:, None]
+    draws = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        policy.generator = torch.Generator().manual_seed(0)
+        draws.append(policy.act(obs))
+    np.testing.assert_array_equal(*draws)

@@ -223,7 +223,7 @@ def _timed_runs(fn, repeats: int, work: float) -> dict[str, list[float]]:
 def bench_quickstart(repeats: int, seed: int) -> dict[str, Any]:
     """Wall time (s) of ``qbc quickstart --tiny`` run in this process (its imports are already
     loaded; its report goes to a temporary folder and its summary is not printed)."""
-    from qbc.quickstart import QuickstartConfig, run_quickstart
+    from qbc.experiments.quickstart import QuickstartConfig, run_quickstart
 
     runs = iter(range(repeats))
     with tempfile.TemporaryDirectory(prefix="qbc-bench-") as tmp:

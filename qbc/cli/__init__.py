@@ -68,11 +68,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("qbc.cli.collect", "COMMAND"),
     "dagger": ("qbc.cli.dagger", "COMMAND"),
     "data": ("qbc.cli.data", "COMMAND"),
-    "rollout": ("qbc.rollout_cli", "ROLLOUT_COMMAND"),
-    "certify": ("qbc.certify", "CERTIFY_COMMAND"),
-    "sweep": ("qbc.sweep.command", "SWEEP_COMMAND"),
-    "sweep report": ("qbc.sweep.command", "REPORT_COMMAND"),
-    "quickstart": ("qbc.quickstart", "QUICKSTART_COMMAND"),
+    "rollout": ("qbc.cli.rollout", "COMMAND"),
+    "certify": ("qbc.cli.certify", "COMMAND"),
+    "sweep": ("qbc.cli.sweep", "SWEEP_COMMAND"),
+    "sweep report": ("qbc.cli.sweep", "REPORT_COMMAND"),
+    "quickstart": ("qbc.cli.quickstart", "COMMAND"),
     "bench": ("qbc.cli.bench", "COMMAND"),
 }
 

@@ -204,7 +204,7 @@ class ChunkPolicy(Policy):
             return self.normalizer.unnormalize_actions(z), np.zeros(B, dtype=bool)
         sample = self.decode_mode == "sample" or not deterministic
         tokens, _ = self.module.decode(x, sample=sample, temperature=self.temperature,
-                                       generator=generator, use_cache=self.use_cache)
+                                       generator=self.draws(generator), use_cache=self.use_cache)
         tokens = tokens.cpu().numpy()
         end = self.module.cfg.end_token
         seqs = tokens if end is None else strip_end(tokens, end)

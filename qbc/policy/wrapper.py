@@ -101,6 +101,9 @@ class Policy:
         self.disable_onednn = disable_onednn
         self._hist: np.ndarray | None = None
         self._fresh: np.ndarray | None = None
+        #: what sampled decoding draws from when ``act`` is given no generator (None: torch's
+        #: global generator); a CPU generator gives the same draws on every device.
+        self.generator: torch.Generator | None = None
 
     # -- facts -----------------------------------------------------------------------------
     @property
@@ -128,9 +131,12 @@ class Policy:
         self._decode_mode = check_decode_mode(mode)
 
     # -- observation handling --------------------------------------------------------------
-    def reset(self, obs: np.ndarray | None = None) -> None:
+    def reset(self, mask: np.ndarray | None = None) -> None:
         """Forget the observation history of every row (call at the start of a batch of
-        episodes; ``obs`` is accepted for rollout loops that pass the first observations)."""
+        episodes), or with ``mask`` (B,) bool only of the rows where it is true."""
+        if mask is not None:
+            self.reset_rows(mask)
+            return
         self._hist, self._fresh = None, None
 
     def reset_rows(self, mask: np.ndarray) -> None:
@@ -181,10 +187,19 @@ class Policy:
         with torch.no_grad(), onednn_disabled(self.disable_onednn and self.device.type == "cpu"):
             yield
 
-    def act(self, obs: np.ndarray, deterministic: bool = True,
+    def draws(self, generator: torch.Generator | None = None) -> torch.Generator | None:
+        """The generator sampled decoding draws from: ``generator``, else :attr:`generator`
+        (None: torch's global one). Seed it for repeatable samples:
+        ``policy.generator = torch.Generator().manual_seed(seed)``."""
+        return generator if generator is not None else self.generator
+
+    def act(self, obs: np.ndarray, *, deterministic: bool = True,
             generator: torch.Generator | None = None) -> np.ndarray:
-        """Actions (B, act_dim) float32 for observations (B, obs_dim) (or (B, k, obs_dim))."""
+        """Actions (B, act_dim) float32 for observations (B, obs_dim) (or (B, k, obs_dim)): the
+        :class:`qbc.actor.Actor` protocol. Sampling draws from ``generator``, else from
+        :attr:`generator`."""
         x = self._obs_tensor(obs)
+        generator = self.draws(generator)
         with self._inference():
             if not self.module.is_token_policy:
                 a = self.module.predict(x, deterministic=deterministic, generator=generator)
@@ -197,13 +212,14 @@ class Policy:
             return self.tokenizer.expected_action(probs.cpu().numpy())
         return self.tokenizer.decode(tokens.cpu().numpy())
 
-    def act_tokens(self, obs: np.ndarray, deterministic: bool = True,
+    def act_tokens(self, obs: np.ndarray, *, deterministic: bool = True,
                    generator: torch.Generator | None = None) -> np.ndarray:
         """Token policies: the action tokens (B, n_tokens) int64 that :meth:`act` decodes
         (argmax, or sampled when ``decode_mode == "sample"`` or not ``deterministic``)."""
         if not self.module.is_token_policy:
             raise InvalidValueError(f"policy {self.kind!r} does not emit tokens")
         x = self._obs_tensor(obs)
+        generator = self.draws(generator)
         sample = self.decode_mode == "sample" or not deterministic
         with self._inference():
             tokens, _ = self.module.decode(x, sample=sample, temperature=self.temperature,

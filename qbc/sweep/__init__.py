@@ -7,8 +7,8 @@
 
 Modules: :mod:`~qbc.sweep.spec` (the TOML file), :mod:`~qbc.sweep.cells` (grid, content keys,
 dataset cache keys), :mod:`~qbc.sweep.runner` (one cell), :mod:`~qbc.sweep.table` (the CSV),
-:mod:`~qbc.sweep.run` (backends, resuming), :mod:`~qbc.sweep.report` (aggregation, plots),
-:mod:`~qbc.sweep.command` (the CLI).
+:mod:`~qbc.sweep.run` (backends, resuming), :mod:`~qbc.sweep.report` (aggregation, plots);
+the ``qbc sweep`` commands only call these.
 """
 
 from qbc.sweep.cells import Cell, DatasetSpec, expand_cells, needed_datasets, stable_hash

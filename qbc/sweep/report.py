@@ -1,4 +1,5 @@
-"""``qbc sweep report DIR``: aggregate the result table over seeds, fit growth, plot.
+"""A sweep's report: the result table aggregated over seeds, growth fits, plots
+(``qbc sweep report DIR``).
 
 Outputs, beside results.csv:
 
@@ -18,12 +19,10 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import tyro
 
 from qbc.errors import InvalidValueError
 from qbc.io import atomic_write_text, read_json
@@ -35,14 +34,6 @@ GROUP = ("env", "expert", "quantizer", "bins", "n_demos", "policy")
 SUMMARY_COLUMNS = [*GROUP, "H", "n_seeds", "bin_width", "regret_mean", "regret_ci_lo",
                    "regret_ci_hi", "regret_per_step", "state_dev_mean", "diverged_fraction",
                    "val_loss"]
-
-
-@dataclass
-class ReportConfig:
-    """Aggregate a sweep's results.csv over seeds into summary.csv, report.md and PNG plots."""
-
-    dir: Annotated[Path, tyro.conf.Positional]
-    """sweep directory (the one holding results.csv)."""
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -241,23 +232,3 @@ def current_cells(sweep_dir: Path) -> set[str] | None:
     if not path.is_file():
         return None
     return {c["key"] for c in read_json(path, what="sweep config").get("cells", [])}
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """Short stdout summary: growth exponents, files written."""
-    lines = [f"{len(report['summary'])} (setting, H) rows aggregated"]
-    for f in report["fits"]:
-        setting = ", ".join(str(f[c]) for c in GROUP)
-        lines.append(f"  {setting}: regret ~ H^{f['slope']:.2f} "
-                     f"[{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}] (better fit: {f['better']})")
-    if report.get("stale_cells"):
-        lines.append(f"  left out {report['stale_cells']} cells of an earlier version of the grid "
-                     "(still in results.csv)")
-    lines += [f"  wrote {p}" for p in report["files"]]
-    return "\n".join(lines)
-
-
-def run_report(cfg: ReportConfig) -> dict[str, Any]:
-    report = write_report(cfg.dir)
-    print(format_report(report))
-    return report

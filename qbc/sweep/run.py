@@ -219,21 +219,3 @@ def import_ray() -> Any:
             "pip install \"qbc[ray]\" (or pip install \"ray>=2.9\"), or use --backend local"
         ) from None
     return ray
-
-
-def format_summary(result: SweepResult) -> str:
-    """A few lines: cells run / skipped / failed, time, where the table is."""
-    lines = [
-        f"sweep {result.out}: {result.n_cells} cells; {len(result.executed)} run now, "
-        f"{result.skipped} already done, {len(result.failed)} failed; "
-        f"{result.datasets_collected} datasets collected; {result.seconds:.1f} s",
-        f"  table: {result.table}",
-    ]
-    if result.stale:
-        lines.append(f"  the table also holds {result.stale} cells of an earlier version of the "
-                     "grid (kept; the report leaves them out)")
-    for key, msg in result.failed.items():
-        lines.append(f"  failed {key}: {msg} (see {result.out / 'cells' / key / 'error.txt'})")
-    if result.failed:
-        lines.append("  run the same command again to retry the failed cells")
-    return "\n".join(lines)

@@ -106,11 +106,15 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
             actors[kind] = QuantizedExpert(expert, tok, rng=np.random.default_rng(cell.seed))
             extra[kind] = {"val_loss": None}
         else:
-            actors[kind] = _train(cell, kind, demos, work / kind)
-            extra[kind] = {"val_loss": actors[kind].val_loss_}
+            actors[kind], val_loss = _train(cell, kind, demos, work / kind)
+            extra[kind] = {"val_loss": val_loss}
         extra[kind]["train_seconds"] = time.perf_counter() - t1
     horizons = s["horizons"]
-    torch.manual_seed(cell.seed)  # policies decoded by sampling draw from torch's global RNG
+    # Policies decoded by sampling draw from one generator seeded by the cell, in rollout order.
+    draws = torch.Generator().manual_seed(cell.seed)
+    for kind in tr["policies"]:
+        if kind != QUANTIZED_EXPERT:
+            actors[kind].generator = draws
     result = coupled_rollout(cell.env, actors, range(ro["seed"], ro["seed"] + ro["episodes"]),
                              max(horizons), num_envs=ro["num_envs"])
     metrics = horizon_metrics(result, horizons, divergence_threshold=ro["divergence_threshold"])
@@ -136,8 +140,8 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
     return {"cell": cell.key, "rows": rows, "seconds": seconds}
 
 
-def _train(cell: Cell, kind: str, demos: Any, out: Path) -> Any:
-    """Train policy ``kind`` for ``cell``; the policy comes back with ``val_loss_`` attached."""
+def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
+    """Train policy ``kind`` for ``cell``: (the policy, its best validation loss)."""
     from qbc.policy import ModelConfig
     from qbc.train import TrainConfig, train
 
@@ -153,5 +157,4 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> Any:
     policy = result.policy
     if policy.tokenizer is not None:
         policy.decode_mode = tr["decode"]
-    policy.val_loss_ = result.best_val_loss
-    return policy
+    return policy, result.best_val_loss

@@ -1,11 +1,12 @@
-"""``qbc quickstart``: the whole pipeline on embedded defaults, in a few minutes on a laptop CPU.
+"""The quickstart: the whole pipeline on embedded defaults, in a few minutes on a laptop CPU
+(``qbc quickstart``, which adds the closing summary).
 
 For a stable and an unstable scalar system (LQR expert) and the Theorem 6 system (arctan
 expert): collect demonstrations, fit uniform, smooth and k-means tokenizers at two bin counts,
 train an autoregressive transformer on each, roll the learner and the quantized expert out
 against the expert (coupled), measure the certificate's quantities, and write
 ``runs/quickstart-<time>/report.md`` with a results table and regret-vs-horizon plots (the
-report's text: :mod:`qbc.quickstart_report`).
+report's text: :mod:`qbc.experiments.quickstart_report`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from qbc.environ import scoped_threads
+from qbc.experiments.quickstart_report import format_report
 from qbc.io import atomic_write_json, atomic_write_text, output_dir
-from qbc.quickstart_report import format_report, format_summary
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,22 @@ class QuickstartConfig:
     faster than two on a 2-core laptop (0 keeps torch's default)."""
 
 
+def default_out() -> Path:
+    """``runs/quickstart-<time>``, relative to the working directory."""
+    return Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run the plan (``TINY`` under ``--tiny``) and write config.json, results.json, report.md
-    and one regret-vs-horizon plot per env into the run directory; returns the results dict."""
+    and one regret-vs-horizon plot per env into the run directory ``cfg.out`` (default
+    :func:`default_out`); returns the results dict (as in results.json) with ``"out"``, the run
+    directory."""
 
     from qbc.validate import Rule, check_config
 
     check_config(cfg, {"threads": Rule(lo=0, integer=True)})
     plan = TINY if cfg.tiny else Plan()
-    out = cfg.out or Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = cfg.out or default_out()
     with scoped_threads(cfg.threads), output_dir(out, overwrite=False, what="quickstart") as work:
         rows, envs, seconds = _run_plan(plan, cfg, out, work)
         result = {"plan": asdict(plan), "tiny": cfg.tiny, "envs": envs, "rows": rows,
@@ -80,9 +88,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         atomic_write_json(work / "results.json", result)
         plots = _plot(rows, plan, work)
         atomic_write_text(work / "report.md", format_report(result, plots))
-    print(format_summary(result))
-    print(f"report: {out / 'report.md'} ({seconds:.0f} s)")
-    return result
+    return {**result, "out": str(out)}
 
 
 def _run_plan(plan: Plan, cfg: QuickstartConfig, out: Path, work: Path
@@ -137,7 +143,7 @@ def _prepare_env(env_id: str, expert_name: str, plan: Plan, cfg: QuickstartConfi
 
 
 def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info):
-    from qbc.certify import quantization_error, rtvc_violation_rate
+    from qbc.certify import quantization_error, rtvc_violation_rate, used_eps_q
     from qbc.policy import ModelConfig
     from qbc.rollout import QuantizedExpert, coupled_rollout, fit_growth, horizon_metrics
     from qbc.train import TrainConfig, train
@@ -158,8 +164,7 @@ def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info):
     result = coupled_rollout(env_id, actors, seeds, max(plan.horizons))
     metrics = horizon_metrics(result, plan.horizons)["policies"]
     eps = quantization_error(tok, demos.actions)
-    eps_q = eps["worst_case_bound"] if eps["worst_case_bound"] is not None \
-        else eps["in_distribution_mean"]
+    eps_q = used_eps_q(eps)
     rtvc = rtvc_violation_rate(expert, tok, demos.observations, plan.rtvc_deltas, eps_q)
     row = {"env": env_id, "quantizer": quantizer, "bins": bins, "eps_q": eps_q,
            "eps_q_kind": "worst case" if eps["worst_case_bound"] is not None else "in-dist",
@@ -207,13 +212,3 @@ def _plot(rows, plan: Plan, out: Path) -> list[str]:
         save_figure(fig, out / name)
         paths.append(name)
     return paths
-
-
-def _command():
-    from qbc.cli import Command
-
-    return Command(QuickstartConfig, run_quickstart,
-                   "the whole pipeline on embedded defaults, with a report (the main job)")
-
-
-QUICKSTART_COMMAND = _command()

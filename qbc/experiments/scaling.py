@@ -9,6 +9,8 @@ itself is second order in the bin width (the cost is flat at the optimum).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,3 +108,43 @@ def plot_scaling(res: dict[str, Any], path) -> Any:
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+@dataclass
+class ScalingConfig:
+    """Regret of the quantized expert against H and against the bin width (writes a JSON file
+    and a plot beside it)."""
+
+    env: str = "qbc/ScalarStable-v0"
+    """env id."""
+    expert: str = "lqr"
+    """expert name."""
+    quantizer: str = "uniform"
+    """registry quantizer."""
+    bins: tuple[int, ...] = (8, 16, 32, 64)
+    """bin counts."""
+    horizons: tuple[int, ...] = (50, 100, 200, 500, 1000)
+    """horizons H."""
+    episodes: int = 200
+    """coupled evaluation episodes per bin count."""
+    x0_std: float | None = None
+    """initial-state spread (default: the env's; small values start near stationarity)."""
+    out: Path = Path("runs/quantized_expert_scaling.json")
+    """where to write the results (JSON); the plot goes beside it (.png)."""
+
+
+def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
+    """:func:`quantized_expert_scaling` with ``cfg``: writes ``cfg.out`` (JSON) and the plot
+    beside it (.png), prints the table; returns the results."""
+    from qbc.agents import make_expert
+    from qbc.io import atomic_write_json
+
+    res = quantized_expert_scaling(cfg.env, make_expert(cfg.expert, cfg.env), cfg.bins,
+                                   cfg.horizons, episodes=cfg.episodes, quantizer=cfg.quantizer,
+                                   env_kwargs=None if cfg.x0_std is None
+                                   else {"x0_std": cfg.x0_std})
+    atomic_write_json(cfg.out, res)
+    plot_scaling(res, cfg.out.with_suffix(".png"))
+    print(format_scaling(res))
+    print(f"saved {cfg.out} and {cfg.out.with_suffix('.png')}")
+    return res

@@ -4,6 +4,8 @@ deployment (Algorithm 1), per-step loss against the horizon, for several ε."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,3 +90,47 @@ def plot_table(rows: list[dict[str, Any]], path) -> Any:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+@dataclass
+class CounterexampleConfig:
+    """Theorem 6 on qbc/Arctan-v0: the constructed policy's per-step loss, plain and with
+    model-based deployment; writes table.json, table.md and loss_vs_horizon.png."""
+
+    eps: tuple[float, ...] = (0.1, 0.05, 0.01)
+    """ε values of the construction."""
+    horizons: tuple[int, ...] = (10, 100, 1000)
+    """horizons H at which the per-step loss is reported."""
+    k: float = 2.0
+    """interval size of I_P in units of ε (the paper's printed k = 1 violates its conditions)."""
+    d: float = 1.2
+    """offset of I_T1 in units of ε."""
+    n_demos: int = 200
+    """expert episodes the transition model learns from."""
+    episodes: int = 100
+    """evaluation episodes (coupled, seeds disjoint from the demonstrations)."""
+    model_steps: int = 1500
+    """training steps of the transition model."""
+    model_head: str = "gaussian"
+    """output of the transition model: 'gaussian' or 'tokens' (next-state tokens)."""
+    out: Path = Path("runs/counterexample")
+    """output directory."""
+
+
+def run_counterexample(cfg: CounterexampleConfig) -> list[dict[str, Any]]:
+    """:func:`counterexample_table` with ``cfg``: writes table.json, table.md and
+    loss_vs_horizon.png into ``cfg.out`` and prints the table; returns its rows."""
+    from qbc.io import atomic_write_json, atomic_write_text
+
+    rows = counterexample_table(cfg.eps, cfg.horizons, n_demos=cfg.n_demos,
+                                episodes=cfg.episodes, k=cfg.k, d=cfg.d,
+                                model_cfg=TransitionModelConfig(steps=cfg.model_steps,
+                                                                head=cfg.model_head),
+                                progress=True)
+    table = format_table(rows)
+    atomic_write_json(cfg.out / "table.json", rows)
+    atomic_write_text(cfg.out / "table.md", "```\n" + table + "\n```\n")
+    plot_table(rows, cfg.out / "loss_vs_horizon.png")
+    print(table)
+    print(f"saved {cfg.out}/table.json, table.md, loss_vs_horizon.png")
+    return rows

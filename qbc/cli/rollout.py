@@ -1,5 +1,5 @@
-"""The ``qbc rollout`` command: coupled rollouts of a trained policy, its quantized expert and
-the expert; metrics.json, per_step.csv, PNG plots and a summary table."""
+"""The ``qbc rollout`` command: coupled rollouts of a trained policy (or any importable actor),
+its quantized expert and the expert; metrics.json, per_step.csv, PNG plots and a summary table."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import io
 import json
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qbc.cli import Command
+from qbc.cli.lists import parse_horizons
 from qbc.errors import InvalidValueError, QbcWarning
 from qbc.io import atomic_write_json, atomic_write_text, output_dir
 from qbc.rollout import (
@@ -36,7 +37,6 @@ from qbc.validate import (
     SEED_LIMIT,
     check_all,
     check_config,
-    split_list_flag,
 )
 
 
@@ -47,9 +47,11 @@ class RolloutConfig:
 
     out: Path
     """output directory (metrics.json, per_step.csv, plots)."""
-    policy: Path | None = None
-    """policy checkpoint directory (from `qbc train`); without it only the expert and the
-    quantized expert (needs --tokenizer) are rolled out."""
+    policy: str | None = None
+    """policy checkpoint directory (from `qbc train`), or any importable actor as
+    'module:object' (an object with act(obs (N, obs_dim)) -> (N, act_dim), or a zero-argument
+    factory returning one; needs --env), e.g. another library's policy to compare with; without
+    it only the expert and the quantized expert (needs --tokenizer) are rolled out."""
     env: str | None = None
     """env id; default: the env of the policy's training dataset."""
     expert: str | None = None
@@ -64,7 +66,7 @@ class RolloutConfig:
     """tokenizer JSON for the quantized expert; default: the policy's own tokenizer."""
     episodes: int = 100
     """number of coupled episodes (seeds seed, seed+1, ...)."""
-    horizons: tuple[str, ...] = ("10", "20", "50", "100", "200", "500")
+    horizons: tuple[int, ...] = (10, 20, 50, 100, 200, 500)
     """horizons H, space- or comma-separated (--horizons 10 50 200, or 10,50,200); the rollout
     runs to the largest. On a third-party env, horizons above its time limit (Pendulum-v1: 200)
     are capped there, with a warning."""
@@ -99,22 +101,6 @@ class RolloutConfig:
     get a drawn state/action trace."""
 
 
-def parse_horizons(text: str | Sequence[str]) -> list[int]:
-    """"10,20,50" or ("10", "20", "50") or ("10,20", "50") -> [10, 20, 50], sorted and unique;
-    positive integers only."""
-    items = split_list_flag(text)
-    text = ",".join(items)  # as the messages show it
-    try:
-        hs = sorted({int(h) for h in items})
-    except ValueError:
-        raise InvalidValueError(
-            f"--horizons must be integers like 10 20 50 (or 10,20,50), got {text!r}"
-        ) from None
-    if not hs or hs[0] < 1:
-        raise InvalidValueError(f"--horizons must be positive integers, got {text!r}")
-    return hs
-
-
 #: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32)).
 RULES = {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE, "resync_every": NON_NEGATIVE,
          "divergence_threshold": POSITIVE, "video": NON_NEGATIVE}
@@ -144,23 +130,37 @@ def validate(cfg: RolloutConfig) -> list[int]:
     return parse_horizons(cfg.horizons)
 
 
+def _load_policy(cfg: RolloutConfig) -> tuple[Any, bool]:
+    """The actor of ``--policy`` (None without it) and whether it is a qbc checkpoint: a
+    directory is loaded as one (decoded by --decode, chunks executed by --execute), a
+    'module:object' is imported (:func:`qbc.actor.load_actor`)."""
+    from qbc.actor import is_module_object, load_actor
+    from qbc.chunking.execution import execute_policy
+
+    if cfg.policy is None:
+        if cfg.execute is not None:
+            raise InvalidValueError("--execute needs a chunk --policy")
+        return None, False
+    if is_module_object(cfg.policy) and not Path(cfg.policy).exists():
+        if cfg.execute is not None or cfg.augment != "none":
+            raise InvalidValueError("--execute and --augment need a qbc policy checkpoint, not "
+                                    f"the actor {cfg.policy!r}")
+        return load_actor(cfg.policy), False
+    from qbc.policy import load_policy
+
+    policy = load_policy(cfg.policy)
+    policy.decode_mode = cfg.decode
+    return execute_policy(policy, cfg.execute), True
+
+
 def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, list[int], Any]:
     """Open every input: (env id, actors by name, horizon-cap warning, horizons, expert choice)."""
-    from qbc.chunking.execution import execute_policy
     from qbc.collect import expert_params_from
     from qbc.expert_choice import build_expert, choose_expert, policy_dataset
     from qbc.tokenizer import ActionTokenizer
 
     horizons = validate(cfg)
-    policy = None
-    if cfg.policy is not None:
-        from qbc.policy import load_policy
-
-        policy = load_policy(cfg.policy)
-        policy.decode_mode = cfg.decode
-        policy = execute_policy(policy, cfg.execute)
-    elif cfg.execute is not None:
-        raise InvalidValueError("--execute needs a chunk --policy")
+    policy, checkpoint = _load_policy(cfg)
     env_id = cfg.env or getattr(policy, "env_id", None)
     if env_id is None:
         raise InvalidValueError("give --env (the policy does not record its env)")
@@ -172,7 +172,7 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
         raise InvalidValueError("--augment model deploys per-step token policies, not chunks")
     choice = choose_expert(cfg.expert, cfg.expert_path,
                            expert_params_from(cfg.expert_params, None),
-                           policy_dataset(cfg.policy) if cfg.policy is not None else None)
+                           policy_dataset(cfg.policy) if checkpoint else None)
     expert = build_expert(choice, env_id)
     actors: dict[str, Any] = {"expert": expert}
     if policy is not None:
@@ -191,6 +191,23 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
     return env_id, actors, capped, horizons, choice
 
 
+def seed_sampling(actors: dict[str, Any], seed: int) -> None:
+    """Give the qbc policy among ``actors`` (inside a chunk executor too) a fresh CPU
+    ``torch.Generator`` seeded with ``seed``: sampled decoding (--decode sample) draws from it,
+    the same draws on every run and device. The model-based actor wraps the same policy, so
+    its draws continue that stream."""
+    if "policy" not in actors:
+        return
+    import torch
+
+    from qbc.policy.wrapper import Policy
+
+    policy = actors["policy"]
+    policy = policy if isinstance(policy, Policy) else getattr(policy, "policy", None)
+    if isinstance(policy, Policy):
+        policy.generator = torch.Generator().manual_seed(seed)
+
+
 def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     from qbc.chunking.execution import execution_metrics
 
@@ -203,10 +220,7 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         print(f"expert: {choice.name}" + (f" {json.dumps(choice.params)}" if choice.params
                                           else "") + f" (from {choice.source})")
         seeds = np.arange(cfg.seed, cfg.seed + cfg.episodes)
-        if "policy" in actors:
-            import torch
-
-            torch.manual_seed(cfg.seed)  # --decode sample draws from torch's global generator
+        seed_sampling(actors, cfg.seed)
         start = time.perf_counter()
         result = coupled_rollout(env_id, actors, seeds, horizons[-1], num_envs=cfg.num_envs,
                                  progress=cfg.progress)
@@ -241,10 +255,7 @@ def write_videos(env_id: str, actors: dict[str, Any], seeds: np.ndarray, horizon
     """:func:`qbc.video.write_rollout_videos` into ``out/videos``; paths relative to ``out``."""
     from qbc.video import write_rollout_videos
 
-    if "policy" in actors:
-        import torch
-
-        torch.manual_seed(seed)  # --decode sample: the same draws on every run
+    seed_sampling(actors, seed)  # --decode sample: the same draws as in the rollout
     paths = write_rollout_videos(env_id, actors, seeds, horizon, out / "videos")
     print(f"videos: {', '.join(str(p) for p in paths)}")
     return [str(p.relative_to(out)) for p in paths]
@@ -262,7 +273,8 @@ def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> No
     finally:
         env.close()
     problems = []
-    if policy is not None and (obs_shape, act_shape) != ((policy.obs_dim,), (policy.act_dim,)):
+    dims = (getattr(policy, "obs_dim", None), getattr(policy, "act_dim", None))
+    if None not in dims and (obs_shape, act_shape) != ((dims[0],), (dims[1],)):
         problems.append(f"the policy takes {policy.obs_dim}-dimensional observations and gives "
                         f"{policy.act_dim}-dimensional actions")
     if tokenizer is not None and act_shape != (tokenizer.action_dim_,):
@@ -367,11 +379,5 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _command():
-    from qbc.cli import Command
-
-    return Command(RolloutConfig, run_rollout,
-                   "coupled rollouts vs the expert: regret and state deviation against H")
-
-
-ROLLOUT_COMMAND = _command()
+COMMAND = Command(RolloutConfig, run_rollout,
+                  "coupled rollouts vs the expert: regret and state deviation against H")

@@ -1,0 +1,49 @@
+"""Numbers from list flags, checked: sorted positive integers (``--horizons``) and sorted
+positive finite floats (``--sizes``, ``--deltas``), each refusal one line naming the flag.
+
+qbc/cli splits the comma form before tyro sees it, so the values come as typed tuples; strings
+(``"10,50"``) are still accepted for callers that build configs by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from qbc.errors import InvalidValueError
+from qbc.validate import split_list_flag
+
+
+def positive_ints(values: str | Sequence[int | str], flag: str) -> list[int]:
+    """``(10, 20, 50)``, ``("10,20", "50")`` or ``"10,20,50"`` -> [10, 20, 50], sorted and
+    unique; positive integers only."""
+    items = split_list_flag(values)
+    text = ",".join(items)  # as the messages show it
+    try:
+        out = sorted({int(v) for v in items})
+    except ValueError:
+        raise InvalidValueError(
+            f"{flag} must be integers like 10 20 50 (or 10,20,50), got {text!r}") from None
+    if not out or out[0] < 1:
+        raise InvalidValueError(f"{flag} must be positive integers, got {text!r}")
+    return out
+
+
+def positive_floats(values: str | Sequence[float | str], flag: str) -> list[float]:
+    """``(0.3, 0.1)`` or ``"0.1,0.3"`` -> [0.1, 0.3], sorted; positive finite numbers only."""
+    items = split_list_flag(values)
+    text = ",".join(items)  # as the messages show it
+    try:
+        out = [float(v) for v in items]
+    except ValueError:
+        raise InvalidValueError(f"{flag} must be numbers like 0.1 0.3 (or 0.1,0.3), got "
+                                f"{text!r}") from None
+    if not out or min(out) <= 0 or not np.all(np.isfinite(out)):
+        raise InvalidValueError(f"{flag} must be positive finite numbers, got {text!r}")
+    return sorted(out)
+
+
+def parse_horizons(values: str | Sequence[int | str]) -> list[int]:
+    """:func:`positive_ints` of ``--horizons``."""
+    return positive_ints(values, "--horizons")
