@@ -15,15 +15,18 @@ keys win. :func:`key_values` turns them into the dict the library takes.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import tyro
 from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec, PrimitiveTypeInfo
 
 from qbc.cli import KeepCommas
 from qbc.errors import InvalidValueError
-from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
+
+if TYPE_CHECKING:
+    from qbc.policy.obs_encoder import ObsEncoderConfig
 
 #: A flag of KEY=VALUE pairs (or JSON objects); its values keep their commas.
 KeyValues = Annotated[tuple[str, ...], KeepCommas, tyro.conf.arg(metavar="KEY=VALUE|JSON")]
@@ -81,6 +84,8 @@ def expert_params(values: str | Sequence[str] | Mapping[str, Any],
 def _obs_encoder_from_args(args: list[str]) -> ObsEncoderConfig | None:
     """``["qrp:k=16,bits=2"]``, ``["k=16", "bits=2"]``, ``["qrp", "k=16"]``, ``["none"]`` or
     ``[]`` (none) -> the typed encoder settings (checked)."""
+    from qbc.policy.obs_encoder import obs_encoder_config
+
     items = [a for arg in args for a in arg.split(",") if a.strip()]
     if not items or items == ["none"]:
         return None
@@ -101,9 +106,12 @@ REGISTRY = ConstructorRegistry()
 
 @REGISTRY.primitive_rule
 def _obs_encoder_rule(info: PrimitiveTypeInfo) -> PrimitiveConstructorSpec | None:
-    if info.type not in (ObsEncoderConfig, ObsEncoderConfig | None):
+    # A config holding ObsEncoderConfig has imported its module; the other commands do not
+    # pay for importing it (and torch) here.
+    encoder = getattr(sys.modules.get("qbc.policy.obs_encoder"), "ObsEncoderConfig", None)
+    if encoder is None or info.type not in (encoder, encoder | None):
         return None
     return PrimitiveConstructorSpec(
         nargs="*", metavar="KEY=VALUE|SPEC", instance_from_str=_obs_encoder_from_args,
-        is_instance=lambda v: v is None or isinstance(v, ObsEncoderConfig),
+        is_instance=lambda v: v is None or isinstance(v, encoder),
         str_from_instance=_obs_encoder_text)
