@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from qbc.policy.obs_encoder import ObsEncoderConfig
 
 #: A flag of KEY=VALUE pairs (or JSON objects); its values keep their commas.
-KeyValues = Annotated[tuple[str, ...], KeepCommas, tyro.conf.arg(metavar="KEY=VALUE|JSON")]
+KeyValues = Annotated[tuple[str, ...], KeepCommas,
+                    tyro.conf.arg(metavar="KEY=VALUE|JSON", help_behavior_hint="(default: none)")]
 
 
 def key_values(values: str | Sequence[str] | Mapping[str, Any], flag: str) -> dict[str, Any]:
