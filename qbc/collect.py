@@ -15,7 +15,6 @@ recorded transition crosses an episode boundary.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -347,21 +346,6 @@ def _make_expert(cfg: CollectConfig) -> Any:
 
     return make_expert(cfg.expert, cfg.env, **cfg.expert_params)
 
-
-def expert_params_from(params_json: str, path: str | None) -> dict[str, Any]:
-    """``--expert-params`` (a JSON object) plus ``--expert-path`` as ``make_expert`` keywords."""
-    try:
-        params = json.loads(params_json)
-    except json.JSONDecodeError as exc:
-        raise InvalidValueError(
-            f"--expert-params {params_json!r} is not valid JSON ({exc}); pass an object "
-            """like '{"algo": "td3"}'"""
-        ) from None
-    if not isinstance(params, dict):
-        raise InvalidValueError(f"--expert-params must be a JSON object, got {params_json!r}")
-    if path is not None:
-        params["path"] = str(path)
-    return params
 
 def _describe(env_id: str, expert: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """The env's stability numbers (with the closed loop of a linear expert) for qbc envs."""

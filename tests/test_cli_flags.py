@@ -47,3 +47,113 @@ def test_parse_flags_applies_both_conventions():
     with pytest.warns(DeprecatedFlagWarning):
         cfg = _parse_flags(command, ["--horizons", "5,6", "--dataset-id", "q"], "test")
     assert cfg.horizons == (5, 6) and cfg.dataset == "q"
+
+
+# -- the conventions on the real commands -------------------------------------------------------
+def _parse(name, *args):
+    from qbc.cli import _load
+
+    return _parse_flags(_load(name), list(args), name)
+
+
+@pytest.mark.parametrize(("name", "old", "new", "field", "base"), [
+    ("collect", "--dataset-id", "--dataset", "dataset", ["--env", "e"]),
+    ("data", "--dataset-id", "--dataset", "dataset", []),
+    ("bench", "--env-id", "--env", "env", []),
+    ("expert train", "--env-id", "--env", "env", []),
+    ("expert train", "--path", "--out", "out", []),
+    ("expert export", "--path", "--expert-path", "expert_path", ["--env", "e"]),
+])
+def test_an_old_spelling_warns_and_gives_the_same_config(name, old, new, field, base):
+    with pytest.warns(DeprecatedFlagWarning, match=f"{old} is deprecated.*use {new}"):
+        by_old = _parse(name, *base, old, "x/y-v0")
+    assert by_old == _parse(name, *base, new, "x/y-v0")
+    assert getattr(by_old, field) == "x/y-v0"
+
+
+@pytest.mark.parametrize(("name", "base", "flag", "values", "expected"), [
+    ("compressive run", [], "--k", ["16", "32"], (16, 32)),
+    ("compressive run", [], "--bits", ["1", "full"], ("1", "full")),
+    ("rollout", ["--out", "o"], "--horizons", ["10", "50"], (10, 50)),
+    ("certify", ["--dataset", "d", "--out", "o"], "--sizes", ["0.1", "0.3"], (0.1, 0.3)),
+    ("ste benchmark", [], "--hidden", ["64", "32"], (64, 32)),
+    ("bench", [], "--env-sizes", ["1", "8"], (1, 8)),
+])
+def test_a_list_flag_reads_the_same_space_or_comma_separated(name, base, flag, values, expected):
+    field = flag[2:].replace("-", "_")
+    spaced = _parse(name, *base, flag, *values)
+    assert getattr(spaced, field) == expected
+    assert _parse(name, *base, flag, ",".join(values)) == spaced
+    assert _parse(name, *base, f"{flag}={','.join(values)}") == spaced
+
+
+def test_key_value_flags_keep_their_commas():
+    from qbc.cli.collect import CollectArgs
+    from qbc.cli.dagger import DaggerArgs
+
+    assert "--expert-params" not in list_flags(CollectArgs)
+    assert not {"--expert-params", "--train-overrides"} & list_flags(DaggerArgs)
+
+
+def test_expert_params_as_pairs_or_json_give_the_same_settings():
+    from qbc.cli.collect import collect_config
+
+    base = ["--env", "e", "--dataset", "d", "--expert", "sb3", "--expert-path", "m.zip"]
+    by_json = collect_config(_parse("collect", *base, "--expert-params",
+                                    '{"algo": "td3", "noise_std": 0.5, "K": [1, 2]}'))
+    by_pairs = collect_config(_parse("collect", *base, "--expert-params", "algo=td3",
+                                     "noise_std=0.5", "K=[1,2]"))
+    assert by_pairs == by_json
+    assert by_json.expert_params == {"algo": "td3", "noise_std": 0.5, "K": [1, 2],
+                                     "path": "m.zip"}
+
+
+def test_dagger_dict_flags_as_pairs_or_json():
+    from qbc.cli.dagger import dagger_config
+
+    base = ["--env", "e", "--out", "o"]
+    by_pairs = dagger_config(_parse("dagger", *base, "--expert-params", "gain_scale=0.8",
+                                    "--train-overrides", "warmup_steps=5", "device=cpu"))
+    by_json = dagger_config(_parse("dagger", *base, "--expert-params", '{"gain_scale": 0.8}',
+                                   "--train-overrides", '{"warmup_steps": 5, "device": "cpu"}'))
+    assert by_pairs == by_json
+    assert by_pairs.train_overrides == {"warmup_steps": 5, "device": "cpu"}
+
+
+def test_key_values_reads_json_scalars_else_text_and_refuses_a_bare_word():
+    from qbc.cli.flag_types import key_values
+    from qbc.errors import InvalidValueError
+
+    assert key_values(("a=1", "b=x", "c=true", "d=null", 'e="1"', "f="), "--p") == {
+        "a": 1, "b": "x", "c": True, "d": None, "e": "1", "f": ""}
+    assert key_values('{"a": 1}', "--p") == key_values(("a=1",), "--p") == {"a": 1}
+    assert key_values({"a": 1}, "--p") == {"a": 1}
+    with pytest.raises(InvalidValueError, match="--p is not valid JSON"):
+        key_values(("td3",), "--p")
+    with pytest.raises(InvalidValueError, match="no name before"):
+        key_values(("=3",), "--p")
+
+
+@pytest.mark.parametrize("form", [["qrp:k=8,bits=3,seed=2"], ["k=8", "bits=3", "seed=2"],
+                                  ["qrp", "k=8", "bits=3", "seed=2"], ["k=8,bits=3,seed=2"]])
+def test_obs_encoder_as_pairs_or_spec_gives_the_same_typed_settings(form):
+    from qbc.policy.obs_encoder import ObsEncoderConfig
+
+    cfg = _parse("train", "--dataset", "d", "--out", "o", "--obs-encoder", *form)
+    assert cfg.obs_encoder == ObsEncoderConfig(k=8, bits=3, seed=2)
+    assert _parse("train", "--dataset", "d", "--out", "o").obs_encoder is None
+    assert _parse("train", "--dataset", "d", "--out", "o", "--obs-encoder", "none"
+                  ).obs_encoder is None
+
+
+def test_obs_encoder_given_in_python_is_read_into_its_dataclass():
+    from qbc.errors import InvalidValueError
+    from qbc.policy.obs_encoder import ObsEncoderConfig
+    from qbc.training import TrainConfig
+
+    enc = ObsEncoderConfig(k=8, quantizer="uniform")
+    assert TrainConfig(dataset="d", obs_encoder="qrp:k=8,quantizer=uniform").obs_encoder == enc
+    assert TrainConfig(dataset="d", obs_encoder={"k": 8, "quantizer": "uniform"}
+                       ).obs_encoder == enc
+    with pytest.raises(InvalidValueError, match="'bit=2'"):
+        TrainConfig(dataset="d", obs_encoder="qrp:k=8,bit=2")

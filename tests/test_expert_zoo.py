@@ -145,16 +145,17 @@ def test_expert_commands_train_export_list(tmp_path, capsys):
     pytest.importorskip("stable_baselines3")
     zip_path = tmp_path / "p.zip"
     assert main(["expert", "train", "--env", "Pendulum-v1", "--timesteps", "120",
-                 "--path", str(zip_path), "--eval-episodes", "2", "--no-progress"]) == 0
+                 "--out", str(zip_path), "--eval-episodes", "2", "--no-progress"]) == 0
     meta = json.loads((tmp_path / "p-actor" / "actor.json").read_text())
     assert meta["algo"] == "sac" and meta["timesteps"] == 120 and meta["seed"] == 0
     assert meta["evaluation"]["episodes"] == 2
     assert "--timesteps 120" in meta["training_command"]
     assert "--env Pendulum-v1" in meta["training_command"]
-    with pytest.warns(DeprecatedFlagWarning, match="--env-id is deprecated"):  # the old spelling
+    with pytest.warns(DeprecatedFlagWarning) as seen:  # the old spellings
         assert main(["expert", "export", "--path", str(zip_path), "--env-id", "Pendulum-v1",
                      "--out", str(tmp_path / "zoo" / "Pendulum-v1"), "--eval-episodes", "2"]) == 0
-    assert main(["expert", "export", "--path", str(zip_path), "--env", "Pendulum-v1",
+    assert {str(w.message).split()[0] for w in seen} == {"--path", "--env-id"}
+    assert main(["expert", "export", "--expert-path", str(zip_path), "--env", "Pendulum-v1",
                  "--out", str(tmp_path / "zoo" / "Pendulum-v1"), "--eval-episodes", "2"]) == 2
     capsys.readouterr()
     assert main(["expert", "list", "--root", str(tmp_path / "zoo")]) == 0

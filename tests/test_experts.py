@@ -168,7 +168,7 @@ def test_sb3_expert_trains_saves_and_loads(tmp_path, one_torch_thread):
     path = tmp_path / "sac_scalar.zip"
     # 120 steps: SAC starts learning after 100, so this runs 20 gradient steps.
     args = ["expert", "train", "--env", "qbc/ScalarStable-v0", "--timesteps", "120",
-            "--path", str(path), "--eval-episodes", "2", "--seed", "1"]
+            "--out", str(path), "--eval-episodes", "2", "--seed", "1"]
     assert main(args) == 0
     assert path.is_file()
     report = json.loads(path.with_suffix(".json").read_text())

@@ -94,7 +94,7 @@ def test_expert_train_path_defaults_to_env_and_algorithm(tmp_path, monkeypatch):
     from qbc.agents.sb3 import default_expert_path, train_sb3_expert
     from qbc.cli.expert import TrainExpertConfig
 
-    assert TrainExpertConfig().path is None
+    assert TrainExpertConfig().out is None
     assert default_expert_path("Pendulum-v1", "sac") == Path("experts/Pendulum-v1-sac.zip")
     assert default_expert_path("qbc/Arctan-v0", "td3") == Path("experts/qbc_Arctan-v0-td3.zip")
     monkeypatch.chdir(tmp_path)

@@ -301,7 +301,7 @@ def test_sampled_decoding_draws_from_a_generator_seeded_by_the_run(tmp_path):
     import torch
 
     assert main(["collect", "--env", SCALAR, "--expert", "lqr", "--episodes", "4",
-                 "--num-envs", "4", "--dataset-id", "test/sampled-v0"]) == 0
+                 "--num-envs", "4", "--dataset", "test/sampled-v0"]) == 0
     assert main(["train", "--dataset", "test/sampled-v0", "--bins", "8", "--steps", "10",
                  "--out", str(tmp_path / "run"), "--rollout-episodes", "0",
                  "--no-progress"]) == 0

@@ -16,7 +16,10 @@ Two flag conventions are handled here, once for every command:
 - list flags are typed tuples (``--horizons 10 50 200``); the comma form (``--horizons 10,50``)
   is split before tyro sees it;
 - a renamed flag (``Command.renamed_flags``, old -> new) keeps working for one release with a
-  one-line deprecation warning.
+  one-line deprecation warning;
+- settings that form a small dict are ``KEY=VALUE`` pairs (``--expert-params gain_scale=0.8``,
+  JSON text still accepted) or a typed value (``--obs-encoder k=16 bits=2``): see
+  :mod:`qbc.cli.flag_types`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ from qbc.errors import QbcError, QbcWarning, UnknownNameError
 
 class DeprecatedFlagWarning(QbcWarning):
     """A flag was given under its old name; it still works for one release."""
+
+
+class KeepCommas:
+    """Marker of a tuple flag whose values keep their commas (``Annotated[tuple[str, ...],
+    KeepCommas]``: JSON text, KEY=VALUE pairs), so :func:`split_comma_lists` leaves it alone."""
 
 
 @dataclass(frozen=True)
@@ -146,15 +154,18 @@ def rename_flags(args: list[str], renamed: Mapping[str, str]) -> list[str]:
 
 def list_flags(config_type: type) -> set[str]:
     """The flags (``--name``) of the top-level fields of dataclass ``config_type`` whose type is
-    a tuple or a list."""
+    a tuple or a list (but not marked :class:`KeepCommas`)."""
     import dataclasses
     import typing
 
     if not dataclasses.is_dataclass(config_type):
         return set()
     hints = typing.get_type_hints(config_type)
+    extras = typing.get_type_hints(config_type, include_extras=True)
     flags = set()
     for f in dataclasses.fields(config_type):
+        if KeepCommas in getattr(extras.get(f.name), "__metadata__", ()):
+            continue
         hint = hints.get(f.name)
         options = typing.get_args(hint) if _is_union(hint) else (hint,)
         if any(typing.get_origin(h) in (tuple, list) for h in options):
@@ -197,6 +208,8 @@ def _parse_flags(command: Command, args: list[str], name: str) -> Any:
     comma form of list flags are rewritten first."""
     import tyro
 
+    from qbc.cli.flag_types import REGISTRY
+
     args = rename_flags(args, command.renamed_flags)
     args = split_comma_lists(args, list_flags(command.config_type))
 
@@ -204,7 +217,7 @@ def _parse_flags(command: Command, args: list[str], name: str) -> Any:
     try:
         with contextlib.redirect_stderr(captured):
             config = tyro.cli(command.config_type, args=args, prog=f"qbc {name}",
-                              description=command.help)
+                              description=command.help, registry=REGISTRY)
     except SystemExit as exc:
         if exc.code in (0, None):
             sys.stderr.write(captured.getvalue())

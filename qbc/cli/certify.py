@@ -10,6 +10,7 @@ from typing import Any
 
 from qbc.certify import certificate
 from qbc.cli import Command
+from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.cli.lists import parse_horizons, positive_floats
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.io import atomic_write_json, output_dir
@@ -32,9 +33,9 @@ class CertifyConfig:
     (recorded in its metadata), else lqr."""
     expert_path: Path | None = None
     """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
-    expert_params: str = "{}"
-    """expert parameters as a JSON object (replace the dataset expert's parameters of the same
-    name)."""
+    expert_params: KeyValues = ()
+    """expert parameters as KEY=VALUE pairs, e.g. gain_scale=0.8, or a JSON object (replace the
+    dataset expert's parameters of the same name)."""
     tokenizer: Path | None = None
     """tokenizer JSON; without it one is fitted on the dataset's actions with --quantizer/--bins."""
     quantizer: str = "uniform"
@@ -70,7 +71,6 @@ RULES = {"k": POSITIVE, "bins": Rule(lo=2, integer=True), "horizon": Rule(lo=2, 
 
 def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     """Check every flag and open every input, before anything is written."""
-    from qbc.collect import expert_params_from
     from qbc.data import check_compatible, load_demonstrations
     from qbc.expert_choice import build_expert, choose_expert
     from qbc.gym_utils import make_env
@@ -104,7 +104,7 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     tok = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None else
            ActionTokenizer.fit(demos.actions, quantizer=cfg.quantizer, n_bins=cfg.bins))
     choice = choose_expert(cfg.expert, cfg.expert_path,
-                           expert_params_from(cfg.expert_params, None), cfg.dataset)
+                           expert_params(cfg.expert_params), cfg.dataset)
     expert = build_expert(choice, env_id)
     return {"sizes": sizes, "deltas": deltas, "horizons": horizons, "metrics": metrics,
             "demos": demos, "env_id": env_id, "tok": tok, "expert": expert, "choice": choice}
@@ -116,7 +116,8 @@ def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
         cert = certificate_of(cfg, **inp)
         atomic_write_json(out / "certificate.json", cert)
         atomic_write_json(out / "config.json", {k: str(v) if isinstance(v, Path) else v
-                                                for k, v in asdict(cfg).items()})
+                                                for k, v in asdict(cfg).items()}
+                          | {"expert_params": expert_params(cfg.expert_params)})
     print(format_certificate(cert))
     print(f"saved {cfg.out / 'certificate.json'}")
     return cert

@@ -1,8 +1,9 @@
 """``qbc collect``: roll an expert out and save the episodes as a Minari dataset.
 
-The flags are parsed into a typed :class:`qbc.collect.CollectConfig` (``--expert-params`` JSON
-and ``--expert-path`` into ``expert_params``, ``--dart SIGMA | auto`` into ``dart_sigma`` /
-``dart_policy``) and :func:`qbc.collect.collect` does the work; this module prints the summary.
+The flags are parsed into a typed :class:`qbc.collect.CollectConfig` (``--expert-params``
+KEY=VALUE pairs or JSON and ``--expert-path`` into ``expert_params``, ``--dart SIGMA | auto``
+into ``dart_sigma`` / ``dart_policy``) and :func:`qbc.collect.collect` does the work; this
+module prints the summary.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from qbc.cli import Command
-from qbc.collect import CollectConfig, Collected, collect, expert_params_from
+from qbc.cli.flag_types import KeyValues, expert_params
+from qbc.collect import CollectConfig, Collected, collect
 from qbc.errors import InvalidValueError
 
 
@@ -35,8 +37,9 @@ class CollectArgs:
     """episode k is reset with seed + k."""
     expert_path: str | None = None
     """saved model for the sb3 expert (a stable-baselines3 .zip)."""
-    expert_params: str = "{}"
-    """extra expert parameters as a JSON object, e.g. '{"algo": "td3"}' or '{"gain_scale": 0.8}'."""
+    expert_params: KeyValues = ()
+    """extra expert parameters as KEY=VALUE pairs (values read as JSON), e.g. algo=td3 or
+    gain_scale=0.8, or as a JSON object, e.g. '{"gain_scale": 0.8}'."""
     expert_noise: float = 0.0
     """std of Gaussian noise added to the expert's actions, then clipped to the action space;
     the dataset records the noisy actions."""
@@ -57,8 +60,9 @@ class CollectArgs:
 
 
 def collect_config(args: CollectArgs) -> CollectConfig:
-    """The flags as the library's typed settings (JSON and --dart parsed, checked)."""
-    params = expert_params_from(args.expert_params, args.expert_path)
+    """The flags as the library's typed settings (expert parameters and --dart parsed,
+    checked)."""
+    params = expert_params(args.expert_params, args.expert_path)
     sigma, policy = parse_dart(args.dart, args.policy)
     return CollectConfig(
         env=args.env, dataset_id=args.dataset, expert=args.expert, expert_params=params,

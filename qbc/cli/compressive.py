@@ -33,10 +33,11 @@ class CompressiveConfig:
     """nn (1-NN by estimated cosine), linear (logistic regression), ls (least squares)."""
     bits: tuple[str, ...] = ("1", "2", "3", "4", "full")
     """bit depths; 'full' = unquantized projections. Comma- or space-separated."""
-    k: tuple[str, ...] = ("16", "32", "64", "128")
+    k: tuple[int, ...] = (16, 32, 64, 128)
     """numbers of random projections. Comma- or space-separated."""
     quantizer: tuple[str, ...] = ("lloyd_max", "uniform")
-    """quantizers designed for N(0,1) (lloyd_max; uniform = MSE-optimal step). Comma-separated."""
+    """quantizers designed for N(0,1) (lloyd_max; uniform = MSE-optimal step). Comma- or
+    space-separated."""
     seeds: int = 5
     """number of projection seeds; intervals are over these."""
     first_seed: int = 0
@@ -82,7 +83,7 @@ def resolve(cfg: CompressiveConfig) -> dict[str, Any]:
         else:
             raise InvalidValueError(f"--bits: {b!r} is neither an integer in 1..12 nor 'full'")
     ks = []
-    for k in split_list_flag(cfg.k):
+    for k in split_list_flag(cfg.k):  # ints from the flags; text from a config built by hand
         if not k.isdigit() or int(k) < 1:
             raise InvalidValueError(f"--k: {k!r} is not a positive integer")
         ks.append(int(k))

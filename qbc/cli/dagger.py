@@ -1,49 +1,42 @@
 """``qbc dagger``: :func:`qbc.dagger.run_dagger` and a one-screen summary of the rounds.
 
-The flags are :class:`qbc.dagger.DaggerConfig`'s, plus the text of the two that the library
-takes as dicts (``--expert-params`` / ``--expert-path``, ``--train-overrides``), parsed here.
+The flags are :class:`qbc.dagger.DaggerConfig`'s; the two that the library takes as dicts
+(``--expert-params`` with ``--expert-path``, ``--train-overrides``) are given as KEY=VALUE pairs
+or JSON objects (:mod:`qbc.cli.flag_types`) and parsed here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-import tyro
+from typing import Any
 
 from qbc.cli import Command
-from qbc.collect import expert_params_from
+from qbc.cli.flag_types import KeyValues, expert_params, key_values
 from qbc.dagger import DaggerConfig, run_dagger
 from qbc.dagger_files import read_timing
-from qbc.errors import InvalidValueError
 
 
 @dataclass
 class DaggerArgs(DaggerConfig):
     """The flags of ``qbc dagger``: :class:`DaggerConfig`'s settings, with the dict ones given as
-    JSON text (``--expert-params``, ``--train-overrides``) and ``--expert-path`` apart."""
+    KEY=VALUE pairs or JSON objects (``--expert-params``, ``--train-overrides``) and
+    ``--expert-path`` apart."""
 
     expert_path: str | None = None
     """saved model for the sb3 expert (a stable-baselines3 .zip)."""
-    expert_params_json: Annotated[str, tyro.conf.arg(name="expert-params")] = "{}"
-    """extra expert parameters as a JSON object, e.g. '{"algo": "td3"}'."""
-    train_overrides_json: Annotated[str, tyro.conf.arg(name="train-overrides")] = "{}"
-    """any other `qbc train` setting as a JSON object, e.g. '{"warmup_steps": 50}'."""
+    expert_params: KeyValues = ()  # type: ignore[assignment]  (the flag's text; a dict below)
+    """extra expert parameters as KEY=VALUE pairs (algo=td3) or a JSON object."""
+    train_overrides: KeyValues = ()  # type: ignore[assignment]
+    """any other `qbc train` setting as KEY=VALUE pairs (warmup_steps=50) or a JSON object."""
 
 
 def dagger_config(args: DaggerArgs) -> DaggerConfig:
-    """The flags as the library's typed settings (the JSON flags parsed)."""
-    try:
-        overrides = json.loads(args.train_overrides_json)
-    except json.JSONDecodeError as exc:
-        raise InvalidValueError(f"--train-overrides is not valid JSON ({exc})") from None
-    if not isinstance(overrides, dict):
-        raise InvalidValueError("--train-overrides must be a JSON object")
+    """The flags as the library's typed settings (the dict flags parsed)."""
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(DaggerConfig)}
-    return DaggerConfig(**{**settings, "train_overrides": overrides, "expert_params":
-                           expert_params_from(args.expert_params_json, args.expert_path)})
+    return DaggerConfig(**{**settings,
+                           "train_overrides": key_values(args.train_overrides, "--train-overrides"),
+                           "expert_params": expert_params(args.expert_params, args.expert_path)})
 
 
 def run_dagger_command(args: DaggerArgs) -> list[dict[str, Any]]:

@@ -21,8 +21,11 @@ from qbc.cli import Command
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.io import atomic_write_json
 
-#: Old flag spellings of the expert commands, accepted with a deprecation warning.
+#: Old flag spellings of the expert commands, accepted with a deprecation warning: the env is
+#: --env, an output --out and an SB3 zip to read --expert-path, as in every command.
 RENAMED_FLAGS = {"--env-id": "--env"}
+TRAIN_RENAMED_FLAGS = {**RENAMED_FLAGS, "--path": "--out"}
+EXPORT_RENAMED_FLAGS = {**RENAMED_FLAGS, "--path": "--expert-path"}
 
 
 # -- qbc expert train ------------------------------------------------------------------------------
@@ -40,33 +43,33 @@ class TrainExpertConfig:
     """Seed of the algorithm and of its env."""
     learning_rate: float | None = 1e-3
     """Learning rate (None: SB3's default for the algorithm)."""
-    path: str | None = None
+    out: str | None = None
     """Where to save the model; default experts/<env>-<algo>.zip (e.g. experts/Pendulum-v1-sac.zip).
     Its resolved config and evaluation go beside it as .json, its actor (safetensors + JSON, no
     pickle; ``--expert actor --expert-path FOLDER``) in the folder <zip stem>-actor."""
     eval_episodes: int = 20
     """Episodes for the final evaluation (seeds 10_000 + i, disjoint from training)."""
     overwrite: bool = False
-    """Replace an existing model at path."""
+    """Replace an existing model at out."""
     progress: bool = True
     """Show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
 
 
 def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
-    """Train, save, evaluate; write ``<path>.json`` (config + results) and the actor folder
+    """Train, save, evaluate; write ``<out>.json`` (config + results) and the actor folder
     ``<zip stem>-actor`` (evaluated on its own); print a summary."""
     from qbc.agents.evaluate import evaluate_expert
     from qbc.agents.experts import make_expert
     from qbc.agents.sb3 import default_expert_path, sb3_zip_path, train_sb3_expert
 
     actor_dir = actor_folder_for(sb3_zip_path(default_expert_path(config.env, config.algo)
-                                              if config.path is None else config.path))
+                                              if config.out is None else config.out))
     if actor_dir.exists() and any(actor_dir.iterdir()) and not config.overwrite:
         raise OutputExistsError(f"{str(actor_dir)!r} exists; pass --overwrite to replace it")
     start = time.perf_counter()
     path = train_sb3_expert(
         config.env, algo=config.algo, timesteps=config.timesteps, seed=config.seed,
-        path=config.path, learning_rate=config.learning_rate, overwrite=config.overwrite,
+        path=config.out, learning_rate=config.learning_rate, overwrite=config.overwrite,
         progress=config.progress,
     )
     train_s = time.perf_counter() - start
@@ -97,7 +100,7 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
 class ExportExpertConfig:
     """Export an SB3 zip's deterministic actor as safetensors + JSON and measure its return."""
 
-    path: str
+    expert_path: str
     """The SB3 zip to export (it holds pickles: export only files you trust)."""
     env: str
     """Gymnasium env id the model was trained on (the qbc/ ids work too)."""
@@ -118,7 +121,7 @@ def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
     if config.eval_episodes < 1:
         raise InvalidValueError(f"eval_episodes must be >= 1, got {config.eval_episodes}")
     algo_class(config.algo)  # an unknown algorithm is refused before anything is read
-    zip_path = sb3_zip_path(config.path)
+    zip_path = sb3_zip_path(config.expert_path)
     out = actor_folder_for(zip_path) if config.out is None else Path(config.out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
@@ -157,8 +160,8 @@ def run_list_experts(config: ListExpertsConfig) -> list[dict[str, Any]]:
 
 
 TRAIN_COMMAND = Command(TrainExpertConfig, run_train_expert, "train a stable-baselines3 expert",
-                        renamed_flags=RENAMED_FLAGS)
+                        renamed_flags=TRAIN_RENAMED_FLAGS)
 EXPORT_COMMAND = Command(ExportExpertConfig, run_export_expert,
                          "export an SB3 zip's actor as safetensors + JSON",
-                         renamed_flags=RENAMED_FLAGS)
+                         renamed_flags=EXPORT_RENAMED_FLAGS)
 LIST_COMMAND = Command(ListExpertsConfig, run_list_experts, "list the expert zoo")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from qbc.cli import Command
+from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.cli.lists import parse_horizons
 from qbc.errors import InvalidValueError, QbcWarning
 from qbc.io import atomic_write_json, atomic_write_text, output_dir
@@ -59,9 +60,9 @@ class RolloutConfig:
     training dataset (recorded in its metadata), else lqr."""
     expert_path: Path | None = None
     """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
-    expert_params: str = "{}"
-    """expert parameters as a JSON object, e.g. '{"gain_scale": 0.8}' (replace the dataset
-    expert's parameters of the same name)."""
+    expert_params: KeyValues = ()
+    """expert parameters as KEY=VALUE pairs, e.g. gain_scale=0.8, or a JSON object (replace the
+    dataset expert's parameters of the same name)."""
     tokenizer: Path | None = None
     """tokenizer JSON for the quantized expert; default: the policy's own tokenizer."""
     episodes: int = 100
@@ -155,7 +156,6 @@ def _load_policy(cfg: RolloutConfig) -> tuple[Any, bool]:
 
 def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, list[int], Any]:
     """Open every input: (env id, actors by name, horizon-cap warning, horizons, expert choice)."""
-    from qbc.collect import expert_params_from
     from qbc.expert_choice import build_expert, choose_expert, policy_dataset
     from qbc.tokenizer import ActionTokenizer
 
@@ -171,7 +171,7 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
     if cfg.augment == "model" and hasattr(policy, "chunk_len"):
         raise InvalidValueError("--augment model deploys per-step token policies, not chunks")
     choice = choose_expert(cfg.expert, cfg.expert_path,
-                           expert_params_from(cfg.expert_params, None),
+                           expert_params(cfg.expert_params),
                            policy_dataset(cfg.policy) if checkpoint else None)
     expert = build_expert(choice, env_id)
     actors: dict[str, Any] = {"expert": expert}
@@ -240,7 +240,8 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         if cfg.video:
             metrics["videos"] = write_videos(env_id, actors, seeds[:cfg.video], horizons[-1],
                                              out, cfg.seed)
-        write_rollout_outputs(out, result, metrics, {**asdict(cfg), "env": env_id})
+        config = {**asdict(cfg), "env": env_id, "expert_params": expert_params(cfg.expert_params)}
+        write_rollout_outputs(out, result, metrics, config)
     print(format_summary(metrics))
     for name, e in metrics["execution"].items():
         print(f"{name}: executed {e['execute']} (k = {e['chunk_len']}): {e['chunks']} chunks "

@@ -54,6 +54,42 @@ def parse_obs_encoder(spec: str) -> dict[str, Any]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class ObsEncoderConfig:
+    """The settings of an observation encoder (``qbc train --obs-encoder k=16 bits=2``)."""
+
+    type: str = "qrp"
+    """encoder kind; qrp = quantized random projections (the only one)."""
+    k: int = 16
+    """number of Gaussian random projections (the policy's input size)."""
+    bits: int = 2
+    """bits of each projection's quantizer."""
+    quantizer: str = "lloyd_max"
+    """quantizer designed for N(0, 1): lloyd_max, or uniform (MSE-optimal step)."""
+    seed: int = 0
+    """seed of the projection matrix."""
+
+    def spec(self) -> str:
+        """The settings as a spec string, ``"qrp:k=16,bits=2,quantizer=lloyd_max,seed=0"``."""
+        return (f"{self.type}:k={self.k},bits={self.bits},quantizer={self.quantizer},"
+                f"seed={self.seed}")
+
+
+def obs_encoder_config(value: ObsEncoderConfig | dict[str, Any] | str | None
+                       ) -> ObsEncoderConfig | None:
+    """``value`` as checked :class:`ObsEncoderConfig` settings: a spec string
+    (``"qrp:k=16,bits=2"``), a dict of its fields (as stored in a config JSON) or the settings
+    themselves; None (or ``"none"``) is no encoder."""
+    if value is None or value == "none":
+        return None
+    if isinstance(value, str):
+        return ObsEncoderConfig(**parse_obs_encoder(value))
+    fields = dataclasses.asdict(value) if isinstance(value, ObsEncoderConfig) else dict(value)
+    fields.pop("obs_dim", None)
+    spec = f"{fields.pop('type', 'qrp')}:" + ",".join(f"{k}={v}" for k, v in fields.items())
+    return ObsEncoderConfig(**parse_obs_encoder(spec))
+
+
 class QuantizedProjectionEncoder(nn.Module):
     """obs (..., obs_dim) standardised -> codewords (..., k) of the quantized projections."""
 
@@ -128,11 +164,17 @@ class EncodedPolicy(nn.Module):
     logits = _through_encoder("logits")
 
 
-def wrap_with_encoder(inner_builder, spec: dict[str, Any] | str | None, obs_dim: int) -> nn.Module:
+def wrap_with_encoder(inner_builder, spec: ObsEncoderConfig | dict[str, Any] | str | None,
+                      obs_dim: int) -> nn.Module:
     """``inner_builder(input_dim)`` behind the encoder ``spec`` (or alone when spec is None)."""
     if spec is None:
         return inner_builder(obs_dim)
-    settings = parse_obs_encoder(spec) if isinstance(spec, str) else dict(spec)
+    if isinstance(spec, str):
+        settings = parse_obs_encoder(spec)
+    elif isinstance(spec, ObsEncoderConfig):
+        settings = dataclasses.asdict(spec)
+    else:
+        settings = dict(spec)
     settings.pop("obs_dim", None)
     encoder = QuantizedProjectionEncoder(obs_dim, **settings)
     return EncodedPolicy(encoder, inner_builder(encoder.k))

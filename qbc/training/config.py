@@ -24,6 +24,7 @@ import torch
 from qbc.augment import HEADS as TRANSITION_HEADS
 from qbc.distributed import local_device
 from qbc.policy import ModelConfig, build_policy, needs_tokenizer
+from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
 from qbc.policy.registry import check_model_config, check_policy_kind
 from qbc.validate import (
     AT_LEAST_ONE,
@@ -134,10 +135,11 @@ class TrainConfig(OptimConfig, _TrainHead):
     weight_quantizer: str | None = None
     """quantize the weights of every linear layer with this STE forward/backward pair (bc, pc,
     bnn, bnn+, bnn++, or a registry quantizer such as uniform); β/μ anneal once per step."""
-    obs_encoder: str | None = None
-    """a fixed encoder of the standardised observation in front of the policy:
-    'qrp:k=16,bits=2[,quantizer=lloyd_max|uniform][,seed=0]' = k Gaussian random projections,
-    each quantized to `bits` bits (qbc.compressive's quantizers for N(0,1))."""
+    obs_encoder: ObsEncoderConfig | None = None
+    """a fixed encoder of the standardised observation in front of the policy: k Gaussian
+    random projections, each quantized to `bits` bits (qbc.compressive's quantizers for N(0,1)):
+    k=16 bits=2 [quantizer=lloyd_max|uniform] [seed=0], or the spec qrp:k=16,bits=2; none = no
+    encoder. (A spec string or a dict given in Python is read into ObsEncoderConfig.)"""
     augment: str = "none"
     """'model': also learn a transition model (x_t, token of u_t) -> x_{t+1} on the training
     demonstrations and save it in out/transition/, for `qbc rollout --augment model`."""
@@ -149,6 +151,9 @@ class TrainConfig(OptimConfig, _TrainHead):
     smooth-binning codewords per state dimension)."""
     transition_bins: int = 64
     """tokens per state dimension of --transition-head tokens."""
+
+    def __post_init__(self) -> None:
+        self.obs_encoder = obs_encoder_config(self.obs_encoder)
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
@@ -275,9 +280,9 @@ def _known_ste(name: str) -> bool:
     return True
 
 
-def _valid_obs_encoder(spec: str) -> bool:
+def _valid_obs_encoder(enc: ObsEncoderConfig) -> bool:
     """True for a usable --obs-encoder; a bad one raises a one-line error saying why."""
-    from qbc.policy.obs_encoder import QuantizedProjectionEncoder, parse_obs_encoder
+    from qbc.policy.obs_encoder import QuantizedProjectionEncoder
 
-    QuantizedProjectionEncoder(obs_dim=1, **parse_obs_encoder(spec))
+    QuantizedProjectionEncoder(obs_dim=1, **dataclasses.asdict(enc))
     return True
