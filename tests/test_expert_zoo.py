@@ -106,9 +106,24 @@ def test_zoo_inverted_pendulum_on_mujoco():
     assert result["mean_return"] == pytest.approx(1000.0)
 
 
+@pytest.mark.parametrize("env_id, episodes, target", [
+    ("InvertedDoublePendulum-v5", 2, 9000.0),  # 1000-step episodes
+    ("Reacher-v5", 10, -5.0),
+])
+def test_zoo_mujoco_entries_meet_their_targets(env_id, episodes, target):
+    """The loaded actor, run here on seeds 10000.., reaches the entry's target (as its stored
+    20-episode evaluation says it does)."""
+    pytest.importorskip("mujoco")
+    stored = {r["name"]: r for r in zoo_table()}[f"zoo:{env_id}"]
+    assert stored["mean_return"] >= target
+    expert = make_expert(f"zoo:{env_id}", env_id)
+    result = evaluate_expert(expert, env_id, episodes=episodes, seed=10_000)
+    assert result["mean_return"] >= target
+
+
 def test_unknown_zoo_name_lists_the_entries():
     with pytest.raises(UnknownNameError, match="zoo:InvertedPendulum-v5") as err:
-        make_expert("zoo:Hopper-v5", "Pendulum-v1")
+        make_expert("zoo:NoSuchEnv-v0", "Pendulum-v1")
     assert "\n" not in str(err.value)
 
 

@@ -148,11 +148,13 @@ class ListExpertsConfig:
 def run_list_experts(config: ListExpertsConfig) -> list[dict[str, Any]]:
     """Print the zoo table and return its rows."""
     rows = zoo_table(None if config.root is None else Path(config.root))
-    print(f"{'name':<28} {'env':<22} {'algo':<5} {'return':>12} {'size':>10}")
+    name_w = max([len("name")] + [len(r["name"]) for r in rows])
+    env_w = max([len("env")] + [len(r["env"]) for r in rows])
+    print(f"{'name':<{name_w}}  {'env':<{env_w}}  {'algo':<5} {'return':>16} {'size':>10}")
     for r in rows:
         ret = "damaged" if "problem" in r else (
             "-" if r["mean_return"] is None else f"{r['mean_return']:.1f} ({r['episodes']} ep)")
-        print(f"{r['name']:<28} {r['env']:<22} {r['algo']:<5} {ret:>12} "
+        print(f"{r['name']:<{name_w}}  {r['env']:<{env_w}}  {r['algo']:<5} {ret:>16} "
               f"{r['size_bytes'] / 1024:>7.1f} KB")
     if not rows:
         print("(the zoo is empty)")
