@@ -5,8 +5,11 @@ step (the initial state, then after each of the H steps: H + 1 frames) shows the
 side under a header with the step and each actor's return and cumulative regret against the
 expert (sum of the expert's rewards minus the actor's, up to that step). Panels are the env's
 ``rgb_array`` rendering where it has one (Gymnasium's classic control through pygame, with
-SDL's dummy video driver set only while rendering) and otherwise a drawn trace of the state
-(solid) and action (dashed) coordinates so far (the qbc/ envs). An actor whose episode ends
+SDL's dummy video driver set only while rendering; MuJoCo through whichever OpenGL backend
+Gymnasium finds, or the one ``MUJOCO_GL`` names: ``egl`` or ``osmesa`` on a headless machine)
+and otherwise a drawn trace of the state (solid) and action (dashed) coordinates so far (the
+qbc/ envs). An env that offers ``rgb_array`` but cannot render on this machine (no OpenGL
+library) gets the drawn trace too, with one warning saying why. An actor whose episode ends
 keeps its last panel.
 
 MP4 through imageio's ffmpeg plugin (``pip install 'qbc[video]'``); a GIF where imageio-ffmpeg
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from qbc.environ import scoped_environ
-from qbc.errors import InvalidValueError
+from qbc.errors import InvalidValueError, QbcWarning
 
 #: Panel height in pixels (rendered frames are scaled to it, keeping their aspect ratio).
 PANEL_HEIGHT = 320
@@ -109,6 +112,7 @@ def episode_frames(env_id: str, actors: Mapping[str, Any], seed: int, horizon: i
             if hasattr(actor, "reset"):
                 actor.reset()
             tracks[name] = _Track(env, np.asarray(obs), observations=[np.asarray(obs)])
+        rgb = rgb and _can_render(env_id, next(iter(tracks.values())).env)
         painter = _RgbPanels() if rgb else _TracePanels(list(tracks), horizon, tracks)
         yield _compose(env_id, seed, 0, horizon, tracks, painter)
         for t in range(1, horizon + 1):
@@ -116,6 +120,29 @@ def episode_frames(env_id: str, actors: Mapping[str, Any], seed: int, horizon: i
                 if not track.done:
                     _step(track, actors[name])
             yield _compose(env_id, seed, t, horizon, tracks, painter)
+
+
+def _can_render(env_id: str, env: Any) -> bool:
+    """Whether ``env.render()`` works here; if not (MuJoCo without an OpenGL library, say),
+    one :class:`RenderFallbackWarning` naming the cause."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # GLFW's own warnings while backends are tried
+            warnings.simplefilter("ignore")
+            env.render()
+        return True
+    except Exception as exc:  # noqa: BLE001  (OpenGL stacks raise anything: EGLError, FatalError...)
+        cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        warnings.warn(f"{env_id} cannot render on this machine ({cause}); the video shows drawn "
+                      "state/action traces instead (MuJoCo on a headless machine: install EGL "
+                      "or OSMesa and set MUJOCO_GL=egl or osmesa)", RenderFallbackWarning,
+                      stacklevel=3)
+        return False
+
+
+class RenderFallbackWarning(QbcWarning):
+    """An env that offers rgb_array rendering could not render here; traces are drawn."""
 
 
 def _step(track: _Track, actor: Any) -> None:

@@ -72,3 +72,22 @@ def test_rollout_command_writes_videos(tmp_path, capsys):
     assert main([*args, "--video", "4", "--out", str(tmp_path / "bad")]) == 2
     assert "--video must be between 0 and --episodes" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_env_that_cannot_render_here_falls_back_to_traces_with_one_warning(tmp_path, monkeypatch):
+    """As MuJoCo does on a machine without OpenGL: rgb_array is offered but render() fails."""
+    pytest.importorskip("imageio_ffmpeg")
+    from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+    from qbc.video import RenderFallbackWarning
+
+    def no_opengl(self):
+        raise RuntimeError("No OpenGL backend could be imported")
+
+    monkeypatch.setattr(PendulumEnv, "render", no_opengl)
+    expert = make_expert("linear", "Pendulum-v1", K=K_PENDULUM)
+    with pytest.warns(RenderFallbackWarning, match="cannot render on this machine.*MUJOCO_GL"):
+        (path,) = write_rollout_videos("Pendulum-v1", {"expert": expert, "policy": Zero()},
+                                       [7], 10, tmp_path)
+    frames = iio.imread(path)
+    assert frames.shape[0] == 11 and frames.shape[1:3] == (368, 640)  # two 320x320 trace panels
