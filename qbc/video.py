@@ -5,8 +5,8 @@ step (the initial state, then after each of the H steps: H + 1 frames) shows the
 side under a header with the step and each actor's return and cumulative regret against the
 expert (sum of the expert's rewards minus the actor's, up to that step). Panels are the env's
 ``rgb_array`` rendering where it has one (Gymnasium's classic control through pygame, with
-SDL's dummy video driver set only while rendering; MuJoCo through whichever OpenGL backend
-Gymnasium finds, or the one ``MUJOCO_GL`` names: ``egl`` or ``osmesa`` on a headless machine)
+SDL's dummy video driver set only while rendering; MuJoCo through EGL on a machine without a
+display (:func:`headless_gl`), or through the backend ``MUJOCO_GL`` names)
 and otherwise a drawn trace of the state (solid) and action (dashed) coordinates so far (the
 qbc/ envs). An env that offers ``rgb_array`` but cannot render on this machine (no OpenGL
 library) gets the drawn trace too, with one warning saying why. An actor whose episode ends
@@ -102,7 +102,7 @@ def episode_frames(env_id: str, actors: Mapping[str, Any], seed: int, horizon: i
 
     with ExitStack() as stack:
         stack.enter_context(scoped_environ(SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy",
-                                           PYGAME_HIDE_SUPPORT_PROMPT="1"))
+                                           PYGAME_HIDE_SUPPORT_PROMPT="1", **headless_gl()))
         tracks = {}
         for name, actor in actors.items():
             env = make_env(env_id, max_episode_steps=horizon,
@@ -120,6 +120,18 @@ def episode_frames(env_id: str, actors: Mapping[str, Any], seed: int, horizon: i
                 if not track.done:
                     _step(track, actors[name])
             yield _compose(env_id, seed, t, horizon, tracks, painter)
+
+
+def headless_gl() -> dict[str, str]:
+    """Without a display, MuJoCo's OpenGL through EGL (``MUJOCO_GL=egl``, and PyOpenGL on the
+    same platform), which needs no X server; Gymnasium would try GLFW first, whose failure
+    leaves PyOpenGL on the wrong platform. A user's own ``MUJOCO_GL`` wins (set only where
+    unset, for the rendering only)."""
+    import os
+
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return {}
+    return {"MUJOCO_GL": "egl", "PYOPENGL_PLATFORM": "egl"}
 
 
 def _can_render(env_id: str, env: Any) -> bool:

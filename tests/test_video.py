@@ -91,3 +91,25 @@ def test_env_that_cannot_render_here_falls_back_to_traces_with_one_warning(tmp_p
                                        [7], 10, tmp_path)
     frames = iio.imread(path)
     assert frames.shape[0] == 11 and frames.shape[1:3] == (368, 640)  # two 320x320 trace panels
+
+
+def test_mujoco_video_renders_headless_through_egl(tmp_path):
+    """No display here: the video code picks EGL for MuJoCo, so the panels are MuJoCo's own
+    pictures (mostly the black sky), not the trace fallback (white)."""
+    pytest.importorskip("mujoco")
+    pytest.importorskip("imageio_ffmpeg")
+    import ctypes.util
+    import warnings
+
+    if ctypes.util.find_library("EGL") is None or os.environ.get("DISPLAY"):
+        pytest.skip("needs libEGL and no X display")
+    before = dict(os.environ)
+    expert = make_expert("zoo:InvertedPendulum-v5", "InvertedPendulum-v5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RenderFallbackWarning would fail the test
+        (path,) = write_rollout_videos("InvertedPendulum-v5", {"expert": expert, "policy": expert},
+                                       [0], 5, tmp_path)
+    frames = iio.imread(path)
+    assert frames.shape == (6, 368, 640, 3)
+    assert frames[:, 48:].mean() < 60  # dark MuJoCo scene; the trace panels are white (~240)
+    assert dict(os.environ) == before
