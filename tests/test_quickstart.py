@@ -104,3 +104,18 @@ def test_what_this_shows_is_computed_from_the_numbers(tiny_run):
     new = _section(format_report(changed, []), "What this shows")[0]
     assert f"lowest learner regret at H={h}: {loser['quantizer']}/{loser['bins']} (0)" in new
     assert "below the floor" in new
+
+
+def test_report_links_one_video_per_env_and_the_files_exist(tiny_run):
+    pytest.importorskip("imageio")
+    import imageio.v3 as iio
+
+    result, report = tiny_run
+    links = [line for line in _section(report, "Videos") if line.startswith("- ")]
+    envs = list(result["envs"])
+    assert len(links) == len(envs)
+    for env_id, line in zip(envs, links):
+        assert line.startswith(f"- {env_id}, learner ")
+        target = line.rsplit("(", 1)[1].rstrip(")")
+        frames = iio.imread(Path(result["out"]) / target)
+        assert frames.shape[0] == result["plan"]["video_horizon"] + 1

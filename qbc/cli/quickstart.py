@@ -15,6 +15,9 @@ def run(cfg: QuickstartConfig) -> dict[str, Any]:
     result = run_quickstart(cfg)
     print(format_summary(result))
     print(f"report: {Path(result['out']) / 'report.md'} ({result['seconds']:.0f} s)")
+    videos = [r["video"] for r in result["rows"] if r.get("video")]
+    if videos:
+        print(f"videos: {len(videos)} under {Path(result['out']) / 'videos'}")
     return result
 
 

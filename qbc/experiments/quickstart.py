@@ -11,6 +11,7 @@ report's text: :mod:`qbc.experiments.quickstart_report`).
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,11 +42,14 @@ class Plan:
     horizons: tuple[int, ...] = (10, 20, 50, 100, 200, 500)
     gain_sizes: tuple[float, ...] = (0.01, 0.1)
     rtvc_deltas: tuple[float, ...] = (0.001, 0.01, 0.1)
+    video_horizon: int = 100
+    """steps of the one video per env (its first tokenizer's learner, first coupled episode)."""
 
 
 TINY = Plan(envs=(("qbc/ScalarStable-v0", "lqr"), ("qbc/ScalarUnstable-v0", "lqr")),
             quantizers=("uniform", "kmeans"), bins=(8,), n_demos=10, train_steps=40,
-            episodes=8, horizons=(10, 50), gain_sizes=(0.1,), rtvc_deltas=(0.01,))
+            episodes=8, horizons=(10, 50), gain_sizes=(0.1,), rtvc_deltas=(0.01,),
+            video_horizon=10)
 
 
 @dataclass
@@ -63,6 +67,9 @@ class QuickstartConfig:
     threads: int = 1
     """torch CPU threads; the quickstart's models are tiny, and one thread per process is
     faster than two on a 2-core laptop (0 keeps torch's default)."""
+    video: bool = True
+    """one rollout video per env under videos/, linked from the report (needs imageio:
+    ``pip install 'qbc[video]'``; skipped with a note in the report without it)."""
 
 
 def default_out() -> Path:
@@ -104,15 +111,15 @@ def _run_plan(plan: Plan, cfg: QuickstartConfig, out: Path, work: Path
     envs: dict[str, Any] = {}
     n_cells = len(plan.envs) * len(plan.quantizers) * len(plan.bins)
     bar = progress_bar(total=n_cells, desc="quickstart", unit="policy", disable=not cfg.progress)
+    video = cfg.video and _can_write_video()
     for env_id, expert_name in plan.envs:
         env_info, demos, expert = _prepare_env(env_id, expert_name, plan, cfg, work)
         envs[env_id] = env_info
-        for quantizer in plan.quantizers:
-            for bins in plan.bins:
-                bar.set_postfix_str(f"{env_id} {quantizer}/{bins}")
-                rows.append(_run_cell(env_id, expert, demos, quantizer, bins, plan, cfg,
-                                      work, env_info))
-                bar.update(1)
+        for i, (quantizer, bins) in enumerate(itertools.product(plan.quantizers, plan.bins)):
+            bar.set_postfix_str(f"{env_id} {quantizer}/{bins}")
+            rows.append(_run_cell(env_id, expert, demos, quantizer, bins, plan, cfg,
+                                  work, env_info, video=video and i == 0))
+            bar.update(1)
     bar.close()
     return rows, envs, time.perf_counter() - start
 
@@ -142,7 +149,13 @@ def _prepare_env(env_id: str, expert_name: str, plan: Plan, cfg: QuickstartConfi
             demos, expert)
 
 
-def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info):
+def _can_write_video() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("imageio") is not None
+
+
+def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info, video=False):
     from qbc.certify import quantization_error, rtvc_violation_rate, used_eps_q
     from qbc.policy import ModelConfig
     from qbc.rollout import QuantizedExpert, coupled_rollout, fit_growth, horizon_metrics
@@ -180,7 +193,21 @@ def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info):
                     "diverged": m[str(plan.horizons[-1])]["diverged_fraction"],
                     "slope": fit["power"]["slope"] if fit["power"] else None,
                     "better_fit": fit["better"]}
+    if video:
+        row["video"] = _video(env_id, actors, seeds[0], plan.video_horizon, out, name)
     return row
+
+
+def _video(env_id: str, actors: dict[str, Any], seed: int, horizon: int, out: Path,
+           name: str) -> str:
+    """The coupled episode ``seed`` as a video under ``out/videos/``; its path relative to
+    ``out`` (for the report's link)."""
+    from qbc.video import write_rollout_videos
+
+    panels = {"expert": actors["expert"], "policy": actors["learner"],
+              "quantized_expert": actors["quantized_expert"]}
+    (path,) = write_rollout_videos(env_id, panels, [seed], horizon, out / "videos" / name)
+    return path.relative_to(out).as_posix()
 
 
 def _plot(rows, plan: Plan, out: Path) -> list[str]:

@@ -136,9 +136,26 @@ def format_report(result: dict[str, Any], plots: list[str]) -> str:
               "## Results", "", *define("ε_q", "κ(δ)"), "", *results_table(result), "",
               "## What this shows", "", *findings(result), "", "## Plots", ""]
     lines += [f"![{p}]({p})" for p in plots]
+    lines += ["", *_videos(result)]
     lines += ["", "Full numbers: `results.json`; policies under `policies/`, datasets under "
               "`datasets/`."]
     return "\n".join(lines) + "\n"
+
+
+def _videos(result: dict[str, Any]) -> list[str]:
+    """The "Videos" section: a link per video the run wrote, or how to get them."""
+    rows = [r for r in result["rows"] if r.get("video")]
+    lines = ["## Videos", ""]
+    if not rows:
+        return lines + ["No videos in this run (they need imageio: `pip install 'qbc[video]'`; "
+                        "`--no-video` turns them off)."]
+    lines.append(f"The first coupled episode ({result['plan']['video_horizon']} steps) of each "
+                 "env: expert, learner and q#π* side by side, state (solid) and action (dashed) "
+                 "traces, with return and cumulative regret in the header.")
+    lines.append("")
+    lines += [f"- {r['env']}, learner {_tokenizer(r)}: [{r['video']}]({r['video']})"
+              for r in rows]
+    return lines
 
 
 def format_summary(result: dict[str, Any]) -> str:
