@@ -1,6 +1,7 @@
 """qbc dagger: the mixture, BC equivalence at beta = 1, resuming, experts, bad input."""
 
 import dataclasses
+import importlib.util
 import os
 import subprocess
 import sys
@@ -101,6 +102,10 @@ def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch
     assert [r["round"] for r in whole] == [0, 1, 2]
     assert [r["beta"] for r in whole] == [1.0, 0.75, 0.5]  # linear, beta_step 0.25
     assert whole[2]["expert_labels"] == sum(r["steps"] for r in whole)
+    if importlib.util.find_spec("tensorboardX") is not None:  # each round logs its training curves
+        for r in range(3):
+            assert list((tmp_path / "a" / "run" / f"round-{r}" / "tensorboard").glob(
+                "events.out.tfevents.*")), f"round {r} has no TensorBoard events"
 
     _run_in(tmp_path / "b", monkeypatch, rounds=1)  # stops after round 1
     real_train = qbc.dagger.train_round
