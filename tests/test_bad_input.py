@@ -69,7 +69,7 @@ def _build(root: Path) -> Workspace:
     from qbc.data import dataset_path, load_demonstrations, write_dataset
     from qbc.policy import ModelConfig
     from qbc.tokenizer import ActionTokenizer
-    from qbc.train import TrainConfig, train
+    from qbc.training import TrainConfig, train
 
     ws = Workspace(root, root / "minari")
     ws.minari.mkdir()
@@ -380,7 +380,7 @@ def test_python_checkpoint_errors_are_typed(tmp_path):
     from qbc.policy import load_policy
     from qbc.policy.registry import ModelConfig
     from qbc.tokenizer import ActionTokenizer
-    from qbc.train import TrainConfig, train
+    from qbc.training import TrainConfig, train
 
     rng = np.random.default_rng(0)
 

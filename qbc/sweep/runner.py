@@ -143,7 +143,7 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
 def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
     """Train policy ``kind`` for ``cell``: (the policy, its best validation loss)."""
     from qbc.policy import ModelConfig
-    from qbc.train import TrainConfig, train
+    from qbc.training import TrainConfig, train
 
     tr = cell.settings["train"]
     cfg = TrainConfig(

@@ -21,7 +21,7 @@ schedule, one step), :mod:`~qbc.training.loop` (:func:`train`),
 :mod:`~qbc.training.transition` (the model of ``--augment model``), :mod:`~qbc.training.run`
 (:func:`run_train`: a whole run from a dataset id) and :mod:`~qbc.training.chunked`.
 
-Data-parallel training: ``torchrun --nproc-per-node N -m qbc.train --dataset ... [flags]`` (the
+Data-parallel training: ``torchrun --nproc-per-node N -m qbc.cli train --dataset ... [flags]`` (the
 flags of ``qbc train``) runs N processes (gloo on CPU, NCCL with one GPU per process). Every
 process draws the same global batch of ``--batch-size`` rows and trains on its 1/N slice under
 DistributedDataParallel, so the run follows the single-process run up to float rounding; rank 0
