@@ -58,7 +58,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically. NaN/inf are refused (pass the
     object through :func:`json_safe` first to write them as null, or check it first with
-    :func:`check_finite_json`)."""
+    :func:`qbc.validate.check_finite_json`)."""
     return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
@@ -110,41 +110,6 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     return obj
-
-
-def check_finite_json(obj: Any, what: str) -> None:
-    """Raise InvalidValueError when ``obj`` holds NaN or ±inf anywhere (floats, numpy scalars
-    and arrays, inside mappings, sequences and dataclasses), naming where: for JSON files whose
-    readers need every number (dataset metadata), checked before :func:`json_safe` would write
-    such a number as null."""
-    import dataclasses
-    import math
-
-    import numpy as np
-
-    from qbc.errors import InvalidValueError
-
-    def bad(value: Any, where: str) -> Iterator[str]:
-        if isinstance(value, (float, np.floating)):
-            if not math.isfinite(value):
-                yield f"{where} = {value}"
-        elif isinstance(value, np.ndarray):
-            if value.dtype.kind in "fc" and not np.isfinite(value).all():
-                yield f"{where} (an array)"
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            for f in dataclasses.fields(value):
-                yield from bad(getattr(value, f.name), f"{where}.{f.name}")
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                yield from bad(v, f"{where}.{k}")
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            for i, v in enumerate(value):
-                yield from bad(v, f"{where}[{i}]")
-
-    found = list(bad(obj, what))
-    if found:
-        raise InvalidValueError(f"{what} must hold finite numbers only (JSON has no NaN or "
-                                f"inf): {', '.join(found[:5])}")
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

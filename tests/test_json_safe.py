@@ -36,7 +36,7 @@ def test_check_finite_json_names_where_the_nan_is():
     import pytest
 
     from qbc.errors import InvalidValueError
-    from qbc.io import check_finite_json
+    from qbc.validate import check_finite_json
 
     check_finite_json({"a": [1.0, np.float32(2)], "b": np.arange(3.0), "c": "nan"}, "metadata")
     with pytest.raises(InvalidValueError, match=r"metadata\.dart\.sigma = nan"):

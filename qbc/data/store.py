@@ -29,7 +29,8 @@ import numpy as np
 
 from qbc.data.demonstrations import Demonstrations
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.io import atomic_write_json, check_finite_json, json_safe
+from qbc.io import atomic_write_json, json_safe
+from qbc.validate import check_finite_json
 
 #: Name of the resolved-config file written beside a dataset's ``data/`` folder.
 CONFIG_FILE = "qbc_config.json"
