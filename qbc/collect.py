@@ -296,7 +296,8 @@ def _run_wave(venv: Any, expert: Any, k: int, wave_seed: int, obs_dtype: Any,
     recorded = steps.actions
     if behavior is not None and behavior.record_label:
         space = venv.single_action_space
-        recorded = np.clip(steps.labels, space.low, space.high).astype(space.dtype)
+        recorded = np.clip(steps.labels, space.low, space.high)
+    recorded = recorded.astype(np.float32, copy=False)  # the dataset's action dtype
     return [
         EpisodeBuffer(
             id=None, seed=int(wave_seed + i),
