@@ -17,8 +17,8 @@ import gymnasium as gym
 import numpy as np
 
 from qbc.envs.control import lqr_gain
-from qbc.envs.describe import make_env
 from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.gym_utils import opened_env
 
 
 class Expert:
@@ -287,12 +287,8 @@ def make_expert(
             f"bad parameters for expert {name!r} ({exc}); valid parameters: {', '.join(valid)}"
         ) from None
     _check_param_types(name, factory, params)
-    env_obj, made = make_env(env)
-    try:
+    with opened_env(env) as env_obj:
         info = env_info(env_obj)
-    finally:
-        if made:
-            env_obj.close()
     expert = factory(info, **params)
     expert.name = name
     return expert

@@ -1,23 +1,16 @@
 """Compatibility: chunk training moved to :mod:`qbc.training.chunked` (the library; the
-``qbc train-chunked`` command is a module of the command package); the names below keep
-``from qbc.chunk_train import ...`` working."""
+``qbc train-chunked`` command is a module of the command package). Every name of that module is
+reachable here, so ``from qbc.chunk_train import ChunkTrainConfig, train_chunked`` keeps working."""
 
-from qbc.training.chunked import (
-    ChunkData,
-    ChunkTrainConfig,
-    chunk_rows,
-    chunk_tensors,
-    chunk_val_loss,
-    closing_rollout,
-    parse_params,
-    prepare_chunk_data,
-    run_train_chunked,
-    tokenizer_params,
-    train_chunked,
-)
+from typing import Any
 
-__all__ = [
-    "ChunkData", "ChunkTrainConfig", "chunk_rows", "chunk_tensors", "chunk_val_loss",
-    "closing_rollout", "parse_params", "prepare_chunk_data", "run_train_chunked",
-    "tokenizer_params", "train_chunked",
-]
+from qbc.training import chunked as _chunked
+
+
+def __getattr__(name: str) -> Any:
+    """``qbc.chunk_train.X`` is ``qbc.training.chunked.X``."""
+    return getattr(_chunked, name)
+
+
+def __dir__() -> list[str]:
+    return [n for n in dir(_chunked) if not n.startswith("_")]

@@ -23,13 +23,14 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
 from minari.data_collector import EpisodeBuffer
 
+from qbc.actor import BoundActor
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.expert_choice import expert_file_sha256
 from qbc.gym_utils import make_env, make_vector_env
 from qbc.progress import progress_bar
+from qbc.rollout_loop import run_steps
 
 # -- behaviours: what is executed, given the expert's label ----------------------------------------
 #: spawn keys of the per-episode generators (SeedSequence(episode seed, spawn_key=(stream,))):
@@ -252,18 +253,15 @@ def rollout_episodes(env_id: str, expert: Any, n_episodes: int, num_envs: int = 
     try:
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
         _check_spaces(env_id, obs_space, act_space)
-        same_step = venv.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
-        low = np.asarray(act_space.low, dtype=np.float32)
-        high = np.asarray(act_space.high, dtype=np.float32)
         episodes: list[EpisodeBuffer] = []
         with progress_bar(total=n_episodes, unit="ep", desc=f"collect {env_id}",
                           disable=not progress, leave=False) as bar:
             for start in range(0, n_episodes, m):
                 k = min(m, n_episodes - start)
                 if behavior is not None:
-                    behavior.start(seed + start + np.arange(m), int(limit), low.shape[0])
-                episodes += _run_wave(venv, expert, k, seed + start, obs_space.dtype, low, high,
-                                      behavior, same_step, bar)
+                    behavior.start(seed + start + np.arange(m), int(limit), act_space.shape[0])
+                episodes += _run_wave(venv, expert, k, seed + start, obs_space.dtype, behavior,
+                                      bar)
     finally:
         venv.close()
     return episodes
@@ -284,51 +282,28 @@ def _behavior(behavior: Behavior | None, expert_noise: float,
     return asked[0] if asked else None
 
 
-def _run_wave(venv, expert, k, wave_seed, obs_dtype, low, high, behavior, same_step,
-              bar) -> list[EpisodeBuffer]:
-    """Play the first episode of copies 0..k-1 (seeds wave_seed + i) to its end."""
-    m = venv.num_envs
-    obs, _ = venv.reset(seed=wave_seed)
-    obs_hist = [np.array(obs, dtype=obs_dtype)]
-    act_hist, rew_hist, term_hist, trunc_hist = [], [], [], []
-    length = np.zeros(k, dtype=np.int64)  # 0 while the episode is running
-    t = 0
-    while (length == 0).any():
-        label = np.asarray(expert.act(obs, deterministic=True), dtype=np.float32)
-        if label.shape != (m, low.shape[0]):
-            raise InvalidValueError(
-                f"expert {getattr(expert, 'name', expert)!r} returned actions of shape "
-                f"{label.shape} for {m} observations; expected {(m, low.shape[0])}"
-            )
-        action = label if behavior is None else behavior.act(obs, label, t)
-        action = np.clip(action, low, high).astype(np.float32)
-        recorded = (np.clip(label, low, high) if behavior is not None and behavior.record_label
-                    else action)
-        obs, reward, terminated, truncated, info = venv.step(action)
-        t += 1
-        done = np.logical_or(terminated, truncated)
-        next_obs = np.array(obs, dtype=obs_dtype)
-        if same_step and done.any():  # obs holds the reset observation; the final one is aside
-            for i in np.flatnonzero(done[:k]):
-                next_obs[i] = info["final_obs"][i]
-        obs_hist.append(next_obs)
-        act_hist.append(recorded)
-        rew_hist.append(np.asarray(reward, dtype=np.float64))
-        term_hist.append(np.asarray(terminated, dtype=bool))
-        trunc_hist.append(np.asarray(truncated, dtype=bool))
-        newly = (length == 0) & done[:k]
-        length[newly] = t
-        bar.update(int(newly.sum()))
-    obs_a, act_a = np.stack(obs_hist), np.stack(act_hist)
-    rew_a, term_a, trunc_a = np.stack(rew_hist), np.stack(term_hist), np.stack(trunc_hist)
+def _run_wave(venv: Any, expert: Any, k: int, wave_seed: int, obs_dtype: Any,
+              behavior: Behavior | None, bar: Any) -> list[EpisodeBuffer]:
+    """Play the first episode of copies 0..k-1 (seeds wave_seed + i) to its end, on
+    :func:`qbc.rollout_loop.run_steps`: the expert's deterministic actions, executed through
+    ``behavior`` when given, clipped to the action space. The episodes hold the executed
+    actions, or the expert's labels (clipped too) when the behaviour records labels."""
+    steps = run_steps(venv, BoundActor(expert, deterministic=True), wave_seed, copies=k,
+                      execute=None if behavior is None else behavior.act, clip=True,
+                      on_step=lambda newly: bar.update(int(newly[:k].sum())))
+    obs = steps.observations.astype(obs_dtype, copy=False)
+    recorded = steps.actions
+    if behavior is not None and behavior.record_label:
+        space = venv.single_action_space
+        recorded = np.clip(steps.labels, space.low, space.high)
+    recorded = recorded.astype(np.float32, copy=False)  # the dataset's action dtype
     return [
         EpisodeBuffer(
             id=None, seed=int(wave_seed + i),
-            observations=obs_a[: length[i] + 1, i], actions=act_a[: length[i], i],
-            rewards=rew_a[: length[i], i], terminations=term_a[: length[i], i],
-            truncations=trunc_a[: length[i], i],
+            observations=obs[: n + 1, i], actions=recorded[:n, i], rewards=steps.rewards[:n, i],
+            terminations=steps.terminated[:n, i], truncations=steps.truncated[:n, i],
         )
-        for i in range(k)
+        for i, n in enumerate(steps.lengths[:k])
     ]
 
 

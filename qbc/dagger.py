@@ -184,7 +184,7 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
 def train_round(cfg: DaggerConfig, r: int, demos: Any) -> Any:
     """Train round r's policy on the aggregate (warm start from round r-1 with --init warm)."""
     from qbc.policy import load_policy
-    from qbc.train import train
+    from qbc.training import train
 
     tcfg = round_train_config(cfg, r, demos.metadata["dataset_id"].split("+"))
     init = (load_policy(cfg.out / f"round-{r - 1}", device=_device(cfg))

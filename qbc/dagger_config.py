@@ -12,7 +12,7 @@ from typing import Any
 
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.policy import ModelConfig
-from qbc.train import TrainConfig
+from qbc.training import TrainConfig
 from qbc.validate import check_config
 
 BETA_SCHEDULES = ("linear", "exp", "constant")
@@ -139,7 +139,7 @@ def validate(cfg: DaggerConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise InvalidValueError(message)
-    from qbc.train import validate_config as validate_train  # the settings; data comes later
+    from qbc.training import validate_config as validate_train  # the settings; data comes later
 
     validate_train(round_train_config(cfg, 0, ["x-v0"]))
     round_dataset_id(cfg, cfg.rounds)

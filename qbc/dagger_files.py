@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
-from qbc.io import atomic_write_json, atomic_write_text, read_json
+from qbc.io import atomic_write_csv, atomic_write_json, read_json
 
 ROUND_FIELDS = ["round", "beta", "episodes", "steps", "expert_labels", "dataset", "val_loss",
                 "regret", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "policy"]
@@ -86,8 +85,8 @@ def _typed(stored: dict[str, Any]) -> dict[str, Any]:
 def write_rows(out: Path, rows: list[dict[str, Any]], timings: list[dict[str, Any]]) -> None:
     """Rewrite ``timing.csv`` and ``rounds.csv`` (in that order: a round counts as finished
     once its row is in rounds.csv)."""
-    atomic_write_text(Path(out) / "timing.csv", _csv(timings, TIMING_FIELDS))
-    atomic_write_text(Path(out) / "rounds.csv", _csv(rows, ROUND_FIELDS))
+    atomic_write_csv(Path(out) / "timing.csv", _blanked(timings, TIMING_FIELDS), TIMING_FIELDS)
+    atomic_write_csv(Path(out) / "rounds.csv", _blanked(rows, ROUND_FIELDS), ROUND_FIELDS)
 
 
 def read_timing(out: Path) -> list[dict[str, Any]]:
@@ -95,16 +94,14 @@ def read_timing(out: Path) -> list[dict[str, Any]]:
     return _read_csv(Path(out) / "timing.csv")
 
 
-def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in fields} for r in rows)
-    return buf.getvalue()
+def _blanked(rows: list[dict[str, Any]], fields: list[str]) -> list[dict[str, Any]]:
+    """``rows`` restricted to ``fields``, a missing or None value as an empty field."""
+    return [{k: ("" if r.get(k) is None else r.get(k)) for k in fields} for r in rows]
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
-    """Rows written by :func:`_csv`, numbers parsed back (exactly: floats were written by repr)."""
+    """Rows written by :func:`write_rows`, numbers parsed back (exactly: floats were written
+    by repr)."""
     if not path.is_file():
         return []
     rows = []

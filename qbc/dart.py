@@ -24,7 +24,7 @@ def dart_sigma_for(policy_path: Path, env_id: str, expert: Any, episodes: int, n
     covariance; this takes its trace / act_dim, one std for every dimension."""
     from qbc.data import Demonstrations
     from qbc.policy import load_policy
-    from qbc.train import history_index
+    from qbc.training import history_index
 
     policy = load_policy(policy_path)
     demos = Demonstrations.from_episodes(

@@ -1,9 +1,10 @@
 """Data-parallel training under torchrun: the process group, rank roles, the DDP wrapper.
 
-``torchrun --nproc-per-node N -m qbc.train ...`` starts N copies of the trainer; each finds its
-RANK, WORLD_SIZE and LOCAL_RANK in its environment. :func:`session` joins them in one process
-group (gloo on CPU, NCCL on CUDA) and yields a :class:`DistContext`; run without torchrun it
-yields the single-process context, so the trainer keeps one code path:
+``torchrun --nproc-per-node N`` starts N copies of the trainer (``qbc train``; the command line is
+in the README, "Distributed training"); each finds its RANK, WORLD_SIZE and LOCAL_RANK in its
+environment. :func:`session` joins them in one process group (gloo on CPU, NCCL on CUDA) and yields
+a :class:`DistContext`; run without torchrun it yields the single-process context, so the trainer
+keeps one code path:
 
 >>> with session(device) as ctx:
 ...     module = ctx.wrap(policy, device)            # DDP under torchrun, ``policy`` otherwise

@@ -1,7 +1,8 @@
 """Compatibility: training moved to :mod:`qbc.training` (the library; the ``qbc train`` command
 is a module of the command package); the names below keep ``from qbc.train import ...`` working.
 
-``python -m qbc.train`` / ``torchrun -m qbc.train`` run ``qbc train`` with the same flags.
+``python -m qbc.train`` / ``torchrun -m qbc.train`` are deprecated: they print one line and run
+``python -m qbc.cli train`` with the same flags.
 """
 
 from qbc.training import (
@@ -54,9 +55,11 @@ __all__ = [
     "train_transition_model", "update_best", "validate_config",
 ]
 
-if __name__ == "__main__":  # python -m qbc.train / torchrun -m qbc.train: the flags of `qbc train`
+if __name__ == "__main__":  # deprecated entry point: run the qbc.cli package as `qbc train`
+    import runpy
     import sys
 
-    from qbc.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
+    print("qbc: `python -m qbc.train` is deprecated and will be removed in the next release; "
+          "use `python -m qbc.cli train` (torchrun: `-m qbc.cli train`)", file=sys.stderr)
+    sys.argv[1:1] = ["train"]
+    runpy.run_module("qbc.cli", run_name="__main__", alter_sys=True)

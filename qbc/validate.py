@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,33 @@ def check_memory(n_bytes: float, what: str, fix: str) -> None:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB" if math.isfinite(n) else "unbounded"
+
+
+def check_finite_json(obj: Any, what: str) -> None:
+    """Raise InvalidValueError when ``obj`` holds NaN or ±inf anywhere (floats, numpy scalars
+    and arrays, inside mappings, sequences and dataclasses), naming where: for JSON files whose
+    readers need every number (dataset metadata), checked before :func:`qbc.io.json_safe`
+    would write such a number as null."""
+    import numpy as np
+
+    def bad(value: Any, where: str) -> Iterator[str]:
+        if isinstance(value, (float, np.floating)):
+            if not math.isfinite(value):
+                yield f"{where} = {value}"
+        elif isinstance(value, np.ndarray):
+            if value.dtype.kind in "fc" and not np.isfinite(value).all():
+                yield f"{where} (an array)"
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                yield from bad(getattr(value, f.name), f"{where}.{f.name}")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                yield from bad(v, f"{where}.{k}")
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            for i, v in enumerate(value):
+                yield from bad(v, f"{where}[{i}]")
+
+    found = list(bad(obj, what))
+    if found:
+        raise InvalidValueError(f"{what} must hold finite numbers only (JSON has no NaN or "
+                                f"inf): {', '.join(found[:5])}")

@@ -3,7 +3,7 @@
     python scripts/train_bc.py --dataset qbc/linear-unstable-lqr-v0 --quantizer uniform \
         --bins 64 --policy ar-transformer --steps 3000 --out runs/lqr-ar
 
-Every flag of `qbc train --help` works here; the logic lives in qbc/train.py.
+Every flag of `qbc train --help` works here; the logic lives in qbc/training/.
 """
 
 import sys

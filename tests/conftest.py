@@ -18,6 +18,16 @@ matplotlib.use("Agg")
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test, then the count it had before (tiny models run fastest
+    on one thread, and the test machine's cores are shared)."""
+    from qbc.environ import scoped_threads
+
+    with scoped_threads(1):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path, monkeypatch):
     """Every test gets its own Minari dataset folder, so no test sees another's datasets."""

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from qbc.chunk_train import ChunkTrainConfig, chunk_rows, parse_params, train_chunked
 from qbc.chunking import make_chunk_tokenizer
 from qbc.errors import InvalidValueError
 from qbc.policy import ModelConfig, load_policy
@@ -19,6 +18,7 @@ from qbc.policy.chunked import (
     pad_sequences,
     strip_end,
 )
+from qbc.training.chunked import ChunkTrainConfig, chunk_rows, parse_params, train_chunked
 
 TINY = ModelConfig(d_model=16, n_heads=2, n_layers=1, hidden=32, mlp_layers=1)
 

@@ -274,7 +274,7 @@ def test_a_failing_fill_leaves_the_old_folder(tmp_path):
 
 def test_resume_refuses_a_folder_without_a_resumable_run(tmp_path):
     from qbc.errors import OutputExistsError
-    from qbc.train import TrainConfig, run_dir
+    from qbc.training import TrainConfig, run_dir
 
     out = tmp_path / "run"
     out.mkdir()

@@ -71,7 +71,7 @@ def test_mixture_executes_expert_or_learner_by_seeded_coins_and_records_the_labe
 
 def test_beta_one_in_every_round_is_plain_bc_on_the_aggregated_expert_data(tmp_path):
     from qbc.data import load_demonstrations
-    from qbc.train import train
+    from qbc.training import train
 
     cfg = dagger_cfg(tmp_path / "dagger", rounds=1, beta="constant", beta_value=1.0)
     rows = run_dagger(cfg)

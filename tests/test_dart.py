@@ -112,7 +112,7 @@ def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
     from qbc.dart import dart_sigma_for
     from qbc.data import Demonstrations, load_demonstrations
     from qbc.policy import ModelConfig, load_policy
-    from qbc.train import TrainConfig, train
+    from qbc.training import TrainConfig, train
 
     collect(dart_cfg("test/clean-v0", dart_sigma=0.0, episodes=6))
     demos = load_demonstrations("test/clean-v0")

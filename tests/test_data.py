@@ -161,6 +161,15 @@ def test_write_and_load_round_trip():
     assert not [p for p in os.listdir(root) if p.startswith(".qbc")]  # no staging leftovers
 
 
+def test_write_refuses_nan_metadata_before_touching_the_root():
+    with pytest.raises(InvalidValueError, match=r"dataset metadata\.dart = nan"):
+        write_dataset("tt/nanmeta-v0", make_episodes([3]), env=ENV,
+                      metadata={"dart": float("nan")})
+    with pytest.raises(InvalidValueError, match=r"dataset config\.sigma = inf"):
+        write_dataset("tt/nanmeta-v0", make_episodes([3]), env=ENV, config={"sigma": np.inf})
+    assert not dataset_path("tt/nanmeta-v0").exists()
+
+
 def test_write_refuses_existing_and_overwrites_when_asked():
     write_dataset("same-v0", make_episodes([3]), env=ENV)
     with pytest.raises(OutputExistsError, match="--overwrite"):

@@ -1,4 +1,4 @@
-"""Data-parallel training: `torchrun -m qbc.train` follows the single-process run.
+"""Data-parallel training: `torchrun -m qbc.cli train` follows the single-process run.
 
 Tolerances of the 2-process comparisons: the global batch is the same 64 rows, but DDP averages
 two 32-row gradients ((g0 + g1) / 2) where one process sums 64 rows, and the matrix products run
@@ -30,7 +30,7 @@ from qbc.data import load_demonstrations
 from qbc.distributed import DistContext, session
 from qbc.errors import InvalidValueError
 from qbc.policy import ModelConfig
-from qbc.train import TrainConfig, run_train, train
+from qbc.training import TrainConfig, run_train, train
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -65,7 +65,7 @@ def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(MINARI_DATASETS_PATH=os.environ["MINARI_DATASETS_PATH"], OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           "--standalone", "-m", "qbc.train", *args]
+           "--standalone", "-m", "qbc.cli", "train", *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return proc

@@ -152,16 +152,6 @@ def test_lqr_needs_a_linearization():
         make_expert("lqr", "Pendulum-v1")
 
 
-@pytest.fixture
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: more threads only contend
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sb3_expert_trains_saves_and_loads(tmp_path, one_torch_thread):
     from qbc.cli import main
 

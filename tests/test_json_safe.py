@@ -30,3 +30,18 @@ def test_json_safe_plain_values_and_the_nan_rule(tmp_path):
     assert type(safe["values"][1]) is int and type(safe["flag"]) is bool
     path = atomic_write_json(tmp_path / "x.json", safe)  # NaN-free: strict JSON accepts it
     assert json.loads(path.read_text())["values"][2] == [1.0, None]
+
+
+def test_check_finite_json_names_where_the_nan_is():
+    import pytest
+
+    from qbc.errors import InvalidValueError
+    from qbc.validate import check_finite_json
+
+    check_finite_json({"a": [1.0, np.float32(2)], "b": np.arange(3.0), "c": "nan"}, "metadata")
+    with pytest.raises(InvalidValueError, match=r"metadata\.dart\.sigma = nan"):
+        check_finite_json({"dart": {"sigma": float("nan")}}, "metadata")
+    with pytest.raises(InvalidValueError, match=r"metadata\.x\[1\] \(an array\)"):
+        check_finite_json({"x": (0, np.array([np.inf]))}, "metadata")
+    with pytest.raises(InvalidValueError, match=r"config\.rate = inf"):
+        check_finite_json(_Config(Path("x"), (1,), math.inf), "config")

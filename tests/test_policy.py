@@ -22,13 +22,7 @@ from qbc.tokenizer import ActionTokenizer
 OBS_DIM, ACT_DIM = 3, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and the test machine's 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n=400, seed=0):

@@ -49,7 +49,7 @@ def changes(before: dict, after: dict) -> list[str]:
 
 def _tiny_cfg(out: Path, **kw):
     from qbc.policy import ModelConfig
-    from qbc.train import TrainConfig
+    from qbc.training import TrainConfig
 
     return TrainConfig(dataset="qbc/lin-v0", out=out, bins=8, steps=4, batch_size=16,
                        eval_interval=2, warmup_steps=1, progress=False, rollout_episodes=0,
@@ -61,7 +61,7 @@ def ws(tmp_path_factory):
     """A dataset qbc/lin-v0 and a trained run in a fresh workspace."""
     from qbc.collect import CollectConfig, collect
     from qbc.data import load_demonstrations
-    from qbc.train import train
+    from qbc.training import train
 
     root = tmp_path_factory.mktemp("refusals")
     old = os.environ.get("MINARI_DATASETS_PATH")
@@ -224,7 +224,7 @@ def test_overwrite_failing_midway_keeps_the_old_run(ws, tmp_path, monkeypatch):
 
 def test_overwrite_replaces_the_run_at_the_end(ws, tmp_path, monkeypatch):
     from qbc.data import load_demonstrations
-    from qbc.train import train
+    from qbc.training import train
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
     shutil.copytree(ws / "run", tmp_path / "run")
@@ -266,7 +266,7 @@ def test_damaged_checkpoint_parts_are_refused(ws, tmp_path):
 
 def test_resume_finds_the_run_by_its_folder_and_checks_the_data(ws, tmp_path, monkeypatch):
     from qbc.data import load_demonstrations
-    from qbc.train import train
+    from qbc.training import train
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
     monkeypatch.chdir(tmp_path)
@@ -287,7 +287,7 @@ def test_resume_refuses_a_folder_mixing_two_runs(ws, tmp_path, monkeypatch):
     """Two runs with the same settings and data differ only by their run id: a last/ copied
     from one into the other's folder is refused, and the folder is left as it was."""
     from qbc.data import load_demonstrations
-    from qbc.train import train
+    from qbc.training import train
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(ws / "minari"))
     demos = load_demonstrations("qbc/lin-v0")

@@ -13,14 +13,7 @@ from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.policy import ModelConfig, load_policy
 from qbc.training import TrainConfig, history_index, lr_factor, train
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and the test machine's 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @dataclass

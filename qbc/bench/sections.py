@@ -138,10 +138,10 @@ def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: i
 # -- 3. training -----------------------------------------------------------------------------------
 def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
                    repeats: int, block_s: float, seed: int) -> dict[str, Any]:
-    """Samples/s of ``qbc.train.train_step`` (AdamW, schedule, gradient clipping: the real step)
+    """Samples/s of ``qbc.training.train_step`` (AdamW, schedule, gradient clipping: the real step)
     on the default model, its FLOP/s from :mod:`qbc.bench.flops`, and the FLOP/s of a plain fp32
     matmul of the model's largest shape (and of 1024^3, for reference), timed in alternation."""
-    from qbc.train import TrainConfig, lr_factor, make_optimizer, train_step
+    from qbc.training import TrainConfig, lr_factor, make_optimizer, train_step
 
     policy = make_policy(model, obs_dim, act_dim, bins, seed)
     module = policy.module

@@ -3,8 +3,6 @@ its quantized expert and the expert; metrics.json, per_step.csv, PNG plots and a
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 import warnings
@@ -18,7 +16,7 @@ from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.cli.lists import parse_horizons
 from qbc.errors import InvalidValueError, QbcWarning
-from qbc.io import atomic_write_json, atomic_write_text, output_dir
+from qbc.io import atomic_write_csv, atomic_write_json, json_safe, output_dir
 from qbc.rollout import (
     QuantizedExpert,
     RolloutResult,
@@ -326,14 +324,10 @@ def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, A
     """metrics.json, per_step.csv, config.json and the two plots, all written atomically."""
     from qbc.plots import plot_regret_vs_horizon, plot_state_deviation
 
-    atomic_write_json(out / "config.json", _json_safe(config))
+    atomic_write_json(out / "config.json", json_safe(config))
     atomic_write_json(out / "metrics.json", metrics)
     rows = per_step_table(result)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "per_step.csv", buf.getvalue())
+    atomic_write_csv(out / "per_step.csv", rows, lineterminator="\r\n")
     plot_regret_vs_horizon(metrics, out / "regret_vs_horizon.png", title=result.env_id)
     plot_state_deviation(rows, out / "state_deviation.png", reference="expert",
                          title=result.env_id)
@@ -368,16 +362,6 @@ def growth_line(fit: dict[str, Any]) -> str:
     if fit["growth_detected"]:
         return text + f"better fit: {fit['better']}"
     return text + f"no growth detected ({fit['no_growth_reason']})"
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 COMMAND = Command(RolloutConfig, run_rollout,

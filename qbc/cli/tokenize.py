@@ -12,8 +12,9 @@ import numpy as np
 from qbc.cli import Command
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.io import output_file
+from qbc.quantizers import QUANTILE_RANGE, quantile_params
 from qbc.tokenizer import ActionTokenizer
-from qbc.validate import Rule, check_config, check_memory
+from qbc.validate import check_config, check_memory
 
 
 @dataclass
@@ -37,7 +38,7 @@ class TokenizeConfig:
 
 
 #: Ranges of the numeric flags (the quantizer checks its own settings when it is built).
-TOKENIZE_RULES = {"quantile": Rule(lo=0, hi=0.5, hi_open=True)}
+TOKENIZE_RULES = {"quantile": QUANTILE_RANGE}
 
 
 def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
     check_memory(32.0 * max(cfg.bins, 1) * n_dims + 16.0 * actions.size,
                  f"a tokenizer of {cfg.bins:,} bins for {n_dims} action dimension(s)",
                  "use fewer --bins")
-    params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
+    params = quantile_params(cfg.quantizer, cfg.quantile)
     with output_file(cfg.out, cfg.overwrite, "tokenize") as out:
         tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
         tok.save(out)

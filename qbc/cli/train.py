@@ -2,7 +2,7 @@
 summary: the step budget, losses, where the checkpoint is, and the closing rollout.
 
 Its flags are the fields of :class:`qbc.training.TrainConfig`. Under torchrun
-(``torchrun --nproc-per-node N -m qbc.train ...``) every rank trains and rank 0 alone prints.
+(``torchrun --nproc-per-node N -m qbc.cli train ...``) every rank trains and rank 0 alone prints.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ import numpy as np
 
 from qbc.data.demonstrations import Demonstrations
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.io import atomic_write_json
+from qbc.io import atomic_write_json, json_safe
+from qbc.validate import check_finite_json
 
 #: Name of the resolved-config file written beside a dataset's ``data/`` folder.
 CONFIG_FILE = "qbc_config.json"
@@ -128,8 +129,9 @@ def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env |
         dataset_id: ``(namespace/)name-vN``.
         episodes: ``minari.data_collector.EpisodeBuffer`` objects with array fields.
         env: env id, env or ``EnvSpec`` the data came from (``recover_environment`` rebuilds it).
-        metadata: JSON-safe provenance, stored under the metadata key ``"qbc"``.
-        config: JSON-safe resolved run config, written to ``<dataset>/qbc_config.json``.
+        metadata: provenance, stored under the metadata key ``"qbc"`` (through
+            :func:`qbc.io.json_safe`); NaN or inf in it is refused (InvalidValueError).
+        config: resolved run config, written to ``<dataset>/qbc_config.json`` (the same rules).
         overwrite: replace an existing dataset; otherwise :class:`OutputExistsError`.
         root: the datasets root (:func:`minari_root`).
 
@@ -147,6 +149,8 @@ def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env |
             f"Minari dataset {dataset_id!r} already exists at {final}; pass --overwrite to "
             "replace it or choose another --dataset (e.g. bump the -vN version)"
         )
+    check_finite_json(metadata or {}, "dataset metadata")
+    check_finite_json(config or {}, "dataset config")
     base = minari_root(root)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".qbc-staging-", dir=base))
@@ -155,7 +159,7 @@ def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env |
                algorithm_name=algorithm_name or "qbc",
                description=description or "demonstrations written by qbc")
         if config is not None:
-            atomic_write_json(staging / "built" / CONFIG_FILE, _json_safe(config))
+            atomic_write_json(staging / "built" / CONFIG_FILE, json_safe(config))
         with dataset_lock(dataset_id, base):
             _move_into_place(staging / "built", final, dataset_id, overwrite, base)
     finally:
@@ -180,7 +184,7 @@ def _build(folder: Path, dataset_id: str, episodes: Sequence[Any], env: Any,
             gym_env.close()
     storage.update_metadata(_minari_metadata(dataset_id, algorithm_name, description))
     storage.update_episodes(list(episodes))
-    storage.update_metadata({"qbc": _json_safe(metadata or {})})
+    storage.update_metadata({"qbc": json_safe(metadata or {})})
 
 
 def _spec_and_env(env: Any) -> tuple[Any, gym.Env]:
@@ -235,23 +239,6 @@ def _move_into_place(built: Path, final: Path, dataset_id: str, overwrite: bool,
     os.rename(built, final)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
-
-
-def _json_safe(obj: Any) -> Any:
-    """Round-trip through JSON so numpy scalars and tuples become plain types (NaN refused)."""
-    return json.loads(json.dumps(obj, allow_nan=False, default=_to_builtin))
-
-
-def _to_builtin(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info, 
     from qbc.certify import quantization_error, rtvc_violation_rate, used_eps_q
     from qbc.policy import ModelConfig
     from qbc.rollout import QuantizedExpert, coupled_rollout, fit_growth, horizon_metrics
-    from qbc.train import TrainConfig, train
+    from qbc.training import TrainConfig, train
 
     name = f"{env_id.split('/')[-1]}_{quantizer}{bins}"
     tcfg = TrainConfig(dataset=env_info["dataset"], out=out / "policies" / name,

@@ -77,7 +77,8 @@ _CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "independent-categorical": (IndependentCategoricalPolicy, MLPConfig),
     "mlp-mse": (MLPRegressionPolicy, MLPConfig),
     "mlp-gaussian": (MLPGaussianPolicy, MLPConfig),
-    # chunk policies (qbc.policy.chunked; built by build_chunk_policy, trained by qbc.chunk_train)
+    # chunk policies (qbc.policy.chunked; built by build_chunk_policy, trained by
+    # qbc.training.chunked)
     "chunk-ar-transformer": (ChunkARTransformer, ChunkARConfig),
     "chunk-mlp-l1": (ChunkMLPRegression, ChunkMLPConfig),
 }

@@ -21,6 +21,7 @@ from qbc.quantizers.base import (
 )
 from qbc.quantizers.binning import (
     QUANTILE_QUANTIZERS,
+    QUANTILE_RANGE,
     SignQuantizer,
     SmoothQuantizer,
     UniformQuantizer,
@@ -31,6 +32,7 @@ from qbc.quantizers.learned import KMeansQuantizer, LloydMaxQuantizer, VectorQua
 
 __all__ = [
     "QUANTILE_QUANTIZERS",
+    "QUANTILE_RANGE",
     "Quantizer",
     "available_quantizers",
     "get_quantizer_class",

@@ -7,15 +7,18 @@ import numpy as np
 from qbc.errors import InvalidValueError
 from qbc.quantizers.base import Quantizer, register_quantizer
 from qbc.quantizers.gaussian import uniform_gaussian_step
+from qbc.validate import Rule
 
 #: Quantizers that fit their range to the data, so that a command's ``--quantile`` applies.
 QUANTILE_QUANTIZERS = ("uniform", "smooth")
+#: The range of ``quantile``, [0, 0.5): commands check their ``--quantile`` flag with it.
+QUANTILE_RANGE = Rule(lo=0, hi=0.5, hi_open=True)
 
 
 def check_quantile(quantile: float, who: str = "quantile") -> float:
     """``quantile`` if it lies in [0, 0.5) (the range is fitted to the [q, 1-q] quantiles),
     else InvalidValueError naming ``who``."""
-    if not 0.0 <= quantile < 0.5:
+    if not QUANTILE_RANGE.holds(quantile):
         raise InvalidValueError(
             f"{who} must be in [0, 0.5), e.g. 0.01 for a 1%-99% range; got {quantile!r}")
     return quantile

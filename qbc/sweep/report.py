@@ -16,8 +16,6 @@ those points cannot be drawn on a log axis and are left out of the plots and the
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_text, read_json
+from qbc.io import atomic_write_csv, atomic_write_text, read_json
 from qbc.rollout import fit_growth, mean_ci95
 from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table, sweep_lock
 
@@ -205,12 +203,8 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
 def _write_report_files(sweep_dir: Path, summary: list[dict[str, Any]],
                         fits: list[dict[str, Any]]) -> list[Path]:
     """summary.csv, report.md and the plots of the axes the grid varies; the paths written."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows([{k: ("" if s[k] is None else s[k]) for k in SUMMARY_COLUMNS}
-                      for s in summary])
-    files = [atomic_write_text(sweep_dir / "summary.csv", buf.getvalue()),
+    table = [{k: ("" if s[k] is None else s[k]) for k in SUMMARY_COLUMNS} for s in summary]
+    files = [atomic_write_csv(sweep_dir / "summary.csv", table, SUMMARY_COLUMNS),
              atomic_write_text(sweep_dir / "report.md", markdown(summary, fits, str(sweep_dir)))]
     plots = [("H", "regret_vs_H.png", "horizon H", "regret vs horizon", False, "H"),
              ("bin_width", "regret_vs_bin_width.png", "bin width (action range / bins)",

@@ -80,6 +80,7 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
     import qbc  # noqa: F401  (registers the qbc/ envs in a fresh worker)
     from qbc.agents import make_expert
     from qbc.data import load_demonstrations
+    from qbc.quantizers import quantile_params
     from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
     from qbc.tokenizer import ActionTokenizer
 
@@ -99,8 +100,7 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
     for kind in tr["policies"]:
         t1 = time.perf_counter()
         if kind == QUANTIZED_EXPERT:
-            params = {"quantile": tr["quantile"]} if cell.quantizer in ("uniform", "smooth") \
-                else {}
+            params = quantile_params(cell.quantizer, tr["quantile"])
             tok = ActionTokenizer(cell.quantizer, cell.bins, tr["per_dim"], params)
             tok.fit(demos.actions)
             actors[kind] = QuantizedExpert(expert, tok, rng=np.random.default_rng(cell.seed))
@@ -143,7 +143,7 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
 def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
     """Train policy ``kind`` for ``cell``: (the policy, its best validation loss)."""
     from qbc.policy import ModelConfig
-    from qbc.train import TrainConfig, train
+    from qbc.training import TrainConfig, train
 
     tr = cell.settings["train"]
     cfg = TrainConfig(

@@ -78,7 +78,7 @@ class DataSpec:
 
 @dataclass
 class TrainSpec:
-    """What is trained in every cell (see qbc.train.TrainConfig for the meaning of each knob)."""
+    """What is trained in every cell (see qbc.training.TrainConfig for the meaning of each knob)."""
 
     policies: list[str] = field(default_factory=lambda: ["ar-transformer"])
     """policy kinds, plus "quantized-expert" (no training: the expert through the tokenizer)."""

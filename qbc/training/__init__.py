@@ -21,12 +21,13 @@ schedule, one step), :mod:`~qbc.training.loop` (:func:`train`),
 :mod:`~qbc.training.transition` (the model of ``--augment model``), :mod:`~qbc.training.run`
 (:func:`run_train`: a whole run from a dataset id) and :mod:`~qbc.training.chunked`.
 
-Data-parallel training: ``torchrun --nproc-per-node N -m qbc.train --dataset ... [flags]`` (the
-flags of ``qbc train``) runs N processes (gloo on CPU, NCCL with one GPU per process). Every
-process draws the same global batch of ``--batch-size`` rows and trains on its 1/N slice under
-DistributedDataParallel, so the run follows the single-process run up to float rounding; rank 0
-alone writes the run directory, shows progress and runs the evaluation rollouts. The run
-directory must be visible to every rank (``--resume`` reads it on all of them).
+Data-parallel training: ``qbc train --dataset ... [flags]`` started by
+``torchrun --nproc-per-node N`` (the command line is in the README, "Distributed training") runs N
+processes (gloo on CPU, NCCL with one GPU per process). Every process draws the same global batch
+of ``--batch-size`` rows and trains on its 1/N slice under DistributedDataParallel, so the run
+follows the single-process run up to float rounding; rank 0 alone writes the run directory, shows
+progress and runs the evaluation rollouts. The run directory must be visible to every rank
+(``--resume`` reads it on all of them).
 """
 
 from qbc.training.checkpoint import run_dir, run_identity, save_last

@@ -26,6 +26,7 @@ from qbc.distributed import local_device
 from qbc.policy import ModelConfig, build_policy, needs_tokenizer
 from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
 from qbc.policy.registry import check_model_config, check_policy_kind
+from qbc.quantizers import QUANTILE_RANGE
 from qbc.validate import (
     AT_LEAST_ONE,
     FRACTION,
@@ -198,7 +199,7 @@ def resolve_budget(cfg: TrainConfig, n_train_rows: int) -> TrainConfig:
 # -- validation -----------------------------------------------------------------------------------
 #: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32); the
 #: --model.* settings by :func:`qbc.policy.registry.check_model_config`).
-RULES = {"bins": Rule(lo=2, integer=True), "quantile": Rule(lo=0, hi=0.5, hi_open=True),
+RULES = {"bins": Rule(lo=2, integer=True), "quantile": QUANTILE_RANGE,
          "steps": Rule(lo=1, integer=True, optional=True), "epochs": POSITIVE,
          "patience": Rule(lo=0, integer=True, optional=True), "select_episodes": AT_LEAST_ONE,
          "batch_size": AT_LEAST_ONE, "lr": POSITIVE, "min_lr_ratio": Rule(lo=0, hi=1),

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from qbc.policy import Normalizer, needs_tokenizer
+from qbc.quantizers import quantile_params
 from qbc.tokenizer import ActionTokenizer
 from qbc.training.config import TrainConfig
 
@@ -67,7 +68,7 @@ def split_tensors(demos: Any, normalizer: Normalizer, tokenizer: ActionTokenizer
 
 def fit_tokenizer(cfg: TrainConfig, actions: np.ndarray) -> ActionTokenizer:
     """The ActionTokenizer of ``cfg`` fitted on (training) actions (N, D)."""
-    params = {"quantile": cfg.quantile} if cfg.quantizer in ("uniform", "smooth") else {}
+    params = quantile_params(cfg.quantizer, cfg.quantile)
     return ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
 
 
