@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qbc.environ import scoped_torch_rng
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.io import atomic_write, atomic_write_json, read_json
 from qbc.progress import progress_bar
@@ -191,6 +192,7 @@ class TransitionModel(nn.Module):
         return (x + self.delta_mean + z * self.delta_std).numpy().astype(np.float32)
 
 
+@scoped_torch_rng()  # seeds torch for its own initialisation; the caller's random state is kept
 def fit_transition_model(observations: np.ndarray, actions: np.ndarray,
                          next_observations: np.ndarray, tokenizer: Any,
                          cfg: TransitionModelConfig | None = None,

@@ -39,3 +39,15 @@ def scoped_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def scoped_torch_rng() -> Iterator[None]:
+    """torch's global random generators (CPU and every CUDA device) as they were before the
+    body, whatever the body seeds or draws: a library function that seeds torch (training,
+    model initialisation) leaves the caller's random stream untouched."""
+    import torch
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        yield

@@ -312,3 +312,12 @@ def test_resume_accepts_a_run_made_before_a_setting_existed():
     check_resume_config(stored, current)
     with pytest.raises(InvalidValueError, match="select_by"):
         check_resume_config(stored, {**current, "select_by": "rollout"})
+
+
+def test_training_leaves_torchs_global_random_state_as_it_found_it(tmp_path):
+    """Library code seeds its own runs; a caller's torch random stream is not reset by them."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(_cfg(tmp_path, steps=3), _demos(episodes=4, steps=10))
+    assert torch.equal(torch.rand(3), expected)

@@ -35,6 +35,7 @@ import torch
 from qbc.chunking import get_chunk_tokenizer_class, make_chunk_tokenizer, make_chunks
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
+from qbc.environ import scoped_torch_rng
 from qbc.errors import InvalidValueError
 from qbc.io import atomic_write_json, output_dir
 from qbc.policy import ModelConfig, Normalizer
@@ -260,10 +261,11 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any) -> dict[str, Any]:
 
     _validate(cfg)
     device = device_of(cfg)
-    torch.manual_seed(cfg.seed)
-    data = prepare_chunk_data(cfg, demos, device)
-    with output_dir(cfg.out, cfg.overwrite, "train-chunked") as out:  # after the data
-        result = _fit(cfg, demos, device, data, out)
+    with scoped_torch_rng():  # the caller's torch random state is left as found
+        torch.manual_seed(cfg.seed)
+        data = prepare_chunk_data(cfg, demos, device)
+        with output_dir(cfg.out, cfg.overwrite, "train-chunked") as out:  # after the data
+            result = _fit(cfg, demos, device, data, out)
     return {"policy": load_policy(cfg.out / "best", device=device), **result}
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from qbc.distributed import DistContext
+from qbc.environ import scoped_torch_rng
 from qbc.io import atomic_write_json
 from qbc.policy import Normalizer, Policy, build_policy
 from qbc.policy.loading import save_checkpoint
@@ -85,8 +86,9 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
     its own as ``cfg.tensorboard`` / ``cfg.wandb`` ask.
 
     Under torchrun every rank calls this with the same arguments (see :mod:`qbc.training`).
+    torch's global random state is the same afterwards as before (the run seeds its own).
     """
-    with claimed_run(cfg, demos, run_log) as claimed:
+    with scoped_torch_rng(), claimed_run(cfg, demos, run_log) as claimed:
         return train_in(cfg, demos, claimed, stop_at, init)
 
 
