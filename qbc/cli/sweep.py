@@ -11,7 +11,7 @@ import tyro
 
 from qbc.cli import Command
 from qbc.errors import QbcError
-from qbc.sweep.report import GROUP
+from qbc.sweep.report import CHUNK_GROUP, GROUP
 
 
 @dataclass
@@ -88,7 +88,7 @@ def format_report(report: dict[str, Any]) -> str:
     """Short stdout summary: growth exponents, files written."""
     lines = [f"{len(report['summary'])} (setting, H) rows aggregated"]
     for f in report["fits"]:
-        setting = ", ".join(str(f[c]) for c in GROUP)
+        setting = ", ".join(str(f[c]) for c in (*GROUP, *CHUNK_GROUP) if c in f)
         lines.append(f"  {setting}: regret ~ H^{f['slope']:.2f} "
                      f"[{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}] (better fit: {f['better']})")
     if report.get("stale_cells"):

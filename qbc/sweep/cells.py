@@ -4,6 +4,12 @@ A cell is one (env, expert, quantizer, bins, n_demos, seed) combination together
 setting that changes its numbers (training, rollout and data settings, horizons). Its key is a
 hash of those settings, so a finished cell is recognised by its key in the result table whatever
 order the grid lists its values in, and a changed setting makes a new cell.
+
+Chunk policies have cells of their own (``chunk_len`` k >= 1): a ``chunk-ar-transformer`` cell
+is one (env, expert, chunk tokenizer, k, bins, n_demos, seed), a ``chunk-mlp-l1`` cell one (env,
+expert, k, n_demos, seed) with no tokenizer and ``bins`` 0; their key also holds k, the tokenizer
+with its parameters and the execution modes they are rolled out with. Per-step cells
+(``chunk_len`` 0) keep the key they had before chunk axes existed.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from qbc.sweep.spec import SEED_STRIDE, SweepSpec, normalize_expert
+from qbc.sweep.spec import SEED_STRIDE, SweepSpec, experts_of, normalize_expert, normalize_named
 
 #: Bump when the meaning of a cell's numbers changes, so old rows are not mistaken for new ones.
 CELL_SCHEMA = 1
@@ -68,7 +74,12 @@ class Cell:
     n_demos: int
     seed: int
     params: str
-    """canonical JSON of the settings shared by the grid (train, rollout, data, horizons)."""
+    """canonical JSON of the settings shared by the grid (train, rollout, data, horizons; chunk
+    cells: also ``executions``)."""
+    chunk_tokenizer: str = ""
+    """chunk-ar-transformer cells: canonical JSON of {"name", "params"}; else ""."""
+    chunk_len: int = 0
+    """actions per chunk k of a chunk cell; 0 for a per-step cell."""
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -77,18 +88,34 @@ class Cell:
     @property
     def key(self) -> str:
         """The cell's content key (the ``cell`` column of the result table)."""
-        coords = {k: v for k, v in asdict(self).items() if k not in ("expert", "params")}
+        skip = ("expert", "params", "chunk_tokenizer", "chunk_len")
+        coords = {k: v for k, v in asdict(self).items() if k not in skip}
+        if self.chunk_len:  # per-step cells keep their old keys
+            coords["chunk_len"] = self.chunk_len
+            coords["chunk_tokenizer"] = (json.loads(self.chunk_tokenizer)
+                                         if self.chunk_tokenizer else None)
         return stable_hash({"schema": CELL_SCHEMA, **coords, "expert": json.loads(self.expert),
                             **self.settings})
 
     @property
+    def policies(self) -> list[str]:
+        """The policy kinds this cell trains (or wraps): the per-step ones of [train] policies,
+        or its one chunk policy."""
+        from qbc.policy.chunked import CHUNK_POLICIES
+
+        if self.chunk_len:
+            return ["chunk-ar-transformer" if self.chunk_tokenizer else "chunk-mlp-l1"]
+        return [p for p in self.settings["train"]["policies"] if p not in CHUNK_POLICIES]
+
+    @property
+    def chunk_tokenizer_label(self) -> str:
+        """``fast`` or ``per-step(n_bins=64,quantizer=uniform)``; "" without a tokenizer."""
+        return _label(self.chunk_tokenizer) if self.chunk_tokenizer else ""
+
+    @property
     def expert_label(self) -> str:
         """``lqr`` or ``linear(gain_scale=0.8)``."""
-        e = json.loads(self.expert)
-        if not e["params"]:
-            return e["name"]
-        inner = ",".join(f"{k}={v}" for k, v in sorted(e["params"].items()))
-        return f"{e['name']}({inner})"
+        return _label(self.expert)
 
     @property
     def dataset(self) -> DatasetSpec:
@@ -100,6 +127,15 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _label(named: str) -> str:
+    """Canonical JSON of {"name", "params"} -> ``name`` or ``name(k=v,...)``."""
+    e = json.loads(named)
+    if not e["params"]:
+        return e["name"]
+    inner = ",".join(f"{k}={v}" for k, v in sorted(e["params"].items()))
+    return f"{e['name']}({inner})"
 
 
 def _canonical(obj: Any) -> str:
@@ -115,14 +151,37 @@ def shared_settings(spec: SweepSpec) -> dict[str, Any]:
 
 
 def expand_cells(spec: SweepSpec) -> list[Cell]:
-    """Every cell of the grid, in the grid's order (envs outermost, seeds innermost)."""
-    params = _canonical(shared_settings(spec))
-    g = spec.grid
-    experts = [_canonical(normalize_expert(e)) for e in g.experts]
-    return [Cell(env=env, expert=expert, quantizer=q, bins=int(b), n_demos=int(n), seed=int(s),
-                 params=params)
-            for env, expert, q, b, n, s in itertools.product(g.envs, experts, g.quantizers,
-                                                             g.bins, g.n_demos, g.seeds)]
+    """Every cell of the grid, in the grid's order (envs outermost, seeds innermost): per-step
+    cells (when [train] policies has a per-step kind), then chunk-ar-transformer cells, then
+    chunk-mlp-l1 cells."""
+    from qbc.chunking.execution import parse_execute
+    from qbc.policy.chunked import CHUNK_POLICIES
+
+    shared = shared_settings(spec)
+    params = _canonical(shared)
+    g, policies = spec.grid, spec.train.policies
+    pairs = [(env, _canonical(normalize_expert(e))) for env in g.envs
+             for e in experts_of(spec, env)]
+    cells = []
+    if any(p not in CHUNK_POLICIES for p in policies):
+        cells += [Cell(env=env, expert=expert, quantizer=q, bins=int(b), n_demos=int(n),
+                       seed=int(s), params=params)
+                  for (env, expert), q, b, n, s in itertools.product(
+                      pairs, g.quantizers, g.bins, g.n_demos, g.seeds)]
+    chunk_params = _canonical({**shared, "executions": sorted(
+        str(parse_execute(e)) for e in g.executions)})
+    if "chunk-ar-transformer" in policies:
+        toks = [_canonical(normalize_named(t, "chunk_tokenizers")) for t in g.chunk_tokenizers]
+        cells += [Cell(env=env, expert=expert, quantizer="", bins=int(b), n_demos=int(n),
+                       seed=int(s), params=chunk_params, chunk_tokenizer=tok, chunk_len=int(k))
+                  for (env, expert), tok, k, b, n, s in itertools.product(
+                      pairs, toks, g.chunk_lens, g.bins, g.n_demos, g.seeds)]
+    if "chunk-mlp-l1" in policies:
+        cells += [Cell(env=env, expert=expert, quantizer="", bins=0, n_demos=int(n),
+                       seed=int(s), params=chunk_params, chunk_len=int(k))
+                  for (env, expert), k, n, s in itertools.product(
+                      pairs, g.chunk_lens, g.n_demos, g.seeds)]
+    return cells
 
 
 def needed_datasets(cells: list[Cell]) -> list[DatasetSpec]:

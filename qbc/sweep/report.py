@@ -3,12 +3,15 @@
 
 Outputs, beside results.csv:
 
-    summary.csv               one row per (env, expert, quantizer, bins, n_demos, policy, H):
-                              mean regret over seeds with a 95% Student-t interval
+    summary.csv               one row per (env, expert, quantizer, bins, n_demos, policy, H)
+                              — and chunk_tokenizer, chunk_len, execution when the sweep has
+                              chunk policies: mean regret over seeds with a 95% Student-t
+                              interval (chunk rows: also tokens per chunk, decode failures)
     report.md                 the same as a markdown table, plus regret ~ c·H^p fits
     regret_vs_H.png           log-log, one panel per env (and expert), one line per setting
     regret_vs_bin_width.png   at the largest H (when the grid has several bin counts)
     regret_vs_n_demos.png     at the largest H (when the grid has several n_demos)
+    regret_vs_chunk_len.png   at the largest H (when the grid has several chunk lengths k)
 
 Regret can be zero or negative (a policy can beat the expert on finitely many episodes);
 those points cannot be drawn on a log axis and are left out of the plots and the fits.
@@ -29,47 +32,81 @@ from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table, sweep_lock
 
 #: Columns that identify a setting; the seed is what is averaged over.
 GROUP = ("env", "expert", "quantizer", "bins", "n_demos", "policy")
+#: More setting columns, used when a table has chunk rows (older tables read them as empty).
+CHUNK_GROUP = ("chunk_tokenizer", "chunk_len", "execution")
+#: Per-setting means reported for chunk rows.
+CHUNK_MEANS = ("tokens_per_chunk", "decode_failures")
 SUMMARY_COLUMNS = [*GROUP, "H", "n_seeds", "bin_width", "regret_mean", "regret_ci_lo",
                    "regret_ci_hi", "regret_per_step", "state_dev_mean", "diverged_fraction",
                    "val_loss"]
 
 
+def group_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The setting columns of ``rows``: :data:`GROUP`, plus :data:`CHUNK_GROUP` when any row
+    comes from a chunk policy."""
+    return (*GROUP, *CHUNK_GROUP) if any(r.get("chunk_len") for r in rows) else GROUP
+
+
+def summary_columns(group: tuple[str, ...]) -> list[str]:
+    """Columns of summary.csv for the setting columns ``group``."""
+    if group == GROUP:
+        return SUMMARY_COLUMNS
+    return [*group, *SUMMARY_COLUMNS[len(GROUP):], *CHUNK_MEANS]
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((x is None, str(x) if isinstance(x, str) else (0 if x is None else x))
+                 for x in key)
+
+
+def _mean(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean over seeds (with a 95% interval of the mean) per setting and H, sorted."""
+    group = group_columns(rows)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[tuple(row[c] for c in (*GROUP, "H"))].append(row)
+        groups[tuple(row.get(c) for c in (*group, "H"))].append(row)
     out = []
-    for key in sorted(groups, key=lambda k: tuple(str(x) if isinstance(x, str) else x
-                                                  for x in k)):
+    for key in sorted(groups, key=_sort_key):
         g = groups[key]
         mean, lo, hi = mean_ci95(np.array([r["regret"] for r in g]))
-        val = [r["val_loss"] for r in g if r.get("val_loss") is not None]
         out.append({
-            **dict(zip((*GROUP, "H"), key, strict=True)), "n_seeds": len(g),
-            "bin_width": float(np.mean([r["bin_width"] for r in g])),
+            **dict(zip((*group, "H"), key, strict=True)), "n_seeds": len(g),
+            "bin_width": _mean([r["bin_width"] for r in g]),
             "regret_mean": mean, "regret_ci_lo": lo, "regret_ci_hi": hi,
             "regret_per_step": mean / key[-1],
             "state_dev_mean": float(np.mean([r["state_dev_mean"] for r in g])),
             "diverged_fraction": float(np.mean([r["diverged_fraction"] for r in g])),
-            "val_loss": float(np.mean(val)) if val else None,
+            "val_loss": _mean([r.get("val_loss") for r in g]),
+            **({c: _mean([r.get(c) for r in g]) for c in CHUNK_MEANS} if group != GROUP
+               else {}),
         })
     return out
+
+
+def summary_group(summary: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The setting columns of aggregated rows (those of :func:`aggregate`)."""
+    return (*GROUP, *CHUNK_GROUP) if summary and "execution" in summary[0] else GROUP
 
 
 def growth_fits(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setting: the power-law exponent p of mean regret ~ c·H^p (needs >= 3 positive H);
     ``better`` is the better fit, or "no growth detected" (rule: :func:`qbc.rollout.fit_growth`)."""
+    group = summary_group(summary)
     series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
     for s in summary:
-        series[tuple(s[c] for c in GROUP)].append((s["H"], s["regret_mean"]))
+        series[tuple(s[c] for c in group)].append((s["H"], s["regret_mean"]))
     fits = []
     for key, pts in series.items():
         hs, vs = zip(*sorted(pts), strict=True)
         fit = fit_growth(hs, vs)
         if fit["power"] is None:
             continue
-        fits.append({**dict(zip(GROUP, key, strict=True)), "slope": fit["power"]["slope"],
+        fits.append({**dict(zip(group, key, strict=True)), "slope": fit["power"]["slope"],
                      "ci95": fit["power"]["ci95"], "r2": fit["power"]["r2"],
                      "exp_rate": fit["exponential"]["rate"], "better": fit["verdict"],
                      "n_points": fit["n_points"]})
@@ -86,8 +123,10 @@ def _fmt(v: Any) -> str:
 
 
 def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: str) -> str:
-    cols = [*GROUP, "H", "n_seeds", "bin_width", "regret (95% CI)", "regret/step",
-            "state dev", "diverged"]
+    group = summary_group(summary)
+    means = CHUNK_MEANS if group != GROUP else ()
+    cols = [*group, "H", "n_seeds", "bin_width", "regret (95% CI)", "regret/step",
+            "state dev", "diverged", *means]
     lines = [f"# Sweep report: {source}", "",
              "Regret J_H(expert) - J_H(policy), mean over seeds with a 95% Student-t interval "
              "of that mean (over seeds; each seed's regret is itself a mean over coupled "
@@ -95,17 +134,18 @@ def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: 
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for s in summary:
         ci = f"{s['regret_mean']:.4g} [{s['regret_ci_lo']:.3g}, {s['regret_ci_hi']:.3g}]"
-        vals = [*(s[c] for c in GROUP), s["H"], s["n_seeds"], s["bin_width"], ci,
-                s["regret_per_step"], s["state_dev_mean"], f"{s['diverged_fraction']:.0%}"]
+        vals = [*(s[c] for c in group), s["H"], s["n_seeds"], s["bin_width"], ci,
+                s["regret_per_step"], s["state_dev_mean"], f"{s['diverged_fraction']:.0%}",
+                *(s[c] for c in means)]
         lines.append("| " + " | ".join(_fmt(v) for v in vals) + " |")
     if fits:
         lines += ["", "## Growth of regret with H", "",
                   "Least-squares fit of log(mean regret) on log H (power law, exponent p) and on "
                   "H (exponential); non-positive means are left out.", "",
-                  "| " + " | ".join([*GROUP, "p", "p 95% CI", "R^2", "exp. rate", "better fit"])
-                  + " |", "|" + "---|" * (len(GROUP) + 5)]
+                  "| " + " | ".join([*group, "p", "p 95% CI", "R^2", "exp. rate", "better fit"])
+                  + " |", "|" + "---|" * (len(group) + 5)]
         for f in fits:
-            vals = [*(f[c] for c in GROUP), f["slope"],
+            vals = [*(f[c] for c in group), f["slope"],
                     f"[{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}]", f["r2"], f["exp_rate"],
                     f["better"]]
             lines.append("| " + " | ".join(_fmt(v) for v in vals) + " |")
@@ -131,8 +171,9 @@ def _plot(summary: list[dict[str, Any]], x: str, path: Path, xlabel: str, title:
 
     from qbc.plots import save_figure
 
-    xcol = {"H": "H", "bin_width": "bins", "n_demos": "n_demos"}[x]
-    line_cols = tuple(c for c in ("quantizer", "policy", "bins", "n_demos") if c != xcol)
+    xcol = {"H": "H", "bin_width": "bins", "n_demos": "n_demos", "chunk_len": "chunk_len"}[x]
+    line_cols = tuple(c for c in ("quantizer", "policy", "bins", "n_demos", *CHUNK_GROUP)
+                      if c != xcol and c in summary[0])
     panels = _panels(summary)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     drawn = False
@@ -146,14 +187,15 @@ def _plot(summary: list[dict[str, Any]], x: str, path: Path, xlabel: str, title:
         for r in rows:
             lines[tuple(r[c] for c in varying)].append(r)
         for key, pts in sorted(lines.items(), key=lambda kv: str(kv[0])):
-            pts = sorted((p for p in pts if p["regret_mean"] > 0), key=lambda p: p[x])
+            pts = sorted((p for p in pts if p["regret_mean"] > 0 and p[x] is not None),
+                         key=lambda p: p[x])
             if not pts:
                 continue
             xs = [p[x] for p in pts]
             m = np.array([p["regret_mean"] for p in pts])
             lo = np.maximum(m - np.array([p["regret_ci_lo"] for p in pts]), 0)
             hi = np.maximum(np.array([p["regret_ci_hi"] for p in pts]) - m, 0)
-            label = ", ".join(f"{c}={v}" if c in ("bins", "n_demos") else str(v)
+            label = ", ".join(f"{c}={v}" if c in ("bins", "n_demos", "chunk_len") else str(v)
                               for c, v in zip(varying, key, strict=True))
             ax.errorbar(xs, m, yerr=[lo, hi], marker="o", capsize=3, label=label)
             drawn = True
@@ -203,16 +245,19 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
 def _write_report_files(sweep_dir: Path, summary: list[dict[str, Any]],
                         fits: list[dict[str, Any]]) -> list[Path]:
     """summary.csv, report.md and the plots of the axes the grid varies; the paths written."""
-    table = [{k: ("" if s[k] is None else s[k]) for k in SUMMARY_COLUMNS} for s in summary]
-    files = [atomic_write_csv(sweep_dir / "summary.csv", table, SUMMARY_COLUMNS),
+    columns = summary_columns(summary_group(summary))
+    table = [{k: ("" if s[k] is None else s[k]) for k in columns} for s in summary]
+    files = [atomic_write_csv(sweep_dir / "summary.csv", table, columns),
              atomic_write_text(sweep_dir / "report.md", markdown(summary, fits, str(sweep_dir)))]
     plots = [("H", "regret_vs_H.png", "horizon H", "regret vs horizon", False, "H"),
              ("bin_width", "regret_vs_bin_width.png", "bin width (action range / bins)",
               "regret vs bin width", True, "bins"),
              ("n_demos", "regret_vs_n_demos.png", "demonstrations n", "regret vs demonstrations",
-              True, "n_demos")]
+              True, "n_demos"),
+             ("chunk_len", "regret_vs_chunk_len.png", "chunk length k", "regret vs chunk length",
+              True, "chunk_len")]
     for x, name, xlabel, title, at_h, axis in plots:
-        if len({s[axis] for s in summary}) < 2:
+        if len({s.get(axis) for s in summary} - {None}) < 2:
             continue  # the grid does not vary this axis
         path = _plot(summary, x, sweep_dir / name, xlabel, title, at_h)
         if path is not None:

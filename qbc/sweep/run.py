@@ -9,7 +9,8 @@ the whole cell has finished.
 Sweep directory::
 
     sweep_config.json   the resolved sweep (spec, run options, every cell and its key)
-    results.csv         one row per (cell, policy, H); a cell's rows appear all at once
+    results.csv         one row per (cell, policy, H) — chunk cells: per (execution, H); a
+                        cell's rows appear all at once
     cells/<key>/        each cell's checkpoints (error.txt when it failed)
 """
 
@@ -76,8 +77,10 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
         raise InvalidValueError(f"--workers must be >= 1, got {workers}")
     if address is not None and backend != "ray":
         raise InvalidValueError("--address is for --backend ray; drop it or add --backend ray")
-    for env_id in spec.grid.envs:  # one cell's coupled rollout: every policy and the expert
-        check_rollout_memory(env_id, len(spec.train.policies) + 1, spec.rollout.episodes,
+    actors = max(len(c.policies) * (len(c.settings.get("executions", [])) or 1)
+                 for c in expand_cells(spec)) + 1  # the largest coupled rollout of a cell
+    for env_id in spec.grid.envs:  # one cell's coupled rollout: its policies and the expert
+        check_rollout_memory(env_id, actors, spec.rollout.episodes,
                              max(spec.grid.horizons), "use fewer [rollout] episodes or "
                              "smaller [grid] horizons")
     t0 = time.perf_counter()

@@ -75,29 +75,44 @@ def run_cell(cell: dict[str, Any], work_root: str, demos: Any = None) -> dict[st
 
 
 def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
-    import torch
-
     import qbc  # noqa: F401  (registers the qbc/ envs in a fresh worker)
     from qbc.agents import make_expert
     from qbc.data import load_demonstrations
-    from qbc.quantizers import quantile_params
-    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
-    from qbc.tokenizer import ActionTokenizer
 
     t0 = time.perf_counter()
     work = work_root / cell.key
     if work.exists():
         shutil.rmtree(work)  # leftovers of a run that was killed
     work.mkdir(parents=True)
-    s = cell.settings
-    tr, ro = s["train"], s["rollout"]
     if demos is None:
         demos = load_demonstrations(cell.dataset.dataset_id)
     expert_cfg = cell.dataset.expert_dict
     expert = make_expert(expert_cfg["name"], cell.env, **expert_cfg["params"])
+    if cell.chunk_len:
+        from qbc.sweep.chunk_runner import run_chunk_cell
+
+        rows = run_chunk_cell(cell, work, demos, expert)
+    else:
+        rows = _run_step_cell(cell, work, demos, expert)
+    seconds = time.perf_counter() - t0
+    for row in rows:
+        row["wall_seconds"] = seconds
+    return {"cell": cell.key, "rows": rows, "seconds": seconds}
+
+
+def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict[str, Any]]:
+    """Train (or wrap) each per-step policy of ``cell``, roll all out coupled; the rows."""
+    import torch
+
+    from qbc.quantizers import quantile_params
+    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+    from qbc.tokenizer import ActionTokenizer
+
+    s = cell.settings
+    tr, ro = s["train"], s["rollout"]
     actors: dict[str, Any] = {"expert": expert}
     extra: dict[str, dict[str, Any]] = {}
-    for kind in tr["policies"]:
+    for kind in cell.policies:
         t1 = time.perf_counter()
         if kind == QUANTIZED_EXPERT:
             params = quantile_params(cell.quantizer, tr["quantile"])
@@ -112,32 +127,35 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
     horizons = s["horizons"]
     # Policies decoded by sampling draw from one generator seeded by the cell, in rollout order.
     draws = torch.Generator().manual_seed(cell.seed)
-    for kind in tr["policies"]:
+    for kind in cell.policies:
         if kind != QUANTIZED_EXPERT:
             actors[kind].generator = draws
     result = coupled_rollout(cell.env, actors, range(ro["seed"], ro["seed"] + ro["episodes"]),
                              max(horizons), num_envs=ro["num_envs"])
     metrics = horizon_metrics(result, horizons, divergence_threshold=ro["divergence_threshold"])
-    expert_m = metrics["policies"]["expert"]
     width = nominal_bin_width(demos.actions, cell.bins)
-    rows = []
-    seconds = time.perf_counter() - t0
-    for kind in tr["policies"]:
-        for h in horizons:
-            m = metrics["policies"][kind][str(h)]
-            rows.append({
-                "cell": cell.key, "env": cell.env, "expert": cell.expert_label,
-                "quantizer": cell.quantizer, "bins": cell.bins, "bin_width": width,
-                "n_demos": cell.n_demos, "seed": cell.seed, "policy": kind, "H": h,
-                "regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
-                "regret_ci_hi": m["regret_ci95"][1], "regret_per_step": m["regret_per_step"],
-                "return": m["return"], "expert_return": expert_m[str(h)]["return"],
-                "state_dev_mean": m["state_dev_mean"], "state_dev_max": m["state_dev_max"],
-                "action_dev_mean": m["action_dev_mean"],
-                "diverged_fraction": m["diverged_fraction"], **extra[kind],
-                "wall_seconds": seconds,
-            })
-    return {"cell": cell.key, "rows": rows, "seconds": seconds}
+    return [make_row(cell, kind, h, metrics["policies"][kind][str(h)],
+                     metrics["policies"]["expert"][str(h)], width, extra[kind])
+            for kind in cell.policies for h in horizons]
+
+
+def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[str, Any],
+             width: float | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """One row of the result table: policy ``kind`` of ``cell`` at horizon ``h`` (its metrics
+    ``m`` and the expert's ``expert_m`` from :func:`qbc.rollout.horizon_metrics`), plus
+    ``extra`` columns (val_loss, train_seconds; chunk cells: execution, tokens, failures)."""
+    return {
+        "cell": cell.key, "env": cell.env, "expert": cell.expert_label,
+        "quantizer": cell.quantizer, "bins": cell.bins, "bin_width": width,
+        "n_demos": cell.n_demos, "seed": cell.seed, "policy": kind, "H": h,
+        "chunk_tokenizer": cell.chunk_tokenizer_label, "chunk_len": cell.chunk_len or None,
+        "regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
+        "regret_ci_hi": m["regret_ci95"][1], "regret_per_step": m["regret_per_step"],
+        "return": m["return"], "expert_return": expert_m["return"],
+        "state_dev_mean": m["state_dev_mean"], "state_dev_max": m["state_dev_max"],
+        "action_dev_mean": m["action_dev_mean"],
+        "diverged_fraction": m["diverged_fraction"], **extra,
+    }
 
 
 def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:

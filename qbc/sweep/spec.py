@@ -5,15 +5,29 @@ A sweep file has four tables; every key is optional except ``grid.envs``::
     [grid]                      # the product of these lists is the set of cells
     envs = ["qbc/ScalarStable-v0"]
     experts = ["lqr", {name = "linear", params = {gain_scale = 0.8}}]
+    # an expert table may name the envs it applies to: {name = "zoo:Pendulum-v1",
+    # envs = ["Pendulum-v1"]}; without envs an expert applies to every env
     quantizers = ["uniform", "smooth"]
     bins = [16]
     n_demos = [50]
     seeds = [0, 1, 2]
     horizons = [10, 100, 500]   # not a grid axis: every cell reports one row per H
+    # chunk policies only (see below):
+    chunk_tokenizers = ["per-step", "fast", {name = "beast", params = {n_control_points = 4}}]
+    chunk_lens = [1, 4, 16]
+    executions = ["open-loop", "receding:1", "ensemble:0.1"]
 
     [data]                      # how demonstrations are collected (cached by content)
     [train]                     # policies = ["ar-transformer", "quantized-expert"], steps, ...
     [rollout]                   # episodes, num_envs, seed, ...
+
+Chunk policies (``chunk-ar-transformer``, ``chunk-mlp-l1`` in ``[train] policies``; trained by
+:func:`qbc.training.chunked.train_chunked`) get their own cells: one per (env, expert, bins,
+n_demos, seed) x chunk tokenizer x chunk length k for ``chunk-ar-transformer`` (``bins`` is the
+tokenizer's ``--bins``; the ``quantizers`` axis does not apply), one per (env, expert, n_demos,
+seed) x k for the continuous ``chunk-mlp-l1``. ``executions`` (names as ``--execute`` takes them,
+:func:`qbc.chunking.execution.parse_execute`) is a rollout-time axis: each chunk policy is trained
+once and rolled out once per execution mode. Per-step policies ignore the three chunk axes.
 
 A scalar where a list is expected is read as a one-element list. Unknown keys are an
 :class:`~qbc.errors.InvalidValueError` naming the key, the closest valid key and all valid keys.
@@ -60,6 +74,13 @@ class GridSpec:
     """seeds of the data, the training and the smooth quantizer's rounding."""
     horizons: list[int] = field(default_factory=lambda: [10, 50, 200])
     """horizons H at which each cell reports its metrics (the rollout runs to the largest)."""
+    chunk_tokenizers: list[Any] = field(default_factory=lambda: ["per-step"])
+    """chunk-ar-transformer: chunk tokenizer names (qbc.chunking), or tables
+    {name = "per-step", params = {quantizer = "uniform", n_bins = 64}}."""
+    chunk_lens: list[int] = field(default_factory=lambda: [4])
+    """chunk policies: actions per chunk k."""
+    executions: list[str] = field(default_factory=lambda: ["open-loop"])
+    """chunk policies: execution modes of the rollouts (open-loop, receding:M, ensemble:C)."""
 
 
 @dataclass
@@ -135,7 +156,9 @@ class SweepSpec:
 
 _TABLES = {"grid": GridSpec, "data": DataSpec, "train": TrainSpec, "rollout": RolloutSpec}
 _LIST_FIELDS = {"envs", "experts", "quantizers", "bins", "n_demos", "seeds", "horizons",
-                "policies"}
+                "policies", "chunk_tokenizers", "chunk_lens", "executions"}
+_LIST_KINDS: dict[str, type] = {"envs": str, "quantizers": str, "policies": str,
+                                "executions": str, "experts": object, "chunk_tokenizers": object}
 
 
 def _check_keys(where: str, keys: Any, valid: list[str], source: str) -> None:
@@ -164,7 +187,7 @@ def _coerce(table: str, key: str, value: Any, default: Any, source: str) -> Any:
         items = value if isinstance(value, list) else [value]
         if not items:
             raise InvalidValueError(f"{where} is an empty list; give at least one value")
-        kind = {"envs": str, "quantizers": str, "policies": str, "experts": object}.get(key, int)
+        kind = _LIST_KINDS.get(key, int)
         for item in items:
             if not _type_ok(item, kind):
                 raise InvalidValueError(
@@ -217,21 +240,46 @@ def load_spec(path: str | Path) -> SweepSpec:
     return spec_from_dict(doc, source=str(path))
 
 
-def normalize_expert(entry: Any, source: str = "the sweep file") -> dict[str, Any]:
-    """"lqr" or {name = "lqr", params = {...}} -> {"name": ..., "params": {...}}."""
+def normalize_named(entry: Any, key: str, source: str = "the sweep file") -> dict[str, Any]:
+    """An entry of the [grid] list ``key``: "name" or {name = "name", params = {...}} ->
+    {"name": ..., "params": {...}} (an expert's ``envs`` is left out: see :func:`expert_envs`)."""
+    what = {"experts": "expert", "chunk_tokenizers": "chunk tokenizer"}.get(key, key)
     if isinstance(entry, str):
         return {"name": entry, "params": {}}
     if isinstance(entry, dict):
-        _check_keys("an expert table of [grid] experts", entry, ["name", "params"], source)
+        keys = ["name", "params", "envs"] if key == "experts" else ["name", "params"]
+        _check_keys(f"a table of [grid] {key}", entry, keys, source)
         if not isinstance(entry.get("name"), str):
-            raise InvalidValueError(f"an expert table in {source} needs name = \"...\"")
+            raise InvalidValueError(f"a table of [grid] {key} in {source} needs name = \"...\"")
         params = entry.get("params", {})
         if not isinstance(params, dict):
-            raise InvalidValueError(f"expert {entry['name']!r}: params must be a table")
+            raise InvalidValueError(f"[grid] {key}: {what} {entry['name']!r}: params must be a "
+                                    "table")
         return {"name": entry["name"], "params": dict(params)}
     raise InvalidValueError(
-        f"[grid] experts in {source}: {entry!r} is neither a name nor a table "
+        f"[grid] {key} in {source}: {entry!r} is neither a name nor a table "
         "{name = ..., params = {...}}")
+
+
+def normalize_expert(entry: Any, source: str = "the sweep file") -> dict[str, Any]:
+    """"lqr" or {name = "lqr", params = {...}} -> {"name": ..., "params": {...}}."""
+    return normalize_named(entry, "experts", source)
+
+
+def expert_envs(entry: Any, source: str = "the sweep file") -> list[str] | None:
+    """The envs an expert entry is limited to ({name = ..., envs = [...]}); None: every env."""
+    if not isinstance(entry, dict) or "envs" not in entry:
+        return None
+    envs = entry["envs"]
+    if not (isinstance(envs, list) and envs and all(isinstance(e, str) for e in envs)):
+        raise InvalidValueError(f"[grid] experts in {source}: envs of {entry.get('name')!r} must "
+                                f"be a non-empty list of env ids, got {envs!r}")
+    return list(envs)
+
+
+def experts_of(spec: SweepSpec, env: str) -> list[Any]:
+    """The [grid] experts entries that apply to ``env``, in the grid's order."""
+    return [e for e in spec.grid.experts if (expert_envs(e) or [env]).count(env)]
 
 
 def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
@@ -241,6 +289,7 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
     import qbc  # noqa: F401  (registers the qbc/ envs)
     from qbc.agents import available_experts
     from qbc.policy import ModelConfig, available_policies
+    from qbc.policy.chunked import CHUNK_POLICIES
     from qbc.policy.decoding import check_decode_mode
     from qbc.quantizers import available_quantizers
 
@@ -255,12 +304,23 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
         name = normalize_expert(entry, source)["name"]
         if name not in available_experts():
             raise UnknownNameError("expert", name, available_experts())
+        outside = sorted(set(expert_envs(entry, source) or []) - set(g.envs))
+        if outside:
+            raise InvalidValueError(f"[grid] experts in {source}: envs of {name!r} lists "
+                                    f"{outside}, which [grid] envs does not")
+    for env in g.envs:
+        if not experts_of(spec, env):
+            raise InvalidValueError(f"[grid] experts in {source}: no expert applies to {env!r}; "
+                                    "add one without envs or with this env in its envs")
     for q in g.quantizers:
         if q not in available_quantizers():
             raise UnknownNameError("quantizer", q, available_quantizers())
     for p in t.policies:
-        if p != QUANTIZED_EXPERT and p not in available_policies():
-            raise UnknownNameError("policy", p, [*available_policies(), QUANTIZED_EXPERT])
+        if p != QUANTIZED_EXPERT and p not in available_policies() and p not in CHUNK_POLICIES:
+            raise UnknownNameError("policy", p, [*available_policies(), *CHUNK_POLICIES,
+                                                 QUANTIZED_EXPERT])
+    if any(p in CHUNK_POLICIES for p in t.policies):
+        validate_chunk_axes(spec, source)
     model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
     _check_keys("[train] model", t.model, model_fields, source)
     check_decode_mode(t.decode)
@@ -300,3 +360,48 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
                 f"the demonstrations of grid seed {s} (episode seeds {lo}..) overlap the "
                 f"evaluation seeds {eval_lo}..{eval_hi - 1}; move [rollout] seed or [data] seed "
                 f"({source})")
+
+
+def validate_chunk_axes(spec: SweepSpec, source: str = "the sweep file") -> None:
+    """The chunk axes of a sweep with chunk policies: tokenizer names and parameters, k >= 1,
+    execution modes (receding:M needs M <= the smallest k), chunk-compatible decode and model."""
+    from qbc.chunking import available_chunk_tokenizers, make_chunk_tokenizer
+    from qbc.chunking.execution import parse_execute
+
+    g, t = spec.grid, spec.train
+    for entry in g.chunk_tokenizers:
+        tok = normalize_named(entry, "chunk_tokenizers", source)
+        if tok["name"] not in available_chunk_tokenizers():
+            unknown = UnknownNameError("chunk tokenizer", tok["name"],
+                                       available_chunk_tokenizers())
+            raise InvalidValueError(f"[grid] chunk_tokenizers in {source}: {unknown}")
+        bad = [k for k, v in tok["params"].items() if not isinstance(v, (str, int, float, bool))]
+        if bad:
+            raise InvalidValueError(f"[grid] chunk_tokenizers in {source}: {tok['name']} params "
+                                    f"{bad} must be numbers, strings or booleans")
+        try:
+            make_chunk_tokenizer(tok["name"], **tok["params"])
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"[grid] chunk_tokenizers in {source}: {exc}") from None
+    if any(k < 1 for k in g.chunk_lens):
+        raise InvalidValueError(f"[grid] chunk_lens must be >= 1, got {g.chunk_lens} ({source})")
+    for text in g.executions:
+        try:
+            mode = parse_execute(text)
+        except InvalidValueError:
+            raise InvalidValueError(
+                f"[grid] executions in {source}: bad execution mode {text!r}; use open-loop, "
+                "receding:M (an integer M >= 1) or ensemble:C (a number C >= 0)") from None
+        if mode.mode == "receding" and mode.value > min(g.chunk_lens):
+            raise InvalidValueError(
+                f"[grid] executions in {source}: {text} executes more actions than the shortest "
+                f"chunk (chunk_lens {g.chunk_lens}); use receding:M with M <= {min(g.chunk_lens)}")
+    if len({str(parse_execute(e)) for e in g.executions}) != len(g.executions):
+        raise InvalidValueError(f"[grid] executions in {source} lists a mode twice: "
+                                f"{g.executions!r}")
+    if t.decode not in ("argmax", "sample"):
+        raise InvalidValueError(f"[train] decode in {source}: chunk policies decode by argmax or "
+                                f"sample, not {t.decode!r}")
+    if t.model.get("obs_history", 1) != 1:
+        raise InvalidValueError(f"[train] model in {source}: chunk policies see the current "
+                                "observation only; use obs_history = 1")

@@ -3,6 +3,9 @@
 Only the sweep's parent process writes it. An append reads the current file, adds the rows and
 writes the result to a temporary file that is renamed over the table (:func:`qbc.io.atomic_write`),
 so a crash leaves the table as it was before or after a whole cell, never half a cell.
+
+Tables written before a column existed stay readable: a missing column reads as empty (None, or
+"" for text columns), and the next append rewrites the file under the current header.
 """
 
 from __future__ import annotations
@@ -18,17 +21,18 @@ from qbc.io import atomic_write_text, exclusive
 
 #: Column order of results.csv.
 COLUMNS = [
-    "cell", "env", "expert", "quantizer", "bins", "bin_width", "n_demos", "seed", "policy", "H",
+    "cell", "env", "expert", "quantizer", "bins", "bin_width", "n_demos", "seed", "policy",
+    "chunk_tokenizer", "chunk_len", "execution", "H",
     "regret", "regret_ci_lo", "regret_ci_hi", "regret_per_step", "return", "expert_return",
     "state_dev_mean", "state_dev_max", "action_dev_mean", "diverged_fraction", "val_loss",
-    "train_seconds", "wall_seconds",
+    "tokens_per_chunk", "decode_failures", "train_seconds", "wall_seconds",
 ]
 
 #: Columns that measure time, not results: left out when two tables are compared.
 TIME_COLUMNS = ("train_seconds", "wall_seconds")
 
-_INT_COLUMNS = {"bins", "n_demos", "seed", "H"}
-_TEXT_COLUMNS = {"cell", "env", "expert", "quantizer", "policy"}
+_INT_COLUMNS = {"bins", "n_demos", "seed", "H", "chunk_len", "decode_failures"}
+_TEXT_COLUMNS = {"cell", "env", "expert", "quantizer", "policy", "chunk_tokenizer", "execution"}
 
 TABLE_FILE = "results.csv"
 CONFIG_FILE = "sweep_config.json"
@@ -47,14 +51,15 @@ def _format(value: Any) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def rows_to_csv(rows: list[dict[str, Any]], header: bool) -> str:
-    """CSV text of ``rows`` (floats written with repr, so they read back bit for bit)."""
+def rows_to_csv(rows: list[dict[str, Any]], header: bool, raw: bool = False) -> str:
+    """CSV text of ``rows`` (floats written with repr, so they read back bit for bit; ``raw``:
+    the values are CSV text already, written unchanged)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     if header:
         writer.writeheader()
     for row in rows:
-        writer.writerow({c: _format(row.get(c)) for c in COLUMNS})
+        writer.writerow({c: (row.get(c) or "") if raw else _format(row.get(c)) for c in COLUMNS})
     return buf.getvalue()
 
 
@@ -73,9 +78,10 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
                 f"{path} is not a qbc sweep table (missing columns {missing}); move it away "
                 "or choose another sweep directory")
         rows = []
+        absent = {c: "" for c in COLUMNS if c not in reader.fieldnames}  # an older table
         for line, raw in enumerate(reader, start=2):
             try:
-                rows.append({k: _parse(k, v) for k, v in raw.items()})
+                rows.append({k: _parse(k, v) for k, v in {**raw, **absent}.items()})
             except (ValueError, TypeError):
                 raise CorruptFileError(
                     f"{path} line {line} cannot be read ({raw}); the table was edited by hand "
@@ -85,7 +91,7 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
 
 def _parse(column: str, text: str | None) -> Any:
     if column in _TEXT_COLUMNS:
-        return text
+        return text if text is not None else ""
     if text is None or text == "":
         return None
     return int(text) if column in _INT_COLUMNS else float(text)
@@ -103,4 +109,9 @@ def append_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
     if old and not old.endswith("\n"):
         raise CorruptFileError(f"{path} does not end with a newline: it was truncated outside "
                                "qbc; delete its last line and run the sweep again")
+    header = ",".join(COLUMNS) + "\n"
+    if old and not old.startswith(header):  # written before a column existed: new header
+        with path.open(newline="", encoding="utf-8") as f:
+            earlier = list(csv.DictReader(f))  # the text of each field, unchanged
+        old = rows_to_csv(earlier, header=True, raw=True)
     atomic_write_text(path, old + rows_to_csv(rows, header=not old))

@@ -1,0 +1,95 @@
+"""What a chunk cell of a sweep does: train its one chunk policy once
+(:func:`qbc.training.chunked.train_chunked`), then roll it out coupled with the expert once per
+execution mode (:class:`qbc.chunking.execution.ChunkExecutor`), one row per (mode, H).
+
+Every mode's executor wraps the same trained policy; the coupled rollout runs them one after
+another from the same episode seeds and noise as the expert, so the modes differ only in how the
+chunks are executed. ``decode_failures`` is a mode's repaired chunks over its whole rollout (to
+the largest H); ``tokens_per_chunk`` the mean token count of the tokenizer's code of the cell's
+demonstration chunks (None for the continuous ``chunk-mlp-l1``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from qbc.sweep.cells import Cell
+
+
+def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict[str, Any]]:
+    """Train ``cell``'s chunk policy on ``demos`` (checkpoint under ``work``), roll it out per
+    execution mode against ``expert``; the result-table rows (one per mode and H)."""
+    import torch
+
+    from qbc.chunking.execution import ChunkExecutor
+    from qbc.rollout import coupled_rollout, horizon_metrics
+    from qbc.sweep.runner import make_row, nominal_bin_width
+
+    s = cell.settings
+    ro, horizons = s["rollout"], s["horizons"]
+    (kind,) = cell.policies
+    t1 = time.perf_counter()
+    policy, val_loss = train_chunk_policy(cell, kind, demos, work / kind)
+    train_seconds = time.perf_counter() - t1
+    policy.generator = torch.Generator().manual_seed(cell.seed)  # sampled decoding only
+    executors = {mode: ChunkExecutor(policy, mode) for mode in s["executions"]}
+    names = {mode: f"{kind} {mode}" for mode in executors}
+    result = coupled_rollout(cell.env, {"expert": expert,
+                                        **{names[m]: e for m, e in executors.items()}},
+                             range(ro["seed"], ro["seed"] + ro["episodes"]), max(horizons),
+                             num_envs=ro["num_envs"])
+    metrics = horizon_metrics(result, horizons, divergence_threshold=ro["divergence_threshold"])
+    width = nominal_bin_width(demos.actions, cell.bins) if cell.bins else None
+    tokens = tokens_per_chunk(policy, demos, cell.chunk_len)
+    rows = []
+    for mode, executor in executors.items():
+        extra = {"val_loss": val_loss, "train_seconds": train_seconds, "execution": mode,
+                 "tokens_per_chunk": tokens, "decode_failures": executor.decode_failures}
+        rows += [make_row(cell, kind, h, metrics["policies"][names[mode]][str(h)],
+                          metrics["policies"]["expert"][str(h)], width, extra)
+                 for h in horizons]
+    return rows
+
+
+def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
+    """Train chunk policy ``kind`` for ``cell``: (the best checkpoint as a
+    :class:`qbc.policy.chunked.ChunkPolicy`, its validation loss)."""
+    from qbc.policy import ModelConfig
+    from qbc.training.chunked import ChunkTrainConfig, train_chunked
+
+    tr = cell.settings["train"]
+    tok = json.loads(cell.chunk_tokenizer) if cell.chunk_tokenizer else {"name": "per-step",
+                                                                       "params": {}}
+    # Parameters travel as ChunkTrainConfig's 'name=value,...' text, each value as JSON.
+    params = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(tok["params"].items()))
+    cfg = ChunkTrainConfig(
+        dataset=cell.dataset.dataset_id, out=out, policy=kind, chunk_k=cell.chunk_len,
+        chunk_tokenizer=tok["name"], chunk_tokenizer_params=params, bins=cell.bins or 64,
+        model=ModelConfig(**tr["model"]), steps=tr["steps"], batch_size=tr["batch_size"],
+        lr=tr["lr"], warmup_steps=tr["warmup_steps"], seed=cell.seed,
+        val_fraction=tr["val_fraction"], eval_interval=tr["eval_interval"], device="cpu",
+        rollout_episodes=0, progress=False, overwrite=True)
+    result = train_chunked(cfg, demos)
+    policy = result["policy"]
+    if policy.chunk_tokenizer is not None:
+        policy.decode_mode = tr["decode"]
+    return policy, result["best_val_loss"]
+
+
+def tokens_per_chunk(policy: Any, demos: Any, k: int) -> float | None:
+    """Mean tokens per chunk of the policy's chunk tokenizer over every chunk of ``demos``
+    (fixed-length codes: their length); None without a tokenizer."""
+    import numpy as np
+
+    from qbc.training.chunked import chunk_rows
+
+    tok = policy.chunk_tokenizer
+    if tok is None:
+        return None
+    if tok.n_tokens is not None:
+        return float(tok.n_tokens)
+    _, chunks = chunk_rows(demos, k)
+    return float(np.mean([len(t) for t in tok.encode(chunks)]))
