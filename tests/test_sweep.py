@@ -29,7 +29,7 @@ from qbc.sweep import (
     spec_from_dict,
     write_report,
 )
-from qbc.sweep.spec import tomllib
+from qbc.sweep.spec import experts_of, tomllib
 from qbc.sweep.table import append_rows
 
 parse_toml = tomllib.loads
@@ -143,9 +143,13 @@ def test_bad_names_and_values_are_refused():
 def test_shipped_configs_are_valid_and_the_size_they_say(config):
     spec = load_spec(config)
     cells = expand_cells(spec)
-    g = spec.grid
-    assert len(cells) == (len(g.envs) * len(g.experts) * len(g.quantizers) * len(g.bins)
-                          * len(g.n_demos) * len(g.seeds))
+    g, policies = spec.grid, spec.train.policies
+    pairs = sum(len(experts_of(spec, env)) for env in g.envs)  # (env, expert) pairs
+    per_step = any(not p.startswith("chunk-") for p in policies) * len(g.quantizers) * len(g.bins)
+    chunk_ar = ("chunk-ar-transformer" in policies) * len(g.chunk_tokenizers) * len(g.bins)
+    chunk_l1 = "chunk-mlp-l1" in policies
+    assert len(cells) == pairs * len(g.n_demos) * len(g.seeds) * (
+        per_step + (chunk_ar + chunk_l1) * len(g.chunk_lens))
     header = " ".join(config.read_text().splitlines()[:8])
     stated = [int(n) for n in re.findall(r"= (\d+) cells", header)]  # "... x 3 seeds = 18 cells"
     assert stated == [len(cells)], f"the header of {config.name} gives {stated} cells"

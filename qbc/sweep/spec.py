@@ -287,7 +287,6 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
     import gymnasium as gym
 
     import qbc  # noqa: F401  (registers the qbc/ envs)
-    from qbc.agents import available_experts
     from qbc.policy import ModelConfig, available_policies
     from qbc.policy.chunked import CHUNK_POLICIES
     from qbc.policy.decoding import check_decode_mode
@@ -300,18 +299,7 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
         if env not in gym.registry:
             raise UnknownNameError("env id", env, [e for e in gym.registry if e.startswith("qbc/")]
                                    or gym.registry)
-    for entry in g.experts:
-        name = normalize_expert(entry, source)["name"]
-        if name not in available_experts():
-            raise UnknownNameError("expert", name, available_experts())
-        outside = sorted(set(expert_envs(entry, source) or []) - set(g.envs))
-        if outside:
-            raise InvalidValueError(f"[grid] experts in {source}: envs of {name!r} lists "
-                                    f"{outside}, which [grid] envs does not")
-    for env in g.envs:
-        if not experts_of(spec, env):
-            raise InvalidValueError(f"[grid] experts in {source}: no expert applies to {env!r}; "
-                                    "add one without envs or with this env in its envs")
+    _check_experts(spec, source)
     for q in g.quantizers:
         if q not in available_quantizers():
             raise UnknownNameError("quantizer", q, available_quantizers())
@@ -320,6 +308,8 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
             raise UnknownNameError("policy", p, [*available_policies(), *CHUNK_POLICIES,
                                                  QUANTIZED_EXPERT])
     if any(p in CHUNK_POLICIES for p in t.policies):
+        from qbc.sweep.chunk_axes import validate_chunk_axes
+
         validate_chunk_axes(spec, source)
     model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
     _check_keys("[train] model", t.model, model_fields, source)
@@ -362,46 +352,19 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
                 f"({source})")
 
 
-def validate_chunk_axes(spec: SweepSpec, source: str = "the sweep file") -> None:
-    """The chunk axes of a sweep with chunk policies: tokenizer names and parameters, k >= 1,
-    execution modes (receding:M needs M <= the smallest k), chunk-compatible decode and model."""
-    from qbc.chunking import available_chunk_tokenizers, make_chunk_tokenizer
-    from qbc.chunking.execution import parse_execute
+def _check_experts(spec: SweepSpec, source: str) -> None:
+    """Expert names registered; their envs in [grid] envs; every env has an expert."""
+    from qbc.agents import available_experts
 
-    g, t = spec.grid, spec.train
-    for entry in g.chunk_tokenizers:
-        tok = normalize_named(entry, "chunk_tokenizers", source)
-        if tok["name"] not in available_chunk_tokenizers():
-            unknown = UnknownNameError("chunk tokenizer", tok["name"],
-                                       available_chunk_tokenizers())
-            raise InvalidValueError(f"[grid] chunk_tokenizers in {source}: {unknown}")
-        bad = [k for k, v in tok["params"].items() if not isinstance(v, (str, int, float, bool))]
-        if bad:
-            raise InvalidValueError(f"[grid] chunk_tokenizers in {source}: {tok['name']} params "
-                                    f"{bad} must be numbers, strings or booleans")
-        try:
-            make_chunk_tokenizer(tok["name"], **tok["params"])
-        except InvalidValueError as exc:
-            raise InvalidValueError(f"[grid] chunk_tokenizers in {source}: {exc}") from None
-    if any(k < 1 for k in g.chunk_lens):
-        raise InvalidValueError(f"[grid] chunk_lens must be >= 1, got {g.chunk_lens} ({source})")
-    for text in g.executions:
-        try:
-            mode = parse_execute(text)
-        except InvalidValueError:
-            raise InvalidValueError(
-                f"[grid] executions in {source}: bad execution mode {text!r}; use open-loop, "
-                "receding:M (an integer M >= 1) or ensemble:C (a number C >= 0)") from None
-        if mode.mode == "receding" and mode.value > min(g.chunk_lens):
-            raise InvalidValueError(
-                f"[grid] executions in {source}: {text} executes more actions than the shortest "
-                f"chunk (chunk_lens {g.chunk_lens}); use receding:M with M <= {min(g.chunk_lens)}")
-    if len({str(parse_execute(e)) for e in g.executions}) != len(g.executions):
-        raise InvalidValueError(f"[grid] executions in {source} lists a mode twice: "
-                                f"{g.executions!r}")
-    if t.decode not in ("argmax", "sample"):
-        raise InvalidValueError(f"[train] decode in {source}: chunk policies decode by argmax or "
-                                f"sample, not {t.decode!r}")
-    if t.model.get("obs_history", 1) != 1:
-        raise InvalidValueError(f"[train] model in {source}: chunk policies see the current "
-                                "observation only; use obs_history = 1")
+    for entry in spec.grid.experts:
+        name = normalize_expert(entry, source)["name"]
+        if name not in available_experts():
+            raise UnknownNameError("expert", name, available_experts())
+        outside = sorted(set(expert_envs(entry, source) or []) - set(spec.grid.envs))
+        if outside:
+            raise InvalidValueError(f"[grid] experts in {source}: envs of {name!r} lists "
+                                    f"{outside}, which [grid] envs does not")
+    for env in spec.grid.envs:
+        if not experts_of(spec, env):
+            raise InvalidValueError(f"[grid] experts in {source}: no expert applies to {env!r}; "
+                                    "add one without envs or with this env in its envs")
