@@ -5,10 +5,11 @@
 ...                    workers=2)
 >>> write_report("runs/sweeps/h")       # summary.csv, report.md, regret_vs_H.png, ...
 
-Modules: :mod:`~qbc.sweep.spec` (the TOML file), :mod:`~qbc.sweep.cells` (grid, content keys,
-dataset cache keys), :mod:`~qbc.sweep.runner` (one cell), :mod:`~qbc.sweep.table` (the CSV),
-:mod:`~qbc.sweep.run` (backends, resuming), :mod:`~qbc.sweep.report` (aggregation, plots);
-the ``qbc sweep`` commands only call these.
+Modules: :mod:`~qbc.sweep.spec` (the TOML file; :mod:`~qbc.sweep.chunk_axes` checks its chunk
+axes), :mod:`~qbc.sweep.cells` (grid, content keys, dataset cache keys),
+:mod:`~qbc.sweep.runner` (one cell; :mod:`~qbc.sweep.chunk_runner` a chunk cell),
+:mod:`~qbc.sweep.table` (the CSV), :mod:`~qbc.sweep.run` (backends, resuming),
+:mod:`~qbc.sweep.report` (aggregation, plots); the ``qbc sweep`` commands only call these.
 """
 
 from qbc.sweep.cells import Cell, DatasetSpec, expand_cells, needed_datasets, stable_hash
