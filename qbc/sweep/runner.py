@@ -146,7 +146,7 @@ def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[st
     ``extra`` columns (val_loss, train_seconds; chunk cells: execution, tokens, failures)."""
     return {
         "cell": cell.key, "env": cell.env, "expert": cell.expert_label,
-        "quantizer": cell.quantizer, "bins": cell.bins, "bin_width": width,
+        "quantizer": cell.quantizer, "bins": cell.bins or None, "bin_width": width,
         "n_demos": cell.n_demos, "seed": cell.seed, "policy": kind, "H": h,
         "chunk_tokenizer": cell.chunk_tokenizer_label, "chunk_len": cell.chunk_len or None,
         "regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
