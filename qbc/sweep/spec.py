@@ -27,7 +27,10 @@ n_demos, seed) x chunk tokenizer x chunk length k for ``chunk-ar-transformer`` (
 tokenizer's ``--bins``; the ``quantizers`` axis does not apply), one per (env, expert, n_demos,
 seed) x k for the continuous ``chunk-mlp-l1``. ``executions`` (names as ``--execute`` takes them,
 :func:`qbc.chunking.execution.parse_execute`) is a rollout-time axis: each chunk policy is trained
-once and rolled out once per execution mode. Per-step policies ignore the three chunk axes.
+once and rolled out once per execution mode (``receding:M`` needs M <= the smallest k; chunk
+policies decode by ``argmax`` or ``sample``). Tokenizer parameters are numbers, strings or
+booleans; defaults as ``qbc train-chunked`` (per-step uniform with ``bins`` bins, ...). Per-step
+policies ignore the three chunk axes.
 
 A scalar where a list is expected is read as a one-element list. Unknown keys are an
 :class:`~qbc.errors.InvalidValueError` naming the key, the closest valid key and all valid keys.
