@@ -68,8 +68,9 @@ class QuickstartConfig:
     """torch CPU threads; the quickstart's models are tiny, and one thread per process is
     faster than two on a 2-core laptop (0 keeps torch's default)."""
     video: bool = True
-    """one rollout video per env under videos/, linked from the report (needs imageio:
-    ``pip install 'qbc[video]'``; skipped with a note in the report without it)."""
+    """one rollout video per env under videos/, linked from the report (a GIF with the core
+    install, an MP4 with ``pip install 'qbc[video]'``; skipped with a note in the report where
+    imageio is missing)."""
 
 
 def default_out() -> Path:
