@@ -11,7 +11,7 @@ printing. Library modules never import ``qbc.cli``. To add a command, write such
 one line to ``COMMANDS``: ``"name": ("module", "attribute")`` where the attribute is a
 :class:`Command`. Groups (``qbc ste recover``) use ``"group name"`` as the key.
 
-Two flag conventions are handled here, once for every command:
+Three flag conventions are handled here, once for every command:
 
 - list flags are typed tuples (``--horizons 10 50 200``); the comma form (``--horizons 10,50``)
   is split before tyro sees it;
