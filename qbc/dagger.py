@@ -24,6 +24,8 @@ aggregate equals one ``qbc collect --episodes (r+1)E`` dataset.
 
 Resuming: re-running the same command continues after the last row of rounds.csv (finished
 rounds are kept; a round cut short is redone from its start, with the same seeds and numbers).
+``--overwrite`` of an existing run is staged (:mod:`qbc.dagger_staging`): the old rounds and
+datasets are replaced only when every new round has finished.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ from qbc.collect import MIXTURE_STREAM, episode_rng, rollout_episodes
 from qbc.dagger_config import (
     DaggerConfig,
     beta_of,
+    dataset_base,
     round_dataset_id,
     round_train_config,
     validate,
 )
-from qbc.dagger_files import prepare_run, write_rows
+from qbc.dagger_files import CONFIG_NAME, prepare_run, run_entries, store_config, write_rows
+from qbc.dagger_staging import RunPlace, needs_staging, run_place
 from qbc.errors import InvalidValueError
 from qbc.io import locked_output
 
@@ -112,8 +116,10 @@ def make_labeller(cfg: DaggerConfig) -> Any:
 
 
 # -- one round -------------------------------------------------------------------------------------
-def collect_round(cfg: DaggerConfig, r: int, expert: Any, learner: Any) -> tuple[Any, dict]:
-    """Roll out round r's mixture, write its dataset; returns (episodes, timings in s)."""
+def collect_round(cfg: DaggerConfig, r: int, expert: Any, learner: Any,
+                  data_root: Path | None = None) -> tuple[Any, dict]:
+    """Roll out round r's mixture, write its dataset (under the Minari root ``data_root``,
+    default the datasets root); returns (episodes, timings in s)."""
     from qbc import __version__
     from qbc.data import write_dataset
     from qbc.gym_utils import make_env
@@ -142,7 +148,7 @@ def collect_round(cfg: DaggerConfig, r: int, expert: Any, learner: Any) -> tuple
                             f"spawn_key=({MIXTURE_STREAM},)) random(H)[t] < beta"},
     }
     write_dataset(round_dataset_id(cfg, r), episodes, env=spec, metadata=provenance,
-                  config=_config_dict(cfg), overwrite=True,
+                  config=_config_dict(cfg), overwrite=True, root=data_root,
                   algorithm_name=f"qbc dagger round {r} (beta {beta:.3g})",
                   description=f"DAgger round {r} on {cfg.env}: {n} episodes, expert "
                               f"{provenance['expert']['name']} acts with probability {beta:.3g}, "
@@ -150,12 +156,13 @@ def collect_round(cfg: DaggerConfig, r: int, expert: Any, learner: Any) -> tuple
     return episodes, {"rollout_label_s": t1 - t0, "dataset_write_s": time.perf_counter() - t1}
 
 
-def aggregate(dataset_ids: list[str]) -> Any:
-    """Rounds' datasets as one :class:`qbc.data.Demonstrations`, episode ids made consecutive
-    (round r's episode k gets id k + the episodes of rounds before it)."""
+def aggregate(dataset_ids: list[str], root: Path | None = None) -> Any:
+    """Rounds' datasets (under the Minari root ``root``, default the datasets root) as one
+    :class:`qbc.data.Demonstrations`, episode ids made consecutive (round r's episode k gets
+    id k + the episodes of rounds before it)."""
     from qbc.data import Demonstrations, load_demonstrations
 
-    parts = [load_demonstrations(i) for i in dataset_ids]
+    parts = [load_demonstrations(i, root=root) for i in dataset_ids]
     offsets = np.cumsum([0] + [p.n_episodes for p in parts[:-1]])
     arrays = {name: np.concatenate([getattr(p, name) for p in parts])
               for name in ("observations", "actions", "next_observations", "rewards",
@@ -181,29 +188,34 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
             "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"]}
 
 
-def train_round(cfg: DaggerConfig, r: int, demos: Any) -> Any:
-    """Train round r's policy on the aggregate (warm start from round r-1 with --init warm)."""
+def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = None) -> Any:
+    """Train round r's policy on the aggregate (warm start from round r-1 with --init warm)
+    into ``place.work`` (its config names ``cfg.out`` and the final dataset ids)."""
     from qbc.policy import load_policy
     from qbc.training import train
 
+    place = place or RunPlace(Path(cfg.out), None)
     tcfg = round_train_config(cfg, r, demos.metadata["dataset_id"].split("+"))
-    init = (load_policy(cfg.out / f"round-{r - 1}", device=_device(cfg))
+    init = (load_policy(place.work / f"round-{r - 1}", device=_device(cfg))
             if cfg.init == "warm" and r > 0 else None)
-    return train(tcfg, demos, init=init)
+    into = place.work / f"round-{r}" if place.staged else None
+    return train(tcfg, demos, init=init, into=into)
 
 
-def run_round(cfg: DaggerConfig, r: int, expert: Any, rows: list[dict]) -> tuple[dict, dict]:
-    """Round r from start to end; returns its rounds.csv row and timing row."""
+def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[dict, dict]:
+    """Round r from start to end, written where ``place`` says; returns its rounds.csv row and
+    timing row."""
     from qbc.policy import load_policy
 
-    learner = (None if r == 0 else load_policy(cfg.out / f"round-{r - 1}", device=_device(cfg)))
-    episodes, timing = collect_round(cfg, r, expert, learner)
+    work = place.work
+    learner = (None if r == 0 else load_policy(work / f"round-{r - 1}", device=_device(cfg)))
+    episodes, timing = collect_round(cfg, r, expert, learner, place.data_root)
     ids = [round_dataset_id(cfg, i) for i in range(r + 1)]
-    demos = aggregate(ids)
+    demos = aggregate(ids, place.data_root)
     t0 = time.perf_counter()
-    result = train_round(cfg, r, demos)
+    result = train_round(cfg, r, demos, place)
     t1 = time.perf_counter()
-    policy = load_policy(cfg.out / f"round-{r}", device=_device(cfg))
+    policy = load_policy(work / f"round-{r}", device=_device(cfg))
     scores = evaluate_round(cfg, policy, expert)
     steps = int(sum(len(ep.rewards) for ep in episodes))
     row = {"round": r, "beta": beta_of(cfg, r), "episodes": len(episodes), "steps": steps,
@@ -217,17 +229,26 @@ def run_round(cfg: DaggerConfig, r: int, expert: Any, rows: list[dict]) -> tuple
 
 # -- the loop --------------------------------------------------------------------------------------
 def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
-    """Run (or continue) DAgger up to round ``cfg.rounds``; returns the rows of rounds.csv."""
+    """Run (or continue) DAgger up to round ``cfg.rounds``; returns the rows of rounds.csv.
+
+    ``--overwrite`` of an existing run (or of existing round datasets) is staged
+    (:mod:`qbc.dagger_staging`): the old run and its datasets stay as they are until every
+    round has finished, and survive any failure."""
     validate(cfg)
     expert = make_labeller(cfg)
-    with locked_output(cfg.out, "dagger"):  # one writer per run folder
+    out = Path(cfg.out)
+    with locked_output(out, "dagger"):  # one writer per run folder
         ids = [round_dataset_id(cfg, r) for r in range(cfg.rounds + 1)]
-        rows, timings = prepare_run(cfg.out, _config_dict(cfg), ids, cfg.overwrite)
-        for r in range(len(rows), cfg.rounds + 1):
-            row, timing = run_round(cfg, r, expert, rows)
-            rows.append(row)
-            timings.append(timing)
-            write_rows(cfg.out, rows, timings)
+        rows, timings = prepare_run(out, _config_dict(cfg), ids, cfg.overwrite)
+        staged = cfg.overwrite and needs_staging(out, ids)
+        with run_place(out, ids, dataset_base(cfg), staged, run_entries(out)) as place:
+            if not (place.work / CONFIG_NAME).is_file():  # a new run
+                store_config(place.work, _config_dict(cfg))
+            for r in range(len(rows), cfg.rounds + 1):
+                row, timing = run_round(cfg, r, expert, place)
+                rows.append(row)
+                timings.append(timing)
+                write_rows(place.work, rows, timings)
     return rows
 
 

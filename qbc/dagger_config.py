@@ -94,7 +94,8 @@ class DaggerConfig:
     progress: bool = True
     """show progress bars."""
     overwrite: bool = False
-    """start again: replace the rounds in out and the round datasets."""
+    """start again: replace the rounds in out and the round datasets (once the new run has
+    finished every round; the old run survives a failure)."""
 
 
 def beta_of(cfg: DaggerConfig, r: int) -> float:

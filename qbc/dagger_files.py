@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,9 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
                 overwrite: bool) -> tuple[list[dict], list[dict]]:
     """Check the output folder ``out`` and the round datasets ``dataset_ids`` (rounds 0..R);
     the finished rounds (rows of rounds.csv and timing.csv) of a run to continue, or empty
-    lists for a new run (whose config ``conf`` is then stored)."""
+    lists for a new run (:func:`store_config` then stores ``conf``). Changes nothing: an
+    ``--overwrite`` run replaces the old one only when it has finished
+    (:mod:`qbc.dagger_staging`)."""
     from qbc.data import dataset_exists
 
     out = Path(out)
@@ -58,14 +59,19 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
     if taken and not overwrite:
         raise OutputExistsError(f"Minari datasets {', '.join(taken)} already exist; pass "
                                 "--overwrite to replace them or choose another --dataset-base")
-    for old in [*out.glob("round-*"), *(out / n for n in _RUN_FILES)] if out.exists() else []:
-        if old.is_dir():
-            shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(stored_path, conf)
     return [], []
+
+
+def store_config(work: Path, conf: dict[str, Any]) -> None:
+    """Store a new run's config in its folder ``work``."""
+    atomic_write_json(Path(work) / CONFIG_NAME, conf)
+
+
+def run_entries(out: Path) -> tuple[str, ...]:
+    """Names of the entries of ``out`` that a new run replaces: the run files and every
+    ``round-<r>`` (other files stay)."""
+    rounds = sorted(p.name for p in Path(out).glob("round-*")) if Path(out).is_dir() else []
+    return (*_RUN_FILES, *rounds)
 
 
 def _typed(stored: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -259,7 +260,7 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool, refusal: str | None =
 def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
                refusal: str | None = None,
                keep: Callable[[Path], bool] | None = None,
-               owned: tuple[str, ...] = ()) -> Iterator[Path]:
+               owned: tuple[str, ...] = (), stage: bool = False) -> Iterator[Path]:
     """The folder a command writes its outputs into, locked against a second writer.
 
     A missing or empty ``out`` is created and written directly. A non-empty ``out`` (with
@@ -270,14 +271,17 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
     (anything else in ``out`` stays). On an error the
     staging folder is removed and ``out`` is as it was; a folder this call created is removed
     too, unless ``keep(out)`` says it holds something worth keeping (a training run with a
-    checkpoint to ``--resume`` from).
+    checkpoint to ``--resume`` from). ``stage``: stage even a missing or empty ``out`` (its
+    contents must appear together with outputs written elsewhere, as DAgger's datasets).
+    Staging folders of ``out`` left by a killed writer are removed once the lock is held.
     """
     import shutil
 
     out = check_out_dir(out, overwrite, refusal)
     with locked_output(out, what) as parents:
         check_out_dir(out, overwrite, refusal)  # again, under the lock
-        staged = out.is_dir() and any(out.iterdir())
+        _remove_entries(leftovers(parents, f".{out.name}.staging-"))
+        staged = stage or (out.is_dir() and any(out.iterdir()))
         created = not out.exists()
         work = (Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parents))
                 if staged else out)
@@ -286,6 +290,7 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
             yield work
             if staged:
                 stale = [out / n for n in owned if not (work / n).exists()]
+                out.mkdir(exist_ok=True)
                 _move_entries(work, out)
                 _remove_entries(stale)
         except BaseException:
@@ -297,6 +302,16 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
         finally:
             if staged:
                 shutil.rmtree(work, ignore_errors=True)
+
+
+def leftovers(folder: Path, prefix: str) -> list[Path]:
+    """The entries of ``folder`` named by ``tempfile.mkdtemp(prefix=prefix)`` (the prefix and
+    8 random characters): staging folders a killed writer left."""
+    import re
+
+    pattern = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}")
+    return sorted(p for p in Path(folder).glob(f"{glob.escape(prefix)}*")
+                  if pattern.fullmatch(p.name))
 
 
 def _remove_entries(paths: list[Path]) -> None:

@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch
     _run_in(tmp_path / "b", monkeypatch, rounds=1)  # stops after round 1
     real_train = qbc.dagger.train_round
 
-    def killed(cfg, r, demos):  # round 2's data is written, then the process dies
+    def killed(cfg, r, demos, *rest):  # round 2's data is written, then the process dies
         raise KeyboardInterrupt
 
     monkeypatch.setattr(qbc.dagger, "train_round", killed)
@@ -205,3 +206,60 @@ def test_a_run_stored_with_json_text_settings_continues(tmp_path):
     new = {"expert": "lqr", "expert_params": {}, "train_overrides": {}}
     assert _typed(new) == new
 
+
+
+def _tree(root):
+    """{relative path: sha256} of every file under ``root`` (hidden ones too)."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, monkeypatch):
+    import json
+
+    from qbc.data import demos_fingerprint, load_demonstrations
+
+    ids = [f"dagger/run/round-{r}-v0" for r in range(3)]
+    old = _run_in(tmp_path, monkeypatch)  # rounds 0..2
+    before = _tree(tmp_path)
+    arrays = [demos_fingerprint(load_demonstrations(i)) for i in ids]
+    real_train = qbc.dagger.train_round
+
+    def fails_in_round_one(cfg, r, demos, *rest):
+        if r >= 1:
+            raise RuntimeError("training failed")
+        return real_train(cfg, r, demos, *rest)
+
+    monkeypatch.setattr(qbc.dagger, "train_round", fails_in_round_one)
+    with pytest.raises(RuntimeError, match="training failed"):
+        _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16)
+    assert _tree(tmp_path) == before  # the old run, its datasets; no staging leftovers
+    assert [demos_fingerprint(load_demonstrations(i)) for i in ids] == arrays
+
+    # a killed --overwrite run's hidden leftovers are removed by the next one
+    (tmp_path / ".run.staging-kil1ed_x" / "round-0").mkdir(parents=True)
+    (tmp_path / "minari" / ".qbc-dagger-dagger--run.staging-kil1ed_x").mkdir()
+    monkeypatch.setattr(qbc.dagger, "train_round", real_train)
+    new = _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16)
+    assert [r["round"] for r in new] == [0, 1] and new != old[:2]
+    run = tmp_path / "run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minari", "run"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "dagger_config.json", "round-0", "round-1", "rounds.csv", "timing.csv"]
+    assert json.loads((run / "dagger_config.json").read_text())["bins"] == 16
+    assert len((run / "rounds.csv").read_text().splitlines()) == 3
+    assert not [p for p in (tmp_path / "minari").iterdir() if p.name.startswith(".")]
+    assert not (tmp_path / "minari" / ids[2]).exists()  # the longer old run's round 2 is gone
+    for r in (0, 1):  # the rounds name the final run folder and dataset ids
+        conf = json.loads((run / f"round-{r}" / "train_config.json").read_text())
+        assert conf["dataset"] == "+".join(ids[: r + 1]) and conf["bins"] == 16
+        assert conf["out"] == str(run / f"round-{r}")
+        assert load_demonstrations(ids[r]).metadata["dataset_id"] == ids[r]
+    # the replaced run continues like any run
+    assert _run_in(tmp_path, monkeypatch, rounds=1, bins=16) == new
+    # a missing folder with the round datasets present: staged too, the folder made at the end
+    shutil.rmtree(run)
+    assert _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16) == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minari", "run"]

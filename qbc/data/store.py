@@ -241,6 +241,30 @@ def _move_into_place(built: Path, final: Path, dataset_id: str, overwrite: bool,
         shutil.rmtree(trash, ignore_errors=True)
 
 
+def publish_dataset(dataset_id: str, staged_root: Path,
+                    root: str | os.PathLike | None = None) -> None:
+    """Move the dataset ``dataset_id`` written under ``staged_root`` (a hidden folder of the
+    datasets root, used as the root of :func:`write_dataset`) to ``dataset_id`` under the
+    datasets root, replacing an old one (set aside first, deleted after the rename), under the
+    dataset's lock."""
+    base = minari_root(root)
+    with dataset_lock(dataset_id, base):
+        _move_into_place(dataset_path(dataset_id, staged_root), dataset_path(dataset_id, base),
+                         dataset_id, True, base)
+
+
+def delete_dataset(dataset_id: str, root: str | os.PathLike | None = None) -> None:
+    """Remove the dataset ``dataset_id`` (renamed aside under its lock, then deleted; a missing
+    one is fine)."""
+    base = minari_root(root)
+    with dataset_lock(dataset_id, base):
+        path = dataset_path(dataset_id, base)
+        if path.exists():
+            trash = Path(tempfile.mkdtemp(prefix=".qbc-trash-", dir=base))
+            os.replace(path, trash / "old")
+            shutil.rmtree(trash, ignore_errors=True)
+
+
 # -- reading --------------------------------------------------------------------------------------
 def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False,
                         root: str | os.PathLike | None = None) -> Demonstrations:

@@ -50,13 +50,20 @@ _RUN_ID_FILES = ("train_config.json", "last/config.json", "best/config.json")
 
 # -- the run folder --------------------------------------------------------------------------------
 @contextmanager
-def run_dir(cfg: TrainConfig) -> Iterator[tuple[Path, bool]]:
+def run_dir(cfg: TrainConfig, into: Path | None = None) -> Iterator[tuple[Path, bool]]:
     """The folder to write the run into, locked, and whether to resume from it.
+
+    ``into``: write a new run into this folder (missing or empty, owned by the caller: DAgger's
+    staged ``--overwrite``) instead of ``cfg.out``, which the stored configs still name.
 
     ``--resume`` continues ``out/last`` in place. Otherwise :func:`qbc.io.output_dir`: a new
     run is written straight into a missing or empty ``out`` (a crash leaves it resumable);
     with ``--overwrite`` an existing run stays untouched until the new one has finished in a
     staging folder beside it, and is then replaced."""
+    if into is not None:
+        with output_dir(into, False, "train") as work:
+            yield work, False
+        return
     out = cfg.out
     no_run = OutputExistsError(
         f"--resume: {out} holds no resumable run (no last/trainer_state.json); give the "
@@ -80,10 +87,11 @@ def run_dir(cfg: TrainConfig) -> Iterator[tuple[Path, bool]]:
 
 
 @contextmanager
-def claim_run(cfg: TrainConfig, ctx: DistContext) -> Iterator[tuple[Path, bool]]:
+def claim_run(cfg: TrainConfig, ctx: DistContext,
+              into: Path | None = None) -> Iterator[tuple[Path, bool]]:
     """:func:`run_dir` on rank 0, its (folder, resuming) shared with every rank."""
     with ExitStack() as stack:
-        yield ctx.main_first(lambda: stack.enter_context(run_dir(cfg)))
+        yield ctx.main_first(lambda: stack.enter_context(run_dir(cfg, into)))
 
 
 @dataclass
@@ -100,15 +108,15 @@ class ClaimedRun:
 
 
 @contextmanager
-def claimed_run(cfg: TrainConfig, demos: Any,
-                run_log: RunLog | None = None) -> Iterator[ClaimedRun]:
+def claimed_run(cfg: TrainConfig, demos: Any, run_log: RunLog | None = None,
+                into: Path | None = None) -> Iterator[ClaimedRun]:
     """Check the settings against ``demos``, start the process group (under torchrun), claim
     the run folder (:func:`~qbc.training.checkpoint.claim_run`) and open the run log:
     ``run_log``, else (rank 0) one in the run folder as ``cfg.tensorboard`` / ``cfg.wandb``
-    ask."""
+    ask. ``into``: see :func:`run_dir`."""
     device = validate_with_data(cfg, demos)
     check_run_log(cfg.wandb)  # before the run folder is claimed: a refused run writes nothing
-    with session(device) as ctx, claim_run(cfg, ctx) as (work, resuming):
+    with session(device) as ctx, claim_run(cfg, ctx, into) as (work, resuming):
         with _own_run_log(cfg, ctx, work, run_log) as log:
             yield ClaimedRun(device, ctx, work, resuming, log)
 

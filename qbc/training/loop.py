@@ -71,7 +71,8 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
-          init: Policy | None = None, run_log: RunLog | None = None) -> TrainResult:
+          init: Policy | None = None, run_log: RunLog | None = None,
+          into: Path | None = None) -> TrainResult:
     """Train ``cfg.policy`` on ``demos`` (a :class:`qbc.data.Demonstrations` or any object with
     observations (N, obs_dim), actions (N, D), episode_ids (N,) and ``split(val_fraction, seed)``).
 
@@ -85,10 +86,13 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
     ``run_log`` receives the curves (TensorBoard / W&B); without one, the run opens and closes
     its own as ``cfg.tensorboard`` / ``cfg.wandb`` ask.
 
+    ``into`` writes a new run into that folder (missing or empty) instead of ``cfg.out``; the
+    stored configs still name ``cfg.out``, where the caller moves the folder afterwards.
+
     Under torchrun every rank calls this with the same arguments (see :mod:`qbc.training`).
     torch's global random state is the same afterwards as before (the run seeds its own).
     """
-    with scoped_torch_rng(), claimed_run(cfg, demos, run_log) as claimed:
+    with scoped_torch_rng(), claimed_run(cfg, demos, run_log, into) as claimed:
         return train_in(cfg, demos, claimed, stop_at, init)
 
 
