@@ -114,7 +114,7 @@ def test_report_links_one_video_per_env_and_the_files_exist(tiny_run):
     links = [line for line in _section(report, "Videos") if line.startswith("- ")]
     envs = list(result["envs"])
     assert len(links) == len(envs)
-    for env_id, line in zip(envs, links):
+    for env_id, line in zip(envs, links, strict=True):
         assert line.startswith(f"- {env_id}, learner ")
         target = line.rsplit("(", 1)[1].rstrip(")")
         frames = iio.imread(Path(result["out"]) / target)
