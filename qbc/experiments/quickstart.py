@@ -151,9 +151,15 @@ def _prepare_env(env_id: str, expert_name: str, plan: Plan, cfg: QuickstartConfi
 
 
 def _can_write_video() -> bool:
-    import importlib.util
+    """Whether :func:`qbc.video.video_backend` has a format to write (imageio installed)."""
+    from qbc.errors import InvalidValueError
+    from qbc.video import video_backend
 
-    return importlib.util.find_spec("imageio") is not None
+    try:
+        video_backend()
+    except InvalidValueError:
+        return False
+    return True
 
 
 def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info, video=False):
