@@ -1,0 +1,388 @@
+"""How far the token learner is from its own quantization floor, with and without DAgger/DART.
+
+For every env, seed and quantizer this runs, through the ``qbc`` command:
+
+- ``bc``: ``qbc collect`` (expert demonstrations) then ``qbc train`` (default budget);
+- ``dart``: ``qbc collect --dart auto --policy <bc run>`` (noise fitted to the BC policy's error,
+  same episode seeds and count) then ``qbc train``;
+- ``dagger``: ``qbc dagger`` with rounds x episodes-per-round chosen so that every method uses
+  the same number of expert episodes (by default 100 = 50 BC episodes + one round of 50
+  episodes driven by the round-0 learner alone, every visited state labelled by the expert);
+- ``mlp-mse`` (once per env and seed): the continuous regressor on the BC demonstrations;
+
+then ``qbc rollout`` of each policy against the expert on seeds disjoint from the data, with
+argmax and mean decoding. The quantized expert (the expert's actions through the policy's own
+tokenizer) is rolled out on the same seeds: it is the floor the learner is compared with.
+
+Outputs in ``--out``: ``results.csv`` (one row per run and decoding), ``summary.csv`` and
+``README.md`` (means over seeds, the targets of the comparison checked), and every run's folder.
+Finished steps are kept: re-running the same command continues where a killed one stopped.
+
+Entry point: ``python scripts/learner_vs_floor.py [--quick] [--out DIR] [--workers N]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qbc.io import atomic_write_csv, atomic_write_text
+
+#: env id -> (expert name, evaluation horizon H)
+ENVS: dict[str, tuple[str, int]] = {
+    "qbc/ScalarUnstable-v0": ("lqr", 500),
+    "qbc/LinearUnstable-v0": ("lqr", 500),
+    "Pendulum-v1": ("zoo:Pendulum-v1", 200),
+    "InvertedPendulum-v5": ("zoo:InvertedPendulum-v5", 500),
+}
+METHODS = ("bc", "dart", "dagger")
+DECODINGS = ("argmax", "mean")
+RESULT_FIELDS = ["env", "quantizer", "seed", "method", "decode", "expert_labels", "H",
+                 "expert_return", "regret", "regret_ci_low", "regret_ci_high", "diverged",
+                 "qexp_regret", "qexp_diverged", "ratio"]
+
+
+@dataclass
+class FloorConfig:
+    """The comparison's settings (``scripts/learner_vs_floor.py``)."""
+
+    out: Path = Path("runs/learner_vs_floor")
+    """output folder (results.csv, summary.csv, README.md, the runs); re-run to continue."""
+    envs: tuple[str, ...] = tuple(ENVS)
+    """env ids (experts and horizons from :data:`ENVS`)."""
+    quantizers: tuple[str, ...] = ("uniform", "smooth")
+    bins: int = 64
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """training seeds; seed s collects its episodes from episode seed 1000 s."""
+    methods: tuple[str, ...] = METHODS
+    mlp_mse: bool = True
+    """also train the continuous mlp-mse reference once per env and seed."""
+    episodes: int = 100
+    """expert episodes of BC and DART (DAgger spends the same number in its rounds)."""
+    dagger_rounds: int = 1
+    """DAgger rounds after round 0; each of the rounds + 1 uses episodes / (rounds + 1)."""
+    dagger_beta: float = 0.0
+    """the expert's share of the actions in rounds >= 1 (a constant schedule; 0: the learner
+    alone drives, the variant Ross et al. 2011 found to work best)."""
+    rollout_episodes: int = 100
+    """coupled evaluation episodes (seeds from 900,000, apart from every data seed)."""
+    steps: int | None = None
+    """training steps of every run; default: ``qbc train``'s own budget."""
+    max_episode_steps: int | None = None
+    """episode length of the data; default: the env's."""
+    horizon: int | None = None
+    """evaluation horizon for every env; default: the env's H in :data:`ENVS`."""
+    workers: int = 2
+    """runs at once (each with torch limited to one thread when > 1)."""
+    quick: bool = False
+    """a tiny version (one env, one quantizer, one seed, a few episodes and steps) for tests."""
+    extra_train_flags: list[str] = field(default_factory=list)
+
+
+def quick_config(cfg: FloorConfig) -> FloorConfig:
+    """The ``--quick`` settings: qbc/ScalarUnstable-v0, uniform/16, seed 0, 8 episodes of 40
+    steps, 60 training steps, 10 evaluation episodes of 40 steps."""
+    return FloorConfig(out=cfg.out, envs=("qbc/ScalarUnstable-v0",), quantizers=("uniform",),
+                       bins=16, seeds=(0,), methods=cfg.methods, mlp_mse=cfg.mlp_mse, episodes=8,
+                       dagger_rounds=1, rollout_episodes=10, steps=60, max_episode_steps=40,
+                       horizon=40, workers=1, quick=True,
+                       extra_train_flags=["--eval-interval", "30", "--model.d-model", "16",
+                                          "--model.n-layers", "1", "--model.n-heads", "2"])
+
+
+# -- running the commands ------------------------------------------------------------------------
+def _qbc(args: list[str], log: Path, env: dict[str, str]) -> None:
+    """Run ``qbc ARGS`` with its output in ``log``; raise with the log's tail on failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh:
+        fh.write(f"$ qbc {shlex.join(args)}\n")
+        fh.flush()
+        done = subprocess.run([sys.executable, "-m", "qbc.cli", *args], stdout=fh,
+                              stderr=subprocess.STDOUT, env=env, check=False)
+    if done.returncode != 0:
+        tail = log.read_text().splitlines()[-5:]
+        raise RuntimeError(f"qbc {args[0]} failed (rc {done.returncode}), see {log}:\n"
+                           + "\n".join(tail))
+
+
+class Plan:
+    """Names of every run and dataset of one comparison, and the commands that make them."""
+
+    def __init__(self, cfg: FloorConfig):
+        self.cfg = cfg
+        self.out = cfg.out.resolve()
+        self.env = {**os.environ, "MINARI_DATASETS_PATH": str(self.out / "datasets")}
+        if cfg.workers > 1:
+            self.env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+    @staticmethod
+    def slug(env_id: str) -> str:
+        return env_id.replace("/", "_").replace("-", "_").lower()
+
+    def dataset(self, env_id: str, seed: int, kind: str, quantizer: str = "") -> str:
+        tag = f"-{quantizer}" if quantizer else ""
+        return f"floor/{self.slug(env_id)}-s{seed}-{kind}{tag}-v0"
+
+    def run_dir(self, env_id: str, seed: int, name: str) -> Path:
+        return self.out / "runs" / self.slug(env_id) / f"seed{seed}" / name
+
+    def horizon(self, env_id: str) -> int:
+        return self.cfg.horizon or ENVS[env_id][1]
+
+    def common_collect(self, env_id: str, seed: int) -> list[str]:
+        flags = ["--env", env_id, "--expert", ENVS[env_id][0], "--episodes",
+                 str(self.cfg.episodes), "--seed", str(1000 * seed), "--num-envs",
+                 str(min(self.cfg.episodes, 50)), "--no-progress"]
+        if self.cfg.max_episode_steps:
+            flags += ["--max-episode-steps", str(self.cfg.max_episode_steps)]
+        return flags
+
+    def train_flags(self, quantizer: str | None, seed: int) -> list[str]:
+        flags = ["--seed", str(seed), "--no-progress", "--rollout-episodes", "0",
+                 *self.cfg.extra_train_flags]
+        if quantizer is not None:
+            flags += ["--policy", "ar-transformer", "--quantizer", quantizer,
+                      "--bins", str(self.cfg.bins)]
+        if self.cfg.steps:
+            flags += ["--steps", str(self.cfg.steps)]
+        return flags
+
+
+def _done(path: Path) -> bool:
+    return (path / ".floor-done").exists()
+
+
+def _mark(path: Path) -> None:
+    (path / ".floor-done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+
+def collect_bc(plan: Plan, env_id: str, seed: int) -> None:
+    """The expert demonstrations of ``env_id`` for ``seed`` (kept once written)."""
+    marker = plan.run_dir(env_id, seed, "data-bc")
+    if _done(marker):
+        return
+    marker.mkdir(parents=True, exist_ok=True)
+    _qbc(["collect", *plan.common_collect(env_id, seed), "--dataset",
+          plan.dataset(env_id, seed, "bc"), "--overwrite"], marker / "log.txt", plan.env)
+    _mark(marker)
+
+
+def train_run(plan: Plan, env_id: str, seed: int, name: str, dataset: str,
+              quantizer: str | None) -> Path:
+    """``qbc train`` into the run folder ``name`` (kept once finished)."""
+    run = plan.run_dir(env_id, seed, name)
+    if not _done(run):
+        kind = [] if quantizer is not None else ["--policy", "mlp-mse"]
+        _qbc(["train", "--dataset", dataset, "--out", str(run / "run"), "--overwrite", *kind,
+              *plan.train_flags(quantizer, seed)], run / "log.txt", plan.env)
+        _mark(run)
+    return run / "run"
+
+
+def dart_run(plan: Plan, env_id: str, seed: int, quantizer: str, bc_run: Path) -> Path:
+    """DART demonstrations (noise fitted to the BC policy) and the policy trained on them."""
+    name = f"dart-{quantizer}"
+    data = plan.run_dir(env_id, seed, f"data-{name}")
+    dataset = plan.dataset(env_id, seed, "dart", quantizer)
+    if not _done(data):
+        data.mkdir(parents=True, exist_ok=True)
+        _qbc(["collect", *plan.common_collect(env_id, seed), "--dataset", dataset, "--dart",
+              "auto", "--policy", str(bc_run), "--overwrite"], data / "log.txt", plan.env)
+        _mark(data)
+    return train_run(plan, env_id, seed, name, dataset, quantizer)
+
+
+def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
+    """``qbc dagger`` with the same number of expert episodes as BC; its last round's policy."""
+    cfg = plan.cfg
+    run = plan.run_dir(env_id, seed, f"dagger-{quantizer}")
+    per_round = max(1, cfg.episodes // (cfg.dagger_rounds + 1))
+    flags = ["dagger", "--env", env_id, "--expert", ENVS[env_id][0], "--out", str(run / "run"),
+             "--rounds", str(cfg.dagger_rounds), "--episodes-per-round", str(per_round),
+             "--seed", str(1000 * seed), "--dataset-base",
+             f"floor/{plan.slug(env_id)}-s{seed}-dagger-{quantizer}",
+             "--eval-episodes", str(min(cfg.rollout_episodes, 20)), "--quantizer", quantizer,
+             "--bins", str(cfg.bins), "--policy", "ar-transformer", "--no-progress",
+             "--beta", "constant", "--beta-value", str(cfg.dagger_beta)]
+    if cfg.max_episode_steps:
+        flags += ["--max-episode-steps", str(cfg.max_episode_steps)]
+    if cfg.steps:
+        flags += ["--steps", str(cfg.steps)]
+    overrides = _train_overrides(cfg.extra_train_flags)  # training seed: dagger's --seed
+    if overrides:
+        flags += ["--train-overrides", json.dumps(overrides)]
+    model = [f for f in cfg.extra_train_flags if f.startswith("--model.")]
+    for f in model:
+        i = cfg.extra_train_flags.index(f)
+        flags += [f, cfg.extra_train_flags[i + 1]]
+    if not _done(run):
+        _qbc(flags, run / "log.txt", plan.env)  # resumes its own finished rounds
+        _mark(run)
+    return run / "run" / f"round-{cfg.dagger_rounds}"
+
+
+def _train_overrides(extra: list[str]) -> dict[str, Any]:
+    """The non-model ``--flag value`` pairs of ``extra`` as TrainConfig overrides."""
+    out: dict[str, Any] = {}
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        if not flag.startswith("--model."):
+            out[flag[2:].replace("-", "_")] = int(value) if value.isdigit() else value
+    return out
+
+
+def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: str) -> Path:
+    """Coupled rollouts of ``run`` against the expert (and the quantized expert)."""
+    folder = plan.run_dir(env_id, seed, f"rollout-{name}-{decode}")
+    if not _done(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        H = plan.horizon(env_id)
+        _qbc(["rollout", "--policy", str(run), "--episodes", str(plan.cfg.rollout_episodes),
+              "--horizons", str(H), "--seed", "900000", "--decode", decode,
+              "--num-envs", str(min(plan.cfg.rollout_episodes, 50)), "--no-progress",
+              "--out", str(folder / "out"), "--overwrite"], folder / "log.txt", plan.env)
+        _mark(folder)
+    return folder / "out" / "metrics.json"
+
+
+# -- one unit of work ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    env_id: str
+    seed: int
+    quantizer: str | None
+    """None: the mlp-mse reference."""
+
+
+def run_job(plan: Plan, job: Job) -> list[dict[str, Any]]:
+    """Every run and rollout of ``job``; its rows of results.csv."""
+    env_id, seed, q = job.env_id, job.seed, job.quantizer
+    bc_data = plan.dataset(env_id, seed, "bc")
+    labels_bc = _dataset_steps(plan, bc_data)
+    if q is None:
+        run = train_run(plan, env_id, seed, "mlp-mse", bc_data, None)
+        metrics = rollout(plan, env_id, seed, run, "mlp-mse", "argmax")
+        return [_row(plan, job, "mlp-mse", "-", labels_bc, metrics)]
+    rows = []
+    bc_run = train_run(plan, env_id, seed, f"bc-{q}", bc_data, q)
+    runs = {"bc": (bc_run, labels_bc)}
+    if "dart" in plan.cfg.methods:
+        runs["dart"] = (dart_run(plan, env_id, seed, q, bc_run),
+                        _dataset_steps(plan, plan.dataset(env_id, seed, "dart", q)))
+    if "dagger" in plan.cfg.methods:
+        last = dagger_run(plan, env_id, seed, q)
+        runs["dagger"] = (last, _dagger_labels(last.parent))
+    for method, (run, labels) in runs.items():
+        if method not in plan.cfg.methods:
+            continue
+        for decode in DECODINGS:
+            metrics = rollout(plan, env_id, seed, run, f"{method}-{q}", decode)
+            rows.append(_row(plan, job, method, decode, labels, metrics))
+    return rows
+
+
+def _dataset_steps(plan: Plan, dataset_id: str) -> int:
+    """Transitions (= expert labels) of a Minari dataset in the comparison's datasets root."""
+    meta = plan.out / "datasets" / dataset_id / "data" / "metadata.json"
+    return int(json.loads(meta.read_text())["total_steps"])
+
+
+def _dagger_labels(run: Path) -> int:
+    """Expert labels used by the DAgger run ``run`` (its rounds.csv's last row)."""
+    with open(run / "rounds.csv") as fh:
+        return int(list(csv.DictReader(fh))[-1]["expert_labels"])
+
+
+def _row(plan: Plan, job: Job, method: str, decode: str, labels: int,
+         metrics_path: Path) -> dict[str, Any]:
+    metrics = json.loads(metrics_path.read_text())
+    H = str(plan.horizon(job.env_id))
+    pol = metrics["policies"]
+    learner, expert = pol["policy"][H], pol["expert"][H]
+    qexp = pol.get("quantized_expert", {}).get(H)
+    if qexp is None and job.quantizer is not None:
+        raise RuntimeError(f"{metrics_path} has no quantized-expert rollout at H={H}")
+    row = {"env": job.env_id, "quantizer": job.quantizer or "-", "seed": job.seed,
+           "method": method, "decode": decode, "expert_labels": labels, "H": int(H),
+           "expert_return": expert["return"], "regret": learner["regret"],
+           "regret_ci_low": learner["regret_ci95"][0], "regret_ci_high": learner["regret_ci95"][1],
+           "diverged": learner["diverged_fraction"],
+           "qexp_regret": qexp["regret"] if qexp else math.nan,
+           "qexp_diverged": qexp["diverged_fraction"] if qexp else math.nan}
+    row["ratio"] = _ratio(row["regret"], row["qexp_regret"])
+    return row
+
+
+def _ratio(learner: float, floor: float) -> float:
+    return learner / floor if floor and floor > 0 else math.nan
+
+
+# -- the whole comparison ------------------------------------------------------------------------
+def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
+    """Run (or continue) the comparison; write results.csv, summary.csv and README.md."""
+    cfg = quick_config(cfg) if cfg.quick else cfg
+    unknown = [e for e in cfg.envs if e not in ENVS]
+    if unknown:
+        raise SystemExit(f"learner_vs_floor: unknown env {unknown[0]!r}; known: {', '.join(ENVS)}")
+    plan = Plan(cfg)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    for env_id in cfg.envs:
+        for seed in cfg.seeds:
+            collect_bc(plan, env_id, seed)
+    jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
+            for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
+        for job, done in zip(jobs, pool.map(lambda j: run_job(plan, j), jobs), strict=True):
+            rows += done
+            print(f"[{time.time() - started:7.0f} s] {job.env_id} seed {job.seed} "
+                  f"{job.quantizer or 'mlp-mse'}: done", flush=True)
+    rows.sort(key=lambda r: (cfg.envs.index(r["env"]), r["quantizer"], r["method"], r["decode"],
+                             r["seed"]))
+    atomic_write_csv(plan.out / "results.csv", rows, RESULT_FIELDS)
+    summary = summarise(rows)
+    atomic_write_csv(plan.out / "summary.csv", summary, list(summary[0]) if summary else [])
+    from qbc.experiments.learner_vs_floor_report import report
+
+    atomic_write_text(plan.out / "README.md", report(cfg, summary, time.time() - started))
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Means over seeds per (env, quantizer, method, decode), with the target checked: learner
+    regret <= 2x the quantized expert's (or <= it + 1% of |expert return|), no divergence, and
+    no more expert labels than BC's."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["env"], r["quantizer"], r["method"], r["decode"]), []).append(r)
+    bc_labels = {(r["env"], r["seed"]): r["expert_labels"] for r in rows if r["method"] == "bc"}
+    out = []
+    for (env, q, method, decode), g in groups.items():
+        mean = {k: sum(r[k] for r in g) / len(g) for k in
+                ("regret", "diverged", "qexp_regret", "qexp_diverged", "expert_return",
+                 "expert_labels")}
+        worst = max(r["regret"] for r in g)
+        floor = mean["qexp_regret"]
+        limit = max(2 * floor, floor + 0.01 * abs(mean["expert_return"]))
+        labels_ok = all(r["expert_labels"] <= bc_labels.get((r["env"], r["seed"]), math.inf)
+                        for r in g)
+        out.append({"env": env, "quantizer": q, "method": method, "decode": decode,
+                    "seeds": len(g), "expert_labels": round(mean["expert_labels"]),
+                    "regret": mean["regret"], "regret_worst_seed": worst,
+                    "qexp_regret": mean["qexp_regret"],
+                    "ratio": _ratio(mean["regret"], mean["qexp_regret"]),
+                    "diverged": mean["diverged"], "qexp_diverged": mean["qexp_diverged"],
+                    "expert_return": mean["expert_return"],
+                    "meets_target": bool(q != "-" and mean["regret"] <= limit
+                                         and mean["diverged"] == 0 and labels_ok)})
+    return out

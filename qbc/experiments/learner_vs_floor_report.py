@@ -1,0 +1,90 @@
+"""README.md of the learner-vs-floor comparison (:mod:`qbc.experiments.learner_vs_floor`): the
+settings, one table per env (means over seeds) and the targets checked, stated as measured."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+METHOD_NAMES = {"bc": "plain BC", "dart": "DART (auto sigma)", "dagger": "DAgger",
+                "mlp-mse": "mlp-mse (continuous)"}
+
+
+def _num(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x:.3g}"
+
+
+def env_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows of one env's summary: method, quantizer, decoding, labels, regrets."""
+    lines = ["| method | quantizer | decode | expert labels | learner regret (worst seed) "
+             "| quantized-expert regret | ratio | diverged | target met |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = {m: i for i, m in enumerate(METHOD_NAMES)}
+    for r in sorted(rows, key=lambda r: (order.get(r["method"], 9), r["quantizer"], r["decode"])):
+        target = "—" if r["method"] == "mlp-mse" else ("yes" if r["meets_target"] else "no")
+        lines.append(
+            f"| {METHOD_NAMES.get(r['method'], r['method'])} | {r['quantizer']} | {r['decode']} "
+            f"| {r['expert_labels']:,} | {_num(r['regret'])} ({_num(r['regret_worst_seed'])}) "
+            f"| {_num(r['qexp_regret'])} | {_num(r['ratio'])} | {100 * r['diverged']:.0f}% "
+            f"| {target} |")
+    return lines
+
+
+def verdict(summary: list[dict[str, Any]]) -> list[str]:
+    """Per env and quantizer: does DAgger or DART (either decoding) meet the target?"""
+    lines = []
+    for env in dict.fromkeys(r["env"] for r in summary):
+        for q in dict.fromkeys(r["quantizer"] for r in summary if r["env"] == env):
+            if q == "-":
+                continue
+            met = sorted({f"{r['method']}/{r['decode']}" for r in summary
+                          if r["env"] == env and r["quantizer"] == q and r["meets_target"]
+                          and r["method"] in ("dart", "dagger")})
+            lines.append(f"- {env}, {q}: " + (f"met by {', '.join(met)}" if met else
+                                              "**not met** by DAgger or DART"))
+    return lines
+
+
+def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
+    """The comparison's README.md text."""
+    flags = " --quick" if cfg.quick else ""
+    head = [
+        "# The token learner against its quantization floor",
+        "",
+        f"`python scripts/learner_vs_floor.py{flags} --out {cfg.out}` "
+        f"({seconds / 60:.0f} min of wall time for what this invocation ran).",
+        "",
+        f"Envs {', '.join(cfg.envs)}; quantizers "
+        f"{', '.join(f'{q}/{cfg.bins}' for q in cfg.quantizers)}"
+        f"; seeds {', '.join(map(str, cfg.seeds))}; {cfg.episodes} expert episodes per method "
+        f"(DAgger: {cfg.dagger_rounds + 1} rounds of {cfg.episodes // (cfg.dagger_rounds + 1)}, "
+        f"beta = {cfg.dagger_beta:g} after round 0);"
+        f" training budget {'`qbc train` default' if cfg.steps is None else f'{cfg.steps} steps'};"
+        f" {cfg.rollout_episodes} coupled evaluation episodes per policy, seeds apart from the"
+        " data.",
+        "",
+        "Regret is the expert's return minus the policy's over H steps on the same seeds and noise"
+        " (means over seeds; the worst seed in brackets). The quantized expert sends the expert's"
+        " action through the policy's own tokenizer: the floor. Target (issue 16): learner regret"
+        " <= 2x the quantized expert's (or <= it + 1% of the expert's return), 0% diverged, no more"
+        " expert labels than plain BC.",
+        "",
+        "## Targets",
+        "",
+        *verdict(summary),
+        "",
+    ]
+    body = []
+    for env in dict.fromkeys(r["env"] for r in summary):
+        rows = [r for r in summary if r["env"] == env]
+        body += [f"## {env} (H = {cfg.horizon or _horizon(env)}; expert return "
+                 f"{_num(rows[0]['expert_return'])})", "", *env_table(rows), ""]
+    return "\n".join(head + body)
+
+
+def _horizon(env: str) -> int:
+    from qbc.experiments.learner_vs_floor import ENVS
+
+    return ENVS[env][1]

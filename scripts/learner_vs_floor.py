@@ -1,0 +1,14 @@
+"""The token learner against its quantization floor: plain BC, DART and DAgger on unstable and
+physics envs, with the quantized expert and an mlp-mse reference
+(:mod:`qbc.experiments.learner_vs_floor`).
+
+Usage: python scripts/learner_vs_floor.py [--quick] [--out DIR] [--envs ID ...] [--seeds 0 1 ...]
+       [--workers N]   (re-run the same command to continue a killed run)
+"""
+
+import tyro
+
+from qbc.experiments.learner_vs_floor import FloorConfig, run_comparison
+
+if __name__ == "__main__":
+    run_comparison(tyro.cli(FloorConfig))

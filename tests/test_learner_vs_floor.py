@@ -1,0 +1,63 @@
+"""The learner-vs-floor comparison (qbc.experiments.learner_vs_floor and its script)."""
+
+import csv
+import math
+
+from qbc.experiments.learner_vs_floor import FloorConfig, run_comparison, summarise
+from qbc.experiments.learner_vs_floor_report import verdict
+
+
+def _row(method, regret, qexp, diverged=0.0, labels=20_000, seed=0, decode="argmax"):
+    return {"env": "qbc/ScalarUnstable-v0", "quantizer": "uniform", "seed": seed,
+            "method": method, "decode": decode, "expert_labels": labels, "H": 500,
+            "expert_return": 480.0, "regret": regret, "diverged": diverged,
+            "qexp_regret": qexp, "qexp_diverged": 0.0}
+
+
+def _by_method(summary):
+    return {r["method"]: r for r in summary}
+
+
+def test_target_needs_twice_the_floor_no_divergence_and_no_extra_labels():
+    rows = [_row("bc", 40.0, 2.0, diverged=0.1), _row("dart", 3.9, 2.0),
+            _row("dagger", 4.1, 2.0, labels=20_000, seed=0)]
+    got = _by_method(summarise(rows))
+    assert not got["bc"]["meets_target"]
+    assert got["dart"]["meets_target"] and math.isclose(got["dart"]["ratio"], 1.95)
+    # 4.1 > 2 x 2.0, but within the floor + 1% of the expert's return (2.0 + 4.8)
+    assert got["dagger"]["meets_target"]
+    more_labels = summarise([_row("bc", 40.0, 2.0), _row("dagger", 2.5, 2.0, labels=20_001)])
+    assert not _by_method(more_labels)["dagger"]["meets_target"]
+    diverging = summarise([_row("bc", 4.0, 2.0), _row("dart", 2.5, 2.0, diverged=0.01)])
+    assert not _by_method(diverging)["dart"]["meets_target"]
+
+
+def test_summary_averages_seeds_and_keeps_the_worst():
+    rows = [_row("bc", r, 2.0, seed=s) for s, r in enumerate((1.0, 3.0, 8.0))]
+    (bc,) = summarise(rows)
+    assert bc["seeds"] == 3 and math.isclose(bc["regret"], 4.0) and bc["regret_worst_seed"] == 8.0
+    assert verdict(summarise(rows)) == ["- qbc/ScalarUnstable-v0, uniform: **not met** by DAgger "
+                                        "or DART"]
+
+
+def test_quick_comparison_runs_end_to_end_and_continues(tmp_path, capsys):
+    cfg = FloorConfig(out=tmp_path / "floor", methods=("bc", "dagger"), mlp_mse=False, quick=True)
+    rows = run_comparison(cfg)
+    assert {(r["method"], r["decode"]) for r in rows} == {
+        (m, d) for m in ("bc", "dagger") for d in ("argmax", "mean")}
+    for r in rows:  # every number read from a real rollout
+        assert r["H"] == 40 and math.isfinite(r["regret"]) and math.isfinite(r["qexp_regret"])
+    dagger = [r for r in rows if r["method"] == "dagger"]
+    bc_labels = {r["expert_labels"] for r in rows if r["method"] == "bc"}
+    assert bc_labels == {8 * 40}  # 8 episodes x 40 steps
+    # round 0: 4 expert episodes of 40 steps; round 1: 4 learner episodes, which may end early
+    assert len({r["expert_labels"] for r in dagger}) == 1
+    assert 160 < dagger[0]["expert_labels"] <= 320
+    with open(tmp_path / "floor" / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 4
+    text = (tmp_path / "floor" / "README.md").read_text()
+    assert "| plain BC | uniform | argmax | 320 |" in text
+    logs = sorted((tmp_path / "floor" / "runs").rglob("log.txt"))
+    sizes = [p.stat().st_size for p in logs]
+    again = run_comparison(cfg)  # finished steps are kept, not re-run
+    assert again == rows and [p.stat().st_size for p in logs] == sizes
