@@ -237,11 +237,12 @@ def test_default_budget_scales_with_the_dataset_and_explicit_steps_are_kept(tmp_
     import qbc.training.config as train_mod
     from qbc.training import default_steps, resolve_budget
 
-    assert default_steps(18_000, 256, 30) == 2110
-    assert default_steps(90_000, 256, 30) == 10_547  # 5x the data, 5x the steps
-    assert default_steps(100, 256, 30) == train_mod.MIN_AUTO_STEPS
-    auto = resolve_budget(_cfg(tmp_path, steps=None, batch_size=256), 18_000)
-    assert auto.steps == 2110 and auto.patience == train_mod.AUTO_PATIENCE
+    assert default_steps(90_000, 256, 30) == 10_547
+    assert default_steps(180_000, 256, 30) == 21_094  # 2x the data, 2x the steps
+    assert default_steps(100, 256, 30) == train_mod.MIN_AUTO_STEPS == 10_000
+    assert default_steps(18_000, 256, 30) == 10_000  # small data: the minimum, not 2110 steps
+    auto = resolve_budget(_cfg(tmp_path, steps=None, batch_size=256), 90_000)
+    assert auto.steps == 10_547 and auto.patience == train_mod.AUTO_PATIENCE
     given = resolve_budget(_cfg(tmp_path, steps=2000), 90_000)
     assert given.steps == 2000 and given.patience == 0  # explicit --steps: as before
     monkeypatch.setattr(train_mod, "MIN_AUTO_STEPS", 1)
@@ -264,6 +265,21 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp
     assert min(vals[-3:]) >= min(vals[:-3]) and len(vals) == result.step // 4
     full = train(_cfg(tmp_path, "full", steps=40, eval_interval=4), noise)  # no --patience
     assert full.step == 40 and not full.budget["stopped_early"]
+
+
+def test_a_budget_from_epochs_trains_its_minimum_before_early_stopping(tmp_path, monkeypatch):
+    import qbc.training.config as train_mod
+
+    rng = np.random.default_rng(0)
+    noise = replace(_demos(episodes=10, steps=20),
+                    actions=rng.uniform(-1, 1, (200, 2)).astype(np.float32))  # nothing to learn
+    monkeypatch.setattr(train_mod, "MIN_AUTO_STEPS", 200)
+    settings = dict(eval_interval=4, patience=3, lr=3e-3)
+    auto = train(_cfg(tmp_path, "auto", steps=None, epochs=1, **settings), noise)
+    assert auto.budget["steps"] == 200  # 1 epoch is 6 steps: the minimum sets the budget
+    assert auto.step == 200 and not auto.budget["stopped_early"]
+    explicit = train(_cfg(tmp_path, "explicit", steps=200, **settings), noise)
+    assert explicit.budget["stopped_early"] and explicit.step < 200  # same data, --steps given
 
 
 def test_best_checkpoint_has_the_lowest_validation_loss(tmp_path):

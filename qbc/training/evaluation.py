@@ -64,10 +64,11 @@ def update_best(best: dict[str, Any], record: dict[str, Any], step: int,
     return new, improved
 
 
-def should_stop(best: dict[str, Any], step: int, cfg: TrainConfig) -> bool:
+def should_stop(best: dict[str, Any], step: int, cfg: TrainConfig, earliest: int = 0) -> bool:
     """Early stopping: True once ``cfg.patience`` evaluations (patience x eval_interval steps)
-    have passed without a lower validation loss; never with patience 0."""
-    if not cfg.patience:
+    have passed without a lower validation loss; never with patience 0, nor up to step
+    ``earliest``."""
+    if not cfg.patience or step <= earliest:
         return False
     last = best.get("min_val_step", best["step"])
     return step - last >= cfg.patience * cfg.eval_interval

@@ -37,6 +37,7 @@ from qbc.training.checkpoint import (
     save_last,
     write_metrics,
 )
+from qbc.training import config as train_config
 from qbc.training.config import TrainConfig, config_dict, resolve_budget
 from qbc.training.data import SplitTensors, make_batch, prepare_data, split_demos
 from qbc.training.evaluation import (
@@ -124,6 +125,10 @@ class Trainer:
     selection: dict[str, Any] | None = None
     """with --select-by rollout: :func:`~qbc.training.evaluation.selection_plan`."""
     run_log: RunLog | None = None
+    earliest_stop: int = 0
+    """no early stopping before this step (a budget from --epochs always trains its minimum:
+    the validation loss of a small dataset often plateaus for thousands of steps and then
+    drops again as the cosine schedule lowers the learning rate)."""
 
 
 class Clock:
@@ -189,6 +194,7 @@ def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | N
     torch.manual_seed(cfg.seed)
     t, stored = _set_up(cfg, (train_demos, val_demos), device, ctx, conf, resuming, init)
     t.env_id, t.selection, t.run_log = getattr(demos, "env_id", None), selection, claimed.run_log
+    t.earliest_stop = train_config.MIN_AUTO_STEPS if budget["from"] == "--epochs" else 0
     state = _first_state(t, stored)
     _loop(t, state, end=cfg.steps if stop_at is None else min(stop_at, cfg.steps))
     if t.val_t is None:  # no validation: the last checkpoint is the best we know
@@ -278,7 +284,7 @@ def _loop(t: Trainer, s: LoopState, end: int) -> None:
         bar.update(1)
         if step % cfg.eval_interval == 0 or step == end:
             _evaluate(t, s)
-            if t.val_t is not None and should_stop(s.best, step, cfg):
+            if t.val_t is not None and should_stop(s.best, step, cfg, t.earliest_stop):
                 s.stopped_early = True
                 break
     bar.close()
