@@ -130,6 +130,47 @@ def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch
         _run_in(tmp_path / "b", monkeypatch, bins=16)
 
 
+def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatch):
+    """The dataset base is stored when a run starts: after `mv run moved` the run continues
+    under the new name (or another spelling of it) with the ids it began with."""
+    whole = _run_in(tmp_path / "a", monkeypatch)  # the uninterrupted reference, rounds 0..2
+    _run_in(tmp_path / "b", monkeypatch, rounds=1)  # stops after round 1
+    (tmp_path / "b" / "run").rename(tmp_path / "b" / "moved")
+    moved = dagger_cfg(tmp_path / "b" / "moved")
+    before = _tree(tmp_path / "b")
+    with pytest.raises(qbc.errors.InvalidValueError, match="differs from 'dagger/run'"):
+        run_dagger(dataclasses.replace(moved, dataset_base="dagger/moved"))
+    proc = _cli(["--env", ENV, "--out", str(moved.out), "--dataset-base", "dagger/moved"],
+                tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "leave --dataset-base out to continue it" in proc.stderr
+    assert _tree(tmp_path / "b") == before  # refused before anything was written
+
+    assert run_dagger(moved) == whole
+    text = {p: (tmp_path / p).read_text() for p in ("a/run/rounds.csv", "b/moved/rounds.csv")}
+    assert text["a/run/rounds.csv"] == text["b/moved/rounds.csv"]
+    assert sorted(p.name for p in (tmp_path / "b" / "minari" / "dagger").iterdir()) == [
+        "namespace_metadata.json", "run"]  # no datasets under dagger/moved
+    monkeypatch.chdir(tmp_path / "b")  # a relative spelling of the folder is the same run
+    assert run_dagger(dagger_cfg(Path("moved"), dataset_base="dagger/run/")) == whole
+
+
+def test_runs_stored_without_a_dataset_base_keep_the_one_of_their_rounds(tmp_path):
+    """Runs started before the base was stored (``null``) take it from rounds.csv."""
+    import json
+
+    from qbc.dagger_files import ROUND_FIELDS, stored_dataset_base, write_rows
+
+    assert stored_dataset_base(tmp_path, None) is None  # no run here
+    (tmp_path / "dagger_config.json").write_text(json.dumps({"dataset_base": None}))
+    assert stored_dataset_base(tmp_path, "x") is None  # nothing finished: nothing to keep
+    write_rows(tmp_path, [dict.fromkeys(ROUND_FIELDS, 0) | {"dataset": "dagger/old/round-0-v0"}],
+               [])
+    assert stored_dataset_base(tmp_path, None) == "dagger/old"
+    with pytest.raises(qbc.errors.InvalidValueError, match="differs from 'dagger/old'"):
+        stored_dataset_base(tmp_path, "dagger/new")
+
+
 def test_warm_start_keeps_round_zeros_tokenizer(tmp_path):
     from qbc.tokenizer import ActionTokenizer
 
