@@ -29,7 +29,8 @@ rounds are kept; a round cut short is redone from its start, with the same seeds
 The run is found by its folder: ``--out`` may be spelled otherwise or name the folder after a
 move; a --dataset-base other than the stored one is refused.
 ``--overwrite`` of an existing run is staged (:mod:`qbc.dagger_staging`): the old rounds and
-datasets are replaced only when every new round has finished.
+datasets are replaced only when every new round has finished; a run killed while they were
+being replaced is finished by the next run of its folder before anything else.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from qbc.dagger_files import (
     stored_dataset_base,
     write_rows,
 )
-from qbc.dagger_staging import RunPlace, needs_staging, run_place
+from qbc.dagger_staging import RunPlace, finish_interrupted, needs_staging, run_place
 from qbc.errors import InvalidValueError
 from qbc.io import locked_output
 
@@ -249,6 +250,7 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
     expert = make_labeller(cfg)
     out = Path(cfg.out)
     with locked_output(out, "dagger"):  # one writer per run folder
+        finish_interrupted(out)  # an --overwrite run killed while it was being published
         cfg = with_dataset_base(cfg)
         ids = [round_dataset_id(cfg, r) for r in range(cfg.rounds + 1)]
         rows, timings = prepare_run(out, _config_dict(cfg), ids, cfg.overwrite)

@@ -304,3 +304,61 @@ def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, m
     shutil.rmtree(run)
     assert _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16) == new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["minari", "run"]
+
+
+def _bins(root):
+    """--bins of each part of the DAgger run in root/run: its config, its round folders and
+    its round datasets (root/minari); a consistent run has one value."""
+    import json
+
+    found = {"config": json.loads((root / "run" / "dagger_config.json").read_text())["bins"]}
+    for r in range(3):
+        folder = root / "run" / f"round-{r}" / "train_config.json"
+        data = root / "minari" / "dagger" / "run" / f"round-{r}-v0" / "qbc_config.json"
+        for key, path in ((f"round-{r}", folder), (f"data-{r}", data)):
+            if path.exists():
+                found[key] = json.loads(path.read_text())["bins"]
+    return found
+
+
+def _crash_after(target, name, calls):
+    """Replace ``target.name`` by a wrapper that raises KeyboardInterrupt (a kill) after its
+    ``calls``-th call has done its work."""
+    real, count = getattr(target, name), []
+
+    def wrapper(*args, **kwargs):
+        result = real(*args, **kwargs)
+        count.append(1)
+        if len(count) == calls:
+            raise KeyboardInterrupt
+        return result
+
+    return wrapper
+
+
+@pytest.mark.parametrize("where", ["mid-publish", "after-publish", "mid-swap"])
+def test_overwrite_killed_while_publishing_is_finished_by_the_next_run(tmp_path, monkeypatch,
+                                                                        where):
+    """An --overwrite run killed between (or during) publishing its datasets and swapping its
+    folder: the next run of the folder finishes both, so folder and datasets agree."""
+    import qbc.dagger_staging
+    import qbc.data.store
+
+    _run_in(tmp_path, monkeypatch)  # the old run: rounds 0..2, 8 bins
+    target, name, calls = {"mid-publish": (qbc.data.store, "publish_dataset", 1),
+                           "after-publish": (qbc.dagger_staging, "old_rounds", 1),
+                           "mid-swap": (qbc.dagger_staging, "_remove", 4)}[where]
+    with monkeypatch.context() as patch:
+        patch.setattr(target, name, _crash_after(target, name, calls))
+        with pytest.raises(KeyboardInterrupt):
+            _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16)
+    assert set(_bins(tmp_path).values()) == {8, 16}  # killed halfway: old and new parts
+    rows = _run_in(tmp_path, monkeypatch, rounds=1, bins=16)  # continuing finishes it first
+    assert [r["round"] for r in rows] == [0, 1]
+    assert _bins(tmp_path) == {"config": 16, "round-0": 16, "data-0": 16, "round-1": 16,
+                               "data-1": 16}  # the old round 2 is gone from both
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minari", "run"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "dagger_config.json", "round-0", "round-1", "rounds.csv", "timing.csv"]
+    assert not [p for p in (tmp_path / "minari").iterdir() if p.name.startswith(".")]
+    assert _run_in(tmp_path, monkeypatch, rounds=1, bins=16) == rows  # finished: a no-op
