@@ -75,7 +75,11 @@ def stored_dataset_base(out: Path, given: str | None) -> str | None:
     path = Path(out) / CONFIG_NAME
     if not path.is_file():
         return None
-    base = read_json(path, what="DAgger config").get("dataset_base")
+    stored = read_json(path, what="DAgger config")
+    if not isinstance(stored, dict):
+        raise CorruptFileError(f"DAgger config {str(path)!r} is not a JSON object; re-create it "
+                               "or start again with --overwrite")
+    base = stored.get("dataset_base")
     if not isinstance(base, str):  # runs stored before the base was: their round 0's dataset
         first = (_read_csv(Path(out) / "rounds.csv") or [{}])[0].get("dataset")
         match = re.fullmatch(r"(.+)/round-0-v0", first if isinstance(first, str) else "")
