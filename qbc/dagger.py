@@ -18,14 +18,19 @@ An output folder ``DIR`` holds::
     timing.csv           wall time per round: rollout + labelling, dataset write, training, eval
 
 Round r's data is the Minari dataset ``<base>/round-<r>-v0`` (``--dataset-base``, default
-``dagger/<DIR name>``); round r trains on rounds 0..r together. Episode k of round r is played
-from seed ``seed + r * E + k`` (E = episodes per round), so with beta = 1 in every round the
-aggregate equals one ``qbc collect --episodes (r+1)E`` dataset.
+``dagger/<DIR name>``; fixed when the run starts and stored in dagger_config.json, so a run
+folder that was moved or renamed continues with its own datasets); round r trains on rounds
+0..r together. Episode k of round r is played from seed ``seed + r * E + k`` (E = episodes per
+round), so with beta = 1 in every round the aggregate equals one ``qbc collect --episodes
+(r+1)E`` dataset.
 
 Resuming: re-running the same command continues after the last row of rounds.csv (finished
 rounds are kept; a round cut short is redone from its start, with the same seeds and numbers).
+The run is found by its folder: ``--out`` may be spelled otherwise or name the folder after a
+move; a --dataset-base other than the stored one is refused.
 ``--overwrite`` of an existing run is staged (:mod:`qbc.dagger_staging`): the old rounds and
-datasets are replaced only when every new round has finished.
+datasets are replaced only when every new round has finished; a run killed while they were
+being replaced is finished by the next run of its folder before anything else.
 """
 
 from __future__ import annotations
@@ -47,8 +52,15 @@ from qbc.dagger_config import (
     round_train_config,
     validate,
 )
-from qbc.dagger_files import CONFIG_NAME, prepare_run, run_entries, store_config, write_rows
-from qbc.dagger_staging import RunPlace, needs_staging, run_place
+from qbc.dagger_files import (
+    CONFIG_NAME,
+    prepare_run,
+    run_entries,
+    store_config,
+    stored_dataset_base,
+    write_rows,
+)
+from qbc.dagger_staging import RunPlace, finish_interrupted, needs_staging, run_place
 from qbc.errors import InvalidValueError
 from qbc.io import locked_output
 
@@ -238,6 +250,8 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
     expert = make_labeller(cfg)
     out = Path(cfg.out)
     with locked_output(out, "dagger"):  # one writer per run folder
+        finish_interrupted(out)  # an --overwrite run killed while it was being published
+        cfg = with_dataset_base(cfg)
         ids = [round_dataset_id(cfg, r) for r in range(cfg.rounds + 1)]
         rows, timings = prepare_run(out, _config_dict(cfg), ids, cfg.overwrite)
         staged = cfg.overwrite and needs_staging(out, ids)
@@ -250,6 +264,15 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
                 timings.append(timing)
                 write_rows(place.work, rows, timings)
     return rows
+
+
+def with_dataset_base(cfg: DaggerConfig) -> DaggerConfig:
+    """``cfg`` with its dataset base spelled out: the stored run's when ``cfg.out`` holds one to
+    continue (:func:`qbc.dagger_files.stored_dataset_base`), else --dataset-base or the default
+    from the folder's name. New runs store it, so the round dataset ids never depend on what
+    the folder is called later."""
+    stored = None if cfg.overwrite else stored_dataset_base(Path(cfg.out), cfg.dataset_base)
+    return dataclasses.replace(cfg, dataset_base=stored or dataset_base(cfg))
 
 
 def _config_dict(cfg: DaggerConfig) -> dict[str, Any]:

@@ -57,7 +57,8 @@ class DaggerConfig:
     and its token range covers the newly visited states) or 'warm' (continue from the previous
     round's weights, keeping round 0's tokenizer and normaliser; cheaper with fewer --steps)."""
     dataset_base: str | None = None
-    """Minari namespace of the round datasets (<base>/round-<r>-v0); default dagger/<out name>."""
+    """Minari namespace of the round datasets (<base>/round-<r>-v0); default dagger/<out name>
+    when the run starts (a continued run keeps the base it stored, also after a move)."""
     num_envs: int = 64
     """env copies stepped together in the round rollouts (speed only)."""
     seed: int = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ CONFIG_NAME = "dagger_config.json"
 _RUN_FILES = (CONFIG_NAME, "rounds.csv", "timing.csv")
 #: settings that may change when a run is continued.
 RESUMABLE = {"rounds", "progress", "overwrite", "device"}
+#: settings that say where the run lives, not what it computes: a moved or renamed folder (or
+#: its path spelled otherwise) continues; the dataset base is taken from the stored config
+#: (:func:`stored_dataset_base`).
+LOCATION = {"out", "dataset_base"}
 
 
 def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
@@ -39,7 +44,7 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
     if stored_path.is_file() and not overwrite:
         stored = _typed(read_json(stored_path, what="DAgger config"))
         diff = sorted(k for k in set(stored) | set(conf)
-                      if k not in RESUMABLE and stored.get(k) != conf.get(k))
+                      if k not in RESUMABLE | LOCATION and stored.get(k) != conf.get(k))
         if diff:
             detail = ", ".join(f"{k}: {stored.get(k)!r} -> {conf.get(k)!r}" for k in diff)
             raise InvalidValueError(
@@ -60,6 +65,31 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
         raise OutputExistsError(f"Minari datasets {', '.join(taken)} already exist; pass "
                                 "--overwrite to replace them or choose another --dataset-base")
     return [], []
+
+
+def stored_dataset_base(out: Path, given: str | None) -> str | None:
+    """The dataset base (namespace of the round datasets) of the run stored in ``out``, or None
+    when ``out`` holds no run. A continued run writes its round datasets under it whatever the
+    folder is called now, so a moved or renamed run folder continues with its own datasets. A
+    ``given`` --dataset-base that differs is refused (InvalidValueError); nothing is written."""
+    path = Path(out) / CONFIG_NAME
+    if not path.is_file():
+        return None
+    stored = read_json(path, what="DAgger config")
+    if not isinstance(stored, dict):
+        raise CorruptFileError(f"DAgger config {str(path)!r} is not a JSON object; re-create it "
+                               "or start again with --overwrite")
+    base = stored.get("dataset_base")
+    if not isinstance(base, str):  # runs stored before the base was: their round 0's dataset
+        first = (_read_csv(Path(out) / "rounds.csv") or [{}])[0].get("dataset")
+        match = re.fullmatch(r"(.+)/round-0-v0", first if isinstance(first, str) else "")
+        base = match.group(1) if match else None
+    if base is not None and given is not None and given.strip("/") != base.strip("/"):
+        raise InvalidValueError(
+            f"--dataset-base {given!r} differs from {base!r}, the dataset base of the DAgger run "
+            f"in {out} (its rounds are {base}/round-<r>-v0); leave --dataset-base out to "
+            "continue it, or pass --overwrite / another --out")
+    return None if base is None else base.strip("/")
 
 
 def store_config(work: Path, conf: dict[str, Any]) -> None:

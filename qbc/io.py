@@ -260,7 +260,7 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool, refusal: str | None =
 def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
                refusal: str | None = None,
                keep: Callable[[Path], bool] | None = None,
-               owned: tuple[str, ...] = (), stage: bool = False) -> Iterator[Path]:
+               owned: tuple[str, ...] = ()) -> Iterator[Path]:
     """The folder a command writes its outputs into, locked against a second writer.
 
     A missing or empty ``out`` is created and written directly. A non-empty ``out`` (with
@@ -271,9 +271,8 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
     (anything else in ``out`` stays). On an error the
     staging folder is removed and ``out`` is as it was; a folder this call created is removed
     too, unless ``keep(out)`` says it holds something worth keeping (a training run with a
-    checkpoint to ``--resume`` from). ``stage``: stage even a missing or empty ``out`` (its
-    contents must appear together with outputs written elsewhere, as DAgger's datasets).
-    Staging folders of ``out`` left by a killed writer are removed once the lock is held.
+    checkpoint to ``--resume`` from). Staging folders of ``out`` left by a killed writer are
+    removed once the lock is held.
     """
     import shutil
 
@@ -281,7 +280,7 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
     with locked_output(out, what) as parents:
         check_out_dir(out, overwrite, refusal)  # again, under the lock
         _remove_entries(leftovers(parents, f".{out.name}.staging-"))
-        staged = stage or (out.is_dir() and any(out.iterdir()))
+        staged = out.is_dir() and any(out.iterdir())
         created = not out.exists()
         work = (Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parents))
                 if staged else out)

@@ -130,6 +130,47 @@ def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch
         _run_in(tmp_path / "b", monkeypatch, bins=16)
 
 
+def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatch):
+    """The dataset base is stored when a run starts: after `mv run moved` the run continues
+    under the new name (or another spelling of it) with the ids it began with."""
+    whole = _run_in(tmp_path / "a", monkeypatch)  # the uninterrupted reference, rounds 0..2
+    _run_in(tmp_path / "b", monkeypatch, rounds=1)  # stops after round 1
+    (tmp_path / "b" / "run").rename(tmp_path / "b" / "moved")
+    moved = dagger_cfg(tmp_path / "b" / "moved")
+    before = _tree(tmp_path / "b")
+    with pytest.raises(qbc.errors.InvalidValueError, match="differs from 'dagger/run'"):
+        run_dagger(dataclasses.replace(moved, dataset_base="dagger/moved"))
+    proc = _cli(["--env", ENV, "--out", str(moved.out), "--dataset-base", "dagger/moved"],
+                tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "leave --dataset-base out to continue it" in proc.stderr
+    assert _tree(tmp_path / "b") == before  # refused before anything was written
+
+    assert run_dagger(moved) == whole
+    text = {p: (tmp_path / p).read_text() for p in ("a/run/rounds.csv", "b/moved/rounds.csv")}
+    assert text["a/run/rounds.csv"] == text["b/moved/rounds.csv"]
+    assert sorted(p.name for p in (tmp_path / "b" / "minari" / "dagger").iterdir()) == [
+        "namespace_metadata.json", "run"]  # no datasets under dagger/moved
+    monkeypatch.chdir(tmp_path / "b")  # a relative spelling of the folder is the same run
+    assert run_dagger(dagger_cfg(Path("moved"), dataset_base="dagger/run/")) == whole
+
+
+def test_runs_stored_without_a_dataset_base_keep_the_one_of_their_rounds(tmp_path):
+    """Runs started before the base was stored (``null``) take it from rounds.csv."""
+    import json
+
+    from qbc.dagger_files import ROUND_FIELDS, stored_dataset_base, write_rows
+
+    assert stored_dataset_base(tmp_path, None) is None  # no run here
+    (tmp_path / "dagger_config.json").write_text(json.dumps({"dataset_base": None}))
+    assert stored_dataset_base(tmp_path, "x") is None  # nothing finished: nothing to keep
+    write_rows(tmp_path, [dict.fromkeys(ROUND_FIELDS, 0) | {"dataset": "dagger/old/round-0-v0"}],
+               [])
+    assert stored_dataset_base(tmp_path, None) == "dagger/old"
+    with pytest.raises(qbc.errors.InvalidValueError, match="differs from 'dagger/old'"):
+        stored_dataset_base(tmp_path, "dagger/new")
+
+
 def test_warm_start_keeps_round_zeros_tokenizer(tmp_path):
     from qbc.tokenizer import ActionTokenizer
 
@@ -263,3 +304,61 @@ def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, m
     shutil.rmtree(run)
     assert _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16) == new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["minari", "run"]
+
+
+def _bins(root):
+    """--bins of each part of the DAgger run in root/run: its config, its round folders and
+    its round datasets (root/minari); a consistent run has one value."""
+    import json
+
+    found = {"config": json.loads((root / "run" / "dagger_config.json").read_text())["bins"]}
+    for r in range(3):
+        folder = root / "run" / f"round-{r}" / "train_config.json"
+        data = root / "minari" / "dagger" / "run" / f"round-{r}-v0" / "qbc_config.json"
+        for key, path in ((f"round-{r}", folder), (f"data-{r}", data)):
+            if path.exists():
+                found[key] = json.loads(path.read_text())["bins"]
+    return found
+
+
+def _crash_after(target, name, calls):
+    """Replace ``target.name`` by a wrapper that raises KeyboardInterrupt (a kill) after its
+    ``calls``-th call has done its work."""
+    real, count = getattr(target, name), []
+
+    def wrapper(*args, **kwargs):
+        result = real(*args, **kwargs)
+        count.append(1)
+        if len(count) == calls:
+            raise KeyboardInterrupt
+        return result
+
+    return wrapper
+
+
+@pytest.mark.parametrize("where", ["mid-publish", "after-publish", "mid-swap"])
+def test_overwrite_killed_while_publishing_is_finished_by_the_next_run(tmp_path, monkeypatch,
+                                                                        where):
+    """An --overwrite run killed between (or during) publishing its datasets and swapping its
+    folder: the next run of the folder finishes both, so folder and datasets agree."""
+    import qbc.dagger_staging
+    import qbc.data.store
+
+    _run_in(tmp_path, monkeypatch)  # the old run: rounds 0..2, 8 bins
+    target, name, calls = {"mid-publish": (qbc.data.store, "publish_dataset", 1),
+                           "after-publish": (qbc.dagger_staging, "old_rounds", 1),
+                           "mid-swap": (qbc.dagger_staging, "_remove", 4)}[where]
+    with monkeypatch.context() as patch:
+        patch.setattr(target, name, _crash_after(target, name, calls))
+        with pytest.raises(KeyboardInterrupt):
+            _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16)
+    assert set(_bins(tmp_path).values()) == {8, 16}  # killed halfway: old and new parts
+    rows = _run_in(tmp_path, monkeypatch, rounds=1, bins=16)  # continuing finishes it first
+    assert [r["round"] for r in rows] == [0, 1]
+    assert _bins(tmp_path) == {"config": 16, "round-0": 16, "data-0": 16, "round-1": 16,
+                               "data-1": 16}  # the old round 2 is gone from both
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minari", "run"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "dagger_config.json", "round-0", "round-1", "rounds.csv", "timing.csv"]
+    assert not [p for p in (tmp_path / "minari").iterdir() if p.name.startswith(".")]
+    assert _run_in(tmp_path, monkeypatch, rounds=1, bins=16) == rows  # finished: a no-op
