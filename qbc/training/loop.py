@@ -27,6 +27,7 @@ from qbc.policy.loading import save_checkpoint
 from qbc.progress import progress_bar
 from qbc.run_log import RunLog, record_scalars
 from qbc.tokenizer import ActionTokenizer
+from qbc.training import config as train_config
 from qbc.training.checkpoint import (
     ClaimedRun,
     claimed_run,
@@ -37,7 +38,6 @@ from qbc.training.checkpoint import (
     save_last,
     write_metrics,
 )
-from qbc.training import config as train_config
 from qbc.training.config import TrainConfig, config_dict, resolve_budget
 from qbc.training.data import SplitTensors, make_batch, prepare_data, split_demos
 from qbc.training.evaluation import (
