@@ -7,6 +7,7 @@ cells, 2 execution modes, 2 horizons) is run once; every chunk policy must be tr
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -66,7 +67,14 @@ def test_one_training_per_cell_and_one_row_per_mode_and_horizon(swept):
     assert {r["execution"] for r in rows} == set(MODES)
     assert {r["chunk_len"] for r in rows} == {1, 4}
     assert all(r["policy"] == "chunk-ar-transformer" and r["quantizer"] == "" for r in rows)
-    assert all(r["decode_failures"] == 0 for r in rows)  # fixed-length codes never fail
+    assert all(r["decode_failures"] == 0 and r["decode_failure_rate"] == 0.0
+               for r in rows)  # fixed-length codes never fail
+    # 8 episodes of 30 steps (none cut short on this stable system): open-loop plans every k
+    # steps, receding:1 every step
+    plans = {(r["chunk_tokenizer"], r["chunk_len"], r["execution"]): r["chunks_predicted"]
+             for r in rows}
+    for (_, k, mode), n in plans.items():
+        assert n == 8 * (math.ceil(30 / k) if mode == "open-loop" else 30)
     per_step = {r["chunk_len"]: r["tokens_per_chunk"] for r in rows
                 if r["chunk_tokenizer"].startswith("per-step")}
     assert per_step[4] == 4 * per_step[1]  # k x D tokens
@@ -93,7 +101,7 @@ def test_report_groups_by_tokenizer_k_and_mode(swept):
         (k, m) for k in (1, 4) for m in MODES}
     header = (out / "summary.csv").read_text().splitlines()[0].split(",")
     assert {"chunk_tokenizer", "chunk_len", "execution", "tokens_per_chunk",
-            "decode_failures"} <= set(header)
+            "decode_failures", "decode_failure_rate"} <= set(header)
     assert (out / "regret_vs_chunk_len.png").is_file()
 
 
@@ -156,7 +164,8 @@ def test_cli_bad_execution_exits_2_with_one_line(tmp_path, capsys):
 def test_old_tables_read_new_columns_as_empty_and_take_new_rows(tmp_path):
     path = tmp_path / "results.csv"
     old_columns = [c for c in COLUMNS if c not in (
-        "chunk_tokenizer", "chunk_len", "execution", "tokens_per_chunk", "decode_failures")]
+        "chunk_tokenizer", "chunk_len", "execution", "tokens_per_chunk", "decode_failures",
+        "chunks_predicted", "decode_failure_rate")]
     path.write_text(",".join(old_columns) + "\n"
                     + ",".join({"cell": "a", "policy": "p", "H": "5", "regret": "0.25"}.get(c, "")
                                for c in old_columns) + "\n")

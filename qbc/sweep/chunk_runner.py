@@ -47,7 +47,9 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     rows = []
     for mode, executor in executors.items():
         extra = {"val_loss": val_loss, "train_seconds": train_seconds, "execution": mode,
-                 "tokens_per_chunk": tokens, "decode_failures": executor.decode_failures}
+                 "tokens_per_chunk": tokens, "decode_failures": executor.decode_failures,
+                 "chunks_predicted": executor.n_chunks,
+                 "decode_failure_rate": executor.decode_failures / max(executor.n_chunks, 1)}
         rows += [make_row(cell, kind, h, metrics["policies"][names[mode]][str(h)],
                           metrics["policies"]["expert"][str(h)], width, extra)
                  for h in horizons]
