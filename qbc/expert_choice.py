@@ -66,7 +66,7 @@ def dataset_provenance(dataset_id: str) -> dict[str, Any]:
         if not data.is_dir():
             return {}
         return provenance(MinariStorage.read_raw_metadata(data))
-    except (QbcError, OSError, ValueError, KeyError, TypeError):
+    except (QbcError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 

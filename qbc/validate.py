@@ -2,10 +2,10 @@
 
 Every command calls :func:`check_config` on its config dataclass first: every float field (also
 in nested dataclasses such as ``--model.*``, and every float of a list field) must be finite,
-every field named ``seed`` or ``*_seed`` must lie in [0, 2^32), and the fields given ``rules``
-must lie in their ranges. Sizes that would not fit in memory are refused by
-:func:`check_memory` with the estimate, and a device name by :func:`check_device`, all before
-any output is created, replaced or deleted.
+every integer (also of a list field) must fit in 64 bits, every field named ``seed`` or
+``*_seed`` must lie in [0, 2^32), and the fields given ``rules`` must lie in their ranges.
+Sizes that would not fit in memory are refused by :func:`check_memory` with the estimate, and
+a device name by :func:`check_device`, all before any output is created, replaced or deleted.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from qbc.errors import InvalidValueError
 
 #: Seeds are 32-bit: numpy, torch and Gymnasium all accept them.
 SEED_LIMIT = 2**32
+
+#: Every integer setting must fit in 64 bits (numpy's and torch's sizes and indices are int64).
+INT_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,20 @@ def check_config(cfg: Any, rules: dict[str, Rule] | None = None, prefix: str = "
             rule = Rule()
         if rule is not None:
             check_value(value, rule, flag_name(prefix + name))
-        elif isinstance(value, (tuple, list)):  # every float of a list flag is finite too
-            for item in value:
-                if isinstance(item, float):
-                    check_value(item, Rule(), flag_name(prefix + name))
+        for item in value if isinstance(value, (tuple, list)) else [value]:
+            _check_item(item, flag_name(prefix + name))
     if rules:
         raise KeyError(f"rules for fields that {type(cfg).__name__} lacks: {sorted(rules)}")
+
+
+def _check_item(item: Any, flag: str) -> None:
+    """A float must be finite, an integer must fit in 64 bits (an item of a list flag too):
+    larger ones overflow numpy and torch deep inside a command, often after its work."""
+    if isinstance(item, float):
+        check_value(item, Rule(), flag)
+    elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= INT_LIMIT:
+        raise InvalidValueError(f"{flag} must be an integer that fits in 64 bits (below 2^63), "
+                                f"got {item}")
 
 
 def _fields(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:

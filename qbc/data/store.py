@@ -15,7 +15,6 @@ dataset's metadata under the key ``"qbc"``.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import shutil
 import tempfile
@@ -288,8 +287,8 @@ def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False,
         dataset = MinariDataset(path / "data")
         raw = MinariStorage.read_raw_metadata(path / "data")
         episodes = list(dataset.iterate_episodes())
-    except (OSError, ValueError, KeyError, TypeError, AssertionError,
-            json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            AssertionError) as exc:  # Minari parsing a damaged file (metadata.json a list, ...)
         raise CorruptFileError(
             f"Minari dataset {dataset_id!r} at {path} cannot be read ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); it is truncated or "

@@ -145,3 +145,21 @@ def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
     obs_dim = encoder["obs_dim"]
     return wrap_with_encoder(lambda n_in: klass(cfg_type(**{**config, "obs_dim": n_in})),
                              encoder, obs_dim)
+
+
+
+def rough_parameter_count(kind: str, model: ModelConfig, act_dim: int, vocab: int = 0) -> int:
+    """A lower bound on the parameters of policy ``kind`` from the settings alone (its largest
+    weight matrices, one per layer made), whatever the observations: sizes far beyond memory
+    are refused with it before any module is made, since even on torch's 'meta' device making
+    10^9 layers or a 10^20-wide matrix hangs or overflows."""
+    out = act_dim * max(vocab, 1)
+    if kind == "ar-transformer":
+        d = model.d_model
+        return (model.n_layers * ((4 + 2 * model.mlp_ratio) * d * d + 1)
+                + (model.obs_history + 2 * out) * d)
+    if model.mlp_layers == 0:
+        return model.obs_history * out
+    hidden = model.hidden
+    return ((model.mlp_layers - 1) * (hidden * hidden + 1)
+            + (model.obs_history + out) * hidden)

@@ -47,12 +47,22 @@ from qbc.policy.chunked import (
     pad_sequences,
 )
 from qbc.policy.loading import save_checkpoint
+from qbc.policy.registry import check_model_config
 from qbc.progress import progress_bar
 from qbc.training.checkpoint import write_metrics
 from qbc.training.config import OptimConfig, config_dict, device_of
 from qbc.training.data import split_demos
-from qbc.training.evaluation import rollout_evaluation
+from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation
 from qbc.training.optim import make_optimizer, make_scheduler, train_step
+from qbc.validate import (
+    AT_LEAST_ONE,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    Rule,
+    check_all,
+    check_config,
+)
 
 
 @dataclass
@@ -211,6 +221,15 @@ def prepare_chunk_data(cfg: ChunkTrainConfig, demos: Any, device: torch.device):
     return tokenizer, normalizer, max_len, data[0], (data[1] if len(data) > 1 else None)
 
 
+#: Ranges of the numeric flags of train-chunked (the --model.* ones: check_model_config).
+CHUNK_RULES = {"steps": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
+               "min_lr_ratio": Rule(lo=0, hi=1), "weight_decay": NON_NEGATIVE,
+               "warmup_steps": Rule(lo=0, integer=True), "grad_clip": NON_NEGATIVE,
+               "val_fraction": FRACTION, "eval_interval": AT_LEAST_ONE,
+               "bins": Rule(lo=2, integer=True), "rollout_episodes": Rule(lo=0, integer=True),
+               "rollout_horizon": Rule(lo=1, integer=True, optional=True)}
+
+
 def _validate(cfg: ChunkTrainConfig) -> None:
     """Every flag checked before anything is read or written (one-line InvalidValueError)."""
     from qbc.errors import UnknownNameError
@@ -222,23 +241,12 @@ def _validate(cfg: ChunkTrainConfig) -> None:
         get_chunk_tokenizer_class(cfg.chunk_tokenizer)
         parse_params(cfg.chunk_tokenizer_params)
     spec = parse_execute(cfg.execute)
-    checks = [(spec.mode != "receding" or spec.value <= k,
-               f"--execute {spec}: M is longer than --chunk-k {k}; use M <= {k}"),
-              (cfg.steps >= 1, f"--steps must be >= 1, got {cfg.steps}"),
-              (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
-              (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
-              (cfg.eval_interval >= 1, f"--eval-interval must be >= 1, got {cfg.eval_interval}"),
-              (cfg.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {cfg.warmup_steps}"),
-              (0 <= cfg.val_fraction < 1,
-               f"--val-fraction must be in [0, 1), got {cfg.val_fraction}"),
-              (cfg.bins >= 2, f"--bins must be >= 2, got {cfg.bins}"),
-              (cfg.rollout_episodes >= 0,
-               f"--rollout-episodes must be >= 0, got {cfg.rollout_episodes}"),
-              (cfg.model.obs_history == 1, "chunk policies see the current observation only; "
-                                           "use --model.obs-history 1")]
-    for ok, msg in checks:
-        if not ok:
-            raise InvalidValueError(msg)
+    check_config(cfg, CHUNK_RULES)  # also: every float finite, ints in 64 bits, seeds in range
+    check_model_config(cfg.model)
+    check_all([(spec.mode != "receding" or spec.value <= k,
+                f"--execute {spec}: M is longer than --chunk-k {k}; use M <= {k}"),
+               (cfg.model.obs_history == 1, "chunk policies see the current observation only; "
+                                            "use --model.obs-history 1")])
 
 
 @torch.no_grad()
@@ -327,6 +335,7 @@ def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
 
     _validate(cfg)
     demos = load_demonstrations(cfg.dataset)
+    check_rollout_sizes(demos, cfg.rollout_episodes, cfg.rollout_horizon, cfg.rollout_seed)
     result = train_chunked(cfg, demos)
     policy = result.pop("policy")
     summary = {"policy": cfg.policy, "dataset": cfg.dataset, "chunk_k": cfg.chunk_k, **result,

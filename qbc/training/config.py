@@ -25,7 +25,7 @@ from qbc.augment import HEADS as TRANSITION_HEADS
 from qbc.distributed import local_device
 from qbc.policy import ModelConfig, build_policy, needs_tokenizer
 from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
-from qbc.policy.registry import check_model_config, check_policy_kind
+from qbc.policy.registry import check_model_config, check_policy_kind, rough_parameter_count
 from qbc.quantizers import QUANTILE_RANGE
 from qbc.validate import (
     AT_LEAST_ONE,
@@ -246,6 +246,12 @@ def validate_with_data(cfg: TrainConfig, demos: Any) -> torch.device:
                 "--select-by rollout needs the dataset's env, which cannot be made here "
                 f"({getattr(demos, 'env_id', None)!r}); use --select-by val-loss")])
     check_train_memory(cfg, demos)
+    from qbc.training.evaluation import check_rollout_sizes  # (it imports this module)
+
+    check_rollout_sizes(demos, cfg.rollout_episodes, cfg.rollout_horizon, cfg.rollout_seed)
+    if cfg.select_by == "rollout":
+        check_rollout_sizes(demos, cfg.select_episodes, cfg.rollout_horizon, 0,
+                            "--select-episodes or a smaller --rollout-horizon")
     return device
 
 
@@ -257,6 +263,9 @@ def check_train_memory(cfg: TrainConfig, demos: Any) -> None:
     act_dim = int(np.asarray(demos.actions).shape[-1])
     tokens = needs_tokenizer(cfg.policy)
     tok = SimpleNamespace(n_tokens=act_dim, vocab_size=cfg.bins) if tokens else None
+    rough = rough_parameter_count(cfg.policy, cfg.model, act_dim, cfg.bins if tokens else 0)
+    check_memory(16.0 * rough, f"training {cfg.policy} (at least {rough:,} parameters)",
+                 "use fewer --bins or a smaller --model")
     with torch.device("meta"):
         module = build_policy(cfg.policy, cfg.model, obs_dim, act_dim, tok, cfg.obs_encoder)
     n_params = sum(p.numel() for p in module.parameters())

@@ -123,6 +123,31 @@ def default_rollout_seed(demos: Any) -> int:
         return 1_000_000
 
 
+def check_rollout_sizes(demos: Any, episodes: int, horizon: int | None, seed: int | None,
+                        flags: str = "--rollout-episodes or a smaller --rollout-horizon") -> None:
+    """Refuse, before any training, a rollout of ``episodes`` x ``horizon`` steps on the
+    demonstrations' env (as :func:`rollout_evaluation` would run it after training) whose
+    trajectories would not fit in memory, or whose seeds would pass 2^32."""
+    import gymnasium as gym
+
+    import qbc  # noqa: F401  (registers the qbc/ envs)
+    from qbc.errors import InvalidValueError
+    from qbc.rollout import cap_horizons, check_rollout_memory
+    from qbc.validate import SEED_LIMIT
+
+    env_id = getattr(demos, "env_id", None)
+    if episodes <= 0 or not env_id or env_id not in gym.registry:
+        return
+    if horizon is None:
+        horizon = _default_horizon(_provenance(demos), env_id)
+    (horizon,), _ = cap_horizons(env_id, [horizon])
+    check_rollout_memory(env_id, 2, episodes, horizon, fix=f"use fewer {flags}")
+    first = default_rollout_seed(demos) if seed is None else seed
+    if first + episodes > SEED_LIMIT:
+        raise InvalidValueError(f"the rollout seeds {first}..{first + episodes - 1} pass 2^32; "
+                                f"use fewer {flags.split()[0]} or a smaller seed")
+
+
 def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | None = None,
                        seed: int | None = None, progress: bool = False) -> dict[str, Any] | None:
     """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
