@@ -147,6 +147,7 @@ def collect(cfg: CollectConfig, expert: Any = None,
 
     _validate(cfg)
     validate_dataset_id(cfg.dataset_id)
+    _check_memory(cfg)
     if expert is None:  # opened before the lock: a refused expert leaves no trace
         expert = _make_expert(cfg)
     with dataset_lock(cfg.dataset_id, root):
@@ -330,6 +331,19 @@ def _describe(env_id: str, expert: Any, env_kwargs: dict[str, Any]) -> dict[str,
 
     linear = expert if getattr(expert, "K", None) is not None else None
     return describe(env_id, expert=linear, **env_kwargs)
+
+
+def _check_memory(cfg: CollectConfig) -> None:
+    """Refuse episodes x horizon steps that would not fit in memory (before the dataset lock
+    is taken: a huge --max-episode-steps would otherwise run for days, then fail)."""
+    from qbc.rollout import check_rollout_memory
+
+    horizon = cfg.max_episode_steps
+    if horizon is None and cfg.env in gym.registry:
+        horizon = gym.spec(cfg.env).max_episode_steps
+    if horizon is not None and cfg.env in gym.registry:
+        check_rollout_memory(cfg.env, 1, cfg.episodes, horizon,
+                             "use fewer --episodes or a smaller --max-episode-steps")
 
 
 def _validate(cfg: CollectConfig) -> None:
