@@ -145,6 +145,30 @@ def validate(cfg: DaggerConfig) -> None:
 
     validate_train(round_train_config(cfg, 0, ["x-v0"]))
     round_dataset_id(cfg, cfg.rounds)
+    check_sizes(cfg)
+
+
+def check_sizes(cfg: DaggerConfig) -> None:
+    """Refuse, before the first round, a round's collection or the evaluation whose episodes x
+    horizon would not fit in memory, and episode seeds past 2^32 (they would fail after rounds
+    were collected and trained)."""
+    from qbc.gym_utils import check_env_id
+    from qbc.rollout import check_rollout_memory
+    from qbc.validate import SEED_LIMIT
+
+    horizon = cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps
+    if horizon is not None:
+        check_rollout_memory(cfg.env, 1, cfg.episodes_per_round, horizon,
+                             "use fewer --episodes-per-round or a smaller --max-episode-steps")
+    if cfg.eval_horizon or horizon:
+        check_rollout_memory(cfg.env, 2, cfg.eval_episodes, cfg.eval_horizon or horizon,
+                             "use fewer --eval-episodes or a smaller --eval-horizon")
+    last = max(cfg.seed + (cfg.rounds + 1) * cfg.episodes_per_round,
+               cfg.eval_seed + cfg.eval_episodes)
+    if last > SEED_LIMIT:
+        raise InvalidValueError(f"the episode seeds of the rounds and the evaluation reach "
+                                f"{last - 1}, past 2^32; use fewer --rounds, "
+                                "--episodes-per-round or --eval-episodes, or smaller seeds")
 
 
 def train_overrides(cfg: DaggerConfig) -> dict[str, Any]:

@@ -79,6 +79,8 @@ def _build(root: Path) -> Workspace:
     write_dataset("qbc/broken-v0", _nan_episodes()[:1], env=ENV)
     h5 = dataset_path("qbc/broken-v0") / "data" / "main_data.hdf5"
     h5.write_bytes(h5.read_bytes()[: h5.stat().st_size // 3])  # a truncated copy
+    write_dataset("qbc/metalist-v0", _nan_episodes()[:1], env=ENV)
+    (dataset_path("qbc/metalist-v0") / "data" / "metadata.json").write_text("[]")
 
     demos = load_demonstrations("qbc/lin-v0")
     np.save(root / "actions.npy", demos.actions)
@@ -207,6 +209,9 @@ ROWS = [
     Row("corrupted-dataset-file",
         ["data", "--dataset", "qbc/broken-v0"],
         ["Minari dataset 'qbc/broken-v0'", "cannot be read", "collect it again"]),
+    Row("dataset-metadata-not-an-object",
+        ["data", "--dataset", "qbc/metalist-v0"],
+        ["Minari dataset 'qbc/metalist-v0'", "cannot be read", "AttributeError"]),
     Row("tokenizer-does-not-match-policy",
         ["rollout", "--policy", "{root}/run_wrong_tok", "--out", "{root}/o/wt"],
         ["do not belong together", "tokenizer.json has 2 tokens of vocabulary 16",
