@@ -49,6 +49,18 @@ class _instance_or_class_method:
         return functools.partial(self.func, obj if obj is not None else cls())
 
 
+def _check_fit_memory(n_bins: Any, actions: np.ndarray) -> None:
+    """Refuse a number of bins whose tables (a few float64 copies of D x bins: codebooks,
+    counts, the decode table) would not fit in memory, before they are made."""
+    from qbc.validate import check_memory
+
+    if isinstance(n_bins, (int, np.integer)) and not isinstance(n_bins, bool):
+        n_dims = int(actions.shape[1])
+        check_memory(32.0 * max(int(n_bins), 1) * n_dims + 16.0 * actions.size,
+                     f"a tokenizer of {int(n_bins):,} bins for {n_dims} action dimension(s)",
+                     "use fewer --bins")
+
+
 class ActionTokenizer:
     """Turns actions (N, D) into integer tokens (N, n_tokens) with values in [0, vocab_size).
 
@@ -84,6 +96,7 @@ class ActionTokenizer:
         params = {**self.quantizer_params}
         if "n_bins" in _init_params(klass):
             params["n_bins"] = self.n_bins
+            _check_fit_memory(self.n_bins, actions)
         if klass.joint:
             self.quantizers_ = [make_quantizer(self.quantizer, **params).fit(actions)]
         elif self.per_dim:
