@@ -165,6 +165,8 @@ CASES = {
                             "--eval-episodes", "100000000000000"], "of memory, more than"),
     "certify-bins-memory": (["certify", "--dataset", "qbc/lin-v0", "--out", "{root}/cert",
                              "--bins", "1000000000"], "of memory, more than"),
+    "bench-seed": (["bench", "--quick", "--json", "{root}/b.json", "--seed", "-1"],
+                   "--seed must be an integer in [0, "),
     "run-locked": ([*TRAIN, "--out", "{root}/run", "--overwrite"], "pid {pid}"),
     "dataset-locked": (["collect", "--env", ENV, "--dataset", "qbc/held-v0", "--episodes",
                         "2"], "pid {pid}"),

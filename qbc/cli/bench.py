@@ -17,10 +17,11 @@ from typing import Any
 
 from qbc.cli import Command
 from qbc.environ import scoped_threads
-from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.errors import OutputExistsError
 from qbc.io import atomic_write_json, json_safe
-from qbc.policy.registry import ModelConfig
+from qbc.policy.registry import ModelConfig, check_model_config
 from qbc.progress import progress_bar
+from qbc.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config
 
 #: Settings that --quick shrinks (full-run value, quick value); fields left at None take them.
 _MODES = {"repeats": (5, 3), "block_s": (0.3, 0.1), "rollout_episodes": (256, 64),
@@ -76,21 +77,22 @@ class BenchConfig:
     ``Policy(disable_onednn=True)``; --no-disable-onednn measures torch's default."""
 
 
+#: Ranges of the numeric flags (the --model.* ones: check_model_config).
+BENCH_RULES = {"threads": Rule(lo=0, integer=True), "repeats": AT_LEAST_ONE,
+               "block_s": POSITIVE, "act_dim": AT_LEAST_ONE, "obs_dim": AT_LEAST_ONE,
+               "bins": Rule(lo=2, integer=True), "train_batch": AT_LEAST_ONE,
+               "decode_batch": AT_LEAST_ONE, "rollout_episodes": AT_LEAST_ONE,
+               "rollout_horizon": AT_LEAST_ONE, "quickstart_repeats": AT_LEAST_ONE}
+
+
 def resolve(cfg: BenchConfig) -> BenchConfig:
     """Fill the settings left at None from the full or quick defaults, and check them."""
     mode = 1 if cfg.quick else 0
     cfg = replace(cfg, **{k: v[mode] for k, v in _MODES.items() if getattr(cfg, k) is None})
-    checks = [(cfg.repeats >= 1, "--repeats"), (cfg.block_s > 0, "--block-s"),
-              (cfg.threads >= 0, "--threads"), (min(cfg.env_sizes, default=0) >= 1,
-                                                 "--env-sizes"),
-              (cfg.rollout_episodes >= 1, "--rollout-episodes"),
-              (cfg.rollout_horizon >= 1, "--rollout-horizon"),
-              (cfg.quickstart_repeats >= 1, "--quickstart-repeats"),
-              (min(cfg.act_dim, cfg.obs_dim, cfg.bins, cfg.train_batch, cfg.decode_batch) >= 1,
-               "--act-dim, --obs-dim, --bins, --train-batch and --decode-batch")]
-    for ok, name in checks:
-        if not ok:
-            raise InvalidValueError(f"{name} must be positive (threads: >= 0); got {cfg}")
+    check_config(cfg, BENCH_RULES)  # also: floats finite, ints in 64 bits, --seed in range
+    check_model_config(cfg.model)
+    check_all([(min(cfg.env_sizes, default=0) >= 1,
+                f"--env-sizes must be positive integers, got {list(cfg.env_sizes)}")])
     return cfg
 
 
