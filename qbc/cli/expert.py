@@ -20,6 +20,7 @@ from qbc.agents.expert_zoo import (
 from qbc.cli import Command
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.io import atomic_write_json
+from qbc.validate import AT_LEAST_ONE, Rule, check_config
 
 #: Old flag spellings of the expert commands, accepted with a deprecation warning: the env is
 #: --env, an output --out and an SB3 zip to read --expert-path, as in every command.
@@ -55,6 +56,11 @@ class TrainExpertConfig:
     """Show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
 
 
+#: Ranges of the numeric flags of `qbc expert train`.
+TRAIN_RULES = {"timesteps": AT_LEAST_ONE, "eval_episodes": AT_LEAST_ONE,
+               "learning_rate": Rule(lo=0, lo_open=True, optional=True)}
+
+
 def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     """Train, save, evaluate; write ``<out>.json`` (config + results) and the actor folder
     ``<zip stem>-actor`` (evaluated on its own); print a summary."""
@@ -62,6 +68,7 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     from qbc.agents.experts import make_expert
     from qbc.agents.sb3 import default_expert_path, sb3_zip_path, train_sb3_expert
 
+    check_config(config, TRAIN_RULES)  # also: --seed in [0, 2^32), ints in 64 bits
     actor_dir = actor_folder_for(sb3_zip_path(default_expert_path(config.env, config.algo)
                                               if config.out is None else config.out))
     if actor_dir.exists() and any(actor_dir.iterdir()) and not config.overwrite:
