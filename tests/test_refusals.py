@@ -171,6 +171,8 @@ CASES = {
                            "--seed", "-1"], "--seed must be an integer in [0, "),
     "expert-train-lr": (["expert", "train", "--env", ENV, "--out", "{root}/ex.zip",
                          "--learning-rate", "nan"], "--learning-rate must be positive"),
+    "expert-train-env": (["expert", "train", "--env", "nope", "--out", "{root}/ex.zip"],
+                         "unknown env id 'nope'"),
     "run-locked": ([*TRAIN, "--out", "{root}/run", "--overwrite"], "pid {pid}"),
     "dataset-locked": (["collect", "--env", ENV, "--dataset", "qbc/held-v0", "--episodes",
                         "2"], "pid {pid}"),

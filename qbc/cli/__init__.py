@@ -334,6 +334,8 @@ def _user_error_kind(exc: BaseException) -> str | None:
         return "a weights file cannot be read or written (safetensors)"
     if origin == "h5py" or (type(exc).__module__ or "").startswith("h5py"):
         return "an HDF5 file cannot be read or written"
+    if (type(exc).__module__ or "").startswith("gymnasium.error"):
+        return "Gymnasium refused the env or its settings"
     if isinstance(exc, RuntimeError) and origin == "torch":
         return "torch refused the settings (device, memory or sizes)"
     return None

@@ -19,6 +19,7 @@ from qbc.agents.expert_zoo import (
 )
 from qbc.cli import Command
 from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.gym_utils import check_env_id
 from qbc.io import atomic_write_json
 from qbc.validate import AT_LEAST_ONE, Rule, check_config
 
@@ -69,6 +70,7 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     from qbc.agents.sb3 import default_expert_path, sb3_zip_path, train_sb3_expert
 
     check_config(config, TRAIN_RULES)  # also: --seed in [0, 2^32), ints in 64 bits
+    check_env_id(config.env)
     actor_dir = actor_folder_for(sb3_zip_path(default_expert_path(config.env, config.algo)
                                               if config.out is None else config.out))
     if actor_dir.exists() and any(actor_dir.iterdir()) and not config.overwrite:
