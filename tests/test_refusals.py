@@ -431,6 +431,16 @@ def test_torch_allocator_failure_is_out_of_memory():
     assert code == 2 and message.startswith("out of memory"), message
 
 
+def test_a_gymnasium_error_is_a_user_error():
+    """An env id or setting Gymnasium refuses (raised where qbc did not check it first)."""
+    from gymnasium.error import NameNotFound
+
+    from qbc.cli import describe_error
+
+    message, code = describe_error(NameNotFound("Environment `nope` doesn't exist."), "train")
+    assert code == 2 and message.startswith("Gymnasium refused the env"), message
+
+
 # -- library warnings: one line each -----------------------------------------------------------
 def test_a_library_warning_is_one_line_once(tmp_path):
     """scikit-learn's KMeans warns 'Number of distinct clusters (2|3) found smaller than
