@@ -354,8 +354,17 @@ def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
     atomic_write_csv(plan.out / "summary.csv", summary, list(summary[0]) if summary else [])
     from qbc.experiments.learner_vs_floor_report import report
 
-    atomic_write_text(plan.out / "README.md", report(cfg, summary, time.time() - started))
+    seconds = _add_elapsed(plan.out, time.time() - started)
+    atomic_write_text(plan.out / "README.md", report(cfg, summary, seconds))
     return rows
+
+
+def _add_elapsed(out: Path, seconds: float) -> float:
+    """Add this invocation's wall seconds to those stored in ``out/elapsed.json``; the total."""
+    path = out / "elapsed.json"
+    total = seconds + (json.loads(path.read_text())["seconds"] if path.exists() else 0.0)
+    atomic_write_text(path, json.dumps({"seconds": total}) + "\n")
+    return total
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

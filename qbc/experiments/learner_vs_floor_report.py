@@ -16,19 +16,24 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _pct(x: float) -> str:
+    return "—" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
 def env_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown rows of one env's summary: method, quantizer, decoding, labels, regrets."""
     lines = ["| method | quantizer | decode | expert labels | learner regret (worst seed) "
-             "| quantized-expert regret | ratio | diverged | target met |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| quantized-expert regret | ratio | diverged | quantized expert diverged "
+             "| target met |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     order = {m: i for i, m in enumerate(METHOD_NAMES)}
     for r in sorted(rows, key=lambda r: (order.get(r["method"], 9), r["quantizer"], r["decode"])):
         target = "—" if r["method"] == "mlp-mse" else ("yes" if r["meets_target"] else "no")
         lines.append(
             f"| {METHOD_NAMES.get(r['method'], r['method'])} | {r['quantizer']} | {r['decode']} "
             f"| {r['expert_labels']:,} | {_num(r['regret'])} ({_num(r['regret_worst_seed'])}) "
-            f"| {_num(r['qexp_regret'])} | {_num(r['ratio'])} | {100 * r['diverged']:.0f}% "
-            f"| {target} |")
+            f"| {_num(r['qexp_regret'])} | {_num(r['ratio'])} | {_pct(r['diverged'])} "
+            f"| {_pct(r['qexp_diverged'])} | {target} |")
     return lines
 
 
@@ -39,22 +44,29 @@ def verdict(summary: list[dict[str, Any]]) -> list[str]:
         for q in dict.fromkeys(r["quantizer"] for r in summary if r["env"] == env):
             if q == "-":
                 continue
-            met = sorted({f"{r['method']}/{r['decode']}" for r in summary
-                          if r["env"] == env and r["quantizer"] == q and r["meets_target"]
-                          and r["method"] in ("dart", "dagger")})
-            lines.append(f"- {env}, {q}: " + (f"met by {', '.join(met)}" if met else
-                                              "**not met** by DAgger or DART"))
+            rows = [r for r in summary if r["env"] == env and r["quantizer"] == q
+                    and r["method"] in ("dart", "dagger")]
+            met = sorted(f"{r['method']}/{r['decode']}" for r in rows if r["meets_target"])
+            if met:
+                lines.append(f"- {env}, {q}: met by {', '.join(met)}")
+                continue
+            best = min(rows, key=lambda r: r["ratio"] if not math.isnan(r["ratio"]) else math.inf)
+            lines.append(
+                f"- {env}, {q}: **not met** by DAgger or DART; closest {best['method']}/"
+                f"{best['decode']}: {_num(best['ratio'])}x the floor's regret, "
+                f"{_pct(best['diverged'])} diverged (quantized expert: "
+                f"{_pct(best['qexp_diverged'])})")
     return lines
 
 
 def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
     """The comparison's README.md text."""
-    flags = " --quick" if cfg.quick else ""
+    flags = " --quick" if cfg.quick else f" --envs {' '.join(cfg.envs)}"
     head = [
         "# The token learner against its quantization floor",
         "",
-        f"`python scripts/learner_vs_floor.py{flags} --out {cfg.out}` "
-        f"({seconds / 60:.0f} min of wall time for what this invocation ran).",
+        f"`python scripts/learner_vs_floor.py{flags} --out DIR` "
+        f"({seconds / 60:.0f} min of wall time over all invocations).",
         "",
         f"Envs {', '.join(cfg.envs)}; quantizers "
         f"{', '.join(f'{q}/{cfg.bins}' for q in cfg.quantizers)}"

@@ -119,6 +119,24 @@ def sweep_headline(out: Path) -> dict[str, float]:
     return values
 
 
+def learner_vs_floor_headline(out: Path) -> dict[str, float]:
+    """Per (env, quantizer, method, decoding) row of summary.csv: mean learner regret, the
+    quantized expert's regret and the diverged fraction."""
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise CorruptFileError(f"{out / 'summary.csv'} has no rows")
+    values = {}
+    for r in rows:
+        env = r["env"].removeprefix("qbc/")
+        tag = f"{env},{r['quantizer']},{r['method']},{r['decode']}"
+        values[f"regret[{tag}]"] = float(r["regret"])
+        values[f"diverged[{tag}]"] = float(r["diverged"])
+        if r["quantizer"] != "-":
+            values[f"qexp_regret[{tag}]"] = float(r["qexp_regret"])
+    return values
+
+
 def _sweep(name: str, workers: int = 2) -> Result:
     full_config = f"scripts/sweeps/{name}.toml"
     quick_config = f"scripts/sweeps/quick/{name}.toml"
@@ -157,6 +175,15 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         quick=("DEMOS=30 STEPS=300 EPISODES=30 ENCODERS='none qrp:k=16,bits=2' "
                "bash scripts/compare_obs_encoders.sh {out}",),
         headline=obs_encoder_headline,
+        rtol=0.25,
+    ),
+    Result(
+        name="learner_vs_floor",
+        full=("python scripts/learner_vs_floor.py --envs qbc/ScalarUnstable-v0 --workers 2 "
+              "--out {out}",),
+        quick=("python scripts/learner_vs_floor.py --quick --out {out}",),
+        headline=learner_vs_floor_headline,
+        publish=("README.md", "summary.csv", "results.csv"),
         rtol=0.25,
     ),
     _sweep("regret_vs_horizon"),
