@@ -47,6 +47,9 @@ def verdict(summary: list[dict[str, Any]]) -> list[str]:
             rows = [r for r in summary if r["env"] == env and r["quantizer"] == q
                     and r["method"] in ("dart", "dagger")]
             met = sorted(f"{r['method']}/{r['decode']}" for r in rows if r["meets_target"])
+            if not rows:
+                lines.append(f"- {env}, {q}: DAgger and DART not run")
+                continue
             if met:
                 lines.append(f"- {env}, {q}: met by {', '.join(met)}")
                 continue
