@@ -218,26 +218,27 @@ def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
         flags += ["--max-episode-steps", str(cfg.max_episode_steps)]
     if cfg.steps:
         flags += ["--steps", str(cfg.steps)]
-    overrides = _train_overrides(cfg.extra_train_flags)  # training seed: dagger's --seed
+    model_flags, overrides = _split_train_flags(cfg.extra_train_flags)
+    flags += model_flags  # `qbc dagger` takes --model.* itself; the training seed is its --seed
     if overrides:
         flags += ["--train-overrides", json.dumps(overrides)]
-    model = [f for f in cfg.extra_train_flags if f.startswith("--model.")]
-    for f in model:
-        i = cfg.extra_train_flags.index(f)
-        flags += [f, cfg.extra_train_flags[i + 1]]
     if not _done(run):
         _qbc(flags, run / "log.txt", plan.env)  # resumes its own finished rounds
         _mark(run)
     return run / "run" / f"round-{cfg.dagger_rounds}"
 
 
-def _train_overrides(extra: list[str]) -> dict[str, Any]:
-    """The non-model ``--flag value`` pairs of ``extra`` as TrainConfig overrides."""
-    out: dict[str, Any] = {}
+def _split_train_flags(extra: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """``extra``'s ``--flag value`` pairs split into the ``--model.*`` flags (as given) and
+    the others as TrainConfig overrides (``--eval-interval 30`` -> ``{"eval_interval": 30}``)."""
+    model: list[str] = []
+    overrides: dict[str, Any] = {}
     for flag, value in zip(extra[::2], extra[1::2], strict=True):
-        if not flag.startswith("--model."):
-            out[flag[2:].replace("-", "_")] = int(value) if value.isdigit() else value
-    return out
+        if flag.startswith("--model."):
+            model += [flag, value]
+        else:
+            overrides[flag[2:].replace("-", "_")] = int(value) if value.isdigit() else value
+    return model, overrides
 
 
 def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: str) -> Path:
