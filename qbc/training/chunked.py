@@ -50,16 +50,12 @@ from qbc.policy.loading import save_checkpoint
 from qbc.policy.registry import check_model_config
 from qbc.progress import progress_bar
 from qbc.training.checkpoint import write_metrics
-from qbc.training.config import OptimConfig, config_dict, device_of
+from qbc.training.config import RULES, OptimConfig, config_dict, device_of
 from qbc.training.data import split_demos
 from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation
 from qbc.training.optim import make_optimizer, make_scheduler, train_step
 from qbc.validate import (
     AT_LEAST_ONE,
-    FRACTION,
-    NON_NEGATIVE,
-    POSITIVE,
-    Rule,
     check_all,
     check_config,
 )
@@ -221,13 +217,12 @@ def prepare_chunk_data(cfg: ChunkTrainConfig, demos: Any, device: torch.device):
     return tokenizer, normalizer, max_len, data[0], (data[1] if len(data) > 1 else None)
 
 
-#: Ranges of the numeric flags of train-chunked (the --model.* ones: check_model_config).
-CHUNK_RULES = {"steps": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
-               "min_lr_ratio": Rule(lo=0, hi=1), "weight_decay": NON_NEGATIVE,
-               "warmup_steps": Rule(lo=0, integer=True), "grad_clip": NON_NEGATIVE,
-               "val_fraction": FRACTION, "eval_interval": AT_LEAST_ONE,
-               "bins": Rule(lo=2, integer=True), "rollout_episodes": Rule(lo=0, integer=True),
-               "rollout_horizon": Rule(lo=1, integer=True, optional=True)}
+#: Ranges of the numeric flags of train-chunked (the --model.* ones: check_model_config): the
+#: shared ones are `qbc train`'s, except that --steps is required here.
+CHUNK_RULES = {**{k: RULES[k] for k in (
+    "batch_size", "lr", "min_lr_ratio", "weight_decay", "warmup_steps", "grad_clip",
+    "val_fraction", "eval_interval", "bins", "rollout_episodes", "rollout_horizon")},
+    "steps": AT_LEAST_ONE}
 
 
 def _validate(cfg: ChunkTrainConfig) -> None:
