@@ -176,3 +176,17 @@ def test_old_tables_read_new_columns_as_empty_and_take_new_rows(tmp_path):
     assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
     a, b = read_table(path)
     assert a == old and (b["chunk_len"], b["execution"], b["regret"]) == (4, "open-loop", 0.5)
+
+
+def test_rows_time_decoding_and_the_comparison_readme_lists_every_setting(swept):
+    from qbc.experiments.chunking_report import policy_label, read_summary, write_readme
+
+    out = swept[0]
+    assert all(r["decode_actions_per_s"] > 0 for r in read_table(out / "results.csv"))
+    write_report(out)
+    text = write_readme(out).read_text()
+    last = [r for r in read_summary(out) if r["H"] == max(HORIZONS)]
+    assert len(last) == N_CELLS * len(MODES)
+    for r in last:
+        assert f"| {policy_label(r)} | {r['chunk_len']} | {r['execution']} |" in text
+    assert "qbc/LinearStable-v0 (open-loop stable)" in text

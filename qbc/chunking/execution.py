@@ -21,11 +21,13 @@ A chunk policy predicts the next k actions from an observation::
 All modes are batched over the B env copies with numpy (no per-copy loop). Rows re-plan only
 when they need to, so ``reset_rows(mask)`` may restart some rows while the others continue.
 ``decode_failures`` counts repaired chunks over the executor's life (``reset`` keeps it) and
-``n_chunks`` the chunks predicted, for rollout metrics.
+``n_chunks`` the chunks predicted, for rollout metrics; ``actions_per_second`` is the actions
+returned per second spent in ``act`` (the decode throughput of the mode, batch included).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +100,8 @@ class ChunkExecutor:
                 f"chunks (k = {self.k}); use receding:M with M <= {self.k}")
         self.decode_failures = 0
         self.n_chunks = 0
+        self.n_actions = 0          # actions returned by act, summed over rows
+        self.act_seconds = 0.0      # wall time spent in act (prediction, decoding, blending)
         self.reset()
 
     # -- pass-through facts (rollout checks use them) -------------------------------------------
@@ -161,14 +165,24 @@ class ChunkExecutor:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions (B, D) float32 for observations (B, obs_dim)."""
+        t0 = time.perf_counter()
         obs = np.asarray(obs)
         B = len(obs)
         if self._age is None or len(self._age) != B:
             self._last = None  # a new batch of rows: nothing executed yet
             first = self._predict(obs, np.ones(B, dtype=bool))
             self._start(obs, first)
-            return self._store(self._step(obs, np.ones(B, dtype=bool), first))
-        return self._store(self._step(obs, self._age >= self.horizon, None))
+            action = self._store(self._step(obs, np.ones(B, dtype=bool), first))
+        else:
+            action = self._store(self._step(obs, self._age >= self.horizon, None))
+        self.n_actions += B
+        self.act_seconds += time.perf_counter() - t0
+        return action
+
+    @property
+    def actions_per_second(self) -> float | None:
+        """Actions returned per second of time spent in :meth:`act` so far (None before any)."""
+        return self.n_actions / self.act_seconds if self.act_seconds > 0 else None
 
     def _step(self, obs: np.ndarray, replan: np.ndarray, new: np.ndarray | None) -> np.ndarray:
         if self.spec.mode == "ensemble":

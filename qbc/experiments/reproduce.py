@@ -137,6 +137,20 @@ def learner_vs_floor_headline(out: Path) -> dict[str, float]:
     return values
 
 
+def chunking_headline(out: Path) -> dict[str, float]:
+    """Per (env, chunk policy, k, execution) at each env's largest H: mean regret and diverged
+    fraction (:mod:`qbc.experiments.chunking_report`)."""
+    from qbc.experiments.chunking_report import at_largest_h, policy_label, read_summary
+
+    values = {}
+    for r in at_largest_h(read_summary(out)):
+        env = r["env"].removeprefix("qbc/")
+        tag = f"{env},{policy_label(r)},k={r['chunk_len']},{r['execution']},H={r['H']}"
+        values[f"regret[{tag}]"] = r["regret_mean"]
+        values[f"diverged[{tag}]"] = r["diverged_fraction"]
+    return values
+
+
 def _sweep(name: str, workers: int = 2) -> Result:
     full_config = f"scripts/sweeps/{name}.toml"
     quick_config = f"scripts/sweeps/quick/{name}.toml"
@@ -184,6 +198,17 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         quick=("python scripts/learner_vs_floor.py --quick --out {out}",),
         headline=learner_vs_floor_headline,
         publish=("README.md", "summary.csv", "results.csv"),
+        rtol=0.25,
+    ),
+    Result(
+        name="chunking",
+        full=("qbc sweep --config scripts/sweeps/chunking.toml --workers 2 --out {out} "
+              "--no-progress", "python scripts/chunking_report.py {out}"),
+        quick=("qbc sweep --config scripts/sweeps/quick/chunking.toml --workers 1 --out {out} "
+               "--no-progress", "python scripts/chunking_report.py {out}"),
+        headline=chunking_headline,
+        publish=("README.md", "report.md", "summary.csv", "results.csv", "sweep_config.json",
+                 "regret_vs_H.png", "regret_vs_chunk_len.png"),
         rtol=0.25,
     ),
     _sweep("regret_vs_horizon"),

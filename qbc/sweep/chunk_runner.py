@@ -6,7 +6,9 @@ Every mode's executor wraps the same trained policy; the coupled rollout runs th
 another from the same episode seeds and noise as the expert, so the modes differ only in how the
 chunks are executed. ``decode_failures`` is a mode's repaired chunks over its whole rollout (to
 the largest H); ``tokens_per_chunk`` the mean token count of the tokenizer's code of the cell's
-demonstration chunks (None for the continuous ``chunk-mlp-l1``).
+demonstration chunks (None for the continuous ``chunk-mlp-l1``); ``decode_actions_per_s`` the
+actions a mode's executor returned per second of its own time (batch ``num_envs``, this cell's
+CPU: compare within one sweep run, not across machines).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
         extra = {"val_loss": val_loss, "train_seconds": train_seconds, "execution": mode,
                  "tokens_per_chunk": tokens, "decode_failures": executor.decode_failures,
                  "chunks_predicted": executor.n_chunks,
-                 "decode_failure_rate": executor.decode_failures / max(executor.n_chunks, 1)}
+                 "decode_failure_rate": executor.decode_failures / max(executor.n_chunks, 1),
+                 "decode_actions_per_s": executor.actions_per_second}
         rows += [make_row(cell, kind, h, metrics["policies"][names[mode]][str(h)],
                           metrics["policies"]["expert"][str(h)], width, extra)
                  for h in horizons]

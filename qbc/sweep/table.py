@@ -26,11 +26,11 @@ COLUMNS = [
     "regret", "regret_ci_lo", "regret_ci_hi", "regret_per_step", "return", "expert_return",
     "state_dev_mean", "state_dev_max", "action_dev_mean", "diverged_fraction", "val_loss",
     "tokens_per_chunk", "decode_failures", "chunks_predicted", "decode_failure_rate",
-    "train_seconds", "wall_seconds",
+    "decode_actions_per_s", "train_seconds", "wall_seconds",
 ]
 
 #: Columns that measure time, not results: left out when two tables are compared.
-TIME_COLUMNS = ("train_seconds", "wall_seconds")
+TIME_COLUMNS = ("decode_actions_per_s", "train_seconds", "wall_seconds")
 
 _INT_COLUMNS = {"bins", "n_demos", "seed", "H", "chunk_len", "decode_failures",
                 "chunks_predicted"}

@@ -1,0 +1,42 @@
+"""The chunk comparison's verdict (qbc.experiments.chunking_report) on hand-made summaries: open-loop
+chunks that lower regret on a stable env and raise it on an unstable one confirm the prediction;
+the reverse refutes it."""
+
+from __future__ import annotations
+
+from qbc.experiments.chunking_report import prediction, replanning_effect
+
+UNIFORM = "per-step(n_bins=64,quantizer=uniform)"
+
+
+def rows(env: str, regret_k1: float, regret_k16: float, regret_replan: float) -> list[dict]:
+    """One tokenizer's summary rows at H = 200 (and a smaller H that must be ignored)."""
+    base = {"env": env, "policy": "chunk-ar-transformer", "chunk_tokenizer": UNIFORM,
+            "diverged_fraction": 0.0}
+    return [
+        {**base, "H": 200, "chunk_len": 1, "execution": "open-loop", "regret_mean": regret_k1},
+        {**base, "H": 200, "chunk_len": 16, "execution": "open-loop", "regret_mean": regret_k16},
+        {**base, "H": 200, "chunk_len": 16, "execution": "receding:1",
+         "regret_mean": regret_replan},
+        {**base, "H": 10, "chunk_len": 16, "execution": "open-loop", "regret_mean": 0.0},
+    ]
+
+
+def test_prediction_holds_when_chunks_help_on_stable_and_hurt_on_unstable():
+    summary = (rows("qbc/LinearStable-v0", 2.0, 1.0, 1.5)
+               + rows("qbc/ScalarUnstable-v0", 2.0, 9.0, 3.0))
+    lines, holds = prediction(summary)
+    assert holds is True
+    assert any("LinearStable-v0 (open-loop stable)" in line and "**holds**" in line
+               for line in lines)
+    assert replanning_effect(summary) == {"qbc/LinearStable-v0": (0, 1),
+                                          "qbc/ScalarUnstable-v0": (1, 1)}
+
+
+def test_prediction_fails_when_chunks_help_on_an_unstable_env():
+    summary = (rows("qbc/LinearStable-v0", 2.0, 1.0, 1.5)
+               + rows("qbc/ScalarUnstable-v0", 2.0, 1.0, 3.0))
+    lines, holds = prediction(summary)
+    assert holds is False
+    assert any("ScalarUnstable-v0 (open-loop unstable)" in line and "**does not hold**" in line
+               for line in lines)
