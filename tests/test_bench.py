@@ -170,3 +170,44 @@ def test_small_attention_path_equals_fused_sdpa(obs_history):
         torch.testing.assert_close(p_fast, p_ref, rtol=1e-4, atol=1e-5)
         assert torch.equal(t_fast, t_ref)
         assert not t_fast.is_inference() and not p_fast.is_inference()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_bench_on_cuda_without_a_gpu_says_none_is_available(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", *TINY_FLAGS, "--device", "cuda", "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA is not available" in err[0]
+    assert not out.exists()
+
+
+def test_gpu_peaks_pick_the_most_specific_name_and_the_matmul_precision():
+    from qbc.bench.device import gpu_peak_flops, synchronized
+
+    assert gpu_peak_flops("NVIDIA H200", tf32=False) == 67e12
+    assert gpu_peak_flops("NVIDIA H200", tf32=True) == 494.7e12
+    assert gpu_peak_flops("NVIDIA H100 PCIe", tf32=False) == 51e12
+    assert gpu_peak_flops("NVIDIA H100 80GB HBM3", tf32=False) == 67e12
+    assert gpu_peak_flops("Some Future GPU", tf32=False) is None
+    fn = lambda: 3  # noqa: E731
+    assert synchronized(fn, __import__("torch").device("cpu")) is fn
+
+
+def test_gpu_table_shows_mfu_and_skips_the_cpu_sections(tmp_path):
+    """The table of a GPU run (a CPU run's result relabelled: no GPU here) prints the device,
+    the MFU against the stated peak, and no env-stepping or rollout section."""
+    from qbc.cli.bench import figure_scaled
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", *TINY_FLAGS, "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["device"]["device"] == "cpu" and "mfu" not in r["training"]
+    del r["env"], r["rollout"]
+    r["device"] = {"device": "cuda:0", "name": "NVIDIA H200", "tf32": False,
+                   "peak_flop_per_s": 67e12, "peak_source": "spec sheet, fp32 dense"}
+    r["training"]["mfu"] = figure_scaled(r["training"]["model_flop_per_s"], 1 / 67e12)
+    table = format_table(r)
+    assert "device cuda:0 (NVIDIA H200)" in table and "of 67 TFLOP/s" in table
+    assert "1. env stepping" not in table and "4. end to end" not in table
+    mfu = r["training"]["mfu"]["wall"]["median"]
+    assert mfu == pytest.approx(r["training"]["model_flop_per_s"]["wall"]["median"] / 67e12)

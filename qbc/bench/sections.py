@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from qbc.bench.device import synchronized
 from qbc.bench.flops import comparable_matmul, describe, train_flops_per_sample
 from qbc.bench.timing import figure, interleaved_rates, paired_ratio
 from qbc.environ import scoped_threads
@@ -63,9 +64,10 @@ def bench_env_stepping(env_id: str, sizes: tuple[int, ...], repeats: int, block_
 
 # -- the model under test --------------------------------------------------------------------------
 def make_policy(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, seed: int,
-                low: float = -1.0, high: float = 1.0) -> Policy:
-    """An untrained AR-transformer Policy (weights from ``seed``) with a uniform tokenizer over
-    [low, high]^act_dim and an identity normaliser."""
+                low: float = -1.0, high: float = 1.0, device: str | torch.device = "cpu"
+                ) -> Policy:
+    """An untrained AR-transformer Policy (weights from ``seed``, on ``device``) with a uniform
+    tokenizer over [low, high]^act_dim and an identity normaliser."""
     rng = np.random.default_rng(seed)
     tok = ActionTokenizer.fit(rng.uniform(low, high, size=(4096, act_dim)).astype(np.float32),
                               quantizer="uniform", n_bins=bins)
@@ -74,29 +76,31 @@ def make_policy(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, seed:
         module = build_policy("ar-transformer", model, obs_dim, act_dim, tok)
     norm = Normalizer(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32),
                       np.zeros(act_dim, np.float32), np.ones(act_dim, np.float32))
-    return Policy(module, norm, tok)
+    return Policy(module, norm, tok, device=device)
 
 
 # -- 2. policy decoding ----------------------------------------------------------------------------
 def bench_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
-                   repeats: int, block_s: float, seed: int) -> dict[str, Any]:
+                   repeats: int, block_s: float, seed: int,
+                   device: torch.device = torch.device("cpu")) -> dict[str, Any]:
     """Actions/s of argmax decoding at ``batch`` with and without the KV cache, and the latency
     (ms) of one action at batch 1, through ``Policy.act`` (numpy in and out) and through the
-    module alone."""
-    policy = make_policy(model, obs_dim, act_dim, bins, seed)
+    module alone; on ``device`` (each timed call waits for the GPU)."""
+    policy = make_policy(model, obs_dim, act_dim, bins, seed, device=device)
     module = policy.module
     g = torch.Generator().manual_seed(seed)
     K = model.obs_history
-    obs = torch.randn(batch, K, obs_dim, generator=g)
+    obs = torch.randn(batch, K, obs_dim, generator=g).to(device)
     rates = interleaved_rates(
-        {"cache": lambda: module.decode(obs, use_cache=True),
-         "no_cache": lambda: module.decode(obs, use_cache=False)},
+        {"cache": synchronized(lambda: module.decode(obs, use_cache=True), device),
+         "no_cache": synchronized(lambda: module.decode(obs, use_cache=False), device)},
         {"cache": batch, "no_cache": batch}, repeats, block_s)
     one = np.random.default_rng(seed).standard_normal((1, obs_dim)).astype(np.float32)
     one_t = obs[:1]
-    lat = interleaved_rates({"policy_act": lambda: policy.act(one),
-                             "module_decode": lambda: module.decode(one_t, use_cache=True)},
-                            {"policy_act": 1, "module_decode": 1}, repeats, block_s)
+    lat = interleaved_rates(
+        {"policy_act": synchronized(lambda: policy.act(one), device),
+         "module_decode": synchronized(lambda: module.decode(one_t, use_cache=True), device)},
+        {"policy_act": 1, "module_decode": 1}, repeats, block_s)
     return {"batch": batch, "act_dim": act_dim, "bins": bins, "d_model": model.d_model,
             "n_layers": model.n_layers,
             "actions_per_s_cache": figure(rates["cache"]),
@@ -105,29 +109,31 @@ def bench_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
             "latency_ms_batch1_policy_act": figure(lat["policy_act"], 1e3, invert=True),
             "latency_ms_batch1_module_decode": figure(lat["module_decode"], 1e3, invert=True),
             "chunked": bench_chunk_decoding(model, obs_dim, act_dim, bins, batch, repeats,
-                                            block_s, seed)}
+                                            block_s, seed, device=device)}
 
 
 def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
                          repeats: int, block_s: float, seed: int, chunk_len: int = 16,
-                         chunk_tokens: int = 4) -> dict[str, Any]:
+                         chunk_tokens: int = 4, device: torch.device = torch.device("cpu")
+                         ) -> dict[str, Any]:
     """Actions/s of a chunked AR transformer (``chunk_len`` actions from ``chunk_tokens``
     tokens, the layout of ``rvq`` with 4 levels of ``bins`` codes) against the per-step AR
     transformer (``act_dim`` tokens per action), same model size, argmax with the KV cache,
     timed alternately at ``batch`` observations per call."""
     from qbc.policy.chunked import ChunkARConfig, ChunkARTransformer
 
-    per_step = make_policy(model, obs_dim, act_dim, bins, seed).module
+    per_step = make_policy(model, obs_dim, act_dim, bins, seed, device=device).module
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         chunked = ChunkARTransformer(ChunkARConfig(
             obs_dim=obs_dim, n_tokens=chunk_tokens, vocab_size=bins, d_model=model.d_model,
             n_layers=model.n_layers, n_heads=model.n_heads, mlp_ratio=model.mlp_ratio,
-            dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim)).eval()
+            dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim)).to(device).eval()
     g = torch.Generator().manual_seed(seed)
-    obs = torch.randn(batch, 1, obs_dim, generator=g)
+    obs = torch.randn(batch, 1, obs_dim, generator=g).to(device)
     rates = interleaved_rates(
-        {"chunked": lambda: chunked.decode(obs), "per_step": lambda: per_step.decode(obs)},
+        {"chunked": synchronized(lambda: chunked.decode(obs), device),
+         "per_step": synchronized(lambda: per_step.decode(obs), device)},
         {"chunked": batch * chunk_len, "per_step": batch}, repeats, block_s)
     return {"chunk_len": chunk_len, "tokens_per_chunk": chunk_tokens,
             "actions_per_s_chunked": figure(rates["chunked"]),
@@ -137,29 +143,33 @@ def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: i
 
 # -- 3. training -----------------------------------------------------------------------------------
 def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
-                   repeats: int, block_s: float, seed: int) -> dict[str, Any]:
+                   repeats: int, block_s: float, seed: int,
+                   device: torch.device = torch.device("cpu")) -> dict[str, Any]:
     """Samples/s of ``qbc.training.train_step`` (AdamW, schedule, gradient clipping: the real step)
     on the default model, its FLOP/s from :mod:`qbc.bench.flops`, and the FLOP/s of a plain fp32
-    matmul of the model's largest shape (and of 1024^3, for reference), timed in alternation."""
+    matmul of the model's largest shape (and of 1024^3, for reference), timed in alternation, on
+    ``device`` (each timed call waits for the GPU; the all-cores row is CPU only)."""
     from qbc.training import TrainConfig, lr_factor, make_optimizer, train_step
 
-    policy = make_policy(model, obs_dim, act_dim, bins, seed)
+    policy = make_policy(model, obs_dim, act_dim, bins, seed, device=device)
     module = policy.module
     cfg = TrainConfig(dataset="bench", steps=2000, batch_size=batch, model=model, seed=seed)
     opt = make_optimizer(module, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     g = torch.Generator().manual_seed(seed)
     n_tok, K = module.cfg.n_tokens, model.obs_history
-    batches = [{"obs": torch.randn(batch, K, obs_dim, generator=g),
-                "tokens": torch.randint(bins, (batch, n_tok), generator=g)} for _ in range(8)]
+    batches = [{"obs": torch.randn(batch, K, obs_dim, generator=g).to(device),
+                "tokens": torch.randint(bins, (batch, n_tok), generator=g).to(device)}
+               for _ in range(8)]
     it = iter(range(10**12))
 
     def step():
         train_step(module, opt, sched, batches[next(it) % len(batches)], cfg.grad_clip)
 
     M, Kd, N = comparable_matmul(module.cfg, batch)
-    a, b = torch.randn(M, Kd, generator=g), torch.randn(Kd, N, generator=g)
-    big_a, big_b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
+    a, b = torch.randn(M, Kd, generator=g).to(device), torch.randn(Kd, N, generator=g).to(device)
+    big_a = torch.randn(1024, 1024, generator=g).to(device)
+    big_b = torch.randn(1024, 1024, generator=g).to(device)
     flops = train_flops_per_sample(module.cfg)
     threads, cores = torch.get_num_threads(), os.cpu_count() or 1
 
@@ -167,9 +177,10 @@ def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
         with scoped_threads(cores):
             step()
 
-    fns = {"train": step, "matmul": lambda: torch.mm(a, b), "matmul_1024": lambda: big_a @ big_b}
+    fns = {name: synchronized(fn, device) for name, fn in (
+        ("train", step), ("matmul", lambda: torch.mm(a, b)), ("matmul_1024", lambda: big_a @ big_b))}
     work = {"train": batch, "matmul": 2.0 * M * Kd * N, "matmul_1024": 2.0 * 1024**3}
-    if cores != threads:  # is the thread setting right? the same step with one thread per core
+    if cores != threads and device.type == "cpu":  # is the thread setting right? the same step with one thread per core
         fns["train_all_cores"], work["train_all_cores"] = step_on_all_cores, batch
     rates = interleaved_rates(fns, work, repeats, block_s)
     model_flops = {clock: [r * flops for r in v] for clock, v in rates["train"].items()}

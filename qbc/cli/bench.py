@@ -4,6 +4,8 @@ Sections: (1) native vector env vs Gymnasium's SyncVectorEnv, (2) AR-transformer
 and without the KV cache and its batch-1 latency, (3) training samples/s and FLOP/s against a
 plain matmul of comparable size, (4) coupled rollout actions/s and the tiny quickstart's wall
 time. Every figure is the median of repeated blocks after a warm-up, with the spread.
+``--device cuda`` measures sections 2 and 3 on the GPU instead (the others are CPU work) and
+reports model FLOP utilisation against the GPU's peak (:mod:`qbc.bench.device`).
 torch's thread count (``--threads``) and, for sections 2 and 4, oneDNN off (``--disable-onednn``,
 the opt-in of :mod:`qbc.policy.inference`) hold for the run only and are put back afterwards.
 """
@@ -21,7 +23,7 @@ from qbc.errors import OutputExistsError
 from qbc.io import atomic_write_json, json_safe
 from qbc.policy.registry import ModelConfig, check_model_config
 from qbc.progress import progress_bar
-from qbc.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config
+from qbc.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config, check_device
 
 #: Settings that --quick shrinks (full-run value, quick value); fields left at None take them.
 _MODES = {"repeats": (5, 3), "block_s": (0.3, 0.1), "rollout_episodes": (256, 64),
@@ -75,6 +77,14 @@ class BenchConfig:
     disable_onednn: bool = True
     """decode (sections 2 and 4) with oneDNN switched off, the opt-in of
     ``Policy(disable_onednn=True)``; --no-disable-onednn measures torch's default."""
+    device: str = "cpu"
+    """cpu, or cuda[:N] / auto: run the decoding and training sections on that GPU (env stepping,
+    rollout and quickstart are skipped: they are CPU work). Refused when no GPU is available.
+    Give it a model large enough to matter, e.g. --model.d-model 512 --model.n-layers 8
+    --model.n-heads 8 --train-batch 1024."""
+    peak_tflops: float | None = None
+    """the GPU's peak TFLOP/s for model FLOP utilisation (default: the spec-sheet figure of a
+    known GPU, fp32 or TF32 as torch runs fp32 matmuls; see qbc.bench.device)."""
 
 
 #: Ranges of the numeric flags (the --model.* ones: check_model_config).
@@ -82,7 +92,8 @@ BENCH_RULES = {"threads": Rule(lo=0, integer=True), "repeats": AT_LEAST_ONE,
                "block_s": POSITIVE, "act_dim": AT_LEAST_ONE, "obs_dim": AT_LEAST_ONE,
                "bins": Rule(lo=2, integer=True), "train_batch": AT_LEAST_ONE,
                "decode_batch": AT_LEAST_ONE, "rollout_episodes": AT_LEAST_ONE,
-               "rollout_horizon": AT_LEAST_ONE, "quickstart_repeats": AT_LEAST_ONE}
+               "rollout_horizon": AT_LEAST_ONE, "quickstart_repeats": AT_LEAST_ONE,
+               "peak_tflops": Rule(lo=0, lo_open=True, optional=True)}
 
 
 def resolve(cfg: BenchConfig) -> BenchConfig:
@@ -93,6 +104,7 @@ def resolve(cfg: BenchConfig) -> BenchConfig:
     check_model_config(cfg.model)
     check_all([(min(cfg.env_sizes, default=0) >= 1,
                 f"--env-sizes must be positive integers, got {list(cfg.env_sizes)}")])
+    check_device(cfg.device)  # e.g. "--device cuda: CUDA is not available here"
     return cfg
 
 
@@ -113,14 +125,28 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
 def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
     from qbc.bench import sections
+    from qbc.bench.device import peak_info
     from qbc.policy.inference import onednn_disabled
 
-    result: dict[str, Any] = {"config": json_safe(cfg), "machine": machine}
+    device = check_device(cfg.device)
+    on_gpu = device.type != "cpu"
+    result: dict[str, Any] = {"config": json_safe(cfg), "machine": machine,
+                              "device": peak_info(device, cfg.peak_tflops)}
 
     def decoding():
         with onednn_disabled(cfg.disable_onednn):
             return sections.bench_decoding(cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins,
-                                           cfg.decode_batch, cfg.repeats, cfg.block_s, cfg.seed)
+                                           cfg.decode_batch, cfg.repeats, cfg.block_s, cfg.seed,
+                                           device=device)
+
+    def training():
+        out = sections.bench_training(cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins,
+                                      cfg.train_batch, cfg.repeats, cfg.block_s, cfg.seed,
+                                      device=device)
+        peak = result["device"]["peak_flop_per_s"]
+        if peak:
+            out["mfu"] = figure_scaled(out["model_flop_per_s"], 1 / peak)
+        return out
 
     def rollout():
         with onednn_disabled(cfg.disable_onednn):
@@ -129,12 +155,10 @@ def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
 
     steps = [("env", lambda: sections.bench_env_stepping(
                  cfg.env, cfg.env_sizes, cfg.repeats, cfg.block_s, cfg.seed)),
-             ("decoding", decoding),
-             ("training", lambda: sections.bench_training(
-                 cfg.model, cfg.obs_dim, cfg.act_dim, cfg.bins, cfg.train_batch, cfg.repeats,
-                 cfg.block_s, cfg.seed)),
-             ("rollout", rollout)]
-    if cfg.quickstart:
+             ("decoding", decoding), ("training", training), ("rollout", rollout)]
+    if on_gpu:
+        steps = [(name, fn) for name, fn in steps if name in ("decoding", "training")]
+    elif cfg.quickstart:
         steps.append(("quickstart", lambda: sections.bench_quickstart(cfg.quickstart_repeats,
                                                                       cfg.seed)))
     bar = progress_bar(steps, desc="qbc bench", unit="part", leave=False)
@@ -150,7 +174,7 @@ def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
 def check_targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each target of the issue with the measured median and whether it is met."""
     out = {}
-    big = [row for row in r["env"] if row["num_envs"] == 1024]
+    big = [row for row in r.get("env", []) if row["num_envs"] == 1024]
     if big:
         v = big[0]["ratio"]["wall"]["median"]
         out["env_ratio_1024"] = {"value": v, "target": ">= 50x", "met": v >= 50}
@@ -160,9 +184,16 @@ def check_targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out["latency_ms"] = {"value": v, "target": "< 1 ms", "met": v < 1}
     v = r["decoding"]["chunked"]["ratio"]["wall"]["median"]
     out["chunk_decoding_ratio"] = {"value": v, "target": ">= 4x", "met": v >= 4}
-    v = r["training"]["utilisation"]["wall"]["median"]
-    out["utilisation"] = {"value": v, "target": ">= 40%", "met": v >= 0.4}
+    if r.get("device", {}).get("device", "cpu") == "cpu":  # the CPU target: vs a same-size matmul
+        v = r["training"]["utilisation"]["wall"]["median"]
+        out["utilisation"] = {"value": v, "target": ">= 40%", "met": v >= 0.4}
     return out
+
+
+def figure_scaled(f: dict[str, Any], scale: float) -> dict[str, Any]:
+    """A figure (``{"wall": summary, "cpu": summary}``) with every number times ``scale``."""
+    return {clock: {k: (v * scale if isinstance(v, float) else v) for k, v in s.items()}
+            for clock, s in f.items()}
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -197,11 +228,16 @@ def format_table(r: dict[str, Any]) -> str:
         f"numpy {m['numpy']}, python {m['python']}",
         f"load average (1/5/15 min) before: {load}; after: {after}",
         f"each figure: median of {c['repeats']} timed blocks (~{c['block_s']} s) after a warm-up, "
-        "±half the range of the blocks",
-        "",
-        f"1. env stepping, {c['env']}, env steps/s",
-        f"   {'copies':>8} {'native':>16} {'SyncVectorEnv':>16} {'ratio':>14}"]
-    for row in r["env"]:
+        "±half the range of the blocks"]
+    dev = r.get("device") or {"device": "cpu"}
+    if dev["device"] != "cpu":
+        lines.append(f"device {dev['device']} ({dev['name']}): sections 2 and 3 on the GPU, "
+                     f"fp32 matmuls {'with' if dev['tf32'] else 'without'} TF32; sections 1 and "
+                     "4 skipped (CPU work)")
+    if "env" in r:
+        lines += ["", f"1. env stepping, {c['env']}, env steps/s",
+                  f"   {'copies':>8} {'native':>16} {'SyncVectorEnv':>16} {'ratio':>14}"]
+    for row in r.get("env", []):
         mark = _mark(t.get("env_ratio_1024")) if row["num_envs"] == 1024 else ""
         lines.append(f"   {row['num_envs']:>8} {_cell(row['native_steps_per_s']):>16} "
                      f"{_cell(row['sync_steps_per_s']):>16} "
@@ -238,12 +274,20 @@ def format_table(r: dict[str, Any]) -> str:
         f"{_mark(t.get('utilisation'))} (by CPU time: "
         f"{_cell(tr['utilisation'], lambda x: f'{x:.0%}', 'cpu')}, "
         f"{_cell(tr['samples_per_s'], clock='cpu')} samples/s)"]
+    if "mfu" in tr:
+        lines.append(f"   model FLOP utilisation {_cell(tr['mfu'], lambda x: f'{x:.1%}')} of "
+                     f"{dev['peak_flop_per_s'] / 1e12:.4g} TFLOP/s ({dev['peak_source']})")
+    elif dev["device"] != "cpu":
+        lines.append(f"   model FLOP utilisation: peak of {dev['name']} unknown; pass "
+                     "--peak-tflops")
     if "samples_per_s_all_cores" in tr:
         lines.append(
             f"   same step with {tr['all_cores_threads']} threads: "
             f"{_cell(tr['samples_per_s_all_cores'])} samples/s = "
             f"{_cell(tr['all_cores_vs_threads'], lambda x: f'{x:.2f}x')} the "
             f"{tr['threads']}-thread rate")
+    if "rollout" not in r:
+        return "\n".join(lines)
     ro = r["rollout"]
     lines += [
         "",
