@@ -1,6 +1,6 @@
-"""The chunk comparison's verdict (qbc.experiments.chunking_report) on hand-made summaries: open-loop
-chunks that lower regret on a stable env and raise it on an unstable one confirm the prediction;
-the reverse refutes it."""
+"""The chunk comparison's verdict (qbc.experiments.chunking_report) on hand-made summaries:
+open-loop chunks that lower regret on a stable env and raise it on an unstable one confirm the
+prediction; the reverse refutes it."""
 
 from __future__ import annotations
 

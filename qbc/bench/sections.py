@@ -62,6 +62,9 @@ def bench_env_stepping(env_id: str, sizes: tuple[int, ...], repeats: int, block_
     return rows
 
 
+CPU = torch.device("cpu")
+
+
 # -- the model under test --------------------------------------------------------------------------
 def make_policy(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, seed: int,
                 low: float = -1.0, high: float = 1.0, device: str | torch.device = "cpu"
@@ -82,7 +85,7 @@ def make_policy(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, seed:
 # -- 2. policy decoding ----------------------------------------------------------------------------
 def bench_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
                    repeats: int, block_s: float, seed: int,
-                   device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+                   device: torch.device = CPU) -> dict[str, Any]:
     """Actions/s of argmax decoding at ``batch`` with and without the KV cache, and the latency
     (ms) of one action at batch 1, through ``Policy.act`` (numpy in and out) and through the
     module alone; on ``device`` (each timed call waits for the GPU)."""
@@ -114,7 +117,7 @@ def bench_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
 
 def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
                          repeats: int, block_s: float, seed: int, chunk_len: int = 16,
-                         chunk_tokens: int = 4, device: torch.device = torch.device("cpu")
+                         chunk_tokens: int = 4, device: torch.device = CPU
                          ) -> dict[str, Any]:
     """Actions/s of a chunked AR transformer (``chunk_len`` actions from ``chunk_tokens``
     tokens, the layout of ``rvq`` with 4 levels of ``bins`` codes) against the per-step AR
@@ -144,7 +147,7 @@ def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: i
 # -- 3. training -----------------------------------------------------------------------------------
 def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
                    repeats: int, block_s: float, seed: int,
-                   device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+                   device: torch.device = CPU) -> dict[str, Any]:
     """Samples/s of ``qbc.training.train_step`` (AdamW, schedule, gradient clipping: the real step)
     on the default model, its FLOP/s from :mod:`qbc.bench.flops`, and the FLOP/s of a plain fp32
     matmul of the model's largest shape (and of 1024^3, for reference), timed in alternation, on
@@ -177,10 +180,11 @@ def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
         with scoped_threads(cores):
             step()
 
-    fns = {name: synchronized(fn, device) for name, fn in (
-        ("train", step), ("matmul", lambda: torch.mm(a, b)), ("matmul_1024", lambda: big_a @ big_b))}
+    fns = {"train": step, "matmul": lambda: torch.mm(a, b), "matmul_1024": lambda: big_a @ big_b}
+    fns = {name: synchronized(fn, device) for name, fn in fns.items()}
     work = {"train": batch, "matmul": 2.0 * M * Kd * N, "matmul_1024": 2.0 * 1024**3}
-    if cores != threads and device.type == "cpu":  # is the thread setting right? the same step with one thread per core
+    # is the thread setting right? the same step with one thread per core (CPU only)
+    if cores != threads and device.type == "cpu":
         fns["train_all_cores"], work["train_all_cores"] = step_on_all_cores, batch
     rates = interleaved_rates(fns, work, repeats, block_s)
     model_flops = {clock: [r * flops for r in v] for clock, v in rates["train"].items()}

@@ -133,11 +133,15 @@ def prediction(rows: list[dict[str, Any]]) -> tuple[list[str], bool | None]:
         lines.append(
             f"- {env} ({kind[stable]}): open-loop chunks gave lower regret than k = 1 in "
             f"{lower} of {n} (policy, k > 1) pairs, higher in {n - lower}"
-            + (f" — predicted {expected}: **{'holds' if observed == expected else 'does not hold'}**"
+            + (f" — predicted {expected}: **{_verdict(observed == expected)}**"
                if expected is not None else "")
             + (f"; re-planning every step (receding:1) instead of open-loop lowered regret in "
                f"{replanning[env][0]} of {replanning[env][1]}" if env in replanning else ""))
     return lines, (all(holds) if holds else None)
+
+
+def _verdict(held: bool) -> str:
+    return "holds" if held else "does not hold"
 
 
 def _num(x: float | None) -> str:
