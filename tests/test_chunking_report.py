@@ -40,3 +40,19 @@ def test_prediction_fails_when_chunks_help_on_an_unstable_env():
     assert holds is False
     assert any("ScalarUnstable-v0 (open-loop unstable)" in line and "**does not hold**" in line
                for line in lines)
+
+
+def test_relative_form_compares_the_open_loop_penalty_across_envs():
+    from qbc.experiments.chunking_report import open_loop_penalty, relative_prediction
+
+    # chunks hurt everywhere, but 1.5x on the stable env and 4.5x on the unstable one
+    summary = (rows("qbc/LinearStable-v0", 2.0, 3.0, 2.5)
+               + rows("qbc/ScalarUnstable-v0", 2.0, 9.0, 3.0))
+    assert open_loop_penalty(summary) == {"qbc/LinearStable-v0": 1.5,
+                                          "qbc/ScalarUnstable-v0": 4.5}
+    line, held = relative_prediction(summary)
+    assert held is True and "**holds**" in line
+    assert prediction(summary)[1] is False  # the absolute form: chunks did not help when stable
+    line, held = relative_prediction(rows("qbc/LinearStable-v0", 2.0, 9.0, 2.5)
+                                     + rows("qbc/ScalarUnstable-v0", 2.0, 3.0, 3.0))
+    assert held is False and "**does not hold**" in line

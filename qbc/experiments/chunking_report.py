@@ -9,6 +9,8 @@ each chunk policy (tokenizer, or the continuous ``chunk-mlp-l1``) and chunk leng
 regret at the largest H of open-loop execution lower than that of the same policy kind at k = 1
 (which re-plans every step)? The env's count of "lower" against "higher" is its verdict; the
 prediction holds when the stable envs are mostly "lower" and the unstable envs mostly "higher".
+A weaker, relative form is checked too: the median ratio open-loop / k = 1 regret (the open-loop
+penalty) is larger on every unstable env than on the stable ones.
 
 Input is the sweep's ``summary.csv`` (``qbc sweep report DIR`` writes it); entry point
 ``python scripts/chunking_report.py DIR``.
@@ -21,6 +23,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from qbc.errors import CorruptFileError
 from qbc.io import atomic_write_text, read_json
@@ -116,6 +120,34 @@ def replanning_effect(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     return {env: (sum(v), len(v)) for env, v in out.items()}
 
 
+def open_loop_penalty(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per env: the median over (policy, k > 1) of open-loop regret / k = 1 regret at the
+    largest H (pairs whose k = 1 regret is not positive are left out; NaN when none is left)."""
+    out = {}
+    for env, effects in open_loop_effect(rows).items():
+        ratios = [e["regret_chunked"] / e["regret_k1"] for e in effects if e["regret_k1"] > 0]
+        out[env] = float(np.median(ratios)) if ratios else math.nan
+    return out
+
+
+def relative_prediction(rows: list[dict[str, Any]]) -> tuple[str, bool | None]:
+    """The weaker, relative form: open-loop chunks cost more (relative to k = 1) on every
+    unstable env than on any stable one. A markdown line, and whether it holds (None without
+    both kinds of env)."""
+    penalty = {env: p for env, p in open_loop_penalty(rows).items()
+               if env in OPEN_LOOP_STABLE and not math.isnan(p)}
+    stable = {e: p for e, p in penalty.items() if OPEN_LOOP_STABLE[e]}
+    unstable = {e: p for e, p in penalty.items() if not OPEN_LOOP_STABLE[e]}
+    if not stable or not unstable:
+        return "", None
+    held = min(unstable.values()) > max(stable.values())
+    by_penalty = sorted(penalty.items(), key=lambda kv: kv[1])
+    listed = ", ".join(f"{env} {p:.3g}x" for env, p in by_penalty)
+    return (f"Relative form — open-loop chunks cost more, relative to k = 1, on every unstable "
+            f"env than on the stable one(s): **{_verdict(held)}** (median open-loop / k = 1 "
+            f"regret at the largest H: {listed})."), held
+
+
 def prediction(rows: list[dict[str, Any]]) -> tuple[list[str], bool | None]:
     """Markdown lines, one per env, and whether the prediction holds on every env with a known
     stability (None when no env could be checked)."""
@@ -179,6 +211,7 @@ def readme(sweep_dir: Path) -> str:
     grid, ro = spec["grid"], spec["rollout"]
     fits = growth(rows)
     pred_lines, holds = prediction(rows)
+    relative, _ = relative_prediction(rows)
     statement = {True: "**The prediction holds on these runs.**",
                  False: "**The prediction does not hold on these runs** (per env below).",
                  None: "No env of known stability had chunked and k = 1 rows: not checked."}[holds]
@@ -214,6 +247,7 @@ def readme(sweep_dir: Path) -> str:
         statement,
         "",
         *pred_lines,
+        *(["", relative] if relative else []),
     ]
     last = at_largest_h(rows)
     for env in dict.fromkeys(r["env"] for r in rows):
