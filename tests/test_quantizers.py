@@ -122,6 +122,22 @@ def test_uniform_fits_min_max_or_a_quantile_range():
     assert 0.0 < low < 0.02 and 0.97 < high < 1.0
 
 
+@pytest.mark.parametrize("name", ["uniform", "smooth"])
+def test_margin_widens_a_fitted_range_about_its_centre_and_survives_save_load(name):
+    from qbc.quantizers import Quantizer, serialize_quantizer
+
+    x = np.linspace(-1.0, 3.0, 101)
+    q = make_quantizer(name, n_bins=8, margin=0.5).fit(x)
+    assert q.range == pytest.approx((-2.0, 4.0))  # half-width 2 widened by 1 on each side
+    assert q.encode(np.array([3.9]))[0] == 7 and q.encode(np.array([3.2]))[0] < 7
+    assert make_quantizer(name, n_bins=8, margin=0.5, low=0.0, high=1.0).fit(x).range == (0, 1)
+    state = serialize_quantizer(q)
+    assert state["params"]["margin"] == 0.5
+    assert Quantizer.from_state_dict(state).range == q.range
+    with pytest.raises(InvalidValueError, match="margin must be >= 0"):
+        make_quantizer(name, n_bins=8, margin=-0.1).fit(x)
+
+
 def test_uniform_on_constant_data_still_works():
     q = make_quantizer("uniform", n_bins=4).fit(np.full(10, 3.0))
     assert np.allclose(q.quantize(np.full(3, 3.0)), 3.0, atol=1e-5)
@@ -283,5 +299,9 @@ def test_quantile_params_is_the_one_quantile_rule():
     assert quantile_params("kmeans", 0.01) == {}  # levels not from a range: --quantile ignored
     with pytest.raises(InvalidValueError, match="--quantile must be in"):
         quantile_params("smooth", 0.5)
+    assert quantile_params("uniform", 0.0, margin=0.5) == {"quantile": 0.0, "margin": 0.5}
+    assert quantile_params("kmeans", 0.0, margin=0.5) == {}
+    with pytest.raises(InvalidValueError, match="--range-margin must be >= 0"):
+        quantile_params("uniform", 0.0, margin=float("nan"))
     for name in QUANTILE_QUANTIZERS:  # every name the rule passes it to accepts the parameter
         make_quantizer(name, n_bins=4, **quantile_params(name, 0.1)).fit(np.arange(10.0))

@@ -97,6 +97,7 @@ CASES = {
     "n-heads-3": ([*TRAIN, *RUN, "--model.n-heads", "3"], "divisible by --model.n-heads (3)"),
     "device-meta": ([*TRAIN, *RUN, "--device", "meta"], "--device 'meta'"),
     "quantile-0.7": ([*TRAIN, *RUN, "--quantile", "0.7"], "--quantile must be"),
+    "range-margin-negative": ([*TRAIN, *RUN, "--range-margin", "-1"], "--range-margin must be"),
     "bins-1e9": ([*TRAIN, *RUN, "--bins", "1000000000"], "of memory, more than"),
     "new-out-refused": ([*TRAIN, "--out", "{root}/fresh", "--lr", "-1"], "--lr must be"),
     "divergence-nan": ([*ROLLOUT, "--divergence-threshold", "nan"],

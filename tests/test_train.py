@@ -337,3 +337,15 @@ def test_training_leaves_torchs_global_random_state_as_it_found_it(tmp_path):
     torch.manual_seed(123)
     train(_cfg(tmp_path, steps=3), _demos(episodes=4, steps=10))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_range_margin_widens_the_tokenizer_range_of_training():
+    from qbc.training.data import fit_tokenizer
+
+    actions = np.linspace(-1.0, 1.0, 50, dtype=np.float32)[:, None]
+    plain = fit_tokenizer(TrainConfig(dataset="d"), actions)
+    wide = fit_tokenizer(TrainConfig(dataset="d", range_margin=0.5), actions)
+    assert plain.quantizers_[0].range == pytest.approx((-1.0, 1.0))
+    assert wide.quantizers_[0].range == pytest.approx((-1.5, 1.5))
+    assert fit_tokenizer(TrainConfig(dataset="d", quantizer="kmeans", bins=4,
+                                     range_margin=0.5), actions).quantizer == "kmeans"

@@ -57,6 +57,22 @@ def read_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def single_seed_intervals(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Where a setting has one seed (its interval over seeds is a point), put the 95% interval
+    over that seed's evaluation episodes (results.csv) into ``rows`` in place."""
+    from qbc.sweep.report import current_cells
+    from qbc.sweep.table import read_table
+
+    current = current_cells(Path(sweep_dir))
+    per_seed = {(*_key(r), r["H"]): r for r in read_table(Path(sweep_dir) / "results.csv")
+                if r["chunk_len"] and (current is None or r["cell"] in current)}
+    for r in rows:
+        seed_row = per_seed.get((*_key(r), r["H"]))
+        if r["n_seeds"] == 1 and seed_row is not None:
+            r["regret_ci_lo"] = seed_row["regret_ci_lo"]
+            r["regret_ci_hi"] = seed_row["regret_ci_hi"]
+
+
 def policy_label(row: dict[str, Any]) -> str:
     """'fast', 'per-step uniform/64', ... or 'chunk-mlp-l1 (continuous)'."""
     tok = row["chunk_tokenizer"]
@@ -204,6 +220,7 @@ def readme(sweep_dir: Path) -> str:
     """The comparison's README.md text from ``sweep_dir`` (its summary.csv and
     sweep_config.json)."""
     rows = read_summary(sweep_dir)
+    single_seed_intervals(sweep_dir, rows)
     config = read_json(Path(sweep_dir) / "sweep_config.json", what="sweep config")
     spec = config["spec"]
     command = (f"qbc sweep --config {config.get('source') or 'CONFIG'} --out DIR && "
@@ -230,7 +247,8 @@ def readme(sweep_dir: Path) -> str:
         f"{', '.join(map(str, grid['horizons']))}.",
         "",
         "Regret is the expert's return minus the policy's over H steps on the same seeds and "
-        "noise, mean over seeds with a 95% Student-t interval over seeds. Growth p: exponent of "
+        "noise, mean over seeds with a 95% Student-t interval over seeds (with one seed: over its "
+        "evaluation episodes). Growth p: exponent of "
         "the least-squares fit regret ~ c·H^p over the horizons, with the verdict of "
         "`qbc.rollout.fit_growth`. Decode failures: chunks whose token sequence did not decode and "
         "were repaired, per chunk predicted. Decode actions/s: actions the executor returned per "

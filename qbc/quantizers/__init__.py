@@ -20,6 +20,7 @@ from qbc.quantizers.base import (
     serialize_quantizer,
 )
 from qbc.quantizers.binning import (
+    MARGIN_RANGE,
     QUANTILE_QUANTIZERS,
     QUANTILE_RANGE,
     SignQuantizer,
@@ -31,6 +32,7 @@ from qbc.quantizers.construction import Theorem6Quantizer
 from qbc.quantizers.learned import KMeansQuantizer, LloydMaxQuantizer, VectorQuantizer
 
 __all__ = [
+    "MARGIN_RANGE",
     "QUANTILE_QUANTIZERS",
     "QUANTILE_RANGE",
     "Quantizer",

@@ -9,7 +9,8 @@ from qbc.quantizers.base import Quantizer, register_quantizer
 from qbc.quantizers.gaussian import uniform_gaussian_step
 from qbc.validate import Rule
 
-#: Quantizers that fit their range to the data, so that a command's ``--quantile`` applies.
+#: Quantizers that fit their range to the data, so that a command's ``--quantile`` and
+#: ``--range-margin`` apply.
 QUANTILE_QUANTIZERS = ("uniform", "smooth")
 #: The range of ``quantile``, [0, 0.5): commands check their ``--quantile`` flag with it.
 QUANTILE_RANGE = Rule(lo=0, hi=0.5, hi_open=True)
@@ -24,28 +25,47 @@ def check_quantile(quantile: float, who: str = "quantile") -> float:
     return quantile
 
 
-def quantile_params(quantizer: str, quantile: float) -> dict[str, float]:
-    """The parameters a command's ``--quantile`` gives ``quantizer``: ``{"quantile": q}`` for
-    the range-fitting quantizers (:data:`QUANTILE_QUANTIZERS`), ``{}`` for the others, whose
-    levels do not come from a range."""
+#: The range of ``margin``: >= 0 (0 keeps the fitted range).
+MARGIN_RANGE = Rule(lo=0)
+
+
+def quantile_params(quantizer: str, quantile: float, margin: float = 0.0) -> dict[str, float]:
+    """The parameters a command's ``--quantile`` (and ``--range-margin``) give ``quantizer``:
+    ``{"quantile": q}`` (plus ``"margin": m`` when m > 0) for the range-fitting quantizers
+    (:data:`QUANTILE_QUANTIZERS`), ``{}`` for the others, whose levels do not come from a
+    range."""
     if quantizer not in QUANTILE_QUANTIZERS:
         return {}
-    return {"quantile": check_quantile(quantile, "--quantile")}
+    params = {"quantile": check_quantile(quantile, "--quantile")}
+    if margin:
+        params["margin"] = check_margin(margin, "--range-margin")
+    return params
+
+
+def check_margin(margin: float, who: str = "margin") -> float:
+    """``margin`` if it is finite and >= 0, else InvalidValueError naming ``who``."""
+    if not (MARGIN_RANGE.holds(margin) and np.isfinite(margin)):
+        raise InvalidValueError(
+            f"{who} must be >= 0, e.g. 0.5 to widen the fitted range by half its width on each "
+            f"side; got {margin!r}")
+    return float(margin)
 
 
 class _RangeQuantizer(Quantizer):
-    """Shared range handling: ``[low, high]`` given, or fitted from data (min/max or quantiles),
-    or (``design="gaussian"``) the MSE-optimal symmetric range for N(0,1)."""
+    """Shared range handling: ``[low, high]`` given, or fitted from data (min/max or quantiles,
+    widened by ``margin``), or (``design="gaussian"``) the MSE-optimal symmetric range for
+    N(0,1)."""
 
     _fitted_attrs = ("low_", "high_")
 
     def __init__(self, n_bins: int = 64, low: float | None = None, high: float | None = None,
-                 quantile: float = 0.0, design: str = "data"):
+                 quantile: float = 0.0, design: str = "data", margin: float = 0.0):
         self.n_bins = n_bins
         self.low = low
         self.high = high
         self.quantile = quantile
         self.design = design
+        self.margin = margin
 
     def _validate_params(self) -> None:
         if not isinstance(self.n_bins, (int, np.integer)) or self.n_bins < 2:
@@ -53,6 +73,7 @@ class _RangeQuantizer(Quantizer):
                 f"{self.name}: n_bins must be an integer >= 2, got {self.n_bins!r}"
             )
         check_quantile(self.quantile, f"{self.name}: quantile")
+        check_margin(self.margin, f"{self.name}: margin")
         if self.design not in ("data", "gaussian"):
             raise InvalidValueError(
                 f"{self.name}: design must be 'data' or 'gaussian', got {self.design!r}"
@@ -79,6 +100,8 @@ class _RangeQuantizer(Quantizer):
             if high - low < 1e-12:  # constant data: open a tiny range around it
                 pad = 1e-6 * max(1.0, abs(low))
                 low, high = low - pad, high + pad
+            widen = float(self.margin) * (high - low) / 2
+            low, high = low - widen, high + widen
         self.low_, self.high_ = low, high
 
     def _gaussian_range(self) -> tuple[float, float]:
@@ -113,6 +136,10 @@ class UniformQuantizer(_RangeQuantizer):
         low, high: the range; fitted from data when None.
         quantile: fit the range to the [q, 1-q] quantiles of the data instead of min/max.
         design: "data" (default) or "gaussian".
+        margin: widen a range fitted from data by ``margin`` x its half-width on each side
+            (0.5: 1.5x the width, same centre), so that actions somewhat beyond the data keep
+            their own codewords instead of being clipped to the edge cells; ignored when
+            ``low``/``high`` are given or ``design="gaussian"``.
     """
 
     def _gaussian_range(self) -> tuple[float, float]:

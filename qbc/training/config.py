@@ -26,7 +26,7 @@ from qbc.distributed import local_device
 from qbc.policy import ModelConfig, build_policy, needs_tokenizer
 from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
 from qbc.policy.registry import check_model_config, check_policy_kind, rough_parameter_count
-from qbc.quantizers import QUANTILE_RANGE
+from qbc.quantizers import MARGIN_RANGE, QUANTILE_RANGE
 from qbc.validate import (
     AT_LEAST_ONE,
     FRACTION,
@@ -75,6 +75,10 @@ class _TrainHead:
     """token policies: one quantizer per action dimension (else one shared)."""
     quantile: float = 0.0
     """uniform/smooth: fit the range to the [q, 1-q] quantiles of the actions instead of min/max."""
+    range_margin: float = 0.0
+    """uniform/smooth: widen the fitted range by this x its half-width on each side (0.5: 1.5x
+    as wide), so states beyond the data that need larger actions are not clipped to the edge
+    tokens (on unstable systems a clipped action can let the state run away)."""
     token_target: str = "soft"
     """stochastic (smooth) tokenizers: 'soft' (two-hot expected log-loss) or 'sampled' tokens."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -204,6 +208,7 @@ def resolve_budget(cfg: TrainConfig, n_train_rows: int) -> TrainConfig:
 #: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32); the
 #: --model.* settings by :func:`qbc.policy.registry.check_model_config`).
 RULES = {"bins": Rule(lo=2, integer=True), "quantile": QUANTILE_RANGE,
+         "range_margin": MARGIN_RANGE,
          "steps": Rule(lo=1, integer=True, optional=True), "epochs": POSITIVE,
          "patience": Rule(lo=0, integer=True, optional=True), "select_episodes": AT_LEAST_ONE,
          "batch_size": AT_LEAST_ONE, "lr": POSITIVE, "min_lr_ratio": Rule(lo=0, hi=1),

@@ -68,7 +68,7 @@ def split_tensors(demos: Any, normalizer: Normalizer, tokenizer: ActionTokenizer
 
 def fit_tokenizer(cfg: TrainConfig, actions: np.ndarray) -> ActionTokenizer:
     """The ActionTokenizer of ``cfg`` fitted on (training) actions (N, D)."""
-    params = quantile_params(cfg.quantizer, cfg.quantile)
+    params = quantile_params(cfg.quantizer, cfg.quantile, cfg.range_margin)
     return ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
 
 
