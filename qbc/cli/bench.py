@@ -104,7 +104,9 @@ def resolve(cfg: BenchConfig) -> BenchConfig:
     check_model_config(cfg.model)
     check_all([(min(cfg.env_sizes, default=0) >= 1,
                 f"--env-sizes must be positive integers, got {list(cfg.env_sizes)}")])
-    check_device(cfg.device)  # e.g. "--device cuda: CUDA is not available here"
+    device = check_device(cfg.device)  # e.g. "--device cuda: CUDA is not available here"
+    check_all([(device.type in ("cpu", "cuda"),
+                f"--device {cfg.device}: qbc bench times cpu or cuda[:N] only")])
     return cfg
 
 
