@@ -369,3 +369,19 @@ def test_compare_rows_on_sines(capsys):
     assert "held-out" in capsys.readouterr().out
     with pytest.raises(InvalidValueError):
         run_compare(ChunkCompareConfig(source="csv", specs=specs))
+
+
+def test_fast_default_vocab_grows_to_heavy_tailed_symbols():
+    """Without vocab_size, a symbol range wider than 1024 (actions far beyond the normalisation
+    quantiles) gets a vocabulary that holds it; narrow data keeps FAST's 1024."""
+    rng = np.random.default_rng(0)
+    chunks = 0.05 * rng.standard_normal((2000, 8, 1))
+    chunks[::97] *= 400.0  # rare saturations, far outside the 1st-99th percentile range
+    tok = make_chunk_tokenizer("fast").fit(chunks)
+    assert tok.n_symbols_ > 1024 and tok.vocab_size >= tok.n_symbols_
+    decoded = tok.decode(tok.encode(chunks[:50]))
+    assert np.all(np.abs(decoded - chunks[:50]) <= tok.error_bound + 1e-6)
+    with pytest.raises(InvalidValueError, match="vocab_size 1024 is smaller"):
+        make_chunk_tokenizer("fast", vocab_size=1024).fit(chunks)
+    narrow = make_chunk_tokenizer("fast").fit(0.05 * rng.standard_normal((2000, 8, 1)))
+    assert narrow.n_symbols_ <= 1024 and narrow.get_params()["vocab_size"] is None

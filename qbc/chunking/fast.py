@@ -44,6 +44,8 @@ REPAIR_RULES = ("pad-zeros-high-frequency", "hold-last-action", "zero-chunk")
 #: First code point of the symbol alphabet: Latin Extended-A onwards, no whitespace or controls.
 _BASE = 0x100
 _MAX_SYMBOLS = 0xD800 - _BASE  # code points below the UTF-16 surrogates
+#: BPE vocabulary size when ``vocab_size`` is not given and the symbols fit in it (FAST's).
+DEFAULT_VOCAB_SIZE = 1024
 
 
 def dct_chunks(z: np.ndarray) -> np.ndarray:
@@ -61,6 +63,9 @@ class FastTokenizer(ChunkTokenizer):
     """Args:
         scale: multiplier of the DCT coefficients before rounding (larger: finer, more tokens).
         vocab_size: BPE vocabulary size; at least the number of integer symbols seen in fitting.
+            Default (None): 1024, or that number of symbols when the data spans more (heavy-
+            tailed actions: values far beyond the normalisation quantiles give large
+            coefficients); an explicit size smaller than the symbols is refused.
         min_frequency: a BPE merge needs at least this many occurrences.
         quantile: normalisation quantile (0.01: 1st/99th percentiles to [-1, 1]).
         repair: rule for malformed sequences, one of :data:`REPAIR_RULES`.
@@ -69,7 +74,7 @@ class FastTokenizer(ChunkTokenizer):
     variable_length = True
     _fitted_attrs = ("low_", "high_", "min_symbol_", "n_symbols_", "bpe_json_")
 
-    def __init__(self, scale: float = 10.0, vocab_size: int = 1024, min_frequency: int = 2,
+    def __init__(self, scale: float = 10.0, vocab_size: int | None = None, min_frequency: int = 2,
                  quantile: float = 0.01, repair: str = "pad-zeros-high-frequency"):
         self.scale = scale
         self.vocab_size_param = vocab_size
@@ -89,6 +94,8 @@ class FastTokenizer(ChunkTokenizer):
             raise InvalidValueError(f"fast: scale must be a finite number > 0, got {self.scale!r}")
         for what, value, low in (("vocab_size", self.vocab_size_param, 2),
                                  ("min_frequency", self.min_frequency, 1)):
+            if what == "vocab_size" and value is None:
+                continue  # the default: DEFAULT_VOCAB_SIZE, or the symbol count when larger
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise InvalidValueError(f"fast: {what} must be an integer >= {low}, got {value!r}")
         _check_repair(self.repair)
@@ -100,14 +107,17 @@ class FastTokenizer(ChunkTokenizer):
         ints = self._rounded(self.coefficients(chunks))
         self.min_symbol_ = int(ints.min())
         self.n_symbols_ = int(ints.max()) - self.min_symbol_ + 1
-        if self.n_symbols_ > self.vocab_size_param or self.n_symbols_ > _MAX_SYMBOLS:
+        vocab = self.vocab_size_param
+        if vocab is None:
+            vocab = max(DEFAULT_VOCAB_SIZE, min(self.n_symbols_, _MAX_SYMBOLS))
+        if self.n_symbols_ > vocab or self.n_symbols_ > _MAX_SYMBOLS:
             raise InvalidValueError(
-                f"fast: vocab_size {self.vocab_size_param} is smaller than the "
+                f"fast: vocab_size {vocab} is smaller than the "
                 f"{self.n_symbols_} integer symbols the rounded DCT coefficients span "
                 f"([{self.min_symbol_}, {self.min_symbol_ + self.n_symbols_ - 1}] at scale "
                 f"{self.scale}); use vocab_size >= {self.n_symbols_} or a smaller scale")
-        self.bpe_json_ = _train_bpe(self._strings(ints), self.n_symbols_,
-                                    self.vocab_size_param, self.min_frequency)
+        self.bpe_json_ = _train_bpe(self._strings(ints), self.n_symbols_, vocab,
+                                    self.min_frequency)
         self._bpe_cache = None
 
     def _normalizer(self) -> QuantileNormalizer:
