@@ -56,3 +56,15 @@ def test_relative_form_compares_the_open_loop_penalty_across_envs():
     line, held = relative_prediction(rows("qbc/LinearStable-v0", 2.0, 9.0, 2.5)
                                      + rows("qbc/ScalarUnstable-v0", 2.0, 3.0, 3.0))
     assert held is False and "**does not hold**" in line
+
+
+def test_divergence_is_averaged_per_execution_at_the_largest_horizon():
+    from qbc.experiments.chunking_report import divergence_by_execution
+
+    summary = rows("qbc/ScalarUnstable-v0", 2.0, 9.0, 3.0)
+    summary[1]["diverged_fraction"] = 0.5  # open-loop k = 16 at H = 200
+    summary[3]["diverged_fraction"] = 1.0  # H = 10: ignored
+    assert divergence_by_execution(summary) == {
+        "qbc/ScalarUnstable-v0": {"k = 1": 0.0, "open-loop": 0.5, "receding:1": 0.0}}
+    lines, _ = prediction(summary)
+    assert "open-loop k > 1 50.0%" in lines[0]

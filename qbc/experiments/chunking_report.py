@@ -164,11 +164,25 @@ def relative_prediction(rows: list[dict[str, Any]]) -> tuple[str, bool | None]:
             f"regret at the largest H: {listed})."), held
 
 
+def divergence_by_execution(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per env at the largest H: mean diverged fraction over policies of k = 1, of open-loop
+    chunks (k > 1) and of re-planned chunks (receding:1, k > 1)."""
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in at_largest_h(rows):
+        if r["chunk_len"] == 1:
+            if r["execution"] == "open-loop":
+                groups[r["env"]]["k = 1"].append(r["diverged_fraction"])
+        elif r["execution"] in ("open-loop", "receding:1"):
+            groups[r["env"]][r["execution"]].append(r["diverged_fraction"])
+    return {env: {what: float(np.mean(v)) for what, v in g.items()} for env, g in groups.items()}
+
+
 def prediction(rows: list[dict[str, Any]]) -> tuple[list[str], bool | None]:
     """Markdown lines, one per env, and whether the prediction holds on every env with a known
     stability (None when no env could be checked)."""
     lines, holds = [], []
     replanning = replanning_effect(rows)
+    diverged = divergence_by_execution(rows)
     for env, effects in open_loop_effect(rows).items():
         lower = sum(e["lower"] for e in effects)
         stable = OPEN_LOOP_STABLE.get(env)
@@ -184,12 +198,20 @@ def prediction(rows: list[dict[str, Any]]) -> tuple[list[str], bool | None]:
             + (f" — predicted {expected}: **{_verdict(observed == expected)}**"
                if expected is not None else "")
             + (f"; re-planning every step (receding:1) instead of open-loop lowered regret in "
-               f"{replanning[env][0]} of {replanning[env][1]}" if env in replanning else ""))
+               f"{replanning[env][0]} of {replanning[env][1]}" if env in replanning else "")
+            + (f"; episodes diverged: k = 1 {_pct(diverged[env].get('k = 1'))}, open-loop "
+               f"k > 1 {_pct(diverged[env].get('open-loop'))}, receding:1 k > 1 "
+               f"{_pct(diverged[env].get('receding:1'))} (means over policies)"
+               if env in diverged else ""))
     return lines, (all(holds) if holds else None)
 
 
 def _verdict(held: bool) -> str:
     return "holds" if held else "does not hold"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
 
 
 def _num(x: float | None) -> str:
