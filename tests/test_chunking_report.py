@@ -68,3 +68,15 @@ def test_divergence_is_averaged_per_execution_at_the_largest_horizon():
         "qbc/ScalarUnstable-v0": {"k = 1": 0.0, "open-loop": 0.5, "receding:1": 0.0}}
     lines, _ = prediction(summary)
     assert "open-loop k > 1 50.0%" in lines[0]
+
+
+def test_script_on_a_folder_without_a_sweep_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "chunking_report.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "summary.csv is missing" in done.stderr and not (tmp_path / "README.md").exists()

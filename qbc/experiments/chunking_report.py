@@ -10,7 +10,8 @@ regret at the largest H of open-loop execution lower than that of the same polic
 (which re-plans every step)? The env's count of "lower" against "higher" is its verdict; the
 prediction holds when the stable envs are mostly "lower" and the unstable envs mostly "higher".
 A weaker, relative form is checked too: the median ratio open-loop / k = 1 regret (the open-loop
-penalty) is larger on every unstable env than on the stable ones.
+penalty) is larger on every unstable env than on the stable ones. Each env's line also gives the
+diverged fraction at k = 1, of open-loop chunks and of re-planned chunks.
 
 Input is the sweep's ``summary.csv`` (``qbc sweep report DIR`` writes it); entry point
 ``python scripts/chunking_report.py DIR``.
