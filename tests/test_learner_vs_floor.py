@@ -3,7 +3,12 @@
 import csv
 import math
 
-from qbc.experiments.learner_vs_floor import FloorConfig, run_comparison, summarise
+from qbc.experiments.learner_vs_floor import (
+    FloorConfig,
+    _split_train_flags,
+    run_comparison,
+    summarise,
+)
 from qbc.experiments.learner_vs_floor_report import verdict
 
 
@@ -30,6 +35,14 @@ def test_target_needs_twice_the_floor_no_divergence_and_no_extra_labels():
     assert not _by_method(more_labels)["dagger"]["meets_target"]
     diverging = summarise([_row("bc", 4.0, 2.0), _row("dart", 2.5, 2.0, diverged=0.01)])
     assert not _by_method(diverging)["dart"]["meets_target"]
+
+
+def test_extra_train_flags_reach_dagger_with_their_types():
+    model, overrides = _split_train_flags(["--model.d-model", "32", "--range-margin", "0.5",
+                                           "--eval-interval", "30", "--select-by", "rollout"])
+    assert model == ["--model.d-model", "32"]
+    assert overrides == {"range_margin": 0.5, "eval_interval": 30, "select_by": "rollout"}
+    assert isinstance(overrides["range_margin"], float)
 
 
 def test_summary_averages_seeds_and_keeps_the_worst():

@@ -230,15 +230,26 @@ def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
 
 def _split_train_flags(extra: list[str]) -> tuple[list[str], dict[str, Any]]:
     """``extra``'s ``--flag value`` pairs split into the ``--model.*`` flags (as given) and
-    the others as TrainConfig overrides (``--eval-interval 30`` -> ``{"eval_interval": 30}``)."""
+    the others as TrainConfig overrides (``--eval-interval 30 --range-margin 0.5`` ->
+    ``{"eval_interval": 30, "range_margin": 0.5}``)."""
     model: list[str] = []
     overrides: dict[str, Any] = {}
     for flag, value in zip(extra[::2], extra[1::2], strict=True):
         if flag.startswith("--model."):
             model += [flag, value]
         else:
-            overrides[flag[2:].replace("-", "_")] = int(value) if value.isdigit() else value
+            overrides[flag[2:].replace("-", "_")] = _number_or_text(value)
     return model, overrides
+
+
+def _number_or_text(value: str) -> int | float | str:
+    """'30' -> 30, '0.5' -> 0.5, 'rollout' -> 'rollout' (a flag's value as its TrainConfig type)."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: str) -> Path:
