@@ -77,3 +77,14 @@ def test_quick_comparison_runs_end_to_end_and_continues(tmp_path, capsys):
     sizes = [p.stat().st_size for p in logs]
     again = run_comparison(cfg)  # finished steps are kept, not re-run
     assert again == rows and [p.stat().st_size for p in logs] == sizes
+
+
+def test_report_command_gives_back_the_settings_that_differ():
+    from qbc.experiments.learner_vs_floor_report import command_flags
+
+    assert command_flags(FloorConfig(envs=("qbc/ScalarUnstable-v0",))) == (
+        " --envs qbc/ScalarUnstable-v0")
+    cfg = FloorConfig(envs=("Pendulum-v1",), quantizers=("smooth",), methods=("dart",),
+                      mlp_mse=False, extra_train_flags=["--range-margin", "0.5"])
+    assert command_flags(cfg) == (" --envs Pendulum-v1 --quantizers smooth --methods dart"
+                                  " --no-mlp-mse --extra-train-flags=--range-margin 0.5")

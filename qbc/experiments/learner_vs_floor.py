@@ -87,6 +87,8 @@ class FloorConfig:
     quick: bool = False
     """a tiny version (one env, one quantizer, one seed, a few episodes and steps) for tests."""
     extra_train_flags: list[str] = field(default_factory=list)
+    """more ``qbc train`` flags for every token run, DAgger's rounds included; the first one
+    joined with '=' (``--extra-train-flags=--range-margin 0.5``)."""
 
 
 def quick_config(cfg: FloorConfig) -> FloorConfig:

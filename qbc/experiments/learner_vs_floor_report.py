@@ -64,7 +64,7 @@ def verdict(summary: list[dict[str, Any]]) -> list[str]:
 
 def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
     """The comparison's README.md text."""
-    flags = " --quick" if cfg.quick else f" --envs {' '.join(cfg.envs)}"
+    flags = " --quick" if cfg.quick else command_flags(cfg)
     head = [
         "# The token learner against its quantization floor",
         "",
@@ -78,7 +78,9 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
         f"beta = {cfg.dagger_beta:g} after round 0);"
         f" training budget {'`qbc train` default' if cfg.steps is None else f'{cfg.steps} steps'};"
         f" {cfg.rollout_episodes} coupled evaluation episodes per policy, seeds apart from the"
-        " data.",
+        " data."
+        + (f" Every token run also with `{' '.join(cfg.extra_train_flags)}`."
+           if cfg.extra_train_flags and not cfg.quick else ""),
         "",
         "Regret is the expert's return minus the policy's over H steps on the same seeds and noise"
         " (means over seeds; the worst seed in brackets). The quantized expert sends the expert's"
@@ -97,6 +99,22 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
         body += [f"## {env} (H = {cfg.horizon or _horizon(env)}; expert return "
                  f"{_num(rows[0]['expert_return'])})", "", *env_table(rows), ""]
     return "\n".join(head + body)
+
+
+def command_flags(cfg: Any) -> str:
+    """The script's flags that give ``cfg`` (those that differ from the defaults)."""
+    from qbc.experiments.learner_vs_floor import FloorConfig
+
+    default = FloorConfig()
+    flags = f" --envs {' '.join(cfg.envs)}"
+    for name in ("quantizers", "methods", "seeds"):
+        if tuple(getattr(cfg, name)) != tuple(getattr(default, name)):
+            flags += f" --{name} {' '.join(map(str, getattr(cfg, name)))}"
+    if not cfg.mlp_mse:
+        flags += " --no-mlp-mse"
+    if cfg.extra_train_flags:
+        flags += f" --extra-train-flags={' '.join(cfg.extra_train_flags)}"
+    return flags
 
 
 def _horizon(env: str) -> int:
