@@ -88,3 +88,11 @@ def test_report_command_gives_back_the_settings_that_differ():
                       mlp_mse=False, extra_train_flags=["--range-margin", "0.5"])
     assert command_flags(cfg) == (" --envs Pendulum-v1 --quantizers smooth --methods dart"
                                   " --no-mlp-mse --extra-train-flags=--range-margin 0.5")
+
+
+def test_quick_settings_keep_the_extra_train_flags():
+    from qbc.experiments.learner_vs_floor import quick_config
+
+    quick = quick_config(FloorConfig(quick=True, extra_train_flags=["--range-margin", "0.5"]))
+    assert quick.extra_train_flags[-2:] == ["--range-margin", "0.5"]
+    assert "--model.d-model" in quick.extra_train_flags
