@@ -3,6 +3,8 @@
 import csv
 import math
 
+import pytest
+
 from qbc.experiments.learner_vs_floor import (
     FloorConfig,
     _split_train_flags,
@@ -88,6 +90,31 @@ def test_report_command_gives_back_the_settings_that_differ():
                       mlp_mse=False, extra_train_flags=["--range-margin", "0.5"])
     assert command_flags(cfg) == (" --envs Pendulum-v1 --quantizers smooth --methods dart"
                                   " --no-mlp-mse --extra-train-flags=--range-margin 0.5")
+    cfg = FloorConfig(envs=("Pendulum-v1",), dart_sigma="1.5",
+                      dart_train_flags=["--quantile", "0.05"])
+    assert command_flags(cfg) == (" --envs Pendulum-v1 --dart-sigma 1.5"
+                                  " --dart-train-flags=--quantile 0.05")
+
+
+def test_fixed_dart_sigma_needs_no_bc_policy_and_trains_with_its_own_flags(tmp_path):
+    cfg = FloorConfig(out=tmp_path / "floor", methods=("dart",), mlp_mse=False, quick=True,
+                      dart_sigma="0.7", dart_train_flags=["--quantile", "0.05"])
+    rows = run_comparison(cfg)
+    assert {(r["method"], r["decode"]) for r in rows} == {("dart", "argmax"), ("dart", "mean")}
+    seed_dir = tmp_path / "floor" / "runs" / "qbc_scalarunstable_v0" / "seed0"
+    assert not (seed_dir / "bc-uniform").exists()  # a fixed sigma trains no BC policy
+    assert "--dart 0.7" in (seed_dir / "data-dart-uniform" / "log.txt").read_text()
+    train_log = (seed_dir / "dart-uniform" / "log.txt").read_text()
+    assert "--quantile 0.05" in train_log and "--quantile" not in (
+        (seed_dir / "data-dart-uniform" / "log.txt").read_text())
+    readme = (tmp_path / "floor" / "README.md").read_text()
+    assert "| DART (sigma 0.7) | uniform | argmax |" in readme
+
+
+def test_a_bad_dart_sigma_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(SystemExit, match="--dart-sigma must be 'auto' or a positive number"):
+        run_comparison(FloorConfig(out=tmp_path / "floor", quick=True, dart_sigma="-1"))
+    assert not (tmp_path / "floor").exists()
 
 
 def test_quick_settings_keep_the_extra_train_flags():

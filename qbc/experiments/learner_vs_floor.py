@@ -4,7 +4,8 @@ For every env, seed and quantizer this runs, through the ``qbc`` command:
 
 - ``bc``: ``qbc collect`` (expert demonstrations) then ``qbc train`` (default budget);
 - ``dart``: ``qbc collect --dart auto --policy <bc run>`` (noise fitted to the BC policy's error,
-  same episode seeds and count) then ``qbc train``;
+  same episode seeds and count; or ``--dart SIGMA`` with ``--dart-sigma``) then ``qbc train``
+  (with ``--dart-train-flags`` too);
 - ``dagger``: ``qbc dagger`` with rounds x episodes-per-round chosen so that every method uses
   the same number of expert episodes (by default 100 = 50 BC episodes + one round of 50
   episodes driven by the round-0 learner alone, every visited state labelled by the expert);
@@ -86,6 +87,13 @@ class FloorConfig:
     """runs at once (each with torch limited to one thread when > 1)."""
     quick: bool = False
     """a tiny version (one env, one quantizer, one seed, a few episodes and steps) for tests."""
+    dart_sigma: str = "auto"
+    """DART's noise: 'auto' (fitted to the BC policy's error on the expert's states, the DART
+    rule) or a std in action units. A fixed sigma large enough to carry the state beyond the
+    demonstrations covers the states an unstable system's learner may meet there."""
+    dart_train_flags: list[str] = field(default_factory=list)
+    """more ``qbc train`` flags for the DART runs only, the first one joined with '='
+    (``--dart-train-flags=--quantile 0.05``: the token range from the bulk of the wider data)."""
     extra_train_flags: list[str] = field(default_factory=list)
     """more ``qbc train`` flags for every token run, DAgger's rounds included; the first one
     joined with '=' (``--extra-train-flags=--range-margin 0.5``)."""
@@ -98,7 +106,8 @@ def quick_config(cfg: FloorConfig) -> FloorConfig:
     return FloorConfig(out=cfg.out, envs=("qbc/ScalarUnstable-v0",), quantizers=("uniform",),
                        bins=16, seeds=(0,), methods=cfg.methods, mlp_mse=cfg.mlp_mse, episodes=8,
                        dagger_rounds=1, rollout_episodes=10, steps=60, max_episode_steps=40,
-                       horizon=40, workers=1, quick=True,
+                       horizon=40, workers=1, quick=True, dart_sigma=cfg.dart_sigma,
+                       dart_train_flags=cfg.dart_train_flags,
                        extra_train_flags=["--eval-interval", "30", "--model.d-model", "16",
                                           "--model.n-layers", "1", "--model.n-heads", "2",
                                           *cfg.extra_train_flags])
@@ -182,28 +191,33 @@ def collect_bc(plan: Plan, env_id: str, seed: int) -> None:
 
 
 def train_run(plan: Plan, env_id: str, seed: int, name: str, dataset: str,
-              quantizer: str | None) -> Path:
+              quantizer: str | None, more_flags: list[str] | None = None) -> Path:
     """``qbc train`` into the run folder ``name`` (kept once finished)."""
     run = plan.run_dir(env_id, seed, name)
     if not _done(run):
         kind = [] if quantizer is not None else ["--policy", "mlp-mse"]
         _qbc(["train", "--dataset", dataset, "--out", str(run / "run"), "--overwrite", *kind,
-              *plan.train_flags(quantizer, seed)], run / "log.txt", plan.env)
+              *plan.train_flags(quantizer, seed), *(more_flags or [])], run / "log.txt",
+             plan.env)
         _mark(run)
     return run / "run"
 
 
-def dart_run(plan: Plan, env_id: str, seed: int, quantizer: str, bc_run: Path) -> Path:
-    """DART demonstrations (noise fitted to the BC policy) and the policy trained on them."""
+def dart_run(plan: Plan, env_id: str, seed: int, quantizer: str,
+             bc_run: Path | None) -> Path:
+    """DART demonstrations (noise fitted to the BC policy ``bc_run``, or the fixed
+    ``--dart-sigma``) and the policy trained on them."""
     name = f"dart-{quantizer}"
     data = plan.run_dir(env_id, seed, f"data-{name}")
     dataset = plan.dataset(env_id, seed, "dart", quantizer)
+    noise = (["--dart", "auto", "--policy", str(bc_run)] if bc_run is not None
+             else ["--dart", plan.cfg.dart_sigma])
     if not _done(data):
         data.mkdir(parents=True, exist_ok=True)
-        _qbc(["collect", *plan.common_collect(env_id, seed), "--dataset", dataset, "--dart",
-              "auto", "--policy", str(bc_run), "--overwrite"], data / "log.txt", plan.env)
+        _qbc(["collect", *plan.common_collect(env_id, seed), "--dataset", dataset, *noise,
+              "--overwrite"], data / "log.txt", plan.env)
         _mark(data)
-    return train_run(plan, env_id, seed, name, dataset, quantizer)
+    return train_run(plan, env_id, seed, name, dataset, quantizer, plan.cfg.dart_train_flags)
 
 
 def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
@@ -289,10 +303,14 @@ def run_job(plan: Plan, job: Job) -> list[dict[str, Any]]:
         metrics = rollout(plan, env_id, seed, run, "mlp-mse", "argmax")
         return [_row(plan, job, "mlp-mse", "-", labels_bc, metrics)]
     rows = []
-    bc_run = train_run(plan, env_id, seed, f"bc-{q}", bc_data, q)
-    runs = {"bc": (bc_run, labels_bc)}
+    auto_dart = "dart" in plan.cfg.methods and plan.cfg.dart_sigma == "auto"
+    runs = {}
+    bc_run = None
+    if "bc" in plan.cfg.methods or auto_dart:  # DART's auto sigma needs the BC policy
+        bc_run = train_run(plan, env_id, seed, f"bc-{q}", bc_data, q)
+        runs["bc"] = (bc_run, labels_bc)
     if "dart" in plan.cfg.methods:
-        runs["dart"] = (dart_run(plan, env_id, seed, q, bc_run),
+        runs["dart"] = (dart_run(plan, env_id, seed, q, bc_run if auto_dart else None),
                         _dataset_steps(plan, plan.dataset(env_id, seed, "dart", q)))
     if "dagger" in plan.cfg.methods:
         last = dagger_run(plan, env_id, seed, q)
@@ -349,6 +367,9 @@ def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
     unknown = [e for e in cfg.envs if e not in ENVS]
     if unknown:
         raise SystemExit(f"learner_vs_floor: unknown env {unknown[0]!r}; known: {', '.join(ENVS)}")
+    if not _valid_sigma(cfg.dart_sigma):
+        raise SystemExit(f"learner_vs_floor: --dart-sigma must be 'auto' or a positive number, "
+                         f"got {cfg.dart_sigma!r}")
     plan = Plan(cfg)
     plan.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -373,6 +394,15 @@ def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
     seconds = _add_elapsed(plan.out, time.time() - started)
     atomic_write_text(plan.out / "README.md", report(cfg, summary, seconds))
     return rows
+
+
+def _valid_sigma(sigma: str) -> bool:
+    if sigma == "auto":
+        return True
+    try:
+        return 0 < float(sigma) < math.inf
+    except ValueError:
+        return False
 
 
 def _add_elapsed(out: Path, seconds: float) -> float:

@@ -6,8 +6,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-METHOD_NAMES = {"bc": "plain BC", "dart": "DART (auto sigma)", "dagger": "DAgger",
+METHOD_NAMES = {"bc": "plain BC", "dart": "DART", "dagger": "DAgger",
                 "mlp-mse": "mlp-mse (continuous)"}
+
+
+def method_name(method: str, cfg: Any) -> str:
+    """The table's name of ``method``; DART's with its sigma."""
+    if method == "dart":
+        sigma = getattr(cfg, "dart_sigma", "auto")
+        return "DART (auto sigma)" if sigma == "auto" else f"DART (sigma {sigma})"
+    return METHOD_NAMES.get(method, method)
 
 
 def _num(x: float) -> str:
@@ -20,7 +28,7 @@ def _pct(x: float) -> str:
     return "—" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
-def env_table(rows: list[dict[str, Any]]) -> list[str]:
+def env_table(rows: list[dict[str, Any]], cfg: Any = None) -> list[str]:
     """Markdown rows of one env's summary: method, quantizer, decoding, labels, regrets."""
     lines = ["| method | quantizer | decode | expert labels | learner regret (worst seed) "
              "| quantized-expert regret | ratio | diverged | quantized expert diverged "
@@ -30,7 +38,7 @@ def env_table(rows: list[dict[str, Any]]) -> list[str]:
     for r in sorted(rows, key=lambda r: (order.get(r["method"], 9), r["quantizer"], r["decode"])):
         target = "—" if r["method"] == "mlp-mse" else ("yes" if r["meets_target"] else "no")
         lines.append(
-            f"| {METHOD_NAMES.get(r['method'], r['method'])} | {r['quantizer']} | {r['decode']} "
+            f"| {method_name(r['method'], cfg)} | {r['quantizer']} | {r['decode']} "
             f"| {r['expert_labels']:,} | {_num(r['regret'])} ({_num(r['regret_worst_seed'])}) "
             f"| {_num(r['qexp_regret'])} | {_num(r['ratio'])} | {_pct(r['diverged'])} "
             f"| {_pct(r['qexp_diverged'])} | {target} |")
@@ -80,7 +88,12 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
         f" {cfg.rollout_episodes} coupled evaluation episodes per policy, seeds apart from the"
         " data."
         + (f" Every token run also with `{' '.join(cfg.extra_train_flags)}`."
-           if cfg.extra_train_flags and not cfg.quick else ""),
+           if cfg.extra_train_flags and not cfg.quick else "")
+        + (f" DART collects with a fixed noise std of {cfg.dart_sigma} (action units)"
+           if cfg.dart_sigma != "auto" else "")
+        + (f"{' and' if cfg.dart_sigma != 'auto' else ' DART'} trains with "
+           f"`{' '.join(cfg.dart_train_flags)}`" if cfg.dart_train_flags else "")
+        + ("." if cfg.dart_sigma != "auto" or cfg.dart_train_flags else ""),
         "",
         "Regret is the expert's return minus the policy's over H steps on the same seeds and noise"
         " (means over seeds; the worst seed in brackets). The quantized expert sends the expert's"
@@ -97,7 +110,7 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
     for env in dict.fromkeys(r["env"] for r in summary):
         rows = [r for r in summary if r["env"] == env]
         body += [f"## {env} (H = {cfg.horizon or _horizon(env)}; expert return "
-                 f"{_num(rows[0]['expert_return'])})", "", *env_table(rows), ""]
+                 f"{_num(rows[0]['expert_return'])})", "", *env_table(rows, cfg), ""]
     return "\n".join(head + body)
 
 
@@ -112,6 +125,10 @@ def command_flags(cfg: Any) -> str:
             flags += f" --{name} {' '.join(map(str, getattr(cfg, name)))}"
     if not cfg.mlp_mse:
         flags += " --no-mlp-mse"
+    if cfg.dart_sigma != default.dart_sigma:
+        flags += f" --dart-sigma {cfg.dart_sigma}"
+    if cfg.dart_train_flags:
+        flags += f" --dart-train-flags={' '.join(cfg.dart_train_flags)}"
     if cfg.extra_train_flags:
         flags += f" --extra-train-flags={' '.join(cfg.extra_train_flags)}"
     return flags
