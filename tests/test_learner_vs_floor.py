@@ -123,3 +123,6 @@ def test_quick_settings_keep_the_extra_train_flags():
     quick = quick_config(FloorConfig(quick=True, extra_train_flags=["--range-margin", "0.5"]))
     assert quick.extra_train_flags[-2:] == ["--range-margin", "0.5"]
     assert "--model.d-model" in quick.extra_train_flags
+    assert quick.envs == ("qbc/ScalarUnstable-v0",)  # the first of the default envs
+    linear = quick_config(FloorConfig(quick=True, envs=("qbc/LinearUnstable-v0",)))
+    assert linear.envs == ("qbc/LinearUnstable-v0",) and linear.episodes == 8

@@ -100,10 +100,10 @@ class FloorConfig:
 
 
 def quick_config(cfg: FloorConfig) -> FloorConfig:
-    """The ``--quick`` settings: qbc/ScalarUnstable-v0, uniform/16, seed 0, 8 episodes of 40
-    steps, 60 training steps of a tiny model, 10 evaluation episodes of 40 steps; the given
-    methods and extra train flags are kept."""
-    return FloorConfig(out=cfg.out, envs=("qbc/ScalarUnstable-v0",), quantizers=("uniform",),
+    """The ``--quick`` settings: the first env given (qbc/ScalarUnstable-v0 by default),
+    uniform/16, seed 0, 8 episodes of 40 steps, 60 training steps of a tiny model, 10 evaluation
+    episodes of 40 steps; the given methods, DART settings and extra train flags are kept."""
+    return FloorConfig(out=cfg.out, envs=cfg.envs[:1], quantizers=("uniform",),
                        bins=16, seeds=(0,), methods=cfg.methods, mlp_mse=cfg.mlp_mse, episodes=8,
                        dagger_rounds=1, rollout_episodes=10, steps=60, max_episode_steps=40,
                        horizon=40, workers=1, quick=True, dart_sigma=cfg.dart_sigma,

@@ -72,7 +72,7 @@ def verdict(summary: list[dict[str, Any]]) -> list[str]:
 
 def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
     """The comparison's README.md text."""
-    flags = " --quick" if cfg.quick else command_flags(cfg)
+    flags = f" --quick --envs {cfg.envs[0]}" if cfg.quick else command_flags(cfg)
     head = [
         "# The token learner against its quantization floor",
         "",
