@@ -201,6 +201,27 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         rtol=0.25,
     ),
     Result(
+        name="learner_vs_floor_linear_unstable",
+        full=("python scripts/learner_vs_floor.py --envs qbc/LinearUnstable-v0 --seeds 0 1 2 "
+              "--workers 2 --out {out}",),
+        quick=("python scripts/learner_vs_floor.py --quick --envs qbc/LinearUnstable-v0 "
+               "--out {out}",),
+        headline=learner_vs_floor_headline,
+        publish=("README.md", "summary.csv", "results.csv"),
+        rtol=0.25,
+    ),
+    Result(
+        name="learner_vs_floor_wide_dart",
+        full=("python scripts/learner_vs_floor.py --envs qbc/ScalarUnstable-v0 --methods dart "
+              "--no-mlp-mse --dart-sigma 1.5 --dart-train-flags=--quantile 0.05 --workers 2 "
+              "--out {out}",),
+        quick=("python scripts/learner_vs_floor.py --quick --methods dart --no-mlp-mse "
+               "--dart-sigma 1.5 --dart-train-flags=--quantile 0.05 --out {out}",),
+        headline=learner_vs_floor_headline,
+        publish=("README.md", "summary.csv", "results.csv"),
+        rtol=0.25,
+    ),
+    Result(
         name="chunking",
         full=("qbc sweep --config scripts/sweeps/chunking.toml --workers 2 --out {out} "
               "--no-progress", "python scripts/chunking_report.py {out}"),
