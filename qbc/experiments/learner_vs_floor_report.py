@@ -89,14 +89,7 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
            if "dagger" in cfg.methods else "") + ";"
         f" training budget {'`qbc train` default' if cfg.steps is None else f'{cfg.steps} steps'};"
         f" {cfg.rollout_episodes} coupled evaluation episodes per policy, seeds apart from the"
-        " data."
-        + (f" Every token run also with `{' '.join(cfg.extra_train_flags)}`."
-           if cfg.extra_train_flags and not cfg.quick else "")
-        + (f" DART collects with a fixed noise std of {cfg.dart_sigma} (action units)"
-           if cfg.dart_sigma != "auto" else "")
-        + (f"{' and' if cfg.dart_sigma != 'auto' else ' DART'} trains with "
-           f"`{' '.join(cfg.dart_train_flags)}`" if cfg.dart_train_flags else "")
-        + ("." if cfg.dart_sigma != "auto" or cfg.dart_train_flags else ""),
+        " data." + _extra_settings(cfg),
         "",
         "Regret is the expert's return minus the policy's over H steps on the same seeds and noise"
         " (means over seeds; the worst seed in brackets). The quantized expert sends the expert's"
@@ -115,6 +108,19 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
         body += [f"## {env} (H = {cfg.horizon or _horizon(env)}; expert return "
                  f"{_num(rows[0]['expert_return'])})", "", *env_table(rows, cfg), ""]
     return "\n".join(head + body)
+
+
+def _extra_settings(cfg: Any) -> str:
+    """Sentences for the settings beyond the defaults: extra and DART-only train flags, a fixed
+    DART sigma."""
+    notes = []
+    if cfg.extra_train_flags and not cfg.quick:
+        notes.append(f"Every token run also trains with `{' '.join(cfg.extra_train_flags)}`.")
+    if cfg.dart_sigma != "auto":
+        notes.append(f"DART collects with a fixed noise std of {cfg.dart_sigma} (action units).")
+    if cfg.dart_train_flags:
+        notes.append(f"DART trains with `{' '.join(cfg.dart_train_flags)}`.")
+    return "".join(" " + n for n in notes)
 
 
 def command_flags(cfg: Any) -> str:
