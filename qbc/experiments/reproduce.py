@@ -202,8 +202,8 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
     ),
     Result(
         name="learner_vs_floor_linear_unstable",
-        full=("python scripts/learner_vs_floor.py --envs qbc/LinearUnstable-v0 --seeds 0 1 2 "
-              "--workers 2 --out {out}",),
+        full=("python scripts/learner_vs_floor.py --envs qbc/LinearUnstable-v0 --workers 2 "
+              "--out {out}",),
         quick=("python scripts/learner_vs_floor.py --quick --envs qbc/LinearUnstable-v0 "
                "--out {out}",),
         headline=learner_vs_floor_headline,
