@@ -165,6 +165,21 @@ def _sweep(name: str, workers: int = 2) -> Result:
     )
 
 
+def _learner_vs_floor(name: str, env: str, flags: str = "") -> Result:
+    """A ``scripts/learner_vs_floor.py`` comparison on ``env`` with ``flags``; its quick run on
+    the same env (``--quick`` alone runs the first default env, qbc/ScalarUnstable-v0)."""
+    script = "python scripts/learner_vs_floor.py"
+    quick_env = "" if env == "qbc/ScalarUnstable-v0" else f" --envs {env}"
+    return Result(
+        name=name,
+        full=(f"{script} --envs {env}{flags} --workers 2 --out {{out}}",),
+        quick=(f"{script} --quick{quick_env}{flags} --out {{out}}",),
+        headline=learner_vs_floor_headline,
+        publish=("README.md", "summary.csv", "results.csv"),
+        rtol=0.25,
+    )
+
+
 RESULTS: dict[str, Result] = {r.name: r for r in (
     Result(
         name="counterexample",
@@ -191,36 +206,11 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         headline=obs_encoder_headline,
         rtol=0.25,
     ),
-    Result(
-        name="learner_vs_floor",
-        full=("python scripts/learner_vs_floor.py --envs qbc/ScalarUnstable-v0 --workers 2 "
-              "--out {out}",),
-        quick=("python scripts/learner_vs_floor.py --quick --out {out}",),
-        headline=learner_vs_floor_headline,
-        publish=("README.md", "summary.csv", "results.csv"),
-        rtol=0.25,
-    ),
-    Result(
-        name="learner_vs_floor_linear_unstable",
-        full=("python scripts/learner_vs_floor.py --envs qbc/LinearUnstable-v0 --workers 2 "
-              "--out {out}",),
-        quick=("python scripts/learner_vs_floor.py --quick --envs qbc/LinearUnstable-v0 "
-               "--out {out}",),
-        headline=learner_vs_floor_headline,
-        publish=("README.md", "summary.csv", "results.csv"),
-        rtol=0.25,
-    ),
-    Result(
-        name="learner_vs_floor_wide_dart",
-        full=("python scripts/learner_vs_floor.py --envs qbc/ScalarUnstable-v0 --methods dart "
-              "--no-mlp-mse --dart-sigma 1.5 --dart-train-flags=--quantile 0.05 --workers 2 "
-              "--out {out}",),
-        quick=("python scripts/learner_vs_floor.py --quick --methods dart --no-mlp-mse "
-               "--dart-sigma 1.5 --dart-train-flags=--quantile 0.05 --out {out}",),
-        headline=learner_vs_floor_headline,
-        publish=("README.md", "summary.csv", "results.csv"),
-        rtol=0.25,
-    ),
+    _learner_vs_floor("learner_vs_floor", "qbc/ScalarUnstable-v0"),
+    _learner_vs_floor("learner_vs_floor_linear_unstable", "qbc/LinearUnstable-v0"),
+    _learner_vs_floor("learner_vs_floor_wide_dart", "qbc/ScalarUnstable-v0",
+                      " --methods dart --no-mlp-mse --dart-sigma 1.5"
+                      " --dart-train-flags=--quantile 0.05"),
     Result(
         name="chunking",
         full=("qbc sweep --config scripts/sweeps/chunking.toml --workers 2 --out {out} "
