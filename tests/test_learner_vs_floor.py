@@ -40,9 +40,12 @@ def test_target_needs_twice_the_floor_no_divergence_and_no_extra_labels():
 
 
 def test_extra_train_flags_reach_dagger_with_their_types():
-    model, overrides = _split_train_flags(["--model.d-model", "32", "--range-margin", "0.5",
-                                           "--eval-interval", "30", "--select-by", "rollout"])
+    from qbc.cli.flag_types import key_values
+
+    model, pairs = _split_train_flags(["--model.d-model", "32", "--range-margin", "0.5",
+                                       "--eval-interval", "30", "--select-by", "rollout"])
     assert model == ["--model.d-model", "32"]
+    overrides = key_values(pairs, "--train-overrides")  # as `qbc dagger` reads them
     assert overrides == {"range_margin": 0.5, "eval_interval": 30, "select_by": "rollout"}
     assert isinstance(overrides["range_margin"], float)
 

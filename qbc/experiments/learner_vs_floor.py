@@ -239,35 +239,26 @@ def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
     model_flags, overrides = _split_train_flags(cfg.extra_train_flags)
     flags += model_flags  # `qbc dagger` takes --model.* itself; the training seed is its --seed
     if overrides:
-        flags += ["--train-overrides", json.dumps(overrides)]
+        flags += ["--train-overrides", *overrides]
     if not _done(run):
         _qbc(flags, run / "log.txt", plan.env)  # resumes its own finished rounds
         _mark(run)
     return run / "run" / f"round-{cfg.dagger_rounds}"
 
 
-def _split_train_flags(extra: list[str]) -> tuple[list[str], dict[str, Any]]:
+def _split_train_flags(extra: list[str]) -> tuple[list[str], list[str]]:
     """``extra``'s ``--flag value`` pairs split into the ``--model.*`` flags (as given) and
-    the others as TrainConfig overrides (``--eval-interval 30 --range-margin 0.5`` ->
-    ``{"eval_interval": 30, "range_margin": 0.5}``)."""
+    the others as ``qbc dagger --train-overrides`` KEY=VALUE items (``--eval-interval 30
+    --range-margin 0.5`` -> ``["eval_interval=30", "range_margin=0.5"]``), which the command
+    reads with their types."""
     model: list[str] = []
-    overrides: dict[str, Any] = {}
+    overrides: list[str] = []
     for flag, value in zip(extra[::2], extra[1::2], strict=True):
         if flag.startswith("--model."):
             model += [flag, value]
         else:
-            overrides[flag[2:].replace("-", "_")] = _number_or_text(value)
+            overrides.append(f"{flag[2:].replace('-', '_')}={value}")
     return model, overrides
-
-
-def _number_or_text(value: str) -> int | float | str:
-    """'30' -> 30, '0.5' -> 0.5, 'rollout' -> 'rollout' (a flag's value as its TrainConfig type)."""
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: str) -> Path:
