@@ -13,8 +13,8 @@ METHOD_NAMES = {"bc": "plain BC", "dart": "DART", "dagger": "DAgger",
 def method_name(method: str, cfg: Any) -> str:
     """The table's name of ``method``; DART's with its sigma."""
     if method == "dart":
-        sigma = getattr(cfg, "dart_sigma", "auto")
-        return "DART (auto sigma)" if sigma == "auto" else f"DART (sigma {sigma})"
+        return ("DART (auto sigma)" if cfg.dart_sigma == "auto"
+                else f"DART (sigma {cfg.dart_sigma})")
     return METHOD_NAMES.get(method, method)
 
 
@@ -28,7 +28,7 @@ def _pct(x: float) -> str:
     return "—" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
-def env_table(rows: list[dict[str, Any]], cfg: Any = None) -> list[str]:
+def env_table(rows: list[dict[str, Any]], cfg: Any) -> list[str]:
     """Markdown rows of one env's summary: method, quantizer, decoding, labels, regrets."""
     lines = ["| method | quantizer | decode | expert labels | learner regret (worst seed) "
              "| quantized-expert regret | ratio | diverged | quantized expert diverged "
