@@ -104,14 +104,17 @@ def expert_file_sha256(params: dict[str, Any]) -> str | None:
 
 def remembered_expert(dataset_id: str | None) -> dict[str, Any] | None:
     """``{"name", "params", "sha256"}`` of the expert that collected ``dataset_id``, or None;
-    ``sha256``: that of its model file when it had one."""
+    ``sha256``: that of its model file when it had one. An aggregate id ``a+b+...`` (a DAgger
+    round's policy trains on every round's dataset so far) gives the expert of its first part
+    that records one: all rounds of a DAgger run are labelled by the same expert."""
     if not dataset_id:
         return None
-    prov = dataset_provenance(dataset_id)
-    spec = prov.get("expert")
-    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-        return {"name": spec["name"], "params": dict(spec.get("params") or {}),
-                "sha256": prov.get("expert_file_sha256")}
+    for part in dataset_id.split("+"):
+        prov = dataset_provenance(part)
+        spec = prov.get("expert")
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            return {"name": spec["name"], "params": dict(spec.get("params") or {}),
+                    "sha256": prov.get("expert_file_sha256")}
     return None
 
 

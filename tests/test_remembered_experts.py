@@ -90,6 +90,17 @@ def test_choice_rules_without_a_dataset():
         "scale": 2.0}
 
 
+def test_an_aggregate_dataset_id_remembers_its_rounds_expert():
+    # a DAgger round's policy records its training data as "round-0+round-1+..."; rollout
+    # must rebuild the rounds' expert from it, not fall back to lqr
+    _collect_linear("test/agg/round-0-v0")
+    _collect_linear("test/agg/round-1-v0")
+    joined = "test/agg/round-0-v0+test/agg/round-1-v0"
+    assert remembered_expert(joined)["params"]["gain_scale"] == 0.5
+    choice = choose_expert(None, None, None, "nope/missing-v0+" + joined)
+    assert (choice.name, choice.params["gain_scale"]) == ("linear", 0.5)
+    assert choice.source.startswith("dataset")
+
 def test_expert_train_path_defaults_to_env_and_algorithm(tmp_path, monkeypatch):
     from qbc.agents.sb3 import default_expert_path, train_sb3_expert
     from qbc.cli.expert import TrainExpertConfig
