@@ -61,6 +61,18 @@ def test_summary_averages_seeds_and_keeps_the_worst():
                            "closest dart/argmax: 4x the floor's regret, 0.0% diverged")
 
 
+def test_a_floor_below_zero_is_judged_by_the_limit_and_reported_against_it():
+    # the quantized expert beats the expert (Pendulum-v1, smooth/64): no ratio exists, the limit
+    # is the floor + 1% of |expert return| (-1.0 + 4.8), and the closest row is the one nearest it
+    rows = [_row("bc", 9.0, -1.0), _row("dagger", 6.0, -1.0), _row("dart", 5.0, -1.0),
+            _row("dart", 3.5, -1.0, decode="mean")]
+    got = {(r["method"], r["decode"]): r for r in summarise(rows)}
+    assert math.isnan(got[("dart", "argmax")]["ratio"])
+    assert got[("dart", "mean")]["meets_target"] and not got[("dart", "argmax")]["meets_target"]
+    rows.pop()
+    (line,) = verdict(summarise(rows))
+    assert "closest dart/argmax: regret 5 against the target's limit 3.8 (floor -1)" in line
+
 def test_quick_comparison_runs_end_to_end_and_continues(tmp_path, capsys):
     cfg = FloorConfig(out=tmp_path / "floor", methods=("bc", "dagger"), mlp_mse=False, quick=True)
     rows = run_comparison(cfg)

@@ -347,6 +347,13 @@ def _row(plan: Plan, job: Job, method: str, decode: str, labels: int,
     return row
 
 
+def target_limit(floor: float, expert_return: float) -> float:
+    """The largest learner regret the target accepts: 2x the quantized expert's regret, or
+    that regret + 1% of |expert return| where the floor is near 0 (or below it: a quantized
+    expert that beats the expert leaves no room of 2x)."""
+    return max(2 * floor, floor + 0.01 * abs(expert_return))
+
+
 def _ratio(learner: float, floor: float) -> float:
     return learner / floor if floor and floor > 0 else math.nan
 
@@ -419,7 +426,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  "expert_labels")}
         worst = max(r["regret"] for r in g)
         floor = mean["qexp_regret"]
-        limit = max(2 * floor, floor + 0.01 * abs(mean["expert_return"]))
+        limit = target_limit(floor, mean["expert_return"])
         labels_ok = all(r["expert_labels"] <= bc_labels.get((r["env"], r["seed"]), math.inf)
                         for r in g)
         out.append({"env": env, "quantizer": q, "method": method, "decode": decode,

@@ -61,13 +61,28 @@ def verdict(summary: list[dict[str, Any]]) -> list[str]:
             if met:
                 lines.append(f"- {env}, {q}: met by {', '.join(met)}")
                 continue
-            best = min(rows, key=lambda r: r["ratio"] if not math.isnan(r["ratio"]) else math.inf)
+            best = min(rows, key=_distance_to_target)
+            gap = (f"{_num(best['ratio'])}x the floor's regret" if not math.isnan(best["ratio"])
+                   else f"regret {_num(best['regret'])} against the target's limit "
+                        f"{_num(_limit(best))} (floor {_num(best['qexp_regret'])})")
             lines.append(
                 f"- {env}, {q}: **not met** by DAgger or DART; closest {best['method']}/"
-                f"{best['decode']}: {_num(best['ratio'])}x the floor's regret, "
-                f"{_pct(best['diverged'])} diverged (quantized expert: "
-                f"{_pct(best['qexp_diverged'])})")
+                f"{best['decode']}: {gap}, {_pct(best['diverged'])} diverged (quantized "
+                f"expert: {_pct(best['qexp_diverged'])})")
     return lines
+
+
+def _limit(row: dict[str, Any]) -> float:
+    from qbc.experiments.learner_vs_floor import target_limit
+
+    return target_limit(row["qexp_regret"], row["expert_return"])
+
+
+def _distance_to_target(row: dict[str, Any]) -> tuple[float, float]:
+    """Sort key of the row closest to the target: its ratio to the floor, and where that is
+    undefined (a floor <= 0) how far its regret lies above the target's limit."""
+    ratio = row["ratio"] if not math.isnan(row["ratio"]) else math.inf
+    return ratio, row["regret"] - _limit(row)
 
 
 def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
