@@ -209,6 +209,7 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
     _learner_vs_floor("learner_vs_floor", "qbc/ScalarUnstable-v0"),
     _learner_vs_floor("learner_vs_floor_linear_unstable", "qbc/LinearUnstable-v0"),
     _learner_vs_floor("learner_vs_floor_pendulum", "Pendulum-v1"),
+    _learner_vs_floor("learner_vs_floor_inverted_pendulum", "InvertedPendulum-v5"),
     _learner_vs_floor("learner_vs_floor_wide_dart", "qbc/ScalarUnstable-v0",
                       " --methods dart --no-mlp-mse --dart-sigma 1.5"
                       " --dart-train-flags=--quantile 0.05"),
