@@ -73,6 +73,7 @@ def test_a_floor_below_zero_is_judged_by_the_limit_and_reported_against_it():
     (line,) = verdict(summarise(rows))
     assert "closest dart/argmax: regret 5 against the target's limit 3.8 (floor -1)" in line
 
+
 def test_quick_comparison_runs_end_to_end_and_continues(tmp_path, capsys):
     cfg = FloorConfig(out=tmp_path / "floor", methods=("bc", "dagger"), mlp_mse=False, quick=True)
     rows = run_comparison(cfg)

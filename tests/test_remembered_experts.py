@@ -101,6 +101,7 @@ def test_an_aggregate_dataset_id_remembers_its_rounds_expert():
     assert (choice.name, choice.params["gain_scale"]) == ("linear", 0.5)
     assert choice.source.startswith("dataset")
 
+
 def test_expert_train_path_defaults_to_env_and_algorithm(tmp_path, monkeypatch):
     from qbc.agents.sb3 import default_expert_path, train_sb3_expert
     from qbc.cli.expert import TrainExpertConfig
