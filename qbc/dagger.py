@@ -172,7 +172,7 @@ def aggregate(dataset_ids: list[str], root: Path | None = None) -> Any:
     """Rounds' datasets (under the Minari root ``root``, default the datasets root) as one
     :class:`qbc.data.Demonstrations`, episode ids made consecutive (round r's episode k gets
     id k + the episodes of rounds before it)."""
-    from qbc.data import Demonstrations, load_demonstrations
+    from qbc.data import Demonstrations, join_dataset_ids, load_demonstrations
 
     parts = [load_demonstrations(i, root=root) for i in dataset_ids]
     offsets = np.cumsum([0] + [p.n_episodes for p in parts[:-1]])
@@ -181,7 +181,7 @@ def aggregate(dataset_ids: list[str], root: Path | None = None) -> Any:
                            "terminations", "truncations")}
     arrays["episode_ids"] = np.concatenate([p.episode_ids + o for p, o in zip(parts, offsets,
                                                                                 strict=True)])
-    metadata = {**parts[0].metadata, "dataset_id": "+".join(dataset_ids)}
+    metadata = {**parts[0].metadata, "dataset_id": join_dataset_ids(dataset_ids)}
     return Demonstrations(**arrays, env_id=parts[0].env_id, metadata=metadata)
 
 
@@ -203,11 +203,12 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
 def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = None) -> Any:
     """Train round r's policy on the aggregate (warm start from round r-1 with --init warm)
     into ``place.work`` (its config names ``cfg.out`` and the final dataset ids)."""
+    from qbc.data import split_dataset_ids
     from qbc.policy import load_policy
     from qbc.training import train
 
     place = place or RunPlace(Path(cfg.out), None)
-    tcfg = round_train_config(cfg, r, demos.metadata["dataset_id"].split("+"))
+    tcfg = round_train_config(cfg, r, split_dataset_ids(demos.metadata["dataset_id"]))
     init = (load_policy(place.work / f"round-{r - 1}", device=_device(cfg))
             if cfg.init == "warm" and r > 0 else None)
     into = place.work / f"round-{r}" if place.staged else None

@@ -188,7 +188,9 @@ def round_train_config(cfg: DaggerConfig, r: int, dataset_ids: list[str]) -> Tra
     """Round r's `qbc train` settings: DAgger's train flags plus --train-overrides."""
     keys = ("policy", "quantizer", "bins", "steps", "batch_size", "lr", "val_fraction", "device",
             "seed")
-    return TrainConfig(dataset="+".join(dataset_ids), out=cfg.out / f"round-{r}",
+    from qbc.data import join_dataset_ids
+
+    return TrainConfig(dataset=join_dataset_ids(dataset_ids), out=cfg.out / f"round-{r}",
                        model=dataclasses.replace(cfg.model), rollout_episodes=0, overwrite=True,
                        progress=cfg.progress, **{k: getattr(cfg, k) for k in keys},
                        **train_overrides(cfg))

@@ -109,7 +109,9 @@ def remembered_expert(dataset_id: str | None) -> dict[str, Any] | None:
     that records one: all rounds of a DAgger run are labelled by the same expert."""
     if not dataset_id:
         return None
-    for part in dataset_id.split("+"):
+    from qbc.data import split_dataset_ids
+
+    for part in split_dataset_ids(dataset_id):
         prov = dataset_provenance(part)
         spec = prov.get("expert")
         if isinstance(spec, dict) and isinstance(spec.get("name"), str):

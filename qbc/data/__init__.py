@@ -17,9 +17,11 @@ from qbc.data.store import (
     dataset_exists,
     dataset_lock,
     dataset_path,
+    join_dataset_ids,
     load_demonstrations,
     local_dataset_ids,
     minari_root,
+    split_dataset_ids,
     validate_dataset_id,
     write_dataset,
 )
@@ -33,9 +35,11 @@ __all__ = [
     "dataset_lock",
     "dataset_path",
     "demos_fingerprint",
+    "join_dataset_ids",
     "load_demonstrations",
     "local_dataset_ids",
     "minari_root",
+    "split_dataset_ids",
     "validate_dataset_id",
     "write_dataset",
 ]

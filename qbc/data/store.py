@@ -79,6 +79,20 @@ def validate_dataset_id(dataset_id: str) -> str:
     return dataset_id
 
 
+#: Joins the ids of datasets trained on together (a DAgger round's aggregate) into one id.
+AGGREGATE_SEPARATOR = "+"
+
+
+def join_dataset_ids(dataset_ids: Iterable[str]) -> str:
+    """One id naming several datasets used together: ``a-v0+b-v0``."""
+    return AGGREGATE_SEPARATOR.join(dataset_ids)
+
+
+def split_dataset_ids(dataset_id: str) -> list[str]:
+    """The datasets an id from :func:`join_dataset_ids` names (a plain id: itself alone)."""
+    return dataset_id.split(AGGREGATE_SEPARATOR)
+
+
 def dataset_path(dataset_id: str, root: str | os.PathLike | None = None) -> Path:
     """Folder of the dataset ``dataset_id`` under the datasets root (may not exist)."""
     return minari_root(root) / validate_dataset_id(dataset_id)
