@@ -97,6 +97,30 @@ def test_quick_comparison_runs_end_to_end_and_continues(tmp_path, capsys):
     assert again == rows and [p.stat().st_size for p in logs] == sizes
 
 
+def test_a_failed_invocation_still_counts_its_wall_time(tmp_path, monkeypatch):
+    import json
+    import time
+
+    from qbc.experiments import learner_vs_floor
+
+    def slow_collect(plan, env_id, seed):
+        time.sleep(0.2)
+
+    def failing_job(plan, job):
+        raise RuntimeError("a run failed")
+
+    monkeypatch.setattr(learner_vs_floor, "collect_bc", slow_collect)
+    monkeypatch.setattr(learner_vs_floor, "run_job", failing_job)
+    cfg = FloorConfig(out=tmp_path / "floor", mlp_mse=False, quick=True)
+    with pytest.raises(RuntimeError, match="a run failed"):
+        run_comparison(cfg)
+    first = json.loads((tmp_path / "floor" / "elapsed.json").read_text())["seconds"]
+    assert first >= 0.2
+    with pytest.raises(RuntimeError):
+        run_comparison(cfg)  # the next invocation adds its own time to the stored total
+    assert json.loads((tmp_path / "floor" / "elapsed.json").read_text())["seconds"] >= first + 0.2
+
+
 def test_report_command_gives_back_the_settings_that_differ():
     from qbc.experiments.learner_vs_floor_report import command_flags
 

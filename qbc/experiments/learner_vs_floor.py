@@ -32,11 +32,12 @@ import shlex
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbc.child_processes import run as run_command
+from qbc.child_processes import stopped_on_exit, thread_pool
 from qbc.io import atomic_write_csv, atomic_write_text
 
 #: env id -> (expert name, evaluation horizon H)
@@ -120,11 +121,11 @@ def _qbc(args: list[str], log: Path, env: dict[str, str]) -> None:
     with open(log, "a") as fh:
         fh.write(f"$ qbc {shlex.join(args)}\n")
         fh.flush()
-        done = subprocess.run([sys.executable, "-m", "qbc.cli", *args], stdout=fh,
-                              stderr=subprocess.STDOUT, env=env, check=False)
-    if done.returncode != 0:
+        returncode = run_command([sys.executable, "-m", "qbc.cli", *args], stdout=fh,
+                                 stderr=subprocess.STDOUT, env=env)
+    if returncode != 0:
         tail = log.read_text().splitlines()[-5:]
-        raise RuntimeError(f"qbc {args[0]} failed (rc {done.returncode}), see {log}:\n"
+        raise RuntimeError(f"qbc {args[0]} failed (rc {returncode}), see {log}:\n"
                            + "\n".join(tail))
 
 
@@ -370,18 +371,25 @@ def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
                          f"got {cfg.dart_sigma!r}")
     plan = Plan(cfg)
     plan.out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    for env_id in cfg.envs:
-        for seed in cfg.seeds:
-            collect_bc(plan, env_id, seed)
-    jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
-            for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
-    rows: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
-        for job, done in zip(jobs, pool.map(lambda j: run_job(plan, j), jobs), strict=True):
-            rows += done
-            print(f"[{time.time() - started:7.0f} s] {job.env_id} seed {job.seed} "
-                  f"{job.quantizer or 'mlp-mse'}: done", flush=True)
+    clock = _WallClock(plan.out)
+    try:
+        with stopped_on_exit():  # a kill or Ctrl-C stops the runs under way too
+            for env_id in cfg.envs:
+                for seed in cfg.seeds:
+                    collect_bc(plan, env_id, seed)
+            clock.save()
+            jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
+                    for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
+            rows: list[dict[str, Any]] = []
+            with thread_pool(max(1, cfg.workers)) as pool:
+                finished = pool.map(lambda j: run_job(plan, j), jobs)
+                for job, done in zip(jobs, finished, strict=True):
+                    rows += done
+                    clock.save()
+                    print(f"[{clock.this_invocation():7.0f} s] {job.env_id} seed {job.seed} "
+                          f"{job.quantizer or 'mlp-mse'}: done", flush=True)
+    finally:  # a comparison that fails, is interrupted or terminated still counts its time
+        seconds = clock.save()
     rows.sort(key=lambda r: (cfg.envs.index(r["env"]), r["quantizer"], r["method"], r["decode"],
                              r["seed"]))
     atomic_write_csv(plan.out / "results.csv", rows, RESULT_FIELDS)
@@ -389,7 +397,6 @@ def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
     atomic_write_csv(plan.out / "summary.csv", summary, list(summary[0]) if summary else [])
     from qbc.experiments.learner_vs_floor_report import report
 
-    seconds = _add_elapsed(plan.out, time.time() - started)
     atomic_write_text(plan.out / "README.md", report(cfg, summary, seconds))
     return rows
 
@@ -403,12 +410,26 @@ def _valid_sigma(sigma: str) -> bool:
         return False
 
 
-def _add_elapsed(out: Path, seconds: float) -> float:
-    """Add this invocation's wall seconds to those stored in ``out/elapsed.json``; the total."""
-    path = out / "elapsed.json"
-    total = seconds + (json.loads(path.read_text())["seconds"] if path.exists() else 0.0)
-    atomic_write_text(path, json.dumps({"seconds": total}) + "\n")
-    return total
+class _WallClock:
+    """The comparison's wall seconds over all its invocations, kept in ``out/elapsed.json``.
+    Each :meth:`save` adds the time since the previous one, so an invocation that is killed
+    outright loses only the time since its last finished job."""
+
+    def __init__(self, out: Path):
+        self.path = out / "elapsed.json"
+        self.started = self.saved_at = time.time()
+
+    def this_invocation(self) -> float:
+        return time.time() - self.started
+
+    def save(self) -> float:
+        """Add the seconds since the last save to the stored total; the new total."""
+        now = time.time()
+        stored = json.loads(self.path.read_text())["seconds"] if self.path.exists() else 0.0
+        total = stored + now - self.saved_at
+        atomic_write_text(self.path, json.dumps({"seconds": total}) + "\n")
+        self.saved_at = now
+        return total
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qbc.child_processes import run as run_command
+from qbc.child_processes import stopped_on_exit
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
 from qbc.io import atomic_write_json, read_json
 
@@ -255,15 +257,15 @@ def run_result(result: Result, mode: str, out: Path, log: Path | None = None) ->
     out.mkdir(parents=True)
     log = log or out.with_suffix(".log")
     env = {**os.environ, "MINARI_DATASETS_PATH": str(out / "minari"), "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as log_file:
+    with open(log, "w") as log_file, stopped_on_exit():  # a kill stops the command too
         for command in getattr(result, mode):
             command = command.format(out=out)
             log_file.write(f"$ {command}\n")
             log_file.flush()
-            done = subprocess.run(command, shell=True, cwd=REPO, env=env, stdout=log_file,
-                                  stderr=subprocess.STDOUT)
-            if done.returncode != 0:
-                raise RuntimeError(f"{result.name}: `{command}` exited {done.returncode}; "
+            returncode = run_command(command, shell=True, cwd=REPO, env=env, stdout=log_file,
+                                     stderr=subprocess.STDOUT)
+            if returncode != 0:
+                raise RuntimeError(f"{result.name}: `{command}` exited {returncode}; "
                                    f"see {log}")
     return result.headline(out)
 
