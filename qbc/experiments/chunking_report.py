@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import CorruptFileError
+from qbc.experiments.table_cells import number_cell, percent_cell
 from qbc.io import atomic_write_text, read_json
 from qbc.rollout import fit_growth
 
@@ -200,25 +201,15 @@ def prediction(rows: list[dict[str, Any]]) -> tuple[list[str], bool | None]:
                if expected is not None else "")
             + (f"; re-planning every step (receding:1) instead of open-loop lowered regret in "
                f"{replanning[env][0]} of {replanning[env][1]}" if env in replanning else "")
-            + (f"; episodes diverged: k = 1 {_pct(diverged[env].get('k = 1'))}, open-loop "
-               f"k > 1 {_pct(diverged[env].get('open-loop'))}, receding:1 k > 1 "
-               f"{_pct(diverged[env].get('receding:1'))} (means over policies)"
+            + (f"; episodes diverged: k = 1 {percent_cell(diverged[env].get('k = 1'))}, open-loop "
+               f"k > 1 {percent_cell(diverged[env].get('open-loop'))}, receding:1 k > 1 "
+               f"{percent_cell(diverged[env].get('receding:1'))} (means over policies)"
                if env in diverged else ""))
     return lines, (all(holds) if holds else None)
 
 
 def _verdict(held: bool) -> str:
     return "holds" if held else "does not hold"
-
-
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{x:.1%}"
-
-
-def _num(x: float | None) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{x:.3g}"
 
 
 def env_table(env_rows: list[dict[str, Any]], fits: dict[tuple, dict[str, Any]]) -> list[str]:
@@ -233,9 +224,11 @@ def env_table(env_rows: list[dict[str, Any]], fits: dict[tuple, dict[str, Any]])
         failures = f"{r['decode_failure_rate']:.1%}" if tokenized else "—"
         lines.append(
             f"| {policy_label(r)} | {r['chunk_len']} | {r['execution']} "
-            f"| {_num(r['regret_mean'])} [{_num(r['regret_ci_lo'])}, {_num(r['regret_ci_hi'])}] "
-            f"| {_num(slope)} | {fit['verdict']} | {r['diverged_fraction']:.1%} "
-            f"| {_num(r['tokens_per_chunk'])} | {failures} | {_num(r['decode_actions_per_s'])} |")
+            f"| {number_cell(r['regret_mean'])} "
+            f"[{number_cell(r['regret_ci_lo'])}, {number_cell(r['regret_ci_hi'])}] "
+            f"| {number_cell(slope)} | {fit['verdict']} | {r['diverged_fraction']:.1%} "
+            f"| {number_cell(r['tokens_per_chunk'])} | {failures} "
+            f"| {number_cell(r['decode_actions_per_s'])} |")
     return lines
 
 

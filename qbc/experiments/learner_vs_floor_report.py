@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from qbc.experiments.table_cells import number_cell, percent_cell
+
 METHOD_NAMES = {"bc": "plain BC", "dart": "DART", "dagger": "DAgger",
                 "mlp-mse": "mlp-mse (continuous)"}
 
@@ -16,16 +18,6 @@ def method_name(method: str, cfg: Any) -> str:
         return ("DART (auto sigma)" if cfg.dart_sigma == "auto"
                 else f"DART (sigma {cfg.dart_sigma})")
     return METHOD_NAMES.get(method, method)
-
-
-def _num(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{x:.3g}"
-
-
-def _pct(x: float) -> str:
-    return "—" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
 def env_table(rows: list[dict[str, Any]], cfg: Any) -> list[str]:
@@ -39,9 +31,10 @@ def env_table(rows: list[dict[str, Any]], cfg: Any) -> list[str]:
         target = "—" if r["method"] == "mlp-mse" else ("yes" if r["meets_target"] else "no")
         lines.append(
             f"| {method_name(r['method'], cfg)} | {r['quantizer']} | {r['decode']} "
-            f"| {r['expert_labels']:,} | {_num(r['regret'])} ({_num(r['regret_worst_seed'])}) "
-            f"| {_num(r['qexp_regret'])} | {_num(r['ratio'])} | {_pct(r['diverged'])} "
-            f"| {_pct(r['qexp_diverged'])} | {target} |")
+            f"| {r['expert_labels']:,} "
+            f"| {number_cell(r['regret'])} ({number_cell(r['regret_worst_seed'])}) "
+            f"| {number_cell(r['qexp_regret'])} | {number_cell(r['ratio'])} "
+            f"| {percent_cell(r['diverged'])} | {percent_cell(r['qexp_diverged'])} | {target} |")
     return lines
 
 
@@ -62,13 +55,14 @@ def verdict(summary: list[dict[str, Any]]) -> list[str]:
                 lines.append(f"- {env}, {q}: met by {', '.join(met)}")
                 continue
             best = min(rows, key=_distance_to_target)
-            gap = (f"{_num(best['ratio'])}x the floor's regret" if not math.isnan(best["ratio"])
-                   else f"regret {_num(best['regret'])} against the target's limit "
-                        f"{_num(_limit(best))} (floor {_num(best['qexp_regret'])})")
+            gap = (f"{number_cell(best['ratio'])}x the floor's regret"
+                   if not math.isnan(best["ratio"])
+                   else f"regret {number_cell(best['regret'])} against the target's limit "
+                        f"{number_cell(_limit(best))} (floor {number_cell(best['qexp_regret'])})")
             lines.append(
                 f"- {env}, {q}: **not met** by DAgger or DART; closest {best['method']}/"
-                f"{best['decode']}: {gap}, {_pct(best['diverged'])} diverged (quantized "
-                f"expert: {_pct(best['qexp_diverged'])})")
+                f"{best['decode']}: {gap}, {percent_cell(best['diverged'])} diverged (quantized "
+                f"expert: {percent_cell(best['qexp_diverged'])})")
     return lines
 
 
@@ -121,7 +115,7 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
     for env in dict.fromkeys(r["env"] for r in summary):
         rows = [r for r in summary if r["env"] == env]
         body += [f"## {env} (H = {cfg.horizon or _horizon(env)}; expert return "
-                 f"{_num(rows[0]['expert_return'])})", "", *env_table(rows, cfg), ""]
+                 f"{number_cell(rows[0]['expert_return'])})", "", *env_table(rows, cfg), ""]
     return "\n".join(head + body)
 
 
