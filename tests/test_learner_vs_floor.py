@@ -136,6 +136,21 @@ def test_report_command_gives_back_the_settings_that_differ():
                                   " --dart-train-flags=--quantile 0.05")
 
 
+def test_pendulum_is_evaluated_on_more_episodes_unless_told_otherwise():
+    from qbc.experiments.learner_vs_floor import eval_episodes
+    from qbc.experiments.learner_vs_floor_report import _eval_episodes, command_flags
+
+    default = FloorConfig()
+    assert [eval_episodes(default, e) for e in default.envs] == [100, 100, 1000, 100]
+    assert _eval_episodes(default) == "100 (Pendulum-v1: 1000)"
+    assert _eval_episodes(FloorConfig(envs=("Pendulum-v1",))) == "1000"
+    told = FloorConfig(rollout_episodes=30)
+    assert {eval_episodes(told, e) for e in told.envs} == {30}
+    assert _eval_episodes(told) == "30"
+    assert command_flags(told).endswith(" --rollout-episodes 30")
+    assert "--rollout-episodes" not in command_flags(default)
+
+
 def test_fixed_dart_sigma_needs_no_bc_policy_and_trains_with_its_own_flags(tmp_path):
     cfg = FloorConfig(out=tmp_path / "floor", methods=("dart",), mlp_mse=False, quick=True,
                       dart_sigma="0.7", dart_train_flags=["--quantile", "0.05"])
@@ -154,6 +169,12 @@ def test_fixed_dart_sigma_needs_no_bc_policy_and_trains_with_its_own_flags(tmp_p
 def test_a_bad_dart_sigma_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(SystemExit, match="--dart-sigma must be 'auto' or a positive number"):
         run_comparison(FloorConfig(out=tmp_path / "floor", quick=True, dart_sigma="-1"))
+    assert not (tmp_path / "floor").exists()
+
+
+def test_too_few_evaluation_episodes_are_refused_before_anything_runs(tmp_path):
+    with pytest.raises(SystemExit, match="--rollout-episodes must be >= 1, got 0"):
+        run_comparison(FloorConfig(out=tmp_path / "floor", rollout_episodes=0))
     assert not (tmp_path / "floor").exists()
 
 

@@ -97,7 +97,7 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
            f"{cfg.episodes // (cfg.dagger_rounds + 1)}, beta = {cfg.dagger_beta:g} after round 0)"
            if "dagger" in cfg.methods else "") + ";"
         f" training budget {'`qbc train` default' if cfg.steps is None else f'{cfg.steps} steps'};"
-        f" {cfg.rollout_episodes} coupled evaluation episodes per policy, seeds apart from the"
+        f" {_eval_episodes(cfg)} coupled evaluation episodes per policy, seeds apart from the"
         " data." + _extra_settings(cfg),
         "",
         "Regret is the expert's return minus the policy's over H steps on the same seeds and noise"
@@ -143,6 +143,8 @@ def command_flags(cfg: Any) -> str:
             flags += f" --{name} {' '.join(map(str, getattr(cfg, name)))}"
     if not cfg.mlp_mse:
         flags += " --no-mlp-mse"
+    if cfg.rollout_episodes is not None:
+        flags += f" --rollout-episodes {cfg.rollout_episodes}"
     if cfg.dart_sigma != default.dart_sigma:
         flags += f" --dart-sigma {cfg.dart_sigma}"
     if cfg.dart_train_flags:
@@ -155,4 +157,14 @@ def command_flags(cfg: Any) -> str:
 def _horizon(env: str) -> int:
     from qbc.experiments.learner_vs_floor import ENVS
 
-    return ENVS[env][1]
+    return ENVS[env].horizon
+
+
+def _eval_episodes(cfg: Any) -> str:
+    """'100', or '100 (Pendulum-v1: 1000)' where the envs differ."""
+    from qbc.experiments.learner_vs_floor import eval_episodes
+
+    counts = {env: eval_episodes(cfg, env) for env in cfg.envs}
+    first = counts[cfg.envs[0]]
+    others = ", ".join(f"{env}: {n}" for env, n in counts.items() if n != first)
+    return f"{first}" + (f" ({others})" if others else "")
