@@ -2,6 +2,7 @@
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 
@@ -149,6 +150,36 @@ def test_pendulum_is_evaluated_on_more_episodes_unless_told_otherwise():
     assert _eval_episodes(told) == "30"
     assert command_flags(told).endswith(" --rollout-episodes 30")
     assert "--rollout-episodes" not in command_flags(default)
+
+
+def test_a_rollout_is_redone_when_the_evaluation_settings_change(tmp_path, monkeypatch):
+    import json
+
+    from qbc.experiments import learner_vs_floor
+
+    calls = []
+
+    def fake_qbc(args, log, env):  # writes what `qbc rollout` would record of its settings
+        calls.append(args)
+        out = Path(args[args.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({
+            "episodes": int(args[args.index("--episodes") + 1]),
+            "horizons": [int(args[args.index("--horizons") + 1])]}))
+
+    monkeypatch.setattr(learner_vs_floor, "_qbc", fake_qbc)
+
+    def evaluate(**settings):
+        plan = learner_vs_floor.Plan(FloorConfig(out=tmp_path, **settings))
+        learner_vs_floor.rollout(plan, "Pendulum-v1", 0, tmp_path / "run", "bc-smooth", "argmax")
+
+    evaluate()
+    evaluate()  # finished with the same settings: kept
+    assert len(calls) == 1 and calls[0][calls[0].index("--episodes") + 1] == "1000"
+    evaluate(rollout_episodes=100)
+    evaluate(rollout_episodes=100, horizon=50)
+    assert [(c[c.index("--episodes") + 1], c[c.index("--horizons") + 1]) for c in calls] == [
+        ("1000", "200"), ("100", "200"), ("100", "50")]
 
 
 def test_fixed_dart_sigma_needs_no_bc_policy_and_trains_with_its_own_flags(tmp_path):

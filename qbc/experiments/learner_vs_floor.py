@@ -289,10 +289,9 @@ def _split_train_flags(extra: list[str]) -> tuple[list[str], list[str]]:
 def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: str) -> Path:
     """Coupled rollouts of ``run`` against the expert (and the quantized expert)."""
     folder = plan.run_dir(env_id, seed, f"rollout-{name}-{decode}")
-    if not _done(folder):
+    H, episodes = plan.horizon(env_id), plan.eval_episodes(env_id)
+    if not (_done(folder) and _evaluated_as(folder / "out", episodes, H)):
         folder.mkdir(parents=True, exist_ok=True)
-        H = plan.horizon(env_id)
-        episodes = plan.eval_episodes(env_id)
         # the env copies only batch the work: the episodes' seeds fix every number reported
         _qbc(["rollout", "--policy", str(run), "--episodes", str(episodes),
               "--horizons", str(H), "--seed", "900000", "--decode", decode,
@@ -300,6 +299,16 @@ def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: st
               "--out", str(folder / "out"), "--overwrite"], folder / "log.txt", plan.env)
         _mark(folder)
     return folder / "out" / "metrics.json"
+
+
+def _evaluated_as(out: Path, episodes: int, H: int) -> bool:
+    """Whether the finished rollout in ``out`` ran ``episodes`` episodes of horizon ``H`` (a
+    comparison continued with other evaluation settings redoes its rollouts)."""
+    try:
+        config = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return config.get("episodes") == episodes and config.get("horizons") == [H]
 
 
 # -- one unit of work ----------------------------------------------------------------------------
