@@ -182,6 +182,27 @@ def test_a_rollout_is_redone_when_the_evaluation_settings_change(tmp_path, monke
         ("1000", "200"), ("100", "200"), ("100", "50")]
 
 
+def test_several_train_flags_go_in_one_quoted_string_and_come_back_in_the_report():
+    import shlex
+
+    import tyro
+
+    from qbc.experiments.learner_vs_floor_report import command_flags
+
+    args = ["--envs", "Pendulum-v1",
+            "--dart-train-flags=--select-by rollout --select-episodes 100",
+            "--extra-train-flags=--range-margin", "0.5"]
+    cfg = tyro.cli(FloorConfig, args=args)
+    assert cfg.dart_train_flags == ["--select-by", "rollout", "--select-episodes", "100"]
+    assert cfg.extra_train_flags == ["--range-margin", "0.5"]
+    flags = command_flags(cfg)
+    assert flags == (" --envs Pendulum-v1 --dart-train-flags='--select-by rollout "
+                     "--select-episodes 100' --extra-train-flags=--range-margin 0.5")
+    again = tyro.cli(FloorConfig, args=shlex.split(flags))  # the README's command gives it back
+    assert again.dart_train_flags == cfg.dart_train_flags
+    assert again.extra_train_flags == cfg.extra_train_flags
+
+
 def test_fixed_dart_sigma_needs_no_bc_policy_and_trains_with_its_own_flags(tmp_path):
     cfg = FloorConfig(out=tmp_path / "floor", methods=("dart",), mlp_mse=False, quick=True,
                       dart_sigma="0.7", dart_train_flags=["--quantile", "0.05"])

@@ -109,11 +109,23 @@ class FloorConfig:
     rule) or a std in action units. A fixed sigma large enough to carry the state beyond the
     demonstrations covers the states an unstable system's learner may meet there."""
     dart_train_flags: list[str] = field(default_factory=list)
-    """more ``qbc train`` flags for the DART runs only, the first one joined with '='
-    (``--dart-train-flags=--quantile 0.05``: the token range from the bulk of the wider data)."""
+    """more ``qbc train`` flags for the DART runs only: one flag and its value with the first
+    joined by '=' (``--dart-train-flags=--quantile 0.05``: the token range from the bulk of the
+    wider data), or any number as one quoted string after the '='
+    (``--dart-train-flags='--select-by rollout --select-episodes 100'``)."""
     extra_train_flags: list[str] = field(default_factory=list)
-    """more ``qbc train`` flags for every token run, DAgger's rounds included; the first one
-    joined with '=' (``--extra-train-flags=--range-margin 0.5``)."""
+    """more ``qbc train`` flags for every token run, DAgger's rounds included; given as
+    --dart-train-flags (``--extra-train-flags=--range-margin 0.5``)."""
+
+    def __post_init__(self) -> None:
+        # a quoted string of several flags arrives as one item: split it into its words
+        self.dart_train_flags = _words(self.dart_train_flags)
+        self.extra_train_flags = _words(self.extra_train_flags)
+
+
+def _words(items: list[str]) -> list[str]:
+    """``items`` split shell-like (``["--a 1 --b 2"]`` -> ``["--a", "1", "--b", "2"]``)."""
+    return [word for item in items for word in shlex.split(item)]
 
 
 def quick_config(cfg: FloorConfig) -> FloorConfig:

@@ -4,6 +4,7 @@ settings, one table per env (means over seeds) and the targets checked, stated a
 from __future__ import annotations
 
 import math
+import shlex
 from typing import Any
 
 from qbc.experiments.table_cells import number_cell, percent_cell
@@ -148,10 +149,17 @@ def command_flags(cfg: Any) -> str:
     if cfg.dart_sigma != default.dart_sigma:
         flags += f" --dart-sigma {cfg.dart_sigma}"
     if cfg.dart_train_flags:
-        flags += f" --dart-train-flags={' '.join(cfg.dart_train_flags)}"
+        flags += _list_flag("--dart-train-flags", cfg.dart_train_flags)
     if cfg.extra_train_flags:
-        flags += f" --extra-train-flags={' '.join(cfg.extra_train_flags)}"
+        flags += _list_flag("--extra-train-flags", cfg.extra_train_flags)
     return flags
+
+
+def _list_flag(name: str, words: list[str]) -> str:
+    """`` --name=--flag value`` for one flag and value, else `` --name='<all the words>'``."""
+    if len(words) == 2:
+        return f" {name}={shlex.join(words)}"
+    return f" {name}={shlex.quote(shlex.join(words))}"
 
 
 def _horizon(env: str) -> int:
