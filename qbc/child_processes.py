@@ -1,12 +1,13 @@
 """Commands that end with the process that started them.
 
-The experiment drivers (``scripts/learner_vs_floor.py``, ``qbc reproduce``) run each training or
-rollout as a ``qbc`` child process. Killed on its own, a driver would leave those children
-running: a trainer would go on writing into a run folder that the driver's next invocation is
-about to redo, and take the CPU from it. :func:`run` starts each command in its own process
-group and remembers it; inside :func:`stopped_on_exit`, a SIGTERM or Ctrl-C (or any exception)
-stops every remembered group before the driver goes, and no new command starts after that.
-A SIGKILL cannot be caught; nothing here helps against it.
+The experiment drivers (``scripts/learner_vs_floor.py``, ``scripts/reproduce_results.py``) run
+their trainings, rollouts and published commands as child processes. Killed on its own, a
+driver would leave those children running: a trainer would go on writing into a run folder
+that the driver's next invocation is about to redo, and take the CPU from it. :func:`run`
+starts each command in its own process group and remembers it; inside :func:`stopped_on_exit`,
+a SIGTERM or Ctrl-C (or any exception) stops every remembered group before the driver goes,
+and no new command starts after that. A SIGKILL cannot be caught; nothing here helps against
+it.
 """
 
 from __future__ import annotations
