@@ -218,7 +218,8 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
     _learner_vs_floor("learner_vs_floor_pendulum_wide_dart", "Pendulum-v1",
                       " --methods dart --no-mlp-mse --dart-sigma 0.5"),
     _learner_vs_floor("learner_vs_floor_pendulum_wide_dart_select", "Pendulum-v1",
-                      " --methods dart --no-mlp-mse --dart-sigma 0.5"
+                      " --methods dart --no-mlp-mse --seeds 0 1 2 3 4 5 6 7 8 9"
+                      " --dart-sigma 0.5"
                       " --dart-train-flags='--select-by rollout --select-episodes 100'"),
     _learner_vs_floor("learner_vs_floor_pendulum_select", "Pendulum-v1",
                       " --methods bc dart --no-mlp-mse"
