@@ -144,7 +144,9 @@ def quick_config(cfg: FloorConfig) -> FloorConfig:
 
 def eval_episodes(cfg: FloorConfig, env_id: str) -> int:
     """Coupled evaluation episodes per policy on ``env_id``: --rollout-episodes, or the env's."""
-    return cfg.rollout_episodes or ENVS[env_id].eval_episodes
+    if cfg.rollout_episodes is not None:
+        return cfg.rollout_episodes
+    return ENVS[env_id].eval_episodes
 
 
 # -- running the commands ------------------------------------------------------------------------
@@ -185,9 +187,6 @@ class Plan:
 
     def horizon(self, env_id: str) -> int:
         return self.cfg.horizon or ENVS[env_id].horizon
-
-    def eval_episodes(self, env_id: str) -> int:
-        return eval_episodes(self.cfg, env_id)
 
     def common_collect(self, env_id: str, seed: int) -> list[str]:
         flags = ["--env", env_id, "--expert", ENVS[env_id].expert, "--episodes",
@@ -301,7 +300,7 @@ def _split_train_flags(extra: list[str]) -> tuple[list[str], list[str]]:
 def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: str) -> Path:
     """Coupled rollouts of ``run`` against the expert (and the quantized expert)."""
     folder = plan.run_dir(env_id, seed, f"rollout-{name}-{decode}")
-    H, episodes = plan.horizon(env_id), plan.eval_episodes(env_id)
+    H, episodes = plan.horizon(env_id), eval_episodes(plan.cfg, env_id)
     if not (_done(folder) and _evaluated_as(folder / "out", episodes, H)):
         folder.mkdir(parents=True, exist_ok=True)
         # the env copies only batch the work: the episodes' seeds fix every number reported
