@@ -187,22 +187,36 @@ def aggregate(dataset_ids: list[str], root: Path | None = None) -> Any:
 
 def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, float]:
     """Coupled rollouts of the policy against the expert: regret at the eval horizon (mean and
-    95% CI) and the fraction of episodes that diverged by then."""
+    95% CI) and the fraction of episodes that diverged by then; for a token policy also the
+    floor's (the quantized expert through the policy's tokenizer, round 0's in every round)
+    and the expert's return, for :func:`qbc.rollout.floor_verdict`."""
     from qbc.gym_utils import check_env_id
-    from qbc.rollout import coupled_rollout, horizon_metrics
+    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+    from qbc.tokenizer import ActionTokenizer
 
     horizon = cfg.eval_horizon or cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps
     seeds = range(cfg.eval_seed, cfg.eval_seed + cfg.eval_episodes)
-    result = coupled_rollout(cfg.env, {"expert": expert, "policy": policy}, seeds, int(horizon),
-                             num_envs=cfg.num_envs)
-    m = horizon_metrics(result, [int(horizon)])["policies"]["policy"][str(int(horizon))]
+    actors = {"expert": expert, "policy": policy}
+    if isinstance(getattr(policy, "tokenizer", None), ActionTokenizer):
+        actors["quantized_expert"] = QuantizedExpert(expert, policy.tokenizer)
+    result = coupled_rollout(cfg.env, actors, seeds, int(horizon), num_envs=cfg.num_envs)
+    per = {name: m[str(int(horizon))]
+           for name, m in horizon_metrics(result, [int(horizon)])["policies"].items()}
+    m, floor = per["policy"], per.get("quantized_expert")
     return {"regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
-            "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"]}
+            "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"],
+            "floor_regret": None if floor is None else floor["regret"],
+            "floor_diverged_fraction": None if floor is None else floor["diverged_fraction"],
+            "expert_return": per["expert"]["return"]}
 
 
 def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = None) -> Any:
     """Train round r's policy on the aggregate (warm start from round r-1 with --init warm)
-    into ``place.work`` (its config names ``cfg.out`` and the final dataset ids)."""
+    into ``place.work`` (its config names ``cfg.out`` and the final dataset ids).
+
+    With --tokenizer round-0 (the default) every round keeps round 0's tokenizer, fitted on the
+    expert's own demonstrations: refitted to the actions of the states the learner visited,
+    its range would widen and its bins coarsen, and the floor would rise from round to round."""
     from qbc.data import split_dataset_ids
     from qbc.policy import load_policy
     from qbc.training import train
@@ -211,8 +225,18 @@ def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = 
     tcfg = round_train_config(cfg, r, split_dataset_ids(demos.metadata["dataset_id"]))
     init = (load_policy(place.work / f"round-{r - 1}", device=_device(cfg))
             if cfg.init == "warm" and r > 0 else None)
+    keep = r > 0 and cfg.init == "scratch" and cfg.tokenizer == "round-0"
+    tokenizer = round0_tokenizer(place.work) if keep else None
     into = place.work / f"round-{r}" if place.staged else None
-    return train(tcfg, demos, init=init, into=into)
+    return train(tcfg, demos, init=init, into=into, tokenizer=tokenizer)
+
+
+def round0_tokenizer(work: Path) -> Any:
+    """The tokenizer of round 0's policy in the run folder ``work`` (None for a continuous
+    policy)."""
+    from qbc.policy import load_policy
+
+    return load_policy(work / "round-0").tokenizer
 
 
 def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[dict, dict]:

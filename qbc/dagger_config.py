@@ -17,6 +17,7 @@ from qbc.validate import check_config
 
 BETA_SCHEDULES = ("linear", "exp", "constant")
 INITS = ("scratch", "warm")
+TOKENIZERS = ("round-0", "refit")
 _TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not MISSING}
 #: TrainConfig fields that DAgger sets itself (not allowed in --train-overrides).
 _TRAIN_OWN = {"dataset", "out", "resume", "overwrite", "progress", "rollout_episodes",
@@ -52,10 +53,15 @@ class DaggerConfig:
     beta_value: float = 0.0
     """the 'constant' schedule's beta (1 = expert only: BC on the aggregate)."""
     init: str = "scratch"
-    """each round's training: 'scratch' (new weights; tokenizer and normaliser refitted on the
-    aggregate: the round's policy depends on the aggregated data alone, as DAgger is analysed,
-    and its token range covers the newly visited states) or 'warm' (continue from the previous
-    round's weights, keeping round 0's tokenizer and normaliser; cheaper with fewer --steps)."""
+    """each round's training: 'scratch' (new weights, normaliser fitted on the aggregate: the
+    round's policy depends on the aggregated data alone, as DAgger is analysed; the tokenizer
+    as --tokenizer says) or 'warm' (continue from the previous round's weights, keeping round
+    0's tokenizer and normaliser; cheaper with fewer --steps)."""
+    tokenizer: str = "round-0"
+    """the token range of rounds >= 1: 'round-0' (round 0's tokenizer, fitted on the expert's
+    demonstrations, kept in every round, so all rounds share one quantization floor) or
+    'refit' (with --init scratch, refitted to each aggregate: its range widens to the actions
+    of the states the learner visited, its bins coarsen and its floor rises)."""
     dataset_base: str | None = None
     """Minari namespace of the round datasets (<base>/round-<r>-v0); default dagger/<out name>
     when the run starts (a continued run keeps the base it stored, also after a move)."""
@@ -118,6 +124,8 @@ def validate(cfg: DaggerConfig) -> None:
         raise UnknownNameError("beta schedule", cfg.beta, BETA_SCHEDULES)
     if cfg.init not in INITS:
         raise UnknownNameError("init", cfg.init, INITS)
+    if cfg.tokenizer not in TOKENIZERS:
+        raise UnknownNameError("tokenizer rule", cfg.tokenizer, TOKENIZERS)
     checks = [
         (cfg.rounds >= 1, f"--rounds must be at least 1 (DAgger rounds after the BC round 0), "
                           f"got {cfg.rounds}; plain BC is `qbc train`"),

@@ -355,3 +355,58 @@ def _no_growth_reason(slope_lo: float, tail_slope: float, last_positive: bool) -
         return (f"plateau: log-log slope {tail_slope:.2f} < {PLATEAU_SLOPE} over the largest "
                 "horizons")
     return None
+
+
+# -- the learner against its floor ---------------------------------------------------------------
+#: A learner reaches its floor when its regret is at most FLOOR_FACTOR x the quantized expert's,
+#: or at most the quantized expert's plus FLOOR_ALLOWANCE x |the expert's return| (for floors
+#: near or below 0), and it fails (terminates or diverges) no more often than the floor.
+FLOOR_FACTOR, FLOOR_ALLOWANCE = 2.0, 0.01
+
+
+def floor_verdict(learner: Mapping[str, float], floor: Mapping[str, float],
+                  expert_return: float, training: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Whether a learner reaches its quantization floor, and if not the likely cause.
+
+    ``learner`` and ``floor`` (the quantized expert on the same coupled episodes) hold 'regret'
+    and 'failed' (the fraction of episodes that terminated or diverged); ``expert_return`` is
+    the expert's mean return over the same horizon. ``training`` (optional: 'best_step',
+    'steps', 'stopped_early', 'select_by') lets the cause name the checkpoint selection or the
+    budget.
+
+    Returns 'ratio' (learner / floor regret, None when the floor's regret is <= 0), 'limit'
+    (the largest regret that meets the target), 'met', 'cause' and 'fix' (None when met) and
+    'text', one line for a terminal."""
+    regret, failed = float(learner["regret"]), float(learner["failed"])
+    floor_regret, floor_failed = float(floor["regret"]), float(floor["failed"])
+    limit = max(FLOOR_FACTOR * floor_regret, floor_regret + FLOOR_ALLOWANCE * abs(expert_return))
+    ratio = regret / floor_regret if floor_regret > 0 else None
+    met = regret <= limit and failed <= floor_failed
+    cause, fix = (None, None) if met else _likely_cause(failed, floor_failed, training)
+    shown = f"{ratio:.2f}x the floor's" if ratio is not None else f"floor {floor_regret:.3g}"
+    text = (f"learner vs floor: regret {regret:.3g} ({shown}; target <= {limit:.3g}), failed "
+            f"{failed:.1%} vs the floor's {floor_failed:.1%}: "
+            + ("target met" if met else f"target missed. Likely cause: {cause}; {fix}"))
+    return {"regret": regret, "failed": failed, "floor_regret": floor_regret,
+            "floor_failed": floor_failed, "ratio": ratio, "limit": limit, "met": met,
+            "cause": cause, "fix": fix, "text": text}
+
+
+def _likely_cause(failed: float, floor_failed: float,
+                  training: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(cause, fix) of a missed target, most specific first."""
+    if failed > floor_failed:
+        return ("episodes reach states the demonstrations never visit (the learner fails where "
+                "the quantized expert does not)",
+                "collect interactive data: qbc collect --dart auto, or qbc dagger")
+    t = training or {}
+    steps, best = t.get("steps"), t.get("best_step")
+    if steps and best is not None and best <= 0.2 * steps and t.get("select_by") != "rollout":
+        return (f"checkpoint selection (best/ is step {best} of {steps})",
+                "select by control: --select-by rollout")
+    if steps and best is not None and best >= 0.9 * steps and not t.get("stopped_early"):
+        return ("under-training (the best checkpoint is among the last and the budget ran out)",
+                "a larger budget: --epochs or --steps")
+    return ("states off the demonstrations or model capacity",
+            "collect interactive data (qbc collect --dart auto, qbc dagger) or a larger --model")

@@ -182,7 +182,7 @@ ROWS = [
         ["--transition-head must be 'gaussian' or 'tokens', got 'flow'"]),
     Row("unknown-select-by",
         ["train", "--dataset", "qbc/lin-v0", "--select-by", "return", "--out", "{root}/o/sel"],
-        ["--select-by must be one of val-loss, rollout, got 'return'"]),
+        ["--select-by must be one of action-mse, val-loss, rollout, got 'return'"]),
     Row("negative-patience",
         ["train", "--dataset", "qbc/lin-v0", "--patience", "-1", "--out", "{root}/o/pat"],
         ["--patience must be an integer >= 0, got -1"]),

@@ -74,7 +74,9 @@ def test_beta_one_in_every_round_is_plain_bc_on_the_aggregated_expert_data(tmp_p
     from qbc.data import load_demonstrations
     from qbc.training import train
 
-    cfg = dagger_cfg(tmp_path / "dagger", rounds=1, beta="constant", beta_value=1.0)
+    # with the tokenizer refitted to the aggregate (round 0's is fitted on its 3 episodes alone)
+    cfg = dagger_cfg(tmp_path / "dagger", rounds=1, beta="constant", beta_value=1.0,
+                     tokenizer="refit")
     rows = run_dagger(cfg)
     assert [r["beta"] for r in rows] == [1.0, 1.0]
     # the same 2 x 3 expert episodes in one plain collect, then plain BC with the same settings
@@ -178,6 +180,20 @@ def test_warm_start_keeps_round_zeros_tokenizer(tmp_path):
     toks = [ActionTokenizer.load(tmp_path / "w" / f"round-{r}" / "best" / "tokenizer.json")
             for r in (0, 1)]
     assert toks[0].state_dict() == toks[1].state_dict()
+
+
+@pytest.mark.parametrize("rule,same", [("round-0", True), ("refit", False)])
+def test_scratch_rounds_keep_round_zeros_tokenizer_unless_told_to_refit(tmp_path, rule, same):
+    from qbc.tokenizer import ActionTokenizer
+
+    # beta 0: round 1 is driven by round 0's learner alone, whose states leave the demos'
+    rows = run_dagger(dagger_cfg(tmp_path / rule, rounds=1, beta="constant", beta_value=0.0,
+                                 tokenizer=rule))
+    toks = [ActionTokenizer.load(tmp_path / rule / f"round-{r}" / "best" / "tokenizer.json")
+            for r in (0, 1)]
+    assert (toks[0].state_dict() == toks[1].state_dict()) == same
+    # every round is compared with the floor of its own tokenizer (round 0's by default)
+    assert all(r["floor_regret"] is not None and r["expert_return"] is not None for r in rows)
 
 
 def test_sb3_expert_on_a_third_party_env(tmp_path):

@@ -47,9 +47,10 @@ def _demos(episodes=20, steps=40, seed=0):
 
 
 def _cfg(tmp_path, name="run", **kw):
+    # these tests check the validation-loss rule; the default (action error): test_default_path
     base = dict(dataset="synthetic", out=tmp_path / name, bins=16, steps=12, batch_size=32,
                 eval_interval=4, warmup_steps=3, progress=False, rollout_episodes=0,
-                model=ModelConfig(d_model=32, n_heads=2, hidden=64))
+                select_by="val-loss", model=ModelConfig(d_model=32, n_heads=2, hidden=64))
     return TrainConfig(**{**base, **kw})
 
 

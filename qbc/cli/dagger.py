@@ -54,12 +54,18 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
              f"{cfg.bins}, beta {cfg.beta}, init {cfg.init}); coupled rollouts: "
              f"{cfg.eval_episodes} episodes from seed {cfg.eval_seed}",
              f"{'round':>5}{'beta':>7}{'labels':>9}{'val loss':>10}{'regret':>11}"
-             f"{'95% CI':>22}{'diverged':>9}"]
+             f"{'95% CI':>22}{'diverged':>9}{'floor':>9}{'floor div':>10}"]
     for r in rows:
         val = "-" if r["val_loss"] is None else f"{r['val_loss']:.4g}"
         ci = f"[{r['regret_ci_lo']:.3g}, {r['regret_ci_hi']:.3g}]"
+        has_floor = r.get("floor_regret") is not None
+        floor = (f"{r['floor_regret']:>9.4g}{r['floor_diverged_fraction']:>10.0%}" if has_floor
+                 else f"{'-':>9}{'-':>10}")
         lines.append(f"{r['round']:>5}{r['beta']:>7.3g}{r['expert_labels']:>9}{val:>10}"
-                     f"{r['regret']:>11.4g}{ci:>22}{r['diverged_fraction']:>9.0%}")
+                     f"{r['regret']:>11.4g}{ci:>22}{r['diverged_fraction']:>9.0%}" + floor)
+    verdict = last_round_verdict(rows)
+    if verdict is not None:
+        lines.append(f"round {rows[-1]['round']}: {verdict['text']}")
     if timing:
         t = timing[-1]
         lines.append(f"round {t['round']} wall time: rollout + labelling "
@@ -69,6 +75,19 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
                      "training)")
     lines.append(f"rounds.csv, timing.csv and round-<r>/ run folders in {cfg.out}")
     return "\n".join(lines)
+
+
+def last_round_verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """:func:`qbc.rollout.floor_verdict` of the last round against its floor (None for a
+    continuous policy or rows written before the floor was measured)."""
+    last = rows[-1] if rows else {}
+    if last.get("floor_regret") is None or last.get("expert_return") is None:
+        return None
+    from qbc.rollout import floor_verdict
+
+    return floor_verdict({"regret": last["regret"], "failed": last["diverged_fraction"]},
+                         {"regret": last["floor_regret"],
+                          "failed": last["floor_diverged_fraction"]}, last["expert_return"])
 
 
 COMMAND = Command(DaggerArgs, run_dagger_command,

@@ -26,6 +26,7 @@ from qbc.rollout import (
     coupled_rollout,
     coupling_line,
     fit_growth,
+    floor_verdict,
     horizon_metrics,
     per_step_table,
 )
@@ -235,12 +236,15 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
         metrics["clipped_actions"] = clipped_counts(actors)
         metrics["execution"] = execution_metrics(actors)  # chunk policies: mode, decode failures
+        metrics["verdict"] = learner_verdict(metrics)
         if cfg.video:
             metrics["videos"] = write_videos(env_id, actors, seeds[:cfg.video], horizons[-1],
                                              out, cfg.seed)
         config = {**asdict(cfg), "env": env_id, "expert_params": expert_params(cfg.expert_params)}
         write_rollout_outputs(out, result, metrics, config)
     print(format_summary(metrics))
+    if metrics["verdict"]:
+        print(metrics["verdict"]["text"])
     for name, e in metrics["execution"].items():
         print(f"{name}: executed {e['execute']} (k = {e['chunk_len']}): {e['chunks']} chunks "
               f"predicted, {e['decode_failures']} decode failures (repaired)")
@@ -331,6 +335,21 @@ def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, A
     plot_regret_vs_horizon(metrics, out / "regret_vs_horizon.png", title=result.env_id)
     plot_state_deviation(rows, out / "state_deviation.png", reference="expert",
                          title=result.env_id)
+
+
+def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """:func:`qbc.rollout.floor_verdict` of the policy against the quantized expert at the
+    largest horizon (None without both); the text names the horizon."""
+    per = metrics["policies"]
+    if "policy" not in per or "quantized_expert" not in per or "expert" not in per:
+        return None
+    h = str(metrics["horizons"][-1])
+    verdict = floor_verdict(
+        {"regret": per["policy"][h]["regret"], "failed": per["policy"][h]["diverged_fraction"]},
+        {"regret": per["quantized_expert"][h]["regret"],
+         "failed": per["quantized_expert"][h]["diverged_fraction"]},
+        per["expert"][h]["return"])
+    return {**verdict, "horizon": int(h), "text": f"H = {h}, {verdict['text']}"}
 
 
 def format_summary(metrics: dict[str, Any]) -> str:

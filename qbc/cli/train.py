@@ -38,6 +38,8 @@ def format_summary(s: dict[str, Any]) -> str:
     r = s.get("rollout")
     if r:
         lines.append(rollout_line(r))
+        if r.get("verdict"):
+            lines.append("  " + r["verdict"]["text"])
     elif "rollout" in s:
         lines.append("  rollouts skipped: the dataset's env id cannot be made here")
     return "\n".join(lines)
@@ -72,7 +74,10 @@ def rollout_line(r: dict[str, Any]) -> str:
     return (head + policy + f"; expert {r['expert']} on the same seeds "
             f"{r['expert_mean_return']:.4g} ({r['expert_reward_per_step']:.4g}/step), "
             f"{r['expert_failed_fraction']:.0%} failed; regret {r['regret']:.4g} "
-            f"[95% CI {lo:.3g}, {hi:.3g}]")
+            f"[95% CI {lo:.3g}, {hi:.3g}]"
+            + ("" if r.get("floor_regret") is None else
+               f"; the quantized expert (floor) {r['floor_regret']:.4g}, "
+               f"{r['quantized_expert_failed_fraction']:.0%} failed"))
 
 
 TRAIN_COMMAND = Command(TrainConfig, run, "train a BC policy (AR transformer or a baseline)")

@@ -116,6 +116,9 @@ class FloorConfig:
     extra_train_flags: list[str] = field(default_factory=list)
     """more ``qbc train`` flags for every token run, DAgger's rounds included; given as
     --dart-train-flags (``--extra-train-flags=--range-margin 0.5``)."""
+    dagger_tokenizer: str = "round-0"
+    """``qbc dagger --tokenizer``: 'round-0' (every round keeps round 0's tokenizer) or 'refit'
+    (refitted each round; the published comparisons made before it became the default)."""
 
     def __post_init__(self) -> None:
         # a quoted string of several flags arrives as one item: split it into its words
@@ -137,6 +140,7 @@ def quick_config(cfg: FloorConfig) -> FloorConfig:
                        dagger_rounds=1, rollout_episodes=10, steps=60, max_episode_steps=40,
                        horizon=40, workers=1, quick=True, dart_sigma=cfg.dart_sigma,
                        dart_train_flags=cfg.dart_train_flags,
+                       dagger_tokenizer=cfg.dagger_tokenizer,
                        extra_train_flags=["--eval-interval", "30", "--model.d-model", "16",
                                           "--model.n-layers", "1", "--model.n-heads", "2",
                                           *cfg.extra_train_flags])
@@ -267,7 +271,8 @@ def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
              f"floor/{plan.slug(env_id)}-s{seed}-dagger-{quantizer}",
              "--eval-episodes", str(min(eval_episodes(cfg, env_id), 20)), "--quantizer", quantizer,
              "--bins", str(cfg.bins), "--policy", "ar-transformer", "--no-progress",
-             "--beta", "constant", "--beta-value", str(cfg.dagger_beta)]
+             "--beta", "constant", "--beta-value", str(cfg.dagger_beta),
+             "--tokenizer", cfg.dagger_tokenizer]
     if cfg.max_episode_steps:
         flags += ["--max-episode-steps", str(cfg.max_episode_steps)]
     if cfg.steps:

@@ -167,10 +167,18 @@ def _sweep(name: str, workers: int = 2) -> Result:
     )
 
 
-def _learner_vs_floor(name: str, env: str, flags: str = "") -> Result:
-    """A ``scripts/learner_vs_floor.py`` comparison on ``env`` with ``flags``; its quick run on
-    the same env (``--quick`` alone runs the first default env, qbc/ScalarUnstable-v0)."""
+#: The settings the comparisons published before the ordered head, selection by action error
+#: and DAgger's fixed tokenizer became defaults were made with (so they reproduce as published).
+EARLIER_DEFAULTS = (" --extra-train-flags='--model.head plain --select-by val-loss'"
+                    " --dagger-tokenizer refit")
+
+
+def _learner_vs_floor(name: str, env: str, flags: str = "", earlier: bool = True) -> Result:
+    """A ``scripts/learner_vs_floor.py`` comparison on ``env`` with ``flags`` (and, with
+    ``earlier``, :data:`EARLIER_DEFAULTS`); its quick run on the same env (``--quick`` alone
+    runs the first default env, qbc/ScalarUnstable-v0)."""
     script = "python scripts/learner_vs_floor.py"
+    flags = flags + (EARLIER_DEFAULTS if earlier else "")
     quick_env = "" if env == "qbc/ScalarUnstable-v0" else f" --envs {env}"
     return Result(
         name=name,

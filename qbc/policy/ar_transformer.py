@@ -25,6 +25,7 @@ measures the difference). Larger models use ``F.scaled_dot_product_attention``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -65,6 +66,12 @@ class ARTransformerConfig:
     """hidden width of each MLP as a multiple of d_model."""
     dropout: float = 0.0
     """dropout on attention outputs and MLP outputs during training."""
+    ordered_head: bool = False
+    """add an ordered-bins term to each token's logits (see :meth:`ARTransformerPolicy.
+    set_bin_centers`): a scalar location per token, linear in the current observation plus a
+    function of the hidden state, scores each bin by minus its squared distance from the bin's
+    codeword. Far outside the data the linear part dominates, so the argmax moves monotonically
+    towards the edge bin instead of to an arbitrary one. Scalar (per-dimension) tokenizers only."""
 
     @property
     def seq_len(self) -> int:
@@ -203,8 +210,24 @@ class ARTransformerPolicy(nn.Module):
         # One output head per token position: dimensions have different codebooks.
         self.head_w = nn.Parameter(torch.empty(n, V, d))
         self.head_b = nn.Parameter(torch.zeros(n, V))
+        if cfg.ordered_head:
+            # codewords per token position, scaled to [-1, 1] (set from the tokenizer)
+            self.register_buffer("bin_centers", torch.linspace(-1, 1, V).repeat(n, 1))
+            self.loc_obs = nn.Linear(cfg.obs_dim, n)
+            self.loc_w = nn.Parameter(torch.zeros(n, d))
+            # log precision: at init a one-bin shift of the location moves a logit by ~1 nat
+            self.log_prec = nn.Parameter(torch.full((n,), math.log(max(V - 1, 1) ** 2 / 2)))
         self.apply(self._init_weights)
         nn.init.normal_(self.head_w, std=0.02)
+
+    def set_bin_centers(self, codebooks) -> None:
+        """Codewords (n_tokens, V) in action units (``ActionTokenizer.codebooks()`` of a
+        per-dimension layout) for the ordered head, stored scaled to [-1, 1] per position."""
+        if not self.cfg.ordered_head:
+            return
+        c = torch.as_tensor(codebooks, dtype=torch.float32).reshape(self.bin_centers.shape)
+        lo, hi = c.min(1, keepdim=True).values, c.max(1, keepdim=True).values
+        self.bin_centers.copy_((2 * c - lo - hi) / (hi - lo).clamp_min(1e-12))
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -248,12 +271,25 @@ class ARTransformerPolicy(nn.Module):
         return (torch.einsum("bjd,jvd->bjv", h, self.head_w[first:first + j])
                 + self.head_b[first:first + j])
 
+    def _ordered(self, h: torch.Tensor, loc_obs: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """The ordered head's logits (B, j, V) for hidden states h (B, j, d_model) of tokens
+        first..first+j-1, given ``loc_obs`` (B, n_tokens), the observation's part of the
+        locations: -precision / 2 * (codeword - location)^2 up to a per-row constant."""
+        j = h.shape[1]
+        c = self.bin_centers[first:first + j]
+        loc = loc_obs[:, first:first + j] + (h * self.loc_w[first:first + j]).sum(-1)
+        prec = self.log_prec[first:first + j].exp()
+        return prec[:, None] * (loc[..., None] * c - 0.5 * c * c)
+
     # -- training ------------------------------------------------------------------------------
     def logits(self, obs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, n_tokens, V) for obs (B, K, obs_dim), tokens (B, n_tokens)."""
         x = torch.cat([self._embed_obs(obs), self._embed_tokens(tokens[:, :-1])], dim=1)
         h, _ = self._trunk(x)
-        return self._head(h[:, self.cfg.obs_history - 1:])
+        h = h[:, self.cfg.obs_history - 1:]
+        if self.cfg.ordered_head:
+            return self._head(h) + self._ordered(h, _run(self.loc_obs, obs[:, -1]))
+        return self._head(h)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Log-loss (nats per token). ``batch``: obs (B, K, obs_dim), tokens (B, n_tokens) (the
@@ -287,6 +323,7 @@ class ARTransformerPolicy(nn.Module):
         ended = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
         if use_cache:
             h, cache = self._trunk(self._embed_obs(obs))
+        loc_obs = _run(self.loc_obs, obs[:, -1]) if self.cfg.ordered_head else None
         for i in range(n):
             if not use_cache:
                 prefix = [self._embed_obs(obs)]
@@ -294,6 +331,8 @@ class ARTransformerPolicy(nn.Module):
                     prefix.append(self._embed_tokens(torch.stack(tokens, dim=1)))
                 h, _ = self._trunk(torch.cat(prefix, dim=1))
             logits = F.linear(h[:, -1], self.head_w[i], self.head_b[i])
+            if loc_obs is not None:
+                logits = logits + self._ordered(h[:, -1:], loc_obs, i)[:, 0]
             tok, p = pick_tokens(logits, sample, temperature, generator)
             tokens.append(tok)
             probs.append(p)

@@ -48,13 +48,19 @@ class ModelConfig:
     """mlp-gaussian: "state" (state-dependent std) or "fixed" (state-independent)."""
     obs_history: int = 1
     """observations the policy sees: the current one and the k-1 before it."""
+    head: str = "ordered"
+    """ar-transformer's output head: 'ordered' (with a per-dimension tokenizer, the free logits
+    plus a term that scores each bin by its codeword's distance from a location linear in the
+    observation, :class:`~qbc.policy.ar_transformer.ARTransformerConfig`: states beyond the
+    data get the bin their action extrapolates to, as the clipped quantized expert does) or
+    'plain' (free logits only)."""
 
 
 def _ar(m: ModelConfig, obs_dim: int, act_dim: int, n_tokens: int, vocab: int) -> nn.Module:
     return ARTransformerPolicy(ARTransformerConfig(
         obs_dim=obs_dim, n_tokens=n_tokens, vocab_size=vocab, obs_history=m.obs_history,
         d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, mlp_ratio=m.mlp_ratio,
-        dropout=m.dropout))
+        dropout=m.dropout, ordered_head=m.head == "ordered" and n_tokens == act_dim))
 
 
 def _mlp_cfg(m: ModelConfig, obs_dim: int, out_dim: int, vocab: int = 0) -> MLPConfig:
@@ -100,6 +106,9 @@ def needs_tokenizer(kind: str) -> bool:
     return _POLICIES[check_policy_kind(kind)][1]
 
 
+#: Output heads of the ar-transformer (--model.head).
+HEADS = ("ordered", "plain")
+
 #: Ranges of the model settings (flags --model.*).
 MODEL_RULES = {"d_model": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE, "n_heads": AT_LEAST_ONE,
                "mlp_ratio": AT_LEAST_ONE, "dropout": FRACTION, "hidden": AT_LEAST_ONE,
@@ -114,7 +123,9 @@ def check_model_config(model: ModelConfig) -> None:
                 f"--model.d-model ({model.d_model}) must be divisible by --model.n-heads "
                 f"({model.n_heads})"),
                (model.std in ("state", "fixed"),
-                f"--model.std must be 'state' or 'fixed', got {model.std!r}")])
+                f"--model.std must be 'state' or 'fixed', got {model.std!r}"),
+               (model.head in HEADS,
+                f"--model.head must be one of {', '.join(HEADS)}, got {model.head!r}")])
 
 
 def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
@@ -129,8 +140,12 @@ def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
         raise InvalidValueError(f"policy {kind!r} needs a fitted tokenizer")
     n_tokens = tokenizer.n_tokens if uses_tokens else 0
     vocab = tokenizer.vocab_size if uses_tokens else 0
-    return wrap_with_encoder(lambda n_in: builder(model, n_in, act_dim, n_tokens, vocab),
-                             obs_encoder, obs_dim)
+    module = wrap_with_encoder(lambda n_in: builder(model, n_in, act_dim, n_tokens, vocab),
+                               obs_encoder, obs_dim)
+    inner = getattr(module, "inner", module)
+    if getattr(inner.cfg, "ordered_head", False) and hasattr(tokenizer, "codebooks"):
+        inner.set_bin_centers(tokenizer.codebooks())
+    return module
 
 
 def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:

@@ -167,7 +167,8 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | N
     cfg = TrainConfig(
         dataset=cell.dataset.dataset_id, out=out, policy=kind, quantizer=cell.quantizer,
         bins=cell.bins, per_dim=tr["per_dim"], quantile=tr["quantile"],
-        token_target=tr["token_target"], model=ModelConfig(**tr["model"]), steps=tr["steps"],
+        token_target=tr["token_target"], select_by=tr.get("select_by", "action-mse"),
+        model=ModelConfig(**tr["model"]), steps=tr["steps"],
         batch_size=tr["batch_size"], lr=tr["lr"], warmup_steps=tr["warmup_steps"],
         seed=cell.seed, val_fraction=tr["val_fraction"], eval_interval=tr["eval_interval"],
         device="cpu", overwrite=True, rollout_episodes=0, progress=False)

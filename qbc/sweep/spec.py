@@ -126,6 +126,9 @@ class TrainSpec:
     """smooth tokenizers: 'soft' (two-hot) or 'sampled' targets."""
     decode: str = "argmax"
     """how the trained token policy picks its action in rollouts: argmax, sample or mean."""
+    select_by: str = "action-mse"
+    """which checkpoint is kept: 'action-mse' (lowest validation action error) or 'val-loss'
+    (lowest validation log-loss); see qbc train --select-by ('rollout' is not offered here)."""
     model: dict[str, Any] = field(default_factory=dict)
     """model settings (qbc.policy.ModelConfig fields), e.g. {d_model = 32, n_layers = 1}."""
 
@@ -335,6 +338,8 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
         (0 <= t.val_fraction < 1, f"[train] val_fraction must be in [0, 1), got {t.val_fraction}"),
         (t.token_target in ("soft", "sampled"),
          f"[train] token_target must be 'soft' or 'sampled', got {t.token_target!r}"),
+        (t.select_by in ("action-mse", "val-loss"),
+         f"[train] select_by must be 'action-mse' or 'val-loss', got {t.select_by!r}"),
         (r.episodes >= 1, f"[rollout] episodes must be >= 1, got {r.episodes}"),
         (r.num_envs >= 1, f"[rollout] num_envs must be >= 1, got {r.num_envs}"),
         (r.seed >= 0, f"[rollout] seed must be >= 0, got {r.seed}"),

@@ -91,10 +91,13 @@ class _TrainHead:
     patience: int | None = None
     """stop after this many evaluations without a lower validation loss (0 = never); default:
     10 when the budget comes from --epochs, 0 with an explicit --steps."""
-    select_by: str = "val-loss"
-    """which evaluated checkpoint becomes best/: 'val-loss' (lowest validation log-loss) or
-    'rollout' (highest mean return of a short rollout on fixed seeds, disjoint from the data's
-    and the closing rollout's; ties go to the lower validation loss)."""
+    select_by: str = "action-mse"
+    """which evaluated checkpoint becomes best/: 'action-mse' (lowest mean squared action
+    error of deterministic decoding on the validation episodes; early stopping watches it too),
+    'val-loss' (lowest validation log-loss) or 'rollout' (highest mean return of a short
+    rollout on fixed seeds, disjoint from the data's and the closing rollout's); ties go to the
+    lower validation loss. The log-loss can rise while the decoded actions keep improving
+    (over-confident logits): on Reacher-v5 it picked step 200 of 10,000."""
     select_episodes: int = 10
     """with --select-by rollout: episodes of each selection rollout (horizon: --rollout-horizon
     or the dataset's episode length)."""
@@ -173,7 +176,7 @@ def device_of(cfg: Any) -> torch.device:
 
 # -- budget ---------------------------------------------------------------------------------------
 #: Checkpoint selection rules of ``--select-by``.
-SELECT_BY = ("val-loss", "rollout")
+SELECT_BY = ("action-mse", "val-loss", "rollout")
 #: The budget from --epochs is kept within these steps. Small datasets need many more than 30
 #: passes: their rare states (the tails of the initial-state distribution, where an unstable
 #: system is decided) are fitted last. On qbc/ScalarUnstable-v0 (100 x 200-step LQR episodes)

@@ -47,9 +47,11 @@ def update_best(best: dict[str, Any], record: dict[str, Any], step: int,
     checkpoint becomes best/.
 
     ``best`` holds the selected checkpoint ('step', its 'val_loss', 'score' = its selection
-    return) and the lowest validation loss so far ('min_val_loss' at 'min_val_step', which early
-    stopping watches). 'val-loss' selects the lowest validation loss; 'rollout' the highest
-    ``record["select_return"]``, ties to the lower validation loss."""
+    number) and the lowest validation loss so far ('min_val_loss' at 'min_val_step').
+    'action-mse' selects the lowest validation action error of deterministic decoding
+    (``record["val_action_mse"]``, ties to the lower validation loss); 'val-loss' the lowest
+    validation loss; 'rollout' the highest ``record["select_return"]``, ties to the lower
+    validation loss."""
     new = dict(best)
     lowest = best.get("min_val_loss", best["val_loss"])
     if lowest is None or record["val_loss"] < lowest:
@@ -57,20 +59,30 @@ def update_best(best: dict[str, Any], record: dict[str, Any], step: int,
     if select_by == "rollout":
         key = (record["select_return"], -record["val_loss"])
         improved = best.get("score") is None or key > (best["score"], -best["val_loss"])
+        score = record["select_return"]
+    elif select_by == "action-mse":
+        key = (-record["val_action_mse"], -record["val_loss"])
+        improved = best.get("score") is None or key > (-best["score"], -best["val_loss"])
+        score = record["val_action_mse"]
     else:
         improved = new.get("min_val_step") == step
+        score = None
     if improved:
-        new.update(val_loss=record["val_loss"], step=step, score=record.get("select_return"))
+        new.update(val_loss=record["val_loss"], step=step, score=score)
     return new, improved
 
 
 def should_stop(best: dict[str, Any], step: int, cfg: TrainConfig, earliest: int = 0) -> bool:
     """Early stopping: True once ``cfg.patience`` evaluations (patience x eval_interval steps)
-    have passed without a lower validation loss; never with patience 0, nor up to step
-    ``earliest``."""
+    have passed without a better checkpoint by the watched number (the validation action error
+    with --select-by action-mse, else the validation loss); never with patience 0, nor up to
+    step ``earliest``."""
     if not cfg.patience or step <= earliest:
         return False
-    last = best.get("min_val_step", best["step"])
+    if cfg.select_by == "action-mse":
+        last = best["step"]
+    else:
+        last = best.get("min_val_step", best["step"])
     return step - last >= cfg.patience * cfg.eval_interval
 
 
@@ -149,7 +161,8 @@ def check_rollout_sizes(demos: Any, episodes: int, horizon: int | None, seed: in
 
 
 def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | None = None,
-                       seed: int | None = None, progress: bool = False) -> dict[str, Any] | None:
+                       seed: int | None = None, progress: bool = False,
+                       training: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
     (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps.
 
@@ -159,11 +172,17 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     without one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why.
     None when the env id is unknown here. A horizon past a third-party env's time limit is
     capped (``horizon_capped`` holds the warning).
+
+    A token policy (per-step tokenizer) with an expert is compared with its floor too: the
+    quantized expert (the expert's actions through the policy's tokenizer) on the same seeds
+    gives ``floor_regret`` and ``floor_failed_fraction``, and ``verdict`` is
+    :func:`qbc.rollout.floor_verdict` (``training``: the run's best step, steps, early stopping
+    and selection rule, for the likely cause of a miss).
     """
     import gymnasium as gym
 
     import qbc  # noqa: F401  (registers the qbc/ envs)
-    from qbc.rollout import cap_horizons, coupled_rollout, horizon_metrics
+    from qbc.rollout import QuantizedExpert, cap_horizons, coupled_rollout, horizon_metrics
 
     env_id = getattr(demos, "env_id", None)
     if not env_id or env_id not in gym.registry:
@@ -175,6 +194,9 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     seed = default_rollout_seed(demos) if seed is None else seed
     expert, no_expert = _dataset_expert(prov, env_id)
     actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
+    tokenizer = getattr(policy, "tokenizer", None)
+    if expert is not None and isinstance(tokenizer, ActionTokenizer):
+        actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
     res = coupled_rollout(env_id, actors, range(seed, seed + episodes), horizon,
                           progress=progress)
     out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
@@ -190,6 +212,15 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     if expert is not None:
         m = per["policy"][str(horizon)]
         out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
+    if "quantized_expert" in per:
+        from qbc.rollout import floor_verdict
+
+        q = per["quantized_expert"][str(horizon)]
+        out.update(floor_regret=q["regret"], floor_regret_ci95=q["regret_ci95"])
+        out["verdict"] = floor_verdict(
+            {"regret": out["regret"], "failed": out["policy_failed_fraction"]},
+            {"regret": q["regret"], "failed": q["diverged_fraction"]},
+            out["expert_mean_return"], training)
     return out
 
 

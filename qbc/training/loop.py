@@ -22,7 +22,7 @@ import torch
 from qbc.distributed import DistContext
 from qbc.environ import scoped_torch_rng
 from qbc.io import atomic_write_json
-from qbc.policy import Normalizer, Policy, build_policy
+from qbc.policy import Normalizer, Policy, build_policy, needs_tokenizer
 from qbc.policy.loading import save_checkpoint
 from qbc.progress import progress_bar
 from qbc.run_log import RunLog, record_scalars
@@ -73,7 +73,7 @@ class TrainResult:
 
 def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
           init: Policy | None = None, run_log: RunLog | None = None,
-          into: Path | None = None) -> TrainResult:
+          into: Path | None = None, tokenizer: ActionTokenizer | None = None) -> TrainResult:
     """Train ``cfg.policy`` on ``demos`` (a :class:`qbc.data.Demonstrations` or any object with
     observations (N, obs_dim), actions (N, D), episode_ids (N,) and ``split(val_fraction, seed)``).
 
@@ -90,11 +90,15 @@ def train(cfg: TrainConfig, demos: Any, stop_at: int | None = None,
     ``into`` writes a new run into that folder (missing or empty) instead of ``cfg.out``; the
     stored configs still name ``cfg.out``, where the caller moves the folder afterwards.
 
+    ``tokenizer`` (a fitted per-step tokenizer) is used as it is instead of fitting one on
+    ``demos`` (DAgger keeps round 0's, fitted on the expert's own demonstrations, in every
+    round); ``init``'s tokenizer takes precedence, a resumed run keeps its own.
+
     Under torchrun every rank calls this with the same arguments (see :mod:`qbc.training`).
     torch's global random state is the same afterwards as before (the run seeds its own).
     """
     with scoped_torch_rng(), claimed_run(cfg, demos, run_log, into) as claimed:
-        return train_in(cfg, demos, claimed, stop_at, init)
+        return train_in(cfg, demos, claimed, stop_at, init, tokenizer)
 
 
 # -- the state of a run ----------------------------------------------------------------------------
@@ -176,7 +180,7 @@ class LoopState:
 
 # -- the run ---------------------------------------------------------------------------------------
 def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | None = None,
-             init: Policy | None = None) -> TrainResult:
+             init: Policy | None = None, tokenizer: ActionTokenizer | None = None) -> TrainResult:
     """:func:`train` in the run folder of :func:`claimed_run` (resuming its ``last/`` or not)."""
     device, ctx, work, resuming = claimed.device, claimed.ctx, claimed.work, claimed.resuming
     ctx.shard_bounds(cfg.batch_size)  # refuse a global batch the ranks cannot share equally
@@ -192,7 +196,8 @@ def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | N
     selection = selection_plan(cfg, demos) if cfg.select_by == "rollout" else None
 
     torch.manual_seed(cfg.seed)
-    t, stored = _set_up(cfg, (train_demos, val_demos), device, ctx, conf, resuming, init)
+    t, stored = _set_up(cfg, (train_demos, val_demos), device, ctx, conf, resuming, init,
+                        tokenizer)
     t.env_id, t.selection, t.run_log = getattr(demos, "env_id", None), selection, claimed.run_log
     t.earliest_stop = train_config.MIN_AUTO_STEPS if budget["from"] == "--epochs" else 0
     state = _first_state(t, stored)
@@ -207,13 +212,16 @@ def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | N
 
 
 def _set_up(cfg: TrainConfig, splits: tuple[Any, Any | None], device: torch.device,
-            ctx: DistContext, conf: dict[str, Any], resuming: bool,
-            init: Policy | None) -> tuple[Trainer, dict[str, Any] | None]:
+            ctx: DistContext, conf: dict[str, Any], resuming: bool, init: Policy | None,
+            given_tokenizer: ActionTokenizer | None = None
+            ) -> tuple[Trainer, dict[str, Any] | None]:
     """The model, data tensors, optimiser and generators of a run (the module from ``last/``
     when resuming, else a copy of ``init``'s, else new), and the trainer state stored in
     ``last/`` (None for a new run). Random state is drawn in this order: tokenizer, weights."""
     tokenizer = normalizer = module = None
     stored = None
+    if given_tokenizer is not None and needs_tokenizer(cfg.policy):
+        tokenizer = given_tokenizer
     if resuming:
         module, normalizer, tokenizer, stored = load_last(cfg.out, conf)
     elif init is not None:

@@ -57,7 +57,9 @@ def finish(cfg: TrainConfig, demos: Any, result: TrainResult,
     if cfg.rollout_episodes > 0:
         summary["rollout"] = rollout_evaluation(result.policy, demos, cfg.rollout_episodes,
                                                 cfg.rollout_horizon, cfg.rollout_seed,
-                                                progress=cfg.progress)
+                                                progress=cfg.progress,
+                                                training={**result.budget,
+                                                          "best_step": result.best_step})
         if summary["rollout"] and summary["rollout"]["horizon_capped"]:
             warnings.warn(summary["rollout"]["horizon_capped"], QbcWarning, stacklevel=2)
         if summary["rollout"] and run_log is not None:

@@ -1,0 +1,117 @@
+"""The default path to the floor: the ordered head, checkpoint selection by action error,
+DAgger's fixed tokenizer and the learner-vs-floor verdict."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qbc.policy import ModelConfig, build_policy, load_policy
+from qbc.rollout import floor_verdict
+from qbc.tokenizer import ActionTokenizer
+from qbc.training import TrainConfig, train, update_best
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class _Demos:
+    """Arrays plus a split by episode (a stand-in for qbc.data.Demonstrations)."""
+
+    def __init__(self, obs, act, ids, env_id=None):
+        self.observations, self.actions, self.episode_ids = obs, act, ids
+        self.env_id, self.metadata = env_id, {}
+
+    def __len__(self):
+        return len(self.observations)
+
+    def split(self, val_fraction, seed):
+        ids = np.unique(self.episode_ids)
+        perm = np.random.default_rng(seed).permutation(ids)
+        n_val = max(1, round(val_fraction * len(ids)))
+        masks = [np.isin(self.episode_ids, part) for part in (perm[n_val:], perm[:n_val])]
+        return tuple(_Demos(self.observations[m], self.actions[m], self.episode_ids[m])
+                     for m in masks)
+
+
+def _linear_demos(episodes=20, steps=40):
+    """u = x_0 - x_1 on x ~ U(-1, 1)^2: a linear expert seen on a bounded range of states."""
+    rng = np.random.default_rng(3)
+    obs = rng.uniform(-1, 1, size=(episodes * steps, 2)).astype(np.float32)
+    act = (obs[:, :1] - obs[:, 1:]).astype(np.float32)
+    return _Demos(obs, act, np.repeat(np.arange(episodes), steps))
+
+
+def _cfg(tmp_path, name, **kw):
+    base = dict(dataset="synthetic", out=tmp_path / name, bins=16, steps=300, batch_size=64,
+                eval_interval=100, warmup_steps=20, lr=3e-3, progress=False,
+                rollout_episodes=0, model=ModelConfig(d_model=32, n_heads=2))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_the_ordered_head_sends_states_beyond_the_data_to_the_edge_bins(tmp_path):
+    # States whose action lies beyond the data's range get the edge codeword, as the clipped
+    # quantized expert does; the plain head gives inner bins at several of these states.
+    run = train(_cfg(tmp_path, "ordered", model=ModelConfig(d_model=32, n_heads=2,
+                                                             head="ordered")), _linear_demos())
+    policy = run.policy
+    low, high = policy.tokenizer.codebooks()[0, [0, -1]]
+    far = np.array([[3, 1], [1, 3], [-3, -1], [10, 0], [0, 10], [2, -2], [-2, 2]], np.float32)
+    want = np.where(far[:, 0] > far[:, 1], high, low)
+    assert policy.act(far)[:, 0] == pytest.approx(want)
+    inside = np.random.default_rng(4).uniform(-0.8, 0.8, size=(50, 2)).astype(np.float32)
+    assert np.abs(policy.act(inside)[:, 0] - (inside[:, 0] - inside[:, 1])).max() < 0.3
+
+
+def test_the_ordered_head_only_adds_to_the_logits_and_is_stored():
+    acts = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
+    tok = ActionTokenizer.fit(acts, quantizer="kmeans", n_bins=8)
+    torch.manual_seed(0)
+    module = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2), 3, 2, tok)
+    centers = module.bin_centers.numpy()
+    assert centers.min(1) == pytest.approx([-1, -1]) and centers.max(1) == pytest.approx([1, 1])
+    # the order of the codewords is kept: the largest codeword maps to 1
+    assert np.argmax(centers, 1).tolist() == np.argmax(tok.codebooks(), 1).tolist()
+    obs = torch.randn(4, 1, 3)
+    tokens, _ = module.decode(obs)
+    assert torch.equal(module.logits(obs, tokens).argmax(-1)[:, 0], tokens[:, 0])
+    assert module.config_dict()["ordered_head"] is True
+
+
+def test_action_error_selection_keeps_the_better_acting_checkpoint():
+    best = {"val_loss": None, "step": 0}
+    # log-loss rises while the decoded actions improve (over-confident logits)
+    best, up1 = update_best(best, {"val_loss": 1.0, "val_action_mse": 0.5}, 200, "action-mse")
+    best, up2 = update_best(best, {"val_loss": 3.0, "val_action_mse": 0.1}, 400, "action-mse")
+    assert up1 and up2 and best["step"] == 400 and best["min_val_step"] == 200
+    by_loss = {"val_loss": None, "step": 0}
+    by_loss, _ = update_best(by_loss, {"val_loss": 1.0, "val_action_mse": 0.5}, 200, "val-loss")
+    by_loss, up = update_best(by_loss, {"val_loss": 3.0, "val_action_mse": 0.1}, 400, "val-loss")
+    assert not up and by_loss["step"] == 200
+
+
+def test_a_run_selects_by_action_error_by_default_and_records_its_defaults(tmp_path):
+    run = train(_cfg(tmp_path, "default", steps=40, eval_interval=10), _linear_demos(8, 20))
+    assert run.budget["select_by"] == "action-mse"
+    mse = {m["step"]: m["val_action_mse"] for m in run.metrics}
+    assert run.best_step == min(mse, key=mse.get)
+    conf = json.loads((tmp_path / "default" / "train_config.json").read_text())
+    assert conf["select_by"] == "action-mse" and conf["model"]["head"] == "ordered"
+
+
+def test_the_verdict_names_the_likely_cause_of_a_miss():
+    fell = floor_verdict({"regret": 10.0, "failed": 0.1}, {"regret": 3.0, "failed": 0.0}, 100.0)
+    assert not fell["met"] and "dart" in fell["fix"] and "dagger" in fell["fix"]
+    assert fell["ratio"] == pytest.approx(10 / 3) and "target missed" in fell["text"]
+    early = floor_verdict({"regret": 10.0, "failed": 0.0}, {"regret": 3.0, "failed": 0.0}, 100.0,
+                          {"steps": 10_000, "best_step": 200, "select_by": "val-loss"})
+    assert "selection" in early["cause"] and "--select-by" in early["fix"]
+    short = floor_verdict({"regret": 10.0, "failed": 0.0}, {"regret": 3.0, "failed": 0.0}, 100.0,
+                          {"steps": 1000, "best_step": 1000, "stopped_early": False})
+    assert "under-training" in short["cause"] and "--steps" in short["fix"]
+    met = floor_verdict({"regret": 5.9, "failed": 0.0}, {"regret": 3.0, "failed": 0.0}, 100.0)
+    assert met["met"] and met["cause"] is None and "target met" in met["text"]
+    # a floor at or below 0: the allowance of 1% of the expert's return
+    near_zero = floor_verdict({"regret": 0.7, "failed": 0.0}, {"regret": -0.2, "failed": 0.0},
+                              100.0)
+    assert near_zero["met"] and near_zero["ratio"] is None and near_zero["limit"] == 0.8
