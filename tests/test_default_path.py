@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from qbc.policy import ModelConfig, build_policy, load_policy
+from qbc.policy import ModelConfig, build_policy
 from qbc.rollout import floor_verdict
 from qbc.tokenizer import ActionTokenizer
-from qbc.training import TrainConfig, train, update_best
+from qbc.training import TrainConfig, rollout_evaluation, train, update_best
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -115,3 +115,34 @@ def test_the_verdict_names_the_likely_cause_of_a_miss():
     near_zero = floor_verdict({"regret": 0.7, "failed": 0.0}, {"regret": -0.2, "failed": 0.0},
                               100.0)
     assert near_zero["met"] and near_zero["ratio"] is None and near_zero["limit"] == 0.8
+
+
+class _ZeroTokenPolicy:
+    """A token policy stand-in that always acts 0 (it diverges on an unstable system)."""
+
+    def __init__(self):
+        self.tokenizer = ActionTokenizer.fit(np.linspace(-3, 3, 100, dtype=np.float32)[:, None],
+                                             quantizer="uniform", n_bins=16)
+
+    def act(self, obs, deterministic=True):
+        return np.zeros((len(obs), 1), np.float32)
+
+
+def test_the_closing_rollout_prints_the_verdict_and_the_cause_of_a_miss():
+    from qbc.cli.train import format_summary
+
+    prov = {"qbc": {"expert": {"name": "lqr", "params": {}}, "seed": 0, "n_episodes": 2}}
+    demos = _Demos(np.zeros((10, 1), np.float32), np.zeros((10, 1), np.float32),
+                   np.repeat(np.arange(2), 5), env_id="qbc/ScalarUnstable-v0")
+    demos.metadata = prov
+    r = rollout_evaluation(_ZeroTokenPolicy(), demos, episodes=6, horizon=100, seed=50)
+    verdict = r["verdict"]
+    assert r["policy_failed_fraction"] == 1.0 and r["quantized_expert_failed_fraction"] == 0.0
+    assert verdict["floor_regret"] == r["floor_regret"] and not verdict["met"]
+    assert "never visit" in verdict["cause"] and "dart" in verdict["fix"]
+    summary = {"policy": "ar-transformer", "dataset": "d", "steps": 10, "best_step": 10,
+               "best_val_loss": 1.0, "final_train_loss": 1.0, "train_samples_per_s": 1.0,
+               "checkpoint": "x", "rollout": r}
+    text = format_summary(summary)
+    assert "the quantized expert (floor)" in text
+    assert "learner vs floor" in text and "Likely cause" in text
