@@ -12,6 +12,14 @@ dimension (token d with value v -> row d*V + v); learned positions are added. At
 so the output at position K-1+i sees the observations and tokens 0..i-1 only: the model is
 p(tok_i | obs, tok_<i), trained by log-loss (cross-entropy) on the token sequence.
 
+With ``ordered_head`` (a per-dimension tokenizer), token i's logits are the free ones of its
+output head plus -p_i / 2 (c_iv - m_i)^2 for each bin v, where c_iv is the bin's codeword scaled
+to [-1, 1], m_i = a_i . obs_t + w_i . h_i a location (linear in the current normalised
+observation, plus a function of the hidden state) and p_i > 0 a learned precision. The free
+logits are bounded (they read a layer-normed state), the location is not: far outside the data
+the argmax is the bin nearest to the extrapolated location, clipped at the edge bin, as the
+quantized expert clips the expert's action.
+
 Decoding runs the prefix once and then one position per token, reusing the keys and values of
 earlier positions (KV cache); ``use_cache=False`` recomputes the whole sequence at every step
 and gives the same tokens.
