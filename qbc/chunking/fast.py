@@ -12,8 +12,9 @@ Encoding a chunk (k, D) in action units:
    ``vocab_size``, merges seen at least ``min_frequency`` times) turns the string into tokens.
 
 Decoding inverts each step. Error: rounding moves each coefficient by at most 0.5 / scale, so each
-decoded value is within ``error_bound`` (action units, per dimension) of the input for chunks whose
-coefficients lie in the fitted range, and the RMS error is at most 0.5 / scale normalised units.
+decoded value is within ``error_bound`` (action units, per dimension; the tight worst case) of the
+input for chunks whose coefficients lie in the fitted range, and the RMS error is at most
+0.5 / scale normalised units.
 
 Decode failures: a generated token sequence need not decode to exactly k * D coefficients (too
 few or too many tokens; token ids outside the vocabulary). Such a sequence is repaired by one of
@@ -141,11 +142,17 @@ class FastTokenizer(ChunkTokenizer):
     @property
     def error_bound(self) -> np.ndarray:
         """(D,) worst |decode(encode(x)) - x| in action units, for chunks whose rounded
-        coefficients lie in the fitted symbol range: (0.5 / scale) x the largest row sum of
-        |inverse-DCT matrix| x the dimension's half range."""
+        coefficients lie in the fitted symbol range.
+
+        Decoded step t is sum_j M[t, j] c_j with M (k, k) the inverse DCT (rows: time steps,
+        columns: frequencies); rounding moves each c_j by at most 0.5 / scale, independently, so
+        the worst error at step t is (0.5 / scale) * sum_j |M[t, j]|. The bound is therefore
+        (0.5 / scale) x the largest row sum of |M| (the induced infinity-norm of M) x the
+        dimension's half range. It is tight: chunks whose scaled coefficients sit just beyond
+        half-integers, with signs following row t of M, come as close to it as wanted."""
         self._check_fitted()
-        inverse = idct_chunks(np.eye(self.chunk_len_)[None, :, :])[0]  # (k, k)
-        gain = np.abs(inverse).sum(axis=0).max()
+        inverse = idct_chunks(np.eye(self.chunk_len_)[None, :, :])[0]  # (k, k): [time, freq]
+        gain = np.abs(inverse).sum(axis=1).max()
         return 0.5 / self.scale * gain * self._normalizer().half_range
 
     # -- BPE -------------------------------------------------------------------------------
