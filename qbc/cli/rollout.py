@@ -26,6 +26,7 @@ from qbc.rollout import (
     coupled_rollout,
     coupling_line,
     fit_growth,
+    floor_labels,
     horizon_metrics,
     per_step_table,
 )
@@ -76,7 +77,9 @@ class RolloutConfig:
     decode: str = "argmax"
     """policy decoding: argmax, sample or mean."""
     quantized_expert: bool = True
-    """also roll out the quantized expert (deterministic, and stochastic for smooth tokenizers)."""
+    """also roll out the quantized expert: deterministic (for smooth tokenizers nearest rounding,
+    the floor of --decode argmax) and, for smooth tokenizers, stochastic rounding too
+    (quantized_expert_stochastic: the theory's q#pi*, the floor of --decode sample)."""
     augment: str = "none"
     """'model': also deploy the policy on a learned model's state (Algorithm 1), using the
     transition model saved by `qbc train --augment model` (the policy's run directory)."""
@@ -234,6 +237,7 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         }
         metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
         metrics["clipped_actions"] = clipped_counts(actors)
+        metrics["floors"] = floor_labels(actors, cfg.decode if "policy" in actors else None)
         metrics["execution"] = execution_metrics(actors)  # chunk policies: mode, decode failures
         if cfg.video:
             metrics["videos"] = write_videos(env_id, actors, seeds[:cfg.video], horizons[-1],
@@ -348,7 +352,17 @@ def format_summary(metrics: dict[str, Any]) -> str:
         fit = metrics.get("growth", {}).get(name)
         if fit:
             lines.append(f"{'':<28}{growth_line(fit)}")
-    return "\n".join(lines)
+    return "\n".join(lines + floor_lines(metrics.get("floors", {})))
+
+
+def floor_lines(floors: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per quantized expert: its rounding and whether it is the policy's floor."""
+    lines = []
+    for name, f in floors.items():
+        match = {True: " — the floor of this policy's decoding",
+                 False: " — not the floor of this policy's decoding", None: ""}
+        lines.append(f"{name}: {f['what']}{match[f['floor_of_decoding']]}")
+    return lines
 
 
 def growth_line(fit: dict[str, Any]) -> str:
