@@ -274,6 +274,40 @@ def test_fast_any_sequence_decodes_to_a_finite_chunk(seqs, repair):
     assert failed.dtype == bool and failed.shape == (len(seqs),)
 
 
+@functools.cache
+def fitted_byte_level():
+    return make_chunk_tokenizer("fast", bpe="byte").fit(smooth_chunks())
+
+
+def test_fast_byte_level_bpe_round_trips_and_a_shortened_sequence_fails():
+    """The reference's byte-level BPE: same rounding (so the same error bound), a 1024-token
+    vocabulary over 256 byte values, and a sequence one token short fails."""
+    tok, chunks = fitted_byte_level(), smooth_chunks()
+    assert tok.bpe == "byte" and tok.vocab_size <= 1024
+    recon, failed = tok.decode_with_failures(tok.encode(chunks))
+    assert not failed.any()
+    assert np.all(np.abs(recon - chunks).max(axis=(0, 1)) <= tok.error_bound + 1e-5)
+    char = fitted("fast")
+    assert np.array_equal(recon, char.decode(char.encode(chunks)))  # only the BPE differs
+    cut = [t[:-1] for t in tok.encode(chunks[:20]) if len(t) > 1]
+    assert tok.decode_with_failures(cut)[1].all()
+    assert ChunkTokenizer.from_state_dict(tok.state_dict()).bpe == "byte"
+
+
+@given(st.lists(st.lists(st.integers(-5, 2000), max_size=3 * K * D), min_size=1, max_size=6))
+def test_fast_byte_level_any_sequence_decodes_to_a_finite_chunk(seqs):
+    chunks, failed = fitted_byte_level().decode_with_failures(seqs)
+    assert chunks.shape == (len(seqs), K, D) and np.isfinite(chunks).all()
+    assert failed.shape == (len(seqs),)
+
+
+def test_fast_bpe_level_is_checked():
+    with pytest.raises(InvalidValueError, match="bpe must be one of char, byte"):
+        make_chunk_tokenizer("fast", bpe="word").fit(smooth_chunks())
+    with pytest.raises(InvalidValueError, match="vocab_size >= 256"):
+        make_chunk_tokenizer("fast", bpe="byte", vocab_size=100).fit(smooth_chunks())
+
+
 # -- fixed-length codes: any sequence of the right length decodes --------------------------------
 @pytest.mark.parametrize("name", ["beast", "rvq", "per-step"])
 @given(data=st.data())
