@@ -246,8 +246,9 @@ def bound_hypotheses(rounding: str, worst_case_bound: float | None, piiss: dict[
         "thm2": [
             ("stochastic q#π*", rounding == "stochastic", "how the quantizer rounds"),
             ("TV-continuous q#π*", rounding == "stochastic",
-             "stochastic rounding of a Lipschitz expert: TV modulus |Δu| / bin width; a "
-             "deterministic q#π* jumps at its cell edges"),
+             "by construction: stochastic rounding of a Lipschitz expert has TV modulus "
+             "|Δu| / bin width (the expert's Lipschitz continuity and the policy class's TV "
+             "continuity are assumed, not checked); a deterministic q#π* jumps at cell edges"),
             ("P-EIISS", bool(piiss["exponential"]), "measured: gap decay after the perturbation"),
         ],
         "thm3": [
