@@ -49,17 +49,36 @@ class RolloutResult:
         return list(self.rewards)
 
 
+#: What each rounding of q#π* is, and which learner decoding it is the floor of.
+FLOOR_ROUNDINGS = {
+    "stochastic": ("stochastic rounding between the two nearest centres: the theory's q#π* for "
+                   "smooth binning (TV-continuous, unbiased, error below a bin width)"),
+    "nearest": ("nearest rounding (deterministic): on smooth's grid a hard binning, what an argmax "
+                "two-hot learner reproduces"),
+    "deterministic": "the quantizer's deterministic encoding",
+}
+
+
 class QuantizedExpert:
     """The quantized expert q#π*: the expert's action passed through a tokenizer.
 
-    With ``rng`` and a stochastic (smooth) tokenizer the tokens are drawn by stochastic rounding;
-    otherwise the deterministic encoding is used.
+    With ``rng`` and a stochastic (smooth) tokenizer the tokens are drawn by stochastic rounding
+    (the theory's q#π* for smooth binning); otherwise the deterministic encoding is used (for
+    smooth, nearest rounding). :attr:`rounding` says which.
     """
 
     def __init__(self, expert: Any, tokenizer: Any, rng: np.random.Generator | None = None):
         self.expert, self.tokenizer, self.rng = expert, tokenizer, rng
         self.n_clipped = 0  # action values outside the tokenizer's range (encode clips them)
         self.n_values = 0  # action values quantized so far
+
+    @property
+    def rounding(self) -> str:
+        """'stochastic', 'nearest' (a stochastic tokenizer encoded without rng) or
+        'deterministic' (any other tokenizer): a key of :data:`FLOOR_ROUNDINGS`."""
+        if not self.tokenizer.stochastic:
+            return "deterministic"
+        return "stochastic" if self.rng is not None else "nearest"
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         actions = self.expert.act(obs)
@@ -68,6 +87,29 @@ class QuantizedExpert:
         self.n_values += int(clipped.size)
         rng = self.rng if self.tokenizer.stochastic else None
         return self.tokenizer.decode(self.tokenizer.encode(actions, rng=rng))
+
+
+def matching_floor(rounding: str, decode: str | None) -> bool | None:
+    """Whether the q#π* of ``rounding`` is the floor a learner decoded by ``decode`` ('argmax',
+    'sample', 'mean'; None: no token learner) reproduces when it fits its targets exactly:
+    argmax -> the deterministic / nearest-rounding one, sample -> the stochastic one (or the
+    deterministic one, which a one-hot target makes the same), mean -> none (a mean of codewords
+    is not a quantized actor). None when ``decode`` is None."""
+    if decode is None:
+        return None
+    if decode == "argmax":
+        return rounding in ("nearest", "deterministic")
+    if decode == "sample":
+        return rounding in ("stochastic", "deterministic")
+    return False
+
+
+def floor_labels(actors: Mapping[str, Any], decode: str | None) -> dict[str, dict[str, Any]]:
+    """Per quantized expert among ``actors``: its rounding, what that is, and whether it is the
+    floor of the learner's ``decode`` (:func:`matching_floor`)."""
+    return {name: {"rounding": a.rounding, "what": FLOOR_ROUNDINGS[a.rounding],
+                   "floor_of_decoding": matching_floor(a.rounding, decode)}
+            for name, a in actors.items() if isinstance(a, QuantizedExpert)}
 
 
 def coupled_rollout(env_id: str, policies: Mapping[str, Actor], seeds: Iterable[int],

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from qbc.agents import make_expert
-from qbc.certify import bound_shapes, piiss_gain, quantization_error, rtvc_violation_rate
+from qbc.certify import (
+    bound_hypotheses,
+    bound_shapes,
+    certificate,
+    kappa_at,
+    piiss_gain,
+    quantization_error,
+    rtvc_violation_rate,
+)
 from qbc.cli import main
+from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
 from qbc.tokenizer import ActionTokenizer
 
 SCALAR = "qbc/ScalarStable-v0"
@@ -64,5 +73,105 @@ def test_certify_command(tmp_path, capsys):
     cert = json.loads((out / "certificate.json").read_text())
     assert cert["eps_q"]["worst_case_bound"] > 0
     assert cert["piiss"]["exponential"] and len(cert["bound_shapes"]["thm3"]) == 2
-    assert "P-IISS" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "P-IISS" in printed and "thm3: hypotheses hold" in printed
+    assert "thm2: NOT shown to apply" in printed  # uniform: a deterministic q#π*
+    assert cert["bound_hypotheses"]["thm7"]["hypotheses"][0]["holds"] is None
     assert main(["certify", "--dataset", "qbc/no-such-v0", "--out", str(tmp_path / "x")]) == 2
+
+
+# -- smooth binning: the stochastic q#π* is the theory's object ---------------------------------
+def _smooth(bins: int = 16):
+    expert = make_expert("lqr", SCALAR)
+    states = np.random.default_rng(0).normal(size=(2000, 1))
+    actions = expert.act(states.astype(np.float32))
+    return expert, states, actions, ActionTokenizer.fit(actions, quantizer="smooth", n_bins=bins)
+
+
+def test_stochastic_smooth_eps_q_is_below_a_bin_width_and_above_nearest_rounding():
+    _, _, actions, tok = _smooth()
+    width = tok.quantizers_[0].bin_width
+    draws = quantization_error(tok, actions, rng=np.random.default_rng(0))
+    nearest = quantization_error(tok, actions)
+    assert (draws["rounding"], nearest["rounding"]) == ("stochastic", "nearest")
+    assert draws["worst_case_bound"] == pytest.approx(width)
+    assert nearest["worst_case_bound"] == pytest.approx(width / 2)
+    assert width / 2 < draws["in_distribution_max"] < width * (1 + 1e-5)
+    # E|stochastic error| = 2 f (1 - f) w against min(f, 1 - f) w for nearest: larger on average
+    assert draws["in_distribution_mean"] > 1.2 * nearest["in_distribution_mean"]
+    again = quantization_error(tok, actions, rng=np.random.default_rng(0))
+    assert again == draws  # seeded draws: the same numbers
+
+
+def test_stochastic_smooth_rtvc_under_shared_draws_changes_tokens_at_rate_delta_over_width():
+    expert, states, _, tok = _smooth()
+    width = tok.quantizers_[0].bin_width
+    gain = abs(float(np.asarray(expert.K).ravel()[0]))  # |du/dx| of the linear expert
+    res = rtvc_violation_rate(expert, tok, states, deltas=[0.001, 0.01], eps_q=width, k=2.0,
+                              n_pairs=20_000, stochastic=True)
+    assert res["rounding"] == "stochastic" and res["violation_rate"] == [0.0, 0.0]
+    # shared uniform draws: the token moves with probability |Δu| / w (TV-continuity)
+    for delta, rate in zip(res["deltas"], res["token_change_rate"], strict=True):
+        assert rate == pytest.approx(gain * delta / width, rel=0.25, abs=2e-3)
+
+
+def test_stochastic_floor_rolls_out_reproducibly_and_costs_more_than_nearest_rounding():
+    expert, _, _, tok = _smooth(bins=8)
+    actors = {"expert": expert, "nearest": QuantizedExpert(expert, tok),
+              "stochastic": QuantizedExpert(expert, tok, rng=np.random.default_rng(0)),
+              "stochastic_again": QuantizedExpert(expert, tok, rng=np.random.default_rng(0))}
+    m = horizon_metrics(coupled_rollout(SCALAR, actors, range(20), 100), [100])["policies"]
+    regret = {name: m[name]["100"]["regret"] for name in actors if name != "expert"}
+    assert regret["stochastic"] == regret["stochastic_again"]
+    assert regret["stochastic"] > regret["nearest"] > 0
+
+
+def test_certificate_of_smooth_measures_the_stochastic_q_sharp_and_labels_nearest():
+    expert, states, actions, tok = _smooth()
+    cert = certificate(SCALAR, expert, tok, states, actions, n_demos=20, sizes=[0.01, 0.1],
+                       deltas=[0.001, 0.01], horizons=[10, 100], horizon=40, seeds=range(3))
+    width = tok.quantizers_[0].bin_width
+    assert cert["eps_q"]["rounding"] == "stochastic" and cert["rtvc"]["rounding"] == "stochastic"
+    assert cert["eps_q_used"] == pytest.approx(width)
+    assert cert["nearest"]["eps_q_used"] == pytest.approx(width / 2)
+    hyp = cert["bound_hypotheses"]
+    assert hyp["thm2"]["applies"] and hyp["thm3"]["applies"]
+    assert "nearest" in hyp["thm3"]["evaluated_with"]
+    assert hyp["thm7"]["applies"] is False  # deployment unknown: not shown
+    assert cert["gamma_grid"].startswith("above the largest size")  # (k+1)·w > 0.1: flagged
+    assert cert["kappa_grid"].startswith("above the largest δ")
+
+
+def test_bound_hypotheses_follow_the_quantizer_and_deployment():
+    expert = make_expert("lqr", SCALAR)
+    states = np.random.default_rng(0).normal(size=(2000, 1))
+    actions = expert.act(states.astype(np.float32))
+    gain = piiss_gain(SCALAR, expert, sizes=[0.01, 0.1], seeds=range(3), horizon=40)
+    labels = {}
+    for name in ("uniform", "kmeans"):
+        tok = ActionTokenizer.fit(actions, quantizer=name, n_bins=16)
+        eps = quantization_error(tok, actions)
+        eps_q = eps["worst_case_bound"] or eps["in_distribution_mean"]
+        rtvc = rtvc_violation_rate(expert, tok, states, deltas=[0.01], eps_q=eps_q)
+        labels[name] = bound_hypotheses("nearest", eps["worst_case_bound"], gain, rtvc,
+                                        model_based=True)
+    holds = {name: {thm: {h["name"]: h["holds"] for h in v["hypotheses"]}
+                    for thm, v in lab.items()} for name, lab in labels.items()}
+    assert labels["uniform"]["thm3"]["applies"] and not labels["uniform"]["thm2"]["applies"]
+    assert holds["uniform"]["thm2"]["stochastic q#π*"] is False
+    assert not labels["kmeans"]["thm3"]["applies"]
+    assert holds["kmeans"]["thm3"]["binning quantizer (worst-case ε_q)"] is False
+    assert holds["kmeans"]["thm3"]["kε_q-RTVC (k = 2)"] is False
+    assert labels["kmeans"]["thm7"]["applies"]  # model-based deployment needs no smoothness
+    unknown = bound_hypotheses("nearest", 0.1, gain, rtvc, model_based=None)
+    assert unknown["thm7"]["hypotheses"][0]["holds"] is None and not unknown["thm7"]["applies"]
+
+
+def test_kappa_outside_the_delta_grid_is_flagged_not_clamped_silently():
+    rtvc = {"deltas": [0.01, 0.1], "violation_rate": [0.0, 0.5]}
+    assert kappa_at(rtvc, 0.055) == (pytest.approx(0.25), "inside")
+    value, where = kappa_at(rtvc, 1.0)
+    assert value == 0.5 and where.startswith("above the largest δ") and "lower value" in where
+    value, where = kappa_at(rtvc, 0.001)
+    assert value == 0.0 and where.startswith("below the smallest δ") and "upper value" in where
+    assert kappa_at(rtvc, float("inf"))[1].startswith("above")

@@ -139,6 +139,27 @@ def test_fast_round_trip_within_error_bound():
     assert not failed.any()
 
 
+def test_fast_error_bound_is_tight():
+    """The bound is (0.5 / scale) x the largest row sum of |inverse DCT|: a chunk whose scaled
+    coefficients sit just past half-integers, with the signs of that row, reaches 98% of it (the
+    column-sum bound, 7% larger at k = 16, would not be reached), and random chunks stay below."""
+    tok = fitted("fast")
+    inverse = scipy.fft.idct(np.eye(K), type=2, axis=0, norm="ortho")  # [time, frequency]
+    t_worst = np.abs(inverse).sum(axis=1).argmax()
+    signs = np.sign(inverse[t_worst])  # (K,) rounding errors of these signs add up at t_worst
+    scaled = np.where(signs > 0, 0.51, 0.49)  # round up (+0.49) where the row is positive
+    coeffs = np.repeat((scaled / tok.scale)[None, :, None], D, axis=2)  # (1, K, D)
+    chunk = tok._normalizer().inverse(scipy.fft.idct(coeffs, type=2, axis=1, norm="ortho"))
+    recon, failed = tok.decode_with_failures(tok.encode(chunk))
+    err = np.abs(recon.astype(np.float64) - chunk).max(axis=(0, 1))
+    assert not failed.any()
+    assert np.all(err >= 0.97 * tok.error_bound) and np.all(err <= tok.error_bound + 1e-5)
+    rng = np.random.default_rng(0)
+    noisy = smooth_chunks(200, seed=1) + rng.normal(0, 0.05, (200, K, D))
+    recon = tok.decode(tok.encode(noisy)).astype(np.float64)
+    assert np.all(np.abs(recon - noisy).max(axis=(0, 1)) <= tok.error_bound + 1e-5)
+
+
 def test_fast_finer_scale_is_more_accurate_and_longer():
     chunks = smooth_chunks()
     coarse, fine = (make_chunk_tokenizer("fast", scale=s).fit(chunks).report(chunks)
@@ -251,6 +272,40 @@ def test_fast_any_sequence_decodes_to_a_finite_chunk(seqs, repair):
     chunks, failed = tok.decode_with_failures(seqs, prev_action=prev, repair=repair)
     assert chunks.shape == (len(seqs), K, D) and np.isfinite(chunks).all()
     assert failed.dtype == bool and failed.shape == (len(seqs),)
+
+
+@functools.cache
+def fitted_byte_level():
+    return make_chunk_tokenizer("fast", bpe="byte").fit(smooth_chunks())
+
+
+def test_fast_byte_level_bpe_round_trips_and_a_shortened_sequence_fails():
+    """The reference's byte-level BPE: same rounding (so the same error bound), a 1024-token
+    vocabulary over 256 byte values, and a sequence one token short fails."""
+    tok, chunks = fitted_byte_level(), smooth_chunks()
+    assert tok.bpe == "byte" and tok.vocab_size <= 1024
+    recon, failed = tok.decode_with_failures(tok.encode(chunks))
+    assert not failed.any()
+    assert np.all(np.abs(recon - chunks).max(axis=(0, 1)) <= tok.error_bound + 1e-5)
+    char = fitted("fast")
+    assert np.array_equal(recon, char.decode(char.encode(chunks)))  # only the BPE differs
+    cut = [t[:-1] for t in tok.encode(chunks[:20]) if len(t) > 1]
+    assert tok.decode_with_failures(cut)[1].all()
+    assert ChunkTokenizer.from_state_dict(tok.state_dict()).bpe == "byte"
+
+
+@given(st.lists(st.lists(st.integers(-5, 2000), max_size=3 * K * D), min_size=1, max_size=6))
+def test_fast_byte_level_any_sequence_decodes_to_a_finite_chunk(seqs):
+    chunks, failed = fitted_byte_level().decode_with_failures(seqs)
+    assert chunks.shape == (len(seqs), K, D) and np.isfinite(chunks).all()
+    assert failed.shape == (len(seqs),)
+
+
+def test_fast_bpe_level_is_checked():
+    with pytest.raises(InvalidValueError, match="bpe must be one of char, byte"):
+        make_chunk_tokenizer("fast", bpe="word").fit(smooth_chunks())
+    with pytest.raises(InvalidValueError, match="vocab_size >= 256"):
+        make_chunk_tokenizer("fast", bpe="byte", vocab_size=100).fit(smooth_chunks())
 
 
 # -- fixed-length codes: any sequence of the right length decodes --------------------------------

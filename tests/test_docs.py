@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # Files a user of a fresh clone reads; none may send them outside the repository.
 DOC_TREES = ("README.md", "docs", "qbc", "envs", "agents", "scripts")
@@ -124,3 +126,69 @@ def test_every_results_table_in_the_readme_says_what_made_it():
         assert re.search(r"commit [0-9a-f]{7}", around), f"README table at line {line}: no commit"
         assert re.search(r"20\d\d-\d\d-\d\d", around), f"README table at line {line}: no date"
         assert "`" in around, f"README table at line {line}: no command"
+
+
+# -- statements about registry members agree with the registry -----------------------------------
+THEORY_BOUND_HEADER = "| quantizer | worst-case bound (`error_bound`) |"
+
+
+def _bound_cells(text: str, header: str) -> dict[str, str]:
+    """name -> bound cell of the markdown table under ``header`` (rows `` | `name` | ... | ``;
+    the bound is the last cell), indented tables included."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == header)
+    cells = {}
+    for line in lines[start + 2:]:
+        row = line.strip()
+        if not row.startswith("|"):
+            break
+        parts = [part.strip() for part in row.strip("|").split("|")]
+        assert len(parts) >= 2 and re.fullmatch(r"`[^`]+`", parts[0]), f"unreadable: {row!r}"
+        cells[parts[0].strip("`")] = parts[-1]
+    return cells
+
+
+def _registry_bound(name: str) -> float | None:
+    """``error_bound`` of the built-in quantizer ``name``, fitted on seeded normal data."""
+    import numpy as np
+
+    from qbc.errors import InvalidValueError
+    from qbc.quantizers import make_quantizer
+
+    x = np.random.default_rng(0).normal(size=(400, 2))
+    try:
+        return make_quantizer(name).fit(x[:, 0]).error_bound
+    except InvalidValueError:  # a joint quantizer (vq) fits whole action vectors
+        return make_quantizer(name).fit(x).error_bound
+
+
+@pytest.mark.parametrize("doc,header", [
+    ("README.md", "| name | what | worst-case bound |"),
+    ("docs/theory.md", THEORY_BOUND_HEADER),
+])
+def test_which_quantizers_have_a_worst_case_bound_is_what_the_registry_says(doc, header):
+    cells = _bound_cells((ROOT / doc).read_text(), header)
+    assert sorted(cells) == sorted(fresh_registry()), f"{doc}: rows are not the registry"
+    wrong = [f"{name}: says {cell!r}, error_bound is {_registry_bound(name)!r}"
+             for name, cell in cells.items()
+             if cell.lower().startswith("none") != (_registry_bound(name) is None)]
+    assert not wrong, f"{doc} contradicts the registry:\n" + "\n".join(wrong)
+
+
+def test_theory_page_names_no_bound_for_a_quantizer_without_one():
+    # prose, not only the table: "have a worst-case bound" lists only quantizers that have one
+    text = (ROOT / "docs" / "theory.md").read_text()
+    for sentence in re.split(r"(?<=[.;])\s", " ".join(text.split())):
+        if "have a worst-case bound" in sentence and "none" not in sentence:
+            named = re.findall(r"`([a-z_0-9]+)`", sentence.split("have a worst-case bound")[0])
+            unbounded = [n for n in named if n in fresh_registry() and _registry_bound(n) is None]
+            assert not unbounded, f"theory.md says {unbounded} have a worst-case bound"
+
+
+def test_theory_page_does_not_deny_the_chunk_tokenizers():
+    from qbc.chunking import available_chunk_tokenizers
+
+    text = " ".join((ROOT / "docs" / "theory.md").read_text().split())
+    assert "not part of qbc" not in text
+    for name in available_chunk_tokenizers():
+        assert f"`{name}`" in text, f"theory.md does not name the chunk tokenizer {name!r}"

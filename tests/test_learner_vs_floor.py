@@ -239,3 +239,17 @@ def test_quick_settings_keep_the_extra_train_flags():
     assert quick.envs == ("qbc/ScalarUnstable-v0",)  # the first of the default envs
     linear = quick_config(FloorConfig(quick=True, envs=("qbc/LinearUnstable-v0",)))
     assert linear.envs == ("qbc/LinearUnstable-v0",) and linear.episodes == 8
+
+
+def test_report_states_its_scope_and_shows_the_stochastic_smooth_floor():
+    from qbc.experiments.learner_vs_floor_report import report
+
+    rows = [_row("bc", 5.0, 4.0) | {"quantizer": "smooth", "qexp_stochastic_regret": 7.5},
+            _row("bc", 5.0, 4.0)]  # uniform: no stochastic floor
+    summary = {r["quantizer"]: r for r in summarise(rows)}
+    assert summary["smooth"]["qexp_stochastic_regret"] == 7.5
+    assert math.isnan(summary["uniform"]["qexp_stochastic_regret"])
+    text = report(FloorConfig(envs=("qbc/ScalarUnstable-v0",)), list(summary.values()), 60.0)
+    assert "floor of its own tokenizer" in text and "not a quantized actor" in text
+    assert "| 4 | 1.25 | 0.0% | 0.0% | 7.5 | yes |" in text  # the stochastic floor, beside
+    assert "| 4 | 1.25 | 0.0% | 0.0% | — | yes |" in text

@@ -106,6 +106,12 @@ def test_rollout_command_with_a_tokenizer(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["policies"]) == {"expert", "quantized_expert", "quantized_expert_stochastic"}
     assert metrics["policies"]["quantized_expert"]["50"]["regret"] > 0
+    floors = metrics["floors"]  # both smooth floors, labelled; no policy: no decoding to match
+    assert floors["quantized_expert"]["rounding"] == "nearest"
+    assert floors["quantized_expert_stochastic"]["rounding"] == "stochastic"
+    assert "theory's q#π*" in floors["quantized_expert_stochastic"]["what"]
+    assert {f["floor_of_decoding"] for f in floors.values()} == {None}
+    assert "quantized_expert_stochastic: stochastic rounding" in text
     for name in ("per_step.csv", "regret_vs_horizon.png", "state_deviation.png", "config.json"):
         assert (out / name).stat().st_size > 0
     assert main(args) == 2  # existing output directory
@@ -323,3 +329,13 @@ def test_sampled_decoding_draws_from_a_generator_seeded_by_the_run(tmp_path):
         policy.generator = torch.Generator().manual_seed(0)
         draws.append(policy.act(obs))
     np.testing.assert_array_equal(*draws)
+
+
+def test_the_floor_of_each_decoding():
+    from qbc.rollout import matching_floor
+
+    assert matching_floor("nearest", "argmax") and not matching_floor("stochastic", "argmax")
+    assert matching_floor("stochastic", "sample") and not matching_floor("nearest", "sample")
+    assert matching_floor("deterministic", "argmax") and matching_floor("deterministic", "sample")
+    assert not any(matching_floor(r, "mean") for r in ("nearest", "stochastic", "deterministic"))
+    assert matching_floor("nearest", None) is None

@@ -316,3 +316,11 @@ def test_report_aggregates_over_seeds_and_plots(reference, capsys):
         assert s["n_seeds"] == len(same) == 2
         assert s["regret_mean"] == pytest.approx(np.mean(same))
         assert s["regret_ci_lo"] <= s["regret_mean"] <= s["regret_ci_hi"]
+
+
+def test_sweep_report_says_which_smooth_floor_its_quantized_expert_rows_are():
+    from qbc.sweep.report import _floor_note
+
+    smooth = {"policy": "quantized-expert", "quantizer": "smooth"}
+    assert "round stochastically" in " ".join(_floor_note([smooth]))
+    assert _floor_note([{**smooth, "quantizer": "uniform"}, {**smooth, "policy": "mlp"}]) == []

@@ -8,12 +8,16 @@ Encoding a chunk (k, D) in action units:
    fitting (values beyond it are rare outliers; the clip is the only loss beyond rounding);
 4. flattened frequency-major (all D dimensions of the lowest frequency first) into k * D
    integers, each mapped to one character (offset by the fitted minimum);
-5. a character-level BPE (HuggingFace ``tokenizers``, trained in ``fit``, vocabulary
-   ``vocab_size``, merges seen at least ``min_frequency`` times) turns the string into tokens.
+5. a BPE (HuggingFace ``tokenizers``, trained in ``fit``, vocabulary ``vocab_size``, merges seen
+   at least ``min_frequency`` times) turns the string into tokens: character-level by default
+   (``bpe="char"``: one initial token per integer symbol), or byte-level as in the reference
+   implementation (``bpe="byte"``: the string's UTF-8 bytes, 256 initial tokens; a generated
+   sequence can then also fail by ending inside a multi-byte character).
 
 Decoding inverts each step. Error: rounding moves each coefficient by at most 0.5 / scale, so each
-decoded value is within ``error_bound`` (action units, per dimension) of the input for chunks whose
-coefficients lie in the fitted range, and the RMS error is at most 0.5 / scale normalised units.
+decoded value is within ``error_bound`` (action units, per dimension; the tight worst case) of the
+input for chunks whose coefficients lie in the fitted range, and the RMS error is at most
+0.5 / scale normalised units.
 
 Decode failures: a generated token sequence need not decode to exactly k * D coefficients (too
 few or too many tokens; token ids outside the vocabulary). Such a sequence is repaired by one of
@@ -41,6 +45,9 @@ from qbc.chunking.chunks import QuantileNormalizer
 from qbc.errors import InvalidValueError
 
 REPAIR_RULES = ("pad-zeros-high-frequency", "hold-last-action", "zero-chunk")
+#: BPE levels: character-level over the integer symbols (default) or byte-level (the reference).
+BPE_LEVELS = ("char", "byte")
+_BYTES = 256
 #: First code point of the symbol alphabet: Latin Extended-A onwards, no whitespace or controls.
 _BASE = 0x100
 _MAX_SYMBOLS = 0xD800 - _BASE  # code points below the UTF-16 surrogates
@@ -69,24 +76,29 @@ class FastTokenizer(ChunkTokenizer):
         min_frequency: a BPE merge needs at least this many occurrences.
         quantile: normalisation quantile (0.01: 1st/99th percentiles to [-1, 1]).
         repair: rule for malformed sequences, one of :data:`REPAIR_RULES`.
+        bpe: 'char' (default: character-level BPE over the integer symbols, a reconstruction of
+            ours) or 'byte' (byte-level BPE over their UTF-8 encoding, as the reference trains;
+            the vocabulary is then ``vocab_size`` or 1024 and does not grow with the symbols).
     """
 
     variable_length = True
     _fitted_attrs = ("low_", "high_", "min_symbol_", "n_symbols_", "bpe_json_")
 
     def __init__(self, scale: float = 10.0, vocab_size: int | None = None, min_frequency: int = 2,
-                 quantile: float = 0.01, repair: str = "pad-zeros-high-frequency"):
+                 quantile: float = 0.01, repair: str = "pad-zeros-high-frequency",
+                 bpe: str = "char"):
         self.scale = scale
         self.vocab_size_param = vocab_size
         self.min_frequency = min_frequency
         self.quantile = quantile
         self.repair = repair
+        self.bpe = bpe
 
     # vocab_size is both a parameter and the fitted vocabulary; the fitted one is the property.
     def get_params(self) -> dict[str, Any]:
         return {"scale": self.scale, "vocab_size": self.vocab_size_param,
                 "min_frequency": self.min_frequency, "quantile": self.quantile,
-                "repair": self.repair}
+                "repair": self.repair, "bpe": self.bpe}
 
     def _validate_params(self) -> None:
         if not (isinstance(self.scale, (int, float)) and np.isfinite(self.scale)
@@ -99,6 +111,13 @@ class FastTokenizer(ChunkTokenizer):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise InvalidValueError(f"fast: {what} must be an integer >= {low}, got {value!r}")
         _check_repair(self.repair)
+        if self.bpe not in BPE_LEVELS:
+            raise InvalidValueError(f"fast: bpe must be one of {', '.join(BPE_LEVELS)}, "
+                                    f"got {self.bpe!r}")
+        if self.bpe == "byte" and self.vocab_size_param is not None \
+                and self.vocab_size_param < _BYTES:
+            raise InvalidValueError(f"fast: a byte-level BPE needs vocab_size >= {_BYTES} (its "
+                                    f"initial alphabet), got {self.vocab_size_param}")
 
     # -- fitting ---------------------------------------------------------------------------
     def _fit(self, chunks: np.ndarray) -> None:
@@ -108,16 +127,18 @@ class FastTokenizer(ChunkTokenizer):
         self.min_symbol_ = int(ints.min())
         self.n_symbols_ = int(ints.max()) - self.min_symbol_ + 1
         vocab = self.vocab_size_param
-        if vocab is None:
+        if self.bpe == "byte":  # bytes spell every symbol: the vocabulary need not cover them
+            vocab = DEFAULT_VOCAB_SIZE if vocab is None else vocab
+        elif vocab is None:
             vocab = max(DEFAULT_VOCAB_SIZE, min(self.n_symbols_, _MAX_SYMBOLS))
-        if self.n_symbols_ > vocab or self.n_symbols_ > _MAX_SYMBOLS:
+        if self.n_symbols_ > _MAX_SYMBOLS or (self.bpe == "char" and self.n_symbols_ > vocab):
             raise InvalidValueError(
                 f"fast: vocab_size {vocab} is smaller than the "
                 f"{self.n_symbols_} integer symbols the rounded DCT coefficients span "
                 f"([{self.min_symbol_}, {self.min_symbol_ + self.n_symbols_ - 1}] at scale "
                 f"{self.scale}); use vocab_size >= {self.n_symbols_} or a smaller scale")
         self.bpe_json_ = _train_bpe(self._strings(ints), self.n_symbols_, vocab,
-                                    self.min_frequency)
+                                    self.min_frequency, self.bpe)
         self._bpe_cache = None
 
     def _normalizer(self) -> QuantileNormalizer:
@@ -141,11 +162,17 @@ class FastTokenizer(ChunkTokenizer):
     @property
     def error_bound(self) -> np.ndarray:
         """(D,) worst |decode(encode(x)) - x| in action units, for chunks whose rounded
-        coefficients lie in the fitted symbol range: (0.5 / scale) x the largest row sum of
-        |inverse-DCT matrix| x the dimension's half range."""
+        coefficients lie in the fitted symbol range.
+
+        Decoded step t is sum_j M[t, j] c_j with M (k, k) the inverse DCT (rows: time steps,
+        columns: frequencies); rounding moves each c_j by at most 0.5 / scale, independently, so
+        the worst error at step t is (0.5 / scale) * sum_j |M[t, j]|. The bound is therefore
+        (0.5 / scale) x the largest row sum of |M| (the induced infinity-norm of M) x the
+        dimension's half range. It is tight: chunks whose scaled coefficients sit just beyond
+        half-integers, with signs following row t of M, come as close to it as wanted."""
         self._check_fitted()
-        inverse = idct_chunks(np.eye(self.chunk_len_)[None, :, :])[0]  # (k, k)
-        gain = np.abs(inverse).sum(axis=0).max()
+        inverse = idct_chunks(np.eye(self.chunk_len_)[None, :, :])[0]  # (k, k): [time, freq]
+        gain = np.abs(inverse).sum(axis=1).max()
         return 0.5 / self.scale * gain * self._normalizer().half_range
 
     # -- BPE -------------------------------------------------------------------------------
@@ -242,16 +269,25 @@ class FastTokenizer(ChunkTokenizer):
             raise ValueError(f"normalisation bounds are not of shape ({self.action_dim_},)")
 
 
-def _train_bpe(strings: list[str], n_symbols: int, vocab_size: int, min_frequency: int) -> str:
-    """Train a character-level BPE on ``strings``; every one of the ``n_symbols`` symbols is in
-    the initial alphabet, so any symbol string encodes. Returns the tokenizer's JSON."""
-    from tokenizers import Tokenizer, decoders, models, trainers
+def _train_bpe(strings: list[str], n_symbols: int, vocab_size: int, min_frequency: int,
+               level: str = "char") -> str:
+    """Train a BPE on ``strings``; returns the tokenizer's JSON. ``level='char'``: every one of
+    the ``n_symbols`` symbols is in the initial alphabet; ``'byte'``: the 256 byte values are
+    (the string is split into UTF-8 bytes, as one word: no regex pre-split). Either way any
+    symbol string encodes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     bpe = Tokenizer(models.BPE())
-    bpe.decoder = decoders.Fuse()  # decoding concatenates the tokens' strings, no spaces
+    if level == "byte":
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        bpe.decoder = decoders.ByteLevel()  # bytes back to text (an incomplete one: U+FFFD)
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:
+        bpe.decoder = decoders.Fuse()  # decoding concatenates the tokens' strings, no spaces
+        alphabet = [chr(_BASE + i) for i in range(n_symbols)]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
-        initial_alphabet=[chr(_BASE + i) for i in range(n_symbols)], special_tokens=[])
+        initial_alphabet=alphabet, special_tokens=[])
     bpe.train_from_iterator(strings, trainer=trainer)
     return bpe.to_str()
 

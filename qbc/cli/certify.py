@@ -135,7 +135,9 @@ def certificate_of(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
         "n_demos": int(demos.n_episodes),
         **certificate(env_id, expert, tok, demos.observations, demos.actions,
                       demos.n_episodes, sizes, deltas, horizons, k=cfg.k, horizon=cfg.horizon,
-                      seeds=range(cfg.seed, cfg.seed + cfg.episodes)),
+                      seeds=range(cfg.seed, cfg.seed + cfg.episodes),
+                      model_based=(None if metrics is None
+                                   else "policy_model_based" in metrics["policies"])),
     }
     if metrics is not None:
         cert["measured_regret"] = {
@@ -146,24 +148,30 @@ def certificate_of(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
 
 
 def format_certificate(cert: dict[str, Any]) -> str:
-    e, g, r = cert["eps_q"], cert["piiss"], cert["rtvc"]
-    bound = "-" if e["worst_case_bound"] is None else f"{e['worst_case_bound']:.4g}"
+    """The printed certificate: ε_q, γ, κ (each named as the estimate it is), the bound shapes
+    against H and, per theorem, its hypotheses and whether this run satisfies them."""
+    g, r = cert["piiss"], cert["rtvc"]
     lines = [
         f"certificate: {cert['env_id']}, expert {cert['expert']}, tokenizer "
         f"{cert['tokenizer']['quantizer']} ({cert['tokenizer']['vocab_size']} levels), "
         f"{cert['n_demos']} demos",
-        f"eps_q: worst case {bound}, in-distribution mean {e['in_distribution_mean']:.4g} / "
-        f"max {e['in_distribution_max']:.4g} (using {cert['eps_q_used']:.4g}, "
-        f"{cert['eps_q_kind']})",
-        "P-IISS gain: " + ", ".join(f"γ({s:g})={v:.4g}" for s, v in zip(g["sizes"], g["gains"],
-                                                                        strict=True))
+        f"q#pi*: {cert['q_sharp_pi_star']}",
+        _eps_line(cert["eps_q"], cert["eps_q_used"], cert["eps_q_kind"]),
+        "P-IISS gain (episode mean of the peak gap: a lower estimate of the sup): "
+        + ", ".join(f"γ({s:g})={v:.4g}" for s, v in zip(g["sizes"], g["gains"], strict=True))
         + f"; {g['verdict']}",
-        f"RTVC violation rate (k={r['k']:g}): " + ", ".join(
-            f"κ({d:g})={v:.3f}" for d, v in zip(r["deltas"], r["violation_rate"], strict=True)),
-        f"γ((k+1)ε_q) = {cert['gamma_at_(k+1)eps_q']:.4g}, κ there = {cert['kappa_at_gamma']:.3f}",
-        f"{'H':>6}{'thm2 shape':>13}{'thm3 shape':>13}{'thm7 shape':>13}"
-        + "".join(f"{n[:16]:>18}" for n in cert.get("measured_regret", {})),
+        _kappa_line(r),
+        _at_line(cert["gamma_at_(k+1)eps_q"], cert["gamma_grid"], cert["kappa_at_gamma"],
+                 cert["kappa_grid"]),
     ]
+    if "nearest" in cert:
+        n = cert["nearest"]
+        lines += [f"beside it, q#pi* by {n['q_sharp_pi_star']}:",
+                  "  " + _eps_line(n["eps_q"], n["eps_q_used"], "worst case"),
+                  "  " + _kappa_line(n["rtvc"]),
+                  "  " + _at_line(n["gamma"], n["gamma_grid"], n["kappa"], n["kappa_grid"])]
+    lines.append(f"{'H':>6}{'thm2 shape':>13}{'thm3 shape':>13}{'thm7 shape':>13}"
+                 + "".join(f"{n[:16]:>18}" for n in cert.get("measured_regret", {})))
     b = cert["bound_shapes"]
     for i, h in enumerate(b["horizons"]):
         measured = "".join(f"{m.get(str(h), float('nan')):>18.4g}"
@@ -171,7 +179,38 @@ def format_certificate(cert: dict[str, Any]) -> str:
         lines.append(f"{h:>6}{b['thm2'][i]:>13.4g}{b['thm3'][i]:>13.4g}{b['thm7'][i]:>13.4g}"
                      + measured)
     lines.append("(bound shapes: constants set to 1 — compare their growth in H, not values)")
+    for thm, h in cert["bound_hypotheses"].items():
+        marks = "; ".join(f"{x['name']}: {_holds(x['holds'])}" for x in h["hypotheses"])
+        verdict = "hypotheses hold" if h["applies"] else "NOT shown to apply"
+        lines.append(f"{thm}: {verdict} — {marks}"
+                     + (f" (evaluated with {h['evaluated_with']})" if "evaluated_with" in h
+                        else ""))
     return "\n".join(lines)
+
+
+def _holds(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "not measured"}[value]
+
+
+def _eps_line(e: dict[str, Any], used: float, kind: str) -> str:
+    bound = "-" if e["worst_case_bound"] is None else f"{e['worst_case_bound']:.4g}"
+    return (f"eps_q ({e['rounding']} rounding): worst case {bound}, in-distribution mean "
+            f"{e['in_distribution_mean']:.4g} / max {e['in_distribution_max']:.4g} (using "
+            f"{used:.4g}, {kind})")
+
+
+def _kappa_line(r: dict[str, Any]) -> str:
+    return (f"RTVC violation rate (k={r['k']:g}; fraction of {r['n_pairs']} sampled state "
+            "pairs, not a sup): " + ", ".join(
+                f"κ({d:g})={v:.3f}" for d, v in zip(r["deltas"], r["violation_rate"],
+                                                   strict=True)))
+
+
+def _at_line(gamma: float, gamma_grid: str, kappa: float, kappa_grid: str) -> str:
+    flags = "".join(f" [{name} {where}]" for name, where in (("γ", gamma_grid),
+                                                            ("κ", kappa_grid))
+                    if where != "inside")
+    return f"γ((k+1)ε_q) = {gamma:.4g}, κ there = {kappa:.3f}" + flags
 
 
 COMMAND = Command(CertifyConfig, run_certify,

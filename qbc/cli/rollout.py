@@ -26,6 +26,7 @@ from qbc.rollout import (
     coupled_rollout,
     coupling_line,
     fit_growth,
+    floor_labels,
     floor_verdict,
     horizon_metrics,
     per_step_table,
@@ -77,7 +78,9 @@ class RolloutConfig:
     decode: str = "argmax"
     """policy decoding: argmax, sample or mean."""
     quantized_expert: bool = True
-    """also roll out the quantized expert (deterministic, and stochastic for smooth tokenizers)."""
+    """also roll out the quantized expert: deterministic (for smooth tokenizers nearest rounding,
+    the floor of --decode argmax) and, for smooth tokenizers, stochastic rounding too
+    (quantized_expert_stochastic: the theory's q#pi*, the floor of --decode sample)."""
     augment: str = "none"
     """'model': also deploy the policy on a learned model's state (Algorithm 1), using the
     transition model saved by `qbc train --augment model` (the policy's run directory)."""
@@ -235,6 +238,7 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         }
         metrics["timing"] = {"seconds": seconds, "actions_per_second": n_actions / seconds}
         metrics["clipped_actions"] = clipped_counts(actors)
+        metrics["floors"] = floor_labels(actors, cfg.decode if "policy" in actors else None)
         metrics["execution"] = execution_metrics(actors)  # chunk policies: mode, decode failures
         metrics["verdict"] = learner_verdict(metrics)
         if cfg.video:
@@ -338,18 +342,23 @@ def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, A
 
 
 def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """:func:`qbc.rollout.floor_verdict` of the policy against the quantized expert at the
-    largest horizon (None without both); the text names the horizon."""
+    """:func:`qbc.rollout.floor_verdict` of the policy at the largest horizon against the floor
+    of its decoding (``metrics["floors"]``: the stochastic q#pi* for sampled decoding of a
+    smooth tokenizer, else the deterministic one); None without a policy, an expert and a
+    quantized expert. The text names the horizon and the floor."""
     per = metrics["policies"]
-    if "policy" not in per or "quantized_expert" not in per or "expert" not in per:
+    floors = metrics.get("floors") or {}
+    matching = [name for name, f in floors.items() if f.get("floor_of_decoding") and name in per]
+    floor = matching[-1] if matching else "quantized_expert"
+    if "policy" not in per or floor not in per or "expert" not in per:
         return None
     h = str(metrics["horizons"][-1])
     verdict = floor_verdict(
         {"regret": per["policy"][h]["regret"], "failed": per["policy"][h]["diverged_fraction"]},
-        {"regret": per["quantized_expert"][h]["regret"],
-         "failed": per["quantized_expert"][h]["diverged_fraction"]},
+        {"regret": per[floor][h]["regret"], "failed": per[floor][h]["diverged_fraction"]},
         per["expert"][h]["return"])
-    return {**verdict, "horizon": int(h), "text": f"H = {h}, {verdict['text']}"}
+    return {**verdict, "horizon": int(h), "floor": floor,
+            "text": f"H = {h}, floor {floor}: {verdict['text']}"}
 
 
 def format_summary(metrics: dict[str, Any]) -> str:
@@ -367,7 +376,17 @@ def format_summary(metrics: dict[str, Any]) -> str:
         fit = metrics.get("growth", {}).get(name)
         if fit:
             lines.append(f"{'':<28}{growth_line(fit)}")
-    return "\n".join(lines)
+    return "\n".join(lines + floor_lines(metrics.get("floors", {})))
+
+
+def floor_lines(floors: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per quantized expert: its rounding and whether it is the policy's floor."""
+    lines = []
+    for name, f in floors.items():
+        match = {True: " — the floor of this policy's decoding",
+                 False: " — not the floor of this policy's decoding", None: ""}
+        lines.append(f"{name}: {f['what']}{match[f['floor_of_decoding']]}")
+    return lines
 
 
 def growth_line(fit: dict[str, Any]) -> str:

@@ -13,7 +13,11 @@ For every env, seed and quantizer this runs, through the ``qbc`` command:
 
 then ``qbc rollout`` of each policy against the expert on seeds disjoint from the data, with
 argmax and mean decoding. The quantized expert (the expert's actions through the policy's own
-tokenizer) is rolled out on the same seeds: it is the floor the learner is compared with.
+tokenizer, deterministic encoding: nearest rounding for ``smooth``) is rolled out on the same
+seeds: it is the floor the learner is compared with, the one an argmax learner reproduces. Each
+row's floor is that of its own tokenizer (DAgger refits its tokenizer on the aggregated data).
+For ``smooth`` the stochastic q#π* (stochastic rounding, the theory's object) is reported beside
+it (``qexp_stochastic_regret``); mean decoding is not a quantized actor, so no floor matches it.
 
 Outputs in ``--out``: ``results.csv`` (one row per run and decoding), ``summary.csv`` and
 ``README.md`` (means over seeds, the targets of the comparison checked), and every run's folder.
@@ -66,7 +70,7 @@ METHODS = ("bc", "dart", "dagger")
 DECODINGS = ("argmax", "mean")
 RESULT_FIELDS = ["env", "quantizer", "seed", "method", "decode", "expert_labels", "H",
                  "expert_return", "regret", "regret_ci_low", "regret_ci_high", "diverged",
-                 "qexp_regret", "qexp_diverged", "ratio"]
+                 "qexp_regret", "qexp_diverged", "qexp_stochastic_regret", "ratio"]
 
 
 @dataclass
@@ -385,7 +389,8 @@ def _row(plan: Plan, job: Job, method: str, decode: str, labels: int,
     H = str(plan.horizon(job.env_id))
     pol = metrics["policies"]
     learner, expert = pol["policy"][H], pol["expert"][H]
-    qexp = pol.get("quantized_expert", {}).get(H)
+    qexp = pol.get("quantized_expert", {}).get(H)  # nearest rounding: the argmax floor
+    qexp_stochastic = pol.get("quantized_expert_stochastic", {}).get(H)  # smooth only
     if qexp is None and job.quantizer is not None:
         raise RuntimeError(f"{metrics_path} has no quantized-expert rollout at H={H}")
     row = {"env": job.env_id, "quantizer": job.quantizer or "-", "seed": job.seed,
@@ -394,7 +399,8 @@ def _row(plan: Plan, job: Job, method: str, decode: str, labels: int,
            "regret_ci_low": learner["regret_ci95"][0], "regret_ci_high": learner["regret_ci95"][1],
            "diverged": learner["diverged_fraction"],
            "qexp_regret": qexp["regret"] if qexp else math.nan,
-           "qexp_diverged": qexp["diverged_fraction"] if qexp else math.nan}
+           "qexp_diverged": qexp["diverged_fraction"] if qexp else math.nan,
+           "qexp_stochastic_regret": qexp_stochastic["regret"] if qexp_stochastic else math.nan}
     row["ratio"] = _ratio(row["regret"], row["qexp_regret"])
     return row
 
@@ -489,16 +495,18 @@ class _WallClock:
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Means over seeds per (env, quantizer, method, decode), with the target checked: learner
     regret <= 2x the quantized expert's (or <= it + 1% of |expert return|), no divergence, and
-    no more expert labels than BC's."""
+    no more expert labels than BC's. The quantized expert is the nearest-rounding one (the floor
+    of argmax decoding), of the row's own tokenizer; ``qexp_stochastic_regret`` (smooth only,
+    else NaN) is the stochastic q#π* beside it, not used by the target."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["env"], r["quantizer"], r["method"], r["decode"]), []).append(r)
     bc_labels = {(r["env"], r["seed"]): r["expert_labels"] for r in rows if r["method"] == "bc"}
     out = []
     for (env, q, method, decode), g in groups.items():
-        mean = {k: sum(r[k] for r in g) / len(g) for k in
+        mean = {k: sum(r.get(k, math.nan) for r in g) / len(g) for k in
                 ("regret", "diverged", "qexp_regret", "qexp_diverged", "expert_return",
-                 "expert_labels")}
+                 "expert_labels", "qexp_stochastic_regret")}
         worst = max(r["regret"] for r in g)
         floor = mean["qexp_regret"]
         limit = target_limit(floor, mean["expert_return"])
@@ -510,6 +518,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "qexp_regret": mean["qexp_regret"],
                     "ratio": _ratio(mean["regret"], mean["qexp_regret"]),
                     "diverged": mean["diverged"], "qexp_diverged": mean["qexp_diverged"],
+                    "qexp_stochastic_regret": mean["qexp_stochastic_regret"],
                     "expert_return": mean["expert_return"],
                     "meets_target": bool(q != "-" and mean["regret"] <= limit
                                          and mean["diverged"] == 0 and labels_ok)})

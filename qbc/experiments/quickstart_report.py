@@ -130,7 +130,10 @@ def format_report(result: dict[str, Any], plots: list[str]) -> str:
               "first H steps (rewards in [0, 1]), mean over coupled episodes (same initial "
               "states and noise as the expert). *Slope* is the fitted exponent p of regret ≈ "
               "c·H^p (p ≈ 1: no compounding). q#π* is the quantized expert (the expert's action "
-              "through the tokenizer), which separates quantization error from learning error. "
+              "through the tokenizer's deterministic encoding; for smooth binning that is nearest "
+              "rounding, the floor of the argmax-decoded learner, not the theory's stochastic "
+              "q#π*, which `qbc rollout` and `qbc certify` show), which separates quantization "
+              "error from learning error. "
               "The theory behind these quantities: docs/theory.md in the qbc repository.", "",
               *_environments(result), "",
               "## Results", "", *define("ε_q", "κ(δ)"), "", *results_table(result), "",

@@ -123,6 +123,16 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _floor_note(summary: list[dict[str, Any]]) -> list[str]:
+    """A sentence on which q#π* the quantized-expert rows are, when the table has smooth ones."""
+    if not any(s.get("policy") == "quantized-expert" and s.get("quantizer") == "smooth"
+               for s in summary):
+        return []
+    return ["The quantized-expert rows of smooth binning round stochastically (seeded by the "
+            "cell): the theory's q#π*, not the nearest-rounding floor that an argmax-decoded "
+            "learner reproduces (`qbc rollout` shows both).", ""]
+
+
 def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: str) -> str:
     group = summary_group(summary)
     means = CHUNK_MEANS if group != GROUP else ()
@@ -132,6 +142,7 @@ def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: 
              "Regret J_H(expert) - J_H(policy), mean over seeds with a 95% Student-t interval "
              "of that mean (over seeds; each seed's regret is itself a mean over coupled "
              "episodes).", "",
+             *_floor_note(summary),
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for s in summary:
         ci = f"{s['regret_mean']:.4g} [{s['regret_ci_lo']:.3g}, {s['regret_ci_hi']:.3g}]"
