@@ -2,9 +2,10 @@
 
 Sections: (1) native vector env vs Gymnasium's SyncVectorEnv, (2) AR-transformer decoding with
 and without the KV cache and its batch-1 latency, chunked decoding, and FAST generation with and
-without constrained decoding (its cost, and the decode failures of each), (3) training samples/s and FLOP/s against a
-plain matmul of comparable size, (4) coupled rollout actions/s and the tiny quickstart's wall
-time. Every figure is the median of repeated blocks after a warm-up, with the spread.
+without constrained decoding (its cost, and the decode failures of each), (3) training
+samples/s and FLOP/s against a plain matmul of comparable size, (4) coupled rollout actions/s
+and the tiny quickstart's wall time. Every figure is the median of repeated blocks after a
+warm-up, with the spread.
 ``--device cuda`` measures sections 2 and 3 on the GPU instead (the others are CPU work) and
 reports model FLOP utilisation against the GPU's peak (:mod:`qbc.bench.device`).
 torch's thread count (``--threads``) and, for sections 2 and 4, oneDNN off (``--disable-onednn``,
