@@ -181,6 +181,16 @@ def test_train_chunked_then_rollout_every_execution_mode(tmp_path, dataset, caps
         assert metrics["execution"]["policy"] == {"execute": mode, "chunk_len": 4,
                                                   "chunks": 3 * chunks, "decode_failures": 0}
         assert "20" in metrics["policies"]["policy"]
+        # the chunk floor: the expert's plans through the policy's tokenizer, same mode
+        assert metrics["execution"]["quantized_chunk_expert"] == {
+            "execute": mode, "chunk_len": 4, "chunks": 3 * chunks, "decode_failures": 0}
+        floor = metrics["chunk_floor"]
+        assert floor["floor"] == "quantized_chunk_expert"
+        h = floor["horizons"]["20"]
+        assert h["floor_regret"] == metrics["policies"]["quantized_chunk_expert"]["20"]["regret"]
+        assert h["ratio"] == pytest.approx(h["regret"] / h["floor_regret"])
+        text = capsys.readouterr().out
+        assert "quantized_chunk_expert" in text and "learner / chunk floor" in text
     capsys.readouterr()
 
 
