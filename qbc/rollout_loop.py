@@ -63,7 +63,8 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
               on_step: Callable[[np.ndarray], None] | None = None) -> Steps:
     """Reset ``venv`` with ``seeds`` (an int: copy i gets seed + i; or one seed per copy),
     call ``reset()`` on the actor if it has one (and ``bind_env(venv)``), and step:
-    ``actor.act(obs (M, obs_dim))`` gives the actions (M, act_dim), cast to the action space's dtype.
+    ``actor.act(obs (M, obs_dim))`` gives the actions (M, act_dim), cast to the action space's
+    dtype.
 
     Args:
         steps: step exactly this many times; None: until the first episode of each of the
