@@ -110,18 +110,25 @@ def copy_sim_state(src: Any, dst: Any) -> None:
 
 
 class SimulatorPlanner:
-    """Plans on a private copy of a Gymnasium simulator (see the module text)."""
+    """Plans on private copies of a Gymnasium simulator (see the module text): one scratch env
+    per planning row, stepped in lockstep so the expert acts on all rows at once."""
 
     def __init__(self, env_id: str, expert: Any):
+        self.env_id, self.expert = env_id, expert
+        self._scratch: list[Any] = []  # wrapped envs (kept to close them)
+        first = self._grow(1)[0]
+        self.low = np.asarray(first.action_space.low, dtype=np.float64)
+        self.high = np.asarray(first.action_space.high, dtype=np.float64)
+        self._copies: list[Any] | None = None
+
+    def _grow(self, n: int) -> list[Any]:
         from qbc.gym_utils import make_env
 
-        self._wrapped = make_env(env_id)
-        self._wrapped.reset(seed=0)
-        self.sim = self._wrapped.unwrapped
-        self.expert = expert
-        self.low = np.asarray(self._wrapped.action_space.low, dtype=np.float64)
-        self.high = np.asarray(self._wrapped.action_space.high, dtype=np.float64)
-        self._copies: list[Any] | None = None
+        while len(self._scratch) < n:
+            env = make_env(self.env_id)
+            env.reset(seed=0)
+            self._scratch.append(env)
+        return self._scratch[:n]
 
     def bind_env(self, env: Any) -> None:
         copies = _unwrapped_copies(env)
@@ -132,21 +139,25 @@ class SimulatorPlanner:
             raise InvalidValueError(
                 "the simulator planner has no env to copy states from: roll it out with "
                 "qbc.rollout.coupled_rollout (it binds the env) or call bind_env(env)")
-        obs = np.asarray(obs)
+        obs = np.asarray(obs, dtype=np.float32)
         rows = np.arange(len(obs)) if rows is None else np.asarray(rows)
+        sims = [e.unwrapped for e in self._grow(len(rows))]
+        for sim, row in zip(sims, rows, strict=True):
+            copy_sim_state(self._copies[int(row)], sim)
         out = np.zeros((len(obs), k, len(self.low)))
-        for j, row in enumerate(rows):
-            copy_sim_state(self._copies[int(row)], self.sim)
-            o = obs[j]
-            for i in range(k):
-                u = np.asarray(self.expert.act(np.asarray(o, np.float32)[None]),
-                               dtype=np.float64)[0]
-                out[j, i] = u
-                o = self.sim.step(np.clip(u, self.low, self.high).astype(np.float32))[0]
+        for i in range(k):
+            u = np.asarray(self.expert.act(obs), dtype=np.float64)
+            out[:, i] = u
+            if i < k - 1:
+                act = np.clip(u, self.low, self.high).astype(np.float32)
+                obs = np.stack([sim.step(a)[0] for sim, a in zip(sims, act, strict=True)]
+                               ).astype(np.float32)
         return out
 
     def close(self) -> None:
-        self._wrapped.close()
+        for env in self._scratch:
+            env.close()
+        self._scratch = []
 
 
 def make_planner(env_id: str, expert: Any) -> ModelPlanner | SimulatorPlanner:
