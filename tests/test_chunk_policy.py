@@ -233,6 +233,7 @@ def test_train_chunked_then_rollout_every_execution_mode(tmp_path, dataset, caps
     summary = json.loads((run / "summary.json").read_text())
     r = summary["rollout"]
     assert r["execute"] == "receding:2" and r["chunks"] == 2 * 10 and r["decode_failures"] == 0
+    assert r["chunk_floor_regret"] is not None and "chunk floor (the expert's plans" in text
     assert summary["tokenizer"]["n_tokens"] == 8  # beast: min(k, 10) control points x D = 2
     for mode, chunks in (("open-loop", 5), ("receding:1", 20), ("ensemble:0.1", 20)):
         out = tmp_path / mode.replace(":", "-")

@@ -448,11 +448,21 @@ def _fit(cfg: ChunkTrainConfig, demos: Any, device: torch.device, data: tuple,
 def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
                     ) -> dict[str, Any] | None:
     """:func:`~qbc.training.evaluation.rollout_evaluation` of the policy executed by
-    ``cfg.execute``, plus the execution mode, chunks predicted and decode failures (repaired
-    chunks)."""
+    ``cfg.execute`` beside its chunk floor in the same mode (``chunk_floor_...`` entries, see
+    :mod:`qbc.chunking.floor`), plus the execution mode, chunks predicted and decode failures
+    (repaired chunks)."""
+    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+
     executor = ChunkExecutor(policy, cfg.execute)
+
+    def floor(expert: Any, env_id: str) -> dict[str, Any]:
+        planner = make_planner(env_id, expert)
+        return {"chunk_floor": ChunkExecutor(
+            QuantizedChunkExpert(planner, policy.chunk_len, policy.chunk_tokenizer),
+            executor.spec)}
+
     res = rollout_evaluation(executor, demos, cfg.rollout_episodes, cfg.rollout_horizon,
-                             cfg.rollout_seed, progress=cfg.progress)
+                             cfg.rollout_seed, progress=cfg.progress, companions=floor)
     if res is not None:
         res.update(execute=str(executor.spec), chunks=executor.n_chunks,
                    decode_failures=executor.decode_failures)

@@ -149,7 +149,8 @@ def check_rollout_sizes(demos: Any, episodes: int, horizon: int | None, seed: in
 
 
 def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | None = None,
-                       seed: int | None = None, progress: bool = False) -> dict[str, Any] | None:
+                       seed: int | None = None, progress: bool = False,
+                       companions: Any = None) -> dict[str, Any] | None:
     """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
     (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps.
 
@@ -159,6 +160,10 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     without one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why.
     None when the env id is unknown here. A horizon past a third-party env's time limit is
     capped (``horizon_capped`` holds the warning).
+
+    ``companions(expert, env_id) -> {name: actor}``: more actors rolled out on the same seeds
+    when there is an expert (e.g. a chunk policy's chunk floor); each gets the same
+    ``{name}_...`` entries and ``{name}_regret``.
     """
     import gymnasium as gym
 
@@ -175,6 +180,8 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     seed = default_rollout_seed(demos) if seed is None else seed
     expert, no_expert = _dataset_expert(prov, env_id)
     actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
+    if expert is not None and companions is not None:
+        actors.update(companions(expert, env_id))
     res = coupled_rollout(env_id, actors, range(seed, seed + episodes), horizon,
                           progress=progress)
     out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
@@ -190,6 +197,9 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     if expert is not None:
         m = per["policy"][str(horizon)]
         out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
+        for name in actors:
+            if name not in ("expert", "policy"):
+                out[f"{name}_regret"] = per[name][str(horizon)]["regret"]
     return out
 
 
