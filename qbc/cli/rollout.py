@@ -76,7 +76,9 @@ class RolloutConfig:
     decode: str = "argmax"
     """policy decoding: argmax, sample or mean."""
     quantized_expert: bool = True
-    """also roll out the quantized expert (deterministic, and stochastic for smooth tokenizers)."""
+    """also roll out the quantized expert (deterministic, and stochastic for smooth tokenizers);
+    for a chunk policy, its chunk floor: the expert's noise-free plans through the policy's chunk
+    tokenizer, executed by the same --execute (docs/chunking.md)."""
     augment: str = "none"
     """'model': also deploy the policy on a learned model's state (Algorithm 1), using the
     transition model saved by `qbc train --augment model` (the policy's run directory)."""

@@ -112,8 +112,7 @@ class _ChunkHead:
     """model settings (obs_history must stay 1)."""
     steps: int | None = None
     """optimisation steps; default: a budget from the data, --epochs passes over the training
-    chunks (qbc train's rule, :func:`qbc.training.config.default_steps`), with early stopping
-    (--patience)."""
+    chunks within 10,000-200,000 steps (qbc train's rule), with early stopping (--patience)."""
     epochs: float = 30.0
     """without --steps: passes over the training chunks that set the step budget."""
     patience: int | None = None
