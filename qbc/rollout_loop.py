@@ -62,8 +62,9 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
               copies: int | None = None, execute: Execute | None = None, clip: bool = False,
               on_step: Callable[[np.ndarray], None] | None = None) -> Steps:
     """Reset ``venv`` with ``seeds`` (an int: copy i gets seed + i; or one seed per copy),
-    call ``reset()`` on the actor if it has one, and step: ``actor.act(obs (M, obs_dim))``
-    gives the actions (M, act_dim), cast to the action space's dtype.
+    call ``reset()`` on the actor if it has one (and ``bind_env(venv)``), and step:
+    ``actor.act(obs (M, obs_dim))`` gives the actions (M, act_dim), cast to the action space's
+    dtype.
 
     Args:
         steps: step exactly this many times; None: until the first episode of each of the
@@ -81,6 +82,9 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
     obs, _ = venv.reset(seed=seeds if isinstance(seeds, (int, np.integer))
                         else [int(s) for s in seeds])
     reset_actor(actor)
+    bind = getattr(actor, "bind_env", None)
+    if callable(bind):  # actors that read the env's own state (the chunk floor's planner)
+        bind(venv)
     rec: dict[str, list[np.ndarray]] = {"obs": [np.asarray(obs)], "act": [], "label": [],
                                         "rew": [], "term": [], "trunc": []}
     lengths = np.zeros(m, dtype=np.int64)

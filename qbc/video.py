@@ -38,7 +38,7 @@ PANEL_HEIGHT = 320
 HEADER = 48
 FPS = 30
 #: The panels shown, in this order, when the rollout has them.
-PANELS = ("expert", "policy", "quantized_expert")
+PANELS = ("expert", "policy", "quantized_expert", "quantized_chunk_expert", "chunk_expert")
 
 
 @dataclass
@@ -111,6 +111,8 @@ def episode_frames(env_id: str, actors: Mapping[str, Any], seed: int, horizon: i
             obs, _ = env.reset(seed=seed)
             if hasattr(actor, "reset"):
                 actor.reset()
+            if hasattr(actor, "bind_env"):  # the chunk floor plans from this env's state
+                actor.bind_env(env)
             tracks[name] = _Track(env, np.asarray(obs), observations=[np.asarray(obs)])
         rgb = rgb and _can_render(env_id, next(iter(tracks.values())).env)
         painter = _RgbPanels() if rgb else _TracePanels(list(tracks), horizon, tracks)

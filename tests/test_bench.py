@@ -105,6 +105,9 @@ def test_bench_cli_quick_writes_json_and_prints_table(tmp_path, capsys):
     c = d["chunked"]
     assert (c["chunk_len"], c["tokens_per_chunk"]) == (16, 4)
     assert c["ratio"]["wall"]["median"] > 0 and "actions from 4 tokens" in table
+    cd = d["constrained"]
+    assert cd["decode_failures"] == {"constrained": 0, "unconstrained": 8}  # untrained model
+    assert cd["ratio"]["wall"]["median"] > 0 and "FAST constrained decoding, k = 16" in table
     t = r["training"]
     assert t["flops"]["train_per_sample"] == 3 * t["flops"]["forward_per_sample"]["total"]
     assert t["matmul_shape"] == [8 * 2, 16, 64]
@@ -117,7 +120,9 @@ def test_bench_cli_quick_writes_json_and_prints_table(tmp_path, capsys):
     assert "quickstart" not in r
     assert r["config"]["env"] == "qbc/LinearUnstable-v0" and r["config"]["disable_onednn"]
     assert set(r["targets"]) == {"cache_speedup", "latency_ms", "utilisation",
-                                 "chunk_decoding_ratio"}  # no 1024 copies
+                                 "chunk_decoding_ratio", "constrained_decoding_cost",
+                                 "constrained_decode_failures"}  # no 1024 copies
+    assert r["targets"]["constrained_decode_failures"]["met"]
     assert format_table(r).splitlines()[1] == table.splitlines()[1]
     # a second run refuses to overwrite the JSON without --overwrite (the old --env-id works)
     with pytest.warns(DeprecatedFlagWarning, match="--env-id"):

@@ -18,7 +18,15 @@ from qbc.policy.chunked import (
     pad_sequences,
     strip_end,
 )
-from qbc.training.chunked import ChunkTrainConfig, chunk_rows, parse_params, train_chunked
+from qbc.training.chunked import (
+    ChunkTrainConfig,
+    chunk_action_error,
+    chunk_rows,
+    parse_params,
+    select_by_action_error,
+    train_chunked,
+)
+from qbc.training.config import default_steps
 
 TINY = ModelConfig(d_model=16, n_heads=2, n_layers=1, hidden=32, mlp_layers=1)
 
@@ -90,11 +98,12 @@ def test_masked_loss_ignores_positions_after_the_end_token():
         assert module.logits(obs, changed).shape == (2, 7, vocab)
 
 
-def _train(tmp_path, **kw):
+def _train(tmp_path, stop_at=None, **kw):
+    kw = {"steps": 150, "lr": 3e-3, "eval_interval": 50, **kw}
     cfg = ChunkTrainConfig(dataset="toy", out=tmp_path / kw.pop("name", "run"), chunk_k=3,
-                           model=TINY, steps=kw.pop("steps", 150), batch_size=32, lr=3e-3,
-                           warmup_steps=10, eval_interval=50, progress=False, device="cpu", **kw)
-    return train_chunked(cfg, Demos()), cfg
+                           model=TINY, batch_size=32, warmup_steps=10, progress=False,
+                           device="cpu", **kw)
+    return train_chunked(cfg, Demos(), stop_at=stop_at), cfg
 
 
 @pytest.mark.parametrize("policy, tokenizer", [("chunk-ar-transformer", "per-step"),
@@ -123,6 +132,58 @@ def test_trained_chunk_policy_predicts_the_demonstrated_chunk(tmp_path):
     chunks, _ = res["policy"].predict_chunks(obs)
     # the chunk at an episode's first step: u_t = 0.6 (t + 1) / 10, t = 0, 1, 2
     np.testing.assert_allclose(chunks[0, :, 0], [0.06, 0.12, 0.18], atol=0.03)
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_default_budget_comes_from_the_data_and_resume_continues_exactly(tmp_path):
+    """Without --steps the budget is qbc train's data-scaled one; a run stopped at step 20
+    and resumed from last/ to step 40 ends with the weights of a run straight to step 40."""
+    kw = {"steps": None, "eval_interval": 10, "chunk_tokenizer": "beast", "bins": 16,
+          "tensorboard": False}
+    res, cfg = _train(tmp_path, name="cut", stop_at=20, **kw)
+    rows = res["train_rows"]
+    assert res["budget"]["steps"] == default_steps(rows, 32, 30.0) and res["steps"] == 20
+    assert res["budget"]["from"] == "--epochs" and res["budget"]["patience"] == 10
+    assert json.loads((cfg.out / "last" / "trainer_state.json").read_text())["step"] == 20
+    resumed, _ = _train(tmp_path, name="cut", stop_at=40, resume=True, **kw)
+    assert resumed["steps"] == 40 and [m["step"] for m in _metrics(cfg.out)] == [10, 20, 30, 40]
+    straight, ref = _train(tmp_path, name="straight", stop_at=40, **kw)
+    a = load_policy(cfg.out / "last").module.state_dict()
+    b = load_policy(ref.out / "last").module.state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    with pytest.raises(InvalidValueError, match="differ from the run in progress"):
+        _train(tmp_path, name="cut", stop_at=50, resume=True, **{**kw, "bins": 8})
+
+
+def test_best_checkpoint_has_the_lowest_decoded_action_error_and_curves_are_logged(tmp_path):
+    res, cfg = _train(tmp_path, steps=80, eval_interval=10, chunk_tokenizer="fast",
+                      chunk_tokenizer_params="vocab_size=64")
+    records = _metrics(cfg.out)
+    errors = [r["val_action_rmse"] for r in records]
+    assert res["best_step"] == records[int(np.argmin(errors))]["step"]
+    assert res["best_val_action_rmse"] == min(errors)
+    assert all(r["val_decode_failure_rate"] == 0 for r in records)  # constrained decoding
+    val = Demos()._rows(Demos().episode_ids < 2)
+    again = chunk_action_error(load_policy(cfg.out / "best"), *chunk_rows(val, 3))
+    assert again["val_action_rmse"] == pytest.approx(min(errors), rel=1e-5)
+    assert list((cfg.out / "tensorboard").glob("events.*")), "no TensorBoard event file"
+
+
+def test_selection_rule_and_early_stopping_on_the_action_error(tmp_path):
+    best = {"step": 0, "val_action_rmse": None, "val_loss": None}
+    best, up = select_by_action_error(best, {"val_action_rmse": 0.5, "val_loss": 3.0}, 10)
+    assert up and best["step"] == 10
+    best, up = select_by_action_error(best, {"val_action_rmse": 0.5, "val_loss": 1.0}, 20)
+    assert not up and best["step"] == 10  # ties keep the earlier step; log-loss does not count
+    # a learning rate too small to change any argmax token: no improvement after the first
+    # evaluation, so patience 2 stops the run two evaluations later
+    res, cfg = _train(tmp_path, steps=200, eval_interval=10, lr=1e-9, patience=2,
+                      chunk_tokenizer="per-step", bins=16)
+    assert res["budget"]["stopped_early"] and res["steps"] == 30 and res["best_step"] == 10
 
 
 def test_same_seed_same_weights(tmp_path):
@@ -172,6 +233,7 @@ def test_train_chunked_then_rollout_every_execution_mode(tmp_path, dataset, caps
     summary = json.loads((run / "summary.json").read_text())
     r = summary["rollout"]
     assert r["execute"] == "receding:2" and r["chunks"] == 2 * 10 and r["decode_failures"] == 0
+    assert r["chunk_floor_regret"] is not None and "chunk floor (the expert's plans" in text
     assert summary["tokenizer"]["n_tokens"] == 8  # beast: min(k, 10) control points x D = 2
     for mode, chunks in (("open-loop", 5), ("receding:1", 20), ("ensemble:0.1", 20)):
         out = tmp_path / mode.replace(":", "-")
@@ -181,6 +243,16 @@ def test_train_chunked_then_rollout_every_execution_mode(tmp_path, dataset, caps
         assert metrics["execution"]["policy"] == {"execute": mode, "chunk_len": 4,
                                                   "chunks": 3 * chunks, "decode_failures": 0}
         assert "20" in metrics["policies"]["policy"]
+        # the chunk floor: the expert's plans through the policy's tokenizer, same mode
+        assert metrics["execution"]["quantized_chunk_expert"] == {
+            "execute": mode, "chunk_len": 4, "chunks": 3 * chunks, "decode_failures": 0}
+        floor = metrics["chunk_floor"]
+        assert floor["floor"] == "quantized_chunk_expert"
+        h = floor["horizons"]["20"]
+        assert h["floor_regret"] == metrics["policies"]["quantized_chunk_expert"]["20"]["regret"]
+        assert h["ratio"] == pytest.approx(h["regret"] / h["floor_regret"])
+        text = capsys.readouterr().out
+        assert "quantized_chunk_expert" in text and "learner / chunk floor" in text
     capsys.readouterr()
 
 
@@ -205,7 +277,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, dataset, capsys):
                               capsys)
     assert "unknown chunk tokenizer" in _error(
         base + ["--out", str(tmp_path / "e"), "--chunk-tokenizer", "dct"], capsys)
-    assert not any((tmp_path / n).exists() for n in "abcde")  # refused commands wrote nothing
+    assert "--resume and --overwrite exclude each other" in _error(
+        base + ["--out", str(tmp_path / "f"), "--resume", "--overwrite"], capsys)
+    assert not any((tmp_path / n).exists() for n in "abcdef")  # refused commands wrote nothing
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "notes.txt").write_text("not a run")
+    assert "no resumable run" in _error(base + ["--out", str(tmp_path / "g"), "--resume"], capsys)
     roll = ["rollout", "--env", "qbc/LinearStable-v0", "--out", str(tmp_path / "r"),
             "--tokenizer", "x.json"]
     assert "bad --execute" in _error(roll + ["--execute", "ensemble:-1"], capsys)

@@ -11,6 +11,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import qbc.training.chunked as chunked
@@ -84,6 +85,17 @@ def test_one_training_per_cell_and_one_row_per_mode_and_horizon(swept):
     for (tok, k, mode, h), regret in by.items():
         if k == 1:
             assert regret == by[(tok, k, "receding:1" if mode == "open-loop" else "open-loop", h)]
+    # the chunk floor of every row: the expert's plans through the cell's tokenizer, same mode
+    floor = {(r["chunk_tokenizer"], r["chunk_len"], r["execution"], r["H"]): r["floor_regret"]
+             for r in rows}
+    assert all(np.isfinite(v) for v in floor.values())
+    assert all(r["floor_diverged_fraction"] == 0 for r in rows)  # LQR plans on a stable system
+    for (tok, k, mode, h), regret in floor.items():
+        if k == 1:  # a 1-action plan is the quantized expert's action, whatever the mode
+            assert regret == floor[(tok, k, "receding:1" if mode == "open-loop" else "open-loop",
+                                    h)]
+        else:  # re-planning every step cannot be worse than open-loop by much here
+            assert floor[(tok, k, "receding:1", h)] <= floor[(tok, k, "open-loop", h)] + 1e-9
 
 
 def test_rerun_skips_finished_cells_without_training(swept):
@@ -101,7 +113,8 @@ def test_report_groups_by_tokenizer_k_and_mode(swept):
         (k, m) for k in (1, 4) for m in MODES}
     header = (out / "summary.csv").read_text().splitlines()[0].split(",")
     assert {"chunk_tokenizer", "chunk_len", "execution", "tokens_per_chunk",
-            "decode_failures", "decode_failure_rate"} <= set(header)
+            "decode_failures", "decode_failure_rate", "floor_regret",
+            "floor_diverged_fraction"} <= set(header)
     assert (out / "regret_vs_chunk_len.png").is_file()
 
 
@@ -189,4 +202,5 @@ def test_rows_time_decoding_and_the_comparison_readme_lists_every_setting(swept)
     assert len(last) == N_CELLS * len(MODES)
     for r in last:
         assert f"| {policy_label(r)} | {r['chunk_len']} | {r['execution']} |" in text
+    assert "| chunk floor | learner / floor |" in text
     assert "qbc/LinearStable-v0 (open-loop stable)" in text

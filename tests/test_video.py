@@ -113,3 +113,23 @@ def test_mujoco_video_renders_headless_through_egl(tmp_path):
     assert frames.shape == (6, 368, 640, 3)
     assert frames[:, 48:].mean() < 60  # dark MuJoCo scene; the trace panels are white (~240)
     assert dict(os.environ) == before
+
+
+def test_chunk_floor_gets_its_own_panel(tmp_path, monkeypatch):
+    """The chunk floor (bound to the video's own env) is a third panel beside expert and
+    policy, and plans from that env's state."""
+    import qbc.video
+    from qbc.chunking.execution import ChunkExecutor
+    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+
+    monkeypatch.setattr(qbc.video, "video_backend", lambda: "gif")
+    env = "qbc/LinearUnstable-v0"
+    expert = make_expert("lqr", env)
+    floor = ChunkExecutor(QuantizedChunkExpert(make_planner(env, expert), 3), "open-loop")
+    actors = {"expert": expert, "policy": make_expert("linear", env, gain_scale=0.5),
+              "chunk_expert": floor}
+    (path,) = write_rollout_videos(env, actors, [3], 10, tmp_path)
+    frames = iio.imread(path)
+    assert frames.shape[0] == 11 and frames.shape[2] == 960  # three trace panels
+    assert floor.policy.planner._env is not None
+    assert floor.n_chunks == 4  # plans at steps 0, 3, 6, 9

@@ -112,7 +112,9 @@ def bench_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
             "latency_ms_batch1_policy_act": figure(lat["policy_act"], 1e3, invert=True),
             "latency_ms_batch1_module_decode": figure(lat["module_decode"], 1e3, invert=True),
             "chunked": bench_chunk_decoding(model, obs_dim, act_dim, bins, batch, repeats,
-                                            block_s, seed, device=device)}
+                                            block_s, seed, device=device),
+            "constrained": bench_constrained_decoding(model, obs_dim, act_dim, min(batch, 256),
+                                                      repeats, block_s, seed, device=device)}
 
 
 def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, batch: int,
@@ -142,6 +144,69 @@ def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: i
             "actions_per_s_chunked": figure(rates["chunked"]),
             "actions_per_s_per_step": figure(rates["per_step"]),
             "ratio": paired_ratio(rates["chunked"], rates["per_step"])}
+
+
+def make_fast_chunk_policy(model: ModelConfig, obs_dim: int, act_dim: int, chunk_len: int,
+                           seed: int, vocab_size: int = 256, n_chunks: int = 2000,
+                           device: str | torch.device = "cpu") -> Any:
+    """An untrained ``chunk-ar-transformer`` ChunkPolicy (weights from ``seed``) over a ``fast``
+    tokenizer fitted to ``n_chunks`` smooth synthetic chunks (random walks of k steps, D
+    dimensions), with room for the longest fitted sequence and an identity normaliser."""
+    from qbc.chunking import make_chunk_tokenizer
+    from qbc.policy.chunked import ChunkPolicy, build_chunk_policy
+
+    rng = np.random.default_rng(seed)
+    chunks = np.cumsum(rng.normal(0, 0.1, size=(n_chunks, chunk_len, act_dim)), axis=1)
+    chunks += rng.uniform(-0.5, 0.5, size=(n_chunks, 1, act_dim))
+    tok = make_chunk_tokenizer("fast", vocab_size=vocab_size).fit(chunks)
+    max_len = max(len(s) for s in tok.encode(chunks))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = build_chunk_policy("chunk-ar-transformer", model, obs_dim, act_dim, chunk_len,
+                                    tok, max_len=max_len)
+    norm = Normalizer(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32),
+                      np.zeros(act_dim, np.float32), np.ones(act_dim, np.float32))
+    return ChunkPolicy(module, norm, tok, device=device)
+
+
+def bench_constrained_decoding(model: ModelConfig, obs_dim: int, act_dim: int, batch: int,
+                               repeats: int, block_s: float, seed: int, chunk_len: int = 16,
+                               device: torch.device = CPU) -> dict[str, Any]:
+    """FAST chunks/s of an untrained chunk AR policy generating with and without the length
+    constraint (:class:`qbc.policy.chunked.LengthConstraint`), timed alternately at ``batch``
+    observations per call: (1) the whole ``predict_chunks`` (generation, end-token stop, BPE
+    decoding; an untrained model rarely emits the end token unconstrained, so it runs every
+    position while constrained rows stop at k x D symbols), (2) generation of all positions
+    with no early stop (the constraint's cost per token alone). Also the decode failures of each
+    variant on one batch."""
+    policy = make_fast_chunk_policy(model, obs_dim, act_dim, chunk_len, seed, device=device)
+    module, constraint = policy.module, policy.constraint()
+    obs_np = np.random.default_rng(seed).standard_normal((batch, obs_dim)).astype(np.float32)
+    obs = torch.as_tensor(obs_np)[:, None, :].to(device)
+
+    def predict(constrained: bool):
+        policy.constrained = constrained
+        return policy.predict_chunks(obs_np)
+
+    failures = {name: int(predict(flag)[1].sum())
+                for name, flag in (("constrained", True), ("unconstrained", False))}
+    rates = interleaved_rates(
+        {"constrained": lambda: predict(True), "unconstrained": lambda: predict(False),
+         "constrained_all": synchronized(
+             lambda: module.decode(obs, stop_token=-1, constraint=constraint), device),
+         "unconstrained_all": synchronized(lambda: module.decode(obs, stop_token=-1), device)},
+        dict.fromkeys(("constrained", "unconstrained", "constrained_all",
+                       "unconstrained_all"), batch), repeats, block_s)
+    policy.constrained = True
+    return {"chunk_len": chunk_len, "action_dim": act_dim, "batch": batch,
+            "vocab_size": int(policy.chunk_tokenizer.vocab_size),
+            "positions": int(module.cfg.n_tokens),
+            "decode_failures": failures,
+            "chunks_per_s_constrained": figure(rates["constrained"]),
+            "chunks_per_s_unconstrained": figure(rates["unconstrained"]),
+            "ratio": paired_ratio(rates["unconstrained"], rates["constrained"]),
+            "ratio_all_positions": paired_ratio(rates["unconstrained_all"],
+                                                rates["constrained_all"])}
 
 
 # -- 3. training -----------------------------------------------------------------------------------

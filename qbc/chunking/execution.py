@@ -121,6 +121,11 @@ class ChunkExecutor:
             return self.k
         return int(self.spec.value) if self.spec.mode == "receding" else 1
 
+    def bind_env(self, env: Any) -> None:
+        """Pass the rollout's env to a policy that reads it (the chunk floor's planner)."""
+        if hasattr(self.policy, "bind_env"):
+            self.policy.bind_env(env)
+
     # -- state ------------------------------------------------------------------------------------
     def reset(self, obs: np.ndarray | None = None) -> None:
         """Forget every row's chunks (start of a batch of episodes); counters are kept."""
@@ -151,7 +156,11 @@ class ChunkExecutor:
     def _predict(self, obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Chunks (R, k, D) for the rows ``rows`` (B,) bool, counting decode failures."""
         prev = None if self._last is None else self._last[rows]
-        out = self.policy.predict_chunks(obs[rows], prev_action=prev)
+        if getattr(self.policy, "takes_rows", False):  # plans from the env's own state
+            out = self.policy.predict_chunks(obs[rows], prev_action=prev,
+                                             rows=np.flatnonzero(rows))
+        else:
+            out = self.policy.predict_chunks(obs[rows], prev_action=prev)
         chunks, failed = out if isinstance(out, tuple) else (out, None)
         chunks = np.asarray(chunks, dtype=np.float32)
         if chunks.ndim != 3 or chunks.shape[1] != self.k or len(chunks) != int(rows.sum()):

@@ -30,6 +30,14 @@ few or too many tokens; token ids outside the vocabulary). Such a sequence is re
   rows without a previous action (``prev_action=None``) get the zero chunk;
 - ``zero-chunk``: all k actions are 0 (in action units — the reference decoder's all-zero chunk is
   in normalised units, i.e. the middle of the data's range; qbc's envs take 0 as "no input").
+
+Constrained generation (:meth:`FastTokenizer.length_constraint`) makes such failures impossible
+for sequences a model generates: every BPE token expands to a fixed number of symbols (its
+string's length: one character per coefficient; any string of exactly k * D symbols of the
+alphabet decodes), so a generator that tracks the symbols emitted so far can mask every token
+that would overshoot k * D or leave a remainder it cannot complete in the positions left, and
+allow its end token only at exactly k * D (:func:`qbc.policy.chunked.allowed_token_table`).
+The repair rules stay for sequences from elsewhere.
 """
 
 from __future__ import annotations
@@ -197,6 +205,24 @@ class FastTokenizer(ChunkTokenizer):
     @property
     def n_tokens(self) -> None:
         return None
+
+    def token_symbol_counts(self) -> np.ndarray:
+        """(vocab_size,) int64: how many coefficient symbols each token id decodes to (the
+        length of its string; -1 for a token holding a character outside the alphabet, which
+        no valid sequence may contain)."""
+        self._check_fitted()
+        counts = np.full(self.vocab_size, -1, dtype=np.int64)
+        for piece, idx in self._bpe().get_vocab().items():
+            codes = np.frombuffer(piece.encode("utf-32-le"), dtype="<u4").astype(np.int64) - _BASE
+            if len(codes) and np.all((codes >= 0) & (codes < self.n_symbols_)):
+                counts[idx] = len(codes)
+        return counts
+
+    def length_constraint(self) -> tuple[np.ndarray, int]:
+        """What constrained generation needs: (symbols per token id (vocab_size,), see
+        :meth:`token_symbol_counts`; symbols of a whole chunk, k * D)."""
+        self._check_fitted()
+        return self.token_symbol_counts(), self.chunk_len_ * self.action_dim_
 
     # -- coding ----------------------------------------------------------------------------
     def _encode(self, chunks: np.ndarray) -> list[np.ndarray]:

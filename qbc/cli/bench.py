@@ -1,9 +1,11 @@
 """``qbc bench``: measured speed against the natural baselines, in one process, as one table.
 
 Sections: (1) native vector env vs Gymnasium's SyncVectorEnv, (2) AR-transformer decoding with
-and without the KV cache and its batch-1 latency, (3) training samples/s and FLOP/s against a
-plain matmul of comparable size, (4) coupled rollout actions/s and the tiny quickstart's wall
-time. Every figure is the median of repeated blocks after a warm-up, with the spread.
+and without the KV cache and its batch-1 latency, chunked decoding, and FAST generation with and
+without constrained decoding (its cost, and the decode failures of each), (3) training
+samples/s and FLOP/s against a plain matmul of comparable size, (4) coupled rollout actions/s
+and the tiny quickstart's wall time. Every figure is the median of repeated blocks after a
+warm-up, with the spread.
 ``--device cuda`` measures sections 2 and 3 on the GPU instead (the others are CPU work) and
 reports model FLOP utilisation against the GPU's peak (:mod:`qbc.bench.device`).
 torch's thread count (``--threads``) and, for sections 2 and 4, oneDNN off (``--disable-onednn``,
@@ -186,6 +188,13 @@ def check_targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out["latency_ms"] = {"value": v, "target": "< 1 ms", "met": v < 1}
     v = r["decoding"]["chunked"]["ratio"]["wall"]["median"]
     out["chunk_decoding_ratio"] = {"value": v, "target": ">= 4x", "met": v >= 4}
+    c = r["decoding"].get("constrained")
+    if c is not None:  # FAST generation under the length constraint vs free generation
+        v = c["ratio"]["wall"]["median"]
+        out["constrained_decoding_cost"] = {"value": v, "target": "<= 1.5x", "met": v <= 1.5}
+        out["constrained_decode_failures"] = {"value": c["decode_failures"]["constrained"],
+                                              "target": "0",
+                                              "met": c["decode_failures"]["constrained"] == 0}
     if r.get("device", {}).get("device", "cpu") == "cpu":  # the CPU target: vs a same-size matmul
         v = r["training"]["utilisation"]["wall"]["median"]
         out["utilisation"] = {"value": v, "target": ">= 40%", "met": v >= 0.4}
@@ -263,6 +272,18 @@ def format_table(r: dict[str, Any]) -> str:
         f"{_cell(d['chunked']['actions_per_s_per_step'])}; ratio "
         f"{_cell(d['chunked']['ratio'], lambda x: f'{x:.1f}x')}"
         f"{_mark(t.get('chunk_decoding_ratio'))}"]
+    cd = d.get("constrained")
+    if cd is not None:
+        fails = cd["decode_failures"]
+        lines += [
+            f"   FAST constrained decoding, k = {cd['chunk_len']}, D = {cd['action_dim']}, "
+            f"untrained, batch {cd['batch']}: {_cell(cd['chunks_per_s_constrained'])} chunks/s vs "
+            f"{_cell(cd['chunks_per_s_unconstrained'])} unconstrained; cost "
+            f"{_cell(cd['ratio'], lambda x: f'{x:.2f}x')}"
+            f"{_mark(t.get('constrained_decoding_cost'))} (all {cd['positions']} positions, no "
+            f"early stop: {_cell(cd['ratio_all_positions'], lambda x: f'{x:.2f}x')}); decode "
+            f"failures {fails['constrained']} vs {fails['unconstrained']} of {cd['batch']}"
+            f"{_mark(t.get('constrained_decode_failures'))}"]
     tr = r["training"]
     M, K, N = tr["matmul_shape"]
     lines += [

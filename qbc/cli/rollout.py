@@ -80,7 +80,9 @@ class RolloutConfig:
     quantized_expert: bool = True
     """also roll out the quantized expert: deterministic (for smooth tokenizers nearest rounding,
     the floor of --decode argmax) and, for smooth tokenizers, stochastic rounding too
-    (quantized_expert_stochastic: the theory's q#pi*, the floor of --decode sample)."""
+    (quantized_expert_stochastic: the theory's q#pi*, the floor of --decode sample); for a chunk
+    policy, its chunk floor: the expert's noise-free plans through the policy's chunk tokenizer,
+    executed by the same --execute (docs/chunking.md)."""
     augment: str = "none"
     """'model': also deploy the policy on a learned model's state (Algorithm 1), using the
     transition model saved by `qbc train --augment model` (the policy's run directory)."""
@@ -184,6 +186,9 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
         if tokenizer.stochastic:
             actors["quantized_expert_stochastic"] = QuantizedExpert(
                 expert, tokenizer, rng=np.random.default_rng(cfg.seed))
+    if cfg.quantized_expert and hasattr(policy, "chunk_len"):
+        name, floor = chunk_floor(env_id, expert, policy)
+        actors[name] = floor
     if cfg.augment == "model":
         actors["policy_model_based"] = _model_based(cfg, policy)
     if len(actors) == 1:
@@ -191,6 +196,38 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
     check_rollout_memory(env_id, len(actors), cfg.episodes, horizons[-1],
                          "use fewer --episodes or smaller --horizons")
     return env_id, actors, capped, horizons, choice
+
+
+def chunk_floor(env_id: str, expert: Any, executor: Any) -> tuple[str, Any]:
+    """The chunk floor of a chunk policy's executor: (its rollout name, the expert's plans
+    through the policy's chunk tokenizer executed in the same mode), see
+    :mod:`qbc.chunking.floor`."""
+    from qbc.chunking.execution import ChunkExecutor
+    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+
+    policy = executor.policy
+    floor = QuantizedChunkExpert(make_planner(env_id, expert), executor.chunk_len,
+                                 getattr(policy, "chunk_tokenizer", None), env_id=env_id)
+    return floor.name, ChunkExecutor(floor, executor.spec)
+
+
+def floor_ratios(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Per horizon, the chunk learner's regret and divergence beside its chunk floor's, and the
+    regret ratio learner / floor (None where the floor's regret is 0); None without a floor."""
+    from qbc.chunking.floor import FLOOR_NAMES
+
+    pols = metrics["policies"]
+    name = next((n for n in FLOOR_NAMES if n in pols), None)
+    if name is None or "policy" not in pols:
+        return None
+    out = {"floor": name, "horizons": {}}
+    for h in metrics["horizons"]:
+        p, f = pols["policy"][str(h)], pols[name][str(h)]
+        out["horizons"][str(h)] = {
+            "regret": p["regret"], "floor_regret": f["regret"],
+            "ratio": p["regret"] / f["regret"] if f["regret"] else None,
+            "diverged": p["diverged_fraction"], "floor_diverged": f["diverged_fraction"]}
+    return out
 
 
 def seed_sampling(actors: dict[str, Any], seed: int) -> None:
@@ -241,6 +278,7 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
         metrics["floors"] = floor_labels(actors, cfg.decode if "policy" in actors else None)
         metrics["execution"] = execution_metrics(actors)  # chunk policies: mode, decode failures
         metrics["verdict"] = learner_verdict(metrics)
+        metrics["chunk_floor"] = floor_ratios(metrics)
         if cfg.video:
             metrics["videos"] = write_videos(env_id, actors, seeds[:cfg.video], horizons[-1],
                                              out, cfg.seed)
@@ -252,6 +290,11 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     for name, e in metrics["execution"].items():
         print(f"{name}: executed {e['execute']} (k = {e['chunk_len']}): {e['chunks']} chunks "
               f"predicted, {e['decode_failures']} decode failures (repaired)")
+    if metrics["chunk_floor"]:
+        cf = metrics["chunk_floor"]
+        ratios = ", ".join(f"H={h}: " + ("n/a" if r["ratio"] is None else f"{r['ratio']:.3g}x")
+                           for h, r in cf["horizons"].items())
+        print(f"learner / chunk floor ({cf['floor']}) regret: {ratios}")
     print(f"{n_actions} actions in {seconds:.1f} s ({n_actions / seconds:,.0f} actions/s); "
           f"outputs in {cfg.out}")
     return metrics

@@ -21,10 +21,15 @@ def run(cfg: ChunkTrainConfig) -> dict[str, Any]:
 def format_summary(s: dict[str, Any]) -> str:
     """A few lines: what was trained, losses, the tokenizer, the closing rollout."""
     val = "-" if s["best_val_loss"] is None else f"{s['best_val_loss']:.4g}"
-    lines = [f"trained {s['policy']} (k = {s['chunk_k']}) on {s['dataset']}: {s['steps']} steps "
-             f"over {s['train_rows']} chunks, {s['train_samples_per_s']:.0f} chunks/s",
-             f"  final train loss {s['final_train_loss']:.4g}, best val loss {val} "
-             f"(step {s['best_step']})"]
+    err = s.get("best_val_action_rmse")
+    b = s.get("budget") or {}
+    stop = (f" of {b['steps']} (stopped early: no lower validation action error in "
+            f"{b['patience']} evaluations)" if b.get("stopped_early") else "")
+    lines = [f"trained {s['policy']} (k = {s['chunk_k']}) on {s['dataset']}: {s['steps']} steps"
+             f"{stop} over {s['train_rows']} chunks, {s['train_samples_per_s']:.0f} chunks/s",
+             f"  final train loss {s['final_train_loss']:.4g}; best/ at step {s['best_step']}: "
+             "validation action error "
+             + ("-" if err is None else f"{err:.4g} (RMS, action units)") + f", val loss {val}"]
     if s.get("tokenizer"):
         t = s["tokenizer"]
         length = t["n_tokens"] if t["n_tokens"] is not None else f"<= {t['positions'] - 1}"
@@ -36,6 +41,12 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(rollout_line(r))
         lines.append(f"  executed {r['execute']}: {r['chunks']} chunks predicted, "
                      f"{r['decode_failures']} decode failures (repaired)")
+        if r.get("chunk_floor_regret") is not None:
+            ratio = (f"; learner / floor {r['regret'] / r['chunk_floor_regret']:.3g}x"
+                     if r["chunk_floor_regret"] else "")
+            lines.append(f"  chunk floor (the expert's plans through the tokenizer, "
+                         f"{r['execute']}): regret {r['chunk_floor_regret']:.4g}, "
+                         f"{r['chunk_floor_failed_fraction']:.0%} failed{ratio}")
     return "\n".join(lines)
 
 

@@ -40,7 +40,8 @@ OPEN_LOOP_STABLE = {"qbc/LinearStable-v0": True, "qbc/LinearUnstable-v0": False,
                     "InvertedPendulum-v5": False}
 
 _FLOAT = ("regret_mean", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "val_loss",
-          "tokens_per_chunk", "decode_failures", "decode_failure_rate", "decode_actions_per_s")
+          "tokens_per_chunk", "decode_failures", "decode_failure_rate", "decode_actions_per_s",
+          "floor_regret", "floor_diverged_fraction")
 
 
 def read_summary(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -214,19 +215,24 @@ def _verdict(held: bool) -> str:
 
 def env_table(env_rows: list[dict[str, Any]], fits: dict[tuple, dict[str, Any]]) -> list[str]:
     """Markdown table of one env at its largest H, one row per (policy, k, execution)."""
-    lines = ["| policy | k | execution | regret (95% CI) | growth p | growth verdict | diverged "
-             "| tokens / chunk | decode failures | decode actions/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| policy | k | execution | regret (95% CI) | chunk floor | learner / floor "
+             "| growth p | growth verdict | diverged | floor diverged | tokens / chunk "
+             "| decode failures | decode actions/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(env_rows, key=lambda r: (policy_label(r), r["chunk_len"], r["execution"])):
         fit = fits[_key(r)]
         slope = fit["power"]["slope"] if fit.get("power") else None
         tokenized = r["tokens_per_chunk"] is not None
         failures = f"{r['decode_failure_rate']:.1%}" if tokenized else "—"
+        floor = r.get("floor_regret")
+        ratio = (r["regret_mean"] / floor if floor not in (None, 0) else None)
         lines.append(
             f"| {policy_label(r)} | {r['chunk_len']} | {r['execution']} "
             f"| {number_cell(r['regret_mean'])} "
             f"[{number_cell(r['regret_ci_lo'])}, {number_cell(r['regret_ci_hi'])}] "
+            f"| {number_cell(floor)} | {number_cell(ratio)} "
             f"| {number_cell(slope)} | {fit['verdict']} | {r['diverged_fraction']:.1%} "
+            f"| {percent_cell(r.get('floor_diverged_fraction'))} "
             f"| {number_cell(r['tokens_per_chunk'])} | {failures} "
             f"| {number_cell(r['decode_actions_per_s'])} |")
     return lines

@@ -34,6 +34,7 @@ measures the difference). Larger models use ``F.scaled_dot_product_attention``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -46,6 +47,12 @@ from qbc.policy.inference import decoding_context
 #: Per layer: (keys, values), each (B, n_heads, positions so far, head_dim), or, on the
 #: small-model path, (B, positions so far * n_heads, head_dim) with row = position * n_heads + head.
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+#: Constrained decoding: ``constraint(B, device)`` starts a batch and returns
+#: ``allowed(i, previous tokens (B,) or None at i = 0) -> (B, V) bool``, the tokens position i
+#: may take (every row must allow at least one); see :mod:`qbc.policy.chunked`.
+Constraint = Callable[[int, torch.device],
+                      Callable[[int, "torch.Tensor | None"], torch.Tensor]]
 
 #: Largest positions x heads for which attention runs as masked batched matmuls over all
 #: (position, head) rows of a sample (cost grows with its square); above it, fused SDPA.
@@ -309,25 +316,30 @@ class ARTransformerPolicy(nn.Module):
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, obs: torch.Tensor, sample: bool = False, temperature: float = 1.0,
                generator: torch.Generator | None = None, use_cache: bool = True,
-               stop_token: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               stop_token: int | None = None, constraint: Constraint | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the n tokens for obs (B, K, obs_dim), one position at a time.
 
         Returns tokens (B, n_tokens) int64 and the distribution each was drawn from,
         probs (B, n_tokens, V) (each conditioned on the tokens chosen before it).
         With ``stop_token``, generation ends once every row has emitted it; the positions not
         generated are filled with ``stop_token`` (probability 1) — variable-length codes.
+        With ``constraint``, the tokens it disallows get probability 0 at every position
+        (constrained decoding; see :data:`Constraint`).
         """
         # inference_mode skips autograd's bookkeeping, a large share of a small batch's cost
         # (oneDNN stays as the caller set it: see qbc.policy.inference); the clones hand back
         # ordinary tensors (usable anywhere, e.g. as training targets).
         with decoding_context(obs.device):
             tokens, probs = self._decode(obs, sample, temperature, generator, use_cache,
-                                         stop_token)
+                                         stop_token, constraint)
         return tokens.clone(), probs.clone()
 
-    def _decode(self, obs, sample, temperature, generator, use_cache, stop_token=None):
+    def _decode(self, obs, sample, temperature, generator, use_cache, stop_token=None,
+                constraint=None):
         n = self.cfg.n_tokens
         tokens, probs = [], []
+        allowed = None if constraint is None else constraint(obs.shape[0], obs.device)
         ended = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
         if use_cache:
             h, cache = self._trunk(self._embed_obs(obs))
@@ -341,6 +353,9 @@ class ARTransformerPolicy(nn.Module):
             logits = F.linear(h[:, -1], self.head_w[i], self.head_b[i])
             if loc_obs is not None:
                 logits = logits + self._ordered(h[:, -1:], loc_obs, i)[:, 0]
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed(i, tokens[-1] if tokens else None),
+                                            float("-inf"))
             tok, p = pick_tokens(logits, sample, temperature, generator)
             tokens.append(tok)
             probs.append(p)

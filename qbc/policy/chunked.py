@@ -6,8 +6,12 @@
   Variable-length codes (``fast``) get one extra token value, the end token ``V``, and one extra
   position: a sequence is its tokens then the end token, padded with end tokens; the log-loss
   counts positions up to and including the first end token; decoding stops once every row has
-  emitted it. A sequence without an end token, or one that does not decode, is repaired by the
-  tokenizer's rule and counted (``decode_failures``) — never raised.
+  emitted it. Generation is constrained (:class:`LengthConstraint`): only tokens from which a
+  sequence of exactly k x D coefficients can still be completed are allowed, and the end token
+  only when the count is complete, so generated sequences decode by construction
+  (``ChunkPolicy.constrained = False`` switches it off). A sequence without an end token, or one
+  that does not decode, is repaired by the tokenizer's rule and counted (``decode_failures``) —
+  never raised.
 - ``chunk-mlp-l1``: the continuous baseline (ACT-like): an MLP regressing the whole normalised
   chunk (k x D outputs) with an L1 loss.
 
@@ -68,10 +72,91 @@ class ChunkARTransformer(ARTransformerPolicy):
 
     def decode(self, obs: torch.Tensor, sample: bool = False, temperature: float = 1.0,
                generator: torch.Generator | None = None, use_cache: bool = True,
-               stop_token: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens (B, n) and probs (B, n, V), stopping at the end token when there is one."""
+               stop_token: int | None = None, constraint: Any = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (B, n) and probs (B, n, V), stopping at the end token when there is one;
+        ``constraint`` (e.g. a :class:`LengthConstraint`) masks tokens position by position."""
         stop = self.cfg.end_token if stop_token is None else stop_token
-        return super().decode(obs, sample, temperature, generator, use_cache, stop)
+        return super().decode(obs, sample, temperature, generator, use_cache, stop, constraint)
+
+
+# -- constrained decoding (variable-length codes) -------------------------------------------------
+def allowed_token_table(symbols: np.ndarray, size: int, n_positions: int) -> np.ndarray:
+    """Which token may come next, for generating sequences that decode to exactly ``size``
+    symbols: bool (n_positions, size + 3, V + 1), indexed [position i, state, token].
+
+    ``symbols`` (V,): symbols each token id expands to (< 1: never allowed); token V is the end
+    token. States 0..size: symbols emitted so far; ``size + 1``: the row has ended (only the end
+    token follows); ``size + 2``: the row is off the rails (everything allowed: a row that was
+    infeasible from the start, see below). A token of s symbols is allowed at position i from
+    state c when c + s <= size and the remainder size - c - s can be made of at most
+    n_positions - 2 - i more tokens (the fewest tokens summing to each remainder: a coin-change
+    table over the token lengths), so the end token still fits by the last position; the end
+    token is allowed only at c == size. Starting from state 0 at a feasible position, every
+    allowed choice keeps a valid completion, so generated sequences decode by construction; a
+    state with no allowed token (a model with too few positions) allows all."""
+    symbols = np.asarray(symbols, dtype=np.int64)
+    V = len(symbols)
+    lengths = sorted({int(s) for s in symbols if 0 < s <= size})
+    big = np.iinfo(np.int64).max // 4
+    fewest = np.full(size + 1, big, dtype=np.int64)  # fewest tokens summing to exactly r
+    fewest[0] = 0
+    for r in range(1, size + 1):
+        for s in lengths:
+            if s <= r and fewest[r - s] + 1 < fewest[r]:
+                fewest[r] = fewest[r - s] + 1
+    valid = (symbols >= 1) & (symbols <= size)
+    rem = size - np.arange(size + 1)[:, None] - np.where(valid, symbols, size + 1)[None, :]
+    need = np.where(rem >= 0, fewest[np.clip(rem, 0, size)], big)  # (size + 1, V)
+    table = np.zeros((n_positions, size + 3, V + 1), dtype=bool)
+    for i in range(n_positions):
+        table[i, :size + 1, :V] = need <= n_positions - 2 - i
+    table[:, size, V] = True
+    table[:, size + 1, V] = True
+    table[:, size + 2, :] = True
+    stuck = ~table.any(axis=2)
+    table[stuck] = True
+    return table
+
+
+class LengthConstraint:
+    """Constrained decoding of a variable-length chunk code (``fast``): the
+    :data:`qbc.policy.ar_transformer.Constraint` that allows, at each position, only tokens
+    from which a sequence decoding to exactly k x D symbols can still be completed (see
+    :func:`allowed_token_table`). Built from ``tokenizer.length_constraint()``; the table is
+    made once (per device) and each step is one lookup by (position, symbols so far)."""
+
+    def __init__(self, symbols: np.ndarray, size: int, n_positions: int, end_token: int):
+        symbols = np.asarray(symbols, dtype=np.int64)
+        if end_token != len(symbols):
+            raise InvalidValueError(f"the end token must follow the {len(symbols)} token ids "
+                                    f"of the code, got {end_token}")
+        self.size, self.end = int(size), int(end_token)
+        self._table_np = allowed_token_table(symbols, self.size, n_positions)
+        # the end token adds no symbols; an invalid id (picked only in an all-allowed state)
+        # pushes the row past size, into the all-allowed state
+        self._symbols_np = np.append(np.where(symbols >= 1, symbols, self.size + 1), 0)
+        self._on: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, batch: int, device: torch.device):
+        key = str(device)
+        if key not in self._on:
+            self._on[key] = (torch.as_tensor(self._table_np, device=device),
+                             torch.as_tensor(self._symbols_np, device=device))
+        table, symbols = self._on[key]
+        size, end = self.size, self.end
+        count = torch.zeros(batch, dtype=torch.long, device=device)
+        ended = torch.zeros(batch, dtype=torch.bool, device=device)
+
+        def allowed(i: int, prev: torch.Tensor | None) -> torch.Tensor:
+            nonlocal count, ended
+            if prev is not None:
+                ended = ended | (prev == end)
+                count = count + symbols[prev]
+            state = torch.where(ended, size + 1, count.clamp(max=size + 2))
+            return table[i][state]
+
+        return allowed
 
 
 @dataclass
@@ -174,6 +259,10 @@ class ChunkPolicy(Policy):
                          env_id)
         self.chunk_tokenizer = chunk_tokenizer
         self.decode_failures = 0
+        #: variable-length codes: generate under a :class:`LengthConstraint` (sequences decode
+        #: by construction); False generates freely (then the repair rules apply).
+        self.constrained = True
+        self._constraint: LengthConstraint | None = None
 
     @property
     def chunk_len(self) -> int:
@@ -204,13 +293,26 @@ class ChunkPolicy(Policy):
             return self.normalizer.unnormalize_actions(z), np.zeros(B, dtype=bool)
         sample = self.decode_mode == "sample" or not deterministic
         tokens, _ = self.module.decode(x, sample=sample, temperature=self.temperature,
-                                       generator=self.draws(generator), use_cache=self.use_cache)
+                                       generator=self.draws(generator), use_cache=self.use_cache,
+                                       constraint=self.constraint())
         tokens = tokens.cpu().numpy()
         end = self.module.cfg.end_token
         seqs = tokens if end is None else strip_end(tokens, end)
         chunks, failed = self.chunk_tokenizer.decode_with_failures(seqs, prev_action)
         self.decode_failures += int(failed.sum())
         return chunks.astype(np.float32), failed
+
+    def constraint(self) -> LengthConstraint | None:
+        """The constraint generation runs under: a :class:`LengthConstraint` for a
+        variable-length code when :attr:`constrained`, else None (built once)."""
+        end = getattr(self.module.cfg, "end_token", None)
+        if not self.constrained or end is None or not hasattr(self.chunk_tokenizer,
+                                                               "length_constraint"):
+            return None
+        if self._constraint is None:
+            symbols, size = self.chunk_tokenizer.length_constraint()
+            self._constraint = LengthConstraint(symbols, size, self.module.cfg.n_tokens, end)
+        return self._constraint
 
     def act(self, obs: np.ndarray, deterministic: bool = True,
             generator: torch.Generator | None = None) -> np.ndarray:

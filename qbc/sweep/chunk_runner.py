@@ -8,7 +8,9 @@ chunks are executed. ``decode_failures`` is a mode's repaired chunks over its wh
 the largest H); ``tokens_per_chunk`` the mean token count of the tokenizer's code of the cell's
 demonstration chunks (None for the continuous ``chunk-mlp-l1``); ``decode_actions_per_s`` the
 actions a mode's executor returned per second of its own time (batch ``num_envs``, this cell's
-CPU: compare within one sweep run, not across machines).
+CPU: compare within one sweep run, not across machines). ``floor_regret`` and
+``floor_diverged_fraction`` are the chunk floor's in the same mode (the expert's noise-free plans
+through the cell's chunk tokenizer, :mod:`qbc.chunking.floor`), rolled out on the same seeds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     import torch
 
     from qbc.chunking.execution import ChunkExecutor
+    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
     from qbc.rollout import coupled_rollout, horizon_metrics
     from qbc.sweep.runner import make_row, nominal_bin_width
 
@@ -39,8 +42,12 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     policy.generator = torch.Generator().manual_seed(cell.seed)  # sampled decoding only
     executors = {mode: ChunkExecutor(policy, mode) for mode in s["executions"]}
     names = {mode: f"{kind} {mode}" for mode in executors}
+    floors = {mode: ChunkExecutor(QuantizedChunkExpert(make_planner(cell.env, expert),
+                                                       policy.chunk_len, policy.chunk_tokenizer),
+                                  mode) for mode in executors}
     result = coupled_rollout(cell.env, {"expert": expert,
-                                        **{names[m]: e for m, e in executors.items()}},
+                                        **{names[m]: e for m, e in executors.items()},
+                                        **{f"floor {m}": f for m, f in floors.items()}},
                              range(ro["seed"], ro["seed"] + ro["episodes"]), max(horizons),
                              num_envs=ro["num_envs"])
     metrics = horizon_metrics(result, horizons, divergence_threshold=ro["divergence_threshold"])
@@ -53,8 +60,11 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
                  "chunks_predicted": executor.n_chunks,
                  "decode_failure_rate": executor.decode_failures / max(executor.n_chunks, 1),
                  "decode_actions_per_s": executor.actions_per_second}
+        floor = metrics["policies"][f"floor {mode}"]
         rows += [make_row(cell, kind, h, metrics["policies"][names[mode]][str(h)],
-                          metrics["policies"]["expert"][str(h)], width, extra)
+                          metrics["policies"]["expert"][str(h)], width,
+                          {**extra, "floor_regret": floor[str(h)]["regret"],
+                           "floor_diverged_fraction": floor[str(h)]["diverged_fraction"]})
                  for h in horizons]
     return rows
 

@@ -36,7 +36,7 @@ GROUP = ("env", "expert", "quantizer", "bins", "n_demos", "policy")
 CHUNK_GROUP = ("chunk_tokenizer", "chunk_len", "execution")
 #: Per-setting means reported for chunk rows.
 CHUNK_MEANS = ("tokens_per_chunk", "decode_failures", "decode_failure_rate",
-               "decode_actions_per_s")
+               "decode_actions_per_s", "floor_regret", "floor_diverged_fraction")
 SUMMARY_COLUMNS = [*GROUP, "H", "n_seeds", "bin_width", "regret_mean", "regret_ci_lo",
                    "regret_ci_hi", "regret_per_step", "state_dev_mean", "diverged_fraction",
                    "val_loss"]

@@ -26,7 +26,8 @@ COLUMNS = [
     "regret", "regret_ci_lo", "regret_ci_hi", "regret_per_step", "return", "expert_return",
     "state_dev_mean", "state_dev_max", "action_dev_mean", "diverged_fraction", "val_loss",
     "tokens_per_chunk", "decode_failures", "chunks_predicted", "decode_failure_rate",
-    "decode_actions_per_s", "train_seconds", "wall_seconds",
+    "decode_actions_per_s", "train_seconds", "wall_seconds", "floor_regret",
+    "floor_diverged_fraction",
 ]
 
 #: Columns that measure time, not results: left out when two tables are compared.

@@ -14,15 +14,27 @@ those of ``qbc train`` (:mod:`qbc.training.optim`); the checkpoint is the usual 
 (safetensors + JSON).
 
 A separate trainer rather than ``qbc train --chunk-k``: ``qbc train``'s data layer is one row per
-step (observation histories, stochastic and soft tokens) and its loop carries resume, DDP,
-rollout selection, weight quantization and model-based augmentation, none of which is defined for
-chunks yet; here every flag listed does something. The run directory::
+step (observation histories, stochastic and soft tokens) and its loop carries DDP, rollout
+selection, weight quantization and model-based augmentation, none of which is defined for chunks
+yet; here every flag listed does something. What the two share is reused from ``qbc train``: the
+data-scaled step budget with early stopping (:func:`qbc.training.config.resolve_budget`,
+:func:`qbc.training.evaluation.should_stop`), the run folder with ``last/`` and ``--resume``
+(:mod:`qbc.training.checkpoint`) and the TensorBoard log (:class:`qbc.run_log.RunLog`).
 
-    train_config.json  metrics.jsonl  best/ (lowest validation loss)  summary.json
+Checkpoint selection is by the **decoded action error on validation**
+(:func:`chunk_action_error`): the RMS error, in action units, of the chunks the policy decodes
+for held-out episodes' observations against the demonstrated chunks — what the executed actions
+will be, not the log-loss (on Reacher-v5, log-loss selection picked step 200 of 10,000: the
+validation log-loss of a token policy rises while its decoded actions still improve). Early
+stopping watches the same error. The run directory::
+
+    train_config.json  metrics.jsonl  best/ (lowest validation action error)  last/ (--resume)
+    tensorboard/  summary.json
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -37,7 +49,7 @@ from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
 from qbc.environ import scoped_torch_rng
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json, output_dir
+from qbc.io import atomic_write_json
 from qbc.policy import ModelConfig, Normalizer
 from qbc.policy.chunked import (
     CHUNK_POLICIES,
@@ -49,13 +61,27 @@ from qbc.policy.chunked import (
 from qbc.policy.loading import save_checkpoint
 from qbc.policy.registry import check_model_config
 from qbc.progress import progress_bar
-from qbc.training.checkpoint import write_metrics
-from qbc.training.config import RULES, OptimConfig, config_dict, device_of
+from qbc.run_log import RunLog, record_scalars
+from qbc.training.checkpoint import (
+    check_resume_config,
+    read_metrics,
+    restore_progress,
+    run_dir,
+    save_last,
+    write_metrics,
+)
+from qbc.training.config import (
+    MIN_AUTO_STEPS,
+    RULES,
+    OptimConfig,
+    config_dict,
+    device_of,
+    resolve_budget,
+)
 from qbc.training.data import split_demos
-from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation
+from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation, should_stop
 from qbc.training.optim import make_optimizer, make_scheduler, train_step
 from qbc.validate import (
-    AT_LEAST_ONE,
     check_all,
     check_config,
 )
@@ -84,8 +110,14 @@ class _ChunkHead:
     """bins per token position (per-step, beast) or codes per level (rvq)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """model settings (obs_history must stay 1)."""
-    steps: int = 2000
-    """optimisation steps."""
+    steps: int | None = None
+    """optimisation steps; default: a budget from the data, --epochs passes over the training
+    chunks within 10,000-200,000 steps (qbc train's rule), with early stopping (--patience)."""
+    epochs: float = 30.0
+    """without --steps: passes over the training chunks that set the step budget."""
+    patience: int | None = None
+    """evaluations without a lower validation action error before training stops (0 = never);
+    default 10 when the budget comes from --epochs, 0 with an explicit --steps."""
     batch_size: int = 256
     """chunks per step."""
 
@@ -112,6 +144,11 @@ class ChunkTrainConfig(OptimConfig, _ChunkHead):
     """first rollout seed; default: just past the dataset's episode seeds."""
     progress: bool = True
     """show a progress bar."""
+    tensorboard: bool = True
+    """write TensorBoard event files to out/tensorboard/ (loss, learning rate, validation) when
+    tensorboardX is installed."""
+    resume: bool = False
+    """continue from out/last/ (same settings; steps may be raised)."""
     overwrite: bool = False
     """replace the files of an earlier run in out."""
 
@@ -167,6 +204,8 @@ class ChunkData:
     """(N, n) int64 (chunk-ar-transformer)."""
     mask: torch.Tensor | None = None
     """(N, n) float32, variable-length codes: 1 up to and including the end token."""
+    raw: tuple[np.ndarray, np.ndarray] | None = None
+    """(observations (N, obs_dim), chunks (N, k, D)) in env units (the action error's inputs)."""
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -214,15 +253,19 @@ def prepare_chunk_data(cfg: ChunkTrainConfig, demos: Any, device: torch.device):
         layout = chunk_token_layout(tokenizer, max_len)
     data = [chunk_tensors(o, c, normalizer, e, layout, device)
             for (o, c), e in zip(parts, encoded, strict=True)]
+    for d, part in zip(data, parts, strict=True):
+        d.raw = part
     return tokenizer, normalizer, max_len, data[0], (data[1] if len(data) > 1 else None)
 
 
 #: Ranges of the numeric flags of train-chunked (the --model.* ones: check_model_config): the
 #: shared ones are `qbc train`'s, except that --steps is required here.
-CHUNK_RULES = {**{k: RULES[k] for k in (
-    "batch_size", "lr", "min_lr_ratio", "weight_decay", "warmup_steps", "grad_clip",
-    "val_fraction", "eval_interval", "bins", "rollout_episodes", "rollout_horizon")},
-    "steps": AT_LEAST_ONE}
+CHUNK_RULES = {k: RULES[k] for k in (
+    "steps", "epochs", "patience", "batch_size", "lr", "min_lr_ratio", "weight_decay",
+    "warmup_steps", "grad_clip", "val_fraction", "eval_interval", "bins", "rollout_episodes",
+    "rollout_horizon")}
+#: Held-out chunks decoded at each validation for the action error (evenly spaced rows).
+VAL_DECODE_ROWS = 2048
 
 
 def _validate(cfg: ChunkTrainConfig) -> None:
@@ -238,7 +281,8 @@ def _validate(cfg: ChunkTrainConfig) -> None:
     spec = parse_execute(cfg.execute)
     check_config(cfg, CHUNK_RULES)  # also: every float finite, ints in 64 bits, seeds in range
     check_model_config(cfg.model)
-    check_all([(spec.mode != "receding" or spec.value <= k,
+    check_all([(not (cfg.resume and cfg.overwrite), "--resume and --overwrite exclude each other"),
+               (spec.mode != "receding" or spec.value <= k,
                 f"--execute {spec}: M is longer than --chunk-k {k}; use M <= {k}"),
                (cfg.model.obs_history == 1, "chunk policies see the current observation only; "
                                             "use --model.obs-history 1")])
@@ -255,11 +299,40 @@ def chunk_val_loss(module: torch.nn.Module, data: ChunkData, rows: int = 8192) -
     return total / len(data)
 
 
-def train_chunked(cfg: ChunkTrainConfig, demos: Any) -> dict[str, Any]:
+def chunk_action_error(policy: ChunkPolicy, obs: np.ndarray, chunks: np.ndarray,
+                       rows: int = VAL_DECODE_ROWS) -> dict[str, float]:
+    """The selection criterion: RMS error (action units) of the chunks ``policy`` decodes
+    (argmax) for ``obs`` (N, obs_dim) against the demonstrated ``chunks`` (N, k, D), on at most
+    ``rows`` evenly spaced rows; with the fraction of them that failed to decode."""
+    pick = np.unique(np.linspace(0, len(obs) - 1, min(rows, len(obs))).astype(np.int64))
+    pred, failed = policy.predict_chunks(obs[pick])
+    err = pred.astype(np.float64) - chunks[pick]
+    return {"val_action_rmse": float(np.sqrt(np.mean(err ** 2))),
+            "val_decode_failure_rate": float(np.mean(failed))}
+
+
+def select_by_action_error(best: dict[str, Any], record: dict[str, Any], step: int
+                           ) -> tuple[dict[str, Any], bool]:
+    """The selection state after the evaluation ``record`` at ``step`` and whether this step's
+    checkpoint becomes best/: the lowest ``val_action_rmse`` so far (ties keep the earlier
+    step). ``best['step']`` is what early stopping
+    (:func:`qbc.training.evaluation.should_stop`) counts from."""
+    if best.get("val_action_rmse") is not None and \
+            not record["val_action_rmse"] < best["val_action_rmse"]:
+        return best, False
+    return {"step": step, "val_action_rmse": record["val_action_rmse"],
+            "val_loss": record.get("val_loss")}, True
+
+
+def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
+                  ) -> dict[str, Any]:
     """Train ``cfg.policy`` on the chunks of ``demos`` (a :class:`qbc.data.Demonstrations`);
-    keep the checkpoint with the lowest validation loss in ``cfg.out / "best"``. Returns the
-    summary numbers and ``policy`` (the best checkpoint as a :class:`ChunkPolicy`). The run is
-    written through :func:`qbc.io.output_dir` (locked; staged under --overwrite)."""
+    keep the checkpoint with the lowest validation action error in ``cfg.out / "best"`` and the
+    latest in ``cfg.out / "last"``. Returns the summary numbers and ``policy`` (the best
+    checkpoint as a :class:`ChunkPolicy`). The run folder is claimed as ``qbc train`` claims its
+    own (:func:`qbc.training.checkpoint.run_dir`: locked; new, --overwrite staged, or --resume).
+    ``stop_at`` ends the run after that step as if interrupted (a --resume run continues it)."""
+    from qbc.data import demos_fingerprint
     from qbc.policy import load_policy
 
     _validate(cfg)
@@ -267,55 +340,128 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any) -> dict[str, Any]:
     with scoped_torch_rng():  # the caller's torch random state is left as found
         torch.manual_seed(cfg.seed)
         data = prepare_chunk_data(cfg, demos, device)
-        with output_dir(cfg.out, cfg.overwrite, "train-chunked") as out:  # after the data
-            result = _fit(cfg, demos, device, data, out)
-    return {"policy": load_policy(cfg.out / "best", device=device), **result}
+        budget = {"from": "--steps" if cfg.steps is not None else "--epochs",
+                  "epochs": cfg.epochs}
+        cfg = resolve_budget(cfg, len(data[3]))
+        conf = {**config_dict(cfg), "dataset_sha256": demos_fingerprint(demos)}
+        final_out = cfg.out
+        with run_dir(cfg) as (work, resuming):  # after the data: a refused run writes nothing
+            run = dataclasses.replace(cfg, out=work)
+            with RunLog(work, conf, cfg.tensorboard) as log:
+                result = _fit(run, demos, device, data, conf, resuming, log, stop_at, budget)
+    return {"policy": load_policy(final_out / "best", device=device), **result}
 
 
-def _fit(cfg: ChunkTrainConfig, demos: Any, device: torch.device, data: tuple, out: Path
-         ) -> dict[str, Any]:
-    """The training loop of :func:`train_chunked`, writing into ``out``."""
+def _resume_parts(out: Path, conf: dict[str, Any], tokenizer: Any, normalizer: Normalizer
+                  ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The module and trainer state of ``out/last`` to continue with settings ``conf``: refused
+    (one line) when the settings or the data differ, or when the tokenizer and normaliser
+    refitted on the same data are not those the run was trained with."""
+    from qbc.io import read_json
+    from qbc.policy import load_policy
+
+    last = out / "last"
+    stored = read_json(last / "config.json", what="checkpoint config")
+    check_resume_config((stored.get("train") if isinstance(stored, dict) else None) or {}, conf)
+    policy = load_policy(last)
+    same = policy.normalizer.to_dict() == normalizer.to_dict() and (
+        (tokenizer is None and policy.chunk_tokenizer is None)
+        or (tokenizer is not None and policy.chunk_tokenizer is not None
+            and policy.chunk_tokenizer.state_dict() == tokenizer.state_dict()))
+    if not same:
+        raise InvalidValueError(f"--resume: the chunk tokenizer or normaliser in {last} differs "
+                                "from the one fitted on this data; resume with the same data "
+                                "and settings, or start a new run in another --out")
+    return policy.module, read_json(last / "trainer_state.json", what="trainer state")
+
+
+def _fit(cfg: ChunkTrainConfig, demos: Any, device: torch.device, data: tuple,
+         conf: dict[str, Any], resuming: bool, log: RunLog, stop_at: int | None,
+         budget: dict[str, Any]) -> dict[str, Any]:
+    """The training loop of :func:`train_chunked`, writing into ``cfg.out`` (the claimed
+    folder)."""
     tokenizer, normalizer, max_len, train_d, val_d = data
     obs_dim, act_dim = int(train_d.obs.shape[-1]), len(normalizer.act_mean)
-    module = build_chunk_policy(cfg.policy, cfg.model, obs_dim, act_dim, cfg.chunk_k, tokenizer,
-                                max_len).to(device)
+    stored = None
+    if resuming:
+        module, stored = _resume_parts(cfg.out, conf, tokenizer, normalizer)
+    else:
+        module = build_chunk_policy(cfg.policy, cfg.model, obs_dim, act_dim, cfg.chunk_k,
+                                    tokenizer, max_len)
+    module.to(device)
     optimizer = make_optimizer(module, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
-    conf, env_id = config_dict(cfg), getattr(demos, "env_id", None)
-    atomic_write_json(out / "train_config.json", conf)
-    best, metrics, losses = {"val_loss": None, "step": 0}, [], []
-    start = time.perf_counter()
-    for step in progress_bar(range(1, cfg.steps + 1), desc=f"train {cfg.policy}", unit="step",
-                             disable=not cfg.progress):
+    env_id = getattr(demos, "env_id", None)
+    start, best, metrics = 0, {"step": 0, "val_action_rmse": None, "val_loss": None}, []
+    if stored is not None:
+        start, best = restore_progress(cfg.out, stored, optimizer, scheduler, gen, None)
+        metrics = read_metrics(cfg.out / "metrics.jsonl", upto=start)
+    atomic_write_json(cfg.out / "train_config.json", {**conf, "resolved_device": str(device)})
+    policy = ChunkPolicy(module, normalizer, tokenizer, device=device)
+    earliest = MIN_AUTO_STEPS if budget["from"] == "--epochs" else 0
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    losses: list[float] = []
+    stopped_early, t0, step = False, time.perf_counter(), start
+    bar = progress_bar(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
+                       disable=not cfg.progress)
+    for step in range(start + 1, end + 1):
         idx = torch.randint(len(train_d), (cfg.batch_size,), generator=gen).to(device)
         losses.append(train_step(module, optimizer, scheduler, train_d.batch(idx), cfg.grad_clip))
-        if step % cfg.eval_interval and step != cfg.steps:
+        bar.update(1)
+        if step % 10 == 0:
+            log.scalars({"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0]}, step)
+        if step % cfg.eval_interval and step != end:
             continue
         record = {"step": step, "train_loss": float(np.mean(losses)),
                   "lr": scheduler.get_last_lr()[0]}
         losses = []
         if val_d is not None:
             record["val_loss"] = chunk_val_loss(module, val_d)
-        if val_d is None or best["val_loss"] is None or record["val_loss"] < best["val_loss"]:
-            best = {"val_loss": record.get("val_loss"), "step": step}
-            save_checkpoint(out / "best", module, normalizer, tokenizer, conf, env_id)
+            record.update(chunk_action_error(policy, *val_d.raw))
+            best, improved = select_by_action_error(best, record, step)
+        else:
+            best, improved = {"step": step, "val_action_rmse": None, "val_loss": None}, True
+        if improved:
+            save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf, env_id)
         metrics.append(record)
-        write_metrics(out / "metrics.jsonl", metrics)
-    seconds = time.perf_counter() - start
-    return {"steps": cfg.steps, "best_step": best["step"], "best_val_loss": best["val_loss"],
-            "final_train_loss": metrics[-1]["train_loss"], "train_rows": len(train_d),
-            "train_samples_per_s": cfg.batch_size * cfg.steps / seconds}
+        log.scalars(record_scalars(record, "eval"), step)
+        write_metrics(cfg.out / "metrics.jsonl", metrics)
+        save_last(cfg.out, module, normalizer, tokenizer, optimizer, scheduler, step, gen, None,
+                  best, conf, env_id)
+        if val_d is not None and should_stop(best, step, cfg, earliest):
+            stopped_early = True
+            break
+    bar.close()
+    seconds = time.perf_counter() - t0
+    done = step - start
+    return {"steps": step, "best_step": best["step"], "best_val_loss": best.get("val_loss"),
+            "best_val_action_rmse": best.get("val_action_rmse"),
+            "final_train_loss": metrics[-1]["train_loss"] if metrics else float("nan"),
+            "train_rows": len(train_d),
+            "train_samples_per_s": cfg.batch_size * done / seconds if done else 0.0,
+            "budget": {**budget, "steps": cfg.steps, "patience": cfg.patience,
+                       "stopped_early": stopped_early, "select_by": "val-action-error"}}
 
 
 def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
                     ) -> dict[str, Any] | None:
     """:func:`~qbc.training.evaluation.rollout_evaluation` of the policy executed by
-    ``cfg.execute``, plus the execution mode, chunks predicted and decode failures (repaired
-    chunks)."""
+    ``cfg.execute`` beside its chunk floor in the same mode (``chunk_floor_...`` entries, see
+    :mod:`qbc.chunking.floor`), plus the execution mode, chunks predicted and decode failures
+    (repaired chunks)."""
+    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+
     executor = ChunkExecutor(policy, cfg.execute)
+
+    def floor(expert: Any, env_id: str) -> dict[str, Any]:
+        planner = make_planner(env_id, expert)
+        return {"chunk_floor": ChunkExecutor(
+            QuantizedChunkExpert(planner, policy.chunk_len, policy.chunk_tokenizer),
+            executor.spec)}
+
     res = rollout_evaluation(executor, demos, cfg.rollout_episodes, cfg.rollout_horizon,
-                             cfg.rollout_seed, progress=cfg.progress)
+                             cfg.rollout_seed, progress=cfg.progress, companions=floor)
     if res is not None:
         res.update(execute=str(executor.spec), chunks=executor.n_chunks,
                    decode_failures=executor.decode_failures)

@@ -162,7 +162,8 @@ def check_rollout_sizes(demos: Any, episodes: int, horizon: int | None, seed: in
 
 def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | None = None,
                        seed: int | None = None, progress: bool = False,
-                       training: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                       training: dict[str, Any] | None = None,
+                       companions: Any = None) -> dict[str, Any] | None:
     """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
     (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps.
 
@@ -178,6 +179,10 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     gives ``floor_regret`` and ``floor_failed_fraction``, and ``verdict`` is
     :func:`qbc.rollout.floor_verdict` (``training``: the run's best step, steps, early stopping
     and selection rule, for the likely cause of a miss).
+
+    ``companions(expert, env_id) -> {name: actor}``: more actors rolled out on the same seeds
+    when there is an expert (e.g. a chunk policy's chunk floor); each gets the same
+    ``{name}_...`` entries and ``{name}_regret``.
     """
     import gymnasium as gym
 
@@ -197,6 +202,8 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     tokenizer = getattr(policy, "tokenizer", None)
     if expert is not None and isinstance(tokenizer, ActionTokenizer):
         actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
+    if expert is not None and companions is not None:
+        actors.update(companions(expert, env_id))
     res = coupled_rollout(env_id, actors, range(seed, seed + episodes), horizon,
                           progress=progress)
     out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
@@ -212,6 +219,9 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     if expert is not None:
         m = per["policy"][str(horizon)]
         out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
+        for name in actors:
+            if name not in ("expert", "policy"):
+                out[f"{name}_regret"] = per[name][str(horizon)]["regret"]
     if "quantized_expert" in per:
         from qbc.rollout import floor_verdict
 
