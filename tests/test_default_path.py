@@ -146,3 +146,16 @@ def test_the_closing_rollout_prints_the_verdict_and_the_cause_of_a_miss():
     text = format_summary(summary)
     assert "the quantized expert (floor)" in text
     assert "learner vs floor" in text and "Likely cause" in text
+
+
+def test_gaussian_histogram_targets_peak_at_the_nearest_codeword():
+    from qbc.training.data import gauss_targets
+
+    acts = np.random.default_rng(5).normal(size=(400, 2)).astype(np.float32)
+    tok = ActionTokenizer.fit(acts, quantizer="uniform", n_bins=16)
+    probe = np.concatenate([acts[:50], 10 * acts[:5]])  # inside the range and far beyond it
+    soft = gauss_targets(tok, probe, sigma=0.75)
+    assert soft.shape == (55, 2, 16) and np.allclose(soft.sum(-1), 1.0)
+    assert np.array_equal(soft.argmax(-1), tok.encode(probe))
+    # neighbours share the probability: the nearest bin keeps well under all of it
+    assert soft[:50].max(-1).mean() < 0.7

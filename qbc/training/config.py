@@ -81,6 +81,9 @@ class _TrainHead:
     tokens (on unstable systems a clipped action can let the state run away)."""
     token_target: str = "soft"
     """stochastic (smooth) tokenizers: 'soft' (two-hot expected log-loss) or 'sampled' tokens."""
+    target_sigma: float = 0.0
+    """deterministic per-dimension tokenizers: train on Gaussian histogram targets (HL-Gauss)
+    of this std in codeword spacings instead of one-hot tokens (0 = one-hot)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """model settings."""
     steps: int | None = None
@@ -210,7 +213,7 @@ def resolve_budget(cfg: TrainConfig, n_train_rows: int) -> TrainConfig:
 # -- validation -----------------------------------------------------------------------------------
 #: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32); the
 #: --model.* settings by :func:`qbc.policy.registry.check_model_config`).
-RULES = {"bins": Rule(lo=2, integer=True), "quantile": QUANTILE_RANGE,
+RULES = {"bins": Rule(lo=2, integer=True), "quantile": QUANTILE_RANGE, "target_sigma": NON_NEGATIVE,
          "range_margin": MARGIN_RANGE,
          "steps": Rule(lo=1, integer=True, optional=True), "epochs": POSITIVE,
          "patience": Rule(lo=0, integer=True, optional=True), "select_episodes": AT_LEAST_ONE,

@@ -92,16 +92,38 @@ def prepare_data(cfg: TrainConfig, train_demos: Any, val_demos: Any | None,
     return tokenizer, normalizer, train_t, val_t
 
 
+def gauss_targets(tokenizer: ActionTokenizer, actions: np.ndarray, sigma: float) -> np.ndarray:
+    """Histogram targets (N, D, V) for actions (N, D): each dimension's codewords weighted by
+    a Gaussian around the action with std ``sigma`` x that dimension's mean codeword spacing,
+    normalised (HL-Gauss, Farebrother et al. 2024). Their argmax is the nearest codeword, so
+    the floor of argmax decoding is unchanged; neighbouring bins share the probability."""
+    code = tokenizer.codebooks()  # (D, V)
+    width = (code.max(1) - code.min(1)) / max(code.shape[1] - 1, 1)
+    z = (code[None] - actions[:, :, None]) / (sigma * np.maximum(width, 1e-12))[None, :, None]
+    w = np.exp(-0.5 * (z ** 2 - (z ** 2).min(-1, keepdims=True)))  # stable for far actions
+    return (w / w.sum(-1, keepdims=True)).astype(np.float32)
+
+
 def make_batch(data: SplitTensors, idx: torch.Tensor, tokenizer: ActionTokenizer | None,
-               token_target: str, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+               token_target: str, rng: np.random.Generator | None,
+               target_sigma: float = 0.0) -> dict[str, torch.Tensor]:
     """The rows ``idx`` as a loss batch: obs, actions and (token policies) tokens / soft targets.
 
     With a stochastic tokenizer the tokens are drawn by stochastic rounding from ``rng``; with
     ``token_target='soft'`` the two-hot targets are added too, so position i is scored on its
     expected log-loss given a sampled prefix (an unbiased estimate of the expected log-loss of
-    the stochastically rounded sequence)."""
+    the stochastically rounded sequence).
+
+    ``target_sigma`` > 0 with a deterministic per-dimension tokenizer adds Gaussian histogram
+    targets (:func:`gauss_targets`) as ``soft``; the prefix tokens stay the deterministic ones."""
     batch = {"obs": data.obs[idx], "actions": data.actions[idx]}
     if tokenizer is None:
+        return batch
+    if target_sigma > 0 and not tokenizer.stochastic and not tokenizer.is_joint:
+        raw = data.raw_actions[idx.cpu().numpy()]
+        batch["tokens"] = data.tokens[idx]
+        batch["soft"] = torch.from_numpy(gauss_targets(tokenizer, raw, target_sigma)).to(
+            data.obs.device)
         return batch
     if tokenizer.stochastic and rng is not None:
         raw = data.raw_actions[idx.cpu().numpy()]

@@ -305,7 +305,7 @@ def _optimisation_step(t: Trainer, s: LoopState) -> None:
     idx = torch.randint(len(t.train_t), (cfg.batch_size,), generator=t.batch_gen)
     # Every rank builds the same global batch (same generators), then keeps its own rows.
     batch = t.ctx.shard(make_batch(t.train_t, idx.to(t.device), t.tokenizer, cfg.token_target,
-                                   t.np_rng))
+                                   t.np_rng, cfg.target_sigma))
     loss = train_step(t.trained, t.optimizer, t.scheduler, batch, cfg.grad_clip)
     if cfg.weight_quantizer:
         from qbc.ste import anneal_step
