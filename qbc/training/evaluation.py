@@ -79,7 +79,7 @@ def should_stop(best: dict[str, Any], step: int, cfg: TrainConfig, earliest: int
     step ``earliest``."""
     if not cfg.patience or step <= earliest:
         return False
-    if cfg.select_by == "action-mse":
+    if getattr(cfg, "select_by", None) == "action-mse":  # (chunk training keeps its own rule)
         last = best["step"]
     else:
         last = best.get("min_val_step", best["step"])
