@@ -5,6 +5,7 @@ results folder a page and a row in the generated index, and the README stays a f
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,16 @@ def test_mkdocs_is_in_the_dev_and_docs_extras():
     for extra in ("docs", "dev"):
         names = " ".join(extras[extra])
         assert "mkdocs-material" in names and "mkdocstrings[python]" in names, extra
+
+
+def test_the_tensorboard_extra_brings_the_viewer():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = [re.split(r"[<>=\[ ]", r)[0] for r in extras["tensorboard"]]
+    assert "tensorboard" in names and "tensorboardX" in names
+    assert "tensorboard --logdir" in (ROOT / "docs" / "guide" / "training.md").read_text()
