@@ -40,6 +40,7 @@ API_MODULES: tuple[tuple[str, str], ...] = (
     ("Actors", "qbc.actor"),
     ("Experts", "qbc.agents"),
     ("Expert zoo", "qbc.agents.expert_zoo"),
+    ("Expert choice", "qbc.expert_choice"),
     ("Environments", "qbc.envs"),
     ("Demonstrations", "qbc.data"),
     ("Collect", "qbc.collect"),
