@@ -88,7 +88,8 @@ def _fmt(value: float) -> str:
 
 def headline(folder: Path) -> str:
     """The result's headline: its README's "Targets" bullets when it has them (the
-    learner-vs-floor reports), else the first stored reference numbers."""
+    learner-vs-floor reports), else its first line in bold (a verdict), else the first stored
+    reference numbers."""
     readme = folder / "README.md"
     if readme.exists():
         match = re.search(r"^## Targets\s*$(.*?)(?=^## |\Z)", readme.read_text(), re.M | re.S)
@@ -97,6 +98,9 @@ def headline(folder: Path) -> str:
                        if b.strip().startswith("- ")]
             if bullets:
                 return "; ".join(bullets)
+        verdict = re.search(r"^\*\*.+$", readme.read_text(), re.M)
+        if verdict:  # a report's bold verdict line (the chunking comparison's)
+            return verdict.group(0).strip()
     values = _reference(folder).get("full", {}).get("values", {})
     if values:
         shown = [f"`{k}` = {_fmt(v['value'])}" for k, v in list(values.items())[:2]]

@@ -84,6 +84,10 @@ def test_results_index_picks_up_any_new_folder(tmp_path, monkeypatch):
     assert "2026-12-06" in index and "`python scripts/x.py --out {out}`" in index
     assert "[no_readme](no_readme/index.md)" in index and "`k` = 2.25" in index
     assert "![plot](plot.png)" in hooks._extras(new, "")
+    verdict = results / "verdict"
+    verdict.mkdir()
+    (verdict / "README.md").write_text("# V\n\nintro\n\n**The prediction holds** here.\n")
+    assert hooks.headline(verdict) == "**The prediction holds** here."
 
 
 def test_cli_reference_is_the_commands_own_help():
