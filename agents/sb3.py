@@ -82,17 +82,23 @@ def default_expert_path(env_id: str, algo: str) -> Path:
     return Path("experts") / f"{env_id.replace('/', '_').replace(':', '_')}-{algo}.zip"
 
 
-def _progress_callback(bar: Any, total: int):
-    """An SB3 callback moving ``bar`` to the env steps done so far (at most ``total``: PPO
-    finishes its last rollout past it)."""
+def _progress_callback(bar: Any, total: int, start: int = 0):
+    """An SB3 callback moving ``bar`` to the env steps done so far in this call (the model's
+    counter minus ``start``, at most ``total``: PPO finishes its last rollout past it)."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Progress(BaseCallback):
         def _on_step(self) -> bool:
-            bar.update(min(self.num_timesteps, total) - bar.n)
+            bar.update(min(self.num_timesteps - start, total) - bar.n)
             return True
 
     return Progress()
+
+
+def replay_buffer_path(model_path: str | Path) -> Path:
+    """Where the replay buffer of the off-policy model at ``model_path`` is kept for
+    ``resume``: ``<zip stem>.replay.pkl`` beside it (a pickle: load only files you trust)."""
+    return sb3_zip_path(model_path).with_suffix(".replay.pkl")
 
 
 def train_sb3_expert(
@@ -104,34 +110,73 @@ def train_sb3_expert(
     learning_rate: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    resume: bool = False,
     **env_kwargs: Any,
 ) -> Path:
     """Train an SB3 ``algo`` on ``gymnasium.make(env_id, **env_kwargs)`` for ``timesteps`` env
     steps with ``seed``; save it atomically to ``path`` (".zip" added if it has no suffix;
     default :func:`default_expert_path`) and return that path. ``learning_rate`` None keeps
     SB3's default for the algorithm. ``progress``: qbc's progress (a bar on a terminal, a plain
-    line every ~10 s in a log)."""
+    line every ~10 s in a log).
+
+    An off-policy model (SAC, TD3) also saves its replay buffer (:func:`replay_buffer_path`).
+    ``resume=True`` continues the model saved at ``path`` for ``timesteps`` more steps (its
+    step counter, learning-rate schedule and, when saved beside it, replay buffer carry on) and
+    saves it back in place, so a long training can run in parts. A training stopped by Ctrl-C
+    or SIGTERM saves what it has learnt before it ends, so ``resume`` continues it."""
     import gymnasium as gym
 
     cls = algo_class(algo)
     if timesteps < 1:
         raise InvalidValueError(f"timesteps must be >= 1, got {timesteps}")
     out = sb3_zip_path(default_expert_path(env_id, algo) if path is None else path)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{str(out)!r} exists; pass overwrite=True (--overwrite)")
+    if resume and not out.is_file():
+        raise InvalidValueError(f"--resume: there is no model at {str(out)!r} to continue; "
+                                "train one first (without --resume) or name it with --out")
+    if out.exists() and not overwrite and not resume:
+        raise OutputExistsError(f"{str(out)!r} exists; pass overwrite=True (--overwrite), or "
+                                "resume=True (--resume) to continue its training")
     kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
+    replay = replay_buffer_path(out)
     env = gym.make(env_id, **env_kwargs)
     try:
-        model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
-        with progress_bar(total=int(timesteps), desc=f"expert {algo} {env_id}", unit="step",
-                          disable=not progress) as bar:
-            model.learn(total_timesteps=int(timesteps),
-                        callback=_progress_callback(bar, int(timesteps)))
+        if resume:
+            model = load_sb3_model(out, algo)
+            model.set_env(env)
+            if replay.is_file() and hasattr(model, "load_replay_buffer"):
+                model.load_replay_buffer(replay)
+        else:
+            model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+        from qbc.child_processes import stopped_on_exit
+
+        done = model.num_timesteps
+        try:
+            with stopped_on_exit(), progress_bar(total=int(timesteps),
+                                                 desc=f"expert {algo} {env_id}", unit="step",
+                                                 disable=not progress) as bar:
+                model.learn(total_timesteps=int(timesteps), reset_num_timesteps=not resume,
+                            callback=_progress_callback(bar, int(timesteps), done))
+        except (KeyboardInterrupt, SystemExit):
+            if model.num_timesteps > done:  # keep what was learnt: --resume continues it
+                _save(model, out, replay)
+            raise
     finally:
         env.close()
+    return _save(model, out, replay)
+
+
+def _save(model: Any, out: Path, replay: Path) -> Path:
+    """The model to ``out`` and, for an off-policy one, its replay buffer to ``replay``, each
+    written atomically."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             model.save(f)
 
+    def write_replay(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            model.save_replay_buffer(f)
+
+    if getattr(model, "replay_buffer", None) is not None:
+        atomic_write(replay, write_replay)
     return atomic_write(out, write)

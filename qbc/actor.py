@@ -64,20 +64,40 @@ def is_module_object(text: str) -> bool:
                 and all(part.isidentifier() for part in obj.split(".")))
 
 
+def _import_from_cwd(module_name: str) -> Any:
+    """``importlib.import_module(module_name)`` with the current directory searched first, as
+    ``python -m`` does (the ``qbc`` console script leaves it off ``sys.path``); ``sys.path`` is
+    as before afterwards."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    inserted = sys.path[:1] not in ([cwd], [""])
+    if inserted:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if inserted and cwd in sys.path:
+            sys.path.remove(cwd)  # the first occurrence: the one inserted above
+
+
 def load_actor(spec: str) -> Any:
-    """The actor named by ``"module:object"``: ``object`` is looked up in the imported module
-    (dotted attributes allowed); an object with ``act`` is used as it is, a callable without
-    one (a class, a factory) is called with no arguments and must return an object with ``act``.
+    """The actor named by ``"module:object"``: the module is imported from the current directory
+    first, then from the installed packages (as ``python -m`` finds modules; no ``PYTHONPATH=.``
+    needed); ``object`` is looked up in the imported module (dotted attributes allowed); an
+    object with ``act`` is used as it is, a callable without one (a class, a factory) is called
+    with no arguments and must return an object with ``act``.
     Anything else raises InvalidValueError."""
     module_name, _, attr = spec.partition(":")
     if not is_module_object(spec):
         raise InvalidValueError(f"--policy {spec!r} is neither a checkpoint directory nor an "
                                 "importable actor 'module:object'")
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import_from_cwd(module_name)
     except ImportError as exc:
         raise InvalidValueError(f"--policy {spec!r}: cannot import {module_name!r} ({exc}); "
-                                "is it on PYTHONPATH?") from None
+                                "is it in the current directory or on PYTHONPATH?") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise InvalidValueError(f"--policy {spec!r}: {module_name!r} has no {attr!r}")

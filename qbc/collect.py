@@ -112,7 +112,8 @@ class CollectConfig:
     """DART with sigma fitted to this trained policy's error on the expert's states (the DART
     rule, :func:`dart_sigma_for`); ``dart_sigma`` must then be 0."""
     max_episode_steps: int | None = None
-    """episode horizon; default: the env's registered max_episode_steps."""
+    """episode horizon; default: the env's registered max_episode_steps. A third-party env's
+    time limit caps it (one warning); qbc's own envs take any length."""
     overwrite: bool = False
     """replace an existing dataset with the same id."""
     progress: bool = False
@@ -147,6 +148,7 @@ def collect(cfg: CollectConfig, expert: Any = None,
 
     _validate(cfg)
     validate_dataset_id(cfg.dataset_id)
+    cfg = _within_time_limit(cfg)
     _check_memory(cfg)
     if expert is None:  # opened before the lock: a refused expert leaves no trace
         expert = _make_expert(cfg)
@@ -331,6 +333,18 @@ def _describe(env_id: str, expert: Any, env_kwargs: dict[str, Any]) -> dict[str,
 
     linear = expert if getattr(expert, "K", None) is not None else None
     return describe(env_id, expert=linear, **env_kwargs)
+
+
+def _within_time_limit(cfg: CollectConfig) -> CollectConfig:
+    """``cfg`` with ``max_episode_steps`` capped at a third-party env's time limit (its task
+    ends there; a one-line warning says so, as for rollout horizons); qbc's own envs take any
+    length."""
+    from qbc.rollout import cap_horizon
+
+    if cfg.max_episode_steps is None:
+        return cfg
+    steps = cap_horizon(cfg.env, cfg.max_episode_steps, "--max-episode-steps")
+    return dataclasses.replace(cfg, max_episode_steps=steps)
 
 
 def _check_memory(cfg: CollectConfig) -> None:

@@ -62,6 +62,7 @@ from qbc.dagger_files import (
 )
 from qbc.dagger_staging import RunPlace, finish_interrupted, needs_staging, run_place
 from qbc.errors import InvalidValueError
+from qbc.expert_choice import default_expert
 from qbc.io import locked_output
 
 
@@ -271,7 +272,10 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
     ``--overwrite`` of an existing run (or of existing round datasets) is staged
     (:mod:`qbc.dagger_staging`): the old run and its datasets stay as they are until every
     round has finished, and survive any failure."""
+    if cfg.expert is None:  # the env's default expert (its zoo actor, else lqr)
+        cfg = dataclasses.replace(cfg, expert=default_expert(cfg.env)[0])
     validate(cfg)
+    cfg = within_time_limit(cfg)
     expert = make_labeller(cfg)
     out = Path(cfg.out)
     with locked_output(out, "dagger"):  # one writer per run folder
@@ -289,6 +293,20 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
                 timings.append(timing)
                 write_rows(place.work, rows, timings)
     return rows
+
+
+def within_time_limit(cfg: DaggerConfig) -> DaggerConfig:
+    """``cfg`` with ``max_episode_steps`` and ``eval_horizon`` capped at a third-party env's
+    time limit, each with the one-line warning of rollout horizons (qbc's own envs: as given)."""
+    from qbc.rollout import cap_horizon
+
+    changes = {}
+    if cfg.max_episode_steps is not None:
+        changes["max_episode_steps"] = cap_horizon(cfg.env, cfg.max_episode_steps,
+                                                   "--max-episode-steps")
+    if cfg.eval_horizon is not None:
+        changes["eval_horizon"] = cap_horizon(cfg.env, cfg.eval_horizon, "--eval-horizon")
+    return dataclasses.replace(cfg, **changes)
 
 
 def with_dataset_base(cfg: DaggerConfig) -> DaggerConfig:

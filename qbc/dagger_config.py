@@ -33,8 +33,12 @@ class DaggerConfig:
     """Gymnasium env id, e.g. qbc/ScalarUnstable-v0 or Pendulum-v1."""
     out: Path
     """output folder: dagger_config.json, rounds.csv, timing.csv, round-<r>/ run folders."""
-    expert: str = "lqr"
-    """expert name in qbc.agents: lqr, linear, arctan, sb3 (it labels every visited state)."""
+    expert: str | None = None
+    """the expert that labels every visited state: lqr, linear, arctan (qbc's own envs), sb3
+    (--expert-path ZIP), zoo:ENV (a trained actor shipped with qbc, e.g. zoo:Pendulum-v1;
+    `qbc expert list`) or actor
+    (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
+    default: zoo:ENV when the zoo has the env (one line says so), else lqr."""
     expert_params: dict[str, Any] = field(default_factory=dict)
     """``make_expert`` keywords, e.g. ``{"algo": "td3", "path": "experts/x.zip"}``."""
     rounds: int = 3
@@ -70,11 +74,13 @@ class DaggerConfig:
     seed: int = 0
     """episode k of round r is reset with seed + r * episodes_per_round + k."""
     max_episode_steps: int | None = None
-    """episode horizon; default: the env's registered max_episode_steps."""
+    """episode horizon; default: the env's registered max_episode_steps. A third-party env's
+    time limit caps it (one warning); qbc's own envs take any length."""
     eval_episodes: int = 100
     """coupled rollouts (policy vs expert, same seeds) after every round for rounds.csv."""
     eval_horizon: int | None = None
-    """steps of those rollouts; default: the episode horizon."""
+    """steps of those rollouts; default: the episode horizon. A third-party env's time limit
+    caps it (one warning)."""
     eval_seed: int = 1_000_000
     """first seed of those rollouts (keep it apart from the training seeds)."""
     policy: str = _TRAIN["policy"]

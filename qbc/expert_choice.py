@@ -10,7 +10,8 @@ without expert flags. The rules, in order:
 1. ``--expert NAME``: that expert with ``--expert-params`` / ``--expert-path`` only;
 2. no ``--expert`` but a remembered expert: it, with ``--expert-params`` / ``--expert-path``
    replacing its parameters of the same name (e.g. a moved SB3 zip);
-3. nothing remembered: ``lqr`` (``sb3`` when only ``--expert-path`` is given).
+3. nothing remembered: the env's default (:func:`default_expert`: its zoo actor ``zoo:<env id>``
+   when the zoo has one, else ``lqr``), or ``sb3`` when only ``--expert-path`` is given.
 
 An SB3 zip holds pickles, so a model file found in a dataset's metadata is loaded only when it
 is the very file the dataset was collected with (its SHA-256, recorded by ``qbc collect``);
@@ -28,6 +29,27 @@ from qbc.errors import CorruptFileError, InvalidValueError, QbcError
 
 #: The expert when neither a flag nor the dataset names one (the qbc/ envs' analytic expert).
 FALLBACK_EXPERT = "lqr"
+
+
+def default_expert(env_id: str | None) -> tuple[str, str]:
+    """``(name, source)`` of the expert used on ``env_id`` when no flag and no dataset names
+    one: the zoo's actor ``zoo:<env id>`` when the zoo has an entry for the env (MuJoCo and
+    classic-control tasks), else :data:`FALLBACK_EXPERT` (the qbc/ envs' LQR expert)."""
+    from qbc.agents.expert_zoo import ZOO_PREFIX, available_zoo
+
+    if env_id and env_id in available_zoo():
+        return ZOO_PREFIX + env_id, f"default: the expert zoo's entry for {env_id}"
+    return FALLBACK_EXPERT, "default"
+
+
+def default_expert_line(command: str, env_id: str) -> str | None:
+    """The one line a command prints when it uses the zoo's actor as the default expert (None
+    when the default is lqr: nothing to point out)."""
+    name, source = default_expert(env_id)
+    if name == FALLBACK_EXPERT:
+        return None
+    return (f"qbc {command}: expert {name} ({source}; --expert NAME chooses another, "
+            "`qbc expert list` shows the zoo)")
 
 
 @dataclass
@@ -135,8 +157,9 @@ def _check_same_file(spec: dict[str, Any], dataset_id: str) -> None:
 
 def choose_expert(expert: str | None, expert_path: str | Path | None,
                   expert_params: dict[str, Any] | None,
-                  dataset_id: str | None) -> ExpertChoice:
-    """The expert to build, by the rules of the module docstring."""
+                  dataset_id: str | None, env_id: str | None = None) -> ExpertChoice:
+    """The expert to build, by the rules of the module docstring (``env_id``: the env whose
+    default expert rule 3 takes)."""
     given = dict(expert_params or {})
     if expert_path is not None:
         given["path"] = str(expert_path)
@@ -148,7 +171,10 @@ def choose_expert(expert: str | None, expert_path: str | Path | None,
             _check_same_file(spec, dataset_id)
         return ExpertChoice(spec["name"], {**spec["params"], **given},
                             f"dataset {dataset_id}" + (" (params from flags)" if given else ""))
-    return ExpertChoice("sb3" if "path" in given else FALLBACK_EXPERT, given, "default")
+    if "path" in given:
+        return ExpertChoice("sb3", given, "default")
+    name, source = default_expert(env_id)
+    return ExpertChoice(name, given, source)
 
 
 def build_expert(choice: ExpertChoice, env_id: str) -> Any:
@@ -167,3 +193,57 @@ def build_expert(choice: ExpertChoice, env_id: str) -> Any:
         cls = type(exc) if type(exc) in (InvalidValueError, CorruptFileError) else \
             InvalidValueError
         raise cls(str(exc) + hint) from None
+
+
+def set_dataset_expert(dataset_id: str, name: str, params: dict[str, Any] | None = None,
+                       root: str | Path | None = None) -> dict[str, Any]:
+    """Record the expert of a dataset made elsewhere (Minari's own API, another library), as
+    ``qbc collect`` records its own: ``{"name", "params"}`` under the metadata key ``"qbc"``,
+    with the SHA-256 of its model file, so later commands rebuild it without ``--expert`` (and
+    load a model file only while it is that same file). Before anything is written the expert
+    is built on the dataset's env and must label the dataset's observations with actions of
+    the dataset's shape (:class:`InvalidValueError` otherwise). Returns what was recorded, plus
+    ``agreement``: the mean absolute difference between the expert's actions and the recorded
+    ones on up to 1000 of the dataset's states (small when it is the expert that made them).
+    The metadata file is rewritten atomically under the dataset lock; the episodes are not
+    touched."""
+    import numpy as np
+
+    from qbc.agents import make_expert
+    from qbc.data import dataset_lock, dataset_path, load_demonstrations
+    from qbc.io import atomic_write_json, json_safe
+
+    params = dict(params or {})
+    with dataset_lock(dataset_id, root):
+        demos = load_demonstrations(dataset_id, root=root)
+        if not demos.env_id:
+            raise InvalidValueError(f"dataset {dataset_id} records no env (no env_spec in its "
+                                    "metadata), so no expert can be checked against it")
+        expert = make_expert({"name": name, "params": params}, demos.env_id)
+        rows = np.linspace(0, len(demos) - 1, min(len(demos), 1000)).astype(int)
+        obs = np.asarray(demos.observations[rows], dtype=np.float32)
+        try:
+            actions = np.asarray(expert.act(obs, deterministic=True), dtype=np.float64)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise InvalidValueError(f"expert {name!r} cannot label the states of dataset "
+                                    f"{dataset_id} ({exc})") from None
+        recorded = np.asarray(demos.actions[rows], dtype=np.float64)
+        if actions.shape != recorded.shape or not np.isfinite(actions).all():
+            raise InvalidValueError(
+                f"expert {name!r} gave actions of shape {actions.shape} for {len(rows)} states "
+                f"of dataset {dataset_id}, whose actions have shape {recorded.shape} (finite "
+                "expected): it is not an expert for this dataset")
+        path = dataset_path(dataset_id, root) / "data" / "metadata.json"
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CorruptFileError(f"{path} cannot be read ({exc})") from None
+        prov = provenance(raw)
+        record = {"expert": {"name": name, "params": params},
+                  "expert_file_sha256": expert_file_sha256(params),
+                  "expert_set_by": "qbc data set-expert",
+                  "expert_agreement": float(np.abs(actions - recorded).mean())}
+        prov.update(record)
+        raw["qbc"] = json_safe(prov)
+        atomic_write_json(path, raw)
+    return {**record, "env_id": demos.env_id, "agreement": record["expert_agreement"]}

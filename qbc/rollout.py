@@ -12,6 +12,7 @@ a policy's trajectory and the expert's is then exactly the error that the policy
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from qbc.actor import Actor
-from qbc.errors import InvalidValueError
+from qbc.errors import InvalidValueError, QbcWarning
 from qbc.gym_utils import make_vector_env
 from qbc.progress import progress_bar
 from qbc.rollout_loop import run_steps
@@ -204,6 +205,23 @@ def cap_horizons(env_id: str, horizons: Sequence[int]) -> tuple[list[int], str |
     kept = sorted({h for h in hs if h <= limit} | {int(limit)})
     return kept, (f"{env_id} ends episodes after {limit} steps (its time limit): horizon(s) "
                   f"{', '.join(map(str, dropped))} capped, rolling out to H = {limit}")
+
+
+def cap_horizon(env_id: str, horizon: int, what: str = "horizon(s)") -> int:
+    """``horizon`` (a rollout horizon or an episode length) capped at a third-party env's time
+    limit by :func:`cap_horizons`, with its one-line warning as a :class:`~qbc.errors.QbcWarning`
+    when it was cut (``what`` names the setting in the warning, e.g. ``--eval-horizon``). qbc's
+    own envs and unregistered ids are returned unchanged."""
+    import gymnasium as gym
+
+    import qbc  # noqa: F401  (registers the qbc/ envs)
+
+    if env_id not in gym.registry:
+        return int(horizon)
+    (capped,), message = cap_horizons(env_id, [int(horizon)])
+    if message:
+        warnings.warn(message.replace("horizon(s)", what, 1), QbcWarning, stacklevel=2)
+    return capped
 
 
 def check_rollout_memory(env_id: str, n_actors: int, episodes: int, horizon: int,

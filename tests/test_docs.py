@@ -1,5 +1,6 @@
-"""The documentation says what the code does: the README's quantizer table is the registry, every
-module is on the module map, and every reference points at a file inside this repository."""
+"""The documentation says what the code does: the quantizer table of the quantizers guide is the
+registry, every module is on the module map, and every reference points at a file inside this
+repository."""
 
 import re
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+QUANTIZERS_GUIDE = ROOT / "docs" / "guide" / "quantizers.md"
 # Files a user of a fresh clone reads; none may send them outside the repository.
 DOC_TREES = ("README.md", "docs", "qbc", "envs", "agents", "scripts")
 OUTSIDE_REFERENCES = ("../shared", "PAPERS.md", "DESIGN.md")
@@ -18,13 +20,13 @@ TEXT_SUFFIXES = {".md", ".py", ".toml", ".sh", ".txt", ".json", ".csv"}
 def _section(text: str, heading: str) -> str:
     """The body of the markdown section whose heading line starts with ``heading``."""
     match = re.search(rf"^#+ {re.escape(heading)}.*?$(.*?)(?=^#+ |\Z)", text, re.M | re.S)
-    assert match, f"README.md has no section {heading!r}"
+    assert match, f"no section {heading!r}"
     return match.group(1)
 
 
 def readme_quantizer_names() -> list[str]:
-    """Names in the first column of the README's quantizer table (`` `name` `` cells)."""
-    body = _section((ROOT / "README.md").read_text(), "Quantizers")
+    """Names in the first column of the quantizers guide's table (`` `name` `` cells)."""
+    body = _section(QUANTIZERS_GUIDE.read_text(), "Quantizers (")
     return re.findall(r"^\| `([^`]+)` \|", body, re.M)
 
 
@@ -42,9 +44,9 @@ def test_theorem6_is_registered_on_package_import():
     assert "theorem6" in fresh_registry()
 
 
-def test_readme_quantizer_table_is_the_registry():
+def test_guide_quantizer_table_is_the_registry():
     names = readme_quantizer_names()
-    assert len(names) == len(set(names)), f"duplicate rows in README's table: {names}"
+    assert len(names) == len(set(names)), f"duplicate rows in the guide's table: {names}"
     assert sorted(names) == sorted(fresh_registry())
 
 
@@ -101,9 +103,9 @@ def test_architecture_lists_every_module():
     assert not missing, "docs/architecture.md does not list: " + ", ".join(missing)
 
 
-def _readme_tables():
-    """(first line number, header row, the 4 lines before and after) of each README table."""
-    lines = (ROOT / "README.md").read_text().splitlines()
+def _tables(path: Path):
+    """(first line number, header row, the 4 lines before and after) of each table in ``path``."""
+    lines = path.read_text().splitlines()
     i = 0
     while i < len(lines):
         if lines[i].startswith("|"):
@@ -114,18 +116,26 @@ def _readme_tables():
         i += 1
 
 
-def test_every_results_table_in_the_readme_says_what_made_it():
-    import re
+def test_the_readme_holds_no_results_table():
+    # Numbers live in docs/results (and the guides that cite them); the README links there.
+    assert not list(_tables(ROOT / "README.md"))
 
-    reference_tables = ("| name | what | worst-case bound |",)  # the quantizer registry
-    tables = list(_readme_tables())
+
+def test_every_results_table_in_the_docs_says_what_made_it():
+    reference_tables = ("| name | what | worst-case bound |",  # the quantizer registry
+                        "| guide | what |")  # the guides' index
+    pages = sorted((ROOT / "docs" / "guide").glob("*.md")) + [ROOT / "docs" / "performance.md",
+                                                            ROOT / "docs" / "getting-started.md"]
+    tables = [(page, *table) for page in pages for table in _tables(page)]
     assert len(tables) >= 3
-    for line, header, around in tables:
+    for page, line, header, around in tables:
         if header in reference_tables:
             continue
-        assert re.search(r"commit [0-9a-f]{7}", around), f"README table at line {line}: no commit"
-        assert re.search(r"20\d\d-\d\d-\d\d", around), f"README table at line {line}: no date"
-        assert "`" in around, f"README table at line {line}: no command"
+        where = f"{page.relative_to(ROOT)} table at line {line}"
+        assert re.search(r"commit [0-9a-f]{7}", around), f"{where}: no commit"
+        assert re.search(r"20\d\d-\d\d-\d\d", around), f"{where}: no date"
+        assert "`" in around, f"{where}: no command"
+
 
 
 # -- statements about registry members agree with the registry -----------------------------------
@@ -163,7 +173,7 @@ def _registry_bound(name: str) -> float | None:
 
 
 @pytest.mark.parametrize("doc,header", [
-    ("README.md", "| name | what | worst-case bound |"),
+    ("docs/guide/quantizers.md", "| name | what | worst-case bound |"),
     ("docs/theory.md", THEORY_BOUND_HEADER),
 ])
 def test_which_quantizers_have_a_worst_case_bound_is_what_the_registry_says(doc, header):

@@ -180,8 +180,9 @@ def test_expert_commands_train_export_list(tmp_path, capsys):
 
 
 def test_lqr_error_suggests_the_zoo_entry(capsys):
-    assert main(["collect", "--env", "Pendulum-v1", "--episodes", "1", "--dataset",
-                 "test/p-v0", "--no-progress"]) == 2
+    # an explicit --expert lqr (the zoo entry is the default since issue 35)
+    assert main(["collect", "--env", "Pendulum-v1", "--expert", "lqr", "--episodes", "1",
+                 "--dataset", "test/p-v0", "--no-progress"]) == 2
     assert "--expert zoo:Pendulum-v1" in capsys.readouterr().err
 
 

@@ -153,6 +153,28 @@ def test_rollout_command_takes_any_importable_actor(tmp_path, capsys, name):
     assert direct["policies"]["policy"]["30"]["regret"] > 0
 
 
+def test_policy_module_is_imported_from_the_current_directory(tmp_path, monkeypatch, capsys):
+    # as `python -m` would: the console script has no cwd on sys.path, so take it off here too
+    import os
+    import sys
+
+    (tmp_path / "qbc_cwd_actor_mod.py").write_text(
+        "import numpy as np\n\n"
+        "class Still:\n"
+        "    def act(self, obs):\n"
+        "        return np.zeros((len(obs), 1), np.float32)\n\n"
+        "def make_actor():\n"
+        "    return Still()\n")
+    monkeypatch.chdir(tmp_path)
+    path = [p for p in sys.path if p not in ("", os.getcwd(), str(tmp_path))]
+    monkeypatch.setattr(sys, "path", list(path))
+    monkeypatch.delitem(sys.modules, "qbc_cwd_actor_mod", raising=False)
+    assert main(["rollout", "--policy", "qbc_cwd_actor_mod:make_actor", "--env", SCALAR,
+                 "--episodes", "2", "--horizons", "5", "--out", "roll", "--no-progress"]) == 0
+    assert (tmp_path / "roll" / "metrics.json").exists()
+    assert sys.path == path  # the current directory was on sys.path for that import only
+
+
 @pytest.mark.parametrize("spec, message", [
     ("os:sep", "is not an actor"), ("no_such_module_qbc:x", "cannot import"),
     (f"{__name__}:Nothing", "has no 'Nothing'"),

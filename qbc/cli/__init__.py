@@ -76,6 +76,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("qbc.cli.collect", "COMMAND"),
     "dagger": ("qbc.cli.dagger", "COMMAND"),
     "data": ("qbc.cli.data", "COMMAND"),
+    "data set-expert": ("qbc.cli.data", "SET_EXPERT_COMMAND"),
     "rollout": ("qbc.cli.rollout", "COMMAND"),
     "certify": ("qbc.cli.certify", "COMMAND"),
     "sweep": ("qbc.cli.sweep", "SWEEP_COMMAND"),

@@ -29,8 +29,11 @@ class CertifyConfig:
     env: str | None = None
     """env id; default: the dataset's env."""
     expert: str | None = None
-    """expert name (lqr, linear, arctan, sb3); default: the expert that collected the dataset
-    (recorded in its metadata), else lqr."""
+    """expert: lqr, linear, arctan (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
+    trained actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor
+    (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
+    default: the expert that collected the dataset (recorded in its metadata, or given later
+    with `qbc data set-expert`), else zoo:ENV when the zoo has the env, else lqr."""
     expert_path: Path | None = None
     """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
     expert_params: KeyValues = ()
@@ -104,7 +107,7 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     tok = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None else
            ActionTokenizer.fit(demos.actions, quantizer=cfg.quantizer, n_bins=cfg.bins))
     choice = choose_expert(cfg.expert, cfg.expert_path,
-                           expert_params(cfg.expert_params), cfg.dataset)
+                           expert_params(cfg.expert_params), cfg.dataset, env_id)
     expert = build_expert(choice, env_id)
     return {"sizes": sizes, "deltas": deltas, "horizons": horizons, "metrics": metrics,
             "demos": demos, "env_id": env_id, "tok": tok, "expert": expert, "choice": choice}

@@ -8,6 +8,7 @@ module prints the summary.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.collect import CollectConfig, Collected, collect
 from qbc.errors import InvalidValueError
+from qbc.expert_choice import default_expert, default_expert_line
 
 
 @dataclass
@@ -27,8 +29,11 @@ class CollectArgs:
     """Gymnasium env id, e.g. qbc/LinearUnstable-v0 or Pendulum-v1."""
     dataset: str
     """Minari dataset id to create, '(namespace/)name-vN', e.g. qbc/linear-unstable-lqr-v0."""
-    expert: str = "lqr"
-    """expert name in qbc.agents: lqr, linear, arctan, sb3."""
+    expert: str | None = None
+    """expert: lqr, linear, arctan (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
+    trained actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor
+    (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
+    default: zoo:ENV when the zoo has the env (one line says so), else lqr."""
     episodes: int = 100
     """number of episodes to record."""
     num_envs: int = 16
@@ -52,7 +57,8 @@ class CollectArgs:
     policy: Path | None = None
     """with --dart auto: the trained policy (run folder or checkpoint) whose error sets SIGMA."""
     max_episode_steps: int | None = None
-    """episode horizon; default: the env's registered max_episode_steps."""
+    """episode horizon; default: the env's registered max_episode_steps. A third-party env's
+    time limit caps it (one warning); qbc's own envs take any length."""
     overwrite: bool = False
     """replace an existing dataset with the same id."""
     progress: bool = True
@@ -65,7 +71,8 @@ def collect_config(args: CollectArgs) -> CollectConfig:
     params = expert_params(args.expert_params, args.expert_path)
     sigma, policy = parse_dart(args.dart, args.policy)
     return CollectConfig(
-        env=args.env, dataset_id=args.dataset, expert=args.expert, expert_params=params,
+        env=args.env, dataset_id=args.dataset,
+        expert=args.expert or default_expert(args.env)[0], expert_params=params,
         episodes=args.episodes, num_envs=args.num_envs, seed=args.seed,
         expert_noise=args.expert_noise, dart_sigma=sigma, dart_policy=policy,
         max_episode_steps=args.max_episode_steps, overwrite=args.overwrite,
@@ -75,6 +82,8 @@ def collect_config(args: CollectArgs) -> CollectConfig:
 def run_collect(args: CollectArgs) -> Collected:
     """The command: :func:`qbc.collect.collect`, then a short summary on stdout."""
     cfg = collect_config(args)
+    if args.expert is None and (line := default_expert_line("collect", args.env)):
+        print(line, file=sys.stderr)
     done = collect(cfg)
     print(format_summary(cfg, done))
     return done

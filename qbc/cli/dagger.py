@@ -8,6 +8,7 @@ or JSON objects (:mod:`qbc.cli.flag_types`) and parsed here.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params, key_values
 from qbc.dagger import DaggerConfig, run_dagger
 from qbc.dagger_files import read_timing
+from qbc.expert_choice import default_expert_line
 
 
 @dataclass
@@ -42,6 +44,8 @@ def dagger_config(args: DaggerArgs) -> DaggerConfig:
 def run_dagger_command(args: DaggerArgs) -> list[dict[str, Any]]:
     """Run (or continue) DAgger, then print rounds.csv as a table and the last round's time."""
     cfg = dagger_config(args)
+    if cfg.expert is None and (line := default_expert_line("dagger", cfg.env)):
+        print(line, file=sys.stderr)
     rows = run_dagger(cfg)
     print(format_summary(cfg, rows, read_timing(cfg.out)))
     return rows

@@ -4,6 +4,7 @@ actors (safetensors + JSON), and the expert zoo listed. The work is done by
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +32,21 @@ EXPORT_RENAMED_FLAGS = {**RENAMED_FLAGS, "--path": "--expert-path"}
 
 
 # -- qbc expert train ------------------------------------------------------------------------------
+def _previous_parts(zip_path: Path) -> dict[str, Any]:
+    """Steps, training seconds and parts of the trainings so far of the model at ``zip_path``
+    (its report ``<zip stem>.json``; a report from before --resume counts as one part)."""
+    report = zip_path.with_suffix(".json")
+    try:
+        old = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return {}
+    steps = old.get("total_timesteps", (old.get("config") or {}).get("timesteps", 0))
+    return {"total_timesteps": int(steps or 0),
+            "total_train_seconds": float(old.get("total_train_seconds",
+                                                 old.get("train_seconds", 0.0)) or 0.0),
+            "parts": int(old.get("parts", 1))}
+
+
 @dataclass
 class TrainExpertConfig:
     """Train a stable-baselines3 expert, save it, and report its evaluated return."""
@@ -53,6 +69,12 @@ class TrainExpertConfig:
     """Episodes for the final evaluation (seeds 10_000 + i, disjoint from training)."""
     overwrite: bool = False
     """Replace an existing model at out."""
+    resume: bool = False
+    """Continue the model at out (default path as above) for --timesteps more steps, with its
+    replay buffer (<zip stem>.replay.pkl, saved by every SAC/TD3 training) when it is there,
+    and save it back in place: a long training can run in parts, and one stopped by Ctrl-C or
+    SIGTERM (which saves what it has learnt) continues. The summary gives the total steps and
+    training time over all parts. The zip and buffer hold pickles: resume only your own."""
     progress: bool = True
     """Show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
 
@@ -73,29 +95,40 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     check_env_id(config.env)
     actor_dir = actor_folder_for(sb3_zip_path(default_expert_path(config.env, config.algo)
                                               if config.out is None else config.out))
-    if actor_dir.exists() and any(actor_dir.iterdir()) and not config.overwrite:
-        raise OutputExistsError(f"{str(actor_dir)!r} exists; pass --overwrite to replace it")
+    if (actor_dir.exists() and any(actor_dir.iterdir()) and not config.overwrite
+            and not config.resume):
+        raise OutputExistsError(f"{str(actor_dir)!r} exists; pass --overwrite to replace it, "
+                                "or --resume to continue the training of the model beside it")
+    zip_path = sb3_zip_path(default_expert_path(config.env, config.algo)
+                            if config.out is None else config.out)
+    before = _previous_parts(zip_path) if config.resume else {}
     start = time.perf_counter()
     path = train_sb3_expert(
         config.env, algo=config.algo, timesteps=config.timesteps, seed=config.seed,
         path=config.out, learning_rate=config.learning_rate, overwrite=config.overwrite,
-        progress=config.progress,
+        progress=config.progress, resume=config.resume,
     )
     train_s = time.perf_counter() - start
+    total_steps = before.get("total_timesteps", 0) + config.timesteps
+    total_s = before.get("total_train_seconds", 0.0) + train_s
+    parts = before.get("parts", 0) + 1
     expert = make_expert("sb3", config.env, path=str(path), algo=config.algo)
     result = evaluate_expert(expert, config.env, episodes=config.eval_episodes, seed=10_000)
-    info = {"source": path.name, "timesteps": config.timesteps, "seed": config.seed,
+    info = {"source": path.name, "timesteps": total_steps, "seed": config.seed,
             "learning_rate": config.learning_rate,
             "training_command": training_command(asdict(config))}
     actor_eval = export_actor(expert.model, config.algo, config.env, actor_dir,
                               config.eval_episodes, info)
     report = {"config": asdict(config), "model": str(path), "actor": str(actor_dir),
               "actor_mean_return": actor_eval["mean_return"], "train_seconds": train_s,
+              "total_timesteps": total_steps, "total_train_seconds": total_s, "parts": parts,
               **result}
     atomic_write_json(path.with_suffix(".json"), report)
     print(
         f"trained {config.algo} on {config.env} for {config.timesteps} steps in "
-        f"{train_s:.1f} s -> {path}\n"
+        f"{train_s:.1f} s -> {path}"
+        + (f" (resumed: {total_steps} steps, {total_s:.1f} s over {parts} parts)"
+           if config.resume else "") + "\n"
         f"eval over {result['episodes']} episodes: mean return {result['mean_return']:.1f} "
         f"+- {result['std_return']:.1f} (min {result['min_return']:.1f})\n"
         f"actor (safetensors + JSON) -> {actor_dir}: mean return "

@@ -56,8 +56,12 @@ class RolloutConfig:
     env: str | None = None
     """env id; default: the env of the policy's training dataset."""
     expert: str | None = None
-    """expert name (lqr, linear, arctan, sb3); default: the expert that collected the policy's
-    training dataset (recorded in its metadata), else lqr."""
+    """expert: lqr, linear, arctan (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
+    trained actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor
+    (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
+    default: the expert that collected the policy's training dataset (recorded in its
+    metadata, or given later with `qbc data set-expert`), else zoo:ENV when the zoo has the
+    env, else lqr."""
     expert_path: Path | None = None
     """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
     expert_params: KeyValues = ()
@@ -176,7 +180,7 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
         raise InvalidValueError("--augment model deploys per-step token policies, not chunks")
     choice = choose_expert(cfg.expert, cfg.expert_path,
                            expert_params(cfg.expert_params),
-                           policy_dataset(cfg.policy) if checkpoint else None)
+                           policy_dataset(cfg.policy) if checkpoint else None, env_id)
     expert = build_expert(choice, env_id)
     actors: dict[str, Any] = {"expert": expert}
     if policy is not None:

@@ -31,10 +31,10 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     from qbc.chunking.execution import ChunkExecutor
     from qbc.chunking.floor import QuantizedChunkExpert, make_planner
     from qbc.rollout import coupled_rollout, horizon_metrics
-    from qbc.sweep.runner import make_row, nominal_bin_width
+    from qbc.sweep.runner import capped_horizons, make_row, nominal_bin_width
 
     s = cell.settings
-    ro, horizons = s["rollout"], s["horizons"]
+    ro, horizons = s["rollout"], capped_horizons(cell)
     (kind,) = cell.policies
     t1 = time.perf_counter()
     policy, val_loss = train_chunk_policy(cell, kind, demos, work / kind)

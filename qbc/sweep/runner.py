@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qbc.environ import scoped_threads
-from qbc.errors import OutputExistsError
+from qbc.errors import OutputExistsError, QbcWarning
 from qbc.io import locked_output
 from qbc.sweep.cells import Cell, DatasetSpec
 from qbc.sweep.spec import QUANTIZED_EXPERT
@@ -124,7 +125,7 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
             actors[kind], val_loss = _train(cell, kind, demos, work / kind)
             extra[kind] = {"val_loss": val_loss}
         extra[kind]["train_seconds"] = time.perf_counter() - t1
-    horizons = s["horizons"]
+    horizons = capped_horizons(cell)
     # Policies decoded by sampling draw from one generator seeded by the cell, in rollout order.
     draws = torch.Generator().manual_seed(cell.seed)
     for kind in cell.policies:
@@ -137,6 +138,17 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     return [make_row(cell, kind, h, metrics["policies"][kind][str(h)],
                      metrics["policies"]["expert"][str(h)], width, extra[kind])
             for kind in cell.policies for h in horizons]
+
+
+def capped_horizons(cell: Cell) -> list[int]:
+    """The cell's horizons, capped at a third-party env's time limit with the one-line warning
+    of ``qbc rollout`` (:func:`qbc.rollout.cap_horizons`); qbc's own envs take any horizon."""
+    from qbc.rollout import cap_horizons
+
+    horizons, capped = cap_horizons(cell.env, cell.settings["horizons"])
+    if capped:
+        warnings.warn(capped, QbcWarning, stacklevel=2)
+    return horizons
 
 
 def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[str, Any],

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from qbc.chunking import get_chunk_tokenizer_class, make_chunk_tokenizer, make_c
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
 from qbc.environ import scoped_torch_rng
-from qbc.errors import InvalidValueError
+from qbc.errors import InvalidValueError, QbcWarning
 from qbc.io import atomic_write_json
 from qbc.policy import ModelConfig, Normalizer
 from qbc.policy.chunked import (
@@ -488,5 +489,7 @@ def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
                                 "positions": int(policy.module.cfg.n_tokens)}
     if cfg.rollout_episodes > 0:
         summary["rollout"] = closing_rollout(cfg, policy, demos)
+        if summary["rollout"] and summary["rollout"]["horizon_capped"]:  # as qbc train warns
+            warnings.warn(summary["rollout"]["horizon_capped"], QbcWarning, stacklevel=2)
     atomic_write_json(cfg.out / "summary.json", summary)
     return summary

@@ -149,7 +149,7 @@ class TrainConfig(OptimConfig, _TrainHead):
     obs_encoder: ObsEncoderConfig | None = None
     """a fixed encoder of the standardised observation in front of the policy: k Gaussian
     random projections, each quantized to `bits` bits (qbc.compressive's quantizers for N(0,1)):
-    k=16 bits=2 [quantizer=lloyd_max|uniform] [seed=0], or the spec qrp:k=16,bits=2; none = no
+    `k=16 bits=2 [quantizer=lloyd_max|uniform] [seed=0]`, or the spec qrp:k=16,bits=2; none = no
     encoder. (A spec string or a dict given in Python is read into ObsEncoderConfig.)"""
     augment: str = "none"
     """'model': also learn a transition model (x_t, token of u_t) -> x_{t+1} on the training
