@@ -216,6 +216,15 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         headline=obs_encoder_headline,
         rtol=0.25,
     ),
+    Result(
+        name="learner_vs_floor_defaults",
+        full=("python scripts/learner_vs_floor.py --envs qbc/ScalarUnstable-v0 "
+              "qbc/LinearUnstable-v0 --seeds 0 1 2 --methods bc --workers 2 --out {out}",),
+        quick=("python scripts/learner_vs_floor.py --quick --methods bc --out {out}",),
+        headline=learner_vs_floor_headline,
+        publish=("README.md", "summary.csv", "results.csv"),
+        rtol=0.25,
+    ),
     _learner_vs_floor("learner_vs_floor", "qbc/ScalarUnstable-v0"),
     _learner_vs_floor("learner_vs_floor_linear_unstable", "qbc/LinearUnstable-v0"),
     _learner_vs_floor("learner_vs_floor_pendulum", "Pendulum-v1"),
