@@ -128,6 +128,27 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
                  info={key: _fill(values, t, m) for key, values in tracked.items()})
 
 
+def episode_outcomes(steps: Steps, copies: int | None = None) -> dict[str, np.ndarray]:
+    """What the env reported about the first episode of each of the first ``copies`` copies
+    (default all) that ended: ``success`` (k,) bool, the ``info["success"]`` (or Fetch's
+    ``info["is_success"]``) at its last step; ``mode`` (k,) int, its last non-zero
+    ``info["mode"]`` (0: none). Only the keys the env reported; copies still running count
+    their last recorded step."""
+    k = len(steps.lengths) if copies is None else int(copies)
+    last = np.where(steps.lengths[:k] > 0, steps.lengths[:k], len(steps.rewards)) - 1
+    out: dict[str, np.ndarray] = {}
+    source = next((key for key in ("success", "is_success") if key in steps.info), None)
+    if source is not None and len(steps.rewards):
+        out["success"] = steps.info[source][last, np.arange(k)].astype(bool)
+    if "mode" in steps.info and len(steps.rewards):
+        modes = steps.info["mode"][:, :k]
+        t = np.arange(len(modes))[:, None]
+        seen = np.where((modes != 0) & (t <= last[None, :]), t, -1).max(axis=0)
+        out["mode"] = np.where(seen >= 0, modes[np.maximum(seen, 0), np.arange(k)], 0
+                               ).astype(np.int64)
+    return out
+
+
 def _tracked_info(info: dict[str, Any], done: np.ndarray | None, m: int) -> dict[str, np.ndarray]:
     """The :data:`TRACKED_INFO` entries of one vector step's ``info`` as (M,) arrays, 0 where
     the env marks them absent (``info["_key"]``); with ``done`` (same-step autoreset) the

@@ -136,3 +136,50 @@ def test_envs_without_success_report_none():
                           {"expert": make_expert("lqr", "qbc/ScalarStable-v0")}, range(3), 5)
     assert res.success == {} and res.modes == {}
     assert "success" not in horizon_metrics(res, [5])["policies"]["expert"]["5"]
+
+
+def test_describe_has_no_lqr_but_the_lateral_drift():
+    from qbc.envs import describe
+
+    d = describe(IDS[1])
+    assert d["lqr_gain"] is None and d["lqr_closed_loop_spectral_radius"] is None
+    assert d["open_loop_spectral_radius"] == pytest.approx(1.1)  # 1 + dt * drift
+    assert describe(IDS[0])["open_loop_spectral_radius"] == pytest.approx(1.0)  # px integrates
+
+
+def test_collect_train_and_rollout_report_success_and_modes(tmp_path, capsys, one_torch_thread):
+    import json
+
+    from qbc.cli import main
+
+    assert main(["collect", "--env", IDS[0], "--expert", "detour", "--episodes", "20",
+                 "--dataset", "test/detour-v0", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "success 100.0% [95% CI 83.9%, 100.0%] (20 of 20)" in text
+    assert "modes: left" in text and "none 0%" in text
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "test/detour-v0", "--steps", "4", "--eval-interval", "2",
+                 "--bins", "8", "--batch-size", "16", "--out", str(out), "--rollout-episodes",
+                 "4", "--no-progress", "--model.d-model", "16", "--model.n-heads", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "success policy" in text and ", expert 100% [95% CI 51%, 100%]" in text
+    summary = json.loads((out / "summary.json").read_text())["rollout"]
+    assert summary["expert_success"] == 1.0 and summary["expert_modes"]["none"] == 0.0
+    argv = ["rollout", "--policy", str(out), "--out", str(tmp_path / "ro"), "--episodes", "6",
+            "--horizons", "50", "--decode", "sample", "--temperature", "0.5", "--no-progress"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "success [95% CI]" in text and "return" in text
+    expert_row = next(line for line in text.splitlines() if line.startswith("expert "))
+    assert "100% [61%, 100%]" in expert_row  # the expert's own row: return and success
+    metrics = json.loads((tmp_path / "ro" / "metrics.json").read_text())
+    assert set(metrics["policies"]) == {"expert", "policy", "quantized_expert"}
+    for m in metrics["policies"].values():
+        assert 0 <= m["50"]["success"] <= 1 and set(m["50"]["modes"]) == {"left", "right", "none"}
+    # the same seed gives the same sampled rollout
+    assert main([*argv[:4], str(tmp_path / "ro2"), *argv[5:]]) == 0
+    again = json.loads((tmp_path / "ro2" / "metrics.json").read_text())
+    assert again["policies"]["policy"] == metrics["policies"]["policy"]
+    refused = [*argv[:4], str(tmp_path / "ro3"), *argv[5:]]
+    refused[refused.index("0.5")] = "0"
+    assert main(refused) == 2 and "--temperature must be" in capsys.readouterr().err
