@@ -183,3 +183,39 @@ def test_collect_train_and_rollout_report_success_and_modes(tmp_path, capsys, on
     refused = [*argv[:4], str(tmp_path / "ro3"), *argv[5:]]
     refused[refused.index("0.5")] = "0"
     assert main(refused) == 2 and "--temperature must be" in capsys.readouterr().err
+
+
+class _Countdown(gym.Env):
+    """Ends after 2 + seed % 3 steps; ``info["is_success"]`` (Fetch's key) is True at the last
+    step for even seeds only, False on every earlier step."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.seed_, self.t = (seed or 0), 0
+        self.length = 2 + self.seed_ % 3
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t >= self.length
+        info = {"is_success": bool(done and self.seed_ % 2 == 0)}
+        return np.full(1, self.t, np.float32), 1.0, done, False, info
+
+
+@pytest.mark.parametrize("mode", ["NEXT_STEP", "SAME_STEP"])
+def test_outcomes_of_a_third_party_env_under_either_autoreset_mode(mode):
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    from qbc.rollout_loop import episode_outcomes
+
+    venv = SyncVectorEnv([_Countdown for _ in range(6)],
+                         autoreset_mode=getattr(AutoresetMode, mode))
+    steps = run_steps(venv, type("Zero", (), {"act": lambda self, o: np.zeros((6, 1))})(),
+                      [0, 1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(steps.lengths, [2, 3, 4, 2, 3, 4])
+    out = episode_outcomes(steps)
+    assert set(out) == {"success"}  # no mode reported
+    np.testing.assert_array_equal(out["success"], [True, False, True, False, True, False])

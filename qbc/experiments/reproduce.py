@@ -153,6 +153,17 @@ def chunking_headline(out: Path) -> dict[str, float]:
     return values
 
 
+def multimodal_headline(out: Path) -> dict[str, float]:
+    """Per (env, policy) row of results.json (:mod:`qbc.experiments.multimodal`): success rate
+    and the fraction of episodes that passed the obstacle on the left."""
+    values = {}
+    for r in read_json(out / "results.json", what="multimodal results")["rows"]:
+        tag = f"{r['env'].removeprefix('qbc/')},{r['policy']}"
+        values[f"success[{tag}]"] = r["success"]
+        values[f"left[{tag}]"] = r["modes"]["left"]
+    return values
+
+
 def _sweep(name: str, workers: int = 2) -> Result:
     full_config = f"scripts/sweeps/{name}.toml"
     quick_config = f"scripts/sweeps/quick/{name}.toml"
