@@ -85,7 +85,8 @@ for _id, (_single, _vector, _kwargs) in ENV_SPECS.items():
 
 __all__ = [
     "ArctanEnv", "ArctanVectorEnv", "CartPoleContinuousEnv", "CartPoleContinuousVectorEnv",
-    "DEFAULT_HORIZON", "DetourEnv", "DetourVectorEnv", "ENV_SPECS", "HORIZONS", "InvertedPendulumEnv", "InvertedPendulumVectorEnv",
+    "DEFAULT_HORIZON", "DetourEnv", "DetourVectorEnv", "ENV_SPECS", "HORIZONS",
+    "InvertedPendulumEnv", "InvertedPendulumVectorEnv",
     "LinearMimoEnv", "LinearMimoVectorEnv", "LinearSystemEnv", "LinearSystemVectorEnv",
     "QbcEnv", "QbcVectorEnv", "ScalarEnv", "ScalarVectorEnv", "available_envs",
     "describe", "keyed_normals", "mimo_matrices",

@@ -9,8 +9,6 @@ a policy that draws one joint action from the demonstrated distribution can comm
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from qbc.envs.base import DEFAULT_DIVERGENCE_THRESHOLD, QbcEnv, QbcVectorEnv
@@ -41,8 +39,8 @@ class DetourEnv(QbcEnv):
     per-episode constant whose float32 bits the scripted demonstrator hashes into its choice of
     side (so its choice is a pure function of the episode seed, the same in every rollout
     coupled on that seed, and no smooth policy can learn it). A policy that standardises its
-    inputs sees a constant there (spreads under 1e-8 count as none in :class:`qbc.policy.
-    Normalizer`).
+    inputs sees a constant there (spreads under 1e-8 count as none in
+    :class:`qbc.policy.Normalizer`).
 
     ## Reward
     cost c = 0.5 ||p - goal||^2 + 0.01 ||u||^2 (``info["cost"]``); reward exp(-c), in (0, 1].

@@ -10,7 +10,7 @@ import pytest
 
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.experiments.multimodal import MultimodalConfig, run_multimodal
-from qbc.experiments.reproduce import multimodal_headline
+from qbc.experiments.reproduce import RESULTS, multimodal_headline
 
 TINY = {"envs": ("qbc/DetourUnstable-v0",), "learners": ("mlp-mse", "ar-transformer:uniform"),
         "decodings": ("sample:0.5", "argmax"), "bins": 8, "n_demos": 6, "steps": 3, "episodes": 5}
@@ -33,6 +33,7 @@ def test_tiny_run_has_every_row_and_repeats(tmp_path, one_torch_thread):
     values = multimodal_headline(tmp_path / "a")
     assert values["success[DetourUnstable-v0,expert]"] == 1.0
     assert "left[DetourUnstable-v0,ar-transformer:uniform sample:0.5]" in values
+    assert RESULTS["multimodal"].headline is multimodal_headline
 
 
 def test_bad_settings_are_refused_before_any_output(tmp_path):

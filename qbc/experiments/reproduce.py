@@ -246,6 +246,15 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
                  "regret_vs_H.png", "regret_vs_chunk_len.png"),
         rtol=0.25,
     ),
+    Result(
+        name="multimodal",
+        full=("python scripts/multimodal.py --out {out}",),
+        quick=("python scripts/multimodal.py --out {out} --envs qbc/DetourStable-v0 "
+               "--n-demos 20 --steps 100 --episodes 20 --decodings sample",),
+        headline=multimodal_headline,
+        publish=("results.json", "results.md"),
+        rtol=0.0,
+    ),
     _sweep("regret_vs_horizon"),
     _sweep("regret_vs_bin_width"),
     _sweep("regret_vs_n_demos"),
