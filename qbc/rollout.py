@@ -23,7 +23,7 @@ from qbc.actor import Actor
 from qbc.errors import InvalidValueError
 from qbc.gym_utils import make_vector_env
 from qbc.progress import progress_bar
-from qbc.rollout_loop import run_steps
+from qbc.rollout_loop import episode_modes, run_steps
 
 
 @dataclass
@@ -256,15 +256,6 @@ def proportion_ci95(successes: np.ndarray) -> tuple[float, float, float]:
     k, n = int(x.sum()), len(x)
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     return k / n, float(ci.low), float(ci.high)
-
-
-def episode_modes(modes: np.ndarray) -> np.ndarray:
-    """(H, N) per-step ``info["mode"]`` -> (H, N): the last non-zero mode of each episode up
-    to each step (0: none yet)."""
-    idx = np.where(modes != 0, np.arange(len(modes))[:, None], -1)
-    idx = np.maximum.accumulate(idx, axis=0)
-    held = np.take_along_axis(modes, np.maximum(idx, 0), axis=0)
-    return np.where(idx >= 0, held, 0)
 
 
 def mode_fractions(modes: np.ndarray) -> dict[str, float]:

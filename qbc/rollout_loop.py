@@ -141,12 +141,18 @@ def episode_outcomes(steps: Steps, copies: int | None = None) -> dict[str, np.nd
     if source is not None and len(steps.rewards):
         out["success"] = steps.info[source][last, np.arange(k)].astype(bool)
     if "mode" in steps.info and len(steps.rewards):
-        modes = steps.info["mode"][:, :k]
-        t = np.arange(len(modes))[:, None]
-        seen = np.where((modes != 0) & (t <= last[None, :]), t, -1).max(axis=0)
-        out["mode"] = np.where(seen >= 0, modes[np.maximum(seen, 0), np.arange(k)], 0
-                               ).astype(np.int64)
+        held = episode_modes(steps.info["mode"][:, :k].astype(np.int64))
+        out["mode"] = held[last, np.arange(k)]
     return out
+
+
+def episode_modes(modes: np.ndarray) -> np.ndarray:
+    """(H, N) per-step ``info["mode"]`` -> (H, N): the last non-zero mode of each episode up
+    to each step (0: none yet)."""
+    idx = np.where(modes != 0, np.arange(len(modes))[:, None], -1)
+    idx = np.maximum.accumulate(idx, axis=0)
+    held = np.take_along_axis(modes, np.maximum(idx, 0), axis=0)
+    return np.where(idx >= 0, held, 0)
 
 
 def _tracked_info(info: dict[str, Any], done: np.ndarray | None, m: int) -> dict[str, np.ndarray]:
