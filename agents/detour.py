@@ -56,6 +56,7 @@ class DetourExpert(Expert):
                   "gain": float(gain)}
         super().__init__(info, params, noise_std=noise_std, seed=seed)
         env = info.get("model")
+        env = getattr(env, "env", env)  # a native vector env: its template env holds the task
         if env is None or not hasattr(env, "obstacle_radius"):
             raise InvalidValueError("the detour expert acts on the detour task "
                                     "(qbc/DetourStable-v0, qbc/DetourUnstable-v0)")

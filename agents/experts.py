@@ -106,6 +106,12 @@ def _lqr_gain_of(info: dict[str, Any], name: str) -> np.ndarray:
             f"e.g. from `qbc expert train --env {env}`), or --expert linear --expert-params "
             """'{"K": [[...]]}' with a gain of shape (act_dim, obs_dim)"""
         )
+    # a task env (or the template of its native vector env) that names its own expert
+    own = getattr(getattr(model, "env", model), "expert", None)
+    if own is not None:
+        raise InvalidValueError(
+            f"expert {name!r} does not fit {info.get('env_id') or type(model).__name__} (no LQR "
+            f"solution: it is not a linear-control task); use --expert {own}")
     A, B = model.linearization()
     Q, R = model.cost_matrices()
     return lqr_gain(A, B, Q, R)

@@ -67,6 +67,9 @@ class DetourEnv(QbcEnv):
     action_bound (1.0), divergence_threshold (1e3).
     """
 
+    #: the scripted expert of this task (``make_expert("detour", ...)``); lqr/linear refuse it.
+    expert = "detour"
+
     def __init__(
         self,
         drift: float = STABLE_DRIFT,

@@ -115,9 +115,16 @@ def test_bad_parameters_are_refused(kwargs):
         gym.make(IDS[0], **kwargs)
 
 
-def test_detour_expert_needs_the_detour_task():
+def test_detour_expert_needs_the_detour_task_and_lqr_points_to_it():
     with pytest.raises(InvalidValueError, match="detour task"):
         make_expert("detour", "qbc/LinearStable-v0")
+    vec = gym.make_vec(IDS[0], num_envs=2, vectorization_mode="vector_entry_point")
+    for env in (IDS[0], vec):
+        with pytest.raises(InvalidValueError, match="use --expert detour"):
+            make_expert("lqr", env)
+    obs, _ = vec.reset(seed=0)
+    np.testing.assert_array_equal(make_expert("detour", vec).act(obs),
+                                  make_expert("detour", IDS[0]).act(obs))
 
 
 def test_success_interval_and_mode_fractions():

@@ -28,7 +28,7 @@ class CollectArgs:
     dataset: str
     """Minari dataset id to create, '(namespace/)name-vN', e.g. qbc/linear-unstable-lqr-v0."""
     expert: str = "lqr"
-    """expert name in qbc.agents: lqr, linear, arctan, sb3."""
+    """expert name in qbc.agents: lqr, linear, arctan, sb3, detour (the detour task's)."""
     episodes: int = 100
     """number of episodes to record."""
     num_envs: int = 16
