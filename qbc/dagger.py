@@ -187,7 +187,8 @@ def aggregate(dataset_ids: list[str], root: Path | None = None) -> Any:
 
 def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, float]:
     """Coupled rollouts of the policy against the expert: regret at the eval horizon (mean and
-    95% CI) and the fraction of episodes that diverged by then."""
+    95% CI), the fraction of episodes that diverged by then and, where the env reports it, the
+    success rate (95% Wilson interval)."""
     from qbc.gym_utils import check_env_id
     from qbc.rollout import coupled_rollout, horizon_metrics
 
@@ -196,8 +197,12 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     result = coupled_rollout(cfg.env, {"expert": expert, "policy": policy}, seeds, int(horizon),
                              num_envs=cfg.num_envs)
     m = horizon_metrics(result, [int(horizon)])["policies"]["policy"][str(int(horizon))]
-    return {"regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
-            "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"]}
+    row = {"regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
+           "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"]}
+    if "success" in m:  # envs that report success (the detour task, Fetch, PointMaze)
+        row.update(success=m["success"], success_ci_lo=m["success_ci95"][0],
+                   success_ci_hi=m["success_ci95"][1])
+    return row
 
 
 def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = None) -> Any:

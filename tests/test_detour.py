@@ -226,3 +226,19 @@ def test_outcomes_of_a_third_party_env_under_either_autoreset_mode(mode):
     out = episode_outcomes(steps)
     assert set(out) == {"success"}  # no mode reported
     np.testing.assert_array_equal(out["success"], [True, False, True, False, True, False])
+
+
+def test_dagger_rounds_report_success(tmp_path, one_torch_thread):
+    from qbc.cli.dagger import format_summary
+    from qbc.dagger import DaggerConfig, run_dagger
+    from qbc.policy import ModelConfig
+
+    cfg = DaggerConfig(env=IDS[0], expert="detour", out=tmp_path / "dagger", rounds=1,
+                       episodes_per_round=3, eval_episodes=4, num_envs=4, bins=8, steps=4,
+                       batch_size=16, model=ModelConfig(d_model=16, n_layers=1, n_heads=2),
+                       device="cpu", progress=False,
+                       train_overrides={"eval_interval": 2, "warmup_steps": 1})
+    rows = run_dagger(cfg)
+    assert len(rows) == 2 and all(0 <= r["success"] <= 1 for r in rows)
+    assert all(r["success_ci_lo"] <= r["success"] <= r["success_ci_hi"] for r in rows)
+    assert "success [95% CI]" in format_summary(cfg, rows, [])
