@@ -106,6 +106,12 @@ def _lqr_gain_of(info: dict[str, Any], name: str) -> np.ndarray:
             f"e.g. from `qbc expert train --env {env}`), or --expert linear --expert-params "
             """'{"K": [[...]]}' with a gain of shape (act_dim, obs_dim)"""
         )
+    # a task env (or the template of its native vector env) that names its own expert
+    own = getattr(getattr(model, "env", model), "expert", None)
+    if own is not None:
+        raise InvalidValueError(
+            f"expert {name!r} does not fit {info.get('env_id') or type(model).__name__} (no LQR "
+            f"solution: it is not a linear-control task); use --expert {own}")
     A, B = model.linearization()
     Q, R = model.cost_matrices()
     return lqr_gain(A, B, Q, R)
@@ -194,12 +200,22 @@ def _make_zoo(info, entry: str, noise_std: float = 0.0, seed: int = 0):
     return make_zoo_expert(info, entry=entry, noise_std=noise_std, seed=seed)
 
 
+def _make_detour(info, margin: float = 0.2, width: float = 0.35, speed: float = 1.0,
+                 gain: float = 3.0, noise_std: float = 0.0, seed: int = 0):
+    """The detour task's scripted demonstrator: left or right with probability 1/2."""
+    from qbc.agents.detour import DetourExpert
+
+    return DetourExpert(info, margin=margin, width=width, speed=speed, gain=gain,
+                        noise_std=noise_std, seed=seed)
+
+
 _EXPERTS: dict[str, Callable[..., Expert]] = {
     "lqr": _make_lqr,
     "linear": _make_linear,
     "arctan": _make_arctan,
     "sb3": _make_sb3,
     "actor": _make_actor,
+    "detour": _make_detour,
 }
 ZOO_PREFIX = "zoo:"
 
@@ -265,7 +281,8 @@ def make_expert(
     """Build the expert ``name`` for ``env`` (an env id, a gymnasium env or a vector env).
 
     Names: ``lqr``, ``linear`` (K=..., gain_scale=...), ``arctan`` (scale=...), ``sb3``
-    (path=..., algo="sac"|"td3"|"ppo"), ``actor`` (path=an actor folder), ``zoo:<env id>``
+    (path=..., algo="sac"|"td3"|"ppo"), ``actor`` (path=an actor folder), ``detour`` (the
+    detour task's left-or-right demonstrator: margin, width, speed, gain), ``zoo:<env id>``
     (the shipped actor, see ``qbc expert list``); every expert also takes ``noise_std`` and
     ``seed``.
     ``name`` may also be a dict from :meth:`Expert.to_dict` (its params, updated by ``params``)

@@ -177,6 +177,21 @@ class QbcEnv(gym.Env):
         norm_sq = np.sum(x * x, axis=1)
         return ~(norm_sq <= self.divergence_threshold**2)  # NaN compares False, so it counts
 
+    def terminal(self, x: np.ndarray) -> np.ndarray:
+        """(B,) bool: episodes that end at the new state x (B, n). Default: :meth:`diverged`;
+        a task env adds its own ends (e.g. a collision)."""
+        return self.diverged(x)
+
+    def noise(self, w: np.ndarray) -> np.ndarray:
+        """Process noise (B, n) from the keyed standard normals w (B, n): noise_std * w. A task
+        env may keep some coordinates (e.g. a fixed obstacle) noise-free."""
+        return self.noise_std * w
+
+    def step_info(self, x: np.ndarray, x_next: np.ndarray) -> dict[str, np.ndarray]:
+        """Extra per-step info from the transition x -> x_next (B, n): name -> (B,) array
+        (e.g. ``success``). Default: none."""
+        return {}
+
     @property
     def state(self) -> np.ndarray:
         """Current state (n,), float64 copy (observations are its float32 rounding)."""
@@ -209,11 +224,12 @@ class QbcEnv(gym.Env):
         w = keyed_normals(self._key, np.array([self._t]), self.obs_dim)
         cost = self.cost(x, u)
         reward = self.reward(x, u, cost)
-        x_next = self.dynamics(x, u) + self.noise_std * w
+        x_next = self.dynamics(x, u) + self.noise(w)
         self._x = x_next[0]
-        terminated = bool(self.diverged(x_next)[0])
+        terminated = bool(self.terminal(x_next)[0])
+        extra = {k: v[0].item() for k, v in self.step_info(x, x_next).items()}
         return self._x.astype(np.float32), float(reward[0]), terminated, False, {
-            "cost": float(cost[0])
+            "cost": float(cost[0]), **extra
         }
 
 
@@ -227,7 +243,8 @@ class QbcVectorEnv(VectorEnv):
     (None: never), as the TimeLimit wrapper does for the single env.
 
     Subclasses set ``env_class``; every other keyword is passed to it. ``info["cost"]`` holds
-    the per-copy cost (0 where ``info["_cost"]`` is False, i.e. on autoreset steps).
+    the per-copy cost (0 where ``info["_cost"]`` is False, i.e. on autoreset steps), and so does
+    every key of the env's :meth:`QbcEnv.step_info`.
     """
 
     env_class: type[QbcEnv] = QbcEnv
@@ -326,9 +343,10 @@ class QbcVectorEnv(VectorEnv):
         x = self._x
         cost = env.cost(x, u)
         reward = env.reward(x, u, cost)
-        self._x = env.dynamics(x, u) + env.noise_std * w
+        self._x = env.dynamics(x, u) + env.noise(w)
         self._steps += 1
-        terminated = env.diverged(self._x)
+        terminated = env.terminal(self._x)
+        extra = env.step_info(x, self._x)
         if self.max_episode_steps is None:
             truncated = np.zeros(M, dtype=bool)
         else:
@@ -341,4 +359,7 @@ class QbcVectorEnv(VectorEnv):
             truncated[resetting] = False
         self._prev_done = terminated | truncated
         info = {"cost": cost, "_cost": live.copy()}
+        for key, value in extra.items():  # as cost: zero, and masked out, on autoreset steps
+            value[resetting] = 0
+            info[key], info[f"_{key}"] = value, live.copy()
         return self._x.astype(np.float32), reward, terminated, truncated, info

@@ -23,7 +23,8 @@ def describe(env: str | gym.Env, expert: Any = None, **env_kwargs: Any) -> dict[
 
     ``expert``: optional linear expert (anything with a gain matrix ``K``, u = -K x) or a gain
     array (act_dim, obs_dim); its closed-loop spectral radius is reported as well.
-    Returns a dict of plain Python values (``json.dumps`` works; infinite bounds are None).
+    Returns a dict of plain Python values (``json.dumps`` works; infinite bounds are None;
+    ``lqr_gain`` and its closed loop are None where LQR has no stabilising solution).
     """
     with opened_env(env, **env_kwargs) as env_obj:
         return _numbers(env_obj, env, expert)
@@ -38,7 +39,10 @@ def _numbers(env_obj: Any, env: str | gym.Env, expert: Any) -> dict[str, Any]:
         )
     A, B = base.linearization()
     Q, R = base.cost_matrices()
-    K = lqr_gain(A, B, Q, R)
+    try:
+        K = lqr_gain(A, B, Q, R)
+    except InvalidValueError:  # e.g. the detour task: its obstacle coordinate is uncontrollable
+        K = None
     spec = getattr(env_obj, "spec", None)
     action_space = getattr(env_obj, "single_action_space", env_obj.action_space)
     obs_space = getattr(env_obj, "single_observation_space", env_obj.observation_space)
@@ -56,8 +60,9 @@ def _numbers(env_obj: Any, env: str | gym.Env, expert: Any) -> dict[str, Any]:
         "observation_low": _bounds(obs_space.low),
         "observation_high": _bounds(obs_space.high),
         "open_loop_spectral_radius": spectral_radius(A),
-        "lqr_gain": K.tolist(),
-        "lqr_closed_loop_spectral_radius": spectral_radius(closed_loop(A, B, K)),
+        "lqr_gain": None if K is None else K.tolist(),
+        "lqr_closed_loop_spectral_radius": None if K is None
+        else spectral_radius(closed_loop(A, B, K)),
     }
     if expert is not None:
         gain = getattr(expert, "K", expert)

@@ -30,7 +30,7 @@ from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.expert_choice import expert_file_sha256
 from qbc.gym_utils import make_env, make_vector_env
 from qbc.progress import progress_bar
-from qbc.rollout_loop import run_steps
+from qbc.rollout_loop import episode_outcomes, run_steps
 
 # -- behaviours: what is executed, given the expert's label ----------------------------------------
 #: spawn keys of the per-episode generators (SeedSequence(episode seed, spawn_key=(stream,))):
@@ -133,6 +133,9 @@ class Collected:
     """the DART std used (fitted with ``dart_policy``), 0 without DART."""
     rollout_seconds: float
     write_seconds: float
+    outcomes: dict[str, np.ndarray] = field(default_factory=dict)
+    """per episode, where the env reports them: ``success`` (bool) and ``mode`` (int), see
+    :func:`qbc.rollout_loop.episode_outcomes`."""
 
 
 def collect(cfg: CollectConfig, expert: Any = None,
@@ -175,10 +178,10 @@ def _collect(cfg: CollectConfig, expert: Any, root: str | os.PathLike | None) ->
         if cfg.dart_policy is not None:
             sigma = dart_sigma_for(cfg.dart_policy, cfg.env, expert, cfg.episodes, cfg.num_envs,
                                    cfg.seed, env_kwargs)
-        episodes = rollout_episodes(cfg.env, expert, cfg.episodes, num_envs=cfg.num_envs,
-                                    seed=cfg.seed, expert_noise=cfg.expert_noise,
-                                    env_kwargs=env_kwargs, progress=cfg.progress,
-                                    dart_sigma=sigma)
+        episodes, outcomes = rollout_episodes(
+            cfg.env, expert, cfg.episodes, num_envs=cfg.num_envs, seed=cfg.seed,
+            expert_noise=cfg.expert_noise, env_kwargs=env_kwargs, progress=cfg.progress,
+            dart_sigma=sigma, with_outcomes=True)
         seconds = time.perf_counter() - t0
         provenance = _provenance(cfg, expert, env.spec.max_episode_steps, env_kwargs, sigma)
         name = provenance["expert"]["name"]
@@ -194,7 +197,7 @@ def _collect(cfg: CollectConfig, expert: Any, root: str | os.PathLike | None) ->
         write_seconds = time.perf_counter() - t1
     finally:
         env.close()
-    return Collected(dataset, episodes, name, sigma, seconds, write_seconds)
+    return Collected(dataset, episodes, name, sigma, seconds, write_seconds, outcomes)
 
 
 def _provenance(cfg: CollectConfig, expert: Any, max_episode_steps: int | None,
@@ -230,7 +233,7 @@ def rollout_episodes(env_id: str, expert: Any, n_episodes: int, num_envs: int = 
                      seed: int = 0, expert_noise: float = 0.0,
                      env_kwargs: dict[str, Any] | None = None,
                      progress: bool = False, behavior: Behavior | None = None,
-                     dart_sigma: float = 0.0) -> list[EpisodeBuffer]:
+                     dart_sigma: float = 0.0, with_outcomes: bool = False) -> Any:
     """Roll ``expert`` out for ``n_episodes`` episodes, ``num_envs`` copies at a time.
 
     Returns one Minari ``EpisodeBuffer`` per episode, in episode order, with ``id = k``,
@@ -242,6 +245,10 @@ def rollout_episodes(env_id: str, expert: Any, n_episodes: int, num_envs: int = 
     ``expert_noise`` (recorded noisy actions) and ``dart_sigma`` (recorded clean labels) are
     shorthands for :class:`GaussianActionNoise` behaviours; ``behavior`` gives any other one
     (e.g. DAgger's expert/learner mixture). At most one of the three may be set.
+
+    ``with_outcomes``: return ``(episodes, outcomes)``, outcomes the per-episode ``success`` /
+    ``mode`` arrays the env reports (:func:`qbc.rollout_loop.episode_outcomes`; {} for envs
+    that report neither).
     """
     env_kwargs = dict(env_kwargs or {})
     limit = env_kwargs.get("max_episode_steps", gym.spec(env_id).max_episode_steps)
@@ -257,17 +264,23 @@ def rollout_episodes(env_id: str, expert: Any, n_episodes: int, num_envs: int = 
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
         _check_spaces(env_id, obs_space, act_space)
         episodes: list[EpisodeBuffer] = []
+        outcomes: list[dict[str, np.ndarray]] = []
         with progress_bar(total=n_episodes, unit="ep", desc=f"collect {env_id}",
                           disable=not progress, leave=False) as bar:
             for start in range(0, n_episodes, m):
                 k = min(m, n_episodes - start)
                 if behavior is not None:
                     behavior.start(seed + start + np.arange(m), int(limit), act_space.shape[0])
-                episodes += _run_wave(venv, expert, k, seed + start, obs_space.dtype, behavior,
-                                      bar)
+                wave, outcome = _run_wave(venv, expert, k, seed + start, obs_space.dtype,
+                                          behavior, bar)
+                episodes += wave
+                outcomes.append(outcome)
     finally:
         venv.close()
-    return episodes
+    if not with_outcomes:
+        return episodes
+    keys = set.intersection(*(set(o) for o in outcomes)) if outcomes else set()
+    return episodes, {key: np.concatenate([o[key] for o in outcomes]) for key in sorted(keys)}
 
 
 def _behavior(behavior: Behavior | None, expert_noise: float,
@@ -286,11 +299,13 @@ def _behavior(behavior: Behavior | None, expert_noise: float,
 
 
 def _run_wave(venv: Any, expert: Any, k: int, wave_seed: int, obs_dtype: Any,
-              behavior: Behavior | None, bar: Any) -> list[EpisodeBuffer]:
+              behavior: Behavior | None, bar: Any
+              ) -> tuple[list[EpisodeBuffer], dict[str, np.ndarray]]:
     """Play the first episode of copies 0..k-1 (seeds wave_seed + i) to its end, on
     :func:`qbc.rollout_loop.run_steps`: the expert's deterministic actions, executed through
     ``behavior`` when given, clipped to the action space. The episodes hold the executed
-    actions, or the expert's labels (clipped too) when the behaviour records labels."""
+    actions, or the expert's labels (clipped too) when the behaviour records labels; with
+    them the env's per-episode outcomes (:func:`qbc.rollout_loop.episode_outcomes`)."""
     steps = run_steps(venv, BoundActor(expert, deterministic=True), wave_seed, copies=k,
                       execute=None if behavior is None else behavior.act, clip=True,
                       on_step=lambda newly: bar.update(int(newly[:k].sum())))
@@ -307,7 +322,7 @@ def _run_wave(venv: Any, expert: Any, k: int, wave_seed: int, obs_dtype: Any,
             terminations=steps.terminated[:n, i], truncations=steps.truncated[:n, i],
         )
         for i, n in enumerate(steps.lengths[:k])
-    ]
+    ], episode_outcomes(steps, k)
 
 
 def _check_spaces(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> None:

@@ -190,7 +190,8 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     """Coupled rollouts of the policy against the expert: regret at the eval horizon (mean and
     95% CI) and the fraction of episodes that diverged by then; for a token policy also the
     floor's (the quantized expert through the policy's tokenizer, round 0's in every round)
-    and the expert's return, for :func:`qbc.rollout.floor_verdict`."""
+    and the expert's return, for :func:`qbc.rollout.floor_verdict`; where the env reports it,
+    the success rate (95% Wilson interval)."""
     from qbc.gym_utils import check_env_id
     from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
     from qbc.tokenizer import ActionTokenizer
@@ -204,11 +205,15 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     per = {name: m[str(int(horizon))]
            for name, m in horizon_metrics(result, [int(horizon)])["policies"].items()}
     m, floor = per["policy"], per.get("quantized_expert")
-    return {"regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
-            "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"],
-            "floor_regret": None if floor is None else floor["regret"],
-            "floor_diverged_fraction": None if floor is None else floor["diverged_fraction"],
-            "expert_return": per["expert"]["return"]}
+    row = {"regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
+           "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"],
+           "floor_regret": None if floor is None else floor["regret"],
+           "floor_diverged_fraction": None if floor is None else floor["diverged_fraction"],
+           "expert_return": per["expert"]["return"]}
+    if "success" in m:  # envs that report success (the detour task, Fetch, PointMaze)
+        row.update(success=m["success"], success_ci_lo=m["success_ci95"][0],
+                   success_ci_hi=m["success_ci95"][1])
+    return row
 
 
 def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = None) -> Any:

@@ -18,7 +18,8 @@ from qbc.io import atomic_write_csv, atomic_write_json, read_json
 
 ROUND_FIELDS = ["round", "beta", "episodes", "steps", "expert_labels", "dataset", "val_loss",
                 "regret", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "floor_regret",
-                "floor_diverged_fraction", "expert_return", "policy"]
+                "floor_diverged_fraction", "expert_return", "success", "success_ci_lo",
+                "success_ci_hi", "policy"]
 TIMING_FIELDS = ["round", "rollout_label_s", "dataset_write_s", "train_s", "eval_s",
                  "outside_training_fraction"]
 CONFIG_NAME = "dagger_config.json"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from qbc.actor import Actor
 from qbc.errors import InvalidValueError, QbcWarning
 from qbc.gym_utils import make_vector_env
 from qbc.progress import progress_bar
-from qbc.rollout_loop import run_steps
+from qbc.rollout_loop import episode_modes, run_steps
 
 
 @dataclass
@@ -34,7 +34,12 @@ class RolloutResult:
     observations[name]: (H+1, N, obs_dim) float64 — x_0 .. x_H (frozen after termination);
     actions[name]: (H, N, act_dim) float64 — the actions handed to the env;
     rewards[name]: (H, N) float64 — 0 once an episode has terminated;
-    alive[name]: (H, N) bool — False for steps after the episode terminated (e.g. diverged).
+    alive[name]: (H, N) bool — False for steps after the episode terminated (e.g. diverged);
+    success[name]: (H, N) bool — the env's ``info["success"]`` (or Fetch's
+        ``info["is_success"]``) at each step, held at its final value after a termination;
+        only for envs that report one;
+    modes[name]: (H, N) int — the env's ``info["mode"]`` (the detour task's side of the
+        obstacle, at the step it is passed), held likewise; only for envs that report one.
     """
 
     env_id: str
@@ -44,6 +49,8 @@ class RolloutResult:
     actions: dict[str, np.ndarray]
     rewards: dict[str, np.ndarray]
     alive: dict[str, np.ndarray]
+    success: dict[str, np.ndarray] = field(default_factory=dict)
+    modes: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -146,18 +153,29 @@ def coupled_rollout(env_id: str, policies: Mapping[str, Actor], seeds: Iterable[
         for name, policy in policies.items():
             parts[name].append(_rollout_one(env_id, policy, chunk, horizon, kwargs, bar))
     bar.close()
-    cat = {name: [np.concatenate(x, axis=1) for x in zip(*p, strict=True)]
+    cat = {name: [np.concatenate(x, axis=1) for x in zip(*(part[:4] for part in p), strict=True)]
            for name, p in parts.items()}
+    outcome = {name: _cat_outcomes([part[4] for part in p]) for name, p in parts.items()}
     return RolloutResult(
         env_id=env_id, seeds=seeds, horizon=horizon,
         observations={n: c[0] for n, c in cat.items()}, actions={n: c[1] for n, c in cat.items()},
         rewards={n: c[2] for n, c in cat.items()}, alive={n: c[3] for n, c in cat.items()},
+        success={n: o["success"].astype(bool) for n, o in outcome.items() if "success" in o},
+        modes={n: o["mode"].astype(np.int64) for n, o in outcome.items() if "mode" in o},
     )
+
+
+def _cat_outcomes(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The per-chunk outcome arrays (H, n) of one policy joined along the episodes; a key
+    only when every chunk has it."""
+    keys = set.intersection(*(set(c) for c in chunks))
+    return {k: np.concatenate([c[k] for c in chunks], axis=1) for k in keys}
 
 
 def _rollout_one(env_id, policy, seeds, horizon, kwargs, bar):
     """One policy on one vector env for ``horizon`` steps from ``seeds``: (observations,
-    actions, rewards, alive) as in :class:`RolloutResult`, each copy frozen after its episode
+    actions, rewards, alive, outcomes) as in :class:`RolloutResult` (outcomes: "success",
+    "mode" -> (H, N), where the env reports them), each copy frozen after its episode
     terminates (the vector env autoresets it; that second episode is not recorded)."""
     env = make_vector_env(env_id, len(seeds), **kwargs)
     try:
@@ -172,7 +190,12 @@ def _rollout_one(env_id, policy, seeds, horizon, kwargs, bar):
     observations = np.take_along_axis(observations, _expand(frozen, observations), axis=0)
     actions = np.where(_expand(alive, steps.actions), steps.actions, 0.0).astype(np.float64)
     rewards = np.where(alive, steps.rewards, 0.0)
-    return observations, actions, rewards, alive
+    last = np.minimum(np.arange(horizon)[:, None], np.maximum(n_alive - 1, 0)[None, :])
+    outcomes = {}
+    for key, source in (("success", "success"), ("success", "is_success"), ("mode", "mode")):
+        if key not in outcomes and source in steps.info:
+            outcomes[key] = np.take_along_axis(steps.info[source], last, axis=0)
+    return observations, actions, rewards, alive, outcomes
 
 
 def _expand(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -286,6 +309,23 @@ def mean_ci95(x: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def proportion_ci95(successes: np.ndarray) -> tuple[float, float, float]:
+    """Fraction of True in ``successes`` (N,) with a 95% Wilson score interval (lo, hi): unlike
+    a t-interval it stays inside [0, 1] and is not empty at 0% or 100%."""
+    x = np.asarray(successes, dtype=bool)
+    k, n = int(x.sum()), len(x)
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return k / n, float(ci.low), float(ci.high)
+
+
+def mode_fractions(modes: np.ndarray) -> dict[str, float]:
+    """Fraction of episodes per mode, from (N,) final modes: keys "left" (+1), "right" (-1)
+    and "none" (0: the obstacle was never passed)."""
+    m = np.asarray(modes)
+    return {"left": float((m > 0).mean()), "right": float((m < 0).mean()),
+            "none": float((m == 0).mean())}
+
+
 def horizon_metrics(result: RolloutResult, horizons: Sequence[int], reference: str = "expert",
                     divergence_threshold: float = 1e3) -> dict[str, Any]:
     """Horizon-error metrics of every policy against ``reference``, for each H in ``horizons``.
@@ -293,7 +333,11 @@ def horizon_metrics(result: RolloutResult, horizons: Sequence[int], reference: s
     For each policy and H: return J_H (mean), regret J_H(reference) − J_H(policy) (mean, 95% CI,
     per-step mean), state deviation ‖x_t − x*_t‖ over t ≤ H (mean and max), action deviation
     ‖u_t − u*_t‖ over t < H (mean and max), and the fraction of episodes that diverged by H
-    (terminated, or state norm above ``divergence_threshold``).
+    (terminated, or state norm above ``divergence_threshold``). Where the env reports success
+    (:attr:`RolloutResult.success`): the success rate at H (the flag at step H, or at the
+    episode's end if it ended before) with its 95% Wilson interval (``success``,
+    ``success_ci95``); where it reports modes: the fraction of episodes per mode by H (``modes``,
+    :func:`mode_fractions`).
     Returns ``{"horizons": [...], "policies": {name: {"H": {...}}}}``.
     """
     if reference not in result.rewards:
@@ -312,6 +356,7 @@ def horizon_metrics(result: RolloutResult, horizons: Sequence[int], reference: s
         state_dev = _norm(x - ref_x)                  # (H+1, N)
         action_dev = _norm(u - ref_u)                 # (H, N)
         blown = np.maximum.accumulate(_norm(x[1:]) > divergence_threshold, axis=0)
+        modes = episode_modes(result.modes[name]) if name in result.modes else None
         diverged = blown | ~result.alive[name]        # (H, N)
         per_h = {}
         for h in horizons:
@@ -326,6 +371,11 @@ def horizon_metrics(result: RolloutResult, horizons: Sequence[int], reference: s
                 "action_dev_max": float(action_dev[:h].max()),
                 "diverged_fraction": float(diverged[h - 1].mean()),
             }
+            if name in result.success:
+                rate, lo, hi = proportion_ci95(result.success[name][h - 1])
+                per_h[str(h)].update(success=rate, success_ci95=[lo, hi])
+            if name in result.modes:
+                per_h[str(h)]["modes"] = mode_fractions(modes[h - 1])
         out["policies"][name] = per_h
     return out
 

@@ -8,12 +8,16 @@ so the experts' own modules can use it.
 >>> steps = run_steps(venv, actor, seeds=[0, 1, 2], steps=100)     # exactly 100 steps
 >>> steps = run_steps(venv, actor, seeds=0)                         # until every episode ended
 >>> returns = (steps.rewards * steps.running()).sum(axis=0)
+
+Envs that report an outcome in ``info`` get it recorded too (:data:`TRACKED_INFO`):
+``success`` (qbc's detour task, PointMaze), ``is_success`` (Fetch) and ``mode`` (the detour
+task's side of the obstacle), one (T, M) array each in :attr:`Steps.info`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,9 @@ from qbc.errors import InvalidValueError
 #: ``execute(obs (M, obs_dim), actions (M, act_dim), t) -> executed actions (M, act_dim)``:
 #: what the env runs instead of the actor's actions (action noise, DART, a DAgger mixture).
 Execute = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+#: The per-step ``info`` entries :func:`run_steps` records when an env reports them.
+TRACKED_INFO = ("success", "is_success", "mode")
 
 
 @dataclass
@@ -37,7 +44,10 @@ class Steps:
     labels: (T, M, *act_shape), the actor's own actions, when ``execute`` changed them (else
         None: they are ``actions``);
     rewards: (T, M) float64; terminated, truncated: (T, M) bool;
-    lengths: (M,) int64, steps of each copy's first episode (0: it had not ended).
+    lengths: (M,) int64, steps of each copy's first episode (0: it had not ended);
+    info: key of :data:`TRACKED_INFO` -> (T, M) array of that ``info`` entry at each step (the
+        episode's final value at the step it ends; 0 where the env gave none), for the keys
+        the env reported at least once.
     """
 
     observations: np.ndarray
@@ -47,6 +57,7 @@ class Steps:
     terminated: np.ndarray
     truncated: np.ndarray
     lengths: np.ndarray
+    info: dict[str, np.ndarray] = field(default_factory=dict)
 
     def running(self, ends: str = "done") -> np.ndarray:
         """(T, M) bool: True at step t while the copy's first episode had not ended before t,
@@ -88,6 +99,7 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
     rec: dict[str, list[np.ndarray]] = {"obs": [np.asarray(obs)], "act": [], "label": [],
                                         "rew": [], "term": [], "trunc": []}
     lengths = np.zeros(m, dtype=np.int64)
+    tracked: dict[str, list[tuple[int, np.ndarray]]] = {}
     t = 0
     while (t < steps) if steps is not None else (lengths[:copies] == 0).any():
         label = _checked(actor.act(obs), (m,) + space.shape, space.dtype, actor)
@@ -107,6 +119,8 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
                            ("term", np.asarray(terminated, dtype=bool)),
                            ("trunc", np.asarray(truncated, dtype=bool))):
             rec[key].append(value)
+        for key, value in _tracked_info(info, done if same_step else None, m).items():
+            tracked.setdefault(key, []).append((t - 1, value))
         if on_step is not None:
             on_step(newly)
     act_shape = (0, m) + space.shape
@@ -114,7 +128,62 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
     return Steps(observations=np.stack(rec["obs"]), actions=stack("act", act_shape),
                  labels=None if execute is None else stack("label", act_shape),
                  rewards=stack("rew", (0, m)), terminated=stack("term", (0, m)).astype(bool),
-                 truncated=stack("trunc", (0, m)).astype(bool), lengths=lengths)
+                 truncated=stack("trunc", (0, m)).astype(bool), lengths=lengths,
+                 info={key: _fill(values, t, m) for key, values in tracked.items()})
+
+
+def episode_outcomes(steps: Steps, copies: int | None = None) -> dict[str, np.ndarray]:
+    """What the env reported about the first episode of each of the first ``copies`` copies
+    (default all) that ended: ``success`` (k,) bool, the ``info["success"]`` (or Fetch's
+    ``info["is_success"]``) at its last step; ``mode`` (k,) int, its last non-zero
+    ``info["mode"]`` (0: none). Only the keys the env reported; copies still running count
+    their last recorded step."""
+    k = len(steps.lengths) if copies is None else int(copies)
+    last = np.where(steps.lengths[:k] > 0, steps.lengths[:k], len(steps.rewards)) - 1
+    out: dict[str, np.ndarray] = {}
+    source = next((key for key in ("success", "is_success") if key in steps.info), None)
+    if source is not None and len(steps.rewards):
+        out["success"] = steps.info[source][last, np.arange(k)].astype(bool)
+    if "mode" in steps.info and len(steps.rewards):
+        held = episode_modes(steps.info["mode"][:, :k].astype(np.int64))
+        out["mode"] = held[last, np.arange(k)]
+    return out
+
+
+def episode_modes(modes: np.ndarray) -> np.ndarray:
+    """(H, N) per-step ``info["mode"]`` -> (H, N): the last non-zero mode of each episode up
+    to each step (0: none yet)."""
+    idx = np.where(modes != 0, np.arange(len(modes))[:, None], -1)
+    idx = np.maximum.accumulate(idx, axis=0)
+    held = np.take_along_axis(modes, np.maximum(idx, 0), axis=0)
+    return np.where(idx >= 0, held, 0)
+
+
+def _tracked_info(info: dict[str, Any], done: np.ndarray | None, m: int) -> dict[str, np.ndarray]:
+    """The :data:`TRACKED_INFO` entries of one vector step's ``info`` as (M,) arrays, 0 where
+    the env marks them absent (``info["_key"]``); with ``done`` (same-step autoreset) the
+    finished copies' values come from ``info["final_info"]``."""
+    out = {}
+    final = info.get("final_info") if done is not None and done.any() else None
+    for key in TRACKED_INFO:
+        if key not in info and not (isinstance(final, dict) and key in final):
+            continue
+        value = np.zeros(m) if key not in info else np.asarray(info[key], dtype=np.float64)
+        if key in info and f"_{key}" in info:
+            value = np.where(np.asarray(info[f"_{key}"], dtype=bool), value, 0.0)
+        if isinstance(final, dict) and key in final:
+            mask = np.asarray(final.get(f"_{key}", done), dtype=bool) & done
+            value = np.where(mask, np.asarray(final[key], dtype=np.float64), value)
+        out[key] = value
+    return out
+
+
+def _fill(values: list[tuple[int, np.ndarray]], steps: int, m: int) -> np.ndarray:
+    """(steps, M) array of the recorded (step, (M,) value) pairs, 0 at steps without one."""
+    out = np.zeros((steps, m))
+    for t, value in values:
+        out[t] = value
+    return out
 
 
 def _checked(actions: Any, shape: tuple[int, ...], dtype: Any, actor: Any) -> np.ndarray:

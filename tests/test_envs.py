@@ -28,14 +28,17 @@ def kwargs_for(env_id: str) -> dict:
 
 
 ALL_IDS = available_envs()
+# Envs with an LQR solution (the detour task's obstacle coordinate is uncontrollable; it has
+# its own tests in test_detour.py).
+LQR_IDS = [i for i in ALL_IDS if "Detour" not in i]
 
 
 def test_every_id_is_registered_with_a_vector_entry_point():
-    assert len(ALL_IDS) == 8
+    assert len(ALL_IDS) == 10
     for env_id in ALL_IDS:
         spec = gym.spec(env_id)
         assert spec.vector_entry_point is not None
-        assert spec.max_episode_steps == 200
+        assert spec.max_episode_steps == (50 if "Detour" in env_id else 200)
 
 
 @pytest.mark.parametrize("env_id", ALL_IDS)
@@ -71,7 +74,7 @@ def _rollout_residuals(env_id, seed, offsets, **kwargs):
     return x0, np.array(residuals)
 
 
-@pytest.mark.parametrize("env_id", ALL_IDS)
+@pytest.mark.parametrize("env_id", LQR_IDS)
 def test_same_seed_same_noise_whatever_the_actions(env_id):
     T = 150
     m = gym.make(env_id, **kwargs_for(env_id)).action_space.shape[0]

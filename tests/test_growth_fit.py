@@ -82,8 +82,8 @@ def test_growing_regret_keeps_its_better_fit():
 def test_rollout_summary_says_no_growth_detected():
     from qbc.cli.rollout import format_summary
 
-    per_h = {str(int(h)): {"regret": float(v), "regret_ci95": [v, v], "state_dev_mean": 0.0,
-                           "diverged_fraction": 0.0}
+    per_h = {str(int(h)): {"return": 1.0, "regret": float(v), "regret_ci95": [v, v],
+                           "state_dev_mean": 0.0, "diverged_fraction": 0.0}
              for h, v in zip(H, 5.0 * (1 - np.exp(-H / 20)), strict=True)}
     metrics = {"env_id": "x", "reference": "expert", "horizons": [int(h) for h in H],
                "policies": {"expert": per_h, "policy": per_h},

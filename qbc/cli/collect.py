@@ -30,7 +30,7 @@ class CollectArgs:
     dataset: str
     """Minari dataset id to create, '(namespace/)name-vN', e.g. qbc/linear-unstable-lqr-v0."""
     expert: str | None = None
-    """expert: lqr, linear, arctan (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
+    """expert: lqr, linear, arctan, detour (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
     trained actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor
     (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
     default: zoo:ENV when the zoo has the env (one line says so), else lqr."""
@@ -128,10 +128,31 @@ def format_summary(cfg: CollectConfig, done: Collected) -> str:
         f"episode length {lengths.mean():.1f} (min {lengths.min()}, max {lengths.max()}), "
         f"{ends} terminated, {len(episodes) - ends} truncated",
         f"return {returns.mean():.4g} +- {returns.std():.4g} (min {returns.min():.4g}, "
-        f"max {returns.max():.4g})",
+        f"max {returns.max():.4g})", *outcome_lines(done.outcomes),
         f"dataset {cfg.dataset_id} at {done.dataset.storage.data_path.parent} "
         f"(written in {done.write_seconds:.2f} s)",
     ])
+
+
+def outcome_lines(outcomes: dict[str, np.ndarray]) -> list[str]:
+    """The expert's success rate (95% Wilson interval) and mode coverage, for envs that report
+    them (none otherwise)."""
+    from qbc.rollout import mode_fractions, proportion_ci95
+
+    lines = []
+    if "success" in outcomes:
+        rate, lo, hi = proportion_ci95(outcomes["success"])
+        lines.append(f"success {rate:.1%} [95% CI {lo:.1%}, {hi:.1%}] "
+                     f"({int(outcomes['success'].sum())} of {len(outcomes['success'])})")
+    if "mode" in outcomes:
+        lines.append(mode_line(mode_fractions(outcomes["mode"])))
+    return lines
+
+
+def mode_line(fractions: dict[str, float]) -> str:
+    """Mode coverage in words: left / right / none as percentages of the episodes."""
+    return (f"modes: left {fractions['left']:.0%}, right {fractions['right']:.0%}, "
+            f"none {fractions['none']:.0%} (the side the obstacle was passed on)")
 
 
 COMMAND = Command(CollectArgs, run_collect, "roll out an expert and save a Minari dataset",

@@ -53,20 +53,25 @@ def run_dagger_command(args: DaggerArgs) -> list[dict[str, Any]]:
 
 def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
                    timing: list[dict[str, Any]]) -> str:
-    """The rounds as a table: beta, expert labels so far, val log-loss, regret, divergence."""
+    """The rounds as a table: beta, expert labels so far, val log-loss, regret, divergence, and
+    the success rate where the env reports one."""
     lines = [f"DAgger on {cfg.env} with expert {cfg.expert} ({cfg.policy}, {cfg.quantizer}/"
              f"{cfg.bins}, beta {cfg.beta}, init {cfg.init}); coupled rollouts: "
              f"{cfg.eval_episodes} episodes from seed {cfg.eval_seed}",
              f"{'round':>5}{'beta':>7}{'labels':>9}{'val loss':>10}{'regret':>11}"
-             f"{'95% CI':>22}{'diverged':>9}{'floor':>9}{'floor div':>10}"]
+             f"{'95% CI':>22}{'diverged':>9}{'floor':>9}{'floor div':>10}"
+             + (f"{'success [95% CI]':>24}" if rows and "success" in rows[0] else "")]
     for r in rows:
         val = "-" if r["val_loss"] is None else f"{r['val_loss']:.4g}"
         ci = f"[{r['regret_ci_lo']:.3g}, {r['regret_ci_hi']:.3g}]"
         has_floor = r.get("floor_regret") is not None
         floor = (f"{r['floor_regret']:>9.4g}{r['floor_diverged_fraction']:>10.0%}" if has_floor
                  else f"{'-':>9}{'-':>10}")
+        success = (f"{r['success']:.0%} [{r['success_ci_lo']:.0%}, {r['success_ci_hi']:.0%}]"
+                   if r.get("success") is not None else "")
         lines.append(f"{r['round']:>5}{r['beta']:>7.3g}{r['expert_labels']:>9}{val:>10}"
-                     f"{r['regret']:>11.4g}{ci:>22}{r['diverged_fraction']:>9.0%}" + floor)
+                     f"{r['regret']:>11.4g}{ci:>22}{r['diverged_fraction']:>9.0%}{floor}"
+                     f"{success:>24}".rstrip())
     verdict = last_round_verdict(rows)
     if verdict is not None:
         lines.append(f"round {rows[-1]['round']}: {verdict['text']}")

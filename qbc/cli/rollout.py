@@ -80,7 +80,13 @@ class RolloutConfig:
     seed: int = 1_000_000
     """first episode seed (keep it apart from the seeds of the training data)."""
     decode: str = "argmax"
-    """policy decoding: argmax, sample or mean."""
+    """policy decoding: argmax (the most likely token per position: right for a unimodal
+    expert), sample (draw each token from the policy, seeded by --seed, the same draws on
+    every run: commits to one mode of multimodal demonstrations) or mean (the expected codeword
+    per position: the mean of the modes, as a regressor)."""
+    temperature: float = 1.0
+    """with --decode sample: divide the logits by T (T < 1 sharpens towards argmax, 1 draws
+    from the learned distribution)."""
     quantized_expert: bool = True
     """also roll out the quantized expert: deterministic (for smooth tokenizers nearest rounding,
     the floor of --decode argmax) and, for smooth tokenizers, stochastic rounding too
@@ -112,6 +118,7 @@ class RolloutConfig:
 
 #: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32)).
 RULES = {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE, "resync_every": NON_NEGATIVE,
+         "temperature": POSITIVE,
          "divergence_threshold": POSITIVE, "video": NON_NEGATIVE}
 DECODES = ("argmax", "sample", "mean")
 
@@ -159,6 +166,7 @@ def _load_policy(cfg: RolloutConfig) -> tuple[Any, bool]:
 
     policy = load_policy(cfg.policy)
     policy.decode_mode = cfg.decode
+    policy.temperature = cfg.temperature
     return execute_policy(policy, cfg.execute), True
 
 
@@ -409,17 +417,35 @@ def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def format_summary(metrics: dict[str, Any]) -> str:
-    """The one-screen table: regret (95% CI), state deviation and divergence per policy and H."""
+    """The one-screen table: return, regret (95% CI), state deviation and divergence per policy
+    and H (the expert's return first), plus the success rate (95% interval) and the mode
+    coverage where the env reports them."""
+    policies = metrics["policies"]
+    ref = metrics["reference"]
+    first = policies[ref][str(metrics["horizons"][0])]
+    success = "success" in first
     lines = [f"coupled rollouts on {metrics.get('env_id', '?')} (reference: expert)",
-             f"{'policy':<28}{'H':>6}{'regret':>11}{'95% CI':>24}{'dev mean':>10}{'div':>6}"]
-    for name, per_h in metrics["policies"].items():
-        if name == metrics["reference"]:
-            continue
+             f"{'policy':<28}{'H':>6}{'return':>10}{'regret':>11}{'95% CI':>24}{'dev mean':>10}"
+             f"{'div':>6}" + (f"{'success [95% CI]':>24}" if success else "")]
+    for name in [ref] + [n for n in policies if n != ref]:
+        per_h = policies[name]
         for h in metrics["horizons"]:
             m = per_h[str(h)]
             lo, hi = m["regret_ci95"]
-            lines.append(f"{name:<28}{h:>6}{m['regret']:>11.4g}{f'[{lo:.3g}, {hi:.3g}]':>24}"
-                         f"{m['state_dev_mean']:>10.3g}{m['diverged_fraction']:>6.0%}")
+            regret, ci = ((f"{m['regret']:.4g}", f"[{lo:.3g}, {hi:.3g}]") if name != ref
+                          else ("-", "-"))
+            line = (f"{name:<28}{h:>6}{m['return']:>10.4g}{regret:>11}{ci:>24}"
+                    f"{m['state_dev_mean']:>10.3g}{m['diverged_fraction']:>6.0%}")
+            if "success" in m:
+                s_lo, s_hi = m["success_ci95"]
+                cell = f"{m['success']:.0%} [{s_lo:.0%}, {s_hi:.0%}]"
+                line += f"{cell:>24}"
+            lines.append(line)
+        last = per_h[str(metrics["horizons"][-1])]
+        if "modes" in last:
+            from qbc.cli.collect import mode_line
+
+            lines.append(f"{'':<28}{mode_line(last['modes'])}")
         fit = metrics.get("growth", {}).get(name)
         if fit:
             lines.append(f"{'':<28}{growth_line(fit)}")

@@ -69,7 +69,8 @@ def rollout_line(r: dict[str, Any]) -> str:
               f"{r['policy_failed_fraction']:.0%} of episodes "
               "failed (terminated or diverged)")
     if r.get("expert") is None:
-        return head + policy + f"; not compared with an expert: {r['no_expert']}"
+        return (head + policy + f"; not compared with an expert: {r['no_expert']}"
+                + outcome_text(r, "policy"))
     lo, hi = r["regret_ci95"]
     return (head + policy + f"; expert {r['expert']} on the same seeds "
             f"{r['expert_mean_return']:.4g} ({r['expert_reward_per_step']:.4g}/step), "
@@ -77,7 +78,23 @@ def rollout_line(r: dict[str, Any]) -> str:
             f"[95% CI {lo:.3g}, {hi:.3g}]"
             + ("" if r.get("floor_regret") is None else
                f"; the quantized expert (floor) {r['floor_regret']:.4g}, "
-               f"{r['quantized_expert_failed_fraction']:.0%} failed"))
+               f"{r['quantized_expert_failed_fraction']:.0%} failed")
+            + outcome_text(r, "policy", "expert"))
+
+
+def outcome_text(r: dict[str, Any], *names: str) -> str:
+    """'; success policy 40% [..], expert 100% [..]; modes ...' for envs that report success
+    (and modes); '' otherwise."""
+    text = ""
+    if all(f"{n}_success" in r for n in names):
+        text += "; success " + ", ".join(
+            f"{n} {r[f'{n}_success']:.0%} [95% CI {r[f'{n}_success_ci95'][0]:.0%}, "
+            f"{r[f'{n}_success_ci95'][1]:.0%}]" for n in names)
+    if all(f"{n}_modes" in r for n in names):
+        text += "; modes (left/right/none) " + ", ".join(
+            f"{n} {m['left']:.0%}/{m['right']:.0%}/{m['none']:.0%}"
+            for n in names for m in [r[f"{n}_modes"]])
+    return text
 
 
 TRAIN_COMMAND = Command(TrainConfig, run, "train a BC policy (AR transformer or a baseline)")

@@ -153,6 +153,17 @@ def chunking_headline(out: Path) -> dict[str, float]:
     return values
 
 
+def multimodal_headline(out: Path) -> dict[str, float]:
+    """Per (env, policy) row of results.json (:mod:`qbc.experiments.multimodal`): success rate
+    and the fraction of episodes that passed the obstacle on the left."""
+    values = {}
+    for r in read_json(out / "results.json", what="multimodal results")["rows"]:
+        tag = f"{r['env'].removeprefix('qbc/')},{r['policy']}"
+        values[f"success[{tag}]"] = r["success"]
+        values[f"left[{tag}]"] = r["modes"]["left"]
+    return values
+
+
 def _sweep(name: str, workers: int = 2) -> Result:
     full_config = f"scripts/sweeps/{name}.toml"
     quick_config = f"scripts/sweeps/quick/{name}.toml"
@@ -251,6 +262,15 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         publish=("README.md", "report.md", "summary.csv", "results.csv", "sweep_config.json",
                  "regret_vs_H.png", "regret_vs_chunk_len.png"),
         rtol=0.25,
+    ),
+    Result(
+        name="multimodal",
+        full=("python scripts/multimodal.py --out {out}",),
+        quick=("python scripts/multimodal.py --out {out} --envs qbc/DetourStable-v0 "
+               "--n-demos 20 --steps 100 --episodes 20 --decodings sample",),
+        headline=multimodal_headline,
+        publish=("results.json", "results.md"),
+        rtol=0.0,
     ),
     _sweep("regret_vs_horizon"),
     _sweep("regret_vs_bin_width"),

@@ -172,7 +172,9 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     :func:`qbc.rollout.horizon_metrics`. The expert is rebuilt from the dataset's provenance;
     without one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why.
     None when the env id is unknown here. A horizon past a third-party env's time limit is
-    capped (``horizon_capped`` holds the warning).
+    capped (``horizon_capped`` holds the warning). Where the env reports success or modes,
+    ``<name>_success``, ``<name>_success_ci95`` and ``<name>_modes`` hold them
+    (:func:`qbc.rollout.horizon_metrics`).
 
     A token policy (per-step tokenizer) with an expert is compared with its floor too: the
     quantized expert (the expert's actions through the policy's tokenizer) on the same seeds
@@ -216,6 +218,9 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
         out[f"{name}_mean_return"] = m["return"]
         out[f"{name}_reward_per_step"] = m["return"] / horizon
         out[f"{name}_failed_fraction"] = m["diverged_fraction"]
+        for key in ("success", "success_ci95", "modes"):  # where the env reports them
+            if key in m:
+                out[f"{name}_{key}"] = m[key]
     if expert is not None:
         m = per["policy"][str(horizon)]
         out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
