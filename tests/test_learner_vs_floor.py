@@ -55,7 +55,11 @@ def test_summary_averages_seeds_and_keeps_the_worst():
     rows = [_row("bc", r, 2.0, seed=s) for s, r in enumerate((1.0, 3.0, 8.0))]
     (bc,) = summarise(rows)
     assert bc["seeds"] == 3 and math.isclose(bc["regret"], 4.0) and bc["regret_worst_seed"] == 8.0
-    assert verdict(summarise(rows)) == ["- qbc/ScalarUnstable-v0, uniform: DAgger and DART not run"]
+    # plain BC alone is judged by itself: 4.0 <= 2.0 + 1% of 480
+    assert verdict(summarise(rows)) == ["- qbc/ScalarUnstable-v0, uniform: met by bc/argmax"]
+    diverging = [_row("bc", 1.0, 2.0, diverged=0.01)]
+    assert verdict(summarise(diverging))[0].startswith(
+        "- qbc/ScalarUnstable-v0, uniform: **not met** by plain BC")
     rows += [_row("dart", 8.0, 2.0, seed=s) for s in range(3)]  # above 2.0 + 1% of 480
     (line,) = verdict(summarise(rows))
     assert line.startswith("- qbc/ScalarUnstable-v0, uniform: **not met** by DAgger or DART; "
