@@ -15,7 +15,7 @@ then ``qbc rollout`` of each policy against the expert on seeds disjoint from th
 argmax and mean decoding. The quantized expert (the expert's actions through the policy's own
 tokenizer, deterministic encoding: nearest rounding for ``smooth``) is rolled out on the same
 seeds: it is the floor the learner is compared with, the one an argmax learner reproduces. Each
-row's floor is that of its own tokenizer (DAgger refits its tokenizer on the aggregated data).
+row's floor is that of its own tokenizer (DAgger keeps round 0's unless --dagger-tokenizer refit).
 For ``smooth`` the stochastic q#π* (stochastic rounding, the theory's object) is reported beside
 it (``qexp_stochastic_regret``); mean decoding is not a quantized actor, so no floor matches it.
 

@@ -17,9 +17,10 @@ METHOD_NAMES = {"bc": "plain BC", "dart": "DART", "dagger": "DAgger",
 SCOPE = [
     "Scope of the comparison:",
     "",
-    "- Each row is compared with the floor of its own tokenizer, refitted by each method (DAgger"
-    " fits its tokenizer on the aggregated data), so floors, and the target's 2x limit, can"
-    " differ between the rows of one table.",
+    "- Each row is compared with the floor of its own tokenizer, fitted by each method to its"
+    " own data (DART's data; DAgger keeps round 0's, or with `--dagger-tokenizer refit` refits it"
+    " on the aggregated data), so floors, and the target's 2x limit, can differ between the rows"
+    " of one table.",
     "- The floor is the quantized expert with the deterministic encoding (for `smooth`: nearest"
     " rounding), the policy an argmax learner reproduces: the target is measured against it. For"
     " `smooth` the stochastic q#π* (stochastic rounding: the theory's quantized expert, what a"
