@@ -210,9 +210,10 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
            "floor_regret": None if floor is None else floor["regret"],
            "floor_diverged_fraction": None if floor is None else floor["diverged_fraction"],
            "expert_return": per["expert"]["return"]}
-    if "success" in m:  # envs that report success (the detour task, Fetch, PointMaze)
-        row.update(success=m["success"], success_ci_lo=m["success_ci95"][0],
-                   success_ci_hi=m["success_ci95"][1])
+    reported = "success" in m  # envs that report success (the detour task, Fetch, PointMaze)
+    row.update(success=m["success"] if reported else None,
+               success_ci_lo=m["success_ci95"][0] if reported else None,
+               success_ci_hi=m["success_ci95"][1] if reported else None)
     return row
 
 

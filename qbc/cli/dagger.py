@@ -60,7 +60,8 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
              f"{cfg.eval_episodes} episodes from seed {cfg.eval_seed}",
              f"{'round':>5}{'beta':>7}{'labels':>9}{'val loss':>10}{'regret':>11}"
              f"{'95% CI':>22}{'diverged':>9}{'floor':>9}{'floor div':>10}"
-             + (f"{'success [95% CI]':>24}" if rows and "success" in rows[0] else "")]
+             + (f"{'success [95% CI]':>24}" if any(r.get("success") is not None for r in rows)
+                else "")]
     for r in rows:
         val = "-" if r["val_loss"] is None else f"{r['val_loss']:.4g}"
         ci = f"[{r['regret_ci_lo']:.3g}, {r['regret_ci_hi']:.3g}]"
