@@ -48,6 +48,12 @@ class CorruptFileError(QbcError, ValueError):
     """A checkpoint, tokenizer, dataset or config file that cannot be read back."""
 
 
+class UserCodeError(QbcError):
+    """The user's own code (an actor imported as ``module:object``) failed to import, to build
+    or to act, or returned actions qbc cannot use; the message names the object and what it
+    did."""
+
+
 class OutputExistsError(QbcError, FileExistsError):
     """An output that already exists and would be overwritten without ``--overwrite``."""
 
