@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from qbc.agents.actor import actor_size_bytes
+from qbc.agents.actor import META_FILE, WEIGHTS_FILE, actor_size_bytes
 from qbc.agents.expert_zoo import (
     actor_folder_for,
     export_actor,
@@ -20,7 +20,6 @@ from qbc.agents.expert_zoo import (
 from qbc.cli import Command
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.gym_utils import check_env_id
-from qbc.agents.actor import META_FILE, WEIGHTS_FILE
 from qbc.io import atomic_write_json, check_out_dir, locked_output, output_dir
 from qbc.validate import AT_LEAST_ONE, Rule, check_config
 
