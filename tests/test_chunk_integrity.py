@@ -36,8 +36,8 @@ def test_an_unknown_per_step_quantizer_is_an_unknown_name():
 
 @pytest.mark.parametrize("name", ["beast", "rvq", "per-step"])
 def test_fixed_length_decoders_refuse_ragged_token_lists(name):
-    params = {"codes": 8, "levels": 2} if name == "rvq" else {"n_control_points": 3,
-                                                              "degree": 2} if name == "beast" else {}
+    params = {"rvq": {"codes": 8, "levels": 2}, "beast": {"n_control_points": 3, "degree": 2},
+              "per-step": {}}[name]
     tok = make_chunk_tokenizer(name, **params).fit(CHUNKS)
     tokens = tok.encode(CHUNKS[:2]).tolist()
     tokens[1] = tokens[1][:-1]
