@@ -188,13 +188,14 @@ _HELD: set[Path] = set()
 
 
 @contextmanager
-def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
+def exclusive(lock: str | os.PathLike, what: str, wait: bool = False) -> Iterator[None]:
     """Hold an advisory lock on the file ``lock`` while the block runs: one writer at a time.
 
     A second holder is refused at once with one line naming ``what`` and the pid of the holder
-    (written into the lock file). The OS drops the lock when the process dies, so a killed
-    command never leaves a stale lock; the file is removed on release (a writer that locked a
-    file removed meanwhile notices it and tries again). Not POSIX: no lock.
+    (written into the lock file); with ``wait`` it waits until the holder is done instead.
+    The OS drops the lock when the process dies, so a killed command never leaves a stale
+    lock; the file is removed on release (a writer that locked a file removed meanwhile
+    notices it and tries again). Not POSIX: no lock.
     """
     try:
         import fcntl
@@ -210,7 +211,7 @@ def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
     while True:
         f = open(lock, "a+")
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             pid = f.read().strip() or "unknown"

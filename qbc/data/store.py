@@ -120,15 +120,16 @@ def local_dataset_ids(root: str | os.PathLike | None = None) -> list[str]:
     return sorted(found)
 
 
-def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None):
+def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None, wait: bool = False):
     """The lock on writing ``dataset_id`` (:func:`qbc.io.exclusive`): a hidden file in the
-    datasets root, held from the existence check to the final rename."""
+    datasets root, held from the existence check to the final rename. ``wait``: wait for
+    another writer to finish instead of being refused."""
     from qbc.io import exclusive
 
     base = minari_root(root)
     base.mkdir(parents=True, exist_ok=True)
     lock = base / f".qbc-lock-{validate_dataset_id(dataset_id).replace('/', '--')}"
-    return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}")
+    return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}", wait=wait)
 
 
 # -- writing --------------------------------------------------------------------------------------
