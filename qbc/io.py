@@ -126,6 +126,16 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         ) from None
 
 
+def read_json_object(path: str | os.PathLike, what: str = "JSON file") -> dict[str, Any]:
+    """:func:`read_json` of a file that must hold a JSON object (a config, a state): valid
+    JSON of another kind (a list, a number) is a CorruptFileError too."""
+    value = read_json(path, what)
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{what} {str(path)!r} holds a JSON {type(value).__name__}, not "
+                               "an object; it was damaged or replaced: re-create it")
+    return value
+
+
 def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
     """Replace the directory ``path`` as a whole: ``fill(tmp_dir)`` writes the new contents into
     a hidden folder beside it, which is then swapped in by renames. After a crash, ``path`` holds

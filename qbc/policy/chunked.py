@@ -227,11 +227,12 @@ def load_chunk_policy(directory: str | Path, module: torch.nn.Module, cfg: dict[
                       ) -> ChunkPolicy:
     """The ChunkPolicy of a checkpoint directory whose module ``load_module`` has rebuilt."""
     from qbc.chunking import ChunkTokenizer
-    from qbc.io import read_json
+    from qbc.io import read_json_object
     from qbc.policy.loading import verify_file
 
     directory = Path(directory)
-    normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
+    normalizer = Normalizer.from_dict(read_json_object(directory / "normalizer.json",
+                                                       what="normalizer"))
     tokenizer = None
     if module.is_token_policy:
         tokenizer = ChunkTokenizer.load(directory / "tokenizer.json")

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qbc.errors import CorruptFileError, QbcError
-from qbc.io import atomic_write, atomic_write_json, read_json, sha256_file
+from qbc.io import atomic_write, atomic_write_json, read_json_object, sha256_file
 from qbc.policy.registry import module_from_config
 from qbc.policy.wrapper import Normalizer, Policy
 from qbc.tokenizer import ActionTokenizer
@@ -101,7 +101,8 @@ def load_parts(directory: str | os.PathLike, loaded: tuple[nn.Module, dict[str, 
     ``loaded``: the (module, config) :func:`load_module` already gave for this directory."""
     directory = Path(directory)
     module, cfg = loaded if loaded is not None else load_module(directory)
-    normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
+    normalizer = Normalizer.from_dict(read_json_object(directory / "normalizer.json",
+                                                       what="normalizer"))
     tokenizer = None
     if module.is_token_policy:
         tokenizer = ActionTokenizer.load(directory / "tokenizer.json")
@@ -126,7 +127,7 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
 def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """The module of a checkpoint directory with its weights, and the stored config.json."""
     directory = Path(directory)
-    cfg = read_json(directory / "config.json", what="policy config")
+    cfg = read_json_object(directory / "config.json", what="policy config")
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CorruptFileError(f"{directory / 'config.json'} is not a qbc policy config")
     if cfg.get("version") != FORMAT_VERSION:
