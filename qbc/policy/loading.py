@@ -141,9 +141,9 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
     stored = _stored_shapes(directory / "model.safetensors")
     if sizes != stored:
         raise CorruptFileError(
-            f"{directory / 'config.json'} describes a model whose tensors differ from those in "
-            f"model.safetensors ({_first_difference(sizes, stored)}); the config was edited "
-            "or belongs to other weights: re-create the checkpoint")
+            f"{directory / 'model.safetensors'} does not fit the model in config.json "
+            f"({_first_difference(sizes, stored)}); the config was edited or belongs to other "
+            "weights: re-create the checkpoint")
     module = _module(directory, cfg)
     state = load_tensors(directory / "model.safetensors")
     try:
