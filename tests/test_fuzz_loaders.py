@@ -79,7 +79,7 @@ def json_mutation(draw: Any, doc: Any, paths: list[tuple]) -> bytes:
         value = draw(st.sampled_from(ODD_VALUES + [-3, 1e6, 1e-300]))
         try:
             doc = _apply(doc, path, op, value)
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError, OverflowError):
             pass
         paths = _paths(doc)
     try:
@@ -330,7 +330,7 @@ def toml_mutation(draw: Any) -> bytes:
                                      + [-3, 1e6]))
         try:
             doc = _apply(doc, path, op, value)
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError, OverflowError):
             pass
         paths = [p for p in _paths(doc) if p]
     return _dump_toml(doc).encode()

@@ -303,16 +303,17 @@ def check_int(owner: str, what: str, value: Any, low: int, high: int | None = No
           and value >= low and (high is None or value <= high))
     if not ok:
         rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise InvalidValueError(f"{owner}: {what} must be an integer {rng}, got {value!r}")
+        raise InvalidValueError(f"{owner}: {what} must be an integer {rng}, got {_short(value)}")
 
 
 def check_quantile(owner: str, value: Any) -> None:
     """InvalidValueError unless ``value`` is a number in [0, 0.5)."""
     ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.floating,
                                                              np.integer))
-          and 0.0 <= float(value) < 0.5)
+          and 0.0 <= value < 0.5)  # compared as given: float() of a huge int overflows
     if not ok:
-        raise InvalidValueError(f"{owner}: quantile must be a number in [0, 0.5), got {value!r}")
+        raise InvalidValueError(f"{owner}: quantile must be a number in [0, 0.5), got "
+                                f"{_short(value)}")
 
 
 #: Seeds of scikit-learn's random states: [0, 2^32).
