@@ -46,6 +46,11 @@ class ActorExpert(Expert):
                  noise_std: float = 0.0, seed: int = 0):
         super().__init__(info, params, noise_std=noise_std, seed=seed)
         self.actor = MLPActor.load(folder)
+        labelled, env_id = self.actor.meta.get("env_id"), info.get("env_id")
+        if labelled is not None and env_id is not None and labelled != env_id:
+            raise InvalidValueError(
+                f"actor {str(folder)!r} was exported for {labelled}, not {env_id}; use an "
+                f"actor of {env_id} (or pass --env {labelled})")
         shapes = (self.actor.obs_dim, self.actor.act_dim)
         if shapes != (self.obs_dim, self.act_dim):
             raise InvalidValueError(
@@ -121,6 +126,35 @@ def export_actor(model: Any, algo: str, env_id: str, out: Path, eval_episodes: i
     return evaluation
 
 
+def check_model_fits_env(model: Any, env_id: str, source: str) -> None:
+    """Raise InvalidValueError unless an SB3 ``model``'s observation and action spaces are
+    those of ``env_id`` (shapes and action bounds): checked before anything is exported."""
+    from qbc.gym_utils import make_env
+
+    env = make_env(env_id)
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    model_obs, model_act = model.observation_space, model.action_space
+    same = (getattr(model_obs, "shape", None) == obs_space.shape
+            and getattr(model_act, "shape", None) == act_space.shape)
+    if same and hasattr(act_space, "low") and hasattr(model_act, "low"):
+        same = bool(np.allclose(model_act.low, act_space.low)
+                    and np.allclose(model_act.high, act_space.high))
+    if not same:
+        raise InvalidValueError(
+            f"{source} was trained on observations {getattr(model_obs, 'shape', '?')} and "
+            f"actions {getattr(model_act, 'shape', '?')} {_bounds(model_act)}, but {env_id} has "
+            f"{obs_space.shape} and {act_space.shape} {_bounds(act_space)}; pass the --env it "
+            "was trained on")
+
+
+def _bounds(space: Any) -> str:
+    low, high = getattr(space, "low", None), getattr(space, "high", None)
+    return "" if low is None else f"in [{np.min(low):g}, {np.max(high):g}]"
+
+
 def training_info(zip_path: Path) -> dict[str, Any]:
     """timesteps, seed and the training command from the ``.json`` qbc expert train wrote
     beside the zip (empty when there is none)."""
@@ -129,8 +163,10 @@ def training_info(zip_path: Path) -> dict[str, Any]:
     side = zip_path.with_suffix(".json")
     if not side.is_file():
         return {}
-    cfg = (read_json(side, what="expert report") or {}).get("config") or {}
-    if not cfg:
+    report = read_json(side, what="expert report")
+    cfg = report.get("config") if isinstance(report, dict) else None
+    if not isinstance(cfg, dict) or not {"algo", "timesteps", "seed", "learning_rate"} <= set(cfg) \
+            or not ({"env", "env_id"} & set(cfg)):
         return {}
     return {"timesteps": cfg.get("timesteps"), "seed": cfg.get("seed"),
             "learning_rate": cfg.get("learning_rate"),

@@ -27,7 +27,7 @@ from torch import nn
 
 from qbc.environ import scoped_torch_rng
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.io import atomic_write, atomic_write_json, read_json
+from qbc.io import atomic_write, atomic_write_json, read_json_object
 from qbc.progress import progress_bar
 
 MODEL_FILE = "transition.safetensors"
@@ -279,7 +279,7 @@ def load_transition_model(directory: str | os.PathLike) -> TransitionModel:
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    meta = read_json(directory / CONFIG_FILE, what="transition model config")
+    meta = read_json_object(directory / CONFIG_FILE, what="transition model config")
     if meta.get("format") != "qbc.transition_model":
         raise CorruptFileError(f"{directory / CONFIG_FILE} is not a qbc transition model")
     try:

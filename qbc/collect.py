@@ -153,6 +153,10 @@ def collect(cfg: CollectConfig, expert: Any = None,
     validate_dataset_id(cfg.dataset_id)
     cfg = _within_time_limit(cfg)
     _check_memory(cfg)
+    if cfg.dart_policy is not None:  # refused here, before the lock, when it does not fit
+        from qbc.dart import load_dart_policy
+
+        load_dart_policy(cfg.dart_policy, cfg.env)
     if expert is None:  # opened before the lock: a refused expert leaves no trace
         expert = _make_expert(cfg)
     with dataset_lock(cfg.dataset_id, root):

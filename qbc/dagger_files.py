@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
-from qbc.io import atomic_write_csv, atomic_write_json, read_json
+from qbc.io import atomic_write_csv, atomic_write_json, read_json_object
 
 ROUND_FIELDS = ["round", "beta", "episodes", "steps", "expert_labels", "dataset", "val_loss",
                 "regret", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "floor_regret",
@@ -44,7 +44,7 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
     out = Path(out)
     stored_path = out / CONFIG_NAME
     if stored_path.is_file() and not overwrite:
-        stored = _typed(read_json(stored_path, what="DAgger config"))
+        stored = _typed(read_json_object(stored_path, what="DAgger config"))
         diff = sorted(k for k in set(stored) | set(conf)
                       if k not in RESUMABLE | LOCATION and stored.get(k) != conf.get(k))
         if diff:
@@ -77,7 +77,7 @@ def stored_dataset_base(out: Path, given: str | None) -> str | None:
     path = Path(out) / CONFIG_NAME
     if not path.is_file():
         return None
-    stored = read_json(path, what="DAgger config")
+    stored = read_json_object(path, what="DAgger config")
     if not isinstance(stored, dict):
         raise CorruptFileError(f"DAgger config {str(path)!r} is not a JSON object; re-create it "
                                "or start again with --overwrite")

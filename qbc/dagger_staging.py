@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qbc.io import atomic_write_json, check_out_dir, leftovers, read_json
+from qbc.io import atomic_write_json, check_out_dir, leftovers, read_json_object
 
 #: the journal of a staged run whose rounds have all finished (its publish and swap are due).
 JOURNAL = ".dagger-publish.json"
@@ -143,7 +143,7 @@ def _commit(place: RunPlace, dataset_ids: list[str], base: str, root: Path,
 def _complete(work: Path, out: Path) -> None:
     """Publish the datasets and swap the run folder's entries as the journal in ``work`` says;
     each step skips what an interrupted earlier try already did."""
-    journal: dict[str, Any] = read_json(work / JOURNAL, what="DAgger publish journal")
+    journal: dict[str, Any] = read_json_object(work / JOURNAL, what="DAgger publish journal")
     publish(journal["datasets"], Path(journal["data_root"]), journal["base"],
             Path(journal["root"]))
     swap_in(work, out, journal["entries"], journal["stale"])

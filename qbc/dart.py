@@ -23,10 +23,9 @@ def dart_sigma_for(policy_path: Path, env_id: str, expert: Any, episodes: int, n
     dataset), in action units. DART matches the noise covariance to the learner's error
     covariance; this takes its trace / act_dim, one std for every dimension."""
     from qbc.data import Demonstrations
-    from qbc.policy import load_policy
     from qbc.training import history_index
 
-    policy = load_policy(policy_path)
+    policy = load_dart_policy(policy_path, env_id)
     demos = Demonstrations.from_episodes(
         rollout_episodes(env_id, expert, episodes, num_envs=num_envs, seed=seed,
                          env_kwargs=env_kwargs))
@@ -42,6 +41,21 @@ def dart_sigma_for(policy_path: Path, env_id: str, expert: Any, episodes: int, n
     pred = np.concatenate([policy.act(obs[i:i + 4096], deterministic=True)
                            for i in range(0, len(obs), 4096)])
     return float(np.sqrt(np.mean((pred - demos.actions) ** 2)))
+
+
+def load_dart_policy(policy_path: Path, env_id: str) -> Any:
+    """The policy of ``--dart auto --policy``, refused (InvalidValueError) when its checkpoint
+    records another env than ``env_id``: a learner of another env has no error to match on
+    this one, even when the shapes agree."""
+    from qbc.policy import load_policy
+
+    policy = load_policy(policy_path)
+    trained = getattr(policy, "env_id", None)
+    if trained is not None and trained != env_id:
+        raise InvalidValueError(
+            f"--policy {policy_path} was trained on {trained}, not {env_id}; --dart auto fits "
+            f"the noise to this policy's errors on {env_id}: pass a policy trained on it")
+    return policy
 
 
 def dart_provenance(sigma: float, policy: Path | None) -> dict[str, Any] | None:

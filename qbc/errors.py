@@ -11,9 +11,17 @@ from collections.abc import Iterable
 
 
 class QbcError(Exception):
-    """Base class of every error a user can cause (bad names, bad numbers, bad files)."""
+    """Base class of every error a user can cause (bad names, bad numbers, bad files).
+
+    The message is one line: whitespace runs, newlines included (an underlying library's
+    multi-line message quoted in it), become single spaces."""
 
     exit_code = 2
+
+    def __init__(self, *args: object):
+        if args and isinstance(args[0], str):
+            args = (" ".join(args[0].split()), *args[1:])
+        super().__init__(*args)
 
 
 class UnknownNameError(QbcError, KeyError):
@@ -46,6 +54,12 @@ class NotFittedError(QbcError, RuntimeError):
 
 class CorruptFileError(QbcError, ValueError):
     """A checkpoint, tokenizer, dataset or config file that cannot be read back."""
+
+
+class UserCodeError(QbcError):
+    """The user's own code (an actor imported as ``module:object``) failed to import, to build
+    or to act, or returned actions qbc cannot use; the message names the object and what it
+    did."""
 
 
 class OutputExistsError(QbcError, FileExistsError):

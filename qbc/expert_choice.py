@@ -94,11 +94,11 @@ def dataset_provenance(dataset_id: str) -> dict[str, Any]:
 
 def policy_dataset(policy: str | Path) -> str | None:
     """The dataset id a trained policy (run folder or checkpoint) was trained on, if recorded."""
-    from qbc.io import read_json
+    from qbc.io import read_json_object
     from qbc.policy.loading import resolve_checkpoint_dir
 
     try:
-        cfg = read_json(resolve_checkpoint_dir(policy) / "config.json", what="policy config")
+        cfg = read_json_object(resolve_checkpoint_dir(policy) / "config.json", what="policy config")
     except QbcError:
         return None
     dataset = ((cfg or {}).get("train") or {}).get("dataset") if isinstance(cfg, dict) else None

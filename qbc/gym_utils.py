@@ -26,9 +26,27 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gymnasium.make`` with an unknown id turned into :class:`UnknownNameError`."""
+    """``gymnasium.make`` with an unknown id turned into :class:`UnknownNameError`, and an env
+    whose constructor refuses the arguments (``qbc/LinearSystem-v0`` without ``A`` and ``B``)
+    into InvalidValueError."""
     check_env_id(env_id)
-    return gym.make(env_id, **kwargs)
+    with _constructor_errors(env_id, kwargs):
+        return gym.make(env_id, **kwargs)
+
+
+@contextmanager
+def _constructor_errors(env_id: str, kwargs: dict[str, Any]) -> Iterator[None]:
+    """A TypeError or ValueError from the env's constructor (missing or bad arguments) as one
+    InvalidValueError line naming the env."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first.split(" was raised from the environment creator")[0]
+        given = f" with {sorted(kwargs)}" if kwargs else " with its default settings"
+        raise InvalidValueError(
+            f"{env_id} cannot be made{given} ({type(exc).__name__}: {first}); it needs other "
+            "arguments, or use another env") from None
 
 
 @contextmanager
@@ -53,4 +71,5 @@ def make_vector_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.Vec
     ``reset(seed=s)`` plays the episode of the single env reset with ``s + i``."""
     spec = check_env_id(env_id)
     mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+    with _constructor_errors(env_id, kwargs):
+        return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)

@@ -126,6 +126,16 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         ) from None
 
 
+def read_json_object(path: str | os.PathLike, what: str = "JSON file") -> dict[str, Any]:
+    """:func:`read_json` of a file that must hold a JSON object (a config, a state): valid
+    JSON of another kind (a list, a number) is a CorruptFileError too."""
+    value = read_json(path, what)
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{what} {str(path)!r} holds a JSON {type(value).__name__}, not "
+                               "an object; it was damaged or replaced: re-create it")
+    return value
+
+
 def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
     """Replace the directory ``path`` as a whole: ``fill(tmp_dir)`` writes the new contents into
     a hidden folder beside it, which is then swapped in by renames. After a crash, ``path`` holds
@@ -188,13 +198,14 @@ _HELD: set[Path] = set()
 
 
 @contextmanager
-def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
+def exclusive(lock: str | os.PathLike, what: str, wait: bool = False) -> Iterator[None]:
     """Hold an advisory lock on the file ``lock`` while the block runs: one writer at a time.
 
     A second holder is refused at once with one line naming ``what`` and the pid of the holder
-    (written into the lock file). The OS drops the lock when the process dies, so a killed
-    command never leaves a stale lock; the file is removed on release (a writer that locked a
-    file removed meanwhile notices it and tries again). Not POSIX: no lock.
+    (written into the lock file); with ``wait`` it waits until the holder is done instead.
+    The OS drops the lock when the process dies, so a killed command never leaves a stale
+    lock; the file is removed on release (a writer that locked a file removed meanwhile
+    notices it and tries again). Not POSIX: no lock.
     """
     try:
         import fcntl
@@ -210,7 +221,7 @@ def exclusive(lock: str | os.PathLike, what: str) -> Iterator[None]:
     while True:
         f = open(lock, "a+")
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             pid = f.read().strip() or "unknown"

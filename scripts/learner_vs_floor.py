@@ -6,9 +6,10 @@ Usage: python scripts/learner_vs_floor.py [--quick] [--out DIR] [--envs ID ...] 
        [--workers N]   (re-run the same command to continue a killed run)
 """
 
-import tyro
+import sys
 
+from qbc.cli import run_script
 from qbc.experiments.learner_vs_floor import FloorConfig, run_comparison
 
-if __name__ == "__main__":
-    run_comparison(tyro.cli(FloorConfig))
+if __name__ == "__main__":  # bad input: one line, exit 2
+    sys.exit(run_script(FloorConfig, run_comparison, "learner_vs_floor"))

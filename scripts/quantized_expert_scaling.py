@@ -4,9 +4,10 @@
 Usage: python scripts/quantized_expert_scaling.py [--env qbc/ScalarStable-v0] [--out DIR]
 """
 
-import tyro
+import sys
 
+from qbc.cli import run_script
 from qbc.experiments.scaling import ScalingConfig, run_scaling
 
-if __name__ == "__main__":
-    run_scaling(tyro.cli(ScalingConfig))
+if __name__ == "__main__":  # bad input: one line, exit 2
+    sys.exit(run_script(ScalingConfig, run_scaling, "quantized_expert_scaling"))

@@ -6,9 +6,10 @@ Usage: python scripts/reproduce_counterexample.py [--out runs/counterexample]
 Writes table.json, table.md and loss_vs_horizon.png; prints the table.
 """
 
-import tyro
+import sys
 
+from qbc.cli import run_script
 from qbc.experiments.counterexample import CounterexampleConfig, run_counterexample
 
-if __name__ == "__main__":
-    run_counterexample(tyro.cli(CounterexampleConfig))
+if __name__ == "__main__":  # bad input: one line, exit 2
+    sys.exit(run_script(CounterexampleConfig, run_counterexample, "reproduce_counterexample"))

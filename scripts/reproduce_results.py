@@ -15,8 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
-
+from qbc.cli import run_script
 from qbc.experiments.reproduce import (
     compare,
     format_rows,
@@ -57,5 +56,5 @@ def main(args: Args) -> int:
     return 1 if failed and not args.update else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(tyro.cli(Args)))
+if __name__ == "__main__":  # an unknown --only name or a bad flag: one line, exit 2
+    sys.exit(run_script(Args, main, "reproduce_results"))

@@ -300,7 +300,8 @@ def test_quantile_params_is_the_one_quantile_rule():
     with pytest.raises(InvalidValueError, match="--quantile must be in"):
         quantile_params("smooth", 0.5)
     assert quantile_params("uniform", 0.0, margin=0.5) == {"quantile": 0.0, "margin": 0.5}
-    assert quantile_params("kmeans", 0.0, margin=0.5) == {}
+    with pytest.raises(InvalidValueError, match="'kmeans' would ignore it"):  # issue 34
+        quantile_params("kmeans", 0.0, margin=0.5)
     with pytest.raises(InvalidValueError, match="--range-margin must be >= 0"):
         quantile_params("uniform", 0.0, margin=float("nan"))
     for name in QUANTILE_QUANTIZERS:  # every name the rule passes it to accepts the parameter

@@ -77,6 +77,10 @@ def ws(tmp_path_factory):
     (root / "tok.json").write_text("{}\n")  # an existing output file
     (root / "huge.toml").write_text('[grid]\nenvs = ["qbc/LinearUnstable-v0"]\n'
                                     'horizons = [1000000000000000]\n')
+    (root / "lr_inf.toml").write_text('[grid]\nenvs = ["qbc/LinearUnstable-v0"]\n'
+                                      '[train]\nlr = inf\n')
+    (root / "cut").mkdir()
+    (root / "cut" / "results.csv").write_text("cell,policy,H,regret\na,p,10,1.2")  # cut
     (root / "old").mkdir()
     (root / "old" / "results.csv").write_text("an older result\n")  # an existing output folder
     return root
@@ -174,6 +178,19 @@ CASES = {
                          "--learning-rate", "nan"], "--learning-rate must be positive"),
     "expert-train-env": (["expert", "train", "--env", "nope", "--out", "{root}/ex.zip"],
                          "unknown env id 'nope'"),
+    # issue 34: the user's own code, envs that need arguments, sweep cells, damaged tables
+    "user-actor-needs-arguments": (["rollout", "--policy", "json:JSONDecoder.decode", "--env",
+                                    ENV, "--out", "{root}/ua"], "no arguments"),
+    "user-actor-import-fails": (["rollout", "--policy", "qbc_no_such_module:Actor", "--env",
+                                 ENV, "--out", "{root}/old", "--overwrite"], "cannot import"),
+    "collect-env-needs-arguments": (["collect", "--env", "qbc/LinearSystem-v0", "--dataset",
+                                     "qbc/ls-v0"], "cannot be made"),
+    "sweep-lr-inf": (["sweep", "--config", "{root}/lr_inf.toml", "--out", "{root}/sw2"],
+                     "[train] lr must be a finite number, got inf"),
+    "sweep-report-cut-table": (["sweep", "report", "{root}/cut"], "cut mid-row"),
+    "expert-export-missing-zip": (["expert", "export", "--expert-path", "{root}/none.zip",
+                                   "--env", ENV, "--out", "{root}/old", "--overwrite"],
+                                  "none.zip"),
     "run-locked": ([*TRAIN, "--out", "{root}/run", "--overwrite"], "pid {pid}"),
     "dataset-locked": (["collect", "--env", ENV, "--dataset", "qbc/held-v0", "--episodes",
                         "2"], "pid {pid}"),

@@ -178,7 +178,7 @@ def test_policy_module_is_imported_from_the_current_directory(tmp_path, monkeypa
 @pytest.mark.parametrize("spec, message", [
     ("os:sep", "is not an actor"), ("no_such_module_qbc:x", "cannot import"),
     (f"{__name__}:Nothing", "has no 'Nothing'"),
-    (f"{__name__}:WrongShape", "returned actions of shape (6,) for 6 observations")])
+    (f"{__name__}:WrongShape", "act returned actions of shape (2,) for 2 observations")])
 def test_rollout_command_refuses_what_is_not_an_actor(tmp_path, capsys, spec, message):
     assert main(["rollout", "--policy", spec, "--env", SCALAR, "--episodes", "6",
                  "--horizons", "10", "--out", str(tmp_path / "o"), "--no-progress"]) == 2

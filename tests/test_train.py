@@ -348,5 +348,6 @@ def test_range_margin_widens_the_tokenizer_range_of_training():
     wide = fit_tokenizer(TrainConfig(dataset="d", range_margin=0.5), actions)
     assert plain.quantizers_[0].range == pytest.approx((-1.0, 1.0))
     assert wide.quantizers_[0].range == pytest.approx((-1.5, 1.5))
-    assert fit_tokenizer(TrainConfig(dataset="d", quantizer="kmeans", bins=4,
-                                     range_margin=0.5), actions).quantizer == "kmeans"
+    with pytest.raises(InvalidValueError, match="'kmeans' would ignore it"):  # issue 34
+        fit_tokenizer(TrainConfig(dataset="d", quantizer="kmeans", bins=4, range_margin=0.5),
+                      actions)

@@ -28,6 +28,7 @@ from qbc.errors import (
     InvalidValueError,
     NotFittedError,
     OutputExistsError,
+    QbcError,
 )
 from qbc.io import atomic_write_json, read_json
 from qbc.quantizers.base import check_tokens
@@ -120,7 +121,13 @@ class ChunkTokenizer:
         raise NotImplementedError
 
     def _check_fixed_tokens(self, tokens: Tokens) -> np.ndarray:
-        tokens = np.asarray(tokens)
+        try:
+            tokens = np.asarray(tokens)
+        except (ValueError, TypeError):  # ragged lists: sequences of different lengths
+            raise InvalidValueError(
+                f"{self.name}: tokens must be an (N, {self.n_tokens}) integer array; got "
+                "sequences of different lengths (a fixed-length code decodes exactly "
+                f"{self.n_tokens} tokens per chunk)") from None
         if tokens.ndim != 2 or tokens.shape[1] != self.n_tokens:
             raise InvalidValueError(
                 f"{self.name}: tokens must have shape (N, {self.n_tokens}), got {tokens.shape}")
@@ -181,31 +188,52 @@ class ChunkTokenizer:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> ChunkTokenizer:
-        """Rebuild a fitted chunk tokenizer of the class ``state["name"]`` names."""
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CorruptFileError(f"not a qbc chunk tokenizer (missing format {FORMAT!r})")
-        if state.get("version") != FORMAT_VERSION:
-            raise CorruptFileError(
-                f"chunk tokenizer format version {state.get('version')} is not supported "
-                f"(this qbc reads version {FORMAT_VERSION})")
+        """Rebuild a fitted chunk tokenizer of the class ``state["name"]`` names. The whole
+        state is checked: its fields and their types, the parameters, the learned values, and
+        that the tokenizer decodes its own encodings of probe chunks (CorruptFileError naming
+        the field or the failed check otherwise)."""
+        _check_state_fields(state)
         try:
-            tok = get_chunk_tokenizer_class(state["name"])(**state["params"])
-            tok._validate_params()
-            tok.chunk_len_, tok.action_dim_ = int(state["chunk_len"]), int(state["action_dim"])
+            klass = get_chunk_tokenizer_class(state["name"])
+        except QbcError:
+            raise CorruptFileError(f"field 'name': unknown chunk tokenizer {state['name']!r} "
+                                   f"(known: {', '.join(available_chunk_tokenizers())})") from None
+        try:
+            tok = klass(**state["params"])
+        except QbcError as exc:
+            raise CorruptFileError(f"field 'params': {exc}") from None
+        except TypeError as exc:
+            raise CorruptFileError(f"field 'params': {exc}") from None
+        tok.chunk_len_, tok.action_dim_ = state["chunk_len"], state["action_dim"]
+        try:
             tok._load_fitted(state["fitted"])
+        except Exception as exc:  # noqa: BLE001  (any failure on the stored values: damaged)
+            raise CorruptFileError(f"field 'fitted' is incomplete or damaged "
+                                   f"({_what(exc)})") from None
+        try:
             tok._self_check()
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise CorruptFileError(
-                f"chunk tokenizer state is incomplete or damaged ({type(exc).__name__}: {exc}); "
-                "re-create it") from None
+        except Exception as exc:  # noqa: BLE001
+            raise CorruptFileError(f"it does not decode its own encodings ({_what(exc)}); the "
+                                   "stored values are damaged") from None
         return tok
 
     def _self_check(self) -> None:
-        """Raise ValueError unless a zero chunk encodes and decodes to a finite chunk."""
-        zeros = np.zeros((1, self.chunk_len_, self.action_dim_))
-        chunks, _ = self.decode_with_failures(self.encode(zeros))
-        if chunks.shape != zeros.shape or not np.isfinite(chunks).all():
-            raise ValueError("a zero chunk does not decode to a finite chunk")
+        """Raise ValueError unless probe chunks (zero, and constant at each end of the fitted
+        range when the tokenizer records one) encode, and decode without a failure to finite
+        chunks of the right shape."""
+        probes = [np.zeros((self.chunk_len_, self.action_dim_))]
+        for bound in ("low_", "high_"):
+            value = getattr(self, bound, None)
+            if value is not None:
+                probes.append(np.broadcast_to(np.asarray(value, float),
+                                              (self.chunk_len_, self.action_dim_)))
+        probes = np.stack(probes)
+        chunks, failed = self.decode_with_failures(self.encode(probes))
+        if chunks.shape != probes.shape or not np.isfinite(chunks).all():
+            raise ValueError("a probe chunk does not decode to a finite chunk of its shape")
+        if failed.any():
+            raise ValueError(f"{int(failed.sum())} of its {len(probes)} probe encodings do "
+                             "not decode")
 
     def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
         """Write the tokenizer as JSON (atomically). Floats round-trip exactly."""
@@ -217,12 +245,79 @@ class ChunkTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ChunkTokenizer:
-        return cls.from_state_dict(read_json(path, what="chunk tokenizer file"))
+        """Read a saved chunk tokenizer; a damaged file raises CorruptFileError naming the
+        file and the field."""
+        state = read_json(path, what="chunk tokenizer file")
+        try:
+            return cls.from_state_dict(state)
+        except CorruptFileError as exc:
+            raise CorruptFileError(f"chunk tokenizer file {str(path)!r}: {exc}; re-create "
+                                   "it") from None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+
+
+#: Largest chunk (k x D values) a file may describe: far beyond any real chunk, small enough
+#: that checking a damaged file cannot exhaust memory.
+MAX_CHUNK_VALUES = 1 << 20
+
+
+def _what(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _check_state_fields(state: Any) -> None:
+    """CorruptFileError naming the first field of a saved state that is missing or of the
+    wrong type (the learned values are checked by the tokenizer itself)."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CorruptFileError(f"not a qbc chunk tokenizer (field 'format' is not {FORMAT!r})")
+    if state.get("version") != FORMAT_VERSION:
+        raise CorruptFileError(
+            f"chunk tokenizer format version {state.get('version')!r} is not supported "
+            f"(this qbc reads version {FORMAT_VERSION})")
+    types = {"name": str, "params": dict, "chunk_len": int, "action_dim": int, "fitted": dict}
+    for field, kind in types.items():
+        value = state.get(field)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CorruptFileError(f"field {field!r} must be a {kind.__name__}, got "
+                                   f"{_short(value)}")
+    k, d = state["chunk_len"], state["action_dim"]
+    if not (1 <= k and 1 <= d and k * d <= MAX_CHUNK_VALUES):
+        raise CorruptFileError(f"fields 'chunk_len' ({k}) and 'action_dim' ({d}) must be >= 1 "
+                               f"with at most {MAX_CHUNK_VALUES} values per chunk")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- checks of constructor parameters, shared by the tokenizers --------------------------------
+def check_int(owner: str, what: str, value: Any, low: int, high: int | None = None) -> None:
+    """InvalidValueError unless ``value`` is an integer (not a bool) in [low, high]."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, np.integer))
+          and value >= low and (high is None or value <= high))
+    if not ok:
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise InvalidValueError(f"{owner}: {what} must be an integer {rng}, got {_short(value)}")
+
+
+def check_quantile(owner: str, value: Any) -> None:
+    """InvalidValueError unless ``value`` is a number in [0, 0.5)."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.floating,
+                                                             np.integer))
+          and 0.0 <= value < 0.5)  # compared as given: float() of a huge int overflows
+    if not ok:
+        raise InvalidValueError(f"{owner}: quantile must be a number in [0, 0.5), got "
+                                f"{_short(value)}")
+
+
+#: Seeds of scikit-learn's random states: [0, 2^32).
+SEED_LIMIT = 1 << 32
 
 
 # -- the registry ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.interpolate import BSpline
 
-from qbc.chunking.base import ChunkTokenizer, register_chunk_tokenizer
+from qbc.chunking.base import ChunkTokenizer, check_int, register_chunk_tokenizer
 from qbc.errors import InvalidValueError
 from qbc.tokenizer import ActionTokenizer
 
@@ -47,12 +47,12 @@ class BeastTokenizer(ChunkTokenizer):
         self.n_control_points = n_control_points
         self.degree = degree
         self.bins = bins
+        self._validate_params()
 
     def _validate_params(self) -> None:
         for what, value, low in (("n_control_points", self.n_control_points, 1),
                                  ("degree", self.degree, 0), ("bins", self.bins, 2)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise InvalidValueError(f"beast: {what} must be an integer >= {low}, got {value!r}")
+            check_int("beast", what, value, low)
         if self.degree >= self.n_control_points:
             raise InvalidValueError(
                 f"beast: degree {self.degree} needs more than {self.degree} control points, got "

@@ -48,7 +48,13 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from qbc.chunking.base import ChunkTokenizer, Tokens, register_chunk_tokenizer
+from qbc.chunking.base import (
+    ChunkTokenizer,
+    Tokens,
+    check_int,
+    check_quantile,
+    register_chunk_tokenizer,
+)
 from qbc.chunking.chunks import QuantileNormalizer
 from qbc.errors import InvalidValueError
 
@@ -101,6 +107,7 @@ class FastTokenizer(ChunkTokenizer):
         self.quantile = quantile
         self.repair = repair
         self.bpe = bpe
+        self._validate_params()
 
     # vocab_size is both a parameter and the fitted vocabulary; the fitted one is the property.
     def get_params(self) -> dict[str, Any]:
@@ -109,15 +116,14 @@ class FastTokenizer(ChunkTokenizer):
                 "repair": self.repair, "bpe": self.bpe}
 
     def _validate_params(self) -> None:
-        if not (isinstance(self.scale, (int, float)) and np.isfinite(self.scale)
+        if not (isinstance(self.scale, (int, float, np.integer, np.floating))
+                and not isinstance(self.scale, bool) and np.isfinite(self.scale)
                 and self.scale > 0):
             raise InvalidValueError(f"fast: scale must be a finite number > 0, got {self.scale!r}")
-        for what, value, low in (("vocab_size", self.vocab_size_param, 2),
-                                 ("min_frequency", self.min_frequency, 1)):
-            if what == "vocab_size" and value is None:
-                continue  # the default: DEFAULT_VOCAB_SIZE, or the symbol count when larger
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise InvalidValueError(f"fast: {what} must be an integer >= {low}, got {value!r}")
+        if self.vocab_size_param is not None:  # None: DEFAULT_VOCAB_SIZE, or the symbol count
+            check_int("fast", "vocab_size", self.vocab_size_param, 2)
+        check_int("fast", "min_frequency", self.min_frequency, 1)
+        check_quantile("fast", self.quantile)
         _check_repair(self.repair)
         if self.bpe not in BPE_LEVELS:
             raise InvalidValueError(f"fast: bpe must be one of {', '.join(BPE_LEVELS)}, "
@@ -276,6 +282,19 @@ class FastTokenizer(ChunkTokenizer):
             out[i, :n] = symbols[:n] + self.min_symbol_
         return out, failed
 
+    def _self_check(self) -> None:
+        """The base class's probes, and every symbol of the fitted range must pass through the
+        BPE unchanged (a damaged alphabet or symbol range would fail some encodings)."""
+        super()._self_check()
+        size = self.chunk_len_ * self.action_dim_
+        symbols = np.arange(self.n_symbols_, dtype=np.int64) + self.min_symbol_
+        rows = np.resize(symbols, (-(-len(symbols) // size), size))
+        encodings = self._bpe().encode_batch(self._strings(rows), add_special_tokens=False)
+        ints, failed = self._decode_ints([np.asarray(e.ids, np.int64) for e in encodings], size)
+        if failed.any() or not np.array_equal(ints, rows):
+            raise ValueError(f"{int(failed.sum())} of {len(rows)} rows of its "
+                             f"{self.n_symbols_} symbols do not pass through bpe_json_ unchanged")
+
     # -- persistence -----------------------------------------------------------------------
     def _fitted_state(self) -> dict[str, Any]:
         return {"low_": self.low_.tolist(), "high_": self.high_.tolist(),
@@ -285,12 +304,22 @@ class FastTokenizer(ChunkTokenizer):
     def _load_fitted(self, fitted: dict[str, Any]) -> None:
         self.low_ = np.asarray(fitted["low_"], dtype=float)
         self.high_ = np.asarray(fitted["high_"], dtype=float)
-        self.min_symbol_, self.n_symbols_ = int(fitted["min_symbol_"]), int(fitted["n_symbols_"])
+        self.min_symbol_, self.n_symbols_ = fitted["min_symbol_"], fitted["n_symbols_"]
+        for what, value, low, high in (("min_symbol_", self.min_symbol_, -(1 << 40), 1 << 40),
+                                       ("n_symbols_", self.n_symbols_, 1, _MAX_SYMBOLS)):
+            check_int("fast", what, value, low, high)
+        if not (np.all(np.isfinite(self.low_)) and np.all(np.isfinite(self.high_))
+                and np.all(self.low_ <= self.high_)):
+            raise ValueError("normalisation bounds low_ <= high_ must be finite")
         if not isinstance(fitted["bpe_json_"], str):
             raise ValueError("bpe_json_ is not a string")
         json.loads(fitted["bpe_json_"])  # damaged JSON fails here, as a ValueError
         self.bpe_json_ = fitted["bpe_json_"]
         self._bpe_cache = None
+        try:
+            self._bpe()  # built now, so that a damaged one is named here
+        except Exception as exc:  # noqa: BLE001  (tokenizers raises a bare Exception)
+            raise ValueError(f"bpe_json_ is not a BPE tokenizer ({exc})") from None
         if self.low_.shape != (self.action_dim_,) or self.high_.shape != (self.action_dim_,):
             raise ValueError(f"normalisation bounds are not of shape ({self.action_dim_},)")
 
@@ -347,8 +376,15 @@ def _as_sequences(tokens: Tokens) -> list[np.ndarray | None]:
 def _check_prev_action(prev: np.ndarray | None, n: int, dim: int) -> np.ndarray | None:
     if prev is None:
         return None
-    prev = np.asarray(prev, dtype=np.float64)
+    try:
+        prev = np.asarray(prev, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidValueError("fast: prev_action must be an (N, D) array of numbers") from None
     if prev.shape != (n, dim):
         raise InvalidValueError(
             f"fast: prev_action must have shape (N, D) = ({n}, {dim}), got {prev.shape}")
+    if not np.isfinite(prev).all():
+        raise InvalidValueError(
+            f"fast: prev_action holds {int((~np.isfinite(prev)).sum())} NaN/inf values; the "
+            "hold-last-action repair needs the finite last executed action")
     return prev

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from qbc.chunking.base import ChunkTokenizer, register_chunk_tokenizer
+from qbc.chunking.base import ChunkTokenizer, check_int, register_chunk_tokenizer
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -31,6 +31,24 @@ class PerStepTokenizer(ChunkTokenizer):
         self.n_bins = n_bins
         self.per_dim = per_dim
         self.quantizer_params = quantizer_params
+        self._validate_params()
+
+    def _validate_params(self) -> None:
+        from qbc.errors import InvalidValueError, UnknownNameError
+        from qbc.quantizers import available_quantizers
+
+        if not isinstance(self.quantizer, str):
+            raise InvalidValueError(f"per-step: quantizer must be a registry name, got "
+                                    f"{self.quantizer!r}")
+        if self.quantizer not in available_quantizers():
+            raise UnknownNameError("quantizer", self.quantizer, available_quantizers())
+        check_int("per-step", "n_bins", self.n_bins, 2)
+        if not isinstance(self.per_dim, (bool, np.bool_)):
+            raise InvalidValueError(f"per-step: per_dim must be true or false, got "
+                                    f"{self.per_dim!r}")
+        if not (self.quantizer_params is None or isinstance(self.quantizer_params, dict)):
+            raise InvalidValueError(f"per-step: quantizer_params must be a dict, got "
+                                    f"{self.quantizer_params!r}")
 
     def _fit(self, chunks: np.ndarray) -> None:
         self.tokenizer_ = ActionTokenizer(self.quantizer, self.n_bins, self.per_dim,

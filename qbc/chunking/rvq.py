@@ -13,9 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from qbc.chunking.base import ChunkTokenizer, register_chunk_tokenizer
+from qbc.chunking.base import (
+    SEED_LIMIT,
+    ChunkTokenizer,
+    check_int,
+    check_quantile,
+    register_chunk_tokenizer,
+)
 from qbc.chunking.chunks import QuantileNormalizer
-from qbc.errors import InvalidValueError
 from qbc.quantizers import Quantizer, make_quantizer
 
 
@@ -38,12 +43,15 @@ class ResidualVQTokenizer(ChunkTokenizer):
         self.quantile = quantile
         self.n_init = n_init
         self.seed = seed
+        self._validate_params()
 
     def _validate_params(self) -> None:
         for what, value, low in (("levels", self.levels, 1), ("codes", self.codes, 2),
                                  ("n_init", self.n_init, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise InvalidValueError(f"rvq: {what} must be an integer >= {low}, got {value!r}")
+            check_int("rvq", what, value, low)
+        check_quantile("rvq", self.quantile)
+        # level l draws k-means with seed + l: every one must be a valid random state
+        check_int("rvq", "seed", self.seed, 0, SEED_LIMIT - self.levels)
 
     def _normalizer(self) -> QuantileNormalizer:
         norm = QuantileNormalizer(self.quantile)

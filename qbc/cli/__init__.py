@@ -118,7 +118,7 @@ def _one_line_warning(name: str) -> Callable[..., str]:
         if (category, key) in seen:
             return ""
         seen.add((category, key))
-        return f"qbc {name}: warning: {text}\n"
+        return f"{_prog(name)}: warning: {text}\n"
 
     return format_warning
 
@@ -217,14 +217,14 @@ def _parse_flags(command: Command, args: list[str], name: str) -> Any:
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            config = tyro.cli(command.config_type, args=args, prog=f"qbc {name}",
+            config = tyro.cli(command.config_type, args=args, prog=_prog(name),
                               description=command.help, registry=REGISTRY)
     except SystemExit as exc:
         if exc.code in (0, None):
             sys.stderr.write(captured.getvalue())
             raise
         message = _flatten_box(captured.getvalue())
-        raise QbcError(f"{message}; 'qbc {name} --help' lists the flags") from None
+        raise QbcError(f"{message}; '{_prog(name)} --help' lists the flags") from None
     sys.stderr.write(captured.getvalue())  # anything else tyro had to say
     return config
 
@@ -280,20 +280,45 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"qbc: error: {UnknownNameError('command', argv[0], groups)}", file=sys.stderr)
         return 2
-    command = _load(name)
+    return _run(_load(name), rest, name)
+
+
+def run_script(config_type: type, run: Callable[[Any], Any], name: str,
+               argv: list[str] | None = None) -> int:
+    """The entry of a ``scripts/*.py`` that calls a library function with a config dataclass:
+    flags parsed as a command's are (a bad flag is one line) and the same boundary around the
+    run (a QbcError is one line on stderr, exit 2; see :func:`describe_error`). Returns the
+    exit code: ``sys.exit(run_script(Config, run, "name"))`` (an int that ``run`` returns is the
+    exit code when it succeeds)."""
+    doc = (config_type.__doc__ or name).strip().splitlines()[0]
+    results: list[Any] = []
+    command = Command(config_type, lambda cfg: results.append(run(cfg)), doc)
+    code = _run(command, list(sys.argv[1:] if argv is None else argv), f"scripts/{name}.py")
+    if code == 0 and results and type(results[0]) is int:  # the script's own exit code
+        return results[0]
+    return code
+
+
+def _prog(name: str) -> str:
+    """How a command calls itself in its messages: 'qbc NAME', or a script's path."""
+    return name if name.endswith(".py") else f"qbc {name}"
+
+
+def _run(command: Command, rest: list[str], name: str) -> int:
+    """Parse ``rest`` and run ``command`` inside the boundary; the exit code."""
     try:
         with _warnings_as_lines(name):
             config = _parse_flags(command, rest, name)
             command.run(config)
     except KeyboardInterrupt:
-        print(f"qbc {name}: interrupted", file=sys.stderr)
+        print(f"{_prog(name)}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `qbc ... | head`: the reader left; nothing to report
         sys.stdout = open(os.devnull, "w")  # as the Python docs advise for SIGPIPE
         return 141
     except Exception as exc:  # noqa: BLE001  (the command boundary: every exception ends here)
         message, code = describe_error(exc, name)
-        print(f"qbc {name}: error: {message}", file=sys.stderr)
+        print(f"{_prog(name)}: error: {message}", file=sys.stderr)
         return code
     return 0
 
@@ -371,7 +396,7 @@ def _log_traceback(exc: BaseException, name: str) -> str:
     try:
         folder = os.path.join(tempfile.gettempdir(), "qbc-logs")
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"{name.replace(' ', '-')}-"
+        path = os.path.join(folder, f"{name.replace(' ', '-').replace('/', '-')}-"
                                     f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
         with open(path, "w", encoding="utf-8") as f:
             f.write(f"qbc {name} {' '.join(sys.argv[1:])}\n{text}")

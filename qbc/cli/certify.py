@@ -77,7 +77,7 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     from qbc.data import check_compatible, load_demonstrations
     from qbc.expert_choice import build_expert, choose_expert
     from qbc.gym_utils import make_env
-    from qbc.io import read_json
+    from qbc.io import read_json_object
     from qbc.rollout import check_rollout_memory
     from qbc.tokenizer import ActionTokenizer
 
@@ -88,7 +88,7 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     deltas = positive_floats(cfg.deltas, "--deltas")
     horizons = parse_horizons(cfg.horizons)
     metrics = (None if cfg.rollout is None else
-               read_json(Path(cfg.rollout) / "metrics.json", what="rollout metrics"))
+               read_json_object(Path(cfg.rollout) / "metrics.json", what="rollout metrics"))
     if metrics is not None and not (isinstance(metrics, dict) and "reference" in metrics
                                     and isinstance(metrics.get("policies"), dict)):
         raise CorruptFileError(f"{Path(cfg.rollout) / 'metrics.json'} is not the metrics.json "

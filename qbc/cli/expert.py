@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from qbc.agents.actor import actor_size_bytes
+from qbc.agents.actor import META_FILE, WEIGHTS_FILE, actor_size_bytes
 from qbc.agents.expert_zoo import (
     actor_folder_for,
     export_actor,
@@ -21,8 +21,11 @@ from qbc.agents.expert_zoo import (
 from qbc.cli import Command
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.gym_utils import check_env_id
-from qbc.io import atomic_write_json
+from qbc.io import atomic_write_json, check_out_dir, locked_output, output_dir
 from qbc.validate import AT_LEAST_ONE, Rule, check_config
+
+#: The files of an actor folder: what an export replaces (other files in the folder stay).
+ACTOR_FILES = (WEIGHTS_FILE, META_FILE)
 
 #: Old flag spellings of the expert commands, accepted with a deprecation warning: the env is
 #: --env, an output --out and an SB3 zip to read --expert-path, as in every command.
@@ -86,55 +89,123 @@ TRAIN_RULES = {"timesteps": AT_LEAST_ONE, "eval_episodes": AT_LEAST_ONE,
 
 def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     """Train, save, evaluate; write ``<out>.json`` (config + results) and the actor folder
-    ``<zip stem>-actor`` (evaluated on its own); print a summary."""
-    from qbc.agents.evaluate import evaluate_expert
-    from qbc.agents.experts import make_expert
-    from qbc.agents.sb3 import default_expert_path, sb3_zip_path, train_sb3_expert
+    ``<zip stem>-actor`` (evaluated on its own); print a summary.
+
+    The zip is locked for the whole command (a second ``qbc expert train`` on the same --out
+    is refused); the model is trained into a hidden file and the actor exported into a staging
+    folder, and both replace the old ones only when everything has succeeded."""
+    from qbc.agents.sb3 import algo_class, default_expert_path, sb3_zip_path
 
     check_config(config, TRAIN_RULES)  # also: --seed in [0, 2^32), ints in 64 bits
     check_env_id(config.env)
-    actor_dir = actor_folder_for(sb3_zip_path(default_expert_path(config.env, config.algo)
-                                              if config.out is None else config.out))
-    if (actor_dir.exists() and any(actor_dir.iterdir()) and not config.overwrite
-            and not config.resume):
-        raise OutputExistsError(f"{str(actor_dir)!r} exists; pass --overwrite to replace it, "
-                                "or --resume to continue the training of the model beside it")
+    algo_class(config.algo)
     zip_path = sb3_zip_path(default_expert_path(config.env, config.algo)
                             if config.out is None else config.out)
-    before = _previous_parts(zip_path) if config.resume else {}
-    start = time.perf_counter()
-    path = train_sb3_expert(
-        config.env, algo=config.algo, timesteps=config.timesteps, seed=config.seed,
-        path=config.out, learning_rate=config.learning_rate, overwrite=config.overwrite,
-        progress=config.progress, resume=config.resume,
-    )
-    train_s = time.perf_counter() - start
-    total_steps = before.get("total_timesteps", 0) + config.timesteps
-    total_s = before.get("total_train_seconds", 0.0) + train_s
-    parts = before.get("parts", 0) + 1
-    expert = make_expert("sb3", config.env, path=str(path), algo=config.algo)
-    result = evaluate_expert(expert, config.env, episodes=config.eval_episodes, seed=10_000)
-    info = {"source": path.name, "timesteps": total_steps, "seed": config.seed,
-            "learning_rate": config.learning_rate,
-            "training_command": training_command(asdict(config))}
-    actor_eval = export_actor(expert.model, config.algo, config.env, actor_dir,
-                              config.eval_episodes, info)
-    report = {"config": asdict(config), "model": str(path), "actor": str(actor_dir),
-              "actor_mean_return": actor_eval["mean_return"], "train_seconds": train_s,
-              "total_timesteps": total_steps, "total_train_seconds": total_s, "parts": parts,
-              **result}
-    atomic_write_json(path.with_suffix(".json"), report)
+    actor_dir = actor_folder_for(zip_path)
+    _check_train_outputs(zip_path, actor_dir, config)
+    with locked_output(zip_path, "expert train"):
+        _check_train_outputs(zip_path, actor_dir, config)  # again, under the lock
+        with output_dir(actor_dir, config.overwrite or config.resume, "expert train",
+                        owned=ACTOR_FILES,
+                        refusal=f"{str(actor_dir)!r} exists; pass --overwrite to replace it"
+                        ) as work:
+            report = _train_and_export(config, zip_path, work)
+            report["actor"] = str(actor_dir)
+            atomic_write_json(zip_path.with_suffix(".json"), report)
     print(
         f"trained {config.algo} on {config.env} for {config.timesteps} steps in "
-        f"{train_s:.1f} s -> {path}"
-        + (f" (resumed: {total_steps} steps, {total_s:.1f} s over {parts} parts)"
-           if config.resume else "") + "\n"
-        f"eval over {result['episodes']} episodes: mean return {result['mean_return']:.1f} "
-        f"+- {result['std_return']:.1f} (min {result['min_return']:.1f})\n"
+        f"{report['train_seconds']:.1f} s -> {zip_path}"
+        + (f" (resumed: {report['total_timesteps']} steps, {report['total_train_seconds']:.1f} s "
+           f"over {report['parts']} parts)" if config.resume else "") + "\n"
+        f"eval over {report['episodes']} episodes: mean return {report['mean_return']:.1f} "
+        f"+- {report['std_return']:.1f} (min {report['min_return']:.1f})\n"
         f"actor (safetensors + JSON) -> {actor_dir}: mean return "
-        f"{actor_eval['mean_return']:.1f}"
+        f"{report['actor_mean_return']:.1f}"
     )
     return report
+
+
+def _check_train_outputs(zip_path: Path, actor_dir: Path, config: TrainExpertConfig) -> None:
+    """Refuse an existing zip or non-empty actor folder without --overwrite or --resume, and
+    --resume without a model to continue."""
+    if config.resume and not zip_path.is_file():
+        raise InvalidValueError(f"--resume: there is no model at {str(zip_path)!r} to continue; "
+                                "train one first (without --resume) or name it with --out")
+    if config.overwrite or config.resume:
+        return
+    for path in (zip_path, actor_dir):
+        if path.exists() and (path.is_file() or any(path.iterdir())):
+            raise OutputExistsError(f"{str(path)!r} exists; pass --overwrite to replace it, or "
+                                    "--resume to continue the training of the model")
+
+
+def _train_and_export(config: TrainExpertConfig, zip_path: Path, work: Path) -> dict[str, Any]:
+    """Train into a hidden zip beside ``zip_path`` (with --resume: a copy of the model and its
+    replay buffer, continued), evaluate it, export its actor into ``work``, then move the zip
+    (and buffer) into place; the report (without the actor path). An interrupted training
+    still moves what it has learnt into place, so --resume continues it."""
+    import os
+
+    from qbc.agents.evaluate import evaluate_expert
+    from qbc.agents.experts import make_expert
+    from qbc.agents.sb3 import train_sb3_expert
+
+    hidden = zip_path.with_name(f".{zip_path.stem}.{os.getpid()}.training.zip")
+    before = _previous_parts(zip_path) if config.resume else {}
+    try:
+        if config.resume:
+            _move_model(zip_path, hidden, copy=True)
+        start = time.perf_counter()
+        try:
+            train_sb3_expert(config.env, algo=config.algo, timesteps=config.timesteps,
+                             seed=config.seed, path=hidden, learning_rate=config.learning_rate,
+                             overwrite=True, progress=config.progress, resume=config.resume)
+        except (KeyboardInterrupt, SystemExit):
+            if hidden.is_file():
+                _move_model(hidden, zip_path)
+            raise
+        train_s = time.perf_counter() - start
+        expert = make_expert("sb3", config.env, path=str(hidden), algo=config.algo)
+        result = evaluate_expert(expert, config.env, episodes=config.eval_episodes, seed=10_000)
+        total_steps = before.get("total_timesteps", 0) + config.timesteps
+        info = {"source": zip_path.name, "timesteps": total_steps, "seed": config.seed,
+                "learning_rate": config.learning_rate,
+                "training_command": training_command(asdict(config))}
+        actor_eval = export_actor(expert.model, config.algo, config.env, work,
+                                  config.eval_episodes, info)
+        _move_model(hidden, zip_path)
+    finally:
+        _remove_model(hidden)
+    return {"config": asdict(config), "model": str(zip_path),
+            "actor_mean_return": actor_eval["mean_return"], "train_seconds": train_s,
+            "total_timesteps": total_steps,
+            "total_train_seconds": before.get("total_train_seconds", 0.0) + train_s,
+            "parts": before.get("parts", 0) + 1, **result}
+
+
+def _move_model(src: Path, dst: Path, copy: bool = False) -> None:
+    """An SB3 zip and its replay buffer (when there is one) from ``src`` to ``dst``, each
+    replaced atomically (copied first with ``copy``)."""
+    import os
+    import shutil
+
+    from qbc.agents.sb3 import replay_buffer_path
+
+    for a, b in ((src, dst), (replay_buffer_path(src), replay_buffer_path(dst))):
+        if not a.is_file():
+            continue
+        if copy:
+            shutil.copyfile(a, b)
+        else:
+            os.replace(a, b)
+
+
+def _remove_model(path: Path) -> None:
+    """The SB3 zip ``path`` and its replay buffer, where they exist."""
+    from qbc.agents.sb3 import replay_buffer_path
+
+    path.unlink(missing_ok=True)
+    replay_buffer_path(path).unlink(missing_ok=True)
 
 
 # -- qbc expert export -----------------------------------------------------------------------------
@@ -157,25 +228,50 @@ class ExportExpertConfig:
 
 
 def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
-    """Check the flags, load the zip, export, evaluate, print a summary."""
+    """Check the flags, load the zip and check it fits the env, export into a staging folder
+    (evaluated there), then publish it over ``out``; print a summary. A refused or failed
+    export leaves ``out`` as it was."""
+    from qbc.agents.expert_zoo import check_model_fits_env
     from qbc.agents.sb3 import algo_class, load_sb3_model, sb3_zip_path
 
     if config.eval_episodes < 1:
         raise InvalidValueError(f"eval_episodes must be >= 1, got {config.eval_episodes}")
     algo_class(config.algo)  # an unknown algorithm is refused before anything is read
+    check_env_id(config.env)
     zip_path = sb3_zip_path(config.expert_path)
     out = actor_folder_for(zip_path) if config.out is None else Path(config.out)
-    if out.exists() and any(out.iterdir()) and not config.overwrite:
-        raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
-    model = load_sb3_model(zip_path, config.algo)
+    refusal = f"{str(out)!r} exists; pass --overwrite to replace it"
+    check_out_dir(out, config.overwrite, refusal)
     info = {"source": zip_path.name, **training_info(zip_path)}
-    evaluation = export_actor(model, config.algo, config.env, out, config.eval_episodes, info)
+    _check_trained_env(zip_path, config.env)
+    model = load_sb3_model(zip_path, config.algo)
+    check_model_fits_env(model, config.env, str(zip_path))
+    with output_dir(out, config.overwrite, "expert export", refusal=refusal,
+                    owned=ACTOR_FILES) as work:
+        evaluation = export_actor(model, config.algo, config.env, work, config.eval_episodes,
+                                  info)
     print(f"exported {config.algo} actor of {zip_path} -> {out} "
           f"({actor_size_bytes(out) / 1024:.1f} KB)\n"
           f"actor eval over {evaluation['episodes']} episodes: mean return "
           f"{evaluation['mean_return']:.1f} +- {evaluation['std_return']:.1f} "
           f"(min {evaluation['min_return']:.1f})")
     return {"out": str(out), "evaluation": evaluation}
+
+
+def _check_trained_env(zip_path: Path, env_id: str) -> None:
+    """Refuse ``env_id`` when the report ``qbc expert train`` wrote beside the zip names
+    another env (models of two envs with the same shapes are told apart only there)."""
+    from qbc.io import read_json
+
+    side = zip_path.with_suffix(".json")
+    if not side.is_file():
+        return
+    report = read_json(side, what="expert report")
+    cfg = report.get("config") if isinstance(report, dict) else None
+    trained = (cfg.get("env") or cfg.get("env_id")) if isinstance(cfg, dict) else None
+    if isinstance(trained, str) and trained != env_id:
+        raise InvalidValueError(f"{str(zip_path)!r} was trained on {trained} (says "
+                                f"{str(side)!r}), not {env_id}; pass --env {trained}")
 
 
 # -- qbc expert list -------------------------------------------------------------------------------

@@ -183,6 +183,7 @@ def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, li
     tokenizer = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None
                  else getattr(policy, "tokenizer", None))
     check_fits_env(env_id, policy, tokenizer)
+    probe_user_actor(policy, env_id, cfg.seed)
     horizons, capped = cap_horizons(env_id, horizons)
     if cfg.augment == "model" and hasattr(policy, "chunk_len"):
         raise InvalidValueError("--augment model deploys per-step token policies, not chunks")
@@ -346,6 +347,26 @@ def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> No
             f"{env_id} has observations of shape {obs_shape} and actions of shape {act_shape}, "
             "but " + " and ".join(problems) + "; pass the --env the policy was trained on (or a "
             "policy / tokenizer made for this env)")
+
+
+def probe_user_actor(actor: Any, env_id: str, seed: int) -> None:
+    """Call an imported actor (:class:`qbc.actor.UserActor`) once on two starting observations
+    of ``env_id`` before any output exists: an actor that raises or returns actions of the
+    wrong shape, type or finiteness is refused (UserCodeError) with nothing written. Its actions
+    are checked on every later call too."""
+    from qbc.actor import UserActor, reset_actor
+    from qbc.gym_utils import make_env
+
+    if not isinstance(actor, UserActor):
+        return
+    env = make_env(env_id)
+    try:
+        actor.expect(int(np.prod(env.action_space.shape)))
+        obs = np.stack([env.reset(seed=seed + i)[0] for i in range(2)])
+    finally:
+        env.close()
+    reset_actor(actor)
+    actor.act(obs)
 
 
 def clipped_counts(actors: dict[str, Any]) -> dict[str, dict[str, int]]:

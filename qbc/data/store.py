@@ -120,15 +120,16 @@ def local_dataset_ids(root: str | os.PathLike | None = None) -> list[str]:
     return sorted(found)
 
 
-def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None):
+def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None, wait: bool = False):
     """The lock on writing ``dataset_id`` (:func:`qbc.io.exclusive`): a hidden file in the
-    datasets root, held from the existence check to the final rename."""
+    datasets root, held from the existence check to the final rename. ``wait``: wait for
+    another writer to finish instead of being refused."""
     from qbc.io import exclusive
 
     base = minari_root(root)
     base.mkdir(parents=True, exist_ok=True)
     lock = base / f".qbc-lock-{validate_dataset_id(dataset_id).replace('/', '--')}"
-    return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}")
+    return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}", wait=wait)
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -168,9 +169,9 @@ def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env |
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".qbc-staging-", dir=base))
     try:
-        _build(staging / "built", dataset_id, episodes, env, metadata,
-               algorithm_name=algorithm_name or "qbc",
-               description=description or "demonstrations written by qbc")
+        build_isolated(_build, staging / "built", dataset_id, episodes, env, metadata,
+                       algorithm_name=algorithm_name or "qbc",
+                       description=description or "demonstrations written by qbc")
         if config is not None:
             atomic_write_json(staging / "built" / CONFIG_FILE, json_safe(config))
         with dataset_lock(dataset_id, base):
@@ -198,6 +199,85 @@ def _build(folder: Path, dataset_id: str, episodes: Sequence[Any], env: Any,
     storage.update_metadata(_minari_metadata(dataset_id, algorithm_name, description))
     storage.update_episodes(list(episodes))
     storage.update_metadata({"qbc": json_safe(metadata or {})})
+
+
+def build_isolated(build: Any, folder: Path, *args: Any, **kwargs: Any) -> None:
+    """``build(folder, *args, **kwargs)`` in a forked child process (POSIX; inline elsewhere).
+
+    h5py can take the whole process down when a write fails: on a full disk it raises while
+    freeing its objects and then crashes (a segmentation fault), so nothing would remove the
+    staging folder or release the dataset lock. In a child, a crash or an error becomes an
+    exception here instead: ``OSError`` (ENOSPC on a full disk, naming ``folder``), or
+    InvalidValueError for episodes Minari refuses; the caller cleans up as for any error."""
+    import errno
+    import faulthandler
+    import json
+
+    if not hasattr(os, "fork"):  # pragma: no cover
+        build(folder, *args, **kwargs)
+        return
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: build, report, never return into the caller's code
+        os.close(read_end)
+        code = 0
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # h5py's cascade of ignored errors
+            faulthandler.disable()  # a crash is reported by the parent, not dumped here
+            build(folder, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001  (reported to the parent)
+            code = 1
+            report = {"type": type(exc).__name__, "errno": getattr(exc, "errno", None),
+                      "message": " ".join(str(exc).split())[:2000],
+                      "os_error": isinstance(exc, OSError)}
+            os.write(write_end, json.dumps(report).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # Ctrl-C while the child writes: stop it too
+        _stop_child(pid)
+        raise
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return
+    report = json.loads(data) if data else {}
+    full = report.get("errno") == errno.ENOSPC or "No space left" in report.get("message", "") \
+        or _disk_full(folder)
+    if full:
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+    if report.get("os_error"):
+        raise OSError(report.get("errno") or errno.EIO, report["message"], str(folder))
+    if report.get("type") in ("ValueError", "TypeError", "KeyError", "AssertionError"):
+        raise InvalidValueError(f"the episodes cannot be written as a Minari dataset "
+                                f"({report['type']}: {report['message']})")
+    if report:
+        raise RuntimeError(f"writing the dataset failed ({report['type']}: {report['message']})")
+    raise OSError(errno.EIO, f"the HDF5 writer crashed (exit status {status}) while writing "
+                  "the dataset", str(folder))
+
+
+def _stop_child(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _disk_full(folder: Path) -> bool:
+    """True when the file system of ``folder`` (or its nearest existing parent) is full."""
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < (1 << 16)
+    except OSError:
+        return False
 
 
 def _spec_and_env(env: Any) -> tuple[Any, gym.Env]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from qbc.errors import CorruptFileError
 from qbc.experiments.table_cells import number_cell, percent_cell
-from qbc.io import atomic_write_text, read_json
+from qbc.io import atomic_write_text, read_json_object
 from qbc.rollout import fit_growth
 
 #: Open-loop stability of the compared envs' controlled equilibrium. The linear envs' entries
@@ -243,7 +243,7 @@ def readme(sweep_dir: Path) -> str:
     sweep_config.json)."""
     rows = read_summary(sweep_dir)
     single_seed_intervals(sweep_dir, rows)
-    config = read_json(Path(sweep_dir) / "sweep_config.json", what="sweep config")
+    config = read_json_object(Path(sweep_dir) / "sweep_config.json", what="sweep config")
     spec = config["spec"]
     command = (f"qbc sweep --config {config.get('source') or 'CONFIG'} --out DIR && "
                "python scripts/chunking_report.py DIR")

@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,7 +303,11 @@ def run_result(result: Result, mode: str, out: Path, log: Path | None = None) ->
         shutil.rmtree(out)
     out.mkdir(parents=True)
     log = log or out.with_suffix(".log")
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(out / "minari"), "OMP_NUM_THREADS": "1"}
+    # `python` and `qbc` in the commands are this interpreter's (its bin folder first on PATH),
+    # not whichever other environment the shell would find first.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(out / "minari"), "OMP_NUM_THREADS": "1",
+           "PATH": path}
     with open(log, "w") as log_file, stopped_on_exit():  # a kill stops the command too
         for command in getattr(result, mode):
             command = command.format(out=out)

@@ -329,10 +329,12 @@ def load_chunk_policy(directory: str | Path, module: torch.nn.Module, cfg: dict[
                       ) -> ChunkPolicy:
     """The ChunkPolicy of a checkpoint directory whose module ``load_module`` has rebuilt."""
     from qbc.chunking import ChunkTokenizer
-    from qbc.io import read_json
+    from qbc.io import read_json_object
+    from qbc.policy.loading import verify_file
 
     directory = Path(directory)
-    normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
+    normalizer = Normalizer.from_dict(read_json_object(directory / "normalizer.json",
+                                                       what="normalizer"))
     tokenizer = None
     if module.is_token_policy:
         tokenizer = ChunkTokenizer.load(directory / "tokenizer.json")
@@ -343,6 +345,7 @@ def load_chunk_policy(directory: str | Path, module: torch.nn.Module, cfg: dict[
             raise CorruptFileError(
                 f"{directory / 'tokenizer.json'} does not belong to the weights in {directory} "
                 "(another vocabulary, token count or chunk length); use the files of one run")
+        verify_file(directory, "tokenizer.json", cfg)  # an edit of the same shapes, too
     if len(normalizer.obs_mean) != module.cfg.obs_dim:
         raise CorruptFileError(f"{directory / 'normalizer.json'} is for another observation size")
     return ChunkPolicy(module, normalizer, tokenizer, decode_mode=decode_mode, device=device,

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qbc.errors import CorruptFileError, QbcError
-from qbc.io import atomic_write, atomic_write_json, read_json, sha256_file
+from qbc.io import atomic_write, atomic_write_json, read_json_object, sha256_file
 from qbc.policy.registry import module_from_config
 from qbc.policy.wrapper import Normalizer, Policy
 from qbc.tokenizer import ActionTokenizer
@@ -101,7 +101,8 @@ def load_parts(directory: str | os.PathLike, loaded: tuple[nn.Module, dict[str, 
     ``loaded``: the (module, config) :func:`load_module` already gave for this directory."""
     directory = Path(directory)
     module, cfg = loaded if loaded is not None else load_module(directory)
-    normalizer = Normalizer.from_dict(read_json(directory / "normalizer.json", what="normalizer"))
+    normalizer = Normalizer.from_dict(read_json_object(directory / "normalizer.json",
+                                                       what="normalizer"))
     tokenizer = None
     if module.is_token_policy:
         tokenizer = ActionTokenizer.load(directory / "tokenizer.json")
@@ -126,12 +127,37 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
 def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """The module of a checkpoint directory with its weights, and the stored config.json."""
     directory = Path(directory)
-    cfg = read_json(directory / "config.json", what="policy config")
+    cfg = read_json_object(directory / "config.json", what="policy config")
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CorruptFileError(f"{directory / 'config.json'} is not a qbc policy config")
     if cfg.get("version") != FORMAT_VERSION:
         raise CorruptFileError(f"policy format version {cfg.get('version')} is not supported "
                                f"(this qbc reads version {FORMAT_VERSION})")
+    verify_file(directory, "model.safetensors", cfg)
+    # Built first without memory (torch's meta device): a config describing a model other than
+    # the weights (sizes edited, huge or negative) is refused before anything is allocated.
+    with torch.device("meta"):
+        sizes = {k: tuple(v.shape) for k, v in _module(directory, cfg).state_dict().items()}
+    stored = _stored_shapes(directory / "model.safetensors")
+    if sizes != stored:
+        raise CorruptFileError(
+            f"{directory / 'model.safetensors'} does not fit the model in config.json "
+            f"({_first_difference(sizes, stored)}); the config was edited or belongs to other "
+            "weights: re-create the checkpoint")
+    module = _module(directory, cfg)
+    state = load_tensors(directory / "model.safetensors")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CorruptFileError(f"{directory / 'model.safetensors'} does not fit the model in "
+                               f"config.json ({first})") from None
+    return module, cfg
+
+
+def _module(directory: Path, cfg: dict[str, Any]) -> nn.Module:
+    """The module ``config.json`` describes (weights not loaded); any failure to build it from
+    the stored values is a CorruptFileError naming the file."""
     try:
         module = module_from_config(cfg["kind"], cfg["model"])
         weight_quantizer = (cfg.get("train") or {}).get("weight_quantizer")
@@ -141,18 +167,31 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
             quantize_linear_layers(module, weight_quantizer)
     except QbcError as exc:
         raise CorruptFileError(f"{directory / 'config.json'}: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001  (torch refusing sizes, wrong types, ...)
         raise CorruptFileError(f"{directory / 'config.json'} is incomplete or holds values of "
-                               f"the wrong type: {exc}") from None
-    verify_file(directory, "model.safetensors", cfg)
-    state = load_tensors(directory / "model.safetensors")
+                               f"the wrong type or size ({type(exc).__name__}: {exc})") from None
+    return module
+
+
+def _stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a safetensors file, from its header (nothing is loaded)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CorruptFileError(f"weights file {str(path)!r} does not exist")
     try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CorruptFileError(f"{directory / 'model.safetensors'} does not fit the model in "
-                               f"config.json ({first})") from None
-    return module, cfg
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001  (safetensors raises several kinds on a bad file)
+        raise CorruptFileError(f"weights file {str(path)!r} is damaged "
+                               f"({type(exc).__name__}: {exc}); re-create it") from None
+
+
+def _first_difference(a: dict[str, tuple], b: dict[str, tuple]) -> str:
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            return f"{key}: config {a.get(key)}, weights {b.get(key)}"
+    return "none"
 
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu",

@@ -55,6 +55,10 @@ class Normalizer:
             raise CorruptFileError("normalizer holds non-finite or non-vector entries")
         if not all((v > 0).all() for v in vals[1::2]):
             raise CorruptFileError("normalizer holds a standard deviation <= 0")
+        if vals[0].shape != vals[1].shape or vals[2].shape != vals[3].shape:
+            raise CorruptFileError(
+                f"normalizer means and standard deviations differ in length (obs "
+                f"{len(vals[0])} / {len(vals[1])}, actions {len(vals[2])} / {len(vals[3])})")
         return cls(*vals)
 
     def obs(self, obs: np.ndarray) -> np.ndarray:

@@ -35,6 +35,11 @@ def quantile_params(quantizer: str, quantile: float, margin: float = 0.0) -> dic
     (:data:`QUANTILE_QUANTIZERS`), ``{}`` for the others, whose levels do not come from a
     range."""
     if quantizer not in QUANTILE_QUANTIZERS:
+        if margin:
+            raise InvalidValueError(
+                f"--range-margin widens a fitted range, which only {', '.join(QUANTILE_QUANTIZERS)}"
+                f" have; quantizer {quantizer!r} would ignore it: leave --range-margin out or "
+                "use one of those")
         return {}
     params = {"quantile": check_quantile(quantile, "--quantile")}
     if margin:

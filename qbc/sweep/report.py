@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_csv, atomic_write_text, read_json
+from qbc.io import atomic_write_csv, atomic_write_text, read_json_object
 from qbc.rollout import fit_growth, mean_ci95
 from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table, sweep_lock
 
@@ -282,4 +282,4 @@ def current_cells(sweep_dir: Path) -> set[str] | None:
     path = Path(sweep_dir) / CONFIG_FILE
     if not path.is_file():
         return None
-    return {c["key"] for c in read_json(path, what="sweep config").get("cells", [])}
+    return {c["key"] for c in read_json_object(path, what="sweep config").get("cells", [])}

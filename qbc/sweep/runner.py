@@ -28,8 +28,19 @@ from qbc.sweep.spec import QUANTIZED_EXPERT
 def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
     """Collect the dataset ``ds`` unless it exists already; True when it was collected now.
 
-    Called by the parent only, before any cell runs, so no two processes write one dataset.
+    Called by the parent only, before any cell runs. Another sweep sharing the datasets root
+    may be collecting the same dataset: this waits for its lock and then reuses the dataset.
     """
+    from qbc.data import dataset_exists, dataset_lock
+
+    if dataset_exists(ds.dataset_id):
+        return False
+    with dataset_lock(ds.dataset_id, wait=True):  # collect() below holds it already then
+        return _collect_missing(ds, num_envs)
+
+
+def _collect_missing(ds: DatasetSpec, num_envs: int) -> bool:
+    """Collect ``ds`` unless it exists (checked again under its lock)."""
     from qbc.collect import CollectConfig, collect
     from qbc.data import dataset_exists
 

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
+from qbc.quantizers.binning import QUANTILE_RANGE
+from qbc.validate import NON_NEGATIVE, Rule, check_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -320,6 +322,10 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
     model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
     _check_keys("[train] model", t.model, model_fields, source)
     check_decode_mode(t.decode)
+    _check_numbers(spec, source)
+    _check_model(t.model, source)
+    if any(p in CHUNK_POLICIES for p in t.policies):
+        _check_chunks_fit_episodes(spec, source)
     checks = [
         (all(b >= 2 for b in g.bins), f"[grid] bins must be >= 2, got {g.bins}"),
         (all(1 <= n < SEED_STRIDE for n in g.n_demos),
@@ -358,6 +364,53 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
                 f"the demonstrations of grid seed {s} (episode seeds {lo}..) overlap the "
                 f"evaluation seeds {eval_lo}..{eval_hi - 1}; move [rollout] seed or [data] seed "
                 f"({source})")
+
+
+#: Ranges of the numbers of each table, beyond the checks of :func:`validate_spec`; every
+#: float is also checked finite and every seed in [0, 2^32) (:func:`qbc.validate.check_config`).
+_RULES = {"train": {"warmup_steps": Rule(lo=0, integer=True), "quantile": QUANTILE_RANGE},
+          "data": {"expert_noise": NON_NEGATIVE}, "rollout": {}}
+
+
+def _check_numbers(spec: SweepSpec, source: str) -> None:
+    """Every number of [data], [train] and [rollout] finite, in 64 bits and in its range."""
+    for table in ("data", "train", "rollout"):
+        try:
+            check_config(getattr(spec, table), dict(_RULES[table]))
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"[{table}] {_as_key(str(exc))} ({source})") from None
+
+
+def _as_key(message: str) -> str:
+    """'--warmup-steps must be ...' -> 'warmup_steps must be ...' (a sweep file has keys)."""
+    flag, sep, rest = message.partition(" ")
+    return flag[2:].replace("-", "_") + sep + rest if flag.startswith("--") else message
+
+
+def _check_model(model: dict[str, Any], source: str) -> None:
+    """[train] model settings: the checks of ``qbc train --model.*``, before any cell runs."""
+    from qbc.policy import ModelConfig
+    from qbc.policy.registry import check_model_config
+
+    try:
+        check_model_config(ModelConfig(**model))
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"[train] model in {source}: {exc}") from None
+
+
+def _check_chunks_fit_episodes(spec: SweepSpec, source: str) -> None:
+    """Chunk policies need episodes of at least k steps: the largest [grid] chunk_lens must
+    not exceed the episode length ([data] episode_steps, or each env's time limit)."""
+    import gymnasium as gym
+
+    k = max(spec.grid.chunk_lens)
+    for env in spec.grid.envs:
+        steps = spec.data.episode_steps or gym.spec(env).max_episode_steps
+        if steps is not None and k > steps:
+            raise InvalidValueError(
+                f"[grid] chunk_lens {spec.grid.chunk_lens} in {source}: chunks of {k} actions "
+                f"do not fit in the {steps}-step episodes of {env}; use chunk_lens <= {steps} "
+                "or a larger [data] episode_steps")
 
 
 def _check_experts(spec: SweepSpec, source: str) -> None:

@@ -67,12 +67,18 @@ def rows_to_csv(rows: list[dict[str, Any]], header: bool, raw: bool = False) -> 
 
 
 def read_table(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of results.csv with numbers parsed (empty fields become None); [] if it is absent."""
+    """Rows of results.csv with numbers parsed (empty fields become None); [] if it is absent.
+
+    The whole file is checked: UTF-8 text ending with a newline (every append writes whole
+    lines, so a missing one means the file was cut mid-row), the key columns present, every
+    row with exactly the header's fields and every number parseable; otherwise
+    CorruptFileError naming the file and the line."""
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    text = _table_text(path)
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         if reader.fieldnames is None:
             return []
         missing = [c for c in ("cell", "policy", "H", "regret") if c not in reader.fieldnames]
@@ -80,16 +86,41 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
             raise CorruptFileError(
                 f"{path} is not a qbc sweep table (missing columns {missing}); move it away "
                 "or choose another sweep directory")
-        rows = []
         absent = {c: "" for c in COLUMNS if c not in reader.fieldnames}  # an older table
-        for line, raw in enumerate(reader, start=2):
-            try:
-                rows.append({k: _parse(k, v) for k, v in {**raw, **absent}.items()})
-            except (ValueError, TypeError):
-                raise CorruptFileError(
-                    f"{path} line {line} cannot be read ({raw}); the table was edited by hand "
-                    "or truncated: fix or delete that line and run the sweep again") from None
-    return rows
+        return [_row(path, reader.line_num, raw, absent) for raw in reader]
+    except csv.Error as exc:
+        raise CorruptFileError(f"{path} is not a readable CSV table ({exc}); the table was "
+                               "damaged: restore or delete it and run the sweep again") from None
+
+
+def _table_text(path: Path) -> str:
+    """The text of a table file: UTF-8, no NUL bytes, ending with a newline (or empty)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise CorruptFileError(f"{path} is not a text CSV table (binary or not UTF-8); "
+                               "restore or delete it and run the sweep again")
+    if text and not text.endswith("\n"):
+        raise CorruptFileError(f"{path} was cut mid-row (its last line has no newline): it was "
+                               "truncated outside qbc; delete its last line and run the sweep "
+                               "again")
+    return text
+
+
+def _row(path: Path, line: int, raw: dict[Any, Any], absent: dict[str, str]) -> dict[str, Any]:
+    """One parsed row; a row with missing or extra fields or a bad number is refused."""
+    try:
+        if None in raw or any(v is None for v in raw.values()):
+            raise ValueError("wrong number of fields")
+        return {k: _parse(k, v) for k, v in {**raw, **absent}.items()}
+    except (ValueError, TypeError, OverflowError):
+        shown = ",".join(str(v) for v in raw.values() if v is not None)[:120]
+        raise CorruptFileError(
+            f"{path} line {line} cannot be read ({shown!r}); the table was edited by hand "
+            "or truncated: fix or delete that line and run the sweep again") from None
 
 
 def _parse(column: str, text: str | None) -> Any:

@@ -24,7 +24,7 @@ from qbc.io import (
     exclusive,
     lock_path_for,
     output_dir,
-    read_json,
+    read_json_object,
     recover_dir,
 )
 from qbc.policy.loading import load_parts, load_tensors, save_checkpoint, save_tensors
@@ -143,7 +143,7 @@ def run_identity(out: Path) -> str | None:
     ids = {}
     for rel in _RUN_ID_FILES:
         if (out / rel).is_file():
-            stored = read_json(out / rel, what="run config")
+            stored = read_json_object(out / rel, what="run config")
             stored = stored.get("train", stored) if rel != _RUN_ID_FILES[0] else stored
             if isinstance(stored, dict) and isinstance(stored.get("run_id"), str):
                 ids[rel] = stored["run_id"]
@@ -223,13 +223,13 @@ def load_last(out: Path, conf: dict[str, Any]) -> tuple[Any, Any, Any, dict[str,
     """The run in ``out/last`` to continue with the settings ``conf`` (refused if they or the
     data differ: :func:`check_resume_config`): (module, normalizer, tokenizer, trainer state)."""
     last = out / "last"
-    stored = read_json(last / "config.json", what="checkpoint config")
+    stored = read_json_object(last / "config.json", what="checkpoint config")
     stored = (stored.get("train") if isinstance(stored, dict) else None) or {}
     if not isinstance(stored, dict):
         raise CorruptFileError(f"{last / 'config.json'}: 'train' is not an object")
     check_resume_config(stored, conf)
     module, _, normalizer, tokenizer = load_parts(last)
-    state = read_json(last / "trainer_state.json", what="trainer state")
+    state = read_json_object(last / "trainer_state.json", what="trainer state")
     return module, normalizer, tokenizer, state
 
 

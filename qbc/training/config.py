@@ -26,7 +26,7 @@ from qbc.distributed import local_device
 from qbc.policy import ModelConfig, build_policy, needs_tokenizer
 from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
 from qbc.policy.registry import check_model_config, check_policy_kind, rough_parameter_count
-from qbc.quantizers import MARGIN_RANGE, QUANTILE_RANGE
+from qbc.quantizers import MARGIN_RANGE, QUANTILE_QUANTIZERS, QUANTILE_RANGE
 from qbc.validate import (
     AT_LEAST_ONE,
     FRACTION,
@@ -237,6 +237,11 @@ def validate_config(cfg: TrainConfig) -> torch.device:
                 f"--token-target must be 'soft' or 'sampled', got {cfg.token_target!r}"),
                (cfg.weight_quantizer is None or _known_ste(cfg.weight_quantizer),
                 f"unknown --weight-quantizer {cfg.weight_quantizer!r}"),
+               (not cfg.range_margin or not needs_tokenizer(cfg.policy)
+                or cfg.quantizer in QUANTILE_QUANTIZERS,
+                f"--range-margin widens a fitted range, which only "
+                f"{', '.join(QUANTILE_QUANTIZERS)} have; --quantizer {cfg.quantizer!r} would "
+                "ignore it: leave --range-margin out or use one of those"),
                (cfg.augment in ("none", "model"),
                 f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
                (cfg.augment == "none" or needs_tokenizer(cfg.policy),
