@@ -86,7 +86,7 @@ def test_export_failing_midway_keeps_the_old_actor(trained, tmp_path, monkeypatc
     assert main(["expert", "export", "--expert-path", str(root / "p.zip"), "--env", ENV,
                  "--out", str(root / "p-actor"), "--overwrite", "--eval-episodes", "1"]) == 2
     assert _tree(root) == before
-    assert sorted(p.name for p in root.iterdir()) == ["p-actor", "p.json", "p.zip"]
+    assert sorted(p.name for p in root.iterdir()) == ["p-actor", "p.json", "p.replay.pkl", "p.zip"]
 
 
 def test_export_overwrite_replaces_the_actor(trained, tmp_path):
@@ -126,7 +126,7 @@ def test_expert_train_overwrite_failing_keeps_the_old_expert(trained, tmp_path, 
                  str(root / "p.zip"), "--eval-episodes", "1", "--no-progress",
                  "--overwrite"]) == 2
     assert _tree(root) == before
-    assert sorted(p.name for p in root.iterdir()) == ["p-actor", "p.json", "p.zip"]
+    assert sorted(p.name for p in root.iterdir()) == ["p-actor", "p.json", "p.replay.pkl", "p.zip"]
 
 
 def test_an_actor_folder_labelled_for_another_env_is_refused(tmp_path, capsys):
