@@ -254,6 +254,15 @@ def test_report_states_its_scope_and_shows_the_stochastic_smooth_floor():
     assert summary["smooth"]["qexp_stochastic_regret"] == 7.5
     assert math.isnan(summary["uniform"]["qexp_stochastic_regret"])
     text = report(FloorConfig(envs=("qbc/ScalarUnstable-v0",)), list(summary.values()), 60.0)
-    assert "floor of its own tokenizer" in text and "not a quantized actor" in text
-    assert "| 4 | 1.25 | 0.0% | 0.0% | 7.5 | yes |" in text  # the stochastic floor, beside
-    assert "| 4 | 1.25 | 0.0% | 0.0% | — | yes |" in text
+    assert "reference floor" in text and "not a quantized actor" in text
+    # reference floor | ratio | own floor | diverged | reference's | own's | stochastic | target
+    assert "| 4 | 1.25 | 4 | 0.0% | 0.0% | 0.0% | 7.5 | yes |" in text  # stochastic, beside
+    assert "| 4 | 1.25 | 4 | 0.0% | 0.0% | 0.0% | — | yes |" in text
+
+
+def test_a_method_with_its_own_higher_floor_is_held_to_the_reference_floor():
+    # DAgger's round 0 fitted its tokenizer on fewer episodes: its own floor is 20, BC's is 4
+    rows = [_row("bc", 5.0, 4.0), _row("dagger", 19.0, 20.0)]
+    dagger = _by_method(summarise(rows))["dagger"]
+    assert dagger["ref_qexp_regret"] == 4.0 and dagger["qexp_regret"] == 20.0
+    assert math.isclose(dagger["ratio"], 19.0 / 4.0) and not dagger["meets_target"]

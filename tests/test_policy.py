@@ -54,10 +54,12 @@ def _policy(kind="ar-transformer", quantizer="uniform", obs_history=1):
 def test_cached_decoding_equals_full_recomputation(quantizer, obs_history):
     mod, tok = _module(quantizer=quantizer, obs_history=obs_history, n_layers=2)
     mod.eval()
-    # Larger weights than at init so the tokens actually depend on the observation and prefix.
+    # Larger weights than at init so the tokens actually depend on the observation and prefix
+    # (the ordered head's log-precision is a log scale: left as it is).
     with torch.no_grad():
-        for p in mod.parameters():
-            p.mul_(20.0)
+        for name, p in mod.named_parameters():
+            if name != "log_prec":
+                p.mul_(20.0)
     obs = torch.randn(64, obs_history, OBS_DIM, generator=torch.Generator().manual_seed(1))
     t_cache, p_cache = mod.decode(obs, use_cache=True)
     t_full, p_full = mod.decode(obs, use_cache=False)
@@ -169,8 +171,9 @@ def test_ar_soft_loss_with_sampled_prefix_is_unbiased_for_the_sequence_log_loss(
     torch.manual_seed(0)
     mod = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2), 3, 2, tok).eval()
     with torch.no_grad():
-        for p in mod.parameters():
-            p.mul_(30.0)
+        for name, p in mod.named_parameters():
+            if name != "log_prec":  # (a log scale: left as it is)
+                p.mul_(30.0)
     obs = torch.randn(1, 1, 3)
     a = np.array([[0.13, -0.41]])
     soft = tok.soft_targets(a)[0]  # (2, 6)

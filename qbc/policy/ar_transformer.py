@@ -54,6 +54,9 @@ KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 Constraint = Callable[[int, torch.device],
                       Callable[[int, "torch.Tensor | None"], torch.Tensor]]
 
+#: The ordered head's precision is kept below e^this (finite logits in float32).
+MAX_LOG_PRECISION = 30.0
+
 #: Largest positions x heads for which attention runs as masked batched matmuls over all
 #: (position, head) rows of a sample (cost grows with its square); above it, fused SDPA.
 SMALL_ATTENTION_ROWS = 64
@@ -293,7 +296,7 @@ class ARTransformerPolicy(nn.Module):
         j = h.shape[1]
         c = self.bin_centers[first:first + j]
         loc = loc_obs[:, first:first + j] + (h * self.loc_w[first:first + j]).sum(-1)
-        prec = self.log_prec[first:first + j].exp()
+        prec = self.log_prec[first:first + j].clamp(max=MAX_LOG_PRECISION).exp()
         return prec[:, None] * (loc[..., None] * c - 0.5 * c * c)
 
     # -- training ------------------------------------------------------------------------------
