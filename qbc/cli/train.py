@@ -51,7 +51,9 @@ def budget_line(b: dict[str, Any]) -> str:
         return "  budget: -"
     origin = ("--steps" if b["from"] == "--steps"
               else f"{b['epochs']:g} epochs of the training split")
-    stop = (f"stopped early: no lower validation loss in {b['patience']} evaluations"
+    watched = ("validation action error" if b.get("select_by") == "action-mse"
+               else "validation loss")
+    stop = (f"stopped early: no lower {watched} in {b['patience']} evaluations"
             if b["stopped_early"] else
             f"early stopping after {b['patience']} evaluations without improvement"
             if b["patience"] else "no early stopping")
