@@ -231,8 +231,8 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
     Result(
         name="learner_vs_floor_defaults",
         full=("python scripts/learner_vs_floor.py --envs qbc/ScalarUnstable-v0 "
-              "qbc/LinearUnstable-v0 --seeds 0 1 2 --methods bc --workers 2 --out {out}",),
-        quick=("python scripts/learner_vs_floor.py --quick --methods bc --out {out}",),
+              "qbc/LinearUnstable-v0 --seeds 0 1 2 --workers 2 --out {out}",),
+        quick=("python scripts/learner_vs_floor.py --quick --out {out}",),
         headline=learner_vs_floor_headline,
         publish=("README.md", "summary.csv", "results.csv"),
         rtol=0.25,
