@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 
 #: A driver that runs three 60-second commands, two at once from a thread pool (or one in
-#: its main thread), each writing its pid to OUT/child<i> first.
+#: its main thread), each writing its pid to OUT/child<i> first. It takes Ctrl-C as a driver
+#: started from a terminal does (a test run started as a background job of a non-interactive
+#: shell has SIGINT ignored, and children inherit that).
 DRIVER = """
+import signal
 import sys
 from qbc import child_processes
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 out, in_pool = sys.argv[1], sys.argv[2] == "pool"
 sleeper = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
