@@ -11,27 +11,9 @@ from qbc.policy import ModelConfig, build_policy
 from qbc.rollout import floor_verdict
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import TrainConfig, rollout_evaluation, train, update_best
+from tests.test_train import Demos  # the demonstrations stand-in with a split by episode
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-class _Demos:
-    """Arrays plus a split by episode (a stand-in for qbc.data.Demonstrations)."""
-
-    def __init__(self, obs, act, ids, env_id=None):
-        self.observations, self.actions, self.episode_ids = obs, act, ids
-        self.env_id, self.metadata = env_id, {}
-
-    def __len__(self):
-        return len(self.observations)
-
-    def split(self, val_fraction, seed):
-        ids = np.unique(self.episode_ids)
-        perm = np.random.default_rng(seed).permutation(ids)
-        n_val = max(1, round(val_fraction * len(ids)))
-        masks = [np.isin(self.episode_ids, part) for part in (perm[n_val:], perm[:n_val])]
-        return tuple(_Demos(self.observations[m], self.actions[m], self.episode_ids[m])
-                     for m in masks)
 
 
 def _linear_demos(episodes=20, steps=40):
@@ -39,7 +21,7 @@ def _linear_demos(episodes=20, steps=40):
     rng = np.random.default_rng(3)
     obs = rng.uniform(-1, 1, size=(episodes * steps, 2)).astype(np.float32)
     act = (obs[:, :1] - obs[:, 1:]).astype(np.float32)
-    return _Demos(obs, act, np.repeat(np.arange(episodes), steps))
+    return Demos(obs, act, np.repeat(np.arange(episodes), steps))
 
 
 def _cfg(tmp_path, name, **kw):
@@ -132,9 +114,8 @@ def test_the_closing_rollout_prints_the_verdict_and_the_cause_of_a_miss():
     from qbc.cli.train import format_summary
 
     prov = {"qbc": {"expert": {"name": "lqr", "params": {}}, "seed": 0, "n_episodes": 2}}
-    demos = _Demos(np.zeros((10, 1), np.float32), np.zeros((10, 1), np.float32),
-                   np.repeat(np.arange(2), 5), env_id="qbc/ScalarUnstable-v0")
-    demos.metadata = prov
+    demos = Demos(np.zeros((10, 1), np.float32), np.zeros((10, 1), np.float32),
+                  np.repeat(np.arange(2), 5), env_id="qbc/ScalarUnstable-v0", metadata=prov)
     r = rollout_evaluation(_ZeroTokenPolicy(), demos, episodes=6, horizon=100, seed=50)
     verdict = r["verdict"]
     assert r["policy_failed_fraction"] == 1.0 and r["quantized_expert_failed_fraction"] == 0.0
