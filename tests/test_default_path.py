@@ -60,6 +60,30 @@ def test_the_ordered_head_only_adds_to_the_logits_and_is_stored():
     assert module.config_dict()["ordered_head"] is True
 
 
+def test_the_ordered_heads_location_has_an_mlp_by_default_and_old_checkpoints_stay_linear():
+    from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
+
+    acts = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
+    tok = ActionTokenizer.fit(acts, quantizer="uniform", n_bins=8)
+    module = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2, hidden=24), 3, 2,
+                          tok)
+    saved = module.config_dict()
+    assert saved["loc_layers"] == 2 and saved["loc_hidden"] == 24
+    assert module.loc_mlp[0].in_features == 3 and module.loc_mlp[-1].out_features == 2
+    # the MLP is part of the location: changing its output layer changes the logits
+    obs, tokens = torch.randn(4, 1, 3), torch.zeros(4, 2, dtype=torch.long)
+    before = module.logits(obs, tokens)
+    with torch.no_grad():
+        module.loc_mlp[-1].bias.add_(0.5)
+    assert not torch.allclose(before, module.logits(obs, tokens))
+    # a checkpoint saved before the field existed rebuilds the linear location it was trained with
+    old = {k: v for k, v in saved.items() if k not in ("loc_layers", "loc_hidden")}
+    assert ARTransformerPolicy(ARTransformerConfig(**old)).loc_mlp is None
+    linear = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2, loc_layers=0), 3,
+                          2, tok)
+    assert linear.loc_mlp is None
+
+
 def test_action_error_selection_keeps_the_better_acting_checkpoint():
     best = {"val_loss": None, "step": 0}
     # log-loss rises while the decoded actions improve (over-confident logits)

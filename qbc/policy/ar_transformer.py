@@ -14,11 +14,13 @@ p(tok_i | obs, tok_<i), trained by log-loss (cross-entropy) on the token sequenc
 
 With ``ordered_head`` (a per-dimension tokenizer), token i's logits are the free ones of its
 output head plus -p_i / 2 (c_iv - m_i)^2 for each bin v, where c_iv is the bin's codeword scaled
-to [-1, 1], m_i = a_i . obs_t + w_i . h_i a location (linear in the current normalised
-observation, plus a function of the hidden state) and p_i > 0 a learned precision. The free
-logits are bounded (they read a layer-normed state), the location is not: far outside the data
-the argmax is the bin nearest to the extrapolated location, clipped at the edge bin, as the
-quantized expert clips the expert's action.
+to [-1, 1], m_i = a_i . obs_t + g_i(obs_t) + w_i . h_i a location (linear in the current
+normalised observation, plus a ReLU MLP g of it, plus a function of the hidden state) and
+p_i > 0 a learned precision. The free logits are bounded (they read a layer-normed state), the
+location is not: far outside the data the argmax is the bin nearest to the extrapolated
+location, clipped at the edge bin, as the quantized expert clips the expert's action. The MLP
+(``loc_layers``) is the regressor a continuous policy would be; on Reacher-v5 it took the
+learner from 5x mlp-mse's regret to mlp-mse's (docs/guide/training.md).
 
 Decoding runs the prefix once and then one position per token, reusing the keys and values of
 earlier positions (KV cache); ``use_cache=False`` recomputes the whole sequence at every step
@@ -90,6 +92,12 @@ class ARTransformerConfig:
     function of the hidden state, scores each bin by minus its squared distance from the bin's
     codeword. Far outside the data the linear part dominates, so the argmax moves monotonically
     towards the edge bin instead of to an arbitrary one. Scalar (per-dimension) tokenizers only."""
+    loc_layers: int = 0
+    """ordered head: hidden layers of an MLP on the current observation added to the location's
+    linear part (0: the linear part alone, the head's first version and what checkpoints
+    saved without this field hold)."""
+    loc_hidden: int = 256
+    """ordered head: width of that MLP's hidden layers."""
 
     @property
     def seq_len(self) -> int:
@@ -206,6 +214,18 @@ class Block(nn.Module):
         return x + _run(self.mlp, _run(self.ln2, x)), kv
 
 
+def _location_mlp(obs_dim: int, n: int, hidden: int, layers: int) -> nn.Module | None:
+    """ReLU MLP obs_dim -> hidden (x layers) -> n, or None for ``layers`` = 0. ReLU keeps it
+    piecewise linear, so beyond the data the location still extrapolates along a line."""
+    if layers == 0:
+        return None
+    sizes = [obs_dim] + [hidden] * layers
+    parts: list[nn.Module] = []
+    for a, b in zip(sizes, sizes[1:]):
+        parts += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*parts, nn.Linear(hidden, n))
+
+
 class ARTransformerPolicy(nn.Module):
     """p(tok_i | obs history, tok_<i) for the n tokens of an action.
 
@@ -232,6 +252,7 @@ class ARTransformerPolicy(nn.Module):
             # codewords per token position, scaled to [-1, 1] (set from the tokenizer)
             self.register_buffer("bin_centers", torch.linspace(-1, 1, V).repeat(n, 1))
             self.loc_obs = nn.Linear(cfg.obs_dim, n)
+            self.loc_mlp = _location_mlp(cfg.obs_dim, n, cfg.loc_hidden, cfg.loc_layers)
             self.loc_w = nn.Parameter(torch.zeros(n, d))
             # log precision: at init a one-bin shift of the location moves a logit by ~1 nat
             self.log_prec = nn.Parameter(torch.full((n,), math.log(max(V - 1, 1) ** 2 / 2)))
@@ -289,6 +310,12 @@ class ARTransformerPolicy(nn.Module):
         return (torch.einsum("bjd,jvd->bjv", h, self.head_w[first:first + j])
                 + self.head_b[first:first + j])
 
+    def _location(self, obs: torch.Tensor) -> torch.Tensor:
+        """The observation's part of the ordered head's locations: obs (B, obs_dim), the current
+        normalised observation -> (B, n_tokens)."""
+        loc = _run(self.loc_obs, obs)
+        return loc if self.loc_mlp is None else loc + _run(self.loc_mlp, obs)
+
     def _ordered(self, h: torch.Tensor, loc_obs: torch.Tensor, first: int = 0) -> torch.Tensor:
         """The ordered head's logits (B, j, V) for hidden states h (B, j, d_model) of tokens
         first..first+j-1, given ``loc_obs`` (B, n_tokens), the observation's part of the
@@ -306,7 +333,7 @@ class ARTransformerPolicy(nn.Module):
         h, _ = self._trunk(x)
         h = h[:, self.cfg.obs_history - 1:]
         if self.cfg.ordered_head:
-            return self._head(h) + self._ordered(h, _run(self.loc_obs, obs[:, -1]))
+            return self._head(h) + self._ordered(h, self._location(obs[:, -1]))
         return self._head(h)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -346,7 +373,7 @@ class ARTransformerPolicy(nn.Module):
         ended = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
         if use_cache:
             h, cache = self._trunk(self._embed_obs(obs))
-        loc_obs = _run(self.loc_obs, obs[:, -1]) if self.cfg.ordered_head else None
+        loc_obs = self._location(obs[:, -1]) if self.cfg.ordered_head else None
         for i in range(n):
             if not use_cache:
                 prefix = [self._embed_obs(obs)]

@@ -41,7 +41,7 @@ class ModelConfig:
     dropout: float = 0.0
     """transformer: dropout rate during training."""
     hidden: int = 256
-    """MLP baselines: hidden layer width."""
+    """MLP baselines: hidden layer width; also the width of the ordered head's location MLP."""
     mlp_layers: int = 2
     """MLP baselines: hidden layers."""
     std: str = "state"
@@ -54,13 +54,17 @@ class ModelConfig:
     observation, :class:`~qbc.policy.ar_transformer.ARTransformerConfig`: states beyond the
     data get the bin their action extrapolates to, as the clipped quantized expert does) or
     'plain' (free logits only)."""
+    loc_layers: int = 2
+    """ar-transformer's ordered head: hidden layers (width --model.hidden) of the MLP on the
+    observation inside each token's location (0: a linear location, the head's first version)."""
 
 
 def _ar(m: ModelConfig, obs_dim: int, act_dim: int, n_tokens: int, vocab: int) -> nn.Module:
     return ARTransformerPolicy(ARTransformerConfig(
         obs_dim=obs_dim, n_tokens=n_tokens, vocab_size=vocab, obs_history=m.obs_history,
         d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, mlp_ratio=m.mlp_ratio,
-        dropout=m.dropout, ordered_head=m.head == "ordered" and n_tokens == act_dim))
+        dropout=m.dropout, ordered_head=m.head == "ordered" and n_tokens == act_dim,
+        loc_layers=m.loc_layers, loc_hidden=m.hidden))
 
 
 def _mlp_cfg(m: ModelConfig, obs_dim: int, out_dim: int, vocab: int = 0) -> MLPConfig:
@@ -112,7 +116,8 @@ HEADS = ("ordered", "plain")
 #: Ranges of the model settings (flags --model.*).
 MODEL_RULES = {"d_model": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE, "n_heads": AT_LEAST_ONE,
                "mlp_ratio": AT_LEAST_ONE, "dropout": FRACTION, "hidden": AT_LEAST_ONE,
-               "mlp_layers": Rule(lo=0, integer=True), "obs_history": AT_LEAST_ONE}
+               "mlp_layers": Rule(lo=0, integer=True), "loc_layers": Rule(lo=0, integer=True),
+               "obs_history": AT_LEAST_ONE}
 
 
 def check_model_config(model: ModelConfig) -> None:
