@@ -35,6 +35,13 @@ def test_comma_form_is_split_and_other_flags_untouched():
         "--seed", "-1"]
 
 
+def test_a_list_flag_holding_another_commands_flags_passes_whole():
+    # the reproduce commands pass train flags this way; split, tyro read them as its own flags
+    arg = "--extra-train-flags=--model.head plain --select-by val-loss"
+    assert split_comma_lists([arg, "--seeds", "0,1"], {"--extra-train-flags", "--seeds"}) == [
+        arg, "--seeds", "0", "1"]
+
+
 def test_old_flag_spelling_warns_and_is_renamed():
     with pytest.warns(DeprecatedFlagWarning, match="--dataset-id is deprecated.*--dataset"):
         out = rename_flags(["--dataset-id=x", "--seed", "1"], {"--dataset-id": "--dataset"})

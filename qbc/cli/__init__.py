@@ -190,6 +190,12 @@ def split_comma_lists(args: list[str], flags: set[str]) -> list[str]:
         if arg.startswith("--"):
             flag, eq, value = arg.partition("=")
             in_list = flag in flags
+            if in_list and eq and value.startswith("-"):
+                # flags of another command (--extra-train-flags=--range-margin 0.5): one
+                # value, passed on whole, commas and all
+                out.append(arg)
+                in_list = False
+                continue
             if in_list and eq:
                 out.append(flag)
                 out += [v for v in value.split(",") if v]
