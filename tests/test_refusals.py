@@ -1,10 +1,11 @@
 """A refused command changes nothing; --overwrite never loses the old result; one writer per
 output; damaged files are refused; every exception ends in one line (issue 19).
 
-The refusals run the real CLI (``python -m qbc.cli``) in subprocesses, two at a time, against
-one workspace whose whole tree (paths, sizes, mtimes) is compared before and after. The other
-mechanisms are checked in-process (monkeypatched failures), where the CLI boundary is
-``qbc.cli.main``.
+The refusals run the real CLI against one workspace whose whole tree (paths, sizes, mtimes) is
+compared before and after: in this process through ``qbc.cli.main`` (stdout, stderr and the exit
+code as a fresh ``python -m qbc.cli`` would give them), except the two refused because another
+process holds a lock, which run as ``python -m qbc.cli`` subprocesses. The other mechanisms are
+checked in-process too (monkeypatched failures).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -197,19 +197,24 @@ CASES = {
 }
 
 
+# Refused because another process holds a lock: these run as their own processes (in this one,
+# a lock it holds is re-entrant), at the same time as the rest.
+CROSS_PROCESS = ("run-locked", "dataset-locked")
+
+
 @pytest.fixture(scope="module")
-def refusals(ws):
-    """Run every case (two at a time) while this process holds the locks of the run folder
-    and of qbc/held-v0; the workspace snapshot is taken inside the locks."""
+def refusals(ws, cli):
+    """Run every case while this process holds the locks of the run folder and of qbc/held-v0:
+    the cases refused by a lock in subprocesses, the others in this process through
+    ``qbc.cli.main`` (meanwhile, one after the other); the workspace snapshot is taken inside
+    the locks."""
     from qbc.data import dataset_lock
     from qbc.io import exclusive, lock_path_for
 
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(ws / "minari")}
+    env = {"MINARI_DATASETS_PATH": str(ws / "minari")}
 
-    def run(argv):
-        argv = [a.replace("{root}", str(ws)) for a in argv]
-        return subprocess.run([sys.executable, "-m", "qbc.cli", *argv], capture_output=True,
-                              text=True, env=env, cwd=ws, timeout=300)
+    def argv(case):
+        return [a.replace("{root}", str(ws)) for a in CASES[case][0]]
 
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(ws / "minari")
@@ -218,9 +223,16 @@ def refusals(ws):
             held.enter_context(exclusive(lock_path_for(ws / "run"), "test"))
             held.enter_context(dataset_lock("qbc/held-v0"))
             before = snapshot(ws)
-            with ThreadPoolExecutor(2) as pool:
-                results = dict(zip(CASES, pool.map(run, [c[0] for c in CASES.values()]),
-                                   strict=True))
+            procs = {case: subprocess.Popen([sys.executable, "-m", "qbc.cli", *argv(case)],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True, env={**os.environ, **env}, cwd=ws)
+                     for case in CROSS_PROCESS}
+            results = {case: cli(argv(case), cwd=ws, env=env)
+                       for case in CASES if case not in CROSS_PROCESS}
+            for case, proc in procs.items():
+                stdout, stderr = proc.communicate(timeout=300)
+                results[case] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout,
+                                                            stderr)
             after = snapshot(ws)
     finally:
         os.environ.pop("MINARI_DATASETS_PATH") if old is None else os.environ.update(
@@ -460,7 +472,7 @@ def test_a_gymnasium_error_is_a_user_error():
 
 
 # -- library warnings: one line each -----------------------------------------------------------
-def test_a_library_warning_is_one_line_once(tmp_path):
+def test_a_library_warning_is_one_line_once(tmp_path, cli):
     """scikit-learn's KMeans warns 'Number of distinct clusters (2|3) found smaller than
     n_clusters (4)' once per action dimension here (near-duplicate values); the user sees one
     line in qbc's format, and Python's warning format is as before afterwards."""
@@ -472,9 +484,8 @@ def test_a_library_warning_is_one_line_once(tmp_path):
     actions[0], actions[1] = 1e-30, 2e-30
     np.save(tmp_path / "near.npy", actions)
     before = warnings.formatwarning
-    proc = subprocess.run([sys.executable, "-m", "qbc.cli", "tokenize", "--actions", "near.npy",
-                           "--quantizer", "kmeans", "--bins", "4", "--out", "t.json"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = cli(["tokenize", "--actions", "near.npy", "--quantizer", "kmeans", "--bins", "4",
+                "--out", "t.json"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
