@@ -141,7 +141,11 @@ def run_cli(argv: list[str], *, cwd: str | os.PathLike | None = None,
     tyro) gives its code, as the interpreter would."""
     from qbc.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
+    # text streams with the encoding a child interpreter's pipes would get (tyro draws its
+    # error boxes in UTF-8 only when stdout says it is UTF-8)
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors="backslashreplace",
+                                 newline="\n", write_through=True) for _ in range(2))
     with _process_state_kept(), warnings.catch_warnings():
         warnings.resetwarnings()
         for action, category, module in _PYTHON_WARNING_FILTERS:
@@ -162,7 +166,8 @@ def run_cli(argv: list[str], *, cwd: str | os.PathLike | None = None,
                     print(exc.code, file=sys.stderr)
             sys.stdout.flush()
             sys.stderr.flush()
-    return CliResult(code, fds[0] + out.getvalue(), fds[1] + err.getvalue())
+    texts = [stream.buffer.getvalue().decode(encoding, errors="replace") for stream in (out, err)]
+    return CliResult(code, fds[0] + texts[0], fds[1] + texts[1])
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,13 @@
 """The bad-input table (docs/errors.md): every row through the real CLI and through Python.
 
-Each CLI row runs ``python -m qbc.cli ...`` in its own subprocess and checks the exit code, that
-stderr holds the expected one-line message, and that there is no traceback. The subprocesses of
-all rows are started together from one module fixture (two at a time: the machine has 2 cores),
-then one test per row checks its result. The same cases are checked in Python as typed
-exceptions (or typed warnings).
+Each CLI row runs ``qbc ...`` and checks the exit code, that stderr holds the expected one-line
+message, and that there is no traceback. The rows run one after the other in this process
+through ``qbc.cli.main``, as ``python -m qbc.cli`` would run them (stdout and stderr caught at
+the file descriptors too, warnings shown as PYTHONWARNINGS=default shows them, the process's
+state restored after each: conftest's ``cli``), from one module fixture; then one test per row
+checks its result. Two smoke tests run real interpreters (the console script, ``python -m
+qbc.train``) and compare their output with the rows'. The same cases are checked in Python as
+typed exceptions (or typed warnings).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import os
 import subprocess
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,21 +242,15 @@ ROWS = [
 ]
 
 
-def _run(row: Row, ws: Workspace) -> subprocess.CompletedProcess:
-    argv = [a.format(root=ws.root) for a in row.argv]
-    return subprocess.run([sys.executable, "-m", "qbc.cli", *argv], capture_output=True,
-                          text=True, env=ws.env(), cwd=ws.root, timeout=300)
-
-
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, cli):
     root = tmp_path_factory.mktemp("bad_input")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
         ws = _build(root)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = dict(zip([r.id for r in ROWS], pool.map(lambda r: _run(r, ws), ROWS),
-                        strict=True))
+    done = {row.id: cli([a.format(root=ws.root) for a in row.argv], cwd=ws.root,
+                        env={"MINARI_DATASETS_PATH": str(ws.minari)}, python_warnings="default")
+            for row in ROWS}
     return ws, done
 
 
