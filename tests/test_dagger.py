@@ -2,10 +2,7 @@
 
 import dataclasses
 import importlib.util
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -132,7 +129,7 @@ def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch
         _run_in(tmp_path / "b", monkeypatch, bins=16)
 
 
-def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatch):
+def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatch, cli):
     """The dataset base is stored when a run starts: after `mv run moved` the run continues
     under the new name (or another spelling of it) with the ids it began with."""
     whole = _run_in(tmp_path / "a", monkeypatch)  # the uninterrupted reference, rounds 0..2
@@ -142,8 +139,8 @@ def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatc
     before = _tree(tmp_path / "b")
     with pytest.raises(qbc.errors.InvalidValueError, match="differs from 'dagger/run'"):
         run_dagger(dataclasses.replace(moved, dataset_base="dagger/moved"))
-    proc = _cli(["--env", ENV, "--out", str(moved.out), "--dataset-base", "dagger/moved"],
-                tmp_path)
+    proc = cli(["dagger", "--env", ENV, "--out", str(moved.out), "--dataset-base",
+                "dagger/moved"], env={"MINARI_DATASETS_PATH": str(tmp_path / "m")})
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "leave --dataset-base out to continue it" in proc.stderr
     assert _tree(tmp_path / "b") == before  # refused before anything was written
@@ -209,10 +206,6 @@ def test_sb3_expert_on_a_third_party_env(tmp_path):
     assert ds.total_episodes == 3
 
 
-def _cli(args, tmp_path):
-    return subprocess.run([sys.executable, "-m", "qbc.cli", "dagger", *args],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "m")})
 
 
 @pytest.mark.parametrize("args, message", [
@@ -223,8 +216,9 @@ def _cli(args, tmp_path):
     (["--env", ENV, "--train-overrides", '{"out": "x"}'], "--train-overrides cannot set out"),
 ], ids=["rounds-zero", "unknown-beta", "expert-cannot-label", "expert-wrong-shape",
         "override-owned"])
-def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, message):
-    proc = _cli([*args, "--out", str(tmp_path / "out")], tmp_path)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, message, cli):
+    proc = cli(["dagger", *args, "--out", str(tmp_path / "out")],
+               env={"MINARI_DATASETS_PATH": str(tmp_path / "m")})
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("qbc dagger: error:"), proc.stderr

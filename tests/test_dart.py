@@ -1,8 +1,5 @@
 """qbc collect --dart: noisy execution, clean expert labels, seeded noise of its own."""
 
-import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import minari
@@ -132,11 +129,9 @@ def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
                                                  {"max_episode_steps": H}), rel=1e-6)
 
 
-def test_cli_bad_dart_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "qbc.cli", "collect", "--env", ENV, "--dataset", "t/x-v0",
-         "--dart", "auto"], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path)})
+def test_cli_bad_dart_is_one_line_exit_2(tmp_path, cli):
+    proc = cli(["collect", "--env", ENV, "--dataset", "t/x-v0", "--dart", "auto"],
+               env={"MINARI_DATASETS_PATH": str(tmp_path)})
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--dart auto needs --policy" in lines[0], proc.stderr
