@@ -145,6 +145,7 @@ def _no_partial_files(run: Path) -> None:
             load_file(str(p))
 
 
+@pytest.mark.slow
 def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     from safetensors.torch import load_file
 

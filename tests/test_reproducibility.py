@@ -36,6 +36,8 @@ CHAIN = [
     ["rollout", "--policy", "runs/bc", "--out", "runs/rollout", "--episodes", "3",
      "--num-envs", "3", "--horizons", "5,20", "--decode", "sample", "--seed", "77"],
 ]
+# Every test here compares the two runs of the chain (three fresh interpreters among them).
+pytestmark = pytest.mark.slow
 TIMING_KEYS = {"elapsed_s", "samples_per_s", "train_samples_per_s", "timing", "seconds"}
 
 

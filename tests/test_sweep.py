@@ -203,6 +203,7 @@ def test_same_seed_same_numbers_and_quantizers_differ(reference):
     assert by[("uniform", 0, "quantized-expert", 30)] != by[("smooth", 0, "quantized-expert", 30)]
 
 
+@pytest.mark.slow
 def test_workers_2_gives_the_same_table(env_dirs, reference):
     root, config = env_dirs
     out = root / "pool"
@@ -211,6 +212,7 @@ def test_workers_2_gives_the_same_table(env_dirs, reference):
     assert comparable(out / "results.csv") == comparable(reference[0] / "results.csv")
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_the_same_table(env_dirs, reference):
     root, config = env_dirs
     out = root / "killed"
@@ -237,6 +239,7 @@ def test_killed_sweep_resumes_to_the_same_table(env_dirs, reference):
     assert comparable(table) == comparable(reference[0] / "results.csv")
 
 
+@pytest.mark.slow
 def test_ray_backend_gives_the_same_table(env_dirs, reference):
     ray = pytest.importorskip("ray", reason="Ray is the optional extra qbc[ray]")
     root, config = env_dirs
