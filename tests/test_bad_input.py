@@ -310,6 +310,7 @@ def test_console_script_and_module_agree(results):
     assert proc.stderr == done["unknown-command"].stderr
 
 
+@pytest.mark.slow
 def test_deprecated_python_m_qbc_train_still_runs_qbc_train(results):
     """`python -m qbc.train` (old torchrun spelling) prints one deprecation line, then the same
     error as `qbc train`."""
@@ -461,6 +462,7 @@ def _check_tokens(q, x, tokens):
     assert out.dtype == np.float32 and np.all(np.isfinite(out))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(x=any_array, name=st.sampled_from(["uniform", "smooth", "kmeans", "lloyd_max", "sign",
                                           "vq"]))
@@ -530,6 +532,7 @@ json_values = st.recursive(
     max_leaves=6)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(name=st.sampled_from(["uniform", "smooth", "kmeans", "lloyd_max", "vq"]),
        path_seed=st.integers(0, 10**6), value=json_values, drop=st.booleans())

@@ -67,6 +67,7 @@ def test_mixture_executes_expert_or_learner_by_seeded_coins_and_records_the_labe
     assert 0 < used_learner < sum(len(ep.actions) for ep in eps)
 
 
+@pytest.mark.slow
 def test_beta_one_in_every_round_is_plain_bc_on_the_aggregated_expert_data(tmp_path):
     from qbc.data import load_demonstrations
     from qbc.training import train
@@ -97,6 +98,7 @@ def _run_in(root: Path, monkeypatch, **kw):
     return run_dagger(dagger_cfg(root / "run", **kw))
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch):
     whole = _run_in(tmp_path / "a", monkeypatch)
     assert [r["round"] for r in whole] == [0, 1, 2]
@@ -129,6 +131,7 @@ def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch
         _run_in(tmp_path / "b", monkeypatch, bins=16)
 
 
+@pytest.mark.slow
 def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatch, cli):
     """The dataset base is stored when a run starts: after `mv run moved` the run continues
     under the new name (or another spelling of it) with the ids it began with."""
@@ -170,6 +173,7 @@ def test_runs_stored_without_a_dataset_base_keep_the_one_of_their_rounds(tmp_pat
         stored_dataset_base(tmp_path, "dagger/new")
 
 
+@pytest.mark.slow
 def test_warm_start_keeps_round_zeros_tokenizer(tmp_path):
     from qbc.tokenizer import ActionTokenizer
 
@@ -179,6 +183,7 @@ def test_warm_start_keeps_round_zeros_tokenizer(tmp_path):
     assert toks[0].state_dict() == toks[1].state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule,same", [("round-0", True), ("refit", False)])
 def test_scratch_rounds_keep_round_zeros_tokenizer_unless_told_to_refit(tmp_path, rule, same):
     from qbc.tokenizer import ActionTokenizer
@@ -193,6 +198,7 @@ def test_scratch_rounds_keep_round_zeros_tokenizer_unless_told_to_refit(tmp_path
     assert all(r["floor_regret"] is not None and r["expert_return"] is not None for r in rows)
 
 
+@pytest.mark.slow
 def test_sb3_expert_on_a_third_party_env(tmp_path):
     from stable_baselines3 import SAC
 
@@ -267,6 +273,7 @@ def _tree(root):
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, monkeypatch):
     import json
 
@@ -346,6 +353,7 @@ def _crash_after(target, name, calls):
     return wrapper
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["mid-publish", "after-publish", "mid-swap"])
 def test_overwrite_killed_while_publishing_is_finished_by_the_next_run(tmp_path, monkeypatch,
                                                                         where):

@@ -154,6 +154,7 @@ def test_describe_has_no_lqr_but_the_lateral_drift():
     assert describe(IDS[0])["open_loop_spectral_radius"] == pytest.approx(1.0)  # px integrates
 
 
+@pytest.mark.slow
 def test_collect_train_and_rollout_report_success_and_modes(tmp_path, capsys, one_torch_thread):
     import json
 
@@ -228,6 +229,7 @@ def test_outcomes_of_a_third_party_env_under_either_autoreset_mode(mode):
     np.testing.assert_array_equal(out["success"], [True, False, True, False, True, False])
 
 
+@pytest.mark.slow
 def test_dagger_rounds_report_success(tmp_path, one_torch_thread):
     from qbc.cli.dagger import format_summary
     from qbc.dagger import DaggerConfig, run_dagger

@@ -22,6 +22,9 @@ from hypothesis import strategies as st
 
 from qbc.errors import QbcError
 
+# 200 derandomised examples per loader: the fuzzers run in the full suite, not the fast lane.
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(derandomize=True, max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -178,6 +178,7 @@ def test_append_is_whole_and_reads_back_exactly(tmp_path):
 
 
 # -- running -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sweep_runs_every_cell_once_and_rerun_does_nothing(env_dirs, reference):
     root, config = env_dirs
     out, first = reference
@@ -195,6 +196,7 @@ def test_sweep_runs_every_cell_once_and_rerun_does_nothing(env_dirs, reference):
     assert (out / "results.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_quantizers_differ(reference):
     rows = comparable(reference[0] / "results.csv")
     by = {(r["quantizer"], r["seed"], r["policy"], r["H"]): r["regret"] for r in rows}
@@ -305,6 +307,7 @@ def test_ray_missing_is_one_clear_error(env_dirs, monkeypatch, tmp_path):
 
 
 # -- report ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_aggregates_over_seeds_and_plots(reference, capsys):
     out = reference[0]
     assert main(["sweep", "report", str(out)]) == 0
