@@ -10,11 +10,13 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
 from hypothesis import settings
+from tiny import TINY_MODEL, TINY_MODEL_FLAGS
 
 # Fixed example sequences: the fuzz tests search the same inputs on every run and machine, so CI
 # cannot fail on an input nobody has seen. Set HYPOTHESIS_PROFILE=explore to search afresh.
@@ -25,6 +27,62 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 matplotlib.use("Agg")
 # The test models are tiny: one thread is faster than two and cannot oversubscribe the CI cores.
 torch.set_num_threads(1)
+
+
+# -- tiny things to train on, shared -----------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The smallest transformer the tests train (``tiny.TINY_MODEL``) as a ModelConfig."""
+    from qbc.policy import ModelConfig
+
+    return ModelConfig(**TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_flags() -> list[str]:
+    """The same model as flags of ``qbc train`` (``tiny.TINY_MODEL_FLAGS``)."""
+    return list(TINY_MODEL_FLAGS)
+
+
+TINY_LIN_DATASET = "qbc/lin-v0"
+
+
+@pytest.fixture(scope="session")
+def tiny_lin_run(tmp_path_factory) -> Path:
+    """Made once per session, read-only: a folder holding ``minari/`` with the dataset
+    qbc/lin-v0 (4 episodes of 20 steps of qbc/LinearUnstable-v0 by its default expert) and
+    ``run/``, a tiny policy trained on it (8 bins, 4 steps, no closing rollout). Copy it into
+    a test's own folder with :func:`copy_tiny_lin_run` before using it."""
+    from qbc.collect import CollectConfig, collect
+    from qbc.data import load_demonstrations
+    from qbc.policy import ModelConfig
+    from qbc.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny_lin")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
+        collect(CollectConfig(env="qbc/LinearUnstable-v0", dataset_id=TINY_LIN_DATASET,
+                              episodes=4, num_envs=4, max_episode_steps=20))
+        train(TrainConfig(dataset=TINY_LIN_DATASET, out=root / "run", bins=8, steps=4,
+                          batch_size=16, eval_interval=2, warmup_steps=1, progress=False,
+                          rollout_episodes=0, model=ModelConfig(**TINY_MODEL)),
+              load_demonstrations(TINY_LIN_DATASET))
+    return root
+
+
+def copy_tiny_lin_run(source: Path, root: Path) -> None:
+    """``source`` (:func:`tiny_lin_run`) copied into ``root``: ``root/minari`` (merged into
+    what is there) and ``root/run``."""
+    import shutil
+
+    shutil.copytree(source / "minari", root / "minari", dirs_exist_ok=True)
+    shutil.copytree(source / "run", root / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_lin_copy(tiny_lin_run):
+    """:func:`copy_tiny_lin_run` bound to the session's tiny run: ``tiny_lin_copy(root)``."""
+    return lambda root: copy_tiny_lin_run(tiny_lin_run, Path(root))
 
 
 @pytest.fixture

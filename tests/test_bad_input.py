@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from minari.data_collector import EpisodeBuffer
+from tiny import TINY_MODEL, TINY_MODEL_FLAGS
 
 from qbc.errors import (
     ClippedActionsWarning,
@@ -35,7 +36,6 @@ from qbc.errors import (
 
 ENV = "qbc/LinearUnstable-v0"  # obs (2,), action (2,)
 OTHER_ENV = "qbc/CartPoleContinuous-v0"  # obs (4,), action (1,)
-TINY_MODEL = ["--model.d-model", "16", "--model.n-layers", "1", "--model.n-heads", "2"]
 
 
 # -- artefacts the rows need, made once in-process -------------------------------------------------
@@ -64,19 +64,16 @@ def _nan_episodes():
     return eps
 
 
-def _build(root: Path) -> Workspace:
+def _build(root: Path, tiny_lin_copy) -> Workspace:
     import shutil
 
-    from qbc.collect import CollectConfig, collect
     from qbc.data import dataset_path, load_demonstrations, write_dataset
-    from qbc.policy import ModelConfig
     from qbc.tokenizer import ActionTokenizer
-    from qbc.training import TrainConfig, train
 
     ws = Workspace(root, root / "minari")
-    ws.minari.mkdir()
-    collect(CollectConfig(env=ENV, dataset_id="qbc/lin-v0", episodes=4, num_envs=4,
-                          max_episode_steps=20))
+    # qbc/lin-v0 (4 episodes x 20 steps of ENV) and run/, trained on it with 8 bins and the
+    # tiny model: conftest's tiny_lin_run, copied
+    tiny_lin_copy(root)
     write_dataset("qbc/nan-v0", _nan_episodes(), env=ENV)
     write_dataset("qbc/broken-v0", _nan_episodes()[:1], env=ENV)
     h5 = dataset_path("qbc/broken-v0") / "data" / "main_data.hdf5"
@@ -94,9 +91,6 @@ def _build(root: Path) -> Workspace:
     text = (root / "tok16.json").read_text()
     (root / "truncated_tok.json").write_text(text[: len(text) // 2])
 
-    train(TrainConfig(dataset="qbc/lin-v0", out=root / "run", bins=8, steps=4, batch_size=16,
-                      eval_interval=2, warmup_steps=1, progress=False, rollout_episodes=0,
-                      model=ModelConfig(d_model=16, n_layers=1, n_heads=2)), demos)
     shutil.copytree(root / "run", root / "run_truncated")
     weights = root / "run_truncated" / "best" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
@@ -228,7 +222,7 @@ ROWS = [
     Row("resume-with-other-settings",
         ["train", "--dataset", "qbc/lin-v0", "--out", "{root}/run", "--bins", "16", "--resume",
          "--steps", "6", "--batch-size", "16", "--eval-interval", "2", "--warmup-steps", "1",
-         "--rollout-episodes", "0", "--no-progress", *TINY_MODEL],
+         "--rollout-episodes", "0", "--no-progress", *TINY_MODEL_FLAGS],
         ["--resume with settings that differ from the run in progress (bins: 8 -> 16)"]),
     Row("existing-dataset",
         ["collect", "--env", ENV, "--dataset", "qbc/lin-v0", "--episodes", "1"],
@@ -243,11 +237,11 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, cli):
+def results(tmp_path_factory, cli, tiny_lin_copy):
     root = tmp_path_factory.mktemp("bad_input")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
-        ws = _build(root)
+        ws = _build(root, tiny_lin_copy)
     done = {row.id: cli([a.format(root=ws.root) for a in row.argv], cwd=ws.root,
                         env={"MINARI_DATASETS_PATH": str(ws.minari)}, python_warnings="default")
             for row in ROWS}
@@ -411,7 +405,7 @@ def test_python_checkpoint_errors_are_typed(tmp_path):
 
     cfg = TrainConfig(dataset="x", out=tmp_path / "run", bins=8, steps=2, batch_size=8,
                       eval_interval=2, warmup_steps=0, progress=False, rollout_episodes=0,
-                      val_fraction=0.0, model=ModelConfig(d_model=16, n_layers=1, n_heads=2))
+                      val_fraction=0.0, model=ModelConfig(**TINY_MODEL))
     train(cfg, Demos())
     best = tmp_path / "run" / "best"
     shutil.copytree(best, tmp_path / "wrong")

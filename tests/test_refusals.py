@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import TINY_MODEL, TINY_MODEL_FLAGS
 
 from qbc.errors import CorruptFileError, InvalidValueError, NonFiniteObservationError
 
 ENV = "qbc/LinearUnstable-v0"
-TINY = ["--model.d-model", "16", "--model.n-layers", "1", "--model.n-heads", "2"]
 TRAIN = ["train", "--dataset", "qbc/lin-v0", "--steps", "4", "--batch-size", "16",
          "--eval-interval", "2", "--warmup-steps", "1", "--rollout-episodes", "0",
-         "--no-progress", *TINY]
+         "--no-progress", *TINY_MODEL_FLAGS]
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -53,26 +53,15 @@ def _tiny_cfg(out: Path, **kw):
 
     return TrainConfig(dataset="qbc/lin-v0", out=out, bins=8, steps=4, batch_size=16,
                        eval_interval=2, warmup_steps=1, progress=False, rollout_episodes=0,
-                       model=ModelConfig(d_model=16, n_layers=1, n_heads=2), **kw)
+                       model=ModelConfig(**TINY_MODEL), **kw)
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    """A dataset qbc/lin-v0 and a trained run in a fresh workspace."""
-    from qbc.collect import CollectConfig, collect
-    from qbc.data import load_demonstrations
-    from qbc.training import train
-
+def ws(tmp_path_factory, tiny_lin_copy):
+    """A dataset qbc/lin-v0 and a run trained on it as _tiny_cfg trains (conftest's
+    tiny_lin_run, copied) in a fresh workspace."""
     root = tmp_path_factory.mktemp("refusals")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")
-    try:
-        collect(CollectConfig(env=ENV, dataset_id="qbc/lin-v0", episodes=4, num_envs=4,
-                              max_episode_steps=20))
-        train(_tiny_cfg(root / "run"), load_demonstrations("qbc/lin-v0"))
-    finally:
-        os.environ.pop("MINARI_DATASETS_PATH") if old is None else os.environ.update(
-            MINARI_DATASETS_PATH=old)
+    tiny_lin_copy(root)
     np.save(root / "acts.npy", np.linspace(-1, 1, 40, dtype=np.float32).reshape(20, 2))
     (root / "tok.json").write_text("{}\n")  # an existing output file
     (root / "huge.toml").write_text('[grid]\nenvs = ["qbc/LinearUnstable-v0"]\n'
@@ -166,7 +155,7 @@ CASES = {
                                "of memory, more than"),
     "dagger-eval-memory": (["dagger", "--env", ENV, "--out", "{root}/old", "--overwrite",
                             "--rounds", "1", "--episodes-per-round", "2", "--max-episode-steps",
-                            "10", "--steps", "4", *TINY, "--eval-seed", "100",
+                            "10", "--steps", "4", *TINY_MODEL_FLAGS, "--eval-seed", "100",
                             "--eval-episodes", "100000000000000"], "of memory, more than"),
     "certify-bins-memory": (["certify", "--dataset", "qbc/lin-v0", "--out", "{root}/cert",
                              "--bins", "1000000000"], "of memory, more than"),
