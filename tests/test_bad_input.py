@@ -420,6 +420,16 @@ def test_python_checkpoint_errors_are_typed(tmp_path):
         train(cfg, Demos())
 
 
+def test_a_normalizer_number_beyond_float_range_is_a_damaged_file():
+    """JSON allows integers of any size: 10**400 as a mean is refused as a damaged file, not an
+    OverflowError (found by test_fuzz_loaders)."""
+    from qbc.policy.wrapper import Normalizer
+
+    with pytest.raises(CorruptFileError, match="normalizer is incomplete or damaged"):
+        Normalizer.from_dict({"obs_mean": 10 ** 400, "obs_std": [1.0], "act_mean": [0.0],
+                              "act_std": [1.0]})
+
+
 def test_every_qbc_error_is_a_typed_subclass():
     """The CLI catches QbcError; each family is also the matching builtin for Python callers."""
     assert issubclass(UnknownNameError, KeyError) and issubclass(UnknownNameError, QbcError)
