@@ -10,6 +10,7 @@ import minari
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
+from tiny import TINY_MODEL
 
 import qbc  # noqa: F401  (registers the qbc/ envs)
 import qbc.dagger
@@ -21,7 +22,7 @@ from qbc.policy import ModelConfig
 
 ENV = "qbc/ScalarUnstable-v0"
 H = 12
-TINY = ModelConfig(d_model=16, n_layers=1, n_heads=2)
+TINY = ModelConfig(**TINY_MODEL)
 
 
 def dagger_cfg(out, **kw):

@@ -5,6 +5,7 @@ import gymnasium as gym
 import minari
 import numpy as np
 import pytest
+from tiny import TINY_MODEL
 
 import qbc  # noqa: F401  (registers the qbc/ envs)
 from qbc.agents import make_expert
@@ -115,7 +116,7 @@ def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
     demos = load_demonstrations("test/clean-v0")
     train(TrainConfig(dataset="test/clean-v0", out=tmp_path / "run", bins=8, steps=6,
                       batch_size=16, eval_interval=3, warmup_steps=1, progress=False,
-                      rollout_episodes=0, model=ModelConfig(d_model=16, n_layers=1, n_heads=2)),
+                      rollout_episodes=0, model=ModelConfig(**TINY_MODEL)),
           demos)
     collect(dart_cfg(dart_sigma=0.0, dart_policy=tmp_path / "run"))
     sigma = load_demonstrations("test/dart-v0").metadata["qbc"]["dart"]["sigma"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from tiny import TINY_MODEL
 
 import qbc  # noqa: F401  (registers the envs)
 import qbc.agents.detour as detour
@@ -237,7 +238,7 @@ def test_dagger_rounds_report_success(tmp_path, one_torch_thread):
 
     cfg = DaggerConfig(env=IDS[0], expert="detour", out=tmp_path / "dagger", rounds=1,
                        episodes_per_round=3, eval_episodes=4, num_envs=4, bins=8, steps=4,
-                       batch_size=16, model=ModelConfig(d_model=16, n_layers=1, n_heads=2),
+                       batch_size=16, model=ModelConfig(**TINY_MODEL),
                        device="cpu", progress=False,
                        train_overrides={"eval_interval": 2, "warmup_steps": 1})
     rows = run_dagger(cfg)
