@@ -31,6 +31,7 @@ def test_train_refuses_range_margin_with_kmeans_before_reading_anything(tmp_path
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_dart_auto_refuses_a_policy_of_another_env(tmp_path, capsys):
     from qbc.data import load_demonstrations
     from qbc.policy import ModelConfig

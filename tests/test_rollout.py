@@ -326,6 +326,7 @@ def test_list_flags_are_typed_tuples_given_space_or_comma_separated():
         positive_floats((0.1, float("inf")), "--deltas")
 
 
+@pytest.mark.slow
 def test_sampled_decoding_draws_from_a_generator_seeded_by_the_run(tmp_path):
     import torch
 

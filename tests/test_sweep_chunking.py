@@ -99,6 +99,7 @@ def test_one_training_per_cell_and_one_row_per_mode_and_horizon(swept):
             assert floor[(tok, k, "receding:1", h)] <= floor[(tok, k, "open-loop", h)] + 1e-9
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_cells_without_training(swept):
     _, _, again, trained_first, trained_all = swept
     assert again.executed == [] and again.skipped == N_CELLS
