@@ -1,11 +1,22 @@
 """Shared test set-up: datasets and outputs go to temporary folders, plots render off-screen."""
 
+import contextlib
+import io
+import logging
 import os
+import signal
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
 from hypothesis import settings
+from tiny import TINY_MODEL, TINY_MODEL_FLAGS
 
 # Fixed example sequences: the fuzz tests search the same inputs on every run and machine, so CI
 # cannot fail on an input nobody has seen. Set HYPOTHESIS_PROFILE=explore to search afresh.
@@ -16,6 +27,62 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 matplotlib.use("Agg")
 # The test models are tiny: one thread is faster than two and cannot oversubscribe the CI cores.
 torch.set_num_threads(1)
+
+
+# -- tiny things to train on, shared -----------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The smallest transformer the tests train (``tiny.TINY_MODEL``) as a ModelConfig."""
+    from qbc.policy import ModelConfig
+
+    return ModelConfig(**TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_flags() -> list[str]:
+    """The same model as flags of ``qbc train`` (``tiny.TINY_MODEL_FLAGS``)."""
+    return list(TINY_MODEL_FLAGS)
+
+
+TINY_LIN_DATASET = "qbc/lin-v0"
+
+
+@pytest.fixture(scope="session")
+def tiny_lin_run(tmp_path_factory) -> Path:
+    """Made once per session, read-only: a folder holding ``minari/`` with the dataset
+    qbc/lin-v0 (4 episodes of 20 steps of qbc/LinearUnstable-v0 by its default expert) and
+    ``run/``, a tiny policy trained on it (8 bins, 4 steps, no closing rollout). Copy it into
+    a test's own folder with :func:`copy_tiny_lin_run` before using it."""
+    from qbc.collect import CollectConfig, collect
+    from qbc.data import load_demonstrations
+    from qbc.policy import ModelConfig
+    from qbc.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny_lin")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
+        collect(CollectConfig(env="qbc/LinearUnstable-v0", dataset_id=TINY_LIN_DATASET,
+                              episodes=4, num_envs=4, max_episode_steps=20))
+        train(TrainConfig(dataset=TINY_LIN_DATASET, out=root / "run", bins=8, steps=4,
+                          batch_size=16, eval_interval=2, warmup_steps=1, progress=False,
+                          rollout_episodes=0, model=ModelConfig(**TINY_MODEL)),
+              load_demonstrations(TINY_LIN_DATASET))
+    return root
+
+
+def copy_tiny_lin_run(source: Path, root: Path) -> None:
+    """``source`` (:func:`tiny_lin_run`) copied into ``root``: ``root/minari`` (merged into
+    what is there) and ``root/run``."""
+    import shutil
+
+    shutil.copytree(source / "minari", root / "minari", dirs_exist_ok=True)
+    shutil.copytree(source / "run", root / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_lin_copy(tiny_lin_run):
+    """:func:`copy_tiny_lin_run` bound to the session's tiny run: ``tiny_lin_copy(root)``."""
+    return lambda root: copy_tiny_lin_run(tiny_lin_run, Path(root))
 
 
 @pytest.fixture
@@ -34,3 +101,135 @@ def _isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     os.makedirs(tmp_path / "minari", exist_ok=True)
     yield
+
+
+# -- the command line, in-process --------------------------------------------------------------
+@dataclass
+class CliResult:
+    """What a command left: its exit code and everything it wrote to stdout and stderr (through
+    ``sys.stdout``/``sys.stderr`` and through file descriptors 1 and 2, as a subprocess's pipes
+    would have caught it)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def _captured_fds() -> Iterator[list[str]]:
+    """Output written straight to file descriptors 1 and 2 (C libraries) while the block runs;
+    the list holds (stdout, stderr) afterwards."""
+    got: list[str] = []
+    saved = [os.dup(1), os.dup(2)]
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    try:
+        for fd, f in zip((1, 2), files, strict=True):
+            os.dup2(f.fileno(), fd)
+        yield got
+    finally:
+        for stream in (sys.__stdout__, sys.__stderr__):
+            if stream is not None:
+                stream.flush()
+        for fd, old in zip((1, 2), saved, strict=True):
+            os.dup2(old, fd)
+            os.close(old)
+        for f in files:
+            f.seek(0)
+            got.append(f.read().decode(errors="replace"))
+            f.close()
+
+
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """Whatever a command may change process-wide comes back as it was: environment variables,
+    the working directory, torch's thread counts, the global RNGs, the SIGINT/SIGTERM handlers,
+    the root logger, sys.stdout/sys.stderr (replaced on a broken pipe)."""
+    import random
+
+    import numpy as np
+
+    env, cwd = dict(os.environ), os.getcwd()
+    threads = torch.get_num_threads()
+    rngs = random.getstate(), np.random.get_state(), torch.random.get_rng_state()  # noqa: NPY002
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger()
+    log_state = root.level, list(root.handlers)
+    streams = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+        root.setLevel(log_state[0])
+        root.handlers[:] = log_state[1]
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        random.setstate(rngs[0])
+        np.random.set_state(rngs[1])  # noqa: NPY002  (the legacy global RNG, kept as it was)
+        torch.random.set_rng_state(rngs[2])
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+
+
+# The warning filters of a fresh `python` (no -W, no PYTHONWARNINGS), last applied first.
+_PYTHON_WARNING_FILTERS = [("ignore", ResourceWarning, ""), ("ignore", ImportWarning, ""),
+                           ("ignore", PendingDeprecationWarning, ""),
+                           ("ignore", DeprecationWarning, ""),
+                           ("default", DeprecationWarning, "__main__")]
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    """Python's own way of showing a warning (``warnings.showwarning`` as it comes), which
+    pytest replaces by its recorder while a test runs."""
+    try:
+        (sys.stderr if file is None else file).write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+    except OSError:
+        pass
+
+
+def run_cli(argv: list[str], *, cwd: str | os.PathLike | None = None,
+            env: dict[str, str] | None = None, python_warnings: str | None = None) -> CliResult:
+    """``qbc ARGV`` run in this process through :func:`qbc.cli.main`, as ``python -m qbc.cli``
+    would run it in a fresh interpreter: in ``cwd``, with ``env`` added to the environment,
+    warnings shown as a fresh interpreter shows them (``python_warnings`` as PYTHONWARNINGS,
+    e.g. "default"), and the process's state restored afterwards. A ``SystemExit`` (``--help``,
+    tyro) gives its code, as the interpreter would."""
+    from qbc.cli import main
+
+    # text streams with the encoding a child interpreter's pipes would get (tyro draws its
+    # error boxes in UTF-8 only when stdout says it is UTF-8)
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors="backslashreplace",
+                                 newline="\n", write_through=True) for _ in range(2))
+    with _process_state_kept(), warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, category, module in _PYTHON_WARNING_FILTERS:
+            warnings.filterwarnings(action, category=category, module=module)
+        if python_warnings:
+            warnings.simplefilter(python_warnings)
+        warnings.showwarning = _print_warning  # printed, as by a fresh interpreter (not recorded)
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        with _captured_fds() as fds, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in argv])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if exc.code is not None and not isinstance(exc.code, int):
+                    print(exc.code, file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+    texts = [stream.buffer.getvalue().decode(encoding, errors="replace") for stream in (out, err)]
+    return CliResult(code, fds[0] + texts[0], fds[1] + texts[1])
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """:func:`run_cli`: ``cli(["train", ...], cwd=..., env=...)`` -> CliResult(returncode,
+    stdout, stderr), the command run in this process (no interpreter start-up per row)."""
+    return run_cli

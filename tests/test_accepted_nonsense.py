@@ -5,6 +5,7 @@ env."""
 from __future__ import annotations
 
 import pytest
+from tiny import TINY_MODEL
 
 from qbc.cli import main
 from qbc.collect import CollectConfig, collect
@@ -30,6 +31,7 @@ def test_train_refuses_range_margin_with_kmeans_before_reading_anything(tmp_path
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_dart_auto_refuses_a_policy_of_another_env(tmp_path, capsys):
     from qbc.data import load_demonstrations
     from qbc.policy import ModelConfig
@@ -39,7 +41,7 @@ def test_dart_auto_refuses_a_policy_of_another_env(tmp_path, capsys):
                           num_envs=2, max_episode_steps=10, progress=False))
     train(TrainConfig(dataset="test/s-v0", out=tmp_path / "run", bins=8, steps=4,
                       batch_size=16, eval_interval=2, warmup_steps=1, progress=False,
-                      rollout_episodes=0, model=ModelConfig(d_model=16, n_layers=1, n_heads=2)),
+                      rollout_episodes=0, model=ModelConfig(**TINY_MODEL)),
           load_demonstrations("test/s-v0"))
     # the same shapes (obs (1,), action (1,)), another env
     assert main(["collect", "--env", "qbc/ScalarUnstable-v0", "--dataset", "test/d-v0",

@@ -41,6 +41,7 @@ def test_construction_is_accurate_on_the_expert_but_cycles_when_deployed():
     assert plain_loss >= 0.4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head,tolerance", [("gaussian", 0.1), ("tokens", 0.2)])
 def test_transition_model_recovers_linear_dynamics(head, tolerance):
     """Measured (seed 0, 800 steps): mean error / mean step 0.083 (gaussian), 0.121 (tokens,
@@ -110,6 +111,7 @@ def test_resync_every_step_with_an_exact_model_is_the_plain_policy():
                                   result.observations["augmented"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eps", [0.1, 0.05, 0.01])
 def test_model_based_deployment_removes_the_cycle_small(eps):
     rows = counterexample_table(eps_values=(eps,), horizons=(300,), n_demos=100, demo_horizon=30,
@@ -136,6 +138,7 @@ def test_gaussian_head_is_accurate_near_the_origin_on_deterministic_transitions(
     assert np.abs(error).max() < 0.2 * 0.01
 
 
+@pytest.mark.slow
 def test_trained_token_policy_works_with_model_based_deployment(tmp_path):
     from qbc.cli import main
     from qbc.data import load_demonstrations
@@ -159,6 +162,7 @@ def test_trained_token_policy_works_with_model_based_deployment(tmp_path):
     assert np.all(np.isfinite(result.observations["augmented"]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["gaussian", "tokens"])
 def test_train_and_rollout_with_augment_model(tmp_path, capsys, head):
     from qbc.cli import main

@@ -1,10 +1,13 @@
 """The bad-input table (docs/errors.md): every row through the real CLI and through Python.
 
-Each CLI row runs ``python -m qbc.cli ...`` in its own subprocess and checks the exit code, that
-stderr holds the expected one-line message, and that there is no traceback. The subprocesses of
-all rows are started together from one module fixture (two at a time: the machine has 2 cores),
-then one test per row checks its result. The same cases are checked in Python as typed
-exceptions (or typed warnings).
+Each CLI row runs ``qbc ...`` and checks the exit code, that stderr holds the expected one-line
+message, and that there is no traceback. The rows run one after the other in this process
+through ``qbc.cli.main``, as ``python -m qbc.cli`` would run them (stdout and stderr caught at
+the file descriptors too, warnings shown as PYTHONWARNINGS=default shows them, the process's
+state restored after each: conftest's ``cli``), from one module fixture; then one test per row
+checks its result. Two smoke tests run real interpreters (the console script, ``python -m
+qbc.train``) and compare their output with the rows'. The same cases are checked in Python as
+typed exceptions (or typed warnings).
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import os
 import subprocess
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from minari.data_collector import EpisodeBuffer
+from tiny import TINY_MODEL, TINY_MODEL_FLAGS
 
 from qbc.errors import (
     ClippedActionsWarning,
@@ -33,7 +36,6 @@ from qbc.errors import (
 
 ENV = "qbc/LinearUnstable-v0"  # obs (2,), action (2,)
 OTHER_ENV = "qbc/CartPoleContinuous-v0"  # obs (4,), action (1,)
-TINY_MODEL = ["--model.d-model", "16", "--model.n-layers", "1", "--model.n-heads", "2"]
 
 
 # -- artefacts the rows need, made once in-process -------------------------------------------------
@@ -62,19 +64,16 @@ def _nan_episodes():
     return eps
 
 
-def _build(root: Path) -> Workspace:
+def _build(root: Path, tiny_lin_copy) -> Workspace:
     import shutil
 
-    from qbc.collect import CollectConfig, collect
     from qbc.data import dataset_path, load_demonstrations, write_dataset
-    from qbc.policy import ModelConfig
     from qbc.tokenizer import ActionTokenizer
-    from qbc.training import TrainConfig, train
 
     ws = Workspace(root, root / "minari")
-    ws.minari.mkdir()
-    collect(CollectConfig(env=ENV, dataset_id="qbc/lin-v0", episodes=4, num_envs=4,
-                          max_episode_steps=20))
+    # qbc/lin-v0 (4 episodes x 20 steps of ENV) and run/, trained on it with 8 bins and the
+    # tiny model: conftest's tiny_lin_run, copied
+    tiny_lin_copy(root)
     write_dataset("qbc/nan-v0", _nan_episodes(), env=ENV)
     write_dataset("qbc/broken-v0", _nan_episodes()[:1], env=ENV)
     h5 = dataset_path("qbc/broken-v0") / "data" / "main_data.hdf5"
@@ -92,9 +91,6 @@ def _build(root: Path) -> Workspace:
     text = (root / "tok16.json").read_text()
     (root / "truncated_tok.json").write_text(text[: len(text) // 2])
 
-    train(TrainConfig(dataset="qbc/lin-v0", out=root / "run", bins=8, steps=4, batch_size=16,
-                      eval_interval=2, warmup_steps=1, progress=False, rollout_episodes=0,
-                      model=ModelConfig(d_model=16, n_layers=1, n_heads=2)), demos)
     shutil.copytree(root / "run", root / "run_truncated")
     weights = root / "run_truncated" / "best" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
@@ -226,7 +222,7 @@ ROWS = [
     Row("resume-with-other-settings",
         ["train", "--dataset", "qbc/lin-v0", "--out", "{root}/run", "--bins", "16", "--resume",
          "--steps", "6", "--batch-size", "16", "--eval-interval", "2", "--warmup-steps", "1",
-         "--rollout-episodes", "0", "--no-progress", *TINY_MODEL],
+         "--rollout-episodes", "0", "--no-progress", *TINY_MODEL_FLAGS],
         ["--resume with settings that differ from the run in progress (bins: 8 -> 16)"]),
     Row("existing-dataset",
         ["collect", "--env", ENV, "--dataset", "qbc/lin-v0", "--episodes", "1"],
@@ -240,21 +236,15 @@ ROWS = [
 ]
 
 
-def _run(row: Row, ws: Workspace) -> subprocess.CompletedProcess:
-    argv = [a.format(root=ws.root) for a in row.argv]
-    return subprocess.run([sys.executable, "-m", "qbc.cli", *argv], capture_output=True,
-                          text=True, env=ws.env(), cwd=ws.root, timeout=300)
-
-
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, cli, tiny_lin_copy):
     root = tmp_path_factory.mktemp("bad_input")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
-        ws = _build(root)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = dict(zip([r.id for r in ROWS], pool.map(lambda r: _run(r, ws), ROWS),
-                        strict=True))
+        ws = _build(root, tiny_lin_copy)
+    done = {row.id: cli([a.format(root=ws.root) for a in row.argv], cwd=ws.root,
+                        env={"MINARI_DATASETS_PATH": str(ws.minari)}, python_warnings="default")
+            for row in ROWS}
     return ws, done
 
 
@@ -314,6 +304,7 @@ def test_console_script_and_module_agree(results):
     assert proc.stderr == done["unknown-command"].stderr
 
 
+@pytest.mark.slow
 def test_deprecated_python_m_qbc_train_still_runs_qbc_train(results):
     """`python -m qbc.train` (old torchrun spelling) prints one deprecation line, then the same
     error as `qbc train`."""
@@ -414,7 +405,7 @@ def test_python_checkpoint_errors_are_typed(tmp_path):
 
     cfg = TrainConfig(dataset="x", out=tmp_path / "run", bins=8, steps=2, batch_size=8,
                       eval_interval=2, warmup_steps=0, progress=False, rollout_episodes=0,
-                      val_fraction=0.0, model=ModelConfig(d_model=16, n_layers=1, n_heads=2))
+                      val_fraction=0.0, model=ModelConfig(**TINY_MODEL))
     train(cfg, Demos())
     best = tmp_path / "run" / "best"
     shutil.copytree(best, tmp_path / "wrong")
@@ -427,6 +418,16 @@ def test_python_checkpoint_errors_are_typed(tmp_path):
         load_policy(best)
     with pytest.raises(OutputExistsError, match="--overwrite"):
         train(cfg, Demos())
+
+
+def test_a_normalizer_number_beyond_float_range_is_a_damaged_file():
+    """JSON allows integers of any size: 10**400 as a mean is refused as a damaged file, not an
+    OverflowError (found by test_fuzz_loaders)."""
+    from qbc.policy.wrapper import Normalizer
+
+    with pytest.raises(CorruptFileError, match="normalizer is incomplete or damaged"):
+        Normalizer.from_dict({"obs_mean": 10 ** 400, "obs_std": [1.0], "act_mean": [0.0],
+                              "act_std": [1.0]})
 
 
 def test_every_qbc_error_is_a_typed_subclass():
@@ -465,6 +466,7 @@ def _check_tokens(q, x, tokens):
     assert out.dtype == np.float32 and np.all(np.isfinite(out))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(x=any_array, name=st.sampled_from(["uniform", "smooth", "kmeans", "lloyd_max", "sign",
                                           "vq"]))
@@ -534,6 +536,7 @@ json_values = st.recursive(
     max_leaves=6)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(name=st.sampled_from(["uniform", "smooth", "kmeans", "lloyd_max", "vq"]),
        path_seed=st.integers(0, 10**6), value=json_values, drop=st.booleans())

@@ -84,6 +84,7 @@ def test_quick_mode_resolves_defaults_and_checks_values():
         resolve(BenchConfig(env_sizes=(0,)))
 
 
+@pytest.mark.slow
 def test_bench_cli_quick_writes_json_and_prints_table(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", *TINY_FLAGS, "--json", str(out)]) == 0
@@ -198,6 +199,7 @@ def test_gpu_peaks_pick_the_most_specific_name_and_the_matmul_precision():
     assert synchronized(fn, __import__("torch").device("cpu")) is fn
 
 
+@pytest.mark.slow
 def test_gpu_table_shows_mfu_and_skips_the_cpu_sections(tmp_path):
     """The table of a GPU run (a CPU run's result relabelled: no GPU here) prints the device,
     the MFU against the stated peak, and no env-stepping or rollout section."""

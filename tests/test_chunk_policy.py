@@ -106,6 +106,7 @@ def _train(tmp_path, stop_at=None, **kw):
     return train_chunked(cfg, Demos(), stop_at=stop_at), cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy, tokenizer", [("chunk-ar-transformer", "per-step"),
                                                ("chunk-ar-transformer", "beast"),
                                                ("chunk-ar-transformer", "fast"),
@@ -219,6 +220,7 @@ def dataset():
     return "test/chunks-v0"
 
 
+@pytest.mark.slow
 def test_train_chunked_then_rollout_every_execution_mode(tmp_path, dataset, capsys):
     from qbc.cli import main
 

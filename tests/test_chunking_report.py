@@ -4,6 +4,8 @@ prediction; the reverse refutes it."""
 
 from __future__ import annotations
 
+import pytest
+
 from qbc.experiments.chunking_report import prediction, replanning_effect
 
 UNIFORM = "per-step(n_bins=64,quantizer=uniform)"
@@ -70,6 +72,7 @@ def test_divergence_is_averaged_per_execution_at_the_largest_horizon():
     assert "open-loop k > 1 50.0%" in lines[0]
 
 
+@pytest.mark.slow
 def test_script_on_a_folder_without_a_sweep_is_one_line(tmp_path):
     import subprocess
     import sys

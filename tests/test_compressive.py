@@ -153,6 +153,7 @@ def projected_pair(request):
     return rho, z.reshape(2, REPS, K)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lloyd_max", "uniform"])
 @pytest.mark.parametrize("bits", [1, 2, 3])
 def test_debiased_estimator_is_unbiased_and_has_delta_method_variance(projected_pair, name,

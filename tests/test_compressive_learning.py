@@ -99,6 +99,7 @@ def test_resolve_accepts_commas_and_spaces():
         resolve(CompressiveConfig(quantizer=("lloyd",)))
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["compressive", "run", "--dataset", "digits", "--model", "nn", "--bits", "1,2,full",

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny import TINY_MODEL_FLAGS
 
 from qbc.io import atomic_write, atomic_write_json, atomic_write_text
 
@@ -84,8 +85,7 @@ def _train_argv(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "qbc.cli", "train", "--dataset", "qbc/lin-v0", "--out",
             str(out), "--steps", "160", "--eval-interval", "8", "--batch-size", "32",
             "--bins", "16", "--warmup-steps", "10", "--rollout-episodes", "0", "--no-progress",
-            "--device", "cpu", "--model.d-model", "16", "--model.n-layers", "1",
-            "--model.n-heads", "2", *extra]
+            "--device", "cpu", *TINY_MODEL_FLAGS, *extra]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -145,6 +145,7 @@ def _no_partial_files(run: Path) -> None:
             load_file(str(p))
 
 
+@pytest.mark.slow
 def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     from safetensors.torch import load_file
 

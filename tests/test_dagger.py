@@ -2,10 +2,7 @@
 
 import dataclasses
 import importlib.util
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,6 +10,7 @@ import minari
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
+from tiny import TINY_MODEL
 
 import qbc  # noqa: F401  (registers the qbc/ envs)
 import qbc.dagger
@@ -24,7 +22,7 @@ from qbc.policy import ModelConfig
 
 ENV = "qbc/ScalarUnstable-v0"
 H = 12
-TINY = ModelConfig(d_model=16, n_layers=1, n_heads=2)
+TINY = ModelConfig(**TINY_MODEL)
 
 
 def dagger_cfg(out, **kw):
@@ -70,6 +68,7 @@ def test_mixture_executes_expert_or_learner_by_seeded_coins_and_records_the_labe
     assert 0 < used_learner < sum(len(ep.actions) for ep in eps)
 
 
+@pytest.mark.slow
 def test_beta_one_in_every_round_is_plain_bc_on_the_aggregated_expert_data(tmp_path):
     from qbc.data import load_demonstrations
     from qbc.training import train
@@ -100,6 +99,7 @@ def _run_in(root: Path, monkeypatch, **kw):
     return run_dagger(dagger_cfg(root / "run", **kw))
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch):
     whole = _run_in(tmp_path / "a", monkeypatch)
     assert [r["round"] for r in whole] == [0, 1, 2]
@@ -132,7 +132,8 @@ def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch
         _run_in(tmp_path / "b", monkeypatch, bins=16)
 
 
-def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatch, cli):
     """The dataset base is stored when a run starts: after `mv run moved` the run continues
     under the new name (or another spelling of it) with the ids it began with."""
     whole = _run_in(tmp_path / "a", monkeypatch)  # the uninterrupted reference, rounds 0..2
@@ -142,8 +143,8 @@ def test_a_moved_run_folder_continues_with_its_own_datasets(tmp_path, monkeypatc
     before = _tree(tmp_path / "b")
     with pytest.raises(qbc.errors.InvalidValueError, match="differs from 'dagger/run'"):
         run_dagger(dataclasses.replace(moved, dataset_base="dagger/moved"))
-    proc = _cli(["--env", ENV, "--out", str(moved.out), "--dataset-base", "dagger/moved"],
-                tmp_path)
+    proc = cli(["dagger", "--env", ENV, "--out", str(moved.out), "--dataset-base",
+                "dagger/moved"], env={"MINARI_DATASETS_PATH": str(tmp_path / "m")})
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "leave --dataset-base out to continue it" in proc.stderr
     assert _tree(tmp_path / "b") == before  # refused before anything was written
@@ -173,6 +174,7 @@ def test_runs_stored_without_a_dataset_base_keep_the_one_of_their_rounds(tmp_pat
         stored_dataset_base(tmp_path, "dagger/new")
 
 
+@pytest.mark.slow
 def test_warm_start_keeps_round_zeros_tokenizer(tmp_path):
     from qbc.tokenizer import ActionTokenizer
 
@@ -182,6 +184,7 @@ def test_warm_start_keeps_round_zeros_tokenizer(tmp_path):
     assert toks[0].state_dict() == toks[1].state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule,same", [("round-0", True), ("refit", False)])
 def test_scratch_rounds_keep_round_zeros_tokenizer_unless_told_to_refit(tmp_path, rule, same):
     from qbc.tokenizer import ActionTokenizer
@@ -196,6 +199,7 @@ def test_scratch_rounds_keep_round_zeros_tokenizer_unless_told_to_refit(tmp_path
     assert all(r["floor_regret"] is not None and r["expert_return"] is not None for r in rows)
 
 
+@pytest.mark.slow
 def test_sb3_expert_on_a_third_party_env(tmp_path):
     from stable_baselines3 import SAC
 
@@ -209,10 +213,6 @@ def test_sb3_expert_on_a_third_party_env(tmp_path):
     assert ds.total_episodes == 3
 
 
-def _cli(args, tmp_path):
-    return subprocess.run([sys.executable, "-m", "qbc.cli", "dagger", *args],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "m")})
 
 
 @pytest.mark.parametrize("args, message", [
@@ -223,8 +223,9 @@ def _cli(args, tmp_path):
     (["--env", ENV, "--train-overrides", '{"out": "x"}'], "--train-overrides cannot set out"),
 ], ids=["rounds-zero", "unknown-beta", "expert-cannot-label", "expert-wrong-shape",
         "override-owned"])
-def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, message):
-    proc = _cli([*args, "--out", str(tmp_path / "out")], tmp_path)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, message, cli):
+    proc = cli(["dagger", *args, "--out", str(tmp_path / "out")],
+               env={"MINARI_DATASETS_PATH": str(tmp_path / "m")})
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("qbc dagger: error:"), proc.stderr
@@ -273,6 +274,7 @@ def _tree(root):
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, monkeypatch):
     import json
 
@@ -352,6 +354,7 @@ def _crash_after(target, name, calls):
     return wrapper
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["mid-publish", "after-publish", "mid-swap"])
 def test_overwrite_killed_while_publishing_is_finished_by_the_next_run(tmp_path, monkeypatch,
                                                                         where):

@@ -1,13 +1,11 @@
 """qbc collect --dart: noisy execution, clean expert labels, seeded noise of its own."""
 
-import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import minari
 import numpy as np
 import pytest
+from tiny import TINY_MODEL
 
 import qbc  # noqa: F401  (registers the qbc/ envs)
 from qbc.agents import make_expert
@@ -118,7 +116,7 @@ def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
     demos = load_demonstrations("test/clean-v0")
     train(TrainConfig(dataset="test/clean-v0", out=tmp_path / "run", bins=8, steps=6,
                       batch_size=16, eval_interval=3, warmup_steps=1, progress=False,
-                      rollout_episodes=0, model=ModelConfig(d_model=16, n_layers=1, n_heads=2)),
+                      rollout_episodes=0, model=ModelConfig(**TINY_MODEL)),
           demos)
     collect(dart_cfg(dart_sigma=0.0, dart_policy=tmp_path / "run"))
     sigma = load_demonstrations("test/dart-v0").metadata["qbc"]["dart"]["sigma"]
@@ -132,11 +130,9 @@ def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
                                                  {"max_episode_steps": H}), rel=1e-6)
 
 
-def test_cli_bad_dart_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "qbc.cli", "collect", "--env", ENV, "--dataset", "t/x-v0",
-         "--dart", "auto"], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path)})
+def test_cli_bad_dart_is_one_line_exit_2(tmp_path, cli):
+    proc = cli(["collect", "--env", ENV, "--dataset", "t/x-v0", "--dart", "auto"],
+               env={"MINARI_DATASETS_PATH": str(tmp_path)})
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--dart auto needs --policy" in lines[0], proc.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from tiny import TINY_MODEL
 
 import qbc  # noqa: F401  (registers the envs)
 import qbc.agents.detour as detour
@@ -154,6 +155,7 @@ def test_describe_has_no_lqr_but_the_lateral_drift():
     assert describe(IDS[0])["open_loop_spectral_radius"] == pytest.approx(1.0)  # px integrates
 
 
+@pytest.mark.slow
 def test_collect_train_and_rollout_report_success_and_modes(tmp_path, capsys, one_torch_thread):
     import json
 
@@ -228,6 +230,7 @@ def test_outcomes_of_a_third_party_env_under_either_autoreset_mode(mode):
     np.testing.assert_array_equal(out["success"], [True, False, True, False, True, False])
 
 
+@pytest.mark.slow
 def test_dagger_rounds_report_success(tmp_path, one_torch_thread):
     from qbc.cli.dagger import format_summary
     from qbc.dagger import DaggerConfig, run_dagger
@@ -235,7 +238,7 @@ def test_dagger_rounds_report_success(tmp_path, one_torch_thread):
 
     cfg = DaggerConfig(env=IDS[0], expert="detour", out=tmp_path / "dagger", rounds=1,
                        episodes_per_round=3, eval_episodes=4, num_envs=4, bins=8, steps=4,
-                       batch_size=16, model=ModelConfig(d_model=16, n_layers=1, n_heads=2),
+                       batch_size=16, model=ModelConfig(**TINY_MODEL),
                        device="cpu", progress=False,
                        train_overrides={"eval_interval": 2, "warmup_steps": 1})
     rows = run_dagger(cfg)

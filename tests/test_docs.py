@@ -2,6 +2,7 @@
 registry, every module is on the module map, and every reference points at a file inside this
 repository."""
 
+import functools
 import re
 import subprocess
 import sys
@@ -30,14 +31,16 @@ def readme_quantizer_names() -> list[str]:
     return re.findall(r"^\| `([^`]+)` \|", body, re.M)
 
 
-def fresh_registry() -> list[str]:
+@functools.cache
+def fresh_registry() -> tuple[str, ...]:
     """``available_quantizers()`` right after ``import qbc.quantizers`` in a new interpreter: the
-    built-in names only (other tests register their own, and may import more modules first)."""
+    built-in names only (other tests register their own, and may import more modules first).
+    One interpreter per run of the suite: its answer does not change meanwhile."""
     code = ("import qbc.quantizers as q; q.make_quantizer('theorem6'); "
             "print(','.join(q.available_quantizers()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    return out.stdout.strip().split(",")
+    return tuple(out.stdout.strip().split(","))
 
 
 def test_theorem6_is_registered_on_package_import():

@@ -44,6 +44,7 @@ def _copy(trained, tmp_path):
     return tmp_path / "e"
 
 
+@pytest.mark.slow
 def test_refused_export_overwrite_keeps_the_old_actor(trained, tmp_path, capsys):
     root = _copy(trained, tmp_path)
     report = json.loads((root / "p.json").read_text())
@@ -110,6 +111,7 @@ def test_a_second_expert_train_on_the_same_out_is_refused(tmp_path, capsys):
     assert sorted(p.name for p in out.parent.iterdir()) == [".q.zip.lock"]
 
 
+@pytest.mark.slow
 def test_expert_train_overwrite_failing_keeps_the_old_expert(trained, tmp_path, monkeypatch):
     import qbc.agents.expert_zoo as zoo
     import qbc.cli.expert as cli_expert

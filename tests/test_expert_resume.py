@@ -11,6 +11,7 @@ from qbc.errors import InvalidValueError, OutputExistsError
 SCALAR = "qbc/ScalarStable-v0"
 
 
+@pytest.mark.slow
 def test_resume_continues_the_model_and_its_replay_buffer(tmp_path):
     path = train_sb3_expert(SCALAR, algo="td3", timesteps=120, path=tmp_path / "m",
                             progress=False)
@@ -27,6 +28,7 @@ def test_resume_continues_the_model_and_its_replay_buffer(tmp_path):
                          progress=False, resume=True)
 
 
+@pytest.mark.slow
 def test_cli_resume_reports_the_total_over_the_parts(tmp_path, capsys):
     out = str(tmp_path / "e" / "scalar-td3.zip")
     base = ["expert", "train", "--env", SCALAR, "--algo", "td3", "--out", out,

@@ -16,8 +16,9 @@ from qbc.cli import DeprecatedFlagWarning, main
 from qbc.errors import CorruptFileError, UnknownNameError
 
 
-def _tiny_model(algo: str, steps: int = 300):
-    """A few-hundred-step SB3 model on Pendulum-v1 (seeded; trained so weights move)."""
+def _tiny_model(algo: str, steps: int = 100):
+    """A hundred-step SB3 model on Pendulum-v1 (seeded; trained past learning_starts so the
+    weights move)."""
     sb3 = pytest.importorskip("stable_baselines3")
     import gymnasium as gym
 
@@ -33,6 +34,7 @@ def _tiny_model(algo: str, steps: int = 300):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["sac", "td3", "ppo"])
 def test_exported_actor_equals_sb3_predict(tmp_path, algo):
     model = _tiny_model(algo)
@@ -47,10 +49,11 @@ def test_exported_actor_equals_sb3_predict(tmp_path, algo):
     assert np.ptp(got) > 1e-3  # a constant actor would pass trivially
 
 
+@pytest.mark.slow
 def test_actor_folder_is_an_expert_and_is_remembered_by_collect(tmp_path):
     from qbc.expert_choice import build_expert, choose_expert
 
-    model = _tiny_model("sac", steps=100)
+    model = _tiny_model("sac")
     folder = save_sb3_actor(model, "sac", tmp_path / "a", {"env_id": "Pendulum-v1"})
     expert = make_expert("actor", "Pendulum-v1", path=str(folder))
     obs = np.random.default_rng(1).normal(size=(8, 3))
@@ -158,6 +161,7 @@ def test_damaged_actor_files_fail_in_one_line(tmp_path):
         make_expert("actor", "Pendulum-v1", path=str(folder))
 
 
+@pytest.mark.slow
 def test_expert_commands_train_export_list(tmp_path, capsys):
     pytest.importorskip("stable_baselines3")
     zip_path = tmp_path / "p.zip"

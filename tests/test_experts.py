@@ -152,6 +152,7 @@ def test_lqr_needs_a_linearization():
         make_expert("lqr", "Pendulum-v1")
 
 
+@pytest.mark.slow
 def test_sb3_expert_trains_saves_and_loads(tmp_path, one_torch_thread):
     from qbc.cli import main
 

@@ -19,8 +19,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny import TINY_MODEL
 
 from qbc.errors import QbcError
+
+# 200 derandomised examples per loader: the fuzzers run in the full suite, not the fast lane.
+pytestmark = pytest.mark.slow
 
 FUZZ = settings(derandomize=True, max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -235,7 +239,7 @@ def checkpoint(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ckpt")
     tok = ActionTokenizer.fit(ACTIONS, quantizer="uniform", n_bins=8)
-    model = ModelConfig(d_model=16, n_layers=1, n_heads=2)
+    model = ModelConfig(**TINY_MODEL)
     module = build_policy("ar-transformer", model, 3, 2, tok)
     norm = Normalizer(np.zeros(3, np.float32), np.ones(3, np.float32), np.zeros(2, np.float32),
                       np.ones(2, np.float32))

@@ -79,6 +79,7 @@ def test_a_floor_below_zero_is_judged_by_the_limit_and_reported_against_it():
     assert "closest dart/argmax: regret 5 against the target's limit 3.8 (floor -1)" in line
 
 
+@pytest.mark.slow
 def test_quick_comparison_runs_end_to_end_and_continues(tmp_path, capsys):
     cfg = FloorConfig(out=tmp_path / "floor", methods=("bc", "dagger"), mlp_mse=False, quick=True)
     rows = run_comparison(cfg)
@@ -207,6 +208,7 @@ def test_several_train_flags_go_in_one_quoted_string_and_come_back_in_the_report
     assert again.extra_train_flags == cfg.extra_train_flags
 
 
+@pytest.mark.slow
 def test_fixed_dart_sigma_needs_no_bc_policy_and_trains_with_its_own_flags(tmp_path):
     cfg = FloorConfig(out=tmp_path / "floor", methods=("dart",), mlp_mse=False, quick=True,
                       dart_sigma="0.7", dart_train_flags=["--quantile", "0.05"])

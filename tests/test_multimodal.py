@@ -16,6 +16,7 @@ TINY = {"envs": ("qbc/DetourUnstable-v0",), "learners": ("mlp-mse", "ar-transfor
         "decodings": ("sample:0.5", "argmax"), "bins": 8, "n_demos": 6, "steps": 3, "episodes": 5}
 
 
+@pytest.mark.slow
 def test_tiny_run_has_every_row_and_repeats(tmp_path, one_torch_thread):
     first = run_multimodal(MultimodalConfig(out=tmp_path / "a", **TINY))
     policies = [r["policy"] for r in first["rows"]]

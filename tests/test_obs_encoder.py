@@ -51,6 +51,7 @@ def dataset():
     return "qbc/enc-test-v0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["ar-transformer", "mlp-gaussian"])
 def test_training_with_an_encoder_saves_reloads_and_resumes(tmp_path, dataset, policy):
     out = tmp_path / "run"

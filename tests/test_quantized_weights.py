@@ -16,6 +16,7 @@ def dataset():
     return "qbc/wq-test-v0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy,quantizer", [("mlp-mse", "bnn++"),
                                               ("ar-transformer", "bc")])
 def test_training_with_quantized_weights_saves_and_reloads(tmp_path, dataset, policy, quantizer):

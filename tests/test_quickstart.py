@@ -8,15 +8,25 @@ from pathlib import Path
 import pytest
 
 from qbc.cli import main
-from qbc.experiments.quickstart import QuickstartConfig, run_quickstart
 from qbc.experiments.quickstart_report import format_report, table_horizons
 
+# Every test here reads the one tiny quickstart run (the whole pipeline, end to end).
+pytestmark = pytest.mark.slow
 
-def test_tiny_quickstart_writes_the_report(tmp_path, capsys, monkeypatch):
-    # As the README runs it: default output folder, relative to the working directory.
-    monkeypatch.chdir(tmp_path)
-    assert main(["quickstart", "--tiny", "--no-progress"]) == 0
-    text = capsys.readouterr().out
+
+@pytest.fixture(scope="module")
+def tiny_cli_run(tmp_path_factory, cli):
+    """``qbc quickstart --tiny`` as the README runs it: default output folder, relative to the
+    working directory. (the folder it ran in, what the command left); one run shared by every
+    test of this file."""
+    root = tmp_path_factory.mktemp("qs")
+    return root, cli(["quickstart", "--tiny", "--no-progress"], cwd=root)
+
+
+def test_tiny_quickstart_writes_the_report(tiny_cli_run):
+    tmp_path, done = tiny_cli_run
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
     assert "qbc quickstart" in text and "report:" in text
     (out,) = (tmp_path / "runs").glob("quickstart-*")
     report = (out / "report.md").read_text()
@@ -33,15 +43,18 @@ def test_tiny_quickstart_writes_the_report(tmp_path, capsys, monkeypatch):
     assert main(["quickstart", "--tiny", "--out", str(out), "--no-progress"]) == 2
 
 
-# --- the report a newcomer reads (one tiny run shared by the tests below) ---------------------
+# --- the report a newcomer reads (the same tiny run) ------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """The ``--tiny`` quickstart's result dict and report text."""
-    out = tmp_path_factory.mktemp("qs") / "run"
-    result = run_quickstart(QuickstartConfig(out=out, tiny=True, progress=False))
-    return result, (Path(out) / "report.md").read_text()
+def tiny_run(tiny_cli_run):
+    """The ``--tiny`` quickstart's result dict (results.json, with ``"out"`` as
+    :func:`run_quickstart` returns it) and report text."""
+    root, done = tiny_cli_run
+    assert done.returncode == 0, done.stderr
+    (out,) = (root / "runs").glob("quickstart-*")
+    result = {**json.loads((out / "results.json").read_text()), "out": str(out)}
+    return result, (out / "report.md").read_text()
 
 
 def _section(report: str, heading: str) -> list[str]:

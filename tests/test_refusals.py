@@ -1,10 +1,11 @@
 """A refused command changes nothing; --overwrite never loses the old result; one writer per
 output; damaged files are refused; every exception ends in one line (issue 19).
 
-The refusals run the real CLI (``python -m qbc.cli``) in subprocesses, two at a time, against
-one workspace whose whole tree (paths, sizes, mtimes) is compared before and after. The other
-mechanisms are checked in-process (monkeypatched failures), where the CLI boundary is
-``qbc.cli.main``.
+The refusals run the real CLI against one workspace whose whole tree (paths, sizes, mtimes) is
+compared before and after: in this process through ``qbc.cli.main`` (stdout, stderr and the exit
+code as a fresh ``python -m qbc.cli`` would give them), except the two refused because another
+process holds a lock, which run as ``python -m qbc.cli`` subprocesses. The other mechanisms are
+checked in-process too (monkeypatched failures).
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import TINY_MODEL, TINY_MODEL_FLAGS
 
 from qbc.errors import CorruptFileError, InvalidValueError, NonFiniteObservationError
 
 ENV = "qbc/LinearUnstable-v0"
-TINY = ["--model.d-model", "16", "--model.n-layers", "1", "--model.n-heads", "2"]
 TRAIN = ["train", "--dataset", "qbc/lin-v0", "--steps", "4", "--batch-size", "16",
          "--eval-interval", "2", "--warmup-steps", "1", "--rollout-episodes", "0",
-         "--no-progress", *TINY]
+         "--no-progress", *TINY_MODEL_FLAGS]
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -53,26 +53,15 @@ def _tiny_cfg(out: Path, **kw):
 
     return TrainConfig(dataset="qbc/lin-v0", out=out, bins=8, steps=4, batch_size=16,
                        eval_interval=2, warmup_steps=1, progress=False, rollout_episodes=0,
-                       model=ModelConfig(d_model=16, n_layers=1, n_heads=2), **kw)
+                       model=ModelConfig(**TINY_MODEL), **kw)
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    """A dataset qbc/lin-v0 and a trained run in a fresh workspace."""
-    from qbc.collect import CollectConfig, collect
-    from qbc.data import load_demonstrations
-    from qbc.training import train
-
+def ws(tmp_path_factory, tiny_lin_copy):
+    """A dataset qbc/lin-v0 and a run trained on it as _tiny_cfg trains (conftest's
+    tiny_lin_run, copied) in a fresh workspace."""
     root = tmp_path_factory.mktemp("refusals")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")
-    try:
-        collect(CollectConfig(env=ENV, dataset_id="qbc/lin-v0", episodes=4, num_envs=4,
-                              max_episode_steps=20))
-        train(_tiny_cfg(root / "run"), load_demonstrations("qbc/lin-v0"))
-    finally:
-        os.environ.pop("MINARI_DATASETS_PATH") if old is None else os.environ.update(
-            MINARI_DATASETS_PATH=old)
+    tiny_lin_copy(root)
     np.save(root / "acts.npy", np.linspace(-1, 1, 40, dtype=np.float32).reshape(20, 2))
     (root / "tok.json").write_text("{}\n")  # an existing output file
     (root / "huge.toml").write_text('[grid]\nenvs = ["qbc/LinearUnstable-v0"]\n'
@@ -166,7 +155,7 @@ CASES = {
                                "of memory, more than"),
     "dagger-eval-memory": (["dagger", "--env", ENV, "--out", "{root}/old", "--overwrite",
                             "--rounds", "1", "--episodes-per-round", "2", "--max-episode-steps",
-                            "10", "--steps", "4", *TINY, "--eval-seed", "100",
+                            "10", "--steps", "4", *TINY_MODEL_FLAGS, "--eval-seed", "100",
                             "--eval-episodes", "100000000000000"], "of memory, more than"),
     "certify-bins-memory": (["certify", "--dataset", "qbc/lin-v0", "--out", "{root}/cert",
                              "--bins", "1000000000"], "of memory, more than"),
@@ -197,19 +186,24 @@ CASES = {
 }
 
 
+# Refused because another process holds a lock: these run as their own processes (in this one,
+# a lock it holds is re-entrant), at the same time as the rest.
+CROSS_PROCESS = ("run-locked", "dataset-locked")
+
+
 @pytest.fixture(scope="module")
-def refusals(ws):
-    """Run every case (two at a time) while this process holds the locks of the run folder
-    and of qbc/held-v0; the workspace snapshot is taken inside the locks."""
+def refusals(ws, cli):
+    """Run every case while this process holds the locks of the run folder and of qbc/held-v0:
+    the cases refused by a lock in subprocesses, the others in this process through
+    ``qbc.cli.main`` (meanwhile, one after the other); the workspace snapshot is taken inside
+    the locks."""
     from qbc.data import dataset_lock
     from qbc.io import exclusive, lock_path_for
 
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(ws / "minari")}
+    env = {"MINARI_DATASETS_PATH": str(ws / "minari")}
 
-    def run(argv):
-        argv = [a.replace("{root}", str(ws)) for a in argv]
-        return subprocess.run([sys.executable, "-m", "qbc.cli", *argv], capture_output=True,
-                              text=True, env=env, cwd=ws, timeout=300)
+    def argv(case):
+        return [a.replace("{root}", str(ws)) for a in CASES[case][0]]
 
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(ws / "minari")
@@ -218,9 +212,16 @@ def refusals(ws):
             held.enter_context(exclusive(lock_path_for(ws / "run"), "test"))
             held.enter_context(dataset_lock("qbc/held-v0"))
             before = snapshot(ws)
-            with ThreadPoolExecutor(2) as pool:
-                results = dict(zip(CASES, pool.map(run, [c[0] for c in CASES.values()]),
-                                   strict=True))
+            procs = {case: subprocess.Popen([sys.executable, "-m", "qbc.cli", *argv(case)],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True, env={**os.environ, **env}, cwd=ws)
+                     for case in CROSS_PROCESS}
+            results = {case: cli(argv(case), cwd=ws, env=env)
+                       for case in CASES if case not in CROSS_PROCESS}
+            for case, proc in procs.items():
+                stdout, stderr = proc.communicate(timeout=300)
+                results[case] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout,
+                                                            stderr)
             after = snapshot(ws)
     finally:
         os.environ.pop("MINARI_DATASETS_PATH") if old is None else os.environ.update(
@@ -460,7 +461,7 @@ def test_a_gymnasium_error_is_a_user_error():
 
 
 # -- library warnings: one line each -----------------------------------------------------------
-def test_a_library_warning_is_one_line_once(tmp_path):
+def test_a_library_warning_is_one_line_once(tmp_path, cli):
     """scikit-learn's KMeans warns 'Number of distinct clusters (2|3) found smaller than
     n_clusters (4)' once per action dimension here (near-duplicate values); the user sees one
     line in qbc's format, and Python's warning format is as before afterwards."""
@@ -472,9 +473,8 @@ def test_a_library_warning_is_one_line_once(tmp_path):
     actions[0], actions[1] = 1e-30, 2e-30
     np.save(tmp_path / "near.npy", actions)
     before = warnings.formatwarning
-    proc = subprocess.run([sys.executable, "-m", "qbc.cli", "tokenize", "--actions", "near.npy",
-                           "--quantizer", "kmeans", "--bins", "4", "--out", "t.json"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = cli(["tokenize", "--actions", "near.npy", "--quantizer", "kmeans", "--bins", "4",
+                "--out", "t.json"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr

@@ -22,6 +22,7 @@ def _collect_linear(dataset_id="test/linear-v0"):
                  "--max-episode-steps", "30", "--no-progress"]) == 0
 
 
+@pytest.mark.slow
 def test_rollout_without_expert_flags_uses_the_datasets_expert(tmp_path, capsys):
     _collect_linear()
     assert remembered_expert("test/linear-v0")["params"]["gain_scale"] == 0.5

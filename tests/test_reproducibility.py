@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import TINY_MODEL_FLAGS
 
 ENV = "qbc/LinearUnstable-v0"
 DATASET = "qbc/repro-v0"
@@ -31,11 +32,13 @@ CHAIN = [
     ["train", "--dataset", DATASET, "--out", "runs/bc", "--quantizer", "smooth", "--bins", "16",
      "--steps", "24", "--eval-interval", "8", "--batch-size", "32", "--warmup-steps", "4",
      "--seed", "5", "--rollout-episodes", "2", "--rollout-horizon", "15", "--no-progress",
-     "--device", "cpu", "--model.d-model", "16", "--model.n-layers", "1", "--model.n-heads", "2"],
+     "--device", "cpu", *TINY_MODEL_FLAGS],
     # sampled decoding: the rollout's --seed must fix the samples
     ["rollout", "--policy", "runs/bc", "--out", "runs/rollout", "--episodes", "3",
      "--num-envs", "3", "--horizons", "5,20", "--decode", "sample", "--seed", "77"],
 ]
+# Every test here compares the two runs of the chain (three fresh interpreters among them).
+pytestmark = pytest.mark.slow
 TIMING_KEYS = {"elapsed_s", "samples_per_s", "train_samples_per_s", "timing", "seconds"}
 
 

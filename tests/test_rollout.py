@@ -62,6 +62,7 @@ def test_constant_offset_gives_the_closed_form_steady_state_deviation(c):
     assert np.mean(gap) == pytest.approx(c / (1 - (a - k)), rel=0.01)
 
 
+@pytest.mark.slow
 def test_quantized_expert_regret_is_linear_in_h_and_deviation_scales_with_bin_width(tmp_path):
     # Started near the closed loop's stationary spread (x0_std = 0.1), the regret is the per-step
     # quantization cost times H; from the env's default x0_std = 1 a start-up transient adds a
@@ -325,6 +326,7 @@ def test_list_flags_are_typed_tuples_given_space_or_comma_separated():
         positive_floats((0.1, float("inf")), "--deltas")
 
 
+@pytest.mark.slow
 def test_sampled_decoding_draws_from_a_generator_seeded_by_the_run(tmp_path):
     import torch
 

@@ -10,13 +10,12 @@ import os
 import signal
 
 import pytest
+from tiny import TINY_MODEL_FLAGS
 
 from qbc.cli import main
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.gym_utils import make_env, make_vector_env
 from qbc.io import read_json_object
-
-TINY = ["--model.d-model", "16", "--model.n-layers", "1", "--model.n-heads", "2"]
 
 
 def test_an_env_that_needs_arguments_is_one_line(tmp_path, capsys):
@@ -38,7 +37,7 @@ def run(tmp_path):
                  "--episodes", "4", "--max-episode-steps", "10", "--no-progress"]) == 0
     out = tmp_path / "run"
     assert main(["train", "--dataset", "test/s-v0", "--out", str(out), "--steps", "4",
-                 "--rollout-episodes", "0", "--no-progress", *TINY]) == 0
+                 "--rollout-episodes", "0", "--no-progress", *TINY_MODEL_FLAGS]) == 0
     return out
 
 
@@ -61,7 +60,7 @@ def test_resume_of_a_run_whose_file_is_a_json_list(run, capsys, name):
     (run / name).write_text("[1, 2]")
     capsys.readouterr()
     assert main(["train", "--dataset", "test/s-v0", "--out", str(run), "--steps", "4",
-                 "--rollout-episodes", "0", "--resume", "--no-progress", *TINY]) == 2
+                 "--rollout-episodes", "0", "--resume", "--no-progress", *TINY_MODEL_FLAGS]) == 2
     err = capsys.readouterr().err
     assert "JSON list, not an object" in err and err.count("\n") == 1, err
 

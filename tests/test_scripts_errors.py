@@ -18,6 +18,7 @@ from qbc.errors import InvalidValueError
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, words", [
     (["scripts/reproduce_results.py", "--only", "no-such-result", "--quick"],
      ["scripts/reproduce_results.py: error: unknown result 'no-such-result'"]),

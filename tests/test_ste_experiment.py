@@ -92,6 +92,7 @@ def test_count_returns():
     assert count_returns(ham, np.array([False, True, False])).tolist() == [3, 0, 0]
 
 
+@pytest.mark.slow
 def test_recover_command_end_to_end(tmp_path, capsys):
     out = tmp_path / "rec"
     cfg = RecoverConfig(out=out, n=(6, 10), ratios=(0.5, 1, 2, 4, 8), trials=8, bootstrap=20,
@@ -107,6 +108,7 @@ def test_recover_command_end_to_end(tmp_path, capsys):
         run_recover(cfg)
 
 
+@pytest.mark.slow
 def test_cli_commands_end_to_end(tmp_path, capsys):
     rc = main(["ste", "recurrence", "--out", str(tmp_path / "rc"), "--n", "8", "--N", "40",
                "--noise", "0", "0.3", "--trials", "2", "--model.m", "8", "--model.iters", "150"])

@@ -178,6 +178,7 @@ def test_append_is_whole_and_reads_back_exactly(tmp_path):
 
 
 # -- running -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sweep_runs_every_cell_once_and_rerun_does_nothing(env_dirs, reference):
     root, config = env_dirs
     out, first = reference
@@ -195,6 +196,7 @@ def test_sweep_runs_every_cell_once_and_rerun_does_nothing(env_dirs, reference):
     assert (out / "results.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_quantizers_differ(reference):
     rows = comparable(reference[0] / "results.csv")
     by = {(r["quantizer"], r["seed"], r["policy"], r["H"]): r["regret"] for r in rows}
@@ -203,6 +205,7 @@ def test_same_seed_same_numbers_and_quantizers_differ(reference):
     assert by[("uniform", 0, "quantized-expert", 30)] != by[("smooth", 0, "quantized-expert", 30)]
 
 
+@pytest.mark.slow
 def test_workers_2_gives_the_same_table(env_dirs, reference):
     root, config = env_dirs
     out = root / "pool"
@@ -211,6 +214,7 @@ def test_workers_2_gives_the_same_table(env_dirs, reference):
     assert comparable(out / "results.csv") == comparable(reference[0] / "results.csv")
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_the_same_table(env_dirs, reference):
     root, config = env_dirs
     out = root / "killed"
@@ -237,6 +241,7 @@ def test_killed_sweep_resumes_to_the_same_table(env_dirs, reference):
     assert comparable(table) == comparable(reference[0] / "results.csv")
 
 
+@pytest.mark.slow
 def test_ray_backend_gives_the_same_table(env_dirs, reference):
     ray = pytest.importorskip("ray", reason="Ray is the optional extra qbc[ray]")
     root, config = env_dirs
@@ -302,6 +307,7 @@ def test_ray_missing_is_one_clear_error(env_dirs, monkeypatch, tmp_path):
 
 
 # -- report ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_aggregates_over_seeds_and_plots(reference, capsys):
     out = reference[0]
     assert main(["sweep", "report", str(out)]) == 0

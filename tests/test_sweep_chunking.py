@@ -58,6 +58,7 @@ def swept(tmp_path_factory):
             os.environ["MINARI_DATASETS_PATH"] = old
 
 
+@pytest.mark.slow
 def test_one_training_per_cell_and_one_row_per_mode_and_horizon(swept):
     out, first, _, trained, _ = swept
     assert len(first.executed) == N_CELLS and not first.failed
@@ -98,12 +99,14 @@ def test_one_training_per_cell_and_one_row_per_mode_and_horizon(swept):
             assert floor[(tok, k, "receding:1", h)] <= floor[(tok, k, "open-loop", h)] + 1e-9
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_cells_without_training(swept):
     _, _, again, trained_first, trained_all = swept
     assert again.executed == [] and again.skipped == N_CELLS
     assert trained_all == trained_first
 
 
+@pytest.mark.slow
 def test_report_groups_by_tokenizer_k_and_mode(swept):
     out = swept[0]
     report = write_report(out)
@@ -191,6 +194,7 @@ def test_old_tables_read_new_columns_as_empty_and_take_new_rows(tmp_path):
     assert a == old and (b["chunk_len"], b["execution"], b["regret"]) == (4, "open-loop", 0.5)
 
 
+@pytest.mark.slow
 def test_rows_time_decoding_and_the_comparison_readme_lists_every_setting(swept):
     from qbc.experiments.chunking_report import policy_label, read_summary, write_readme
 

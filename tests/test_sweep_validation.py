@@ -132,6 +132,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_a_second_sweep_waits_for_the_dataset_lock_and_reuses_the_dataset(tmp_path):
     import os
     import subprocess

@@ -31,7 +31,7 @@ def test_fit_on_the_class_or_on_an_instance(actions):
 @pytest.mark.parametrize("name", sorted(set(available_quantizers()) - {"test_round_to_int"}))
 @pytest.mark.parametrize("per_dim", [True, False])
 def test_every_quantizer_round_trips_through_json_exactly(tmp_path, actions, name, per_dim):
-    kwargs = {} if name in ("sign", "lloyd_max") else {"n_bins": 8}
+    kwargs = {} if name == "sign" else {"n_bins": 8}  # lloyd_max too: 64 levels take seconds
     tok = ActionTokenizer.fit(actions, quantizer=name, per_dim=per_dim, **kwargs)
     path = tok.save(tmp_path / "tok.json")
     back = ActionTokenizer.load(path)

@@ -268,6 +268,7 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp
     assert full.step == 40 and not full.budget["stopped_early"]
 
 
+@pytest.mark.slow
 def test_a_budget_from_epochs_trains_its_minimum_before_early_stopping(tmp_path, monkeypatch):
     import qbc.training.config as train_mod
 

@@ -28,6 +28,7 @@ def _tokenizer():
     return ActionTokenizer.fit(np.linspace(-2, 2, 50)[:, None], quantizer="uniform", n_bins=4)
 
 
+@pytest.mark.slow
 def test_pendulum_video_has_one_frame_per_step_and_the_panel_size(tmp_path):
     pytest.importorskip("pygame")
     pytest.importorskip("imageio_ffmpeg")
@@ -45,6 +46,7 @@ def test_pendulum_video_has_one_frame_per_step_and_the_panel_size(tmp_path):
     assert np.abs(frames[-1, 48:, :320].astype(int) - frames[-1, 48:, 320:640]).mean() > 1
 
 
+@pytest.mark.slow
 def test_qbc_envs_get_a_trace_and_gif_without_ffmpeg(tmp_path, monkeypatch):
     import qbc.video
 
@@ -58,6 +60,7 @@ def test_qbc_envs_get_a_trace_and_gif_without_ffmpeg(tmp_path, monkeypatch):
     assert frames.shape[0] == 11 and frames.shape[1:3] == (368, 640)
 
 
+@pytest.mark.slow
 def test_rollout_command_writes_videos(tmp_path, capsys):
     pytest.importorskip("pygame")
     _tokenizer().save(tmp_path / "tok.json")
@@ -74,6 +77,7 @@ def test_rollout_command_writes_videos(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_env_that_cannot_render_here_falls_back_to_traces_with_one_warning(tmp_path, monkeypatch):
     """As MuJoCo does on a machine without OpenGL: rgb_array is offered but render() fails."""
     pytest.importorskip("imageio_ffmpeg")
@@ -93,6 +97,7 @@ def test_env_that_cannot_render_here_falls_back_to_traces_with_one_warning(tmp_p
     assert frames.shape[0] == 11 and frames.shape[1:3] == (368, 640)  # two 320x320 trace panels
 
 
+@pytest.mark.slow
 def test_mujoco_video_renders_headless_through_egl(tmp_path):
     """No display here: the video code picks EGL for MuJoCo, so the panels are MuJoCo's own
     pictures (mostly the black sky), not the trace fallback (white)."""
@@ -115,6 +120,7 @@ def test_mujoco_video_renders_headless_through_egl(tmp_path):
     assert dict(os.environ) == before
 
 
+@pytest.mark.slow
 def test_chunk_floor_gets_its_own_panel(tmp_path, monkeypatch):
     """The chunk floor (bound to the video's own env) is a third panel beside expert and
     policy, and plans from that env's state."""
