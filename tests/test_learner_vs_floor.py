@@ -147,8 +147,8 @@ def test_pendulum_is_evaluated_on_more_episodes_unless_told_otherwise():
     from qbc.experiments.learner_vs_floor_report import _eval_episodes, command_flags
 
     default = FloorConfig()
-    assert [eval_episodes(default, e) for e in default.envs] == [100, 100, 1000, 100]
-    assert _eval_episodes(default) == "100 (Pendulum-v1: 1000)"
+    assert [eval_episodes(default, e) for e in default.envs] == [100, 100, 1000, 100, 300, 100]
+    assert _eval_episodes(default) == "100 (Pendulum-v1: 1000, Reacher-v5: 300)"
     assert _eval_episodes(FloorConfig(envs=("Pendulum-v1",))) == "1000"
     told = FloorConfig(rollout_episodes=30)
     assert {eval_episodes(told, e) for e in told.envs} == {30}
