@@ -129,7 +129,7 @@ def export_actor(model: Any, algo: str, env_id: str, out: Path, eval_episodes: i
 def check_model_fits_env(model: Any, env_id: str, source: str) -> None:
     """Raise InvalidValueError unless an SB3 ``model``'s observation and action spaces are
     those of ``env_id`` (shapes and action bounds): checked before anything is exported."""
-    from qbc.gym_utils import make_env
+    from qbc.stepping.environments import make_env
 
     env = make_env(env_id)
     try:
@@ -158,7 +158,7 @@ def _bounds(space: Any) -> str:
 def training_info(zip_path: Path) -> dict[str, Any]:
     """timesteps, seed and the training command from the ``.json`` qbc expert train wrote
     beside the zip (empty when there is none)."""
-    from qbc.io import read_json
+    from qbc.infra.files import read_json
 
     side = zip_path.with_suffix(".json")
     if not side.is_file():

@@ -18,7 +18,7 @@ import numpy as np
 
 from qbc.envs.control import lqr_gain
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.gym_utils import opened_env
+from qbc.stepping.environments import opened_env
 
 
 class Expert:
@@ -54,7 +54,7 @@ class Expert:
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Actions (B, act_dim) float32 for observations (B, obs_dim) (the
-        :class:`qbc.actor.Actor` protocol; the keywords are optional)."""
+        :class:`qbc.stepping.actor.Actor` protocol; the keywords are optional)."""
         obs = np.asarray(obs, dtype=np.float64)
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise InvalidValueError(
@@ -259,7 +259,7 @@ def _factory(name: str) -> Callable[..., Expert]:
 def _check_param_types(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
     """Refuse expert parameters of the wrong type or range (by the factory's annotations:
     float finite, int integral, str a string; seed in [0, 2^32), noise_std >= 0)."""
-    from qbc.validate import NON_NEGATIVE, SEED, Rule, check_value
+    from qbc.infra.validate import NON_NEGATIVE, SEED, Rule, check_value
 
     sig = inspect.signature(factory).parameters
     for key, value in params.items():

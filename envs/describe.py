@@ -10,7 +10,7 @@ import numpy as np
 
 from qbc.envs.control import closed_loop, lqr_gain, spectral_radius
 from qbc.errors import InvalidValueError
-from qbc.gym_utils import opened_env
+from qbc.stepping.environments import opened_env
 
 
 def _bounds(values: np.ndarray) -> list[float | None]:

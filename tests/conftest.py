@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 def one_torch_thread():
     """torch on one thread for the test, then the count it had before (tiny models run fastest
     on one thread, and the test machine's cores are shared)."""
-    from qbc.environ import scoped_threads
+    from qbc.infra.environ import scoped_threads
 
     with scoped_threads(1):
         yield

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from qbc.cli import main
-from qbc.collect import CollectConfig, collect
 from qbc.data import dataset_exists
+from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError
 from qbc.quantizers.binning import quantile_params
 

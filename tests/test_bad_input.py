@@ -65,8 +65,8 @@ def _nan_episodes():
 def _build(root: Path) -> Workspace:
     import shutil
 
-    from qbc.collect import CollectConfig, collect
     from qbc.data import dataset_path, load_demonstrations, write_dataset
+    from qbc.data.collect import CollectConfig, collect
     from qbc.policy import ModelConfig
     from qbc.tokenizer import ActionTokenizer
     from qbc.training import TrainConfig, train
@@ -314,27 +314,13 @@ def test_console_script_and_module_agree(results):
     assert proc.stderr == done["unknown-command"].stderr
 
 
-def test_deprecated_python_m_qbc_train_still_runs_qbc_train(results):
-    """`python -m qbc.train` (old torchrun spelling) prints one deprecation line, then the same
-    error as `qbc train`."""
-    ws, done = results
-    row = next(r for r in ROWS if r.id == "negative-learning-rate")
-    argv = [a.format(root=ws.root) for a in row.argv]
-    assert argv[0] == "train"
-    proc = subprocess.run([sys.executable, "-m", "qbc.train", *argv[1:]], capture_output=True,
-                          text=True, env=ws.env(), cwd=ws.root, timeout=300)
-    notice, rest = proc.stderr.split("\n", 1)
-    assert "`python -m qbc.train` is deprecated" in notice and "qbc.cli train" in notice
-    assert (proc.returncode, rest) == (2, done["negative-learning-rate"].stderr)
-
-
 # -- the same cases in Python: typed exceptions ----------------------------------------------------
 def test_python_unknown_names_are_typed_with_suggestions():
     from qbc.agents import make_expert
-    from qbc.gym_utils import make_env
     from qbc.policy import build_policy
     from qbc.policy.registry import ModelConfig
     from qbc.quantizers import make_quantizer
+    from qbc.stepping.environments import make_env
 
     cases = [(lambda: make_env("qbc/LinearUnstabel-v0"), "qbc/LinearUnstable-v0"),
              (lambda: make_quantizer("unifrom"), "uniform"),

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import qbc  # noqa: F401  (registers the qbc/ envs)
-from qbc.collect import CollectConfig, collect
-from qbc.dagger import DaggerConfig, within_time_limit
+from qbc.data.collect import CollectConfig, collect
 from qbc.errors import QbcWarning
-from qbc.rollout import cap_horizon
+from qbc.interactive.dagger import DaggerConfig, within_time_limit
+from qbc.rollout.coupled import cap_horizon
 from qbc.sweep.runner import capped_horizons
 
 PENDULUM = "Pendulum-v1"  # time limit 200
@@ -68,7 +68,7 @@ def test_dagger_caps_eval_horizon_and_episode_length(tmp_path, monkeypatch):
     assert (capped.eval_horizon, capped.max_episode_steps) == (200, 200)
     assert len(_capped(caught)) == 2
     # run_dagger works on the capped configuration (stopped before anything runs)
-    import qbc.dagger
+    import qbc.interactive.dagger
 
     seen = {}
 
@@ -76,9 +76,9 @@ def test_dagger_caps_eval_horizon_and_episode_length(tmp_path, monkeypatch):
         seen["cfg"] = c
         raise RuntimeError("stop")
 
-    monkeypatch.setattr(qbc.dagger, "make_labeller", stop)
+    monkeypatch.setattr(qbc.interactive.dagger, "make_labeller", stop)
     with pytest.warns(QbcWarning), pytest.raises(RuntimeError, match="stop"):
-        qbc.dagger.run_dagger(cfg)
+        qbc.interactive.dagger.run_dagger(cfg)
     assert seen["cfg"].eval_horizon == 200
     same = DaggerConfig(env="qbc/ScalarUnstable-v0", out=tmp_path / "q", eval_horizon=500)
     assert within_time_limit(same).eval_horizon == 500

@@ -21,10 +21,10 @@ import torch
 from qbc.bench.device import synchronized
 from qbc.bench.flops import comparable_matmul, describe, train_flops_per_sample
 from qbc.bench.timing import figure, interleaved_rates, paired_ratio
-from qbc.environ import scoped_threads
-from qbc.gym_utils import check_env_id
+from qbc.infra.environ import scoped_threads
 from qbc.policy.registry import ModelConfig, build_policy
 from qbc.policy.wrapper import Normalizer, Policy
+from qbc.stepping.environments import check_env_id
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -273,7 +273,7 @@ def bench_rollout(env_id: str, model: ModelConfig, bins: int, episodes: int, hor
     """Actions/s of ``coupled_rollout`` with an LQR expert and an (untrained) default
     AR-transformer learner on ``env_id``: (2 policies x episodes x horizon) / wall time."""
     from qbc.agents import make_expert
-    from qbc.rollout import coupled_rollout
+    from qbc.rollout.coupled import coupled_rollout
 
     env = gym.make(env_id)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]

@@ -30,7 +30,7 @@ from qbc.errors import (
     OutputExistsError,
     QbcError,
 )
-from qbc.io import atomic_write_json, read_json
+from qbc.infra.files import atomic_write_json, read_json
 from qbc.quantizers.base import check_tokens
 from qbc.registry import Registry, json_value
 from qbc.tokenizer import _rms

@@ -59,7 +59,7 @@ def lqr_episode_actions(env_id: str, n_episodes: int, seed: int) -> list[np.ndar
     import gymnasium as gym
 
     from qbc.agents import make_expert
-    from qbc.collect import rollout_episodes
+    from qbc.data.collect import rollout_episodes
 
     env = gym.make(env_id, noise_std=0.0)
     try:

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from qbc.cli import Command
-from qbc.environ import scoped_threads
 from qbc.errors import OutputExistsError
-from qbc.io import atomic_write_json, json_safe
+from qbc.infra.environ import scoped_threads
+from qbc.infra.files import atomic_write_json, json_safe
+from qbc.infra.progress import progress_bar
+from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config, check_device
 from qbc.policy.registry import ModelConfig, check_model_config
-from qbc.progress import progress_bar
-from qbc.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config, check_device
 
 #: Settings that --quick shrinks (full-run value, quick value); fields left at None take them.
 _MODES = {"repeats": (5, 3), "block_s": (0.3, 0.1), "rollout_episodes": (256, 64),

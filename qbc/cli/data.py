@@ -79,7 +79,7 @@ class SetExpertConfig:
 
 
 def run_set_expert(cfg: SetExpertConfig) -> dict:
-    from qbc.expert_choice import set_dataset_expert
+    from qbc.data.expert_choice import set_dataset_expert
 
     done = set_dataset_expert(cfg.dataset, cfg.expert,
                               expert_params(cfg.expert_params, cfg.expert_path))

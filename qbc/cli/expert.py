@@ -20,9 +20,9 @@ from qbc.agents.expert_zoo import (
 )
 from qbc.cli import Command
 from qbc.errors import InvalidValueError, OutputExistsError
-from qbc.gym_utils import check_env_id
-from qbc.io import atomic_write_json, check_out_dir, locked_output, output_dir
-from qbc.validate import AT_LEAST_ONE, Rule, check_config
+from qbc.infra.files import atomic_write_json, check_out_dir, locked_output, output_dir
+from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
+from qbc.stepping.environments import check_env_id
 
 #: The files of an actor folder: what an export replaces (other files in the folder stay).
 ACTOR_FILES = (WEIGHTS_FILE, META_FILE)
@@ -261,7 +261,7 @@ def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
 def _check_trained_env(zip_path: Path, env_id: str) -> None:
     """Refuse ``env_id`` when the report ``qbc expert train`` wrote beside the zip names
     another env (models of two envs with the same shapes are told apart only there)."""
-    from qbc.io import read_json
+    from qbc.infra.files import read_json
 
     side = zip_path.with_suffix(".json")
     if not side.is_file():

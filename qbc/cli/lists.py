@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.validate import split_list_flag
+from qbc.infra.validate import split_list_flag
 
 
 def positive_ints(values: str | Sequence[int | str], flag: str) -> list[int]:

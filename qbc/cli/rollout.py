@@ -16,8 +16,16 @@ from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.cli.lists import parse_horizons
 from qbc.errors import InvalidValueError, QbcWarning
-from qbc.io import atomic_write_csv, atomic_write_json, json_safe, output_dir
-from qbc.rollout import (
+from qbc.infra.files import atomic_write_csv, atomic_write_json, json_safe, output_dir
+from qbc.infra.validate import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED_LIMIT,
+    check_all,
+    check_config,
+)
+from qbc.rollout.coupled import (
     QuantizedExpert,
     RolloutResult,
     cap_horizons,
@@ -30,14 +38,6 @@ from qbc.rollout import (
     floor_verdict,
     horizon_metrics,
     per_step_table,
-)
-from qbc.validate import (
-    AT_LEAST_ONE,
-    NON_NEGATIVE,
-    POSITIVE,
-    SEED_LIMIT,
-    check_all,
-    check_config,
 )
 
 
@@ -136,7 +136,7 @@ def validate(cfg: RolloutConfig) -> list[int]:
                (cfg.video <= cfg.episodes,
                 f"--video must be between 0 and --episodes ({cfg.episodes}), got {cfg.video}")])
     if cfg.video:
-        from qbc.video import video_backend
+        from qbc.rollout.video import video_backend
 
         video_backend()  # refuse a missing imageio before any output
     if cfg.execute is not None:
@@ -149,9 +149,9 @@ def validate(cfg: RolloutConfig) -> list[int]:
 def _load_policy(cfg: RolloutConfig) -> tuple[Any, bool]:
     """The actor of ``--policy`` (None without it) and whether it is a qbc checkpoint: a
     directory is loaded as one (decoded by --decode, chunks executed by --execute), a
-    'module:object' is imported (:func:`qbc.actor.load_actor`)."""
-    from qbc.actor import is_module_object, load_actor
+    'module:object' is imported (:func:`qbc.stepping.actor.load_actor`)."""
     from qbc.chunking.execution import execute_policy
+    from qbc.stepping.actor import is_module_object, load_actor
 
     if cfg.policy is None:
         if cfg.execute is not None:
@@ -172,7 +172,7 @@ def _load_policy(cfg: RolloutConfig) -> tuple[Any, bool]:
 
 def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, list[int], Any]:
     """Open every input: (env id, actors by name, horizon-cap warning, horizons, expert choice)."""
-    from qbc.expert_choice import build_expert, choose_expert, policy_dataset
+    from qbc.data.expert_choice import build_expert, choose_expert, policy_dataset
     from qbc.tokenizer import ActionTokenizer
 
     horizons = validate(cfg)
@@ -315,8 +315,9 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
 
 def write_videos(env_id: str, actors: dict[str, Any], seeds: np.ndarray, horizon: int,
                  out: Path, seed: int) -> list[str]:
-    """:func:`qbc.video.write_rollout_videos` into ``out/videos``; paths relative to ``out``."""
-    from qbc.video import write_rollout_videos
+    """:func:`qbc.rollout.video.write_rollout_videos` into ``out/videos``; paths relative to
+    ``out``."""
+    from qbc.rollout.video import write_rollout_videos
 
     seed_sampling(actors, seed)  # --decode sample: the same draws as in the rollout
     paths = write_rollout_videos(env_id, actors, seeds, horizon, out / "videos")
@@ -328,7 +329,7 @@ def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> No
     """Raise InvalidValueError unless the policy's observation / action sizes and the
     tokenizer's action size equal those of the env ``env_id`` (an unknown id raises
     UnknownNameError)."""
-    from qbc.gym_utils import make_env
+    from qbc.stepping.environments import make_env
 
     env = make_env(env_id)
     try:
@@ -350,12 +351,13 @@ def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> No
 
 
 def probe_user_actor(actor: Any, env_id: str, seed: int) -> None:
-    """Call an imported actor (:class:`qbc.actor.UserActor`) once on two starting observations
+    """Call an imported actor (:class:`qbc.stepping.actor.UserActor`) once on two starting
+    observations
     of ``env_id`` before any output exists: an actor that raises or returns actions of the
     wrong shape, type or finiteness is refused (UserCodeError) with nothing written. Its actions
     are checked on every later call too."""
-    from qbc.actor import UserActor, reset_actor
-    from qbc.gym_utils import make_env
+    from qbc.stepping.actor import UserActor, reset_actor
+    from qbc.stepping.environments import make_env
 
     if not isinstance(actor, UserActor):
         return
@@ -388,7 +390,7 @@ def clipped_counts(actors: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 def _model_based(cfg: RolloutConfig, policy: Any) -> Any:
     """The policy deployed on the state of the transition model saved beside it."""
-    from qbc.augment import ModelAugmentedPolicy, load_transition_model
+    from qbc.rollout.augment import ModelAugmentedPolicy, load_transition_model
 
     if policy is None:
         raise InvalidValueError("--augment model needs --policy")
@@ -406,7 +408,7 @@ def _model_based(cfg: RolloutConfig, policy: Any) -> Any:
 def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, Any],
                           config: dict[str, Any]) -> None:
     """metrics.json, per_step.csv, config.json and the two plots, all written atomically."""
-    from qbc.plots import plot_regret_vs_horizon, plot_state_deviation
+    from qbc.rollout.plots import plot_regret_vs_horizon, plot_state_deviation
 
     atomic_write_json(out / "config.json", json_safe(config))
     atomic_write_json(out / "metrics.json", metrics)
@@ -418,7 +420,8 @@ def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, A
 
 
 def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """:func:`qbc.rollout.floor_verdict` of the policy at the largest horizon against the floor
+    """:func:`qbc.rollout.coupled.floor_verdict` of the policy at the largest horizon against the
+    floor
     of its decoding (``metrics["floors"]``: the stochastic q#pi* for sampled decoding of a
     smooth tokenizer, else the deterministic one); None without a policy, an expert and a
     quantized expert. The text names the horizon and the floor."""
@@ -484,7 +487,7 @@ def floor_lines(floors: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def growth_line(fit: dict[str, Any]) -> str:
-    """One line on how regret grows with H, from :func:`qbc.rollout.fit_growth`: the fitted
+    """One line on how regret grows with H, from :func:`qbc.rollout.coupled.fit_growth`: the fitted
     power law and exponential rate, then the better fit only when growth is detected."""
     if not fit.get("power"):
         return f"growth: {fit['verdict']}"

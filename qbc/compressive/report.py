@@ -63,7 +63,7 @@ def plot(summary: list[dict], quantizers: Sequence[str], bits: Sequence[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.rollout.plots import save_figure
 
     table = _by_key(summary)
     metric = summary[0]["metric"]

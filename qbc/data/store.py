@@ -28,8 +28,8 @@ import numpy as np
 
 from qbc.data.demonstrations import Demonstrations
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.io import atomic_write_json, json_safe
-from qbc.validate import check_finite_json
+from qbc.infra.files import atomic_write_json, json_safe
+from qbc.infra.validate import check_finite_json
 
 #: Name of the resolved-config file written beside a dataset's ``data/`` folder.
 CONFIG_FILE = "qbc_config.json"
@@ -121,10 +121,10 @@ def local_dataset_ids(root: str | os.PathLike | None = None) -> list[str]:
 
 
 def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None, wait: bool = False):
-    """The lock on writing ``dataset_id`` (:func:`qbc.io.exclusive`): a hidden file in the
+    """The lock on writing ``dataset_id`` (:func:`qbc.infra.files.exclusive`): a hidden file in the
     datasets root, held from the existence check to the final rename. ``wait``: wait for
     another writer to finish instead of being refused."""
-    from qbc.io import exclusive
+    from qbc.infra.files import exclusive
 
     base = minari_root(root)
     base.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env |
         episodes: ``minari.data_collector.EpisodeBuffer`` objects with array fields.
         env: env id, env or ``EnvSpec`` the data came from (``recover_environment`` rebuilds it).
         metadata: provenance, stored under the metadata key ``"qbc"`` (through
-            :func:`qbc.io.json_safe`); NaN or inf in it is refused (InvalidValueError).
+            :func:`qbc.infra.files.json_safe`); NaN or inf in it is refused (InvalidValueError).
         config: resolved run config, written to ``<dataset>/qbc_config.json`` (the same rules).
         overwrite: replace an existing dataset; otherwise :class:`OutputExistsError`.
         root: the datasets root (:func:`minari_root`).

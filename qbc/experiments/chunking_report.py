@@ -29,8 +29,8 @@ import numpy as np
 
 from qbc.errors import CorruptFileError
 from qbc.experiments.table_cells import number_cell, percent_cell
-from qbc.io import atomic_write_text, read_json_object
-from qbc.rollout import fit_growth
+from qbc.infra.files import atomic_write_text, read_json_object
+from qbc.rollout.coupled import fit_growth
 
 #: Open-loop stability of the compared envs' controlled equilibrium. The linear envs' entries
 #: follow from their open-loop spectral radius (``qbc.envs.describe``: 0.9, 1.2 and 2); the
@@ -272,7 +272,8 @@ def readme(sweep_dir: Path) -> str:
         "noise, mean over seeds with a 95% Student-t interval over seeds (with one seed: over its "
         "evaluation episodes). Growth p: exponent of "
         "the least-squares fit regret ~ c·H^p over the horizons, with the verdict of "
-        "`qbc.rollout.fit_growth`. Decode failures: chunks whose token sequence did not decode and "
+        "`qbc.rollout.coupled.fit_growth`. Decode failures: chunks whose token sequence did not "
+        "decode and "
         "were repaired, per chunk predicted. Decode actions/s: actions the executor returned per "
         "second of its own time, batch = the evaluation episodes, on the machine that ran the "
         "sweep (compare within this table only). k = 1 re-plans every step, so its open-loop "

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from qbc.augment import ModelAugmentedPolicy, TransitionModelConfig, fit_transition_model
-from qbc.rollout import RolloutResult, coupled_rollout
+from qbc.rollout.augment import ModelAugmentedPolicy, TransitionModelConfig, fit_transition_model
+from qbc.rollout.coupled import RolloutResult, coupled_rollout
 
 ENV_ID = "qbc/Arctan-v0"
 
@@ -73,7 +73,7 @@ def plot_table(rows: list[dict[str, Any]], path) -> Any:
     """Per-step loss vs H, plain (solid) and model-based (dashed), one colour per ε."""
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.rollout.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for i, eps in enumerate(sorted({r["eps"] for r in rows}, reverse=True)):
@@ -120,7 +120,7 @@ class CounterexampleConfig:
 def run_counterexample(cfg: CounterexampleConfig) -> list[dict[str, Any]]:
     """:func:`counterexample_table` with ``cfg``: writes table.json, table.md and
     loss_vs_horizon.png into ``cfg.out`` and prints the table; returns its rows."""
-    from qbc.io import atomic_write_json, atomic_write_text
+    from qbc.infra.files import atomic_write_json, atomic_write_text
 
     rows = counterexample_table(cfg.eps, cfg.horizons, n_demos=cfg.n_demos,
                                 episodes=cfg.episodes, k=cfg.k, d=cfg.d,

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from qbc.child_processes import run as run_command
-from qbc.child_processes import stopped_on_exit, thread_pool
-from qbc.io import atomic_write_csv, atomic_write_text
+from qbc.infra.child_processes import run as run_command
+from qbc.infra.child_processes import stopped_on_exit, thread_pool
+from qbc.infra.files import atomic_write_csv, atomic_write_text
 
 
 class EnvSetting(NamedTuple):

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from qbc.environ import scoped_threads
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.io import atomic_write_json, atomic_write_text, output_dir
+from qbc.infra.environ import scoped_threads
+from qbc.infra.files import atomic_write_json, atomic_write_text, output_dir
 
 
 @dataclass
@@ -57,7 +57,7 @@ class MultimodalConfig:
 
 def run_multimodal(cfg: MultimodalConfig) -> dict[str, Any]:
     """Run every (env, learner) cell; returns the results (as in results.json)."""
-    from qbc.validate import AT_LEAST_ONE, Rule, check_config
+    from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 
     check_config(cfg, {"bins": Rule(lo=2, integer=True), "n_demos": AT_LEAST_ONE,
                        "episodes": AT_LEAST_ONE,
@@ -97,9 +97,9 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
     import torch
 
     from qbc.agents import make_expert
-    from qbc.collect import CollectConfig, collect
     from qbc.data import load_demonstrations
-    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+    from qbc.data.collect import CollectConfig, collect
+    from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
     from qbc.training import TrainConfig, train
 
     name = env_id.split("/")[-1].lower().replace("-v0", "")

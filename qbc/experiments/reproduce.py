@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qbc.child_processes import run as run_command
-from qbc.child_processes import stopped_on_exit
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
-from qbc.io import atomic_write_json, read_json
+from qbc.infra.child_processes import run as run_command
+from qbc.infra.child_processes import stopped_on_exit
+from qbc.infra.files import atomic_write_json, read_json
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / "docs" / "results"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from qbc.rollout import QuantizedExpert, coupled_rollout, fit_growth, horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, fit_growth, horizon_metrics
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -86,7 +86,7 @@ def plot_scaling(res: dict[str, Any], path) -> Any:
     largest H against the bin width (log-log)."""
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.rollout.plots import save_figure
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     hs = res["horizons"]
@@ -137,7 +137,7 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
     """:func:`quantized_expert_scaling` with ``cfg``: writes ``cfg.out`` (JSON) and the plot
     beside it (.png), prints the table; returns the results."""
     from qbc.agents import make_expert
-    from qbc.io import atomic_write_json
+    from qbc.infra.files import atomic_write_json
 
     res = quantized_expert_scaling(cfg.env, make_expert(cfg.expert, cfg.env), cfg.bins,
                                    cfg.horizons, episodes=cfg.episodes, quantizer=cfg.quantizer,

@@ -329,7 +329,7 @@ def load_chunk_policy(directory: str | Path, module: torch.nn.Module, cfg: dict[
                       ) -> ChunkPolicy:
     """The ChunkPolicy of a checkpoint directory whose module ``load_module`` has rebuilt."""
     from qbc.chunking import ChunkTokenizer
-    from qbc.io import read_json_object
+    from qbc.infra.files import read_json_object
     from qbc.policy.loading import verify_file
 
     directory = Path(directory)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qbc.errors import CorruptFileError, QbcError
-from qbc.io import atomic_write, atomic_write_json, read_json_object, sha256_file
+from qbc.infra.files import atomic_write, atomic_write_json, read_json_object, sha256_file
 from qbc.policy.registry import module_from_config
 from qbc.policy.wrapper import Normalizer, Policy
 from qbc.tokenizer import ActionTokenizer

@@ -123,7 +123,7 @@ def save_deployed(model: nn.Module, path: str | Path) -> Path:
     """Write :func:`export_deployed` as safetensors, atomically."""
     from safetensors.torch import save_file
 
-    from qbc.io import atomic_write
+    from qbc.infra.files import atomic_write
 
     tensors = export_deployed(model)
     return atomic_write(path, lambda p: save_file(tensors, str(p)))

@@ -30,7 +30,7 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
 
     from qbc.chunking.execution import ChunkExecutor
     from qbc.chunking.floor import QuantizedChunkExpert, make_planner
-    from qbc.rollout import coupled_rollout, horizon_metrics
+    from qbc.rollout.coupled import coupled_rollout, horizon_metrics
     from qbc.sweep.runner import capped_horizons, make_row, nominal_bin_width
 
     s = cell.settings

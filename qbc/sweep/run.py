@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json, atomic_write_text
-from qbc.progress import progress_bar
-from qbc.rollout import check_rollout_memory
+from qbc.infra.files import atomic_write_json, atomic_write_text
+from qbc.infra.progress import progress_bar
+from qbc.rollout.coupled import check_rollout_memory
 from qbc.sweep.cells import Cell, expand_cells, needed_datasets
 from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.spec import SweepSpec

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from qbc.environ import scoped_threads
 from qbc.errors import OutputExistsError, QbcWarning
-from qbc.io import locked_output
+from qbc.infra.environ import scoped_threads
+from qbc.infra.files import locked_output
 from qbc.sweep.cells import Cell, DatasetSpec
 from qbc.sweep.spec import QUANTIZED_EXPERT
 
@@ -41,8 +41,8 @@ def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
 
 def _collect_missing(ds: DatasetSpec, num_envs: int) -> bool:
     """Collect ``ds`` unless it exists (checked again under its lock)."""
-    from qbc.collect import CollectConfig, collect
     from qbc.data import dataset_exists
+    from qbc.data.collect import CollectConfig, collect
 
     if dataset_exists(ds.dataset_id):
         return False
@@ -117,7 +117,7 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     import torch
 
     from qbc.quantizers import quantile_params
-    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+    from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
     from qbc.tokenizer import ActionTokenizer
 
     s = cell.settings
@@ -153,8 +153,9 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
 
 def capped_horizons(cell: Cell) -> list[int]:
     """The cell's horizons, capped at a third-party env's time limit with the one-line warning
-    of ``qbc rollout`` (:func:`qbc.rollout.cap_horizons`); qbc's own envs take any horizon."""
-    from qbc.rollout import cap_horizons
+    of ``qbc rollout`` (:func:`qbc.rollout.coupled.cap_horizons`); qbc's own envs take any
+    horizon."""
+    from qbc.rollout.coupled import cap_horizons
 
     horizons, capped = cap_horizons(cell.env, cell.settings["horizons"])
     if capped:
@@ -165,7 +166,7 @@ def capped_horizons(cell: Cell) -> list[int]:
 def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[str, Any],
              width: float | None, extra: dict[str, Any]) -> dict[str, Any]:
     """One row of the result table: policy ``kind`` of ``cell`` at horizon ``h`` (its metrics
-    ``m`` and the expert's ``expert_m`` from :func:`qbc.rollout.horizon_metrics`), plus
+    ``m`` and the expert's ``expert_m`` from :func:`qbc.rollout.coupled.horizon_metrics`), plus
     ``extra`` columns (val_loss, train_seconds; chunk cells: execution, tokens, failures)."""
     return {
         "cell": cell.key, "env": cell.env, "expert": cell.expert_label,

@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
+from qbc.infra.validate import NON_NEGATIVE, Rule, check_config
 from qbc.quantizers.binning import QUANTILE_RANGE
-from qbc.validate import NON_NEGATIVE, Rule, check_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -367,7 +367,8 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
 
 
 #: Ranges of the numbers of each table, beyond the checks of :func:`validate_spec`; every
-#: float is also checked finite and every seed in [0, 2^32) (:func:`qbc.validate.check_config`).
+#: float is also checked finite and every seed in [0, 2^32)
+#: (:func:`qbc.infra.validate.check_config`).
 _RULES = {"train": {"warmup_steps": Rule(lo=0, integer=True), "quantile": QUANTILE_RANGE},
           "data": {"expert_noise": NON_NEGATIVE}, "rollout": {}}
 

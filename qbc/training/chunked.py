@@ -19,7 +19,7 @@ selection, weight quantization and model-based augmentation, none of which is de
 yet; here every flag listed does something. What the two share is reused from ``qbc train``: the
 data-scaled step budget with early stopping (:func:`qbc.training.config.resolve_budget`,
 :func:`qbc.training.evaluation.should_stop`), the run folder with ``last/`` and ``--resume``
-(:mod:`qbc.training.checkpoint`) and the TensorBoard log (:class:`qbc.run_log.RunLog`).
+(:mod:`qbc.training.checkpoint`) and the TensorBoard log (:class:`qbc.training.run_log.RunLog`).
 
 Checkpoint selection is by the **decoded action error on validation**
 (:func:`chunk_action_error`): the RMS error, in action units, of the chunks the policy decodes
@@ -48,9 +48,14 @@ import torch
 from qbc.chunking import get_chunk_tokenizer_class, make_chunk_tokenizer, make_chunks
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
-from qbc.environ import scoped_torch_rng
 from qbc.errors import InvalidValueError, QbcWarning
-from qbc.io import atomic_write_json
+from qbc.infra.environ import scoped_torch_rng
+from qbc.infra.files import atomic_write_json
+from qbc.infra.progress import progress_bar
+from qbc.infra.validate import (
+    check_all,
+    check_config,
+)
 from qbc.policy import ModelConfig, Normalizer
 from qbc.policy.chunked import (
     CHUNK_POLICIES,
@@ -61,8 +66,6 @@ from qbc.policy.chunked import (
 )
 from qbc.policy.loading import save_checkpoint
 from qbc.policy.registry import check_model_config
-from qbc.progress import progress_bar
-from qbc.run_log import RunLog, record_scalars
 from qbc.training.checkpoint import (
     check_resume_config,
     read_metrics,
@@ -82,10 +85,7 @@ from qbc.training.config import (
 from qbc.training.data import split_demos
 from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation, should_stop
 from qbc.training.optim import make_optimizer, make_scheduler, train_step
-from qbc.validate import (
-    check_all,
-    check_config,
-)
+from qbc.training.run_log import RunLog, record_scalars
 
 
 @dataclass
@@ -358,7 +358,7 @@ def _resume_parts(out: Path, conf: dict[str, Any], tokenizer: Any, normalizer: N
     """The module and trainer state of ``out/last`` to continue with settings ``conf``: refused
     (one line) when the settings or the data differ, or when the tokenizer and normaliser
     refitted on the same data are not those the run was trained with."""
-    from qbc.io import read_json
+    from qbc.infra.files import read_json
     from qbc.policy import load_policy
 
     last = out / "last"

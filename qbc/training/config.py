@@ -21,13 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbc.augment import HEADS as TRANSITION_HEADS
-from qbc.distributed import local_device
-from qbc.policy import ModelConfig, build_policy, needs_tokenizer
-from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
-from qbc.policy.registry import check_model_config, check_policy_kind, rough_parameter_count
-from qbc.quantizers import MARGIN_RANGE, QUANTILE_QUANTIZERS, QUANTILE_RANGE
-from qbc.validate import (
+from qbc.infra.validate import (
     AT_LEAST_ONE,
     FRACTION,
     NON_NEGATIVE,
@@ -38,6 +32,12 @@ from qbc.validate import (
     check_device,
     check_memory,
 )
+from qbc.policy import ModelConfig, build_policy, needs_tokenizer
+from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
+from qbc.policy.registry import check_model_config, check_policy_kind, rough_parameter_count
+from qbc.quantizers import MARGIN_RANGE, QUANTILE_QUANTIZERS, QUANTILE_RANGE
+from qbc.rollout.augment import HEADS as TRANSITION_HEADS
+from qbc.training.distributed import local_device
 
 
 @dataclass

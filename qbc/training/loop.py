@@ -19,13 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbc.distributed import DistContext
-from qbc.environ import scoped_torch_rng
-from qbc.io import atomic_write_json
+from qbc.infra.environ import scoped_torch_rng
+from qbc.infra.files import atomic_write_json
+from qbc.infra.progress import progress_bar
 from qbc.policy import Normalizer, Policy, build_policy, needs_tokenizer
 from qbc.policy.loading import save_checkpoint
-from qbc.progress import progress_bar
-from qbc.run_log import RunLog, record_scalars
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import config as train_config
 from qbc.training.checkpoint import (
@@ -40,6 +38,7 @@ from qbc.training.checkpoint import (
 )
 from qbc.training.config import TrainConfig, config_dict, resolve_budget
 from qbc.training.data import SplitTensors, make_batch, prepare_data, split_demos
+from qbc.training.distributed import DistContext
 from qbc.training.evaluation import (
     evaluate_split,
     selection_plan,
@@ -48,6 +47,7 @@ from qbc.training.evaluation import (
     update_best,
 )
 from qbc.training.optim import make_optimizer, make_scheduler, train_step
+from qbc.training.run_log import RunLog, record_scalars
 
 
 @dataclass

@@ -8,12 +8,12 @@ import warnings
 from typing import Any
 
 from qbc.errors import QbcWarning
-from qbc.io import atomic_write_json
-from qbc.run_log import record_scalars
+from qbc.infra.files import atomic_write_json
 from qbc.training.checkpoint import ClaimedRun, claimed_run
 from qbc.training.config import TrainConfig, validate_config
 from qbc.training.evaluation import rollout_evaluation
 from qbc.training.loop import TrainResult, train_in
+from qbc.training.run_log import record_scalars
 from qbc.training.transition import train_transition_model
 
 

@@ -94,7 +94,7 @@ def dataset_provenance(dataset_id: str) -> dict[str, Any]:
 
 def policy_dataset(policy: str | Path) -> str | None:
     """The dataset id a trained policy (run folder or checkpoint) was trained on, if recorded."""
-    from qbc.io import read_json_object
+    from qbc.infra.files import read_json_object
     from qbc.policy.loading import resolve_checkpoint_dir
 
     try:
@@ -211,7 +211,7 @@ def set_dataset_expert(dataset_id: str, name: str, params: dict[str, Any] | None
 
     from qbc.agents import make_expert
     from qbc.data import dataset_lock, dataset_path, load_demonstrations
-    from qbc.io import atomic_write_json, json_safe
+    from qbc.infra.files import atomic_write_json, json_safe
 
     params = dict(params or {})
     with dataset_lock(dataset_id, root):

@@ -1,6 +1,6 @@
 """DAgger's settings (:class:`DaggerConfig`, also the ``qbc dagger`` command's config): the
 beta schedule, the checks run before anything is written, each round's `qbc train` settings
-and the ids of the round datasets. :mod:`qbc.dagger` runs the rounds."""
+and the ids of the round datasets. :mod:`qbc.interactive.dagger` runs the rounds."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.infra.validate import check_config
 from qbc.policy import ModelConfig
 from qbc.training import TrainConfig
-from qbc.validate import check_config
 
 BETA_SCHEDULES = ("linear", "exp", "constant")
 INITS = ("scratch", "warm")
@@ -166,9 +166,9 @@ def check_sizes(cfg: DaggerConfig) -> None:
     """Refuse, before the first round, a round's collection or the evaluation whose episodes x
     horizon would not fit in memory, and episode seeds past 2^32 (they would fail after rounds
     were collected and trained)."""
-    from qbc.gym_utils import check_env_id
-    from qbc.rollout import check_rollout_memory
-    from qbc.validate import SEED_LIMIT
+    from qbc.infra.validate import SEED_LIMIT
+    from qbc.rollout.coupled import check_rollout_memory
+    from qbc.stepping.environments import check_env_id
 
     horizon = cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps
     if horizon is not None:

@@ -4,9 +4,10 @@ visited state with the expert's action, aggregate, retrain.
 Round 0 is behaviour cloning on expert episodes (the mixture with beta = 1). Round r >= 1 rolls
 out the mixture of the expert and the round r-1 policy: at every step, in every env copy, the
 expert's action is executed with probability beta_r, the learner's otherwise (coins drawn per
-episode from :func:`qbc.collect.episode_rng`, stream ``MIXTURE_STREAM``). Whatever acted, the
+episode from :func:`qbc.data.collect.episode_rng`, stream ``MIXTURE_STREAM``). Whatever acted, the
 dataset records the expert's clean action at the visited state. The rollouts run in the vector
-env of :func:`qbc.collect.rollout_episodes`, with one batched expert call and one batched learner
+env of :func:`qbc.data.collect.rollout_episodes`, with one batched expert call and one batched
+learner
 call per step.
 
 An output folder ``DIR`` holds::
@@ -28,7 +29,7 @@ Resuming: re-running the same command continues after the last row of rounds.csv
 rounds are kept; a round cut short is redone from its start, with the same seeds and numbers).
 The run is found by its folder: ``--out`` may be spelled otherwise or name the folder after a
 move; a --dataset-base other than the stored one is refused.
-``--overwrite`` of an existing run is staged (:mod:`qbc.dagger_staging`): the old rounds and
+``--overwrite`` of an existing run is staged (:mod:`qbc.interactive.staging`): the old rounds and
 datasets are replaced only when every new round has finished; a run killed while they were
 being replaced is finished by the next run of its folder before anything else.
 """
@@ -43,8 +44,11 @@ from typing import Any
 
 import numpy as np
 
-from qbc.collect import MIXTURE_STREAM, episode_rng, rollout_episodes
-from qbc.dagger_config import (
+from qbc.data.collect import MIXTURE_STREAM, episode_rng, rollout_episodes
+from qbc.data.expert_choice import default_expert
+from qbc.errors import InvalidValueError
+from qbc.infra.files import locked_output
+from qbc.interactive.config import (
     DaggerConfig,
     beta_of,
     dataset_base,
@@ -52,7 +56,7 @@ from qbc.dagger_config import (
     round_train_config,
     validate,
 )
-from qbc.dagger_files import (
+from qbc.interactive.run_files import (
     CONFIG_NAME,
     prepare_run,
     run_entries,
@@ -60,15 +64,13 @@ from qbc.dagger_files import (
     stored_dataset_base,
     write_rows,
 )
-from qbc.dagger_staging import RunPlace, finish_interrupted, needs_staging, run_place
-from qbc.errors import InvalidValueError
-from qbc.expert_choice import default_expert
-from qbc.io import locked_output
+from qbc.interactive.staging import RunPlace, finish_interrupted, needs_staging, run_place
 
 
 # -- the mixture -----------------------------------------------------------------------------------
 class ExpertLearnerMixture:
-    """DAgger's behaviour policy for :func:`qbc.collect.rollout_episodes`: per step and env copy
+    """DAgger's behaviour policy for :func:`qbc.data.collect.rollout_episodes`: per step and env
+    copy
     the expert's label with probability ``beta``, else ``learner.act(obs)`` (argmax decoding);
     the dataset records the labels. Coin of episode k at step t:
     ``episode_rng(seed + k, MIXTURE_STREAM).random(H)[t] < beta``."""
@@ -96,7 +98,7 @@ class ExpertLearnerMixture:
 def check_expert_labels(expert: Any, env_id: str, env_kwargs: dict[str, Any]) -> None:
     """Raise InvalidValueError unless ``expert.act`` labels a batch of the env's states with
     finite actions of the action space's shape."""
-    from qbc.gym_utils import make_env
+    from qbc.stepping.environments import make_env
 
     env = make_env(env_id, **env_kwargs)
     try:
@@ -135,7 +137,7 @@ def collect_round(cfg: DaggerConfig, r: int, expert: Any, learner: Any,
     default the datasets root); returns (episodes, timings in s)."""
     from qbc import __version__
     from qbc.data import write_dataset
-    from qbc.gym_utils import make_env
+    from qbc.stepping.environments import make_env
 
     kwargs, beta, n = env_kwargs_of(cfg), beta_of(cfg, r), cfg.episodes_per_round
     first = cfg.seed + r * n
@@ -190,10 +192,11 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     """Coupled rollouts of the policy against the expert: regret at the eval horizon (mean and
     95% CI) and the fraction of episodes that diverged by then; for a token policy also the
     floor's (the quantized expert through the policy's tokenizer, round 0's in every round)
-    and the expert's return, for :func:`qbc.rollout.floor_verdict`; where the env reports it,
+    and the expert's return, for :func:`qbc.rollout.coupled.floor_verdict`; where the env reports
+    it,
     the success rate (95% Wilson interval)."""
-    from qbc.gym_utils import check_env_id
-    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+    from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
+    from qbc.stepping.environments import check_env_id
     from qbc.tokenizer import ActionTokenizer
 
     horizon = cfg.eval_horizon or cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps
@@ -276,7 +279,7 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
     """Run (or continue) DAgger up to round ``cfg.rounds``; returns the rows of rounds.csv.
 
     ``--overwrite`` of an existing run (or of existing round datasets) is staged
-    (:mod:`qbc.dagger_staging`): the old run and its datasets stay as they are until every
+    (:mod:`qbc.interactive.staging`): the old run and its datasets stay as they are until every
     round has finished, and survive any failure."""
     if cfg.expert is None:  # the env's default expert (its zoo actor, else lqr)
         cfg = dataclasses.replace(cfg, expert=default_expert(cfg.env)[0])
@@ -304,7 +307,7 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
 def within_time_limit(cfg: DaggerConfig) -> DaggerConfig:
     """``cfg`` with ``max_episode_steps`` and ``eval_horizon`` capped at a third-party env's
     time limit, each with the one-line warning of rollout horizons (qbc's own envs: as given)."""
-    from qbc.rollout import cap_horizon
+    from qbc.rollout.coupled import cap_horizon
 
     changes = {}
     if cfg.max_episode_steps is not None:
@@ -317,7 +320,8 @@ def within_time_limit(cfg: DaggerConfig) -> DaggerConfig:
 
 def with_dataset_base(cfg: DaggerConfig) -> DaggerConfig:
     """``cfg`` with its dataset base spelled out: the stored run's when ``cfg.out`` holds one to
-    continue (:func:`qbc.dagger_files.stored_dataset_base`), else --dataset-base or the default
+    continue (:func:`qbc.interactive.run_files.stored_dataset_base`), else --dataset-base or the
+    default
     from the folder's name. New runs store it, so the round dataset ids never depend on what
     the folder is called later."""
     stored = None if cfg.overwrite else stored_dataset_base(Path(cfg.out), cfg.dataset_base)

@@ -4,7 +4,8 @@
 called with no argument before the first ``act`` of every batch of episodes (every row starts
 afresh); with ``mask`` (N,) bool only the rows where it is true restart. Experts
 (:mod:`qbc.agents`), trained policies (:class:`qbc.policy.Policy`), the quantized expert
-(:class:`qbc.rollout.QuantizedExpert`), chunk executors, model-based deployment and a user's own
+(:class:`qbc.rollout.coupled.QuantizedExpert`), chunk executors, model-based deployment and a
+user's own
 object all satisfy it. Extra arguments some of them take (``deterministic``, ``rng``,
 ``generator``) are optional keywords, so ``act(obs)`` works on every one.
 

@@ -1,8 +1,10 @@
 """The one batched rollout loop: M copies of a vector env stepped together by an actor.
 
-Coupled rollouts (:mod:`qbc.rollout`), expert evaluation (:mod:`qbc.agents.evaluate`) and data
+Coupled rollouts (:mod:`qbc.rollout.coupled`), expert evaluation (:mod:`qbc.agents.evaluate`) and
+data
 collection step their envs with :func:`run_steps` and read what they need from the
-:class:`Steps` it records. It depends on numpy and the :class:`~qbc.actor.Actor` protocol only,
+:class:`Steps` it records. It depends on numpy and the :class:`~qbc.stepping.actor.Actor` protocol
+only,
 so the experts' own modules can use it.
 
 >>> steps = run_steps(venv, actor, seeds=[0, 1, 2], steps=100)     # exactly 100 steps
@@ -22,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from qbc.actor import reset_actor
 from qbc.errors import InvalidValueError
+from qbc.stepping.actor import reset_actor
 
 #: ``execute(obs (M, obs_dim), actions (M, act_dim), t) -> executed actions (M, act_dim)``:
 #: what the env runs instead of the actor's actions (action noise, DART, a DAgger mixture).

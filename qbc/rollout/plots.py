@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from qbc.io import atomic_write  # noqa: E402
+from qbc.infra.files import atomic_write  # noqa: E402
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:

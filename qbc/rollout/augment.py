@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from qbc.environ import scoped_torch_rng
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.io import atomic_write, atomic_write_json, read_json_object
-from qbc.progress import progress_bar
+from qbc.infra.environ import scoped_torch_rng
+from qbc.infra.files import atomic_write, atomic_write_json, read_json_object
+from qbc.infra.progress import progress_bar
 
 MODEL_FILE = "transition.safetensors"
 CONFIG_FILE = "transition.json"

@@ -19,8 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from qbc.environ import scoped_environ
 from qbc.errors import InvalidValueError
+from qbc.infra.environ import scoped_environ
 
 TENSORBOARD_DIR = "tensorboard"
 

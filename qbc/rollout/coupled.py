@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from qbc.actor import Actor
 from qbc.errors import InvalidValueError, QbcWarning
-from qbc.gym_utils import make_vector_env
-from qbc.progress import progress_bar
-from qbc.rollout_loop import episode_modes, run_steps
+from qbc.infra.progress import progress_bar
+from qbc.stepping.actor import Actor
+from qbc.stepping.environments import make_vector_env
+from qbc.stepping.loop import episode_modes, run_steps
 
 
 @dataclass
@@ -218,7 +218,7 @@ def cap_horizons(env_id: str, horizons: Sequence[int]) -> tuple[list[int], str |
     horizons above it are dropped and the limit itself is kept as the largest horizon. qbc envs
     (:func:`is_keyed_env`) are not capped. Returns ``(horizons, message or None)``.
     """
-    from qbc.gym_utils import check_env_id
+    from qbc.stepping.environments import check_env_id
 
     hs = sorted({int(h) for h in horizons})
     limit = check_env_id(env_id).max_episode_steps
@@ -251,8 +251,8 @@ def check_rollout_memory(env_id: str, n_actors: int, episodes: int, horizon: int
                          fix: str = "use fewer --episodes or a smaller horizon") -> None:
     """Refuse a coupled rollout whose stored trajectories (float64 observations and actions,
     rewards, per actor, episode and step) would not fit in the available memory."""
-    from qbc.gym_utils import make_env
-    from qbc.validate import check_memory
+    from qbc.infra.validate import check_memory
+    from qbc.stepping.environments import make_env
 
     env = make_env(env_id)
     try:

@@ -25,12 +25,12 @@ import gymnasium as gym
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 
-from qbc.actor import BoundActor
+from qbc.data.expert_choice import expert_file_sha256
 from qbc.errors import InvalidValueError, OutputExistsError
-from qbc.expert_choice import expert_file_sha256
-from qbc.gym_utils import make_env, make_vector_env
-from qbc.progress import progress_bar
-from qbc.rollout_loop import episode_outcomes, run_steps
+from qbc.infra.progress import progress_bar
+from qbc.stepping.actor import BoundActor
+from qbc.stepping.environments import make_env, make_vector_env
+from qbc.stepping.loop import episode_outcomes, run_steps
 
 # -- behaviours: what is executed, given the expert's label ----------------------------------------
 #: spawn keys of the per-episode generators (SeedSequence(episode seed, spawn_key=(stream,))):
@@ -135,7 +135,7 @@ class Collected:
     write_seconds: float
     outcomes: dict[str, np.ndarray] = field(default_factory=dict)
     """per episode, where the env reports them: ``success`` (bool) and ``mode`` (int), see
-    :func:`qbc.rollout_loop.episode_outcomes`."""
+    :func:`qbc.stepping.loop.episode_outcomes`."""
 
 
 def collect(cfg: CollectConfig, expert: Any = None,
@@ -154,7 +154,7 @@ def collect(cfg: CollectConfig, expert: Any = None,
     cfg = _within_time_limit(cfg)
     _check_memory(cfg)
     if cfg.dart_policy is not None:  # refused here, before the lock, when it does not fit
-        from qbc.dart import load_dart_policy
+        from qbc.interactive.dart import load_dart_policy
 
         load_dart_policy(cfg.dart_policy, cfg.env)
     if expert is None:  # opened before the lock: a refused expert leaves no trace
@@ -165,8 +165,8 @@ def collect(cfg: CollectConfig, expert: Any = None,
 
 def _collect(cfg: CollectConfig, expert: Any, root: str | os.PathLike | None) -> Collected:
     """The collection itself, under the dataset lock."""
-    from qbc.dart import dart_sigma_for
     from qbc.data import dataset_exists, write_dataset
+    from qbc.interactive.dart import dart_sigma_for
 
     if dataset_exists(cfg.dataset_id, root) and not cfg.overwrite:
         raise OutputExistsError(
@@ -208,7 +208,7 @@ def _provenance(cfg: CollectConfig, expert: Any, max_episode_steps: int | None,
                 env_kwargs: dict[str, Any], sigma: float) -> dict[str, Any]:
     """The metadata stored under ``"qbc"``: versions, env, expert, noise, seeds."""
     from qbc import __version__
-    from qbc.dart import dart_provenance
+    from qbc.interactive.dart import dart_provenance
 
     params = getattr(expert, "params", {})
     return {
@@ -251,7 +251,7 @@ def rollout_episodes(env_id: str, expert: Any, n_episodes: int, num_envs: int = 
     (e.g. DAgger's expert/learner mixture). At most one of the three may be set.
 
     ``with_outcomes``: return ``(episodes, outcomes)``, outcomes the per-episode ``success`` /
-    ``mode`` arrays the env reports (:func:`qbc.rollout_loop.episode_outcomes`; {} for envs
+    ``mode`` arrays the env reports (:func:`qbc.stepping.loop.episode_outcomes`; {} for envs
     that report neither).
     """
     env_kwargs = dict(env_kwargs or {})
@@ -306,10 +306,10 @@ def _run_wave(venv: Any, expert: Any, k: int, wave_seed: int, obs_dtype: Any,
               behavior: Behavior | None, bar: Any
               ) -> tuple[list[EpisodeBuffer], dict[str, np.ndarray]]:
     """Play the first episode of copies 0..k-1 (seeds wave_seed + i) to its end, on
-    :func:`qbc.rollout_loop.run_steps`: the expert's deterministic actions, executed through
+    :func:`qbc.stepping.loop.run_steps`: the expert's deterministic actions, executed through
     ``behavior`` when given, clipped to the action space. The episodes hold the executed
     actions, or the expert's labels (clipped too) when the behaviour records labels; with
-    them the env's per-episode outcomes (:func:`qbc.rollout_loop.episode_outcomes`)."""
+    them the env's per-episode outcomes (:func:`qbc.stepping.loop.episode_outcomes`)."""
     steps = run_steps(venv, BoundActor(expert, deterministic=True), wave_seed, copies=k,
                       execute=None if behavior is None else behavior.act, clip=True,
                       on_step=lambda newly: bar.update(int(newly[:k].sum())))
@@ -358,7 +358,7 @@ def _within_time_limit(cfg: CollectConfig) -> CollectConfig:
     """``cfg`` with ``max_episode_steps`` capped at a third-party env's time limit (its task
     ends there; a one-line warning says so, as for rollout horizons); qbc's own envs take any
     length."""
-    from qbc.rollout import cap_horizon
+    from qbc.rollout.coupled import cap_horizon
 
     if cfg.max_episode_steps is None:
         return cfg
@@ -369,7 +369,7 @@ def _within_time_limit(cfg: CollectConfig) -> CollectConfig:
 def _check_memory(cfg: CollectConfig) -> None:
     """Refuse episodes x horizon steps that would not fit in memory (before the dataset lock
     is taken: a huge --max-episode-steps would otherwise run for days, then fail)."""
-    from qbc.rollout import check_rollout_memory
+    from qbc.rollout.coupled import check_rollout_memory
 
     horizon = cfg.max_episode_steps
     if horizon is None and cfg.env in gym.registry:
@@ -380,7 +380,14 @@ def _check_memory(cfg: CollectConfig) -> None:
 
 
 def _validate(cfg: CollectConfig) -> None:
-    from qbc.validate import AT_LEAST_ONE, NON_NEGATIVE, SEED_LIMIT, Rule, check_all, check_config
+    from qbc.infra.validate import (
+        AT_LEAST_ONE,
+        NON_NEGATIVE,
+        SEED_LIMIT,
+        Rule,
+        check_all,
+        check_config,
+    )
 
     check_config(cfg, {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE,
                        "expert_noise": NON_NEGATIVE, "dart_sigma": NON_NEGATIVE,

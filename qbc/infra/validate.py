@@ -200,7 +200,7 @@ def _gib(n: float) -> str:
 def check_finite_json(obj: Any, what: str) -> None:
     """Raise InvalidValueError when ``obj`` holds NaN or ±inf anywhere (floats, numpy scalars
     and arrays, inside mappings, sequences and dataclasses), naming where: for JSON files whose
-    readers need every number (dataset metadata), checked before :func:`qbc.io.json_safe`
+    readers need every number (dataset metadata), checked before :func:`qbc.infra.files.json_safe`
     would write such a number as null."""
     import numpy as np
 

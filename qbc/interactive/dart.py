@@ -1,7 +1,7 @@
 """DART (Laskey et al. 2017) for ``qbc collect``: the noise level fitted to a trained policy
 (the DART rule) and what a dataset's metadata says about it.
 
-The noise itself is a :class:`qbc.collect.GaussianActionNoise` on stream ``DART_STREAM``: the
+The noise itself is a :class:`qbc.data.collect.GaussianActionNoise` on stream ``DART_STREAM``: the
 executed action is the expert's label plus sigma * N(0, I), the dataset records the label.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from qbc.collect import DART_STREAM, rollout_episodes
+from qbc.data.collect import DART_STREAM, rollout_episodes
 from qbc.errors import InvalidValueError
 
 

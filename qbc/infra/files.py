@@ -59,7 +59,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically. NaN/inf are refused (pass the
     object through :func:`json_safe` first to write them as null, or check it first with
-    :func:`qbc.validate.check_finite_json`)."""
+    :func:`qbc.infra.validate.check_finite_json`)."""
     return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 

@@ -1,4 +1,5 @@
-"""Where a DAgger run (:mod:`qbc.dagger`) writes: its run folder and Minari datasets directly,
+"""Where a DAgger run (:mod:`qbc.interactive.dagger`) writes: its run folder and Minari datasets
+directly,
 or, for ``--overwrite`` of an existing run, staging places that replace the old run only when
 every round has finished.
 
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qbc.io import atomic_write_json, check_out_dir, leftovers, read_json_object
+from qbc.infra.files import atomic_write_json, check_out_dir, leftovers, read_json_object
 
 #: the journal of a staged run whose rounds have all finished (its publish and swap are due).
 JOURNAL = ".dagger-publish.json"

@@ -1,4 +1,4 @@
-"""A DAgger run folder (:mod:`qbc.dagger`): its stored config, ``rounds.csv`` and
+"""A DAgger run folder (:mod:`qbc.interactive.dagger`): its stored config, ``rounds.csv`` and
 ``timing.csv``; checking a folder before a run starts or continues.
 
 ``rounds.csv`` and ``timing.csv`` are rewritten whole after every round; floats are written by
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
-from qbc.io import atomic_write_csv, atomic_write_json, read_json_object
+from qbc.infra.files import atomic_write_csv, atomic_write_json, read_json_object
 
 ROUND_FIELDS = ["round", "beta", "episodes", "steps", "expert_labels", "dataset", "val_loss",
                 "regret", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "floor_regret",
@@ -38,7 +38,7 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
     the finished rounds (rows of rounds.csv and timing.csv) of a run to continue, or empty
     lists for a new run (:func:`store_config` then stores ``conf``). Changes nothing: an
     ``--overwrite`` run replaces the old one only when it has finished
-    (:mod:`qbc.dagger_staging`)."""
+    (:mod:`qbc.interactive.staging`)."""
     from qbc.data import dataset_exists
 
     out = Path(out)
