@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.infra.files import sha256_file
+from qbc.infra.files import atomic_write, atomic_write_json, read_json, sha256_file
 
 ACTOR_FORMAT = "qbc-actor"
 ACTOR_VERSION = 1
@@ -98,8 +98,6 @@ class MLPActor:
 
 def read_actor_meta(folder: str | Path) -> dict[str, Any]:
     """The checked actor.json of an actor folder (CorruptFileError when missing or damaged)."""
-    from qbc.infra.files import read_json
-
     path = Path(folder) / META_FILE
     if not path.is_file():
         raise CorruptFileError(f"actor description {str(path)!r} does not exist")
@@ -210,8 +208,6 @@ def save_sb3_actor(model: Any, algo: str, folder: str | Path,
     each atomically); ``info`` (env_id, timesteps, seed, training_command, evaluation, ...)
     is added to the JSON. Returns the folder."""
     from safetensors.numpy import save_file
-
-    from qbc.infra.files import atomic_write, atomic_write_json
 
     if len(model.observation_space.shape) != 1 or len(model.action_space.shape) != 1:
         raise InvalidValueError("only flat (1-D) observation and action spaces can be exported")

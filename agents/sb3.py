@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from qbc.agents.experts import Expert
+from qbc.agents.base import Expert
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
+from qbc.infra.child_processes import stopped_on_exit
 from qbc.infra.files import atomic_write
 from qbc.infra.progress import progress_bar
 
@@ -147,7 +148,6 @@ def train_sb3_expert(
                 model.load_replay_buffer(replay)
         else:
             model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
-        from qbc.infra.child_processes import stopped_on_exit
 
         done = model.num_timesteps
         try:

@@ -44,7 +44,7 @@ API_MODULES: tuple[tuple[str, str], ...] = (
     ("Environments", "qbc.envs"),
     ("Demonstrations", "qbc.data"),
     ("Collect", "qbc.data.collect"),
-    ("DART", "qbc.interactive.dart"),
+    ("DART", "qbc.data.dart"),
     ("DAgger", "qbc.interactive.dagger"),
     ("Rollouts", "qbc.rollout.coupled"),
     ("Certificate", "qbc.certify.certificate"),

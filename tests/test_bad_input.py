@@ -317,10 +317,10 @@ def test_console_script_and_module_agree(results):
 # -- the same cases in Python: typed exceptions ----------------------------------------------------
 def test_python_unknown_names_are_typed_with_suggestions():
     from qbc.agents import make_expert
+    from qbc.envs.make import make_env
     from qbc.policy import build_policy
     from qbc.policy.registry import ModelConfig
     from qbc.quantizers import make_quantizer
-    from qbc.stepping.environments import make_env
 
     cases = [(lambda: make_env("qbc/LinearUnstabel-v0"), "qbc/LinearUnstable-v0"),
              (lambda: make_quantizer("unifrom"), "uniform"),

@@ -14,7 +14,8 @@ import qbc.data.collect
 from qbc.cli import main
 from qbc.cli.collect import CollectArgs, collect_config
 from qbc.data import dataset_path, load_demonstrations
-from qbc.data.collect import CollectConfig, collect, rollout_episodes
+from qbc.data.collect import CollectConfig, collect
+from qbc.data.episodes import rollout_episodes
 from qbc.errors import InvalidValueError, OutputExistsError, UnknownNameError
 
 CAR = "MountainCarContinuous-v0"  # no native vector version: exercises the sync fallback

@@ -17,7 +17,8 @@ from safetensors.numpy import load_file
 import qbc  # noqa: F401  (registers the qbc/ envs)
 import qbc.interactive.dagger
 from qbc.agents import make_expert
-from qbc.data.collect import MIXTURE_STREAM, CollectConfig, collect, rollout_episodes
+from qbc.data.collect import CollectConfig, collect
+from qbc.data.episodes import MIXTURE_STREAM, rollout_episodes
 from qbc.interactive.config import round_train_config
 from qbc.interactive.dagger import DaggerConfig, ExpertLearnerMixture, run_dagger
 from qbc.policy import ModelConfig
@@ -357,11 +358,10 @@ def test_overwrite_killed_while_publishing_is_finished_by_the_next_run(tmp_path,
                                                                         where):
     """An --overwrite run killed between (or during) publishing its datasets and swapping its
     folder: the next run of the folder finishes both, so folder and datasets agree."""
-    import qbc.data.store
     import qbc.interactive.staging
 
     _run_in(tmp_path, monkeypatch)  # the old run: rounds 0..2, 8 bins
-    target, name, calls = {"mid-publish": (qbc.data.store, "publish_dataset", 1),
+    target, name, calls = {"mid-publish": (qbc.interactive.staging, "publish_dataset", 1),
                            "after-publish": (qbc.interactive.staging, "old_rounds", 1),
                            "mid-swap": (qbc.interactive.staging, "_remove", 4)}[where]
     with monkeypatch.context() as patch:

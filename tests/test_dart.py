@@ -12,7 +12,8 @@ import pytest
 import qbc  # noqa: F401  (registers the qbc/ envs)
 from qbc.agents import make_expert
 from qbc.cli.collect import parse_dart
-from qbc.data.collect import DART_STREAM, CollectConfig, collect
+from qbc.data.collect import CollectConfig, collect
+from qbc.data.episodes import DART_STREAM
 from qbc.errors import InvalidValueError
 
 ENV = "qbc/LinearUnstable-v0"  # 2-D actions, process noise from the env's own generator
@@ -109,8 +110,8 @@ def test_dart_flags_parse():
 
 def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
     from qbc.data import Demonstrations, load_demonstrations
-    from qbc.data.collect import rollout_episodes
-    from qbc.interactive.dart import dart_sigma_for
+    from qbc.data.dart import dart_sigma_for
+    from qbc.data.episodes import rollout_episodes
     from qbc.policy import ModelConfig, load_policy
     from qbc.training import TrainConfig, train
 

@@ -12,12 +12,12 @@ from qbc.errors import InvalidValueError, QbcWarning
 from qbc.experiments.scaling import plot_scaling, quantized_expert_scaling
 from qbc.rollout.coupled import (
     QuantizedExpert,
-    cap_horizons,
     check_coupling,
     coupled_rollout,
     coupling_line,
     horizon_metrics,
 )
+from qbc.stepping.limits import cap_horizons
 from qbc.tokenizer import ActionTokenizer
 
 SCALAR = "qbc/ScalarStable-v0"
@@ -197,7 +197,7 @@ def test_every_actor_acts_on_a_bare_batch():
 
 
 def test_the_rollout_loop_records_executed_actions_labels_and_episode_ends():
-    from qbc.stepping.environments import make_vector_env
+    from qbc.envs.make import make_vector_env
     from qbc.stepping.loop import run_steps
 
     expert = make_expert("lqr", SCALAR)

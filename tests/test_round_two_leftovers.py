@@ -12,9 +12,9 @@ import signal
 import pytest
 
 from qbc.cli import main
+from qbc.envs.make import make_env, make_vector_env
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.files import read_json_object
-from qbc.stepping.environments import make_env, make_vector_env
 
 TINY = ["--model.d-model", "16", "--model.n-layers", "1", "--model.n-heads", "2"]
 

@@ -14,8 +14,8 @@ import qbc  # noqa: F401  (registers the qbc/ envs)
 from qbc.data.collect import CollectConfig, collect
 from qbc.errors import QbcWarning
 from qbc.interactive.dagger import DaggerConfig, within_time_limit
-from qbc.rollout.coupled import cap_horizon
-from qbc.sweep.runner import capped_horizons
+from qbc.stepping.limits import cap_horizon
+from qbc.sweep.rows import capped_horizons
 
 PENDULUM = "Pendulum-v1"  # time limit 200
 
@@ -93,11 +93,10 @@ def test_sweep_cells_cap_their_horizons():
 
 
 def test_train_chunked_warns_when_its_closing_rollout_was_capped(tmp_path, monkeypatch):
-    import qbc.data
     import qbc.training.chunked as chunked
 
     message = "Pendulum-v1 ends episodes after 200 steps (its time limit): horizon(s) 500 capped"
-    monkeypatch.setattr(qbc.data, "load_demonstrations", lambda ds: SimpleNamespace())
+    monkeypatch.setattr(chunked, "load_demonstrations", lambda ds: SimpleNamespace())
     monkeypatch.setattr(chunked, "check_rollout_sizes", lambda *a: None)
     monkeypatch.setattr(chunked, "train_chunked", lambda cfg, demos: {
         "policy": SimpleNamespace(chunk_tokenizer=None)})

@@ -259,7 +259,6 @@ class ChunkTokenizer:
         return f"{type(self).__name__}({args})"
 
 
-
 #: Largest chunk (k x D values) a file may describe: far beyond any real chunk, small enough
 #: that checking a damaged file cannot exhaust memory.
 MAX_CHUNK_VALUES = 1 << 20

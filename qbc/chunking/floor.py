@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from qbc.envs.make import make_env
 from qbc.errors import InvalidValueError
 
 #: Rollout names of the floor actor, with and without a chunk tokenizer.
@@ -61,8 +62,6 @@ class ModelPlanner:
     """Plans on a qbc env's noise-free model ``dynamics`` (see the module text)."""
 
     def __init__(self, env_id: str, expert: Any):
-        from qbc.stepping.environments import make_env
-
         env = make_env(env_id)
         self.model = env.unwrapped
         env.close()
@@ -122,8 +121,6 @@ class SimulatorPlanner:
         self._copies: list[Any] | None = None
 
     def _grow(self, n: int) -> list[Any]:
-        from qbc.stepping.environments import make_env
-
         while len(self._scratch) < n:
             env = make_env(self.env_id)
             env.reset(seed=0)
@@ -163,8 +160,6 @@ class SimulatorPlanner:
 def make_planner(env_id: str, expert: Any) -> ModelPlanner | SimulatorPlanner:
     """The planner for ``env_id``: the noise-free model of an env that has one (the qbc envs'
     ``dynamics``), else a copy of the simulator."""
-    from qbc.stepping.environments import make_env
-
     env = make_env(env_id)
     has_model = hasattr(env.unwrapped, "dynamics") and hasattr(env.unwrapped, "clip_action")
     env.close()

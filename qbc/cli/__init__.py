@@ -36,16 +36,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qbc.cli.lists import KeepCommas
 from qbc.errors import QbcError, QbcWarning, UnknownNameError
 
 
 class DeprecatedFlagWarning(QbcWarning):
     """A flag was given under its old name; it still works for one release."""
-
-
-class KeepCommas:
-    """Marker of a tuple flag whose values keep their commas (``Annotated[tuple[str, ...],
-    KeepCommas]``: JSON text, KEY=VALUE pairs), so :func:`split_comma_lists` leaves it alone."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +205,7 @@ def _parse_flags(command: Command, args: list[str], name: str) -> Any:
     comma form of list flags are rewritten first."""
     import tyro
 
-    from qbc.cli.flag_types import REGISTRY
+    from qbc.cli.flag_types import REGISTRY  # lazy: the flag types load torch (policy configs)
 
     args = rename_flags(args, command.renamed_flags)
     args = split_comma_lists(args, list_flags(command.config_type))
@@ -403,4 +399,3 @@ def _log_traceback(exc: BaseException, name: str) -> str:
         return path
     except OSError:
         return f"(not written; {type(exc).__name__}: {_first_line(exc)})"
-

@@ -19,12 +19,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from qbc.bench import sections
+from qbc.bench.device import peak_info
+from qbc.bench.timing import machine_info
 from qbc.cli import Command
 from qbc.errors import OutputExistsError
 from qbc.infra.environ import scoped_threads
 from qbc.infra.files import atomic_write_json, json_safe
 from qbc.infra.progress import progress_bar
 from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config, check_device
+from qbc.policy.inference import onednn_disabled
 from qbc.policy.registry import ModelConfig, check_model_config
 
 #: Settings that --quick shrinks (full-run value, quick value); fields left at None take them.
@@ -114,8 +118,6 @@ def resolve(cfg: BenchConfig) -> BenchConfig:
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every measurement; print the table; write --json if given. Returns the results."""
-    from qbc.bench.timing import machine_info
-
     cfg = resolve(cfg)
     if cfg.json is not None and cfg.json.exists() and not cfg.overwrite:
         raise OutputExistsError(f"{cfg.json} exists; pass --overwrite to replace it")
@@ -128,10 +130,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
-    from qbc.bench import sections
-    from qbc.bench.device import peak_info
-    from qbc.policy.inference import onednn_disabled
-
     device = check_device(cfg.device)
     on_gpu = device.type != "cpu"
     result: dict[str, Any] = {"config": json_safe(cfg), "machine": machine,

@@ -13,9 +13,14 @@ from qbc.certify.certificate import certificate
 from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.cli.lists import parse_horizons, positive_floats
+from qbc.data import check_compatible, load_demonstrations
+from qbc.data.expert_choice import build_expert, choose_expert
+from qbc.envs.make import make_env
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.infra.files import atomic_write_json, output_dir
+from qbc.infra.files import atomic_write_json, output_dir, read_json_object
 from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
+from qbc.stepping.limits import check_rollout_memory
+from qbc.tokenizer import ActionTokenizer
 
 
 @dataclass
@@ -75,13 +80,6 @@ RULES = {"k": POSITIVE, "bins": Rule(lo=2, integer=True), "horizon": Rule(lo=2, 
 
 def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     """Check every flag and open every input, before anything is written."""
-    from qbc.data import check_compatible, load_demonstrations
-    from qbc.data.expert_choice import build_expert, choose_expert
-    from qbc.infra.files import read_json_object
-    from qbc.rollout.coupled import check_rollout_memory
-    from qbc.stepping.environments import make_env
-    from qbc.tokenizer import ActionTokenizer
-
     check_config(cfg, RULES)
     check_all([(cfg.seed + cfg.episodes <= SEED_LIMIT,
                 f"--seed + --episodes must stay below 2^32, got {cfg.seed} + {cfg.episodes}")])

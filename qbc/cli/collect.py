@@ -19,6 +19,7 @@ from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.data.collect import CollectConfig, Collected, collect
 from qbc.data.expert_choice import default_expert, default_expert_line
 from qbc.errors import InvalidValueError
+from qbc.rollout.coupled import mode_fractions, proportion_ci95
 
 
 @dataclass
@@ -137,8 +138,6 @@ def format_summary(cfg: CollectConfig, done: Collected) -> str:
 def outcome_lines(outcomes: dict[str, np.ndarray]) -> list[str]:
     """The expert's success rate (95% Wilson interval) and mode coverage, for envs that report
     them (none otherwise)."""
-    from qbc.rollout.coupled import mode_fractions, proportion_ci95
-
     lines = []
     if "success" in outcomes:
         rate, lo, hi = proportion_ci95(outcomes["success"])

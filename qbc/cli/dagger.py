@@ -18,6 +18,7 @@ from qbc.cli.flag_types import KeyValues, expert_params, key_values
 from qbc.data.expert_choice import default_expert_line
 from qbc.interactive.dagger import DaggerConfig, run_dagger
 from qbc.interactive.run_files import read_timing
+from qbc.rollout.coupled import floor_verdict
 
 
 @dataclass
@@ -94,7 +95,6 @@ def last_round_verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     last = rows[-1] if rows else {}
     if last.get("floor_regret") is None or last.get("expert_return") is None:
         return None
-    from qbc.rollout.coupled import floor_verdict
 
     return floor_verdict({"regret": last["regret"], "failed": last["diverged_fraction"]},
                          {"regret": last["floor_regret"],

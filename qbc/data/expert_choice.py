@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbc.agents import make_expert
+from qbc.agents.expert_zoo import ZOO_PREFIX, available_zoo
+from qbc.data import dataset_lock, dataset_path, load_demonstrations, split_dataset_ids
 from qbc.errors import CorruptFileError, InvalidValueError, QbcError
+from qbc.infra.files import atomic_write_json, json_safe, read_json_object
+from qbc.policy.loading import resolve_checkpoint_dir
 
 #: The expert when neither a flag nor the dataset names one (the qbc/ envs' analytic expert).
 FALLBACK_EXPERT = "lqr"
@@ -35,8 +40,6 @@ def default_expert(env_id: str | None) -> tuple[str, str]:
     """``(name, source)`` of the expert used on ``env_id`` when no flag and no dataset names
     one: the zoo's actor ``zoo:<env id>`` when the zoo has an entry for the env (MuJoCo and
     classic-control tasks), else :data:`FALLBACK_EXPERT` (the qbc/ envs' LQR expert)."""
-    from qbc.agents.expert_zoo import ZOO_PREFIX, available_zoo
-
     if env_id and env_id in available_zoo():
         return ZOO_PREFIX + env_id, f"default: the expert zoo's entry for {env_id}"
     return FALLBACK_EXPERT, "default"
@@ -81,8 +84,6 @@ def dataset_provenance(dataset_id: str) -> dict[str, Any]:
     {} when the dataset is not here or was not written by qbc."""
     from minari.dataset.minari_storage import MinariStorage
 
-    from qbc.data import dataset_path
-
     try:
         data = dataset_path(dataset_id) / "data"
         if not data.is_dir():
@@ -94,9 +95,6 @@ def dataset_provenance(dataset_id: str) -> dict[str, Any]:
 
 def policy_dataset(policy: str | Path) -> str | None:
     """The dataset id a trained policy (run folder or checkpoint) was trained on, if recorded."""
-    from qbc.infra.files import read_json_object
-    from qbc.policy.loading import resolve_checkpoint_dir
-
     try:
         cfg = read_json_object(resolve_checkpoint_dir(policy) / "config.json", what="policy config")
     except QbcError:
@@ -131,7 +129,6 @@ def remembered_expert(dataset_id: str | None) -> dict[str, Any] | None:
     that records one: all rounds of a DAgger run are labelled by the same expert."""
     if not dataset_id:
         return None
-    from qbc.data import split_dataset_ids
 
     for part in split_dataset_ids(dataset_id):
         prov = dataset_provenance(part)
@@ -180,8 +177,6 @@ def choose_expert(expert: str | None, expert_path: str | Path | None,
 def build_expert(choice: ExpertChoice, env_id: str) -> Any:
     """``make_expert`` of the choice on ``env_id``; an error from a remembered expert says where
     it came from and which flags replace it."""
-    from qbc.agents import make_expert
-
     try:
         return make_expert({"name": choice.name, "params": choice.params}, env_id)
     except QbcError as exc:
@@ -208,10 +203,6 @@ def set_dataset_expert(dataset_id: str, name: str, params: dict[str, Any] | None
     The metadata file is rewritten atomically under the dataset lock; the episodes are not
     touched."""
     import numpy as np
-
-    from qbc.agents import make_expert
-    from qbc.data import dataset_lock, dataset_path, load_demonstrations
-    from qbc.infra.files import atomic_write_json, json_safe
 
     params = dict(params or {})
     with dataset_lock(dataset_id, root):

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qbc.errors import CorruptFileError
+from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -212,7 +212,6 @@ def exclusive(lock: str | os.PathLike, what: str, wait: bool = False) -> Iterato
     except ImportError:  # pragma: no cover
         yield
         return
-    from qbc.errors import InvalidValueError
 
     lock = Path(lock).absolute()
     if lock in _HELD:  # this process holds it already (a command inside a command)
@@ -255,8 +254,6 @@ def _same_file(f: Any, path: Path) -> bool:
 def check_out_dir(out: str | os.PathLike, overwrite: bool, refusal: str | None = None) -> Path:
     """Refuse ``out`` when it is a file, or a non-empty folder without ``overwrite``
     (OutputExistsError with ``refusal`` or the default message). Creates nothing."""
-    from qbc.errors import OutputExistsError
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {str(out)!r} is a file; choose a folder")
@@ -340,8 +337,6 @@ def output_file(path: str | os.PathLike, overwrite: bool, what: str) -> Iterator
     """The file a command writes its one output into (atomically, :func:`atomic_write`),
     locked against a second writer. A folder, or an existing file without ``overwrite``, is
     refused before anything is created; the old file stays until the new one replaces it."""
-    from qbc.errors import OutputExistsError
-
     path = Path(path)
 
     def check() -> None:

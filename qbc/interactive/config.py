@@ -10,10 +10,14 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbc.data import join_dataset_ids, validate_dataset_id
+from qbc.envs.make import check_env_id
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.infra.validate import check_config
+from qbc.infra.validate import SEED_LIMIT, check_config
 from qbc.policy import ModelConfig
+from qbc.stepping.limits import check_rollout_memory
 from qbc.training import TrainConfig
+from qbc.training import validate_config as validate_train
 
 BETA_SCHEDULES = ("linear", "exp", "constant")
 INITS = ("scratch", "warm")
@@ -155,7 +159,6 @@ def validate(cfg: DaggerConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise InvalidValueError(message)
-    from qbc.training import validate_config as validate_train  # the settings; data comes later
 
     validate_train(round_train_config(cfg, 0, ["x-v0"]))
     round_dataset_id(cfg, cfg.rounds)
@@ -166,10 +169,6 @@ def check_sizes(cfg: DaggerConfig) -> None:
     """Refuse, before the first round, a round's collection or the evaluation whose episodes x
     horizon would not fit in memory, and episode seeds past 2^32 (they would fail after rounds
     were collected and trained)."""
-    from qbc.infra.validate import SEED_LIMIT
-    from qbc.rollout.coupled import check_rollout_memory
-    from qbc.stepping.environments import check_env_id
-
     horizon = cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps
     if horizon is not None:
         check_rollout_memory(cfg.env, 1, cfg.episodes_per_round, horizon,
@@ -202,7 +201,6 @@ def round_train_config(cfg: DaggerConfig, r: int, dataset_ids: list[str]) -> Tra
     """Round r's `qbc train` settings: DAgger's train flags plus --train-overrides."""
     keys = ("policy", "quantizer", "bins", "steps", "batch_size", "lr", "val_fraction", "device",
             "seed")
-    from qbc.data import join_dataset_ids
 
     return TrainConfig(dataset=join_dataset_ids(dataset_ids), out=cfg.out / f"round-{r}",
                        model=dataclasses.replace(cfg.model), rollout_episodes=0, overwrite=True,
@@ -219,6 +217,4 @@ def dataset_base(cfg: DaggerConfig) -> str:
 
 
 def round_dataset_id(cfg: DaggerConfig, r: int) -> str:
-    from qbc.data import validate_dataset_id
-
     return validate_dataset_id(f"{dataset_base(cfg)}/round-{r}-v0")

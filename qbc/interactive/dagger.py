@@ -4,9 +4,9 @@ visited state with the expert's action, aggregate, retrain.
 Round 0 is behaviour cloning on expert episodes (the mixture with beta = 1). Round r >= 1 rolls
 out the mixture of the expert and the round r-1 policy: at every step, in every env copy, the
 expert's action is executed with probability beta_r, the learner's otherwise (coins drawn per
-episode from :func:`qbc.data.collect.episode_rng`, stream ``MIXTURE_STREAM``). Whatever acted, the
+episode from :func:`qbc.data.episodes.episode_rng`, stream ``MIXTURE_STREAM``). Whatever acted, the
 dataset records the expert's clean action at the visited state. The rollouts run in the vector
-env of :func:`qbc.data.collect.rollout_episodes`, with one batched expert call and one batched
+env of :func:`qbc.data.episodes.rollout_episodes`, with one batched expert call and one batched
 learner
 call per step.
 
@@ -44,8 +44,18 @@ from typing import Any
 
 import numpy as np
 
-from qbc.data.collect import MIXTURE_STREAM, episode_rng, rollout_episodes
+from qbc import __version__
+from qbc.agents import make_expert
+from qbc.data import (
+    Demonstrations,
+    join_dataset_ids,
+    load_demonstrations,
+    split_dataset_ids,
+    write_dataset,
+)
+from qbc.data.episodes import MIXTURE_STREAM, episode_rng, rollout_episodes
 from qbc.data.expert_choice import default_expert
+from qbc.envs.make import check_env_id, make_env
 from qbc.errors import InvalidValueError
 from qbc.infra.files import locked_output
 from qbc.interactive.config import (
@@ -65,11 +75,16 @@ from qbc.interactive.run_files import (
     write_rows,
 )
 from qbc.interactive.staging import RunPlace, finish_interrupted, needs_staging, run_place
+from qbc.policy import load_policy
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
+from qbc.stepping.limits import cap_horizon
+from qbc.tokenizer import ActionTokenizer
+from qbc.training import train
 
 
 # -- the mixture -----------------------------------------------------------------------------------
 class ExpertLearnerMixture:
-    """DAgger's behaviour policy for :func:`qbc.data.collect.rollout_episodes`: per step and env
+    """DAgger's behaviour policy for :func:`qbc.data.episodes.rollout_episodes`: per step and env
     copy
     the expert's label with probability ``beta``, else ``learner.act(obs)`` (argmax decoding);
     the dataset records the labels. Coin of episode k at step t:
@@ -98,8 +113,6 @@ class ExpertLearnerMixture:
 def check_expert_labels(expert: Any, env_id: str, env_kwargs: dict[str, Any]) -> None:
     """Raise InvalidValueError unless ``expert.act`` labels a batch of the env's states with
     finite actions of the action space's shape."""
-    from qbc.stepping.environments import make_env
-
     env = make_env(env_id, **env_kwargs)
     try:
         obs = np.stack([env.reset(seed=s)[0] for s in range(2)]).astype(np.float32)
@@ -123,8 +136,6 @@ def env_kwargs_of(cfg: DaggerConfig) -> dict[str, Any]:
 
 def make_labeller(cfg: DaggerConfig) -> Any:
     """The expert of ``cfg``, checked to label the env's states (opens --expert-path)."""
-    from qbc.agents import make_expert
-
     expert = make_expert(cfg.expert, cfg.env, **cfg.expert_params)
     check_expert_labels(expert, cfg.env, env_kwargs_of(cfg))
     return expert
@@ -135,10 +146,6 @@ def collect_round(cfg: DaggerConfig, r: int, expert: Any, learner: Any,
                   data_root: Path | None = None) -> tuple[Any, dict]:
     """Roll out round r's mixture, write its dataset (under the Minari root ``data_root``,
     default the datasets root); returns (episodes, timings in s)."""
-    from qbc import __version__
-    from qbc.data import write_dataset
-    from qbc.stepping.environments import make_env
-
     kwargs, beta, n = env_kwargs_of(cfg), beta_of(cfg, r), cfg.episodes_per_round
     first = cfg.seed + r * n
     t0 = time.perf_counter()
@@ -175,8 +182,6 @@ def aggregate(dataset_ids: list[str], root: Path | None = None) -> Any:
     """Rounds' datasets (under the Minari root ``root``, default the datasets root) as one
     :class:`qbc.data.Demonstrations`, episode ids made consecutive (round r's episode k gets
     id k + the episodes of rounds before it)."""
-    from qbc.data import Demonstrations, join_dataset_ids, load_demonstrations
-
     parts = [load_demonstrations(i, root=root) for i in dataset_ids]
     offsets = np.cumsum([0] + [p.n_episodes for p in parts[:-1]])
     arrays = {name: np.concatenate([getattr(p, name) for p in parts])
@@ -195,10 +200,6 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     and the expert's return, for :func:`qbc.rollout.coupled.floor_verdict`; where the env reports
     it,
     the success rate (95% Wilson interval)."""
-    from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
-    from qbc.stepping.environments import check_env_id
-    from qbc.tokenizer import ActionTokenizer
-
     horizon = cfg.eval_horizon or cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps
     seeds = range(cfg.eval_seed, cfg.eval_seed + cfg.eval_episodes)
     actors = {"expert": expert, "policy": policy}
@@ -227,10 +228,6 @@ def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = 
     With --tokenizer round-0 (the default) every round keeps round 0's tokenizer, fitted on the
     expert's own demonstrations: refitted to the actions of the states the learner visited,
     its range would widen and its bins coarsen, and the floor would rise from round to round."""
-    from qbc.data import split_dataset_ids
-    from qbc.policy import load_policy
-    from qbc.training import train
-
     place = place or RunPlace(Path(cfg.out), None)
     tcfg = round_train_config(cfg, r, split_dataset_ids(demos.metadata["dataset_id"]))
     init = (load_policy(place.work / f"round-{r - 1}", device=_device(cfg))
@@ -244,16 +241,12 @@ def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = 
 def round0_tokenizer(work: Path) -> Any:
     """The tokenizer of round 0's policy in the run folder ``work`` (None for a continuous
     policy)."""
-    from qbc.policy import load_policy
-
     return load_policy(work / "round-0").tokenizer
 
 
 def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[dict, dict]:
     """Round r from start to end, written where ``place`` says; returns its rounds.csv row and
     timing row."""
-    from qbc.policy import load_policy
-
     work = place.work
     learner = (None if r == 0 else load_policy(work / f"round-{r - 1}", device=_device(cfg)))
     episodes, timing = collect_round(cfg, r, expert, learner, place.data_root)
@@ -307,8 +300,6 @@ def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
 def within_time_limit(cfg: DaggerConfig) -> DaggerConfig:
     """``cfg`` with ``max_episode_steps`` and ``eval_horizon`` capped at a third-party env's
     time limit, each with the one-line warning of rollout horizons (qbc's own envs: as given)."""
-    from qbc.rollout.coupled import cap_horizon
-
     changes = {}
     if cfg.max_episode_steps is not None:
         changes["max_episode_steps"] = cap_horizon(cfg.env, cfg.max_episode_steps,

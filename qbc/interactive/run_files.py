@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from qbc.data import dataset_exists
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
 from qbc.infra.files import atomic_write_csv, atomic_write_json, read_json_object
 
@@ -39,8 +40,6 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
     lists for a new run (:func:`store_config` then stores ``conf``). Changes nothing: an
     ``--overwrite`` run replaces the old one only when it has finished
     (:mod:`qbc.interactive.staging`)."""
-    from qbc.data import dataset_exists
-
     out = Path(out)
     stored_path = out / CONFIG_NAME
     if stored_path.is_file() and not overwrite:

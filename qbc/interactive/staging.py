@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qbc.data import dataset_exists, dataset_lock, minari_root
+from qbc.data.store import dataset_path, delete_dataset, publish_dataset
 from qbc.infra.files import atomic_write_json, check_out_dir, leftovers, read_json_object
 
 #: the journal of a staged run whose rounds have all finished (its publish and swap are due).
@@ -69,8 +71,6 @@ class RunPlace:
 def needs_staging(out: Path, dataset_ids: list[str]) -> bool:
     """Whether an ``--overwrite`` run would replace something: a non-empty run folder or an
     existing round dataset."""
-    from qbc.data import dataset_exists
-
     return (out.is_dir() and any(out.iterdir())) or any(dataset_exists(i) for i in dataset_ids)
 
 
@@ -86,7 +86,6 @@ def run_place(out: Path, dataset_ids: list[str], base: str, staged: bool,
         out.mkdir(parents=True, exist_ok=True)
         yield RunPlace(out, None)
         return
-    from qbc.data import dataset_lock, minari_root
 
     root = minari_root()
     with ExitStack() as stack:
@@ -155,8 +154,6 @@ def _complete(work: Path, out: Path) -> None:
 def publish(dataset_ids: list[str], data_root: Path, base: str, root: Path) -> None:
     """Move the staged datasets still under ``data_root`` to their ids, then remove the base's
     round datasets past the new run's last round (a longer old run's)."""
-    from qbc.data.store import dataset_path, delete_dataset, publish_dataset
-
     for i in dataset_ids:
         if dataset_path(i, data_root).exists():
             publish_dataset(i, data_root, root)

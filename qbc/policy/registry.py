@@ -162,7 +162,6 @@ def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
                              encoder, obs_dim)
 
 
-
 def rough_parameter_count(kind: str, model: ModelConfig, act_dim: int, vocab: int = 0) -> int:
     """A lower bound on the parameters of policy ``kind`` from the settings alone (its largest
     weight matrices, one per layer made), whatever the observations: sizes far beyond memory

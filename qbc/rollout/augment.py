@@ -29,6 +29,7 @@ from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.environ import scoped_torch_rng
 from qbc.infra.files import atomic_write, atomic_write_json, read_json_object
 from qbc.infra.progress import progress_bar
+from qbc.tokenizer import ActionTokenizer
 
 MODEL_FILE = "transition.safetensors"
 CONFIG_FILE = "transition.json"
@@ -243,7 +244,6 @@ def _increment_targets(model: TransitionModel, increments: np.ndarray):
     if model.cfg.head == "gaussian":
         z = torch.as_tensor(increments)
         return lambda idx: z[idx]
-    from qbc.tokenizer import ActionTokenizer
 
     state_tok = ActionTokenizer.fit(increments, quantizer=model.cfg.state_quantizer,
                                     n_bins=model.cfg.state_bins)

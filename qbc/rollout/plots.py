@@ -1,5 +1,5 @@
-"""PNG plots of horizon error (matplotlib, off-screen), and the one figure writer
-(:func:`save_figure`)."""
+"""PNG plots of horizon error (matplotlib, off-screen; figures written by
+:func:`qbc.infra.figures.save_figure`)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from qbc.infra.files import atomic_write  # noqa: E402
-
-
-def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:
-    """Save a matplotlib figure as PNG atomically (``dpi`` dots per inch; ``tight``: cropped to
-    its drawn content) and close it. The one figure writer of qbc."""
-    out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi,
-                                                   bbox_inches="tight" if tight else None))
-    plt.close(fig)
-    return out
+from qbc.infra.figures import save_figure  # noqa: E402
 
 
 def plot_regret_vs_horizon(metrics: dict[str, Any], path: str | Path, title: str = "") -> Path:

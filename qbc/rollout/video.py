@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from qbc.envs.make import check_env_id, make_env
 from qbc.errors import InvalidValueError, QbcWarning
 from qbc.infra.environ import scoped_environ
 
@@ -64,8 +65,6 @@ def video_backend() -> str:
 
 def renders_rgb(env_id: str) -> bool:
     """Whether the env offers ``render_mode="rgb_array"``."""
-    from qbc.stepping.environments import check_env_id
-
     spec = check_env_id(env_id)
     from gymnasium.envs.registration import load_env_creator
 
@@ -98,8 +97,6 @@ def write_rollout_videos(env_id: str, actors: Mapping[str, Any], seeds: Sequence
 def episode_frames(env_id: str, actors: Mapping[str, Any], seed: int, horizon: int,
                    rgb: bool) -> Iterator[np.ndarray]:
     """The H + 1 composed frames (height, width, 3) uint8 of one coupled episode."""
-    from qbc.stepping.environments import make_env
-
     with ExitStack() as stack:
         stack.enter_context(scoped_environ(SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy",
                                            PYGAME_HIDE_SUPPORT_PROMPT="1", **headless_gl()))

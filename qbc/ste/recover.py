@@ -150,7 +150,7 @@ def plot_recovery(rows: list[dict[str, Any]], out: Path, x: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qbc.rollout.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, kind in zip(axes, KINDS, strict=True):
@@ -177,7 +177,7 @@ def plot_n50(n50: dict[str, dict[int, float]], fits: dict[str, tuple[float, floa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qbc.rollout.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for kind, marker in zip(KINDS, ("o", "s"), strict=True):

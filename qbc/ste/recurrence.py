@@ -113,7 +113,7 @@ def plot_traces(traces: dict[float, tuple[np.ndarray, ...]], cfg: RecurrenceConf
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qbc.rollout.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     for level, (dist, loss, ham) in traces.items():

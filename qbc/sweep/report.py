@@ -182,7 +182,7 @@ def _plot(summary: list[dict[str, Any]], x: str, path: Path, xlabel: str, title:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    from qbc.rollout.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     xcol = {"H": "H", "bin_width": "bins", "n_demos": "n_demos", "chunk_len": "chunk_len"}[x]
     line_cols = tuple(c for c in ("quantizer", "policy", "bins", "n_demos", *CHUNK_GROUP)

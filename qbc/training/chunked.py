@@ -48,15 +48,17 @@ import torch
 from qbc.chunking import get_chunk_tokenizer_class, make_chunk_tokenizer, make_chunks
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
-from qbc.errors import InvalidValueError, QbcWarning
+from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.data import demos_fingerprint, load_demonstrations
+from qbc.errors import InvalidValueError, QbcWarning, UnknownNameError
 from qbc.infra.environ import scoped_torch_rng
-from qbc.infra.files import atomic_write_json
+from qbc.infra.files import atomic_write_json, read_json
 from qbc.infra.progress import progress_bar
 from qbc.infra.validate import (
     check_all,
     check_config,
 )
-from qbc.policy import ModelConfig, Normalizer
+from qbc.policy import ModelConfig, Normalizer, load_policy
 from qbc.policy.chunked import (
     CHUNK_POLICIES,
     ChunkPolicy,
@@ -271,8 +273,6 @@ VAL_DECODE_ROWS = 2048
 
 def _validate(cfg: ChunkTrainConfig) -> None:
     """Every flag checked before anything is read or written (one-line InvalidValueError)."""
-    from qbc.errors import UnknownNameError
-
     k = check_chunk_len(cfg.chunk_k, "--chunk-k")
     if cfg.policy not in CHUNK_POLICIES:
         raise UnknownNameError("chunk policy", cfg.policy, CHUNK_POLICIES)
@@ -333,9 +333,6 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
     checkpoint as a :class:`ChunkPolicy`). The run folder is claimed as ``qbc train`` claims its
     own (:func:`qbc.training.checkpoint.run_dir`: locked; new, --overwrite staged, or --resume).
     ``stop_at`` ends the run after that step as if interrupted (a --resume run continues it)."""
-    from qbc.data import demos_fingerprint
-    from qbc.policy import load_policy
-
     _validate(cfg)
     device = device_of(cfg)
     with scoped_torch_rng():  # the caller's torch random state is left as found
@@ -358,9 +355,6 @@ def _resume_parts(out: Path, conf: dict[str, Any], tokenizer: Any, normalizer: N
     """The module and trainer state of ``out/last`` to continue with settings ``conf``: refused
     (one line) when the settings or the data differ, or when the tokenizer and normaliser
     refitted on the same data are not those the run was trained with."""
-    from qbc.infra.files import read_json
-    from qbc.policy import load_policy
-
     last = out / "last"
     stored = read_json(last / "config.json", what="checkpoint config")
     check_resume_config((stored.get("train") if isinstance(stored, dict) else None) or {}, conf)
@@ -451,8 +445,6 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
     ``cfg.execute`` beside its chunk floor in the same mode (``chunk_floor_...`` entries, see
     :mod:`qbc.chunking.floor`), plus the execution mode, chunks predicted and decode failures
     (repaired chunks)."""
-    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
-
     executor = ChunkExecutor(policy, cfg.execute)
 
     def floor(expert: Any, env_id: str) -> dict[str, Any]:
@@ -473,8 +465,6 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
 def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     """Check the flags, load the dataset, train, roll the best policy out, write summary.json;
     returns the summary (the ``qbc train-chunked`` command prints it)."""
-    from qbc.data import load_demonstrations
-
     _validate(cfg)
     demos = load_demonstrations(cfg.dataset)
     check_rollout_sizes(demos, cfg.rollout_episodes, cfg.rollout_horizon, cfg.rollout_seed)

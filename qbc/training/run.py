@@ -7,6 +7,7 @@ import dataclasses
 import warnings
 from typing import Any
 
+from qbc.data import load_demonstrations
 from qbc.errors import QbcWarning
 from qbc.infra.files import atomic_write_json
 from qbc.training.checkpoint import ClaimedRun, claimed_run
@@ -24,8 +25,6 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     Every setting is checked before the dataset is read, and the data before the run folder
     is touched. Under torchrun every rank trains; rank 0 alone does the rest (the other ranks
     return the training numbers without writing anything)."""
-    from qbc.data import load_demonstrations
-
     validate_config(cfg)
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
     with claimed_run(cfg, demos) as claimed:

@@ -7,6 +7,7 @@ import math
 import shlex
 from typing import Any
 
+from qbc.experiments.learner_vs_floor.config import ENVS, FloorConfig, eval_episodes, target_limit
 from qbc.experiments.table_cells import number_cell, percent_cell
 
 METHOD_NAMES = {"bc": "plain BC", "dart": "DART", "dagger": "DAgger",
@@ -92,8 +93,6 @@ def verdict(summary: list[dict[str, Any]]) -> list[str]:
 
 
 def _limit(row: dict[str, Any]) -> float:
-    from qbc.experiments.learner_vs_floor import target_limit
-
     return target_limit(_ref(row, "regret"), row["expert_return"])
 
 
@@ -167,8 +166,6 @@ def _extra_settings(cfg: Any) -> str:
 
 def command_flags(cfg: Any) -> str:
     """The script's flags that give ``cfg`` (those that differ from the defaults)."""
-    from qbc.experiments.learner_vs_floor import FloorConfig
-
     default = FloorConfig()
     flags = f" --envs {' '.join(cfg.envs)}"
     for name in ("quantizers", "methods", "seeds"):
@@ -195,15 +192,11 @@ def _list_flag(name: str, words: list[str]) -> str:
 
 
 def _horizon(env: str) -> int:
-    from qbc.experiments.learner_vs_floor import ENVS
-
     return ENVS[env].horizon
 
 
 def _eval_episodes(cfg: Any) -> str:
     """'100', or '100 (Pendulum-v1: 1000)' where the envs differ."""
-    from qbc.experiments.learner_vs_floor import eval_episodes
-
     counts = {env: eval_episodes(cfg, env) for env in cfg.envs}
     first = counts[cfg.envs[0]]
     others = ", ".join(f"{env}: {n}" for env, n in counts.items() if n != first)

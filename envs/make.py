@@ -1,4 +1,8 @@
-"""Making Gymnasium envs by id, with typed errors, and their fastest vector version."""
+"""Making Gymnasium envs by id, with typed errors, and their fastest vector version.
+
+This module is part of :mod:`qbc.envs`, so importing it registers the ``qbc/...`` ids, also when
+a folder named ``qbc`` in the working directory shadows the package root as an empty namespace
+package (whose import registers nothing)."""
 
 from __future__ import annotations
 
@@ -14,10 +18,6 @@ from qbc.errors import InvalidValueError, UnknownNameError
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The spec of a registered env id; an unknown id lists the qbc envs and the closest ids."""
-    # qbc.envs, not qbc: a folder named "qbc" in the working directory can shadow the package
-    # root as an empty namespace package whose import registers nothing.
-    import qbc.envs  # noqa: F401  (registers the qbc/ envs)
-
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
         valid = [i for i in gym.registry if i.startswith("qbc/")] + close

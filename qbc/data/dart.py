@@ -1,7 +1,7 @@
 """DART (Laskey et al. 2017) for ``qbc collect``: the noise level fitted to a trained policy
 (the DART rule) and what a dataset's metadata says about it.
 
-The noise itself is a :class:`qbc.data.collect.GaussianActionNoise` on stream ``DART_STREAM``: the
+The noise itself is a :class:`qbc.data.episodes.GaussianActionNoise` on stream ``DART_STREAM``: the
 executed action is the expert's label plus sigma * N(0, I), the dataset records the label.
 """
 
@@ -12,8 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from qbc.data.collect import DART_STREAM, rollout_episodes
+from qbc.data import Demonstrations
+from qbc.data.demonstrations import history_index
+from qbc.data.episodes import DART_STREAM, rollout_episodes
 from qbc.errors import InvalidValueError
+from qbc.policy import load_policy
 
 
 def dart_sigma_for(policy_path: Path, env_id: str, expert: Any, episodes: int, num_envs: int,
@@ -22,9 +25,6 @@ def dart_sigma_for(policy_path: Path, env_id: str, expert: Any, episodes: int, n
     (policy(x) - expert(x))^2) on the states of clean expert episodes (the same seeds as the
     dataset), in action units. DART matches the noise covariance to the learner's error
     covariance; this takes its trace / act_dim, one std for every dimension."""
-    from qbc.data import Demonstrations
-    from qbc.training import history_index
-
     policy = load_dart_policy(policy_path, env_id)
     demos = Demonstrations.from_episodes(
         rollout_episodes(env_id, expert, episodes, num_envs=num_envs, seed=seed,
@@ -47,8 +47,6 @@ def load_dart_policy(policy_path: Path, env_id: str) -> Any:
     """The policy of ``--dart auto --policy``, refused (InvalidValueError) when its checkpoint
     records another env than ``env_id``: a learner of another env has no error to match on
     this one, even when the shapes agree."""
-    from qbc.policy import load_policy
-
     policy = load_policy(policy_path)
     trained = getattr(policy, "env_id", None)
     if trained is not None and trained != env_id:

@@ -1,0 +1,4 @@
+"""The token learner against its quantization floor: BC, DART and DAgger per env, quantizer
+and seed (:mod:`~qbc.experiments.learner_vs_floor.comparison`), its settings
+(:mod:`~qbc.experiments.learner_vs_floor.config`) and its README
+(:mod:`~qbc.experiments.learner_vs_floor.report`)."""
