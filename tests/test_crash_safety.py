@@ -116,7 +116,7 @@ def _kill_after_a_checkpoint(proc: subprocess.Popen, last: Path, min_step: int) 
         if step is not None and step >= min_step:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
-            from qbc.infra.files import recover_dir
+            from qbc.infra.run_folder import recover_dir
 
             recover_dir(last)  # what the resumed run does first
             return _checkpoint_step(last)
@@ -241,7 +241,7 @@ def test_sb3_experts_load_only_from_a_path_the_user_names():
 def test_last_checkpoint_is_replaced_as_a_whole(tmp_path):
     """A crash between the two renames of atomic_write_dir leaves the old folder in .last.old;
     the next run puts it back before resuming."""
-    from qbc.infra.files import atomic_write_dir, recover_dir
+    from qbc.infra.run_folder import atomic_write_dir, recover_dir
 
     run = tmp_path / "run"
     last = run / "last"
@@ -256,7 +256,7 @@ def test_last_checkpoint_is_replaced_as_a_whole(tmp_path):
 
 
 def test_a_failing_fill_leaves_the_old_folder(tmp_path):
-    from qbc.infra.files import atomic_write_dir
+    from qbc.infra.run_folder import atomic_write_dir
 
     run = tmp_path / "run"
     last = run / "last"

@@ -15,7 +15,7 @@ from qbc.agents import make_expert
 from qbc.agents.expert_zoo import zoo_entry_dir
 from qbc.cli import main
 from qbc.errors import InvalidValueError
-from qbc.infra.files import lock_path_for
+from qbc.infra.run_folder import lock_path_for
 
 pytest.importorskip("stable_baselines3")
 

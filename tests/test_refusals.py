@@ -202,7 +202,7 @@ def refusals(ws):
     """Run every case (two at a time) while this process holds the locks of the run folder
     and of qbc/held-v0; the workspace snapshot is taken inside the locks."""
     from qbc.data import dataset_lock
-    from qbc.infra.files import exclusive, lock_path_for
+    from qbc.infra.run_folder import exclusive, lock_path_for
 
     env = {**os.environ, "MINARI_DATASETS_PATH": str(ws / "minari")}
 
@@ -348,7 +348,7 @@ def test_resume_refuses_a_folder_mixing_two_runs(ws, tmp_path, monkeypatch):
 
 
 def test_every_spelling_of_a_folder_has_one_lock(tmp_path, monkeypatch):
-    from qbc.infra.files import lock_path_for
+    from qbc.infra.run_folder import lock_path_for
 
     (tmp_path / "r").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "r")
@@ -425,7 +425,7 @@ def test_a_bug_is_reported_with_a_log(ws, tmp_path, monkeypatch, capsys):
 
 
 def test_overwrite_removes_stale_owned_outputs_and_keeps_other_files(tmp_path):
-    from qbc.infra.files import output_dir
+    from qbc.infra.run_folder import output_dir
 
     out = tmp_path / "run"
     out.mkdir()

@@ -17,7 +17,8 @@ from qbc.data import check_compatible, load_demonstrations
 from qbc.data.expert_choice import build_expert, choose_expert
 from qbc.envs.make import make_env
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.infra.files import atomic_write_json, output_dir, read_json_object
+from qbc.infra.files import atomic_write_json, read_json_object
+from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
 from qbc.stepping.limits import check_rollout_memory
 from qbc.tokenizer import ActionTokenizer

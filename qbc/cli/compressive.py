@@ -19,7 +19,8 @@ from qbc.compressive.projection import projection_quantizer
 from qbc.compressive.report import format_table, format_winners, plot
 from qbc.compressive.sweep import FULL, compare_quantizers, run_grid, summarize
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.infra.files import atomic_write_csv, atomic_write_json, json_safe, output_dir
+from qbc.infra.files import atomic_write_csv, atomic_write_json, json_safe
+from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, SEED_LIMIT, Rule, check_config, split_list_flag
 
 

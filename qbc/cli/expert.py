@@ -32,7 +32,8 @@ from qbc.agents.sb3 import (
 from qbc.cli import Command
 from qbc.envs.make import check_env_id
 from qbc.errors import InvalidValueError, OutputExistsError
-from qbc.infra.files import atomic_write_json, check_out_dir, locked_output, output_dir, read_json
+from qbc.infra.files import atomic_write_json, read_json
+from qbc.infra.run_folder import check_out_dir, locked_output, output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 
 #: The files of an actor folder: what an export replaces (other files in the folder stay).

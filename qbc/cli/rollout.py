@@ -21,7 +21,8 @@ from qbc.cli.lists import parse_horizons
 from qbc.data.expert_choice import build_expert, choose_expert, policy_dataset
 from qbc.envs.make import make_env
 from qbc.errors import ClippedActionsWarning, InvalidValueError, QbcWarning
-from qbc.infra.files import atomic_write_csv, atomic_write_json, json_safe, output_dir
+from qbc.infra.files import atomic_write_csv, atomic_write_json, json_safe
+from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import (
     AT_LEAST_ONE,
     NON_NEGATIVE,

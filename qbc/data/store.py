@@ -28,7 +28,8 @@ import numpy as np
 
 from qbc.data.demonstrations import Demonstrations
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.infra.files import atomic_write_json, exclusive, json_safe
+from qbc.infra.files import atomic_write_json, json_safe
+from qbc.infra.run_folder import exclusive
 from qbc.infra.validate import check_finite_json
 
 #: Name of the resolved-config file written beside a dataset's ``data/`` folder.
@@ -121,8 +122,8 @@ def local_dataset_ids(root: str | os.PathLike | None = None) -> list[str]:
 
 
 def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None, wait: bool = False):
-    """The lock on writing ``dataset_id`` (:func:`qbc.infra.files.exclusive`): a hidden file in the
-    datasets root, held from the existence check to the final rename. ``wait``: wait for
+    """The lock on writing ``dataset_id`` (:func:`qbc.infra.run_folder.exclusive`): a hidden file
+    in the datasets root, held from the existence check to the final rename. ``wait``: wait for
     another writer to finish instead of being refused."""
     base = minari_root(root)
     base.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ from qbc.data import load_demonstrations
 from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import atomic_write_json, atomic_write_text, output_dir
+from qbc.infra.files import atomic_write_json, atomic_write_text
+from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 from qbc.policy.decoding import check_decode_mode
 from qbc.policy.registry import check_policy_kind

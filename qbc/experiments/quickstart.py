@@ -32,8 +32,9 @@ from qbc.envs import describe
 from qbc.errors import InvalidValueError
 from qbc.experiments.quickstart_report import format_report
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import atomic_write_json, atomic_write_text, output_dir
+from qbc.infra.files import atomic_write_json, atomic_write_text
 from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import Rule, check_config
 from qbc.policy import ModelConfig
 from qbc.rollout.coupled import (

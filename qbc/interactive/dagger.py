@@ -57,7 +57,7 @@ from qbc.data.episodes import MIXTURE_STREAM, episode_rng, rollout_episodes
 from qbc.data.expert_choice import default_expert
 from qbc.envs.make import check_env_id, make_env
 from qbc.errors import InvalidValueError
-from qbc.infra.files import locked_output
+from qbc.infra.run_folder import locked_output
 from qbc.interactive.config import (
     DaggerConfig,
     beta_of,

@@ -46,7 +46,8 @@ from typing import Any
 
 from qbc.data import dataset_exists, dataset_lock, minari_root
 from qbc.data.store import dataset_path, delete_dataset, publish_dataset
-from qbc.infra.files import atomic_write_json, check_out_dir, leftovers, read_json_object
+from qbc.infra.files import atomic_write_json, read_json_object
+from qbc.infra.run_folder import check_out_dir, leftovers
 
 #: the journal of a staged run whose rounds have all finished (its publish and swap are due).
 JOURNAL = ".dagger-publish.json"

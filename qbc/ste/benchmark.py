@@ -18,8 +18,8 @@ from torch import nn
 
 from qbc.errors import InvalidValueError
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import output_dir
 from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, SEED, check_config, check_value
 from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.functions import available_ste

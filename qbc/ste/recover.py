@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.infra.files import atomic_write_json, json_safe, output_dir
+from qbc.infra.files import atomic_write_json, json_safe
 from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, recovery_trials

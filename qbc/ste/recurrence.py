@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.infra.files import output_dir
 from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, check_config
 from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, make_problem, run_ste

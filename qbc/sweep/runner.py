@@ -21,7 +21,7 @@ from qbc.data import dataset_exists, dataset_lock, load_demonstrations
 from qbc.data.collect import CollectConfig, collect
 from qbc.errors import OutputExistsError
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import locked_output
+from qbc.infra.run_folder import locked_output
 from qbc.policy import ModelConfig
 from qbc.quantizers import quantile_params
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError
-from qbc.infra.files import atomic_write_text, exclusive
+from qbc.infra.files import atomic_write_text
+from qbc.infra.run_folder import exclusive
 
 #: Column order of results.csv.
 COLUMNS = [
@@ -43,8 +44,8 @@ CONFIG_FILE = "sweep_config.json"
 
 
 def sweep_lock(sweep_dir: str | Path):
-    """The sweep directory's lock (:func:`qbc.infra.files.exclusive`): one writer of its table and
-    report at a time (a sweep, or ``qbc sweep report``). The OS drops the lock when the process
+    """The sweep directory's lock (:func:`qbc.infra.run_folder.exclusive`): one writer of its table
+    and report at a time (a sweep, or ``qbc sweep report``). The OS drops the lock when the process
     dies, so a killed sweep never leaves a stale lock."""
     return exclusive(Path(sweep_dir) / ".lock", f"qbc sweep is running in {sweep_dir}")
 
