@@ -47,6 +47,8 @@ API_MODULES: tuple[tuple[str, str], ...] = (
     ("DART", "qbc.data.dart"),
     ("DAgger", "qbc.interactive.dagger"),
     ("Rollouts", "qbc.rollout.coupled"),
+    ("Rollout metrics", "qbc.rollout.metrics"),
+    ("Growth and the floor", "qbc.rollout.growth"),
     ("Certificate", "qbc.certify.certificate"),
     ("Model-based deployment", "qbc.rollout.augment"),
     ("Sweeps", "qbc.sweep"),

@@ -16,7 +16,8 @@ from qbc.certify.certificate import (
     rtvc_violation_rate,
 )
 from qbc.cli import main
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.tokenizer import ActionTokenizer
 
 SCALAR = "qbc/ScalarStable-v0"

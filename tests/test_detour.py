@@ -12,14 +12,9 @@ import qbc  # noqa: F401  (registers the envs)
 import qbc.agents.detour as detour
 from qbc.agents import make_expert
 from qbc.errors import InvalidValueError
-from qbc.rollout.coupled import (
-    coupled_rollout,
-    episode_modes,
-    horizon_metrics,
-    mode_fractions,
-    proportion_ci95,
-)
-from qbc.stepping.loop import run_steps
+from qbc.rollout.coupled import coupled_rollout
+from qbc.rollout.metrics import horizon_metrics, mode_fractions, proportion_ci95
+from qbc.stepping.loop import episode_modes, run_steps
 
 IDS = ["qbc/DetourStable-v0", "qbc/DetourUnstable-v0"]
 

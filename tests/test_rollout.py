@@ -10,13 +10,8 @@ from qbc.agents import make_expert
 from qbc.cli import main
 from qbc.errors import InvalidValueError, QbcWarning
 from qbc.experiments.scaling import plot_scaling, quantized_expert_scaling
-from qbc.rollout.coupled import (
-    QuantizedExpert,
-    check_coupling,
-    coupled_rollout,
-    coupling_line,
-    horizon_metrics,
-)
+from qbc.rollout.coupled import QuantizedExpert, check_coupling, coupled_rollout, coupling_line
+from qbc.rollout.metrics import horizon_metrics
 from qbc.stepping.limits import cap_horizons
 from qbc.tokenizer import ActionTokenizer
 

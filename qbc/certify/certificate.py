@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.rollout.coupled import coupled_rollout, fit_growth
+from qbc.rollout.coupled import coupled_rollout
+from qbc.rollout.growth import fit_growth
 
 #: Names of the two roundings of a stochastic (smooth) tokenizer's q#π*.
 STOCHASTIC = "stochastic rounding (the theory's q#π* for smooth binning)"

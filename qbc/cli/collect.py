@@ -19,7 +19,7 @@ from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.data.collect import CollectConfig, Collected, collect
 from qbc.data.expert_choice import default_expert, default_expert_line
 from qbc.errors import InvalidValueError
-from qbc.rollout.coupled import mode_fractions, proportion_ci95
+from qbc.rollout.metrics import mode_fractions, proportion_ci95
 
 
 @dataclass

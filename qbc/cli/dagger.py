@@ -18,7 +18,7 @@ from qbc.cli.flag_types import KeyValues, expert_params, key_values
 from qbc.data.expert_choice import default_expert_line
 from qbc.interactive.dagger import DaggerConfig, run_dagger
 from qbc.interactive.run_files import read_timing
-from qbc.rollout.coupled import floor_verdict
+from qbc.rollout.growth import floor_verdict
 
 
 @dataclass
@@ -90,7 +90,7 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
 
 
 def last_round_verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """:func:`qbc.rollout.coupled.floor_verdict` of the last round against its floor (None for a
+    """:func:`qbc.rollout.growth.floor_verdict` of the last round against its floor (None for a
     continuous policy or rows written before the floor was measured)."""
     last = rows[-1] if rows else {}
     if last.get("floor_regret") is None or last.get("expert_return") is None:

@@ -40,12 +40,10 @@ from qbc.rollout.coupled import (
     check_coupling,
     coupled_rollout,
     coupling_line,
-    fit_growth,
     floor_labels,
-    floor_verdict,
-    horizon_metrics,
-    per_step_table,
 )
+from qbc.rollout.growth import fit_growth, floor_verdict
+from qbc.rollout.metrics import horizon_metrics, per_step_table
 from qbc.rollout.plots import plot_regret_vs_horizon, plot_state_deviation
 from qbc.rollout.video import video_backend, write_rollout_videos
 from qbc.stepping.actor import UserActor, is_module_object, load_actor, reset_actor
@@ -398,7 +396,7 @@ def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, A
 
 
 def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """:func:`qbc.rollout.coupled.floor_verdict` of the policy at the largest horizon against the
+    """:func:`qbc.rollout.growth.floor_verdict` of the policy at the largest horizon against the
     floor
     of its decoding (``metrics["floors"]``: the stochastic q#pi* for sampled decoding of a
     smooth tokenizer, else the deterministic one); None without a policy, an expert and a
@@ -463,7 +461,7 @@ def floor_lines(floors: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def growth_line(fit: dict[str, Any]) -> str:
-    """One line on how regret grows with H, from :func:`qbc.rollout.coupled.fit_growth`: the fitted
+    """One line on how regret grows with H, from :func:`qbc.rollout.growth.fit_growth`: the fitted
     power law and exponential rate, then the better fit only when growth is detected."""
     if not fit.get("power"):
         return f"growth: {fit['verdict']}"

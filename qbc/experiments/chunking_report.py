@@ -30,7 +30,7 @@ import numpy as np
 from qbc.errors import CorruptFileError
 from qbc.experiments.table_cells import number_cell, percent_cell
 from qbc.infra.files import atomic_write_text, read_json_object
-from qbc.rollout.coupled import fit_growth
+from qbc.rollout.growth import fit_growth
 from qbc.sweep.report import current_cells
 from qbc.sweep.table import read_table
 
@@ -271,7 +271,7 @@ def readme(sweep_dir: Path) -> str:
         "noise, mean over seeds with a 95% Student-t interval over seeds (with one seed: over its "
         "evaluation episodes). Growth p: exponent of "
         "the least-squares fit regret ~ c·H^p over the horizons, with the verdict of "
-        "`qbc.rollout.coupled.fit_growth`. Decode failures: chunks whose token sequence did not "
+        "`qbc.rollout.growth.fit_growth`. Decode failures: chunks whose token sequence did not "
         "decode and "
         "were repaired, per chunk predicted. Decode actions/s: actions the executor returned per "
         "second of its own time, batch = the evaluation episodes, on the machine that ran the "

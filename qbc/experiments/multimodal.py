@@ -31,7 +31,8 @@ from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 from qbc.policy.decoding import check_decode_mode
 from qbc.policy.registry import check_policy_kind
 from qbc.quantizers import available_quantizers
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.training import TrainConfig, train
 
 

@@ -37,12 +37,9 @@ from qbc.infra.progress import progress_bar
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import Rule, check_config
 from qbc.policy import ModelConfig
-from qbc.rollout.coupled import (
-    QuantizedExpert,
-    coupled_rollout,
-    fit_growth,
-    horizon_metrics,
-)
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.growth import fit_growth
+from qbc.rollout.metrics import horizon_metrics
 from qbc.rollout.video import video_backend, write_rollout_videos
 from qbc.training import TrainConfig, train
 

@@ -17,12 +17,9 @@ import numpy as np
 
 from qbc.agents import make_expert
 from qbc.infra.files import atomic_write_json
-from qbc.rollout.coupled import (
-    QuantizedExpert,
-    coupled_rollout,
-    fit_growth,
-    horizon_metrics,
-)
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.growth import fit_growth
+from qbc.rollout.metrics import horizon_metrics
 from qbc.tokenizer import ActionTokenizer
 
 

@@ -43,7 +43,6 @@ def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> P
     return path
 
 
-
 def recover_dir(path: str | os.PathLike) -> bool:
     """Undo a swap of :func:`atomic_write_dir` cut short by a crash: when ``path`` is missing and
     its ``.<name>.old`` exists, move the old contents back. True when something was recovered."""
@@ -55,7 +54,6 @@ def recover_dir(path: str | os.PathLike) -> bool:
     return False
 
 
-
 def lock_path_for(target: str | os.PathLike) -> Path:
     """The lock file of an output ``target`` (a folder or a file): hidden, beside it, so that
     it survives the target being swapped by :func:`output_dir`. The path is resolved first:
@@ -65,10 +63,8 @@ def lock_path_for(target: str | os.PathLike) -> Path:
     return target.parent / f".{target.name}.lock"
 
 
-
 #: Lock files this process holds (so that a nested hold of the same lock does not block).
 _HELD: set[Path] = set()
-
 
 
 @contextmanager
@@ -118,13 +114,11 @@ def exclusive(lock: str | os.PathLike, what: str, wait: bool = False) -> Iterato
         f.close()
 
 
-
 def _same_file(f: Any, path: Path) -> bool:
     try:
         return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
     except FileNotFoundError:
         return False
-
 
 
 def check_out_dir(out: str | os.PathLike, overwrite: bool, refusal: str | None = None) -> Path:
@@ -138,7 +132,6 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool, refusal: str | None =
             f"output folder {str(out)!r} exists and is not empty; pass --overwrite to replace "
             "its files or choose another --out"))
     return out
-
 
 
 @contextmanager
@@ -188,7 +181,6 @@ def output_dir(out: str | os.PathLike, overwrite: bool, what: str,
                 shutil.rmtree(work, ignore_errors=True)
 
 
-
 def leftovers(folder: Path, prefix: str) -> list[Path]:
     """The entries of ``folder`` named by ``tempfile.mkdtemp(prefix=prefix)`` (the prefix and
     8 random characters): staging folders a killed writer left."""
@@ -197,7 +189,6 @@ def leftovers(folder: Path, prefix: str) -> list[Path]:
     pattern = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}")
     return sorted(p for p in Path(folder).glob(f"{glob.escape(prefix)}*")
                   if pattern.fullmatch(p.name))
-
 
 
 def _remove_entries(paths: list[Path]) -> None:
@@ -209,7 +200,6 @@ def _remove_entries(paths: list[Path]) -> None:
             shutil.rmtree(path, ignore_errors=True)
         elif path.exists() or path.is_symlink():
             path.unlink()
-
 
 
 @contextmanager
@@ -232,7 +222,6 @@ def output_file(path: str | os.PathLike, overwrite: bool, what: str) -> Iterator
         yield path
 
 
-
 @contextmanager
 def locked_output(target: str | os.PathLike, what: str) -> Iterator[Path]:
     """Hold the lock of the output ``target`` (:func:`exclusive`, :func:`lock_path_for`) for
@@ -242,7 +231,6 @@ def locked_output(target: str | os.PathLike, what: str) -> Iterator[Path]:
     with _parents_made(target) as parent, \
             exclusive(lock_path_for(target), f"qbc {what} is writing {str(target)!r}"):
         yield parent
-
 
 
 @contextmanager
@@ -262,7 +250,6 @@ def _parents_made(path: Path) -> Iterator[Path]:
             except OSError:
                 break
         raise
-
 
 
 def _move_entries(src: Path, dst: Path) -> None:

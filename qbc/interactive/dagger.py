@@ -76,7 +76,8 @@ from qbc.interactive.run_files import (
 )
 from qbc.interactive.staging import RunPlace, finish_interrupted, needs_staging, run_place
 from qbc.policy import load_policy
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.stepping.limits import cap_horizon
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import train
@@ -197,7 +198,7 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     """Coupled rollouts of the policy against the expert: regret at the eval horizon (mean and
     95% CI) and the fraction of episodes that diverged by then; for a token policy also the
     floor's (the quantized expert through the policy's tokenizer, round 0's in every round)
-    and the expert's return, for :func:`qbc.rollout.coupled.floor_verdict`; where the env reports
+    and the expert's return, for :func:`qbc.rollout.growth.floor_verdict`; where the env reports
     it,
     the success rate (95% Wilson interval)."""
     horizon = cfg.eval_horizon or cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps

@@ -23,7 +23,8 @@ from typing import Any
 from qbc.chunking.execution import ChunkExecutor
 from qbc.chunking.floor import QuantizedChunkExpert, make_planner
 from qbc.policy import ModelConfig
-from qbc.rollout.coupled import coupled_rollout, horizon_metrics
+from qbc.rollout.coupled import coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.sweep.cells import Cell
 from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width
 from qbc.training.chunked import ChunkTrainConfig, chunk_rows, train_chunked

@@ -27,7 +27,8 @@ import numpy as np
 
 from qbc.errors import InvalidValueError
 from qbc.infra.files import atomic_write_csv, atomic_write_text, read_json_object
-from qbc.rollout.coupled import fit_growth, mean_ci95
+from qbc.rollout.growth import fit_growth
+from qbc.rollout.metrics import mean_ci95
 from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table, sweep_lock
 
 #: Columns that identify a setting; the seed is what is averaged over.
@@ -97,7 +98,7 @@ def summary_group(summary: list[dict[str, Any]]) -> tuple[str, ...]:
 def growth_fits(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setting: the power-law exponent p of mean regret ~ c·H^p (needs >= 3 positive H);
     ``better`` is the better fit, or "no growth detected" (rule:
-    :func:`qbc.rollout.coupled.fit_growth`)."""
+    :func:`qbc.rollout.growth.fit_growth`)."""
     group = summary_group(summary)
     series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
     for s in summary:

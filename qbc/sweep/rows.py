@@ -34,7 +34,7 @@ def capped_horizons(cell: Cell) -> list[int]:
 def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[str, Any],
              width: float | None, extra: dict[str, Any]) -> dict[str, Any]:
     """One row of the result table: policy ``kind`` of ``cell`` at horizon ``h`` (its metrics
-    ``m`` and the expert's ``expert_m`` from :func:`qbc.rollout.coupled.horizon_metrics`), plus
+    ``m`` and the expert's ``expert_m`` from :func:`qbc.rollout.metrics.horizon_metrics`), plus
     ``extra`` columns (val_loss, train_seconds; chunk cells: execution, tokens, failures)."""
     return {
         "cell": cell.key, "env": cell.env, "expert": cell.expert_label,

@@ -24,7 +24,8 @@ from qbc.infra.environ import scoped_threads
 from qbc.infra.run_folder import locked_output
 from qbc.policy import ModelConfig
 from qbc.quantizers import quantile_params
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout, horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.sweep.cells import Cell, DatasetSpec
 from qbc.sweep.chunk_runner import run_chunk_cell
 from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width

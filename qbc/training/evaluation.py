@@ -14,12 +14,9 @@ from qbc.data.expert_choice import provenance
 from qbc.errors import InvalidValueError, QbcError
 from qbc.infra.validate import SEED_LIMIT
 from qbc.policy import Normalizer, Policy
-from qbc.rollout.coupled import (
-    QuantizedExpert,
-    coupled_rollout,
-    floor_verdict,
-    horizon_metrics,
-)
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.growth import floor_verdict
+from qbc.rollout.metrics import horizon_metrics
 from qbc.stepping.limits import cap_horizons, check_rollout_memory
 from qbc.tokenizer import ActionTokenizer
 from qbc.training.data import SplitTensors, make_batch
@@ -171,18 +168,18 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
 
     Returns and reward per step are taken over the full horizon (an episode that terminated or
     diverged earns nothing after it ends) and the fraction of failed episodes is given, as in
-    :func:`qbc.rollout.coupled.horizon_metrics`. The expert is rebuilt from the dataset's
+    :func:`qbc.rollout.metrics.horizon_metrics`. The expert is rebuilt from the dataset's
     provenance;
     without one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why.
     None when the env id is unknown here. A horizon past a third-party env's time limit is
     capped (``horizon_capped`` holds the warning). Where the env reports success or modes,
     ``<name>_success``, ``<name>_success_ci95`` and ``<name>_modes`` hold them
-    (:func:`qbc.rollout.coupled.horizon_metrics`).
+    (:func:`qbc.rollout.metrics.horizon_metrics`).
 
     A token policy (per-step tokenizer) with an expert is compared with its floor too: the
     quantized expert (the expert's actions through the policy's tokenizer) on the same seeds
     gives ``floor_regret`` and ``floor_failed_fraction``, and ``verdict`` is
-    :func:`qbc.rollout.coupled.floor_verdict` (``training``: the run's best step, steps, early
+    :func:`qbc.rollout.growth.floor_verdict` (``training``: the run's best step, steps, early
     stopping
     and selection rule, for the likely cause of a miss).
 
