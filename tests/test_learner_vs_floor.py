@@ -6,13 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from qbc.experiments.learner_vs_floor.comparison import (
-    _split_train_flags,
-    run_comparison,
-    summarise,
-)
+from qbc.experiments.learner_vs_floor.comparison import _split_train_flags, run_comparison
 from qbc.experiments.learner_vs_floor.config import FloorConfig
 from qbc.experiments.learner_vs_floor.report import verdict
+from qbc.experiments.learner_vs_floor.summary import summarise
 
 
 def _row(method, regret, qexp, diverged=0.0, labels=20_000, seed=0, decode="argmax"):

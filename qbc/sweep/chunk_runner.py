@@ -27,7 +27,8 @@ from qbc.rollout.coupled import coupled_rollout
 from qbc.rollout.metrics import horizon_metrics
 from qbc.sweep.cells import Cell
 from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width
-from qbc.training.chunked import ChunkTrainConfig, chunk_rows, train_chunked
+from qbc.training.chunk_data import chunk_rows
+from qbc.training.chunked import ChunkTrainConfig, train_chunked
 
 
 def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict[str, Any]]:
