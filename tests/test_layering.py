@@ -10,9 +10,15 @@ import-linter's graph (grimp) only walks the folder of ``qbc`` itself, so it wou
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 TREES = {"qbc": "qbc", "envs": "qbc.envs", "agents": "qbc.agents"}
@@ -224,3 +230,13 @@ def test_function_local_qbc_imports_are_few_and_say_why():
         "module level unless the import is of an optional dependency or deferred on purpose")
     assert not unmarked, ("function-local qbc imports without a comment saying why they are "
                           "local:\n" + "\n".join(unmarked))
+
+
+def test_every_package_is_installed():
+    # setuptools installs the packages pyproject.toml lists, no others: a new folder of qbc/
+    # missing there works from the checkout and is absent from an installed qbc.
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    packages = {m for m, file in MODULES.items() if file.name == "__init__.py"}
+    assert sorted(packages - listed) == [], "add these to [tool.setuptools] packages"
+    assert sorted(listed - packages) == [], "pyproject.toml lists packages that do not exist"
