@@ -14,15 +14,8 @@ from qbc.agents.experts import (
     make_expert,
     register_expert,
 )
+from qbc.agents.sb3 import train_sb3_expert
 from qbc.envs.control import closed_loop, lqr_gain, spectral_radius
-
-
-def train_sb3_expert(*args, **kwargs):
-    """See :func:`qbc.agents.sb3.train_sb3_expert` (imported lazily: SB3 loads torch)."""
-    from qbc.agents.sb3 import train_sb3_expert as train
-
-    return train(*args, **kwargs)
-
 
 __all__ = [
     "ArctanExpert", "Expert", "LinearExpert", "available_experts", "closed_loop", "env_info",

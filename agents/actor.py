@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.io import sha256_file
+from qbc.infra.files import atomic_write, atomic_write_json, read_json, sha256_file
 
 ACTOR_FORMAT = "qbc-actor"
 ACTOR_VERSION = 1
@@ -55,7 +55,7 @@ class MLPActor:
         self.obs_dim, self.act_dim = meta["layer_sizes"][0], meta["layer_sizes"][-1]
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """The :class:`qbc.actor.Actor` protocol: :meth:`predict`."""
+        """The :class:`qbc.stepping.actor.Actor` protocol: :meth:`predict`."""
         return self.predict(obs)
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
@@ -98,8 +98,6 @@ class MLPActor:
 
 def read_actor_meta(folder: str | Path) -> dict[str, Any]:
     """The checked actor.json of an actor folder (CorruptFileError when missing or damaged)."""
-    from qbc.io import read_json
-
     path = Path(folder) / META_FILE
     if not path.is_file():
         raise CorruptFileError(f"actor description {str(path)!r} does not exist")
@@ -210,8 +208,6 @@ def save_sb3_actor(model: Any, algo: str, folder: str | Path,
     each atomically); ``info`` (env_id, timesteps, seed, training_command, evaluation, ...)
     is added to the JSON. Returns the folder."""
     from safetensors.numpy import save_file
-
-    from qbc.io import atomic_write, atomic_write_json
 
     if len(model.observation_space.shape) != 1 or len(model.action_space.shape) != 1:
         raise InvalidValueError("only flat (1-D) observation and action spaces can be exported")

@@ -5,7 +5,7 @@ adversarial learned quantizer ``theorem6`` gives the expert's action, and decode
 quantizer's codewords. Its token sequence on the expert's states is exactly the expert's; only
 the codewords are adversarial. Deployed plainly it drifts into I_P, is pushed into I_T1 and then
 cycles I_T1 ↔ I_T2 at about unit loss per step; deployed on a model's state
-(:class:`qbc.augment.ModelAugmentedPolicy`) it stays within a few ε of the expert.
+(:class:`qbc.rollout.augment.ModelAugmentedPolicy`) it stays within a few ε of the expert.
 """
 
 from __future__ import annotations

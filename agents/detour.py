@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from qbc.agents.experts import Expert
+from qbc.agents.base import Expert
 from qbc.errors import InvalidValueError
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)

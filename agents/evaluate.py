@@ -7,9 +7,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from qbc.actor import BoundActor
 from qbc.errors import InvalidValueError
-from qbc.rollout_loop import run_steps
+from qbc.stepping.actor import BoundActor
+from qbc.stepping.loop import run_steps
 
 
 def evaluate_expert(

@@ -16,63 +16,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from qbc.agents.base import Expert
+from qbc.agents.detour import DetourExpert
+from qbc.agents.expert_zoo import available_zoo, make_actor_expert, make_zoo_expert
+from qbc.agents.sb3 import SB3Expert
 from qbc.envs.control import lqr_gain
+from qbc.envs.make import opened_env
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.gym_utils import opened_env
-
-
-class Expert:
-    """Base class: subclasses implement ``mean_action(obs (B, n)) -> (B, m)`` float64.
-
-    Attributes: ``name``; ``params`` (JSON-safe dict; ``make_expert(name, env, **params)`` on
-    the same env rebuilds the expert); ``low``, ``high`` (act_dim,) action bounds;
-    ``obs_dim``, ``act_dim``; ``K`` (act_dim, obs_dim) for linear experts, else None.
-    """
-
-    name = "expert"
-    K: np.ndarray | None = None
-
-    def __init__(self, env_info: dict[str, Any], params: dict[str, Any],
-                 noise_std: float = 0.0, seed: int = 0):
-        noise_std = float(noise_std)
-        if not (np.isfinite(noise_std) and noise_std >= 0):
-            raise InvalidValueError(f"noise_std must be a finite number >= 0, got {noise_std}")
-        self.obs_dim, self.act_dim = env_info["obs_dim"], env_info["act_dim"]
-        self.low, self.high = env_info["low"], env_info["high"]
-        self.noise_std = noise_std
-        self.params = {**params, "noise_std": noise_std, "seed": int(seed)}
-        self._rng = np.random.default_rng(seed)
-
-    def mean_action(self, obs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def act(
-        self,
-        obs: np.ndarray,
-        *,
-        deterministic: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> np.ndarray:
-        """Actions (B, act_dim) float32 for observations (B, obs_dim) (the
-        :class:`qbc.actor.Actor` protocol; the keywords are optional)."""
-        obs = np.asarray(obs, dtype=np.float64)
-        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
-            raise InvalidValueError(
-                f"{self.name} expert expects observations of shape (B, {self.obs_dim}), got "
-                f"{obs.shape}; add a batch axis with obs[None] for a single observation"
-            )
-        u = self.mean_action(obs)
-        if not deterministic and self.noise_std > 0:
-            gen = self._rng if rng is None else rng
-            u = u + self.noise_std * gen.standard_normal(u.shape)
-        return np.clip(u, self.low, self.high).astype(np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"name": ..., "params": {...}}``, JSON-safe; ``make_expert(d, env)`` rebuilds it."""
-        return {"name": self.name, "params": dict(self.params)}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, params={self.params!r})"
+from qbc.infra.validate import NON_NEGATIVE, SEED, Rule, check_value
 
 
 def env_info(env: Any) -> dict[str, Any]:
@@ -96,8 +47,6 @@ def env_info(env: Any) -> dict[str, Any]:
 def _lqr_gain_of(info: dict[str, Any], name: str) -> np.ndarray:
     model = info["model"]
     if model is None:
-        from qbc.agents.expert_zoo import available_zoo
-
         env = info.get("env_id") or "this env"
         zoo = f"--expert zoo:{env} (a shipped actor), " if env in available_zoo() else ""
         raise InvalidValueError(
@@ -181,30 +130,22 @@ def _make_arctan(info, scale: float = 1.0, noise_std: float = 0.0, seed: int = 0
 
 def _make_sb3(info, path: str, algo: str = "sac", noise_std: float = 0.0, seed: int = 0):
     """A saved stable-baselines3 model (SAC, TD3 or PPO), acting with its deterministic action."""
-    from qbc.agents.sb3 import SB3Expert
-
     return SB3Expert(info, path=path, algo=algo, noise_std=noise_std, seed=seed)
 
 
 def _make_actor(info, path: str, noise_std: float = 0.0, seed: int = 0):
     """An actor folder (actor.safetensors + actor.json, e.g. from ``qbc expert train``)."""
-    from qbc.agents.expert_zoo import make_actor_expert
-
     return make_actor_expert(info, path=path, noise_std=noise_std, seed=seed)
 
 
 def _make_zoo(info, entry: str, noise_std: float = 0.0, seed: int = 0):
     """The zoo's actor for env id ``entry`` (the name ``zoo:<entry>``)."""
-    from qbc.agents.expert_zoo import make_zoo_expert
-
     return make_zoo_expert(info, entry=entry, noise_std=noise_std, seed=seed)
 
 
 def _make_detour(info, margin: float = 0.2, width: float = 0.35, speed: float = 1.0,
                  gain: float = 3.0, noise_std: float = 0.0, seed: int = 0):
     """The detour task's scripted demonstrator: left or right with probability 1/2."""
-    from qbc.agents.detour import DetourExpert
-
     return DetourExpert(info, margin=margin, width=width, speed=speed, gain=gain,
                         noise_std=noise_std, seed=seed)
 
@@ -233,16 +174,12 @@ def register_expert(name: str) -> Callable:
 
 def available_experts() -> list[str]:
     """Names that :func:`make_expert` accepts, sorted (``zoo:<env id>`` for each zoo entry)."""
-    from qbc.agents.expert_zoo import available_zoo
-
     return sorted([*_EXPERTS, *(ZOO_PREFIX + e for e in available_zoo())])
 
 
 def _factory(name: str) -> Callable[..., Expert]:
     """The factory of ``name``; ``zoo:<env id>`` is the zoo factory with that entry bound."""
     if isinstance(name, str) and name.startswith(ZOO_PREFIX):
-        from qbc.agents.expert_zoo import available_zoo
-
         entry = name[len(ZOO_PREFIX):]
         if entry not in available_zoo():
             raise UnknownNameError("zoo expert", name, [ZOO_PREFIX + e for e in available_zoo()])
@@ -259,8 +196,6 @@ def _factory(name: str) -> Callable[..., Expert]:
 def _check_param_types(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
     """Refuse expert parameters of the wrong type or range (by the factory's annotations:
     float finite, int integral, str a string; seed in [0, 2^32), noise_std >= 0)."""
-    from qbc.validate import NON_NEGATIVE, SEED, Rule, check_value
-
     sig = inspect.signature(factory).parameters
     for key, value in params.items():
         kind = str(sig[key].annotation)

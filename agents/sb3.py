@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from qbc.agents.experts import Expert
+from qbc.agents.base import Expert
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.io import atomic_write
-from qbc.progress import progress_bar
+from qbc.infra.child_processes import stopped_on_exit
+from qbc.infra.files import atomic_write
+from qbc.infra.progress import progress_bar
 
 
 def algo_class(algo: str) -> type:
@@ -147,7 +148,6 @@ def train_sb3_expert(
                 model.load_replay_buffer(replay)
         else:
             model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
-        from qbc.child_processes import stopped_on_exit
 
         done = model.num_timesteps
         try:

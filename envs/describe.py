@@ -9,8 +9,8 @@ import gymnasium as gym
 import numpy as np
 
 from qbc.envs.control import closed_loop, lqr_gain, spectral_radius
+from qbc.envs.make import opened_env
 from qbc.errors import InvalidValueError
-from qbc.gym_utils import opened_env
 
 
 def _bounds(values: np.ndarray) -> list[float | None]:

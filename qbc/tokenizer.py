@@ -30,7 +30,8 @@ from qbc.errors import (
     NotFittedError,
     OutputExistsError,
 )
-from qbc.io import atomic_write_json, read_json
+from qbc.infra.files import atomic_write_json, read_json
+from qbc.infra.validate import check_memory
 from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
 from qbc.quantizers.base import as_real_array, check_tokens
 
@@ -52,8 +53,6 @@ class _instance_or_class_method:
 def _check_fit_memory(n_bins: Any, actions: np.ndarray) -> None:
     """Refuse a number of bins whose tables (a few float64 copies of D x bins: codebooks,
     counts, the decode table) would not fit in memory, before they are made."""
-    from qbc.validate import check_memory
-
     if isinstance(n_bins, (int, np.integer)) and not isinstance(n_bins, bool):
         n_dims = int(actions.shape[1])
         check_memory(32.0 * max(int(n_bins), 1) * n_dims + 16.0 * actions.size,

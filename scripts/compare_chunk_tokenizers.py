@@ -14,7 +14,7 @@ import tyro
 
 from qbc.chunking.measure import ChunkCompareConfig, run_compare
 from qbc.errors import QbcError
-from qbc.io import atomic_write_json
+from qbc.infra.files import atomic_write_json
 
 
 @dataclass

@@ -18,7 +18,8 @@ import tyro
 
 from qbc.agents import make_expert
 from qbc.data import load_demonstrations
-from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.tokenizer import ActionTokenizer
 
 

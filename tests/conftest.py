@@ -53,7 +53,7 @@ def tiny_lin_run(tmp_path_factory) -> Path:
     qbc/lin-v0 (4 episodes of 20 steps of qbc/LinearUnstable-v0 by its default expert) and
     ``run/``, a tiny policy trained on it (8 bins, 4 steps, no closing rollout). Copy it into
     a test's own folder with :func:`copy_tiny_lin_run` before using it."""
-    from qbc.collect import CollectConfig, collect
+    from qbc.data.collect import CollectConfig, collect
     from qbc.data import load_demonstrations
     from qbc.policy import ModelConfig
     from qbc.training import TrainConfig, train
@@ -89,7 +89,7 @@ def tiny_lin_copy(tiny_lin_run):
 def one_torch_thread():
     """torch on one thread for the test, then the count it had before (tiny models run fastest
     on one thread, and the test machine's cores are shared)."""
-    from qbc.environ import scoped_threads
+    from qbc.infra.environ import scoped_threads
 
     with scoped_threads(1):
         yield

@@ -8,8 +8,8 @@ import pytest
 from tiny import TINY_MODEL
 
 from qbc.cli import main
-from qbc.collect import CollectConfig, collect
 from qbc.data import dataset_exists
+from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError
 from qbc.quantizers.binning import quantile_params
 

@@ -6,16 +6,16 @@ import torch
 
 from qbc.agents import make_expert
 from qbc.agents.counterexample import Theorem6Policy
-from qbc.augment import (
+from qbc.errors import InvalidValueError
+from qbc.experiments.counterexample import counterexample_table, expert_transitions
+from qbc.rollout.augment import (
     ModelAugmentedPolicy,
     TransitionModelConfig,
     fit_transition_model,
     load_transition_model,
     save_transition_model,
 )
-from qbc.errors import InvalidValueError
-from qbc.experiments.counterexample import counterexample_table, expert_transitions
-from qbc.rollout import coupled_rollout
+from qbc.rollout.coupled import coupled_rollout
 from qbc.tokenizer import ActionTokenizer
 
 ARCTAN = "qbc/Arctan-v0"

@@ -5,8 +5,8 @@ message, and that there is no traceback. The rows run one after the other in thi
 through ``qbc.cli.main``, as ``python -m qbc.cli`` would run them (stdout and stderr caught at
 the file descriptors too, warnings shown as PYTHONWARNINGS=default shows them, the process's
 state restored after each: conftest's ``cli``), from one module fixture; then one test per row
-checks its result. Two smoke tests run real interpreters (the console script, ``python -m
-qbc.train``) and compare their output with the rows'. The same cases are checked in Python as
+checks its result. A smoke test runs a real interpreter (the console script) and compares its
+output with the rows'. The same cases are checked in Python as
 typed exceptions (or typed warnings).
 """
 
@@ -304,25 +304,10 @@ def test_console_script_and_module_agree(results):
     assert proc.stderr == done["unknown-command"].stderr
 
 
-@pytest.mark.slow
-def test_deprecated_python_m_qbc_train_still_runs_qbc_train(results):
-    """`python -m qbc.train` (old torchrun spelling) prints one deprecation line, then the same
-    error as `qbc train`."""
-    ws, done = results
-    row = next(r for r in ROWS if r.id == "negative-learning-rate")
-    argv = [a.format(root=ws.root) for a in row.argv]
-    assert argv[0] == "train"
-    proc = subprocess.run([sys.executable, "-m", "qbc.train", *argv[1:]], capture_output=True,
-                          text=True, env=ws.env(), cwd=ws.root, timeout=300)
-    notice, rest = proc.stderr.split("\n", 1)
-    assert "`python -m qbc.train` is deprecated" in notice and "qbc.cli train" in notice
-    assert (proc.returncode, rest) == (2, done["negative-learning-rate"].stderr)
-
-
 # -- the same cases in Python: typed exceptions ----------------------------------------------------
 def test_python_unknown_names_are_typed_with_suggestions():
     from qbc.agents import make_expert
-    from qbc.gym_utils import make_env
+    from qbc.envs.make import make_env
     from qbc.policy import build_policy
     from qbc.policy.registry import ModelConfig
     from qbc.quantizers import make_quantizer

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qbc.agents import make_expert
-from qbc.certify import (
+from qbc.certify.certificate import (
     bound_hypotheses,
     bound_shapes,
     certificate,
@@ -16,7 +16,8 @@ from qbc.certify import (
     rtvc_violation_rate,
 )
 from qbc.cli import main
-from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.tokenizer import ActionTokenizer
 
 SCALAR = "qbc/ScalarStable-v0"

@@ -1,4 +1,4 @@
-"""Commands started by a driver end with it (qbc.child_processes)."""
+"""Commands started by a driver end with it (qbc.infra.child_processes)."""
 
 import signal
 import subprocess
@@ -15,7 +15,7 @@ import pytest
 DRIVER = """
 import signal
 import sys
-from qbc import child_processes
+from qbc.infra import child_processes
 
 signal.signal(signal.SIGINT, signal.default_int_handler)
 

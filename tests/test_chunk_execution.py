@@ -112,7 +112,7 @@ def test_decode_failures_are_counted_and_never_raise():
 
 
 def test_a_rollout_with_a_failing_chunk_policy_counts_and_finishes():
-    from qbc.rollout import coupled_rollout
+    from qbc.rollout.coupled import coupled_rollout
 
     class AlwaysFails(Scripted):
         def predict_chunks(self, obs, prev_action=None):

@@ -19,7 +19,7 @@ from qbc.chunking.floor import (
     lqr_plan,
     make_planner,
 )
-from qbc.rollout import coupled_rollout
+from qbc.rollout.coupled import coupled_rollout
 
 
 def test_model_plan_of_lqr_on_a_linear_env_is_the_closed_form():

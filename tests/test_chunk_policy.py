@@ -18,11 +18,10 @@ from qbc.policy.chunked import (
     pad_sequences,
     strip_end,
 )
+from qbc.training.chunk_data import chunk_rows, parse_params
 from qbc.training.chunked import (
     ChunkTrainConfig,
     chunk_action_error,
-    chunk_rows,
-    parse_params,
     select_by_action_error,
     train_chunked,
 )

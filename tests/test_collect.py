@@ -10,11 +10,12 @@ import pytest
 import tyro
 
 import qbc
-import qbc.collect
+import qbc.data.collect
 from qbc.cli import main
 from qbc.cli.collect import CollectArgs, collect_config
-from qbc.collect import CollectConfig, collect, rollout_episodes
 from qbc.data import dataset_path, load_demonstrations
+from qbc.data.collect import CollectConfig, collect
+from qbc.data.episodes import rollout_episodes
 from qbc.errors import InvalidValueError, OutputExistsError, UnknownNameError
 
 CAR = "MountainCarContinuous-v0"  # no native vector version: exercises the sync fallback
@@ -161,7 +162,7 @@ def test_bad_inputs_are_typed_errors():
 
 
 def test_cli(monkeypatch, capsys):
-    monkeypatch.setattr(qbc.collect, "_make_expert", lambda cfg: Pump())
+    monkeypatch.setattr(qbc.data.collect, "_make_expert", lambda cfg: Pump())
     args = ["collect", "--env", CAR, "--expert", "pump", "--episodes", "4", "--num-envs", "2",
             "--seed", "3", "--dataset", "cli/car-v0", "--max-episode-steps", "30",
             "--expert-noise", "0.2"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tiny import TINY_MODEL_FLAGS
 
-from qbc.io import atomic_write, atomic_write_json, atomic_write_text
+from qbc.infra.files import atomic_write, atomic_write_json, atomic_write_text
 
 REPO = Path(__file__).parents[1]
 ENV = "qbc/LinearUnstable-v0"
@@ -53,7 +53,7 @@ def test_final_files_get_normal_permissions(tmp_path):
 
 _KILL_MID_WRITE = r"""
 import os, sys, time
-from qbc.io import atomic_write, atomic_write_text
+from qbc.infra.files import atomic_write, atomic_write_text
 path = sys.argv[1]
 atomic_write_text(path, "complete old content\n")
 def slow(p):
@@ -116,7 +116,7 @@ def _kill_after_a_checkpoint(proc: subprocess.Popen, last: Path, min_step: int) 
         if step is not None and step >= min_step:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
-            from qbc.io import recover_dir
+            from qbc.infra.run_folder import recover_dir
 
             recover_dir(last)  # what the resumed run does first
             return _checkpoint_step(last)
@@ -149,7 +149,7 @@ def _no_partial_files(run: Path) -> None:
 def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     from safetensors.torch import load_file
 
-    from qbc.collect import CollectConfig, collect
+    from qbc.data.collect import CollectConfig, collect
 
     collect(CollectConfig(env=ENV, dataset_id="qbc/lin-v0", episodes=6, num_envs=6,
                           max_episode_steps=40))
@@ -242,7 +242,7 @@ def test_sb3_experts_load_only_from_a_path_the_user_names():
 def test_last_checkpoint_is_replaced_as_a_whole(tmp_path):
     """A crash between the two renames of atomic_write_dir leaves the old folder in .last.old;
     the next run puts it back before resuming."""
-    from qbc.io import atomic_write_dir, recover_dir
+    from qbc.infra.run_folder import atomic_write_dir, recover_dir
 
     run = tmp_path / "run"
     last = run / "last"
@@ -257,7 +257,7 @@ def test_last_checkpoint_is_replaced_as_a_whole(tmp_path):
 
 
 def test_a_failing_fill_leaves_the_old_folder(tmp_path):
-    from qbc.io import atomic_write_dir
+    from qbc.infra.run_folder import atomic_write_dir
 
     run = tmp_path / "run"
     last = run / "last"

@@ -13,11 +13,12 @@ from safetensors.numpy import load_file
 from tiny import TINY_MODEL
 
 import qbc  # noqa: F401  (registers the qbc/ envs)
-import qbc.dagger
+import qbc.interactive.dagger
 from qbc.agents import make_expert
-from qbc.collect import MIXTURE_STREAM, CollectConfig, collect, rollout_episodes
-from qbc.dagger import DaggerConfig, ExpertLearnerMixture, run_dagger
-from qbc.dagger_config import round_train_config
+from qbc.data.collect import CollectConfig, collect
+from qbc.data.episodes import MIXTURE_STREAM, rollout_episodes
+from qbc.interactive.config import round_train_config
+from qbc.interactive.dagger import DaggerConfig, ExpertLearnerMixture, run_dagger
 from qbc.policy import ModelConfig
 
 ENV = "qbc/ScalarUnstable-v0"
@@ -111,16 +112,16 @@ def test_killed_and_resumed_run_writes_the_same_rounds_csv(tmp_path, monkeypatch
                 "events.out.tfevents.*")), f"round {r} has no TensorBoard events"
 
     _run_in(tmp_path / "b", monkeypatch, rounds=1)  # stops after round 1
-    real_train = qbc.dagger.train_round
+    real_train = qbc.interactive.dagger.train_round
 
     def killed(cfg, r, demos, *rest):  # round 2's data is written, then the process dies
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(qbc.dagger, "train_round", killed)
+    monkeypatch.setattr(qbc.interactive.dagger, "train_round", killed)
     with pytest.raises(KeyboardInterrupt):
         _run_in(tmp_path / "b", monkeypatch)
     assert len((tmp_path / "b" / "run" / "rounds.csv").read_text().splitlines()) == 3
-    monkeypatch.setattr(qbc.dagger, "train_round", real_train)
+    monkeypatch.setattr(qbc.interactive.dagger, "train_round", real_train)
     resumed = _run_in(tmp_path / "b", monkeypatch)
     assert resumed == whole
     text = {p: (tmp_path / p / "run" / "rounds.csv").read_text() for p in "ab"}
@@ -162,7 +163,7 @@ def test_runs_stored_without_a_dataset_base_keep_the_one_of_their_rounds(tmp_pat
     """Runs started before the base was stored (``null``) take it from rounds.csv."""
     import json
 
-    from qbc.dagger_files import ROUND_FIELDS, stored_dataset_base, write_rows
+    from qbc.interactive.run_files import ROUND_FIELDS, stored_dataset_base, write_rows
 
     assert stored_dataset_base(tmp_path, None) is None  # no run here
     (tmp_path / "dagger_config.json").write_text(json.dumps({"dataset_base": None}))
@@ -255,7 +256,7 @@ def test_cli_flags_become_typed_settings(tmp_path):
 
 def test_a_run_stored_with_json_text_settings_continues(tmp_path):
     """dagger_config.json of runs started when the dict settings were JSON text."""
-    from qbc.dagger_files import _typed
+    from qbc.interactive.run_files import _typed
 
     old = {"expert": "sb3", "expert_path": "e.zip", "expert_params": '{"algo": "td3"}',
            "train_overrides": '{"warmup_steps": 1}', "rounds": 2}
@@ -284,14 +285,14 @@ def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, m
     old = _run_in(tmp_path, monkeypatch)  # rounds 0..2
     before = _tree(tmp_path)
     arrays = [demos_fingerprint(load_demonstrations(i)) for i in ids]
-    real_train = qbc.dagger.train_round
+    real_train = qbc.interactive.dagger.train_round
 
     def fails_in_round_one(cfg, r, demos, *rest):
         if r >= 1:
             raise RuntimeError("training failed")
         return real_train(cfg, r, demos, *rest)
 
-    monkeypatch.setattr(qbc.dagger, "train_round", fails_in_round_one)
+    monkeypatch.setattr(qbc.interactive.dagger, "train_round", fails_in_round_one)
     with pytest.raises(RuntimeError, match="training failed"):
         _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16)
     assert _tree(tmp_path) == before  # the old run, its datasets; no staging leftovers
@@ -300,7 +301,7 @@ def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, m
     # a killed --overwrite run's hidden leftovers are removed by the next one
     (tmp_path / ".run.staging-kil1ed_x" / "round-0").mkdir(parents=True)
     (tmp_path / "minari" / ".qbc-dagger-dagger--run.staging-kil1ed_x").mkdir()
-    monkeypatch.setattr(qbc.dagger, "train_round", real_train)
+    monkeypatch.setattr(qbc.interactive.dagger, "train_round", real_train)
     new = _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16)
     assert [r["round"] for r in new] == [0, 1] and new != old[:2]
     run = tmp_path / "run"
@@ -360,13 +361,12 @@ def test_overwrite_killed_while_publishing_is_finished_by_the_next_run(tmp_path,
                                                                         where):
     """An --overwrite run killed between (or during) publishing its datasets and swapping its
     folder: the next run of the folder finishes both, so folder and datasets agree."""
-    import qbc.dagger_staging
-    import qbc.data.store
+    import qbc.interactive.staging
 
     _run_in(tmp_path, monkeypatch)  # the old run: rounds 0..2, 8 bins
-    target, name, calls = {"mid-publish": (qbc.data.store, "publish_dataset", 1),
-                           "after-publish": (qbc.dagger_staging, "old_rounds", 1),
-                           "mid-swap": (qbc.dagger_staging, "_remove", 4)}[where]
+    target, name, calls = {"mid-publish": (qbc.interactive.staging, "publish_dataset", 1),
+                           "after-publish": (qbc.interactive.staging, "old_rounds", 1),
+                           "mid-swap": (qbc.interactive.staging, "_remove", 4)}[where]
     with monkeypatch.context() as patch:
         patch.setattr(target, name, _crash_after(target, name, calls))
         with pytest.raises(KeyboardInterrupt):

@@ -10,7 +10,8 @@ from tiny import TINY_MODEL
 import qbc  # noqa: F401  (registers the qbc/ envs)
 from qbc.agents import make_expert
 from qbc.cli.collect import parse_dart
-from qbc.collect import DART_STREAM, CollectConfig, collect
+from qbc.data.collect import CollectConfig, collect
+from qbc.data.episodes import DART_STREAM
 from qbc.errors import InvalidValueError
 
 ENV = "qbc/LinearUnstable-v0"  # 2-D actions, process noise from the env's own generator
@@ -106,9 +107,9 @@ def test_dart_flags_parse():
 
 
 def test_dart_auto_uses_the_policys_error_on_expert_states(tmp_path):
-    from qbc.collect import rollout_episodes
-    from qbc.dart import dart_sigma_for
     from qbc.data import Demonstrations, load_demonstrations
+    from qbc.data.dart import dart_sigma_for
+    from qbc.data.episodes import rollout_episodes
     from qbc.policy import ModelConfig, load_policy
     from qbc.training import TrainConfig, train
 

@@ -25,12 +25,12 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-from qbc.collect import CollectConfig, collect
 from qbc.data import load_demonstrations
-from qbc.distributed import DistContext, session
+from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError
 from qbc.policy import ModelConfig
 from qbc.training import TrainConfig, run_train, train
+from qbc.training.distributed import DistContext, session
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qbc.policy import ModelConfig, build_policy
-from qbc.rollout import floor_verdict
+from qbc.rollout.growth import floor_verdict
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import TrainConfig, rollout_evaluation, train, update_best
 from tests.test_train import Demos  # the demonstrations stand-in with a split by episode

@@ -13,14 +13,9 @@ import qbc  # noqa: F401  (registers the envs)
 import qbc.agents.detour as detour
 from qbc.agents import make_expert
 from qbc.errors import InvalidValueError
-from qbc.rollout import (
-    coupled_rollout,
-    episode_modes,
-    horizon_metrics,
-    mode_fractions,
-    proportion_ci95,
-)
-from qbc.rollout_loop import run_steps
+from qbc.rollout.coupled import coupled_rollout
+from qbc.rollout.metrics import horizon_metrics, mode_fractions, proportion_ci95
+from qbc.stepping.loop import episode_modes, run_steps
 
 IDS = ["qbc/DetourStable-v0", "qbc/DetourUnstable-v0"]
 
@@ -218,7 +213,7 @@ class _Countdown(gym.Env):
 def test_outcomes_of_a_third_party_env_under_either_autoreset_mode(mode):
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-    from qbc.rollout_loop import episode_outcomes
+    from qbc.stepping.loop import episode_outcomes
 
     venv = SyncVectorEnv([_Countdown for _ in range(6)],
                          autoreset_mode=getattr(AutoresetMode, mode))
@@ -233,7 +228,7 @@ def test_outcomes_of_a_third_party_env_under_either_autoreset_mode(mode):
 @pytest.mark.slow
 def test_dagger_rounds_report_success(tmp_path, one_torch_thread):
     from qbc.cli.dagger import format_summary
-    from qbc.dagger import DaggerConfig, run_dagger
+    from qbc.interactive.dagger import DaggerConfig, run_dagger
     from qbc.policy import ModelConfig
 
     cfg = DaggerConfig(env=IDS[0], expert="detour", out=tmp_path / "dagger", rounds=1,

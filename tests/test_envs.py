@@ -308,7 +308,7 @@ def test_env_ids_resolve_with_a_folder_named_qbc_in_the_working_directory(tmp_pa
     import sys
 
     (tmp_path / "qbc").mkdir()
-    code = ("from qbc.gym_utils import check_env_id, opened_env\n"
+    code = ("from qbc.envs.make import check_env_id, opened_env\n"
             "print(check_env_id('qbc/LinearUnstable-v0').id)\n"
             "with opened_env('qbc/LinearUnstable-v0') as env: print(env.action_space.shape)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
@@ -318,8 +318,8 @@ def test_env_ids_resolve_with_a_folder_named_qbc_in_the_working_directory(tmp_pa
 
 
 def test_opened_env_closes_what_it_made_and_passes_instances_through():
+    from qbc.envs.make import opened_env
     from qbc.errors import InvalidValueError
-    from qbc.gym_utils import opened_env
 
     with opened_env("qbc/LinearUnstable-v0", max_episode_steps=5) as env:
         assert env.spec.max_episode_steps == 5

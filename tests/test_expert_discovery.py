@@ -9,9 +9,9 @@ import pytest
 import qbc  # noqa: F401
 from qbc.agents import make_expert
 from qbc.cli import main
-from qbc.collect import rollout_episodes
 from qbc.data import dataset_path, write_dataset
-from qbc.expert_choice import (
+from qbc.data.episodes import rollout_episodes
+from qbc.data.expert_choice import (
     choose_expert,
     default_expert,
     remembered_expert,

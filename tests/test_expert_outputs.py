@@ -15,7 +15,7 @@ from qbc.agents import make_expert
 from qbc.agents.expert_zoo import zoo_entry_dir
 from qbc.cli import main
 from qbc.errors import InvalidValueError
-from qbc.io import lock_path_for
+from qbc.infra.run_folder import lock_path_for
 
 pytest.importorskip("stable_baselines3")
 
@@ -75,7 +75,7 @@ def test_refused_export_to_a_new_folder_leaves_nothing(trained, tmp_path):
 
 
 def test_export_failing_midway_keeps_the_old_actor(trained, tmp_path, monkeypatch):
-    import qbc.agents.evaluate as evaluate
+    import qbc.agents.export as export
 
     root = _copy(trained, tmp_path)
     before = _tree(root)
@@ -83,7 +83,7 @@ def test_export_failing_midway_keeps_the_old_actor(trained, tmp_path, monkeypatc
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(evaluate, "evaluate_expert", fail)
+    monkeypatch.setattr(export, "evaluate_expert", fail)
     assert main(["expert", "export", "--expert-path", str(root / "p.zip"), "--env", ENV,
                  "--out", str(root / "p-actor"), "--overwrite", "--eval-episodes", "1"]) == 2
     assert _tree(root) == before
@@ -113,7 +113,7 @@ def test_a_second_expert_train_on_the_same_out_is_refused(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_expert_train_overwrite_failing_keeps_the_old_expert(trained, tmp_path, monkeypatch):
-    import qbc.agents.expert_zoo as zoo
+    import qbc.agents.export as zoo
     import qbc.cli.expert as cli_expert
 
     root = _copy(trained, tmp_path)

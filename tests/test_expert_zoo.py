@@ -51,7 +51,7 @@ def test_exported_actor_equals_sb3_predict(tmp_path, algo):
 
 @pytest.mark.slow
 def test_actor_folder_is_an_expert_and_is_remembered_by_collect(tmp_path):
-    from qbc.expert_choice import build_expert, choose_expert
+    from qbc.data.expert_choice import build_expert, choose_expert
 
     model = _tiny_model("sac")
     folder = save_sb3_actor(model, "sac", tmp_path / "a", {"env_id": "Pendulum-v1"})
@@ -92,7 +92,7 @@ def test_zoo_pendulum_reproduces_its_measured_return():
 
 
 def test_zoo_expert_is_remembered_by_collect():
-    from qbc.expert_choice import build_expert, choose_expert
+    from qbc.data.expert_choice import build_expert, choose_expert
 
     assert main(["collect", "--env", "Pendulum-v1", "--expert", "zoo:Pendulum-v1",
                  "--episodes", "1", "--dataset", "test/zoo-v0", "--max-episode-steps", "10",

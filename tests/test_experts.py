@@ -189,7 +189,7 @@ def test_train_sb3_expert_refuses_to_overwrite(tmp_path):
 
 
 def test_experts_are_actors_whose_extra_arguments_are_optional_keywords():
-    from qbc.actor import Actor, BoundActor
+    from qbc.stepping.actor import Actor, BoundActor
 
     expert = make_expert("lqr", "qbc/ScalarStable-v0", noise_std=0.5)
     obs = np.ones((4, 1), np.float32)

@@ -382,7 +382,7 @@ def test_fuzz_results_tables(results_table, scratch, data):
 def dataset_root(tmp_path_factory):
     import os
 
-    from qbc.collect import CollectConfig, collect
+    from qbc.data.collect import CollectConfig, collect
 
     root = tmp_path_factory.mktemp("minari")
     old = os.environ.get("MINARI_DATASETS_PATH")

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from qbc.rollout import fit_growth, mean_ci95
+from qbc.rollout.growth import fit_growth
+from qbc.rollout.metrics import mean_ci95
 
 
 def test_power_law_slope_is_recovered():

@@ -1,4 +1,4 @@
-"""qbc.io.json_safe: the one rule every JSON file qbc writes goes through."""
+"""qbc.infra.files.json_safe: the one rule every JSON file qbc writes goes through."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qbc.io import atomic_write_json, json_safe
+from qbc.infra.files import atomic_write_json, json_safe
 
 
 @dataclass
@@ -36,7 +36,7 @@ def test_check_finite_json_names_where_the_nan_is():
     import pytest
 
     from qbc.errors import InvalidValueError
-    from qbc.validate import check_finite_json
+    from qbc.infra.validate import check_finite_json
 
     check_finite_json({"a": [1.0, np.float32(2)], "b": np.arange(3.0), "c": "nan"}, "metadata")
     with pytest.raises(InvalidValueError, match=r"metadata\.dart\.sigma = nan"):

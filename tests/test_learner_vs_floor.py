@@ -6,13 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from qbc.experiments.learner_vs_floor import (
-    FloorConfig,
-    _split_train_flags,
-    run_comparison,
-    summarise,
-)
-from qbc.experiments.learner_vs_floor_report import verdict
+from qbc.experiments.learner_vs_floor.comparison import _split_train_flags, run_comparison
+from qbc.experiments.learner_vs_floor.config import FloorConfig
+from qbc.experiments.learner_vs_floor.report import verdict
+from qbc.experiments.learner_vs_floor.summary import summarise
 
 
 def _row(method, regret, qexp, diverged=0.0, labels=20_000, seed=0, decode="argmax"):
@@ -107,7 +104,7 @@ def test_a_failed_invocation_still_counts_its_wall_time(tmp_path, monkeypatch):
     import json
     import time
 
-    from qbc.experiments import learner_vs_floor
+    from qbc.experiments.learner_vs_floor import comparison as learner_vs_floor
 
     def slow_collect(plan, env_id, seed):
         time.sleep(0.2)
@@ -128,7 +125,7 @@ def test_a_failed_invocation_still_counts_its_wall_time(tmp_path, monkeypatch):
 
 
 def test_report_command_gives_back_the_settings_that_differ():
-    from qbc.experiments.learner_vs_floor_report import command_flags
+    from qbc.experiments.learner_vs_floor.report import command_flags
 
     assert command_flags(FloorConfig(envs=("qbc/ScalarUnstable-v0",))) == (
         " --envs qbc/ScalarUnstable-v0")
@@ -143,8 +140,8 @@ def test_report_command_gives_back_the_settings_that_differ():
 
 
 def test_pendulum_is_evaluated_on_more_episodes_unless_told_otherwise():
-    from qbc.experiments.learner_vs_floor import eval_episodes
-    from qbc.experiments.learner_vs_floor_report import _eval_episodes, command_flags
+    from qbc.experiments.learner_vs_floor.config import eval_episodes
+    from qbc.experiments.learner_vs_floor.report import _eval_episodes, command_flags
 
     default = FloorConfig()
     assert [eval_episodes(default, e) for e in default.envs] == [100, 100, 1000, 100, 300, 100]
@@ -160,7 +157,7 @@ def test_pendulum_is_evaluated_on_more_episodes_unless_told_otherwise():
 def test_a_rollout_is_redone_when_the_evaluation_settings_change(tmp_path, monkeypatch):
     import json
 
-    from qbc.experiments import learner_vs_floor
+    from qbc.experiments.learner_vs_floor import comparison as learner_vs_floor
 
     calls = []
 
@@ -192,7 +189,7 @@ def test_several_train_flags_go_in_one_quoted_string_and_come_back_in_the_report
 
     import tyro
 
-    from qbc.experiments.learner_vs_floor_report import command_flags
+    from qbc.experiments.learner_vs_floor.report import command_flags
 
     args = ["--envs", "Pendulum-v1",
             "--dart-train-flags=--select-by rollout --select-episodes 100",
@@ -237,7 +234,7 @@ def test_too_few_evaluation_episodes_are_refused_before_anything_runs(tmp_path):
 
 
 def test_quick_settings_keep_the_extra_train_flags():
-    from qbc.experiments.learner_vs_floor import quick_config
+    from qbc.experiments.learner_vs_floor.config import quick_config
 
     quick = quick_config(FloorConfig(quick=True, extra_train_flags=["--range-margin", "0.5"]))
     assert quick.extra_train_flags[-2:] == ["--range-margin", "0.5"]
@@ -248,7 +245,7 @@ def test_quick_settings_keep_the_extra_train_flags():
 
 
 def test_report_states_its_scope_and_shows_the_stochastic_smooth_floor():
-    from qbc.experiments.learner_vs_floor_report import report
+    from qbc.experiments.learner_vs_floor.report import report
 
     rows = [_row("bc", 5.0, 4.0) | {"quantizer": "smooth", "qexp_stochastic_regret": 7.5},
             _row("bc", 5.0, 4.0)]  # uniform: no stochastic floor

@@ -1,10 +1,10 @@
-"""qbc.progress: tqdm on a terminal, one plain line per interval elsewhere (fake clock)."""
+"""qbc.infra.progress: tqdm on a terminal, one plain line per interval elsewhere (fake clock)."""
 
 import io
 
 import pytest
 
-from qbc.progress import PlainProgress, progress_bar
+from qbc.infra.progress import PlainProgress, progress_bar
 
 
 class FakeClock:
@@ -72,7 +72,7 @@ def test_terminal_gets_tqdm():
 def test_scoped_threads_restores_torchs_thread_count():
     import torch
 
-    from qbc.environ import scoped_threads
+    from qbc.infra.environ import scoped_threads
 
     before = torch.get_num_threads()
     target = 1 if before != 1 else 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from qbc.collect import CollectConfig, collect
+from qbc.data.collect import CollectConfig, collect
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "quantized_expert_range.py"
 

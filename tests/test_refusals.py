@@ -198,7 +198,7 @@ def refusals(ws, cli):
     ``qbc.cli.main`` (meanwhile, one after the other); the workspace snapshot is taken inside
     the locks."""
     from qbc.data import dataset_lock
-    from qbc.io import exclusive, lock_path_for
+    from qbc.infra.run_folder import exclusive, lock_path_for
 
     env = {"MINARI_DATASETS_PATH": str(ws / "minari")}
 
@@ -349,7 +349,7 @@ def test_resume_refuses_a_folder_mixing_two_runs(ws, tmp_path, monkeypatch):
 
 
 def test_every_spelling_of_a_folder_has_one_lock(tmp_path, monkeypatch):
-    from qbc.io import lock_path_for
+    from qbc.infra.run_folder import lock_path_for
 
     (tmp_path / "r").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "r")
@@ -426,7 +426,7 @@ def test_a_bug_is_reported_with_a_log(ws, tmp_path, monkeypatch, capsys):
 
 
 def test_overwrite_removes_stale_owned_outputs_and_keeps_other_files(tmp_path):
-    from qbc.io import output_dir
+    from qbc.infra.run_folder import output_dir
 
     out = tmp_path / "run"
     out.mkdir()

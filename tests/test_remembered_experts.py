@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from qbc.cli import main
-from qbc.collect import CollectConfig, collect
-from qbc.expert_choice import choose_expert, policy_dataset, remembered_expert
+from qbc.data.collect import CollectConfig, collect
+from qbc.data.expert_choice import choose_expert, policy_dataset, remembered_expert
 
 SCALAR = "qbc/ScalarStable-v0"
 TINY_TRAIN = ["--steps", "4", "--eval-interval", "2", "--bins", "8", "--batch-size", "16",
@@ -122,8 +122,8 @@ def test_expert_train_path_defaults_to_env_and_algorithm(tmp_path, monkeypatch):
 def test_a_remembered_sb3_zip_loads_only_if_it_is_the_same_file(tmp_path, monkeypatch):
     pytest.importorskip("stable_baselines3")
     from qbc.agents.sb3 import train_sb3_expert
+    from qbc.data.expert_choice import build_expert
     from qbc.errors import InvalidValueError
-    from qbc.expert_choice import build_expert
 
     path = train_sb3_expert(SCALAR, algo="td3", timesteps=20, progress=False,
                             path=tmp_path / "m.zip")

@@ -10,14 +10,9 @@ from qbc.agents import make_expert
 from qbc.cli import main
 from qbc.errors import InvalidValueError, QbcWarning
 from qbc.experiments.scaling import plot_scaling, quantized_expert_scaling
-from qbc.rollout import (
-    QuantizedExpert,
-    cap_horizons,
-    check_coupling,
-    coupled_rollout,
-    coupling_line,
-    horizon_metrics,
-)
+from qbc.rollout.coupled import QuantizedExpert, check_coupling, coupled_rollout, coupling_line
+from qbc.rollout.metrics import horizon_metrics
+from qbc.stepping.limits import cap_horizons
 from qbc.tokenizer import ActionTokenizer
 
 SCALAR = "qbc/ScalarStable-v0"
@@ -188,7 +183,7 @@ def test_rollout_command_refuses_what_is_not_an_actor(tmp_path, capsys, spec, me
 
 
 def test_every_actor_acts_on_a_bare_batch():
-    from qbc.actor import Actor
+    from qbc.stepping.actor import Actor
 
     expert = make_expert("lqr", SCALAR)
     obs = np.zeros((3, 1), np.float32)
@@ -198,8 +193,8 @@ def test_every_actor_acts_on_a_bare_batch():
 
 
 def test_the_rollout_loop_records_executed_actions_labels_and_episode_ends():
-    from qbc.gym_utils import make_vector_env
-    from qbc.rollout_loop import run_steps
+    from qbc.envs.make import make_vector_env
+    from qbc.stepping.loop import run_steps
 
     expert = make_expert("lqr", SCALAR)
     env = make_vector_env(SCALAR, 4, max_episode_steps=7)
@@ -356,7 +351,7 @@ def test_sampled_decoding_draws_from_a_generator_seeded_by_the_run(tmp_path):
 
 
 def test_the_floor_of_each_decoding():
-    from qbc.rollout import matching_floor
+    from qbc.rollout.coupled import matching_floor
 
     assert matching_floor("nearest", "argmax") and not matching_floor("stochastic", "argmax")
     assert matching_floor("stochastic", "sample") and not matching_floor("nearest", "sample")

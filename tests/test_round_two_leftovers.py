@@ -13,9 +13,9 @@ import pytest
 from tiny import TINY_MODEL_FLAGS
 
 from qbc.cli import main
+from qbc.envs.make import make_env, make_vector_env
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.gym_utils import make_env, make_vector_env
-from qbc.io import read_json_object
+from qbc.infra.files import read_json_object
 
 
 def test_an_env_that_needs_arguments_is_one_line(tmp_path, capsys):

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from qbc.cli import main
-from qbc.run_log import RunLog, record_scalars
+from qbc.training.run_log import RunLog, record_scalars
 
 TINY = ["--steps", "20", "--eval-interval", "10", "--bins", "8", "--batch-size", "16",
         "--rollout-episodes", "2", "--no-progress", "--model.d-model", "16", "--model.n-heads",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import qbc.training.chunked as chunked
+import qbc.sweep.chunk_runner as chunk_runner
 from qbc.cli import main
 from qbc.errors import InvalidValueError
 from qbc.sweep import expand_cells, load_spec, read_table, run_sweep, spec_from_dict, write_report
@@ -36,14 +36,14 @@ def swept(tmp_path_factory):
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")
     calls: list[tuple[str, int]] = []
-    real = chunked.train_chunked
+    real = chunk_runner.train_chunked
 
     def counting(cfg, demos):
         calls.append((cfg.chunk_tokenizer, cfg.chunk_k))
         return real(cfg, demos)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(chunked, "train_chunked", counting)
+    mp.setattr(chunk_runner, "train_chunked", counting)
     try:
         out = root / "sweep"
         first = run_sweep(load_spec(QUICK), out, progress=False)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import qbc  # noqa: F401  (registers the qbc/ envs)
-from qbc.collect import CollectConfig, collect
-from qbc.dagger import DaggerConfig, within_time_limit
+from qbc.data.collect import CollectConfig, collect
 from qbc.errors import QbcWarning
-from qbc.rollout import cap_horizon
-from qbc.sweep.runner import capped_horizons
+from qbc.interactive.dagger import DaggerConfig, within_time_limit
+from qbc.stepping.limits import cap_horizon
+from qbc.sweep.rows import capped_horizons
 
 PENDULUM = "Pendulum-v1"  # time limit 200
 
@@ -68,7 +68,7 @@ def test_dagger_caps_eval_horizon_and_episode_length(tmp_path, monkeypatch):
     assert (capped.eval_horizon, capped.max_episode_steps) == (200, 200)
     assert len(_capped(caught)) == 2
     # run_dagger works on the capped configuration (stopped before anything runs)
-    import qbc.dagger
+    import qbc.interactive.dagger
 
     seen = {}
 
@@ -76,9 +76,9 @@ def test_dagger_caps_eval_horizon_and_episode_length(tmp_path, monkeypatch):
         seen["cfg"] = c
         raise RuntimeError("stop")
 
-    monkeypatch.setattr(qbc.dagger, "make_labeller", stop)
+    monkeypatch.setattr(qbc.interactive.dagger, "make_labeller", stop)
     with pytest.warns(QbcWarning), pytest.raises(RuntimeError, match="stop"):
-        qbc.dagger.run_dagger(cfg)
+        qbc.interactive.dagger.run_dagger(cfg)
     assert seen["cfg"].eval_horizon == 200
     same = DaggerConfig(env="qbc/ScalarUnstable-v0", out=tmp_path / "q", eval_horizon=500)
     assert within_time_limit(same).eval_horizon == 500
@@ -93,11 +93,10 @@ def test_sweep_cells_cap_their_horizons():
 
 
 def test_train_chunked_warns_when_its_closing_rollout_was_capped(tmp_path, monkeypatch):
-    import qbc.data
     import qbc.training.chunked as chunked
 
     message = "Pendulum-v1 ends episodes after 200 steps (its time limit): horizon(s) 500 capped"
-    monkeypatch.setattr(qbc.data, "load_demonstrations", lambda ds: SimpleNamespace())
+    monkeypatch.setattr(chunked, "load_demonstrations", lambda ds: SimpleNamespace())
     monkeypatch.setattr(chunked, "check_rollout_sizes", lambda *a: None)
     monkeypatch.setattr(chunked, "train_chunked", lambda cfg, demos: {
         "policy": SimpleNamespace(chunk_tokenizer=None)})

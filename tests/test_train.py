@@ -182,7 +182,7 @@ def _scalar_demos(metadata):
 def test_closing_rollout_compares_with_the_expert_on_the_same_seeds():
     from qbc.agents import make_expert
     from qbc.cli.train import rollout_line
-    from qbc.rollout import coupled_rollout
+    from qbc.rollout.coupled import coupled_rollout
     from qbc.training import rollout_evaluation
 
     prov = {"qbc": {"expert": {"name": "lqr", "params": {}}, "seed": 0, "n_episodes": 2}}

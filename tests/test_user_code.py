@@ -9,9 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from qbc.actor import UserActor, load_actor
 from qbc.cli import main
 from qbc.errors import UserCodeError
+from qbc.stepping.actor import UserActor, load_actor
 
 SCALAR = "qbc/ScalarStable-v0"  # obs (1,), action (1,)
 

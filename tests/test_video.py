@@ -12,9 +12,9 @@ import imageio.v3 as iio  # noqa: E402
 
 from qbc.agents import make_expert  # noqa: E402
 from qbc.cli import main  # noqa: E402
-from qbc.rollout import QuantizedExpert  # noqa: E402
+from qbc.rollout.coupled import QuantizedExpert  # noqa: E402
+from qbc.rollout.video import write_rollout_videos  # noqa: E402
 from qbc.tokenizer import ActionTokenizer  # noqa: E402
-from qbc.video import write_rollout_videos  # noqa: E402
 
 K_PENDULUM = [[5.0, 0.0, 1.0]]
 
@@ -48,9 +48,9 @@ def test_pendulum_video_has_one_frame_per_step_and_the_panel_size(tmp_path):
 
 @pytest.mark.slow
 def test_qbc_envs_get_a_trace_and_gif_without_ffmpeg(tmp_path, monkeypatch):
-    import qbc.video
+    import qbc.rollout.video
 
-    monkeypatch.setattr(qbc.video, "video_backend", lambda: "gif")
+    monkeypatch.setattr(qbc.rollout.video, "video_backend", lambda: "gif")
     env = "qbc/LinearUnstable-v0"
     actors = {"expert": make_expert("lqr", env),
               "policy": make_expert("linear", env, gain_scale=0.5)}
@@ -83,7 +83,7 @@ def test_env_that_cannot_render_here_falls_back_to_traces_with_one_warning(tmp_p
     pytest.importorskip("imageio_ffmpeg")
     from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
-    from qbc.video import RenderFallbackWarning
+    from qbc.rollout.video import RenderFallbackWarning
 
     def no_opengl(self):
         raise RuntimeError("No OpenGL backend could be imported")
@@ -124,11 +124,11 @@ def test_mujoco_video_renders_headless_through_egl(tmp_path):
 def test_chunk_floor_gets_its_own_panel(tmp_path, monkeypatch):
     """The chunk floor (bound to the video's own env) is a third panel beside expert and
     policy, and plans from that env's state."""
-    import qbc.video
+    import qbc.rollout.video
     from qbc.chunking.execution import ChunkExecutor
     from qbc.chunking.floor import QuantizedChunkExpert, make_planner
 
-    monkeypatch.setattr(qbc.video, "video_backend", lambda: "gif")
+    monkeypatch.setattr(qbc.rollout.video, "video_backend", lambda: "gif")
     env = "qbc/LinearUnstable-v0"
     expert = make_expert("lqr", env)
     floor = ChunkExecutor(QuantizedChunkExpert(make_planner(env, expert), 3), "open-loop")

@@ -18,14 +18,21 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from qbc.agents import make_expert
 from qbc.bench.device import synchronized
 from qbc.bench.flops import comparable_matmul, describe, train_flops_per_sample
 from qbc.bench.timing import figure, interleaved_rates, paired_ratio
-from qbc.environ import scoped_threads
-from qbc.gym_utils import check_env_id
+from qbc.chunking import make_chunk_tokenizer
+from qbc.envs.make import check_env_id
+from qbc.errors import InvalidValueError
+from qbc.experiments.quickstart import QuickstartConfig, run_quickstart
+from qbc.infra.environ import scoped_threads
+from qbc.policy.chunked import ChunkARConfig, ChunkARTransformer, ChunkPolicy, build_chunk_policy
 from qbc.policy.registry import ModelConfig, build_policy
 from qbc.policy.wrapper import Normalizer, Policy
+from qbc.rollout.coupled import coupled_rollout
 from qbc.tokenizer import ActionTokenizer
+from qbc.training import TrainConfig, lr_factor, make_optimizer, train_step
 
 
 # -- 1. environment stepping ---------------------------------------------------------------------
@@ -37,8 +44,6 @@ def bench_env_stepping(env_id: str, sizes: tuple[int, ...], repeats: int, block_
     autoreset; that is part of the measurement). One env step = one copy advanced one step."""
     spec = check_env_id(env_id)
     if spec.vector_entry_point is None:
-        from qbc.errors import InvalidValueError
-
         raise InvalidValueError(f"{env_id} has no native vector version to compare; "
                                 "pick a qbc/ env")
     rows = []
@@ -125,8 +130,6 @@ def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: i
     tokens, the layout of ``rvq`` with 4 levels of ``bins`` codes) against the per-step AR
     transformer (``act_dim`` tokens per action), same model size, argmax with the KV cache,
     timed alternately at ``batch`` observations per call."""
-    from qbc.policy.chunked import ChunkARConfig, ChunkARTransformer
-
     per_step = make_policy(model, obs_dim, act_dim, bins, seed, device=device).module
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -152,9 +155,6 @@ def make_fast_chunk_policy(model: ModelConfig, obs_dim: int, act_dim: int, chunk
     """An untrained ``chunk-ar-transformer`` ChunkPolicy (weights from ``seed``) over a ``fast``
     tokenizer fitted to ``n_chunks`` smooth synthetic chunks (random walks of k steps, D
     dimensions), with room for the longest fitted sequence and an identity normaliser."""
-    from qbc.chunking import make_chunk_tokenizer
-    from qbc.policy.chunked import ChunkPolicy, build_chunk_policy
-
     rng = np.random.default_rng(seed)
     chunks = np.cumsum(rng.normal(0, 0.1, size=(n_chunks, chunk_len, act_dim)), axis=1)
     chunks += rng.uniform(-0.5, 0.5, size=(n_chunks, 1, act_dim))
@@ -217,8 +217,6 @@ def bench_training(model: ModelConfig, obs_dim: int, act_dim: int, bins: int, ba
     on the default model, its FLOP/s from :mod:`qbc.bench.flops`, and the FLOP/s of a plain fp32
     matmul of the model's largest shape (and of 1024^3, for reference), timed in alternation, on
     ``device`` (each timed call waits for the GPU; the all-cores row is CPU only)."""
-    from qbc.training import TrainConfig, lr_factor, make_optimizer, train_step
-
     policy = make_policy(model, obs_dim, act_dim, bins, seed, device=device)
     module = policy.module
     cfg = TrainConfig(dataset="bench", steps=2000, batch_size=batch, model=model, seed=seed)
@@ -272,9 +270,6 @@ def bench_rollout(env_id: str, model: ModelConfig, bins: int, episodes: int, hor
                   repeats: int, seed: int) -> dict[str, Any]:
     """Actions/s of ``coupled_rollout`` with an LQR expert and an (untrained) default
     AR-transformer learner on ``env_id``: (2 policies x episodes x horizon) / wall time."""
-    from qbc.agents import make_expert
-    from qbc.rollout import coupled_rollout
-
     env = gym.make(env_id)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     bound = float(env.action_space.high.max())
@@ -303,8 +298,6 @@ def _timed_runs(fn, repeats: int, work: float) -> dict[str, list[float]]:
 def bench_quickstart(repeats: int, seed: int) -> dict[str, Any]:
     """Wall time (s) of ``qbc quickstart --tiny`` run in this process (its imports are already
     loaded; its report goes to a temporary folder and its summary is not printed)."""
-    from qbc.experiments.quickstart import QuickstartConfig, run_quickstart
-
     runs = iter(range(repeats))
     with tempfile.TemporaryDirectory(prefix="qbc-bench-") as tmp:
         def once():

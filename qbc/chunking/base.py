@@ -30,7 +30,7 @@ from qbc.errors import (
     OutputExistsError,
     QbcError,
 )
-from qbc.io import atomic_write_json, read_json
+from qbc.infra.files import atomic_write_json, read_json
 from qbc.quantizers.base import check_tokens
 from qbc.registry import Registry, json_value
 from qbc.tokenizer import _rms
@@ -257,7 +257,6 @@ class ChunkTokenizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
-
 
 
 #: Largest chunk (k x D values) a file may describe: far beyond any real chunk, small enough

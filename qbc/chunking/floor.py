@@ -21,7 +21,7 @@ How the plan is made (:func:`make_planner`):
   attribute. These simulators have no noise of their own, so the copy is the noise-free
   future; a test checks that the copy reproduces the env's own next observation. The rollout
   binds its env to the planner (:meth:`SimulatorPlanner.bind_env`, called by
-  :func:`qbc.rollout_loop.run_steps` and by the video writer).
+  :func:`qbc.stepping.loop.run_steps` and by the video writer).
 
 Without a chunk tokenizer (``chunk-mlp-l1`` policies) the floor is the unquantized expert plan,
 executed in the learner's mode (``chunk_expert``): what execution alone costs.
@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from qbc.envs.make import make_env
 from qbc.errors import InvalidValueError
 
 #: Rollout names of the floor actor, with and without a chunk tokenizer.
@@ -61,8 +62,6 @@ class ModelPlanner:
     """Plans on a qbc env's noise-free model ``dynamics`` (see the module text)."""
 
     def __init__(self, env_id: str, expert: Any):
-        from qbc.gym_utils import make_env
-
         env = make_env(env_id)
         self.model = env.unwrapped
         env.close()
@@ -122,8 +121,6 @@ class SimulatorPlanner:
         self._copies: list[Any] | None = None
 
     def _grow(self, n: int) -> list[Any]:
-        from qbc.gym_utils import make_env
-
         while len(self._scratch) < n:
             env = make_env(self.env_id)
             env.reset(seed=0)
@@ -138,7 +135,7 @@ class SimulatorPlanner:
         if self._copies is None:
             raise InvalidValueError(
                 "the simulator planner has no env to copy states from: roll it out with "
-                "qbc.rollout.coupled_rollout (it binds the env) or call bind_env(env)")
+                "qbc.rollout.coupled.coupled_rollout (it binds the env) or call bind_env(env)")
         obs = np.asarray(obs, dtype=np.float32)
         rows = np.arange(len(obs)) if rows is None else np.asarray(rows)
         sims = [e.unwrapped for e in self._grow(len(rows))]
@@ -163,8 +160,6 @@ class SimulatorPlanner:
 def make_planner(env_id: str, expert: Any) -> ModelPlanner | SimulatorPlanner:
     """The planner for ``env_id``: the noise-free model of an env that has one (the qbc envs'
     ``dynamics``), else a copy of the simulator."""
-    from qbc.gym_utils import make_env
-
     env = make_env(env_id)
     has_model = hasattr(env.unwrapped, "dynamics") and hasattr(env.unwrapped, "clip_action")
     env.close()

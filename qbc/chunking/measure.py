@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from qbc.agents import make_expert
 from qbc.chunking.base import make_chunk_tokenizer
 from qbc.chunking.chunks import make_chunks
+from qbc.data.episodes import rollout_episodes
 from qbc.errors import InvalidValueError
 
 DEFAULT_SPECS = (
@@ -57,9 +59,6 @@ class ChunkCompareConfig:
 def lqr_episode_actions(env_id: str, n_episodes: int, seed: int) -> list[np.ndarray]:
     """Actions (T, D) of ``n_episodes`` noise-free LQR closed-loop episodes of ``env_id``."""
     import gymnasium as gym
-
-    from qbc.agents import make_expert
-    from qbc.collect import rollout_episodes
 
     env = gym.make(env_id, noise_std=0.0)
     try:

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from qbc.chunking.base import ChunkTokenizer, check_int, register_chunk_tokenizer
+from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.quantizers import available_quantizers
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -34,9 +36,6 @@ class PerStepTokenizer(ChunkTokenizer):
         self._validate_params()
 
     def _validate_params(self) -> None:
-        from qbc.errors import InvalidValueError, UnknownNameError
-        from qbc.quantizers import available_quantizers
-
         if not isinstance(self.quantizer, str):
             raise InvalidValueError(f"per-step: quantizer must be a registry name, got "
                                     f"{self.quantizer!r}")

@@ -19,13 +19,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from qbc.bench import sections
+from qbc.bench.device import peak_info
+from qbc.bench.timing import machine_info
 from qbc.cli import Command
-from qbc.environ import scoped_threads
 from qbc.errors import OutputExistsError
-from qbc.io import atomic_write_json, json_safe
+from qbc.infra.environ import scoped_threads
+from qbc.infra.files import atomic_write_json, json_safe
+from qbc.infra.progress import progress_bar
+from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config, check_device
+from qbc.policy.inference import onednn_disabled
 from qbc.policy.registry import ModelConfig, check_model_config
-from qbc.progress import progress_bar
-from qbc.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config, check_device
 
 #: Settings that --quick shrinks (full-run value, quick value); fields left at None take them.
 _MODES = {"repeats": (5, 3), "block_s": (0.3, 0.1), "rollout_episodes": (256, 64),
@@ -114,8 +118,6 @@ def resolve(cfg: BenchConfig) -> BenchConfig:
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every measurement; print the table; write --json if given. Returns the results."""
-    from qbc.bench.timing import machine_info
-
     cfg = resolve(cfg)
     if cfg.json is not None and cfg.json.exists() and not cfg.overwrite:
         raise OutputExistsError(f"{cfg.json} exists; pass --overwrite to replace it")
@@ -128,10 +130,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def _measure(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any]:
-    from qbc.bench import sections
-    from qbc.bench.device import peak_info
-    from qbc.policy.inference import onednn_disabled
-
     device = check_device(cfg.device)
     on_gpu = device.type != "cpu"
     result: dict[str, Any] = {"config": json_safe(cfg), "machine": machine,
@@ -227,10 +225,18 @@ def _mark(t: dict[str, Any] | None) -> str:
 
 
 def format_table(r: dict[str, Any]) -> str:
+    """The one table of a ``qbc bench`` result ``r``: the machine, then one block per section."""
+    t = r.get("targets", {})
+    dev = r.get("device") or {"device": "cpu"}
+    lines = _machine_lines(r, dev) + _env_lines(r, t) + _decoding_lines(r, t)
+    lines += _training_lines(r, t, dev) + _end_to_end_lines(r)
+    return "\n".join(lines)
+
+
+def _machine_lines(r: dict[str, Any], dev: dict[str, Any]) -> list[str]:
     m, c = r["machine"], r["config"]
     load = " / ".join(f"{x:.2f}" for x in m["load_average"] or [])
     after = " / ".join(f"{x:.2f}" for x in r.get("load_average_after") or [])
-    t = r.get("targets", {})
     lines = [
         "figures by wall-clock time; 'by CPU time' = this process's CPU seconds (what an idle "
         "machine would give)",
@@ -240,11 +246,16 @@ def format_table(r: dict[str, Any]) -> str:
         f"load average (1/5/15 min) before: {load}; after: {after}",
         f"each figure: median of {c['repeats']} timed blocks (~{c['block_s']} s) after a warm-up, "
         "±half the range of the blocks"]
-    dev = r.get("device") or {"device": "cpu"}
     if dev["device"] != "cpu":
         lines.append(f"device {dev['device']} ({dev['name']}): sections 2 and 3 on the GPU, "
                      f"fp32 matmuls {'with' if dev['tf32'] else 'without'} TF32; sections 1 and "
                      "4 skipped (CPU work)")
+    return lines
+
+
+def _env_lines(r: dict[str, Any], t: dict[str, Any]) -> list[str]:
+    c = r["config"]
+    lines: list[str] = []
     if "env" in r:
         lines += ["", f"1. env stepping, {c['env']}, env steps/s",
                   f"   {'copies':>8} {'native':>16} {'SyncVectorEnv':>16} {'ratio':>14}"]
@@ -253,8 +264,12 @@ def format_table(r: dict[str, Any]) -> str:
         lines.append(f"   {row['num_envs']:>8} {_cell(row['native_steps_per_s']):>16} "
                      f"{_cell(row['sync_steps_per_s']):>16} "
                      f"{_cell(row['ratio'], lambda x: f'{x:.1f}x'):>14}{mark}")
+    return lines
+
+
+def _decoding_lines(r: dict[str, Any], t: dict[str, Any]) -> list[str]:
     d = r["decoding"]
-    lines += [
+    lines = [
         "",
         f"2. decoding, AR transformer D={d['act_dim']}, vocab {d['bins']}, d_model "
         f"{d['d_model']}, {d['n_layers']} layers, argmax",
@@ -284,9 +299,13 @@ def format_table(r: dict[str, Any]) -> str:
             f"early stop: {_cell(cd['ratio_all_positions'], lambda x: f'{x:.2f}x')}); decode "
             f"failures {fails['constrained']} vs {fails['unconstrained']} of {cd['batch']}"
             f"{_mark(t.get('constrained_decode_failures'))}"]
+    return lines
+
+
+def _training_lines(r: dict[str, Any], t: dict[str, Any], dev: dict[str, Any]) -> list[str]:
     tr = r["training"]
     M, K, N = tr["matmul_shape"]
-    lines += [
+    lines = [
         "",
         f"3. training (train_step: AdamW + clipping), batch {tr['batch']}, "
         f"{tr['flops']['train_per_sample'] / 1e6:.2f} MFLOP/sample (3 x forward)",
@@ -309,17 +328,21 @@ def format_table(r: dict[str, Any]) -> str:
             f"{_cell(tr['samples_per_s_all_cores'])} samples/s = "
             f"{_cell(tr['all_cores_vs_threads'], lambda x: f'{x:.2f}x')} the "
             f"{tr['threads']}-thread rate")
+    return lines
+
+
+def _end_to_end_lines(r: dict[str, Any]) -> list[str]:
     if "rollout" not in r:
-        return "\n".join(lines)
+        return []
     ro = r["rollout"]
-    lines += [
+    lines = [
         "",
         f"4. end to end: coupled rollout {ro['env_id']}, expert (LQR) + learner, "
         f"{ro['episodes']} episodes x {ro['horizon']} steps: {_cell(ro['actions_per_s'])} "
         "actions/s"]
     if "quickstart" in r:
         lines.append(f"   qbc quickstart --tiny: {_cell(r['quickstart']['seconds'], _s)} wall")
-    return "\n".join(lines)
+    return lines
 
 
 def _ms(x: float) -> str:

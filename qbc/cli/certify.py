@@ -1,5 +1,6 @@
 """The ``qbc certify`` command: ε_q, the P-IISS gain, the RTVC violation rate and the shapes of
-the theory's bounds (:mod:`qbc.certify`) on a dataset's env, expert and tokenizer; writes
+the theory's bounds (:mod:`qbc.certify.certificate`) on a dataset's env, expert and tokenizer;
+writes
 certificate.json and prints it."""
 
 from __future__ import annotations
@@ -8,13 +9,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from qbc.certify import certificate
+from qbc.certify.certificate import certificate
 from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.cli.lists import parse_horizons, positive_floats
+from qbc.data import check_compatible, load_demonstrations
+from qbc.data.expert_choice import build_expert, choose_expert
+from qbc.envs.make import make_env
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.io import atomic_write_json, output_dir
-from qbc.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
+from qbc.infra.files import atomic_write_json, read_json_object
+from qbc.infra.run_folder import output_dir
+from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
+from qbc.stepping.limits import check_rollout_memory
+from qbc.tokenizer import ActionTokenizer
 
 
 @dataclass
@@ -74,13 +81,6 @@ RULES = {"k": POSITIVE, "bins": Rule(lo=2, integer=True), "horizon": Rule(lo=2, 
 
 def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     """Check every flag and open every input, before anything is written."""
-    from qbc.data import check_compatible, load_demonstrations
-    from qbc.expert_choice import build_expert, choose_expert
-    from qbc.gym_utils import make_env
-    from qbc.io import read_json_object
-    from qbc.rollout import check_rollout_memory
-    from qbc.tokenizer import ActionTokenizer
-
     check_config(cfg, RULES)
     check_all([(cfg.seed + cfg.episodes <= SEED_LIMIT,
                 f"--seed + --episodes must stay below 2^32, got {cfg.seed} + {cfg.episodes}")])
@@ -130,7 +130,8 @@ def certificate_of(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
                    horizons: list[int], metrics: dict[str, Any] | None, demos: Any, env_id: str,
                    tok: Any, expert: Any, choice: Any) -> dict[str, Any]:
     """The certificate of ``cfg`` from its opened inputs (:func:`open_inputs`): what it
-    measured with, :func:`qbc.certify.certificate`, and the measured regret of a rollout."""
+    measured with, :func:`qbc.certify.certificate.certificate`, and the measured regret of a
+    rollout."""
     cert = {
         "env_id": env_id, "dataset": cfg.dataset, "expert": choice.name,
         "expert_spec": choice.to_dict(),

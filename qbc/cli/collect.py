@@ -1,8 +1,8 @@
 """``qbc collect``: roll an expert out and save the episodes as a Minari dataset.
 
-The flags are parsed into a typed :class:`qbc.collect.CollectConfig` (``--expert-params``
+The flags are parsed into a typed :class:`qbc.data.collect.CollectConfig` (``--expert-params``
 KEY=VALUE pairs or JSON and ``--expert-path`` into ``expert_params``, ``--dart SIGMA | auto``
-into ``dart_sigma`` / ``dart_policy``) and :func:`qbc.collect.collect` does the work; this
+into ``dart_sigma`` / ``dart_policy``) and :func:`qbc.data.collect.collect` does the work; this
 module prints the summary.
 """
 
@@ -16,9 +16,10 @@ import numpy as np
 
 from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
-from qbc.collect import CollectConfig, Collected, collect
+from qbc.data.collect import CollectConfig, Collected, collect
+from qbc.data.expert_choice import default_expert, default_expert_line
 from qbc.errors import InvalidValueError
-from qbc.expert_choice import default_expert, default_expert_line
+from qbc.rollout.metrics import mode_fractions, proportion_ci95
 
 
 @dataclass
@@ -80,7 +81,7 @@ def collect_config(args: CollectArgs) -> CollectConfig:
 
 
 def run_collect(args: CollectArgs) -> Collected:
-    """The command: :func:`qbc.collect.collect`, then a short summary on stdout."""
+    """The command: :func:`qbc.data.collect.collect`, then a short summary on stdout."""
     cfg = collect_config(args)
     if args.expert is None and (line := default_expert_line("collect", args.env)):
         print(line, file=sys.stderr)
@@ -137,8 +138,6 @@ def format_summary(cfg: CollectConfig, done: Collected) -> str:
 def outcome_lines(outcomes: dict[str, np.ndarray]) -> list[str]:
     """The expert's success rate (95% Wilson interval) and mode coverage, for envs that report
     them (none otherwise)."""
-    from qbc.rollout import mode_fractions, proportion_ci95
-
     lines = []
     if "success" in outcomes:
         rate, lo, hi = proportion_ci95(outcomes["success"])

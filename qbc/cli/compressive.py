@@ -19,8 +19,9 @@ from qbc.compressive.projection import projection_quantizer
 from qbc.compressive.report import format_table, format_winners, plot
 from qbc.compressive.sweep import FULL, compare_quantizers, run_grid, summarize
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.io import atomic_write_csv, atomic_write_json, json_safe, output_dir
-from qbc.validate import AT_LEAST_ONE, SEED_LIMIT, Rule, check_config, split_list_flag
+from qbc.infra.files import atomic_write_csv, atomic_write_json, json_safe
+from qbc.infra.run_folder import output_dir
+from qbc.infra.validate import AT_LEAST_ONE, SEED_LIMIT, Rule, check_config, split_list_flag
 
 
 @dataclass
@@ -58,7 +59,7 @@ class CompressiveConfig:
     """show a progress bar."""
 
 
-#: Ranges of the numeric flags (seeds are checked by :func:`qbc.validate.check_config`).
+#: Ranges of the numeric flags (seeds are checked by :func:`qbc.infra.validate.check_config`).
 RULES = {"seeds": AT_LEAST_ONE, "test_fraction": Rule(lo=0, hi=1, lo_open=True, hi_open=True)}
 
 

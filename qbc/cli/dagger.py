@@ -1,6 +1,7 @@
-"""``qbc dagger``: :func:`qbc.dagger.run_dagger` and a one-screen summary of the rounds.
+"""``qbc dagger``: :func:`qbc.interactive.dagger.run_dagger` and a one-screen summary of the rounds.
 
-The flags are :class:`qbc.dagger.DaggerConfig`'s; the two that the library takes as dicts
+The flags are :class:`qbc.interactive.dagger.DaggerConfig`'s; the two that the library takes as
+dicts
 (``--expert-params`` with ``--expert-path``, ``--train-overrides``) are given as KEY=VALUE pairs
 or JSON objects (:mod:`qbc.cli.flag_types`) and parsed here.
 """
@@ -14,9 +15,10 @@ from typing import Any
 
 from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params, key_values
-from qbc.dagger import DaggerConfig, run_dagger
-from qbc.dagger_files import read_timing
-from qbc.expert_choice import default_expert_line
+from qbc.data.expert_choice import default_expert_line
+from qbc.interactive.dagger import DaggerConfig, run_dagger
+from qbc.interactive.run_files import read_timing
+from qbc.rollout.growth import floor_verdict
 
 
 @dataclass
@@ -88,12 +90,11 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
 
 
 def last_round_verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """:func:`qbc.rollout.floor_verdict` of the last round against its floor (None for a
+    """:func:`qbc.rollout.growth.floor_verdict` of the last round against its floor (None for a
     continuous policy or rows written before the floor was measured)."""
     last = rows[-1] if rows else {}
     if last.get("floor_regret") is None or last.get("expert_return") is None:
         return None
-    from qbc.rollout import floor_verdict
 
     return floor_verdict({"regret": last["regret"], "failed": last["diverged_fraction"]},
                          {"regret": last["floor_regret"],

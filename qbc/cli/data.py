@@ -12,6 +12,7 @@ import numpy as np
 from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.data import Demonstrations, load_demonstrations
+from qbc.data.expert_choice import set_dataset_expert
 
 
 @dataclass
@@ -79,8 +80,6 @@ class SetExpertConfig:
 
 
 def run_set_expert(cfg: SetExpertConfig) -> dict:
-    from qbc.expert_choice import set_dataset_expert
-
     done = set_dataset_expert(cfg.dataset, cfg.expert,
                               expert_params(cfg.expert_params, cfg.expert_path))
     params = done["expert"]["params"]

@@ -11,18 +11,30 @@ from pathlib import Path
 from typing import Any
 
 from qbc.agents.actor import META_FILE, WEIGHTS_FILE, actor_size_bytes
-from qbc.agents.expert_zoo import (
+from qbc.agents.evaluate import evaluate_expert
+from qbc.agents.expert_zoo import zoo_table
+from qbc.agents.experts import make_expert
+from qbc.agents.export import (
     actor_folder_for,
+    check_model_fits_env,
     export_actor,
     training_command,
     training_info,
-    zoo_table,
+)
+from qbc.agents.sb3 import (
+    algo_class,
+    default_expert_path,
+    load_sb3_model,
+    replay_buffer_path,
+    sb3_zip_path,
+    train_sb3_expert,
 )
 from qbc.cli import Command
+from qbc.envs.make import check_env_id
 from qbc.errors import InvalidValueError, OutputExistsError
-from qbc.gym_utils import check_env_id
-from qbc.io import atomic_write_json, check_out_dir, locked_output, output_dir
-from qbc.validate import AT_LEAST_ONE, Rule, check_config
+from qbc.infra.files import atomic_write_json, read_json
+from qbc.infra.run_folder import check_out_dir, locked_output, output_dir
+from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 
 #: The files of an actor folder: what an export replaces (other files in the folder stay).
 ACTOR_FILES = (WEIGHTS_FILE, META_FILE)
@@ -94,8 +106,6 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     The zip is locked for the whole command (a second ``qbc expert train`` on the same --out
     is refused); the model is trained into a hidden file and the actor exported into a staging
     folder, and both replace the old ones only when everything has succeeded."""
-    from qbc.agents.sb3 import algo_class, default_expert_path, sb3_zip_path
-
     check_config(config, TRAIN_RULES)  # also: --seed in [0, 2^32), ints in 64 bits
     check_env_id(config.env)
     algo_class(config.algo)
@@ -146,10 +156,6 @@ def _train_and_export(config: TrainExpertConfig, zip_path: Path, work: Path) -> 
     still moves what it has learnt into place, so --resume continues it."""
     import os
 
-    from qbc.agents.evaluate import evaluate_expert
-    from qbc.agents.experts import make_expert
-    from qbc.agents.sb3 import train_sb3_expert
-
     hidden = zip_path.with_name(f".{zip_path.stem}.{os.getpid()}.training.zip")
     before = _previous_parts(zip_path) if config.resume else {}
     try:
@@ -189,8 +195,6 @@ def _move_model(src: Path, dst: Path, copy: bool = False) -> None:
     import os
     import shutil
 
-    from qbc.agents.sb3 import replay_buffer_path
-
     for a, b in ((src, dst), (replay_buffer_path(src), replay_buffer_path(dst))):
         if not a.is_file():
             continue
@@ -202,8 +206,6 @@ def _move_model(src: Path, dst: Path, copy: bool = False) -> None:
 
 def _remove_model(path: Path) -> None:
     """The SB3 zip ``path`` and its replay buffer, where they exist."""
-    from qbc.agents.sb3 import replay_buffer_path
-
     path.unlink(missing_ok=True)
     replay_buffer_path(path).unlink(missing_ok=True)
 
@@ -231,9 +233,6 @@ def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
     """Check the flags, load the zip and check it fits the env, export into a staging folder
     (evaluated there), then publish it over ``out``; print a summary. A refused or failed
     export leaves ``out`` as it was."""
-    from qbc.agents.expert_zoo import check_model_fits_env
-    from qbc.agents.sb3 import algo_class, load_sb3_model, sb3_zip_path
-
     if config.eval_episodes < 1:
         raise InvalidValueError(f"eval_episodes must be >= 1, got {config.eval_episodes}")
     algo_class(config.algo)  # an unknown algorithm is refused before anything is read
@@ -261,8 +260,6 @@ def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
 def _check_trained_env(zip_path: Path, env_id: str) -> None:
     """Refuse ``env_id`` when the report ``qbc expert train`` wrote beside the zip names
     another env (models of two envs with the same shapes are told apart only there)."""
-    from qbc.io import read_json
-
     side = zip_path.with_suffix(".json")
     if not side.is_file():
         return

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import tyro
 from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec, PrimitiveTypeInfo
 
-from qbc.cli import KeepCommas
+from qbc.cli.lists import KeepCommas
 from qbc.errors import InvalidValueError
+from qbc.policy.obs_encoder import obs_encoder_config
 
 if TYPE_CHECKING:
     from qbc.policy.obs_encoder import ObsEncoderConfig
@@ -85,8 +86,6 @@ def expert_params(values: str | Sequence[str] | Mapping[str, Any],
 def _obs_encoder_from_args(args: list[str]) -> ObsEncoderConfig | None:
     """``["qrp:k=16,bits=2"]``, ``["k=16", "bits=2"]``, ``["qrp", "k=16"]``, ``["none"]`` or
     ``[]`` (none) -> the typed encoder settings (checked)."""
-    from qbc.policy.obs_encoder import obs_encoder_config
-
     items = [a for arg in args for a in arg.split(",") if a.strip()]
     if not items or items == ["none"]:
         return None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.validate import split_list_flag
+from qbc.infra.validate import split_list_flag
 
 
 def positive_ints(values: str | Sequence[int | str], flag: str) -> list[int]:
@@ -47,3 +47,9 @@ def positive_floats(values: str | Sequence[float | str], flag: str) -> list[floa
 def parse_horizons(values: str | Sequence[int | str]) -> list[int]:
     """:func:`positive_ints` of ``--horizons``."""
     return positive_ints(values, "--horizons")
+
+
+class KeepCommas:
+    """Marker of a tuple flag whose values keep their commas (``Annotated[tuple[str, ...],
+    KeepCommas]``: JSON text, KEY=VALUE pairs), so :func:`qbc.cli.split_comma_lists` leaves it
+    alone."""

@@ -12,26 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from qbc.chunking.execution import ChunkExecutor, execute_policy, execution_metrics, parse_execute
+from qbc.chunking.floor import FLOOR_NAMES, QuantizedChunkExpert, make_planner
 from qbc.cli import Command
+from qbc.cli.collect import mode_line
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.cli.lists import parse_horizons
-from qbc.errors import InvalidValueError, QbcWarning
-from qbc.io import atomic_write_csv, atomic_write_json, json_safe, output_dir
-from qbc.rollout import (
-    QuantizedExpert,
-    RolloutResult,
-    cap_horizons,
-    check_coupling,
-    check_rollout_memory,
-    coupled_rollout,
-    coupling_line,
-    fit_growth,
-    floor_labels,
-    floor_verdict,
-    horizon_metrics,
-    per_step_table,
-)
-from qbc.validate import (
+from qbc.data.expert_choice import build_expert, choose_expert, policy_dataset
+from qbc.envs.make import make_env
+from qbc.errors import ClippedActionsWarning, InvalidValueError, QbcWarning
+from qbc.infra.files import atomic_write_csv, atomic_write_json, json_safe
+from qbc.infra.run_folder import output_dir
+from qbc.infra.validate import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
     POSITIVE,
@@ -39,6 +31,24 @@ from qbc.validate import (
     check_all,
     check_config,
 )
+from qbc.policy import load_policy
+from qbc.policy.wrapper import Policy
+from qbc.rollout.augment import ModelAugmentedPolicy, load_transition_model
+from qbc.rollout.coupled import (
+    QuantizedExpert,
+    RolloutResult,
+    check_coupling,
+    coupled_rollout,
+    coupling_line,
+    floor_labels,
+)
+from qbc.rollout.growth import fit_growth, floor_verdict
+from qbc.rollout.metrics import horizon_metrics, per_step_table
+from qbc.rollout.plots import plot_regret_vs_horizon, plot_state_deviation
+from qbc.rollout.video import video_backend, write_rollout_videos
+from qbc.stepping.actor import UserActor, is_module_object, load_actor, reset_actor
+from qbc.stepping.limits import cap_horizons, check_rollout_memory
+from qbc.tokenizer import ActionTokenizer, clipped_message
 
 
 @dataclass
@@ -136,12 +146,8 @@ def validate(cfg: RolloutConfig) -> list[int]:
                (cfg.video <= cfg.episodes,
                 f"--video must be between 0 and --episodes ({cfg.episodes}), got {cfg.video}")])
     if cfg.video:
-        from qbc.video import video_backend
-
         video_backend()  # refuse a missing imageio before any output
     if cfg.execute is not None:
-        from qbc.chunking.execution import parse_execute
-
         parse_execute(cfg.execute)
     return parse_horizons(cfg.horizons)
 
@@ -149,10 +155,7 @@ def validate(cfg: RolloutConfig) -> list[int]:
 def _load_policy(cfg: RolloutConfig) -> tuple[Any, bool]:
     """The actor of ``--policy`` (None without it) and whether it is a qbc checkpoint: a
     directory is loaded as one (decoded by --decode, chunks executed by --execute), a
-    'module:object' is imported (:func:`qbc.actor.load_actor`)."""
-    from qbc.actor import is_module_object, load_actor
-    from qbc.chunking.execution import execute_policy
-
+    'module:object' is imported (:func:`qbc.stepping.actor.load_actor`)."""
     if cfg.policy is None:
         if cfg.execute is not None:
             raise InvalidValueError("--execute needs a chunk --policy")
@@ -162,7 +165,6 @@ def _load_policy(cfg: RolloutConfig) -> tuple[Any, bool]:
             raise InvalidValueError("--execute and --augment need a qbc policy checkpoint, not "
                                     f"the actor {cfg.policy!r}")
         return load_actor(cfg.policy), False
-    from qbc.policy import load_policy
 
     policy = load_policy(cfg.policy)
     policy.decode_mode = cfg.decode
@@ -172,9 +174,6 @@ def _load_policy(cfg: RolloutConfig) -> tuple[Any, bool]:
 
 def load_actors(cfg: RolloutConfig) -> tuple[str, dict[str, Any], str | None, list[int], Any]:
     """Open every input: (env id, actors by name, horizon-cap warning, horizons, expert choice)."""
-    from qbc.expert_choice import build_expert, choose_expert, policy_dataset
-    from qbc.tokenizer import ActionTokenizer
-
     horizons = validate(cfg)
     policy, checkpoint = _load_policy(cfg)
     env_id = cfg.env or getattr(policy, "env_id", None)
@@ -215,9 +214,6 @@ def chunk_floor(env_id: str, expert: Any, executor: Any) -> tuple[str, Any]:
     """The chunk floor of a chunk policy's executor: (its rollout name, the expert's plans
     through the policy's chunk tokenizer executed in the same mode), see
     :mod:`qbc.chunking.floor`."""
-    from qbc.chunking.execution import ChunkExecutor
-    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
-
     policy = executor.policy
     floor = QuantizedChunkExpert(make_planner(env_id, expert), executor.chunk_len,
                                  getattr(policy, "chunk_tokenizer", None), env_id=env_id)
@@ -227,8 +223,6 @@ def chunk_floor(env_id: str, expert: Any, executor: Any) -> tuple[str, Any]:
 def floor_ratios(metrics: dict[str, Any]) -> dict[str, Any] | None:
     """Per horizon, the chunk learner's regret and divergence beside its chunk floor's, and the
     regret ratio learner / floor (None where the floor's regret is 0); None without a floor."""
-    from qbc.chunking.floor import FLOOR_NAMES
-
     pols = metrics["policies"]
     name = next((n for n in FLOOR_NAMES if n in pols), None)
     if name is None or "policy" not in pols:
@@ -252,8 +246,6 @@ def seed_sampling(actors: dict[str, Any], seed: int) -> None:
         return
     import torch
 
-    from qbc.policy.wrapper import Policy
-
     policy = actors["policy"]
     policy = policy if isinstance(policy, Policy) else getattr(policy, "policy", None)
     if isinstance(policy, Policy):
@@ -261,8 +253,6 @@ def seed_sampling(actors: dict[str, Any], seed: int) -> None:
 
 
 def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
-    from qbc.chunking.execution import execution_metrics
-
     env_id, actors, capped, horizons, choice = load_actors(cfg)
     with output_dir(cfg.out, cfg.overwrite, "rollout") as out:
         if capped:
@@ -315,9 +305,8 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
 
 def write_videos(env_id: str, actors: dict[str, Any], seeds: np.ndarray, horizon: int,
                  out: Path, seed: int) -> list[str]:
-    """:func:`qbc.video.write_rollout_videos` into ``out/videos``; paths relative to ``out``."""
-    from qbc.video import write_rollout_videos
-
+    """:func:`qbc.rollout.video.write_rollout_videos` into ``out/videos``; paths relative to
+    ``out``."""
     seed_sampling(actors, seed)  # --decode sample: the same draws as in the rollout
     paths = write_rollout_videos(env_id, actors, seeds, horizon, out / "videos")
     print(f"videos: {', '.join(str(p) for p in paths)}")
@@ -328,8 +317,6 @@ def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> No
     """Raise InvalidValueError unless the policy's observation / action sizes and the
     tokenizer's action size equal those of the env ``env_id`` (an unknown id raises
     UnknownNameError)."""
-    from qbc.gym_utils import make_env
-
     env = make_env(env_id)
     try:
         obs_shape, act_shape = env.observation_space.shape, env.action_space.shape
@@ -350,13 +337,11 @@ def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> No
 
 
 def probe_user_actor(actor: Any, env_id: str, seed: int) -> None:
-    """Call an imported actor (:class:`qbc.actor.UserActor`) once on two starting observations
+    """Call an imported actor (:class:`qbc.stepping.actor.UserActor`) once on two starting
+    observations
     of ``env_id`` before any output exists: an actor that raises or returns actions of the
     wrong shape, type or finiteness is refused (UserCodeError) with nothing written. Its actions
     are checked on every later call too."""
-    from qbc.actor import UserActor, reset_actor
-    from qbc.gym_utils import make_env
-
     if not isinstance(actor, UserActor):
         return
     env = make_env(env_id)
@@ -372,9 +357,6 @@ def probe_user_actor(actor: Any, env_id: str, seed: int) -> None:
 def clipped_counts(actors: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Per quantized expert: action values outside its tokenizer's range (clipped to the edge
     cells) out of all it quantized; each non-zero count is also a ClippedActionsWarning."""
-    from qbc.errors import ClippedActionsWarning
-    from qbc.tokenizer import clipped_message
-
     counts = {}
     for name, actor in actors.items():
         if isinstance(actor, QuantizedExpert):
@@ -388,8 +370,6 @@ def clipped_counts(actors: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 def _model_based(cfg: RolloutConfig, policy: Any) -> Any:
     """The policy deployed on the state of the transition model saved beside it."""
-    from qbc.augment import ModelAugmentedPolicy, load_transition_model
-
     if policy is None:
         raise InvalidValueError("--augment model needs --policy")
     candidates = [Path(cfg.policy) / "transition", Path(cfg.policy).parent / "transition"]
@@ -406,8 +386,6 @@ def _model_based(cfg: RolloutConfig, policy: Any) -> Any:
 def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, Any],
                           config: dict[str, Any]) -> None:
     """metrics.json, per_step.csv, config.json and the two plots, all written atomically."""
-    from qbc.plots import plot_regret_vs_horizon, plot_state_deviation
-
     atomic_write_json(out / "config.json", json_safe(config))
     atomic_write_json(out / "metrics.json", metrics)
     rows = per_step_table(result)
@@ -418,7 +396,8 @@ def write_rollout_outputs(out: Path, result: RolloutResult, metrics: dict[str, A
 
 
 def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """:func:`qbc.rollout.floor_verdict` of the policy at the largest horizon against the floor
+    """:func:`qbc.rollout.growth.floor_verdict` of the policy at the largest horizon against the
+    floor
     of its decoding (``metrics["floors"]``: the stochastic q#pi* for sampled decoding of a
     smooth tokenizer, else the deterministic one); None without a policy, an expert and a
     quantized expert. The text names the horizon and the floor."""
@@ -464,8 +443,6 @@ def format_summary(metrics: dict[str, Any]) -> str:
             lines.append(line)
         last = per_h[str(metrics["horizons"][-1])]
         if "modes" in last:
-            from qbc.cli.collect import mode_line
-
             lines.append(f"{'':<28}{mode_line(last['modes'])}")
         fit = metrics.get("growth", {}).get(name)
         if fit:
@@ -484,7 +461,7 @@ def floor_lines(floors: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def growth_line(fit: dict[str, Any]) -> str:
-    """One line on how regret grows with H, from :func:`qbc.rollout.fit_growth`: the fitted
+    """One line on how regret grows with H, from :func:`qbc.rollout.growth.fit_growth`: the fitted
     power law and exponential rate, then the better fit only when growth is detected."""
     if not fit.get("power"):
         return f"growth: {fit['verdict']}"

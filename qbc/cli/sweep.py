@@ -11,7 +11,9 @@ import tyro
 
 from qbc.cli import Command
 from qbc.errors import QbcError
-from qbc.sweep.report import CHUNK_GROUP, GROUP
+from qbc.sweep.report import CHUNK_GROUP, GROUP, write_report
+from qbc.sweep.run import run_sweep
+from qbc.sweep.spec import load_spec
 
 
 @dataclass
@@ -40,10 +42,6 @@ def default_out(config: Path) -> Path:
 
 
 def run_sweep_command(cfg: SweepConfig) -> Any:
-    from qbc.sweep.report import write_report
-    from qbc.sweep.run import run_sweep
-    from qbc.sweep.spec import load_spec
-
     spec = load_spec(cfg.config)
     out = cfg.out or default_out(cfg.config)
     result = run_sweep(spec, out, workers=cfg.workers, backend=cfg.backend,
@@ -99,8 +97,6 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run_report(cfg: ReportConfig) -> dict[str, Any]:
-    from qbc.sweep.report import write_report
-
     report = write_report(cfg.dir)
     print(format_report(report))
     return report

@@ -11,10 +11,10 @@ import numpy as np
 
 from qbc.cli import Command
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.io import output_file
+from qbc.infra.run_folder import output_file
+from qbc.infra.validate import check_config, check_memory
 from qbc.quantizers import QUANTILE_RANGE, quantile_params
 from qbc.tokenizer import ActionTokenizer
-from qbc.validate import check_config, check_memory
 
 
 @dataclass

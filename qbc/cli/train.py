@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from qbc.cli import Command
-from qbc.distributed import torchrun_env
 from qbc.training import TrainConfig, run_train
+from qbc.training.distributed import torchrun_env
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:

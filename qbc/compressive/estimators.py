@@ -20,7 +20,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from qbc.compressive.moments import bivariate_step_moment
-from qbc.compressive.projection import quantizer_cells
+from qbc.compressive.projection import projection_quantizer, quantizer_cells
 from qbc.errors import InvalidValueError
 from qbc.quantizers import Quantizer
 
@@ -148,8 +148,6 @@ def variance_table(quantizers: list[str], bits: list[int], rhos: list[float],
     Returns dicts ``quantizer, bits, rho, variance``: the numbers behind the paper's claim that
     the better quantizer for nearest-neighbour search depends on the similarity level.
     """
-    from qbc.compressive.projection import projection_quantizer
-
     out = []
     for name in quantizers:
         for b in bits:

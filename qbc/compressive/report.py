@@ -63,7 +63,7 @@ def plot(summary: list[dict], quantizers: Sequence[str], bits: Sequence[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     table = _by_key(summary)
     metric = summary[0]["metric"]

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from qbc.compressive.datasets import Split
 from qbc.compressive.learners import METRICS, fit_score
 from qbc.compressive.projection import GaussianProjection, projection_quantizer
-from qbc.progress import progress_bar
+from qbc.infra.progress import progress_bar
 
 #: bits value meaning "no quantization"
 FULL = "full"

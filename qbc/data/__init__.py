@@ -11,6 +11,7 @@ one back as a :class:`Demonstrations` of flat transitions.
 """
 
 from qbc.data.demonstrations import Demonstrations, check_compatible, demos_fingerprint
+from qbc.data.loading import load_demonstrations
 from qbc.data.store import (
     CONFIG_FILE,
     DatasetNotFoundError,
@@ -18,7 +19,6 @@ from qbc.data.store import (
     dataset_lock,
     dataset_path,
     join_dataset_ids,
-    load_demonstrations,
     local_dataset_ids,
     minari_root,
     split_dataset_ids,

@@ -199,3 +199,16 @@ def demos_fingerprint(demos: Any) -> str:
         h.update(f"{name}{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def history_index(episode_ids: np.ndarray, k: int) -> np.ndarray:
+    """Row indices (N, k) of the last k observations of each step, oldest first, repeating the
+    episode's first row before its start. Rows must be grouped by episode in time order."""
+    n = len(episode_ids)
+    t = np.arange(n)
+    start = np.zeros(n, dtype=np.int64)
+    new = np.r_[True, episode_ids[1:] != episode_ids[:-1]]
+    start[new] = t[new]
+    start = np.maximum.accumulate(start)
+    lags = np.arange(k - 1, -1, -1)
+    return np.maximum(t[:, None] - lags[None, :], start[:, None])

@@ -1,4 +1,5 @@
-"""Minari datasets on disk: the datasets root, dataset ids, atomic writes, reading back.
+"""Minari datasets on disk: the datasets root, dataset ids, atomic writes (reading back:
+:mod:`qbc.data.loading`).
 
 Every function takes the datasets root explicitly (``root``; ``None``: :func:`minari_root`'s
 default, ``$MINARI_DATASETS_PATH`` else ``~/.minari/datasets``) and hands Minari paths, never
@@ -18,18 +19,16 @@ import difflib
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
-from qbc.data.demonstrations import Demonstrations
-from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, UnknownNameError
-from qbc.io import atomic_write_json, json_safe
-from qbc.validate import check_finite_json
+from qbc.errors import InvalidValueError, OutputExistsError, UnknownNameError
+from qbc.infra.files import atomic_write_json, json_safe
+from qbc.infra.run_folder import exclusive
+from qbc.infra.validate import check_finite_json
 
 #: Name of the resolved-config file written beside a dataset's ``data/`` folder.
 CONFIG_FILE = "qbc_config.json"
@@ -121,11 +120,9 @@ def local_dataset_ids(root: str | os.PathLike | None = None) -> list[str]:
 
 
 def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None, wait: bool = False):
-    """The lock on writing ``dataset_id`` (:func:`qbc.io.exclusive`): a hidden file in the
-    datasets root, held from the existence check to the final rename. ``wait``: wait for
+    """The lock on writing ``dataset_id`` (:func:`qbc.infra.run_folder.exclusive`): a hidden file
+    in the datasets root, held from the existence check to the final rename. ``wait``: wait for
     another writer to finish instead of being refused."""
-    from qbc.io import exclusive
-
     base = minari_root(root)
     base.mkdir(parents=True, exist_ok=True)
     lock = base / f".qbc-lock-{validate_dataset_id(dataset_id).replace('/', '--')}"
@@ -144,7 +141,7 @@ def write_dataset(dataset_id: str, episodes: Sequence[Any], env: str | gym.Env |
         episodes: ``minari.data_collector.EpisodeBuffer`` objects with array fields.
         env: env id, env or ``EnvSpec`` the data came from (``recover_environment`` rebuilds it).
         metadata: provenance, stored under the metadata key ``"qbc"`` (through
-            :func:`qbc.io.json_safe`); NaN or inf in it is refused (InvalidValueError).
+            :func:`qbc.infra.files.json_safe`); NaN or inf in it is refused (InvalidValueError).
         config: resolved run config, written to ``<dataset>/qbc_config.json`` (the same rules).
         overwrite: replace an existing dataset; otherwise :class:`OutputExistsError`.
         root: the datasets root (:func:`minari_root`).
@@ -356,69 +353,3 @@ def delete_dataset(dataset_id: str, root: str | os.PathLike | None = None) -> No
             trash = Path(tempfile.mkdtemp(prefix=".qbc-trash-", dir=base))
             os.replace(path, trash / "old")
             shutil.rmtree(trash, ignore_errors=True)
-
-
-# -- reading --------------------------------------------------------------------------------------
-def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False,
-                        root: str | os.PathLike | None = None) -> Demonstrations:
-    """Read the local Minari dataset ``dataset_id`` (under ``root``, :func:`minari_root`) as
-    flat :class:`Demonstrations`.
-
-    Episodes whose observations or actions contain NaN/inf are refused
-    (:class:`InvalidValueError` naming them); with ``drop_nonfinite=True`` they are dropped and
-    a ``UserWarning`` says how many.
-    """
-    from minari import MinariDataset
-    from minari.dataset.minari_storage import MinariStorage
-
-    if not isinstance(dataset_id, str) or not dataset_id:
-        raise InvalidValueError(f"dataset id must be a non-empty string, got {dataset_id!r}")
-    base = minari_root(root)
-    path = base / dataset_id
-    if not (path / "data").is_dir():
-        raise DatasetNotFoundError(dataset_id, local_dataset_ids(base), base)
-    try:
-        dataset = MinariDataset(path / "data")
-        raw = MinariStorage.read_raw_metadata(path / "data")
-        episodes = list(dataset.iterate_episodes())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            AssertionError) as exc:  # Minari parsing a damaged file (metadata.json a list, ...)
-        raise CorruptFileError(
-            f"Minari dataset {dataset_id!r} at {path} cannot be read ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); it is truncated or "
-            "corrupted: delete it and collect it again"
-        ) from None
-    if not episodes:
-        raise InvalidValueError(f"Minari dataset {dataset_id!r} has no episodes")
-    env_spec = dataset.env_spec
-    try:
-        demos = Demonstrations.from_episodes(
-            episodes, env_id=None if env_spec is None else env_spec.id, metadata=raw)
-    except ValueError as exc:  # e.g. episodes with observations of different sizes
-        raise CorruptFileError(
-            f"Minari dataset {dataset_id!r} at {path} holds episodes that do not fit together "
-            f"({str(exc).splitlines()[0]}); collect it again") from None
-    return _handle_nonfinite(demos, dataset_id, drop_nonfinite)
-
-
-def _handle_nonfinite(demos: Demonstrations, dataset_id: str, drop: bool) -> Demonstrations:
-    bad_rows = ~(np.isfinite(demos.observations).all(axis=1)
-                 & np.isfinite(demos.next_observations).all(axis=1)
-                 & np.isfinite(demos.actions).all(axis=1))
-    if not bad_rows.any():
-        return demos
-    bad_eps = np.unique(demos.episode_ids[bad_rows])
-    shown = ", ".join(map(str, bad_eps[:20].tolist())) + (" ..." if len(bad_eps) > 20 else "")
-    what = (f"{int(bad_rows.sum())} steps with NaN/inf observations or actions in "
-            f"{len(bad_eps)} episodes of {dataset_id!r} (episode ids {shown})")
-    if not drop:
-        raise InvalidValueError(
-            f"{what}; pass drop_nonfinite=True (--drop-nonfinite) to drop those episodes, or "
-            "re-collect the dataset")
-    keep = np.setdiff1d(demos.unique_episode_ids(), bad_eps)
-    if keep.size == 0:
-        raise InvalidValueError(f"{what}: that is every episode, nothing is left to use")
-    warnings.warn(f"dropped {what}; {keep.size} episodes remain", UserWarning, stacklevel=3)
-    out = demos.select(keep)
-    out.metadata["dropped_nonfinite_episodes"] = bad_eps.tolist()
-    return out

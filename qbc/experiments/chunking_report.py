@@ -29,8 +29,10 @@ import numpy as np
 
 from qbc.errors import CorruptFileError
 from qbc.experiments.table_cells import number_cell, percent_cell
-from qbc.io import atomic_write_text, read_json_object
-from qbc.rollout import fit_growth
+from qbc.infra.files import atomic_write_text, read_json_object
+from qbc.rollout.growth import fit_growth
+from qbc.sweep.report import current_cells
+from qbc.sweep.table import read_table
 
 #: Open-loop stability of the compared envs' controlled equilibrium. The linear envs' entries
 #: follow from their open-loop spectral radius (``qbc.envs.describe``: 0.9, 1.2 and 2); the
@@ -63,9 +65,6 @@ def read_summary(sweep_dir: Path) -> list[dict[str, Any]]:
 def single_seed_intervals(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Where a setting has one seed (its interval over seeds is a point), put the 95% interval
     over that seed's evaluation episodes (results.csv) into ``rows`` in place."""
-    from qbc.sweep.report import current_cells
-    from qbc.sweep.table import read_table
-
     current = current_cells(Path(sweep_dir))
     per_seed = {(*_key(r), r["H"]): r for r in read_table(Path(sweep_dir) / "results.csv")
                 if r["chunk_len"] and (current is None or r["cell"] in current)}
@@ -272,7 +271,8 @@ def readme(sweep_dir: Path) -> str:
         "noise, mean over seeds with a 95% Student-t interval over seeds (with one seed: over its "
         "evaluation episodes). Growth p: exponent of "
         "the least-squares fit regret ~ c·H^p over the horizons, with the verdict of "
-        "`qbc.rollout.fit_growth`. Decode failures: chunks whose token sequence did not decode and "
+        "`qbc.rollout.growth.fit_growth`. Decode failures: chunks whose token sequence did not "
+        "decode and "
         "were repaired, per chunk predicted. Decode actions/s: actions the executor returned per "
         "second of its own time, batch = the evaluation episodes, on the machine that ran the "
         "sweep (compare within this table only). k = 1 re-plans every step, so its open-loop "

@@ -10,8 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from qbc.augment import ModelAugmentedPolicy, TransitionModelConfig, fit_transition_model
-from qbc.rollout import RolloutResult, coupled_rollout
+from qbc.agents import make_expert
+from qbc.agents.counterexample import Theorem6Policy
+from qbc.infra.files import atomic_write_json, atomic_write_text
+from qbc.rollout.augment import (
+    ModelAugmentedPolicy,
+    TransitionModelConfig,
+    fit_transition_model,
+)
+from qbc.rollout.coupled import RolloutResult, coupled_rollout
 
 ENV_ID = "qbc/Arctan-v0"
 
@@ -37,9 +44,6 @@ def counterexample_table(eps_values: Sequence[float] = (0.1, 0.05, 0.01),
     Returns one row per (ε, H): ``eps, H, plain_loss, model_loss, model_loss_over_eps,
     expert_loss``. Evaluation seeds are disjoint from the demonstration seeds.
     """
-    from qbc.agents import make_expert
-    from qbc.agents.counterexample import Theorem6Policy
-
     expert = make_expert("arctan", ENV_ID)
     demos = coupled_rollout(ENV_ID, {"expert": expert}, seeds=range(seed, seed + n_demos),
                             horizon=demo_horizon)
@@ -73,7 +77,7 @@ def plot_table(rows: list[dict[str, Any]], path) -> Any:
     """Per-step loss vs H, plain (solid) and model-based (dashed), one colour per ε."""
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for i, eps in enumerate(sorted({r["eps"] for r in rows}, reverse=True)):
@@ -120,8 +124,6 @@ class CounterexampleConfig:
 def run_counterexample(cfg: CounterexampleConfig) -> list[dict[str, Any]]:
     """:func:`counterexample_table` with ``cfg``: writes table.json, table.md and
     loss_vs_horizon.png into ``cfg.out`` and prints the table; returns its rows."""
-    from qbc.io import atomic_write_json, atomic_write_text
-
     rows = counterexample_table(cfg.eps, cfg.horizons, n_demos=cfg.n_demos,
                                 episodes=cfg.episodes, k=cfg.k, d=cfg.d,
                                 model_cfg=TransitionModelConfig(steps=cfg.model_steps,

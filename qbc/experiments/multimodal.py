@@ -20,9 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from qbc.environ import scoped_threads
+from qbc.agents import make_expert
+from qbc.data import load_demonstrations
+from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.io import atomic_write_json, atomic_write_text, output_dir
+from qbc.infra.environ import scoped_threads
+from qbc.infra.files import atomic_write_json, atomic_write_text
+from qbc.infra.run_folder import output_dir
+from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
+from qbc.policy.decoding import check_decode_mode
+from qbc.policy.registry import check_policy_kind
+from qbc.quantizers import available_quantizers
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
+from qbc.training import TrainConfig, train
 
 
 @dataclass
@@ -57,15 +68,10 @@ class MultimodalConfig:
 
 def run_multimodal(cfg: MultimodalConfig) -> dict[str, Any]:
     """Run every (env, learner) cell; returns the results (as in results.json)."""
-    from qbc.validate import AT_LEAST_ONE, Rule, check_config
-
     check_config(cfg, {"bins": Rule(lo=2, integer=True), "n_demos": AT_LEAST_ONE,
                        "episodes": AT_LEAST_ONE,
                        "steps": Rule(lo=1, integer=True, optional=True),
                        "threads": Rule(lo=0, integer=True)})
-    from qbc.policy.decoding import check_decode_mode
-    from qbc.policy.registry import check_policy_kind
-    from qbc.quantizers import available_quantizers
 
     for learner in cfg.learners:
         kind, _, quantizer = learner.partition(":")
@@ -95,12 +101,6 @@ def run_multimodal(cfg: MultimodalConfig) -> dict[str, Any]:
 def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, Any]]:
     """Collect, train every learner, roll everything out coupled: one row per actor."""
     import torch
-
-    from qbc.agents import make_expert
-    from qbc.collect import CollectConfig, collect
-    from qbc.data import load_demonstrations
-    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
-    from qbc.training import TrainConfig, train
 
     name = env_id.split("/")[-1].lower().replace("-v0", "")
     dataset_id, root = f"multimodal/{name}-v0", work / "datasets"

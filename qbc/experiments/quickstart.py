@@ -19,9 +19,29 @@ from typing import Any
 
 import numpy as np
 
-from qbc.environ import scoped_threads
+from qbc.agents import make_expert
+from qbc.certify.certificate import (
+    piiss_gain,
+    quantization_error,
+    rtvc_violation_rate,
+    used_eps_q,
+)
+from qbc.data import load_demonstrations
+from qbc.data.collect import CollectConfig, collect
+from qbc.envs import describe
+from qbc.errors import InvalidValueError
 from qbc.experiments.quickstart_report import format_report
-from qbc.io import atomic_write_json, atomic_write_text, output_dir
+from qbc.infra.environ import scoped_threads
+from qbc.infra.files import atomic_write_json, atomic_write_text
+from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_dir
+from qbc.infra.validate import Rule, check_config
+from qbc.policy import ModelConfig
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.growth import fit_growth
+from qbc.rollout.metrics import horizon_metrics
+from qbc.rollout.video import video_backend, write_rollout_videos
+from qbc.training import TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -84,8 +104,6 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     :func:`default_out`); returns the results dict (as in results.json) with ``"out"``, the run
     directory."""
 
-    from qbc.validate import Rule, check_config
-
     check_config(cfg, {"threads": Rule(lo=0, integer=True)})
     plan = TINY if cfg.tiny else Plan()
     out = cfg.out or default_out()
@@ -103,8 +121,6 @@ def _run_plan(plan: Plan, cfg: QuickstartConfig, out: Path, work: Path
               ) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
     """Every cell of ``plan``, written into ``work`` (the run directory ``out``):
     (rows, env facts, seconds)."""
-    from qbc.progress import progress_bar
-
     atomic_write_json(work / "config.json", {"config": {**asdict(cfg), "out": str(out)},
                                              "plan": asdict(plan)})
     start = time.perf_counter()
@@ -126,12 +142,6 @@ def _run_plan(plan: Plan, cfg: QuickstartConfig, out: Path, work: Path
 
 
 def _prepare_env(env_id: str, expert_name: str, plan: Plan, cfg: QuickstartConfig, out: Path):
-    from qbc.agents import make_expert
-    from qbc.certify import piiss_gain
-    from qbc.collect import CollectConfig, collect
-    from qbc.data import load_demonstrations
-    from qbc.envs import describe
-
     dataset_id = "quickstart/" + env_id.split("/")[-1].lower().replace("-v0", "") + "-v0"
     root = out / "datasets"  # the quickstart's datasets stay inside its run directory
     collect(CollectConfig(env=env_id, dataset_id=dataset_id, expert=expert_name,
@@ -151,10 +161,7 @@ def _prepare_env(env_id: str, expert_name: str, plan: Plan, cfg: QuickstartConfi
 
 
 def _can_write_video() -> bool:
-    """Whether :func:`qbc.video.video_backend` has a format to write (imageio installed)."""
-    from qbc.errors import InvalidValueError
-    from qbc.video import video_backend
-
+    """Whether :func:`qbc.rollout.video.video_backend` has a format to write (imageio installed)."""
     try:
         video_backend()
     except InvalidValueError:
@@ -163,11 +170,6 @@ def _can_write_video() -> bool:
 
 
 def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info, video=False):
-    from qbc.certify import quantization_error, rtvc_violation_rate, used_eps_q
-    from qbc.policy import ModelConfig
-    from qbc.rollout import QuantizedExpert, coupled_rollout, fit_growth, horizon_metrics
-    from qbc.training import TrainConfig, train
-
     name = f"{env_id.split('/')[-1]}_{quantizer}{bins}"
     tcfg = TrainConfig(dataset=env_info["dataset"], out=out / "policies" / name,
                        quantizer=quantizer, bins=bins, steps=plan.train_steps,
@@ -209,8 +211,6 @@ def _video(env_id: str, actors: dict[str, Any], seed: int, horizon: int, out: Pa
            name: str) -> str:
     """The coupled episode ``seed`` as a video under ``out/videos/``; its path relative to
     ``out`` (for the report's link)."""
-    from qbc.video import write_rollout_videos
-
     panels = {"expert": actors["expert"], "policy": actors["learner"],
               "quantized_expert": actors["quantized_expert"]}
     (path,) = write_rollout_videos(env_id, panels, [seed], horizon, out / "videos" / name)
@@ -220,7 +220,7 @@ def _video(env_id: str, actors: dict[str, Any], seed: int, horizon: int, out: Pa
 def _plot(rows, plan: Plan, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     paths = []
     for env_id in dict.fromkeys(r["env"] for r in rows):

@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qbc.child_processes import run as run_command
-from qbc.child_processes import stopped_on_exit
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
-from qbc.io import atomic_write_json, read_json
+from qbc.experiments.chunking_report import at_largest_h, policy_label, read_summary
+from qbc.infra.child_processes import run as run_command
+from qbc.infra.child_processes import stopped_on_exit
+from qbc.infra.files import atomic_write_json, read_json
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / "docs" / "results"
@@ -143,8 +144,6 @@ def learner_vs_floor_headline(out: Path) -> dict[str, float]:
 def chunking_headline(out: Path) -> dict[str, float]:
     """Per (env, chunk policy, k, execution) at each env's largest H: mean regret and diverged
     fraction (:mod:`qbc.experiments.chunking_report`)."""
-    from qbc.experiments.chunking_report import at_largest_h, policy_label, read_summary
-
     values = {}
     for r in at_largest_h(read_summary(out)):
         env = r["env"].removeprefix("qbc/")

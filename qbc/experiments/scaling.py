@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from qbc.rollout import QuantizedExpert, coupled_rollout, fit_growth, horizon_metrics
+from qbc.agents import make_expert
+from qbc.infra.files import atomic_write_json
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.growth import fit_growth
+from qbc.rollout.metrics import horizon_metrics
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -53,6 +57,7 @@ def quantized_expert_scaling(env_id: str, expert: Any, bins: Sequence[int],
             "state_dev_mean": m[str(horizons[-1])]["state_dev_mean"],
         })
     widths = np.log([r["bin_width"] for r in rows])
+
     def slope(ys: list[float]) -> float | None:
         return float(np.polyfit(widths, np.log(ys), 1)[0]) if len(rows) > 1 else None
 
@@ -86,7 +91,7 @@ def plot_scaling(res: dict[str, Any], path) -> Any:
     largest H against the bin width (log-log)."""
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     hs = res["horizons"]
@@ -136,9 +141,6 @@ class ScalingConfig:
 def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
     """:func:`quantized_expert_scaling` with ``cfg``: writes ``cfg.out`` (JSON) and the plot
     beside it (.png), prints the table; returns the results."""
-    from qbc.agents import make_expert
-    from qbc.io import atomic_write_json
-
     res = quantized_expert_scaling(cfg.env, make_expert(cfg.expert, cfg.env), cfg.bins,
                                    cfg.horizons, episodes=cfg.episodes, quantizer=cfg.quantizer,
                                    env_kwargs=None if cfg.x0_std is None

@@ -25,14 +25,13 @@ tokenizer's JSON as ``tokenizer.json``; :func:`qbc.policy.load_policy` returns a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qbc.errors import CorruptFileError, InvalidValueError
+from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
 from qbc.policy.baselines import MLPConfig, MLPRegressionPolicy
 from qbc.policy.wrapper import Normalizer, Policy
@@ -196,8 +195,6 @@ def build_chunk_policy(kind: str, model: Any, obs_dim: int, act_dim: int, chunk_
     :class:`qbc.policy.ModelConfig` (its transformer fields for the AR kind, ``hidden`` and
     ``mlp_layers`` for the MLP); observation history is not supported for chunks."""
     if kind not in CHUNK_POLICIES:
-        from qbc.errors import UnknownNameError
-
         raise UnknownNameError("chunk policy", kind, CHUNK_POLICIES)
     if model.obs_history != 1:
         raise InvalidValueError(
@@ -322,31 +319,3 @@ class ChunkPolicy(Policy):
     def __repr__(self) -> str:
         tok = "" if self.chunk_tokenizer is None else f", tokenizer={self.chunk_tokenizer!r}"
         return f"ChunkPolicy(kind={self.kind!r}, k={self.chunk_len}{tok})"
-
-
-def load_chunk_policy(directory: str | Path, module: torch.nn.Module, cfg: dict[str, Any],
-                      device: str | torch.device = "cpu", decode_mode: str = "argmax"
-                      ) -> ChunkPolicy:
-    """The ChunkPolicy of a checkpoint directory whose module ``load_module`` has rebuilt."""
-    from qbc.chunking import ChunkTokenizer
-    from qbc.io import read_json_object
-    from qbc.policy.loading import verify_file
-
-    directory = Path(directory)
-    normalizer = Normalizer.from_dict(read_json_object(directory / "normalizer.json",
-                                                       what="normalizer"))
-    tokenizer = None
-    if module.is_token_policy:
-        tokenizer = ChunkTokenizer.load(directory / "tokenizer.json")
-        n, vocab, end = chunk_token_layout(tokenizer, module.cfg.n_tokens - 1)
-        if (vocab, end) != (module.cfg.vocab_size, module.cfg.end_token) or (
-                end is None and n != module.cfg.n_tokens) or (
-                tokenizer.chunk_len_ != module.cfg.chunk_len):
-            raise CorruptFileError(
-                f"{directory / 'tokenizer.json'} does not belong to the weights in {directory} "
-                "(another vocabulary, token count or chunk length); use the files of one run")
-        verify_file(directory, "tokenizer.json", cfg)  # an edit of the same shapes, too
-    if len(normalizer.obs_mean) != module.cfg.obs_dim:
-        raise CorruptFileError(f"{directory / 'normalizer.json'} is for another observation size")
-    return ChunkPolicy(module, normalizer, tokenizer, decode_mode=decode_mode, device=device,
-                       env_id=cfg.get("env_id"))

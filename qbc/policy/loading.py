@@ -25,10 +25,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from qbc.chunking import ChunkTokenizer
 from qbc.errors import CorruptFileError, QbcError
-from qbc.io import atomic_write, atomic_write_json, read_json_object, sha256_file
+from qbc.infra.files import atomic_write, atomic_write_json, read_json_object, sha256_file
+from qbc.policy.chunked import ChunkPolicy, chunk_token_layout
 from qbc.policy.registry import module_from_config
 from qbc.policy.wrapper import Normalizer, Policy
+from qbc.ste import quantize_linear_layers
 from qbc.tokenizer import ActionTokenizer
 
 FORMAT = "qbc.policy"
@@ -162,7 +165,6 @@ def _module(directory: Path, cfg: dict[str, Any]) -> nn.Module:
         module = module_from_config(cfg["kind"], cfg["model"])
         weight_quantizer = (cfg.get("train") or {}).get("weight_quantizer")
         if weight_quantizer:  # trained with quantized weights: rebuild the same layers
-            from qbc.ste import quantize_linear_layers
 
             quantize_linear_layers(module, weight_quantizer)
     except QbcError as exc:
@@ -204,8 +206,6 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu",
     directory = resolve_checkpoint_dir(path)
     module, cfg = load_module(directory)
     if getattr(module, "is_chunk_policy", False):
-        from qbc.policy.chunked import load_chunk_policy
-
         return load_chunk_policy(directory, module, cfg, device, decode_mode)
     module, cfg, normalizer, tokenizer = load_parts(directory, loaded=(module, cfg))
     return Policy(module, normalizer, tokenizer, decode_mode=decode_mode, device=device,
@@ -237,3 +237,27 @@ def check_parts(directory: str | os.PathLike, module: nn.Module, normalizer: Nor
             f"the files of checkpoint {str(directory)!r} do not belong together: "
             + "; ".join(problems) + ". Use the tokenizer.json and normalizer.json saved with "
             "these weights (or train again)")
+
+
+def load_chunk_policy(directory: str | Path, module: torch.nn.Module, cfg: dict[str, Any],
+                      device: str | torch.device = "cpu", decode_mode: str = "argmax"
+                      ) -> ChunkPolicy:
+    """The ChunkPolicy of a checkpoint directory whose module ``load_module`` has rebuilt."""
+    directory = Path(directory)
+    normalizer = Normalizer.from_dict(read_json_object(directory / "normalizer.json",
+                                                       what="normalizer"))
+    tokenizer = None
+    if module.is_token_policy:
+        tokenizer = ChunkTokenizer.load(directory / "tokenizer.json")
+        n, vocab, end = chunk_token_layout(tokenizer, module.cfg.n_tokens - 1)
+        if (vocab, end) != (module.cfg.vocab_size, module.cfg.end_token) or (
+                end is None and n != module.cfg.n_tokens) or (
+                tokenizer.chunk_len_ != module.cfg.chunk_len):
+            raise CorruptFileError(
+                f"{directory / 'tokenizer.json'} does not belong to the weights in {directory} "
+                "(another vocabulary, token count or chunk length); use the files of one run")
+        verify_file(directory, "tokenizer.json", cfg)  # an edit of the same shapes, too
+    if len(normalizer.obs_mean) != module.cfg.obs_dim:
+        raise CorruptFileError(f"{directory / 'normalizer.json'} is for another observation size")
+    return ChunkPolicy(module, normalizer, tokenizer, decode_mode=decode_mode, device=device,
+                       env_id=cfg.get("env_id"))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qbc.compressive.projection import GaussianProjection, projection_quantizer, quantizer_cells
 from qbc.errors import InvalidValueError
 
 ENCODER_TYPES = ("qrp",)
@@ -95,12 +96,6 @@ class QuantizedProjectionEncoder(nn.Module):
 
     def __init__(self, obs_dim: int, k: int = 16, bits: int = 2, quantizer: str = "lloyd_max",
                  seed: int = 0, type: str = "qrp"):
-        from qbc.compressive.projection import (
-            GaussianProjection,
-            projection_quantizer,
-            quantizer_cells,
-        )
-
         super().__init__()
         self.settings = {"type": type, "k": int(k), "bits": int(bits), "quantizer": quantizer,
                          "seed": int(seed), "obs_dim": int(obs_dim)}

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.infra.validate import AT_LEAST_ONE, FRACTION, Rule, check_all, check_config
 from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
 from qbc.policy.baselines import (
     IndependentCategoricalPolicy,
@@ -23,7 +24,6 @@ from qbc.policy.chunked import (
     ChunkMLPRegression,
 )
 from qbc.policy.obs_encoder import wrap_with_encoder
-from qbc.validate import AT_LEAST_ONE, FRACTION, Rule, check_all, check_config
 
 
 @dataclass
@@ -165,7 +165,6 @@ def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
     obs_dim = encoder["obs_dim"]
     return wrap_with_encoder(lambda n_in: klass(cfg_type(**{**config, "obs_dim": n_in})),
                              encoder, obs_dim)
-
 
 
 def rough_parameter_count(kind: str, model: ModelConfig, act_dim: int, vocab: int = 0) -> int:

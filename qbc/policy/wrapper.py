@@ -200,7 +200,7 @@ class Policy:
     def act(self, obs: np.ndarray, *, deterministic: bool = True,
             generator: torch.Generator | None = None) -> np.ndarray:
         """Actions (B, act_dim) float32 for observations (B, obs_dim) (or (B, k, obs_dim)): the
-        :class:`qbc.actor.Actor` protocol. Sampling draws from ``generator``, else from
+        :class:`qbc.stepping.actor.Actor` protocol. Sampling draws from ``generator``, else from
         :attr:`generator`."""
         x = self._obs_tensor(obs)
         generator = self.draws(generator)

@@ -186,7 +186,6 @@ def check_tokens(tokens: Any, n_levels: int, prefix: str = "") -> np.ndarray:
     return tokens
 
 
-
 def register_quantizer(name: str):
     """Class decorator: register a :class:`Quantizer` subclass under ``name``."""
     return _REGISTRY.register(name)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from qbc.errors import InvalidValueError
+from qbc.infra.validate import Rule
 from qbc.quantizers.base import Quantizer, register_quantizer
 from qbc.quantizers.gaussian import uniform_gaussian_step
-from qbc.validate import Rule
 
 #: Quantizers that fit their range to the data, so that a command's ``--quantile`` and
 #: ``--range-margin`` apply.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qbc.io import atomic_write_csv, atomic_write_json, json_safe
+from qbc.infra.files import atomic_write_csv, atomic_write_json, json_safe
 
 
 def write_config(out: Path, config: Any) -> Path:

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from qbc.environ import scoped_threads
 from qbc.errors import InvalidValueError
-from qbc.io import output_dir
-from qbc.progress import progress_bar
+from qbc.infra.environ import scoped_threads
+from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_dir
+from qbc.infra.validate import AT_LEAST_ONE, SEED, check_config, check_value
 from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.functions import available_ste
 from qbc.ste.layers import QuantLinear, anneal_step, export_deployed
-from qbc.validate import AT_LEAST_ONE, SEED, check_config, check_value
 
 FULL_PRECISION = "fp"
 

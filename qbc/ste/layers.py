@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from qbc.infra.files import atomic_write
 from qbc.ste.functions import STEQuantizer, get_ste, serialize_ste
 
 
@@ -122,8 +123,6 @@ def export_deployed(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_deployed(model: nn.Module, path: str | Path) -> Path:
     """Write :func:`export_deployed` as safetensors, atomically."""
     from safetensors.torch import save_file
-
-    from qbc.io import atomic_write
 
     tensors = export_deployed(model)
     return atomic_write(path, lambda p: save_file(tensors, str(p)))

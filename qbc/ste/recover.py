@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json, json_safe, output_dir
-from qbc.progress import progress_bar
+from qbc.infra.files import atomic_write_json, json_safe
+from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_dir
+from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, recovery_trials
-from qbc.validate import AT_LEAST_ONE, Rule, check_config
 
 KINDS = ("ergodic", "last")
 
@@ -150,7 +151,7 @@ def plot_recovery(rows: list[dict[str, Any]], out: Path, x: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, kind in zip(axes, KINDS, strict=True):
@@ -177,7 +178,7 @@ def plot_n50(n50: dict[str, dict[int, float]], fits: dict[str, tuple[float, floa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for kind, marker in zip(KINDS, ("o", "s"), strict=True):

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.io import output_dir
-from qbc.progress import progress_bar
+from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_dir
+from qbc.infra.validate import AT_LEAST_ONE, check_config
 from qbc.ste._outputs import write_config, write_csv
 from qbc.ste.twolayer import TwoLayerModel, check_problem_memory, make_problem, run_ste
-from qbc.validate import AT_LEAST_ONE, check_config
 
 
 def _default_model() -> TwoLayerModel:
@@ -113,7 +113,7 @@ def plot_traces(traces: dict[float, tuple[np.ndarray, ...]], cfg: RecurrenceConf
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qbc.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     for level, (dist, loss, ham) in traces.items():

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from qbc.errors import InvalidValueError
+from qbc.infra.validate import check_memory
 
 ACTIVATIONS = ("sign", "step")
 V_KINDS = ("ones", "uniform", "rademacher", "gaussian")
@@ -128,9 +129,7 @@ class Problem:
 
 def check_problem_memory(model: TwoLayerModel, n: int, N: int, trials: int, fix: str) -> None:
     """Refuse a problem whose inputs (trials, N * m, n) float32, with working copies and the
-    recorded traces, would not fit in memory (:func:`qbc.validate.check_memory`)."""
-    from qbc.validate import check_memory
-
+    recorded traces, would not fit in memory (:func:`qbc.infra.validate.check_memory`)."""
     check_memory(12.0 * trials * N * model.m * n + 12.0 * trials * model.iters,
                  f"STE trials ({trials:,} x N={N:,} x m={model.m:,} x n={n:,})", fix)
 

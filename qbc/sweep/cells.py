@@ -20,7 +20,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from qbc.sweep.spec import SEED_STRIDE, SweepSpec, experts_of, normalize_expert, normalize_named
+from qbc.chunking.execution import parse_execute
+from qbc.policy.chunked import CHUNK_POLICIES
+from qbc.sweep.entries import normalize_named
+from qbc.sweep.spec import SEED_STRIDE, SweepSpec, experts_of, normalize_expert
 
 #: Bump when the meaning of a cell's numbers changes, so old rows are not mistaken for new ones.
 CELL_SCHEMA = 1
@@ -101,8 +104,6 @@ class Cell:
     def policies(self) -> list[str]:
         """The policy kinds this cell trains (or wraps): the per-step ones of [train] policies,
         or its one chunk policy."""
-        from qbc.policy.chunked import CHUNK_POLICIES
-
         if self.chunk_len:
             return ["chunk-ar-transformer" if self.chunk_tokenizer else "chunk-mlp-l1"]
         return [p for p in self.settings["train"]["policies"] if p not in CHUNK_POLICIES]
@@ -154,9 +155,6 @@ def expand_cells(spec: SweepSpec) -> list[Cell]:
     """Every cell of the grid, in the grid's order (envs outermost, seeds innermost): per-step
     cells (when [train] policies has a per-step kind), then chunk-ar-transformer cells, then
     chunk-mlp-l1 cells."""
-    from qbc.chunking.execution import parse_execute
-    from qbc.policy.chunked import CHUNK_POLICIES
-
     shared = shared_settings(spec)
     params = _canonical(shared)
     g, policies = spec.grid, spec.train.policies

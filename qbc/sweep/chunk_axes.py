@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from qbc.chunking import available_chunk_tokenizers, make_chunk_tokenizer
+from qbc.chunking.execution import parse_execute
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.sweep.spec import SweepSpec, normalize_named
+from qbc.sweep.entries import normalize_named
+
+if TYPE_CHECKING:  # annotations only: spec.py imports this module
+    from qbc.sweep.spec import SweepSpec
 
 
 def validate_chunk_axes(spec: SweepSpec, source: str = "the sweep file") -> None:
     """The chunk axes of a sweep with chunk policies: tokenizer names and parameters, k >= 1,
     execution modes (receding:M needs M <= the smallest k), chunk-compatible decode and model."""
-    from qbc.chunking import available_chunk_tokenizers, make_chunk_tokenizer
-    from qbc.chunking.execution import parse_execute
-
     g, t = spec.grid, spec.train
     for entry in g.chunk_tokenizers:
         tok = normalize_named(entry, "chunk_tokenizers", source)

@@ -20,18 +20,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qbc.chunking.execution import ChunkExecutor
+from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.policy import ModelConfig
+from qbc.rollout.coupled import coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.sweep.cells import Cell
+from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width
+from qbc.training.chunk_data import chunk_rows
+from qbc.training.chunked import ChunkTrainConfig, train_chunked
 
 
 def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict[str, Any]]:
     """Train ``cell``'s chunk policy on ``demos`` (checkpoint under ``work``), roll it out per
     execution mode against ``expert``; the result-table rows (one per mode and H)."""
     import torch
-
-    from qbc.chunking.execution import ChunkExecutor
-    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
-    from qbc.rollout import coupled_rollout, horizon_metrics
-    from qbc.sweep.runner import capped_horizons, make_row, nominal_bin_width
 
     s = cell.settings
     ro, horizons = s["rollout"], capped_horizons(cell)
@@ -72,9 +75,6 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
 def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
     """Train chunk policy ``kind`` for ``cell``: (the best checkpoint as a
     :class:`qbc.policy.chunked.ChunkPolicy`, its validation loss)."""
-    from qbc.policy import ModelConfig
-    from qbc.training.chunked import ChunkTrainConfig, train_chunked
-
     tr = cell.settings["train"]
     tok = json.loads(cell.chunk_tokenizer) if cell.chunk_tokenizer else {"name": "per-step",
                                                                        "params": {}}
@@ -98,8 +98,6 @@ def tokens_per_chunk(policy: Any, demos: Any, k: int) -> float | None:
     """Mean tokens per chunk of the policy's chunk tokenizer over every chunk of ``demos``
     (fixed-length codes: their length); None without a tokenizer."""
     import numpy as np
-
-    from qbc.training.chunked import chunk_rows
 
     tok = policy.chunk_tokenizer
     if tok is None:

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_csv, atomic_write_text, read_json_object
-from qbc.rollout import fit_growth, mean_ci95
+from qbc.infra.files import atomic_write_csv, atomic_write_text, read_json_object
+from qbc.rollout.growth import fit_growth
+from qbc.rollout.metrics import mean_ci95
 from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table, sweep_lock
 
 #: Columns that identify a setting; the seed is what is averaged over.
@@ -96,7 +97,8 @@ def summary_group(summary: list[dict[str, Any]]) -> tuple[str, ...]:
 
 def growth_fits(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setting: the power-law exponent p of mean regret ~ c·H^p (needs >= 3 positive H);
-    ``better`` is the better fit, or "no growth detected" (rule: :func:`qbc.rollout.fit_growth`)."""
+    ``better`` is the better fit, or "no growth detected" (rule:
+    :func:`qbc.rollout.growth.fit_growth`)."""
     group = summary_group(summary)
     series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
     for s in summary:
@@ -181,7 +183,7 @@ def _plot(summary: list[dict[str, Any]], x: str, path: Path, xlabel: str, title:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    from qbc.plots import save_figure
+    from qbc.infra.figures import save_figure  # lazy: it sets the Agg backend
 
     xcol = {"H": "H", "bin_width": "bins", "n_demos": "n_demos", "chunk_len": "chunk_len"}[x]
     line_cols = tuple(c for c in ("quantizer", "policy", "bins", "n_demos", *CHUNK_GROUP)

@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbc.data import load_demonstrations
 from qbc.errors import InvalidValueError
-from qbc.io import atomic_write_json, atomic_write_text
-from qbc.progress import progress_bar
-from qbc.rollout import check_rollout_memory
+from qbc.infra.files import atomic_write_json, atomic_write_text
+from qbc.infra.progress import progress_bar
+from qbc.stepping.limits import check_rollout_memory
 from qbc.sweep.cells import Cell, expand_cells, needed_datasets
 from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.spec import SweepSpec
@@ -186,8 +187,6 @@ def _ray(cells: list[Cell], work: Path, workers: int, address: str | None) -> Ou
         ray.init(**kwargs)
         started = True
     try:
-        from qbc.data import load_demonstrations
-
         task = ray.remote(num_cpus=1)(run_cell)
         # The parent reads each dataset once and ships it through Ray's object store, so workers
         # on other machines do not need the datasets folder.

@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qbc.environ import scoped_threads
-from qbc.errors import OutputExistsError, QbcWarning
-from qbc.io import locked_output
+from qbc.agents import make_expert
+from qbc.data import dataset_exists, dataset_lock, load_demonstrations
+from qbc.data.collect import CollectConfig, collect
+from qbc.errors import OutputExistsError
+from qbc.infra.environ import scoped_threads
+from qbc.infra.run_folder import locked_output
+from qbc.policy import ModelConfig
+from qbc.quantizers import quantile_params
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.metrics import horizon_metrics
 from qbc.sweep.cells import Cell, DatasetSpec
+from qbc.sweep.chunk_runner import run_chunk_cell
+from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width
 from qbc.sweep.spec import QUANTIZED_EXPERT
+from qbc.tokenizer import ActionTokenizer
+from qbc.training import TrainConfig, train
 
 
 # -- datasets -------------------------------------------------------------------------------------
@@ -31,8 +41,6 @@ def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
     Called by the parent only, before any cell runs. Another sweep sharing the datasets root
     may be collecting the same dataset: this waits for its lock and then reuses the dataset.
     """
-    from qbc.data import dataset_exists, dataset_lock
-
     if dataset_exists(ds.dataset_id):
         return False
     with dataset_lock(ds.dataset_id, wait=True):  # collect() below holds it already then
@@ -41,9 +49,6 @@ def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
 
 def _collect_missing(ds: DatasetSpec, num_envs: int) -> bool:
     """Collect ``ds`` unless it exists (checked again under its lock)."""
-    from qbc.collect import CollectConfig, collect
-    from qbc.data import dataset_exists
-
     if dataset_exists(ds.dataset_id):
         return False
     expert = ds.expert_dict
@@ -64,13 +69,6 @@ def _single_thread():
     return scoped_threads(1)
 
 
-def nominal_bin_width(actions: np.ndarray, bins: int) -> float:
-    """Action range / bins, averaged over action dimensions: the cell width of a uniform grid
-    with ``bins`` cells spanning the demonstrations' actions (N, D), in action units."""
-    actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
-    return float(np.mean((actions.max(0) - actions.min(0)) / bins))
-
-
 def run_cell(cell: dict[str, Any], work_root: str, demos: Any = None) -> dict[str, Any]:
     """Run one cell; returns ``{"cell": key, "rows": [...], "seconds": wall time}``.
 
@@ -87,10 +85,6 @@ def run_cell(cell: dict[str, Any], work_root: str, demos: Any = None) -> dict[st
 
 
 def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
-    import qbc  # noqa: F401  (registers the qbc/ envs in a fresh worker)
-    from qbc.agents import make_expert
-    from qbc.data import load_demonstrations
-
     t0 = time.perf_counter()
     work = work_root / cell.key
     if work.exists():
@@ -101,8 +95,6 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
     expert_cfg = cell.dataset.expert_dict
     expert = make_expert(expert_cfg["name"], cell.env, **expert_cfg["params"])
     if cell.chunk_len:
-        from qbc.sweep.chunk_runner import run_chunk_cell
-
         rows = run_chunk_cell(cell, work, demos, expert)
     else:
         rows = _run_step_cell(cell, work, demos, expert)
@@ -115,10 +107,6 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
 def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict[str, Any]]:
     """Train (or wrap) each per-step policy of ``cell``, roll all out coupled; the rows."""
     import torch
-
-    from qbc.quantizers import quantile_params
-    from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
-    from qbc.tokenizer import ActionTokenizer
 
     s = cell.settings
     tr, ro = s["train"], s["rollout"]
@@ -151,41 +139,8 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
             for kind in cell.policies for h in horizons]
 
 
-def capped_horizons(cell: Cell) -> list[int]:
-    """The cell's horizons, capped at a third-party env's time limit with the one-line warning
-    of ``qbc rollout`` (:func:`qbc.rollout.cap_horizons`); qbc's own envs take any horizon."""
-    from qbc.rollout import cap_horizons
-
-    horizons, capped = cap_horizons(cell.env, cell.settings["horizons"])
-    if capped:
-        warnings.warn(capped, QbcWarning, stacklevel=2)
-    return horizons
-
-
-def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[str, Any],
-             width: float | None, extra: dict[str, Any]) -> dict[str, Any]:
-    """One row of the result table: policy ``kind`` of ``cell`` at horizon ``h`` (its metrics
-    ``m`` and the expert's ``expert_m`` from :func:`qbc.rollout.horizon_metrics`), plus
-    ``extra`` columns (val_loss, train_seconds; chunk cells: execution, tokens, failures)."""
-    return {
-        "cell": cell.key, "env": cell.env, "expert": cell.expert_label,
-        "quantizer": cell.quantizer, "bins": cell.bins or None, "bin_width": width,
-        "n_demos": cell.n_demos, "seed": cell.seed, "policy": kind, "H": h,
-        "chunk_tokenizer": cell.chunk_tokenizer_label, "chunk_len": cell.chunk_len or None,
-        "regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
-        "regret_ci_hi": m["regret_ci95"][1], "regret_per_step": m["regret_per_step"],
-        "return": m["return"], "expert_return": expert_m["return"],
-        "state_dev_mean": m["state_dev_mean"], "state_dev_max": m["state_dev_max"],
-        "action_dev_mean": m["action_dev_mean"],
-        "diverged_fraction": m["diverged_fraction"], **extra,
-    }
-
-
 def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
     """Train policy ``kind`` for ``cell``: (the policy, its best validation loss)."""
-    from qbc.policy import ModelConfig
-    from qbc.training import TrainConfig, train
-
     tr = cell.settings["train"]
     cfg = TrainConfig(
         dataset=cell.dataset.dataset_id, out=out, policy=kind, quantizer=cell.quantizer,

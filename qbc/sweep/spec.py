@@ -39,15 +39,22 @@ A scalar where a list is expected is read as a one-element list. Unknown keys ar
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbc.agents import available_experts
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
+from qbc.infra.validate import NON_NEGATIVE, Rule, check_config
+from qbc.policy import ModelConfig, available_policies
+from qbc.policy.chunked import CHUNK_POLICIES
+from qbc.policy.decoding import check_decode_mode
+from qbc.policy.registry import check_model_config
+from qbc.quantizers import available_quantizers
 from qbc.quantizers.binning import QUANTILE_RANGE
-from qbc.validate import NON_NEGATIVE, Rule, check_config
+from qbc.sweep.chunk_axes import validate_chunk_axes
+from qbc.sweep.entries import check_keys, normalize_named
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -169,17 +176,6 @@ _LIST_KINDS: dict[str, type] = {"envs": str, "quantizers": str, "policies": str,
                                 "executions": str, "experts": object, "chunk_tokenizers": object}
 
 
-def _check_keys(where: str, keys: Any, valid: list[str], source: str) -> None:
-    for key in keys:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise InvalidValueError(
-                f"unknown key {key!r} in {where} of {source}.{hint} "
-                f"Valid keys: {', '.join(sorted(valid))}."
-            )
-
-
 def _type_ok(value: Any, kind: type) -> bool:
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -220,14 +216,14 @@ def _coerce(table: str, key: str, value: Any, default: Any, source: str) -> Any:
 
 def spec_from_dict(doc: dict[str, Any], source: str = "the sweep file") -> SweepSpec:
     """Build and validate a :class:`SweepSpec` from a parsed TOML document."""
-    _check_keys("the top level", doc, list(_TABLES), source)
+    check_keys("the top level", doc, list(_TABLES), source)
     parts = {}
     for table, klass in _TABLES.items():
         given = doc.get(table, {})
         if not isinstance(given, dict):
             raise InvalidValueError(f"[{table}] in {source} must be a table, got {given!r}")
         fields = {f.name: f for f in dataclasses.fields(klass)}
-        _check_keys(f"[{table}]", given, list(fields), source)
+        check_keys(f"[{table}]", given, list(fields), source)
         defaults = klass() if klass is not GridSpec else GridSpec()
         parts[table] = klass(**{k: _coerce(table, k, v, getattr(defaults, k), source)
                                 for k, v in given.items()})
@@ -246,27 +242,6 @@ def load_spec(path: str | Path) -> SweepSpec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CorruptFileError(f"sweep file {str(path)!r} is not valid TOML ({exc})") from None
     return spec_from_dict(doc, source=str(path))
-
-
-def normalize_named(entry: Any, key: str, source: str = "the sweep file") -> dict[str, Any]:
-    """An entry of the [grid] list ``key``: "name" or {name = "name", params = {...}} ->
-    {"name": ..., "params": {...}} (an expert's ``envs`` is left out: see :func:`expert_envs`)."""
-    what = {"experts": "expert", "chunk_tokenizers": "chunk tokenizer"}.get(key, key)
-    if isinstance(entry, str):
-        return {"name": entry, "params": {}}
-    if isinstance(entry, dict):
-        keys = ["name", "params", "envs"] if key == "experts" else ["name", "params"]
-        _check_keys(f"a table of [grid] {key}", entry, keys, source)
-        if not isinstance(entry.get("name"), str):
-            raise InvalidValueError(f"a table of [grid] {key} in {source} needs name = \"...\"")
-        params = entry.get("params", {})
-        if not isinstance(params, dict):
-            raise InvalidValueError(f"[grid] {key}: {what} {entry['name']!r}: params must be a "
-                                    "table")
-        return {"name": entry["name"], "params": dict(params)}
-    raise InvalidValueError(
-        f"[grid] {key} in {source}: {entry!r} is neither a name nor a table "
-        "{name = ..., params = {...}}")
 
 
 def normalize_expert(entry: Any, source: str = "the sweep file") -> dict[str, Any]:
@@ -294,12 +269,6 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
     """Check names against the registries and numbers against their ranges."""
     import gymnasium as gym
 
-    import qbc  # noqa: F401  (registers the qbc/ envs)
-    from qbc.policy import ModelConfig, available_policies
-    from qbc.policy.chunked import CHUNK_POLICIES
-    from qbc.policy.decoding import check_decode_mode
-    from qbc.quantizers import available_quantizers
-
     g, t, r, d = spec.grid, spec.train, spec.rollout, spec.data
     if not g.envs:
         raise InvalidValueError(f"[grid] envs is missing in {source}; list at least one env id")
@@ -316,11 +285,9 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
             raise UnknownNameError("policy", p, [*available_policies(), *CHUNK_POLICIES,
                                                  QUANTIZED_EXPERT])
     if any(p in CHUNK_POLICIES for p in t.policies):
-        from qbc.sweep.chunk_axes import validate_chunk_axes
-
         validate_chunk_axes(spec, source)
     model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
-    _check_keys("[train] model", t.model, model_fields, source)
+    check_keys("[train] model", t.model, model_fields, source)
     check_decode_mode(t.decode)
     _check_numbers(spec, source)
     _check_model(t.model, source)
@@ -367,7 +334,8 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
 
 
 #: Ranges of the numbers of each table, beyond the checks of :func:`validate_spec`; every
-#: float is also checked finite and every seed in [0, 2^32) (:func:`qbc.validate.check_config`).
+#: float is also checked finite and every seed in [0, 2^32)
+#: (:func:`qbc.infra.validate.check_config`).
 _RULES = {"train": {"warmup_steps": Rule(lo=0, integer=True), "quantile": QUANTILE_RANGE},
           "data": {"expert_noise": NON_NEGATIVE}, "rollout": {}}
 
@@ -389,9 +357,6 @@ def _as_key(message: str) -> str:
 
 def _check_model(model: dict[str, Any], source: str) -> None:
     """[train] model settings: the checks of ``qbc train --model.*``, before any cell runs."""
-    from qbc.policy import ModelConfig
-    from qbc.policy.registry import check_model_config
-
     try:
         check_model_config(ModelConfig(**model))
     except InvalidValueError as exc:
@@ -415,8 +380,6 @@ def _check_chunks_fit_episodes(spec: SweepSpec, source: str) -> None:
 
 def _check_experts(spec: SweepSpec, source: str) -> None:
     """Expert names registered; their envs in [grid] envs; every env has an expert."""
-    from qbc.agents import available_experts
-
     for entry in spec.grid.experts:
         name = normalize_expert(entry, source)["name"]
         if name not in available_experts():

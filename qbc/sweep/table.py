@@ -1,7 +1,8 @@
 """The result table: one CSV, rows appended a whole cell at a time by replacing the file.
 
 Only the sweep's parent process writes it. An append reads the current file, adds the rows and
-writes the result to a temporary file that is renamed over the table (:func:`qbc.io.atomic_write`),
+writes the result to a temporary file that is renamed over the table
+(:func:`qbc.infra.files.atomic_write`),
 so a crash leaves the table as it was before or after a whole cell, never half a cell.
 
 Tables written before a column existed stay readable: a missing column reads as empty (None, or
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError
-from qbc.io import atomic_write_text, exclusive
+from qbc.infra.files import atomic_write_text
+from qbc.infra.run_folder import exclusive
 
 #: Column order of results.csv.
 COLUMNS = [
@@ -42,8 +44,8 @@ CONFIG_FILE = "sweep_config.json"
 
 
 def sweep_lock(sweep_dir: str | Path):
-    """The sweep directory's lock (:func:`qbc.io.exclusive`): one writer of its table and
-    report at a time (a sweep, or ``qbc sweep report``). The OS drops the lock when the process
+    """The sweep directory's lock (:func:`qbc.infra.run_folder.exclusive`): one writer of its table
+    and report at a time (a sweep, or ``qbc sweep report``). The OS drops the lock when the process
     dies, so a killed sweep never leaves a stale lock."""
     return exclusive(Path(sweep_dir) / ".lock", f"qbc sweep is running in {sweep_dir}")
 

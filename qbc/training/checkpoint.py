@@ -15,21 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbc.distributed import DistContext, session
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
-from qbc.io import (
-    atomic_write_dir,
-    atomic_write_json,
-    atomic_write_text,
-    exclusive,
-    lock_path_for,
-    output_dir,
-    read_json_object,
-    recover_dir,
-)
+from qbc.infra.files import atomic_write_json, atomic_write_text, read_json_object
+from qbc.infra.run_folder import atomic_write_dir, exclusive, lock_path_for, output_dir, recover_dir
 from qbc.policy.loading import load_parts, load_tensors, save_checkpoint, save_tensors
-from qbc.run_log import RunLog, check_run_log
 from qbc.training.config import TrainConfig, config_dict, validate_with_data
+from qbc.training.distributed import DistContext, session
+from qbc.training.run_log import RunLog, check_run_log
 
 #: Everything a run writes into its folder: an --overwrite run replaces all of it, also the
 #: entries it does not write itself (curves of a --tensorboard run, a --augment model).
@@ -56,8 +48,9 @@ def run_dir(cfg: TrainConfig, into: Path | None = None) -> Iterator[tuple[Path, 
     ``into``: write a new run into this folder (missing or empty, owned by the caller: DAgger's
     staged ``--overwrite``) instead of ``cfg.out``, which the stored configs still name.
 
-    ``--resume`` continues ``out/last`` in place. Otherwise :func:`qbc.io.output_dir`: a new
-    run is written straight into a missing or empty ``out`` (a crash leaves it resumable);
+    ``--resume`` continues ``out/last`` in place. Otherwise
+    :func:`qbc.infra.run_folder.output_dir`: a new run is written straight into a missing or
+    empty ``out`` (a crash leaves it resumable);
     with ``--overwrite`` an existing run stays untouched until the new one has finished in a
     staging folder beside it, and is then replaced."""
     if into is not None:
@@ -201,8 +194,8 @@ def save_last(out: Path, module, normalizer, tokenizer, optimizer, scheduler, st
               batch_gen: torch.Generator, np_rng: np.random.Generator | None,
               best: dict[str, Any], config: dict[str, Any], env_id: str | None = None) -> None:
     """Everything needed to continue: the checkpoint, optimizer, schedule, step and RNG states.
-    ``out/last`` is replaced as a whole (:func:`qbc.io.atomic_write_dir`), so a kill at any
-    moment leaves the weights and the optimizer state of one and the same step."""
+    ``out/last`` is replaced as a whole (:func:`qbc.infra.run_folder.atomic_write_dir`), so a kill
+    at any moment leaves the weights and the optimizer state of one and the same step."""
     tensors, groups = _optimizer_state(optimizer)
     tensors["rng.batch"] = batch_gen.get_state()
     tensors["rng.torch_cpu"] = torch.get_rng_state()

@@ -19,7 +19,7 @@ selection, weight quantization and model-based augmentation, none of which is de
 yet; here every flag listed does something. What the two share is reused from ``qbc train``: the
 data-scaled step budget with early stopping (:func:`qbc.training.config.resolve_budget`,
 :func:`qbc.training.evaluation.should_stop`), the run folder with ``last/`` and ``--resume``
-(:mod:`qbc.training.checkpoint`) and the TensorBoard log (:class:`qbc.run_log.RunLog`).
+(:mod:`qbc.training.checkpoint`) and the TensorBoard log (:class:`qbc.training.run_log.RunLog`).
 
 Checkpoint selection is by the **decoded action error on validation**
 (:func:`chunk_action_error`): the RMS error, in action units, of the chunks the policy decodes
@@ -35,7 +35,6 @@ stopping watches the same error. The run directory::
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -45,24 +44,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbc.chunking import get_chunk_tokenizer_class, make_chunk_tokenizer, make_chunks
+from qbc.chunking import get_chunk_tokenizer_class
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
-from qbc.environ import scoped_torch_rng
-from qbc.errors import InvalidValueError, QbcWarning
-from qbc.io import atomic_write_json
-from qbc.policy import ModelConfig, Normalizer
+from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.data import demos_fingerprint, load_demonstrations
+from qbc.errors import InvalidValueError, QbcWarning, UnknownNameError
+from qbc.infra.environ import scoped_torch_rng
+from qbc.infra.files import atomic_write_json, read_json
+from qbc.infra.progress import progress_bar
+from qbc.infra.validate import (
+    check_all,
+    check_config,
+)
+from qbc.policy import ModelConfig, Normalizer, load_policy
 from qbc.policy.chunked import (
     CHUNK_POLICIES,
     ChunkPolicy,
     build_chunk_policy,
-    chunk_token_layout,
-    pad_sequences,
 )
 from qbc.policy.loading import save_checkpoint
 from qbc.policy.registry import check_model_config
-from qbc.progress import progress_bar
-from qbc.run_log import RunLog, record_scalars
 from qbc.training.checkpoint import (
     check_resume_config,
     read_metrics,
@@ -71,6 +73,7 @@ from qbc.training.checkpoint import (
     save_last,
     write_metrics,
 )
+from qbc.training.chunk_data import ChunkData, parse_params, prepare_chunk_data
 from qbc.training.config import (
     MIN_AUTO_STEPS,
     RULES,
@@ -79,13 +82,9 @@ from qbc.training.config import (
     device_of,
     resolve_budget,
 )
-from qbc.training.data import split_demos
 from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation, should_stop
 from qbc.training.optim import make_optimizer, make_scheduler, train_step
-from qbc.validate import (
-    check_all,
-    check_config,
-)
+from qbc.training.run_log import RunLog, record_scalars
 
 
 @dataclass
@@ -154,111 +153,6 @@ class ChunkTrainConfig(OptimConfig, _ChunkHead):
     """replace the files of an earlier run in out."""
 
 
-# -- data ------------------------------------------------------------------------------------------
-def chunk_rows(demos: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(observations (N, obs_dim) at each chunk's first step, chunks (N, k, D)) of every window
-    of k steps inside an episode (stride 1). Episodes shorter than k are refused (one line)."""
-    ids = np.asarray(demos.episode_ids)
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    bounds = list(zip(starts, np.r_[starts[1:], len(ids)], strict=True))
-    actions = np.asarray(demos.actions, dtype=np.float32)
-    chunks = make_chunks([actions[a:b] for a, b in bounds], k)
-    obs = np.concatenate([np.asarray(demos.observations[a:b - k + 1], dtype=np.float32)
-                          for a, b in bounds])
-    return obs, chunks
-
-
-def parse_params(text: str) -> dict[str, Any]:
-    """'scale=20,quantizer=kmeans' -> {'scale': 20, 'quantizer': 'kmeans'} (JSON values where
-    they parse, else strings)."""
-    out: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in str(text).split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise InvalidValueError(
-                f"bad --chunk-tokenizer-params item {item!r}; write name=value,name=value")
-        try:
-            out[name.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[name.strip()] = value.strip()
-    return out
-
-
-def tokenizer_params(cfg: ChunkTrainConfig) -> dict[str, Any]:
-    """The chunk tokenizer's parameters: per-name defaults from k and --bins, then the user's."""
-    k, bins = cfg.chunk_k, cfg.bins
-    points = min(k, 10)
-    defaults = {"per-step": {"quantizer": "uniform", "n_bins": bins},
-                "beast": {"n_control_points": points, "degree": min(3, points - 1), "bins": bins},
-                "rvq": {"levels": 4, "codes": bins, "seed": cfg.seed}, "fast": {}}
-    return {**defaults.get(cfg.chunk_tokenizer, {}), **parse_params(cfg.chunk_tokenizer_params)}
-
-
-@dataclass
-class ChunkData:
-    """One split as tensors: obs (N, 1, obs_dim) normalised; targets by policy kind."""
-
-    obs: torch.Tensor
-    actions: torch.Tensor | None = None
-    """(N, k * D) normalised chunks (chunk-mlp-l1)."""
-    tokens: torch.Tensor | None = None
-    """(N, n) int64 (chunk-ar-transformer)."""
-    mask: torch.Tensor | None = None
-    """(N, n) float32, variable-length codes: 1 up to and including the end token."""
-    raw: tuple[np.ndarray, np.ndarray] | None = None
-    """(observations (N, obs_dim), chunks (N, k, D)) in env units (the action error's inputs)."""
-
-    def __len__(self) -> int:
-        return len(self.obs)
-
-    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        fields = {"obs": self.obs, "actions": self.actions, "tokens": self.tokens,
-                  "mask": self.mask}
-        return {name: t[idx] for name, t in fields.items() if t is not None}
-
-
-def chunk_tensors(obs: np.ndarray, chunks: np.ndarray, normalizer: Normalizer,
-                  encoded: Any, layout: tuple[int, int, int | None] | None,
-                  device: torch.device) -> ChunkData:
-    """Tensors of one split: ``encoded`` are the chunks' tokens (None for the MLP) laid out by
-    ``layout`` = (positions, vocabulary, end token or None)."""
-    x = torch.from_numpy(normalizer.obs(obs)[:, None]).to(device)
-    if encoded is None:
-        z = (chunks - normalizer.act_mean) / normalizer.act_std
-        return ChunkData(x, actions=torch.from_numpy(z.reshape(len(z), -1).astype(np.float32))
-                         .to(device))
-    n, _, end = layout
-    if end is None:
-        return ChunkData(x, tokens=torch.from_numpy(np.asarray(encoded, np.int64)).to(device))
-    tokens, mask = pad_sequences(encoded, n, end)
-    return ChunkData(x, tokens=torch.from_numpy(tokens).to(device),
-                     mask=torch.from_numpy(mask).to(device))
-
-
-def prepare_chunk_data(cfg: ChunkTrainConfig, demos: Any, device: torch.device):
-    """Split by episodes, cut chunks, fit the normaliser (per step) and the chunk tokenizer on
-    the training split. Returns (tokenizer or None, normalizer, longest token sequence or None,
-    train ChunkData, val ChunkData or None)."""
-    train_demos, val_demos = split_demos(demos, cfg.val_fraction, cfg.seed)
-    parts = [chunk_rows(train_demos, cfg.chunk_k)]
-    if val_demos is not None and len(val_demos) > 0:
-        parts.append(chunk_rows(val_demos, cfg.chunk_k))
-    normalizer = Normalizer.fit(train_demos.observations, train_demos.actions)
-    tokenizer = layout = max_len = None
-    encoded: list[Any] = [None] * len(parts)
-    if cfg.policy == "chunk-ar-transformer":
-        tokenizer = make_chunk_tokenizer(cfg.chunk_tokenizer, **tokenizer_params(cfg))
-        tokenizer.fit(parts[0][1])
-        encoded = [tokenizer.encode(chunks) for _, chunks in parts]
-        max_len = max(len(s) for enc in encoded for s in enc)
-        layout = chunk_token_layout(tokenizer, max_len)
-    data = [chunk_tensors(o, c, normalizer, e, layout, device)
-            for (o, c), e in zip(parts, encoded, strict=True)]
-    for d, part in zip(data, parts, strict=True):
-        d.raw = part
-    return tokenizer, normalizer, max_len, data[0], (data[1] if len(data) > 1 else None)
-
-
 #: Ranges of the numeric flags of train-chunked (the --model.* ones: check_model_config): the
 #: shared ones are `qbc train`'s, except that --steps is required here.
 CHUNK_RULES = {k: RULES[k] for k in (
@@ -271,8 +165,6 @@ VAL_DECODE_ROWS = 2048
 
 def _validate(cfg: ChunkTrainConfig) -> None:
     """Every flag checked before anything is read or written (one-line InvalidValueError)."""
-    from qbc.errors import UnknownNameError
-
     k = check_chunk_len(cfg.chunk_k, "--chunk-k")
     if cfg.policy not in CHUNK_POLICIES:
         raise UnknownNameError("chunk policy", cfg.policy, CHUNK_POLICIES)
@@ -333,9 +225,6 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
     checkpoint as a :class:`ChunkPolicy`). The run folder is claimed as ``qbc train`` claims its
     own (:func:`qbc.training.checkpoint.run_dir`: locked; new, --overwrite staged, or --resume).
     ``stop_at`` ends the run after that step as if interrupted (a --resume run continues it)."""
-    from qbc.data import demos_fingerprint
-    from qbc.policy import load_policy
-
     _validate(cfg)
     device = device_of(cfg)
     with scoped_torch_rng():  # the caller's torch random state is left as found
@@ -358,9 +247,6 @@ def _resume_parts(out: Path, conf: dict[str, Any], tokenizer: Any, normalizer: N
     """The module and trainer state of ``out/last`` to continue with settings ``conf``: refused
     (one line) when the settings or the data differ, or when the tokenizer and normaliser
     refitted on the same data are not those the run was trained with."""
-    from qbc.io import read_json
-    from qbc.policy import load_policy
-
     last = out / "last"
     stored = read_json(last / "config.json", what="checkpoint config")
     check_resume_config((stored.get("train") if isinstance(stored, dict) else None) or {}, conf)
@@ -451,8 +337,6 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
     ``cfg.execute`` beside its chunk floor in the same mode (``chunk_floor_...`` entries, see
     :mod:`qbc.chunking.floor`), plus the execution mode, chunks predicted and decode failures
     (repaired chunks)."""
-    from qbc.chunking.floor import QuantizedChunkExpert, make_planner
-
     executor = ChunkExecutor(policy, cfg.execute)
 
     def floor(expert: Any, env_id: str) -> dict[str, Any]:
@@ -473,8 +357,6 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
 def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     """Check the flags, load the dataset, train, roll the best policy out, write summary.json;
     returns the summary (the ``qbc train-chunked`` command prints it)."""
-    from qbc.data import load_demonstrations
-
     _validate(cfg)
     demos = load_demonstrations(cfg.dataset)
     check_rollout_sizes(demos, cfg.rollout_episodes, cfg.rollout_horizon, cfg.rollout_seed)

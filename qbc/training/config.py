@@ -21,13 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbc.augment import HEADS as TRANSITION_HEADS
-from qbc.distributed import local_device
-from qbc.policy import ModelConfig, build_policy, needs_tokenizer
-from qbc.policy.obs_encoder import ObsEncoderConfig, obs_encoder_config
-from qbc.policy.registry import check_model_config, check_policy_kind, rough_parameter_count
-from qbc.quantizers import MARGIN_RANGE, QUANTILE_QUANTIZERS, QUANTILE_RANGE
-from qbc.validate import (
+from qbc.infra.validate import (
     AT_LEAST_ONE,
     FRACTION,
     NON_NEGATIVE,
@@ -38,6 +32,14 @@ from qbc.validate import (
     check_device,
     check_memory,
 )
+from qbc.policy import ModelConfig, build_policy, needs_tokenizer
+from qbc.policy.obs_encoder import ObsEncoderConfig, QuantizedProjectionEncoder, obs_encoder_config
+from qbc.policy.registry import check_model_config, check_policy_kind, rough_parameter_count
+from qbc.quantizers import MARGIN_RANGE, QUANTILE_QUANTIZERS, QUANTILE_RANGE
+from qbc.rollout.augment import HEADS as TRANSITION_HEADS
+from qbc.ste import get_ste
+from qbc.training.distributed import local_device
+from qbc.training.evaluation import check_rollout_sizes
 
 
 @dataclass
@@ -262,7 +264,6 @@ def validate_with_data(cfg: TrainConfig, demos: Any) -> torch.device:
                 "--select-by rollout needs the dataset's env, which cannot be made here "
                 f"({getattr(demos, 'env_id', None)!r}); use --select-by val-loss")])
     check_train_memory(cfg, demos)
-    from qbc.training.evaluation import check_rollout_sizes  # (it imports this module)
 
     check_rollout_sizes(demos, cfg.rollout_episodes, cfg.rollout_horizon, cfg.rollout_seed)
     if cfg.select_by == "rollout":
@@ -296,23 +297,17 @@ def check_train_memory(cfg: TrainConfig, demos: Any) -> None:
 def _makeable_env(demos: Any) -> bool:
     import gymnasium as gym
 
-    import qbc  # noqa: F401  (registers the qbc/ envs)
-
     env_id = getattr(demos, "env_id", None)
     return bool(env_id) and env_id in gym.registry
 
 
 def _known_ste(name: str) -> bool:
     """True for a valid STE spec; an unknown one raises the registry's one-line error."""
-    from qbc.ste import get_ste
-
     get_ste(name)
     return True
 
 
 def _valid_obs_encoder(enc: ObsEncoderConfig) -> bool:
     """True for a usable --obs-encoder; a bad one raises a one-line error saying why."""
-    from qbc.policy.obs_encoder import QuantizedProjectionEncoder
-
     QuantizedProjectionEncoder(obs_dim=1, **dataclasses.asdict(enc))
     return True

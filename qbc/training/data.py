@@ -4,15 +4,18 @@ histories, normalised actions, tokens and loss batches."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from qbc.data.demonstrations import history_index
 from qbc.policy import Normalizer, needs_tokenizer
 from qbc.quantizers import quantile_params
 from qbc.tokenizer import ActionTokenizer
-from qbc.training.config import TrainConfig
+
+if TYPE_CHECKING:  # annotations only: config.py imports evaluation.py, which imports this module
+    from qbc.training.config import TrainConfig
 
 
 def split_demos(demos: Any, val_fraction: float, seed: int) -> tuple[Any, Any | None]:
@@ -39,19 +42,6 @@ class SplitTensors:
 
     def __len__(self) -> int:
         return len(self.obs)
-
-
-def history_index(episode_ids: np.ndarray, k: int) -> np.ndarray:
-    """Row indices (N, k) of the last k observations of each step, oldest first, repeating the
-    episode's first row before its start. Rows must be grouped by episode in time order."""
-    n = len(episode_ids)
-    t = np.arange(n)
-    start = np.zeros(n, dtype=np.int64)
-    new = np.r_[True, episode_ids[1:] != episode_ids[:-1]]
-    start[new] = t[new]
-    start = np.maximum.accumulate(start)
-    lags = np.arange(k - 1, -1, -1)
-    return np.maximum(t[:, None] - lags[None, :], start[:, None])
 
 
 def split_tensors(demos: Any, normalizer: Normalizer, tokenizer: ActionTokenizer | None,

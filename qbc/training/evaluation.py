@@ -4,15 +4,25 @@ the closing rollout against the dataset's expert on the same seeds."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from qbc.agents import make_expert
+from qbc.data.expert_choice import provenance
+from qbc.errors import InvalidValueError, QbcError
+from qbc.infra.validate import SEED_LIMIT
 from qbc.policy import Normalizer, Policy
+from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.growth import floor_verdict
+from qbc.rollout.metrics import horizon_metrics
+from qbc.stepping.limits import cap_horizons, check_rollout_memory
 from qbc.tokenizer import ActionTokenizer
-from qbc.training.config import TrainConfig
 from qbc.training.data import SplitTensors, make_batch
+
+if TYPE_CHECKING:  # annotations only: the config module imports this one
+    from qbc.training.config import TrainConfig
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -89,8 +99,6 @@ def should_stop(best: dict[str, Any], step: int, cfg: TrainConfig, earliest: int
 def selection_plan(cfg: TrainConfig, demos: Any) -> dict[str, Any]:
     """Env, seeds and horizon of the --select-by rollout evaluations: fixed seeds 5000 below the
     closing rollout's (disjoint from it and, by the same margin, from the data's)."""
-    from qbc.rollout import cap_horizons
-
     env_id = demos.env_id
     horizon = cfg.rollout_horizon or _default_horizon(_provenance(demos), env_id)
     (horizon,), _ = cap_horizons(env_id, [horizon])
@@ -105,8 +113,6 @@ def selection_return(module: torch.nn.Module, normalizer: Normalizer,
     """Mean return of the current weights (argmax decoding) over the selection rollout of
     :func:`selection_plan`; the same seeds at every evaluation, so the comparison between
     checkpoints is coupled."""
-    from qbc.rollout import coupled_rollout
-
     policy = Policy(module, normalizer, tokenizer, device=device)
     res = coupled_rollout(plan["env_id"], {"policy": policy}, plan["seeds"], plan["horizon"])
     return float(res.rewards["policy"].sum(0).mean())
@@ -114,8 +120,6 @@ def selection_return(module: torch.nn.Module, normalizer: Normalizer,
 
 # -- the closing rollout ---------------------------------------------------------------------------
 def _provenance(demos: Any) -> dict[str, Any]:
-    from qbc.expert_choice import provenance
-
     return provenance(getattr(demos, "metadata", None))
 
 
@@ -142,11 +146,6 @@ def check_rollout_sizes(demos: Any, episodes: int, horizon: int | None, seed: in
     trajectories would not fit in memory, or whose seeds would pass 2^32."""
     import gymnasium as gym
 
-    import qbc  # noqa: F401  (registers the qbc/ envs)
-    from qbc.errors import InvalidValueError
-    from qbc.rollout import cap_horizons, check_rollout_memory
-    from qbc.validate import SEED_LIMIT
-
     env_id = getattr(demos, "env_id", None)
     if episodes <= 0 or not env_id or env_id not in gym.registry:
         return
@@ -169,17 +168,19 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
 
     Returns and reward per step are taken over the full horizon (an episode that terminated or
     diverged earns nothing after it ends) and the fraction of failed episodes is given, as in
-    :func:`qbc.rollout.horizon_metrics`. The expert is rebuilt from the dataset's provenance;
+    :func:`qbc.rollout.metrics.horizon_metrics`. The expert is rebuilt from the dataset's
+    provenance;
     without one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why.
     None when the env id is unknown here. A horizon past a third-party env's time limit is
     capped (``horizon_capped`` holds the warning). Where the env reports success or modes,
     ``<name>_success``, ``<name>_success_ci95`` and ``<name>_modes`` hold them
-    (:func:`qbc.rollout.horizon_metrics`).
+    (:func:`qbc.rollout.metrics.horizon_metrics`).
 
     A token policy (per-step tokenizer) with an expert is compared with its floor too: the
     quantized expert (the expert's actions through the policy's tokenizer) on the same seeds
     gives ``floor_regret`` and ``floor_failed_fraction``, and ``verdict`` is
-    :func:`qbc.rollout.floor_verdict` (``training``: the run's best step, steps, early stopping
+    :func:`qbc.rollout.growth.floor_verdict` (``training``: the run's best step, steps, early
+    stopping
     and selection rule, for the likely cause of a miss).
 
     ``companions(expert, env_id) -> {name: actor}``: more actors rolled out on the same seeds
@@ -187,9 +188,6 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     ``{name}_...`` entries and ``{name}_regret``.
     """
     import gymnasium as gym
-
-    import qbc  # noqa: F401  (registers the qbc/ envs)
-    from qbc.rollout import QuantizedExpert, cap_horizons, coupled_rollout, horizon_metrics
 
     env_id = getattr(demos, "env_id", None)
     if not env_id or env_id not in gym.registry:
@@ -228,8 +226,6 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
             if name not in ("expert", "policy"):
                 out[f"{name}_regret"] = per[name][str(horizon)]["regret"]
     if "quantized_expert" in per:
-        from qbc.rollout import floor_verdict
-
         q = per["quantized_expert"][str(horizon)]
         out.update(floor_regret=q["regret"], floor_regret_ci95=q["regret_ci95"])
         out["verdict"] = floor_verdict(
@@ -241,14 +237,10 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
 
 def _dataset_expert(prov: dict[str, Any], env_id: str) -> tuple[Any, str | None]:
     """The expert named in a qbc dataset's provenance, or (None, why there is none)."""
-    from qbc.errors import QbcError
-
     spec = prov.get("expert")
     if not isinstance(spec, dict) or "name" not in spec:
         return None, "the dataset does not name a qbc expert (not collected by qbc collect)"
     try:
-        from qbc.agents import make_expert
-
         return make_expert(spec, env_id), None
     except (QbcError, ImportError) as exc:
         return None, f"its expert {spec['name']!r} cannot be rebuilt here ({exc})"

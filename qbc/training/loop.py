@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbc.distributed import DistContext
-from qbc.environ import scoped_torch_rng
-from qbc.io import atomic_write_json
-from qbc.policy import Normalizer, Policy, build_policy, needs_tokenizer
+from qbc.data import demos_fingerprint
+from qbc.infra.environ import scoped_torch_rng
+from qbc.infra.files import atomic_write_json
+from qbc.infra.progress import progress_bar
+from qbc.policy import Normalizer, Policy, build_policy, load_policy, needs_tokenizer
 from qbc.policy.loading import save_checkpoint
-from qbc.progress import progress_bar
-from qbc.run_log import RunLog, record_scalars
+from qbc.ste import anneal_step, quantize_linear_layers
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import config as train_config
 from qbc.training.checkpoint import (
@@ -40,6 +40,7 @@ from qbc.training.checkpoint import (
 )
 from qbc.training.config import TrainConfig, config_dict, resolve_budget
 from qbc.training.data import SplitTensors, make_batch, prepare_data, split_demos
+from qbc.training.distributed import DistContext
 from qbc.training.evaluation import (
     evaluate_split,
     selection_plan,
@@ -48,6 +49,7 @@ from qbc.training.evaluation import (
     update_best,
 )
 from qbc.training.optim import make_optimizer, make_scheduler, train_step
+from qbc.training.run_log import RunLog, record_scalars
 
 
 @dataclass
@@ -187,7 +189,6 @@ def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | N
     train_demos, val_demos = split_demos(demos, cfg.val_fraction, cfg.seed)
     budget = {"from": "--steps" if cfg.steps is not None else "--epochs", "epochs": cfg.epochs}
     cfg = resolve_budget(cfg, len(train_demos))
-    from qbc.data import demos_fingerprint
 
     conf = {**config_dict(cfg), "dataset_sha256": demos_fingerprint(demos)}
     final_out, cfg = cfg.out, dataclasses.replace(cfg, out=work)  # outputs go to work
@@ -267,8 +268,6 @@ def _new_module(cfg: TrainConfig, train_t: SplitTensors, tokenizer: ActionTokeni
     module = build_policy(cfg.policy, cfg.model, int(train_t.obs.shape[-1]),
                           int(train_t.actions.shape[1]), tokenizer, cfg.obs_encoder)
     if cfg.weight_quantizer:
-        from qbc.ste import quantize_linear_layers
-
         quantize_linear_layers(module, cfg.weight_quantizer)
     return module
 
@@ -308,8 +307,6 @@ def _optimisation_step(t: Trainer, s: LoopState) -> None:
                                    t.np_rng, cfg.target_sigma))
     loss = train_step(t.trained, t.optimizer, t.scheduler, batch, cfg.grad_clip)
     if cfg.weight_quantizer:
-        from qbc.ste import anneal_step
-
         anneal_step(t.module)
     s.losses.append(t.ctx.mean(loss, t.device))
 
@@ -356,8 +353,6 @@ def _write_progress(t: Trainer, s: LoopState) -> None:
 
 def _result(t: Trainer, s: LoopState, final_out: Path, budget: dict[str, Any]) -> TrainResult:
     """The :class:`TrainResult` of a finished loop (the best checkpoint loaded on every rank)."""
-    from qbc.policy import load_policy
-
     cfg, final = t.cfg, (s.metrics[-1] if s.metrics else {})
     return TrainResult(out=final_out, step=s.step, best_step=int(s.best["step"]),
                        best_val_loss=s.best["val_loss"],

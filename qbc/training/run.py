@@ -7,13 +7,14 @@ import dataclasses
 import warnings
 from typing import Any
 
+from qbc.data import load_demonstrations
 from qbc.errors import QbcWarning
-from qbc.io import atomic_write_json
-from qbc.run_log import record_scalars
+from qbc.infra.files import atomic_write_json
 from qbc.training.checkpoint import ClaimedRun, claimed_run
 from qbc.training.config import TrainConfig, validate_config
 from qbc.training.evaluation import rollout_evaluation
 from qbc.training.loop import TrainResult, train_in
+from qbc.training.run_log import record_scalars
 from qbc.training.transition import train_transition_model
 
 
@@ -24,8 +25,6 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     Every setting is checked before the dataset is read, and the data before the run folder
     is touched. Under torchrun every rank trains; rank 0 alone does the rest (the other ranks
     return the training numbers without writing anything)."""
-    from qbc.data import load_demonstrations
-
     validate_config(cfg)
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
     with claimed_run(cfg, demos) as claimed:

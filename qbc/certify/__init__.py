@@ -1,0 +1,2 @@
+"""The certificate: the quantities the theory's bounds are written in, measured on real runs
+(:mod:`qbc.certify.certificate`)."""

@@ -1,0 +1,378 @@
+"""How far the token learner is from its own quantization floor, with and without DAgger/DART.
+
+For every env, seed and quantizer this runs, through the ``qbc`` command:
+
+- ``bc``: ``qbc collect`` (expert demonstrations) then ``qbc train`` (default budget);
+- ``dart``: ``qbc collect --dart auto --policy <bc run>`` (noise fitted to the BC policy's error,
+  same episode seeds and count; or ``--dart SIGMA`` with ``--dart-sigma``) then ``qbc train``
+  (with ``--dart-train-flags`` too);
+- ``dagger``: ``qbc dagger`` with rounds x episodes-per-round chosen so that every method uses
+  the same number of expert episodes (by default 100 = 50 BC episodes + one round of 50
+  episodes driven by the round-0 learner alone, every visited state labelled by the expert);
+- ``mlp-mse`` (once per env and seed): the continuous regressor on the BC demonstrations;
+
+then ``qbc rollout`` of each policy against the expert on seeds disjoint from the data, with
+argmax and mean decoding. The quantized expert (the expert's actions through the policy's own
+tokenizer, deterministic encoding: nearest rounding for ``smooth``) is rolled out on the same
+seeds: it is the floor the learner is compared with, the one an argmax learner reproduces. Each
+row's floor is that of its own tokenizer (DAgger keeps round 0's unless --dagger-tokenizer refit).
+For ``smooth`` the stochastic q#π* (stochastic rounding, the theory's object) is reported beside
+it (``qexp_stochastic_regret``); mean decoding is not a quantized actor, so no floor matches it.
+
+Outputs in ``--out``: ``results.csv`` (one row per run and decoding), ``summary.csv`` and
+``README.md`` (means over seeds, the targets of the comparison checked), and every run's folder.
+Finished steps are kept: re-running the same command continues where a killed one stopped.
+
+Entry point: ``python scripts/learner_vs_floor.py [--quick] [--out DIR] [--workers N]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qbc.experiments.learner_vs_floor.config import (
+    DECODINGS,
+    ENVS,
+    RESULT_FIELDS,
+    FloorConfig,
+    eval_episodes,
+    quick_config,
+)
+from qbc.experiments.learner_vs_floor.report import report
+from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
+from qbc.infra.child_processes import run as run_command
+from qbc.infra.child_processes import stopped_on_exit, thread_pool
+from qbc.infra.files import atomic_write_csv, atomic_write_text
+
+
+# -- running the commands ------------------------------------------------------------------------
+def _qbc(args: list[str], log: Path, env: dict[str, str]) -> None:
+    """Run ``qbc ARGS`` with its output in ``log``; raise with the log's tail on failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh:
+        fh.write(f"$ qbc {shlex.join(args)}\n")
+        fh.flush()
+        returncode = run_command([sys.executable, "-m", "qbc.cli", *args], stdout=fh,
+                                 stderr=subprocess.STDOUT, env=env)
+    if returncode != 0:
+        tail = log.read_text().splitlines()[-5:]
+        raise RuntimeError(f"qbc {args[0]} failed (rc {returncode}), see {log}:\n"
+                           + "\n".join(tail))
+
+
+class Plan:
+    """Names of every run and dataset of one comparison, and the commands that make them."""
+
+    def __init__(self, cfg: FloorConfig):
+        self.cfg = cfg
+        self.out = cfg.out.resolve()
+        self.env = {**os.environ, "MINARI_DATASETS_PATH": str(self.out / "datasets")}
+        if cfg.workers > 1:
+            self.env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+    @staticmethod
+    def slug(env_id: str) -> str:
+        return env_id.replace("/", "_").replace("-", "_").lower()
+
+    def dataset(self, env_id: str, seed: int, kind: str, quantizer: str = "") -> str:
+        tag = f"-{quantizer}" if quantizer else ""
+        return f"floor/{self.slug(env_id)}-s{seed}-{kind}{tag}-v0"
+
+    def run_dir(self, env_id: str, seed: int, name: str) -> Path:
+        return self.out / "runs" / self.slug(env_id) / f"seed{seed}" / name
+
+    def horizon(self, env_id: str) -> int:
+        return self.cfg.horizon or ENVS[env_id].horizon
+
+    def common_collect(self, env_id: str, seed: int) -> list[str]:
+        flags = ["--env", env_id, "--expert", ENVS[env_id].expert, "--episodes",
+                 str(self.cfg.episodes), "--seed", str(1000 * seed), "--num-envs",
+                 str(min(self.cfg.episodes, 50)), "--no-progress"]
+        if self.cfg.max_episode_steps:
+            flags += ["--max-episode-steps", str(self.cfg.max_episode_steps)]
+        return flags
+
+    def train_flags(self, quantizer: str | None, seed: int) -> list[str]:
+        flags = ["--seed", str(seed), "--no-progress", "--rollout-episodes", "0",
+                 *self.cfg.extra_train_flags]
+        if quantizer is not None:
+            flags += ["--policy", "ar-transformer", "--quantizer", quantizer,
+                      "--bins", str(self.cfg.bins)]
+        if self.cfg.steps:
+            flags += ["--steps", str(self.cfg.steps)]
+        return flags
+
+
+def _done(path: Path) -> bool:
+    return (path / ".floor-done").exists()
+
+
+def _mark(path: Path) -> None:
+    (path / ".floor-done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+
+def collect_bc(plan: Plan, env_id: str, seed: int) -> None:
+    """The expert demonstrations of ``env_id`` for ``seed`` (kept once written)."""
+    marker = plan.run_dir(env_id, seed, "data-bc")
+    if _done(marker):
+        return
+    marker.mkdir(parents=True, exist_ok=True)
+    _qbc(["collect", *plan.common_collect(env_id, seed), "--dataset",
+          plan.dataset(env_id, seed, "bc"), "--overwrite"], marker / "log.txt", plan.env)
+    _mark(marker)
+
+
+def train_run(plan: Plan, env_id: str, seed: int, name: str, dataset: str,
+              quantizer: str | None, more_flags: list[str] | None = None) -> Path:
+    """``qbc train`` into the run folder ``name`` (kept once finished)."""
+    run = plan.run_dir(env_id, seed, name)
+    if not _done(run):
+        kind = [] if quantizer is not None else ["--policy", "mlp-mse"]
+        _qbc(["train", "--dataset", dataset, "--out", str(run / "run"), "--overwrite", *kind,
+              *plan.train_flags(quantizer, seed), *(more_flags or [])], run / "log.txt",
+             plan.env)
+        _mark(run)
+    return run / "run"
+
+
+def dart_run(plan: Plan, env_id: str, seed: int, quantizer: str,
+             bc_run: Path | None) -> Path:
+    """DART demonstrations (noise fitted to the BC policy ``bc_run``, or the fixed
+    ``--dart-sigma``) and the policy trained on them."""
+    name = f"dart-{quantizer}"
+    data = plan.run_dir(env_id, seed, f"data-{name}")
+    dataset = plan.dataset(env_id, seed, "dart", quantizer)
+    noise = (["--dart", "auto", "--policy", str(bc_run)] if bc_run is not None
+             else ["--dart", plan.cfg.dart_sigma])
+    if not _done(data):
+        data.mkdir(parents=True, exist_ok=True)
+        _qbc(["collect", *plan.common_collect(env_id, seed), "--dataset", dataset, *noise,
+              "--overwrite"], data / "log.txt", plan.env)
+        _mark(data)
+    return train_run(plan, env_id, seed, name, dataset, quantizer, plan.cfg.dart_train_flags)
+
+
+def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
+    """``qbc dagger`` with the same number of expert episodes as BC; its last round's policy."""
+    cfg = plan.cfg
+    run = plan.run_dir(env_id, seed, f"dagger-{quantizer}")
+    per_round = max(1, cfg.episodes // (cfg.dagger_rounds + 1))
+    flags = ["dagger", "--env", env_id, "--expert", ENVS[env_id].expert, "--out", str(run / "run"),
+             "--rounds", str(cfg.dagger_rounds), "--episodes-per-round", str(per_round),
+             "--seed", str(1000 * seed), "--dataset-base",
+             f"floor/{plan.slug(env_id)}-s{seed}-dagger-{quantizer}",
+             "--eval-episodes", str(min(eval_episodes(cfg, env_id), 20)), "--quantizer", quantizer,
+             "--bins", str(cfg.bins), "--policy", "ar-transformer", "--no-progress",
+             "--beta", "constant", "--beta-value", str(cfg.dagger_beta),
+             "--tokenizer", cfg.dagger_tokenizer]
+    if cfg.max_episode_steps:
+        flags += ["--max-episode-steps", str(cfg.max_episode_steps)]
+    if cfg.steps:
+        flags += ["--steps", str(cfg.steps)]
+    model_flags, overrides = _split_train_flags(cfg.extra_train_flags)
+    flags += model_flags  # `qbc dagger` takes --model.* itself; the training seed is its --seed
+    if overrides:
+        flags += ["--train-overrides", *overrides]
+    if not _done(run):
+        _qbc(flags, run / "log.txt", plan.env)  # resumes its own finished rounds
+        _mark(run)
+    return run / "run" / f"round-{cfg.dagger_rounds}"
+
+
+def _split_train_flags(extra: list[str]) -> tuple[list[str], list[str]]:
+    """``extra``'s ``--flag value`` pairs split into the ``--model.*`` flags (as given) and
+    the others as ``qbc dagger --train-overrides`` KEY=VALUE items (``--eval-interval 30
+    --range-margin 0.5`` -> ``["eval_interval=30", "range_margin=0.5"]``), which the command
+    reads with their types."""
+    model: list[str] = []
+    overrides: list[str] = []
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        if flag.startswith("--model."):
+            model += [flag, value]
+        else:
+            overrides.append(f"{flag[2:].replace('-', '_')}={value}")
+    return model, overrides
+
+
+def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: str) -> Path:
+    """Coupled rollouts of ``run`` against the expert (and the quantized expert)."""
+    folder = plan.run_dir(env_id, seed, f"rollout-{name}-{decode}")
+    H, episodes = plan.horizon(env_id), eval_episodes(plan.cfg, env_id)
+    if not (_done(folder) and _evaluated_as(folder / "out", episodes, H)):
+        folder.mkdir(parents=True, exist_ok=True)
+        # the env copies only batch the work: the episodes' seeds fix every number reported
+        _qbc(["rollout", "--policy", str(run), "--episodes", str(episodes),
+              "--horizons", str(H), "--seed", "900000", "--decode", decode,
+              "--num-envs", str(min(episodes, 200)), "--no-progress",
+              "--out", str(folder / "out"), "--overwrite"], folder / "log.txt", plan.env)
+        _mark(folder)
+    return folder / "out" / "metrics.json"
+
+
+def _evaluated_as(out: Path, episodes: int, H: int) -> bool:
+    """Whether the finished rollout in ``out`` ran ``episodes`` episodes of horizon ``H`` (a
+    comparison continued with other evaluation settings redoes its rollouts)."""
+    try:
+        config = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return config.get("episodes") == episodes and config.get("horizons") == [H]
+
+
+# -- one unit of work ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    env_id: str
+    seed: int
+    quantizer: str | None
+    """None: the mlp-mse reference."""
+
+
+def run_job(plan: Plan, job: Job) -> list[dict[str, Any]]:
+    """Every run and rollout of ``job``; its rows of results.csv."""
+    env_id, seed, q = job.env_id, job.seed, job.quantizer
+    bc_data = plan.dataset(env_id, seed, "bc")
+    labels_bc = _dataset_steps(plan, bc_data)
+    if q is None:
+        run = train_run(plan, env_id, seed, "mlp-mse", bc_data, None)
+        metrics = rollout(plan, env_id, seed, run, "mlp-mse", "argmax")
+        return [_row(plan, job, "mlp-mse", "-", labels_bc, metrics)]
+    rows = []
+    auto_dart = "dart" in plan.cfg.methods and plan.cfg.dart_sigma == "auto"
+    runs = {}
+    bc_run = None
+    if "bc" in plan.cfg.methods or auto_dart:  # DART's auto sigma needs the BC policy
+        bc_run = train_run(plan, env_id, seed, f"bc-{q}", bc_data, q)
+        runs["bc"] = (bc_run, labels_bc)
+    if "dart" in plan.cfg.methods:
+        runs["dart"] = (dart_run(plan, env_id, seed, q, bc_run if auto_dart else None),
+                        _dataset_steps(plan, plan.dataset(env_id, seed, "dart", q)))
+    if "dagger" in plan.cfg.methods:
+        last = dagger_run(plan, env_id, seed, q)
+        runs["dagger"] = (last, _dagger_labels(last.parent))
+    for method, (run, labels) in runs.items():
+        if method not in plan.cfg.methods:
+            continue
+        for decode in DECODINGS:
+            metrics = rollout(plan, env_id, seed, run, f"{method}-{q}", decode)
+            rows.append(_row(plan, job, method, decode, labels, metrics))
+    return rows
+
+
+def _dataset_steps(plan: Plan, dataset_id: str) -> int:
+    """Transitions (= expert labels) of a Minari dataset in the comparison's datasets root."""
+    meta = plan.out / "datasets" / dataset_id / "data" / "metadata.json"
+    return int(json.loads(meta.read_text())["total_steps"])
+
+
+def _dagger_labels(run: Path) -> int:
+    """Expert labels used by the DAgger run ``run`` (its rounds.csv's last row)."""
+    with open(run / "rounds.csv") as fh:
+        return int(list(csv.DictReader(fh))[-1]["expert_labels"])
+
+
+def _row(plan: Plan, job: Job, method: str, decode: str, labels: int,
+         metrics_path: Path) -> dict[str, Any]:
+    metrics = json.loads(metrics_path.read_text())
+    H = str(plan.horizon(job.env_id))
+    pol = metrics["policies"]
+    learner, expert = pol["policy"][H], pol["expert"][H]
+    qexp = pol.get("quantized_expert", {}).get(H)  # nearest rounding: the argmax floor
+    qexp_stochastic = pol.get("quantized_expert_stochastic", {}).get(H)  # smooth only
+    if qexp is None and job.quantizer is not None:
+        raise RuntimeError(f"{metrics_path} has no quantized-expert rollout at H={H}")
+    row = {"env": job.env_id, "quantizer": job.quantizer or "-", "seed": job.seed,
+           "method": method, "decode": decode, "expert_labels": labels, "H": int(H),
+           "expert_return": expert["return"], "regret": learner["regret"],
+           "regret_ci_low": learner["regret_ci95"][0], "regret_ci_high": learner["regret_ci95"][1],
+           "diverged": learner["diverged_fraction"],
+           "qexp_regret": qexp["regret"] if qexp else math.nan,
+           "qexp_diverged": qexp["diverged_fraction"] if qexp else math.nan,
+           "qexp_stochastic_regret": qexp_stochastic["regret"] if qexp_stochastic else math.nan}
+    row["ratio"] = floor_ratio(row["regret"], row["qexp_regret"])
+    return row
+
+
+# -- the whole comparison ------------------------------------------------------------------------
+def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
+    """Run (or continue) the comparison; write results.csv, summary.csv and README.md."""
+    cfg = quick_config(cfg) if cfg.quick else cfg
+    unknown = [e for e in cfg.envs if e not in ENVS]
+    if unknown:
+        raise SystemExit(f"learner_vs_floor: unknown env {unknown[0]!r}; known: {', '.join(ENVS)}")
+    if cfg.rollout_episodes is not None and cfg.rollout_episodes < 1:
+        raise SystemExit(f"learner_vs_floor: --rollout-episodes must be >= 1, "
+                         f"got {cfg.rollout_episodes}")
+    if not _valid_sigma(cfg.dart_sigma):
+        raise SystemExit(f"learner_vs_floor: --dart-sigma must be 'auto' or a positive number, "
+                         f"got {cfg.dart_sigma!r}")
+    plan = Plan(cfg)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    clock = _WallClock(plan.out)
+    try:
+        with stopped_on_exit():  # a kill or Ctrl-C stops the runs under way too
+            for env_id in cfg.envs:
+                for seed in cfg.seeds:
+                    collect_bc(plan, env_id, seed)
+            clock.save()
+            jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
+                    for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
+            rows: list[dict[str, Any]] = []
+            with thread_pool(max(1, cfg.workers)) as pool:
+                finished = pool.map(lambda j: run_job(plan, j), jobs)
+                for job, done in zip(jobs, finished, strict=True):
+                    rows += done
+                    clock.save()
+                    print(f"[{clock.this_invocation():7.0f} s] {job.env_id} seed {job.seed} "
+                          f"{job.quantizer or 'mlp-mse'}: done", flush=True)
+    finally:  # a comparison that fails, is interrupted or terminated still counts its time
+        seconds = clock.save()
+    rows.sort(key=lambda r: (cfg.envs.index(r["env"]), r["quantizer"], r["method"], r["decode"],
+                             r["seed"]))
+    atomic_write_csv(plan.out / "results.csv", rows, RESULT_FIELDS)
+    summary = summarise(rows)
+    atomic_write_csv(plan.out / "summary.csv", summary, list(summary[0]) if summary else [])
+
+    atomic_write_text(plan.out / "README.md", report(cfg, summary, seconds))
+    return rows
+
+
+def _valid_sigma(sigma: str) -> bool:
+    if sigma == "auto":
+        return True
+    try:
+        return 0 < float(sigma) < math.inf
+    except ValueError:
+        return False
+
+
+class _WallClock:
+    """The comparison's wall seconds over all its invocations, kept in ``out/elapsed.json``.
+    Each :meth:`save` adds the time since the previous one, so an invocation that is killed
+    outright loses only the time since its last finished job."""
+
+    def __init__(self, out: Path):
+        self.path = out / "elapsed.json"
+        self.started = self.saved_at = time.time()
+
+    def this_invocation(self) -> float:
+        return time.time() - self.started
+
+    def save(self) -> float:
+        """Add the seconds since the last save to the stored total; the new total."""
+        now = time.time()
+        stored = json.loads(self.path.read_text())["seconds"] if self.path.exists() else 0.0
+        total = stored + now - self.saved_at
+        atomic_write_text(self.path, json.dumps({"seconds": total}) + "\n")
+        self.saved_at = now
+        return total

@@ -1,0 +1,125 @@
+"""The data of chunk training (:mod:`qbc.training.chunked`): windows of k actions cut from the
+demonstrations, the chunk tokenizer's settings, and the tensors a training step reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from qbc.chunking import make_chunk_tokenizer, make_chunks
+from qbc.errors import InvalidValueError
+from qbc.policy import Normalizer
+from qbc.policy.chunked import chunk_token_layout, pad_sequences
+from qbc.training.data import split_demos
+
+if TYPE_CHECKING:  # annotations only: chunked.py imports this module
+    from qbc.training.chunked import ChunkTrainConfig
+
+
+# -- data ------------------------------------------------------------------------------------------
+def chunk_rows(demos: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(observations (N, obs_dim) at each chunk's first step, chunks (N, k, D)) of every window
+    of k steps inside an episode (stride 1). Episodes shorter than k are refused (one line)."""
+    ids = np.asarray(demos.episode_ids)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    bounds = list(zip(starts, np.r_[starts[1:], len(ids)], strict=True))
+    actions = np.asarray(demos.actions, dtype=np.float32)
+    chunks = make_chunks([actions[a:b] for a, b in bounds], k)
+    obs = np.concatenate([np.asarray(demos.observations[a:b - k + 1], dtype=np.float32)
+                          for a, b in bounds])
+    return obs, chunks
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """'scale=20,quantizer=kmeans' -> {'scale': 20, 'quantizer': 'kmeans'} (JSON values where
+    they parse, else strings)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in str(text).split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidValueError(
+                f"bad --chunk-tokenizer-params item {item!r}; write name=value,name=value")
+        try:
+            out[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name.strip()] = value.strip()
+    return out
+
+
+def tokenizer_params(cfg: ChunkTrainConfig) -> dict[str, Any]:
+    """The chunk tokenizer's parameters: per-name defaults from k and --bins, then the user's."""
+    k, bins = cfg.chunk_k, cfg.bins
+    points = min(k, 10)
+    defaults = {"per-step": {"quantizer": "uniform", "n_bins": bins},
+                "beast": {"n_control_points": points, "degree": min(3, points - 1), "bins": bins},
+                "rvq": {"levels": 4, "codes": bins, "seed": cfg.seed}, "fast": {}}
+    return {**defaults.get(cfg.chunk_tokenizer, {}), **parse_params(cfg.chunk_tokenizer_params)}
+
+
+@dataclass
+class ChunkData:
+    """One split as tensors: obs (N, 1, obs_dim) normalised; targets by policy kind."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor | None = None
+    """(N, k * D) normalised chunks (chunk-mlp-l1)."""
+    tokens: torch.Tensor | None = None
+    """(N, n) int64 (chunk-ar-transformer)."""
+    mask: torch.Tensor | None = None
+    """(N, n) float32, variable-length codes: 1 up to and including the end token."""
+    raw: tuple[np.ndarray, np.ndarray] | None = None
+    """(observations (N, obs_dim), chunks (N, k, D)) in env units (the action error's inputs)."""
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        fields = {"obs": self.obs, "actions": self.actions, "tokens": self.tokens,
+                  "mask": self.mask}
+        return {name: t[idx] for name, t in fields.items() if t is not None}
+
+
+def chunk_tensors(obs: np.ndarray, chunks: np.ndarray, normalizer: Normalizer,
+                  encoded: Any, layout: tuple[int, int, int | None] | None,
+                  device: torch.device) -> ChunkData:
+    """Tensors of one split: ``encoded`` are the chunks' tokens (None for the MLP) laid out by
+    ``layout`` = (positions, vocabulary, end token or None)."""
+    x = torch.from_numpy(normalizer.obs(obs)[:, None]).to(device)
+    if encoded is None:
+        z = (chunks - normalizer.act_mean) / normalizer.act_std
+        return ChunkData(x, actions=torch.from_numpy(z.reshape(len(z), -1).astype(np.float32))
+                         .to(device))
+    n, _, end = layout
+    if end is None:
+        return ChunkData(x, tokens=torch.from_numpy(np.asarray(encoded, np.int64)).to(device))
+    tokens, mask = pad_sequences(encoded, n, end)
+    return ChunkData(x, tokens=torch.from_numpy(tokens).to(device),
+                     mask=torch.from_numpy(mask).to(device))
+
+
+def prepare_chunk_data(cfg: ChunkTrainConfig, demos: Any, device: torch.device):
+    """Split by episodes, cut chunks, fit the normaliser (per step) and the chunk tokenizer on
+    the training split. Returns (tokenizer or None, normalizer, longest token sequence or None,
+    train ChunkData, val ChunkData or None)."""
+    train_demos, val_demos = split_demos(demos, cfg.val_fraction, cfg.seed)
+    parts = [chunk_rows(train_demos, cfg.chunk_k)]
+    if val_demos is not None and len(val_demos) > 0:
+        parts.append(chunk_rows(val_demos, cfg.chunk_k))
+    normalizer = Normalizer.fit(train_demos.observations, train_demos.actions)
+    tokenizer = layout = max_len = None
+    encoded: list[Any] = [None] * len(parts)
+    if cfg.policy == "chunk-ar-transformer":
+        tokenizer = make_chunk_tokenizer(cfg.chunk_tokenizer, **tokenizer_params(cfg))
+        tokenizer.fit(parts[0][1])
+        encoded = [tokenizer.encode(chunks) for _, chunks in parts]
+        max_len = max(len(s) for enc in encoded for s in enc)
+        layout = chunk_token_layout(tokenizer, max_len)
+    data = [chunk_tensors(o, c, normalizer, e, layout, device)
+            for (o, c), e in zip(parts, encoded, strict=True)]
+    for d, part in zip(data, parts, strict=True):
+        d.raw = part
+    return tokenizer, normalizer, max_len, data[0], (data[1] if len(data) > 1 else None)
