@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from qbc.actor import reset_actor
 from qbc.errors import InvalidValueError
 from qbc.rollout import coupled_rollout, fit_growth
 
@@ -94,8 +95,10 @@ class PerturbedActor:
         self.t = 0
 
     def reset(self, mask: np.ndarray | None = None) -> None:
-        """Start the perturbation again (all rows share one clock, so ``mask`` is ignored)."""
+        """Start the perturbation again (all rows share one clock, so ``mask`` does not move
+        it) and pass the start of episodes on to the expert."""
         self.t = 0
+        reset_actor(self.expert, mask)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         action = np.asarray(self.expert.act(obs), dtype=np.float64)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from qbc.actor import Actor
+from qbc.actor import Actor, reset_actor
 from qbc.errors import InvalidValueError, QbcWarning
 from qbc.gym_utils import make_vector_env
 from qbc.progress import progress_bar
@@ -95,6 +95,18 @@ class QuantizedExpert:
         self.n_values += int(clipped.size)
         rng = self.rng if self.tokenizer.stochastic else None
         return self.tokenizer.decode(self.tokenizer.encode(actions, rng=rng))
+
+    # An expert with per-episode state (a scripted phase, a history, a planner bound to the
+    # env) must see the same episode starts under quantization as it does alone.
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """Forward the start of episodes (all rows, or those of ``mask``) to the expert."""
+        reset_actor(self.expert, mask)
+
+    def bind_env(self, env: Any) -> None:
+        """Forward the env to an expert that reads its state (when it has ``bind_env``)."""
+        bind = getattr(self.expert, "bind_env", None)
+        if callable(bind):
+            bind(env)
 
 
 def matching_floor(rounding: str, decode: str | None) -> bool | None:
