@@ -70,3 +70,32 @@ def test_the_perturbed_expert_passes_episode_starts_to_its_expert():
     actor.act(obs), actor.act(obs)
     actor.reset()
     np.testing.assert_allclose(actor.act(obs), 0.0)
+
+
+# -- the closing rollout's expert goes through the checked path ------------------------------------
+def test_the_closing_rollout_does_not_load_a_dataset_expert_whose_file_changed(tmp_path):
+    """`qbc train`'s closing rollout rebuilt the dataset's SB3 expert without the SHA-256 check
+    that rollout, certify and DAgger make: a replaced zip (a pickle) was loaded."""
+    pytest.importorskip("stable_baselines3")
+    import json
+
+    from qbc.agents.sb3 import train_sb3_expert
+    from qbc.cli import main
+
+    path = train_sb3_expert("qbc/ScalarStable-v0", algo="td3", timesteps=20, progress=False,
+                            path=tmp_path / "m.zip")
+    assert main(["collect", "--env", "qbc/ScalarStable-v0", "--expert", "sb3", "--expert-path",
+                 str(path), "--expert-params", '{"algo": "td3"}', "--episodes", "3",
+                 "--dataset", "test/sb3-v0", "--max-episode-steps", "8", "--no-progress"]) == 0
+    train = ["train", "--dataset", "test/sb3-v0", "--steps", "2", "--bins", "8",
+             "--rollout-episodes", "2", "--no-progress", "--model.d-model", "16",
+             "--model.n-heads", "2", "--model.n-layers", "1"]
+    assert main([*train, "--out", str(tmp_path / "r1")]) == 0
+    summary = json.loads((tmp_path / "r1" / "summary.json").read_text())
+    assert summary["rollout"]["expert"] == "sb3"
+    with open(path, "ab") as f:  # the zip changed since the dataset was collected
+        f.write(b"\0")
+    assert main([*train, "--out", str(tmp_path / "r2")]) == 0
+    rollout = json.loads((tmp_path / "r2" / "summary.json").read_text())["rollout"]
+    assert rollout["expert"] is None
+    assert "SHA-256" in rollout["no_expert"] and "m.zip" in rollout["no_expert"]
