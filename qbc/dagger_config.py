@@ -158,6 +158,12 @@ def validate(cfg: DaggerConfig) -> None:
     from qbc.training import validate_config as validate_train  # the settings; data comes later
 
     validate_train(round_train_config(cfg, 0, ["x-v0"]))
+    from qbc.policy import needs_tokenizer
+
+    if cfg.tokenizer != TOKENIZERS[0] and not needs_tokenizer(cfg.policy):
+        raise InvalidValueError(f"--tokenizer chooses the token range of the rounds; --policy "
+                                f"{cfg.policy} has no tokens and would ignore it: leave "
+                                "--tokenizer out or train a token policy")
     round_dataset_id(cfg, cfg.rounds)
     check_sizes(cfg)
 

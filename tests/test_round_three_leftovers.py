@@ -99,3 +99,141 @@ def test_the_closing_rollout_does_not_load_a_dataset_expert_whose_file_changed(t
     rollout = json.loads((tmp_path / "r2" / "summary.json").read_text())["rollout"]
     assert rollout["expert"] is None
     assert "SHA-256" in rollout["no_expert"] and "m.zip" in rollout["no_expert"]
+
+
+# -- a setting the run would ignore is refused -----------------------------------------------------
+@pytest.fixture
+def tiny_dataset():
+    from qbc.cli import main
+
+    assert main(["collect", "--env", "qbc/ScalarStable-v0", "--dataset", "test/t-v0",
+                 "--episodes", "3", "--max-episode-steps", "8", "--no-progress"]) == 0
+    return "test/t-v0"
+
+
+TRAIN_TINY = ["--steps", "2", "--rollout-episodes", "0", "--no-progress", "--model.d-model",
+              "16", "--model.n-heads", "2", "--model.n-layers", "1"]
+
+
+@pytest.mark.parametrize("policy,flags,names", [
+    ("mlp-mse", ["--range-margin", "0.5"], "--range-margin"),
+    ("mlp-mse", ["--bins", "8"], "--bins"),
+    ("mlp-gaussian", ["--quantizer", "smooth", "--quantile", "0.01"], "--quantizer, --quantile"),
+    ("mlp-mse", ["--target-sigma", "0.75"], "--target-sigma"),
+    ("mlp-gaussian", ["--no-per-dim"], "--no-per-dim"),
+    ("mlp-mse", ["--token-target", "sampled"], "--token-target"),
+    ("mlp-mse", ["--model.head", "plain"], "--model.head"),
+    ("independent-categorical", ["--model.head", "plain"], "--model.head"),
+    ("ar-transformer", ["--quantizer", "kmeans", "--quantile", "0.01"], "--quantile"),
+    ("ar-transformer", ["--quantizer", "lloyd_max", "--range-margin", "0.5"], "--range-margin"),
+    ("ar-transformer", ["--quantizer", "smooth", "--target-sigma", "0.75"], "--target-sigma"),
+    ("ar-transformer", ["--quantizer", "vq", "--target-sigma", "0.75"], "--target-sigma"),
+    ("ar-transformer", ["--token-target", "sampled"], "--token-target"),
+    ("ar-transformer", ["--transition-steps", "50"], "--transition-steps"),
+    ("ar-transformer", ["--select-episodes", "5"], "--select-episodes"),
+])
+def test_train_refuses_a_setting_its_run_would_ignore(tmp_path, capsys, tiny_dataset, policy,
+                                                      flags, names):
+    from qbc.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", tiny_dataset, "--policy", policy, *flags,
+                 "--out", str(out), *TRAIN_TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and names in err and "ignore" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("policy,flags", [
+    ("mlp-mse", ["--bins", "64", "--quantizer", "uniform"]),  # the defaults change nothing
+    ("ar-transformer", ["--quantizer", "smooth", "--token-target", "sampled"]),
+    ("ar-transformer", ["--quantizer", "kmeans", "--target-sigma", "0.5"]),
+    ("ar-transformer", ["--quantizer", "smooth", "--range-margin", "0.5", "--quantile", "0.01"]),
+])
+def test_train_takes_the_same_settings_where_they_apply(tmp_path, tiny_dataset, policy, flags):
+    from qbc.cli import main
+
+    assert main(["train", "--dataset", tiny_dataset, "--policy", policy, *flags,
+                 "--bins", "8", "--out", str(tmp_path / "run"), *TRAIN_TINY]
+                if policy != "mlp-mse" else
+                ["train", "--dataset", tiny_dataset, "--policy", policy, *flags,
+                 "--out", str(tmp_path / "run"), *TRAIN_TINY]) == 0
+
+
+def test_tokenize_refuses_quantile_with_a_quantizer_without_a_range(tmp_path, capsys):
+    from qbc.cli import main
+
+    actions = tmp_path / "a.npy"
+    np.save(actions, np.linspace(-1, 1, 50, dtype=np.float32)[:, None])
+    out = tmp_path / "tok.json"
+    assert main(["tokenize", "--actions", str(actions), "--quantizer", "kmeans", "--bins", "4",
+                 "--quantile", "0.01", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--quantile" in err and "'kmeans' would ignore it" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_dagger_and_train_chunked_refuse_settings_their_policy_would_ignore(tmp_path, capsys,
+                                                                            tiny_dataset):
+    from qbc.cli import main
+
+    out = tmp_path / "d"
+    assert main(["dagger", "--env", "qbc/ScalarStable-v0", "--out", str(out), "--policy",
+                 "mlp-mse", "--tokenizer", "refit", "--no-progress"]) == 2
+    assert "--tokenizer" in capsys.readouterr().err and not out.exists()
+    assert main(["dagger", "--env", "qbc/ScalarStable-v0", "--out", str(out), "--policy",
+                 "mlp-mse", "--bins", "8", "--no-progress"]) == 2
+    assert "--bins" in capsys.readouterr().err and not out.exists()
+    for flags in (["--policy", "chunk-mlp-l1", "--chunk-tokenizer", "fast"],
+                  ["--policy", "chunk-mlp-l1", "--bins", "8"],
+                  ["--model.head", "plain"]):
+        assert main(["train-chunked", "--dataset", tiny_dataset, "--chunk-k", "2", *flags,
+                     "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert flags[-2] in err and "ignore" in err and "\n" not in err, err
+        assert not out.exists()
+
+
+def test_learner_vs_floor_gives_its_mlp_reference_no_token_flags():
+    from qbc.experiments.learner_vs_floor import _without_token_flags
+
+    assert _without_token_flags(["--model.head", "plain", "--select-by", "val-loss",
+                                 "--range-margin=0.5", "--no-per-dim", "--eval-interval",
+                                 "30"]) == ["--select-by", "val-loss", "--eval-interval", "30"]
+
+
+def test_a_sweep_gives_each_policy_only_the_settings_it_reads(tmp_path):
+    """A grid's settings are shared by every policy of a cell: the sweep keeps passing them
+    where they apply (quantile to smooth, not kmeans; tokens and the head to the ar-transformer,
+    not mlp-mse), so qbc train's refusals do not fail its cells."""
+    from qbc.sweep import read_table, run_sweep, spec_from_dict
+    from qbc.sweep.spec import tomllib
+
+    spec = spec_from_dict(tomllib.loads("""
+[grid]
+envs = ["qbc/ScalarStable-v0"]
+quantizers = ["smooth", "kmeans"]
+bins = 8
+n_demos = 4
+seeds = [0]
+horizons = [10]
+[data]
+episode_steps = 10
+[train]
+policies = ["ar-transformer", "mlp-mse", "quantized-expert"]
+steps = 2
+batch_size = 16
+eval_interval = 2
+quantile = 0.05
+token_target = "sampled"
+model = {d_model = 16, n_layers = 1, n_heads = 2, head = "plain"}
+[rollout]
+episodes = 2
+num_envs = 2
+"""))
+    result = run_sweep(spec, tmp_path / "s", progress=False)
+    assert not result.failed, result.failed
+    rows = read_table(tmp_path / "s" / "results.csv")
+    assert {(r["quantizer"], r["policy"]) for r in rows} == {
+        (q, p) for q in ("smooth", "kmeans") for p in ("ar-transformer", "mlp-mse",
+                                                         "quantized-expert")}

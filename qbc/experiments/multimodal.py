@@ -64,12 +64,15 @@ def run_multimodal(cfg: MultimodalConfig) -> dict[str, Any]:
                        "steps": Rule(lo=1, integer=True, optional=True),
                        "threads": Rule(lo=0, integer=True)})
     from qbc.policy.decoding import check_decode_mode
-    from qbc.policy.registry import check_policy_kind
+    from qbc.policy.registry import check_policy_kind, needs_tokenizer
     from qbc.quantizers import available_quantizers
 
     for learner in cfg.learners:
         kind, _, quantizer = learner.partition(":")
         check_policy_kind(kind)
+        if quantizer and not needs_tokenizer(kind):
+            raise InvalidValueError(f"learner {learner!r}: {kind} has no tokens, so no "
+                                    f"quantizer; write {kind!r}")
         if quantizer and quantizer not in available_quantizers():
             raise UnknownNameError("quantizer", quantizer, available_quantizers())
     for decoding in cfg.decodings:
@@ -99,6 +102,7 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
     from qbc.agents import make_expert
     from qbc.collect import CollectConfig, collect
     from qbc.data import load_demonstrations
+    from qbc.policy import needs_tokenizer
     from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
     from qbc.training import TrainConfig, train
 
@@ -113,10 +117,11 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
     sampled: list[str] = []
     for learner in cfg.learners:
         kind, _, quantizer = learner.partition(":")
+        token = ({"quantizer": quantizer or "uniform", "bins": cfg.bins}
+                 if needs_tokenizer(kind) else {})  # a continuous policy has no tokens
         tcfg = TrainConfig(dataset=dataset_id, out=work / "policies" / name / learner.replace(
-            ":", "-"), policy=kind, quantizer=quantizer or "uniform", bins=cfg.bins,
-            steps=cfg.steps, seed=cfg.seed, rollout_episodes=0, progress=False,
-            tensorboard=False)
+            ":", "-"), policy=kind, **token, steps=cfg.steps, seed=cfg.seed,
+            rollout_episodes=0, progress=False, tensorboard=False)
         policy = train(tcfg, demos).policy
         if policy.tokenizer is None:
             actors[learner] = policy

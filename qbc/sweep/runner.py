@@ -9,6 +9,7 @@ again from scratch.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 import warnings
@@ -116,7 +117,7 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     """Train (or wrap) each per-step policy of ``cell``, roll all out coupled; the rows."""
     import torch
 
-    from qbc.quantizers import quantile_params
+    from qbc.quantizers import quantile_params, range_settings
     from qbc.rollout import QuantizedExpert, coupled_rollout, horizon_metrics
     from qbc.tokenizer import ActionTokenizer
 
@@ -127,7 +128,8 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     for kind in cell.policies:
         t1 = time.perf_counter()
         if kind == QUANTIZED_EXPERT:
-            params = quantile_params(cell.quantizer, tr["quantile"])
+            quantile = tr["quantile"] if "quantile" in range_settings(cell.quantizer) else 0.0
+            params = quantile_params(cell.quantizer, quantile)
             tok = ActionTokenizer(cell.quantizer, cell.bins, tr["per_dim"], params)
             tok.fit(demos.actions)
             actors[kind] = QuantizedExpert(expert, tok, rng=np.random.default_rng(cell.seed))
@@ -183,15 +185,26 @@ def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[st
 
 def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
     """Train policy ``kind`` for ``cell``: (the policy, its best validation loss)."""
-    from qbc.policy import ModelConfig
+    from qbc.policy import ModelConfig, needs_tokenizer
+    from qbc.quantizers import get_quantizer_class, range_settings
     from qbc.training import TrainConfig, train
 
     tr = cell.settings["train"]
+    # The grid's settings are shared by every policy of a cell; each kind is given the ones it
+    # reads (qbc train refuses a setting its run would ignore).
+    token: dict[str, Any] = {}
+    model = ModelConfig(**tr["model"])
+    if needs_tokenizer(kind):
+        token = dict(quantizer=cell.quantizer, bins=cell.bins, per_dim=tr["per_dim"])
+        if "quantile" in range_settings(cell.quantizer):
+            token["quantile"] = tr["quantile"]
+        if get_quantizer_class(cell.quantizer).stochastic:
+            token["token_target"] = tr["token_target"]
+    if kind != "ar-transformer":
+        model = dataclasses.replace(model, head=ModelConfig.head)
     cfg = TrainConfig(
-        dataset=cell.dataset.dataset_id, out=out, policy=kind, quantizer=cell.quantizer,
-        bins=cell.bins, per_dim=tr["per_dim"], quantile=tr["quantile"],
-        token_target=tr["token_target"], select_by=tr.get("select_by", "action-mse"),
-        model=ModelConfig(**tr["model"]), steps=tr["steps"],
+        dataset=cell.dataset.dataset_id, out=out, policy=kind, **token,
+        select_by=tr.get("select_by", "action-mse"), model=model, steps=tr["steps"],
         batch_size=tr["batch_size"], lr=tr["lr"], warmup_steps=tr["warmup_steps"],
         seed=cell.seed, val_fraction=tr["val_fraction"], eval_interval=tr["eval_interval"],
         device="cpu", overwrite=True, rollout_episodes=0, progress=False)

@@ -281,6 +281,19 @@ def _validate(cfg: ChunkTrainConfig) -> None:
         parse_params(cfg.chunk_tokenizer_params)
     spec = parse_execute(cfg.execute)
     check_config(cfg, CHUNK_RULES)  # also: every float finite, ints in 64 bits, seeds in range
+    defaults = {f.name: f.default for f in dataclasses.fields(ChunkTrainConfig)}
+    ignored = [flag for name, flag in (("chunk_tokenizer", "--chunk-tokenizer"),
+                                       ("chunk_tokenizer_params", "--chunk-tokenizer-params"),
+                                       ("bins", "--bins"))
+               if cfg.policy == "chunk-mlp-l1" and getattr(cfg, name) != defaults[name]]
+    ignored += [f"--model.{name}" for name in ("head", "std")
+                if getattr(cfg.model, name) != getattr(ModelConfig, name)]
+    if ignored:
+        raise InvalidValueError(
+            f"{', '.join(ignored)}: --policy {cfg.policy} would ignore "
+            f"{'it' if len(ignored) == 1 else 'them'} (chunk-mlp-l1 regresses chunks without "
+            "a tokenizer; neither chunk policy has an ordered head or a std setting): leave "
+            f"{'it' if len(ignored) == 1 else 'them'} out")
     check_model_config(cfg.model)
     check_all([(not (cfg.resume and cfg.overwrite), "--resume and --overwrite exclude each other"),
                (spec.mode != "receding" or spec.value <= k,
