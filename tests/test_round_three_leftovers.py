@@ -4,6 +4,8 @@ rebuilt from a dataset without the file check every other path makes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -237,3 +239,119 @@ num_envs = 2
     assert {(r["quantizer"], r["policy"]) for r in rows} == {
         (q, p) for q in ("smooth", "kmeans") for p in ("ar-transformer", "mlp-mse",
                                                          "quantized-expert")}
+
+
+# -- lock waits are bounded ------------------------------------------------------------------------
+SWEEP = """
+[grid]
+envs = ["qbc/ScalarStable-v0"]
+quantizers = ["uniform"]
+bins = 8
+n_demos = 4
+seeds = [0]
+horizons = [10]
+[data]
+episode_steps = 10
+[train]
+policies = ["quantized-expert"]
+[rollout]
+episodes = 2
+num_envs = 2
+"""
+
+
+@pytest.fixture
+def held_lock(tmp_path):
+    """Another process holding a lock file: start(path) -> (pid, path); released at the end."""
+    import subprocess
+    import sys
+    import time
+
+    procs = []
+
+    def start(lock):
+        code = ("import sys, time\nfrom qbc.io import exclusive\n"
+                "with exclusive(sys.argv[1], 'test holder'):\n"
+                "    print('held', flush=True); time.sleep(60)\n")
+        proc = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE,
+                                text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "held"
+        deadline = time.monotonic() + 10
+        while not Path(lock).read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return proc.pid
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_lock_wait_gives_up_after_its_timeout_naming_the_holder_and_the_lock(tmp_path,
+                                                                               held_lock,
+                                                                               monkeypatch):
+    import socket
+    import time
+
+    import qbc.progress
+    from qbc.errors import LockTimeoutError
+    from qbc.io import exclusive
+
+    lock = tmp_path / ".x.lock"
+    pid = held_lock(lock)
+    shown = []
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+            shown.append(self.n)
+
+        def close(self):
+            shown.append("closed")
+
+    def bar(**kw):
+        shown.append(kw["desc"])
+        return Bar()
+
+    monkeypatch.setattr(qbc.progress, "progress_bar", bar)
+    t0 = time.monotonic()
+    with pytest.raises(LockTimeoutError) as err:
+        with exclusive(lock, "qbc command is writing X", wait=1.5, progress=True):
+            pass
+    assert 1.5 <= time.monotonic() - t0 < 10
+    text = str(err.value)
+    assert f"pid {pid} on host {socket.gethostname()}" in text and str(lock) in text, text
+    assert "gave up after 2 s" in text or "gave up after 1 s" in text, text
+    assert shown[0] == f"waiting for pid {pid} on host {socket.gethostname()}"
+    assert shown[-1] == "closed" and max(x for x in shown[1:-1]) >= 1  # it showed the wait
+    with pytest.raises(Exception, match=f"pid {pid}"):  # no wait: refused at once, as before
+        with exclusive(lock, "qbc command is writing X"):
+            pass
+
+
+def test_a_sweep_waits_for_a_dataset_lock_no_longer_than_lock_timeout(tmp_path, held_lock,
+                                                                      capsys):
+    from qbc.cli import main
+    from qbc.data.store import minari_root, validate_dataset_id
+    from qbc.sweep import expand_cells, spec_from_dict
+    from qbc.sweep.cells import needed_datasets
+    from qbc.sweep.spec import tomllib
+
+    config = tmp_path / "s.toml"
+    config.write_text(SWEEP)
+    (ds,) = needed_datasets(expand_cells(spec_from_dict(tomllib.loads(SWEEP))))
+    root = minari_root(None)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / f".qbc-lock-{validate_dataset_id(ds.dataset_id).replace('/', '--')}"
+    pid = held_lock(lock)
+    assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "o"),
+                 "--lock-timeout", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"pid {pid}" in err and str(lock) in err and "gave up" in err
+    assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "o2"),
+                 "--lock-timeout", "nan", "--no-progress"]) == 2
+    assert "--lock-timeout must be" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()

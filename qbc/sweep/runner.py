@@ -20,23 +20,27 @@ import numpy as np
 
 from qbc.environ import scoped_threads
 from qbc.errors import OutputExistsError, QbcWarning
-from qbc.io import locked_output
+from qbc.io import LOCK_WAIT_S, locked_output
 from qbc.sweep.cells import Cell, DatasetSpec
 from qbc.sweep.spec import QUANTIZED_EXPERT
 
 
 # -- datasets -------------------------------------------------------------------------------------
-def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
+def ensure_dataset(ds: DatasetSpec, num_envs: int = 16, lock_timeout: float = LOCK_WAIT_S,
+                   progress: bool = False) -> bool:
     """Collect the dataset ``ds`` unless it exists already; True when it was collected now.
 
     Called by the parent only, before any cell runs. Another sweep sharing the datasets root
-    may be collecting the same dataset: this waits for its lock and then reuses the dataset.
+    may be collecting the same dataset: this waits for its lock (at most ``lock_timeout``
+    seconds, then LockTimeoutError naming the holder and the lock file; ``progress`` shows the
+    wait) and then reuses the dataset.
     """
     from qbc.data import dataset_exists, dataset_lock
 
     if dataset_exists(ds.dataset_id):
         return False
-    with dataset_lock(ds.dataset_id, wait=True):  # collect() below holds it already then
+    # collect() below holds the lock already then
+    with dataset_lock(ds.dataset_id, wait=lock_timeout, progress=progress):
         return _collect_missing(ds, num_envs)
 
 
