@@ -355,3 +355,39 @@ def test_a_sweep_waits_for_a_dataset_lock_no_longer_than_lock_timeout(tmp_path, 
                  "--lock-timeout", "nan", "--no-progress"]) == 2
     assert "--lock-timeout must be" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+# -- found attacking the changed commands ----------------------------------------------------------
+@pytest.mark.parametrize("command", ["train", "train-chunked"])
+def test_a_diverged_training_run_ends_in_one_line_and_leaves_no_run(tmp_path, capsys,
+                                                                   tiny_dataset, command):
+    """--lr 1e30 made the loss NaN; the run went on and died writing NaN into
+    trainer_state.json ('internal error')."""
+    from qbc.cli import main
+
+    out = tmp_path / "run"
+    extra = ["--chunk-k", "2"] if command == "train-chunked" else []
+    assert main([command, "--dataset", tiny_dataset, "--lr", "1e30", "--steps", "6",
+                 "--eval-interval", "3", "--bins", "8", "--rollout-episodes", "0",
+                 "--no-progress", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the training loss became nan" in err and "--lr" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("sigma", [1e-300, 1e-30, 0.75, 1e30, 1e308])
+def test_gaussian_targets_are_finite_for_every_sigma(sigma):
+    """--target-sigma 1e-300 gave 0/0 targets (NaN loss): a vanishing sigma is the one-hot
+    target, a huge one the uniform histogram."""
+    from qbc.training.data import gauss_targets
+
+    tok = ActionTokenizer("uniform", 8).fit(np.linspace(-1, 1, 50, dtype=np.float32)[:, None])
+    actions = np.array([[-1.0], [0.1], [0.93], [5.0]], np.float32)
+    t = gauss_targets(tok, actions, sigma)
+    assert np.isfinite(t).all() and np.allclose(t.sum(-1), 1.0)
+    if sigma <= 1:
+        np.testing.assert_array_equal(t.argmax(-1), tok.encode(actions))  # nearest codeword
+    if sigma <= 1e-30:
+        np.testing.assert_allclose(t.max(-1), 1.0)
+    if sigma >= 1e30:
+        np.testing.assert_allclose(t, 1 / 8, rtol=1e-5)
