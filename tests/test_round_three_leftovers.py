@@ -391,3 +391,66 @@ def test_gaussian_targets_are_finite_for_every_sigma(sigma):
         np.testing.assert_allclose(t.max(-1), 1.0)
     if sigma >= 1e30:
         np.testing.assert_allclose(t, 1 / 8, rtol=1e-5)
+
+
+@pytest.fixture
+def expert_zip(tmp_path):
+    """A tiny TD3 model of qbc/ScalarStable-v0 trained by `qbc expert train` (with its report and
+    replay buffer)."""
+    pytest.importorskip("stable_baselines3")
+    from qbc.cli import main
+
+    out = tmp_path / "e" / "m.zip"
+    assert main(["expert", "train", "--env", "qbc/ScalarStable-v0", "--algo", "td3",
+                 "--timesteps", "30", "--out", str(out), "--eval-episodes", "1",
+                 "--no-progress"]) == 0
+    return out
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("other-env", "was trained with --env qbc/ScalarStable-v0"),
+    ("other-shapes", "does not fit Pendulum-v1"),
+    ("other-algo", "was trained with --algo td3"),
+    ("replay-damaged", "replay buffer"),
+    ("report-list", "holds a JSON list"),
+    ("report-nan", "field 'total_timesteps' must be a number >= 0"),
+    ("zip-truncated", "m.zip"),
+])
+def test_expert_train_resume_refuses_what_it_cannot_continue(expert_zip, capsys, case, expect):
+    """Round three's harness: another env of the same shapes was continued without a word, an
+    env of other shapes, a damaged replay buffer or a report that is a JSON list were internal
+    errors, and a bad zip was reported under the hidden staging copy's name."""
+    import json
+
+    from qbc.agents.sb3 import replay_buffer_path
+    from qbc.cli import main
+
+    env, algo = "qbc/ScalarStable-v0", "td3"
+    report = expert_zip.with_suffix(".json")
+    if case == "other-env":
+        env = "qbc/ScalarUnstable-v0"
+    elif case == "other-shapes":
+        env = "Pendulum-v1"
+        report.unlink()  # no report: SB3's own check of the spaces
+    elif case == "other-algo":
+        algo = "sac"
+    elif case == "replay-damaged":
+        buffer = replay_buffer_path(expert_zip)
+        buffer.write_bytes(buffer.read_bytes()[:100])
+    elif case == "report-list":
+        report.write_text("[]")
+    elif case == "report-nan":
+        report.write_text(json.dumps({"total_timesteps": float("nan")}))
+    elif case == "zip-truncated":
+        expert_zip.write_bytes(expert_zip.read_bytes()[:300])
+    before = _files(expert_zip.parent)
+    capsys.readouterr()
+    assert main(["expert", "train", "--env", env, "--algo", algo, "--timesteps", "10", "--out",
+                 str(expert_zip), "--resume", "--eval-episodes", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and expect in err and ".training" not in err, err
+    assert _files(expert_zip.parent) == before
