@@ -164,6 +164,10 @@ def validate(cfg: DaggerConfig) -> None:
         raise InvalidValueError(f"--tokenizer chooses the token range of the rounds; --policy "
                                 f"{cfg.policy} has no tokens and would ignore it: leave "
                                 "--tokenizer out or train a token policy")
+    if cfg.tokenizer == "refit" and cfg.init == "warm":
+        raise InvalidValueError("--tokenizer refit refits the tokenizer of rounds trained from "
+                                "scratch; --init warm keeps round 0's and would ignore it: use "
+                                "--init scratch, or leave --tokenizer out")
     round_dataset_id(cfg, cfg.rounds)
     check_sizes(cfg)
 

@@ -454,3 +454,35 @@ def test_expert_train_resume_refuses_what_it_cannot_continue(expert_zip, capsys,
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and expect in err and ".training" not in err, err
     assert _files(expert_zip.parent) == before
+
+
+DAGGER = ["dagger", "--env", "qbc/ScalarStable-v0", "--episodes-per-round", "2",
+          "--max-episode-steps", "8", "--steps", "2", "--eval-episodes", "2", "--bins", "8",
+          "--model.d-model", "16", "--model.n-heads", "2", "--model.n-layers", "1",
+          "--no-progress"]
+
+
+def test_dagger_opens_round_0s_tokenizer_before_a_new_round_writes_its_dataset(tmp_path, capsys):
+    """Continuing a run whose round-0 tokenizer.json was damaged collected and wrote the new
+    round's dataset, then failed on the tokenizer: the dataset stayed behind."""
+    from qbc.cli import main
+    from qbc.data import dataset_exists
+
+    out = tmp_path / "d"
+    assert main([*DAGGER, "--out", str(out), "--rounds", "1"]) == 0
+    with open(out / "round-0" / "best" / "tokenizer.json", "a") as f:
+        f.write("x")
+    capsys.readouterr()
+    assert main([*DAGGER, "--out", str(out), "--rounds", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "tokenizer.json" in err, err
+    assert not dataset_exists("dagger/d/round-2-v0") and not (out / "round-2").exists()
+
+
+def test_dagger_refuses_refit_with_warm_rounds(tmp_path, capsys):
+    from qbc.cli import main
+
+    out = tmp_path / "d"
+    assert main([*DAGGER, "--out", str(out), "--rounds", "1", "--tokenizer", "refit",
+                 "--init", "warm"]) == 2
+    assert "--init warm keeps round 0's" in capsys.readouterr().err and not out.exists()
