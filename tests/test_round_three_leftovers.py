@@ -486,3 +486,48 @@ def test_dagger_refuses_refit_with_warm_rounds(tmp_path, capsys):
     assert main([*DAGGER, "--out", str(out), "--rounds", "1", "--tokenizer", "refit",
                  "--init", "warm"]) == 2
     assert "--init warm keeps round 0's" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("version", [99, float("nan"), "1", None])
+def test_an_actor_folder_of_another_format_version_is_refused(tmp_path, version):
+    """actor.json's version was never read: a folder of another version loaded as this one."""
+    import json
+    import shutil
+
+    from qbc.agents.actor import read_actor_meta
+    from qbc.errors import CorruptFileError
+
+    pytest.importorskip("stable_baselines3")
+    from qbc.cli import main
+
+    zip_path = tmp_path / "m.zip"
+    assert main(["expert", "train", "--env", "qbc/ScalarStable-v0", "--algo", "td3",
+                 "--timesteps", "20", "--out", str(zip_path), "--eval-episodes", "1",
+                 "--no-progress"]) == 0
+    folder = tmp_path / "m-actor"
+    read_actor_meta(folder)
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    meta = json.loads((bad / "actor.json").read_text())
+    meta["version"] = version
+    (bad / "actor.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match=r"actor\.json.*version"):
+        read_actor_meta(bad)
+
+
+def test_errors_in_a_tokenizer_file_name_the_file(tmp_path):
+    """'tokenizer format version 99 is not supported' named no file (qbc rollout --tokenizer,
+    a checkpoint's tokenizer.json)."""
+    import json
+
+    from qbc.errors import CorruptFileError
+
+    tok = ActionTokenizer("uniform", 8).fit(np.linspace(-1, 1, 20, dtype=np.float32)[:, None])
+    path = tmp_path / "tok.json"
+    tok.save(path)
+    state = json.loads(path.read_text())
+    for key, value in (("version", 99), ("version", "1"), ("n_bins", -3)):
+        bad = {**state, key: value}
+        path.write_text(json.dumps(bad))
+        with pytest.raises(CorruptFileError, match=r"tokenizer file '.*tok\.json'"):
+            ActionTokenizer.load(path)

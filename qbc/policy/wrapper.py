@@ -49,7 +49,7 @@ class Normalizer:
         try:
             vals = [np.asarray(d[k], dtype=np.float32)
                     for k in ("obs_mean", "obs_std", "act_mean", "act_std")]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # a huge integer too
             raise CorruptFileError(f"normalizer is incomplete or damaged: {exc}") from None
         if any(v.ndim != 1 for v in vals) or not all(np.isfinite(v).all() for v in vals):
             raise CorruptFileError("normalizer holds non-finite or non-vector entries")
