@@ -133,6 +133,8 @@ TRAIN_TINY = ["--steps", "2", "--rollout-episodes", "0", "--no-progress", "--mod
     ("ar-transformer", ["--token-target", "sampled"], "--token-target"),
     ("ar-transformer", ["--transition-steps", "50"], "--transition-steps"),
     ("ar-transformer", ["--select-episodes", "5"], "--select-episodes"),
+    ("ar-transformer", ["--val-fraction", "0", "--select-by", "rollout"], "--val-fraction 0"),
+    ("ar-transformer", ["--val-fraction", "0", "--patience", "3"], "--val-fraction 0"),
 ])
 def test_train_refuses_a_setting_its_run_would_ignore(tmp_path, capsys, tiny_dataset, policy,
                                                       flags, names):
@@ -531,3 +533,13 @@ def test_errors_in_a_tokenizer_file_name_the_file(tmp_path):
         path.write_text(json.dumps(bad))
         with pytest.raises(CorruptFileError, match=r"tokenizer file '.*tok\.json'"):
             ActionTokenizer.load(path)
+
+
+def test_without_validation_the_budget_has_no_early_stopping():
+    """--val-fraction 0: the budget said 'early stopping after 10 evaluations' (recorded in
+    summary.json); nothing is validated, so nothing can stop it."""
+    from qbc.training import TrainConfig, resolve_budget
+
+    auto = resolve_budget(TrainConfig(dataset="d", val_fraction=0.0), 1000)
+    assert auto.patience == 0 and auto.steps == 10_000
+    assert resolve_budget(TrainConfig(dataset="d"), 1000).patience == 10

@@ -299,7 +299,10 @@ def _validate(cfg: ChunkTrainConfig) -> None:
                (spec.mode != "receding" or spec.value <= k,
                 f"--execute {spec}: M is longer than --chunk-k {k}; use M <= {k}"),
                (cfg.model.obs_history == 1, "chunk policies see the current observation only; "
-                                            "use --model.obs-history 1")])
+                                            "use --model.obs-history 1"),
+               (cfg.val_fraction > 0 or not cfg.patience,
+                "--patience stops on the held-out episodes' action error; --val-fraction 0 holds "
+                "out none and would ignore it: give a --val-fraction > 0 or leave it out")])
 
 
 @torch.no_grad()

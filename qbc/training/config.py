@@ -204,8 +204,9 @@ def resolve_budget(cfg: TrainConfig, n_train_rows: int) -> TrainConfig:
     """``cfg`` with ``steps`` and ``patience`` filled in: an explicit --steps is kept exactly
     (no early stopping unless --patience is given); without one the budget comes from the data
     (:func:`default_steps`) and early stopping is on (AUTO_PATIENCE evaluations)."""
-    if cfg.steps is not None:
-        return dataclasses.replace(cfg, patience=cfg.patience or 0)
+    if cfg.steps is not None or cfg.val_fraction == 0:  # no validation: no early stopping
+        steps = cfg.steps or default_steps(n_train_rows, cfg.batch_size, cfg.epochs)
+        return dataclasses.replace(cfg, steps=steps, patience=cfg.patience or 0)
     patience = AUTO_PATIENCE if cfg.patience is None else cfg.patience
     return dataclasses.replace(cfg, steps=default_steps(n_train_rows, cfg.batch_size, cfg.epochs),
                                patience=patience)
@@ -313,7 +314,12 @@ def check_settings_apply(cfg: TrainConfig) -> None:
                (cfg.select_by == "rollout" or "select_episodes" not in given,
                 "--select-episodes sets the rollouts of --select-by rollout; this run selects "
                 f"by {cfg.select_by} and would ignore it: add --select-by rollout or leave "
-                "--select-episodes out")])
+                "--select-episodes out"),
+               (cfg.val_fraction > 0 or not ({"select_by", "select_episodes"} & given
+                                             or cfg.patience),
+                "--select-by and --patience choose among the checkpoints evaluated on held-out "
+                "episodes; --val-fraction 0 holds out none (best/ is the last checkpoint) and "
+                "would ignore them: give a --val-fraction > 0 or leave them out")])
 
 
 def _given(cfg: TrainConfig) -> set[str]:
