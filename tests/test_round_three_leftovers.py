@@ -543,3 +543,39 @@ def test_without_validation_the_budget_has_no_early_stopping():
     auto = resolve_budget(TrainConfig(dataset="d", val_fraction=0.0), 1000)
     assert auto.patience == 0 and auto.steps == 10_000
     assert resolve_budget(TrainConfig(dataset="d"), 1000).patience == 10
+
+
+@pytest.mark.parametrize("damage,expect", [
+    ("text", "field 'floor_regret' of line 3 must be a finite number"),
+    ("nan", "field 'regret' of line 3 must be a finite number"),
+    ("cut", "line 3 has other fields than the header"),
+    ("binary", "is not a text table"),
+])
+def test_a_damaged_rounds_csv_is_refused_when_the_run_is_continued(tmp_path, capsys, damage,
+                                                                   expect):
+    """The verdict of a continued DAgger run is computed from rounds.csv: a text or cut field
+    was an internal error (formatting 'abc' as a number), a binary file a UnicodeDecodeError,
+    NaN a verdict about NaN."""
+    import csv
+
+    from qbc.cli import main
+
+    out = tmp_path / "d"
+    assert main([*DAGGER, "--out", str(out), "--rounds", "1"]) == 0
+    path = out / "rounds.csv"
+    if damage in ("text", "nan"):
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+        key, value = ("floor_regret", "abc") if damage == "text" else ("regret", "nan")
+        rows[-1][key] = value
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    elif damage == "cut":
+        path.write_text(path.read_text()[:-40])
+    else:
+        path.write_bytes(bytes(range(192, 256)) * 4)
+    capsys.readouterr()
+    assert main([*DAGGER, "--out", str(out), "--rounds", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and expect in err and "rounds.csv" in err, err
