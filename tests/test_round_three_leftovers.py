@@ -579,3 +579,27 @@ def test_a_damaged_rounds_csv_is_refused_when_the_run_is_continued(tmp_path, cap
     assert main([*DAGGER, "--out", str(out), "--rounds", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and expect in err and "rounds.csv" in err, err
+
+
+@pytest.mark.parametrize("value", [float("nan"), "x", True])
+def test_resume_refuses_a_best_checkpoint_record_that_is_not_a_number(tmp_path, capsys,
+                                                                      tiny_dataset, value):
+    """trainer_state.json's best record with NaN died writing it back (internal error); a
+    string failed comparing it."""
+    import json
+
+    from qbc.cli import main
+
+    out = tmp_path / "r"
+    args = ["train", "--dataset", tiny_dataset, "--out", str(out), "--eval-interval", "1",
+            "--bins", "8", *TRAIN_TINY]
+    assert main(args) == 0
+    path = out / "last" / "trainer_state.json"
+    state = json.loads(path.read_text())
+    state["best"]["val_loss"] = value
+    path.write_text(json.dumps(state))
+    capsys.readouterr()
+    assert main([*args[:-len(TRAIN_TINY)], *TRAIN_TINY[:1], "4", *TRAIN_TINY[2:],
+                 "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot be resumed" in err and "'val_loss'" in err, err
