@@ -248,7 +248,7 @@ def exclusive(lock: str | os.PathLike, what: str, wait: bool | float = False,
                                             "choose another output") from None
                 if waited >= timeout:
                     raise LockTimeoutError(
-                        f"gave up after {waited:.0f} s waiting for another {what} ({holder}; "
+                        f"gave up after {waited:.0f} s waiting for {holder} to finish ({what}; "
                         f"lock file {str(lock)!r}): run again when it has ended, or allow a "
                         "longer wait") from None
                 if bar is None:
