@@ -112,6 +112,10 @@ def _meta_problem(meta: Any) -> str | None:
     """What is wrong with an actor.json dict, or None."""
     if not isinstance(meta, dict) or meta.get("format") != ACTOR_FORMAT:
         return f"format is not {ACTOR_FORMAT!r}"
+    version = meta.get("version")
+    if not (type(version) is int and version == ACTOR_VERSION):
+        return (f"version {version!r} is not supported (this qbc reads version "
+                f"{ACTOR_VERSION}); export the actor again with this qbc")
     sizes = meta.get("layer_sizes")
     if not (isinstance(sizes, list) and len(sizes) >= 2
             and all(isinstance(s, int) and s > 0 for s in sizes)):

@@ -143,9 +143,19 @@ def train_sb3_expert(
     try:
         if resume:
             model = load_sb3_model(out, algo)
-            model.set_env(env)
+            try:
+                model.set_env(env)
+            except ValueError as exc:  # SB3: the spaces differ
+                raise InvalidValueError(
+                    f"--resume: the model {str(out)!r} does not fit {env_id} ({exc}); resume it "
+                    "on the env it was trained on") from None
             if replay.is_file() and hasattr(model, "load_replay_buffer"):
-                model.load_replay_buffer(replay)
+                try:
+                    model.load_replay_buffer(replay)
+                except Exception as exc:  # a pickle: any kind of error when it is damaged
+                    raise CorruptFileError(
+                        f"replay buffer {str(replay)!r} cannot be read ({type(exc).__name__}: "
+                        f"{exc}); it is damaged: delete it to resume without it") from None
         else:
             model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
 

@@ -62,6 +62,11 @@ class UserCodeError(QbcError):
     did."""
 
 
+class LockTimeoutError(QbcError, TimeoutError):
+    """A wait for another qbc process's lock (a sweep waiting for the dataset another sweep is
+    collecting) that ran out of time; the message names the holder and the lock file."""
+
+
 class OutputExistsError(QbcError, FileExistsError):
     """An output that already exists and would be overwritten without ``--overwrite``."""
 

@@ -307,7 +307,7 @@ class ActionTokenizer:
             raise CorruptFileError("not a qbc tokenizer (missing format 'qbc.tokenizer')")
         if state.get("version") != FORMAT_VERSION:
             raise CorruptFileError(
-                f"tokenizer format version {state.get('version')} is not supported "
+                f"tokenizer format version {state.get('version')!r} is not supported "
                 f"(this qbc reads version {FORMAT_VERSION})"
             )
         try:
@@ -363,7 +363,14 @@ class ActionTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ActionTokenizer:
-        return cls.from_state_dict(read_json(path, what="tokenizer file"))
+        """The tokenizer saved at ``path``; any problem with the file is a CorruptFileError
+        that names it."""
+        state = read_json(path, what="tokenizer file")
+        try:
+            return cls.from_state_dict(state)
+        except (CorruptFileError, InvalidValueError) as exc:
+            raise CorruptFileError(str(exc) if str(path) in str(exc)
+                                   else f"tokenizer file {str(path)!r}: {exc}") from None
 
     def __repr__(self) -> str:
         fitted = f", action_dim={self.action_dim_}" if hasattr(self, "quantizers_") else ""

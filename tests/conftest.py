@@ -53,8 +53,8 @@ def tiny_lin_run(tmp_path_factory) -> Path:
     qbc/lin-v0 (4 episodes of 20 steps of qbc/LinearUnstable-v0 by its default expert) and
     ``run/``, a tiny policy trained on it (8 bins, 4 steps, no closing rollout). Copy it into
     a test's own folder with :func:`copy_tiny_lin_run` before using it."""
-    from qbc.data.collect import CollectConfig, collect
     from qbc.data import load_demonstrations
+    from qbc.data.collect import CollectConfig, collect
     from qbc.policy import ModelConfig
     from qbc.training import TrainConfig, train
 

@@ -233,6 +233,14 @@ ROWS = [
     Row("sweep-unknown-key",
         ["sweep", "--config", "{root}/bad_sweep.toml", "--out", "{root}/o/sweep"],
         ["quantizer", "quantizers"]),
+    Row("setting-ignored",  # issue 34: token flags of a continuous policy were ignored
+        ["train", "--dataset", "qbc/lin-v0", "--policy", "mlp-mse", "--range-margin", "0.5",
+         "--out", "{root}/o/si"],
+        ["--range-margin sets the action tokens", "--policy mlp-mse", "would ignore"]),
+    Row("quantile-ignored",  # issue 34: --quantile with a quantizer without a range
+        ["tokenize", "--actions", "{root}/actions.npy", "--out", "{root}/o/qi.json",
+         "--quantizer", "kmeans", "--quantile", "0.01"],
+        ["--quantile fits the range", "'kmeans' would ignore it"]),
 ]
 
 

@@ -112,8 +112,10 @@ def _train(tmp_path, stop_at=None, **kw):
                                                ("chunk-mlp-l1", "per-step")])
 def test_every_kind_trains_saves_and_loads_the_same_chunks(tmp_path, policy, tokenizer):
     params = "vocab_size=64" if tokenizer == "fast" else ""
-    res, cfg = _train(tmp_path, policy=policy, chunk_tokenizer=tokenizer, bins=16,
-                      chunk_tokenizer_params=params)
+    # chunk-mlp-l1 has no tokenizer: its tokenizer settings stay at their defaults
+    token = ({} if policy == "chunk-mlp-l1" else
+             {"chunk_tokenizer": tokenizer, "bins": 16, "chunk_tokenizer_params": params})
+    res, cfg = _train(tmp_path, policy=policy, **token)
     loaded = load_policy(cfg.out)
     assert isinstance(loaded, ChunkPolicy) and loaded.chunk_len == 3 and loaded.act_dim == 1
     obs = np.array([[0.5, 0.0], [-0.8, 0.3]], dtype=np.float32)

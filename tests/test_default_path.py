@@ -164,3 +164,16 @@ def test_gaussian_histogram_targets_peak_at_the_nearest_codeword():
     assert np.array_equal(soft.argmax(-1), tok.encode(probe))
     # neighbours share the probability: the nearest bin keeps well under all of it
     assert soft[:50].max(-1).mean() < 0.7
+
+
+def test_the_heads_location_setting_is_refused_where_no_ordered_head_reads_it(tmp_path):
+    from qbc.errors import InvalidValueError
+    from qbc.training.config import check_settings_apply
+
+    for policy in ("mlp-mse", "independent-categorical"):
+        cfg = _cfg(tmp_path, policy, policy=policy,
+                   model=ModelConfig(d_model=32, n_heads=2, loc_layers=0))
+        with pytest.raises(InvalidValueError, match="--model.loc-layers"):
+            check_settings_apply(cfg)
+    check_settings_apply(_cfg(tmp_path, "ar", model=ModelConfig(d_model=32, n_heads=2,
+                                                                 loc_layers=0)))

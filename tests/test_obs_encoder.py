@@ -55,7 +55,8 @@ def dataset():
 @pytest.mark.parametrize("policy", ["ar-transformer", "mlp-gaussian"])
 def test_training_with_an_encoder_saves_reloads_and_resumes(tmp_path, dataset, policy):
     out = tmp_path / "run"
-    args = ["train", "--dataset", dataset, "--policy", policy, "--bins", "8", "--steps", "20",
+    bins = [] if policy.startswith("mlp") else ["--bins", "8"]  # continuous: no tokens
+    args = ["train", "--dataset", dataset, "--policy", policy, *bins, "--steps", "20",
             "--eval-interval", "10", "--obs-encoder", "qrp:k=12,bits=2", "--out", str(out),
             "--rollout-episodes", "2", "--rollout-horizon", "20", "--no-progress"]
     assert main(args) == 0

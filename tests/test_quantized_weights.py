@@ -21,7 +21,8 @@ def dataset():
                                               ("ar-transformer", "bc")])
 def test_training_with_quantized_weights_saves_and_reloads(tmp_path, dataset, policy, quantizer):
     out = tmp_path / "run"
-    assert main(["train", "--dataset", dataset, "--policy", policy, "--bins", "8",
+    bins = [] if policy.startswith("mlp") else ["--bins", "8"]  # continuous: no tokens
+    assert main(["train", "--dataset", dataset, "--policy", policy, *bins,
                  "--steps", "20", "--eval-interval", "10", "--weight-quantizer", quantizer,
                  "--out", str(out), "--rollout-episodes", "0", "--no-progress"]) == 0
     loaded = load_policy(out)

@@ -296,7 +296,9 @@ def test_quantile_params_is_the_one_quantile_rule():
 
     assert set(QUANTILE_QUANTIZERS) == {"uniform", "smooth"}
     assert quantile_params("uniform", 0.01) == {"quantile": 0.01}
-    assert quantile_params("kmeans", 0.01) == {}  # levels not from a range: --quantile ignored
+    assert quantile_params("kmeans", 0.0) == {}  # levels not from a range
+    with pytest.raises(InvalidValueError, match="'kmeans' would ignore it"):  # --quantile too
+        quantile_params("kmeans", 0.01)
     with pytest.raises(InvalidValueError, match="--quantile must be in"):
         quantile_params("smooth", 0.5)
     assert quantile_params("uniform", 0.0, margin=0.5) == {"quantile": 0.0, "margin": 0.5}

@@ -272,7 +272,7 @@ def test_failed_cell_writes_nothing_and_is_retried(env_dirs, monkeypatch, tmp_pa
                                        "regret": float(cell["seed"])}], "seconds": 0.0}
 
     monkeypatch.setattr(run_mod, "run_cell", fake_run_cell)
-    monkeypatch.setattr(run_mod, "ensure_dataset", lambda ds, num_envs=16: False)
+    monkeypatch.setattr(run_mod, "ensure_dataset", lambda ds, **kwargs: False)
     out = tmp_path / "s"
     first = run_sweep(load_spec(config), out, progress=False)
     assert len(first.executed) == N_CELLS - 1 and len(first.failed) == 1

@@ -31,6 +31,7 @@ import numpy as np
 from qbc.errors import InvalidValueError
 from qbc.rollout.coupled import coupled_rollout
 from qbc.rollout.growth import fit_growth
+from qbc.stepping.actor import reset_actor
 
 #: Names of the two roundings of a stochastic (smooth) tokenizer's q#π*.
 STOCHASTIC = "stochastic rounding (the theory's q#π* for smooth binning)"
@@ -95,8 +96,10 @@ class PerturbedActor:
         self.t = 0
 
     def reset(self, mask: np.ndarray | None = None) -> None:
-        """Start the perturbation again (all rows share one clock, so ``mask`` is ignored)."""
+        """Start the perturbation again (all rows share one clock, so ``mask`` does not move
+        it) and pass the start of episodes on to the expert."""
         self.t = 0
+        reset_actor(self.expert, mask)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         action = np.asarray(self.expert.act(obs), dtype=np.float64)

@@ -4,7 +4,7 @@ actors (safetensors + JSON), and the expert zoo listed. The work is done by
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,8 +31,8 @@ from qbc.agents.sb3 import (
 )
 from qbc.cli import Command
 from qbc.envs.make import check_env_id
-from qbc.errors import InvalidValueError, OutputExistsError
-from qbc.infra.files import atomic_write_json, read_json
+from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, QbcError
+from qbc.infra.files import atomic_write_json, read_json, read_json_object
 from qbc.infra.run_folder import check_out_dir, locked_output, output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 
@@ -47,19 +47,38 @@ EXPORT_RENAMED_FLAGS = {**RENAMED_FLAGS, "--path": "--expert-path"}
 
 
 # -- qbc expert train ------------------------------------------------------------------------------
-def _previous_parts(zip_path: Path) -> dict[str, Any]:
+def _previous_parts(zip_path: Path, config: TrainExpertConfig | None = None) -> dict[str, Any]:
     """Steps, training seconds and parts of the trainings so far of the model at ``zip_path``
-    (its report ``<zip stem>.json``; a report from before --resume counts as one part)."""
+    (its report ``<zip stem>.json``; a report from before --resume counts as one part); {}
+    without a report. A damaged report (not a JSON object, totals that are not finite numbers
+    >= 0) raises CorruptFileError, and a report of another env or algorithm than ``config``'s
+    InvalidValueError: --resume would continue the model on them."""
     report = zip_path.with_suffix(".json")
-    try:
-        old = json.loads(report.read_text())
-    except (OSError, ValueError):
+    if not report.is_file():
         return {}
-    steps = old.get("total_timesteps", (old.get("config") or {}).get("timesteps", 0))
-    return {"total_timesteps": int(steps or 0),
-            "total_train_seconds": float(old.get("total_train_seconds",
-                                                 old.get("train_seconds", 0.0)) or 0.0),
-            "parts": int(old.get("parts", 1))}
+    old = read_json_object(report, what="expert report")
+    trained = old.get("config") if isinstance(old.get("config"), dict) else {}
+    steps = old.get("total_timesteps", trained.get("timesteps", 0))
+    seconds = old.get("total_train_seconds", old.get("train_seconds", 0.0))
+    parts = old.get("parts", 1)
+    for name, value in (("total_timesteps", steps), ("total_train_seconds", seconds),
+                        ("parts", parts)):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value >= 0):
+            raise CorruptFileError(
+                f"expert report {str(report)!r}: field {name!r} must be a number >= 0, got "
+                f"{value!r}; it was damaged: restore it, or delete it to resume without the "
+                "earlier totals")
+    if config is not None:
+        for key, flag in (("env", "--env"), ("algo", "--algo")):
+            was = trained.get(key)
+            if isinstance(was, str) and was != getattr(config, key):
+                raise InvalidValueError(
+                    f"--resume: {str(zip_path)!r} was trained with {flag} {was} (its report "
+                    f"{str(report)!r}), not {getattr(config, key)}; resume it with {flag} "
+                    f"{was}, or train a new model with another --out")
+    return {"total_timesteps": int(steps or 0), "total_train_seconds": float(seconds or 0.0),
+            "parts": int(parts)}
 
 
 @dataclass
@@ -141,6 +160,8 @@ def _check_train_outputs(zip_path: Path, actor_dir: Path, config: TrainExpertCon
     if config.resume and not zip_path.is_file():
         raise InvalidValueError(f"--resume: there is no model at {str(zip_path)!r} to continue; "
                                 "train one first (without --resume) or name it with --out")
+    if config.resume:
+        _previous_parts(zip_path, config)  # a damaged report, another env or algorithm
     if config.overwrite or config.resume:
         return
     for path in (zip_path, actor_dir):
@@ -157,7 +178,7 @@ def _train_and_export(config: TrainExpertConfig, zip_path: Path, work: Path) -> 
     import os
 
     hidden = zip_path.with_name(f".{zip_path.stem}.{os.getpid()}.training.zip")
-    before = _previous_parts(zip_path) if config.resume else {}
+    before = _previous_parts(zip_path, config) if config.resume else {}
     try:
         if config.resume:
             _move_model(zip_path, hidden, copy=True)
@@ -166,6 +187,12 @@ def _train_and_export(config: TrainExpertConfig, zip_path: Path, work: Path) -> 
             train_sb3_expert(config.env, algo=config.algo, timesteps=config.timesteps,
                              seed=config.seed, path=hidden, learning_rate=config.learning_rate,
                              overwrite=True, progress=config.progress, resume=config.resume)
+        except QbcError as exc:  # about the staging copy: name the user's files
+            text = str(exc).replace(str(replay_buffer_path(hidden)),
+                                    str(replay_buffer_path(zip_path)))
+            cls = type(exc) if type(exc) in (InvalidValueError, CorruptFileError) else \
+                InvalidValueError
+            raise cls(text.replace(str(hidden), str(zip_path))) from None
         except (KeyboardInterrupt, SystemExit):
             if hidden.is_file():
                 _move_model(hidden, zip_path)

@@ -11,6 +11,7 @@ import tyro
 
 from qbc.cli import Command
 from qbc.errors import QbcError
+from qbc.infra.run_folder import LOCK_WAIT_S
 from qbc.sweep.report import CHUNK_GROUP, GROUP, write_report
 from qbc.sweep.run import run_sweep
 from qbc.sweep.spec import load_spec
@@ -35,6 +36,9 @@ class SweepConfig:
     """write the report (summary.csv, report.md, PNG plots) when the sweep ends."""
     progress: bool = True
     """show progress bars."""
+    lock_timeout: float = LOCK_WAIT_S
+    """seconds to wait for a dataset that another sweep sharing the datasets root is collecting
+    (its lock) before giving up with a line naming that process and the lock file."""
 
 
 def default_out(config: Path) -> Path:
@@ -45,7 +49,8 @@ def run_sweep_command(cfg: SweepConfig) -> Any:
     spec = load_spec(cfg.config)
     out = cfg.out or default_out(cfg.config)
     result = run_sweep(spec, out, workers=cfg.workers, backend=cfg.backend,
-                       address=cfg.address, progress=cfg.progress, source=str(cfg.config))
+                       address=cfg.address, progress=cfg.progress, source=str(cfg.config),
+                       lock_timeout=cfg.lock_timeout)
     print(format_summary(result))
     if cfg.report and result.n_cells > len(result.failed):
         print(format_report(write_report(out)))

@@ -131,15 +131,33 @@ def remembered_expert(dataset_id: str | None) -> dict[str, Any] | None:
         return None
 
     for part in split_dataset_ids(dataset_id):
-        prov = dataset_provenance(part)
-        spec = prov.get("expert")
-        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-            return {"name": spec["name"], "params": dict(spec.get("params") or {}),
-                    "sha256": prov.get("expert_file_sha256")}
+        spec = provenance_expert(dataset_provenance(part))
+        if spec is not None:
+            return spec
     return None
 
 
-def _check_same_file(spec: dict[str, Any], dataset_id: str) -> None:
+def provenance_expert(prov: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"name", "params", "sha256"}`` of the expert a dataset's provenance ``prov`` records,
+    or None when it records none."""
+    spec = prov.get("expert")
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        params = spec.get("params")
+        return {"name": spec["name"], "params": dict(params) if isinstance(params, dict) else {},
+                "sha256": prov.get("expert_file_sha256")}
+    return None
+
+
+def rebuild_remembered_expert(spec: dict[str, Any], env_id: str, dataset: str) -> Any:
+    """The expert ``spec`` (:func:`provenance_expert`) of ``dataset`` built on ``env_id``, its
+    model file checked first (:func:`check_same_file`): the one path by which qbc loads an
+    expert named in a dataset's metadata."""
+    check_same_file(spec, dataset)
+    return build_expert(ExpertChoice(spec["name"], dict(spec["params"]), f"dataset {dataset}"),
+                        env_id)
+
+
+def check_same_file(spec: dict[str, Any], dataset_id: str) -> None:
     """Refuse a remembered model file that is not the one the dataset was collected with."""
     path = spec["params"].get("path")
     if not path:
@@ -165,7 +183,7 @@ def choose_expert(expert: str | None, expert_path: str | Path | None,
     spec = remembered_expert(dataset_id)
     if spec is not None:
         if "path" not in given:
-            _check_same_file(spec, dataset_id)
+            check_same_file(spec, dataset_id)
         return ExpertChoice(spec["name"], {**spec["params"], **given},
                             f"dataset {dataset_id}" + (" (params from flags)" if given else ""))
     if "path" in given:

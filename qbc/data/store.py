@@ -119,14 +119,17 @@ def local_dataset_ids(root: str | os.PathLike | None = None) -> list[str]:
     return sorted(found)
 
 
-def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None, wait: bool = False):
+def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None,
+                 wait: bool | float = False, progress: bool = False):
     """The lock on writing ``dataset_id`` (:func:`qbc.infra.run_folder.exclusive`): a hidden file
     in the datasets root, held from the existence check to the final rename. ``wait``: wait for
-    another writer to finish instead of being refused."""
+    another writer to finish instead of being refused, for at most that many seconds (True:
+    :data:`qbc.infra.run_folder.LOCK_WAIT_S`); ``progress``: show the wait."""
     base = minari_root(root)
     base.mkdir(parents=True, exist_ok=True)
     lock = base / f".qbc-lock-{validate_dataset_id(dataset_id).replace('/', '--')}"
-    return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}", wait=wait)
+    return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}", wait=wait,
+                     progress=progress)
 
 
 # -- writing --------------------------------------------------------------------------------------

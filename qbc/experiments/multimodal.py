@@ -29,7 +29,7 @@ from qbc.infra.files import atomic_write_json, atomic_write_text
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 from qbc.policy.decoding import check_decode_mode
-from qbc.policy.registry import check_policy_kind
+from qbc.policy.registry import check_policy_kind, needs_tokenizer
 from qbc.quantizers import available_quantizers
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
 from qbc.rollout.metrics import horizon_metrics
@@ -76,6 +76,9 @@ def run_multimodal(cfg: MultimodalConfig) -> dict[str, Any]:
     for learner in cfg.learners:
         kind, _, quantizer = learner.partition(":")
         check_policy_kind(kind)
+        if quantizer and not needs_tokenizer(kind):
+            raise InvalidValueError(f"learner {learner!r}: {kind} has no tokens, so no "
+                                    f"quantizer; write {kind!r}")
         if quantizer and quantizer not in available_quantizers():
             raise UnknownNameError("quantizer", quantizer, available_quantizers())
     for decoding in cfg.decodings:
@@ -113,10 +116,11 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
     sampled: list[str] = []
     for learner in cfg.learners:
         kind, _, quantizer = learner.partition(":")
+        token = ({"quantizer": quantizer or "uniform", "bins": cfg.bins}
+                 if needs_tokenizer(kind) else {})  # a continuous policy has no tokens
         tcfg = TrainConfig(dataset=dataset_id, out=work / "policies" / name / learner.replace(
-            ":", "-"), policy=kind, quantizer=quantizer or "uniform", bins=cfg.bins,
-            steps=cfg.steps, seed=cfg.seed, rollout_episodes=0, progress=False,
-            tensorboard=False)
+            ":", "-"), policy=kind, **token, steps=cfg.steps, seed=cfg.seed,
+            rollout_episodes=0, progress=False, tensorboard=False)
         policy = train(tcfg, demos).policy
         if policy.tokenizer is None:
             actors[learner] = policy

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import glob
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qbc.errors import InvalidValueError, OutputExistsError
+from qbc.errors import InvalidValueError, LockTimeoutError, OutputExistsError
+from qbc.infra.progress import progress_bar
 
 
 def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
@@ -65,17 +68,24 @@ def lock_path_for(target: str | os.PathLike) -> Path:
 
 #: Lock files this process holds (so that a nested hold of the same lock does not block).
 _HELD: set[Path] = set()
+#: Seconds a waiting :func:`exclusive` gives up after unless told otherwise (``wait=True``).
+LOCK_WAIT_S = 3600.0
+#: Seconds between two tries of a waiting :func:`exclusive`.
+LOCK_POLL_S = 0.25
 
 
 @contextmanager
-def exclusive(lock: str | os.PathLike, what: str, wait: bool = False) -> Iterator[None]:
+def exclusive(lock: str | os.PathLike, what: str, wait: bool | float = False,
+              progress: bool = False) -> Iterator[None]:
     """Hold an advisory lock on the file ``lock`` while the block runs: one writer at a time.
 
-    A second holder is refused at once with one line naming ``what`` and the pid of the holder
-    (written into the lock file); with ``wait`` it waits until the holder is done instead.
-    The OS drops the lock when the process dies, so a killed command never leaves a stale
-    lock; the file is removed on release (a writer that locked a file removed meanwhile
-    notices it and tries again). Not POSIX: no lock.
+    A second holder is refused at once with one line naming ``what`` and the holder (pid and
+    host, written into the lock file). With ``wait`` (seconds; True: :data:`LOCK_WAIT_S`) it
+    tries again until the holder is done, for at most that long, then raises
+    LockTimeoutError naming the holder and the lock file; ``progress`` shows the wait (a bar on
+    a terminal, a line every ~10 s in a log). The OS drops the lock when the process dies, so a
+    killed command never leaves a stale lock; the file is removed on release (a writer that
+    locked a file removed meanwhile notices it and tries again). Not POSIX: no lock.
     """
     try:
         import fcntl
@@ -83,28 +93,50 @@ def exclusive(lock: str | os.PathLike, what: str, wait: bool = False) -> Iterato
         yield
         return
 
+    timeout = LOCK_WAIT_S if wait is True else float(wait or 0.0)
+    if not timeout >= 0:  # NaN too
+        raise InvalidValueError(f"a lock wait must be a number of seconds >= 0, got {wait!r}")
     lock = Path(lock).absolute()
     if lock in _HELD:  # this process holds it already (a command inside a command)
         yield
         return
-    while True:
-        f = open(lock, "a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip() or "unknown"
-            f.close()
-            raise InvalidValueError(f"another {what} (pid {pid}); wait for it to end or "
-                                    "choose another output") from None
-        if _same_file(f, lock):
-            break
-        f.close()  # removed by the holder we waited for: lock the new file
+    start = time.monotonic()
+    bar = None
+    try:
+        while True:
+            f = open(lock, "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = _holder(f.read())
+                f.close()
+                waited = time.monotonic() - start
+                if timeout == 0:
+                    raise InvalidValueError(f"another {what} ({holder}); wait for it to end or "
+                                            "choose another output") from None
+                if waited >= timeout:
+                    raise LockTimeoutError(
+                        f"gave up after {waited:.0f} s waiting for {holder} to finish ({what}; "
+                        f"lock file {str(lock)!r}): run again when it has ended, or allow a "
+                        "longer wait") from None
+                if bar is None:
+                    bar = progress_bar(total=round(timeout), desc=f"waiting for {holder}",
+                                       unit="s", disable=not progress, leave=False)
+                bar.update(round(waited) - bar.n)
+                time.sleep(min(LOCK_POLL_S, max(timeout - waited, 0.0)))
+                continue
+            if _same_file(f, lock):
+                break
+            f.close()  # removed by the holder we waited for: lock the new file
+    finally:
+        if bar is not None:
+            bar.close()
     _HELD.add(lock)
     try:
         f.seek(0)
         f.truncate()
-        f.write(str(os.getpid()))
+        f.write(f"{os.getpid()} {socket.gethostname()}")
         f.flush()
         yield
     finally:
@@ -112,6 +144,12 @@ def exclusive(lock: str | os.PathLike, what: str, wait: bool = False) -> Iterato
         lock.unlink(missing_ok=True)
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
+
+
+def _holder(text: str) -> str:
+    """'pid 123 on host h' from a lock file's 'pid host' (older files: the pid alone)."""
+    pid, _, host = text.strip().partition(" ")
+    return f"pid {pid or 'unknown'}" + (f" on host {host.strip()}" if host.strip() else "")
 
 
 def _same_file(f: Any, path: Path) -> bool:

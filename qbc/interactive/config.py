@@ -14,7 +14,7 @@ from qbc.data import join_dataset_ids, validate_dataset_id
 from qbc.envs.make import check_env_id
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.validate import SEED_LIMIT, check_config
-from qbc.policy import ModelConfig
+from qbc.policy import ModelConfig, needs_tokenizer
 from qbc.stepping.limits import check_rollout_memory
 from qbc.training import TrainConfig
 from qbc.training import validate_config as validate_train
@@ -161,6 +161,14 @@ def validate(cfg: DaggerConfig) -> None:
             raise InvalidValueError(message)
 
     validate_train(round_train_config(cfg, 0, ["x-v0"]))
+    if cfg.tokenizer != TOKENIZERS[0] and not needs_tokenizer(cfg.policy):
+        raise InvalidValueError(f"--tokenizer chooses the token range of the rounds; --policy "
+                                f"{cfg.policy} has no tokens and would ignore it: leave "
+                                "--tokenizer out or train a token policy")
+    if cfg.tokenizer == "refit" and cfg.init == "warm":
+        raise InvalidValueError("--tokenizer refit refits the tokenizer of rounds trained from "
+                                "scratch; --init warm keeps round 0's and would ignore it: use "
+                                "--init scratch, or leave --tokenizer out")
     round_dataset_id(cfg, cfg.rounds)
     check_sizes(cfg)
 

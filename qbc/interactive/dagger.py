@@ -222,7 +222,8 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     return row
 
 
-def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = None) -> Any:
+def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = None,
+                tokenizer: Any = None) -> Any:
     """Train round r's policy on the aggregate (warm start from round r-1 with --init warm)
     into ``place.work`` (its config names ``cfg.out`` and the final dataset ids).
 
@@ -233,10 +234,15 @@ def train_round(cfg: DaggerConfig, r: int, demos: Any, place: RunPlace | None = 
     tcfg = round_train_config(cfg, r, split_dataset_ids(demos.metadata["dataset_id"]))
     init = (load_policy(place.work / f"round-{r - 1}", device=_device(cfg))
             if cfg.init == "warm" and r > 0 else None)
-    keep = r > 0 and cfg.init == "scratch" and cfg.tokenizer == "round-0"
-    tokenizer = round0_tokenizer(place.work) if keep else None
+    if tokenizer is None and keeps_round0_tokenizer(cfg, r):
+        tokenizer = round0_tokenizer(place.work)
     into = place.work / f"round-{r}" if place.staged else None
     return train(tcfg, demos, init=init, into=into, tokenizer=tokenizer)
+
+
+def keeps_round0_tokenizer(cfg: DaggerConfig, r: int) -> bool:
+    """Whether round r trains on round 0's tokenizer (--tokenizer round-0, --init scratch)."""
+    return r > 0 and cfg.init == "scratch" and cfg.tokenizer == "round-0"
 
 
 def round0_tokenizer(work: Path) -> Any:
@@ -250,11 +256,13 @@ def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[
     timing row."""
     work = place.work
     learner = (None if r == 0 else load_policy(work / f"round-{r - 1}", device=_device(cfg)))
+    # every earlier file the round reads is opened (and checked) before it writes its dataset
+    tokenizer = round0_tokenizer(work) if keeps_round0_tokenizer(cfg, r) else None
     episodes, timing = collect_round(cfg, r, expert, learner, place.data_root)
     ids = [round_dataset_id(cfg, i) for i in range(r + 1)]
     demos = aggregate(ids, place.data_root)
     t0 = time.perf_counter()
-    result = train_round(cfg, r, demos, place)
+    result = train_round(cfg, r, demos, place, tokenizer)
     t1 = time.perf_counter()
     policy = load_policy(work / f"round-{r}", device=_device(cfg))
     scores = evaluate_round(cfg, policy, expert)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -136,14 +137,36 @@ def _blanked(rows: list[dict[str, Any]], fields: list[str]) -> list[dict[str, An
     return [{k: ("" if r.get(k) is None else r.get(k)) for k in fields} for r in rows]
 
 
+#: Columns of rounds.csv that hold text; every other field is a number or empty.
+_TEXT_FIELDS = {"dataset", "policy"}
+
+
 def _read_csv(path: Path) -> list[dict[str, Any]]:
     """Rows written by :func:`write_rows`, numbers parsed back (exactly: floats were written
-    by repr)."""
+    by repr). A file that is not text, a row cut short or longer than the header, or a field
+    that should be a finite number and is not raises CorruptFileError naming the file, row and
+    field (they were internal errors when the run was continued)."""
     if not path.is_file():
         return []
+    fix = "restore it, or start the run again with --overwrite"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CorruptFileError(f"{str(path)!r} is not a text table (it was damaged); "
+                               f"{fix}") from None
     rows = []
-    for raw in csv.DictReader(path.read_text(encoding="utf-8").splitlines()):
-        rows.append({k: _number(v) for k, v in raw.items()})
+    for line, raw in enumerate(csv.DictReader(text.splitlines()), start=2):
+        if None in raw or None in raw.values():
+            raise CorruptFileError(f"{str(path)!r}: line {line} has other fields than the "
+                                   f"header (the file was cut or edited); {fix}")
+        row = {k: _number(v) for k, v in raw.items()}
+        for key, value in row.items():
+            if key not in _TEXT_FIELDS and not (
+                    value is None or isinstance(value, int)
+                    or (isinstance(value, float) and math.isfinite(value))):
+                raise CorruptFileError(f"{str(path)!r}: field {key!r} of line {line} must be a "
+                                       f"finite number, got {raw[key]!r}; {fix}")
+        rows.append(row)
     return rows
 
 

@@ -221,7 +221,7 @@ def _location_mlp(obs_dim: int, n: int, hidden: int, layers: int) -> nn.Module |
         return None
     sizes = [obs_dim] + [hidden] * layers
     parts: list[nn.Module] = []
-    for a, b in zip(sizes, sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         parts += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*parts, nn.Linear(hidden, n))
 

@@ -104,8 +104,12 @@ def load_parts(directory: str | os.PathLike, loaded: tuple[nn.Module, dict[str, 
     ``loaded``: the (module, config) :func:`load_module` already gave for this directory."""
     directory = Path(directory)
     module, cfg = loaded if loaded is not None else load_module(directory)
-    normalizer = Normalizer.from_dict(read_json_object(directory / "normalizer.json",
-                                                       what="normalizer"))
+    path = directory / "normalizer.json"
+    try:
+        normalizer = Normalizer.from_dict(read_json_object(path, what="normalizer"))
+    except CorruptFileError as exc:  # the numbers: name the file they came from
+        raise CorruptFileError(exc.args[0] if str(path) in str(exc)
+                               else f"normalizer {str(path)!r}: {exc}") from None
     tokenizer = None
     if module.is_token_policy:
         tokenizer = ActionTokenizer.load(directory / "tokenizer.json")
@@ -134,8 +138,9 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CorruptFileError(f"{directory / 'config.json'} is not a qbc policy config")
     if cfg.get("version") != FORMAT_VERSION:
-        raise CorruptFileError(f"policy format version {cfg.get('version')} is not supported "
-                               f"(this qbc reads version {FORMAT_VERSION})")
+        raise CorruptFileError(f"{directory / 'config.json'}: policy format version "
+                               f"{cfg.get('version')!r} is not supported (this qbc reads "
+                               f"version {FORMAT_VERSION})")
     verify_file(directory, "model.safetensors", cfg)
     # Built first without memory (torch's meta device): a config describing a model other than
     # the weights (sizes edited, huge or negative) is refused before anything is allocated.

@@ -27,6 +27,7 @@ from qbc.quantizers.binning import (
     SmoothQuantizer,
     UniformQuantizer,
     quantile_params,
+    range_settings,
 )
 from qbc.quantizers.construction import Theorem6Quantizer
 from qbc.quantizers.learned import KMeansQuantizer, LloydMaxQuantizer, VectorQuantizer
@@ -40,6 +41,7 @@ __all__ = [
     "get_quantizer_class",
     "make_quantizer",
     "quantile_params",
+    "range_settings",
     "register_quantizer",
     "serialize_quantizer",
     "UniformQuantizer",

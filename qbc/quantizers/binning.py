@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from qbc.errors import InvalidValueError
 from qbc.infra.validate import Rule
-from qbc.quantizers.base import Quantizer, register_quantizer
+from qbc.quantizers.base import Quantizer, get_quantizer_class, register_quantizer
 from qbc.quantizers.gaussian import uniform_gaussian_step
 
 #: Quantizers that fit their range to the data, so that a command's ``--quantile`` and
@@ -29,19 +31,33 @@ def check_quantile(quantile: float, who: str = "quantile") -> float:
 MARGIN_RANGE = Rule(lo=0)
 
 
+def range_settings(quantizer: str) -> frozenset[str]:
+    """Which of ``quantile`` and ``margin`` the quantizer registered as ``quantizer`` takes:
+    both for those whose levels come from a range fitted to the data (uniform, smooth, or a
+    user's quantizer built the same way), none for the others (kmeans, lloyd_max, vq, sign,
+    theorem6). An unknown name raises UnknownNameError."""
+    takes = inspect.signature(get_quantizer_class(quantizer).__init__).parameters
+    return frozenset(p for p in ("quantile", "margin") if p in takes)
+
+
 def quantile_params(quantizer: str, quantile: float, margin: float = 0.0) -> dict[str, float]:
     """The parameters a command's ``--quantile`` (and ``--range-margin``) give ``quantizer``:
     ``{"quantile": q}`` (plus ``"margin": m`` when m > 0) for the range-fitting quantizers
-    (:data:`QUANTILE_QUANTIZERS`), ``{}`` for the others, whose levels do not come from a
-    range."""
-    if quantizer not in QUANTILE_QUANTIZERS:
-        if margin:
+    (:func:`range_settings`), ``{}`` for the others, whose levels do not come from a range:
+    a non-zero ``quantile`` or ``margin`` for one of those is refused (InvalidValueError), as
+    it would be ignored."""
+    takes = range_settings(quantizer)
+    for value, name, flag, what in (
+            (quantile, "quantile", "--quantile", "fits the range to the [q, 1-q] quantiles of "
+                                                 "the actions"),
+            (margin, "margin", "--range-margin", "widens a fitted range")):
+        if value and name not in takes:
             raise InvalidValueError(
-                f"--range-margin widens a fitted range, which only {', '.join(QUANTILE_QUANTIZERS)}"
-                f" have; quantizer {quantizer!r} would ignore it: leave --range-margin out or "
-                "use one of those")
-        return {}
-    params = {"quantile": check_quantile(quantile, "--quantile")}
+                f"{flag} {what}, which only {', '.join(QUANTILE_QUANTIZERS)} have; quantizer "
+                f"{quantizer!r} would ignore it: leave {flag} out or use one of those")
+    params = {}
+    if "quantile" in takes:
+        params["quantile"] = check_quantile(quantile, "--quantile")
     if margin:
         params["margin"] = check_margin(margin, "--range-margin")
     return params

@@ -21,7 +21,7 @@ import numpy as np
 from qbc.envs.make import make_vector_env
 from qbc.errors import InvalidValueError
 from qbc.infra.progress import progress_bar
-from qbc.stepping.actor import Actor
+from qbc.stepping.actor import Actor, reset_actor
 from qbc.stepping.limits import is_keyed_env
 from qbc.stepping.loop import run_steps
 
@@ -94,6 +94,18 @@ class QuantizedExpert:
         self.n_values += int(clipped.size)
         rng = self.rng if self.tokenizer.stochastic else None
         return self.tokenizer.decode(self.tokenizer.encode(actions, rng=rng))
+
+    # An expert with per-episode state (a scripted phase, a history, a planner bound to the
+    # env) must see the same episode starts under quantization as it does alone.
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """Forward the start of episodes (all rows, or those of ``mask``) to the expert."""
+        reset_actor(self.expert, mask)
+
+    def bind_env(self, env: Any) -> None:
+        """Forward the env to an expert that reads its state (when it has ``bind_env``)."""
+        bind = getattr(self.expert, "bind_env", None)
+        if callable(bind):
+            bind(env)
 
 
 def matching_floor(rounding: str, decode: str | None) -> bool | None:

@@ -30,11 +30,15 @@ class Actor(Protocol):
     def act(self, obs: np.ndarray) -> np.ndarray: ...
 
 
-def reset_actor(actor: Any) -> None:
-    """Start a new batch of episodes: ``actor.reset()`` when the actor has one."""
+def reset_actor(actor: Any, mask: np.ndarray | None = None) -> None:
+    """Start a new batch of episodes: ``actor.reset()`` when the actor has one; with ``mask``
+    (N,) bool, ``actor.reset(mask)``: only those rows restart."""
     reset = getattr(actor, "reset", None)
     if callable(reset):
-        reset()
+        if mask is None:
+            reset()
+        else:
+            reset(mask)
 
 
 class BoundActor:
@@ -47,8 +51,8 @@ class BoundActor:
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.actor.act(obs, **self.act_kwargs)
 
-    def reset(self) -> None:
-        reset_actor(self.actor)
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        reset_actor(self.actor, mask)
 
     def __getattr__(self, name: str) -> Any:  # name, params, obs_dim, ... of the wrapped actor
         if name == "actor":

@@ -15,6 +15,7 @@ through the cell's chunk tokenizer, :mod:`qbc.chunking.floor`), rolled out on th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -83,7 +84,10 @@ def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[An
     cfg = ChunkTrainConfig(
         dataset=cell.dataset.dataset_id, out=out, policy=kind, chunk_k=cell.chunk_len,
         chunk_tokenizer=tok["name"], chunk_tokenizer_params=params, bins=cell.bins or 64,
-        model=ModelConfig(**tr["model"]), steps=tr["steps"], batch_size=tr["batch_size"],
+        # the grid's model settings, less the per-step ones chunk policies would ignore
+        model=dataclasses.replace(ModelConfig(**tr["model"]), head=ModelConfig.head,
+                                  std=ModelConfig.std),
+        steps=tr["steps"], batch_size=tr["batch_size"],
         lr=tr["lr"], warmup_steps=tr["warmup_steps"], seed=cell.seed,
         val_fraction=tr["val_fraction"], eval_interval=tr["eval_interval"], device="cpu",
         rollout_episodes=0, progress=False, overwrite=True)

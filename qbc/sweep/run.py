@@ -16,6 +16,7 @@ Sweep directory::
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from qbc.data import load_demonstrations
 from qbc.errors import InvalidValueError
 from qbc.infra.files import atomic_write_json, atomic_write_text
 from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import LOCK_WAIT_S
 from qbc.stepping.limits import check_rollout_memory
 from qbc.sweep.cells import Cell, expand_cells, needed_datasets
 from qbc.sweep.runner import ensure_dataset, run_cell
@@ -59,7 +61,7 @@ class SweepResult:
 
 def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str = "local",
               address: str | None = None, progress: bool = True,
-              source: str | None = None) -> SweepResult:
+              source: str | None = None, lock_timeout: float = LOCK_WAIT_S) -> SweepResult:
     """Run every cell of ``spec`` that has no rows in ``out/results.csv`` yet.
 
     Args:
@@ -71,11 +73,16 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
             Ray instance, or use the one already initialised in this process.
         progress: show a progress bar over cells.
         source: where the spec came from (recorded in sweep_config.json).
+        lock_timeout: seconds to wait for a dataset another sweep sharing the datasets root is
+            collecting, before giving up (LockTimeoutError naming its holder).
     """
     if backend not in BACKENDS:
         raise InvalidValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if workers < 1:
         raise InvalidValueError(f"--workers must be >= 1, got {workers}")
+    if not (math.isfinite(lock_timeout) and lock_timeout >= 0):
+        raise InvalidValueError(f"--lock-timeout must be a finite number of seconds >= 0, got "
+                                f"{lock_timeout!r}")
     if address is not None and backend != "ray":
         raise InvalidValueError("--address is for --backend ray; drop it or add --backend ray")
     actors = max(len(c.policies) * (len(c.settings.get("executions", [])) or 1)
@@ -88,13 +95,14 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with sweep_lock(out):
-        result = _run_locked(spec, out, workers, backend, address, progress, source)
+        result = _run_locked(spec, out, workers, backend, address, progress, source,
+                             lock_timeout)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def _run_locked(spec: SweepSpec, out: Path, workers: int, backend: str, address: str | None,
-                progress: bool, source: str | None) -> SweepResult:
+                progress: bool, source: str | None, lock_timeout: float) -> SweepResult:
     table = out / TABLE_FILE
     cells = expand_cells(spec)
     atomic_write_json(out / CONFIG_FILE, {
@@ -108,7 +116,7 @@ def _run_locked(spec: SweepSpec, out: Path, workers: int, backend: str, address:
     result = SweepResult(out=out, table=table, n_cells=len(cells), skipped=len(cells) - len(todo),
                          stale=len(done - {c.key for c in cells}))
     if todo:
-        result.datasets_collected = _collect(todo, spec.data.num_envs, progress)
+        result.datasets_collected = _collect(todo, spec.data.num_envs, progress, lock_timeout)
         execute = {"local": _local, "ray": _ray}[backend]
         bar = progress_bar(total=len(cells), initial=result.skipped, desc="sweep", unit="cell",
                            disable=not progress, dynamic_ncols=True)
@@ -126,13 +134,14 @@ def _run_locked(spec: SweepSpec, out: Path, workers: int, backend: str, address:
     return result
 
 
-def _collect(cells: list[Cell], num_envs: int, progress: bool) -> int:
+def _collect(cells: list[Cell], num_envs: int, progress: bool, lock_timeout: float) -> int:
     """Collect, in this process, every dataset the cells need that is not cached yet."""
     specs = needed_datasets(cells)
     made = 0
     for ds in progress_bar(specs, desc="datasets", unit="dataset", disable=not progress,
                            leave=False):
-        made += ensure_dataset(ds, num_envs=num_envs)
+        made += ensure_dataset(ds, num_envs=num_envs, lock_timeout=lock_timeout,
+                               progress=progress)
     return made
 
 

@@ -9,6 +9,7 @@ again from scratch.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -21,9 +22,9 @@ from qbc.data import dataset_exists, dataset_lock, load_demonstrations
 from qbc.data.collect import CollectConfig, collect
 from qbc.errors import OutputExistsError
 from qbc.infra.environ import scoped_threads
-from qbc.infra.run_folder import locked_output
-from qbc.policy import ModelConfig
-from qbc.quantizers import quantile_params
+from qbc.infra.run_folder import LOCK_WAIT_S, locked_output
+from qbc.policy import ModelConfig, needs_tokenizer
+from qbc.quantizers import get_quantizer_class, quantile_params, range_settings
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
 from qbc.rollout.metrics import horizon_metrics
 from qbc.sweep.cells import Cell, DatasetSpec
@@ -35,15 +36,19 @@ from qbc.training import TrainConfig, train
 
 
 # -- datasets -------------------------------------------------------------------------------------
-def ensure_dataset(ds: DatasetSpec, num_envs: int = 16) -> bool:
+def ensure_dataset(ds: DatasetSpec, num_envs: int = 16, lock_timeout: float = LOCK_WAIT_S,
+                   progress: bool = False) -> bool:
     """Collect the dataset ``ds`` unless it exists already; True when it was collected now.
 
     Called by the parent only, before any cell runs. Another sweep sharing the datasets root
-    may be collecting the same dataset: this waits for its lock and then reuses the dataset.
+    may be collecting the same dataset: this waits for its lock (at most ``lock_timeout``
+    seconds, then LockTimeoutError naming the holder and the lock file; ``progress`` shows the
+    wait) and then reuses the dataset.
     """
     if dataset_exists(ds.dataset_id):
         return False
-    with dataset_lock(ds.dataset_id, wait=True):  # collect() below holds it already then
+    # collect() below holds the lock already then
+    with dataset_lock(ds.dataset_id, wait=lock_timeout, progress=progress):
         return _collect_missing(ds, num_envs)
 
 
@@ -115,7 +120,8 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     for kind in cell.policies:
         t1 = time.perf_counter()
         if kind == QUANTIZED_EXPERT:
-            params = quantile_params(cell.quantizer, tr["quantile"])
+            quantile = tr["quantile"] if "quantile" in range_settings(cell.quantizer) else 0.0
+            params = quantile_params(cell.quantizer, quantile)
             tok = ActionTokenizer(cell.quantizer, cell.bins, tr["per_dim"], params)
             tok.fit(demos.actions)
             actors[kind] = QuantizedExpert(expert, tok, rng=np.random.default_rng(cell.seed))
@@ -142,11 +148,21 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
 def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
     """Train policy ``kind`` for ``cell``: (the policy, its best validation loss)."""
     tr = cell.settings["train"]
+    # The grid's settings are shared by every policy of a cell; each kind is given the ones it
+    # reads (qbc train refuses a setting its run would ignore).
+    token: dict[str, Any] = {}
+    model = ModelConfig(**tr["model"])
+    if needs_tokenizer(kind):
+        token = dict(quantizer=cell.quantizer, bins=cell.bins, per_dim=tr["per_dim"])
+        if "quantile" in range_settings(cell.quantizer):
+            token["quantile"] = tr["quantile"]
+        if get_quantizer_class(cell.quantizer).stochastic:
+            token["token_target"] = tr["token_target"]
+    if kind != "ar-transformer":
+        model = dataclasses.replace(model, head=ModelConfig.head)
     cfg = TrainConfig(
-        dataset=cell.dataset.dataset_id, out=out, policy=kind, quantizer=cell.quantizer,
-        bins=cell.bins, per_dim=tr["per_dim"], quantile=tr["quantile"],
-        token_target=tr["token_target"], select_by=tr.get("select_by", "action-mse"),
-        model=ModelConfig(**tr["model"]), steps=tr["steps"],
+        dataset=cell.dataset.dataset_id, out=out, policy=kind, **token,
+        select_by=tr.get("select_by", "action-mse"), model=model, steps=tr["steps"],
         batch_size=tr["batch_size"], lr=tr["lr"], warmup_steps=tr["warmup_steps"],
         seed=cell.seed, val_fraction=tr["val_fraction"], eval_interval=tr["eval_interval"],
         device="cpu", overwrite=True, rollout_episodes=0, progress=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -246,6 +247,11 @@ def restore_progress(out: Path, state: dict[str, Any], optimizer: torch.optim.Op
         start, best = int(state["step"]), state["best"]
         if start < 0 or not isinstance(best, dict) or int(best["step"]) < 0:
             raise ValueError(f"step {start} or its best step is negative")
+        for key, value in best.items():  # the numbers the selection compares with
+            if value is not None and not (isinstance(value, (int, float))
+                                          and not isinstance(value, bool)
+                                          and math.isfinite(value)):
+                raise ValueError(f"best checkpoint's {key!r} is {value!r}, not a finite number")
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise CorruptFileError(f"{out / 'last'} cannot be resumed from ({exc}); "
                                "start again with --overwrite") from None

@@ -173,12 +173,28 @@ def _validate(cfg: ChunkTrainConfig) -> None:
         parse_params(cfg.chunk_tokenizer_params)
     spec = parse_execute(cfg.execute)
     check_config(cfg, CHUNK_RULES)  # also: every float finite, ints in 64 bits, seeds in range
+    defaults = {f.name: f.default for f in dataclasses.fields(ChunkTrainConfig)}
+    ignored = [flag for name, flag in (("chunk_tokenizer", "--chunk-tokenizer"),
+                                       ("chunk_tokenizer_params", "--chunk-tokenizer-params"),
+                                       ("bins", "--bins"))
+               if cfg.policy == "chunk-mlp-l1" and getattr(cfg, name) != defaults[name]]
+    ignored += [f"--model.{name}" for name in ("head", "std")
+                if getattr(cfg.model, name) != getattr(ModelConfig, name)]
+    if ignored:
+        raise InvalidValueError(
+            f"{', '.join(ignored)}: --policy {cfg.policy} would ignore "
+            f"{'it' if len(ignored) == 1 else 'them'} (chunk-mlp-l1 regresses chunks without "
+            "a tokenizer; neither chunk policy has an ordered head or a std setting): leave "
+            f"{'it' if len(ignored) == 1 else 'them'} out")
     check_model_config(cfg.model)
     check_all([(not (cfg.resume and cfg.overwrite), "--resume and --overwrite exclude each other"),
                (spec.mode != "receding" or spec.value <= k,
                 f"--execute {spec}: M is longer than --chunk-k {k}; use M <= {k}"),
                (cfg.model.obs_history == 1, "chunk policies see the current observation only; "
-                                            "use --model.obs-history 1")])
+                                            "use --model.obs-history 1"),
+               (cfg.val_fraction > 0 or not cfg.patience,
+                "--patience stops on the held-out episodes' action error; --val-fraction 0 holds "
+                "out none and would ignore it: give a --val-fraction > 0 or leave it out")])
 
 
 @torch.no_grad()

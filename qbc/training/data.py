@@ -87,10 +87,15 @@ def gauss_targets(tokenizer: ActionTokenizer, actions: np.ndarray, sigma: float)
     a Gaussian around the action with std ``sigma`` x that dimension's mean codeword spacing,
     normalised (HL-Gauss, Farebrother et al. 2024). Their argmax is the nearest codeword, so
     the floor of argmax decoding is unchanged; neighbouring bins share the probability."""
-    code = tokenizer.codebooks()  # (D, V)
+    code = tokenizer.codebooks().astype(np.float64)  # (D, V)
     width = (code.max(1) - code.min(1)) / max(code.shape[1] - 1, 1)
-    z = (code[None] - actions[:, :, None]) / (sigma * np.maximum(width, 1e-12))[None, :, None]
-    w = np.exp(-0.5 * (z ** 2 - (z ** 2).min(-1, keepdims=True)))  # stable for far actions
+    d2 = (code[None] - np.asarray(actions, np.float64)[:, :, None]) ** 2
+    excess = d2 - d2.min(-1, keepdims=True)  # >= 0; 0 at the nearest codeword: stable far away
+    with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+        scale2 = (sigma * np.maximum(width, 1e-12)) ** 2  # (D,); 0 or inf for extreme sigmas
+        # a sigma so small that scale2 underflows gives the one-hot target, not 0/0
+        e = np.where(excess > 0, excess / (2.0 * scale2[None, :, None]), 0.0)
+    w = np.exp(-e)
     return (w / w.sum(-1, keepdims=True)).astype(np.float32)
 
 

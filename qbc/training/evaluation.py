@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from qbc.agents import make_expert
-from qbc.data.expert_choice import provenance
+from qbc.data.expert_choice import provenance, provenance_expert, rebuild_remembered_expert
 from qbc.errors import InvalidValueError, QbcError
 from qbc.infra.validate import SEED_LIMIT
 from qbc.policy import Normalizer, Policy
@@ -197,7 +196,8 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
         horizon = _default_horizon(prov, env_id)
     (horizon,), capped = cap_horizons(env_id, [horizon])
     seed = default_rollout_seed(demos) if seed is None else seed
-    expert, no_expert = _dataset_expert(prov, env_id)
+    expert, no_expert = _dataset_expert(prov, env_id, str(
+        (getattr(demos, "metadata", None) or {}).get("dataset_id") or "the training dataset"))
     actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
     tokenizer = getattr(policy, "tokenizer", None)
     if expert is not None and isinstance(tokenizer, ActionTokenizer):
@@ -235,12 +235,15 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     return out
 
 
-def _dataset_expert(prov: dict[str, Any], env_id: str) -> tuple[Any, str | None]:
-    """The expert named in a qbc dataset's provenance, or (None, why there is none)."""
-    spec = prov.get("expert")
-    if not isinstance(spec, dict) or "name" not in spec:
+def _dataset_expert(prov: dict[str, Any], env_id: str,
+                    dataset: str) -> tuple[Any, str | None]:
+    """The expert named in a qbc dataset's provenance, or (None, why there is none). It is
+    rebuilt by the same checked path as every other remembered expert: a model file whose
+    SHA-256 is not the one recorded at collection is not loaded (SB3 zips hold pickles)."""
+    spec = provenance_expert(prov)
+    if spec is None:
         return None, "the dataset does not name a qbc expert (not collected by qbc collect)"
     try:
-        return make_expert(spec, env_id), None
+        return rebuild_remembered_expert(spec, env_id, dataset), None
     except (QbcError, ImportError) as exc:
         return None, f"its expert {spec['name']!r} cannot be rebuilt here ({exc})"

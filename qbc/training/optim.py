@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from qbc.errors import InvalidValueError
 from qbc.training.config import OptimConfig
 
 
@@ -39,13 +40,22 @@ def make_scheduler(optimizer: torch.optim.Optimizer,
 def train_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, batch: dict[str, torch.Tensor],
                grad_clip: float) -> float:
-    """One optimisation step on ``batch``; returns the loss before the update."""
+    """One optimisation step on ``batch``; returns the loss before the update. A loss that is
+    NaN or infinite (the weights or the targets diverged) raises InvalidValueError before the
+    update, so a diverged run ends in one line instead of saving NaN weights."""
     module.train()
     loss = module.loss(batch)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        lr = scheduler.get_last_lr()[0]
+        raise InvalidValueError(
+            f"the training loss became {value} (the weights diverged, at learning rate "
+            f"{lr:.3g}); train again with a smaller --lr, a longer --warmup-steps or "
+            "--grad-clip > 0")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
     optimizer.step()
     scheduler.step()
-    return float(loss.detach())
+    return value

@@ -53,6 +53,7 @@ from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
 from qbc.infra.child_processes import run as run_command
 from qbc.infra.child_processes import stopped_on_exit, thread_pool
 from qbc.infra.files import atomic_write_csv, atomic_write_text
+from qbc.training.config import TOKEN_FLAGS
 
 
 # -- running the commands ------------------------------------------------------------------------
@@ -103,14 +104,31 @@ class Plan:
         return flags
 
     def train_flags(self, quantizer: str | None, seed: int) -> list[str]:
-        flags = ["--seed", str(seed), "--no-progress", "--rollout-episodes", "0",
-                 *self.cfg.extra_train_flags]
+        extra = self.cfg.extra_train_flags
+        if quantizer is None:  # mlp-mse: qbc train refuses the token flags it would ignore
+            extra = _without_token_flags(extra)
+        flags = ["--seed", str(seed), "--no-progress", "--rollout-episodes", "0", *extra]
         if quantizer is not None:
             flags += ["--policy", "ar-transformer", "--quantizer", quantizer,
                       "--bins", str(self.cfg.bins)]
         if self.cfg.steps:
             flags += ["--steps", str(self.cfg.steps)]
         return flags
+
+
+def _without_token_flags(flags: list[str]) -> list[str]:
+    """``flags`` without the token settings (:data:`qbc.training.config.TOKEN_FLAGS`) and
+    their values."""
+    out: list[str] = []
+    skip_value = False
+    for item in flags:
+        if skip_value and not item.startswith("--"):
+            skip_value = False
+            continue
+        skip_value = item.split("=")[0] in TOKEN_FLAGS and "=" not in item
+        if item.split("=")[0] not in TOKEN_FLAGS:
+            out.append(item)
+    return out
 
 
 def _done(path: Path) -> bool:
