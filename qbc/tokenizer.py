@@ -15,6 +15,7 @@ Three layouts:
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import os
 import warnings
@@ -96,12 +97,10 @@ class ActionTokenizer:
         if "n_bins" in _init_params(klass):
             params["n_bins"] = self.n_bins
             _check_fit_memory(self.n_bins, actions)
-        if klass.joint:
-            self.quantizers_ = [make_quantizer(self.quantizer, **params).fit(actions)]
-        elif self.per_dim:
+        if self.per_dim and not klass.joint:
             self.quantizers_ = [make_quantizer(self.quantizer, **params).fit(actions[:, d])
                                 for d in range(actions.shape[1])]
-        else:
+        else:  # one quantizer: joint (over R^D) or shared by all dimensions
             self.quantizers_ = [make_quantizer(self.quantizer, **params).fit(actions)]
         self.action_dim_ = int(actions.shape[1])
         if self.quantizers_[0].n_levels != self.n_bins:
@@ -363,14 +362,13 @@ class ActionTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ActionTokenizer:
-        """The tokenizer saved at ``path``; any problem with the file is a CorruptFileError
-        that names it."""
-        state = read_json(path, what="tokenizer file")
+        """The tokenizer saved at ``path``; a problem with the file is a CorruptFileError
+        naming it."""
         try:
-            return cls.from_state_dict(state)
+            return cls.from_state_dict(read_json(path, what="tokenizer file"))
         except (CorruptFileError, InvalidValueError) as exc:
-            raise CorruptFileError(str(exc) if str(path) in str(exc)
-                                   else f"tokenizer file {str(path)!r}: {exc}") from None
+            where = "" if str(path) in str(exc) else f"tokenizer file {str(path)!r}: "
+            raise CorruptFileError(f"{where}{exc}") from None
 
     def __repr__(self) -> str:
         fitted = f", action_dim={self.action_dim_}" if hasattr(self, "quantizers_") else ""
@@ -386,8 +384,6 @@ def clipped_message(n_clipped: int, n_values: int, what: str = "action") -> str:
 
 
 def _init_params(klass: type) -> set[str]:
-    import inspect
-
     return set(inspect.signature(klass.__init__).parameters) - {"self"}
 
 

@@ -19,8 +19,8 @@ normalised observation, plus a ReLU MLP g of it, plus a function of the hidden s
 p_i > 0 a learned precision. The free logits are bounded (they read a layer-normed state), the
 location is not: far outside the data the argmax is the bin nearest to the extrapolated
 location, clipped at the edge bin, as the quantized expert clips the expert's action. The MLP
-(``loc_layers``) is the regressor a continuous policy would be; on Reacher-v5 it took the
-learner from 5x mlp-mse's regret to mlp-mse's (docs/guide/training.md).
+(``loc_layers``) is the regressor a continuous policy would be (measured in
+docs/guide/training.md).
 
 Decoding runs the prefix once and then one position per token, reusing the keys and values of
 earlier positions (KV cache); ``use_cache=False`` recomputes the whole sequence at every step
@@ -93,9 +93,8 @@ class ARTransformerConfig:
     codeword. Far outside the data the linear part dominates, so the argmax moves monotonically
     towards the edge bin instead of to an arbitrary one. Scalar (per-dimension) tokenizers only."""
     loc_layers: int = 0
-    """ordered head: hidden layers of an MLP on the current observation added to the location's
-    linear part (0: the linear part alone, the head's first version and what checkpoints
-    saved without this field hold)."""
+    """ordered head: hidden layers of an MLP of the current observation added to the location
+    (0: the linear location alone, as in checkpoints saved without this field)."""
     loc_hidden: int = 256
     """ordered head: width of that MLP's hidden layers."""
 
