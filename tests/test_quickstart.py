@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qbc.cli import main
-from qbc.experiments.quickstart_report import format_report, table_horizons
+from qbc.experiments.quickstart_report import format_report, format_summary, table_horizons
 
 # Every test here reads the one tiny quickstart run (the whole pipeline, end to end).
 pytestmark = pytest.mark.slow
@@ -132,3 +132,17 @@ def test_report_links_one_video_per_env_and_the_files_exist(tiny_run):
         target = line.rsplit("(", 1)[1].rstrip(")")
         frames = iio.imread(Path(result["out"]) / target)
         assert frames.shape[0] == result["plan"]["video_horizon"] + 1
+
+
+def test_the_floors_divergence_sits_beside_the_learners(tiny_run):
+    # the target reads "diverging no more often than its floor": both columns are shown
+    result, report = tiny_run
+    header, _, *rows = [line for line in _section(report, "Results") if line[0] == "|"]
+    cells = header.strip("| ").split(" | ")
+    learner_div, floor_div = cells.index("diverged"), cells.index("q#π* diverged")
+    for line, r in zip(rows, result["rows"], strict=True):
+        values = line.strip("| ").split(" | ")
+        assert values[learner_div] == f"{r['learner']['diverged']:.0%}"
+        assert values[floor_div] == f"{r['quantized_expert']['diverged']:.0%}"
+    summary_header = format_summary(result).splitlines()[1 + bool(result.get("tiny"))]
+    assert summary_header.split().count("div") == 2

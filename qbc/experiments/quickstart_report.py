@@ -57,15 +57,17 @@ def results_table(result: dict[str, Any]) -> list[str]:
     shown = table_horizons(hs)
     learner_cols = " | ".join(f"learner regret H={h}" for h in shown)
     lines = [f"| env | tokenizer | ε_q | {learner_cols} | slope | diverged "
-             f"| q#π* regret H={hs[-1]} | slope | RTVC κ(δ={result['plan']['rtvc_deltas'][0]}) |",
-             "|---|---|---|" + "---|" * len(shown) + "---|---|---|---|---|"]
+             f"| q#π* regret H={hs[-1]} | slope | q#π* diverged "
+             f"| RTVC κ(δ={result['plan']['rtvc_deltas'][0]}) |",
+             "|---|---|---|" + "---|" * len(shown) + "---|---|---|---|---|---|"]
     for r in result["rows"]:
         lr, qe = r["learner"], r["quantized_expert"]
         regrets = " | ".join(f"{lr['regret'][hs.index(h)]:.3g}" for h in shown)
         lines.append(
             f"| {r['env'].split('/')[-1]} | {_tokenizer(r)} | {r['eps_q']:.3g} "
             f"({r['eps_q_kind']}) | {regrets} | {_slope(lr['slope'])} | {lr['diverged']:.0%} "
-            f"| {qe['regret'][-1]:.3g} | {_slope(qe['slope'])} | {r['rtvc'][0]:.3f} |")
+            f"| {qe['regret'][-1]:.3g} | {_slope(qe['slope'])} | {qe['diverged']:.0%} "
+            f"| {r['rtvc'][0]:.3f} |")
     return lines
 
 
@@ -169,11 +171,12 @@ def format_summary(result: dict[str, Any]) -> str:
     if result.get("tiny"):
         lines.append("smoke test (--tiny): the numbers below mean nothing")
     lines.append(f"{'env':<18}{'tokenizer':<12}{'eps_q':>8}{'learner':>10}{'p':>6}{'div':>6}"
-                 f"{'q#π*':>10}{'p':>6}")
+                 f"{'q#π*':>10}{'p':>6}{'div':>6}")
     for r in result["rows"]:
         lr, qe = r["learner"], r["quantized_expert"]
         p = lambda s: "   -" if s is None else f"{s:6.2f}"  # noqa: E731
         lines.append(f"{r['env'].split('/')[-1]:<18}{_tokenizer(r):<12}"
                      f"{r['eps_q']:>8.3g}{lr['regret'][-1]:>10.3g}{p(lr['slope'])}"
-                     f"{lr['diverged']:>6.0%}{qe['regret'][-1]:>10.3g}{p(qe['slope'])}")
+                     f"{lr['diverged']:>6.0%}{qe['regret'][-1]:>10.3g}{p(qe['slope'])}"
+                     f"{qe['diverged']:>6.0%}")
     return "\n".join(lines)
