@@ -88,10 +88,10 @@ class ARTransformerConfig:
     """dropout on attention outputs and MLP outputs during training."""
     ordered_head: bool = False
     """add an ordered-bins term to each token's logits (see :meth:`ARTransformerPolicy.
-    set_bin_centers`): a scalar location per token, linear in the current observation plus a
-    function of the hidden state, scores each bin by minus its squared distance from the bin's
-    codeword. Far outside the data the linear part dominates, so the argmax moves monotonically
-    towards the edge bin instead of to an arbitrary one. Scalar (per-dimension) tokenizers only."""
+    set_bin_centers`): a scalar location per token (linear in the current observation, plus a
+    ReLU MLP of it, plus a function of the hidden state) scores each bin by minus its squared
+    distance from the codeword. Far outside the data the location is piecewise linear and
+    unbounded, so the argmax ends at an edge bin, not an arbitrary one. Per-dimension only."""
     loc_layers: int = 0
     """ordered head: hidden layers of an MLP of the current observation added to the location
     (0: the linear location alone, as in checkpoints saved without this field)."""

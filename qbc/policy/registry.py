@@ -50,8 +50,8 @@ class ModelConfig:
     """observations the policy sees: the current one and the k-1 before it."""
     head: str = "ordered"
     """ar-transformer's output head: 'ordered' (with a per-dimension tokenizer, the free logits
-    plus a term that scores each bin by its codeword's distance from a location linear in the
-    observation, :class:`~qbc.policy.ar_transformer.ARTransformerConfig`: states beyond the
+    plus a term that scores each bin by its codeword's distance from a location computed from
+    the observation, :class:`~qbc.policy.ar_transformer.ARTransformerConfig`: states beyond the
     data get the bin their action extrapolates to, as the clipped quantized expert does) or
     'plain' (free logits only)."""
     loc_layers: int = 2
