@@ -63,3 +63,26 @@ def test_an_interrupted_training_is_saved_and_resumes(tmp_path, monkeypatch):
     train_sb3_expert(SCALAR, algo="td3", timesteps=20, path=tmp_path / "m", progress=False,
                      resume=True)
     assert load_sb3_model(tmp_path / "m", "td3").num_timesteps == 80
+
+
+def test_cli_resume_after_an_interrupted_part_counts_its_steps(tmp_path, monkeypatch, capsys):
+    # the interrupted part writes no report; the total comes from the model's own count
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    import qbc.agents.sb3 as sb3
+
+    class StopAt60(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= 60:
+                raise KeyboardInterrupt
+            return True
+
+    out = str(tmp_path / "e" / "scalar-td3.zip")
+    base = ["expert", "train", "--env", SCALAR, "--algo", "td3", "--out", out,
+            "--eval-episodes", "1", "--no-progress"]
+    monkeypatch.setattr(sb3, "_progress_callback", lambda *a: StopAt60())
+    assert main([*base, "--timesteps", "500"]) != 0
+    monkeypatch.undo()
+    assert main([*base, "--timesteps", "40", "--resume"]) == 0
+    report = json.loads((tmp_path / "e" / "scalar-td3.json").read_text())
+    assert report["total_timesteps"] == load_sb3_model(out, "td3").num_timesteps == 100
