@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from tiny import TINY_CHUNK_TOKENIZERS
 
 from qbc.chunking import ChunkTokenizer, make_chunk_tokenizer
 from qbc.errors import CorruptFileError, InvalidValueError, QbcError, UnknownNameError
@@ -49,10 +50,8 @@ def test_fixed_length_decoders_refuse_ragged_token_lists(name):
 def saved(tmp_path_factory):
     """One fitted file per kind (fast, rvq, beast, per-step)."""
     root = tmp_path_factory.mktemp("chunk_toks")
-    made = {"fast": make_chunk_tokenizer("fast", vocab_size=64),
-            "rvq": make_chunk_tokenizer("rvq", codes=8, levels=2),
-            "beast": make_chunk_tokenizer("beast", n_control_points=3, degree=2, bins=16),
-            "per-step": make_chunk_tokenizer("per-step", n_bins=16)}
+    made = {kind: make_chunk_tokenizer(kind, **settings)
+            for kind, settings in TINY_CHUNK_TOKENIZERS.items()}
     paths = {}
     for name, tok in made.items():
         paths[name] = tok.fit(CHUNKS).save(root / f"{name}.json")

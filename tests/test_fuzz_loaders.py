@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny import TINY_MODEL
+from tiny import TINY_CHUNK_TOKENIZERS, TINY_MODEL
 
 from qbc.errors import QbcError
 
@@ -176,10 +176,8 @@ def chunk_files(tmp_path_factory):
     from qbc.chunking import make_chunk_tokenizer
 
     root = tmp_path_factory.mktemp("chunk")
-    made = {"fast": make_chunk_tokenizer("fast", vocab_size=64),
-            "rvq": make_chunk_tokenizer("rvq", codes=8, levels=2),
-            "beast": make_chunk_tokenizer("beast", n_control_points=3, degree=2, bins=16),
-            "per-step": make_chunk_tokenizer("per-step", n_bins=16)}
+    made = {kind: make_chunk_tokenizer(kind, **settings)
+            for kind, settings in TINY_CHUNK_TOKENIZERS.items()}
     return {name: tok.fit(CHUNKS).save(root / f"{name}.json").read_bytes()
             for name, tok in made.items()}
 
