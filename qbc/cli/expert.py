@@ -201,8 +201,7 @@ def _train_and_export(config: TrainExpertConfig, zip_path: Path, work: Path) -> 
         expert = make_expert("sb3", config.env, path=str(hidden), algo=config.algo)
         result = evaluate_expert(expert, config.env, episodes=config.eval_episodes, seed=10_000)
         # the model's own count: a part stopped by Ctrl-C or SIGTERM leaves no report
-        total_steps = int(getattr(expert.model, "num_timesteps",
-                                  before.get("total_timesteps", 0) + config.timesteps))
+        total_steps = int(expert.model.num_timesteps)
         info = {"source": zip_path.name, "timesteps": total_steps, "seed": config.seed,
                 "learning_rate": config.learning_rate,
                 "training_command": training_command(asdict(config))}
