@@ -39,6 +39,7 @@ from torch import nn
 
 from qbc.policy.decoding import pick_tokens, token_log_loss
 from qbc.policy.inference import decoding_context
+from qbc.policy.registry import ModelConfig, register_policy
 from qbc.policy.transformer import Block, KVCache, run
 
 #: Constrained decoding: ``constraint(B, device)`` starts a batch and returns
@@ -101,15 +102,32 @@ def _location_mlp(obs_dim: int, n: int, hidden: int, layers: int) -> nn.Module |
     return nn.Sequential(*parts, nn.Linear(hidden, n))
 
 
+def _build(m: ModelConfig, obs_dim: int, act_dim: int, n_tokens: int, vocab: int
+           ) -> ARTransformerPolicy:
+    """The kind from ``qbc train``'s model settings; the ordered head with a per-dimension
+    tokenizer (one token per action dimension) and ``--model.head ordered``."""
+    return ARTransformerPolicy(ARTransformerConfig(
+        obs_dim=obs_dim, n_tokens=n_tokens, vocab_size=vocab, obs_history=m.obs_history,
+        d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, mlp_ratio=m.mlp_ratio,
+        dropout=m.dropout, ordered_head=m.head == "ordered" and n_tokens == act_dim,
+        loc_layers=m.loc_layers, loc_hidden=m.hidden))
+
+
+def _size(m: ModelConfig, act_dim: int, vocab: int) -> int:
+    """Attention and MLP matrices per block, the embeddings and the output heads."""
+    d = m.d_model
+    return (m.n_layers * ((4 + 2 * m.mlp_ratio) * d * d + 1)
+            + (m.obs_history + 2 * act_dim * max(vocab, 1)) * d)
+
+
+@register_policy("ar-transformer", ARTransformerConfig, tokens=True, build=_build, size=_size,
+                 head=True)
 class ARTransformerPolicy(nn.Module):
     """p(tok_i | obs history, tok_<i) for the n tokens of an action.
 
     Works on normalised observations (B, K, obs_dim) and integer tokens (B, n_tokens); the
     numpy-facing :class:`qbc.policy.Policy` wraps it with the normaliser and the tokenizer.
     """
-
-    kind = "ar-transformer"
-    is_token_policy = True
 
     def __init__(self, cfg: ARTransformerConfig):
         super().__init__()

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qbc.policy.decoding import pick_tokens, token_log_loss
+from qbc.policy.registry import ModelConfig, register_policy
 
 
 @dataclass
@@ -51,6 +52,20 @@ def mlp(n_in: int, hidden: int, n_layers: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _config(m: ModelConfig, obs_dim: int, out_dim: int, vocab: int = 0) -> MLPConfig:
+    """The MLP of ``qbc train``'s model settings (--model.hidden, --model.mlp-layers, ...)."""
+    return MLPConfig(obs_dim=obs_dim, out_dim=out_dim, obs_history=m.obs_history,
+                     hidden=m.hidden, n_layers=m.mlp_layers, vocab_size=vocab, std=m.std)
+
+
+def _size(m: ModelConfig, act_dim: int, vocab: int) -> int:
+    """The hidden and output matrices."""
+    out = act_dim * max(vocab, 1)
+    if m.mlp_layers == 0:
+        return m.obs_history * out
+    return (m.mlp_layers - 1) * (m.hidden * m.hidden + 1) + (m.obs_history + out) * m.hidden
+
+
 class _MLPPolicy(nn.Module):
     kind = ""
     is_token_policy = False
@@ -67,10 +82,11 @@ class _MLPPolicy(nn.Module):
         return self.net(obs.flatten(1))
 
 
+@register_policy("mlp-mse", MLPConfig, tokens=False, size=_size,
+                 build=lambda m, o, a, n, v: MLPRegressionPolicy(_config(m, o, a)))
 class MLPRegressionPolicy(_MLPPolicy):
     """Deterministic action regression (``mlp-mse``)."""
 
-    kind = "mlp-mse"
 
     def __init__(self, cfg: MLPConfig):
         super().__init__(cfg, cfg.out_dim)
@@ -86,10 +102,11 @@ class MLPRegressionPolicy(_MLPPolicy):
         return self._features(obs)
 
 
+@register_policy("mlp-gaussian", MLPConfig, tokens=False, size=_size,
+                 build=lambda m, o, a, n, v: MLPGaussianPolicy(_config(m, o, a)))
 class MLPGaussianPolicy(_MLPPolicy):
     """Diagonal Gaussian over normalised actions (``mlp-gaussian``)."""
 
-    kind = "mlp-gaussian"
     LOG_STD_RANGE = (-7.0, 2.0)
 
     def __init__(self, cfg: MLPConfig):
@@ -126,11 +143,10 @@ class MLPGaussianPolicy(_MLPPolicy):
         return mean + std * noise
 
 
+@register_policy("independent-categorical", MLPConfig, tokens=True, size=_size,
+                 build=lambda m, o, a, n, v: IndependentCategoricalPolicy(_config(m, o, n, v)))
 class IndependentCategoricalPolicy(_MLPPolicy):
     """A categorical per token position from the observation alone (``independent-categorical``)."""
-
-    kind = "independent-categorical"
-    is_token_policy = True
 
     def __init__(self, cfg: MLPConfig):
         super().__init__(cfg, cfg.out_dim * cfg.vocab_size)

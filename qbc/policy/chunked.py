@@ -34,10 +34,8 @@ import torch.nn.functional as F
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
 from qbc.policy.baselines import MLPConfig, MLPRegressionPolicy
+from qbc.policy.registry import POLICY_KINDS, chunk_policies, register_policy
 from qbc.policy.wrapper import Normalizer, Policy
-
-#: Chunk policy kinds.
-CHUNK_POLICIES = ("chunk-ar-transformer", "chunk-mlp-l1")
 
 
 @dataclass
@@ -52,11 +50,24 @@ class ChunkARConfig(ARTransformerConfig):
     """variable-length codes: the end-of-sequence token value (vocab_size - 1); else None."""
 
 
+def _build_ar(model: Any, obs_dim: int, act_dim: int, chunk_len: int, tokenizer: Any,
+              max_len: int | None) -> ChunkARTransformer:
+    """The AR kind from the model settings' transformer fields and a fitted chunk tokenizer."""
+    if tokenizer is None:
+        raise InvalidValueError("chunk-ar-transformer needs a fitted chunk tokenizer")
+    if model.d_model % model.n_heads:
+        raise InvalidValueError(
+            f"d_model ({model.d_model}) must be divisible by n_heads ({model.n_heads})")
+    n, vocab, end = chunk_token_layout(tokenizer, max_len)
+    return ChunkARTransformer(ChunkARConfig(
+        obs_dim=obs_dim, n_tokens=n, vocab_size=vocab, d_model=model.d_model,
+        n_layers=model.n_layers, n_heads=model.n_heads, mlp_ratio=model.mlp_ratio,
+        dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim, end_token=end))
+
+
+@register_policy("chunk-ar-transformer", ChunkARConfig, tokens=True, build=_build_ar, chunk=True)
 class ChunkARTransformer(ARTransformerPolicy):
     """p(tok_i | obs, tok_<i) over a chunk's token sequence (``chunk-ar-transformer``)."""
-
-    kind = "chunk-ar-transformer"
-    is_chunk_policy = True
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Log-loss (nats per counted token): obs (B, 1, obs_dim), tokens (B, n) and, for
@@ -166,11 +177,17 @@ class ChunkMLPConfig(MLPConfig):
     """actions per chunk k."""
 
 
+def _build_mlp(model: Any, obs_dim: int, act_dim: int, chunk_len: int, tokenizer: Any,
+               max_len: int | None) -> ChunkMLPRegression:
+    """The MLP kind from the model settings' ``hidden`` and ``mlp_layers``."""
+    return ChunkMLPRegression(ChunkMLPConfig(
+        obs_dim=obs_dim, out_dim=chunk_len * act_dim, hidden=model.hidden,
+        n_layers=model.mlp_layers, chunk_len=chunk_len))
+
+
+@register_policy("chunk-mlp-l1", ChunkMLPConfig, tokens=False, build=_build_mlp, chunk=True)
 class ChunkMLPRegression(MLPRegressionPolicy):
     """Continuous chunk baseline (``chunk-mlp-l1``): normalised chunk (B, k * D), L1 loss."""
-
-    kind = "chunk-mlp-l1"
-    is_chunk_policy = True
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean absolute error over the normalised chunk's components; actions (B, k * D)."""
@@ -194,26 +211,14 @@ def build_chunk_policy(kind: str, model: Any, obs_dim: int, act_dim: int, chunk_
     """A fresh chunk policy module (seed torch first). ``model``: a
     :class:`qbc.policy.ModelConfig` (its transformer fields for the AR kind, ``hidden`` and
     ``mlp_layers`` for the MLP); observation history is not supported for chunks."""
-    if kind not in CHUNK_POLICIES:
-        raise UnknownNameError("chunk policy", kind, CHUNK_POLICIES)
+    if kind not in chunk_policies():
+        raise UnknownNameError("chunk policy", kind, chunk_policies())
     if model.obs_history != 1:
         raise InvalidValueError(
             f"chunk policies see the current observation only; got obs_history "
             f"{model.obs_history}, use 1")
-    if kind == "chunk-mlp-l1":
-        return ChunkMLPRegression(ChunkMLPConfig(
-            obs_dim=obs_dim, out_dim=chunk_len * act_dim, hidden=model.hidden,
-            n_layers=model.mlp_layers, chunk_len=chunk_len))
-    if tokenizer is None:
-        raise InvalidValueError("chunk-ar-transformer needs a fitted chunk tokenizer")
-    if model.d_model % model.n_heads:
-        raise InvalidValueError(
-            f"d_model ({model.d_model}) must be divisible by n_heads ({model.n_heads})")
-    n, vocab, end = chunk_token_layout(tokenizer, max_len)
-    return ChunkARTransformer(ChunkARConfig(
-        obs_dim=obs_dim, n_tokens=n, vocab_size=vocab, d_model=model.d_model,
-        n_layers=model.n_layers, n_heads=model.n_heads, mlp_ratio=model.mlp_ratio,
-        dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim, end_token=end))
+    build = POLICY_KINDS.meta(kind)["build"]
+    return build(model, obs_dim, act_dim, chunk_len, tokenizer, max_len)
 
 
 # -- tokens <-> chunks -----------------------------------------------------------------------------

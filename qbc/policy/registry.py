@@ -1,4 +1,9 @@
-"""The one registry of policy kinds, and the model settings they are built from."""
+"""The registry of policy kinds (:data:`POLICY_KINDS`), the model settings they are built from
+(:class:`ModelConfig`), and building or rebuilding a policy module by kind.
+
+A policy kind is one module under ``qbc/policy/`` holding its module class and its config class,
+registered there with :func:`register_policy`; one import line in ``qbc/policy/__init__.py``
+makes it exist after ``import qbc.policy``. This module imports none of them."""
 
 from __future__ import annotations
 
@@ -10,20 +15,8 @@ from torch import nn
 
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.validate import AT_LEAST_ONE, FRACTION, Rule, check_all, check_config
-from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
-from qbc.policy.baselines import (
-    IndependentCategoricalPolicy,
-    MLPConfig,
-    MLPGaussianPolicy,
-    MLPRegressionPolicy,
-)
-from qbc.policy.chunked import (
-    ChunkARConfig,
-    ChunkARTransformer,
-    ChunkMLPConfig,
-    ChunkMLPRegression,
-)
 from qbc.policy.obs_encoder import wrap_with_encoder
+from qbc.registry import Registry
 
 
 @dataclass
@@ -59,55 +52,58 @@ class ModelConfig:
     observation inside each token's location (0: a linear location, the head's first version)."""
 
 
-def _ar(m: ModelConfig, obs_dim: int, act_dim: int, n_tokens: int, vocab: int) -> nn.Module:
-    return ARTransformerPolicy(ARTransformerConfig(
-        obs_dim=obs_dim, n_tokens=n_tokens, vocab_size=vocab, obs_history=m.obs_history,
-        d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, mlp_ratio=m.mlp_ratio,
-        dropout=m.dropout, ordered_head=m.head == "ordered" and n_tokens == act_dim,
-        loc_layers=m.loc_layers, loc_hidden=m.hidden))
+#: The policy kinds, each registered by its own module (:func:`register_policy`).
+POLICY_KINDS: Registry[type[nn.Module]] = Registry("policy", name_attr="kind")
 
 
-def _mlp_cfg(m: ModelConfig, obs_dim: int, out_dim: int, vocab: int = 0) -> MLPConfig:
-    return MLPConfig(obs_dim=obs_dim, out_dim=out_dim, obs_history=m.obs_history,
-                     hidden=m.hidden, n_layers=m.mlp_layers, vocab_size=vocab, std=m.std)
+def _no_bound(model: ModelConfig, act_dim: int, vocab: int) -> int:
+    return 0
 
 
-#: kind -> (builder(model_cfg, obs_dim, act_dim, n_tokens, vocab), needs a tokenizer)
-_POLICIES: dict[str, tuple[Callable[..., nn.Module], bool]] = {
-    "ar-transformer": (_ar, True),
-    "independent-categorical": (
-        lambda m, o, a, n, v: IndependentCategoricalPolicy(_mlp_cfg(m, o, n, v)), True),
-    "mlp-mse": (lambda m, o, a, n, v: MLPRegressionPolicy(_mlp_cfg(m, o, a)), False),
-    "mlp-gaussian": (lambda m, o, a, n, v: MLPGaussianPolicy(_mlp_cfg(m, o, a)), False),
-}
+def register_policy(name: str, config: type, *, tokens: bool, build: Callable[..., nn.Module],
+                    size: Callable[[ModelConfig, int, int], int] = _no_bound,
+                    chunk: bool = False, head: bool = False) -> Callable[[type], type]:
+    """Class decorator: register a policy module class as kind ``name`` (``--policy name``;
+    sets ``cls.kind``, ``cls.is_token_policy`` and ``cls.is_chunk_policy``).
 
-#: kind -> class, to rebuild a saved module from its stored config.
-_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
-    "ar-transformer": (ARTransformerPolicy, ARTransformerConfig),
-    "independent-categorical": (IndependentCategoricalPolicy, MLPConfig),
-    "mlp-mse": (MLPRegressionPolicy, MLPConfig),
-    "mlp-gaussian": (MLPGaussianPolicy, MLPConfig),
-    # chunk policies (qbc.policy.chunked; built by build_chunk_policy, trained by
-    # qbc.training.chunked)
-    "chunk-ar-transformer": (ChunkARTransformer, ChunkARConfig),
-    "chunk-mlp-l1": (ChunkMLPRegression, ChunkMLPConfig),
-}
+    ``config``: its config class; ``cls(config(**module.config_dict()))`` rebuilds a saved
+    module. ``tokens``: trained on a fitted tokenizer, its outputs are logits over tokens
+    (``decode``), else normalised actions (``predict``). ``build``: a fresh module from the model
+    settings, ``build(model, obs_dim, act_dim, n_tokens, vocab)`` (``n_tokens``, ``vocab``: the
+    tokenizer's, 0 without one), or for a chunk kind ``build(model, obs_dim, act_dim,
+    chunk_len, tokenizer, max_len)``. ``size``: ``size(model, act_dim, vocab)``, a lower bound
+    on its parameters from the settings alone (see :func:`rough_parameter_count`; default 0).
+    ``chunk``: a chunk policy (``qbc train-chunked``), not a per-step one (``qbc train``).
+    ``head``: it reads the ordered output head's settings (``--model.head``,
+    ``--model.loc-layers``); other kinds refuse them."""
+
+    def wrap(cls: type) -> type:
+        cls.is_token_policy, cls.is_chunk_policy = tokens, chunk
+        return POLICY_KINDS.add(name, cls, config=config, tokens=tokens, build=build,
+                                size=size, chunk=chunk, head=head)
+
+    return wrap
 
 
 def available_policies() -> list[str]:
-    """Registered policy kinds."""
-    return sorted(_POLICIES)
+    """Registered per-step policy kinds (``qbc train --policy``)."""
+    return POLICY_KINDS.names(chunk=False)
+
+
+def chunk_policies() -> list[str]:
+    """Registered chunk policy kinds (``qbc train-chunked --policy``)."""
+    return POLICY_KINDS.names(chunk=True)
 
 
 def check_policy_kind(kind: str) -> str:
-    if kind not in _POLICIES:
-        raise UnknownNameError("policy", kind, _POLICIES)
+    if kind not in available_policies():
+        raise UnknownNameError("policy", kind, available_policies())
     return kind
 
 
 def needs_tokenizer(kind: str) -> bool:
     """True for policies over tokens (they are trained on a fitted ActionTokenizer)."""
-    return _POLICIES[check_policy_kind(kind)][1]
+    return POLICY_KINDS.meta(check_policy_kind(kind))["tokens"]
 
 
 #: Output heads of the ar-transformer (--model.head).
@@ -139,7 +135,8 @@ def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
 
     ``obs_encoder`` (e.g. ``"qrp:k=16,bits=2"``) puts a fixed quantized-projection encoder in
     front of it (:mod:`qbc.policy.obs_encoder`)."""
-    builder, uses_tokens = _POLICIES[check_policy_kind(kind)]
+    meta = POLICY_KINDS.meta(check_policy_kind(kind))
+    builder, uses_tokens = meta["build"], meta["tokens"]
     check_model_config(model)
     if uses_tokens and tokenizer is None:
         raise InvalidValueError(f"policy {kind!r} needs a fitted tokenizer")
@@ -155,9 +152,8 @@ def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,
 
 def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a module from ``module.config_dict()`` (as stored in a checkpoint)."""
-    if kind not in _CLASSES:
-        raise UnknownNameError("policy", kind, _CLASSES)
-    klass, cfg_type = _CLASSES[kind]
+    entry = POLICY_KINDS.entry(kind)
+    klass, cfg_type = entry.value, entry.meta["config"]
     config = dict(config)
     encoder = config.pop("obs_encoder", None)
     if encoder is None:
@@ -172,13 +168,4 @@ def rough_parameter_count(kind: str, model: ModelConfig, act_dim: int, vocab: in
     weight matrices, one per layer made), whatever the observations: sizes far beyond memory
     are refused with it before any module is made, since even on torch's 'meta' device making
     10^9 layers or a 10^20-wide matrix hangs or overflows."""
-    out = act_dim * max(vocab, 1)
-    if kind == "ar-transformer":
-        d = model.d_model
-        return (model.n_layers * ((4 + 2 * model.mlp_ratio) * d * d + 1)
-                + (model.obs_history + 2 * out) * d)
-    if model.mlp_layers == 0:
-        return model.obs_history * out
-    hidden = model.hidden
-    return ((model.mlp_layers - 1) * (hidden * hidden + 1)
-            + (model.obs_history + out) * hidden)
+    return POLICY_KINDS.meta(check_policy_kind(kind))["size"](model, act_dim, vocab)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from qbc.chunking.execution import parse_execute
-from qbc.policy.chunked import CHUNK_POLICIES
+from qbc.policy.registry import chunk_policies
 from qbc.sweep.entries import normalize_named
 from qbc.sweep.spec import SEED_STRIDE, SweepSpec, experts_of, normalize_expert
 
@@ -106,7 +106,7 @@ class Cell:
         or its one chunk policy."""
         if self.chunk_len:
             return ["chunk-ar-transformer" if self.chunk_tokenizer else "chunk-mlp-l1"]
-        return [p for p in self.settings["train"]["policies"] if p not in CHUNK_POLICIES]
+        return [p for p in self.settings["train"]["policies"] if p not in chunk_policies()]
 
     @property
     def chunk_tokenizer_label(self) -> str:
@@ -161,7 +161,7 @@ def expand_cells(spec: SweepSpec) -> list[Cell]:
     pairs = [(env, _canonical(normalize_expert(e))) for env in g.envs
              for e in experts_of(spec, env)]
     cells = []
-    if any(p not in CHUNK_POLICIES for p in policies):
+    if any(p not in chunk_policies() for p in policies):
         cells += [Cell(env=env, expert=expert, quantizer=q, bins=int(b), n_demos=int(n),
                        seed=int(s), params=params)
                   for (env, expert), q, b, n, s in itertools.product(

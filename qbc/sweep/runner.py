@@ -23,7 +23,7 @@ from qbc.data.collect import CollectConfig, collect
 from qbc.errors import OutputExistsError
 from qbc.infra.environ import scoped_threads
 from qbc.infra.run_folder import LOCK_WAIT_S, locked_output
-from qbc.policy import ModelConfig, needs_tokenizer
+from qbc.policy import POLICY_KINDS, ModelConfig, needs_tokenizer
 from qbc.quantizers import get_quantizer_class, quantile_params, range_settings
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
 from qbc.rollout.metrics import horizon_metrics
@@ -158,7 +158,7 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | N
             token["quantile"] = tr["quantile"]
         if get_quantizer_class(cell.quantizer).stochastic:
             token["token_target"] = tr["token_target"]
-    if kind != "ar-transformer":
+    if not POLICY_KINDS.meta(kind)["head"]:
         model = dataclasses.replace(model, head=ModelConfig.head)
     cfg = TrainConfig(
         dataset=cell.dataset.dataset_id, out=out, policy=kind, **token,

@@ -47,8 +47,7 @@ from typing import Any
 from qbc.agents import available_experts
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
 from qbc.infra.validate import NON_NEGATIVE, Rule, check_config
-from qbc.policy import ModelConfig, available_policies
-from qbc.policy.chunked import CHUNK_POLICIES
+from qbc.policy import ModelConfig, available_policies, chunk_policies
 from qbc.policy.decoding import check_decode_mode
 from qbc.policy.registry import check_model_config
 from qbc.quantizers import available_quantizers
@@ -281,17 +280,17 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
         if q not in available_quantizers():
             raise UnknownNameError("quantizer", q, available_quantizers())
     for p in t.policies:
-        if p != QUANTIZED_EXPERT and p not in available_policies() and p not in CHUNK_POLICIES:
-            raise UnknownNameError("policy", p, [*available_policies(), *CHUNK_POLICIES,
+        if p != QUANTIZED_EXPERT and p not in (*available_policies(), *chunk_policies()):
+            raise UnknownNameError("policy", p, [*available_policies(), *chunk_policies(),
                                                  QUANTIZED_EXPERT])
-    if any(p in CHUNK_POLICIES for p in t.policies):
+    if any(p in chunk_policies() for p in t.policies):
         validate_chunk_axes(spec, source)
     model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
     check_keys("[train] model", t.model, model_fields, source)
     check_decode_mode(t.decode)
     _check_numbers(spec, source)
     _check_model(t.model, source)
-    if any(p in CHUNK_POLICIES for p in t.policies):
+    if any(p in chunk_policies() for p in t.policies):
         _check_chunks_fit_episodes(spec, source)
     checks = [
         (all(b >= 2 for b in g.bins), f"[grid] bins must be >= 2, got {g.bins}"),

@@ -12,7 +12,7 @@ import torch
 
 from qbc.chunking import make_chunk_tokenizer, make_chunks
 from qbc.errors import InvalidValueError
-from qbc.policy import Normalizer
+from qbc.policy import POLICY_KINDS, Normalizer
 from qbc.policy.chunked import chunk_token_layout, pad_sequences
 from qbc.training.data import split_demos
 
@@ -112,7 +112,7 @@ def prepare_chunk_data(cfg: ChunkTrainConfig, demos: Any, device: torch.device):
     normalizer = Normalizer.fit(train_demos.observations, train_demos.actions)
     tokenizer = layout = max_len = None
     encoded: list[Any] = [None] * len(parts)
-    if cfg.policy == "chunk-ar-transformer":
+    if POLICY_KINDS.meta(cfg.policy)["tokens"]:
         tokenizer = make_chunk_tokenizer(cfg.chunk_tokenizer, **tokenizer_params(cfg))
         tokenizer.fit(parts[0][1])
         encoded = [tokenizer.encode(chunks) for _, chunks in parts]

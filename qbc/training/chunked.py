@@ -59,12 +59,11 @@ from qbc.infra.validate import (
 )
 from qbc.policy import ModelConfig, Normalizer, load_policy
 from qbc.policy.chunked import (
-    CHUNK_POLICIES,
     ChunkPolicy,
     build_chunk_policy,
 )
 from qbc.policy.loading import save_checkpoint
-from qbc.policy.registry import check_model_config
+from qbc.policy.registry import POLICY_KINDS, check_model_config, chunk_policies
 from qbc.training.checkpoint import (
     check_resume_config,
     read_metrics,
@@ -166,9 +165,10 @@ VAL_DECODE_ROWS = 2048
 def _validate(cfg: ChunkTrainConfig) -> None:
     """Every flag checked before anything is read or written (one-line InvalidValueError)."""
     k = check_chunk_len(cfg.chunk_k, "--chunk-k")
-    if cfg.policy not in CHUNK_POLICIES:
-        raise UnknownNameError("chunk policy", cfg.policy, CHUNK_POLICIES)
-    if cfg.policy == "chunk-ar-transformer":
+    if cfg.policy not in chunk_policies():
+        raise UnknownNameError("chunk policy", cfg.policy, chunk_policies())
+    tokens = POLICY_KINDS.meta(cfg.policy)["tokens"]
+    if tokens:
         get_chunk_tokenizer_class(cfg.chunk_tokenizer)
         parse_params(cfg.chunk_tokenizer_params)
     spec = parse_execute(cfg.execute)
@@ -177,7 +177,7 @@ def _validate(cfg: ChunkTrainConfig) -> None:
     ignored = [flag for name, flag in (("chunk_tokenizer", "--chunk-tokenizer"),
                                        ("chunk_tokenizer_params", "--chunk-tokenizer-params"),
                                        ("bins", "--bins"))
-               if cfg.policy == "chunk-mlp-l1" and getattr(cfg, name) != defaults[name]]
+               if not tokens and getattr(cfg, name) != defaults[name]]
     ignored += [f"--model.{name}" for name in ("head", "std")
                 if getattr(cfg.model, name) != getattr(ModelConfig, name)]
     if ignored:

@@ -35,7 +35,12 @@ from qbc.infra.validate import (
 )
 from qbc.policy import ModelConfig, build_policy, needs_tokenizer
 from qbc.policy.obs_encoder import ObsEncoderConfig, QuantizedProjectionEncoder, obs_encoder_config
-from qbc.policy.registry import check_model_config, check_policy_kind, rough_parameter_count
+from qbc.policy.registry import (
+    POLICY_KINDS,
+    check_model_config,
+    check_policy_kind,
+    rough_parameter_count,
+)
 from qbc.quantizers import MARGIN_RANGE, QUANTILE_RANGE, get_quantizer_class, quantile_params
 from qbc.rollout.augment import HEADS as TRANSITION_HEADS
 from qbc.ste import get_ste
@@ -287,12 +292,13 @@ def check_settings_apply(cfg: TrainConfig) -> None:
                 f"{', '.join(flags)} set{'s' if len(flags) == 1 else ''} the action tokens, "
                 f"which --policy {cfg.policy} does not have (it regresses continuous actions) "
                 f"and would ignore: leave {'it' if len(flags) == 1 else 'them'} out or train a "
-                "token policy (ar-transformer, independent-categorical)")
+                f"token policy ({', '.join(POLICY_KINDS.names(tokens=True, chunk=False))})")
     else:
-        if head_flags and cfg.policy != "ar-transformer":
+        if head_flags and not POLICY_KINDS.meta(cfg.policy)["head"]:
+            owner = " or ".join(POLICY_KINDS.names(head=True, chunk=False))
             raise InvalidValueError(
-                f"{head_flags[0]} sets the ar-transformer's output head; --policy {cfg.policy} "
-                "would ignore it: leave it out or use --policy ar-transformer")
+                f"{head_flags[0]} sets the {owner}'s output head; --policy {cfg.policy} "
+                f"would ignore it: leave it out or use --policy {owner}")
         quantile_params(cfg.quantizer, cfg.quantile, cfg.range_margin)
         klass = get_quantizer_class(cfg.quantizer)
         why = ("stochastic: its targets are two-hot already" if klass.stochastic
