@@ -6,6 +6,7 @@
 
 from qbc.agents.evaluate import evaluate_expert
 from qbc.agents.experts import (
+    EXPERTS,
     ArctanExpert,
     Expert,
     LinearExpert,
@@ -18,7 +19,7 @@ from qbc.agents.sb3 import train_sb3_expert
 from qbc.envs.control import closed_loop, lqr_gain, spectral_radius
 
 __all__ = [
-    "ArctanExpert", "Expert", "LinearExpert", "available_experts", "closed_loop", "env_info",
-    "evaluate_expert", "lqr_gain", "make_expert", "register_expert", "spectral_radius",
+    "EXPERTS", "ArctanExpert", "Expert", "LinearExpert", "available_experts", "closed_loop",
+    "env_info", "evaluate_expert", "lqr_gain", "make_expert", "register_expert", "spectral_radius",
     "train_sb3_expert",
 ]

@@ -24,6 +24,7 @@ from qbc.envs.control import lqr_gain
 from qbc.envs.make import opened_env
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.validate import NON_NEGATIVE, SEED, Rule, check_value
+from qbc.registry import Registry
 
 
 def env_info(env: Any) -> dict[str, Any]:
@@ -106,6 +107,18 @@ class ArctanExpert(Expert):
         return self.scale * np.arctan(obs)
 
 
+#: Expert factories by name, ``factory(info, **params) -> Expert`` (``info``: the dict of
+#: :func:`env_info`); each registered where it is defined, with :func:`register_expert`.
+EXPERTS: Registry[Callable[..., Expert]] = Registry("expert", name_attr=None)
+
+
+def register_expert(name: str) -> Callable:
+    """Decorator registering ``factory(info, **params) -> Expert`` under ``name``; ``info`` is
+    the dict of :func:`env_info`."""
+    return EXPERTS.register(name)
+
+
+@register_expert("lqr")
 def _make_lqr(info, noise_std: float = 0.0, seed: int = 0) -> LinearExpert:
     """LQR on the env's linearisation and cost matrices (scipy's discrete Riccati solver)."""
     expert = LinearExpert(info, _lqr_gain_of(info, "lqr"), {}, noise_std=noise_std, seed=seed)
@@ -113,6 +126,7 @@ def _make_lqr(info, noise_std: float = 0.0, seed: int = 0) -> LinearExpert:
     return expert
 
 
+@register_expert("linear")
 def _make_linear(info, K: Any = None, gain_scale: float = 1.0, noise_std: float = 0.0,
                  seed: int = 0) -> LinearExpert:
     """u = -gain_scale * K x, with K given or the LQR gain (gain_scale != 1 detunes it, e.g.
@@ -123,16 +137,19 @@ def _make_linear(info, K: Any = None, gain_scale: float = 1.0, noise_std: float 
     return LinearExpert(info, float(gain_scale) * base, params, noise_std=noise_std, seed=seed)
 
 
+@register_expert("arctan")
 def _make_arctan(info, scale: float = 1.0, noise_std: float = 0.0, seed: int = 0):
     """u = scale * arctan(x)."""
     return ArctanExpert(info, scale=scale, noise_std=noise_std, seed=seed)
 
 
+@register_expert("sb3")
 def _make_sb3(info, path: str, algo: str = "sac", noise_std: float = 0.0, seed: int = 0):
     """A saved stable-baselines3 model (SAC, TD3 or PPO), acting with its deterministic action."""
     return SB3Expert(info, path=path, algo=algo, noise_std=noise_std, seed=seed)
 
 
+@register_expert("actor")
 def _make_actor(info, path: str, noise_std: float = 0.0, seed: int = 0):
     """An actor folder (actor.safetensors + actor.json, e.g. from ``qbc expert train``)."""
     return make_actor_expert(info, path=path, noise_std=noise_std, seed=seed)
@@ -143,6 +160,7 @@ def _make_zoo(info, entry: str, noise_std: float = 0.0, seed: int = 0):
     return make_zoo_expert(info, entry=entry, noise_std=noise_std, seed=seed)
 
 
+@register_expert("detour")
 def _make_detour(info, margin: float = 0.2, width: float = 0.35, speed: float = 1.0,
                  gain: float = 3.0, noise_std: float = 0.0, seed: int = 0):
     """The detour task's scripted demonstrator: left or right with probability 1/2."""
@@ -150,31 +168,12 @@ def _make_detour(info, margin: float = 0.2, width: float = 0.35, speed: float = 
                         noise_std=noise_std, seed=seed)
 
 
-_EXPERTS: dict[str, Callable[..., Expert]] = {
-    "lqr": _make_lqr,
-    "linear": _make_linear,
-    "arctan": _make_arctan,
-    "sb3": _make_sb3,
-    "actor": _make_actor,
-    "detour": _make_detour,
-}
 ZOO_PREFIX = "zoo:"
-
-
-def register_expert(name: str) -> Callable:
-    """Decorator registering ``factory(info, **params) -> Expert`` under ``name``; ``info`` is
-    the dict of :func:`env_info`."""
-
-    def decorate(factory: Callable[..., Expert]) -> Callable[..., Expert]:
-        _EXPERTS[name] = factory
-        return factory
-
-    return decorate
 
 
 def available_experts() -> list[str]:
     """Names that :func:`make_expert` accepts, sorted (``zoo:<env id>`` for each zoo entry)."""
-    return sorted([*_EXPERTS, *(ZOO_PREFIX + e for e in available_zoo())])
+    return sorted([*EXPERTS.names(), *(ZOO_PREFIX + e for e in available_zoo())])
 
 
 def _factory(name: str) -> Callable[..., Expert]:
@@ -188,9 +187,9 @@ def _factory(name: str) -> Callable[..., Expert]:
             return _make_zoo(info, entry, noise_std=noise_std, seed=seed)
 
         return zoo
-    if name not in _EXPERTS:
+    if name not in EXPERTS:
         raise UnknownNameError("expert", name, available_experts())
-    return _EXPERTS[name]
+    return EXPERTS[name]
 
 
 def _check_param_types(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:

@@ -252,14 +252,14 @@ class _Zero:
 @pytest.fixture
 def zero_expert():
     """`--expert test-zero`: u = 0 on any env with a 1-D action (removed after the test)."""
-    from qbc.agents.experts import _EXPERTS, LinearExpert, register_expert
+    from qbc.agents.experts import EXPERTS, LinearExpert, register_expert
 
     @register_expert("test-zero")
     def _make(info, noise_std=0.0, seed=0):
         return LinearExpert(info, np.zeros((info["act_dim"], info["obs_dim"])), {})
 
     yield "test-zero"
-    _EXPERTS.pop("test-zero")
+    EXPERTS.remove("test-zero")
 
 
 def test_coupling_check_tells_exact_from_approximate():
