@@ -5,8 +5,10 @@ two-layer binary-network STE experiment.
 """
 
 from qbc.ste.functions import (
+    STE_PAIRS,
     Anneal,
     ForwardBackward,
+    STEPair,
     STEQuantizer,
     available_ste,
     get_ste,
@@ -28,6 +30,8 @@ from qbc.ste.layers import (
 __all__ = [
     "Anneal",
     "ForwardBackward",
+    "STE_PAIRS",
+    "STEPair",
     "STEQuantizer",
     "available_ste",
     "get_ste",

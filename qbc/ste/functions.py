@@ -29,13 +29,16 @@ P_0 is the identity; for μ ≥ 1 it equals sign on |θ| ≤ 1 + μ, so annealin
 sign.
 
 Selection is Larq-style: :func:`get_ste` resolves a name, a dict or an instance, and
-:func:`serialize_ste` gives back the name (default parameters) or the dict.
+:func:`serialize_ste` gives back the name (default parameters) or the dict. The pairs are entries
+of :data:`STE_PAIRS` (an :class:`STEPair` each: defaults, annealed parameter, F and B'); a new
+pair is one ``STE_PAIRS.add(name, STEPair(...))``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +47,7 @@ from torch import nn
 
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.quantizers import Quantizer, available_quantizers, make_quantizer
+from qbc.registry import Registry
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
@@ -122,21 +126,49 @@ class Anneal:
 
 
 # -- the quantizer module -----------------------------------------------------------------------
-_PAIRS = ("bc", "pc", "bnn", "bnn+", "bnn++")
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "bc": {},
-    "pc": {"mu": {"start": 0.0, "end": 2.0, "steps": 1000, "kind": "linear"}},
-    "bnn": {"clip": 1.0},
-    "bnn+": {"beta": {"start": 5.0, "end": 5.0, "steps": 1, "kind": "constant"}},
-    "bnn++": {"beta": {"start": 1.0, "end": 20.0, "steps": 1000, "kind": "exp"}},
-}
+@dataclass(frozen=True)
+class STEPair:
+    """A forward/backward pair: its parameters' defaults, the one annealed (``mu``, ``beta``;
+    None: none), F and B' as functions of the :class:`STEQuantizer` and θ. The deployed map of
+    every pair is sign."""
+
+    defaults: dict[str, Any]
+    anneal: str | None
+    forward: Callable[[STEQuantizer, torch.Tensor], torch.Tensor]
+    backward: Callable[[STEQuantizer, torch.Tensor], torch.Tensor]
+
+
+def _sign(q: STEQuantizer, x: torch.Tensor) -> torch.Tensor:
+    return _nearest_codeword(x, q._codebook(x))
+
+
+def _straight(q: STEQuantizer, x: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(x)
+
+
+def _signswish_grad(q: STEQuantizer, x: torch.Tensor) -> torch.Tensor:
+    return signswish_grad(x, q.value)
+
+
+#: The forward/backward pairs by name (docs/theory.md §3); any scalar quantizer of the quantizer
+#: registry is an STE quantizer too (:func:`available_ste`).
+STE_PAIRS: Registry[STEPair] = Registry("STE pair", name_attr=None)
+STE_PAIRS.add("bc", STEPair({}, None, _sign, _straight))
+STE_PAIRS.add("pc", STEPair({"mu": {"start": 0.0, "end": 2.0, "steps": 1000, "kind": "linear"}},
+                            "mu", lambda q, x: prox_w(x, q.value), _straight))
+STE_PAIRS.add("bnn", STEPair({"clip": 1.0}, None, _sign,
+                             lambda q, x: (x.abs() <= q.params["clip"]).to(x.dtype)))
+STE_PAIRS.add("bnn+", STEPair({"beta": {"start": 5.0, "end": 5.0, "steps": 1, "kind": "constant"}},
+                              "beta", _sign, _signswish_grad))
+STE_PAIRS.add("bnn++", STEPair({"beta": {"start": 1.0, "end": 20.0, "steps": 1000, "kind": "exp"}},
+                               "beta", lambda q, x: signswish(x, q.value), _signswish_grad))
 _REGISTRY_DEFAULTS = {"backward": "identity"}
 
 
 def available_ste() -> list[str]:
     """Names accepted by :func:`get_ste`: the five pairs and every scalar registry quantizer."""
     scalar = [n for n in available_quantizers() if n != "vq"]
-    return list(_PAIRS) + scalar
+    return list(STE_PAIRS) + scalar
 
 
 class STEQuantizer(nn.Module):
@@ -154,17 +186,19 @@ class STEQuantizer(nn.Module):
         if name not in available_ste():
             raise UnknownNameError("STE quantizer", name, available_ste())
         self.name = name
-        defaults = _DEFAULTS.get(name, _REGISTRY_DEFAULTS)
+        pair = STE_PAIRS[name] if name in STE_PAIRS else None
+        defaults = _REGISTRY_DEFAULTS if pair is None else pair.defaults
         self.params = {**defaults, **params}
         self.register_buffer("t", torch.zeros((), dtype=torch.long))
         self.anneal: Anneal | None = None
         self.quantizer: Quantizer | None = None
-        if name in _PAIRS:
+        self.pair = pair
+        if pair is not None:
             unknown = set(params) - set(defaults)
             if unknown:
                 raise InvalidValueError(f"{name}: unknown parameters {sorted(unknown)}; it takes "
                                         f"{sorted(defaults) or 'none'}")
-            key = "mu" if name == "pc" else "beta" if name.startswith("bnn+") else None
+            key = pair.anneal
             if key is not None:
                 spec = self.params[key]
                 spec = spec if isinstance(spec, dict) else {"start": spec, "end": spec,
@@ -207,21 +241,16 @@ class STEQuantizer(nn.Module):
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """F(x) without any gradient rule."""
-        if self.name == "pc":
-            return prox_w(x, self.value)
-        if self.name == "bnn++":
-            return signswish(x, self.value)
+        if self.pair is not None:
+            return self.pair.forward(self, x)
         return _nearest_codeword(x, self._codebook(x))
 
     def backward_grad(self, x: torch.Tensor) -> torch.Tensor:
         """B'(x): the factor that multiplies the incoming gradient."""
-        if self.name in ("bc", "pc") or (self.quantizer is not None
-                                         and self.backward_kind == "identity"):
+        if self.pair is not None:
+            return self.pair.backward(self, x)
+        if self.backward_kind == "identity":
             return torch.ones_like(x)
-        if self.name == "bnn":
-            return (x.abs() <= self.params["clip"]).to(x.dtype)
-        if self.name in ("bnn+", "bnn++"):
-            return signswish_grad(x, self.value)
         cb = self._codebook(x)
         return ((x >= cb[0]) & (x <= cb[-1])).to(x.dtype)
 
