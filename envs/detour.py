@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qbc.envs.base import DEFAULT_DIVERGENCE_THRESHOLD, QbcEnv, QbcVectorEnv
+from qbc.envs.registry import register_env
 from qbc.errors import InvalidValueError
 
 #: Lateral drift of the registered variants (per second, times the distance from the centre
@@ -154,3 +155,8 @@ class DetourVectorEnv(QbcVectorEnv):
 
     env_class = DetourEnv
 
+
+# Multimodal: pass an obstacle on the left or the right (qbc.agents make_expert("detour")); the
+# task is done in about 30 steps, so the time limit is 50.
+register_env("qbc/DetourStable-v0", DetourEnv, DetourVectorEnv, horizon=50, drift=-0.5)
+register_env("qbc/DetourUnstable-v0", DetourEnv, DetourVectorEnv, horizon=50, drift=1.0)

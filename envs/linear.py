@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from qbc.envs.base import DEFAULT_DIVERGENCE_THRESHOLD, QbcEnv, QbcVectorEnv, as_matrix
+from qbc.envs.registry import register_env
 from qbc.errors import InvalidValueError
 
 
@@ -237,3 +238,13 @@ class ArctanVectorEnv(QbcVectorEnv):
     """Native vector version of :class:`ArctanEnv` (same keyword arguments)."""
 
     env_class = ArctanEnv
+
+
+# "qbc/LinearSystem-v0" is the general linear system: it needs A and B, e.g.
+# make(id, A=[[1.1]], B=[[1.0]]).
+register_env("qbc/ScalarStable-v0", ScalarEnv, ScalarVectorEnv, a=0.5)
+register_env("qbc/ScalarUnstable-v0", ScalarEnv, ScalarVectorEnv, a=2.0)
+register_env("qbc/LinearStable-v0", LinearMimoEnv, LinearMimoVectorEnv, spectral_radius=0.9)
+register_env("qbc/LinearUnstable-v0", LinearMimoEnv, LinearMimoVectorEnv, spectral_radius=1.2)
+register_env("qbc/Arctan-v0", ArctanEnv, ArctanVectorEnv)
+register_env("qbc/LinearSystem-v0", LinearSystemEnv, LinearSystemVectorEnv)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from qbc.envs.base import DEFAULT_DIVERGENCE_THRESHOLD, QbcEnv, QbcVectorEnv
+from qbc.envs.registry import register_env
 from qbc.errors import InvalidValueError
 
 
@@ -206,3 +207,7 @@ class CartPoleContinuousVectorEnv(QbcVectorEnv):
     """Native vector version of :class:`CartPoleContinuousEnv` (same keyword arguments)."""
 
     env_class = CartPoleContinuousEnv
+
+
+register_env("qbc/InvertedPendulum-v0", InvertedPendulumEnv, InvertedPendulumVectorEnv)
+register_env("qbc/CartPoleContinuous-v0", CartPoleContinuousEnv, CartPoleContinuousVectorEnv)

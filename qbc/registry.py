@@ -57,9 +57,10 @@ class Registry(Generic[T]):
 
     def add(self, name: str, value: T, **meta: Any) -> T:
         """Register ``value`` under ``name`` with ``meta``; returns ``value``. A name taken by
-        another object is refused (ValueError: a plug-in must not replace a built-in silently)."""
+        another (unequal) object is refused (ValueError: a plug-in must not replace a built-in
+        silently); registering an equal one again, as a reloaded module does, is allowed."""
         old = self._entries.get(name)
-        if old is not None and old.value is not value:
+        if old is not None and old.value is not value and old.value != value:
             raise ValueError(f"{self.kind} name {name!r} is already registered")
         if self.name_attr is not None:
             setattr(value, self.name_attr, name)
