@@ -13,6 +13,7 @@ Names: ``fast`` (DCT + BPE, variable length, decode failures repaired by a rule)
 """
 
 from qbc.chunking.base import (
+    CHUNK_TOKENIZERS,
     ChunkTokenizer,
     available_chunk_tokenizers,
     get_chunk_tokenizer_class,
@@ -26,6 +27,7 @@ from qbc.chunking.per_step import PerStepTokenizer
 from qbc.chunking.rvq import ResidualVQTokenizer
 
 __all__ = [
+    "CHUNK_TOKENIZERS",
     "ChunkTokenizer",
     "available_chunk_tokenizers",
     "get_chunk_tokenizer_class",

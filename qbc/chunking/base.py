@@ -37,7 +37,9 @@ from qbc.tokenizer import _rms
 
 FORMAT = "qbc.chunk_tokenizer"
 FORMAT_VERSION = 1
-_REGISTRY = Registry("chunk tokenizer")
+#: The chunk tokenizers by name, each class registered in its own module
+#: (:func:`register_chunk_tokenizer`).
+CHUNK_TOKENIZERS: Registry[type[ChunkTokenizer]] = Registry("chunk tokenizer")
 
 #: Token sequences: an int array (N, n_tokens) or a list of N 1-D int arrays (variable length).
 Tokens = np.ndarray | list
@@ -322,17 +324,17 @@ SEED_LIMIT = 1 << 32
 # -- the registry ------------------------------------------------------------------------------
 def register_chunk_tokenizer(name: str):
     """Class decorator: register a :class:`ChunkTokenizer` subclass under ``name``."""
-    return _REGISTRY.register(name)
+    return CHUNK_TOKENIZERS.register(name)
 
 
 def available_chunk_tokenizers() -> list[str]:
     """Registered chunk tokenizer names, sorted."""
-    return _REGISTRY.names()
+    return CHUNK_TOKENIZERS.names()
 
 
 def get_chunk_tokenizer_class(name: str) -> type[ChunkTokenizer]:
     """The class registered under ``name``; unknown names list the valid ones."""
-    return _REGISTRY.get(name)
+    return CHUNK_TOKENIZERS.get(name)
 
 
 def make_chunk_tokenizer(spec: str | dict | ChunkTokenizer, **params: Any) -> ChunkTokenizer:

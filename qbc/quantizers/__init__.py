@@ -12,6 +12,7 @@ the same names (tests/test_docs.py checks it). Register your own with
 """
 
 from qbc.quantizers.base import (
+    QUANTIZERS,
     Quantizer,
     available_quantizers,
     get_quantizer_class,
@@ -33,6 +34,7 @@ from qbc.quantizers.construction import Theorem6Quantizer
 from qbc.quantizers.learned import KMeansQuantizer, LloydMaxQuantizer, VectorQuantizer
 
 __all__ = [
+    "QUANTIZERS",
     "MARGIN_RANGE",
     "QUANTILE_QUANTIZERS",
     "QUANTILE_RANGE",

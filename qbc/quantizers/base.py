@@ -18,7 +18,8 @@ import numpy as np
 from qbc.errors import InvalidValueError, NotFittedError
 from qbc.registry import Registry, json_value
 
-_REGISTRY = Registry("quantizer")
+#: The quantizers by name, each class registered in its own module (:func:`register_quantizer`).
+QUANTIZERS: Registry[type[Quantizer]] = Registry("quantizer")
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -152,7 +153,7 @@ class Quantizer:
     def from_state_dict(cls, state: dict[str, Any]) -> Quantizer:
         """Rebuild a quantizer (of whatever registered class ``state["name"]`` names)."""
         try:
-            klass = _REGISTRY[state["name"]] if cls is Quantizer else cls
+            klass = QUANTIZERS[state["name"]] if cls is Quantizer else cls
             q = klass(**state.get("params", {}))
             fitted = state.get("fitted")
             if fitted is not None:
@@ -188,17 +189,17 @@ def check_tokens(tokens: Any, n_levels: int, prefix: str = "") -> np.ndarray:
 
 def register_quantizer(name: str):
     """Class decorator: register a :class:`Quantizer` subclass under ``name``."""
-    return _REGISTRY.register(name)
+    return QUANTIZERS.register(name)
 
 
 def available_quantizers() -> list[str]:
     """Registered quantizer names, sorted."""
-    return _REGISTRY.names()
+    return QUANTIZERS.names()
 
 
 def get_quantizer_class(name: str) -> type[Quantizer]:
     """The class registered under ``name``; unknown names list the valid ones."""
-    return _REGISTRY.get(name)
+    return QUANTIZERS.get(name)
 
 
 def make_quantizer(spec: str | dict | Quantizer, **params: Any) -> Quantizer:
