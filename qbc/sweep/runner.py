@@ -48,7 +48,8 @@ def ensure_dataset(ds: DatasetSpec, num_envs: int = 16, lock_timeout: float = LO
     if dataset_exists(ds.dataset_id):
         return False
     # collect() below holds the lock already then
-    with dataset_lock(ds.dataset_id, wait=lock_timeout, progress=progress):
+    with dataset_lock(ds.dataset_id, wait=lock_timeout, progress=progress,
+                      wait_flag="--lock-timeout"):
         return _collect_missing(ds, num_envs)
 
 
