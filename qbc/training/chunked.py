@@ -73,7 +73,7 @@ from qbc.training.checkpoint import (
     save_last,
     write_metrics,
 )
-from qbc.training.chunk_data import ChunkData, parse_params, prepare_chunk_data
+from qbc.training.chunk_data import ChunkData, check_vocab_memory, parse_params, prepare_chunk_data
 from qbc.training.config import (
     MIN_AUTO_STEPS,
     RULES,
@@ -187,6 +187,7 @@ def _validate(cfg: ChunkTrainConfig) -> None:
             "a tokenizer; neither chunk policy has an ordered head or a std setting): leave "
             f"{'it' if len(ignored) == 1 else 'them'} out")
     check_model_config(cfg.model)
+    check_vocab_memory(cfg)
     check_all([(not (cfg.resume and cfg.overwrite), "--resume and --overwrite exclude each other"),
                (spec.mode != "receding" or spec.value <= k,
                 f"--execute {spec}: M is longer than --chunk-k {k}; use M <= {k}"),
