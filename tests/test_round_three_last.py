@@ -15,6 +15,72 @@ from test_round_three_leftovers import SWEEP, TRAIN_TINY, held_lock, tiny_datase
 from qbc.tokenizer import ActionTokenizer
 
 
+# -- model settings a policy kind does not read are refused ---------------------------------------
+@pytest.mark.parametrize("policy,flags,names", [
+    ("mlp-mse", ["--model.d-model", "32"], "--model.d-model"),
+    ("mlp-gaussian", ["--model.n-layers", "3", "--model.dropout", "0.1"],
+     "--model.n-layers, --model.dropout"),
+    ("independent-categorical", ["--model.n-heads", "8"], "--model.n-heads"),
+    ("ar-transformer", ["--model.mlp-layers", "3"], "--model.mlp-layers"),
+    ("ar-transformer", ["--model.std", "fixed"], "--model.std"),
+])
+def test_train_refuses_a_model_setting_its_policy_does_not_read(tmp_path, capsys, tiny_dataset,
+                                                                policy, flags, names):
+    from qbc.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", tiny_dataset, "--policy", policy, *flags, "--out",
+                 str(out), *TRAIN_TINY[:5]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"--policy {policy} does not read {names}" in err, err
+    assert "would ignore" in err and not out.exists()
+
+
+@pytest.mark.parametrize("policy,flags", [
+    ("mlp-mse", ["--model.d-model", "64", "--model.hidden", "32"]),  # d-model: the default
+    ("mlp-gaussian", ["--model.std", "fixed", "--model.mlp-layers", "1"]),
+])
+def test_train_takes_the_model_settings_its_policy_reads(tmp_path, tiny_dataset, policy, flags):
+    from qbc.cli import main
+
+    assert main(["train", "--dataset", tiny_dataset, "--policy", policy, *flags, "--out",
+                 str(tmp_path / "run"), *TRAIN_TINY[:5]]) == 0
+
+
+@pytest.mark.parametrize("policy,flags", [
+    ("chunk-mlp-l1", ["--model.d-model", "32"]),
+    ("chunk-ar-transformer", ["--model.hidden", "32"]),
+])
+def test_train_chunked_refuses_a_model_setting_its_policy_does_not_read(tmp_path, capsys,
+                                                                        policy, flags):
+    from qbc.cli import main
+
+    out = tmp_path / "c"
+    assert main(["train-chunked", "--dataset", "test/none-v0", "--chunk-k", "2", "--policy",
+                 policy, *flags, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and flags[0] in err and "would ignore" in err, err
+    assert not out.exists()
+
+
+def test_sweeps_and_experiments_give_each_kind_only_the_model_settings_it_reads():
+    from qbc.experiments.learner_vs_floor.comparison import _without_token_flags
+    from qbc.policy import ModelConfig
+    from qbc.policy.registry import model_for
+
+    grid = ModelConfig(d_model=16, n_layers=1, n_heads=2, hidden=32, head="plain", std="fixed")
+    assert model_for("mlp-mse", grid) == ModelConfig(hidden=32)
+    assert model_for("mlp-gaussian", grid) == ModelConfig(hidden=32, std="fixed")
+    assert model_for("ar-transformer", grid) == ModelConfig(d_model=16, n_layers=1, n_heads=2,
+                                                            hidden=32, head="plain")
+    assert model_for("chunk-mlp-l1", grid) == ModelConfig(hidden=32)
+    # learner_vs_floor's --quick flags (a tiny transformer) reach its mlp-mse reference without
+    # the transformer's settings
+    assert _without_token_flags(["--eval-interval", "30", "--model.d-model", "16",
+                                 "--model.n-layers=1", "--model.hidden", "32"]) == [
+        "--eval-interval", "30", "--model.hidden", "32"]
+
+
 # -- a sweep refused by a lock wait writes nothing, and names --lock-timeout ----------------------
 def test_a_sweep_that_gives_up_waiting_for_a_lock_leaves_no_folder_and_names_the_flag(
         tmp_path, held_lock, capsys):
@@ -182,3 +248,28 @@ def test_resume_refuses_nan_in_metrics_jsonl_naming_the_file_and_line(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "metrics.jsonl" in err and expect in err, err
     assert path.read_text() == before
+
+
+# -- the ordered head of a joint quantizer: what is trained is recorded ----------------------------
+@pytest.mark.parametrize("env,head", [("qbc/LinearStable-v0", "plain"),
+                                      ("qbc/ScalarStable-v0", "ordered")])
+def test_a_joint_quantizer_records_the_head_it_trains(tmp_path, env, head):
+    """vq on 2-D actions: one token per action vector, no order; the run was plain while
+    train_config.json said ordered. On 1-D actions the codes are ordered and the head is too."""
+    from qbc.cli import main
+    from qbc.policy import load_policy
+
+    assert main(["collect", "--env", env, "--dataset", "test/vq-v0", "--episodes", "3",
+                 "--max-episode-steps", "8", "--no-progress"]) == 0
+    out = tmp_path / "r"
+    args = ["train", "--dataset", "test/vq-v0", "--out", str(out), "--quantizer", "vq",
+            "--bins", "4", "--eval-interval", "1", *TRAIN_TINY]
+    assert main(args) == 0
+    conf = json.loads((out / "train_config.json").read_text())
+    assert conf["model"]["head"] == head
+    stored = json.loads((out / "best" / "config.json").read_text())
+    assert stored["model"]["ordered_head"] == (head == "ordered")
+    assert load_policy(out).module.cfg.ordered_head == (head == "ordered")
+    # the run continues with the same settings
+    assert main([*args[:-len(TRAIN_TINY)], *TRAIN_TINY[:1], "4", *TRAIN_TINY[2:],
+                 "--resume"]) == 0

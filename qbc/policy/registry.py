@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,10 +54,57 @@ class ModelConfig:
     plus a term that scores each bin by its codeword's distance from a location computed from
     the observation, :class:`~qbc.policy.ar_transformer.ARTransformerConfig`: states beyond the
     data get the bin their action extrapolates to, as the clipped quantized expert does) or
-    'plain' (free logits only)."""
+    'plain' (free logits only). A joint quantizer (vq) of actions of more than one dimension
+    has no order among its codes: that run's head is plain, and its train_config.json says so."""
     loc_layers: int = 2
     """ar-transformer's ordered head: hidden layers (width --model.hidden) of the MLP on the
     observation inside each token's location (0: a linear location, the head's first version)."""
+
+
+#: The ModelConfig fields each policy kind reads; it ignores the others (``hidden``: the width
+#: of the ar-transformer's ordered head's location MLP).
+_MLP_READS = ("hidden", "mlp_layers", "obs_history")
+MODEL_READS: dict[str, tuple[str, ...]] = {
+    "ar-transformer": ("d_model", "n_layers", "n_heads", "mlp_ratio", "dropout", "hidden",
+                       "obs_history", "head", "loc_layers"),
+    "independent-categorical": _MLP_READS, "mlp-mse": _MLP_READS,
+    "mlp-gaussian": (*_MLP_READS, "std"),
+    # chunk policies (qbc.policy.chunked.build_chunk_policy; obs_history must be 1)
+    "chunk-ar-transformer": ("d_model", "n_layers", "n_heads", "mlp_ratio", "dropout",
+                             "obs_history"),
+    "chunk-mlp-l1": _MLP_READS}
+
+
+def model_flag(name: str) -> str:
+    """The flag of ModelConfig field ``name`` (``d_model`` -> ``--model.d-model``)."""
+    return "--model." + name.replace("_", "-")
+
+
+def unread_model_settings(kind: str, model: ModelConfig) -> list[str]:
+    """The fields of ``model`` away from their defaults that policy ``kind`` does not read."""
+    if kind not in MODEL_READS:
+        raise UnknownNameError("policy", kind, MODEL_READS)
+    reads = MODEL_READS[kind]
+    return [f.name for f in dataclasses.fields(model)
+            if f.name not in reads and getattr(model, f.name) != f.default]
+
+
+def check_model_settings_read(kind: str, model: ModelConfig) -> None:
+    """Refuse (one-line InvalidValueError) a setting of ``model`` given away from its default
+    that policy ``kind`` does not read (``--model.d-model`` with an MLP policy, ...)."""
+    unread = [model_flag(name) for name in unread_model_settings(kind, model)]
+    if unread:
+        them = "it" if len(unread) == 1 else "them"
+        reads = ", ".join(model_flag(name) for name in MODEL_READS[kind])
+        raise InvalidValueError(f"--policy {kind} does not read {', '.join(unread)} and would "
+                                f"ignore {them}: leave {them} out (it reads {reads})")
+
+
+def model_for(kind: str, model: ModelConfig) -> ModelConfig:
+    """``model`` with the settings policy ``kind`` does not read back at their defaults: what a
+    caller that gives several kinds one set of settings (a sweep's cell) passes to each."""
+    return dataclasses.replace(model, **{name: getattr(ModelConfig, name)
+                                         for name in unread_model_settings(kind, model)})
 
 
 def _ar(m: ModelConfig, obs_dim: int, act_dim: int, n_tokens: int, vocab: int) -> nn.Module:

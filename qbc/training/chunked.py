@@ -64,7 +64,7 @@ from qbc.policy.chunked import (
     build_chunk_policy,
 )
 from qbc.policy.loading import save_checkpoint
-from qbc.policy.registry import check_model_config
+from qbc.policy.registry import check_model_config, model_flag, unread_model_settings
 from qbc.training.checkpoint import (
     check_resume_config,
     read_metrics,
@@ -178,13 +178,13 @@ def _validate(cfg: ChunkTrainConfig) -> None:
                                        ("chunk_tokenizer_params", "--chunk-tokenizer-params"),
                                        ("bins", "--bins"))
                if cfg.policy == "chunk-mlp-l1" and getattr(cfg, name) != defaults[name]]
-    ignored += [f"--model.{name}" for name in ("head", "std")
-                if getattr(cfg.model, name) != getattr(ModelConfig, name)]
+    ignored += [model_flag(name) for name in unread_model_settings(cfg.policy, cfg.model)]
     if ignored:
         raise InvalidValueError(
             f"{', '.join(ignored)}: --policy {cfg.policy} would ignore "
             f"{'it' if len(ignored) == 1 else 'them'} (chunk-mlp-l1 regresses chunks without "
-            "a tokenizer; neither chunk policy has an ordered head or a std setting): leave "
+            "a tokenizer; it reads --model.hidden and --model.mlp-layers, chunk-ar-transformer "
+            "the transformer's --model.* settings): leave "
             f"{'it' if len(ignored) == 1 else 'them'} out")
     check_model_config(cfg.model)
     check_vocab_memory(cfg)
