@@ -96,14 +96,14 @@ def test_a_sweep_that_gives_up_waiting_for_a_lock_leaves_no_folder_and_names_the
     root = minari_root(None)
     root.mkdir(parents=True, exist_ok=True)
     held_lock(root / f".qbc-lock-{validate_dataset_id(ds.dataset_id).replace('/', '--')}")
-    out = tmp_path / "o"
+    out = tmp_path / "sweeps" / "o"
     assert main(["sweep", "--config", str(config), "--out", str(out), "--lock-timeout", "0.5",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "gave up" in err and "--lock-timeout" in err, err
-    assert not out.exists()  # no folder, no sweep_config.json
+    assert not (tmp_path / "sweeps").exists()  # no folder, no sweep_config.json
     # an existing sweep folder keeps the sweep_config.json of its last run
-    out.mkdir()
+    out.mkdir(parents=True)
     (out / "sweep_config.json").write_text('{"earlier": true}\n')
     assert main(["sweep", "--config", str(config), "--out", str(out), "--lock-timeout", "0.5",
                  "--no-progress"]) == 2

@@ -93,15 +93,17 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
                              "smaller [grid] horizons")
     t0 = time.perf_counter()
     out = Path(out)
-    created = not out.exists()
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
     try:
         with sweep_lock(out):
             result = _run_locked(spec, out, workers, backend, address, progress, source,
                                  lock_timeout)
     except BaseException:
-        if created and not any(out.iterdir()):  # refused before writing: no folder stays
-            out.rmdir()
+        for folder in created:  # refused before writing: the folders it made go again
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
     result.seconds = time.perf_counter() - t0
     return result
