@@ -116,7 +116,7 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-_what = describe_exception
+_what = describe_exception  # the short name the messages below use
 
 
 def _import(spec: str) -> Any:
