@@ -18,6 +18,7 @@ from qbc.policy.chunked import (
     pad_sequences,
     strip_end,
 )
+from qbc.policy.registry import model_for
 from qbc.training.chunk_data import chunk_rows, parse_params
 from qbc.training.chunked import (
     ChunkTrainConfig,
@@ -100,7 +101,8 @@ def test_masked_loss_ignores_positions_after_the_end_token():
 def _train(tmp_path, stop_at=None, **kw):
     kw = {"steps": 150, "lr": 3e-3, "eval_interval": 50, **kw}
     cfg = ChunkTrainConfig(dataset="toy", out=tmp_path / kw.pop("name", "run"), chunk_k=3,
-                           model=TINY, batch_size=32, warmup_steps=10, progress=False,
+                           model=model_for(kw.get("policy", "chunk-ar-transformer"), TINY),
+                           batch_size=32, warmup_steps=10, progress=False,
                            device="cpu", **kw)
     return train_chunked(cfg, Demos(), stop_at=stop_at), cfg
 

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.policy import ModelConfig, load_policy
+from qbc.policy.registry import model_for
 from qbc.training import TrainConfig, history_index, lr_factor, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -79,7 +80,8 @@ def test_loss_decreases_and_the_best_checkpoint_predicts_the_actions(tmp_path):
 def test_every_kind_trains_and_writes_a_checkpoint(tmp_path, kind, quantizer):
     # a continuous policy has no tokens: its token settings stay at their defaults
     token = {"quantizer": quantizer} if quantizer else {"bins": TrainConfig.bins}
-    res = train(_cfg(tmp_path, policy=kind, steps=6, eval_interval=3, **token),
+    model = model_for(kind, _cfg(tmp_path).model)  # the model settings this kind reads
+    res = train(_cfg(tmp_path, policy=kind, steps=6, eval_interval=3, model=model, **token),
                 _demos(episodes=6, steps=20))
     assert np.isfinite([m["val_loss"] for m in res.metrics]).all()
     best = tmp_path / "run" / "best"

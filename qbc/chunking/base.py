@@ -276,7 +276,8 @@ def _check_state_fields(state: Any) -> None:
     wrong type (the learned values are checked by the tokenizer itself)."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CorruptFileError(f"not a qbc chunk tokenizer (field 'format' is not {FORMAT!r})")
-    if state.get("version") != FORMAT_VERSION:
+    version = state.get("version")  # an int, not a bool (True == 1)
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CorruptFileError(
             f"chunk tokenizer format version {state.get('version')!r} is not supported "
             f"(this qbc reads version {FORMAT_VERSION})")

@@ -28,9 +28,10 @@ from typing import Any
 from qbc.agents import make_expert
 from qbc.agents.expert_zoo import ZOO_PREFIX, available_zoo
 from qbc.data import dataset_lock, dataset_path, load_demonstrations, split_dataset_ids
-from qbc.errors import CorruptFileError, InvalidValueError, QbcError
+from qbc.errors import CorruptFileError, InvalidValueError, QbcError, UserCodeError
 from qbc.infra.files import atomic_write_json, json_safe, read_json_object
 from qbc.policy.loading import resolve_checkpoint_dir
+from qbc.stepping.actor import describe_exception
 
 #: The expert when neither a flag nor the dataset names one (the qbc/ envs' analytic expert).
 FALLBACK_EXPERT = "lqr"
@@ -236,6 +237,9 @@ def set_dataset_expert(dataset_id: str, name: str, params: dict[str, Any] | None
         except (ValueError, TypeError, RuntimeError) as exc:
             raise InvalidValueError(f"expert {name!r} cannot label the states of dataset "
                                     f"{dataset_id} ({exc})") from None
+        except (Exception, SystemExit) as exc:  # the expert's own code: the fault is there
+            raise UserCodeError(f"expert {name!r}: act raised {describe_exception(exc)} on "
+                                f"the states of dataset {dataset_id}") from None
         recorded = np.asarray(demos.actions[rows], dtype=np.float64)
         if actions.shape != recorded.shape or not np.isfinite(actions).all():
             raise InvalidValueError(

@@ -120,16 +120,18 @@ def local_dataset_ids(root: str | os.PathLike | None = None) -> list[str]:
 
 
 def dataset_lock(dataset_id: str, root: str | os.PathLike | None = None,
-                 wait: bool | float = False, progress: bool = False):
+                 wait: bool | float = False, progress: bool = False,
+                 wait_flag: str | None = None):
     """The lock on writing ``dataset_id`` (:func:`qbc.infra.run_folder.exclusive`): a hidden file
     in the datasets root, held from the existence check to the final rename. ``wait``: wait for
     another writer to finish instead of being refused, for at most that many seconds (True:
-    :data:`qbc.infra.run_folder.LOCK_WAIT_S`); ``progress``: show the wait."""
+    :data:`qbc.infra.run_folder.LOCK_WAIT_S`); ``progress``: show the wait; ``wait_flag``: the
+    caller's setting of the wait, named when it runs out."""
     base = minari_root(root)
     base.mkdir(parents=True, exist_ok=True)
     lock = base / f".qbc-lock-{validate_dataset_id(dataset_id).replace('/', '--')}"
     return exclusive(lock, f"qbc command is writing Minari dataset {dataset_id!r}", wait=wait,
-                     progress=progress)
+                     progress=progress, wait_flag=wait_flag)
 
 
 # -- writing --------------------------------------------------------------------------------------

@@ -76,16 +76,18 @@ LOCK_POLL_S = 0.25
 
 @contextmanager
 def exclusive(lock: str | os.PathLike, what: str, wait: bool | float = False,
-              progress: bool = False) -> Iterator[None]:
+              progress: bool = False, wait_flag: str | None = None) -> Iterator[None]:
     """Hold an advisory lock on the file ``lock`` while the block runs: one writer at a time.
 
     A second holder is refused at once with one line naming ``what`` and the holder (pid and
     host, written into the lock file). With ``wait`` (seconds; True: :data:`LOCK_WAIT_S`) it
     tries again until the holder is done, for at most that long, then raises
     LockTimeoutError naming the holder and the lock file; ``progress`` shows the wait (a bar on
-    a terminal, a line every ~10 s in a log). The OS drops the lock when the process dies, so a
-    killed command never leaves a stale lock; the file is removed on release (a writer that
-    locked a file removed meanwhile notices it and tries again). Not POSIX: no lock.
+    a terminal, a line every ~10 s in a log); ``wait_flag`` (e.g. ``--lock-timeout``) is the
+    caller's setting of the wait, named in that message. The OS drops the lock when the process
+    dies, so a killed command never leaves a stale lock; the file is removed on release (a
+    writer that locked a file removed meanwhile notices it and tries again). Not POSIX: no
+    lock.
     """
     try:
         import fcntl
@@ -119,7 +121,8 @@ def exclusive(lock: str | os.PathLike, what: str, wait: bool | float = False,
                     raise LockTimeoutError(
                         f"gave up after {waited:.0f} s waiting for {holder} to finish ({what}; "
                         f"lock file {str(lock)!r}): run again when it has ended, or allow a "
-                        "longer wait") from None
+                        "longer wait" + (f" ({wait_flag} SECONDS; now {timeout:g})"
+                                         if wait_flag else "")) from None
                 if bar is None:
                     bar = progress_bar(total=round(timeout), desc=f"waiting for {holder}",
                                        unit="s", disable=not progress, leave=False)

@@ -39,7 +39,7 @@ from torch import nn
 
 from qbc.policy.decoding import pick_tokens, token_log_loss
 from qbc.policy.inference import decoding_context
-from qbc.policy.registry import ModelConfig, register_policy
+from qbc.policy.registry import TRANSFORMER_READS, ModelConfig, register_policy
 from qbc.policy.transformer import Block, KVCache, run
 
 #: Constrained decoding: ``constraint(B, device)`` starts a batch and returns
@@ -121,7 +121,7 @@ def _size(m: ModelConfig, act_dim: int, vocab: int) -> int:
 
 
 @register_policy("ar-transformer", ARTransformerConfig, tokens=True, build=_build, size=_size,
-                 head=True)
+                 head=True, reads=(*TRANSFORMER_READS, "hidden", "head", "loc_layers"))
 class ARTransformerPolicy(nn.Module):
     """p(tok_i | obs history, tok_<i) for the n tokens of an action.
 

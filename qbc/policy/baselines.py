@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qbc.policy.decoding import pick_tokens, token_log_loss
-from qbc.policy.registry import ModelConfig, register_policy
+from qbc.policy.registry import MLP_READS, ModelConfig, register_policy
 
 
 @dataclass
@@ -82,7 +82,7 @@ class _MLPPolicy(nn.Module):
         return self.net(obs.flatten(1))
 
 
-@register_policy("mlp-mse", MLPConfig, tokens=False, size=_size,
+@register_policy("mlp-mse", MLPConfig, tokens=False, size=_size, reads=MLP_READS,
                  build=lambda m, o, a, n, v: MLPRegressionPolicy(_config(m, o, a)))
 class MLPRegressionPolicy(_MLPPolicy):
     """Deterministic action regression (``mlp-mse``)."""
@@ -102,7 +102,7 @@ class MLPRegressionPolicy(_MLPPolicy):
         return self._features(obs)
 
 
-@register_policy("mlp-gaussian", MLPConfig, tokens=False, size=_size,
+@register_policy("mlp-gaussian", MLPConfig, tokens=False, size=_size, reads=(*MLP_READS, "std"),
                  build=lambda m, o, a, n, v: MLPGaussianPolicy(_config(m, o, a)))
 class MLPGaussianPolicy(_MLPPolicy):
     """Diagonal Gaussian over normalised actions (``mlp-gaussian``)."""
@@ -143,7 +143,7 @@ class MLPGaussianPolicy(_MLPPolicy):
         return mean + std * noise
 
 
-@register_policy("independent-categorical", MLPConfig, tokens=True, size=_size,
+@register_policy("independent-categorical", MLPConfig, tokens=True, size=_size, reads=MLP_READS,
                  build=lambda m, o, a, n, v: IndependentCategoricalPolicy(_config(m, o, n, v)))
 class IndependentCategoricalPolicy(_MLPPolicy):
     """A categorical per token position from the observation alone (``independent-categorical``)."""

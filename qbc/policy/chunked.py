@@ -34,7 +34,13 @@ import torch.nn.functional as F
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
 from qbc.policy.baselines import MLPConfig, MLPRegressionPolicy
-from qbc.policy.registry import POLICY_KINDS, chunk_policies, register_policy
+from qbc.policy.registry import (
+    MLP_READS,
+    POLICY_KINDS,
+    TRANSFORMER_READS,
+    chunk_policies,
+    register_policy,
+)
 from qbc.policy.wrapper import Normalizer, Policy
 
 
@@ -65,7 +71,8 @@ def _build_ar(model: Any, obs_dim: int, act_dim: int, chunk_len: int, tokenizer:
         dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim, end_token=end))
 
 
-@register_policy("chunk-ar-transformer", ChunkARConfig, tokens=True, build=_build_ar, chunk=True)
+@register_policy("chunk-ar-transformer", ChunkARConfig, tokens=True, build=_build_ar, chunk=True,
+                 reads=TRANSFORMER_READS)  # obs_history must be 1
 class ChunkARTransformer(ARTransformerPolicy):
     """p(tok_i | obs, tok_<i) over a chunk's token sequence (``chunk-ar-transformer``)."""
 
@@ -185,7 +192,8 @@ def _build_mlp(model: Any, obs_dim: int, act_dim: int, chunk_len: int, tokenizer
         n_layers=model.mlp_layers, chunk_len=chunk_len))
 
 
-@register_policy("chunk-mlp-l1", ChunkMLPConfig, tokens=False, build=_build_mlp, chunk=True)
+@register_policy("chunk-mlp-l1", ChunkMLPConfig, tokens=False, build=_build_mlp, chunk=True,
+                 reads=MLP_READS)
 class ChunkMLPRegression(MLPRegressionPolicy):
     """Continuous chunk baseline (``chunk-mlp-l1``): normalised chunk (B, k * D), L1 loss."""
 

@@ -137,7 +137,8 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
     cfg = read_json_object(directory / "config.json", what="policy config")
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CorruptFileError(f"{directory / 'config.json'} is not a qbc policy config")
-    if cfg.get("version") != FORMAT_VERSION:
+    version = cfg.get("version")  # an int, not a bool (True == 1)
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CorruptFileError(f"{directory / 'config.json'}: policy format version "
                                f"{cfg.get('version')!r} is not supported (this qbc reads "
                                f"version {FORMAT_VERSION})")

@@ -7,6 +7,7 @@ makes it exist after ``import qbc.policy``. This module imports none of them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,8 @@ class ModelConfig:
     plus a term that scores each bin by its codeword's distance from a location computed from
     the observation, :class:`~qbc.policy.ar_transformer.ARTransformerConfig`: states beyond the
     data get the bin their action extrapolates to, as the clipped quantized expert does) or
-    'plain' (free logits only)."""
+    'plain' (free logits only). A joint quantizer (vq) of actions of more than one dimension
+    has no order among its codes: that run's head is plain, and its train_config.json says so."""
     loc_layers: int = 2
     """ar-transformer's ordered head: hidden layers (width --model.hidden) of the MLP on the
     observation inside each token's location (0: a linear location, the head's first version)."""
@@ -56,13 +58,56 @@ class ModelConfig:
 POLICY_KINDS: Registry[type[nn.Module]] = Registry("policy", name_attr="kind")
 
 
+#: The ModelConfig fields an MLP policy kind reads (its ``reads`` at registration).
+MLP_READS = ("hidden", "mlp_layers", "obs_history")
+#: ... and a transformer kind.
+TRANSFORMER_READS = ("d_model", "n_layers", "n_heads", "mlp_ratio", "dropout", "obs_history")
+
+
+def model_reads(kind: str) -> tuple[str, ...]:
+    """The ModelConfig fields policy ``kind`` reads (registered with it); it ignores the
+    others."""
+    return POLICY_KINDS.meta(kind)["reads"]
+
+
+def model_flag(name: str) -> str:
+    """The flag of ModelConfig field ``name`` (``d_model`` -> ``--model.d-model``)."""
+    return "--model." + name.replace("_", "-")
+
+
+def unread_model_settings(kind: str, model: ModelConfig) -> list[str]:
+    """The fields of ``model`` away from their defaults that policy ``kind`` does not read."""
+    reads = model_reads(kind)
+    return [f.name for f in dataclasses.fields(model)
+            if f.name not in reads and getattr(model, f.name) != f.default]
+
+
+def check_model_settings_read(kind: str, model: ModelConfig) -> None:
+    """Refuse (one-line InvalidValueError) a setting of ``model`` given away from its default
+    that policy ``kind`` does not read (``--model.d-model`` with an MLP policy, ...)."""
+    unread = [model_flag(name) for name in unread_model_settings(kind, model)]
+    if unread:
+        them = "it" if len(unread) == 1 else "them"
+        reads = ", ".join(model_flag(name) for name in model_reads(kind))
+        raise InvalidValueError(f"--policy {kind} does not read {', '.join(unread)} and would "
+                                f"ignore {them}: leave {them} out (it reads {reads})")
+
+
+def model_for(kind: str, model: ModelConfig) -> ModelConfig:
+    """``model`` with the settings policy ``kind`` does not read back at their defaults: what a
+    caller that gives several kinds one set of settings (a sweep's cell) passes to each."""
+    return dataclasses.replace(model, **{name: getattr(ModelConfig, name)
+                                         for name in unread_model_settings(kind, model)})
+
+
 def _no_bound(model: ModelConfig, act_dim: int, vocab: int) -> int:
     return 0
 
 
 def register_policy(name: str, config: type, *, tokens: bool, build: Callable[..., nn.Module],
                     size: Callable[[ModelConfig, int, int], int] = _no_bound,
-                    chunk: bool = False, head: bool = False) -> Callable[[type], type]:
+                    chunk: bool = False, head: bool = False,
+                    reads: tuple[str, ...] = ()) -> Callable[[type], type]:
     """Class decorator: register a policy module class as kind ``name`` (``--policy name``;
     sets ``cls.kind``, ``cls.is_token_policy`` and ``cls.is_chunk_policy``).
 
@@ -75,12 +120,13 @@ def register_policy(name: str, config: type, *, tokens: bool, build: Callable[..
     on its parameters from the settings alone (see :func:`rough_parameter_count`; default 0).
     ``chunk``: a chunk policy (``qbc train-chunked``), not a per-step one (``qbc train``).
     ``head``: it reads the ordered output head's settings (``--model.head``,
-    ``--model.loc-layers``); other kinds refuse them."""
+    ``--model.loc-layers``); other kinds refuse them. ``reads``: the ModelConfig fields it
+    reads (``--model.*``); the others given away from their defaults are refused."""
 
     def wrap(cls: type) -> type:
         cls.is_token_policy, cls.is_chunk_policy = tokens, chunk
         return POLICY_KINDS.add(name, cls, config=config, tokens=tokens, build=build,
-                                size=size, chunk=chunk, head=head)
+                                size=size, chunk=chunk, head=head, reads=reads)
 
     return wrap
 

@@ -109,10 +109,14 @@ def load_actor(spec: str, act_dim: int | None = None) -> UserActor:
     return UserActor(obj, spec, act_dim)
 
 
-def _what(exc: BaseException) -> str:
-    """``'TypeError: message'`` on one line (the first line of the message)."""
+def describe_exception(exc: BaseException) -> str:
+    """``'TypeError: message'`` on one line (the first line of the message): how a fault in a
+    user's code is quoted in its UserCodeError."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+_what = describe_exception  # the short name the messages below use
 
 
 def _import(spec: str) -> Any:

@@ -15,7 +15,6 @@ through the cell's chunk tokenizer, :mod:`qbc.chunking.floor`), rolled out on th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from qbc.chunking.execution import ChunkExecutor
 from qbc.chunking.floor import QuantizedChunkExpert, make_planner
 from qbc.policy import ModelConfig
+from qbc.policy.registry import model_for
 from qbc.rollout.coupled import coupled_rollout
 from qbc.rollout.metrics import horizon_metrics
 from qbc.sweep.cells import Cell
@@ -84,9 +84,8 @@ def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[An
     cfg = ChunkTrainConfig(
         dataset=cell.dataset.dataset_id, out=out, policy=kind, chunk_k=cell.chunk_len,
         chunk_tokenizer=tok["name"], chunk_tokenizer_params=params, bins=cell.bins or 64,
-        # the grid's model settings, less the per-step ones chunk policies would ignore
-        model=dataclasses.replace(ModelConfig(**tr["model"]), head=ModelConfig.head,
-                                  std=ModelConfig.std),
+        # the grid's model settings, less the ones this kind would ignore
+        model=model_for(kind, ModelConfig(**tr["model"])),
         steps=tr["steps"], batch_size=tr["batch_size"],
         lr=tr["lr"], warmup_steps=tr["warmup_steps"], seed=cell.seed,
         val_fraction=tr["val_fraction"], eval_interval=tr["eval_interval"], device="cpu",

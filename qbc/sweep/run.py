@@ -93,10 +93,18 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
                              "smaller [grid] horizons")
     t0 = time.perf_counter()
     out = Path(out)
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
-    with sweep_lock(out):
-        result = _run_locked(spec, out, workers, backend, address, progress, source,
-                             lock_timeout)
+    try:
+        with sweep_lock(out):
+            result = _run_locked(spec, out, workers, backend, address, progress, source,
+                                 lock_timeout)
+    except BaseException:
+        for folder in created:  # refused before writing: the folders it made go again
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
+        raise
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -105,18 +113,19 @@ def _run_locked(spec: SweepSpec, out: Path, workers: int, backend: str, address:
                 progress: bool, source: str | None, lock_timeout: float) -> SweepResult:
     table = out / TABLE_FILE
     cells = expand_cells(spec)
+    done = finished_cells(table)
+    todo = [c for c in cells if c.key not in done]
+    result = SweepResult(out=out, table=table, n_cells=len(cells), skipped=len(cells) - len(todo),
+                         stale=len(done - {c.key for c in cells}))
+    # the datasets first: a wait for another sweep's dataset that runs out writes nothing here
+    result.datasets_collected = _collect(todo, spec.data.num_envs, progress, lock_timeout)
     atomic_write_json(out / CONFIG_FILE, {
         "source": source, "spec": spec.to_dict(),
         "run": {"workers": workers, "backend": backend, "address": address},
         "cells": [{"key": c.key, **{k: v for k, v in asdict(c).items() if k != "params"}}
                   for c in cells],
     })
-    done = finished_cells(table)
-    todo = [c for c in cells if c.key not in done]
-    result = SweepResult(out=out, table=table, n_cells=len(cells), skipped=len(cells) - len(todo),
-                         stale=len(done - {c.key for c in cells}))
     if todo:
-        result.datasets_collected = _collect(todo, spec.data.num_envs, progress, lock_timeout)
         execute = {"local": _local, "ray": _ray}[backend]
         bar = progress_bar(total=len(cells), initial=result.skipped, desc="sweep", unit="cell",
                            disable=not progress, dynamic_ncols=True)

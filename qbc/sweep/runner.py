@@ -9,7 +9,6 @@ again from scratch.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +22,8 @@ from qbc.data.collect import CollectConfig, collect
 from qbc.errors import OutputExistsError
 from qbc.infra.environ import scoped_threads
 from qbc.infra.run_folder import LOCK_WAIT_S, locked_output
-from qbc.policy import POLICY_KINDS, ModelConfig, needs_tokenizer
+from qbc.policy import ModelConfig, needs_tokenizer
+from qbc.policy.registry import model_for
 from qbc.quantizers import get_quantizer_class, quantile_params, range_settings
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
 from qbc.rollout.metrics import horizon_metrics
@@ -48,7 +48,8 @@ def ensure_dataset(ds: DatasetSpec, num_envs: int = 16, lock_timeout: float = LO
     if dataset_exists(ds.dataset_id):
         return False
     # collect() below holds the lock already then
-    with dataset_lock(ds.dataset_id, wait=lock_timeout, progress=progress):
+    with dataset_lock(ds.dataset_id, wait=lock_timeout, progress=progress,
+                      wait_flag="--lock-timeout"):
         return _collect_missing(ds, num_envs)
 
 
@@ -158,8 +159,7 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | N
             token["quantile"] = tr["quantile"]
         if get_quantizer_class(cell.quantizer).stochastic:
             token["token_target"] = tr["token_target"]
-    if not POLICY_KINDS.meta(kind)["head"]:
-        model = dataclasses.replace(model, head=ModelConfig.head)
+    model = model_for(kind, model)  # less the model settings this kind does not read
     cfg = TrainConfig(
         dataset=cell.dataset.dataset_id, out=out, policy=kind, **token,
         select_by=tr.get("select_by", "action-mse"), model=model, steps=tr["steps"],

@@ -160,14 +160,26 @@ def read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
-            rec = json.loads(line)
+            rec = json.loads(line, parse_constant=_no_constant)
         except json.JSONDecodeError:
             continue  # a torn last line from a crash
+        except ValueError as exc:  # NaN or inf: the run's records cannot be compared
+            raise CorruptFileError(f"{str(path)!r}, line {number}: {exc}; a run writes finite "
+                                   "numbers only: repair that line or start afresh with "
+                                   "--overwrite") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("step", 0), int):
+            raise CorruptFileError(f"{str(path)!r}, line {number} is not a metrics record (a "
+                                   "JSON object with an integer 'step'): repair that line or "
+                                   "start afresh with --overwrite")
         if rec.get("step", 0) <= upto:
             out.append(rec)
     return out
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a finite number")
 
 
 # -- last/: save and resume -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 
 from qbc.chunking import make_chunk_tokenizer, make_chunks
 from qbc.errors import InvalidValueError
+from qbc.infra.validate import check_memory
 from qbc.policy import POLICY_KINDS, Normalizer
 from qbc.policy.chunked import chunk_token_layout, pad_sequences
 from qbc.training.data import split_demos
@@ -58,6 +59,32 @@ def tokenizer_params(cfg: ChunkTrainConfig) -> dict[str, Any]:
                 "beast": {"n_control_points": points, "degree": min(3, points - 1), "bins": bins},
                 "rvq": {"levels": 4, "codes": bins, "seed": cfg.seed}, "fast": {}}
     return {**defaults.get(cfg.chunk_tokenizer, {}), **parse_params(cfg.chunk_tokenizer_params)}
+
+
+#: The parameter holding each chunk tokenizer's vocabulary size (fast: its BPE vocabulary).
+VOCAB_PARAMS = {"per-step": "n_bins", "beast": "bins", "rvq": "codes", "fast": "vocab_size"}
+
+
+def check_vocab_memory(cfg: ChunkTrainConfig) -> None:
+    """Refuse (one-line InvalidValueError) a chunk tokenizer vocabulary whose model could not be
+    held in memory, before anything is read: the token embedding and output head (at least
+    2 x vocabulary x d_model weights, with gradients and AdamW moments), one batch of logits
+    and, for rvq, its float64 codebooks (levels x codes x k values at least). A vocabulary of
+    10^9 used to be fitted first and end in the out-of-memory line (or the OOM killer)."""
+    params = tokenizer_params(cfg)
+    vocab = params.get(VOCAB_PARAMS.get(cfg.chunk_tokenizer, ""))
+    if cfg.policy != "chunk-ar-transformer" or type(vocab) is not int or vocab < 1:
+        return  # no tokens, or a bad value the tokenizer itself refuses
+    levels = params.get("levels", 1) if cfg.chunk_tokenizer == "rvq" else 0
+    levels = levels if type(levels) is int and levels > 0 else 1
+    n_bytes = (32.0 * vocab * cfg.model.d_model + 12.0 * cfg.batch_size * vocab
+               + 8.0 * levels * vocab * cfg.chunk_k)
+    name = VOCAB_PARAMS[cfg.chunk_tokenizer]
+    smaller = (f"a smaller {name} in --chunk-tokenizer-params"
+               if name in parse_params(cfg.chunk_tokenizer_params) else "fewer --bins")
+    check_memory(n_bytes, f"training chunk-ar-transformer on --chunk-tokenizer "
+                          f"{cfg.chunk_tokenizer} tokens (a vocabulary of {vocab:,})",
+                 f"use {smaller} or a smaller --model.d-model")
 
 
 @dataclass

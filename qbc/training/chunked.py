@@ -63,7 +63,13 @@ from qbc.policy.chunked import (
     build_chunk_policy,
 )
 from qbc.policy.loading import save_checkpoint
-from qbc.policy.registry import POLICY_KINDS, check_model_config, chunk_policies
+from qbc.policy.registry import (
+    POLICY_KINDS,
+    check_model_config,
+    chunk_policies,
+    model_flag,
+    unread_model_settings,
+)
 from qbc.training.checkpoint import (
     check_resume_config,
     read_metrics,
@@ -72,7 +78,7 @@ from qbc.training.checkpoint import (
     save_last,
     write_metrics,
 )
-from qbc.training.chunk_data import ChunkData, parse_params, prepare_chunk_data
+from qbc.training.chunk_data import ChunkData, check_vocab_memory, parse_params, prepare_chunk_data
 from qbc.training.config import (
     MIN_AUTO_STEPS,
     RULES,
@@ -178,15 +184,16 @@ def _validate(cfg: ChunkTrainConfig) -> None:
                                        ("chunk_tokenizer_params", "--chunk-tokenizer-params"),
                                        ("bins", "--bins"))
                if not tokens and getattr(cfg, name) != defaults[name]]
-    ignored += [f"--model.{name}" for name in ("head", "std")
-                if getattr(cfg.model, name) != getattr(ModelConfig, name)]
+    ignored += [model_flag(name) for name in unread_model_settings(cfg.policy, cfg.model)]
     if ignored:
         raise InvalidValueError(
             f"{', '.join(ignored)}: --policy {cfg.policy} would ignore "
             f"{'it' if len(ignored) == 1 else 'them'} (chunk-mlp-l1 regresses chunks without "
-            "a tokenizer; neither chunk policy has an ordered head or a std setting): leave "
+            "a tokenizer; it reads --model.hidden and --model.mlp-layers, chunk-ar-transformer "
+            "the transformer's --model.* settings): leave "
             f"{'it' if len(ignored) == 1 else 'them'} out")
     check_model_config(cfg.model)
+    check_vocab_memory(cfg)
     check_all([(not (cfg.resume and cfg.overwrite), "--resume and --overwrite exclude each other"),
                (spec.mode != "receding" or spec.value <= k,
                 f"--execute {spec}: M is longer than --chunk-k {k}; use M <= {k}"),

@@ -38,6 +38,7 @@ from qbc.policy.obs_encoder import ObsEncoderConfig, QuantizedProjectionEncoder,
 from qbc.policy.registry import (
     POLICY_KINDS,
     check_model_config,
+    check_model_settings_read,
     check_policy_kind,
     rough_parameter_count,
 )
@@ -279,9 +280,9 @@ def check_settings_apply(cfg: TrainConfig) -> None:
     (``--model.head``, ``--model.loc-layers``) with a policy other than the ar-transformer,
     ``--quantile`` / ``--range-margin`` with a quantizer without a fitted range,
     ``--target-sigma`` with a stochastic or joint quantizer, ``--token-target`` with a
-    deterministic one, the transition model's settings without ``--augment model``, and
-    ``--select-episodes`` without ``--select-by rollout``. A setting equal to its default
-    changes nothing and passes."""
+    deterministic one, a ``--model.*`` setting the policy kind does not read, the transition
+    model's settings without ``--augment model``, and ``--select-episodes`` without
+    ``--select-by rollout``. A setting equal to its default changes nothing and passes."""
     given = _given(cfg)
     head_flags = [flag for k, flag in HEAD_SETTINGS.items()
                   if getattr(cfg.model, k) != getattr(ModelConfig, k)]
@@ -313,6 +314,7 @@ def check_settings_apply(cfg: TrainConfig) -> None:
                     f"--token-target chooses the targets of a stochastic quantizer (smooth); "
                     f"--quantizer {cfg.quantizer} is deterministic and would ignore it: leave "
                     "--token-target out or use --quantizer smooth")])
+    check_model_settings_read(cfg.policy, cfg.model)
     unused = [AUGMENT_SETTINGS[k] for k in AUGMENT_SETTINGS if k in given]
     check_all([(cfg.augment == "model" or not unused,
                 f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the transition model "

@@ -25,6 +25,7 @@ from qbc.infra.files import atomic_write_json
 from qbc.infra.progress import progress_bar
 from qbc.policy import Normalizer, Policy, build_policy, load_policy, needs_tokenizer
 from qbc.policy.loading import save_checkpoint
+from qbc.quantizers import get_quantizer_class
 from qbc.ste import anneal_step, quantize_linear_layers
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import config as train_config
@@ -188,7 +189,7 @@ def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | N
     ctx.shard_bounds(cfg.batch_size)  # refuse a global batch the ranks cannot share equally
     train_demos, val_demos = split_demos(demos, cfg.val_fraction, cfg.seed)
     budget = {"from": "--steps" if cfg.steps is not None else "--epochs", "epochs": cfg.epochs}
-    cfg = resolve_budget(cfg, len(train_demos))
+    cfg = _resolve_head(resolve_budget(cfg, len(train_demos)), demos)
 
     conf = {**config_dict(cfg), "dataset_sha256": demos_fingerprint(demos)}
     final_out, cfg = cfg.out, dataclasses.replace(cfg, out=work)  # outputs go to work
@@ -210,6 +211,17 @@ def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | N
         state.best = {"val_loss": None, "step": state.step}
     ctx.barrier()  # every rank loads the best checkpoint rank 0 has written
     return _result(t, state, final_out, budget)
+
+
+def _resolve_head(cfg: TrainConfig, demos: Any) -> TrainConfig:
+    """``cfg`` with ``model.head`` 'plain' where the ordered head cannot be built, so that
+    train_config.json and the checkpoints say what is trained: a joint quantizer (vq) of actions
+    of more than one dimension gives one token per action vector, and its codes have no order
+    (with one dimension they do: the head stays ordered)."""
+    joint = needs_tokenizer(cfg.policy) and get_quantizer_class(cfg.quantizer).joint
+    if cfg.model.head == "ordered" and joint and np.shape(demos.actions)[-1] > 1:
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head="plain"))
+    return cfg
 
 
 def _set_up(cfg: TrainConfig, splits: tuple[Any, Any | None], device: torch.device,

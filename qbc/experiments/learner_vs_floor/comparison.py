@@ -53,6 +53,7 @@ from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
 from qbc.infra.child_processes import run as run_command
 from qbc.infra.child_processes import stopped_on_exit, thread_pool
 from qbc.infra.files import atomic_write_csv, atomic_write_text
+from qbc.policy.registry import ModelConfig, model_flag, model_reads
 from qbc.training.config import TOKEN_FLAGS
 
 
@@ -117,16 +118,18 @@ class Plan:
 
 
 def _without_token_flags(flags: list[str]) -> list[str]:
-    """``flags`` without the token settings (:data:`qbc.training.config.TOKEN_FLAGS`) and
-    their values."""
+    """``flags`` without the settings mlp-mse would ignore (:data:`qbc.training.config.TOKEN_FLAGS`,
+    the model settings it does not read) and their values."""
+    ignored = (*TOKEN_FLAGS, *(model_flag(name) for name in ModelConfig.__dataclass_fields__
+                               if name not in model_reads("mlp-mse")))
     out: list[str] = []
     skip_value = False
     for item in flags:
         if skip_value and not item.startswith("--"):
             skip_value = False
             continue
-        skip_value = item.split("=")[0] in TOKEN_FLAGS and "=" not in item
-        if item.split("=")[0] not in TOKEN_FLAGS:
+        skip_value = item.split("=")[0] in ignored and "=" not in item
+        if item.split("=")[0] not in ignored:
             out.append(item)
     return out
 
