@@ -43,12 +43,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
 )
 
-#: Known exceptions, (importer, imported): experiment code still inside a library package. It
-#: moves to qbc/experiments/ (issue 31, deliverable 5) and these entries go with it.
-ALLOWED = {
-    ("qbc.chunking.measure", "qbc.agents"),
-    ("qbc.chunking.measure", "qbc.data.episodes"),
-}
+#: Known exceptions, (importer, imported): none left (the chunk tokenizer comparison, experiment
+#: code that imported upwards from qbc/chunking/, moved to qbc/experiments/).
+ALLOWED: set[tuple[str, str]] = set()
 
 #: Function-local imports of qbc: each for an optional dependency or lazy loading, with a
 #: comment on its line saying so; at most this many in all.

@@ -161,15 +161,14 @@ def test_a_rollout_is_redone_when_the_evaluation_settings_change(tmp_path, monke
 
     calls = []
 
-    def fake_qbc(args, log, env):  # writes what `qbc rollout` would record of its settings
-        calls.append(args)
-        out = Path(args[args.index("--out") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({
-            "episodes": int(args[args.index("--episodes") + 1]),
-            "horizons": [int(args[args.index("--horizons") + 1])]}))
+    def fake_evaluate(cfg, datasets, log):  # writes what the evaluation records of its settings
+        calls.append(["--episodes", str(cfg.episodes), "--horizons", str(cfg.horizons[0])])
+        assert cfg.policy == str(tmp_path / "run") and datasets == tmp_path / "datasets"
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        (cfg.out / "config.json").write_text(json.dumps({
+            "episodes": cfg.episodes, "horizons": list(cfg.horizons)}))
 
-    monkeypatch.setattr(learner_vs_floor, "_qbc", fake_qbc)
+    monkeypatch.setattr(learner_vs_floor, "_evaluate", fake_evaluate)
 
     def evaluate(**settings):
         plan = learner_vs_floor.Plan(FloorConfig(out=tmp_path, **settings))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 
 from qbc.chunking.execution import execution_metrics
 from qbc.errors import ClippedActionsWarning, QbcWarning
+from qbc.infra.progress import Log, silent
 from qbc.policy.wrapper import Policy
 from qbc.rollout.coupled import (
     QuantizedExpert,
@@ -42,16 +42,9 @@ from qbc.rollout.metrics import horizon_metrics
 from qbc.rollout.report import RolloutReport, clipped_warning, floor_ratios, learner_verdict
 from qbc.rollout.video import write_rollout_videos
 
-#: Where the lines a command shows while the evaluation runs go (``print`` on the command line).
-Log = Callable[[str], None]
-
-
-def _silent(line: str) -> None:
-    """The default log: lines are dropped."""
-
 
 def evaluate(cfg: EvalConfig, inputs: EvalInputs | None = None, *, out: str | Path | None = None,
-             log: Log = _silent, datasets_root: str | Path | None = None) -> RolloutReport:
+             log: Log = silent, datasets_root: str | Path | None = None) -> RolloutReport:
     """The coupled evaluation of ``cfg`` (its ``inputs`` from :func:`open_inputs`, opened here
     when not given, with ``datasets_root``): ``cfg.episodes`` episodes from seeds ``cfg.seed``,
     ``cfg.seed + 1``, ... to the largest horizon. ``out`` (default ``cfg.out``) is the folder
