@@ -5,6 +5,7 @@ per_step.csv, PNG plots (:func:`qbc.rollout.report.write_report`) and a summary 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from qbc.cli import Command
@@ -29,6 +30,7 @@ class RolloutConfig(EvalConfig):
 def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     """Open the inputs (every refusal before any output), evaluate into the output folder,
     write the report, print the summary; returns the metrics.json object."""
+    # the library takes the parsed parameters (config.json records them as a dict)
     cfg = replace(cfg, expert_params=expert_params(cfg.expert_params))
     inputs = open_inputs(cfg)
     with output_dir(cfg.out, cfg.overwrite, "rollout") as out:
@@ -38,7 +40,7 @@ def run_rollout(cfg: RolloutConfig) -> dict[str, Any]:
     return report.to_json()
 
 
-def print_report(report: RolloutReport, out: Any) -> None:
+def print_report(report: RolloutReport, out: Path) -> None:
     """The one-screen summary, the verdict, chunk execution and floor lines, and the timing."""
     metrics = report.to_json()
     print(format_summary(metrics))
