@@ -1,5 +1,6 @@
 """Chunk tokenizers side by side on smooth actions: tokens per chunk, compression against
-per-step binning, held-out RMSE and fit time (qbc.chunking.measure); --json keeps the rows.
+per-step binning, held-out RMSE and fit time (qbc.experiments.chunk_tokenizers); --json keeps
+the rows.
 
     python scripts/compare_chunk_tokenizers.py                       # noise-free LQR, k=16
     python scripts/compare_chunk_tokenizers.py --source sines --k 16
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import tyro
 
-from qbc.chunking.measure import ChunkCompareConfig, run_compare
 from qbc.errors import QbcError
+from qbc.experiments.chunk_tokenizers import ChunkCompareConfig, run_compare
 from qbc.infra.files import atomic_write_json
 
 
@@ -26,7 +27,7 @@ class Args(ChunkCompareConfig):
 if __name__ == "__main__":
     args = tyro.cli(Args, description=__doc__)
     try:
-        rows = run_compare(args)
+        rows = run_compare(args, log=print)
     except QbcError as exc:
         sys.exit(f"compare_chunk_tokenizers: error: {exc}")
     if args.json is not None:

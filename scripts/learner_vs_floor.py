@@ -5,10 +5,12 @@ physics envs, with the quantized expert and an mlp-mse reference
 """
 
 import sys
+from functools import partial
 
 from qbc.cli import run_script
 from qbc.experiments.learner_vs_floor.comparison import run_comparison
 from qbc.experiments.learner_vs_floor.config import FloorConfig
 
 if __name__ == "__main__":  # bad input: one line, exit 2
-    sys.exit(run_script(FloorConfig, run_comparison, "learner_vs_floor"))
+    run = partial(run_comparison, log=partial(print, flush=True))  # a line per finished job
+    sys.exit(run_script(FloorConfig, run, "learner_vs_floor"))

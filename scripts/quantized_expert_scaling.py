@@ -5,9 +5,11 @@ Usage: python scripts/quantized_expert_scaling.py [--env qbc/ScalarStable-v0] [-
 """
 
 import sys
+from functools import partial
 
 from qbc.cli import run_script
 from qbc.experiments.scaling import ScalingConfig, run_scaling
 
 if __name__ == "__main__":  # bad input: one line, exit 2
-    sys.exit(run_script(ScalingConfig, run_scaling, "quantized_expert_scaling"))
+    run = partial(run_scaling, log=print)  # the table on stdout
+    sys.exit(run_script(ScalingConfig, run, "quantized_expert_scaling"))

@@ -7,9 +7,11 @@ Writes table.json, table.md and loss_vs_horizon.png; prints the table.
 """
 
 import sys
+from functools import partial
 
 from qbc.cli import run_script
 from qbc.experiments.counterexample import CounterexampleConfig, run_counterexample
 
 if __name__ == "__main__":  # bad input: one line, exit 2
-    sys.exit(run_script(CounterexampleConfig, run_counterexample, "reproduce_counterexample"))
+    run = partial(run_counterexample, log=print)  # the table on stdout
+    sys.exit(run_script(CounterexampleConfig, run, "reproduce_counterexample"))

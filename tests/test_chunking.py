@@ -413,11 +413,11 @@ def test_bad_parameters_raise_one_line(name, params, needle):
 
 # -- the comparison ------------------------------------------------------------------------------
 def test_compare_rows_on_sines(capsys):
-    from qbc.chunking.measure import ChunkCompareConfig, run_compare
+    from qbc.experiments.chunk_tokenizers import ChunkCompareConfig, run_compare
 
     specs = [{"name": "per-step", "n_bins": 256}, {"name": "fast", "scale": 10.0}]
     rows = run_compare(ChunkCompareConfig(source="sines", n_episodes=3, fit_chunks=500,
-                                          specs=specs))
+                                          specs=specs), log=print)
     assert [r["tokenizer"].split("(")[0] for r in rows] == ["per-step", "fast"]
     assert rows[0]["mean_tokens_per_chunk"] == K * D and rows[0]["n_fit_chunks"] == 500
     assert rows[1]["mean_tokens_per_chunk"] < K * D and rows[1]["decode_failure_rate"] == 0.0

@@ -279,12 +279,12 @@ def _tree(root):
 def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, monkeypatch):
     import json
 
-    from qbc.data import demos_fingerprint, load_demonstrations
+    from qbc.data import demos_sha256, load_demonstrations
 
     ids = [f"dagger/run/round-{r}-v0" for r in range(3)]
     old = _run_in(tmp_path, monkeypatch)  # rounds 0..2
     before = _tree(tmp_path)
-    arrays = [demos_fingerprint(load_demonstrations(i)) for i in ids]
+    arrays = [demos_sha256(load_demonstrations(i)) for i in ids]
     real_train = qbc.interactive.dagger.train_round
 
     def fails_in_round_one(cfg, r, demos, *rest):
@@ -296,7 +296,7 @@ def test_overwrite_replaces_a_run_only_when_every_round_has_finished(tmp_path, m
     with pytest.raises(RuntimeError, match="training failed"):
         _run_in(tmp_path, monkeypatch, overwrite=True, rounds=1, bins=16)
     assert _tree(tmp_path) == before  # the old run, its datasets; no staging leftovers
-    assert [demos_fingerprint(load_demonstrations(i)) for i in ids] == arrays
+    assert [demos_sha256(load_demonstrations(i)) for i in ids] == arrays
 
     # a killed --overwrite run's hidden leftovers are removed by the next one
     (tmp_path / ".run.staging-kil1ed_x" / "round-0").mkdir(parents=True)

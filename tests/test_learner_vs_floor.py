@@ -2,7 +2,6 @@
 
 import csv
 import math
-from pathlib import Path
 
 import pytest
 
@@ -161,15 +160,14 @@ def test_a_rollout_is_redone_when_the_evaluation_settings_change(tmp_path, monke
 
     calls = []
 
-    def fake_qbc(args, log, env):  # writes what `qbc rollout` would record of its settings
-        calls.append(args)
-        out = Path(args[args.index("--out") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({
-            "episodes": int(args[args.index("--episodes") + 1]),
-            "horizons": [int(args[args.index("--horizons") + 1])]}))
+    def fake_evaluate(cfg, datasets, log):  # writes what the evaluation records of its settings
+        calls.append(["--episodes", str(cfg.episodes), "--horizons", str(cfg.horizons[0])])
+        assert cfg.policy == str(tmp_path / "run") and datasets == tmp_path / "datasets"
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        (cfg.out / "config.json").write_text(json.dumps({
+            "episodes": cfg.episodes, "horizons": list(cfg.horizons)}))
 
-    monkeypatch.setattr(learner_vs_floor, "_qbc", fake_qbc)
+    monkeypatch.setattr(learner_vs_floor, "_evaluate", fake_evaluate)
 
     def evaluate(**settings):
         plan = learner_vs_floor.Plan(FloorConfig(out=tmp_path, **settings))
@@ -265,3 +263,34 @@ def test_a_method_with_its_own_higher_floor_is_held_to_the_reference_floor():
     dagger = _by_method(summarise(rows))["dagger"]
     assert dagger["ref_qexp_regret"] == 4.0 and dagger["qexp_regret"] == 20.0
     assert math.isclose(dagger["ratio"], 19.0 / 4.0) and not dagger["meets_target"]
+
+
+def test_a_rollout_evaluated_in_process_writes_what_the_command_writes(tiny_lin_run, tmp_path,
+                                                                      cli):
+    import json
+
+    from conftest import copy_tiny_lin_run
+
+    from qbc.experiments.learner_vs_floor.comparison import _evaluate
+    from qbc.rollout.inputs import EvalConfig
+
+    copy_tiny_lin_run(tiny_lin_run, tmp_path)
+    res = cli(["rollout", "--policy", tmp_path / "run", "--episodes", "4", "--horizons", "10",
+               "--seed", "900000", "--decode", "mean", "--num-envs", "4", "--no-progress",
+               "--out", tmp_path / "cmd", "--overwrite"],
+              env={"MINARI_DATASETS_PATH": str(tmp_path / "minari")})
+    assert res.returncode == 0, res.stderr
+    cfg = EvalConfig(out=tmp_path / "lib", policy=str(tmp_path / "run"), episodes=4,
+                     horizons=(10,), seed=900000, decode="mean", num_envs=4, progress=False,
+                     overwrite=True)
+    _evaluate(cfg, tmp_path / "minari", tmp_path / "log.txt")  # the datasets root passed in
+    for name in ("metrics.json", "config.json"):
+        cmd, lib = (json.loads((tmp_path / d / name).read_text().replace(str(tmp_path / d),
+                                                                         "OUT"))
+                    for d in ("cmd", "lib"))
+        for found in (cmd, lib):
+            found.pop("timing", None)  # seconds differ
+        assert list(lib) == list(cmd) and lib == cmd, name
+    log = (tmp_path / "log.txt").read_text().splitlines()
+    assert log[0].startswith("$ evaluate --policy") and log[1].startswith("coupling: exact")
+    assert log[2].endswith("(from dataset qbc/lin-v0)")

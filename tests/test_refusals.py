@@ -412,7 +412,7 @@ def test_disk_full_while_collecting_leaves_no_staging(ws, tmp_path, monkeypatch,
 
 
 def test_a_bug_is_reported_with_a_log(ws, tmp_path, monkeypatch, capsys):
-    import qbc.cli.rollout as rc_mod
+    import qbc.rollout.evaluate as rc_mod
     from qbc.cli import main
 
     def bug(*args, **kw):

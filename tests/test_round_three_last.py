@@ -64,7 +64,7 @@ def test_train_chunked_refuses_a_model_setting_its_policy_does_not_read(tmp_path
 
 
 def test_sweeps_and_experiments_give_each_kind_only_the_model_settings_it_reads():
-    from qbc.experiments.learner_vs_floor.comparison import _without_token_flags
+    from qbc.experiments.learner_vs_floor.plan import _without_token_flags
     from qbc.policy import ModelConfig
     from qbc.policy.registry import model_for
 

@@ -199,7 +199,7 @@ def test_dagger_and_train_chunked_refuse_settings_their_policy_would_ignore(tmp_
 
 
 def test_learner_vs_floor_gives_its_mlp_reference_no_token_flags():
-    from qbc.experiments.learner_vs_floor.comparison import _without_token_flags
+    from qbc.experiments.learner_vs_floor.plan import _without_token_flags
 
     assert _without_token_flags(["--model.head", "plain", "--select-by", "val-loss",
                                  "--range-margin=0.5", "--no-per-dim", "--eval-interval",

@@ -12,22 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.infra.validate import split_list_flag
+from qbc.infra.validate import positive_ints, split_list_flag
 
-
-def positive_ints(values: str | Sequence[int | str], flag: str) -> list[int]:
-    """``(10, 20, 50)``, ``("10,20", "50")`` or ``"10,20,50"`` -> [10, 20, 50], sorted and
-    unique; positive integers only."""
-    items = split_list_flag(values)
-    text = ",".join(items)  # as the messages show it
-    try:
-        out = sorted({int(v) for v in items})
-    except ValueError:
-        raise InvalidValueError(
-            f"{flag} must be integers like 10 20 50 (or 10,20,50), got {text!r}") from None
-    if not out or out[0] < 1:
-        raise InvalidValueError(f"{flag} must be positive integers, got {text!r}")
-    return out
+__all__ = ["positive_floats", "positive_ints", "parse_horizons", "KeepCommas"]
 
 
 def positive_floats(values: str | Sequence[float | str], flag: str) -> list[float]:

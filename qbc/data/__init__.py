@@ -10,7 +10,7 @@ one back as a :class:`Demonstrations` of flat transitions.
 - :mod:`qbc.data.store`: the root, dataset ids, locks, writing and reading Minari datasets.
 """
 
-from qbc.data.demonstrations import Demonstrations, check_compatible, demos_fingerprint
+from qbc.data.demonstrations import Demonstrations, check_compatible, demos_sha256
 from qbc.data.loading import load_demonstrations
 from qbc.data.store import (
     CONFIG_FILE,
@@ -34,7 +34,7 @@ __all__ = [
     "dataset_exists",
     "dataset_lock",
     "dataset_path",
-    "demos_fingerprint",
+    "demos_sha256",
     "join_dataset_ids",
     "load_demonstrations",
     "local_dataset_ids",

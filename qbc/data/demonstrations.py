@@ -188,7 +188,7 @@ def check_compatible(demos: Demonstrations, observation_space: gym.Space,
         )
 
 
-def demos_fingerprint(demos: Any) -> str:
+def demos_sha256(demos: Any) -> str:
     """Hex sha256 of the demonstrations' content (observations, actions, episode ids): the same
     data gives the same hash however it is stored; a re-collected dataset a different one."""
     import hashlib

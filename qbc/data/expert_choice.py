@@ -80,13 +80,14 @@ def provenance(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return prov if isinstance(prov, dict) else {}
 
 
-def dataset_provenance(dataset_id: str) -> dict[str, Any]:
-    """The provenance of a local Minari dataset, read from its metadata alone (no episodes);
-    {} when the dataset is not here or was not written by qbc."""
+def dataset_provenance(dataset_id: str, root: str | Path | None = None) -> dict[str, Any]:
+    """The provenance of a local Minari dataset (under the datasets ``root``, default
+    :func:`qbc.data.store.minari_root`'s), read from its metadata alone (no episodes); {} when
+    the dataset is not here or was not written by qbc."""
     from minari.dataset.minari_storage import MinariStorage
 
     try:
-        data = dataset_path(dataset_id) / "data"
+        data = dataset_path(dataset_id, root) / "data"
         if not data.is_dir():
             return {}
         return provenance(MinariStorage.read_raw_metadata(data))
@@ -123,7 +124,8 @@ def expert_file_sha256(params: dict[str, Any]) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def remembered_expert(dataset_id: str | None) -> dict[str, Any] | None:
+def remembered_expert(dataset_id: str | None,
+                      root: str | Path | None = None) -> dict[str, Any] | None:
     """``{"name", "params", "sha256"}`` of the expert that collected ``dataset_id``, or None;
     ``sha256``: that of its model file when it had one. An aggregate id ``a+b+...`` (a DAgger
     round's policy trains on every round's dataset so far) gives the expert of its first part
@@ -132,7 +134,7 @@ def remembered_expert(dataset_id: str | None) -> dict[str, Any] | None:
         return None
 
     for part in split_dataset_ids(dataset_id):
-        spec = provenance_expert(dataset_provenance(part))
+        spec = provenance_expert(dataset_provenance(part, root))
         if spec is not None:
             return spec
     return None
@@ -173,15 +175,17 @@ def check_same_file(spec: dict[str, Any], dataset_id: str) -> None:
 
 def choose_expert(expert: str | None, expert_path: str | Path | None,
                   expert_params: dict[str, Any] | None,
-                  dataset_id: str | None, env_id: str | None = None) -> ExpertChoice:
+                  dataset_id: str | None, env_id: str | None = None,
+                  root: str | Path | None = None) -> ExpertChoice:
     """The expert to build, by the rules of the module docstring (``env_id``: the env whose
-    default expert rule 3 takes)."""
+    default expert rule 3 takes; ``root``: the datasets root ``dataset_id`` is under, default
+    :func:`qbc.data.store.minari_root`'s)."""
     given = dict(expert_params or {})
     if expert_path is not None:
         given["path"] = str(expert_path)
     if expert is not None:
         return ExpertChoice(expert, given, "--expert")
-    spec = remembered_expert(dataset_id)
+    spec = remembered_expert(dataset_id, root)
     if spec is not None:
         if "path" not in given:
             check_same_file(spec, dataset_id)

@@ -13,6 +13,7 @@ import numpy as np
 from qbc.agents import make_expert
 from qbc.agents.counterexample import Theorem6Policy
 from qbc.infra.files import atomic_write_json, atomic_write_text
+from qbc.infra.progress import Log, silent
 from qbc.rollout.augment import (
     ModelAugmentedPolicy,
     TransitionModelConfig,
@@ -121,9 +122,9 @@ class CounterexampleConfig:
     """output directory."""
 
 
-def run_counterexample(cfg: CounterexampleConfig) -> list[dict[str, Any]]:
+def run_counterexample(cfg: CounterexampleConfig, log: Log = silent) -> list[dict[str, Any]]:
     """:func:`counterexample_table` with ``cfg``: writes table.json, table.md and
-    loss_vs_horizon.png into ``cfg.out`` and prints the table; returns its rows."""
+    loss_vs_horizon.png into ``cfg.out`` and gives ``log`` the table; returns its rows."""
     rows = counterexample_table(cfg.eps, cfg.horizons, n_demos=cfg.n_demos,
                                 episodes=cfg.episodes, k=cfg.k, d=cfg.d,
                                 model_cfg=TransitionModelConfig(steps=cfg.model_steps,
@@ -133,6 +134,6 @@ def run_counterexample(cfg: CounterexampleConfig) -> list[dict[str, Any]]:
     atomic_write_json(cfg.out / "table.json", rows)
     atomic_write_text(cfg.out / "table.md", "```\n" + table + "\n```\n")
     plot_table(rows, cfg.out / "loss_vs_horizon.png")
-    print(table)
-    print(f"saved {cfg.out}/table.json, table.md, loss_vs_horizon.png")
+    log(table)
+    log(f"saved {cfg.out}/table.json, table.md, loss_vs_horizon.png")
     return rows

@@ -17,6 +17,7 @@ import numpy as np
 
 from qbc.agents import make_expert
 from qbc.infra.files import atomic_write_json
+from qbc.infra.progress import Log, silent
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
 from qbc.rollout.growth import fit_growth
 from qbc.rollout.metrics import horizon_metrics
@@ -138,15 +139,15 @@ class ScalingConfig:
     """where to write the results (JSON); the plot goes beside it (.png)."""
 
 
-def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
+def run_scaling(cfg: ScalingConfig, log: Log = silent) -> dict[str, Any]:
     """:func:`quantized_expert_scaling` with ``cfg``: writes ``cfg.out`` (JSON) and the plot
-    beside it (.png), prints the table; returns the results."""
+    beside it (.png), gives ``log`` the table; returns the results."""
     res = quantized_expert_scaling(cfg.env, make_expert(cfg.expert, cfg.env), cfg.bins,
                                    cfg.horizons, episodes=cfg.episodes, quantizer=cfg.quantizer,
                                    env_kwargs=None if cfg.x0_std is None
                                    else {"x0_std": cfg.x0_std})
     atomic_write_json(cfg.out, res)
     plot_scaling(res, cfg.out.with_suffix(".png"))
-    print(format_scaling(res))
-    print(f"saved {cfg.out} and {cfg.out.with_suffix('.png')}")
+    log(format_scaling(res))
+    log(f"saved {cfg.out} and {cfg.out.with_suffix('.png')}")
     return res

@@ -20,6 +20,14 @@ from typing import Any, TextIO
 #: Seconds between two plain progress lines.
 INTERVAL_S = 10.0
 
+#: Where a library function sends the lines a command shows while it runs (``print`` on the
+#: command line): library code takes one as ``log`` and never prints itself.
+Log = Callable[[str], None]
+
+
+def silent(line: str) -> None:
+    """The default :data:`Log`: the lines are dropped."""
+
 
 class PlainProgress:
     """The part of tqdm's interface qbc uses, printing ``desc: n/total unit (pct), rate, eta,

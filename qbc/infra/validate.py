@@ -137,6 +137,21 @@ def split_list_flag(values: str | tuple[str, ...] | list[str]) -> list[str]:
     return [v.strip() for item in values for v in str(item).split(",") if v.strip()]
 
 
+def positive_ints(values: str | tuple | list, flag: str) -> list[int]:
+    """``(10, 20, 50)``, ``("10,20", "50")`` or ``"10,20,50"`` -> [10, 20, 50], sorted and
+    unique; positive integers only."""
+    items = split_list_flag(values)
+    text = ",".join(items)  # as the messages show it
+    try:
+        out = sorted({int(v) for v in items})
+    except ValueError:
+        raise InvalidValueError(
+            f"{flag} must be integers like 10 20 50 (or 10,20,50), got {text!r}") from None
+    if not out or out[0] < 1:
+        raise InvalidValueError(f"{flag} must be positive integers, got {text!r}")
+    return out
+
+
 def check_all(checks: list[tuple[bool, str]]) -> None:
     """Raise InvalidValueError with the message of the first check that fails."""
     for ok, message in checks:

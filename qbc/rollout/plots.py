@@ -1,5 +1,6 @@
 """PNG plots of horizon error (matplotlib, off-screen; figures written by
-:func:`qbc.infra.figures.save_figure`)."""
+:func:`qbc.infra.figures.save_figure`). Figures are made without pyplot's registry of open
+figures, so evaluations running in threads side by side can draw at once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from qbc.infra.figures import save_figure  # noqa: E402
 
@@ -19,7 +20,8 @@ def plot_regret_vs_horizon(metrics: dict[str, Any], path: str | Path, title: str
 
     Non-positive regrets cannot be drawn on a log axis; their points are left out.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     hs = metrics["horizons"]
     for name, per_h in metrics["policies"].items():
         if name == metrics["reference"]:
@@ -46,7 +48,8 @@ def plot_regret_vs_horizon(metrics: dict[str, Any], path: str | Path, title: str
 def plot_state_deviation(rows: list[dict[str, Any]], path: str | Path, reference: str,
                          title: str = "") -> Path:
     """Mean state deviation ‖x_t − x*_t‖ against t, one line per policy."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     names = sorted({r["policy"] for r in rows} - {reference})
     for name in names:
         pts = [(r["t"], r["state_dev_mean"]) for r in rows if r["policy"] == name]

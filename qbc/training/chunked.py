@@ -48,7 +48,7 @@ from qbc.chunking import get_chunk_tokenizer_class
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
 from qbc.chunking.floor import QuantizedChunkExpert, make_planner
-from qbc.data import demos_fingerprint, load_demonstrations
+from qbc.data import demos_sha256, load_demonstrations
 from qbc.errors import InvalidValueError, QbcWarning, UnknownNameError
 from qbc.infra.environ import scoped_torch_rng
 from qbc.infra.files import atomic_write_json, read_json
@@ -256,7 +256,7 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
         budget = {"from": "--steps" if cfg.steps is not None else "--epochs",
                   "epochs": cfg.epochs}
         cfg = resolve_budget(cfg, len(data[3]))
-        conf = {**config_dict(cfg), "dataset_sha256": demos_fingerprint(demos)}
+        conf = {**config_dict(cfg), "dataset_sha256": demos_sha256(demos)}
         final_out = cfg.out
         with run_dir(cfg) as (work, resuming):  # after the data: a refused run writes nothing
             run = dataclasses.replace(cfg, out=work)

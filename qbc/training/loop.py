@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbc.data import demos_fingerprint
+from qbc.data import demos_sha256
 from qbc.infra.environ import scoped_torch_rng
 from qbc.infra.files import atomic_write_json
 from qbc.infra.progress import progress_bar
@@ -191,7 +191,7 @@ def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | N
     budget = {"from": "--steps" if cfg.steps is not None else "--epochs", "epochs": cfg.epochs}
     cfg = _resolve_head(resolve_budget(cfg, len(train_demos)), demos)
 
-    conf = {**config_dict(cfg), "dataset_sha256": demos_fingerprint(demos)}
+    conf = {**config_dict(cfg), "dataset_sha256": demos_sha256(demos)}
     final_out, cfg = cfg.out, dataclasses.replace(cfg, out=work)  # outputs go to work
     # A run keeps the id drawn when it started; --resume checks that the folder's parts agree.
     conf["run_id"] = (run_identity(work) if resuming else None) or uuid.uuid4().hex

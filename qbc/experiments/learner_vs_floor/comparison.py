@@ -11,8 +11,9 @@ For every env, seed and quantizer this runs, through the ``qbc`` command:
   episodes driven by the round-0 learner alone, every visited state labelled by the expert);
 - ``mlp-mse`` (once per env and seed): the continuous regressor on the BC demonstrations;
 
-then ``qbc rollout`` of each policy against the expert on seeds disjoint from the data, with
-argmax and mean decoding. The quantized expert (the expert's actions through the policy's own
+then the coupled evaluation of ``qbc rollout`` (:func:`qbc.rollout.evaluate.evaluate`, in this
+process) of each policy against the expert on seeds disjoint from the data, with argmax and mean
+decoding. The quantized expert (the expert's actions through the policy's own
 tokenizer, deterministic encoding: nearest rounding for ``smooth``) is rolled out on the same
 seeds: it is the floor the learner is compared with, the one an argmax learner reproduces. Each
 row's floor is that of its own tokenizer (DAgger keeps round 0's unless --dagger-tokenizer refit).
@@ -31,10 +32,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shlex
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,121 +45,40 @@ from qbc.experiments.learner_vs_floor.config import (
     eval_episodes,
     quick_config,
 )
+from qbc.experiments.learner_vs_floor.plan import Plan, finished, mark_finished, qbc_command
 from qbc.experiments.learner_vs_floor.report import report
 from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
-from qbc.infra.child_processes import run as run_command
 from qbc.infra.child_processes import stopped_on_exit, thread_pool
+from qbc.infra.environ import scoped_threads
 from qbc.infra.files import atomic_write_csv, atomic_write_text
-from qbc.policy.registry import ModelConfig, model_flag, model_reads
-from qbc.training.config import TOKEN_FLAGS
-
-
-# -- running the commands ------------------------------------------------------------------------
-def _qbc(args: list[str], log: Path, env: dict[str, str]) -> None:
-    """Run ``qbc ARGS`` with its output in ``log``; raise with the log's tail on failure."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as fh:
-        fh.write(f"$ qbc {shlex.join(args)}\n")
-        fh.flush()
-        returncode = run_command([sys.executable, "-m", "qbc.cli", *args], stdout=fh,
-                                 stderr=subprocess.STDOUT, env=env)
-    if returncode != 0:
-        tail = log.read_text().splitlines()[-5:]
-        raise RuntimeError(f"qbc {args[0]} failed (rc {returncode}), see {log}:\n"
-                           + "\n".join(tail))
-
-
-class Plan:
-    """Names of every run and dataset of one comparison, and the commands that make them."""
-
-    def __init__(self, cfg: FloorConfig):
-        self.cfg = cfg
-        self.out = cfg.out.resolve()
-        self.env = {**os.environ, "MINARI_DATASETS_PATH": str(self.out / "datasets")}
-        if cfg.workers > 1:
-            self.env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-
-    @staticmethod
-    def slug(env_id: str) -> str:
-        return env_id.replace("/", "_").replace("-", "_").lower()
-
-    def dataset(self, env_id: str, seed: int, kind: str, quantizer: str = "") -> str:
-        tag = f"-{quantizer}" if quantizer else ""
-        return f"floor/{self.slug(env_id)}-s{seed}-{kind}{tag}-v0"
-
-    def run_dir(self, env_id: str, seed: int, name: str) -> Path:
-        return self.out / "runs" / self.slug(env_id) / f"seed{seed}" / name
-
-    def horizon(self, env_id: str) -> int:
-        return self.cfg.horizon or ENVS[env_id].horizon
-
-    def common_collect(self, env_id: str, seed: int) -> list[str]:
-        flags = ["--env", env_id, "--expert", ENVS[env_id].expert, "--episodes",
-                 str(self.cfg.episodes), "--seed", str(1000 * seed), "--num-envs",
-                 str(min(self.cfg.episodes, 50)), "--no-progress"]
-        if self.cfg.max_episode_steps:
-            flags += ["--max-episode-steps", str(self.cfg.max_episode_steps)]
-        return flags
-
-    def train_flags(self, quantizer: str | None, seed: int) -> list[str]:
-        extra = self.cfg.extra_train_flags
-        if quantizer is None:  # mlp-mse: qbc train refuses the token flags it would ignore
-            extra = _without_token_flags(extra)
-        flags = ["--seed", str(seed), "--no-progress", "--rollout-episodes", "0", *extra]
-        if quantizer is not None:
-            flags += ["--policy", "ar-transformer", "--quantizer", quantizer,
-                      "--bins", str(self.cfg.bins)]
-        if self.cfg.steps:
-            flags += ["--steps", str(self.cfg.steps)]
-        return flags
-
-
-def _without_token_flags(flags: list[str]) -> list[str]:
-    """``flags`` without the settings mlp-mse would ignore (:data:`qbc.training.config.TOKEN_FLAGS`,
-    the model settings it does not read) and their values."""
-    ignored = (*TOKEN_FLAGS, *(model_flag(name) for name in ModelConfig.__dataclass_fields__
-                               if name not in model_reads("mlp-mse")))
-    out: list[str] = []
-    skip_value = False
-    for item in flags:
-        if skip_value and not item.startswith("--"):
-            skip_value = False
-            continue
-        skip_value = item.split("=")[0] in ignored and "=" not in item
-        if item.split("=")[0] not in ignored:
-            out.append(item)
-    return out
-
-
-def _done(path: Path) -> bool:
-    return (path / ".floor-done").exists()
-
-
-def _mark(path: Path) -> None:
-    (path / ".floor-done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+from qbc.infra.progress import Log, silent
+from qbc.infra.run_folder import output_dir
+from qbc.rollout.evaluate import evaluate
+from qbc.rollout.inputs import EvalConfig, open_inputs
+from qbc.rollout.report import write_report
 
 
 def collect_bc(plan: Plan, env_id: str, seed: int) -> None:
     """The expert demonstrations of ``env_id`` for ``seed`` (kept once written)."""
     marker = plan.run_dir(env_id, seed, "data-bc")
-    if _done(marker):
+    if finished(marker):
         return
     marker.mkdir(parents=True, exist_ok=True)
-    _qbc(["collect", *plan.common_collect(env_id, seed), "--dataset",
+    qbc_command(["collect", *plan.common_collect(env_id, seed), "--dataset",
           plan.dataset(env_id, seed, "bc"), "--overwrite"], marker / "log.txt", plan.env)
-    _mark(marker)
+    mark_finished(marker)
 
 
 def train_run(plan: Plan, env_id: str, seed: int, name: str, dataset: str,
               quantizer: str | None, more_flags: list[str] | None = None) -> Path:
     """``qbc train`` into the run folder ``name`` (kept once finished)."""
     run = plan.run_dir(env_id, seed, name)
-    if not _done(run):
+    if not finished(run):
         kind = [] if quantizer is not None else ["--policy", "mlp-mse"]
-        _qbc(["train", "--dataset", dataset, "--out", str(run / "run"), "--overwrite", *kind,
+        qbc_command(["train", "--dataset", dataset, "--out", str(run / "run"), "--overwrite", *kind,
               *plan.train_flags(quantizer, seed), *(more_flags or [])], run / "log.txt",
              plan.env)
-        _mark(run)
+        mark_finished(run)
     return run / "run"
 
 
@@ -175,11 +91,11 @@ def dart_run(plan: Plan, env_id: str, seed: int, quantizer: str,
     dataset = plan.dataset(env_id, seed, "dart", quantizer)
     noise = (["--dart", "auto", "--policy", str(bc_run)] if bc_run is not None
              else ["--dart", plan.cfg.dart_sigma])
-    if not _done(data):
+    if not finished(data):
         data.mkdir(parents=True, exist_ok=True)
-        _qbc(["collect", *plan.common_collect(env_id, seed), "--dataset", dataset, *noise,
+        qbc_command(["collect", *plan.common_collect(env_id, seed), "--dataset", dataset, *noise,
               "--overwrite"], data / "log.txt", plan.env)
-        _mark(data)
+        mark_finished(data)
     return train_run(plan, env_id, seed, name, dataset, quantizer, plan.cfg.dart_train_flags)
 
 
@@ -204,9 +120,9 @@ def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
     flags += model_flags  # `qbc dagger` takes --model.* itself; the training seed is its --seed
     if overrides:
         flags += ["--train-overrides", *overrides]
-    if not _done(run):
-        _qbc(flags, run / "log.txt", plan.env)  # resumes its own finished rounds
-        _mark(run)
+    if not finished(run):
+        qbc_command(flags, run / "log.txt", plan.env)  # resumes its own finished rounds
+        mark_finished(run)
     return run / "run" / f"round-{cfg.dagger_rounds}"
 
 
@@ -226,18 +142,41 @@ def _split_train_flags(extra: list[str]) -> tuple[list[str], list[str]]:
 
 
 def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: str) -> Path:
-    """Coupled rollouts of ``run`` against the expert (and the quantized expert)."""
+    """Coupled rollouts of ``run`` against the expert (and the quantized expert): the
+    evaluation of ``qbc rollout`` with these settings, run in this process into
+    ``rollout-NAME-DECODE/out`` (kept once finished with the same settings)."""
     folder = plan.run_dir(env_id, seed, f"rollout-{name}-{decode}")
     H, episodes = plan.horizon(env_id), eval_episodes(plan.cfg, env_id)
-    if not (_done(folder) and _evaluated_as(folder / "out", episodes, H)):
+    if not (finished(folder) and _evaluated_as(folder / "out", episodes, H)):
         folder.mkdir(parents=True, exist_ok=True)
         # the env copies only batch the work: the episodes' seeds fix every number reported
-        _qbc(["rollout", "--policy", str(run), "--episodes", str(episodes),
-              "--horizons", str(H), "--seed", "900000", "--decode", decode,
-              "--num-envs", str(min(episodes, 200)), "--no-progress",
-              "--out", str(folder / "out"), "--overwrite"], folder / "log.txt", plan.env)
-        _mark(folder)
+        cfg = EvalConfig(out=folder / "out", policy=str(run), episodes=episodes, horizons=(H,),
+                         seed=900000, decode=decode, num_envs=min(episodes, 200),
+                         progress=False, overwrite=True)
+        _evaluate(cfg, plan.out / "datasets", folder / "log.txt")
+        mark_finished(folder)
     return folder / "out" / "metrics.json"
+
+
+def _evaluate(cfg: EvalConfig, datasets: Path, log: Path) -> None:
+    """:func:`qbc.rollout.evaluate.evaluate` of ``cfg`` (the policy's expert read from its
+    dataset under ``datasets``) written into ``cfg.out``; its lines, warnings and verdict
+    appended to ``log``."""
+    with open(log, "a") as fh:
+        def line(text: str) -> None:
+            fh.write(text + "\n")
+            fh.flush()
+
+        line(f"$ evaluate --policy {cfg.policy} --decode {cfg.decode} --episodes "
+             f"{cfg.episodes} --horizons {cfg.horizons[0]} --seed {cfg.seed} --out {cfg.out}")
+        inputs = open_inputs(cfg, datasets_root=datasets)
+        with output_dir(cfg.out, cfg.overwrite, "rollout") as out:
+            report = evaluate(cfg, inputs, out=out, log=line)
+            write_report(out, report)
+        for warning in report.warnings:
+            line(f"warning: {warning}")
+        if report.verdict:
+            line(report.verdict["text"])
 
 
 def _evaluated_as(out: Path, episodes: int, H: int) -> bool:
@@ -325,8 +264,9 @@ def _row(plan: Plan, job: Job, method: str, decode: str, labels: int,
 
 
 # -- the whole comparison ------------------------------------------------------------------------
-def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
-    """Run (or continue) the comparison; write results.csv, summary.csv and README.md."""
+def run_comparison(cfg: FloorConfig, log: Log = silent) -> list[dict[str, Any]]:
+    """Run (or continue) the comparison; write results.csv, summary.csv and README.md. ``log``
+    gets one line per finished job."""
     cfg = quick_config(cfg) if cfg.quick else cfg
     unknown = [e for e in cfg.envs if e not in ENVS]
     if unknown:
@@ -349,13 +289,16 @@ def run_comparison(cfg: FloorConfig) -> list[dict[str, Any]]:
             jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
                     for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
             rows: list[dict[str, Any]] = []
-            with thread_pool(max(1, cfg.workers)) as pool:
+            # parallel jobs evaluate in this process's threads: one torch thread each, as the
+            # commands they start get one (OMP_NUM_THREADS=1)
+            with scoped_threads(1 if cfg.workers > 1 else None), \
+                    thread_pool(max(1, cfg.workers)) as pool:
                 finished = pool.map(lambda j: run_job(plan, j), jobs)
                 for job, done in zip(jobs, finished, strict=True):
                     rows += done
                     clock.save()
-                    print(f"[{clock.this_invocation():7.0f} s] {job.env_id} seed {job.seed} "
-                          f"{job.quantizer or 'mlp-mse'}: done", flush=True)
+                    log(f"[{clock.this_invocation():7.0f} s] {job.env_id} seed {job.seed} "
+                        f"{job.quantizer or 'mlp-mse'}: done")
     finally:  # a comparison that fails, is interrupted or terminated still counts its time
         seconds = clock.save()
     rows.sort(key=lambda r: (cfg.envs.index(r["env"]), r["quantizer"], r["method"], r["decode"],

@@ -19,6 +19,7 @@ from qbc.chunking.base import make_chunk_tokenizer
 from qbc.chunking.chunks import make_chunks
 from qbc.data.episodes import rollout_episodes
 from qbc.errors import InvalidValueError
+from qbc.infra.progress import Log, silent
 
 DEFAULT_SPECS = (
     {"name": "per-step", "quantizer": "uniform", "n_bins": 256},
@@ -135,12 +136,12 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_compare(cfg: ChunkCompareConfig) -> list[dict[str, Any]]:
-    """Compare, print the table with its data description, return the rows."""
+def run_compare(cfg: ChunkCompareConfig, log: Log = silent) -> list[dict[str, Any]]:
+    """Compare, give ``log`` the table with its data description, return the rows."""
     rows = compare(cfg)
     what = (f"noise-free LQR closed loops of {cfg.env_id}" if cfg.source == "lqr"
             else "sums of sinusoids")
-    print(f"{what}, k={cfg.k}, stride={cfg.stride}: fitted on {rows[0]['n_fit_chunks']} chunks, "
+    log(f"{what}, k={cfg.k}, stride={cfg.stride}: fitted on {rows[0]['n_fit_chunks']} chunks, "
           f"scored on {rows[0]['n_chunks']} held-out chunks")
-    print(format_rows(rows))
+    log(format_rows(rows))
     return rows

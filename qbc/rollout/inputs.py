@@ -1,0 +1,277 @@
+"""What an evaluation rolls out: its settings (:class:`EvalConfig`, the flags of ``qbc
+rollout``), checked whole before anything is loaded (:func:`validate`), and the actors they name,
+opened and checked before any output exists (:func:`open_inputs`): the policy (a qbc
+checkpoint, decoded and executed as asked, or any importable actor), the expert, the quantized
+expert(s) or chunk floor, and the model-based deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qbc.chunking.execution import ChunkExecutor, execute_policy, parse_execute
+from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.data.expert_choice import ExpertChoice, build_expert, choose_expert, policy_dataset
+from qbc.envs.make import make_env
+from qbc.errors import InvalidValueError
+from qbc.infra.validate import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED_LIMIT,
+    check_all,
+    check_config,
+    positive_ints,
+)
+from qbc.policy import load_policy
+from qbc.rollout.augment import ModelAugmentedPolicy, load_transition_model
+from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.video import video_backend
+from qbc.stepping.actor import UserActor, is_module_object, load_actor, reset_actor
+from qbc.stepping.limits import cap_horizons, check_rollout_memory
+from qbc.tokenizer import ActionTokenizer
+
+
+@dataclass
+class EvalConfig:
+    """Roll a policy out against the expert from the same seeds (coupled) and measure how the
+    regret and the state deviation grow with the horizon."""
+
+    out: Path
+    """output directory (metrics.json, per_step.csv, plots)."""
+    policy: str | None = None
+    """policy checkpoint directory (from `qbc train`), or any importable actor as
+    'module:object' (an object with act(obs (N, obs_dim)) -> (N, act_dim), or a zero-argument
+    factory returning one; needs --env), e.g. another library's policy to compare with; without
+    it only the expert and the quantized expert (needs --tokenizer) are rolled out."""
+    env: str | None = None
+    """env id; default: the env of the policy's training dataset."""
+    expert: str | None = None
+    """expert: lqr, linear, arctan (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
+    trained actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor
+    (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
+    default: the expert that collected the policy's training dataset (recorded in its
+    metadata, or given later with `qbc data set-expert`), else zoo:ENV when the zoo has the
+    env, else lqr."""
+    expert_path: Path | None = None
+    """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
+    expert_params: Mapping[str, Any] = field(default_factory=dict)
+    """expert parameters (``make_expert`` keywords), e.g. {"gain_scale": 0.8}; they replace
+    the dataset expert's parameters of the same name."""
+    tokenizer: Path | None = None
+    """tokenizer JSON for the quantized expert; default: the policy's own tokenizer."""
+    episodes: int = 100
+    """number of coupled episodes (seeds seed, seed+1, ...)."""
+    horizons: tuple[int, ...] = (10, 20, 50, 100, 200, 500)
+    """horizons H, space- or comma-separated (--horizons 10 50 200, or 10,50,200); the rollout
+    runs to the largest. On a third-party env, horizons above its time limit (Pendulum-v1: 200)
+    are capped there, with a warning."""
+    num_envs: int = 100
+    """episodes stepped together in one vector env."""
+    seed: int = 1_000_000
+    """first episode seed (keep it apart from the seeds of the training data)."""
+    decode: str = "argmax"
+    """policy decoding: argmax (the most likely token per position: right for a unimodal
+    expert), sample (draw each token from the policy, seeded by --seed, the same draws on
+    every run: commits to one mode of multimodal demonstrations) or mean (the expected codeword
+    per position: the mean of the modes, as a regressor)."""
+    temperature: float = 1.0
+    """with --decode sample: divide the logits by T (T < 1 sharpens towards argmax, 1 draws
+    from the learned distribution)."""
+    quantized_expert: bool = True
+    """also roll out the quantized expert: deterministic (for smooth tokenizers nearest rounding,
+    the floor of --decode argmax) and, for smooth tokenizers, stochastic rounding too
+    (quantized_expert_stochastic: the theory's q#pi*, the floor of --decode sample); for a chunk
+    policy, its chunk floor: the expert's noise-free plans through the policy's chunk tokenizer,
+    executed by the same --execute (docs/chunking.md)."""
+    augment: str = "none"
+    """'model': also deploy the policy on a learned model's state (Algorithm 1), using the
+    transition model saved by `qbc train --augment model` (the policy's run directory)."""
+    resync_every: int = 0
+    """with --augment model: reset the model state to the observed one every k steps (0: never)."""
+    model_sample: bool = False
+    """with --augment model: sample the model's next state instead of taking its mean."""
+    divergence_threshold: float = 1e3
+    """state norm above which an episode counts as diverged."""
+    execute: str | None = None
+    """chunk policies (qbc train-chunked): open-loop (default), receding:M (first M actions,
+    then re-plan) or ensemble:C (ACT temporal ensembling, weights exp(-C i), i = 0 oldest)."""
+    overwrite: bool = False
+    """replace an existing output directory."""
+    progress: bool = True
+    """show progress (a bar on a terminal, a plain line every ~10 s in a log)."""
+    video: int = 0
+    """write a video of each of the first N coupled episodes to out/videos/: expert, policy and
+    quantized expert side by side, with step and cumulative regret (MP4; GIF without
+    imageio-ffmpeg; pip install 'qbc[video]'). Envs without rgb_array rendering (the qbc/ envs)
+    get a drawn state/action trace."""
+
+
+#: Ranges of the numeric flags (floats are also checked finite, seeds in [0, 2^32)).
+RULES = {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE, "resync_every": NON_NEGATIVE,
+         "temperature": POSITIVE,
+         "divergence_threshold": POSITIVE, "video": NON_NEGATIVE}
+DECODES = ("argmax", "sample", "mean")
+
+
+def validate(cfg: EvalConfig) -> list[int]:
+    """Check every flag (before anything is loaded or written); returns the horizons."""
+    check_config(cfg, RULES)
+    check_all([(cfg.decode in DECODES,
+                f"--decode must be one of {', '.join(DECODES)}, got {cfg.decode!r}"),
+               (cfg.augment in ("none", "model"),
+                f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
+               (cfg.seed + cfg.episodes <= SEED_LIMIT,
+                f"--seed + --episodes must stay below 2^32 (episode seeds), got {cfg.seed} + "
+                f"{cfg.episodes}"),
+               (cfg.video <= cfg.episodes,
+                f"--video must be between 0 and --episodes ({cfg.episodes}), got {cfg.video}")])
+    if cfg.video:
+        video_backend()  # refuse a missing imageio before any output
+    if cfg.execute is not None:
+        parse_execute(cfg.execute)
+    return positive_ints(cfg.horizons, "--horizons")
+
+
+def _load_policy(cfg: EvalConfig) -> tuple[Any, bool]:
+    """The actor of ``--policy`` (None without it) and whether it is a qbc checkpoint: a
+    directory is loaded as one (decoded by --decode, chunks executed by --execute), a
+    'module:object' is imported (:func:`qbc.stepping.actor.load_actor`)."""
+    if cfg.policy is None:
+        if cfg.execute is not None:
+            raise InvalidValueError("--execute needs a chunk --policy")
+        return None, False
+    if is_module_object(cfg.policy) and not Path(cfg.policy).exists():
+        if cfg.execute is not None or cfg.augment != "none":
+            raise InvalidValueError("--execute and --augment need a qbc policy checkpoint, not "
+                                    f"the actor {cfg.policy!r}")
+        return load_actor(cfg.policy), False
+
+    policy = load_policy(cfg.policy)
+    policy.decode_mode = cfg.decode
+    policy.temperature = cfg.temperature
+    return execute_policy(policy, cfg.execute), True
+
+
+@dataclass
+class EvalInputs:
+    """The opened inputs of an evaluation (:func:`open_inputs`)."""
+
+    env_id: str
+    actors: dict[str, Any]
+    """by rollout name: 'expert', 'policy', 'quantized_expert', ... (the expert first)."""
+    horizons: list[int]
+    """ascending, capped at a third-party env's time limit."""
+    expert: ExpertChoice
+    horizons_capped: str | None = None
+    """the warning to give when horizons were capped, else None."""
+
+
+def open_inputs(cfg: EvalConfig, datasets_root: str | Path | None = None) -> EvalInputs:
+    """Check ``cfg`` and open every input it names, before any output exists; a policy's
+    remembered expert is read from its dataset under ``datasets_root`` (default: the Minari
+    root of :func:`qbc.data.store.minari_root`)."""
+    horizons = validate(cfg)
+    policy, checkpoint = _load_policy(cfg)
+    env_id = cfg.env or getattr(policy, "env_id", None)
+    if env_id is None:
+        raise InvalidValueError("give --env (the policy does not record its env)")
+    tokenizer = (ActionTokenizer.load(cfg.tokenizer) if cfg.tokenizer is not None
+                 else getattr(policy, "tokenizer", None))
+    check_fits_env(env_id, policy, tokenizer)
+    probe_user_actor(policy, env_id, cfg.seed)
+    horizons, capped = cap_horizons(env_id, horizons)
+    if cfg.augment == "model" and hasattr(policy, "chunk_len"):
+        raise InvalidValueError("--augment model deploys per-step token policies, not chunks")
+    choice = choose_expert(cfg.expert, cfg.expert_path, dict(cfg.expert_params),
+                           policy_dataset(cfg.policy) if checkpoint else None, env_id,
+                           root=datasets_root)
+    expert = build_expert(choice, env_id)
+    actors: dict[str, Any] = {"expert": expert}
+    if policy is not None:
+        actors["policy"] = policy
+    if cfg.quantized_expert and tokenizer is not None:
+        actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
+        if tokenizer.stochastic:
+            actors["quantized_expert_stochastic"] = QuantizedExpert(
+                expert, tokenizer, rng=np.random.default_rng(cfg.seed))
+    if cfg.quantized_expert and hasattr(policy, "chunk_len"):
+        name, floor = chunk_floor(env_id, expert, policy)
+        actors[name] = floor
+    if cfg.augment == "model":
+        actors["policy_model_based"] = _model_based(cfg, policy)
+    if len(actors) == 1:
+        raise InvalidValueError("nothing to compare with the expert: give --policy or --tokenizer")
+    check_rollout_memory(env_id, len(actors), cfg.episodes, horizons[-1],
+                         "use fewer --episodes or smaller --horizons")
+    return EvalInputs(env_id, actors, horizons, choice, capped)
+
+
+def chunk_floor(env_id: str, expert: Any, executor: Any) -> tuple[str, Any]:
+    """The chunk floor of a chunk policy's executor: (its rollout name, the expert's plans
+    through the policy's chunk tokenizer executed in the same mode), see
+    :mod:`qbc.chunking.floor`."""
+    policy = executor.policy
+    floor = QuantizedChunkExpert(make_planner(env_id, expert), executor.chunk_len,
+                                 getattr(policy, "chunk_tokenizer", None), env_id=env_id)
+    return floor.name, ChunkExecutor(floor, executor.spec)
+
+
+def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> None:
+    """Raise InvalidValueError unless the policy's observation / action sizes and the
+    tokenizer's action size equal those of the env ``env_id`` (an unknown id raises
+    UnknownNameError)."""
+    env = make_env(env_id)
+    try:
+        obs_shape, act_shape = env.observation_space.shape, env.action_space.shape
+    finally:
+        env.close()
+    problems = []
+    dims = (getattr(policy, "obs_dim", None), getattr(policy, "act_dim", None))
+    if None not in dims and (obs_shape, act_shape) != ((dims[0],), (dims[1],)):
+        problems.append(f"the policy takes {policy.obs_dim}-dimensional observations and gives "
+                        f"{policy.act_dim}-dimensional actions")
+    if tokenizer is not None and act_shape != (tokenizer.action_dim_,):
+        problems.append(f"the tokenizer is for {tokenizer.action_dim_}-dimensional actions")
+    if problems:
+        raise InvalidValueError(
+            f"{env_id} has observations of shape {obs_shape} and actions of shape {act_shape}, "
+            "but " + " and ".join(problems) + "; pass the --env the policy was trained on (or a "
+            "policy / tokenizer made for this env)")
+
+
+def probe_user_actor(actor: Any, env_id: str, seed: int) -> None:
+    """Call an imported actor (:class:`qbc.stepping.actor.UserActor`) once on two starting
+    observations
+    of ``env_id`` before any output exists: an actor that raises or returns actions of the
+    wrong shape, type or finiteness is refused (UserCodeError) with nothing written. Its actions
+    are checked on every later call too."""
+    if not isinstance(actor, UserActor):
+        return
+    env = make_env(env_id)
+    try:
+        actor.expect(int(np.prod(env.action_space.shape)))
+        obs = np.stack([env.reset(seed=seed + i)[0] for i in range(2)])
+    finally:
+        env.close()
+    reset_actor(actor)
+    actor.act(obs)
+
+
+def _model_based(cfg: EvalConfig, policy: Any) -> Any:
+    """The policy deployed on the state of the transition model saved beside it."""
+    if policy is None:
+        raise InvalidValueError("--augment model needs --policy")
+    candidates = [Path(cfg.policy) / "transition", Path(cfg.policy).parent / "transition"]
+    found = next((c for c in candidates if c.is_dir()), None)
+    if found is None:
+        raise InvalidValueError(
+            f"no transition model beside {cfg.policy}: train with `qbc train --augment model`"
+        )
+    return ModelAugmentedPolicy(policy, load_transition_model(found),
+                                resync_every=cfg.resync_every, sample=cfg.model_sample,
+                                seed=cfg.seed)
