@@ -22,7 +22,7 @@ for spec in $encoders; do
     qbc train --dataset qbc/obs-encoders-v0 --quantizer uniform --bins 32 \
         --policy ar-transformer --steps "$steps" --eval-interval 1000 --rollout-episodes 0 \
         --no-progress --overwrite --out "$out/train_$name" "${encoder[@]}" \
-        --model.head plain --select-by val-loss  # the published run's settings
+        --model.head plain --select-by val-loss --token-target soft  # the published run's
     qbc rollout --policy "$out/train_$name" --env qbc/LinearUnstable-v0 --episodes "$episodes" \
         --horizons 50,200,500 --overwrite --out "$out/rollout_$name" | tee "$out/rollout_$name.txt"
 done

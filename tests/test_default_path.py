@@ -103,6 +103,7 @@ def test_a_run_selects_by_action_error_by_default_and_records_its_defaults(tmp_p
     assert run.best_step == min(mse, key=mse.get)
     conf = json.loads((tmp_path / "default" / "train_config.json").read_text())
     assert conf["select_by"] == "action-mse" and conf["model"]["head"] == "ordered"
+    assert conf["token_target"] == "two-hot"
 
 
 def test_the_verdict_names_the_likely_cause_of_a_miss():
@@ -164,6 +165,43 @@ def test_gaussian_histogram_targets_peak_at_the_nearest_codeword():
     assert np.array_equal(soft.argmax(-1), tok.encode(probe))
     # neighbours share the probability: the nearest bin keeps well under all of it
     assert soft[:50].max(-1).mean() < 0.7
+
+
+@pytest.mark.parametrize("quantizer", ["uniform", "kmeans"])
+def test_two_hot_targets_mean_the_action_and_peak_at_its_token(quantizer):
+    from qbc.training.data import two_hot_targets
+
+    acts = np.random.default_rng(6).normal(size=(400, 2)).astype(np.float32)
+    tok = ActionTokenizer.fit(acts, quantizer=quantizer, n_bins=16)
+    probe = np.concatenate([acts[:100], 10 * acts[:5]])  # inside the range and far beyond it
+    soft = two_hot_targets(tok, probe)
+    assert soft.shape == (105, 2, 16) and np.allclose(soft.sum(-1), 1.0)
+    assert ((soft > 0).sum(-1) <= 2).all()  # two neighbouring codewords at most
+    code = tok.codebooks()
+    lo, hi = code.min(1), code.max(1)
+    mean = np.einsum("ndk,dk->nd", soft, code)
+    np.testing.assert_allclose(mean, np.clip(probe, lo, hi), atol=1e-5)  # mean codeword = action
+    assert np.array_equal(soft.argmax(-1), tok.encode(probe))  # argmax = the action's token
+
+
+def test_the_default_targets_are_two_hot_and_the_earlier_ones_stay_available():
+    from qbc.training.data import make_batch
+
+    acts = np.random.default_rng(7).uniform(-1, 1, size=(64, 1)).astype(np.float32)
+    tok = ActionTokenizer.fit(acts, quantizer="uniform", n_bins=8)
+
+    class Split:  # the fields make_batch reads
+        obs = torch.zeros(64, 1, 1)
+        actions = torch.from_numpy(acts)
+        raw_actions = acts
+        tokens = torch.from_numpy(tok.encode(acts))
+
+    idx = torch.arange(64)
+    two_hot = make_batch(Split, idx, tok, "two-hot", np.random.default_rng(0))
+    assert two_hot["soft"].shape == (64, 1, 8) and (two_hot["soft"].max(-1).values < 1).any()
+    for earlier in ("one-hot", "soft"):  # 'soft' trained deterministic quantizers on one-hot
+        batch = make_batch(Split, idx, tok, earlier, np.random.default_rng(0))
+        assert "soft" not in batch and torch.equal(batch["tokens"], Split.tokens)
 
 
 def test_the_heads_location_setting_is_refused_where_no_ordered_head_reads_it(tmp_path):

@@ -130,7 +130,7 @@ TRAIN_TINY = ["--steps", "2", "--rollout-episodes", "0", "--no-progress", "--mod
     ("ar-transformer", ["--quantizer", "lloyd_max", "--range-margin", "0.5"], "--range-margin"),
     ("ar-transformer", ["--quantizer", "smooth", "--target-sigma", "0.75"], "--target-sigma"),
     ("ar-transformer", ["--quantizer", "vq", "--target-sigma", "0.75"], "--target-sigma"),
-    ("ar-transformer", ["--token-target", "sampled"], "--token-target"),
+    ("ar-transformer", ["--quantizer", "vq", "--token-target", "one-hot"], "--token-target"),
     ("ar-transformer", ["--transition-steps", "50"], "--transition-steps"),
     ("ar-transformer", ["--select-episodes", "5"], "--select-episodes"),
     ("ar-transformer", ["--val-fraction", "0", "--select-by", "rollout"], "--val-fraction 0"),
@@ -151,6 +151,8 @@ def test_train_refuses_a_setting_its_run_would_ignore(tmp_path, capsys, tiny_dat
 @pytest.mark.parametrize("policy,flags", [
     ("mlp-mse", ["--bins", "64", "--quantizer", "uniform"]),  # the defaults change nothing
     ("ar-transformer", ["--quantizer", "smooth", "--token-target", "sampled"]),
+    ("ar-transformer", ["--quantizer", "uniform", "--token-target", "one-hot"]),
+    ("ar-transformer", ["--quantizer", "kmeans", "--token-target", "soft"]),
     ("ar-transformer", ["--quantizer", "kmeans", "--target-sigma", "0.5"]),
     ("ar-transformer", ["--quantizer", "smooth", "--range-margin", "0.5", "--quantile", "0.01"]),
 ])

@@ -157,8 +157,10 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | N
         token = dict(quantizer=cell.quantizer, bins=cell.bins, per_dim=tr["per_dim"])
         if "quantile" in range_settings(cell.quantizer):
             token["quantile"] = tr["quantile"]
-        if get_quantizer_class(cell.quantizer).stochastic:
-            token["token_target"] = tr["token_target"]
+        klass = get_quantizer_class(cell.quantizer)
+        if not klass.joint:  # 'sampled' (smooth's tokens) was one-hot for the others
+            sampled = tr["token_target"] == "sampled" and not klass.stochastic
+            token["token_target"] = "one-hot" if sampled else tr["token_target"]
     model = model_for(kind, model)  # less the model settings this kind does not read
     cfg = TrainConfig(
         dataset=cell.dataset.dataset_id, out=out, policy=kind, **token,

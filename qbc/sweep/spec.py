@@ -54,6 +54,7 @@ from qbc.quantizers import available_quantizers
 from qbc.quantizers.binning import QUANTILE_RANGE
 from qbc.sweep.chunk_axes import validate_chunk_axes
 from qbc.sweep.entries import check_keys, normalize_named
+from qbc.training.config import TOKEN_TARGETS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,8 +131,9 @@ class TrainSpec:
     """one quantizer per action dimension."""
     quantile: float = 0.0
     """uniform/smooth: fit the range to the [q, 1-q] action quantiles."""
-    token_target: str = "soft"
-    """smooth tokenizers: 'soft' (two-hot) or 'sampled' targets."""
+    token_target: str = "two-hot"
+    """per-dimension tokenizers: 'two-hot' or 'one-hot' targets (qbc train --token-target;
+    the earlier names 'soft' and 'sampled' reproduce runs made before the two-hot default)."""
     decode: str = "argmax"
     """how the trained token policy picks its action in rollouts: argmax, sample or mean."""
     select_by: str = "action-mse"
@@ -308,8 +310,9 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
         (t.lr > 0, f"[train] lr must be positive, got {t.lr}"),
         (t.eval_interval >= 1, f"[train] eval_interval must be >= 1, got {t.eval_interval}"),
         (0 <= t.val_fraction < 1, f"[train] val_fraction must be in [0, 1), got {t.val_fraction}"),
-        (t.token_target in ("soft", "sampled"),
-         f"[train] token_target must be 'soft' or 'sampled', got {t.token_target!r}"),
+        (t.token_target in TOKEN_TARGETS,
+         f"[train] token_target must be one of {', '.join(TOKEN_TARGETS)}, "
+         f"got {t.token_target!r}"),
         (t.select_by in ("action-mse", "val-loss"),
          f"[train] select_by must be 'action-mse' or 'val-loss', got {t.select_by!r}"),
         (r.episodes >= 1, f"[rollout] episodes must be >= 1, got {r.episodes}"),

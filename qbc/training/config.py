@@ -88,11 +88,16 @@ class _TrainHead:
     """uniform/smooth: widen the fitted range by this x its half-width on each side (0.5: 1.5x
     as wide), so states beyond the data that need larger actions are not clipped to the edge
     tokens (on unstable systems a clipped action can let the state run away)."""
-    token_target: str = "soft"
-    """stochastic (smooth) tokenizers: 'soft' (two-hot expected log-loss) or 'sampled' tokens."""
+    token_target: str = "two-hot"
+    """per-dimension tokenizers: 'two-hot' (each action value's probability split between the
+    two codewords around it, so the target's mean codeword is the action: smooth binning's own
+    targets; for a deterministic quantizer its argmax is the action's token) or 'one-hot' (the
+    action's token alone; for smooth, the stochastically rounded one). The names before the
+    two-hot default: 'soft' (two-hot for smooth, one-hot otherwise) and 'sampled' (one-hot).
+    Joint (vq) tokens have no order: one-hot."""
     target_sigma: float = 0.0
     """deterministic per-dimension tokenizers: train on Gaussian histogram targets (HL-Gauss)
-    of this std in codeword spacings instead of one-hot tokens (0 = one-hot)."""
+    of this std in codeword spacings instead (0 = the --token-target ones)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """model settings."""
     steps: int | None = None
@@ -189,6 +194,10 @@ def device_of(cfg: Any) -> torch.device:
 # -- budget ---------------------------------------------------------------------------------------
 #: Checkpoint selection rules of ``--select-by``.
 SELECT_BY = ("action-mse", "val-loss", "rollout")
+#: The targets of ``--token-target`` (see :func:`qbc.training.data.make_batch`); 'soft' and
+#: 'sampled' are the names used before the two-hot default, kept so that saved settings
+#: reproduce their runs.
+TOKEN_TARGETS = ("two-hot", "one-hot", "soft", "sampled")
 #: The budget from --epochs is kept within these steps. Small datasets need many more than 30
 #: passes: their rare states (the tails of the initial-state distribution, where an unstable
 #: system is decided) are fitted last. On qbc/ScalarUnstable-v0 (100 x 200-step LQR episodes)
@@ -243,8 +252,9 @@ def validate_config(cfg: TrainConfig) -> torch.device:
     check_model_config(cfg.model)
     check_all([(cfg.select_by in SELECT_BY,
                 f"--select-by must be one of {', '.join(SELECT_BY)}, got {cfg.select_by!r}"),
-               (cfg.token_target in ("soft", "sampled"),
-                f"--token-target must be 'soft' or 'sampled', got {cfg.token_target!r}"),
+               (cfg.token_target in TOKEN_TARGETS,
+                f"--token-target must be one of {', '.join(TOKEN_TARGETS)}, "
+                f"got {cfg.token_target!r}"),
                (cfg.weight_quantizer is None or _known_ste(cfg.weight_quantizer),
                 f"unknown --weight-quantizer {cfg.weight_quantizer!r}"),
                (cfg.augment in ("none", "model"),
@@ -279,8 +289,8 @@ def check_settings_apply(cfg: TrainConfig) -> None:
     would ignore: token settings with a continuous policy, the output head's settings
     (``--model.head``, ``--model.loc-layers``) with a policy other than the ar-transformer,
     ``--quantile`` / ``--range-margin`` with a quantizer without a fitted range,
-    ``--target-sigma`` with a stochastic or joint quantizer, ``--token-target`` with a
-    deterministic one, a ``--model.*`` setting the policy kind does not read, the transition
+    ``--target-sigma`` with a stochastic or joint quantizer or with ``--token-target``,
+    ``--token-target`` with a joint one (``sampled`` with a deterministic one), a ``--model.*`` setting the policy kind does not read, the transition
     model's settings without ``--augment model``, and ``--select-episodes`` without
     ``--select-by rollout``. A setting equal to its default changes nothing and passes."""
     given = _given(cfg)
@@ -310,10 +320,17 @@ def check_settings_apply(cfg: TrainConfig) -> None:
                     f"({why}) "
                     "would ignore it: leave --target-sigma out or use uniform, kmeans or "
                     "lloyd_max"),
-                   ("token_target" not in given or klass.stochastic,
-                    f"--token-target chooses the targets of a stochastic quantizer (smooth); "
-                    f"--quantizer {cfg.quantizer} is deterministic and would ignore it: leave "
-                    "--token-target out or use --quantizer smooth")])
+                   ("token_target" not in given or not klass.joint,
+                    f"--token-target chooses how the targets spread over ordered bins; "
+                    f"--quantizer {cfg.quantizer} (joint: its tokens have no order) is trained "
+                    "on one-hot tokens and would ignore it: leave --token-target out"),
+                   (cfg.token_target != "sampled" or klass.stochastic,
+                    f"--token-target sampled draws the tokens of a stochastic quantizer "
+                    f"(smooth); --quantizer {cfg.quantizer} is deterministic: use "
+                    "--token-target one-hot"),
+                   ("token_target" not in given or not cfg.target_sigma,
+                    "--target-sigma replaces the --token-target targets with Gaussian ones: "
+                    "give one of the two")])
     check_model_settings_read(cfg.policy, cfg.model)
     unused = [AUGMENT_SETTINGS[k] for k in AUGMENT_SETTINGS if k in given]
     check_all([(cfg.augment == "model" or not unused,

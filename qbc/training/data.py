@@ -82,6 +82,31 @@ def prepare_data(cfg: TrainConfig, train_demos: Any, val_demos: Any | None,
     return tokenizer, normalizer, train_t, val_t
 
 
+def two_hot_targets(tokenizer: ActionTokenizer, actions: np.ndarray) -> np.ndarray:
+    """Two-hot targets (N, D, V) for actions (N, D) of a per-dimension tokenizer: each value's
+    probability split between the two codewords around it in proportion to its nearness, so
+    the target's mean codeword is the value (clipped to the outer codewords) and its argmax the
+    nearest codeword (the token of nearest-codeword quantizers such as uniform, kmeans and
+    lloyd_max). Smooth binning's own targets are of this form ("Stop Regressing",
+    Farebrother et al. 2024, calls them two-hot)."""
+    code = tokenizer.codebooks().astype(np.float64)  # (D, V)
+    x = np.asarray(actions, np.float64)
+    n, dims = x.shape
+    out = np.zeros((n, dims, code.shape[1]), np.float32)
+    rows = np.arange(n)
+    for d in range(dims):
+        order = np.argsort(code[d], kind="stable")
+        c = code[d][order]
+        v = np.clip(x[:, d], c[0], c[-1])
+        hi = np.clip(np.searchsorted(c, v, side="right"), 1, len(c) - 1)
+        lo = hi - 1
+        gap = c[hi] - c[lo]
+        w = np.where(gap > 0, (v - c[lo]) / np.where(gap > 0, gap, 1.0), 0.0)
+        out[rows, d, order[lo]] += (1.0 - w).astype(np.float32)
+        out[rows, d, order[hi]] += w.astype(np.float32)
+    return out
+
+
 def gauss_targets(tokenizer: ActionTokenizer, actions: np.ndarray, sigma: float) -> np.ndarray:
     """Histogram targets (N, D, V) for actions (N, D): each dimension's codewords weighted by
     a Gaussian around the action with std ``sigma`` x that dimension's mean codeword spacing,
@@ -102,30 +127,35 @@ def gauss_targets(tokenizer: ActionTokenizer, actions: np.ndarray, sigma: float)
 def make_batch(data: SplitTensors, idx: torch.Tensor, tokenizer: ActionTokenizer | None,
                token_target: str, rng: np.random.Generator | None,
                target_sigma: float = 0.0) -> dict[str, torch.Tensor]:
-    """The rows ``idx`` as a loss batch: obs, actions and (token policies) tokens / soft targets.
+    """The rows ``idx`` as a loss batch: obs, actions and (token policies) tokens and, where the
+    targets are not the tokens themselves, ``soft`` target distributions (B, n_tokens, V).
 
-    With a stochastic tokenizer the tokens are drawn by stochastic rounding from ``rng``; with
-    ``token_target='soft'`` the two-hot targets are added too, so position i is scored on its
-    expected log-loss given a sampled prefix (an unbiased estimate of the expected log-loss of
-    the stochastically rounded sequence).
-
-    ``target_sigma`` > 0 with a deterministic per-dimension tokenizer adds Gaussian histogram
-    targets (:func:`gauss_targets`) as ``soft``; the prefix tokens stay the deterministic ones."""
+    The tokens are the conditioning prefix (and the targets without ``soft``): drawn by
+    stochastic rounding from ``rng`` for a stochastic tokenizer, the deterministic ones
+    otherwise. ``token_target`` (``--token-target``) picks ``soft`` for a per-dimension
+    tokenizer: 'two-hot' (:func:`two_hot_targets`, smooth binning's own for a stochastic one:
+    position i is then scored on its expected log-loss given a sampled prefix), 'one-hot'
+    (none), and the earlier names 'soft' (two-hot for a stochastic tokenizer, none otherwise)
+    and 'sampled' (none). ``target_sigma`` > 0 with a deterministic per-dimension tokenizer
+    gives Gaussian histogram targets (:func:`gauss_targets`) instead. Joint tokens: none."""
     batch = {"obs": data.obs[idx], "actions": data.actions[idx]}
     if tokenizer is None:
         return batch
-    if target_sigma > 0 and not tokenizer.stochastic and not tokenizer.is_joint:
-        raw = data.raw_actions[idx.cpu().numpy()]
-        batch["tokens"] = data.tokens[idx]
-        batch["soft"] = torch.from_numpy(gauss_targets(tokenizer, raw, target_sigma)).to(
-            data.obs.device)
+    dev = data.obs.device
+    sampled = tokenizer.stochastic and rng is not None
+    raw = data.raw_actions[idx.cpu().numpy()] if not tokenizer.is_joint else None
+    batch["tokens"] = (torch.from_numpy(tokenizer.encode(raw, rng=rng)).to(dev) if sampled
+                       else data.tokens[idx])
+    if tokenizer.is_joint:
         return batch
-    if tokenizer.stochastic and rng is not None:
-        raw = data.raw_actions[idx.cpu().numpy()]
-        dev = data.obs.device
-        batch["tokens"] = torch.from_numpy(tokenizer.encode(raw, rng=rng)).to(dev)
-        if token_target == "soft":
-            batch["soft"] = torch.from_numpy(tokenizer.soft_targets(raw)).to(dev)
-    else:
-        batch["tokens"] = data.tokens[idx]
+    soft = None
+    if tokenizer.stochastic:
+        if sampled and token_target in ("two-hot", "soft"):
+            soft = tokenizer.soft_targets(raw)
+    elif target_sigma > 0:
+        soft = gauss_targets(tokenizer, raw, target_sigma)
+    elif token_target == "two-hot":
+        soft = two_hot_targets(tokenizer, raw)
+    if soft is not None:
+        batch["soft"] = torch.from_numpy(soft).to(dev)
     return batch

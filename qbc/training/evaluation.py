@@ -27,16 +27,19 @@ if TYPE_CHECKING:  # annotations only: the config module imports this one
 # -- validation ------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate_split(module: torch.nn.Module, data: SplitTensors, tokenizer: ActionTokenizer | None,
-                   normalizer: Normalizer, seed: int, chunk: int = 8192) -> dict[str, float]:
-    """Validation log-loss (the training objective; soft targets for smooth binning) and the mean
-    squared action error of deterministic decoding, in action units."""
+                   normalizer: Normalizer, seed: int, chunk: int = 8192,
+                   token_target: str = "two-hot", target_sigma: float = 0.0
+                   ) -> dict[str, float]:
+    """Validation log-loss (the training objective: the targets of ``token_target`` and
+    ``target_sigma``, see :func:`qbc.training.data.make_batch`) and the mean squared action
+    error of deterministic decoding, in action units."""
     module.eval()
     rng = np.random.default_rng(seed)  # fixed prefixes: the same numbers at every evaluation
     policy = Policy(module, normalizer, tokenizer, device=data.obs.device)
     loss_sum, sq_sum, n = 0.0, 0.0, len(data)
     for start in range(0, n, chunk):
         idx = torch.arange(start, min(n, start + chunk), device=data.obs.device)
-        batch = make_batch(data, idx, tokenizer, "soft", rng)
+        batch = make_batch(data, idx, tokenizer, token_target, rng, target_sigma)
         loss_sum += float(module.loss(batch)) * len(idx)
         pred = policy.act(policy_obs(data, idx, normalizer), deterministic=True)
         sq_sum += float(((pred - data.raw_actions[idx.cpu().numpy()]) ** 2).mean(1).sum())

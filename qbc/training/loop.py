@@ -346,7 +346,8 @@ def _validate_and_select(t: Trainer, s: LoopState, record: dict[str, Any]) -> No
     saved as ``best/``."""
     cfg = t.cfg
     record.update(s.clock.timed("eval_s", evaluate_split, t.module, t.val_t, t.tokenizer,
-                                t.normalizer, cfg.seed + 1))
+                                t.normalizer, cfg.seed + 1, 8192, cfg.token_target,
+                                cfg.target_sigma))
     if t.selection is not None:
         record["select_return"] = s.clock.timed("eval_s", selection_return, t.module,
                                                 t.normalizer, t.tokenizer, t.device, t.selection)
