@@ -206,7 +206,7 @@ def test_the_default_targets_are_two_hot_and_the_earlier_ones_stay_available():
 
 def test_the_heads_location_setting_is_refused_where_no_ordered_head_reads_it(tmp_path):
     from qbc.errors import InvalidValueError
-    from qbc.training.config import check_settings_apply
+    from qbc.training.settings import check_settings_apply
 
     for policy in ("mlp-mse", "independent-categorical"):
         cfg = _cfg(tmp_path, policy, policy=policy,

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbc.errors import InvalidValueError
 from qbc.infra.validate import (
     AT_LEAST_ONE,
     FRACTION,
@@ -36,17 +35,16 @@ from qbc.infra.validate import (
 from qbc.policy import ModelConfig, build_policy, needs_tokenizer
 from qbc.policy.obs_encoder import ObsEncoderConfig, QuantizedProjectionEncoder, obs_encoder_config
 from qbc.policy.registry import (
-    POLICY_KINDS,
     check_model_config,
-    check_model_settings_read,
     check_policy_kind,
     rough_parameter_count,
 )
-from qbc.quantizers import MARGIN_RANGE, QUANTILE_RANGE, get_quantizer_class, quantile_params
+from qbc.quantizers import MARGIN_RANGE, QUANTILE_RANGE
 from qbc.rollout.augment import HEADS as TRANSITION_HEADS
 from qbc.ste import get_ste
 from qbc.training.distributed import local_device
 from qbc.training.evaluation import check_rollout_sizes
+from qbc.training.settings import check_settings_apply
 
 
 @dataclass
@@ -268,91 +266,6 @@ def validate_config(cfg: TrainConfig) -> torch.device:
                ])
     check_settings_apply(cfg)
     return device_of(cfg)
-
-
-#: Settings only token policies read (field -> flag); a policy without a tokenizer ignores them.
-TOKEN_SETTINGS = {"quantizer": "--quantizer", "bins": "--bins", "per_dim": "--no-per-dim",
-                  "quantile": "--quantile", "range_margin": "--range-margin",
-                  "token_target": "--token-target", "target_sigma": "--target-sigma"}
-#: Settings only --augment model reads.
-AUGMENT_SETTINGS = {"transition_steps": "--transition-steps",
-                    "transition_head": "--transition-head", "transition_bins": "--transition-bins"}
-#: Model settings of the ar-transformer's output head alone (field -> flag).
-HEAD_SETTINGS = {"head": "--model.head", "loc_layers": "--model.loc-layers"}
-#: Every flag above, as spelled on the command line: what a caller that trains several kinds
-#: with one set of flags leaves out of a continuous policy's.
-TOKEN_FLAGS = (*TOKEN_SETTINGS.values(), "--per-dim", *HEAD_SETTINGS.values())
-
-
-def check_settings_apply(cfg: TrainConfig) -> None:
-    """Refuse (one-line InvalidValueError) a setting given away from its default that this run
-    would ignore: token settings with a continuous policy, the output head's settings
-    (``--model.head``, ``--model.loc-layers``) with a policy other than the ar-transformer,
-    ``--quantile`` / ``--range-margin`` with a quantizer without a fitted range,
-    ``--target-sigma`` with a stochastic or joint quantizer or with ``--token-target``,
-    ``--token-target`` with a joint one (``sampled`` with a deterministic one), a ``--model.*`` setting the policy kind does not read, the transition
-    model's settings without ``--augment model``, and ``--select-episodes`` without
-    ``--select-by rollout``. A setting equal to its default changes nothing and passes."""
-    given = _given(cfg)
-    head_flags = [flag for k, flag in HEAD_SETTINGS.items()
-                  if getattr(cfg.model, k) != getattr(ModelConfig, k)]
-    if not needs_tokenizer(cfg.policy):
-        flags = [TOKEN_SETTINGS[k] for k in TOKEN_SETTINGS if k in given] + head_flags
-        if flags:
-            raise InvalidValueError(
-                f"{', '.join(flags)} set{'s' if len(flags) == 1 else ''} the action tokens, "
-                f"which --policy {cfg.policy} does not have (it regresses continuous actions) "
-                f"and would ignore: leave {'it' if len(flags) == 1 else 'them'} out or train a "
-                f"token policy ({', '.join(POLICY_KINDS.names(tokens=True, chunk=False))})")
-    else:
-        if head_flags and not POLICY_KINDS.meta(cfg.policy)["head"]:
-            owner = " or ".join(POLICY_KINDS.names(head=True, chunk=False))
-            raise InvalidValueError(
-                f"{head_flags[0]} sets the {owner}'s output head; --policy {cfg.policy} "
-                f"would ignore it: leave it out or use --policy {owner}")
-        quantile_params(cfg.quantizer, cfg.quantile, cfg.range_margin)
-        klass = get_quantizer_class(cfg.quantizer)
-        why = ("stochastic: its targets are two-hot already" if klass.stochastic
-               else "joint: its tokens have no order")
-        check_all([(not cfg.target_sigma or not (klass.stochastic or klass.joint),
-                    f"--target-sigma spreads one-hot targets over neighbouring bins of a "
-                    f"deterministic per-dimension quantizer; --quantizer {cfg.quantizer} "
-                    f"({why}) "
-                    "would ignore it: leave --target-sigma out or use uniform, kmeans or "
-                    "lloyd_max"),
-                   ("token_target" not in given or not klass.joint,
-                    f"--token-target chooses how the targets spread over ordered bins; "
-                    f"--quantizer {cfg.quantizer} (joint: its tokens have no order) is trained "
-                    "on one-hot tokens and would ignore it: leave --token-target out"),
-                   (cfg.token_target != "sampled" or klass.stochastic,
-                    f"--token-target sampled draws the tokens of a stochastic quantizer "
-                    f"(smooth); --quantizer {cfg.quantizer} is deterministic: use "
-                    "--token-target one-hot"),
-                   ("token_target" not in given or not cfg.target_sigma,
-                    "--target-sigma replaces the --token-target targets with Gaussian ones: "
-                    "give one of the two")])
-    check_model_settings_read(cfg.policy, cfg.model)
-    unused = [AUGMENT_SETTINGS[k] for k in AUGMENT_SETTINGS if k in given]
-    check_all([(cfg.augment == "model" or not unused,
-                f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the transition model "
-                "of --augment model, which this run does not train and would ignore "
-                f"{'it' if len(unused) == 1 else 'them'}: add --augment model or leave "
-                f"{'it' if len(unused) == 1 else 'them'} out"),
-               (cfg.select_by == "rollout" or "select_episodes" not in given,
-                "--select-episodes sets the rollouts of --select-by rollout; this run selects "
-                f"by {cfg.select_by} and would ignore it: add --select-by rollout or leave "
-                "--select-episodes out"),
-               (cfg.val_fraction > 0 or not ({"select_by", "select_episodes"} & given
-                                             or cfg.patience),
-                "--select-by and --patience choose among the checkpoints evaluated on held-out "
-                "episodes; --val-fraction 0 holds out none (best/ is the last checkpoint) and "
-                "would ignore them: give a --val-fraction > 0 or leave them out")])
-
-
-def _given(cfg: TrainConfig) -> set[str]:
-    """The fields of ``cfg`` that differ from their defaults."""
-    return {f.name for f in dataclasses.fields(cfg)
-            if f.default is not dataclasses.MISSING and getattr(cfg, f.name) != f.default}
 
 
 def validate_with_data(cfg: TrainConfig, demos: Any) -> torch.device:

@@ -14,7 +14,7 @@ from pathlib import Path
 from qbc.experiments.learner_vs_floor.config import ENVS, FloorConfig
 from qbc.infra.child_processes import run as run_command
 from qbc.policy.registry import ModelConfig, model_flag, model_reads
-from qbc.training.config import TOKEN_FLAGS
+from qbc.training.settings import TOKEN_FLAGS
 
 
 # -- running the commands ------------------------------------------------------------------------
@@ -78,8 +78,9 @@ class Plan:
 
 
 def _without_token_flags(flags: list[str]) -> list[str]:
-    """``flags`` without the settings mlp-mse would ignore (:data:`qbc.training.config.TOKEN_FLAGS`,
-    the model settings it does not read) and their values."""
+    """``flags`` without the settings mlp-mse would ignore (the token settings,
+    :data:`qbc.training.settings.TOKEN_FLAGS`, and the model settings it does not read) and
+    their values."""
     ignored = (*TOKEN_FLAGS, *(model_flag(name) for name in ModelConfig.__dataclass_fields__
                                if name not in model_reads("mlp-mse")))
     out: list[str] = []
