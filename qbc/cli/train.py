@@ -7,9 +7,12 @@ Its flags are the fields of :class:`qbc.training.TrainConfig`. Under torchrun
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from qbc.cli import Command
+from qbc.cli.config_file import ConfigFile
+from qbc.infra.files import read_json_object
 from qbc.training import TrainConfig, run_train
 from qbc.training.distributed import torchrun_env
 
@@ -99,4 +102,28 @@ def outcome_text(r: dict[str, Any], *names: str) -> str:
     return text
 
 
-TRAIN_COMMAND = Command(TrainConfig, run, "train a BC policy (AR transformer or a baseline)")
+def budget_as_given(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A run's saved settings (``train_config.json``) with ``steps`` as the run was given it: a
+    run records the budget it resolved, and when its ``summary.json`` says that the budget came
+    from --epochs, ``steps`` is left out so that it is derived again (same data, same steps)
+    and early stopping waits for the same minimum as before."""
+    summary = path.parent / "summary.json"
+    if "dataset_sha256" not in values or not summary.is_file():
+        return values
+    budget = read_json_object(summary, "summary").get("budget")
+    if isinstance(budget, dict) and budget.get("from") == "--epochs":
+        return {k: v for k, v in values.items() if k != "steps"}
+    return values
+
+
+#: ``--config FILE``: a run's train_config.json or a TOML file of TrainConfig's fields.
+CONFIG_FILE = ConfigFile(
+    record_keys=frozenset({"dataset_sha256", "run_id", "resolved_device", "world_size"}),
+    per_run=frozenset({"resume", "overwrite"}), adjust=budget_as_given,
+    help="start from the settings in FILE: a run's train_config.json (reproduces that run) or "
+         "a TOML file of the same fields ([model] table for --model.*); flags given on the "
+         "command line override them. The file's resume and overwrite are not read: give --out "
+         "(or --overwrite) here.")
+
+TRAIN_COMMAND = Command(TrainConfig, run, "train a BC policy (AR transformer or a baseline)",
+                        config_file=CONFIG_FILE)
