@@ -13,11 +13,11 @@ from typing import Any
 from qbc.cli import Command
 from qbc.cli.config_file import ConfigFile
 from qbc.infra.files import read_json_object
-from qbc.training import TrainConfig, run_train
+from qbc.training import TrainConfig, TrainSummary, run_train
 from qbc.training.distributed import torchrun_env
 
 
-def run(cfg: TrainConfig) -> dict[str, Any]:
+def run(cfg: TrainConfig) -> TrainSummary:
     """:func:`qbc.training.run_train`, its summary printed by rank 0."""
     summary = run_train(cfg)
     rank = torchrun_env()
@@ -26,24 +26,24 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     return summary
 
 
-def format_summary(s: dict[str, Any]) -> str:
+def format_summary(s: TrainSummary) -> str:
     """The summary of a run in a few lines."""
-    val = "-" if s["best_val_loss"] is None else f"{s['best_val_loss']:.4g}"
-    sec = s.get("seconds") or {}
-    lines = [f"trained {s['policy']} on {s['dataset']}: {s['steps']} steps, "
-             f"{s['train_samples_per_s']:.0f} samples/s (training alone: "
+    val = "-" if s.best_val_loss is None else f"{s.best_val_loss:.4g}"
+    sec = s.seconds
+    lines = [f"trained {s.policy} on {s.dataset}: {s.steps} steps, "
+             f"{s.train_samples_per_s:.0f} samples/s (training alone: "
              f"{sec.get('train', 0):.1f} s; validation {sec.get('validation', 0):.1f} s and "
              f"checkpoints {sec.get('checkpoints', 0):.1f} s not counted)",
-             f"  final train loss {s['final_train_loss']:.4g}, best val loss {val} "
-             f"(step {s['best_step']})",
-             budget_line(s.get("budget") or {}),
-             f"  checkpoint: {s['checkpoint']}"]
-    r = s.get("rollout")
+             f"  final train loss {s.final_train_loss:.4g}, best val loss {val} "
+             f"(step {s.best_step})",
+             budget_line(s.budget),
+             f"  checkpoint: {s.checkpoint}"]
+    r = s.rollout
     if r:
         lines.append(rollout_line(r))
         if r.get("verdict"):
             lines.append("  " + r["verdict"]["text"])
-    elif "rollout" in s:
+    elif s.rollout_skipped:
         lines.append("  rollouts skipped: the dataset's env id cannot be made here")
     return "\n".join(lines)
 
