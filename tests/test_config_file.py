@@ -88,6 +88,8 @@ def test_a_missing_file_or_value_is_one_line(root, cli):
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
         "qbc train: error: --config 'nowhere.json': no such file; give a run's saved config "
         "(e.g. runs/bc/train_config.json) or a TOML file"]
+    res = cli(["train", "--config", "run"], cwd=root)
+    assert res.returncode == 2 and "'run' is a folder; give a file, e.g. " in res.stderr
     res = cli(["train", "--dataset", "qbc/lin-v0", "--config"], cwd=root)
     assert res.returncode == 2 and "--config needs a file" in res.stderr
 

@@ -39,6 +39,7 @@ from qbc.cli.config_file import (
     ConfigFile,
     load_defaults,
     split_config_flag,
+    union_options,
     with_config,
     with_config_flag,
     without_config,
@@ -175,17 +176,10 @@ def list_flags(config_type: type) -> set[str]:
         if KeepCommas in getattr(extras.get(f.name), "__metadata__", ()):
             continue
         hint = hints.get(f.name)
-        options = typing.get_args(hint) if _is_union(hint) else (hint,)
+        options = union_options(hint)
         if any(typing.get_origin(h) in (tuple, list) for h in options):
             flags.add("--" + f.name.replace("_", "-"))
     return flags
-
-
-def _is_union(hint: Any) -> bool:
-    import types
-    import typing
-
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
 def split_comma_lists(args: list[str], flags: set[str]) -> list[str]:

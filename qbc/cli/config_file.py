@@ -78,6 +78,9 @@ def split_config_flag(args: list[str]) -> tuple[Path | None, list[str]]:
 def read_settings(path: Path) -> dict[str, Any]:
     """The key -> value table of a JSON or (``.toml``) TOML file; a missing, unreadable or
     malformed file is one line."""
+    if path.is_dir():
+        raise InvalidValueError(f"{FLAG} {str(path)!r} is a folder; give a file, e.g. "
+                                f"{str(path / 'train_config.json')!r} for a run's settings")
     if not path.is_file():
         raise InvalidValueError(f"{FLAG} {str(path)!r}: no such file; give a run's saved config "
                                 "(e.g. runs/bc/train_config.json) or a TOML file")
@@ -160,10 +163,15 @@ def _fields_of(config: Any, config_type: type) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config_type) if f.init}
 
 
+def union_options(hint: Any) -> tuple[Any, ...]:
+    """The types of a union type hint (``int | None`` -> ``(int, NoneType)``), else ``(hint,)``."""
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return typing.get_args(hint) if is_union else (hint,)
+
+
 def _value(value: Any, hint: Any, path: Path, key: str) -> Any:
     """``value`` (as JSON/TOML gives it) as field type ``hint`` wants it, or one line."""
-    options = (typing.get_args(hint)
-               if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,))
+    options = union_options(hint)
     if value is None and type(None) in options:
         return None
     for option in options:
@@ -194,9 +202,8 @@ def _is_instance(value: Any, option: Any) -> bool:
 
 def _type_name(hint: Any) -> str:
     """'an integer', 'a table of settings', 'an integer or none', ... for a field's type."""
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     names = []
-    for option in typing.get_args(hint) if union else (hint,):
+    for option in union_options(hint):
         if dataclasses.is_dataclass(option):
             names.append("a table of settings")
         elif option is type(None):
