@@ -1,4 +1,4 @@
-"""The flag conventions every command shares: comma lists and renamed flags."""
+"""The flag conventions every command shares: comma lists, renamed flags, typed choices."""
 
 from __future__ import annotations
 
@@ -164,3 +164,47 @@ def test_obs_encoder_given_in_python_is_read_into_its_dataclass():
                        ).obs_encoder == enc
     with pytest.raises(InvalidValueError, match="'bit=2'"):
         TrainConfig(dataset="d", obs_encoder="qrp:k=8,bit=2")
+
+
+# -- fields with fixed choices: Literal[...] ---------------------------------------------------
+def _choice_fields():
+    """(prefix, field name, choices) of every Literal field of TrainConfig and ModelConfig."""
+    import typing
+
+    from qbc.policy import ModelConfig
+    from qbc.training import TrainConfig
+
+    for prefix, cls in (("", TrainConfig), ("model.", ModelConfig)):
+        for name, hint in typing.get_type_hints(cls).items():
+            if typing.get_origin(hint) is typing.Literal:
+                yield prefix, name, typing.get_args(hint)
+
+
+def test_the_fixed_choices_are_literals():
+    names = {p + n for p, n, _ in _choice_fields()}
+    assert {"select_by", "token_target", "augment", "transition_head", "model.head",
+            "model.std"} <= names
+
+
+@pytest.mark.parametrize("prefix, name, choices", list(_choice_fields()),
+                         ids=[p + n for p, n, _ in _choice_fields()])
+def test_help_lists_the_choices_and_the_library_refuses_others(cli, prefix, name, choices):
+    """tyro shows the choices; a value outside them is refused by the settings check (the
+    same message from Python and the command line), not by tyro."""
+    import dataclasses
+
+    from qbc.errors import InvalidValueError
+    from qbc.training import TrainConfig
+    from qbc.training.config import validate_config
+
+    flag = "--" + (prefix + name).replace("_", "-")
+    assert f"{flag} {{{','.join(choices)}}}" in cli(["train", "--help"],
+                                                    env={"COLUMNS": "80"}).stdout
+    cfg = TrainConfig(dataset="d", augment="model", policy="mlp-gaussian" if name == "std"
+                      else "ar-transformer")
+    if prefix:
+        cfg.model = dataclasses.replace(cfg.model, **{name: "nonsense"})
+    else:
+        cfg = dataclasses.replace(cfg, **{name: "nonsense"})
+    with pytest.raises(InvalidValueError, match=f"{flag} must be .*got 'nonsense'"):
+        validate_config(cfg)

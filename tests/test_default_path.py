@@ -137,6 +137,7 @@ class _ZeroTokenPolicy:
 
 def test_the_closing_rollout_prints_the_verdict_and_the_cause_of_a_miss():
     from qbc.cli.train import format_summary
+    from qbc.training import TrainSummary
 
     prov = {"qbc": {"expert": {"name": "lqr", "params": {}}, "seed": 0, "n_episodes": 2}}
     demos = Demos(np.zeros((10, 1), np.float32), np.zeros((10, 1), np.float32),
@@ -146,9 +147,9 @@ def test_the_closing_rollout_prints_the_verdict_and_the_cause_of_a_miss():
     assert r["policy_failed_fraction"] == 1.0 and r["quantized_expert_failed_fraction"] == 0.0
     assert verdict["floor_regret"] == r["floor_regret"] and not verdict["met"]
     assert "never visit" in verdict["cause"] and "dart" in verdict["fix"]
-    summary = {"policy": "ar-transformer", "dataset": "d", "steps": 10, "best_step": 10,
-               "best_val_loss": 1.0, "final_train_loss": 1.0, "train_samples_per_s": 1.0,
-               "checkpoint": "x", "rollout": r}
+    summary = TrainSummary(policy="ar-transformer", dataset="d", steps=10, best_step=10,
+                           best_val_loss=1.0, final_train_loss=1.0, train_samples_per_s=1.0,
+                           seconds={}, budget={}, checkpoint="x", rollout=r)
     text = format_summary(summary)
     assert "the quantized expert (floor)" in text
     assert "learner vs floor" in text and "Likely cause" in text

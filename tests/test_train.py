@@ -356,3 +356,25 @@ def test_range_margin_widens_the_tokenizer_range_of_training():
     with pytest.raises(InvalidValueError, match="'kmeans' would ignore it"):  # issue 34
         fit_tokenizer(TrainConfig(dataset="d", quantizer="kmeans", bins=4, range_margin=0.5),
                       actions)
+
+
+def test_train_summary_to_json_is_summary_json():
+    """TrainSummary.to_json() gives summary.json as it was written from a dict: the fields in
+    order, the optional ones only when set, a skipped rollout as null."""
+    import dataclasses
+
+    from qbc.training import TrainSummary
+
+    head = {"policy": "mlp-mse", "dataset": "d", "steps": 4, "final_train_loss": 1.5,
+            "best_val_loss": None, "best_step": 4, "train_samples_per_s": 10.0,
+            "seconds": {"train": 0.1}, "budget": {"from": "--steps"}, "checkpoint": "o/best"}
+    s = TrainSummary(**head)
+    assert list(s.to_json().items()) == list(head.items())  # another rank's: no run_logs
+    s.run_logs = []
+    assert json.dumps(s.to_json()) == json.dumps({**head, "run_logs": []})
+    skipped = dataclasses.replace(s, rollout_skipped=True)
+    assert json.dumps(skipped.to_json()) == json.dumps({**head, "rollout": None, "run_logs": []})
+    full = dataclasses.replace(s, tokenizer={"quantizer": "uniform", "vocab": 8, "n_tokens": 1},
+                               transition_model="o/transition", rollout={"episodes": 2})
+    assert list(full.to_json()) == [*head, "tokenizer", "transition_model", "rollout",
+                                    "run_logs"]

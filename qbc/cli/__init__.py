@@ -35,6 +35,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qbc.cli.config_file import (
+    ConfigFile,
+    load_defaults,
+    split_config_flag,
+    union_options,
+    with_config,
+    with_config_flag,
+    without_config,
+)
 from qbc.cli.failures import describe_error
 from qbc.cli.lists import KeepCommas
 from qbc.errors import QbcError, QbcWarning, UnknownNameError
@@ -49,12 +58,15 @@ class Command:
     """A subcommand: ``run(config)`` with ``config`` an instance of ``config_type``.
 
     ``renamed_flags`` maps an old flag spelling to its new one (``{"--dataset-id": "--dataset"}``);
-    the old one is accepted with a deprecation warning."""
+    the old one is accepted with a deprecation warning. ``config_file``: the command takes
+    ``--config FILE`` (its settings from a file, flags override them; see
+    :mod:`qbc.cli.config_file`)."""
 
     config_type: type
     run: Callable[[Any], Any]
     help: str
     renamed_flags: Mapping[str, str] = field(default_factory=dict)
+    config_file: ConfigFile | None = None
 
 
 #: name -> (module, attribute of type Command). Only commands that exist are listed.
@@ -164,17 +176,10 @@ def list_flags(config_type: type) -> set[str]:
         if KeepCommas in getattr(extras.get(f.name), "__metadata__", ()):
             continue
         hint = hints.get(f.name)
-        options = typing.get_args(hint) if _is_union(hint) else (hint,)
+        options = union_options(hint)
         if any(typing.get_origin(h) in (tuple, list) for h in options):
             flags.add("--" + f.name.replace("_", "-"))
     return flags
-
-
-def _is_union(hint: Any) -> bool:
-    import types
-    import typing
-
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
 def split_comma_lists(args: list[str], flags: set[str]) -> list[str]:
@@ -208,19 +213,27 @@ def split_comma_lists(args: list[str], flags: set[str]) -> list[str]:
 def _parse_flags(command: Command, args: list[str], name: str) -> Any:
     """``tyro.cli`` with its boxed flag errors (a typo, a missing flag, a value of the wrong type)
     turned into one QbcError line; ``--help`` is printed as tyro draws it. Renamed flags and the
-    comma form of list flags are rewritten first."""
+    comma form of list flags are rewritten first; a command's ``--config FILE`` gives the
+    defaults that the flags override."""
     import tyro
 
     from qbc.cli.flag_types import REGISTRY  # lazy: the flag types load torch (policy configs)
 
     args = rename_flags(args, command.renamed_flags)
     args = split_comma_lists(args, list_flags(command.config_type))
+    config_type, default, spec = command.config_type, None, command.config_file
+    if spec is not None:
+        config_type = with_config_flag(command.config_type, spec.help)
+        path, args = split_config_flag(args)
+        if path is not None:
+            default = with_config(load_defaults(command.config_type, path, spec),
+                                  command.config_type, spec.help)
 
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            config = tyro.cli(command.config_type, args=args, prog=_prog(name),
-                              description=command.help, registry=REGISTRY)
+            config = tyro.cli(config_type, args=args, prog=_prog(name), description=command.help,
+                              registry=REGISTRY, default=default)
     except SystemExit as exc:
         if exc.code in (0, None):
             sys.stderr.write(captured.getvalue())
@@ -228,7 +241,7 @@ def _parse_flags(command: Command, args: list[str], name: str) -> Any:
         message = _flatten_box(captured.getvalue())
         raise QbcError(f"{message}; '{_prog(name)} --help' lists the flags") from None
     sys.stderr.write(captured.getvalue())  # anything else tyro had to say
-    return config
+    return config if spec is None else without_config(config, command.config_type)
 
 
 def _flatten_box(text: str) -> str:

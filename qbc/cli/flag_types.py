@@ -6,6 +6,9 @@ train` setting) are :data:`KeyValues`: ``KEY=VALUE`` pairs, each VALUE read as a
 text, or one JSON object as before (``'{"gain_scale": 0.8}'``); both forms may be mixed, later
 keys win. :func:`key_values` turns them into the dict the library takes.
 
+A field typed ``Literal[...]`` of strings lists its choices in ``--help`` (``{a,b,c}``); a value
+outside them reaches the library, whose check refuses it with its own message.
+
 ``--obs-encoder`` has a fixed set of fields, so it is read straight into the library's
 :class:`~qbc.policy.obs_encoder.ObsEncoderConfig` by a tyro rule (:data:`REGISTRY`):
 ``--obs-encoder k=16 bits=2 [quantizer=uniform] [seed=0]`` or the spec string
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import tyro
 from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec, PrimitiveTypeInfo
@@ -115,3 +118,16 @@ def _obs_encoder_rule(info: PrimitiveTypeInfo) -> PrimitiveConstructorSpec | Non
         nargs="*", metavar="KEY=VALUE|SPEC", instance_from_str=_obs_encoder_from_args,
         is_instance=lambda v: v is None or isinstance(v, encoder),
         str_from_instance=_obs_encoder_text)
+
+
+@REGISTRY.primitive_rule
+def _choices_rule(info: PrimitiveTypeInfo) -> PrimitiveConstructorSpec | None:
+    # A field typed Literal["a", "b"] (--select-by, --model.head, ...): --help lists the
+    # choices as {a,b}, and any other text is handed to the library, whose check of the
+    # settings refuses it with its own message, the same one a Python caller gets.
+    choices = get_args(info.type) if info.type_origin is Literal else ()
+    if not choices or not all(isinstance(c, str) for c in choices):
+        return None
+    return PrimitiveConstructorSpec(
+        nargs=1, metavar="{" + ",".join(choices) + "}", instance_from_str=lambda args: args[0],
+        is_instance=lambda v: isinstance(v, str), str_from_instance=lambda v: [v])

@@ -7,14 +7,17 @@ Its flags are the fields of :class:`qbc.training.TrainConfig`. Under torchrun
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from qbc.cli import Command
-from qbc.training import TrainConfig, run_train
+from qbc.cli.config_file import ConfigFile
+from qbc.infra.files import read_json_object
+from qbc.training import TrainConfig, TrainSummary, run_train
 from qbc.training.distributed import torchrun_env
 
 
-def run(cfg: TrainConfig) -> dict[str, Any]:
+def run(cfg: TrainConfig) -> TrainSummary:
     """:func:`qbc.training.run_train`, its summary printed by rank 0."""
     summary = run_train(cfg)
     rank = torchrun_env()
@@ -23,24 +26,24 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     return summary
 
 
-def format_summary(s: dict[str, Any]) -> str:
+def format_summary(s: TrainSummary) -> str:
     """The summary of a run in a few lines."""
-    val = "-" if s["best_val_loss"] is None else f"{s['best_val_loss']:.4g}"
-    sec = s.get("seconds") or {}
-    lines = [f"trained {s['policy']} on {s['dataset']}: {s['steps']} steps, "
-             f"{s['train_samples_per_s']:.0f} samples/s (training alone: "
+    val = "-" if s.best_val_loss is None else f"{s.best_val_loss:.4g}"
+    sec = s.seconds
+    lines = [f"trained {s.policy} on {s.dataset}: {s.steps} steps, "
+             f"{s.train_samples_per_s:.0f} samples/s (training alone: "
              f"{sec.get('train', 0):.1f} s; validation {sec.get('validation', 0):.1f} s and "
              f"checkpoints {sec.get('checkpoints', 0):.1f} s not counted)",
-             f"  final train loss {s['final_train_loss']:.4g}, best val loss {val} "
-             f"(step {s['best_step']})",
-             budget_line(s.get("budget") or {}),
-             f"  checkpoint: {s['checkpoint']}"]
-    r = s.get("rollout")
+             f"  final train loss {s.final_train_loss:.4g}, best val loss {val} "
+             f"(step {s.best_step})",
+             budget_line(s.budget),
+             f"  checkpoint: {s.checkpoint}"]
+    r = s.rollout
     if r:
         lines.append(rollout_line(r))
         if r.get("verdict"):
             lines.append("  " + r["verdict"]["text"])
-    elif "rollout" in s:
+    elif s.rollout_skipped:
         lines.append("  rollouts skipped: the dataset's env id cannot be made here")
     return "\n".join(lines)
 
@@ -99,4 +102,28 @@ def outcome_text(r: dict[str, Any], *names: str) -> str:
     return text
 
 
-TRAIN_COMMAND = Command(TrainConfig, run, "train a BC policy (AR transformer or a baseline)")
+def budget_as_given(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A run's saved settings (``train_config.json``) with ``steps`` as the run was given it: a
+    run records the budget it resolved, and when its ``summary.json`` says that the budget came
+    from --epochs, ``steps`` is left out so that it is derived again (same data, same steps)
+    and early stopping waits for the same minimum as before."""
+    summary = path.parent / "summary.json"
+    if "dataset_sha256" not in values or not summary.is_file():
+        return values
+    budget = read_json_object(summary, "summary").get("budget")
+    if isinstance(budget, dict) and budget.get("from") == "--epochs":
+        return {k: v for k, v in values.items() if k != "steps"}
+    return values
+
+
+#: ``--config FILE``: a run's train_config.json or a TOML file of TrainConfig's fields.
+CONFIG_FILE = ConfigFile(
+    record_keys=frozenset({"dataset_sha256", "run_id", "resolved_device", "world_size"}),
+    per_run=frozenset({"resume", "overwrite"}), adjust=budget_as_given,
+    help="start from the settings in FILE: a run's train_config.json (reproduces that run) or "
+         "a TOML file of the same fields ([model] table for --model.*); flags given on the "
+         "command line override them. The file's resume and overwrite are not read: give --out "
+         "(or --overwrite) here.")
+
+TRAIN_COMMAND = Command(TrainConfig, run, "train a BC policy (AR transformer or a baseline)",
+                        config_file=CONFIG_FILE)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from qbc.cli import Command
-from qbc.cli.train import rollout_line
+from qbc.cli.train import CONFIG_FILE, rollout_line
 from qbc.training.chunked import ChunkTrainConfig, run_train_chunked
 
 
@@ -51,4 +51,5 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 CHUNK_TRAIN_COMMAND = Command(
-    ChunkTrainConfig, run, "train a chunk policy (next k actions: chunk tokens or L1 regression)")
+    ChunkTrainConfig, run, "train a chunk policy (next k actions: chunk tokens or L1 regression)",
+    config_file=CONFIG_FILE)

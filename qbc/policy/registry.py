@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from torch import nn
 
@@ -18,6 +18,11 @@ from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.validate import AT_LEAST_ONE, FRACTION, Rule, check_all, check_config
 from qbc.policy.obs_encoder import wrap_with_encoder
 from qbc.registry import Registry
+
+#: Output heads of the ar-transformer (--model.head).
+Head = Literal["ordered", "plain"]
+#: How mlp-gaussian's std is computed (--model.std).
+Std = Literal["state", "fixed"]
 
 
 @dataclass
@@ -38,11 +43,11 @@ class ModelConfig:
     """MLP baselines: hidden layer width; also the width of the ordered head's location MLP."""
     mlp_layers: int = 2
     """MLP baselines: hidden layers."""
-    std: str = "state"
+    std: Std = "state"
     """mlp-gaussian: "state" (state-dependent std) or "fixed" (state-independent)."""
     obs_history: int = 1
     """observations the policy sees: the current one and the k-1 before it."""
-    head: str = "ordered"
+    head: Head = "ordered"
     """ar-transformer's output head: 'ordered' (with a per-dimension tokenizer, the free logits
     plus a term that scores each bin by its codeword's distance from a location computed from
     the observation, :class:`~qbc.policy.ar_transformer.ARTransformerConfig`: states beyond the
@@ -152,8 +157,8 @@ def needs_tokenizer(kind: str) -> bool:
     return POLICY_KINDS.meta(check_policy_kind(kind))["tokens"]
 
 
-#: Output heads of the ar-transformer (--model.head).
-HEADS = ("ordered", "plain")
+#: The choices of --model.head and --model.std.
+HEADS, STDS = get_args(Head), get_args(Std)
 
 #: Ranges of the model settings (flags --model.*).
 MODEL_RULES = {"d_model": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE, "n_heads": AT_LEAST_ONE,
@@ -169,7 +174,7 @@ def check_model_config(model: ModelConfig) -> None:
     check_all([(model.d_model % model.n_heads == 0,
                 f"--model.d-model ({model.d_model}) must be divisible by --model.n-heads "
                 f"({model.n_heads})"),
-               (model.std in ("state", "fixed"),
+               (model.std in STDS,
                 f"--model.std must be 'state' or 'fixed', got {model.std!r}"),
                (model.head in HEADS,
                 f"--model.head must be one of {', '.join(HEADS)}, got {model.head!r}")])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -71,7 +71,9 @@ class TransitionModelConfig:
     """seed of the initialisation and of the batches."""
 
 
-HEADS = ("gaussian", "tokens")
+#: The transition model's outputs (``--transition-head``).
+TransitionHead = Literal["gaussian", "tokens"]
+HEADS = get_args(TransitionHead)
 
 
 class TransitionModel(nn.Module):

@@ -58,11 +58,12 @@ from qbc.training.evaluation import (
 )
 from qbc.training.loop import TrainResult, train
 from qbc.training.optim import lr_factor, make_optimizer, train_step
-from qbc.training.run import run_train
+from qbc.training.run import TrainSummary, run_train
 from qbc.training.transition import train_transition_model
 
 __all__ = [
     "ChunkTrainConfig", "OptimConfig", "SplitTensors", "TrainConfig", "TrainResult",
+    "TrainSummary",
     "check_train_memory", "default_rollout_seed", "default_steps", "evaluate_split",
     "fit_tokenizer", "history_index", "lr_factor", "make_batch", "make_optimizer",
     "prepare_data", "resolve_budget", "rollout_evaluation", "run_dir", "run_identity",

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -41,10 +41,20 @@ from qbc.policy.registry import (
 )
 from qbc.quantizers import MARGIN_RANGE, QUANTILE_RANGE
 from qbc.rollout.augment import HEADS as TRANSITION_HEADS
+from qbc.rollout.augment import TransitionHead
 from qbc.ste import get_ste
 from qbc.training.distributed import local_device
 from qbc.training.evaluation import check_rollout_sizes
 from qbc.training.settings import check_settings_apply
+
+#: Checkpoint selection rules of ``--select-by``.
+SelectBy = Literal["action-mse", "val-loss", "rollout"]
+#: The targets of ``--token-target`` (see :func:`qbc.training.data.make_batch`); 'soft' and
+#: 'sampled' are the names used before the two-hot default, kept so that saved settings
+#: reproduce their runs.
+TokenTarget = Literal["two-hot", "one-hot", "soft", "sampled"]
+#: ``--augment``: nothing, or a transition model learnt beside the policy.
+Augment = Literal["none", "model"]
 
 
 @dataclass
@@ -86,7 +96,7 @@ class _TrainHead:
     """uniform/smooth: widen the fitted range by this x its half-width on each side (0.5: 1.5x
     as wide), so states beyond the data that need larger actions are not clipped to the edge
     tokens (on unstable systems a clipped action can let the state run away)."""
-    token_target: str = "two-hot"
+    token_target: TokenTarget = "two-hot"
     """per-dimension tokenizers: 'two-hot' (each action value's probability split between the
     two codewords around it, so the target's mean codeword is the action: smooth binning's own
     targets; for a deterministic quantizer its argmax is the action's token) or 'one-hot' (the
@@ -106,7 +116,7 @@ class _TrainHead:
     patience: int | None = None
     """stop after this many evaluations without a lower validation loss (0 = never); default:
     10 when the budget comes from --epochs, 0 with an explicit --steps."""
-    select_by: str = "action-mse"
+    select_by: SelectBy = "action-mse"
     """which evaluated checkpoint becomes best/: 'action-mse' (lowest mean squared action
     error of deterministic decoding on the validation episodes; early stopping watches it too),
     'val-loss' (lowest validation log-loss) or 'rollout' (highest mean return of a short
@@ -163,12 +173,12 @@ class TrainConfig(OptimConfig, _TrainHead):
     random projections, each quantized to `bits` bits (qbc.compressive's quantizers for N(0,1)):
     `k=16 bits=2 [quantizer=lloyd_max|uniform] [seed=0]`, or the spec qrp:k=16,bits=2; none = no
     encoder. (A spec string or a dict given in Python is read into ObsEncoderConfig.)"""
-    augment: str = "none"
+    augment: Augment = "none"
     """'model': also learn a transition model (x_t, token of u_t) -> x_{t+1} on the training
     demonstrations and save it in out/transition/, for `qbc rollout --augment model`."""
     transition_steps: int = 3000
     """optimiser steps of the transition model (with --augment model)."""
-    transition_head: str = "gaussian"
+    transition_head: TransitionHead = "gaussian"
     """the transition model's output (with --augment model): 'gaussian' (mean and std of the
     state increment) or 'tokens' (next-state tokens: a distribution over transition_bins
     smooth-binning codewords per state dimension)."""
@@ -190,12 +200,8 @@ def device_of(cfg: Any) -> torch.device:
 
 
 # -- budget ---------------------------------------------------------------------------------------
-#: Checkpoint selection rules of ``--select-by``.
-SELECT_BY = ("action-mse", "val-loss", "rollout")
-#: The targets of ``--token-target`` (see :func:`qbc.training.data.make_batch`); 'soft' and
-#: 'sampled' are the names used before the two-hot default, kept so that saved settings
-#: reproduce their runs.
-TOKEN_TARGETS = ("two-hot", "one-hot", "soft", "sampled")
+#: The choices of ``--select-by`` and ``--token-target``, in order.
+SELECT_BY, TOKEN_TARGETS = get_args(SelectBy), get_args(TokenTarget)
 #: The budget from --epochs is kept within these steps. Small datasets need many more than 30
 #: passes: their rare states (the tails of the initial-state distribution, where an unstable
 #: system is decided) are fitted last. On qbc/ScalarUnstable-v0 (100 x 200-step LQR episodes)
@@ -255,7 +261,7 @@ def validate_config(cfg: TrainConfig) -> torch.device:
                 f"got {cfg.token_target!r}"),
                (cfg.weight_quantizer is None or _known_ste(cfg.weight_quantizer),
                 f"unknown --weight-quantizer {cfg.weight_quantizer!r}"),
-               (cfg.augment in ("none", "model"),
+               (cfg.augment in get_args(Augment),
                 f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
                (cfg.augment == "none" or needs_tokenizer(cfg.policy),
                 f"--augment model needs a token policy, not {cfg.policy!r}"),
