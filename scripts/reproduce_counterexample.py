@@ -2,8 +2,10 @@
 plainly and with model-based deployment (Algorithm 1), for several ε and horizons
 (:mod:`qbc.experiments.counterexample`).
 
-Usage: python scripts/reproduce_counterexample.py [--out runs/counterexample]
-Writes table.json, table.md and loss_vs_horizon.png; prints the table.
+Usage: python scripts/reproduce_counterexample.py [--out runs/counterexample] [--model-sample]
+[--seed S]. Writes table.json, table.md and loss_vs_horizon.png; prints the table.
+--model-sample adds the model-based deployment with sampled model states (Algorithm 1 as the
+paper writes it) beside the default, which advances them by the model's mean.
 """
 
 import sys

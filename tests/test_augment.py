@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 import torch
 
+import qbc.experiments.counterexample as experiment
 from qbc.agents import make_expert
 from qbc.agents.counterexample import Theorem6Policy
+from qbc.cli import run_script
 from qbc.errors import InvalidValueError
-from qbc.experiments.counterexample import counterexample_table, expert_transitions
+from qbc.experiments.counterexample import (
+    counterexample_table,
+    expert_transitions,
+    format_table,
+)
 from qbc.rollout.augment import (
     ModelAugmentedPolicy,
     TransitionModelConfig,
@@ -183,3 +189,36 @@ def test_train_and_rollout_with_augment_model(tmp_path, capsys, head):
     assert "policy_model_based" in capsys.readouterr().out
     assert main(["train", "--dataset", "qbc/aug-cli-v0", "--steps", "5", "--policy", "mlp-mse",
                  "--out", str(tmp_path / "r2"), "--augment", "model"]) == 2
+
+
+def test_counterexample_sampled_model_states_are_a_column_beside_the_unchanged_default():
+    # Algorithm 1 samples the model state; the table's default column advances it by the mean.
+    small = dict(eps_values=(0.1,), horizons=(5, 20), n_demos=10, demo_horizon=10, episodes=4,
+                 model_cfg=TransitionModelConfig(steps=50, hidden=16))
+    plain = counterexample_table(**small)
+    both = counterexample_table(**small, model_sample=True)
+    for row, with_sampled in zip(plain, both, strict=True):
+        assert {k: with_sampled[k] for k in row} == row  # same seeds, same default columns
+        assert with_sampled["sampled_loss_over_eps"] == pytest.approx(
+            with_sampled["sampled_loss"] / 0.1)
+    assert "sampled" not in format_table(plain)
+    assert "sampled/eps" in format_table(both).splitlines()[0]
+
+
+def test_counterexample_script_passes_model_sample_and_seed_through(tmp_path, monkeypatch):
+    seen = {}
+    row = {"eps": 0.1, "H": 10, "plain_loss": 0.5, "model_loss": 0.3,
+           "model_loss_over_eps": 3.0, "expert_loss": 0.0, "sampled_loss": 0.31,
+           "sampled_loss_over_eps": 3.1}
+
+    def table(*args, **kwargs):
+        seen.update(kwargs)
+        return [row]
+
+    monkeypatch.setattr(experiment, "counterexample_table", table)
+    argv = ["--model-sample", "--seed", "3", "--out", str(tmp_path)]
+    assert run_script(experiment.CounterexampleConfig, experiment.run_counterexample,
+                      "reproduce_counterexample", argv=argv) == 0
+    assert seen["model_sample"] is True and seen["seed"] == 3 and seen["model_cfg"].seed == 3
+    assert "3.10" in (tmp_path / "table.md").read_text()
+    assert experiment.CounterexampleConfig().model_sample is False  # published runs: the mean

@@ -5,10 +5,27 @@ import math
 
 import pytest
 
+from qbc.cli import run_script
 from qbc.experiments.learner_vs_floor.comparison import _split_train_flags, run_comparison
-from qbc.experiments.learner_vs_floor.config import FloorConfig
-from qbc.experiments.learner_vs_floor.report import verdict
+from qbc.experiments.learner_vs_floor.config import RESULT_FIELDS, FloorConfig
+from qbc.experiments.learner_vs_floor.report import (
+    COMMON_VIEW_HEADING,
+    OWN_FLOOR_SCOPE,
+    TABLE_SCOPE,
+    common_tokenizer_view,
+    report,
+    verdict,
+    with_scope_above_tables,
+    with_section,
+)
 from qbc.experiments.learner_vs_floor.summary import summarise
+from qbc.experiments.learner_vs_floor.views import (
+    ViewConfig,
+    add_common_view,
+    borrowed_bc_rows,
+    run_view,
+)
+from qbc.infra.files import atomic_write_csv
 
 
 def _row(method, regret, qexp, diverged=0.0, labels=20_000, seed=0, decode="argmax"):
@@ -294,3 +311,90 @@ def test_a_rollout_evaluated_in_process_writes_what_the_command_writes(tiny_lin_
     log = (tmp_path / "log.txt").read_text().splitlines()
     assert log[0].startswith("$ evaluate --policy") and log[1].startswith("coupling: exact")
     assert log[2].endswith("(from dataset qbc/lin-v0)")
+
+
+# -- the common-tokenizer view of pages whose rows refit their tokenizers -------------------------
+def _refit_rows():
+    # DART refitted its tokenizer (own floors 20 and 22); BC's tokenizer gives 4.0 and 4.2
+    return [_row("bc", 5.0, 4.0, seed=0), _row("bc", 6.0, 4.2, seed=1),
+            _row("dart", 10.0, 20.0, seed=0), _row("dart", 12.0, 22.0, seed=1)]
+
+
+def test_common_tokenizer_view_sets_each_refit_row_beside_bcs_floor():
+    lines = common_tokenizer_view(summarise(_refit_rows()), "`cmd`")
+    assert lines[0] == COMMON_VIEW_HEADING
+    assert any(line.startswith("Scope:") and "`cmd`" in line for line in lines)
+    # regret | own floor | ratio to it | reference floor | ratio to it | own − reference | diverged
+    assert ("| qbc/ScalarUnstable-v0 | DART | uniform | argmax | 11 | 21 | 0.524 | 4.1 | 2.68 "
+            "| 16.9 | 0.0% | 0.0% | 0.0% |") in lines
+    assert not any("| plain BC |" in line for line in lines)  # its own floor is the reference
+    header = next(line for line in lines if line.startswith("| env"))
+    assert all(line.count("|") == header.count("|") for line in lines if line.startswith("|"))
+
+
+def test_with_section_replaces_its_own_section_only_or_appends_it():
+    page = "# Page\n\nintro\n\n## Env\n\n| a |\n"
+    section = ["## View", "", "new"]
+    once = with_section(page, section)
+    assert once == page + "\n## View\n\nnew\n"
+    assert with_section(once, section) == once
+    middle = "# Page\n\n## View\n\nold\nlines\n\n## Later\n\nkept\n"
+    assert with_section(middle, section) == "# Page\n\n## View\n\nnew\n\n## Later\n\nkept\n"
+
+
+def test_the_scope_sentence_goes_above_each_method_table_once():
+    page = "## A\n\n| method | x |\n|---|\n\n## B\n\n| method | y |\n\n| env | z |\n"
+    once = with_scope_above_tables(page, "Scope.")
+    assert once.count("Scope.\n\n| method |") == 2 and "Scope.\n\n| env" not in once
+    assert with_scope_above_tables(once, "Scope.") == once
+
+
+def test_the_view_script_adds_the_section_from_results_csv_and_touches_nothing_else(tmp_path):
+    folder = tmp_path / "page"
+    folder.mkdir()
+    fields = [f for f in RESULT_FIELDS if f != "qexp_stochastic_regret"]  # an older page
+    rows = [r | {"regret_ci_low": 0.0, "regret_ci_high": 1.0, "ratio": math.nan}
+            for r in _refit_rows()]
+    atomic_write_csv(folder / "results.csv", rows, fields)
+    (folder / "README.md").write_text("# Page\n\n## qbc/ScalarUnstable-v0\n\n| method | own |\n")
+    before = (folder / "results.csv").read_bytes()
+    for _ in range(2):  # a second run rewrites the section in place
+        assert run_script(ViewConfig, run_view, "learner_vs_floor_view",
+                          argv=["--folders", str(folder)]) == 0
+    text = (folder / "README.md").read_text()
+    assert text.startswith("# Page\n\n## qbc/ScalarUnstable-v0\n\n"
+                           f"{OWN_FLOOR_SCOPE}\n\n| method | own |\n\n")
+    assert text.count(COMMON_VIEW_HEADING) == 1 and "| 11 | 21 | 0.524 | 4.1 | 2.68 |" in text
+    assert (folder / "results.csv").read_bytes() == before
+
+
+def test_report_states_the_scope_above_each_env_table():
+    text = report(FloorConfig(envs=("qbc/ScalarUnstable-v0",)), summarise(_refit_rows()), 60.0)
+    lines = text.splitlines()
+    table = next(i for i, line in enumerate(lines) if line.startswith("| method"))
+    assert lines[table - 2] == TABLE_SCOPE
+
+
+def test_without_bc_rows_the_view_shows_no_reference_floor_and_says_why():
+    # summarise falls back to the row's own floor; the view must not present that as BC's
+    lines = common_tokenizer_view(summarise([_row("dart", 10.0, 20.0)]), "`cmd`")
+    assert ("| qbc/ScalarUnstable-v0 | DART | uniform | argmax | 10 | 20 | 0.5 | — | — | — "
+            "| 0.0% | 0.0% | — |") in lines
+    assert "no plain BC rows for qbc/ScalarUnstable-v0 uniform" in lines[-1]
+
+
+def test_a_folder_without_bc_borrows_the_reference_floor_only_for_seeds_it_covers(tmp_path):
+    dart = [r for r in _refit_rows() if r["method"] == "dart"]
+    other = _refit_rows() + [_row("bc", 1.0, 9.0, seed=0) | {"quantizer": "smooth"}]
+    assert borrowed_bc_rows(dart, other) == [r for r in _refit_rows() if r["method"] == "bc"]
+    more_seeds = dart + [_row("dart", 10.0, 20.0, seed=2)]
+    assert borrowed_bc_rows(more_seeds, other) == []  # seed 2 has no BC row there
+    assert borrowed_bc_rows(_refit_rows(), other) == []  # BC of its own
+    for name, rows in (("page", dart), ("ref", _refit_rows())):
+        (tmp_path / name).mkdir()
+        atomic_write_csv(tmp_path / name / "results.csv", rows, list(rows[0]))
+    (tmp_path / "page" / "README.md").write_text("# Page\n")
+    add_common_view(tmp_path / "page", tmp_path / "ref")
+    text = (tmp_path / "page" / "README.md").read_text()
+    assert "| 11 | 21 | 0.524 | 4.1 | 2.68 |" in text and "this folder ran no BC" in text
+    assert f"--reference {tmp_path / 'ref'}" in text

@@ -8,6 +8,7 @@ import shlex
 from typing import Any
 
 from qbc.experiments.learner_vs_floor.config import ENVS, FloorConfig, eval_episodes, target_limit
+from qbc.experiments.learner_vs_floor.summary import floor_ratio
 from qbc.experiments.table_cells import number_cell, percent_cell
 
 METHOD_NAMES = {"bc": "plain BC", "dart": "DART", "dagger": "DAgger",
@@ -31,6 +32,20 @@ SCOPE = [
     "- Mean decoding returns an average of codewords, not a quantized actor: its comparison with"
     " either floor is between unlike things, and a mean-decoded learner can lie below them.",
 ]
+
+
+#: The sentence above each env's table: what its rows are compared with.
+TABLE_SCOPE = ("Each row is compared with the reference floor (the quantized expert through plain"
+               " BC's tokenizer, fitted on the clean demonstrations: same env, quantizer and"
+               " seeds) and, beside it, with the floor of its own tokenizer.")
+
+#: The sentence above each env's table of a page made before the reference floor was kept.
+OWN_FLOOR_SCOPE = ("Each row is compared with the floor of its own tokenizer (DART's and DAgger's"
+                   " refitted to their own data); the common-tokenizer view at the end of this page"
+                   " sets DART and DAgger against plain BC's tokenizer's floor.")
+
+#: The heading of the common-tokenizer view that :func:`common_tokenizer_view` writes.
+COMMON_VIEW_HEADING = "## Common-tokenizer view: DART and DAgger against plain BC's tokenizer"
 
 
 def method_name(method: str, cfg: Any) -> str:
@@ -147,8 +162,80 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
     for env in dict.fromkeys(r["env"] for r in summary):
         rows = [r for r in summary if r["env"] == env]
         body += [f"## {env} (H = {cfg.horizon or _horizon(env)}; expert return "
-                 f"{number_cell(rows[0]['expert_return'])})", "", *env_table(rows, cfg), ""]
+                 f"{number_cell(rows[0]['expert_return'])})", "", TABLE_SCOPE, "",
+                 *env_table(rows, cfg), ""]
     return "\n".join(head + body)
+
+
+def common_tokenizer_view(summary: list[dict[str, Any]], command: str) -> list[str]:
+    """Markdown section for a page whose tables compare each method with its own tokenizer's
+    floor only: every DART and DAgger row of ``summary`` (from
+    :func:`~qbc.experiments.learner_vs_floor.summary.summarise`, whose reference floor is BC's
+    row of the same env, quantizer and seed) beside both floors and its ratio to each.
+    ``command`` says how the section was made."""
+    lines = [COMMON_VIEW_HEADING, "",
+             "Scope: each DART and DAgger row against the reference floor, the quantized expert"
+             " through the tokenizer plain BC fits on the expert's clean demonstrations (same env,"
+             " quantizer and seeds), beside the floor of its own refitted tokenizer that the"
+             f" tables above use; means over seeds of this folder's results.csv ({command}),"
+             " nothing re-run.", "",
+             "| env | method | quantizer | decode | learner regret | own floor | ratio to own floor"
+             " | reference floor (BC's tokenizer) | ratio to reference | own − reference floor"
+             " | diverged | own floor diverged | reference floor diverged |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {m: i for i, m in enumerate(METHOD_NAMES)}
+    with_bc = {(r["env"], r["quantizer"]) for r in summary if r["method"] == "bc"}
+    rows = [r for r in summary if r["method"] in ("dart", "dagger")]
+    for r in sorted(rows, key=lambda r: (r["env"], order[r["method"]], r["quantizer"],
+                                         r["decode"])):
+        lines.append(_view_row(r, (r["env"], r["quantizer"]) in with_bc))
+    if not rows:
+        lines.append("| — | no DART or DAgger rows |" + " |" * 11)
+    missing = sorted({f"{r['env']} {r['quantizer']}" for r in rows
+                      if (r["env"], r["quantizer"]) not in with_bc})
+    if missing:
+        lines += ["", f"This folder has no plain BC rows for {', '.join(missing)} (it ran"
+                  " without `bc` in `--methods`): the reference floor cannot be computed from"
+                  " its data, and those rows show their own floor only (—: not measured)."]
+    return lines
+
+
+def _view_row(r: dict[str, Any], has_reference: bool) -> str:
+    """One row of the common-tokenizer view; its reference cells are dashes without BC rows
+    (where the summary falls back to the row's own floor)."""
+    ref = {k: r[f"ref_qexp_{k}"] if has_reference else math.nan for k in ("regret", "diverged")}
+    ratio = r["ratio"] if has_reference else math.nan
+    return (f"| {r['env']} | {METHOD_NAMES[r['method']]} | {r['quantizer']} | {r['decode']} "
+            f"| {number_cell(r['regret'])} | {number_cell(r['qexp_regret'])} "
+            f"| {number_cell(floor_ratio(r['regret'], r['qexp_regret']))} "
+            f"| {number_cell(ref['regret'])} | {number_cell(ratio)} "
+            f"| {number_cell(r['qexp_regret'] - ref['regret'])} "
+            f"| {percent_cell(r['diverged'])} | {percent_cell(r['qexp_diverged'])} "
+            f"| {percent_cell(ref['diverged'])} |")
+
+
+def with_scope_above_tables(text: str, sentence: str) -> str:
+    """``text`` with ``sentence`` and a blank line above each env table (a table whose header
+    starts with '| method |') that does not have it yet."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith("| method |") and out[-2:] != [sentence, ""]:
+            out += [sentence, ""]
+        out.append(line)
+    return "\n".join(out)
+
+
+def with_section(text: str, section: list[str]) -> str:
+    """``text`` with the section that starts at ``section``'s heading replaced by ``section``
+    (up to the next heading of the same level), or with it appended."""
+    heading, lines = section[0], text.rstrip("\n").split("\n")
+    if heading not in lines:
+        return "\n".join(lines + [""] + section) + "\n"
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+               len(lines))
+    tail = [""] + lines[end:] if end < len(lines) else []
+    return "\n".join(lines[:start] + section + tail) + "\n"
 
 
 def _extra_settings(cfg: Any) -> str:
