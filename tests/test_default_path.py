@@ -84,6 +84,35 @@ def test_the_ordered_heads_location_has_an_mlp_by_default_and_old_checkpoints_st
     assert linear.loc_mlp is None
 
 
+def test_the_location_reads_the_observation_alone_by_default_and_old_checkpoints_keep_the_trunk():
+    from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
+
+    acts = np.random.default_rng(1).normal(size=(500, 2)).astype(np.float32)
+    tok = ActionTokenizer.fit(acts, quantizer="uniform", n_bins=8)
+    module = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2), 3, 2, tok)
+    saved = module.config_dict()
+    assert saved["loc_trunk"] is False and not hasattr(module, "loc_w")
+    # the location is the same for every earlier token: only the free logits read them
+    obs = torch.randn(4, 1, 3)
+    a, b = torch.zeros(4, 2, dtype=torch.long), torch.full((4, 2), 7, dtype=torch.long)
+    with torch.no_grad():
+        module.head_w.zero_()
+        module.head_b.zero_()
+    assert torch.allclose(module.logits(obs, a), module.logits(obs, b))
+    # a checkpoint saved before the field existed rebuilds the trunk's part of the location
+    old = {k: v for k, v in saved.items() if k != "loc_trunk"}
+    trunk = ARTransformerPolicy(ARTransformerConfig(**old))
+    assert trunk.loc_w.shape == (2, 16)
+    with torch.no_grad():
+        trunk.head_w.zero_()
+        trunk.head_b.zero_()
+        trunk.loc_w.normal_()  # (a constant w would read the layer-normed mean, 0)
+    assert not torch.allclose(trunk.logits(obs, a)[:, 1], trunk.logits(obs, b)[:, 1])
+    on = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2, loc_inputs="obs+trunk"), 3,
+                      2, tok)
+    assert on.config_dict()["loc_trunk"] is True and on.loc_w.shape == (2, 16)
+
+
 def test_action_error_selection_keeps_the_better_acting_checkpoint():
     best = {"val_loss": None, "step": 0}
     # log-loss rises while the decoded actions improve (over-confident logits)
@@ -214,5 +243,9 @@ def test_the_heads_location_setting_is_refused_where_no_ordered_head_reads_it(tm
                    model=ModelConfig(d_model=32, n_heads=2, loc_layers=0))
         with pytest.raises(InvalidValueError, match="--model.loc-layers"):
             check_settings_apply(cfg)
+        trunk = _cfg(tmp_path, policy, policy=policy,
+                     model=ModelConfig(d_model=32, n_heads=2, loc_inputs="obs+trunk"))
+        with pytest.raises(InvalidValueError, match="--model.loc-inputs"):
+            check_settings_apply(trunk)
     check_settings_apply(_cfg(tmp_path, "ar", model=ModelConfig(d_model=32, n_heads=2,
                                                                  loc_layers=0)))

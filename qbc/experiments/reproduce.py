@@ -181,8 +181,9 @@ def _sweep(name: str, workers: int = 2) -> Result:
 #: The settings the comparisons published before the ordered head, selection by action error,
 #: DAgger's fixed tokenizer and two-hot targets became defaults were made with (so they
 #: reproduce as published). learner_vs_floor_defaults was made before the ordered head's
-#: location had its MLP and before two-hot targets.
-LINEAR_LOCATION = " --extra-train-flags='--model.loc-layers 0 --token-target soft'"
+#: location had its MLP and dropped the hidden state, and before two-hot targets.
+LINEAR_LOCATION = (" --extra-train-flags='--model.loc-layers 0 --model.loc-inputs obs+trunk"
+                   " --token-target soft'")
 
 EARLIER_DEFAULTS = (" --extra-train-flags='--model.head plain --select-by val-loss"
                     " --token-target soft' --dagger-tokenizer refit")

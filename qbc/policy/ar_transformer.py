@@ -14,9 +14,11 @@ p(tok_i | obs, tok_<i), trained by log-loss (cross-entropy) on the token sequenc
 
 With ``ordered_head`` (a per-dimension tokenizer), token i's logits are the free ones of its
 output head plus -p_i / 2 (c_iv - m_i)^2 for each bin v, where c_iv is the bin's codeword scaled
-to [-1, 1], m_i = a_i . obs_t + g_i(obs_t) + w_i . h_i a location (linear in the current
-normalised observation, plus a ReLU MLP g of it, plus a function of the hidden state) and
-p_i > 0 a learned precision. The free logits are bounded (they read a layer-normed state), the
+to [-1, 1], m_i = a_i . obs_t + g_i(obs_t) a location (linear in the current normalised
+observation, plus a ReLU MLP g of it; with ``loc_trunk``, as in checkpoints saved before
+2026-12-07, plus w_i . h_i, a linear function of the transformer's hidden state) and p_i > 0 a
+learned precision. The earlier tokens and the observation history reach token i through its free
+logits. The free logits are bounded (they read a layer-normed state), the
 location is not: far outside the data the argmax is the bin nearest to the extrapolated
 location, clipped at the edge bin, as the quantized expert clips the expert's action. The MLP
 (``loc_layers``) is the regressor a continuous policy would be (measured in
@@ -77,7 +79,7 @@ class ARTransformerConfig:
     ordered_head: bool = False
     """add an ordered-bins term to each token's logits (see :meth:`ARTransformerPolicy.
     set_bin_centers`): a scalar location per token (linear in the current observation, plus a
-    ReLU MLP of it, plus a function of the hidden state) scores each bin by minus its squared
+    ReLU MLP of it; with ``loc_trunk``, plus a function of the hidden state) scores each bin by minus its squared
     distance from the codeword. Far outside the data the location is piecewise linear and
     unbounded, so the argmax ends at an edge bin, not an arbitrary one. Per-dimension only."""
     loc_layers: int = 0
@@ -85,6 +87,9 @@ class ARTransformerConfig:
     (0: the linear location alone, as in checkpoints saved without this field)."""
     loc_hidden: int = 256
     """ordered head: width of that MLP's hidden layers."""
+    loc_trunk: bool = True
+    """ordered head: add w_i . h_i, a linear function of the transformer's hidden state, to each
+    location (True in checkpoints saved without this field)."""
 
     @property
     def seq_len(self) -> int:
@@ -110,7 +115,7 @@ def _build(m: ModelConfig, obs_dim: int, act_dim: int, n_tokens: int, vocab: int
         obs_dim=obs_dim, n_tokens=n_tokens, vocab_size=vocab, obs_history=m.obs_history,
         d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, mlp_ratio=m.mlp_ratio,
         dropout=m.dropout, ordered_head=m.head == "ordered" and n_tokens == act_dim,
-        loc_layers=m.loc_layers, loc_hidden=m.hidden))
+        loc_layers=m.loc_layers, loc_hidden=m.hidden, loc_trunk=m.loc_inputs == "obs+trunk"))
 
 
 def _size(m: ModelConfig, act_dim: int, vocab: int) -> int:
@@ -121,7 +126,8 @@ def _size(m: ModelConfig, act_dim: int, vocab: int) -> int:
 
 
 @register_policy("ar-transformer", ARTransformerConfig, tokens=True, build=_build, size=_size,
-                 head=True, reads=(*TRANSFORMER_READS, "hidden", "head", "loc_layers"))
+                 head=True, reads=(*TRANSFORMER_READS, "hidden", "head", "loc_layers",
+                                         "loc_inputs"))
 class ARTransformerPolicy(nn.Module):
     """p(tok_i | obs history, tok_<i) for the n tokens of an action.
 
@@ -146,7 +152,8 @@ class ARTransformerPolicy(nn.Module):
             self.register_buffer("bin_centers", torch.linspace(-1, 1, V).repeat(n, 1))
             self.loc_obs = nn.Linear(cfg.obs_dim, n)
             self.loc_mlp = _location_mlp(cfg.obs_dim, n, cfg.loc_hidden, cfg.loc_layers)
-            self.loc_w = nn.Parameter(torch.zeros(n, d))
+            if cfg.loc_trunk:
+                self.loc_w = nn.Parameter(torch.zeros(n, d))
             # log precision: at init a one-bin shift of the location moves a logit by ~1 nat
             self.log_prec = nn.Parameter(torch.full((n,), math.log(max(V - 1, 1) ** 2 / 2)))
         self.apply(self._init_weights)
@@ -215,7 +222,9 @@ class ARTransformerPolicy(nn.Module):
         locations: -precision / 2 * (codeword - location)^2 up to a per-row constant."""
         j = h.shape[1]
         c = self.bin_centers[first:first + j]
-        loc = loc_obs[:, first:first + j] + (h * self.loc_w[first:first + j]).sum(-1)
+        loc = loc_obs[:, first:first + j]
+        if self.cfg.loc_trunk:
+            loc = loc + (h * self.loc_w[first:first + j]).sum(-1)
         prec = self.log_prec[first:first + j].clamp(max=MAX_LOG_PRECISION).exp()
         return prec[:, None] * (loc[..., None] * c - 0.5 * c * c)
 

@@ -23,6 +23,8 @@ from qbc.registry import Registry
 Head = Literal["ordered", "plain"]
 #: How mlp-gaussian's std is computed (--model.std).
 Std = Literal["state", "fixed"]
+#: What the ordered head's location reads (``--model.loc-inputs``).
+LocInputs = Literal["obs", "obs+trunk"]
 
 
 @dataclass
@@ -57,6 +59,11 @@ class ModelConfig:
     loc_layers: int = 2
     """ar-transformer's ordered head: hidden layers (width --model.hidden) of the MLP on the
     observation inside each token's location (0: a linear location, the head's first version)."""
+    loc_inputs: LocInputs = "obs"
+    """ar-transformer's ordered head: what each token's location reads: 'obs' (the current
+    observation alone) or 'obs+trunk' (plus a linear function of the transformer's hidden state,
+    which also reads the earlier tokens and the observation history; the head before
+    2026-12-07)."""
 
 
 #: The policy kinds, each registered by its own module (:func:`register_policy`).
@@ -158,7 +165,7 @@ def needs_tokenizer(kind: str) -> bool:
 
 
 #: The choices of --model.head and --model.std.
-HEADS, STDS = get_args(Head), get_args(Std)
+HEADS, STDS, LOC_INPUTS = get_args(Head), get_args(Std), get_args(LocInputs)
 
 #: Ranges of the model settings (flags --model.*).
 MODEL_RULES = {"d_model": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE, "n_heads": AT_LEAST_ONE,
@@ -177,7 +184,10 @@ def check_model_config(model: ModelConfig) -> None:
                (model.std in STDS,
                 f"--model.std must be 'state' or 'fixed', got {model.std!r}"),
                (model.head in HEADS,
-                f"--model.head must be one of {', '.join(HEADS)}, got {model.head!r}")])
+                f"--model.head must be one of {', '.join(HEADS)}, got {model.head!r}"),
+               (model.loc_inputs in LOC_INPUTS,
+                f"--model.loc-inputs must be one of {', '.join(LOC_INPUTS)}, "
+                f"got {model.loc_inputs!r}")])
 
 
 def build_policy(kind: str, model: ModelConfig, obs_dim: int, act_dim: int,

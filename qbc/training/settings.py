@@ -26,7 +26,8 @@ TOKEN_SETTINGS = {"quantizer": "--quantizer", "bins": "--bins", "per_dim": "--no
 AUGMENT_SETTINGS = {"transition_steps": "--transition-steps",
                     "transition_head": "--transition-head", "transition_bins": "--transition-bins"}
 #: Model settings of the ar-transformer's output head alone (field -> flag).
-HEAD_SETTINGS = {"head": "--model.head", "loc_layers": "--model.loc-layers"}
+HEAD_SETTINGS = {"head": "--model.head", "loc_layers": "--model.loc-layers",
+                 "loc_inputs": "--model.loc-inputs"}
 #: Every flag above, as spelled on the command line: what a caller that trains several kinds
 #: with one set of flags leaves out of a continuous policy's.
 TOKEN_FLAGS = (*TOKEN_SETTINGS.values(), "--per-dim", *HEAD_SETTINGS.values())
