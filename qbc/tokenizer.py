@@ -304,8 +304,7 @@ class ActionTokenizer:
     def from_state_dict(cls, state: dict[str, Any]) -> ActionTokenizer:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise CorruptFileError("not a qbc tokenizer (missing format 'qbc.tokenizer')")
-        version = state.get("version")  # an int, not a bool (True == 1)
-        if type(version) is not int or version != FORMAT_VERSION:
+        if type(state.get("version")) is not int or state["version"] != FORMAT_VERSION:  # not True
             raise CorruptFileError(
                 f"tokenizer format version {state.get('version')!r} is not supported "
                 f"(this qbc reads version {FORMAT_VERSION})"
