@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from qbc.errors import InvalidValueError, LockTimeoutError, OutputExistsError
 from qbc.infra.progress import progress_bar
@@ -102,39 +102,7 @@ def exclusive(lock: str | os.PathLike, what: str, wait: bool | float = False,
     if lock in _HELD:  # this process holds it already (a command inside a command)
         yield
         return
-    start = time.monotonic()
-    bar = None
-    try:
-        while True:
-            f = open(lock, "a+")
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = _holder(f.read())
-                f.close()
-                waited = time.monotonic() - start
-                if timeout == 0:
-                    raise InvalidValueError(f"another {what} ({holder}); wait for it to end or "
-                                            "choose another output") from None
-                if waited >= timeout:
-                    raise LockTimeoutError(
-                        f"gave up after {waited:.0f} s waiting for {holder} to finish ({what}; "
-                        f"lock file {str(lock)!r}): run again when it has ended, or allow a "
-                        "longer wait" + (f" ({wait_flag} SECONDS; now {timeout:g})"
-                                         if wait_flag else "")) from None
-                if bar is None:
-                    bar = progress_bar(total=round(timeout), desc=f"waiting for {holder}",
-                                       unit="s", disable=not progress, leave=False)
-                bar.update(round(waited) - bar.n)
-                time.sleep(min(LOCK_POLL_S, max(timeout - waited, 0.0)))
-                continue
-            if _same_file(f, lock):
-                break
-            f.close()  # removed by the holder we waited for: lock the new file
-    finally:
-        if bar is not None:
-            bar.close()
+    f = _acquire(fcntl, lock, what, timeout, progress, wait_flag)
     _HELD.add(lock)
     try:
         f.seek(0)
@@ -147,6 +115,54 @@ def exclusive(lock: str | os.PathLike, what: str, wait: bool | float = False,
         lock.unlink(missing_ok=True)
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
+
+
+def _acquire(fcntl: Any, lock: Path, what: str, timeout: float, progress: bool,
+             wait_flag: str | None) -> IO[str]:
+    """The open lock file ``lock``, flocked exclusively: polled every :data:`LOCK_POLL_S`
+    seconds for at most ``timeout`` seconds (0: refused at once) while another process holds
+    it, the wait shown as a bar with ``progress``; a file the holder removed meanwhile is
+    opened and locked anew (see :func:`exclusive`)."""
+    start = time.monotonic()
+    bar = None
+    try:
+        while True:
+            f = open(lock, "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = _holder(f.read())
+                f.close()
+                waited = time.monotonic() - start
+                _check_wait(holder, waited, timeout, what, lock, wait_flag)
+                if bar is None:
+                    bar = progress_bar(total=round(timeout), desc=f"waiting for {holder}",
+                                       unit="s", disable=not progress, leave=False)
+                bar.update(round(waited) - bar.n)
+                time.sleep(min(LOCK_POLL_S, max(timeout - waited, 0.0)))
+                continue
+            if _same_file(f, lock):
+                return f
+            f.close()  # removed by the holder we waited for: lock the new file
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _check_wait(holder: str, waited: float, timeout: float, what: str, lock: Path,
+                wait_flag: str | None) -> None:
+    """Raise when a lock held by ``holder`` may be waited for no longer: at once without a
+    wait (``timeout`` 0), LockTimeoutError once ``waited`` (seconds) reaches ``timeout``."""
+    if timeout == 0:
+        raise InvalidValueError(f"another {what} ({holder}); wait for it to end or "
+                                "choose another output") from None
+    if waited >= timeout:
+        raise LockTimeoutError(
+            f"gave up after {waited:.0f} s waiting for {holder} to finish ({what}; "
+            f"lock file {str(lock)!r}): run again when it has ended, or allow a "
+            "longer wait" + (f" ({wait_flag} SECONDS; now {timeout:g})"
+                             if wait_flag else "")) from None
 
 
 def _holder(text: str) -> str:
