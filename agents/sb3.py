@@ -130,49 +130,69 @@ def train_sb3_expert(
     cls = algo_class(algo)
     if timesteps < 1:
         raise InvalidValueError(f"timesteps must be >= 1, got {timesteps}")
-    out = sb3_zip_path(default_expert_path(env_id, algo) if path is None else path)
+    out = _checked_output(sb3_zip_path(default_expert_path(env_id, algo) if path is None
+                                       else path), overwrite, resume)
+    kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
+    replay = replay_buffer_path(out)
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        if resume:
+            model = _resumed_model(out, algo, env, env_id, replay)
+        else:
+            model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+        _learn(model, int(timesteps), resume, progress, f"expert {algo} {env_id}", out, replay)
+    finally:
+        env.close()
+    return _save(model, out, replay)
+
+
+def _checked_output(out: Path, overwrite: bool, resume: bool) -> Path:
+    """``out``, the model file to write, refused where it cannot be: missing to resume, or
+    there already without ``overwrite`` or ``resume``."""
     if resume and not out.is_file():
         raise InvalidValueError(f"--resume: there is no model at {str(out)!r} to continue; "
                                 "train one first (without --resume) or name it with --out")
     if out.exists() and not overwrite and not resume:
         raise OutputExistsError(f"{str(out)!r} exists; pass overwrite=True (--overwrite), or "
                                 "resume=True (--resume) to continue its training")
-    kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
-    replay = replay_buffer_path(out)
-    env = gym.make(env_id, **env_kwargs)
-    try:
-        if resume:
-            model = load_sb3_model(out, algo)
-            try:
-                model.set_env(env)
-            except ValueError as exc:  # SB3: the spaces differ
-                raise InvalidValueError(
-                    f"--resume: the model {str(out)!r} does not fit {env_id} ({exc}); resume it "
-                    "on the env it was trained on") from None
-            if replay.is_file() and hasattr(model, "load_replay_buffer"):
-                try:
-                    model.load_replay_buffer(replay)
-                except Exception as exc:  # a pickle: any kind of error when it is damaged
-                    raise CorruptFileError(
-                        f"replay buffer {str(replay)!r} cannot be read ({type(exc).__name__}: "
-                        f"{exc}); it is damaged: delete it to resume without it") from None
-        else:
-            model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    return out
 
-        done = model.num_timesteps
+
+def _resumed_model(out: Path, algo: str, env: Any, env_id: str, replay: Path) -> Any:
+    """The model saved at ``out``, set on ``env`` (refused when its spaces differ), with its
+    replay buffer from ``replay`` where one was saved and the algorithm keeps one."""
+    model = load_sb3_model(out, algo)
+    try:
+        model.set_env(env)
+    except ValueError as exc:  # SB3: the spaces differ
+        raise InvalidValueError(
+            f"--resume: the model {str(out)!r} does not fit {env_id} ({exc}); resume it "
+            "on the env it was trained on") from None
+    if replay.is_file() and hasattr(model, "load_replay_buffer"):
         try:
-            with stopped_on_exit(), progress_bar(total=int(timesteps),
-                                                 desc=f"expert {algo} {env_id}", unit="step",
-                                                 disable=not progress) as bar:
-                model.learn(total_timesteps=int(timesteps), reset_num_timesteps=not resume,
-                            callback=_progress_callback(bar, int(timesteps), done))
-        except (KeyboardInterrupt, SystemExit):
-            if model.num_timesteps > done:  # keep what was learnt: --resume continues it
-                _save(model, out, replay)
-            raise
-    finally:
-        env.close()
-    return _save(model, out, replay)
+            model.load_replay_buffer(replay)
+        except Exception as exc:  # a pickle: any kind of error when it is damaged
+            raise CorruptFileError(
+                f"replay buffer {str(replay)!r} cannot be read ({type(exc).__name__}: "
+                f"{exc}); it is damaged: delete it to resume without it") from None
+    return model
+
+
+def _learn(model: Any, timesteps: int, resume: bool, progress: bool, desc: str, out: Path,
+           replay: Path) -> None:
+    """``model.learn`` for ``timesteps`` more env steps (its step counter carries on with
+    ``resume``) under a progress bar titled ``desc``; stopped by Ctrl-C or SIGTERM, what it
+    learnt so far is saved to ``out`` (and ``replay``) before the stop goes on."""
+    done = model.num_timesteps
+    try:
+        with stopped_on_exit(), progress_bar(total=timesteps, desc=desc, unit="step",
+                                             disable=not progress) as bar:
+            model.learn(total_timesteps=timesteps, reset_num_timesteps=not resume,
+                        callback=_progress_callback(bar, timesteps, done))
+    except (KeyboardInterrupt, SystemExit):
+        if model.num_timesteps > done:  # keep what was learnt: --resume continues it
+            _save(model, out, replay)
+        raise
 
 
 def _save(model: Any, out: Path, replay: Path) -> Path:
