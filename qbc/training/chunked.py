@@ -22,11 +22,11 @@ data-scaled step budget with early stopping (:func:`qbc.training.config.resolve_
 (:mod:`qbc.training.checkpoint`) and the TensorBoard log (:class:`qbc.training.run_log.RunLog`).
 
 Checkpoint selection is by the **decoded action error on validation**
-(:func:`chunk_action_error`): the RMS error, in action units, of the chunks the policy decodes
-for held-out episodes' observations against the demonstrated chunks — what the executed actions
-will be, not the log-loss (on Reacher-v5, log-loss selection picked step 200 of 10,000: the
-validation log-loss of a token policy rises while its decoded actions still improve). Early
-stopping watches the same error. The run directory::
+(:func:`~qbc.training.chunk_select.chunk_action_error`): the RMS error, in action units, of
+the chunks the policy decodes for held-out episodes' observations against the demonstrated
+chunks — what the executed actions will be, not the log-loss (on Reacher-v5, log-loss
+selection picked step 200 of 10,000: the validation log-loss of a token policy rises while its
+decoded actions still improve). Early stopping watches the same error. The run directory::
 
     train_config.json  metrics.jsonl  best/ (lowest validation action error)  last/ (--resume)
     tensorboard/  summary.json
@@ -78,7 +78,12 @@ from qbc.training.checkpoint import (
     save_last,
     write_metrics,
 )
-from qbc.training.chunk_data import ChunkData, check_vocab_memory, parse_params, prepare_chunk_data
+from qbc.training.chunk_data import check_vocab_memory, parse_params, prepare_chunk_data
+from qbc.training.chunk_select import (
+    chunk_action_error,
+    chunk_val_loss,
+    select_by_action_error,
+)
 from qbc.training.config import (
     MIN_AUTO_STEPS,
     RULES,
@@ -164,8 +169,6 @@ CHUNK_RULES = {k: RULES[k] for k in (
     "steps", "epochs", "patience", "batch_size", "lr", "min_lr_ratio", "weight_decay",
     "warmup_steps", "grad_clip", "val_fraction", "eval_interval", "bins", "rollout_episodes",
     "rollout_horizon")}
-#: Held-out chunks decoded at each validation for the action error (evenly spaced rows).
-VAL_DECODE_ROWS = 2048
 
 
 def _validate(cfg: ChunkTrainConfig) -> None:
@@ -202,42 +205,6 @@ def _validate(cfg: ChunkTrainConfig) -> None:
                (cfg.val_fraction > 0 or not cfg.patience,
                 "--patience stops on the held-out episodes' action error; --val-fraction 0 holds "
                 "out none and would ignore it: give a --val-fraction > 0 or leave it out")])
-
-
-@torch.no_grad()
-def chunk_val_loss(module: torch.nn.Module, data: ChunkData, rows: int = 8192) -> float:
-    """Mean loss over a split (the training objective), in slices of ``rows``."""
-    module.eval()
-    total = 0.0
-    for start in range(0, len(data), rows):
-        idx = torch.arange(start, min(len(data), start + rows), device=data.obs.device)
-        total += float(module.loss(data.batch(idx))) * len(idx)
-    return total / len(data)
-
-
-def chunk_action_error(policy: ChunkPolicy, obs: np.ndarray, chunks: np.ndarray,
-                       rows: int = VAL_DECODE_ROWS) -> dict[str, float]:
-    """The selection criterion: RMS error (action units) of the chunks ``policy`` decodes
-    (argmax) for ``obs`` (N, obs_dim) against the demonstrated ``chunks`` (N, k, D), on at most
-    ``rows`` evenly spaced rows; with the fraction of them that failed to decode."""
-    pick = np.unique(np.linspace(0, len(obs) - 1, min(rows, len(obs))).astype(np.int64))
-    pred, failed = policy.predict_chunks(obs[pick])
-    err = pred.astype(np.float64) - chunks[pick]
-    return {"val_action_rmse": float(np.sqrt(np.mean(err ** 2))),
-            "val_decode_failure_rate": float(np.mean(failed))}
-
-
-def select_by_action_error(best: dict[str, Any], record: dict[str, Any], step: int
-                           ) -> tuple[dict[str, Any], bool]:
-    """The selection state after the evaluation ``record`` at ``step`` and whether this step's
-    checkpoint becomes best/: the lowest ``val_action_rmse`` so far (ties keep the earlier
-    step). ``best['step']`` is what early stopping
-    (:func:`qbc.training.evaluation.should_stop`) counts from."""
-    if best.get("val_action_rmse") is not None and \
-            not record["val_action_rmse"] < best["val_action_rmse"]:
-        return best, False
-    return {"step": step, "val_action_rmse": record["val_action_rmse"],
-            "val_loss": record.get("val_loss")}, True
 
 
 def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
@@ -323,15 +290,9 @@ def _fit(cfg: ChunkTrainConfig, demos: Any, device: torch.device, data: tuple,
             log.scalars({"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0]}, step)
         if step % cfg.eval_interval and step != end:
             continue
-        record = {"step": step, "train_loss": float(np.mean(losses)),
-                  "lr": scheduler.get_last_lr()[0]}
+        record, best, improved = _eval_record(step, losses, scheduler.get_last_lr()[0], module,
+                                              policy, val_d, best)
         losses = []
-        if val_d is not None:
-            record["val_loss"] = chunk_val_loss(module, val_d)
-            record.update(chunk_action_error(policy, *val_d.raw))
-            best, improved = select_by_action_error(best, record, step)
-        else:
-            best, improved = {"step": step, "val_action_rmse": None, "val_loss": None}, True
         if improved:
             save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf, env_id)
         metrics.append(record)
@@ -343,12 +304,35 @@ def _fit(cfg: ChunkTrainConfig, demos: Any, device: torch.device, data: tuple,
             stopped_early = True
             break
     bar.close()
-    seconds = time.perf_counter() - t0
-    done = step - start
+    return _summary(cfg, step, step - start, time.perf_counter() - t0, best, metrics,
+                    len(train_d), budget, stopped_early)
+
+
+def _eval_record(step: int, losses: list[float], lr: float, module: torch.nn.Module,
+                 policy: ChunkPolicy, val_d: Any, best: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The evaluation at ``step``: its record (mean training ``losses`` since the last one,
+    ``lr``; with ``val_d``, the validation loss and decoded action error), the selection state
+    after it and whether this step's checkpoint becomes best/ (always, with no validation)."""
+    record = {"step": step, "train_loss": float(np.mean(losses)), "lr": lr}
+    if val_d is not None:
+        record["val_loss"] = chunk_val_loss(module, val_d)
+        record.update(chunk_action_error(policy, *val_d.raw))
+        best, improved = select_by_action_error(best, record, step)
+    else:
+        best, improved = {"step": step, "val_action_rmse": None, "val_loss": None}, True
+    return record, best, improved
+
+
+def _summary(cfg: ChunkTrainConfig, step: int, done: int, seconds: float, best: dict[str, Any],
+             metrics: list[dict[str, Any]], rows: int, budget: dict[str, Any],
+             stopped_early: bool) -> dict[str, Any]:
+    """:func:`train_chunked`'s numbers: the run ended at ``step`` after ``done`` steps of its
+    own (a resumed run's earlier ones not counted) in ``seconds``, on ``rows`` training rows."""
     return {"steps": step, "best_step": best["step"], "best_val_loss": best.get("val_loss"),
             "best_val_action_rmse": best.get("val_action_rmse"),
             "final_train_loss": metrics[-1]["train_loss"] if metrics else float("nan"),
-            "train_rows": len(train_d),
+            "train_rows": rows,
             "train_samples_per_s": cfg.batch_size * done / seconds if done else 0.0,
             "budget": {**budget, "steps": cfg.steps, "patience": cfg.patience,
                        "stopped_early": stopped_early, "select_by": "val-action-error"}}
