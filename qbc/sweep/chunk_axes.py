@@ -1,5 +1,6 @@
 """The chunk axes of a sweep file checked: ``[grid] chunk_tokenizers``, ``chunk_lens`` and
-``executions`` (see :mod:`qbc.sweep.spec`), and the [train] settings chunk policies need."""
+``executions`` (see :mod:`qbc.sweep.spec`), the [train] settings chunk policies need, and the
+chunks fitting the episodes."""
 
 from __future__ import annotations
 
@@ -54,3 +55,18 @@ def validate_chunk_axes(spec: SweepSpec, source: str = "the sweep file") -> None
     if t.model.get("obs_history", 1) != 1:
         raise InvalidValueError(f"[train] model in {source}: chunk policies see the current "
                                 "observation only; use obs_history = 1")
+
+
+def check_chunks_fit_episodes(spec: SweepSpec, source: str) -> None:
+    """Chunk policies need episodes of at least k steps: the largest [grid] chunk_lens must
+    not exceed the episode length ([data] episode_steps, or each env's time limit)."""
+    import gymnasium as gym
+
+    k = max(spec.grid.chunk_lens)
+    for env in spec.grid.envs:
+        steps = spec.data.episode_steps or gym.spec(env).max_episode_steps
+        if steps is not None and k > steps:
+            raise InvalidValueError(
+                f"[grid] chunk_lens {spec.grid.chunk_lens} in {source}: chunks of {k} actions "
+                f"do not fit in the {steps}-step episodes of {env}; use chunk_lens <= {steps} "
+                "or a larger [data] episode_steps")

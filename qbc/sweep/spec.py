@@ -52,7 +52,7 @@ from qbc.policy.decoding import check_decode_mode
 from qbc.policy.registry import check_model_config
 from qbc.quantizers import available_quantizers
 from qbc.quantizers.binning import QUANTILE_RANGE
-from qbc.sweep.chunk_axes import validate_chunk_axes
+from qbc.sweep.chunk_axes import check_chunks_fit_episodes, validate_chunk_axes
 from qbc.sweep.entries import check_keys, normalize_named
 from qbc.training.config import TOKEN_TARGETS
 
@@ -267,10 +267,28 @@ def experts_of(spec: SweepSpec, env: str) -> list[Any]:
 
 
 def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
-    """Check names against the registries and numbers against their ranges."""
+    """Check names against the registries, numbers against their ranges and the demonstrations'
+    episode seeds apart from the evaluation's, before any cell runs; ``source`` names the file."""
+    t = spec.train
+    _check_names(spec, source)
+    if any(p in chunk_policies() for p in t.policies):
+        validate_chunk_axes(spec, source)
+    model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    check_keys("[train] model", t.model, model_fields, source)
+    check_decode_mode(t.decode)
+    _check_numbers(spec, source)
+    _check_model(t.model, source)
+    if any(p in chunk_policies() for p in t.policies):
+        check_chunks_fit_episodes(spec, source)
+    _check_ranges(spec, source)
+    _check_seeds_apart(spec, source)
+
+
+def _check_names(spec: SweepSpec, source: str) -> None:
+    """At least one env; env ids, experts, quantizers and policies registered."""
     import gymnasium as gym
 
-    g, t, r, d = spec.grid, spec.train, spec.rollout, spec.data
+    g, t = spec.grid, spec.train
     if not g.envs:
         raise InvalidValueError(f"[grid] envs is missing in {source}; list at least one env id")
     for env in g.envs:
@@ -285,15 +303,11 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
         if p != QUANTIZED_EXPERT and p not in (*available_policies(), *chunk_policies()):
             raise UnknownNameError("policy", p, [*available_policies(), *chunk_policies(),
                                                  QUANTIZED_EXPERT])
-    if any(p in chunk_policies() for p in t.policies):
-        validate_chunk_axes(spec, source)
-    model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
-    check_keys("[train] model", t.model, model_fields, source)
-    check_decode_mode(t.decode)
-    _check_numbers(spec, source)
-    _check_model(t.model, source)
-    if any(p in chunk_policies() for p in t.policies):
-        _check_chunks_fit_episodes(spec, source)
+
+
+def _check_ranges(spec: SweepSpec, source: str) -> None:
+    """The grid's lists and the bounds :data:`_RULES` does not cover."""
+    g, t, r, d = spec.grid, spec.train, spec.rollout, spec.data
     checks = [
         (all(b >= 2 for b in g.bins), f"[grid] bins must be >= 2, got {g.bins}"),
         (all(1 <= n < SEED_STRIDE for n in g.n_demos),
@@ -324,7 +338,12 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
     for ok, message in checks:
         if not ok:
             raise InvalidValueError(f"{message} ({source})")
-    # Evaluating on the episodes the policy was trained on would flatter it.
+
+
+def _check_seeds_apart(spec: SweepSpec, source: str) -> None:
+    """Each grid seed's demonstration episode seeds disjoint from the evaluation's: evaluating
+    on the episodes the policy was trained on would flatter it."""
+    g, r, d = spec.grid, spec.rollout, spec.data
     eval_lo, eval_hi = r.seed, r.seed + r.episodes
     for s in g.seeds:
         lo = d.seed + s * SEED_STRIDE
@@ -363,21 +382,6 @@ def _check_model(model: dict[str, Any], source: str) -> None:
         check_model_config(ModelConfig(**model))
     except InvalidValueError as exc:
         raise InvalidValueError(f"[train] model in {source}: {exc}") from None
-
-
-def _check_chunks_fit_episodes(spec: SweepSpec, source: str) -> None:
-    """Chunk policies need episodes of at least k steps: the largest [grid] chunk_lens must
-    not exceed the episode length ([data] episode_steps, or each env's time limit)."""
-    import gymnasium as gym
-
-    k = max(spec.grid.chunk_lens)
-    for env in spec.grid.envs:
-        steps = spec.data.episode_steps or gym.spec(env).max_episode_steps
-        if steps is not None and k > steps:
-            raise InvalidValueError(
-                f"[grid] chunk_lens {spec.grid.chunk_lens} in {source}: chunks of {k} actions "
-                f"do not fit in the {steps}-step episodes of {env}; use chunk_lens <= {steps} "
-                "or a larger [data] episode_steps")
 
 
 def _check_experts(spec: SweepSpec, source: str) -> None:
