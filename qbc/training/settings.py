@@ -47,41 +47,61 @@ def check_settings_apply(cfg: TrainConfig) -> None:
     head_flags = [flag for k, flag in HEAD_SETTINGS.items()
                   if getattr(cfg.model, k) != getattr(ModelConfig, k)]
     if not needs_tokenizer(cfg.policy):
-        flags = [TOKEN_SETTINGS[k] for k in TOKEN_SETTINGS if k in given] + head_flags
-        if flags:
-            raise InvalidValueError(
-                f"{', '.join(flags)} set{'s' if len(flags) == 1 else ''} the action tokens, "
-                f"which --policy {cfg.policy} does not have (it regresses continuous actions) "
-                f"and would ignore: leave {'it' if len(flags) == 1 else 'them'} out or train a "
-                f"token policy ({', '.join(POLICY_KINDS.names(tokens=True, chunk=False))})")
+        _refuse_token_settings(cfg, given, head_flags)
     else:
-        if head_flags and not POLICY_KINDS.meta(cfg.policy)["head"]:
-            owner = " or ".join(POLICY_KINDS.names(head=True, chunk=False))
-            raise InvalidValueError(
-                f"{head_flags[0]} sets the {owner}'s output head; --policy {cfg.policy} "
-                f"would ignore it: leave it out or use --policy {owner}")
-        quantile_params(cfg.quantizer, cfg.quantile, cfg.range_margin)
-        klass = get_quantizer_class(cfg.quantizer)
-        why = ("stochastic: its targets are two-hot already" if klass.stochastic
-               else "joint: its tokens have no order")
-        check_all([(not cfg.target_sigma or not (klass.stochastic or klass.joint),
-                    f"--target-sigma spreads one-hot targets over neighbouring bins of a "
-                    f"deterministic per-dimension quantizer; --quantizer {cfg.quantizer} "
-                    f"({why}) "
-                    "would ignore it: leave --target-sigma out or use uniform, kmeans or "
-                    "lloyd_max"),
-                   ("token_target" not in given or not klass.joint,
-                    f"--token-target chooses how the targets spread over ordered bins; "
-                    f"--quantizer {cfg.quantizer} (joint: its tokens have no order) is trained "
-                    "on one-hot tokens and would ignore it: leave --token-target out"),
-                   (cfg.token_target != "sampled" or klass.stochastic,
-                    f"--token-target sampled draws the tokens of a stochastic quantizer "
-                    f"(smooth); --quantizer {cfg.quantizer} is deterministic: use "
-                    "--token-target one-hot"),
-                   ("token_target" not in given or not cfg.target_sigma,
-                    "--target-sigma replaces the --token-target targets with Gaussian ones: "
-                    "give one of the two")])
+        _check_token_settings(cfg, given, head_flags)
     check_model_settings_read(cfg.policy, cfg.model)
+    _check_run_settings(cfg, given)
+
+
+def _refuse_token_settings(cfg: TrainConfig, given: set[str], head_flags: list[str]) -> None:
+    """A continuous policy has no action tokens: any token setting in ``given`` (the fields
+    set away from their defaults) or output head flag in ``head_flags`` is refused."""
+    flags = [TOKEN_SETTINGS[k] for k in TOKEN_SETTINGS if k in given] + head_flags
+    if flags:
+        raise InvalidValueError(
+            f"{', '.join(flags)} set{'s' if len(flags) == 1 else ''} the action tokens, "
+            f"which --policy {cfg.policy} does not have (it regresses continuous actions) "
+            f"and would ignore: leave {'it' if len(flags) == 1 else 'them'} out or train a "
+            f"token policy ({', '.join(POLICY_KINDS.names(tokens=True, chunk=False))})")
+
+
+def _check_token_settings(cfg: TrainConfig, given: set[str], head_flags: list[str]) -> None:
+    """A token policy's settings that it would ignore: head flags without an output head to
+    set, a range's parameters without a fitted range, and target settings the quantizer (or
+    each other) rules out."""
+    if head_flags and not POLICY_KINDS.meta(cfg.policy)["head"]:
+        owner = " or ".join(POLICY_KINDS.names(head=True, chunk=False))
+        raise InvalidValueError(
+            f"{head_flags[0]} sets the {owner}'s output head; --policy {cfg.policy} "
+            f"would ignore it: leave it out or use --policy {owner}")
+    quantile_params(cfg.quantizer, cfg.quantile, cfg.range_margin)
+    klass = get_quantizer_class(cfg.quantizer)
+    why = ("stochastic: its targets are two-hot already" if klass.stochastic
+           else "joint: its tokens have no order")
+    check_all([(not cfg.target_sigma or not (klass.stochastic or klass.joint),
+                f"--target-sigma spreads one-hot targets over neighbouring bins of a "
+                f"deterministic per-dimension quantizer; --quantizer {cfg.quantizer} "
+                f"({why}) "
+                "would ignore it: leave --target-sigma out or use uniform, kmeans or "
+                "lloyd_max"),
+               ("token_target" not in given or not klass.joint,
+                f"--token-target chooses how the targets spread over ordered bins; "
+                f"--quantizer {cfg.quantizer} (joint: its tokens have no order) is trained "
+                "on one-hot tokens and would ignore it: leave --token-target out"),
+               (cfg.token_target != "sampled" or klass.stochastic,
+                f"--token-target sampled draws the tokens of a stochastic quantizer "
+                f"(smooth); --quantizer {cfg.quantizer} is deterministic: use "
+                "--token-target one-hot"),
+               ("token_target" not in given or not cfg.target_sigma,
+                "--target-sigma replaces the --token-target targets with Gaussian ones: "
+                "give one of the two")])
+
+
+def _check_run_settings(cfg: TrainConfig, given: set[str]) -> None:
+    """Settings of parts of the run that it does not have: the transition model without
+    ``--augment model``, the rollouts of rollout selection without it, and checkpoint
+    selection or early stopping without held-out episodes."""
     unused = [AUGMENT_SETTINGS[k] for k in AUGMENT_SETTINGS if k in given]
     check_all([(cfg.augment == "model" or not unused,
                 f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the transition model "
