@@ -92,12 +92,7 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
     space = venv.single_action_space
     low, high = np.asarray(space.low), np.asarray(space.high)
     same_step = str(venv.metadata.get("autoreset_mode", "")).endswith("SAME_STEP")
-    obs, _ = venv.reset(seed=seeds if isinstance(seeds, (int, np.integer))
-                        else [int(s) for s in seeds])
-    reset_actor(actor)
-    bind = getattr(actor, "bind_env", None)
-    if callable(bind):  # actors that read the env's own state (the chunk floor's planner)
-        bind(venv)
+    obs = _reset(venv, actor, seeds)
     rec: dict[str, list[np.ndarray]] = {"obs": [np.asarray(obs)], "act": [], "label": [],
                                         "rew": [], "term": [], "trunc": []}
     lengths = np.zeros(m, dtype=np.int64)
@@ -125,10 +120,31 @@ def run_steps(venv: Any, actor: Any, seeds: int | Sequence[int], steps: int | No
             tracked.setdefault(key, []).append((t - 1, value))
         if on_step is not None:
             on_step(newly)
-    act_shape = (0, m) + space.shape
+    return _stacked(rec, tracked, lengths, t, m, space.shape, labels=execute is not None)
+
+
+def _reset(venv: Any, actor: Any, seeds: int | Sequence[int]) -> np.ndarray:
+    """The first observations (M, obs_dim) of ``venv`` reset with ``seeds``, the actor reset
+    and bound to ``venv`` where it has ``bind_env``."""
+    obs, _ = venv.reset(seed=seeds if isinstance(seeds, (int, np.integer))
+                        else [int(s) for s in seeds])
+    reset_actor(actor)
+    bind = getattr(actor, "bind_env", None)
+    if callable(bind):  # actors that read the env's own state (the chunk floor's planner)
+        bind(venv)
+    return obs
+
+
+def _stacked(rec: dict[str, list[np.ndarray]], tracked: dict[str, list[tuple[int, np.ndarray]]],
+             lengths: np.ndarray, t: int, m: int, act_shape: tuple[int, ...],
+             labels: bool) -> Steps:
+    """The :class:`Steps` of ``t`` recorded steps of ``m`` copies: each list of ``rec`` stacked
+    along time (empty arrays of the right shape when ``t`` is 0; actions (t, m) + ``act_shape``),
+    ``labels`` kept where the env ran other actions, ``tracked`` info filled to (t, m)."""
+    act_shape = (0, m) + act_shape
     stack = lambda key, shape: np.stack(rec[key]) if rec[key] else np.zeros(shape)  # noqa: E731
     return Steps(observations=np.stack(rec["obs"]), actions=stack("act", act_shape),
-                 labels=None if execute is None else stack("label", act_shape),
+                 labels=stack("label", act_shape) if labels else None,
                  rewards=stack("rew", (0, m)), terminated=stack("term", (0, m)).astype(bool),
                  truncated=stack("trunc", (0, m)).astype(bool), lengths=lengths,
                  info={key: _fill(values, t, m) for key, values in tracked.items()})
