@@ -201,12 +201,7 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     seed = default_rollout_seed(demos) if seed is None else seed
     expert, no_expert = _dataset_expert(prov, env_id, str(
         (getattr(demos, "metadata", None) or {}).get("dataset_id") or "the training dataset"))
-    actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
-    tokenizer = getattr(policy, "tokenizer", None)
-    if expert is not None and isinstance(tokenizer, ActionTokenizer):
-        actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
-    if expert is not None and companions is not None:
-        actors.update(companions(expert, env_id))
+    actors = _actors(policy, expert, env_id, companions)
     res = coupled_rollout(env_id, actors, range(seed, seed + episodes), horizon,
                           progress=progress)
     out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
@@ -214,6 +209,30 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
            "no_expert": no_expert}
     ref = "policy" if expert is None else "expert"
     per = horizon_metrics(res, [horizon], reference=ref)["policies"]
+    _add_actor_entries(out, per, horizon)
+    if expert is not None:
+        _add_regrets(out, per, horizon, actors)
+    if "quantized_expert" in per:
+        _add_floor(out, per["quantized_expert"][str(horizon)], training)
+    return out
+
+
+def _actors(policy: Any, expert: Any, env_id: str, companions: Any) -> dict[str, Any]:
+    """The actors rolled out, by name: ``policy``; with an expert, ``expert`` first, the
+    ``quantized_expert`` of a token policy and the ``companions``' actors."""
+    actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
+    tokenizer = getattr(policy, "tokenizer", None)
+    if expert is not None and isinstance(tokenizer, ActionTokenizer):
+        actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
+    if expert is not None and companions is not None:
+        actors.update(companions(expert, env_id))
+    return actors
+
+
+def _add_actor_entries(out: dict[str, Any], per: dict[str, Any], horizon: int) -> None:
+    """``{name}_mean_return``, ``_reward_per_step`` (return / ``horizon``),
+    ``_failed_fraction`` and, where the env reports them, success and modes of each actor of
+    ``per`` (:func:`qbc.rollout.metrics.horizon_metrics`' ``policies``) into ``out``."""
     for name, m in per.items():
         m = m[str(horizon)]
         out[f"{name}_mean_return"] = m["return"]
@@ -222,20 +241,28 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
         for key in ("success", "success_ci95", "modes"):  # where the env reports them
             if key in m:
                 out[f"{name}_{key}"] = m[key]
-    if expert is not None:
-        m = per["policy"][str(horizon)]
-        out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
-        for name in actors:
-            if name not in ("expert", "policy"):
-                out[f"{name}_regret"] = per[name][str(horizon)]["regret"]
-    if "quantized_expert" in per:
-        q = per["quantized_expert"][str(horizon)]
-        out.update(floor_regret=q["regret"], floor_regret_ci95=q["regret_ci95"])
-        out["verdict"] = floor_verdict(
-            {"regret": out["regret"], "failed": out["policy_failed_fraction"]},
-            {"regret": q["regret"], "failed": q["diverged_fraction"]},
-            out["expert_mean_return"], training)
-    return out
+
+
+def _add_regrets(out: dict[str, Any], per: dict[str, Any], horizon: int,
+                 actors: dict[str, Any]) -> None:
+    """The policy's ``regret`` (with ``regret_ci95``) against the expert and each other
+    actor's ``{name}_regret`` into ``out``."""
+    m = per["policy"][str(horizon)]
+    out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
+    for name in actors:
+        if name not in ("expert", "policy"):
+            out[f"{name}_regret"] = per[name][str(horizon)]["regret"]
+
+
+def _add_floor(out: dict[str, Any], q: dict[str, Any], training: dict[str, Any] | None
+               ) -> None:
+    """The quantized expert's metrics ``q`` as the floor (``floor_regret``,
+    ``floor_regret_ci95``) into ``out``, and the ``verdict`` of the policy against it."""
+    out.update(floor_regret=q["regret"], floor_regret_ci95=q["regret_ci95"])
+    out["verdict"] = floor_verdict(
+        {"regret": out["regret"], "failed": out["policy_failed_fraction"]},
+        {"regret": q["regret"], "failed": q["diverged_fraction"]},
+        out["expert_mean_return"], training)
 
 
 def _dataset_expert(prov: dict[str, Any], env_id: str,
