@@ -1,6 +1,7 @@
 """The direction of imports (docs/architecture.md) holds: no import circles among qbc/, envs/ and
 agents/ (module level or inside functions), no layer imports a layer above it or a sibling it is
-independent of, and function-local imports of qbc stay few and say why they are local.
+independent of, and function-local imports of qbc stay few and say why they are local. Modules
+and functions stay short (at most 400 and 60 lines).
 
 The import graph is read from the source with ``ast`` rather than by import-linter: envs/ and
 agents/ install as ``qbc.envs`` and ``qbc.agents`` through setuptools' ``package-dir``, and
@@ -236,3 +237,29 @@ def test_every_package_is_installed():
     packages = {m for m, file in MODULES.items() if file.name == "__init__.py"}
     assert sorted(packages - listed) == [], "add these to [tool.setuptools] packages"
     assert sorted(listed - packages) == [], "pyproject.toml lists packages that do not exist"
+
+
+#: The size limits of issue 31: lines of a module, and of a function from its ``def`` line to
+#: its last line (docstring included; decorators not), nested functions and methods too.
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def test_modules_and_functions_stay_short():
+    # A long module or function is split by what it does (a helper per job, a sibling module),
+    # not by where the line count runs out.
+    long_modules, long_functions = [], []
+    for file in sorted(set(MODULES.values())):
+        text = file.read_text()
+        where = file.relative_to(ROOT)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long_modules.append(f"{where}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{where}:{node.lineno}: {node.name} ({lines} lines)")
+    assert not long_modules, (f"modules over {MAX_MODULE_LINES} lines:\n"
+                              + "\n".join(long_modules))
+    assert not long_functions, (f"functions over {MAX_FUNCTION_LINES} lines:\n"
+                                + "\n".join(sorted(long_functions)))
