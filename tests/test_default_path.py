@@ -108,8 +108,8 @@ def test_the_location_reads_the_observation_alone_by_default_and_old_checkpoints
         trunk.head_b.zero_()
         trunk.loc_w.normal_()  # (a constant w would read the layer-normed mean, 0)
     assert not torch.allclose(trunk.logits(obs, a)[:, 1], trunk.logits(obs, b)[:, 1])
-    on = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2, loc_inputs="obs+trunk"), 3,
-                      2, tok)
+    on = build_policy("ar-transformer",
+                      ModelConfig(d_model=16, n_heads=2, loc_inputs="obs+trunk"), 3, 2, tok)
     assert on.config_dict()["loc_trunk"] is True and on.loc_w.shape == (2, 16)
 
 
