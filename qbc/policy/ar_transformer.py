@@ -80,8 +80,9 @@ class ARTransformerConfig:
     """add an ordered-bins term to each token's logits (see :meth:`ARTransformerPolicy.
     set_bin_centers`): a scalar location per token (linear in the current observation, plus a
     ReLU MLP of it; with ``loc_trunk``, plus a function of the hidden state) scores each bin by
-    minus its squared distance from the codeword. Far outside the data the location is piecewise linear and
-    unbounded, so the argmax ends at an edge bin, not an arbitrary one. Per-dimension only."""
+    minus its squared distance from the codeword. Far outside the data the location is
+    piecewise linear and unbounded, so the argmax ends at an edge bin, not an arbitrary one.
+    Per-dimension only."""
     loc_layers: int = 0
     """ordered head: hidden layers of an MLP of the current observation added to the location
     (0: the linear location alone, as in checkpoints saved without this field)."""
