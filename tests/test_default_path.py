@@ -84,12 +84,13 @@ def test_the_ordered_heads_location_has_an_mlp_by_default_and_old_checkpoints_st
     assert linear.loc_mlp is None
 
 
-def test_the_location_reads_the_observation_alone_by_default_and_old_checkpoints_keep_the_trunk():
+def test_the_location_reads_the_hidden_state_unless_told_to_read_the_observation_alone():
     from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
 
     acts = np.random.default_rng(1).normal(size=(500, 2)).astype(np.float32)
     tok = ActionTokenizer.fit(acts, quantizer="uniform", n_bins=8)
-    module = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2), 3, 2, tok)
+    module = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2, loc_inputs="obs"),
+                          3, 2, tok)
     saved = module.config_dict()
     assert saved["loc_trunk"] is False and not hasattr(module, "loc_w")
     # the location is the same for every earlier token: only the free logits read them
@@ -99,7 +100,7 @@ def test_the_location_reads_the_observation_alone_by_default_and_old_checkpoints
         module.head_w.zero_()
         module.head_b.zero_()
     assert torch.allclose(module.logits(obs, a), module.logits(obs, b))
-    # a checkpoint saved before the field existed rebuilds the trunk's part of the location
+    # the default, and a checkpoint saved before the field existed, read the hidden state too
     old = {k: v for k, v in saved.items() if k != "loc_trunk"}
     trunk = ARTransformerPolicy(ARTransformerConfig(**old))
     assert trunk.loc_w.shape == (2, 16)
@@ -108,8 +109,7 @@ def test_the_location_reads_the_observation_alone_by_default_and_old_checkpoints
         trunk.head_b.zero_()
         trunk.loc_w.normal_()  # (a constant w would read the layer-normed mean, 0)
     assert not torch.allclose(trunk.logits(obs, a)[:, 1], trunk.logits(obs, b)[:, 1])
-    on = build_policy("ar-transformer",
-                      ModelConfig(d_model=16, n_heads=2, loc_inputs="obs+trunk"), 3, 2, tok)
+    on = build_policy("ar-transformer", ModelConfig(d_model=16, n_heads=2), 3, 2, tok)
     assert on.config_dict()["loc_trunk"] is True and on.loc_w.shape == (2, 16)
 
 
@@ -244,7 +244,7 @@ def test_the_heads_location_setting_is_refused_where_no_ordered_head_reads_it(tm
         with pytest.raises(InvalidValueError, match="--model.loc-layers"):
             check_settings_apply(cfg)
         trunk = _cfg(tmp_path, policy, policy=policy,
-                     model=ModelConfig(d_model=32, n_heads=2, loc_inputs="obs+trunk"))
+                     model=ModelConfig(d_model=32, n_heads=2, loc_inputs="obs"))
         with pytest.raises(InvalidValueError, match="--model.loc-inputs"):
             check_settings_apply(trunk)
     check_settings_apply(_cfg(tmp_path, "ar", model=ModelConfig(d_model=32, n_heads=2,

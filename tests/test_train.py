@@ -1,7 +1,6 @@
 """The log-loss trainer: learning, determinism, resume, run directories, the CLI."""
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -62,9 +61,7 @@ def test_loss_decreases_and_the_best_checkpoint_predicts_the_actions(tmp_path):
                      warmup_steps=20), demos)
     first, last = res.metrics[0], res.metrics[-1]
     assert [m["step"] for m in res.metrics] == [60, 120, 180, 240]
-    # the ordered head's location fits most of it by the first evaluation (step 60): measured
-    # against chance (log V nats per token, 16 bins) and against that first evaluation
-    assert last["val_loss"] < 0.3 * math.log(16) and last["val_loss"] < first["val_loss"]
+    assert last["val_loss"] < 0.7 * first["val_loss"]
     assert last["train_loss"] < first["train_loss"]
     # Action error of argmax decoding: a fraction of the actions' variance (about 0.4 here).
     assert last["val_action_mse"] < 0.05
@@ -283,10 +280,7 @@ def test_a_budget_from_epochs_trains_its_minimum_before_early_stopping(tmp_path,
     noise = replace(_demos(episodes=10, steps=20),
                     actions=rng.uniform(-1, 1, (200, 2)).astype(np.float32))  # nothing to learn
     monkeypatch.setattr(train_mod, "MIN_AUTO_STEPS", 200)
-    # the plain head: the ordered head's precision keeps learning the noise's spread for hundreds
-    # of steps, each evaluation a little better, so nothing would stop early
-    settings = dict(eval_interval=4, patience=3, lr=3e-3,
-                    model=ModelConfig(d_model=32, n_heads=2, hidden=64, head="plain"))
+    settings = dict(eval_interval=4, patience=3, lr=3e-3)
     auto = train(_cfg(tmp_path, "auto", steps=None, epochs=1, **settings), noise)
     assert auto.budget["steps"] == 200  # 1 epoch is 6 steps: the minimum sets the budget
     assert auto.step == 200 and not auto.budget["stopped_early"]

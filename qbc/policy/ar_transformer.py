@@ -15,10 +15,10 @@ p(tok_i | obs, tok_<i), trained by log-loss (cross-entropy) on the token sequenc
 With ``ordered_head`` (a per-dimension tokenizer), token i's logits are the free ones of its
 output head plus -p_i / 2 (c_iv - m_i)^2 for each bin v, where c_iv is the bin's codeword scaled
 to [-1, 1], m_i = a_i . obs_t + g_i(obs_t) a location (linear in the current normalised
-observation, plus a ReLU MLP g of it; with ``loc_trunk``, as in checkpoints saved before
-2026-12-07, plus w_i . h_i, a linear function of the transformer's hidden state) and p_i > 0 a
-learned precision. The earlier tokens and the observation history reach token i through its free
-logits. The free logits are bounded (they read a layer-normed state), the
+observation, plus a ReLU MLP g of it; with ``loc_trunk``, the default, plus w_i . h_i, a linear
+function of the transformer's hidden state) and p_i > 0 a learned precision. Without
+``loc_trunk`` the earlier tokens and the observation history reach token i through its free
+logits alone. The free logits are bounded (they read a layer-normed state), the
 location is not: far outside the data the argmax is the bin nearest to the extrapolated
 location, clipped at the edge bin, as the quantized expert clips the expert's action. The MLP
 (``loc_layers``) is the regressor a continuous policy would be (measured in

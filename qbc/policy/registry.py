@@ -59,11 +59,12 @@ class ModelConfig:
     loc_layers: int = 2
     """ar-transformer's ordered head: hidden layers (width --model.hidden) of the MLP on the
     observation inside each token's location (0: a linear location, the head's first version)."""
-    loc_inputs: LocInputs = "obs"
-    """ar-transformer's ordered head: what each token's location reads: 'obs' (the current
-    observation alone) or 'obs+trunk' (plus a linear function of the transformer's hidden state,
-    which also reads the earlier tokens and the observation history; the head before
-    2026-12-07)."""
+    loc_inputs: LocInputs = "obs+trunk"
+    """ar-transformer's ordered head: what each token's location reads: 'obs+trunk' (the current
+    observation, plus a linear function of the transformer's hidden state, which also reads the
+    earlier tokens and the observation history) or 'obs' (the observation alone; the earlier
+    tokens then reach a token through its free logits only). Measured against each other in
+    docs/guide/training.md: no difference beyond the spread between training seeds."""
 
 
 #: The policy kinds, each registered by its own module (:func:`register_policy`).
