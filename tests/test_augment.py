@@ -98,6 +98,26 @@ def test_save_and_load_give_the_same_predictions(tmp_path, head):
     np.testing.assert_array_equal(back.predict(obs, tokens), model.predict(obs, tokens))
 
 
+@pytest.mark.parametrize("version", [2, True, "1", None])
+def test_a_transition_model_of_another_format_version_is_refused(tmp_path, version):
+    import json
+
+    from qbc.errors import CorruptFileError
+
+    policy = Theorem6Policy(eps=0.1)
+    expert = make_expert("arctan", ARCTAN)
+    obs, act, nxt = expert_transitions(coupled_rollout(ARCTAN, {"expert": expert}, range(4), 10))
+    model = fit_transition_model(obs, act, nxt, policy.tokenizer,
+                                 TransitionModelConfig(steps=2), progress=False)
+    save_transition_model(model, tmp_path / "m")
+    meta_path = tmp_path / "m" / "transition.json"
+    meta = json.loads(meta_path.read_text())
+    meta["version"] = version  # True == 1 and must not pass for it
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match="format version"):
+        load_transition_model(tmp_path / "m")
+
+
 class ExactArctanModel:
     """x' = A x + B decode(token): the true dynamics of qbc/Arctan-v0 (no noise)."""
 

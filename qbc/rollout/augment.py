@@ -33,6 +33,8 @@ from qbc.tokenizer import ActionTokenizer
 
 MODEL_FILE = "transition.safetensors"
 CONFIG_FILE = "transition.json"
+#: The version of ``transition.json`` this qbc writes and reads.
+FORMAT_VERSION = 1
 
 
 @dataclass
@@ -268,7 +270,7 @@ def save_transition_model(model: TransitionModel, directory: str | os.PathLike) 
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     atomic_write(directory / MODEL_FILE, lambda p: save_file(state, str(p)))
     atomic_write_json(directory / CONFIG_FILE, {
-        "format": "qbc.transition_model", "version": 1, "config": asdict(model.cfg),
+        "format": "qbc.transition_model", "version": FORMAT_VERSION, "config": asdict(model.cfg),
         "obs_dim": model.obs_dim, "act_dim": model.act_dim, "n_tokens": model.n_tokens,
         "vocab_size": model.vocab_size, "joint": model.joint,
     })
@@ -284,6 +286,10 @@ def load_transition_model(directory: str | os.PathLike) -> TransitionModel:
     meta = read_json_object(directory / CONFIG_FILE, what="transition model config")
     if meta.get("format") != "qbc.transition_model":
         raise CorruptFileError(f"{directory / CONFIG_FILE} is not a qbc transition model")
+    if type(meta.get("version")) is not int or meta["version"] != FORMAT_VERSION:  # not True
+        raise CorruptFileError(
+            f"{directory / CONFIG_FILE}: transition model format version {meta.get('version')!r} "
+            f"is not supported (this qbc reads version {FORMAT_VERSION})")
     try:
         model = TransitionModel(meta["obs_dim"], meta["act_dim"], meta["n_tokens"],
                                 meta["vocab_size"], TransitionModelConfig(**meta["config"]),
