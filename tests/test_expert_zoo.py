@@ -112,12 +112,12 @@ def test_zoo_inverted_pendulum_on_mujoco():
 @pytest.mark.parametrize("env_id, episodes, target", [
     ("InvertedDoublePendulum-v5", 2, 9000.0),  # 1000-step episodes
     ("Reacher-v5", 10, -5.0),
-    ("Hopper-v5", 3, 400.0),  # below the issue's 2500: what 80k SAC steps reached (528.0)
+    ("Hopper-v5", 20, 2500.0),  # it falls in some episodes: 20 of them for a stable mean
 ])
 def test_zoo_mujoco_entries_meet_their_targets(env_id, episodes, target):
     """The loaded actor, run here on seeds 10000.., reaches the entry's target (as its stored
-    20-episode evaluation says it does); Hopper-v5's bar is three quarters of its measured
-    return, with room for another MuJoCo build."""
+    20-episode evaluation says it does; Hopper-v5's 2920 leaves room for another MuJoCo
+    build)."""
     pytest.importorskip("mujoco")
     stored = {r["name"]: r for r in zoo_table()}[f"zoo:{env_id}"]
     assert stored["mean_return"] >= target
