@@ -142,20 +142,18 @@ def make_batch(data: SplitTensors, idx: torch.Tensor, tokenizer: ActionTokenizer
     if tokenizer is None:
         return batch
     dev = data.obs.device
-    sampled = tokenizer.stochastic and rng is not None
-    raw = data.raw_actions[idx.cpu().numpy()] if not tokenizer.is_joint else None
-    batch["tokens"] = (torch.from_numpy(tokenizer.encode(raw, rng=rng)).to(dev) if sampled
-                       else data.tokens[idx])
-    if tokenizer.is_joint:
-        return batch
-    soft = None
-    if tokenizer.stochastic:
-        if sampled and token_target in ("two-hot", "soft"):
-            soft = tokenizer.soft_targets(raw)
-    elif target_sigma > 0:
-        soft = gauss_targets(tokenizer, raw, target_sigma)
-    elif token_target == "two-hot":
-        soft = two_hot_targets(tokenizer, raw)
+    if tokenizer.stochastic and rng is not None:
+        raw = data.raw_actions[idx.cpu().numpy()]
+        batch["tokens"] = torch.from_numpy(tokenizer.encode(raw, rng=rng)).to(dev)
+        soft = tokenizer.soft_targets(raw) if token_target in ("two-hot", "soft") else None
+    else:
+        batch["tokens"] = data.tokens[idx]
+        two_hot = token_target == "two-hot"
+        soft = None
+        if not (tokenizer.stochastic or tokenizer.is_joint) and (target_sigma > 0 or two_hot):
+            raw = data.raw_actions[idx.cpu().numpy()]
+            soft = (gauss_targets(tokenizer, raw, target_sigma) if target_sigma > 0
+                    else two_hot_targets(tokenizer, raw))
     if soft is not None:
         batch["soft"] = torch.from_numpy(soft).to(dev)
     return batch

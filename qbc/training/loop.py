@@ -146,11 +146,11 @@ class Clock:
         self.t0 = time.perf_counter()
         self.seconds = {"eval_s": 0.0, "checkpoint_s": 0.0}
 
-    def timed(self, key: str, fn: Any, *args: Any) -> Any:
-        """``fn(*args)``, adding its wall time in seconds to ``self.seconds[key]``."""
+    def timed(self, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, adding its wall time in seconds to ``self.seconds[key]``."""
         t = time.perf_counter()
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         finally:
             self.seconds[key] += time.perf_counter() - t
 
@@ -346,8 +346,8 @@ def _validate_and_select(t: Trainer, s: LoopState, record: dict[str, Any]) -> No
     saved as ``best/``."""
     cfg = t.cfg
     record.update(s.clock.timed("eval_s", evaluate_split, t.module, t.val_t, t.tokenizer,
-                                t.normalizer, cfg.seed + 1, 8192, cfg.token_target,
-                                cfg.target_sigma))
+                                t.normalizer, cfg.seed + 1, token_target=cfg.token_target,
+                                target_sigma=cfg.target_sigma))
     if t.selection is not None:
         record["select_return"] = s.clock.timed("eval_s", selection_return, t.module,
                                                 t.normalizer, t.tokenizer, t.device, t.selection)
