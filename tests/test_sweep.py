@@ -57,7 +57,8 @@ model = {d_model = 16, n_layers = 1, n_heads = 2}
 episodes = 8
 num_envs = 8
 """
-N_CELLS, N_ROWS = 4, 4 * 2 * 3  # cells; cells x policies x horizons
+N_CELLS, N_ROWS = 4, 4 * 2 * 3 + 2 * 3  # cells x policies x horizons, + smooth's nearest floor
+ROWS_PER_CELL = {"uniform": 2 * 3, "smooth": 3 * 3}
 
 
 def comparable(path: Path) -> list[dict]:
@@ -185,7 +186,11 @@ def test_sweep_runs_every_cell_once_and_rerun_does_nothing(env_dirs, reference):
     assert len(first.executed) == N_CELLS and first.skipped == 0 and not first.failed
     rows = read_table(out / "results.csv")
     assert len(rows) == N_ROWS
-    assert {r["policy"] for r in rows} == {"ar-transformer", "quantized-expert"}
+    assert {r["policy"] for r in rows} == {"ar-transformer", "quantized-expert",
+                                           "quantized-expert-nearest"}
+    # the nearest-rounding floor (argmax's) is a row of the smooth cells only
+    assert {r["quantizer"] for r in rows if r["policy"] == "quantized-expert-nearest"} == {
+        "smooth"}
     assert all(np.isfinite(r["regret"]) and r["regret_ci_lo"] <= r["regret"] <= r["regret_ci_hi"]
                for r in rows)
     assert all(r["val_loss"] is not None for r in rows if r["policy"] == "ar-transformer")
@@ -203,6 +208,9 @@ def test_same_seed_same_numbers_and_quantizers_differ(reference):
     # smooth's stochastic rounding changes the quantized expert's trajectory: not the same
     # numbers as uniform (a check that the quantizer reaches the rollout).
     assert by[("uniform", 0, "quantized-expert", 30)] != by[("smooth", 0, "quantized-expert", 30)]
+    # and the nearest-rounding floor is another actor than the stochastic one
+    assert by[("smooth", 0, "quantized-expert-nearest", 30)] != by[
+        ("smooth", 0, "quantized-expert", 30)]
 
 
 @pytest.mark.slow
@@ -234,7 +242,8 @@ def test_killed_sweep_resumes_to_the_same_table(env_dirs, reference):
     done_at_kill = {r["cell"] for r in read_table(table)}
     assert 1 <= len(done_at_kill) < N_CELLS, "the sweep was not interrupted after its first cell"
     rows_at_kill = read_table(table)
-    assert len(rows_at_kill) == len(done_at_kill) * N_ROWS // N_CELLS  # whole cells only
+    quantizer_of = {r["cell"]: r["quantizer"] for r in rows_at_kill}
+    assert len(rows_at_kill) == sum(ROWS_PER_CELL[quantizer_of[c]] for c in done_at_kill)
     resumed = run_sweep(load_spec(config), out, workers=1, progress=False)
     assert resumed.skipped == len(done_at_kill)
     assert len(resumed.executed) == N_CELLS - len(done_at_kill)
@@ -329,4 +338,7 @@ def test_sweep_report_says_which_smooth_floor_its_quantized_expert_rows_are():
 
     smooth = {"policy": "quantized-expert", "quantizer": "smooth"}
     assert "round stochastically" in " ".join(_floor_note([smooth]))
+    assert "is not in this table" in " ".join(_floor_note([smooth]))  # a sweep made before
+    nearest = {**smooth, "policy": "quantized-expert-nearest"}
+    assert "nearest rounding: the floor of an argmax" in " ".join(_floor_note([smooth, nearest]))
     assert _floor_note([{**smooth, "quantizer": "uniform"}, {**smooth, "policy": "mlp"}]) == []

@@ -29,6 +29,7 @@ from qbc.errors import InvalidValueError
 from qbc.infra.files import atomic_write_csv, atomic_write_text, read_json_object
 from qbc.rollout.growth import fit_growth
 from qbc.rollout.metrics import mean_ci95
+from qbc.sweep.rows import QUANTIZED_EXPERT_NEAREST
 from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table, sweep_lock
 
 #: Columns that identify a setting; the seed is what is averaged over.
@@ -130,9 +131,14 @@ def _floor_note(summary: list[dict[str, Any]]) -> list[str]:
     if not any(s.get("policy") == "quantized-expert" and s.get("quantizer") == "smooth"
                for s in summary):
         return []
+    nearest = any(s.get("policy") == QUANTIZED_EXPERT_NEAREST for s in summary)
     return ["The quantized-expert rows of smooth binning round stochastically (seeded by the "
-            "cell): the theory's q#π*, not the nearest-rounding floor that an argmax-decoded "
-            "learner reproduces (`qbc rollout` shows both).", ""]
+            "cell): the theory's q#π*, the floor of a learner that samples its tokens. "
+            + ("The quantized-expert-nearest rows are the same tokenizer with nearest rounding: "
+               "the floor of an argmax-decoded learner, the one its target is measured against."
+               if nearest else
+               "The nearest-rounding floor that an argmax-decoded learner reproduces is not in "
+               "this table (it was made before sweeps added it; `qbc rollout` shows both)."), ""]
 
 
 def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: str) -> str:

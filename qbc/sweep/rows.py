@@ -13,6 +13,11 @@ from qbc.errors import QbcWarning
 from qbc.stepping.limits import cap_horizons
 from qbc.sweep.cells import Cell
 
+#: Beside a smooth (stochastic) tokenizer's quantized expert the runner adds this row: the same
+#: tokenizer with nearest rounding, the floor an argmax-decoded learner reproduces (not a policy
+#: a sweep file lists).
+QUANTIZED_EXPERT_NEAREST = "quantized-expert-nearest"
+
 
 def nominal_bin_width(actions: np.ndarray, bins: int) -> float:
     """Action range / bins, averaged over action dimensions: the cell width of a uniform grid

@@ -29,7 +29,7 @@ from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
 from qbc.rollout.metrics import horizon_metrics
 from qbc.sweep.cells import Cell, DatasetSpec
 from qbc.sweep.chunk_runner import run_chunk_cell
-from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width
+from qbc.sweep.rows import QUANTIZED_EXPERT_NEAREST, capped_horizons, make_row, nominal_bin_width
 from qbc.sweep.spec import QUANTIZED_EXPERT
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import TrainConfig, train
@@ -127,6 +127,9 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
             tok.fit(demos.actions)
             actors[kind] = QuantizedExpert(expert, tok, rng=np.random.default_rng(cell.seed))
             extra[kind] = {"val_loss": None}
+            if tok.stochastic:  # the floor of an argmax-decoded learner rounds to the nearest
+                actors[QUANTIZED_EXPERT_NEAREST] = QuantizedExpert(expert, tok)
+                extra[QUANTIZED_EXPERT_NEAREST] = extra[kind]
         else:
             actors[kind], val_loss = _train(cell, kind, demos, work / kind)
             extra[kind] = {"val_loss": val_loss}
@@ -143,7 +146,7 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     width = nominal_bin_width(demos.actions, cell.bins)
     return [make_row(cell, kind, h, metrics["policies"][kind][str(h)],
                      metrics["policies"]["expert"][str(h)], width, extra[kind])
-            for kind in cell.policies for h in horizons]
+            for kind in extra for h in horizons]
 
 
 def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
