@@ -242,7 +242,8 @@ num_envs = 2
     rows = read_table(tmp_path / "s" / "results.csv")
     assert {(r["quantizer"], r["policy"]) for r in rows} == {
         (q, p) for q in ("smooth", "kmeans") for p in ("ar-transformer", "mlp-mse",
-                                                         "quantized-expert")}
+                                                         "quantized-expert")} | {
+        ("smooth", "quantized-expert-nearest")}  # smooth's floor of argmax decoding
 
 
 # -- lock waits are bounded ------------------------------------------------------------------------
