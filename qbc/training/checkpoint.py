@@ -20,6 +20,7 @@ from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
 from qbc.infra.files import atomic_write_json, atomic_write_text, read_json_object
 from qbc.infra.run_folder import atomic_write_dir, exclusive, lock_path_for, output_dir, recover_dir
 from qbc.policy.loading import load_parts, load_tensors, save_checkpoint, save_tensors
+from qbc.training.averaging import WeightAverage
 from qbc.training.config import TrainConfig, config_dict, validate_with_data
 from qbc.training.distributed import DistContext, session
 from qbc.training.run_log import RunLog, check_run_log
@@ -205,11 +206,15 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, t
 
 def save_last(out: Path, module, normalizer, tokenizer, optimizer, scheduler, step: int,
               batch_gen: torch.Generator, np_rng: np.random.Generator | None,
-              best: dict[str, Any], config: dict[str, Any], env_id: str | None = None) -> None:
-    """Everything needed to continue: the checkpoint, optimizer, schedule, step and RNG states.
+              best: dict[str, Any], config: dict[str, Any], env_id: str | None = None,
+              average: WeightAverage | None = None) -> None:
+    """Everything needed to continue: the checkpoint, optimizer, schedule, step and RNG states
+    (and the weight average, when the run keeps one).
     ``out/last`` is replaced as a whole (:func:`qbc.infra.run_folder.atomic_write_dir`), so a kill
     at any moment leaves the weights and the optimizer state of one and the same step."""
     tensors, groups = _optimizer_state(optimizer)
+    if average is not None:
+        tensors.update(average.state_tensors())
     tensors["rng.batch"] = batch_gen.get_state()
     tensors["rng.torch_cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
@@ -241,14 +246,16 @@ def load_last(out: Path, conf: dict[str, Any]) -> tuple[Any, Any, Any, dict[str,
 
 def restore_progress(out: Path, state: dict[str, Any], optimizer: torch.optim.Optimizer,
                      scheduler: torch.optim.lr_scheduler.LRScheduler,
-                     batch_gen: torch.Generator,
-                     np_rng: np.random.Generator | None) -> tuple[int, dict[str, Any]]:
-    """Put the optimiser, schedule and every random generator back as ``out/last`` saved them
-    (trainer ``state`` from :func:`load_last`); returns (step, best). A damaged state is a
-    CorruptFileError."""
+                     batch_gen: torch.Generator, np_rng: np.random.Generator | None,
+                     average: WeightAverage | None = None) -> tuple[int, dict[str, Any]]:
+    """Put the optimiser, schedule, weight average and every random generator back as
+    ``out/last`` saved them (trainer ``state`` from :func:`load_last`); returns (step, best). A
+    damaged state is a CorruptFileError."""
     try:
         tensors = load_tensors(out / "last" / "trainer.safetensors", "trainer state")
         _load_optimizer_state(optimizer, tensors, state["optimizer_param_groups"])
+        if average is not None:
+            average.load_state_tensors(tensors)
         scheduler.load_state_dict(state["scheduler"])
         batch_gen.set_state(tensors["rng.batch"])
         torch.set_rng_state(tensors["rng.torch_cpu"])

@@ -128,6 +128,10 @@ class _TrainHead:
     or the dataset's episode length)."""
     batch_size: int = 256
     """samples per step (under torchrun: the global batch, split across the processes)."""
+    ema_decay: float = 0.0
+    """evaluate, select and save an exponential moving average of the weights, this decay per
+    step once warmed up (:mod:`qbc.training.averaging`; 0 = the last step's weights, e.g.
+    0.999). Not with --weight-quantizer, whose annealed quantizers live in the trained weights."""
 
 
 @dataclass
@@ -240,6 +244,7 @@ RULES = {"bins": Rule(lo=2, integer=True), "quantile": QUANTILE_RANGE, "target_s
          "range_margin": MARGIN_RANGE,
          "steps": Rule(lo=1, integer=True, optional=True), "epochs": POSITIVE,
          "patience": Rule(lo=0, integer=True, optional=True), "select_episodes": AT_LEAST_ONE,
+         "ema_decay": Rule(lo=0, hi=1, hi_open=True),
          "batch_size": AT_LEAST_ONE, "lr": POSITIVE, "min_lr_ratio": Rule(lo=0, hi=1),
          "weight_decay": NON_NEGATIVE, "warmup_steps": Rule(lo=0, integer=True),
          "grad_clip": NON_NEGATIVE, "val_fraction": FRACTION, "eval_interval": AT_LEAST_ONE,

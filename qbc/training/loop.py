@@ -29,6 +29,7 @@ from qbc.quantizers import get_quantizer_class
 from qbc.ste import anneal_step, quantize_linear_layers
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import config as train_config
+from qbc.training.averaging import WeightAverage
 from qbc.training.checkpoint import (
     ClaimedRun,
     claimed_run,
@@ -128,6 +129,8 @@ class Trainer:
     """draws the rows of every batch."""
     np_rng: np.random.Generator | None
     """stochastic tokenizers: draws the stochastically rounded tokens."""
+    average: WeightAverage | None = None
+    """with --ema-decay: the average of the weights, which is evaluated and saved as best/."""
     env_id: str | None = None
     selection: dict[str, Any] | None = None
     """with --select-by rollout: :func:`~qbc.training.evaluation.selection_plan`."""
@@ -206,7 +209,7 @@ def train_in(cfg: TrainConfig, demos: Any, claimed: ClaimedRun, stop_at: int | N
     _loop(t, state, end=cfg.steps if stop_at is None else min(stop_at, cfg.steps))
     if t.val_t is None:  # no validation: the last checkpoint is the best we know
         if ctx.is_main:
-            state.clock.timed("checkpoint_s", save_checkpoint, cfg.out / "best", t.module,
+            state.clock.timed("checkpoint_s", save_checkpoint, cfg.out / "best", evaluated(t),
                               t.normalizer, t.tokenizer, conf, t.env_id)
         state.best = {"val_loss": None, "step": state.step}
     ctx.barrier()  # every rank loads the best checkpoint rank 0 has written
@@ -249,8 +252,9 @@ def _set_up(cfg: TrainConfig, splits: tuple[Any, Any | None], device: torch.devi
     batch_gen = torch.Generator().manual_seed(cfg.seed)
     np_rng = (np.random.default_rng(cfg.seed)
               if tokenizer is not None and tokenizer.stochastic else None)
+    average = WeightAverage(module, cfg.ema_decay) if cfg.ema_decay > 0 else None
     return Trainer(cfg, ctx, device, conf, module, module, tokenizer, normalizer, train_t, val_t,
-                   optimizer, scheduler, batch_gen, np_rng), stored
+                   optimizer, scheduler, batch_gen, np_rng, average), stored
 
 
 def _first_state(t: Trainer, stored: dict[str, Any] | None) -> LoopState:
@@ -261,7 +265,7 @@ def _first_state(t: Trainer, stored: dict[str, Any] | None) -> LoopState:
     start, best, metrics = 0, {"val_loss": None, "step": 0}, []
     if stored is not None:
         start, best = restore_progress(cfg.out, stored, t.optimizer, t.scheduler, t.batch_gen,
-                                       t.np_rng)
+                                       t.np_rng, t.average)
         metrics = read_metrics(cfg.out / "metrics.jsonl", upto=start)
     t.ctx.decorrelate_rng(cfg.seed, start)
     # after every rank has read out/last: rank 0 rewrites it
@@ -320,6 +324,8 @@ def _optimisation_step(t: Trainer, s: LoopState) -> None:
     loss = train_step(t.trained, t.optimizer, t.scheduler, batch, cfg.grad_clip)
     if cfg.weight_quantizer:
         anneal_step(t.module)
+    if t.average is not None:
+        t.average.update(t.module)
     s.losses.append(t.ctx.mean(loss, t.device))
 
 
@@ -344,24 +350,29 @@ def _evaluate(t: Trainer, s: LoopState) -> None:
 def _validate_and_select(t: Trainer, s: LoopState, record: dict[str, Any]) -> None:
     """Validation numbers (and the selection return) into ``record``; a better checkpoint is
     saved as ``best/``."""
-    cfg = t.cfg
-    record.update(s.clock.timed("eval_s", evaluate_split, t.module, t.val_t, t.tokenizer,
+    cfg, module = t.cfg, evaluated(t)
+    record.update(s.clock.timed("eval_s", evaluate_split, module, t.val_t, t.tokenizer,
                                 t.normalizer, cfg.seed + 1, token_target=cfg.token_target,
                                 target_sigma=cfg.target_sigma))
     if t.selection is not None:
-        record["select_return"] = s.clock.timed("eval_s", selection_return, t.module,
+        record["select_return"] = s.clock.timed("eval_s", selection_return, module,
                                                 t.normalizer, t.tokenizer, t.device, t.selection)
     s.best, improved = update_best(s.best, record, s.step, cfg.select_by)
     if improved:
-        s.clock.timed("checkpoint_s", save_checkpoint, cfg.out / "best", t.module, t.normalizer,
+        s.clock.timed("checkpoint_s", save_checkpoint, cfg.out / "best", module, t.normalizer,
                       t.tokenizer, t.conf, t.env_id)
+
+
+def evaluated(t: Trainer) -> torch.nn.Module:
+    """The weights a run validates, selects and saves as best/: the average, when it keeps one."""
+    return t.average.module if t.average is not None else t.module
 
 
 def _write_progress(t: Trainer, s: LoopState) -> None:
     """metrics.jsonl and out/last (:func:`~qbc.training.checkpoint.save_last`)."""
     write_metrics(t.cfg.out / "metrics.jsonl", s.metrics)
     save_last(t.cfg.out, t.module, t.normalizer, t.tokenizer, t.optimizer, t.scheduler, s.step,
-              t.batch_gen, t.np_rng, s.best, t.conf, t.env_id)
+              t.batch_gen, t.np_rng, s.best, t.conf, t.env_id, t.average)
 
 
 def _result(t: Trainer, s: LoopState, final_out: Path, budget: dict[str, Any]) -> TrainResult:

@@ -100,8 +100,9 @@ def _check_token_settings(cfg: TrainConfig, given: set[str], head_flags: list[st
 
 def _check_run_settings(cfg: TrainConfig, given: set[str]) -> None:
     """Settings of parts of the run that it does not have: the transition model without
-    ``--augment model``, the rollouts of rollout selection without it, and checkpoint
-    selection or early stopping without held-out episodes."""
+    ``--augment model``, the rollouts of rollout selection without it, checkpoint selection
+    or early stopping without held-out episodes, and a weight average of STE-quantized
+    weights."""
     unused = [AUGMENT_SETTINGS[k] for k in AUGMENT_SETTINGS if k in given]
     check_all([(cfg.augment == "model" or not unused,
                 f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the transition model "
@@ -116,7 +117,11 @@ def _check_run_settings(cfg: TrainConfig, given: set[str]) -> None:
                                              or cfg.patience),
                 "--select-by and --patience choose among the checkpoints evaluated on held-out "
                 "episodes; --val-fraction 0 holds out none (best/ is the last checkpoint) and "
-                "would ignore them: give a --val-fraction > 0 or leave them out")])
+                "would ignore them: give a --val-fraction > 0 or leave them out"),
+               (not (cfg.ema_decay and cfg.weight_quantizer),
+                "--ema-decay averages the weights, but --weight-quantizer anneals quantizers "
+                "that live in the trained weights (an average would keep stale ones): leave "
+                "one of them out")])
 
 
 def _given(cfg: TrainConfig) -> set[str]:
