@@ -76,8 +76,8 @@ from qbc.interactive.run_files import (
 )
 from qbc.interactive.staging import RunPlace, finish_interrupted, needs_staging, run_place
 from qbc.policy import load_policy
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
-from qbc.rollout.metrics import horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.stepping.limits import cap_horizon
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import train
@@ -202,13 +202,12 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     it,
     the success rate (95% Wilson interval)."""
     horizon = cfg.eval_horizon or cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps
-    seeds = range(cfg.eval_seed, cfg.eval_seed + cfg.eval_episodes)
     actors = {"expert": expert, "policy": policy}
     if isinstance(getattr(policy, "tokenizer", None), ActionTokenizer):
         actors["quantized_expert"] = QuantizedExpert(expert, policy.tokenizer)
-    result = coupled_rollout(cfg.env, actors, seeds, int(horizon), num_envs=cfg.num_envs)
-    per = {name: m[str(int(horizon))]
-           for name, m in horizon_metrics(result, [int(horizon)])["policies"].items()}
+    report = evaluate_actors(cfg.env, actors, cfg.eval_seed, cfg.eval_episodes, [int(horizon)],
+                             num_envs=cfg.num_envs)
+    per = {name: m[str(int(horizon))] for name, m in report.policies.items()}
     m, floor = per["policy"], per.get("quantized_expert")
     row = {"regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
            "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"],
