@@ -74,6 +74,7 @@ from qbc.interactive.run_files import (
     stored_dataset_base,
     write_rows,
 )
+from qbc.interactive.rounds import DaggerRound
 from qbc.interactive.staging import RunPlace, finish_interrupted, needs_staging, run_place
 from qbc.policy import load_policy
 from qbc.rollout.coupled import QuantizedExpert
@@ -250,9 +251,10 @@ def round0_tokenizer(work: Path) -> Any:
     return load_policy(work / "round-0").tokenizer
 
 
-def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[dict, dict]:
-    """Round r from start to end, written where ``place`` says; returns its rounds.csv row and
-    timing row."""
+def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace
+              ) -> tuple[DaggerRound, dict]:
+    """Round r from start to end, written where ``place`` says; returns the round (its
+    rounds.csv row) and its timing row."""
     work = place.work
     learner = (None if r == 0 else load_policy(work / f"round-{r - 1}", device=_device(cfg)))
     # every earlier file the round reads is opened (and checked) before it writes its dataset
@@ -266,9 +268,9 @@ def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[
     policy = load_policy(work / f"round-{r}", device=_device(cfg))
     scores = evaluate_round(cfg, policy, expert)
     steps = int(sum(len(ep.rewards) for ep in episodes))
-    row = {"round": r, "beta": beta_of(cfg, r), "episodes": len(episodes), "steps": steps,
-           "expert_labels": len(demos), "dataset": ids[-1], "val_loss": result.best_val_loss,
-           **scores, "policy": str(Path(f"round-{r}") / "best")}
+    row = DaggerRound(round=r, beta=beta_of(cfg, r), episodes=len(episodes), steps=steps,
+                      expert_labels=len(demos), dataset=ids[-1], val_loss=result.best_val_loss,
+                      **scores, policy=str(Path(f"round-{r}") / "best"))
     timing.update(round=r, train_s=t1 - t0, eval_s=time.perf_counter() - t1)
     outside = timing["rollout_label_s"] + timing["dataset_write_s"]
     timing["outside_training_fraction"] = outside / (outside + timing["train_s"])
@@ -276,8 +278,9 @@ def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[
 
 
 # -- the loop --------------------------------------------------------------------------------------
-def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
-    """Run (or continue) DAgger up to round ``cfg.rounds``; returns the rows of rounds.csv.
+def run_dagger(cfg: DaggerConfig) -> list[DaggerRound]:
+    """Run (or continue) DAgger up to round ``cfg.rounds``; returns the rounds (the rows of
+    rounds.csv).
 
     ``--overwrite`` of an existing run (or of existing round datasets) is staged
     (:mod:`qbc.interactive.staging`): the old run and its datasets stay as they are until every
