@@ -11,14 +11,16 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from qbc.cli import Command
+from qbc.cli.config_file import ConfigFile, key_values_as_flags
 from qbc.cli.flag_types import KeyValues, expert_params, key_values
 from qbc.data.expert_choice import default_expert_line
 from qbc.interactive.dagger import DaggerConfig, run_dagger
 from qbc.interactive.rounds import DaggerRound
-from qbc.interactive.run_files import read_timing
+from qbc.interactive.run_files import CONFIG_NAME, read_timing
 from qbc.rollout.growth import floor_verdict
 
 
@@ -101,5 +103,26 @@ def last_round_verdict(rows: list[DaggerRound]) -> dict[str, Any] | None:
                           "failed": last.floor_diverged_fraction}, last.expert_return)
 
 
+def saved_run_settings(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The settings of ``--config FILE`` as ``qbc dagger`` takes them: the dict settings as
+    flags (:func:`~qbc.cli.config_file.key_values_as_flags`), and a run's own
+    ``dagger_config.json`` without its dataset base, which belongs to that run's folder (a new
+    --out gets its own; the same --out continues with the stored one)."""
+    values = key_values_as_flags("expert_params", "train_overrides")(values, path)
+    if path.name == CONFIG_NAME:
+        values = {k: v for k, v in values.items() if k != "dataset_base"}
+    return values
+
+
+#: ``--config FILE``: a run's dagger_config.json or a TOML file of DaggerConfig's fields.
+CONFIG_FILE = ConfigFile(
+    per_run=frozenset({"overwrite"}), adjust=saved_run_settings,
+    help="start from the settings in FILE: a run's dagger_config.json (the same settings: with "
+         "its --out it continues that run, with another --out it runs them again there) or a "
+         "TOML file of the same fields ([model] table for --model.*, [train_overrides] and "
+         "[expert_params] tables); flags given on the command line override them. The file's "
+         "overwrite is not read.")
+
 COMMAND = Command(DaggerArgs, run_dagger_command,
-                  "DAgger: expert/learner mixture rollouts, expert labels, aggregate, retrain")
+                  "DAgger: expert/learner mixture rollouts, expert labels, aggregate, retrain",
+                  config_file=CONFIG_FILE)
