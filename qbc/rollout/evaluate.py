@@ -72,7 +72,7 @@ def evaluate(cfg: EvalConfig, inputs: EvalInputs | None = None, *, out: str | Pa
         seed_sampling(actors, cfg.seed)
     start = time.perf_counter()
     result = coupled_rollout(env_id, actors, seeds, horizons[-1], num_envs=cfg.num_envs,
-                             progress=cfg.progress)
+                             env_kwargs=inputs.env_kwargs, progress=cfg.progress)
     seconds = time.perf_counter() - start
     metrics = horizon_metrics(result, horizons, reference=inputs.reference,
                               divergence_threshold=cfg.divergence_threshold)
@@ -100,18 +100,19 @@ def evaluate(cfg: EvalConfig, inputs: EvalInputs | None = None, *, out: str | Pa
 def evaluate_actors(env_id: str, actors: dict[str, Any], seed: int, episodes: int,
                     horizons: Sequence[int], *, num_envs: int | None = None,
                     divergence_threshold: float = 1e3, reference: str = "expert",
-                    progress: bool = False) -> RolloutReport:
+                    env_kwargs: dict[str, Any] | None = None, progress: bool = False
+                    ) -> RolloutReport:
     """:func:`evaluate` of actors already in memory (a run's trained policy, its quantized
     expert, a chunk floor, ...), by name, the reference (``expert``) among them: ``episodes``
     coupled episodes from seeds ``seed, seed + 1, ...``, ``num_envs`` at a time (default: all
-    together), measured at each H of ``horizons`` (ascending, already within the env's time
-    limit). The caller seeds its actors' sampling itself; no coupling check, no warnings (the
+    together), measured at each H of ``horizons`` (already within the env's time limit), on
+    the env made with ``env_kwargs``. The caller seeds its actors' sampling itself; no coupling check, no warnings (the
     clipped counts are in the report), nothing written."""
     horizons = sorted(int(h) for h in horizons)
     cfg = EvalConfig(out=Path("."), env=env_id, episodes=episodes, horizons=tuple(horizons),
                      num_envs=num_envs or episodes, seed=seed, progress=progress,
                      divergence_threshold=divergence_threshold, quantized_expert=False)
-    return evaluate(cfg, actor_inputs(env_id, actors, horizons, reference))
+    return evaluate(cfg, actor_inputs(env_id, actors, horizons, reference, env_kwargs))
 
 
 def seed_sampling(actors: dict[str, Any], seed: int) -> None:
