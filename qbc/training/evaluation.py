@@ -168,7 +168,8 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
                        training: dict[str, Any] | None = None,
                        companions: Any = None) -> dict[str, Any] | None:
     """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
-    (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps.
+    (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps,
+    measured by the library's evaluation (:func:`qbc.rollout.evaluate.evaluate_actors`).
 
     Returns and reward per step are taken over the full horizon (an episode that terminated or
     diverged earns nothing after it ends) and the fraction of failed episodes is given, as in
