@@ -18,8 +18,8 @@ import tyro
 
 from qbc.agents import make_expert
 from qbc.data import load_demonstrations
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
-from qbc.rollout.metrics import horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -49,9 +49,7 @@ def main(cfg: RangeConfig) -> None:
             tok = ActionTokenizer.fit(actions.astype(np.float32), quantizer=cfg.quantizer,
                                       n_bins=cfg.bins, **params)
             actors[f"margin {m:g}"] = QuantizedExpert(expert, tok)
-        result = coupled_rollout(cfg.env, actors, range(cfg.seed, cfg.seed + cfg.episodes),
-                                 cfg.horizon)
-        metrics = horizon_metrics(result, [cfg.horizon])["policies"]
+        metrics = evaluate_actors(cfg.env, actors, cfg.seed, cfg.episodes, [cfg.horizon]).policies
         for m in cfg.margins:
             row = metrics[f"margin {m:g}"][str(cfg.horizon)]
             totals[m].append(row)

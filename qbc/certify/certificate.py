@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import InvalidValueError
-from qbc.rollout.coupled import coupled_rollout
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.rollout.growth import fit_growth
 from qbc.stepping.actor import reset_actor
 
@@ -127,11 +127,15 @@ def piiss_gain(env_id: str, expert: Any, sizes: Sequence[float], seeds: Sequence
     perturb_steps = horizon // 2 if perturb_steps is None else int(perturb_steps)
     if not 0 < perturb_steps < horizon:
         raise InvalidValueError("perturb_steps must lie strictly between 0 and the horizon")
+    seeds = list(seeds)
+    if not seeds or seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise InvalidValueError("the episode seeds must be consecutive (seed, seed + 1, ...)")
     actors = {"expert": expert}
     for i, r in enumerate(sizes):
         actors[f"r{i}"] = PerturbedActor(expert, float(r), perturb_steps, kind,
                                          np.random.default_rng(i))
-    result = coupled_rollout(env_id, actors, seeds, horizon, num_envs=num_envs)
+    result = evaluate_actors(env_id, actors, seeds[0], len(seeds), [horizon],
+                             num_envs=num_envs).result
     ref = result.observations["expert"]
     gains, decay, rates = [], [], []
     tail = max(1, horizon // 10)

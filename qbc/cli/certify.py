@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qbc.certify.certificate import certificate
+from qbc.certify.result import Certificate
 from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.cli.lists import parse_horizons, positive_floats
@@ -20,6 +21,7 @@ from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.files import atomic_write_json, read_json_object
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
+from qbc.rollout.report import RolloutReport
 from qbc.stepping.limits import check_rollout_memory
 from qbc.tokenizer import ActionTokenizer
 
@@ -93,6 +95,7 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
                                     and isinstance(metrics.get("policies"), dict)):
         raise CorruptFileError(f"{Path(cfg.rollout) / 'metrics.json'} is not the metrics.json "
                                "of qbc rollout (no 'policies' and 'reference')")
+    report = None if metrics is None else RolloutReport.from_json(metrics)
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
     env_id = cfg.env or demos.env_id
     if env_id is None:
@@ -109,15 +112,15 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     choice = choose_expert(cfg.expert, cfg.expert_path,
                            expert_params(cfg.expert_params), cfg.dataset, env_id)
     expert = build_expert(choice, env_id)
-    return {"sizes": sizes, "deltas": deltas, "horizons": horizons, "metrics": metrics,
+    return {"sizes": sizes, "deltas": deltas, "horizons": horizons, "metrics": report,
             "demos": demos, "env_id": env_id, "tok": tok, "expert": expert, "choice": choice}
 
 
-def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
+def run_certify(cfg: CertifyConfig) -> Certificate:
     inp = open_inputs(cfg)
     with output_dir(cfg.out, cfg.overwrite, "certify") as out:
         cert = certificate_of(cfg, **inp)
-        atomic_write_json(out / "certificate.json", cert)
+        atomic_write_json(out / "certificate.json", cert.to_json())
         atomic_write_json(out / "config.json", {k: str(v) if isinstance(v, Path) else v
                                                 for k, v in asdict(cfg).items()}
                           | {"expert_params": expert_params(cfg.expert_params)})
@@ -127,8 +130,8 @@ def run_certify(cfg: CertifyConfig) -> dict[str, Any]:
 
 
 def certificate_of(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
-                   horizons: list[int], metrics: dict[str, Any] | None, demos: Any, env_id: str,
-                   tok: Any, expert: Any, choice: Any) -> dict[str, Any]:
+                   horizons: list[int], metrics: RolloutReport | None, demos: Any, env_id: str,
+                   tok: Any, expert: Any, choice: Any) -> Certificate:
     """The certificate of ``cfg`` from its opened inputs (:func:`open_inputs`): what it
     measured with, :func:`qbc.certify.certificate.certificate`, and the measured regret of a
     rollout."""
@@ -141,49 +144,48 @@ def certificate_of(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
                       demos.n_episodes, sizes, deltas, horizons, k=cfg.k, horizon=cfg.horizon,
                       seeds=range(cfg.seed, cfg.seed + cfg.episodes),
                       model_based=(None if metrics is None
-                                   else "policy_model_based" in metrics["policies"])),
+                                   else "policy_model_based" in metrics.policies)),
     }
     if metrics is not None:
         cert["measured_regret"] = {
             name: {h: per_h[h]["regret"] for h in per_h}
-            for name, per_h in metrics["policies"].items() if name != metrics["reference"]
+            for name, per_h in metrics.policies.items() if name != metrics.reference
         }
-    return cert
+    return Certificate.from_json(cert)
 
 
-def format_certificate(cert: dict[str, Any]) -> str:
+def format_certificate(cert: Certificate) -> str:
     """The printed certificate: ε_q, γ, κ (each named as the estimate it is), the bound shapes
     against H and, per theorem, its hypotheses and whether this run satisfies them."""
-    g, r = cert["piiss"], cert["rtvc"]
+    g, r = cert.piiss, cert.rtvc
     lines = [
-        f"certificate: {cert['env_id']}, expert {cert['expert']}, tokenizer "
-        f"{cert['tokenizer']['quantizer']} ({cert['tokenizer']['vocab_size']} levels), "
-        f"{cert['n_demos']} demos",
-        f"q#pi*: {cert['q_sharp_pi_star']}",
-        _eps_line(cert["eps_q"], cert["eps_q_used"], cert["eps_q_kind"]),
+        f"certificate: {cert.env_id}, expert {cert.expert}, tokenizer "
+        f"{cert.tokenizer['quantizer']} ({cert.tokenizer['vocab_size']} levels), "
+        f"{cert.n_demos} demos",
+        f"q#pi*: {cert.q_sharp_pi_star}",
+        _eps_line(cert.eps_q, cert.eps_q_used, cert.eps_q_kind),
         "P-IISS gain (episode mean of the peak gap: a lower estimate of the sup): "
         + ", ".join(f"γ({s:g})={v:.4g}" for s, v in zip(g["sizes"], g["gains"], strict=True))
         + f"; {g['verdict']}",
         _kappa_line(r),
-        _at_line(cert["gamma_at_(k+1)eps_q"], cert["gamma_grid"], cert["kappa_at_gamma"],
-                 cert["kappa_grid"]),
+        _at_line(cert.gamma, cert.gamma_grid, cert.kappa, cert.kappa_grid),
     ]
-    if "nearest" in cert:
-        n = cert["nearest"]
+    if cert.nearest is not None:
+        n = cert.nearest
         lines += [f"beside it, q#pi* by {n['q_sharp_pi_star']}:",
                   "  " + _eps_line(n["eps_q"], n["eps_q_used"], "worst case"),
                   "  " + _kappa_line(n["rtvc"]),
                   "  " + _at_line(n["gamma"], n["gamma_grid"], n["kappa"], n["kappa_grid"])]
     lines.append(f"{'H':>6}{'thm2 shape':>13}{'thm3 shape':>13}{'thm7 shape':>13}"
-                 + "".join(f"{n[:16]:>18}" for n in cert.get("measured_regret", {})))
-    b = cert["bound_shapes"]
+                 + "".join(f"{n[:16]:>18}" for n in cert.measured_regret or {}))
+    b = cert.bound_shapes
     for i, h in enumerate(b["horizons"]):
         measured = "".join(f"{m.get(str(h), float('nan')):>18.4g}"
-                           for m in cert.get("measured_regret", {}).values())
+                           for m in (cert.measured_regret or {}).values())
         lines.append(f"{h:>6}{b['thm2'][i]:>13.4g}{b['thm3'][i]:>13.4g}{b['thm7'][i]:>13.4g}"
                      + measured)
     lines.append("(bound shapes: constants set to 1 — compare their growth in H, not values)")
-    for thm, h in cert["bound_hypotheses"].items():
+    for thm, h in cert.bound_hypotheses.items():
         marks = "; ".join(f"{x['name']}: {_holds(x['holds'])}" for x in h["hypotheses"])
         verdict = "hypotheses hold" if h["applies"] else "NOT shown to apply"
         lines.append(f"{thm}: {verdict} — {marks}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import json
 import sys
 import types
 import typing
@@ -54,6 +55,18 @@ class ConfigFile:
     help: str = ("start from the settings in FILE (a run's saved config JSON, or a TOML file "
                  "of the same fields, nested settings as tables); flags given on the command "
                  "line override them.")
+
+
+def key_values_as_flags(*names: str) -> Callable[[dict[str, Any], Path], dict[str, Any]]:
+    """A :attr:`ConfigFile.adjust` for a command whose settings ``names`` are KEY=VALUE flags
+    (:data:`qbc.cli.flag_types.KeyValues`) that its run saves as objects (a JSON object, a TOML
+    table): each object is given back as the one JSON-object item such a flag takes."""
+
+    def adjust(values: dict[str, Any], path: Path) -> dict[str, Any]:
+        return {k: [json.dumps(v)] if k in names and isinstance(v, dict) else v
+                for k, v in values.items()}
+
+    return adjust
 
 
 def split_config_flag(args: list[str]) -> tuple[Path | None, list[str]]:

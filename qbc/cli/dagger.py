@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from qbc.cli import Command
+from qbc.cli.config_file import ConfigFile, key_values_as_flags
 from qbc.cli.flag_types import KeyValues, expert_params, key_values
 from qbc.data.expert_choice import default_expert_line
 from qbc.interactive.dagger import DaggerConfig, run_dagger
-from qbc.interactive.run_files import read_timing
+from qbc.interactive.rounds import DaggerRound
+from qbc.interactive.run_files import CONFIG_NAME, read_timing
 from qbc.rollout.growth import floor_verdict
 
 
@@ -43,7 +46,7 @@ def dagger_config(args: DaggerArgs) -> DaggerConfig:
                            "expert_params": expert_params(args.expert_params, args.expert_path)})
 
 
-def run_dagger_command(args: DaggerArgs) -> list[dict[str, Any]]:
+def run_dagger_command(args: DaggerArgs) -> list[DaggerRound]:
     """Run (or continue) DAgger, then print rounds.csv as a table and the last round's time."""
     cfg = dagger_config(args)
     if cfg.expert is None and (line := default_expert_line("dagger", cfg.env)):
@@ -53,7 +56,7 @@ def run_dagger_command(args: DaggerArgs) -> list[dict[str, Any]]:
     return rows
 
 
-def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
+def format_summary(cfg: DaggerConfig, rows: list[DaggerRound],
                    timing: list[dict[str, Any]]) -> str:
     """The rounds as a table: beta, expert labels so far, val log-loss, regret, divergence, and
     the success rate where the env reports one."""
@@ -62,22 +65,21 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
              f"{cfg.eval_episodes} episodes from seed {cfg.eval_seed}",
              f"{'round':>5}{'beta':>7}{'labels':>9}{'val loss':>10}{'regret':>11}"
              f"{'95% CI':>22}{'diverged':>9}{'floor':>9}{'floor div':>10}"
-             + (f"{'success [95% CI]':>24}" if any(r.get("success") is not None for r in rows)
+             + (f"{'success [95% CI]':>24}" if any(r.success is not None for r in rows)
                 else "")]
     for r in rows:
-        val = "-" if r["val_loss"] is None else f"{r['val_loss']:.4g}"
-        ci = f"[{r['regret_ci_lo']:.3g}, {r['regret_ci_hi']:.3g}]"
-        has_floor = r.get("floor_regret") is not None
-        floor = (f"{r['floor_regret']:>9.4g}{r['floor_diverged_fraction']:>10.0%}" if has_floor
-                 else f"{'-':>9}{'-':>10}")
-        success = (f"{r['success']:.0%} [{r['success_ci_lo']:.0%}, {r['success_ci_hi']:.0%}]"
-                   if r.get("success") is not None else "")
-        lines.append(f"{r['round']:>5}{r['beta']:>7.3g}{r['expert_labels']:>9}{val:>10}"
-                     f"{r['regret']:>11.4g}{ci:>22}{r['diverged_fraction']:>9.0%}{floor}"
+        val = "-" if r.val_loss is None else f"{r.val_loss:.4g}"
+        ci = f"[{r.regret_ci_lo:.3g}, {r.regret_ci_hi:.3g}]"
+        floor = (f"{r.floor_regret:>9.4g}{r.floor_diverged_fraction:>10.0%}"
+                 if r.floor_regret is not None else f"{'-':>9}{'-':>10}")
+        success = (f"{r.success:.0%} [{r.success_ci_lo:.0%}, {r.success_ci_hi:.0%}]"
+                   if r.success is not None else "")
+        lines.append(f"{r.round:>5}{r.beta:>7.3g}{r.expert_labels:>9}{val:>10}"
+                     f"{r.regret:>11.4g}{ci:>22}{r.diverged_fraction:>9.0%}{floor}"
                      f"{success:>24}".rstrip())
     verdict = last_round_verdict(rows)
     if verdict is not None:
-        lines.append(f"round {rows[-1]['round']}: {verdict['text']}")
+        lines.append(f"round {rows[-1].round}: {verdict['text']}")
     if timing:
         t = timing[-1]
         lines.append(f"round {t['round']} wall time: rollout + labelling "
@@ -89,17 +91,38 @@ def format_summary(cfg: DaggerConfig, rows: list[dict[str, Any]],
     return "\n".join(lines)
 
 
-def last_round_verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def last_round_verdict(rows: list[DaggerRound]) -> dict[str, Any] | None:
     """:func:`qbc.rollout.growth.floor_verdict` of the last round against its floor (None for a
     continuous policy or rows written before the floor was measured)."""
-    last = rows[-1] if rows else {}
-    if last.get("floor_regret") is None or last.get("expert_return") is None:
+    last = rows[-1] if rows else None
+    if last is None or last.floor_regret is None or last.expert_return is None:
         return None
 
-    return floor_verdict({"regret": last["regret"], "failed": last["diverged_fraction"]},
-                         {"regret": last["floor_regret"],
-                          "failed": last["floor_diverged_fraction"]}, last["expert_return"])
+    return floor_verdict({"regret": last.regret, "failed": last.diverged_fraction},
+                         {"regret": last.floor_regret,
+                          "failed": last.floor_diverged_fraction}, last.expert_return)
 
+
+def saved_run_settings(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The settings of ``--config FILE`` as ``qbc dagger`` takes them: the dict settings as
+    flags (:func:`~qbc.cli.config_file.key_values_as_flags`), and a run's own
+    ``dagger_config.json`` without its dataset base, which belongs to that run's folder (a new
+    --out gets its own; the same --out continues with the stored one)."""
+    values = key_values_as_flags("expert_params", "train_overrides")(values, path)
+    if path.name == CONFIG_NAME:
+        values = {k: v for k, v in values.items() if k != "dataset_base"}
+    return values
+
+
+#: ``--config FILE``: a run's dagger_config.json or a TOML file of DaggerConfig's fields.
+CONFIG_FILE = ConfigFile(
+    per_run=frozenset({"overwrite"}), adjust=saved_run_settings,
+    help="start from the settings in FILE: a run's dagger_config.json (the same settings: with "
+         "its --out it continues that run, with another --out it runs them again there) or a "
+         "TOML file of the same fields ([model] table for --model.*, [train_overrides] and "
+         "[expert_params] tables); flags given on the command line override them. The file's "
+         "overwrite is not read.")
 
 COMMAND = Command(DaggerArgs, run_dagger_command,
-                  "DAgger: expert/learner mixture rollouts, expert labels, aggregate, retrain")
+                  "DAgger: expert/learner mixture rollouts, expert labels, aggregate, retrain",
+                  config_file=CONFIG_FILE)

@@ -10,6 +10,7 @@ from typing import Any
 
 from qbc.cli import Command
 from qbc.cli.collect import mode_line
+from qbc.cli.config_file import ConfigFile, key_values_as_flags
 from qbc.cli.flag_types import KeyValues, expert_params
 from qbc.infra.run_folder import output_dir
 from qbc.rollout.evaluate import evaluate
@@ -116,5 +117,14 @@ def growth_line(fit: dict[str, Any]) -> str:
     return text + f"no growth detected ({fit['no_growth_reason']})"
 
 
+#: ``--config FILE``: a rollout's config.json or a TOML file of RolloutConfig's fields.
+CONFIG_FILE = ConfigFile(
+    per_run=frozenset({"overwrite"}), adjust=key_values_as_flags("expert_params"),
+    help="start from the settings in FILE: a rollout's config.json (repeats that evaluation) "
+         "or a TOML file of the same fields ([expert_params] table for --expert-params); flags "
+         "given on the command line override them. The file's overwrite is not read: give "
+         "--out (or --overwrite) here.")
+
 COMMAND = Command(RolloutConfig, run_rollout,
-                  "coupled rollouts vs the expert: regret and state deviation against H")
+                  "coupled rollouts vs the expert: regret and state deviation against H",
+                  config_file=CONFIG_FILE)

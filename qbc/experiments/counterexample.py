@@ -20,6 +20,7 @@ from qbc.rollout.augment import (
     fit_transition_model,
 )
 from qbc.rollout.coupled import RolloutResult, coupled_rollout
+from qbc.rollout.evaluate import evaluate_actors
 
 ENV_ID = "qbc/Arctan-v0"
 
@@ -53,7 +54,6 @@ def counterexample_table(eps_values: Sequence[float] = (0.1, 0.05, 0.01),
     demos = coupled_rollout(ENV_ID, {"expert": expert}, seeds=range(seed, seed + n_demos),
                             horizon=demo_horizon)
     obs, act, nxt = expert_transitions(demos)
-    eval_seeds = range(seed + 1_000_000, seed + 1_000_000 + episodes)
     rows = []
     for eps in eps_values:
         policy = Theorem6Policy(k=k, d=d, eps=eps)
@@ -61,7 +61,7 @@ def counterexample_table(eps_values: Sequence[float] = (0.1, 0.05, 0.01),
         actors = {"expert": expert, "plain": policy, "model": ModelAugmentedPolicy(policy, model)}
         if model_sample:
             actors["sampled"] = ModelAugmentedPolicy(policy, model, sample=True, seed=seed)
-        result = coupled_rollout(ENV_ID, actors, seeds=eval_seeds, horizon=max(horizons))
+        result = evaluate_actors(ENV_ID, actors, seed + 1_000_000, episodes, horizons).result
         for h in horizons:
             loss = {n: float((1.0 - result.rewards[n][:h]).mean()) for n in result.names}
             row = {"eps": eps, "H": int(h), "plain_loss": loss["plain"],

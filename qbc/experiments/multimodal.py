@@ -31,8 +31,8 @@ from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 from qbc.policy.decoding import check_decode_mode
 from qbc.policy.registry import check_policy_kind, needs_tokenizer
 from qbc.quantizers import available_quantizers
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
-from qbc.rollout.metrics import horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.training import TrainConfig, train
 
 
@@ -131,11 +131,9 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
             if decoding.startswith("sample"):
                 sampled.append(f"{learner} {decoding}")
     horizon = demos.episode_lengths().max()
-    seeds = range(1_000_000, 1_000_000 + cfg.episodes)
     for key in sampled:  # every sampled policy draws from the same seeded stream
         actors[key].generator = torch.Generator().manual_seed(cfg.seed)
-    result = coupled_rollout(env_id, actors, seeds, int(horizon))
-    metrics = horizon_metrics(result, [int(horizon)])["policies"]
+    metrics = evaluate_actors(env_id, actors, 1_000_000, cfg.episodes, [int(horizon)]).policies
     rows = []
     for actor, per_h in metrics.items():
         m = per_h[str(int(horizon))]

@@ -37,9 +37,8 @@ from qbc.infra.progress import progress_bar
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import Rule, check_config
 from qbc.policy import ModelConfig
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
-from qbc.rollout.growth import fit_growth
-from qbc.rollout.metrics import horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.rollout.video import video_backend, write_rollout_videos
 from qbc.training import TrainConfig, train
 
@@ -182,9 +181,7 @@ def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info, 
     tok = trained.policy.tokenizer
     actors = {"expert": expert, "learner": trained.policy,
               "quantized_expert": QuantizedExpert(expert, tok)}
-    seeds = range(1_000_000, 1_000_000 + plan.episodes)
-    result = coupled_rollout(env_id, actors, seeds, max(plan.horizons))
-    metrics = horizon_metrics(result, plan.horizons)["policies"]
+    report = evaluate_actors(env_id, actors, 1_000_000, plan.episodes, plan.horizons)
     eps = quantization_error(tok, demos.actions)
     eps_q = used_eps_q(eps)
     rtvc = rtvc_violation_rate(expert, tok, demos.observations, plan.rtvc_deltas, eps_q)
@@ -192,9 +189,8 @@ def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info, 
            "eps_q_kind": "worst case" if eps["worst_case_bound"] is not None else "in-dist",
            "rtvc": rtvc["violation_rate"], "val_loss": trained.best_val_loss}
     for who in ("learner", "quantized_expert"):
-        m = metrics[who]
+        m, fit = report.policies[who], report.growth[who]
         regrets = [m[str(h)]["regret"] for h in plan.horizons]
-        fit = fit_growth(plan.horizons, regrets)
         row[who] = {"regret": regrets,
                     "regret_ci95": [m[str(h)]["regret_ci95"] for h in plan.horizons],
                     "regret_per_step": [m[str(h)]["regret_per_step"] for h in plan.horizons],
@@ -203,7 +199,7 @@ def _run_cell(env_id, expert, demos, quantizer, bins, plan, cfg, out, env_info, 
                     "slope": fit["power"]["slope"] if fit["power"] else None,
                     "better_fit": fit["better"]}
     if video:
-        row["video"] = _video(env_id, actors, seeds[0], plan.video_horizon, out, name)
+        row["video"] = _video(env_id, actors, 1_000_000, plan.video_horizon, out, name)
     return row
 
 

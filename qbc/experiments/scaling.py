@@ -19,8 +19,8 @@ from qbc.agents import make_expert
 from qbc.infra.files import atomic_write_json
 from qbc.infra.progress import Log, silent
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.rollout.growth import fit_growth
-from qbc.rollout.metrics import horizon_metrics
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -42,13 +42,12 @@ def quantized_expert_scaling(env_id: str, expert: Any, bins: Sequence[int],
     fit_run = coupled_rollout(env_id, {"expert": expert}, range(seed, seed + fit_episodes),
                               max(horizons[0], 50), env_kwargs=env_kwargs)
     actions = fit_run.actions["expert"].reshape(-1, fit_run.actions["expert"].shape[-1])
-    eval_seeds = range(seed + 1_000_000, seed + 1_000_000 + episodes)
     rows = []
     for k in bins:
         tok = ActionTokenizer.fit(actions, quantizer=quantizer, n_bins=int(k))
-        result = coupled_rollout(env_id, {"expert": expert, "quantized": QuantizedExpert(
-            expert, tok)}, eval_seeds, horizons[-1], env_kwargs=env_kwargs)
-        m = horizon_metrics(result, horizons)["policies"]["quantized"]
+        m = evaluate_actors(env_id, {"expert": expert, "quantized": QuantizedExpert(expert, tok)},
+                            seed + 1_000_000, episodes, horizons,
+                            env_kwargs=env_kwargs).policies["quantized"]
         regrets = [m[str(h)]["regret"] for h in horizons]
         width = float(np.max([q.error_bound for q in tok.quantizers_]) * 2)
         rows.append({

@@ -74,10 +74,11 @@ from qbc.interactive.run_files import (
     stored_dataset_base,
     write_rows,
 )
+from qbc.interactive.rounds import DaggerRound
 from qbc.interactive.staging import RunPlace, finish_interrupted, needs_staging, run_place
 from qbc.policy import load_policy
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
-from qbc.rollout.metrics import horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.stepping.limits import cap_horizon
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import train
@@ -202,13 +203,12 @@ def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, flo
     it,
     the success rate (95% Wilson interval)."""
     horizon = cfg.eval_horizon or cfg.max_episode_steps or check_env_id(cfg.env).max_episode_steps
-    seeds = range(cfg.eval_seed, cfg.eval_seed + cfg.eval_episodes)
     actors = {"expert": expert, "policy": policy}
     if isinstance(getattr(policy, "tokenizer", None), ActionTokenizer):
         actors["quantized_expert"] = QuantizedExpert(expert, policy.tokenizer)
-    result = coupled_rollout(cfg.env, actors, seeds, int(horizon), num_envs=cfg.num_envs)
-    per = {name: m[str(int(horizon))]
-           for name, m in horizon_metrics(result, [int(horizon)])["policies"].items()}
+    report = evaluate_actors(cfg.env, actors, cfg.eval_seed, cfg.eval_episodes, [int(horizon)],
+                             num_envs=cfg.num_envs)
+    per = {name: m[str(int(horizon))] for name, m in report.policies.items()}
     m, floor = per["policy"], per.get("quantized_expert")
     row = {"regret": m["regret"], "regret_ci_lo": m["regret_ci95"][0],
            "regret_ci_hi": m["regret_ci95"][1], "diverged_fraction": m["diverged_fraction"],
@@ -251,9 +251,10 @@ def round0_tokenizer(work: Path) -> Any:
     return load_policy(work / "round-0").tokenizer
 
 
-def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[dict, dict]:
-    """Round r from start to end, written where ``place`` says; returns its rounds.csv row and
-    timing row."""
+def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace
+              ) -> tuple[DaggerRound, dict]:
+    """Round r from start to end, written where ``place`` says; returns the round (its
+    rounds.csv row) and its timing row."""
     work = place.work
     learner = (None if r == 0 else load_policy(work / f"round-{r - 1}", device=_device(cfg)))
     # every earlier file the round reads is opened (and checked) before it writes its dataset
@@ -267,9 +268,9 @@ def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[
     policy = load_policy(work / f"round-{r}", device=_device(cfg))
     scores = evaluate_round(cfg, policy, expert)
     steps = int(sum(len(ep.rewards) for ep in episodes))
-    row = {"round": r, "beta": beta_of(cfg, r), "episodes": len(episodes), "steps": steps,
-           "expert_labels": len(demos), "dataset": ids[-1], "val_loss": result.best_val_loss,
-           **scores, "policy": str(Path(f"round-{r}") / "best")}
+    row = DaggerRound(round=r, beta=beta_of(cfg, r), episodes=len(episodes), steps=steps,
+                      expert_labels=len(demos), dataset=ids[-1], val_loss=result.best_val_loss,
+                      **scores, policy=str(Path(f"round-{r}") / "best"))
     timing.update(round=r, train_s=t1 - t0, eval_s=time.perf_counter() - t1)
     outside = timing["rollout_label_s"] + timing["dataset_write_s"]
     timing["outside_training_fraction"] = outside / (outside + timing["train_s"])
@@ -277,8 +278,9 @@ def run_round(cfg: DaggerConfig, r: int, expert: Any, place: RunPlace) -> tuple[
 
 
 # -- the loop --------------------------------------------------------------------------------------
-def run_dagger(cfg: DaggerConfig) -> list[dict[str, Any]]:
-    """Run (or continue) DAgger up to round ``cfg.rounds``; returns the rows of rounds.csv.
+def run_dagger(cfg: DaggerConfig) -> list[DaggerRound]:
+    """Run (or continue) DAgger up to round ``cfg.rounds``; returns the rounds (the rows of
+    rounds.csv).
 
     ``--overwrite`` of an existing run (or of existing round datasets) is staged
     (:mod:`qbc.interactive.staging`): the old run and its datasets stay as they are until every

@@ -17,11 +17,8 @@ from typing import Any
 from qbc.data import dataset_exists
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
 from qbc.infra.files import atomic_write_csv, atomic_write_json, read_json_object
+from qbc.interactive.rounds import ROUND_FIELDS, DaggerRound
 
-ROUND_FIELDS = ["round", "beta", "episodes", "steps", "expert_labels", "dataset", "val_loss",
-                "regret", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "floor_regret",
-                "floor_diverged_fraction", "expert_return", "success", "success_ci_lo",
-                "success_ci_hi", "policy"]
 TIMING_FIELDS = ["round", "rollout_label_s", "dataset_write_s", "train_s", "eval_s",
                  "outside_training_fraction"]
 CONFIG_NAME = "dagger_config.json"
@@ -35,7 +32,7 @@ LOCATION = {"out", "dataset_base"}
 
 
 def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
-                overwrite: bool) -> tuple[list[dict], list[dict]]:
+                overwrite: bool) -> tuple[list[DaggerRound], list[dict]]:
     """Check the output folder ``out`` and the round datasets ``dataset_ids`` (rounds 0..R);
     the finished rounds (rows of rounds.csv and timing.csv) of a run to continue, or empty
     lists for a new run (:func:`store_config` then stores ``conf``). Changes nothing: an
@@ -52,7 +49,8 @@ def prepare_run(out: Path, conf: dict[str, Any], dataset_ids: list[str],
             raise InvalidValueError(
                 f"{out} holds a DAgger run with other settings ({detail}); re-run it with the "
                 "same settings to continue, or pass --overwrite / another --out")
-        rows = _read_csv(out / "rounds.csv")[: len(dataset_ids)]
+        rows = [DaggerRound.from_json(row)
+                for row in _read_csv(out / "rounds.csv")[: len(dataset_ids)]]
         missing = [i for i in range(len(rows)) if not dataset_exists(dataset_ids[i])]
         if missing:
             raise CorruptFileError(
@@ -120,11 +118,12 @@ def _typed(stored: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def write_rows(out: Path, rows: list[dict[str, Any]], timings: list[dict[str, Any]]) -> None:
+def write_rows(out: Path, rows: list[DaggerRound], timings: list[dict[str, Any]]) -> None:
     """Rewrite ``timing.csv`` and ``rounds.csv`` (in that order: a round counts as finished
-    once its row is in rounds.csv)."""
+    once its row is in rounds.csv); ``rows``: the rounds (or their rounds.csv dicts)."""
     atomic_write_csv(Path(out) / "timing.csv", _blanked(timings, TIMING_FIELDS), TIMING_FIELDS)
-    atomic_write_csv(Path(out) / "rounds.csv", _blanked(rows, ROUND_FIELDS), ROUND_FIELDS)
+    rows_json = [r.to_json() if isinstance(r, DaggerRound) else dict(r) for r in rows]
+    atomic_write_csv(Path(out) / "rounds.csv", _blanked(rows_json, ROUND_FIELDS), ROUND_FIELDS)
 
 
 def read_timing(out: Path) -> list[dict[str, Any]]:

@@ -166,9 +166,29 @@ class EvalInputs:
     """by rollout name: 'expert', 'policy', 'quantized_expert', ... (the expert first)."""
     horizons: list[int]
     """ascending, capped at a third-party env's time limit."""
-    expert: ExpertChoice
+    expert: ExpertChoice | None
+    """how the expert was chosen (None for actors handed over in memory)."""
     horizons_capped: str | None = None
     """the warning to give when horizons were capped, else None."""
+    reference: str = "expert"
+    """the actor regret and deviations are measured against."""
+    standalone: bool = True
+    """an evaluation of its own (``qbc rollout``): check the coupling, seed the policy's
+    sampling from the first episode seed and warn of clipped expert actions. False for actors
+    a run holds in memory (:func:`actor_inputs`): the run seeds them and reports on its own."""
+    env_kwargs: dict[str, Any] | None = None
+    """extra keyword arguments of the env (e.g. ``{"x0_std": 0.1}``), None for none."""
+
+
+def actor_inputs(env_id: str, actors: dict[str, Any], horizons: list[int],
+                 reference: str = "expert", env_kwargs: dict[str, Any] | None = None
+                 ) -> EvalInputs:
+    """The inputs of an evaluation of ``actors`` already in memory (by rollout name, the
+    ``reference`` among them) on ``env_id`` (made with ``env_kwargs``) at ``horizons``
+    (ascending, within the env's time limit): nothing is opened or checked here, the run that
+    holds them did that."""
+    return EvalInputs(env_id, dict(actors), list(horizons), None, reference=reference,
+                      standalone=False, env_kwargs=env_kwargs)
 
 
 def open_inputs(cfg: EvalConfig, datasets_root: str | Path | None = None) -> EvalInputs:

@@ -24,8 +24,7 @@ from qbc.chunking.execution import ChunkExecutor
 from qbc.chunking.floor import QuantizedChunkExpert, make_planner
 from qbc.policy import ModelConfig
 from qbc.policy.registry import model_for
-from qbc.rollout.coupled import coupled_rollout
-from qbc.rollout.metrics import horizon_metrics
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.sweep.cells import Cell
 from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width
 from qbc.training.chunk_data import chunk_rows
@@ -49,12 +48,11 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     floors = {mode: ChunkExecutor(QuantizedChunkExpert(make_planner(cell.env, expert),
                                                        policy.chunk_len, policy.chunk_tokenizer),
                                   mode) for mode in executors}
-    result = coupled_rollout(cell.env, {"expert": expert,
+    report = evaluate_actors(cell.env, {"expert": expert,
                                         **{names[m]: e for m, e in executors.items()},
                                         **{f"floor {m}": f for m, f in floors.items()}},
-                             range(ro["seed"], ro["seed"] + ro["episodes"]), max(horizons),
-                             num_envs=ro["num_envs"])
-    metrics = horizon_metrics(result, horizons, divergence_threshold=ro["divergence_threshold"])
+                             ro["seed"], ro["episodes"], horizons, num_envs=ro["num_envs"],
+                             divergence_threshold=ro["divergence_threshold"])
     width = nominal_bin_width(demos.actions, cell.bins) if cell.bins else None
     tokens = tokens_per_chunk(policy, demos, cell.chunk_len)
     rows = []
@@ -64,9 +62,9 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
                  "chunks_predicted": executor.n_chunks,
                  "decode_failure_rate": executor.decode_failures / max(executor.n_chunks, 1),
                  "decode_actions_per_s": executor.actions_per_second}
-        floor = metrics["policies"][f"floor {mode}"]
-        rows += [make_row(cell, kind, h, metrics["policies"][names[mode]][str(h)],
-                          metrics["policies"]["expert"][str(h)], width,
+        floor = report.policies[f"floor {mode}"]
+        rows += [make_row(cell, kind, h, report.policies[names[mode]][str(h)],
+                          report.policies["expert"][str(h)], width,
                           {**extra, "floor_regret": floor[str(h)]["regret"],
                            "floor_diverged_fraction": floor[str(h)]["diverged_fraction"]})
                  for h in horizons]

@@ -25,8 +25,8 @@ from qbc.infra.run_folder import LOCK_WAIT_S, locked_output
 from qbc.policy import ModelConfig, needs_tokenizer
 from qbc.policy.registry import model_for
 from qbc.quantizers import get_quantizer_class, quantile_params, range_settings
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
-from qbc.rollout.metrics import horizon_metrics
+from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.sweep.cells import Cell, DatasetSpec
 from qbc.sweep.chunk_runner import run_chunk_cell
 from qbc.sweep.rows import QUANTIZED_EXPERT_NEAREST, capped_horizons, make_row, nominal_bin_width
@@ -140,12 +140,12 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     for kind in cell.policies:
         if kind != QUANTIZED_EXPERT:
             actors[kind].generator = draws
-    result = coupled_rollout(cell.env, actors, range(ro["seed"], ro["seed"] + ro["episodes"]),
-                             max(horizons), num_envs=ro["num_envs"])
-    metrics = horizon_metrics(result, horizons, divergence_threshold=ro["divergence_threshold"])
+    report = evaluate_actors(cell.env, actors, ro["seed"], ro["episodes"], horizons,
+                             num_envs=ro["num_envs"],
+                             divergence_threshold=ro["divergence_threshold"])
     width = nominal_bin_width(demos.actions, cell.bins)
-    return [make_row(cell, kind, h, metrics["policies"][kind][str(h)],
-                     metrics["policies"]["expert"][str(h)], width, extra[kind])
+    return [make_row(cell, kind, h, report.policies[kind][str(h)],
+                     report.policies["expert"][str(h)], width, extra[kind])
             for kind in extra for h in horizons]
 
 

@@ -13,9 +13,9 @@ from qbc.data.expert_choice import provenance, provenance_expert, rebuild_rememb
 from qbc.errors import InvalidValueError, QbcError
 from qbc.infra.validate import SEED_LIMIT
 from qbc.policy import Normalizer, Policy
-from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
+from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.evaluate import evaluate_actors
 from qbc.rollout.growth import floor_verdict
-from qbc.rollout.metrics import horizon_metrics
 from qbc.stepping.limits import cap_horizons, check_rollout_memory
 from qbc.tokenizer import ActionTokenizer
 from qbc.training.data import SplitTensors, make_batch
@@ -116,8 +116,10 @@ def selection_return(module: torch.nn.Module, normalizer: Normalizer,
     :func:`selection_plan`; the same seeds at every evaluation, so the comparison between
     checkpoints is coupled."""
     policy = Policy(module, normalizer, tokenizer, device=device)
-    res = coupled_rollout(plan["env_id"], {"policy": policy}, plan["seeds"], plan["horizon"])
-    return float(res.rewards["policy"].sum(0).mean())
+    seeds = plan["seeds"]
+    report = evaluate_actors(plan["env_id"], {"policy": policy}, seeds.start, len(seeds),
+                             [plan["horizon"]], reference="policy")
+    return float(report.result.rewards["policy"].sum(0).mean())
 
 
 # -- the closing rollout ---------------------------------------------------------------------------
@@ -166,7 +168,8 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
                        training: dict[str, Any] | None = None,
                        companions: Any = None) -> dict[str, Any] | None:
     """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
-    (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps.
+    (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps,
+    measured by the library's evaluation (:func:`qbc.rollout.evaluate.evaluate_actors`).
 
     Returns and reward per step are taken over the full horizon (an episode that terminated or
     diverged earns nothing after it ends) and the fraction of failed episodes is given, as in
@@ -202,13 +205,12 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     expert, no_expert = _dataset_expert(prov, env_id, str(
         (getattr(demos, "metadata", None) or {}).get("dataset_id") or "the training dataset"))
     actors = _actors(policy, expert, env_id, companions)
-    res = coupled_rollout(env_id, actors, range(seed, seed + episodes), horizon,
-                          progress=progress)
+    ref = "policy" if expert is None else "expert"
+    per = evaluate_actors(env_id, actors, seed, episodes, [horizon], reference=ref,
+                          progress=progress).policies
     out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
            "horizon_capped": capped, "expert": None if expert is None else expert.name,
            "no_expert": no_expert}
-    ref = "policy" if expert is None else "expert"
-    per = horizon_metrics(res, [horizon], reference=ref)["policies"]
     _add_actor_entries(out, per, horizon)
     if expert is not None:
         _add_regrets(out, per, horizon, actors)
