@@ -199,7 +199,8 @@ def test_a_dagger_runs_config_fed_back_runs_it_again(tmp_path, cli):
     assert res.returncode == 0, res.stderr
     res = cli(["dagger", "--config", "a/dagger_config.json", "--out", "b"], cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    a, b = _json(tmp_path / "a" / "dagger_config.json"), _json(tmp_path / "b" / "dagger_config.json")
+    a = _json(tmp_path / "a" / "dagger_config.json")
+    b = _json(tmp_path / "b" / "dagger_config.json")
     assert (a.pop("out"), b.pop("out")) == ("a", "b")
     assert (a.pop("dataset_base"), b.pop("dataset_base")) == ("dagger/a", "dagger/b")
     assert a == b and a["train_overrides"] == {"eval_interval": 2, "warmup_steps": 1}

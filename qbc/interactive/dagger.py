@@ -66,6 +66,7 @@ from qbc.interactive.config import (
     round_train_config,
     validate,
 )
+from qbc.interactive.rounds import DaggerRound
 from qbc.interactive.run_files import (
     CONFIG_NAME,
     prepare_run,
@@ -74,7 +75,6 @@ from qbc.interactive.run_files import (
     stored_dataset_base,
     write_rows,
 )
-from qbc.interactive.rounds import DaggerRound
 from qbc.interactive.staging import RunPlace, finish_interrupted, needs_staging, run_place
 from qbc.policy import load_policy
 from qbc.rollout.coupled import QuantizedExpert

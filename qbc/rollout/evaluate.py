@@ -106,8 +106,8 @@ def evaluate_actors(env_id: str, actors: dict[str, Any], seed: int, episodes: in
     expert, a chunk floor, ...), by name, the reference (``expert``) among them: ``episodes``
     coupled episodes from seeds ``seed, seed + 1, ...``, ``num_envs`` at a time (default: all
     together), measured at each H of ``horizons`` (already within the env's time limit), on
-    the env made with ``env_kwargs``. The caller seeds its actors' sampling itself; no coupling check, no warnings (the
-    clipped counts are in the report), nothing written."""
+    the env made with ``env_kwargs``. The caller seeds its actors' sampling itself; no
+    coupling check, no warnings (the clipped counts are in the report), nothing written."""
     horizons = sorted(int(h) for h in horizons)
     cfg = EvalConfig(out=Path("."), env=env_id, episodes=episodes, horizons=tuple(horizons),
                      num_envs=num_envs or episodes, seed=seed, progress=progress,
