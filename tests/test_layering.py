@@ -263,3 +263,27 @@ def test_modules_and_functions_stay_short():
                               + "\n".join(long_modules))
     assert not long_functions, (f"functions over {MAX_FUNCTION_LINES} lines:\n"
                                 + "\n".join(sorted(long_functions)))
+
+
+#: Lines of code a script in scripts/ may have (its docstring, comments and blank lines aside):
+#: an entry point that parses flags and calls the library. mkdocs_hooks.py is the docs site's
+#: build hook, loaded by mkdocs from its path (mkdocs.yml), not an entry point.
+MAX_SCRIPT_LINES, NOT_ENTRY_POINTS = 15, {"mkdocs_hooks.py"}
+
+
+def _code_lines(text: str) -> int:
+    """Lines of ``text`` that hold code: not blank, not a comment, not the module docstring."""
+    tree = ast.parse(text)
+    doc = tree.body[0] if tree.body and isinstance(tree.body[0], ast.Expr) else None
+    skip = set(range(doc.lineno, doc.end_lineno + 1)) if doc else set()
+    return sum(1 for i, line in enumerate(text.splitlines(), 1)
+               if i not in skip and line.strip() and not line.strip().startswith("#"))
+
+
+def test_scripts_are_thin_entry_points():
+    # What a script computes lives in qbc/experiments (importable, tested, no prints).
+    assert _code_lines('"""doc\nmore"""\n\nimport x  # why\n# note\nx.run()\n') == 2
+    long = [f"{p.name}: {_code_lines(p.read_text())} lines"
+            for p in sorted((ROOT / "scripts").glob("*.py"))
+            if p.name not in NOT_ENTRY_POINTS and _code_lines(p.read_text()) > MAX_SCRIPT_LINES]
+    assert not long, f"scripts over {MAX_SCRIPT_LINES} lines of code:\n" + "\n".join(long)

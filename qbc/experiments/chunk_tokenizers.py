@@ -8,8 +8,10 @@ noise-free expert, so the actions are sums of decaying exponentials of the close
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from qbc.chunking.base import make_chunk_tokenizer
 from qbc.chunking.chunks import make_chunks
 from qbc.data.episodes import rollout_episodes
 from qbc.errors import InvalidValueError
+from qbc.infra.files import atomic_write_json
 from qbc.infra.progress import Log, silent
 
 DEFAULT_SPECS = (
@@ -55,6 +58,8 @@ class ChunkCompareConfig:
     """seed of the episodes, the split and the tokenizers' k-means."""
     specs: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SPECS])
     """tokenizers to compare: registry name plus parameters."""
+    json: Path | None = None
+    """also write the rows (and this config) as JSON here."""
 
 
 def lqr_episode_actions(env_id: str, n_episodes: int, seed: int) -> list[np.ndarray]:
@@ -137,11 +142,15 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def run_compare(cfg: ChunkCompareConfig, log: Log = silent) -> list[dict[str, Any]]:
-    """Compare, give ``log`` the table with its data description, return the rows."""
+    """Compare, give ``log`` the table with its data description, write the rows to
+    ``cfg.json`` if given, return them."""
     rows = compare(cfg)
     what = (f"noise-free LQR closed loops of {cfg.env_id}" if cfg.source == "lqr"
             else "sums of sinusoids")
     log(f"{what}, k={cfg.k}, stride={cfg.stride}: fitted on {rows[0]['n_fit_chunks']} chunks, "
           f"scored on {rows[0]['n_chunks']} held-out chunks")
     log(format_rows(rows))
+    if cfg.json is not None:
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()}
+        atomic_write_json(cfg.json, json.loads(json.dumps({"config": config, "rows": rows})))
     return rows
