@@ -164,7 +164,7 @@ def multimodal_headline(out: Path) -> dict[str, float]:
     return values
 
 
-def _sweep(name: str, workers: int = 2) -> Result:
+def _sweep(name: str, workers: int = 2, plots: tuple[str, ...] = ("regret_vs_H.png",)) -> Result:
     full_config = f"scripts/sweeps/{name}.toml"
     quick_config = f"scripts/sweeps/quick/{name}.toml"
     return Result(
@@ -172,8 +172,7 @@ def _sweep(name: str, workers: int = 2) -> Result:
         full=(f"qbc sweep --config {full_config} --workers {workers} --out {{out}} --no-progress",),
         quick=(f"qbc sweep --config {quick_config} --workers 1 --out {{out}} --no-progress",),
         headline=sweep_headline,
-        publish=("report.md", "summary.csv", "results.csv", "sweep_config.json",
-                 "regret_vs_H.png"),
+        publish=("report.md", "summary.csv", "results.csv", "sweep_config.json", *plots),
         rtol=0.25,
     )
 
@@ -278,8 +277,11 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         rtol=0.0,
     ),
     _sweep("regret_vs_horizon"),
-    _sweep("regret_vs_bin_width"),
+    _sweep("regret_vs_bin_width", plots=("regret_vs_H.png", "regret_vs_bin_width.png")),
     _sweep("regret_vs_n_demos"),
+    # two of those grids with today's training defaults (each sweep's own budget and model)
+    _sweep("regret_vs_horizon_defaults"),
+    _sweep("regret_vs_n_demos_defaults"),
 )}
 
 
