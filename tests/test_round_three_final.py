@@ -79,3 +79,57 @@ def test_dagger_refuses_location_settings_with_a_joint_quantizer_on_planar_actio
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--model.loc-layers sets" in err and "joint" in err, err
     assert not out.exists() and not any((tmp_path / "minari").iterdir())
+
+
+# -- parsers: numbers of thousands of digits, nesting thousands deep -------------------------------
+HUGE = "9" * 5000
+DEEP = "[" * 100_000
+
+
+@pytest.mark.parametrize("text", [f'{{"a": {HUGE}}}', DEEP, '{"a": 1}\xff'])
+def test_read_json_turns_what_the_parser_cannot_take_into_one_line(tmp_path, text):
+    from qbc.errors import CorruptFileError
+    from qbc.infra.files import read_json
+
+    path = tmp_path / "f.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(CorruptFileError, match="f.json") as got:
+        read_json(path, what="tokenizer file")
+    assert "\n" not in str(got.value)
+
+
+@pytest.mark.parametrize("text", [f"a = {HUGE}", f"a = {DEEP}", "a = 1\n\xff"])
+def test_sweep_and_config_files_too_deep_for_the_parser_are_one_line(tmp_path, capsys, text):
+    from qbc.cli import main
+
+    path = tmp_path / "f.toml"
+    path.write_bytes(text.encode("latin-1"))
+    for argv in (["sweep", "--config", str(path)], ["train", "--config", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "f.toml" in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize("line", [f'{{"step": {HUGE}}}', DEEP, "not json"])
+def test_a_damaged_metrics_line_before_the_last_is_refused(tmp_path, line):
+    from qbc.errors import CorruptFileError
+    from qbc.training.checkpoint import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(f'{{"step": 1}}\n{line}\n{{"step": 3}}\n')
+    with pytest.raises(CorruptFileError, match="line 2") as got:
+        read_metrics(path, upto=10)
+    assert "\n" not in str(got.value)
+    path.write_text('{"step": 1}\n{"step": 2, "loss": 0.')  # a torn last line: dropped
+    assert read_metrics(path, upto=10) == [{"step": 1}]
+
+
+def test_flag_values_of_thousands_of_digits_are_one_line():
+    from qbc.cli.flag_types import expert_params
+    from qbc.errors import InvalidValueError
+    from qbc.training.chunk_data import parse_params
+
+    with pytest.raises(InvalidValueError, match="not valid JSON"):
+        expert_params([f'{{"a": {HUGE}}}'])
+    assert expert_params([f"a={HUGE}"]) == {"a": HUGE}
+    assert parse_params(f"codes={HUGE}") == {"codes": HUGE}
