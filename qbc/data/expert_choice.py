@@ -91,7 +91,7 @@ def dataset_provenance(dataset_id: str, root: str | Path | None = None) -> dict[
         if not data.is_dir():
             return {}
         return provenance(MinariStorage.read_raw_metadata(data))
-    except (QbcError, OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (QbcError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return {}
 
 
