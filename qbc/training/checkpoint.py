@@ -275,7 +275,8 @@ def restore_progress(out: Path, state: dict[str, Any], optimizer: torch.optim.Op
                                           and not isinstance(value, bool)
                                           and math.isfinite(value)):
                 raise ValueError(f"best checkpoint's {key!r} is {value!r}, not a finite number")
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError,
+            OverflowError) as exc:  # fields of the wrong type or size (a list for an object)
         raise CorruptFileError(f"{out / 'last'} cannot be resumed from ({exc}); "
                                "start again with --overwrite") from None
     return start, best
