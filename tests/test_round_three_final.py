@@ -133,3 +133,86 @@ def test_flag_values_of_thousands_of_digits_are_one_line():
         expert_params([f'{{"a": {HUGE}}}'])
     assert expert_params([f"a={HUGE}"]) == {"a": HUGE}
     assert parse_params(f"codes={HUGE}") == {"codes": HUGE}
+
+
+# -- what the loader fuzzers found (tests/test_fuzz_more_loaders.py), pinned ---------------------
+@pytest.mark.parametrize("text,words", [
+    ("round,beta\n0," + "1" * 200_000 + "\n", "field larger than field limit"),
+    ('round,beta\n0,"1\n', "not a readable CSV table"),
+    ("round,beta\n0,1", "does not end with a whole row"),
+])
+def test_damaged_dagger_tables_are_one_line(tmp_path, text, words):
+    from qbc.errors import CorruptFileError
+    from qbc.interactive.run_files import _read_csv
+
+    path = tmp_path / "rounds.csv"
+    path.write_text(text)
+    with pytest.raises(CorruptFileError, match=words) as got:
+        _read_csv(path)
+    assert "\n" not in str(got.value)
+    path.write_text("round,beta\n0,1\n")
+    assert _read_csv(path) == [{"round": 0, "beta": 1}]
+
+
+@pytest.fixture
+def transition_folder(tmp_path):
+    import numpy as np
+
+    from qbc.rollout.augment import (
+        TransitionModelConfig,
+        fit_transition_model,
+        save_transition_model,
+    )
+    from qbc.tokenizer import ActionTokenizer
+
+    rng = np.random.default_rng(0)
+    obs, act = rng.normal(size=(32, 3)), rng.normal(size=(32, 2))
+    tok = ActionTokenizer.fit(act, quantizer="uniform", n_bins=8)
+    model = fit_transition_model(obs, act, obs + 0.1, tok, TransitionModelConfig(
+        steps=1, hidden=16), progress=False)
+    return save_transition_model(model, tmp_path / "tm")
+
+
+@pytest.mark.parametrize("path,value", [(("config", "layers"), 10 ** 6),
+                                        (("config", "hidden"), 10 ** 7),
+                                        (("n_tokens",), 5), (("obs_dim",), -3),
+                                        (("joint",), 1)])
+def test_a_transition_model_description_is_checked_against_its_weights(transition_folder, path,
+                                                                       value):
+    import json
+    import time
+
+    from qbc.errors import CorruptFileError
+    from qbc.rollout.augment import load_transition_model
+
+    meta_path = transition_folder / "transition.json"
+    meta = json.loads(meta_path.read_text())
+    node = meta
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    meta_path.write_text(json.dumps(meta))
+    start = time.monotonic()
+    with pytest.raises(CorruptFileError, match="cannot be loaded") as got:
+        load_transition_model(transition_folder)
+    assert "\n" not in str(got.value) and time.monotonic() - start < 5
+
+
+def test_a_trainer_state_with_fields_of_the_wrong_type_is_refused(tmp_path):
+    import torch
+
+    from qbc.errors import CorruptFileError
+    from qbc.training.checkpoint import restore_progress
+
+    module = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(module.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    (tmp_path / "last").mkdir()
+    from safetensors.torch import save_file
+    save_file({"rng.batch": torch.Generator().get_state(),
+               "rng.torch_cpu": torch.random.get_rng_state()},
+              str(tmp_path / "last" / "trainer.safetensors"))
+    state = {"step": 1, "optimizer_param_groups": "x", "scheduler": {}, "np_rng": None,
+             "best": {"step": 1, "val_loss": None}}
+    with pytest.raises(CorruptFileError, match="cannot be resumed from"):
+        restore_progress(tmp_path, state, optimizer, scheduler, torch.Generator(), None)
