@@ -216,3 +216,27 @@ def test_a_trainer_state_with_fields_of_the_wrong_type_is_refused(tmp_path):
              "best": {"step": 1, "val_loss": None}}
     with pytest.raises(CorruptFileError, match="cannot be resumed from"):
         restore_progress(tmp_path, state, optimizer, scheduler, torch.Generator(), None)
+
+
+def test_sweep_report_of_a_table_without_the_numbers_it_averages_is_one_line(tmp_path, capsys):
+    from qbc.cli import main
+
+    (tmp_path / "results.csv").write_text("cell,policy,H,regret\nc1,p,10,0.5\nc1,p,20,1.5\n")
+    assert main(["sweep", "report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "have no state_dev_mean, diverged_fraction" in err, err
+    assert not (tmp_path / "report.md").exists() and not (tmp_path / "summary.csv").exists()
+
+
+def test_an_actions_file_with_a_damaged_header_is_one_line(tmp_path):
+    import numpy as np
+
+    from qbc.cli.tokenize import load_actions_file
+    from qbc.errors import CorruptFileError
+
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros((5, 2), np.float32))
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"'<f4', ", b"'<f4'[, ", 1))  # a Python SyntaxError
+    with pytest.raises(CorruptFileError, match="cannot read"):
+        load_actions_file(path)

@@ -37,7 +37,7 @@ def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False,
         raw = MinariStorage.read_raw_metadata(path / "data")
         episodes = list(dataset.iterate_episodes())
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            AssertionError, RecursionError) as exc:  # Minari parsing a damaged file
+            AssertionError, RecursionError, RuntimeError) as exc:  # Minari, h5py: a damaged file
         # (metadata.json a list, a number of 5000 digits, nested 100,000 deep, ...)
         raise CorruptFileError(
             f"Minari dataset {dataset_id!r} at {path} cannot be read ({type(exc).__name__}: "
