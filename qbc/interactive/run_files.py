@@ -154,8 +154,6 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError:
         raise CorruptFileError(f"{str(path)!r} is not a text table (it was damaged); "
                                f"{fix}") from None
-    if text and not text.endswith("\n"):  # written whole, so it was cut mid-row
-        raise CorruptFileError(f"{str(path)!r} does not end with a whole row (it was cut); {fix}")
     try:
         raws = list(csv.DictReader(text.splitlines(), strict=True))
     except csv.Error as exc:  # an unclosed quote, a field over csv's size limit, ...
@@ -174,6 +172,8 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
                 raise CorruptFileError(f"{str(path)!r}: field {key!r} of line {line} must be a "
                                        f"finite number, got {raw[key]!r}; {fix}")
         rows.append(row)
+    if text and not text.endswith("\n"):  # written whole, so it was cut mid-row
+        raise CorruptFileError(f"{str(path)!r} does not end with a whole row (it was cut); {fix}")
     return rows
 
 
