@@ -109,11 +109,30 @@ def byte_mutation(draw: Any, data: bytes) -> bytes:
     return bytes(data)
 
 
+@st.composite
+def text_mutation(draw: Any, data: bytes) -> bytes:
+    """``data`` (JSON text) with a number made thousands of digits long (more than Python
+    converts) or a value nested thousands deep (deeper than the parser's stack)."""
+    import re
+
+    text = data.decode("utf-8", errors="replace")
+    numbers = [m.span() for m in re.finditer(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", text)]
+    if numbers and draw(st.booleans()):
+        start, end = numbers[draw(st.integers(0, len(numbers) - 1))]
+        return (text[:start] + "9" * draw(st.integers(4301, 6000)) + text[end:]).encode()
+    colons = [m.end() for m in re.finditer(r":\s*", text)] or [0]
+    at = colons[draw(st.integers(0, len(colons) - 1))]
+    depth = draw(st.sampled_from([2000, 100_000]))
+    return (text[:at] + "[" * depth + "0" + "]" * depth + ", " * (at == 0) + text[at:]).encode()
+
+
 def mutated(data: bytes, doc: Any | None = None) -> st.SearchStrategy[bytes]:
-    """Byte mutations of ``data``, and structural ones of its JSON ``doc`` when given."""
+    """Byte mutations of ``data``, and structural and textual ones of its JSON ``doc`` when
+    given."""
     if doc is None:
         return byte_mutation(data)
-    return st.one_of(byte_mutation(data), json_mutation(doc, _paths(doc)))
+    return st.one_of(byte_mutation(data), json_mutation(doc, _paths(doc)),
+                     text_mutation(data))
 
 
 def typed_or_loaded(load: Any, use: Any = None) -> None:

@@ -35,6 +35,9 @@ CASES = {
     "uc_act_nan": ("import numpy as np\nclass Actor:\n    def act(self, obs):\n"
                    "        return np.full((len(obs), 1), np.nan)\n", "Actor",
                    ["act returned 2 non-finite action values", "must be finite"]),
+    "uc_act_beyond_float32": ("import numpy as np\nclass Actor:\n    def act(self, obs):\n"
+                              "        return np.full((len(obs), 1), 1e300)\n", "Actor",
+                              ["act returned 2 action values beyond the float32 range"]),
     "uc_act_ragged": ("class Actor:\n    def act(self, obs):\n"
                       "        return [[0.0], [0.0, 1.0]][:len(obs)]\n", "Actor",
                       ["act returned something that is not an array"]),

@@ -18,7 +18,6 @@ import dataclasses
 import difflib
 import functools
 import json
-import sys
 import types
 import typing
 from collections.abc import Callable
@@ -27,12 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.infra.files import read_json_object
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from qbc.infra.files import read_json_object, read_toml
 
 #: The flag, and the line that ``--help`` adds for it.
 FLAG = "--config"
@@ -100,9 +94,7 @@ def read_settings(path: Path) -> dict[str, Any]:
     if path.suffix.lower() != ".toml":
         return read_json_object(path, "config file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptFileError(f"config file {str(path)!r} is not valid TOML ({exc})") from None
+        return read_toml(path, "config file")
     except OSError as exc:
         raise CorruptFileError(f"config file {str(path)!r} cannot be read ({exc})") from None
 

@@ -59,10 +59,11 @@ def key_values(values: str | Sequence[str] | Mapping[str, Any], flag: str) -> di
 def _json_object(text: str, flag: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # malformed, a number of thousands of digits
         raise InvalidValueError(
-            f"{flag} is not valid JSON ({exc}): {text!r}; pass KEY=VALUE pairs (algo=td3 "
-            """gain_scale=0.8) or an object like '{"algo": "td3"}'""") from None
+            f"{flag} is not valid JSON ({str(exc).splitlines()[0]}): {text[:200]!r}; pass "
+            """KEY=VALUE pairs (algo=td3 gain_scale=0.8) or an object like """
+            """'{"algo": "td3"}'""") from None
     if not isinstance(value, dict):
         raise InvalidValueError(f"{flag} must be a JSON object or KEY=VALUE pairs, got {text!r}")
     return value
@@ -72,7 +73,7 @@ def _scalar(text: str) -> Any:
     """``text`` as JSON (numbers, true/false/null, quoted text, lists), else as it is."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON (or a number of thousands of digits)
         return text
 
 

@@ -69,10 +69,14 @@ def load_actions_file(path: Path) -> np.ndarray:
         if f.read(6) != b"\x93NUMPY":
             raise CorruptFileError(f"{str(path)!r} is not a .npy file (no NumPy header); save "
                                    "the actions with numpy.save")
+    from tokenize import TokenError  # what numpy's header parser raises on an unclosed bracket
+
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:
-        raise CorruptFileError(f"cannot read {path} as a .npy array: {exc}") from None
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError, OverflowError, MemoryError,
+            TokenError) as exc:  # a damaged header: numpy parses it as a Python literal
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CorruptFileError(f"cannot read {path} as a .npy array: {why}") from None
 
 
 def format_report(rep: dict[str, Any]) -> str:

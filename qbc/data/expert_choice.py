@@ -75,7 +75,7 @@ def provenance(metadata: dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(prov, str):
         try:
             prov = json.loads(prov)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # damaged: no provenance to read
             prov = {}
     return prov if isinstance(prov, dict) else {}
 
@@ -91,7 +91,7 @@ def dataset_provenance(dataset_id: str, root: str | Path | None = None) -> dict[
         if not data.is_dir():
             return {}
         return provenance(MinariStorage.read_raw_metadata(data))
-    except (QbcError, OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (QbcError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return {}
 
 
@@ -251,10 +251,7 @@ def set_dataset_expert(dataset_id: str, name: str, params: dict[str, Any] | None
                 f"of dataset {dataset_id}, whose actions have shape {recorded.shape} (finite "
                 "expected): it is not an expert for this dataset")
         path = dataset_path(dataset_id, root) / "data" / "metadata.json"
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CorruptFileError(f"{path} cannot be read ({exc})") from None
+        raw = read_json_object(path, what="dataset metadata")
         prov = provenance(raw)
         record = {"expert": {"name": name, "params": params},
                   "expert_file_sha256": expert_file_sha256(params),

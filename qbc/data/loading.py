@@ -37,7 +37,8 @@ def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False,
         raw = MinariStorage.read_raw_metadata(path / "data")
         episodes = list(dataset.iterate_episodes())
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            AssertionError) as exc:  # Minari parsing a damaged file (metadata.json a list, ...)
+            AssertionError, RecursionError, RuntimeError) as exc:  # Minari, h5py: a damaged file
+        # (metadata.json a list, a number of 5000 digits, nested 100,000 deep, ...)
         raise CorruptFileError(
             f"Minari dataset {dataset_id!r} at {path} cannot be read ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); it is truncated or "

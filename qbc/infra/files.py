@@ -112,17 +112,55 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+#: What the parsers raise on text they cannot take: malformed text, bad UTF-8, an integer of more
+#: digits than Python converts (ValueError), nesting deeper than the interpreter's stack.
+_PARSE_ERRORS = (ValueError, UnicodeDecodeError, RecursionError)
+
+
+def parse_json_text(text: str | bytes, what: str, path: str | os.PathLike) -> Any:
+    """``json.loads(text)``, with anything it cannot parse (malformed or truncated text, bad
+    UTF-8, a number of thousands of digits, nesting thousands deep) a one-line
+    CorruptFileError naming ``what`` and ``path``."""
+    try:
+        return json.loads(text)
+    except _PARSE_ERRORS as exc:
+        raise CorruptFileError(
+            f"{what} {str(path)!r} is truncated or not valid JSON ({_first_line(exc)}); "
+            "re-create it") from None
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     """Read JSON, turning a missing, truncated or malformed file into a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise CorruptFileError(f"{what} {str(path)!r} does not exist")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"{what} {str(path)!r} is not UTF-8 text ({exc}); "
+                               "re-create it") from None
+    return parse_json_text(text, what, path)
+
+
+def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """Read a TOML file; malformed text, bad UTF-8 or nesting thousands deep is a one-line
+    CorruptFileError naming ``what`` and ``path``."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10: the same parser, as the tomli package
+        import tomli as tomllib
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except _PARSE_ERRORS as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise CorruptFileError(
-            f"{what} {str(path)!r} is truncated or not valid JSON ({exc}); re-create it"
-        ) from None
+            f"{what} {str(path)!r} is not valid TOML ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_json_object(path: str | os.PathLike, what: str = "JSON file") -> dict[str, Any]:

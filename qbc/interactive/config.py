@@ -10,14 +10,17 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qbc.data import join_dataset_ids, validate_dataset_id
-from qbc.envs.make import check_env_id
+from qbc.envs.make import check_env_id, opened_env
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.validate import SEED_LIMIT, check_config
 from qbc.policy import ModelConfig, needs_tokenizer
 from qbc.stepping.limits import check_rollout_memory
 from qbc.training import TrainConfig
 from qbc.training import validate_config as validate_train
+from qbc.training.settings import check_head_settings
 
 BETA_SCHEDULES = ("linear", "exp", "constant")
 INITS = ("scratch", "warm")
@@ -161,6 +164,9 @@ def validate(cfg: DaggerConfig) -> None:
             raise InvalidValueError(message)
 
     validate_train(round_train_config(cfg, 0, ["x-v0"]))
+    with opened_env(cfg.env) as env:  # the head's settings against the env's action dimension
+        check_head_settings(round_train_config(cfg, 0, ["x-v0"]),
+                            int(np.prod(env.action_space.shape)))
     if cfg.tokenizer != TOKENIZERS[0] and not needs_tokenizer(cfg.policy):
         raise InvalidValueError(f"--tokenizer chooses the token range of the rounds; --policy "
                                 f"{cfg.policy} has no tokens and would ignore it: leave "

@@ -153,8 +153,13 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError:
         raise CorruptFileError(f"{str(path)!r} is not a text table (it was damaged); "
                                f"{fix}") from None
+    try:
+        raws = list(csv.DictReader(text.splitlines(), strict=True))
+    except csv.Error as exc:  # an unclosed quote, a field over csv's size limit, ...
+        raise CorruptFileError(f"{str(path)!r} is not a readable CSV table ({exc}); "
+                               f"{fix}") from None
     rows = []
-    for line, raw in enumerate(csv.DictReader(text.splitlines()), start=2):
+    for line, raw in enumerate(raws, start=2):
         if None in raw or None in raw.values():
             raise CorruptFileError(f"{str(path)!r}: line {line} has other fields than the "
                                    f"header (the file was cut or edited); {fix}")
@@ -166,6 +171,8 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
                 raise CorruptFileError(f"{str(path)!r}: field {key!r} of line {line} must be a "
                                        f"finite number, got {raw[key]!r}; {fix}")
         rows.append(row)
+    if text and not text.endswith("\n"):  # written whole, so it was cut mid-row
+        raise CorruptFileError(f"{str(path)!r} does not end with a whole row (it was cut); {fix}")
     return rows
 
 

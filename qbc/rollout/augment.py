@@ -291,13 +291,51 @@ def load_transition_model(directory: str | os.PathLike) -> TransitionModel:
             f"{directory / CONFIG_FILE}: transition model format version {meta.get('version')!r} "
             f"is not supported (this qbc reads version {FORMAT_VERSION})")
     try:
-        model = TransitionModel(meta["obs_dim"], meta["act_dim"], meta["n_tokens"],
-                                meta["vocab_size"], TransitionModelConfig(**meta["config"]),
-                                joint=meta["joint"])
+        args = (meta["obs_dim"], meta["act_dim"], meta["n_tokens"], meta["vocab_size"],
+                TransitionModelConfig(**meta["config"]))
+        _check_sizes(meta, _stored_shapes(directory / MODEL_FILE))
+        with torch.device("meta"):  # the shapes the description implies, nothing allocated
+            shapes = {k: tuple(v.shape) for k, v in
+                      TransitionModel(*args, joint=meta["joint"]).state_dict().items()}
+        if shapes != _stored_shapes(directory / MODEL_FILE):
+            raise ValueError(f"{CONFIG_FILE} describes other tensors than {MODEL_FILE} holds")
+        model = TransitionModel(*args, joint=meta["joint"])
         model.load_state_dict(load_file(str(directory / MODEL_FILE)))
-    except (KeyError, TypeError, RuntimeError, SafetensorError, OSError) as exc:
-        raise CorruptFileError(f"transition model in {directory} cannot be loaded: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError, OSError,
+            OverflowError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise CorruptFileError(f"transition model in {directory} cannot be loaded: "
+                               f"{why}") from None
     return model.eval()
+
+
+def _stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a safetensors file, from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+def _check_sizes(meta: dict[str, Any], stored: dict[str, tuple[int, ...]]) -> None:
+    """ValueError unless the description's sizes are integers no larger than the weights file
+    can hold (so that a damaged description cannot build a model of a million layers) and its
+    token count fits its tokenizer (one token per action, or per dimension)."""
+    cfg = meta["config"]
+    sizes = {"obs_dim": meta["obs_dim"], "act_dim": meta["act_dim"],
+             "vocab_size": meta["vocab_size"], "n_tokens": meta["n_tokens"],
+             "hidden": cfg.get("hidden"), "layers": cfg.get("layers"),
+             "token_embedding": cfg.get("token_embedding")}
+    if cfg.get("head") == "tokens":  # the gaussian head has no state codebooks
+        sizes["state_bins"] = cfg.get("state_bins")
+    largest = max((d for shape in stored.values() for d in shape), default=0)
+    for name, value in sizes.items():
+        if type(value) is not int or not 0 <= value <= max(largest, len(stored)):
+            raise ValueError(f"{name} {value!r} is not a size the weights file can hold")
+    if type(meta["joint"]) is not bool or meta["n_tokens"] != (
+            1 if meta["joint"] else meta["act_dim"]):
+        raise ValueError(f"n_tokens {meta['n_tokens']} does not fit act_dim "
+                         f"{meta['act_dim']} (joint: {meta['joint']!r})")
 
 
 class ModelAugmentedPolicy:

@@ -233,6 +233,13 @@ class UserActor:
         if bad.any():
             raise UserCodeError(f"{where} {int(bad.sum())} non-finite action values (NaN or "
                                 f"inf) for {n} observations; actions must be finite")
+        with np.errstate(over="ignore"):
+            single = out.astype(np.float32)  # the precision the rollout steps and records in
+        beyond = ~np.isfinite(single)
+        if beyond.any():
+            raise UserCodeError(f"{where} {int(beyond.sum())} action values beyond the float32 "
+                                f"range (|a| > 3.4e38, e.g. {float(out[beyond][0]):.3g}) for {n} "
+                                "observations; actions must be float32 numbers")
         return out
 
     def __getattr__(self, name: str) -> Any:  # name, obs_dim, ... of the user's object

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from qbc.errors import InvalidValueError
+from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.files import atomic_write_csv, atomic_write_text, read_json_object
 from qbc.rollout.growth import fit_growth
 from qbc.rollout.metrics import mean_ci95
@@ -65,6 +65,22 @@ def _sort_key(key: tuple) -> tuple:
 def _mean(values: list[Any]) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
+
+
+#: The columns every row of a sweep's table has a number in (a sweep writes them all).
+NUMBER_COLUMNS = ("H", "regret", "state_dev_mean", "diverged_fraction")
+
+
+def _check_numbers(rows: list[dict[str, Any]], table: Path) -> None:
+    """CorruptFileError naming the table and column unless every row has its numbers (a table
+    written by hand, or by an older qbc, may lack some columns)."""
+    for row in rows:
+        empty = [c for c in NUMBER_COLUMNS if not isinstance(row.get(c), (int, float))]
+        if empty:
+            raise CorruptFileError(
+                f"{table}: the rows of cell {row.get('cell')!r} have no {', '.join(empty)}; "
+                "a sweep writes them all: run the sweep again into a new --out (or restore "
+                "the table)")
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -255,6 +271,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
             raise InvalidValueError(
                 f"none of the rows in {sweep_dir / TABLE_FILE} belong to the sweep in "
                 f"{sweep_dir / CONFIG_FILE}; run the sweep to fill them in")
+    _check_numbers(rows, sweep_dir / TABLE_FILE)
     summary = aggregate(rows)
     fits = growth_fits(summary)
     with sweep_lock(sweep_dir):

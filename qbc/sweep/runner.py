@@ -33,6 +33,7 @@ from qbc.sweep.rows import QUANTIZED_EXPERT_NEAREST, capped_horizons, make_row, 
 from qbc.sweep.spec import QUANTIZED_EXPERT
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import TrainConfig, train
+from qbc.training.settings import model_with_used_location
 
 
 # -- datasets -------------------------------------------------------------------------------------
@@ -165,6 +166,8 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | N
             sampled = tr["token_target"] == "sampled" and not klass.stochastic
             token["token_target"] = "one-hot" if sampled else tr["token_target"]
     model = model_for(kind, model)  # less the model settings this kind does not read
+    # ... and the ordered head's, where this cell builds none (vq on several action dimensions)
+    model = model_with_used_location(kind, model, cell.quantizer, int(demos.actions.shape[-1]))
     cfg = TrainConfig(
         dataset=cell.dataset.dataset_id, out=out, policy=kind, **token,
         select_by=tr.get("select_by", "action-mse"), model=model, steps=tr["steps"],

@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from qbc.agents import available_experts
-from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
+from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.infra.files import read_toml
 from qbc.infra.validate import NON_NEGATIVE, Rule, check_config
 from qbc.policy import ModelConfig, available_policies, chunk_policies
 from qbc.policy.decoding import check_decode_mode
@@ -56,10 +57,10 @@ from qbc.sweep.chunk_axes import check_chunks_fit_episodes, validate_chunk_axes
 from qbc.sweep.entries import check_keys, normalize_named
 from qbc.training.config import TOKEN_TARGETS
 
-if sys.version_info >= (3, 11):
-    import tomllib
+if sys.version_info >= (3, 11):  # the parser the tests write sweep files with
+    import tomllib  # noqa: F401
 else:  # Python 3.10: the same parser, as the tomli package
-    import tomli as tomllib
+    import tomli as tomllib  # noqa: F401
 
 #: The policy name that means "no training: the expert's action through the tokenizer".
 QUANTIZED_EXPERT = "quantized-expert"
@@ -238,11 +239,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise InvalidValueError(f"sweep file {str(path)!r} does not exist; give --config FILE.toml")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptFileError(f"sweep file {str(path)!r} is not valid TOML ({exc})") from None
-    return spec_from_dict(doc, source=str(path))
+    return spec_from_dict(read_toml(path, "sweep file"), source=str(path))
 
 
 def normalize_expert(entry: Any, source: str = "the sweep file") -> dict[str, Any]:

@@ -161,13 +161,24 @@ def read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"{str(path)!r} is not UTF-8 text ({exc}): restore it or start "
+                               "afresh with --overwrite") from None
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         try:
             rec = json.loads(line, parse_constant=_no_constant)
-        except json.JSONDecodeError:
-            continue  # a torn last line from a crash
-        except ValueError as exc:  # NaN or inf: the run's records cannot be compared
-            raise CorruptFileError(f"{str(path)!r}, line {number}: {exc}; a run writes finite "
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                continue  # a torn last line from a crash
+            raise CorruptFileError(f"{str(path)!r}, line {number} is not JSON ({exc}) and is not "
+                                   "the last line (a crash tears only that one): repair that "
+                                   "line or start afresh with --overwrite") from None
+        except (ValueError, RecursionError) as exc:  # NaN, inf, 5000 digits, nesting
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CorruptFileError(f"{str(path)!r}, line {number}: {why}; a run writes finite "
                                    "numbers only: repair that line or start afresh with "
                                    "--overwrite") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("step", 0), int):
@@ -271,7 +282,8 @@ def restore_progress(out: Path, state: dict[str, Any], optimizer: torch.optim.Op
                                           and not isinstance(value, bool)
                                           and math.isfinite(value)):
                 raise ValueError(f"best checkpoint's {key!r} is {value!r}, not a finite number")
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError,
+            OverflowError) as exc:  # fields of the wrong type or size (a list for an object)
         raise CorruptFileError(f"{out / 'last'} cannot be resumed from ({exc}); "
                                "start again with --overwrite") from None
     return start, best

@@ -46,7 +46,7 @@ def parse_params(text: str) -> dict[str, Any]:
                 f"bad --chunk-tokenizer-params item {item!r}; write name=value,name=value")
         try:
             out[name.strip()] = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON (or a number of thousands of digits)
             out[name.strip()] = value.strip()
     return out
 

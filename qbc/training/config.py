@@ -45,7 +45,7 @@ from qbc.rollout.augment import TransitionHead
 from qbc.ste import get_ste
 from qbc.training.distributed import local_device
 from qbc.training.evaluation import check_rollout_sizes
-from qbc.training.settings import check_settings_apply
+from qbc.training.settings import check_head_settings, check_settings_apply
 
 #: Checkpoint selection rules of ``--select-by``.
 SelectBy = Literal["action-mse", "val-loss", "rollout"]
@@ -282,6 +282,7 @@ def validate_config(cfg: TrainConfig) -> torch.device:
 def validate_with_data(cfg: TrainConfig, demos: Any) -> torch.device:
     """:func:`validate_config`, then the checks that need the data (memory included)."""
     device = validate_config(cfg)
+    check_head_settings(cfg, int(np.asarray(demos.actions).shape[-1]))
     check_all([(len(demos) > 0, "the demonstrations are empty"),
                (cfg.select_by != "rollout" or _makeable_env(demos),
                 "--select-by rollout needs the dataset's env, which cannot be made here "

@@ -51,6 +51,7 @@ def check_settings_apply(cfg: TrainConfig) -> None:
     else:
         _check_token_settings(cfg, given, head_flags)
     check_model_settings_read(cfg.policy, cfg.model)
+    check_head_settings(cfg)
     _check_run_settings(cfg, given)
 
 
@@ -122,6 +123,58 @@ def _check_run_settings(cfg: TrainConfig, given: set[str]) -> None:
                 "--ema-decay averages the weights, but --weight-quantizer anneals quantizers "
                 "that live in the trained weights (an average would keep stale ones): leave "
                 "one of them out")])
+
+
+#: The ordered head's own settings (field -> flag): a run without an ordered head ignores them.
+LOCATION_SETTINGS = {"loc_layers": "--model.loc-layers", "loc_inputs": "--model.loc-inputs",
+                     "hidden": "--model.hidden"}
+
+
+def check_head_settings(cfg: TrainConfig, act_dim: int | None = None) -> None:
+    """Refuse (one-line InvalidValueError) the ordered head's settings (``--model.loc-layers``,
+    ``--model.loc-inputs``, ``--model.hidden``) given away from their defaults when the
+    ar-transformer of this run builds no ordered head, or ``--model.hidden`` without a location
+    MLP. ``act_dim``: the action dimension, once known (the dataset's, the env's): a joint
+    quantizer (vq) on actions of more than one dimension has one token per action and no
+    ordered head. Without it only what the settings alone decide is checked."""
+    if not (needs_tokenizer(cfg.policy) and POLICY_KINDS.meta(cfg.policy)["head"]):
+        return
+    unused, why = unused_location_settings(cfg.model, cfg.quantizer, act_dim)
+    if unused:
+        flags = ", ".join(LOCATION_SETTINGS[k] for k in unused)
+        them = "it" if len(unused) == 1 else "them"
+        raise InvalidValueError(f"{flags} set{'s' if len(unused) == 1 else ''} the ordered "
+                                f"output head's location; {why}, so this run would ignore "
+                                f"{them}: leave {them} out")
+
+
+def unused_location_settings(model: ModelConfig, quantizer: str, act_dim: int | None
+                             ) -> tuple[list[str], str]:
+    """The ordered head's settings of ``model`` away from their defaults that an ar-transformer
+    trained with ``quantizer`` on actions of ``act_dim`` dimensions (None: not known yet)
+    ignores, and why: all of them without an ordered head, ``hidden`` without a location MLP."""
+    given = [k for k in LOCATION_SETTINGS if getattr(model, k) != getattr(ModelConfig, k)]
+    if model.head != "ordered":
+        return given, "--model.head plain has none"
+    if get_quantizer_class(quantizer).joint and act_dim is not None and act_dim > 1:
+        return given, (f"--quantizer {quantizer} is joint (one token for all {act_dim} action "
+                       "dimensions, no ordered bins)")
+    if "hidden" in given and model.loc_layers == 0:
+        return ["hidden"], ("--model.hidden is the width of its MLP and --model.loc-layers 0 "
+                            "has none (give --model.loc-layers >= 1)")
+    return [], ""
+
+
+def model_with_used_location(kind: str, model: ModelConfig, quantizer: str, act_dim: int
+                             ) -> ModelConfig:
+    """``model`` with the ordered head's settings a policy of ``kind`` with an ordered head
+    would ignore (see :func:`unused_location_settings`) back at their defaults: what a caller
+    that trains several quantizers with one set of model settings (a sweep's cells) passes to
+    each. Other kinds get ``model`` unchanged."""
+    if not (needs_tokenizer(kind) and POLICY_KINDS.meta(kind)["head"]):
+        return model
+    unused, _ = unused_location_settings(model, quantizer, act_dim)
+    return dataclasses.replace(model, **{k: getattr(ModelConfig, k) for k in unused})
 
 
 def _given(cfg: TrainConfig) -> set[str]:
