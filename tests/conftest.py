@@ -25,8 +25,30 @@ settings.register_profile("explore", deadline=None, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 matplotlib.use("Agg")
-# The test models are tiny: one thread is faster than two and cannot oversubscribe the CI cores.
+# The test models are tiny: one thread is faster than two and cannot oversubscribe the CI cores
+# (the suite runs one pytest worker per core). The commands the tests start in fresh
+# interpreters (subprocesses, torchrun, sweep and Ray workers) inherit one thread too.
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# -- the order in which test files start -------------------------------------------------------
+#: The files that take longest (CPU seconds measured with the suite, longest first). pytest-xdist
+#: hands whole files to its workers in collection order (pyproject: --dist loadfile
+#: --no-loadscope-reorder), so these start first and the many short files fill in at the end;
+#: otherwise a long file that starts last keeps one core busy while the other waits. Only the
+#: order changes, and only between files.
+LONGEST_FILES = ("test_learner_vs_floor.py", "test_ddp.py", "test_reproduce.py",
+                 "test_augment.py", "test_sweep.py", "test_crash_safety.py",
+                 "test_reproducibility.py", "test_fuzz_loaders.py", "test_refusals.py",
+                 "test_round_three_leftovers.py", "test_dagger.py", "test_docs_site.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of :data:`LONGEST_FILES` first, in that order; the others after them in their
+    collected order (the sort is stable: the tests of one file keep their order)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 # -- tiny things to train on, shared -----------------------------------------------------------

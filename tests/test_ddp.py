@@ -66,7 +66,21 @@ def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     env.update(MINARI_DATASETS_PATH=os.environ["MINARI_DATASETS_PATH"], OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
            "--standalone", "-m", "qbc.cli", "train", *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    # out of time: SIGTERM first, on which torchrun stops its ranks (each runs in a session of
+    # its own); a SIGKILL alone (subprocess.run's timeout) left them waiting for good
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as launcher:
+        try:
+            stdout, stderr = launcher.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            launcher.terminate()
+            try:
+                stdout, stderr = launcher.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+                stdout, stderr = launcher.communicate()
+            pytest.fail(f"{' '.join(cmd)} still running after 300 s:\n{stderr[-4000:]}")
+    proc = subprocess.CompletedProcess(cmd, launcher.returncode, stdout, stderr)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return proc
 
