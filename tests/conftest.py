@@ -40,8 +40,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 #: order changes, and only between files.
 LONGEST_FILES = ("test_learner_vs_floor.py", "test_ddp.py", "test_reproduce.py",
                  "test_augment.py", "test_sweep.py", "test_crash_safety.py",
-                 "test_reproducibility.py", "test_fuzz_loaders.py", "test_refusals.py",
-                 "test_round_three_leftovers.py", "test_dagger.py", "test_docs_site.py")
+                 "test_reproducibility.py", "test_fuzz_loaders.py", "test_fuzz_more_loaders.py",
+                 "test_refusals.py", "test_round_three_leftovers.py", "test_dagger.py",
+                 "test_docs_site.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
