@@ -171,7 +171,7 @@ BAD = [
     ('episodes = "many"\n', "bad.toml", ["setting 'episodes'", "must be an integer"]),
     ('expert_params = 3\n', "bad.toml", ["setting 'expert_params'", "got 3"]),
     ("episodes = [", "bad.toml", ["is not valid TOML"]),
-    ("nowhere.json", None, ["'nowhere.json': no such file"]),
+    ("nowhere.json", None, ["'nowhere.json': no such file", "runs/rollout/config.json"]),
 ]
 
 
@@ -228,7 +228,7 @@ def test_a_dagger_toml_with_tables_and_a_flag_over_it(tmp_path, cli):
     ('rounds = 1.5\n', "bad.toml", ["setting 'rounds'", "must be an integer"]),
     ('[model]\nd_modle = 8\n', "bad.toml", ["unknown setting 'model.d_modle'"]),
     ('train_overrides = "x"\n', "bad.toml", ["setting 'train_overrides'"]),
-    ("nowhere.toml", None, ["'nowhere.toml': no such file"]),
+    ("nowhere.toml", None, ["'nowhere.toml': no such file", "dagger_config.json"]),
 ])
 def test_a_bad_dagger_config_is_one_line_and_writes_nothing(tmp_path, cli, text, name, words):
     if name is not None:

@@ -46,6 +46,8 @@ class ConfigFile:
     record_keys: frozenset[str] = frozenset()
     per_run: frozenset[str] = frozenset()
     adjust: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None
+    saved: str = "runs/bc/train_config.json"
+    """an example of the file a run of the command saves (named by the refusals)."""
     help: str = ("start from the settings in FILE (a run's saved config JSON, or a TOML file "
                  "of the same fields, nested settings as tables); flags given on the command "
                  "line override them.")
@@ -82,15 +84,15 @@ def split_config_flag(args: list[str]) -> tuple[Path | None, list[str]]:
     return (None if path is None else Path(path)), rest
 
 
-def read_settings(path: Path) -> dict[str, Any]:
+def read_settings(path: Path, saved: str = ConfigFile.saved) -> dict[str, Any]:
     """The key -> value table of a JSON or (``.toml``) TOML file; a missing, unreadable or
-    malformed file is one line."""
+    malformed file is one line (naming ``saved``, an example of a run's saved settings)."""
     if path.is_dir():
         raise InvalidValueError(f"{FLAG} {str(path)!r} is a folder; give a file, e.g. "
-                                f"{str(path / 'train_config.json')!r} for a run's settings")
+                                f"{str(path / Path(saved).name)!r} for a run's settings")
     if not path.is_file():
         raise InvalidValueError(f"{FLAG} {str(path)!r}: no such file; give a run's saved config "
-                                "(e.g. runs/bc/train_config.json) or a TOML file")
+                                f"(e.g. {saved}) or a TOML file")
     if path.suffix.lower() != ".toml":
         return read_json_object(path, "config file")
     try:
@@ -104,7 +106,7 @@ def load_defaults(config_type: type, path: Path, spec: ConfigFile) -> Any:
     (the fields it does not give keep their defaults; a required one it does not give stays
     required on the command line: the instance is then built with a placeholder that tyro
     reports as missing)."""
-    values = read_settings(path)
+    values = read_settings(path, spec.saved)
     if spec.adjust is not None:
         values = spec.adjust(values, path)
     values = {k: v for k, v in values.items()

@@ -116,7 +116,8 @@ def saved_run_settings(values: dict[str, Any], path: Path) -> dict[str, Any]:
 
 #: ``--config FILE``: a run's dagger_config.json or a TOML file of DaggerConfig's fields.
 CONFIG_FILE = ConfigFile(
-    per_run=frozenset({"overwrite"}), adjust=saved_run_settings,
+    per_run=frozenset({"overwrite"}), saved="runs/dagger/dagger_config.json",
+    adjust=saved_run_settings,
     help="start from the settings in FILE: a run's dagger_config.json (the same settings: with "
          "its --out it continues that run, with another --out it runs them again there) or a "
          "TOML file of the same fields ([model] table for --model.*, [train_overrides] and "

@@ -119,7 +119,8 @@ def growth_line(fit: dict[str, Any]) -> str:
 
 #: ``--config FILE``: a rollout's config.json or a TOML file of RolloutConfig's fields.
 CONFIG_FILE = ConfigFile(
-    per_run=frozenset({"overwrite"}), adjust=key_values_as_flags("expert_params"),
+    per_run=frozenset({"overwrite"}), saved="runs/rollout/config.json",
+    adjust=key_values_as_flags("expert_params"),
     help="start from the settings in FILE: a rollout's config.json (repeats that evaluation) "
          "or a TOML file of the same fields ([expert_params] table for --expert-params); flags "
          "given on the command line override them. The file's overwrite is not read: give "
