@@ -279,8 +279,9 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
     _sweep("regret_vs_horizon"),
     _sweep("regret_vs_bin_width", plots=("regret_vs_H.png", "regret_vs_bin_width.png")),
     _sweep("regret_vs_n_demos"),
-    # two of those grids with today's training defaults (each sweep's own budget and model)
+    # the same three grids with today's training defaults (each sweep's own budget and model)
     _sweep("regret_vs_horizon_defaults"),
+    _sweep("regret_vs_bin_width_defaults", plots=("regret_vs_H.png", "regret_vs_bin_width.png")),
     _sweep("regret_vs_n_demos_defaults"),
 )}
 
