@@ -1,13 +1,14 @@
 """The log-loss trainer: learning, determinism, resume, run directories, the CLI."""
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import Demos, smooth_demos
 
 from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.policy import ModelConfig, load_policy
@@ -16,36 +17,6 @@ from qbc.training import TrainConfig, history_index, lr_factor, train
 from qbc.training.settings import model_with_used_location
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@dataclass
-class Demos:
-    """A stand-in for qbc.data.Demonstrations: arrays plus split by episode."""
-
-    observations: np.ndarray
-    actions: np.ndarray
-    episode_ids: np.ndarray
-    env_id: str | None = None
-    metadata: dict = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.observations)
-
-    def split(self, val_fraction, seed):
-        ids = np.unique(self.episode_ids)
-        perm = np.random.default_rng(seed).permutation(ids)
-        n_val = max(1, round(val_fraction * len(ids)))
-        pick = [np.isin(self.episode_ids, part) for part in (perm[n_val:], perm[:n_val])]
-        return tuple(Demos(self.observations[m], self.actions[m], self.episode_ids[m])
-                     for m in pick)
-
-
-def _demos(episodes=20, steps=40, seed=0):
-    """Actions a smooth function of the observation."""
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(episodes * steps, 3)).astype(np.float32)
-    act = np.stack([np.tanh(1.5 * obs[:, 0] + 0.5 * obs[:, 2]), np.sin(obs[:, 1])], 1)
-    return Demos(obs, act.astype(np.float32), np.repeat(np.arange(episodes), steps))
 
 
 def _cfg(tmp_path, name="run", **kw):
@@ -57,7 +28,7 @@ def _cfg(tmp_path, name="run", **kw):
 
 
 def test_loss_decreases_and_the_best_checkpoint_predicts_the_actions(tmp_path):
-    demos = _demos()
+    demos = smooth_demos()
     res = train(_cfg(tmp_path, steps=240, eval_interval=60, lr=3e-3, batch_size=64,
                      warmup_steps=20), demos)
     first, last = res.metrics[0], res.metrics[-1]
@@ -85,7 +56,7 @@ def test_every_kind_trains_and_writes_a_checkpoint(tmp_path, kind, quantizer):
     # ... less the ordered head's, which vq on 2-D actions does not build (it refuses them)
     model = model_with_used_location(kind, model, quantizer or "uniform", act_dim=2)
     res = train(_cfg(tmp_path, policy=kind, steps=6, eval_interval=3, model=model, **token),
-                _demos(episodes=6, steps=20))
+                smooth_demos(episodes=6, steps=20))
     assert np.isfinite([m["val_loss"] for m in res.metrics]).all()
     best = tmp_path / "run" / "best"
     names = {p.name for p in best.iterdir()}
@@ -95,7 +66,7 @@ def test_every_kind_trains_and_writes_a_checkpoint(tmp_path, kind, quantizer):
 
 
 def test_same_seed_same_weights_and_different_seed_different_weights(tmp_path):
-    demos = _demos(episodes=6, steps=20)
+    demos = smooth_demos(episodes=6, steps=20)
     w = [load_file(str(train(_cfg(tmp_path, f"r{i}", seed=s), demos).out / "last" /
                        "model.safetensors")) for i, s in enumerate([0, 0, 1])]
     assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
@@ -104,7 +75,7 @@ def test_same_seed_same_weights_and_different_seed_different_weights(tmp_path):
 
 @pytest.mark.parametrize("quantizer", ["uniform", "smooth"])
 def test_resume_continues_and_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, quantizer):
-    demos = _demos(episodes=6, steps=20)
+    demos = smooth_demos(episodes=6, steps=20)
     full = train(_cfg(tmp_path, "full", quantizer=quantizer), demos)
     cut = _cfg(tmp_path, "cut", quantizer=quantizer)
     part = train(cut, demos, stop_at=6)
@@ -125,7 +96,7 @@ def test_resume_continues_and_ends_with_the_weights_of_an_uninterrupted_run(tmp_
 
 
 def test_run_directory_rules(tmp_path):
-    demos = _demos(episodes=4, steps=10)
+    demos = smooth_demos(episodes=4, steps=10)
     cfg = _cfg(tmp_path, steps=2, eval_interval=2)
     train(cfg, demos)
     with pytest.raises(OutputExistsError, match="--overwrite"):
@@ -233,7 +204,7 @@ def test_samples_per_s_leave_out_validation_and_checkpoints(tmp_path, monkeypatc
     for name, seconds in (("train_step", 1.0), ("evaluate_split", 100.0),
                           ("save_checkpoint", 100.0), ("save_last", 100.0)):
         monkeypatch.setattr(train_mod, name, advancing(getattr(train_mod, name), seconds))
-    result = train(_cfg(tmp_path, steps=12, eval_interval=4), _demos(episodes=6, steps=10))
+    result = train(_cfg(tmp_path, steps=12, eval_interval=4), smooth_demos(episodes=6, steps=10))
     assert result.samples_per_s == pytest.approx(32.0)  # batch 32 per 1 s step
     assert result.seconds["train"] == pytest.approx(12.0)
     assert result.seconds["validation"] == pytest.approx(300.0)
@@ -255,7 +226,7 @@ def test_default_budget_scales_with_the_dataset_and_explicit_steps_are_kept(tmp_
     assert given.steps == 2000 and given.patience == 0  # explicit --steps: as before
     monkeypatch.setattr(train_mod, "MIN_AUTO_STEPS", 1)
     small, large = (train(_cfg(tmp_path, f"n{n}", steps=None, epochs=1, patience=0),
-                          _demos(episodes=n, steps=40)) for n in (10, 20))
+                          smooth_demos(episodes=n, steps=40)) for n in (10, 20))
     # 1 epoch of the training split (9 or 18 episodes x 40 rows) at 32 rows a step
     assert (small.step, large.step) == (12, 23)
     assert small.budget == {"from": "--epochs", "epochs": 1, "steps": 12, "patience": 0,
@@ -264,7 +235,7 @@ def test_default_budget_scales_with_the_dataset_and_explicit_steps_are_kept(tmp_
 
 def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path):
     rng = np.random.default_rng(0)
-    noise = replace(_demos(episodes=10, steps=20),
+    noise = replace(smooth_demos(episodes=10, steps=20),
                     actions=rng.uniform(-1, 1, (200, 2)).astype(np.float32))  # nothing to learn
     result = train(_cfg(tmp_path, steps=400, eval_interval=4, patience=3, lr=3e-3), noise)
     vals = [r["val_loss"] for r in result.metrics]
@@ -280,7 +251,7 @@ def test_a_budget_from_epochs_trains_its_minimum_before_early_stopping(tmp_path,
     import qbc.training.config as train_mod
 
     rng = np.random.default_rng(0)
-    noise = replace(_demos(episodes=10, steps=20),
+    noise = replace(smooth_demos(episodes=10, steps=20),
                     actions=rng.uniform(-1, 1, (200, 2)).astype(np.float32))  # nothing to learn
     monkeypatch.setattr(train_mod, "MIN_AUTO_STEPS", 200)
     settings = dict(eval_interval=4, patience=3, lr=3e-3)
@@ -294,7 +265,7 @@ def test_a_budget_from_epochs_trains_its_minimum_before_early_stopping(tmp_path,
 def test_best_checkpoint_has_the_lowest_validation_loss(tmp_path):
     from qbc.policy.loading import load_module
 
-    result = train(_cfg(tmp_path, steps=40, eval_interval=4, lr=3e-3), _demos())
+    result = train(_cfg(tmp_path, steps=40, eval_interval=4, lr=3e-3), smooth_demos())
     vals = {r["step"]: r["val_loss"] for r in result.metrics}
     assert result.best_step == min(vals, key=vals.get)
     assert result.best_val_loss == min(vals.values())
@@ -318,7 +289,7 @@ def test_select_by_rollout_keeps_the_checkpoint_with_the_highest_return(tmp_path
     best, up2 = update_best(best, {"val_loss": 0.5, "select_return": 4.0}, 8, "rollout")
     assert up and not up2 and best["step"] == 4 and best["min_val_step"] == 8
     with pytest.raises(InvalidValueError, match="select-by"):
-        train(_cfg(tmp_path, "bad", select_by="rollout"), _demos())  # no env to roll out on
+        train(_cfg(tmp_path, "bad", select_by="rollout"), smooth_demos())  # no env to roll out on
 
 
 def _scalar_arrays(episodes=6, steps=20):
@@ -344,7 +315,7 @@ def test_training_leaves_torchs_global_random_state_as_it_found_it(tmp_path):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    train(_cfg(tmp_path, steps=3), _demos(episodes=4, steps=10))
+    train(_cfg(tmp_path, steps=3), smooth_demos(episodes=4, steps=10))
     assert torch.equal(torch.rand(3), expected)
 
 

@@ -3,39 +3,16 @@ follows its warm-up rule, and --resume continues the same average."""
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import smooth_demos
 
 from qbc.errors import InvalidValueError
 from qbc.policy import ModelConfig
 from qbc.training import TrainConfig, train
 from qbc.training.averaging import TENSOR_PREFIX, WeightAverage
 from qbc.training.config import validate_config
-
-
-class Demos:
-    def __init__(self, obs, act, ids):
-        self.observations, self.actions, self.episode_ids = obs, act, ids
-
-    def __len__(self):
-        return len(self.actions)
-
-    def split(self, val_fraction, seed):
-        ids = np.unique(self.episode_ids)
-        perm = np.random.default_rng(seed).permutation(ids)
-        n_val = max(1, round(val_fraction * len(ids)))
-        pick = [np.isin(self.episode_ids, part) for part in (perm[n_val:], perm[:n_val])]
-        return tuple(Demos(self.observations[m], self.actions[m], self.episode_ids[m])
-                     for m in pick)
-
-
-def _demos(episodes=6, steps=20):
-    rng = np.random.default_rng(0)
-    obs = rng.normal(size=(episodes * steps, 3)).astype(np.float32)
-    act = np.tanh(obs[:, :2] * 1.5).astype(np.float32)
-    return Demos(obs, act, np.repeat(np.arange(episodes), steps))
 
 
 def _cfg(tmp_path, name, **kw):
@@ -65,7 +42,7 @@ def test_the_average_warms_up_and_then_keeps_its_decay():
 
 
 def test_best_is_the_average_and_last_keeps_both(tmp_path):
-    demos = _demos()
+    demos = smooth_demos(episodes=6, steps=20)
     # one evaluation at the last step: best/ and last/ are of the same step
     train(_cfg(tmp_path, "avg", eval_interval=12), demos)
     best = load_file(str(tmp_path / "avg" / "best" / "model.safetensors"))
@@ -86,7 +63,7 @@ def test_best_is_the_average_and_last_keeps_both(tmp_path):
 
 
 def test_resume_continues_the_same_average(tmp_path):
-    demos = _demos()
+    demos = smooth_demos(episodes=6, steps=20)
     full = train(_cfg(tmp_path, "full"), demos)
     cut = _cfg(tmp_path, "cut")
     train(cut, demos, stop_at=6)
