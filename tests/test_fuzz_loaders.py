@@ -135,6 +135,17 @@ def mutated(data: bytes, doc: Any | None = None) -> st.SearchStrategy[bytes]:
                      text_mutation(data))
 
 
+def mutate_copy(data: Any, source: Path, copy: Path, name: str | Path) -> None:
+    """Copy the folder ``source`` to ``copy`` (once: later examples reuse it) and write a drawn
+    mutation (:func:`mutated`; JSON-aware for a ``.json`` file) of ``source / name`` over
+    ``copy / name``."""
+    if not copy.exists():
+        shutil.copytree(source, copy)
+    original = (source / name).read_bytes()
+    doc = json.loads(original) if str(name).endswith(".json") else None
+    (copy / name).write_bytes(data.draw(mutated(original, doc)))
+
+
 def typed_or_loaded(load: Any, use: Any = None) -> None:
     """Call ``load()``; a QbcError must be one line; anything else fails the test. A loaded
     object is passed to ``use`` (which must work too: no load that fails later)."""
@@ -271,10 +282,7 @@ def test_fuzz_checkpoint_files(checkpoint, scratch, name, data):
     from qbc.policy import load_policy
 
     folder = scratch / "ckpt"
-    if not folder.exists():
-        shutil.copytree(checkpoint, folder)
-    original = (checkpoint / name).read_bytes()
-    (folder / name).write_bytes(data.draw(mutated(original, json.loads(original))))
+    mutate_copy(data, checkpoint, folder, name)
 
     def use(policy: Any) -> None:
         out = policy.act(np.zeros((2, policy.obs_dim), np.float32))
@@ -422,11 +430,7 @@ def test_fuzz_dataset_metadata(dataset_root, scratch, name, data):
     from qbc.data import load_demonstrations
 
     root = scratch / "minari"
-    if not root.exists():
-        shutil.copytree(dataset_root, root)
-    original = (dataset_root / "test" / "fz-v0" / name).read_bytes()
-    (root / "test" / "fz-v0" / name).write_bytes(
-        data.draw(mutated(original, json.loads(original))))
+    mutate_copy(data, dataset_root, root, Path("test") / "fz-v0" / name)
 
     def use(demos: Any) -> None:
         assert demos.observations.shape[0] == demos.actions.shape[0] > 0

@@ -9,7 +9,6 @@ derandomised examples per loader, a few seconds each."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from test_fuzz_loaders import (
     FUZZ,
     _dump_toml,
     byte_mutation,
+    dataset_root,  # noqa: F401 (a fixture)
+    mutate_copy,
     mutated,
     scratch,  # noqa: F401 (a fixture)
     typed_or_loaded,
@@ -64,11 +65,7 @@ def test_fuzz_checkpoint_weights_and_tokenizer(run_folder, scratch, name, data):
     from qbc.policy import load_policy
 
     folder = scratch / "ckpt"
-    if not folder.exists():
-        shutil.copytree(run_folder / "best", folder)
-    original = (run_folder / name).read_bytes()
-    doc = json.loads(original) if name.endswith(".json") else None
-    (folder / Path(name).name).write_bytes(data.draw(mutated(original, doc)))
+    mutate_copy(data, run_folder / "best", folder, Path(name).name)
 
     def use(policy: Any) -> None:
         out = policy.act(np.zeros((2, policy.obs_dim), np.float32))
@@ -88,11 +85,7 @@ def test_fuzz_trainer_states(run_folder, scratch, name, data):  # noqa: F811
     from qbc.training.optim import make_optimizer, make_scheduler
 
     out = scratch / "run"
-    if not out.exists():
-        shutil.copytree(run_folder / "last", out / "last")
-    original = (run_folder / "last" / name).read_bytes()
-    doc = json.loads(original) if name.endswith(".json") else None
-    (out / "last" / name).write_bytes(data.draw(mutated(original, doc)))
+    mutate_copy(data, run_folder / "last", out / "last", name)
     conf = json.loads((run_folder / "last" / "config.json").read_text())["train"]
     cfg = TrainConfig(dataset="x-v0", steps=4, warmup_steps=1)
 
@@ -199,11 +192,7 @@ def test_fuzz_transition_models(transition_folder, scratch, name, data):  # noqa
     from qbc.rollout.augment import load_transition_model
 
     folder = scratch / "tm"
-    if not folder.exists():
-        shutil.copytree(transition_folder, folder)
-    original = (transition_folder / name).read_bytes()
-    doc = json.loads(original) if name.endswith(".json") else None
-    (folder / name).write_bytes(data.draw(mutated(original, doc)))
+    mutate_copy(data, transition_folder, folder, name)
 
     def use(model: Any) -> None:
         mean = model.predict(np.zeros((2, model.obs_dim), np.float32),
@@ -237,38 +226,15 @@ def test_fuzz_actions_files(actions_file, scratch, data):  # noqa: F811
 
 
 # -- a Minari dataset's HDF5 file ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def hdf5_dataset(tmp_path_factory):
-    import os
-
-    from qbc.data.collect import CollectConfig, collect
-
-    root = tmp_path_factory.mktemp("h5")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
-        collect(CollectConfig(env="qbc/ScalarStable-v0", dataset_id="test/h5-v0", episodes=2,
-                              num_envs=2, max_episode_steps=4, progress=False))
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH")
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-    return root
-
-
 @FUZZ
 @given(data=st.data())
-def test_fuzz_dataset_hdf5_files(hdf5_dataset, scratch, data):  # noqa: F811
+def test_fuzz_dataset_hdf5_files(dataset_root, scratch, data):  # noqa: F811
     from qbc.data import load_demonstrations
 
     root = scratch / "minari"
-    if not root.exists():
-        shutil.copytree(hdf5_dataset, root)
-    name = Path("test") / "h5-v0" / "data" / "main_data.hdf5"
-    (root / name).write_bytes(data.draw(byte_mutation((hdf5_dataset / name).read_bytes())))
+    mutate_copy(data, dataset_root, root, Path("test") / "fz-v0" / "data" / "main_data.hdf5")
 
     def use(demos: Any) -> None:
         assert demos.observations.shape[0] == demos.actions.shape[0] > 0
 
-    typed_or_loaded(lambda: load_demonstrations("test/h5-v0", root=root), use)
+    typed_or_loaded(lambda: load_demonstrations("test/fz-v0", root=root), use)
