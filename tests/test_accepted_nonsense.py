@@ -1,9 +1,10 @@
 """Settings that used to be accepted and silently ignored or misapplied are refused up front:
 --range-margin with a quantizer that has no fitted range, --dart auto with a policy of another
-env."""
+env, boolean arrays given as actions."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from tiny import TINY_MODEL
 
@@ -11,7 +12,9 @@ from qbc.cli import main
 from qbc.data import dataset_exists
 from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError
+from qbc.quantizers import make_quantizer
 from qbc.quantizers.binning import quantile_params
+from qbc.tokenizer import ActionTokenizer
 
 
 @pytest.mark.parametrize("quantizer", ["kmeans", "lloyd_max", "sign"])
@@ -50,3 +53,14 @@ def test_dart_auto_refuses_a_policy_of_another_env(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "was trained on qbc/ScalarStable-v0, not qbc/ScalarUnstable-v0" in err, err
     assert not dataset_exists("test/d-v0")
+
+
+def test_boolean_actions_are_refused_by_tokenizers_and_quantizers():
+    flags = np.random.default_rng(0).random((50, 2)) > 0.5
+    with pytest.raises(InvalidValueError, match="dtype bool"):
+        ActionTokenizer("uniform", n_bins=8).fit(flags)
+    fitted = ActionTokenizer("uniform", n_bins=8).fit(flags.astype(np.float32))
+    with pytest.raises(InvalidValueError, match="dtype bool"):
+        fitted.encode(flags)
+    with pytest.raises(InvalidValueError, match="dtype bool"):
+        make_quantizer("uniform", n_bins=8).fit(flags[:, 0])

@@ -1,7 +1,8 @@
 """Round three's final pass (issue 34): the ordered head's settings where the run builds no
 ordered head (a joint quantizer on several action dimensions, --model.head plain, no location
 MLP) are refused before anything is written, in ``qbc train`` (once the dataset is read) and
-``qbc dagger`` (from the env); a sweep gives each cell only the settings it uses."""
+``qbc dagger`` (from the env); a sweep gives each cell only the settings it uses, and refuses
+location settings with a plain head (no cell would use them)."""
 # ruff: noqa: F811  (pytest fixtures imported from another test module, used as arguments)
 
 from __future__ import annotations
@@ -240,3 +241,15 @@ def test_an_actions_file_with_a_damaged_header_is_one_line(tmp_path):
     path.write_bytes(raw.replace(b"'<f4', ", b"'<f4'[, ", 1))  # a Python SyntaxError
     with pytest.raises(CorruptFileError, match="cannot read"):
         load_actions_file(path)
+
+
+def test_a_sweep_with_a_plain_head_refuses_location_settings(tmp_path):
+    from qbc.errors import InvalidValueError
+    from qbc.sweep.spec import spec_from_dict
+
+    spec = {"grid": {"envs": ["qbc/ScalarStable-v0"], "experts": ["lqr"]},
+            "train": {"model": {"head": "plain", "loc_layers": 3}}}
+    with pytest.raises(InvalidValueError, match=r"--model.loc-layers sets .*plain has none"):
+        spec_from_dict(spec, source="s.toml")
+    spec["train"]["model"] = {"head": "plain"}
+    assert spec_from_dict(spec, source="s.toml").train.model == {"head": "plain"}

@@ -177,8 +177,18 @@ MODEL_RULES = {"d_model": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE, "n_heads": AT_
 
 def check_model_config(model: ModelConfig) -> None:
     """Raise InvalidValueError (naming the --model.* flag) unless every setting is in range,
-    n_heads divides d_model and std is 'state' or 'fixed'."""
+    n_heads divides d_model, std is 'state' or 'fixed', and the ordered head's location
+    settings are not given with ``head = "plain"`` (which has no location to set)."""
     check_config(model, MODEL_RULES, prefix="model.")
+    if model.head == "plain":
+        given = [f"--model.{name.replace('_', '-')}" for name in ("loc_layers", "loc_inputs")
+                 if getattr(model, name) != getattr(ModelConfig, name)]
+        if given:
+            them = "it" if len(given) == 1 else "them"
+            raise InvalidValueError(
+                f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the ordered output "
+                f"head's location; --model.head plain has none, so every run would ignore "
+                f"{them}: leave {them} out")
     check_all([(model.d_model % model.n_heads == 0,
                 f"--model.d-model ({model.d_model}) must be divisible by --model.n-heads "
                 f"({model.n_heads})"),

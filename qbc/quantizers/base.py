@@ -24,13 +24,13 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 
 def as_real_array(x: Any, what: str = "values") -> np.ndarray:
-    """``x`` as a float64 array; ragged lists and non-real dtypes (complex, strings, objects)
-    raise :class:`InvalidValueError` instead of numpy's ValueError or a silent cast."""
+    """``x`` as a float64 array; ragged lists and non-numeric dtypes (booleans, complex, strings,
+    objects) raise :class:`InvalidValueError` instead of numpy's ValueError or a silent cast."""
     try:
         arr = np.asarray(x)
     except ValueError as exc:
         raise InvalidValueError(f"{what} are not a rectangular array ({exc})") from None
-    if arr.dtype.kind not in "biuf":
+    if arr.dtype.kind not in "iuf":
         raise InvalidValueError(
             f"{what} must be real numbers, got an array of dtype {arr.dtype}; convert them to "
             "float32 first")
