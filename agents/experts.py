@@ -22,6 +22,7 @@ from qbc.agents.expert_zoo import available_zoo, make_actor_expert, make_zoo_exp
 from qbc.agents.sb3 import SB3Expert
 from qbc.envs.control import lqr_gain
 from qbc.envs.make import opened_env
+from qbc.envs.registry import ENVS
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.validate import NON_NEGATIVE, SEED, Rule, check_value
 from qbc.registry import Registry
@@ -29,12 +30,16 @@ from qbc.registry import Registry
 
 def env_info(env: Any) -> dict[str, Any]:
     """Dimensions, action bounds and (where it has them) the linear model of an env or vector
-    env: keys obs_dim, act_dim, low, high, model (the unwrapped env, or None)."""
+    env: keys obs_dim, act_dim, low, high, model (the unwrapped env, or None), env_id, task (the
+    unwrapped single env, of a vector env its first copy: what scripted experts read)."""
     action_space = getattr(env, "single_action_space", env.action_space)
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     if not isinstance(action_space, gym.spaces.Box) or not isinstance(obs_space, gym.spaces.Box):
-        raise InvalidValueError("experts need Box observation and action spaces")
+        flat = [i for i in ENVS if ENVS[i].upstream == getattr(env.spec, "id", None)]
+        hint = f"; use {flat[0]} (its flattened observations)" if flat else ""
+        raise InvalidValueError(f"experts need Box observation and action spaces{hint}")
     base = env.unwrapped
+    copies = getattr(env, "envs", None)  # Gymnasium's SyncVectorEnv
     return {
         "obs_dim": int(np.prod(obs_space.shape)),
         "act_dim": int(np.prod(action_space.shape)),
@@ -42,6 +47,7 @@ def env_info(env: Any) -> dict[str, Any]:
         "high": np.asarray(action_space.high, dtype=np.float64),
         "model": base if hasattr(base, "linearization") else None,
         "env_id": env.spec.id if getattr(env, "spec", None) is not None else None,
+        "task": copies[0].unwrapped if copies else base,
     }
 
 
