@@ -18,6 +18,7 @@ import numpy as np
 
 from qbc.agents.base import Expert
 from qbc.agents.detour import DetourExpert
+from qbc.agents.fetch import FetchPickAndPlaceExpert, FetchPushExpert
 from qbc.agents.expert_zoo import available_zoo, make_actor_expert, make_zoo_expert
 from qbc.agents.sb3 import SB3Expert
 from qbc.envs.control import lqr_gain
@@ -172,6 +173,22 @@ def _make_detour(info, margin: float = 0.2, width: float = 0.35, speed: float = 
     """The detour task's scripted demonstrator: left or right with probability 1/2."""
     return DetourExpert(info, margin=margin, width=width, speed=speed, gain=gain,
                         noise_std=noise_std, seed=seed)
+
+
+@register_expert("fetch-push")
+def _make_fetch_push(info, behind: float = 0.06, hover: float = 0.06, gain: float = 1.0,
+                     speed: float = 0.4, tolerance: float = 0.015, noise_std: float = 0.0,
+                     seed: int = 0):
+    """The scripted pusher of qbc/FetchPush-v4 (Gymnasium-Robotics, flattened)."""
+    return FetchPushExpert(info, behind=behind, hover=hover, gain=gain, speed=speed,
+                           tolerance=tolerance, noise_std=noise_std, seed=seed)
+
+
+@register_expert("fetch-pick-and-place")
+def _make_fetch_pick_and_place(info, hover: float = 0.05, gain: float = 1.0,
+                               noise_std: float = 0.0, seed: int = 0):
+    """The scripted pick-and-place of qbc/FetchPickAndPlace-v4 (Gymnasium-Robotics)."""
+    return FetchPickAndPlaceExpert(info, hover=hover, gain=gain, noise_std=noise_std, seed=seed)
 
 
 ZOO_PREFIX = "zoo:"
