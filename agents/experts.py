@@ -18,6 +18,7 @@ import numpy as np
 
 from qbc.agents.base import Expert
 from qbc.agents.detour import DetourExpert
+from qbc.agents.maze import MazePlannerExpert
 from qbc.agents.fetch import FetchPickAndPlaceExpert, FetchPushExpert
 from qbc.agents.expert_zoo import available_zoo, make_actor_expert, make_zoo_expert
 from qbc.agents.sb3 import SB3Expert
@@ -189,6 +190,13 @@ def _make_fetch_pick_and_place(info, hover: float = 0.05, gain: float = 1.0,
                                noise_std: float = 0.0, seed: int = 0):
     """The scripted pick-and-place of qbc/FetchPickAndPlace-v4 (Gymnasium-Robotics)."""
     return FetchPickAndPlaceExpert(info, hover=hover, gain=gain, noise_std=noise_std, seed=seed)
+
+
+@register_expert("maze-planner")
+def _make_maze_planner(info, kp: float = 10.0, kd: float = 1.0, noise_std: float = 0.0,
+                       seed: int = 0):
+    """PointMaze's waypoint planner: shortest routes, ties broken at random per episode."""
+    return MazePlannerExpert(info, kp=kp, kd=kd, noise_std=noise_std, seed=seed)
 
 
 ZOO_PREFIX = "zoo:"
