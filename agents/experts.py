@@ -18,9 +18,9 @@ import numpy as np
 
 from qbc.agents.base import Expert
 from qbc.agents.detour import DetourExpert
-from qbc.agents.maze import MazePlannerExpert
-from qbc.agents.fetch import FetchPickAndPlaceExpert, FetchPushExpert
 from qbc.agents.expert_zoo import available_zoo, make_actor_expert, make_zoo_expert
+from qbc.agents.fetch import FetchPickAndPlaceExpert, FetchPushExpert
+from qbc.agents.maze import MazePlannerExpert
 from qbc.agents.sb3 import SB3Expert
 from qbc.envs.control import lqr_gain
 from qbc.envs.make import opened_env

@@ -9,8 +9,10 @@ the fingers (``a[3]``); the move is a proportional step ``gain * (target - grip)
 clipped to [-1, 1].
 
 Push (fingers blocked): go to a point ``behind`` m behind the block on the line from the goal
-through the block, at hover height while away from it, lower to the block's height there, then
-push along the line to the goal (with a lateral correction that keeps the block on it).
+through the block (first up to ``hover`` m above the block, then across, then down to the
+block's height there), then push: the gripper moves by the block's remaining way to the goal
+plus a correction back onto the line, at most ``speed`` of a full step (a slow push lets the
+block slide less), and keeps still once the block is within ``tolerance`` of the goal.
 
 Pick and place: open, hover over the block, lower around it, close; once the fingers hold it
 (nearly closed on a block between them), carry it to the goal with the fingers closed.
@@ -97,7 +99,8 @@ class FetchPushExpert(Expert):
         move[far & (grip[:, 2] < block[:, 2] + 0.7 * self.hover), :2] = 0.0  # up before across
         # pushing: move the gripper by the block's remaining way, back onto the line, slowly
         push = self.gain * (err - lateral) / _STEP_M
-        push *= np.minimum(1.0, self.speed / np.maximum(np.linalg.norm(push, axis=1), 1e-9))[:, None]
+        norm = np.maximum(np.linalg.norm(push, axis=1, keepdims=True), 1e-9)
+        push *= np.minimum(1.0, self.speed / norm)                     # its direction kept
         move[pushing, :2] = push[pushing]
         move[pushing, 2] = np.clip(self.gain * (block - grip)[pushing, 2] / _STEP_M, -1, 1)
         move[dist[:, 0] < self.tolerance] = 0.0                        # there: keep still
