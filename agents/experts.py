@@ -37,7 +37,8 @@ def env_info(env: Any) -> dict[str, Any]:
     action_space = getattr(env, "single_action_space", env.action_space)
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     if not isinstance(action_space, gym.spaces.Box) or not isinstance(obs_space, gym.spaces.Box):
-        flat = [i for i in ENVS if ENVS[i].upstream == getattr(env.spec, "id", None)]
+        env_id = getattr(getattr(env, "spec", None), "id", None)
+        flat = [i for i in ENVS if env_id is not None and ENVS[i].upstream == env_id]
         hint = f"; use {flat[0]} (its flattened observations)" if flat else ""
         raise InvalidValueError(f"experts need Box observation and action spaces{hint}")
     base = env.unwrapped

@@ -216,3 +216,8 @@ def test_collect_prints_the_success_rate_of_fetch(robotics, capsys):
     out = captured.out
     assert "expert fetch-push (default: the scripted expert" in captured.err
     assert "success 100.0% [95% CI" in out and "(4 of 4)" in out
+
+
+def test_an_expert_on_the_upstream_dict_env_points_at_the_flattened_id(robotics):
+    with pytest.raises(InvalidValueError, match="use qbc/PointMaze_Medium-v3"):
+        make_expert("maze-planner", "PointMaze_Medium-v3")
