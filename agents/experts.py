@@ -19,9 +19,12 @@ import numpy as np
 from qbc.agents.base import Expert
 from qbc.agents.detour import DetourExpert
 from qbc.agents.expert_zoo import available_zoo, make_actor_expert, make_zoo_expert
+from qbc.agents.fetch import FetchPickAndPlaceExpert, FetchPushExpert
+from qbc.agents.maze import MazePlannerExpert
 from qbc.agents.sb3 import SB3Expert
 from qbc.envs.control import lqr_gain
 from qbc.envs.make import opened_env
+from qbc.envs.registry import ENVS
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.validate import NON_NEGATIVE, SEED, Rule, check_value
 from qbc.registry import Registry
@@ -29,12 +32,17 @@ from qbc.registry import Registry
 
 def env_info(env: Any) -> dict[str, Any]:
     """Dimensions, action bounds and (where it has them) the linear model of an env or vector
-    env: keys obs_dim, act_dim, low, high, model (the unwrapped env, or None)."""
+    env: keys obs_dim, act_dim, low, high, model (the unwrapped env, or None), env_id, task (the
+    unwrapped single env, of a vector env its first copy: what scripted experts read)."""
     action_space = getattr(env, "single_action_space", env.action_space)
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     if not isinstance(action_space, gym.spaces.Box) or not isinstance(obs_space, gym.spaces.Box):
-        raise InvalidValueError("experts need Box observation and action spaces")
+        env_id = getattr(getattr(env, "spec", None), "id", None)
+        flat = [i for i in ENVS if env_id is not None and ENVS[i].upstream == env_id]
+        hint = f"; use {flat[0]} (its flattened observations)" if flat else ""
+        raise InvalidValueError(f"experts need Box observation and action spaces{hint}")
     base = env.unwrapped
+    copies = getattr(env, "envs", None)  # Gymnasium's SyncVectorEnv
     return {
         "obs_dim": int(np.prod(obs_space.shape)),
         "act_dim": int(np.prod(action_space.shape)),
@@ -42,6 +50,7 @@ def env_info(env: Any) -> dict[str, Any]:
         "high": np.asarray(action_space.high, dtype=np.float64),
         "model": base if hasattr(base, "linearization") else None,
         "env_id": env.spec.id if getattr(env, "spec", None) is not None else None,
+        "task": copies[0].unwrapped if copies else base,
     }
 
 
@@ -166,6 +175,29 @@ def _make_detour(info, margin: float = 0.2, width: float = 0.35, speed: float = 
     """The detour task's scripted demonstrator: left or right with probability 1/2."""
     return DetourExpert(info, margin=margin, width=width, speed=speed, gain=gain,
                         noise_std=noise_std, seed=seed)
+
+
+@register_expert("fetch-push")
+def _make_fetch_push(info, behind: float = 0.06, hover: float = 0.06, gain: float = 1.0,
+                     speed: float = 0.4, tolerance: float = 0.015, noise_std: float = 0.0,
+                     seed: int = 0):
+    """The scripted pusher of qbc/FetchPush-v4 (Gymnasium-Robotics, flattened)."""
+    return FetchPushExpert(info, behind=behind, hover=hover, gain=gain, speed=speed,
+                           tolerance=tolerance, noise_std=noise_std, seed=seed)
+
+
+@register_expert("fetch-pick-and-place")
+def _make_fetch_pick_and_place(info, hover: float = 0.05, gain: float = 1.0,
+                               noise_std: float = 0.0, seed: int = 0):
+    """The scripted pick-and-place of qbc/FetchPickAndPlace-v4 (Gymnasium-Robotics)."""
+    return FetchPickAndPlaceExpert(info, hover=hover, gain=gain, noise_std=noise_std, seed=seed)
+
+
+@register_expert("maze-planner")
+def _make_maze_planner(info, kp: float = 10.0, kd: float = 1.0, noise_std: float = 0.0,
+                       seed: int = 0):
+    """PointMaze's waypoint planner: shortest routes, ties broken at random per episode."""
+    return MazePlannerExpert(info, kp=kp, kd=kd, noise_std=noise_std, seed=seed)
 
 
 ZOO_PREFIX = "zoo:"

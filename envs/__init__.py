@@ -13,6 +13,10 @@ independently of the actions (coupled across instances with the same seed), rewa
 (``qbc/Detour*-v0``) adds a collision end and ``info["success"]`` / ``info["mode"]``; it has no
 LQR solution (its obstacle coordinate is uncontrollable): its expert is ``detour``.
 
+``qbc/FetchPush-v4``, ``qbc/FetchPickAndPlace-v4`` and ``qbc/PointMaze_Medium-v3`` are
+Gymnasium-Robotics tasks with flattened goal-conditioned observations (:mod:`qbc.envs.robotics`;
+the optional extra ``qbc[robotics]``); they are not keyed-noise envs and keep their time limits.
+
 Each env module registers its ids next to its classes (:func:`register_env`; the registry:
 :data:`ENVS`), here and with Gymnasium.
 """
@@ -38,10 +42,16 @@ from qbc.envs.mechanical import (
     InvertedPendulumVectorEnv,
 )
 from qbc.envs.registry import DEFAULT_HORIZON, ENVS, EnvSpec, register_env
+from qbc.envs.robotics import (
+    ROBOTICS_ENVS,
+    goal_space,
+    observation_fields,
+    unflatten_observations,
+)
 
 
 def available_envs() -> list[str]:
-    """Registered qbc env ids, sorted."""
+    """Registered qbc env ids, sorted (the robotics ones included: :data:`ROBOTICS_ENVS`)."""
     return ENVS.names()
 
 
@@ -50,6 +60,7 @@ __all__ = [
     "DEFAULT_HORIZON", "DetourEnv", "DetourVectorEnv", "ENVS", "EnvSpec",
     "InvertedPendulumEnv", "InvertedPendulumVectorEnv",
     "LinearMimoEnv", "LinearMimoVectorEnv", "LinearSystemEnv", "LinearSystemVectorEnv",
-    "QbcEnv", "QbcVectorEnv", "ScalarEnv", "ScalarVectorEnv", "available_envs",
-    "describe", "keyed_normals", "mimo_matrices", "register_env",
+    "QbcEnv", "QbcVectorEnv", "ROBOTICS_ENVS", "ScalarEnv", "ScalarVectorEnv", "available_envs",
+    "describe", "goal_space", "keyed_normals", "mimo_matrices", "observation_fields",
+    "register_env", "unflatten_observations",
 ]

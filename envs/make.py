@@ -13,7 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.errors import InvalidValueError, QbcError, UnknownNameError
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -37,9 +37,12 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 @contextmanager
 def _constructor_errors(env_id: str, kwargs: dict[str, Any]) -> Iterator[None]:
     """A TypeError or ValueError from the env's constructor (missing or bad arguments) as one
-    InvalidValueError line naming the env."""
+    InvalidValueError line naming the env; qbc's own errors (a missing optional extra) pass as
+    they are."""
     try:
         yield
+    except QbcError:
+        raise
     except (TypeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         first = first.split(" was raised from the environment creator")[0]

@@ -31,10 +31,12 @@ class CollectArgs:
     dataset: str
     """Minari dataset id to create, '(namespace/)name-vN', e.g. qbc/linear-unstable-lqr-v0."""
     expert: str | None = None
-    """expert: lqr, linear, arctan, detour (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
+    """expert: lqr, linear, arctan, detour (qbc's own envs), fetch-push, fetch-pick-and-place,
+    maze-planner (the Gymnasium-Robotics tasks), sb3 (--expert-path ZIP), zoo:ENV (a
     trained actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor
     (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
-    default: zoo:ENV when the zoo has the env (one line says so), else lqr."""
+    default: zoo:ENV when the zoo has the env, the env's scripted expert for the robotics tasks
+    (one line says so), else lqr."""
     episodes: int = 100
     """number of episodes to record."""
     num_envs: int = 16

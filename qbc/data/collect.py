@@ -35,7 +35,7 @@ from qbc.envs import describe
 from qbc.envs.make import make_env
 from qbc.errors import OutputExistsError
 from qbc.infra.validate import AT_LEAST_ONE, NON_NEGATIVE, SEED_LIMIT, Rule, check_all, check_config
-from qbc.stepping.limits import cap_horizon, check_rollout_memory
+from qbc.stepping.limits import cap_horizon, check_rollout_memory, is_keyed_env
 
 
 # -- library --------------------------------------------------------------------------------------
@@ -186,8 +186,9 @@ def _make_expert(cfg: CollectConfig) -> Any:
 
 
 def _describe(env_id: str, expert: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
-    """The env's stability numbers (with the closed loop of a linear expert) for qbc envs."""
-    if not env_id.startswith("qbc/"):
+    """The env's stability numbers (with the closed loop of a linear expert) for qbc's own
+    (keyed, linearisable) envs."""
+    if not is_keyed_env(env_id):
         return None
 
     linear = expert if getattr(expert, "K", None) is not None else None

@@ -28,6 +28,7 @@ from typing import Any
 from qbc.agents import make_expert
 from qbc.agents.expert_zoo import ZOO_PREFIX, available_zoo
 from qbc.data import dataset_lock, dataset_path, load_demonstrations, split_dataset_ids
+from qbc.envs.registry import ENVS
 from qbc.errors import CorruptFileError, InvalidValueError, QbcError, UserCodeError
 from qbc.infra.files import atomic_write_json, json_safe, read_json_object
 from qbc.policy.loading import resolve_checkpoint_dir
@@ -40,15 +41,18 @@ FALLBACK_EXPERT = "lqr"
 def default_expert(env_id: str | None) -> tuple[str, str]:
     """``(name, source)`` of the expert used on ``env_id`` when no flag and no dataset names
     one: the zoo's actor ``zoo:<env id>`` when the zoo has an entry for the env (MuJoCo and
-    classic-control tasks), else :data:`FALLBACK_EXPERT` (the qbc/ envs' LQR expert)."""
+    classic-control tasks), the scripted expert a qbc env registers (``EnvSpec.expert``: the
+    Gymnasium-Robotics tasks), else :data:`FALLBACK_EXPERT` (the qbc/ envs' LQR expert)."""
     if env_id and env_id in available_zoo():
         return ZOO_PREFIX + env_id, f"default: the expert zoo's entry for {env_id}"
+    if env_id in ENVS and ENVS[env_id].expert is not None:
+        return ENVS[env_id].expert, f"default: the scripted expert of {env_id}"
     return FALLBACK_EXPERT, "default"
 
 
 def default_expert_line(command: str, env_id: str) -> str | None:
-    """The one line a command prints when it uses the zoo's actor as the default expert (None
-    when the default is lqr: nothing to point out)."""
+    """The one line a command prints when it uses the zoo's actor or an env's scripted expert
+    as the default expert (None when the default is lqr: nothing to point out)."""
     name, source = default_expert(env_id)
     if name == FALLBACK_EXPERT:
         return None

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from qbc.envs.make import check_env_id, make_env
+from qbc.envs.registry import ENVS
 from qbc.errors import QbcWarning
 from qbc.infra.validate import check_memory
 
@@ -17,8 +18,9 @@ from qbc.infra.validate import check_memory
 def is_keyed_env(env_id: str) -> bool:
     """True for qbc's own envs: initial state and process noise are drawn from the episode seed
     alone (keyed noise), so rollouts from the same seeds are exactly coupled, and their time
-    limit is only a default episode length (any horizon is a valid episode)."""
-    return env_id.startswith("qbc/")
+    limit is only a default episode length (any horizon is a valid episode). False for the
+    ``qbc/`` versions of Gymnasium-Robotics tasks (``EnvSpec.upstream``) and other envs."""
+    return env_id.startswith("qbc/") and (env_id not in ENVS or ENVS[env_id].upstream is None)
 
 
 def cap_horizons(env_id: str, horizons: Sequence[int]) -> tuple[list[int], str | None]:
