@@ -20,6 +20,7 @@ from qbc.policy.chunked import (
 )
 from qbc.policy.registry import model_for
 from qbc.training.chunk_data import chunk_rows, parse_params
+from qbc.training.chunk_head import with_used_head_settings
 from qbc.training.chunked import (
     ChunkTrainConfig,
     chunk_action_error,
@@ -104,6 +105,7 @@ def _train(tmp_path, stop_at=None, **kw):
                            model=model_for(kw.get("policy", "chunk-ar-transformer"), TINY),
                            batch_size=32, warmup_steps=10, progress=False,
                            device="cpu", **kw)
+    cfg = with_used_head_settings(cfg)  # TINY's hidden is the MLP's; fast/beast have no loc MLP
     return train_chunked(cfg, Demos(), stop_at=stop_at), cfg
 
 

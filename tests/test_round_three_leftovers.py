@@ -192,7 +192,7 @@ def test_dagger_and_train_chunked_refuse_settings_their_policy_would_ignore(tmp_
     assert "--bins" in capsys.readouterr().err and not out.exists()
     for flags in (["--policy", "chunk-mlp-l1", "--chunk-tokenizer", "fast"],
                   ["--policy", "chunk-mlp-l1", "--bins", "8"],
-                  ["--model.head", "plain"]):
+                  ["--model.std", "fixed"]):
         assert main(["train-chunked", "--dataset", tiny_dataset, "--chunk-k", "2", *flags,
                      "--out", str(out), "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()

@@ -61,6 +61,20 @@ class PerStepTokenizer(ChunkTokenizer):
     def n_tokens(self) -> int:
         return self.chunk_len_ * self.tokenizer_.n_tokens
 
+    @property
+    def ordered_bins(self) -> bool:
+        """True when every token position holds ordered scalar bins (a per-dimension quantizer,
+        not a joint one): the positions :meth:`codebooks` describes."""
+        return not self.tokenizer_.is_joint
+
+    def codebooks(self) -> np.ndarray:
+        """Codewords (k * D, vocab_size) of each token position (step-major, as the tokens),
+        in action units; per-dimension quantizers only (see :attr:`ordered_bins`)."""
+        if not self.ordered_bins:
+            raise InvalidValueError(f"per-step {self.quantizer} is joint: its tokens have no "
+                                    "ordered codewords per position")
+        return np.tile(self.tokenizer_.codebooks(), (self.chunk_len_, 1))
+
     def _encode(self, chunks: np.ndarray) -> np.ndarray:
         return self.tokenizer_.encode(_steps(chunks)).reshape(len(chunks), -1)
 

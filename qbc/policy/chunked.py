@@ -65,22 +65,39 @@ def _build_ar(model: Any, obs_dim: int, act_dim: int, chunk_len: int, tokenizer:
         raise InvalidValueError(
             f"d_model ({model.d_model}) must be divisible by n_heads ({model.n_heads})")
     n, vocab, end = chunk_token_layout(tokenizer, max_len)
-    return ChunkARTransformer(ChunkARConfig(
+    ordered = model.head == "ordered" and has_ordered_bins(tokenizer)
+    module = ChunkARTransformer(ChunkARConfig(
         obs_dim=obs_dim, n_tokens=n, vocab_size=vocab, d_model=model.d_model,
         n_layers=model.n_layers, n_heads=model.n_heads, mlp_ratio=model.mlp_ratio,
-        dropout=model.dropout, chunk_len=chunk_len, action_dim=act_dim, end_token=end))
+        dropout=model.dropout, ordered_head=ordered, loc_layers=model.loc_layers,
+        loc_hidden=model.hidden, loc_trunk=model.loc_inputs == "obs+trunk",
+        chunk_len=chunk_len, action_dim=act_dim, end_token=end))
+    if ordered:
+        module.set_bin_centers(tokenizer.codebooks())
+    return module
+
+
+def has_ordered_bins(tokenizer: Any) -> bool:
+    """True for a fitted chunk tokenizer whose every token position holds ordered scalar bins
+    (``per-step`` with a per-dimension quantizer): the ones the ordered head and two-hot
+    targets apply to."""
+    return bool(getattr(tokenizer, "ordered_bins", False))
 
 
 @register_policy("chunk-ar-transformer", ChunkARConfig, tokens=True, build=_build_ar, chunk=True,
-                 reads=TRANSFORMER_READS)  # obs_history must be 1
+                 reads=(*TRANSFORMER_READS, "hidden", "head", "loc_layers", "loc_inputs"))
+# obs_history must be 1; the ordered head's settings apply to per-step tokens of scalar bins
 class ChunkARTransformer(ARTransformerPolicy):
     """p(tok_i | obs, tok_<i) over a chunk's token sequence (``chunk-ar-transformer``)."""
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Log-loss (nats per counted token): obs (B, 1, obs_dim), tokens (B, n) and, for
-        variable-length codes, mask (B, n) (1 up to and including the first end token)."""
+        variable-length codes, mask (B, n) (1 up to and including the first end token); with
+        soft (B, n, V) target distributions (two-hot), the cross-entropy against them."""
         logits = self.logits(batch["obs"], batch["tokens"])
         logp = F.log_softmax(logits.float(), dim=-1)
+        if "soft" in batch:  # two-hot targets (ordered bins; fixed-length codes)
+            return -(batch["soft"] * logp).sum(-1).mean()
         nll = -logp.gather(-1, batch["tokens"][..., None])[..., 0]  # (B, n)
         mask = batch.get("mask")
         if mask is None:

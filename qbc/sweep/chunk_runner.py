@@ -28,6 +28,7 @@ from qbc.rollout.evaluate import evaluate_actors
 from qbc.sweep.cells import Cell
 from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width
 from qbc.training.chunk_data import chunk_rows
+from qbc.training.chunk_head import with_used_head_settings
 from qbc.training.chunked import ChunkTrainConfig, train_chunked
 
 
@@ -88,7 +89,7 @@ def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[An
         lr=tr["lr"], warmup_steps=tr["warmup_steps"], seed=cell.seed,
         val_fraction=tr["val_fraction"], eval_interval=tr["eval_interval"], device="cpu",
         rollout_episodes=0, progress=False, overwrite=True)
-    result = train_chunked(cfg, demos)
+    result = train_chunked(with_used_head_settings(cfg), demos)
     policy = result["policy"]
     if policy.chunk_tokenizer is not None:
         policy.decode_mode = tr["decode"]

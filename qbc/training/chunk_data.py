@@ -14,8 +14,8 @@ from qbc.chunking import make_chunk_tokenizer, make_chunks
 from qbc.errors import InvalidValueError
 from qbc.infra.validate import check_memory
 from qbc.policy import POLICY_KINDS, Normalizer
-from qbc.policy.chunked import chunk_token_layout, pad_sequences
-from qbc.training.data import split_demos
+from qbc.policy.chunked import chunk_token_layout, has_ordered_bins, pad_sequences
+from qbc.training.data import split_demos, two_hot_parts
 
 if TYPE_CHECKING:  # annotations only: chunked.py imports this module
     from qbc.training.chunked import ChunkTrainConfig
@@ -98,6 +98,11 @@ class ChunkData:
     """(N, n) int64 (chunk-ar-transformer)."""
     mask: torch.Tensor | None = None
     """(N, n) float32, variable-length codes: 1 up to and including the end token."""
+    two_hot: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    """ordered bins: the two-hot targets in compact form, codeword ids lo, hi (N, n) int64 and
+    hi's weight (N, n) float32 (:func:`qbc.training.data.two_hot_parts`)."""
+    vocab: int = 0
+    """V, the width of the two-hot targets a batch expands."""
     raw: tuple[np.ndarray, np.ndarray] | None = None
     """(observations (N, obs_dim), chunks (N, k, D)) in env units (the action error's inputs)."""
 
@@ -105,24 +110,40 @@ class ChunkData:
         return len(self.obs)
 
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The rows ``idx`` (B,): obs and the targets of this split; with two-hot targets,
+        soft (B, n, V) float32 as well."""
         fields = {"obs": self.obs, "actions": self.actions, "tokens": self.tokens,
                   "mask": self.mask}
-        return {name: t[idx] for name, t in fields.items() if t is not None}
+        out = {name: t[idx] for name, t in fields.items() if t is not None}
+        if self.two_hot is not None:
+            lo, hi, w = (t[idx] for t in self.two_hot)
+            soft = torch.zeros((*lo.shape, self.vocab), dtype=torch.float32, device=lo.device)
+            soft.scatter_add_(-1, lo[..., None], (1.0 - w)[..., None])
+            soft.scatter_add_(-1, hi[..., None], w[..., None])
+            out["soft"] = soft
+        return out
 
 
 def chunk_tensors(obs: np.ndarray, chunks: np.ndarray, normalizer: Normalizer,
                   encoded: Any, layout: tuple[int, int, int | None] | None,
-                  device: torch.device) -> ChunkData:
+                  device: torch.device, codebooks: np.ndarray | None = None) -> ChunkData:
     """Tensors of one split: ``encoded`` are the chunks' tokens (None for the MLP) laid out by
-    ``layout`` = (positions, vocabulary, end token or None)."""
+    ``layout`` = (positions, vocabulary, end token or None); with ``codebooks`` (n, V), each
+    position's ordered codewords, two-hot targets of the chunks' values as well."""
     x = torch.from_numpy(normalizer.obs(obs)[:, None]).to(device)
     if encoded is None:
         z = (chunks - normalizer.act_mean) / normalizer.act_std
         return ChunkData(x, actions=torch.from_numpy(z.reshape(len(z), -1).astype(np.float32))
                          .to(device))
-    n, _, end = layout
+    n, vocab, end = layout
     if end is None:
-        return ChunkData(x, tokens=torch.from_numpy(np.asarray(encoded, np.int64)).to(device))
+        tokens = torch.from_numpy(np.asarray(encoded, np.int64)).to(device)
+        if codebooks is None:
+            return ChunkData(x, tokens=tokens)
+        parts = two_hot_parts(codebooks, chunks.reshape(len(chunks), -1))
+        return ChunkData(x, tokens=tokens, vocab=vocab, two_hot=tuple(
+            torch.from_numpy(np.asarray(p, np.float32 if i == 2 else np.int64)).to(device)
+            for i, p in enumerate(parts)))
     tokens, mask = pad_sequences(encoded, n, end)
     return ChunkData(x, tokens=torch.from_numpy(tokens).to(device),
                      mask=torch.from_numpy(mask).to(device))
@@ -130,14 +151,16 @@ def chunk_tensors(obs: np.ndarray, chunks: np.ndarray, normalizer: Normalizer,
 
 def prepare_chunk_data(cfg: ChunkTrainConfig, demos: Any, device: torch.device):
     """Split by episodes, cut chunks, fit the normaliser (per step) and the chunk tokenizer on
-    the training split. Returns (tokenizer or None, normalizer, longest token sequence or None,
+    the training split; with the ordered head on a tokenizer of ordered bins, the token targets
+    are two-hot (each value split between its two neighbouring codewords), as in ``qbc
+    train``. Returns (tokenizer or None, normalizer, longest token sequence or None,
     train ChunkData, val ChunkData or None)."""
     train_demos, val_demos = split_demos(demos, cfg.val_fraction, cfg.seed)
     parts = [chunk_rows(train_demos, cfg.chunk_k)]
     if val_demos is not None and len(val_demos) > 0:
         parts.append(chunk_rows(val_demos, cfg.chunk_k))
     normalizer = Normalizer.fit(train_demos.observations, train_demos.actions)
-    tokenizer = layout = max_len = None
+    tokenizer = layout = max_len = codebooks = None
     encoded: list[Any] = [None] * len(parts)
     if POLICY_KINDS.meta(cfg.policy)["tokens"]:
         tokenizer = make_chunk_tokenizer(cfg.chunk_tokenizer, **tokenizer_params(cfg))
@@ -145,7 +168,9 @@ def prepare_chunk_data(cfg: ChunkTrainConfig, demos: Any, device: torch.device):
         encoded = [tokenizer.encode(chunks) for _, chunks in parts]
         max_len = max(len(s) for enc in encoded for s in enc)
         layout = chunk_token_layout(tokenizer, max_len)
-    data = [chunk_tensors(o, c, normalizer, e, layout, device)
+        if cfg.model.head == "ordered" and has_ordered_bins(tokenizer):
+            codebooks = tokenizer.codebooks()
+    data = [chunk_tensors(o, c, normalizer, e, layout, device, codebooks)
             for (o, c), e in zip(parts, encoded, strict=True)]
     for d, part in zip(data, parts, strict=True):
         d.raw = part

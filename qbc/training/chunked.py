@@ -79,6 +79,7 @@ from qbc.training.checkpoint import (
     write_metrics,
 )
 from qbc.training.chunk_data import check_vocab_memory, parse_params, prepare_chunk_data
+from qbc.training.chunk_head import check_head_settings, recorded_head
 from qbc.training.chunk_select import (
     chunk_action_error,
     chunk_val_loss,
@@ -193,9 +194,10 @@ def _validate(cfg: ChunkTrainConfig) -> None:
             f"{', '.join(ignored)}: --policy {cfg.policy} would ignore "
             f"{'it' if len(ignored) == 1 else 'them'} (chunk-mlp-l1 regresses chunks without "
             "a tokenizer; it reads --model.hidden and --model.mlp-layers, chunk-ar-transformer "
-            "the transformer's --model.* settings): leave "
+            "the transformer's and its ordered head's --model.* settings): leave "
             f"{'it' if len(ignored) == 1 else 'them'} out")
     check_model_config(cfg.model)
+    check_head_settings(cfg)
     check_vocab_memory(cfg)
     check_all([(not (cfg.resume and cfg.overwrite), "--resume and --overwrite exclude each other"),
                (spec.mode != "receding" or spec.value <= k,
@@ -216,6 +218,7 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
     own (:func:`qbc.training.checkpoint.run_dir`: locked; new, --overwrite staged, or --resume).
     ``stop_at`` ends the run after that step as if interrupted (a --resume run continues it)."""
     _validate(cfg)
+    cfg = recorded_head(cfg)
     device = device_of(cfg)
     with scoped_torch_rng():  # the caller's torch random state is left as found
         torch.manual_seed(cfg.seed)

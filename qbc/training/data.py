@@ -89,22 +89,38 @@ def two_hot_targets(tokenizer: ActionTokenizer, actions: np.ndarray) -> np.ndarr
     nearest codeword (the token of nearest-codeword quantizers such as uniform, kmeans and
     lloyd_max). Smooth binning's own targets are of this form ("Stop Regressing",
     Farebrother et al. 2024, calls them two-hot)."""
-    code = tokenizer.codebooks().astype(np.float64)  # (D, V)
-    x = np.asarray(actions, np.float64)
-    n, dims = x.shape
+    code = tokenizer.codebooks()
+    lo, hi, w = two_hot_parts(code, actions)
+    n, dims = lo.shape
     out = np.zeros((n, dims, code.shape[1]), np.float32)
-    rows = np.arange(n)
-    for d in range(dims):
+    rows, cols = np.arange(n)[:, None], np.arange(dims)[None, :]
+    out[rows, cols, lo] += (1.0 - w).astype(np.float32)
+    out[rows, cols, hi] += w.astype(np.float32)
+    return out
+
+
+def two_hot_parts(codebooks: np.ndarray, values: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two-hot targets of :func:`two_hot_targets` in compact form: for values (N, D) and
+    codebooks (D, V) (any order), the codeword ids below and above each value, lo and hi
+    (N, D) int64, and the weight w (N, D) float64 of hi (1 - w goes to lo; lo == hi with
+    w = 0 only for a one-codeword book)."""
+    code = np.asarray(codebooks, np.float64)
+    x = np.asarray(values, np.float64)
+    lo_ids = np.zeros(x.shape, np.int64)
+    hi_ids = np.zeros(x.shape, np.int64)
+    weight = np.zeros(x.shape, np.float64)
+    for d in range(x.shape[1]):
         order = np.argsort(code[d], kind="stable")
         c = code[d][order]
         v = np.clip(x[:, d], c[0], c[-1])
-        hi = np.clip(np.searchsorted(c, v, side="right"), 1, len(c) - 1)
-        lo = hi - 1
+        hi = np.clip(np.searchsorted(c, v, side="right"), 1, max(len(c) - 1, 1))
+        lo = np.maximum(hi - 1, 0)
+        hi = np.minimum(hi, len(c) - 1)
         gap = c[hi] - c[lo]
-        w = np.where(gap > 0, (v - c[lo]) / np.where(gap > 0, gap, 1.0), 0.0)
-        out[rows, d, order[lo]] += (1.0 - w).astype(np.float32)
-        out[rows, d, order[hi]] += w.astype(np.float32)
-    return out
+        weight[:, d] = np.where(gap > 0, (v - c[lo]) / np.where(gap > 0, gap, 1.0), 0.0)
+        lo_ids[:, d], hi_ids[:, d] = order[lo], order[hi]
+    return lo_ids, hi_ids, weight
 
 
 def gauss_targets(tokenizer: ActionTokenizer, actions: np.ndarray, sigma: float) -> np.ndarray:
