@@ -102,7 +102,7 @@ def test_readme_is_a_front_page():
     text = "\n".join(lines)
     # the two set-up commands, exactly
     assert "pip install torch==2.13.0 && pip install -e . && qbc quickstart" in text
-    assert 'pip install -e ".[dev,ray]" && pytest -q' in text
+    assert 'pip install -e ".[dev,ray,robotics]" && pytest -q' in text
     for link in ("docs/getting-started.md", "docs/guide/", "docs/results/"):
         assert link in text, link
 
