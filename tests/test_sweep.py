@@ -29,6 +29,7 @@ from qbc.sweep import (
     spec_from_dict,
     write_report,
 )
+from qbc.sweep.entries import normalize_env
 from qbc.sweep.spec import experts_of, tomllib
 from qbc.sweep.table import append_rows
 
@@ -145,7 +146,8 @@ def test_shipped_configs_are_valid_and_the_size_they_say(config):
     spec = load_spec(config)
     cells = expand_cells(spec)
     g, policies = spec.grid, spec.train.policies
-    pairs = sum(len(experts_of(spec, env)) for env in g.envs)  # (env, expert) pairs
+    pairs = sum(len(experts_of(spec, normalize_env(env)["name"]))  # (env variant, expert)
+                for env in g.envs)
     per_step = any(not p.startswith("chunk-") for p in policies) * len(g.quantizers) * len(g.bins)
     chunk_ar = ("chunk-ar-transformer" in policies) * len(g.chunk_tokenizers) * len(g.bins)
     chunk_l1 = "chunk-mlp-l1" in policies

@@ -59,10 +59,11 @@ def _unwrapped_copies(env: Any) -> list[Any] | Any:
 
 
 class ModelPlanner:
-    """Plans on a qbc env's noise-free model ``dynamics`` (see the module text)."""
+    """Plans on a qbc env's noise-free model ``dynamics`` (see the module text) of the env made
+    with ``env_kwargs``."""
 
-    def __init__(self, env_id: str, expert: Any):
-        env = make_env(env_id)
+    def __init__(self, env_id: str, expert: Any, env_kwargs: dict[str, Any] | None = None):
+        env = make_env(env_id, **(env_kwargs or {}))
         self.model = env.unwrapped
         env.close()
         self.expert = expert
@@ -110,10 +111,12 @@ def copy_sim_state(src: Any, dst: Any) -> None:
 
 class SimulatorPlanner:
     """Plans on private copies of a Gymnasium simulator (see the module text): one scratch env
-    per planning row, stepped in lockstep so the expert acts on all rows at once."""
+    per planning row, stepped in lockstep so the expert acts on all rows at once. The copies
+    are made with ``env_kwargs``, the keywords of the env whose states they copy."""
 
-    def __init__(self, env_id: str, expert: Any):
+    def __init__(self, env_id: str, expert: Any, env_kwargs: dict[str, Any] | None = None):
         self.env_id, self.expert = env_id, expert
+        self.env_kwargs = dict(env_kwargs or {})
         self._scratch: list[Any] = []  # wrapped envs (kept to close them)
         first = self._grow(1)[0]
         self.low = np.asarray(first.action_space.low, dtype=np.float64)
@@ -122,7 +125,7 @@ class SimulatorPlanner:
 
     def _grow(self, n: int) -> list[Any]:
         while len(self._scratch) < n:
-            env = make_env(self.env_id)
+            env = make_env(self.env_id, **self.env_kwargs)
             env.reset(seed=0)
             self._scratch.append(env)
         return self._scratch[:n]
@@ -157,13 +160,16 @@ class SimulatorPlanner:
         self._scratch = []
 
 
-def make_planner(env_id: str, expert: Any) -> ModelPlanner | SimulatorPlanner:
-    """The planner for ``env_id``: the noise-free model of an env that has one (the qbc envs'
-    ``dynamics``), else a copy of the simulator."""
-    env = make_env(env_id)
+def make_planner(env_id: str, expert: Any, env_kwargs: dict[str, Any] | None = None
+                 ) -> ModelPlanner | SimulatorPlanner:
+    """The planner for ``env_id`` made with ``env_kwargs`` (those of the rollout's env): the
+    noise-free model of an env that has one (the qbc envs' ``dynamics``), else a copy of the
+    simulator."""
+    env = make_env(env_id, **(env_kwargs or {}))
     has_model = hasattr(env.unwrapped, "dynamics") and hasattr(env.unwrapped, "clip_action")
     env.close()
-    return ModelPlanner(env_id, expert) if has_model else SimulatorPlanner(env_id, expert)
+    kind = ModelPlanner if has_model else SimulatorPlanner
+    return kind(env_id, expert, env_kwargs)
 
 
 class QuantizedChunkExpert:

@@ -32,7 +32,7 @@ from qbc.data.dart import dart_provenance, dart_sigma_for, load_dart_policy
 from qbc.data.episodes import rollout_episodes
 from qbc.data.expert_choice import expert_file_sha256
 from qbc.envs import describe
-from qbc.envs.make import make_env
+from qbc.envs.make import make_env, opened_env
 from qbc.errors import OutputExistsError
 from qbc.infra.validate import AT_LEAST_ONE, NON_NEGATIVE, SEED_LIMIT, Rule, check_all, check_config
 from qbc.stepping.limits import cap_horizon, check_rollout_memory, is_keyed_env
@@ -72,6 +72,10 @@ class CollectConfig:
     max_episode_steps: int | None = None
     """episode horizon; default: the env's registered max_episode_steps. A third-party env's
     time limit caps it (one warning); qbc's own envs take any length."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """the env's constructor keywords, e.g. ``{"noise_std": 0.0}`` (a noise-free variant); the
+    expert is built on the env made with them and the dataset records them (``env_kwargs`` of
+    its qbc metadata, and Minari's env spec)."""
     overwrite: bool = False
     """replace an existing dataset with the same id."""
     progress: bool = False
@@ -125,8 +129,9 @@ def _collect(cfg: CollectConfig, expert: Any, root: str | os.PathLike | None) ->
             f"Minari dataset {cfg.dataset_id!r} already exists; pass --overwrite to replace it "
             "or choose another --dataset (e.g. bump the -vN version)"
         )
-    env_kwargs = {} if cfg.max_episode_steps is None else {"max_episode_steps":
-                                                           cfg.max_episode_steps}
+    env_kwargs = dict(cfg.env_kwargs)
+    if cfg.max_episode_steps is not None:
+        env_kwargs["max_episode_steps"] = cfg.max_episode_steps
     env = make_env(cfg.env, **env_kwargs)
     try:
         t0 = time.perf_counter()
@@ -182,7 +187,8 @@ def _config_record(cfg: CollectConfig) -> dict[str, Any]:
 
 
 def _make_expert(cfg: CollectConfig) -> Any:
-    return make_expert(cfg.expert, cfg.env, **cfg.expert_params)
+    with opened_env(cfg.env, **cfg.env_kwargs) as env:  # the variant the data comes from
+        return make_expert(cfg.expert, env, **cfg.expert_params)
 
 
 def _describe(env_id: str, expert: Any, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:

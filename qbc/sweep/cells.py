@@ -5,6 +5,11 @@ setting that changes its numbers (training, rollout and data settings, horizons)
 hash of those settings, so a finished cell is recognised by its key in the result table whatever
 order the grid lists its values in, and a changed setting makes a new cell.
 
+An env variant ([grid] envs table with ``env_kwargs``) is part of the cell and of its dataset:
+its cells and datasets have keys of their own, and its rows carry the label
+``id(key=value,...)`` in the ``env`` column (:attr:`Cell.env_label`). Cells without env kwargs
+keep the keys they had before env kwargs existed.
+
 Chunk policies have cells of their own (``chunk_len`` k >= 1): a ``chunk-ar-transformer`` cell
 is one (env, expert, chunk tokenizer, k, bins, n_demos, seed), a ``chunk-mlp-l1`` cell one (env,
 expert, k, n_demos, seed) with no tokenizer and ``bins`` 0; their key also holds k, the tokenizer
@@ -22,7 +27,7 @@ from typing import Any
 
 from qbc.chunking.execution import parse_execute
 from qbc.policy.registry import chunk_policies
-from qbc.sweep.entries import normalize_named
+from qbc.sweep.entries import env_label, normalize_env, normalize_named
 from qbc.sweep.spec import SEED_STRIDE, SweepSpec, experts_of, normalize_expert
 
 #: Bump when the meaning of a cell's numbers changes, so old rows are not mistaken for new ones.
@@ -50,10 +55,20 @@ class DatasetSpec:
     """episode k is reset with seed + k."""
     episode_steps: int | None
     expert_noise: float
+    env_kwargs: str = ""
+    """canonical JSON of the env's constructor keywords; "" for none."""
 
     @property
     def key(self) -> str:
-        return stable_hash(asdict(self), 12)
+        spec = asdict(self)
+        del spec["env_kwargs"]  # datasets without env kwargs keep their ids
+        if self.env_kwargs:
+            spec["env_kwargs"] = json.loads(self.env_kwargs)
+        return stable_hash(spec, 12)
+
+    @property
+    def env_kwargs_dict(self) -> dict[str, Any]:
+        return json.loads(self.env_kwargs) if self.env_kwargs else {}
 
     @property
     def dataset_id(self) -> str:
@@ -83,6 +98,8 @@ class Cell:
     """chunk-ar-transformer cells: canonical JSON of {"name", "params"}; else ""."""
     chunk_len: int = 0
     """actions per chunk k of a chunk cell; 0 for a per-step cell."""
+    env_kwargs: str = ""
+    """canonical JSON of the env's constructor keywords ([grid] envs table); "" for none."""
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -91,8 +108,10 @@ class Cell:
     @property
     def key(self) -> str:
         """The cell's content key (the ``cell`` column of the result table)."""
-        skip = ("expert", "params", "chunk_tokenizer", "chunk_len")
+        skip = ("expert", "params", "chunk_tokenizer", "chunk_len", "env_kwargs")
         coords = {k: v for k, v in asdict(self).items() if k not in skip}
+        if self.env_kwargs:  # cells without env kwargs keep their old keys
+            coords["env_kwargs"] = json.loads(self.env_kwargs)
         if self.chunk_len:  # per-step cells keep their old keys
             coords["chunk_len"] = self.chunk_len
             coords["chunk_tokenizer"] = (json.loads(self.chunk_tokenizer)
@@ -114,6 +133,16 @@ class Cell:
         return _label(self.chunk_tokenizer) if self.chunk_tokenizer else ""
 
     @property
+    def env_kwargs_dict(self) -> dict[str, Any]:
+        """The env's constructor keywords ({} for none)."""
+        return json.loads(self.env_kwargs) if self.env_kwargs else {}
+
+    @property
+    def env_label(self) -> str:
+        """``qbc/LinearStable-v0``, or ``qbc/LinearStable-v0(noise_std=0.0)`` for a variant."""
+        return env_label(self.env, self.env_kwargs_dict)
+
+    @property
     def expert_label(self) -> str:
         """``lqr`` or ``linear(gain_scale=0.8)``."""
         return _label(self.expert)
@@ -124,7 +153,7 @@ class Cell:
         return DatasetSpec(env=self.env, expert=self.expert, n_demos=self.n_demos,
                            seed=data["seed"] + self.seed * SEED_STRIDE,
                            episode_steps=data["episode_steps"],
-                           expert_noise=float(data["expert_noise"]))
+                           expert_noise=float(data["expert_noise"]), env_kwargs=self.env_kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,26 +187,29 @@ def expand_cells(spec: SweepSpec) -> list[Cell]:
     shared = shared_settings(spec)
     params = _canonical(shared)
     g, policies = spec.grid, spec.train.policies
-    pairs = [(env, _canonical(normalize_expert(e))) for env in g.envs
-             for e in experts_of(spec, env)]
+    envs = [normalize_env(e) for e in g.envs]
+    pairs = [((env["name"], _canonical(env["env_kwargs"]) if env["env_kwargs"] else ""),
+              _canonical(normalize_expert(e))) for env in envs
+             for e in experts_of(spec, env["name"])]
     cells = []
     if any(p not in chunk_policies() for p in policies):
         cells += [Cell(env=env, expert=expert, quantizer=q, bins=int(b), n_demos=int(n),
-                       seed=int(s), params=params)
-                  for (env, expert), q, b, n, s in itertools.product(
+                       seed=int(s), params=params, env_kwargs=kw)
+                  for ((env, kw), expert), q, b, n, s in itertools.product(
                       pairs, g.quantizers, g.bins, g.n_demos, g.seeds)]
     chunk_params = _canonical({**shared, "executions": sorted(
         str(parse_execute(e)) for e in g.executions)})
     if "chunk-ar-transformer" in policies:
         toks = [_canonical(normalize_named(t, "chunk_tokenizers")) for t in g.chunk_tokenizers]
         cells += [Cell(env=env, expert=expert, quantizer="", bins=int(b), n_demos=int(n),
-                       seed=int(s), params=chunk_params, chunk_tokenizer=tok, chunk_len=int(k))
-                  for (env, expert), tok, k, b, n, s in itertools.product(
+                       seed=int(s), params=chunk_params, chunk_tokenizer=tok, chunk_len=int(k),
+                       env_kwargs=kw)
+                  for ((env, kw), expert), tok, k, b, n, s in itertools.product(
                       pairs, toks, g.chunk_lens, g.bins, g.n_demos, g.seeds)]
     if "chunk-mlp-l1" in policies:
         cells += [Cell(env=env, expert=expert, quantizer="", bins=0, n_demos=int(n),
-                       seed=int(s), params=chunk_params, chunk_len=int(k))
-                  for (env, expert), k, n, s in itertools.product(
+                       seed=int(s), params=chunk_params, chunk_len=int(k), env_kwargs=kw)
+                  for ((env, kw), expert), k, n, s in itertools.product(
                       pairs, g.chunk_lens, g.n_demos, g.seeds)]
     return cells
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from qbc.chunking import available_chunk_tokenizers, make_chunk_tokenizer
 from qbc.chunking.execution import parse_execute
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.sweep.entries import normalize_named
+from qbc.sweep.entries import env_ids, normalize_named
 
 if TYPE_CHECKING:  # annotations only: spec.py imports this module
     from qbc.sweep.spec import SweepSpec
@@ -63,7 +63,7 @@ def check_chunks_fit_episodes(spec: SweepSpec, source: str) -> None:
     import gymnasium as gym
 
     k = max(spec.grid.chunk_lens)
-    for env in spec.grid.envs:
+    for env in env_ids(spec.grid.envs):
         steps = spec.data.episode_steps or gym.spec(env).max_episode_steps
         if steps is not None and k > steps:
             raise InvalidValueError(

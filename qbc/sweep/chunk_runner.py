@@ -26,7 +26,7 @@ from qbc.policy import ModelConfig
 from qbc.policy.registry import model_for
 from qbc.rollout.evaluate import evaluate_actors
 from qbc.sweep.cells import Cell
-from qbc.sweep.rows import capped_horizons, make_row, nominal_bin_width
+from qbc.sweep.rows import budget_columns, capped_horizons, make_row, nominal_bin_width
 from qbc.training.chunk_data import chunk_rows
 from qbc.training.chunk_head import with_used_head_settings
 from qbc.training.chunked import ChunkTrainConfig, train_chunked
@@ -41,24 +41,26 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     ro, horizons = s["rollout"], capped_horizons(cell)
     (kind,) = cell.policies
     t1 = time.perf_counter()
-    policy, val_loss = train_chunk_policy(cell, kind, demos, work / kind)
+    policy, trained = train_chunk_policy(cell, kind, demos, work / kind)
     train_seconds = time.perf_counter() - t1
     policy.generator = torch.Generator().manual_seed(cell.seed)  # sampled decoding only
     executors = {mode: ChunkExecutor(policy, mode) for mode in s["executions"]}
     names = {mode: f"{kind} {mode}" for mode in executors}
-    floors = {mode: ChunkExecutor(QuantizedChunkExpert(make_planner(cell.env, expert),
+    env_kwargs = cell.env_kwargs_dict  # the env variant: the floor plans on the same dynamics
+    floors = {mode: ChunkExecutor(QuantizedChunkExpert(make_planner(cell.env, expert, env_kwargs),
                                                        policy.chunk_len, policy.chunk_tokenizer),
                                   mode) for mode in executors}
     report = evaluate_actors(cell.env, {"expert": expert,
                                         **{names[m]: e for m, e in executors.items()},
                                         **{f"floor {m}": f for m, f in floors.items()}},
                              ro["seed"], ro["episodes"], horizons, num_envs=ro["num_envs"],
-                             divergence_threshold=ro["divergence_threshold"])
+                             divergence_threshold=ro["divergence_threshold"],
+                             env_kwargs=env_kwargs)
     width = nominal_bin_width(demos.actions, cell.bins) if cell.bins else None
     tokens = tokens_per_chunk(policy, demos, cell.chunk_len)
     rows = []
     for mode, executor in executors.items():
-        extra = {"val_loss": val_loss, "train_seconds": train_seconds, "execution": mode,
+        extra = {**trained, "train_seconds": train_seconds, "execution": mode,
                  "tokens_per_chunk": tokens, "decode_failures": executor.decode_failures,
                  "chunks_predicted": executor.n_chunks,
                  "decode_failure_rate": executor.decode_failures / max(executor.n_chunks, 1),
@@ -72,9 +74,11 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     return rows
 
 
-def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
+def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path
+                       ) -> tuple[Any, dict[str, Any]]:
     """Train chunk policy ``kind`` for ``cell``: (the best checkpoint as a
-    :class:`qbc.policy.chunked.ChunkPolicy`, its validation loss)."""
+    :class:`qbc.policy.chunked.ChunkPolicy`, its columns: validation loss and step budget).
+    Without [train] steps the budget is train-chunked's own (data-scaled, early stopping)."""
     tr = cell.settings["train"]
     tok = json.loads(cell.chunk_tokenizer) if cell.chunk_tokenizer else {"name": "per-step",
                                                                        "params": {}}
@@ -93,7 +97,8 @@ def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[An
     policy = result["policy"]
     if policy.chunk_tokenizer is not None:
         policy.decode_mode = tr["decode"]
-    return policy, result["best_val_loss"]
+    return policy, {"val_loss": result["best_val_loss"],
+                    **budget_columns(result["steps"], result["budget"], result["best_step"])}
 
 
 def tokens_per_chunk(policy: Any, demos: Any, k: int) -> float | None:

@@ -36,13 +36,22 @@ def capped_horizons(cell: Cell) -> list[int]:
     return horizons
 
 
+def budget_columns(steps: int, budget: dict[str, Any], best_step: int) -> dict[str, Any]:
+    """The result-table columns of a trained policy's step budget: ``train_steps`` (taken),
+    ``budget_steps`` (resolved: the given [train] steps, or the data-scaled default),
+    ``best_step`` (the kept checkpoint) and ``stopped_early`` (1 when early stopping ended
+    training, else 0)."""
+    return {"train_steps": int(steps), "budget_steps": int(budget["steps"]),
+            "best_step": int(best_step), "stopped_early": int(bool(budget["stopped_early"]))}
+
+
 def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[str, Any],
              width: float | None, extra: dict[str, Any]) -> dict[str, Any]:
     """One row of the result table: policy ``kind`` of ``cell`` at horizon ``h`` (its metrics
     ``m`` and the expert's ``expert_m`` from :func:`qbc.rollout.metrics.horizon_metrics`), plus
     ``extra`` columns (val_loss, train_seconds; chunk cells: execution, tokens, failures)."""
     return {
-        "cell": cell.key, "env": cell.env, "expert": cell.expert_label,
+        "cell": cell.key, "env": cell.env_label, "expert": cell.expert_label,
         "quantizer": cell.quantizer, "bins": cell.bins or None, "bin_width": width,
         "n_demos": cell.n_demos, "seed": cell.seed, "policy": kind, "H": h,
         "chunk_tokenizer": cell.chunk_tokenizer_label, "chunk_len": cell.chunk_len or None,

@@ -19,6 +19,7 @@ import numpy as np
 from qbc.agents import make_expert
 from qbc.data import dataset_exists, dataset_lock, load_demonstrations
 from qbc.data.collect import CollectConfig, collect
+from qbc.envs.make import opened_env
 from qbc.errors import OutputExistsError
 from qbc.infra.environ import scoped_threads
 from qbc.infra.run_folder import LOCK_WAIT_S, locked_output
@@ -29,7 +30,13 @@ from qbc.rollout.coupled import QuantizedExpert
 from qbc.rollout.evaluate import evaluate_actors
 from qbc.sweep.cells import Cell, DatasetSpec
 from qbc.sweep.chunk_runner import run_chunk_cell
-from qbc.sweep.rows import QUANTIZED_EXPERT_NEAREST, capped_horizons, make_row, nominal_bin_width
+from qbc.sweep.rows import (
+    QUANTIZED_EXPERT_NEAREST,
+    budget_columns,
+    capped_horizons,
+    make_row,
+    nominal_bin_width,
+)
 from qbc.sweep.spec import QUANTIZED_EXPERT
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import TrainConfig, train
@@ -60,6 +67,7 @@ def _collect_missing(ds: DatasetSpec, num_envs: int) -> bool:
         return False
     expert = ds.expert_dict
     cfg = CollectConfig(env=ds.env, dataset_id=ds.dataset_id, expert=expert["name"],
+                        env_kwargs=ds.env_kwargs_dict,
                         episodes=ds.n_demos, num_envs=num_envs, seed=ds.seed,
                         expert_params=dict(expert["params"]),
                         expert_noise=ds.expert_noise, max_episode_steps=ds.episode_steps)
@@ -100,7 +108,9 @@ def _run_cell(cell: Cell, work_root: Path, demos: Any) -> dict[str, Any]:
     if demos is None:
         demos = load_demonstrations(cell.dataset.dataset_id)
     expert_cfg = cell.dataset.expert_dict
-    expert = make_expert(expert_cfg["name"], cell.env, **expert_cfg["params"])
+    # the expert of the env variant the cell runs on (its data, rollouts and floor too)
+    with opened_env(cell.env, **cell.env_kwargs_dict) as env:
+        expert = make_expert(expert_cfg["name"], env, **expert_cfg["params"])
     if cell.chunk_len:
         rows = run_chunk_cell(cell, work, demos, expert)
     else:
@@ -132,8 +142,7 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
                 actors[QUANTIZED_EXPERT_NEAREST] = QuantizedExpert(expert, tok)
                 extra[QUANTIZED_EXPERT_NEAREST] = extra[kind]
         else:
-            actors[kind], val_loss = _train(cell, kind, demos, work / kind)
-            extra[kind] = {"val_loss": val_loss}
+            actors[kind], extra[kind] = _train(cell, kind, demos, work / kind)
         extra[kind]["train_seconds"] = time.perf_counter() - t1
     horizons = capped_horizons(cell)
     # Policies decoded by sampling draw from one generator seeded by the cell, in rollout order.
@@ -143,15 +152,17 @@ def _run_step_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
             actors[kind].generator = draws
     report = evaluate_actors(cell.env, actors, ro["seed"], ro["episodes"], horizons,
                              num_envs=ro["num_envs"],
-                             divergence_threshold=ro["divergence_threshold"])
+                             divergence_threshold=ro["divergence_threshold"],
+                             env_kwargs=cell.env_kwargs_dict)
     width = nominal_bin_width(demos.actions, cell.bins)
     return [make_row(cell, kind, h, report.policies[kind][str(h)],
                      report.policies["expert"][str(h)], width, extra[kind])
             for kind in extra for h in horizons]
 
 
-def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | None]:
-    """Train policy ``kind`` for ``cell``: (the policy, its best validation loss)."""
+def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, dict[str, Any]]:
+    """Train policy ``kind`` for ``cell``: (the policy, its columns: best validation loss and
+    step budget)."""
     tr = cell.settings["train"]
     # The grid's settings are shared by every policy of a cell; each kind is given the ones it
     # reads (qbc train refuses a setting its run would ignore).
@@ -178,4 +189,5 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, float | N
     policy = result.policy
     if policy.tokenizer is not None:
         policy.decode_mode = tr["decode"]
-    return policy, result.best_val_loss
+    return policy, {"val_loss": result.best_val_loss,
+                    **budget_columns(result.step, result.budget, result.best_step)}

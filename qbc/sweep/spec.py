@@ -3,7 +3,10 @@
 A sweep file has four tables; every key is optional except ``grid.envs``::
 
     [grid]                      # the product of these lists is the set of cells
-    envs = ["qbc/ScalarStable-v0"]
+    envs = ["qbc/ScalarStable-v0", {name = "qbc/ScalarStable-v0", env_kwargs = {noise_std = 0.0}}]
+    # an env table passes constructor keywords (e.g. the noise-free variant of a noisy env):
+    # collection, expert, coupled rollout and chunk floor all make the env with them, and its
+    # rows are labelled "qbc/ScalarStable-v0(noise_std=0.0)"
     experts = ["lqr", {name = "linear", params = {gain_scale = 0.8}}]
     # an expert table may name the envs it applies to: {name = "zoo:Pendulum-v1",
     # envs = ["Pendulum-v1"]}; without envs an expert applies to every env
@@ -19,6 +22,8 @@ A sweep file has four tables; every key is optional except ``grid.envs``::
 
     [data]                      # how demonstrations are collected (cached by content)
     [train]                     # policies = ["ar-transformer", "quantized-expert"], steps, ...
+                                # (steps left out: qbc train's / train-chunked's data-scaled
+                                # budget with early stopping, the resolved steps in results.csv)
     [rollout]                   # episodes, num_envs, seed, ...
 
 Chunk policies (``chunk-ar-transformer``, ``chunk-mlp-l1`` in ``[train] policies``; trained by
@@ -54,7 +59,7 @@ from qbc.policy.registry import check_model_config
 from qbc.quantizers import available_quantizers
 from qbc.quantizers.binning import QUANTILE_RANGE
 from qbc.sweep.chunk_axes import check_chunks_fit_episodes, validate_chunk_axes
-from qbc.sweep.entries import check_keys, normalize_named
+from qbc.sweep.entries import check_env_entries, check_keys, env_ids, normalize_named
 from qbc.training.config import TOKEN_TARGETS
 
 if sys.version_info >= (3, 11):  # the parser the tests write sweep files with
@@ -73,8 +78,9 @@ SEED_STRIDE = 1_000_000
 class GridSpec:
     """The axes of the grid (their product is the set of cells) and the horizons of every cell."""
 
-    envs: list[str] = field(default_factory=list)
-    """Gymnasium env ids, e.g. ["qbc/ScalarStable-v0", "qbc/ScalarUnstable-v0"]."""
+    envs: list[Any] = field(default_factory=list)
+    """Gymnasium env ids, e.g. ["qbc/ScalarStable-v0", "qbc/ScalarUnstable-v0"], or tables
+    {name = "qbc/ScalarStable-v0", env_kwargs = {noise_std = 0.0}} (constructor keywords)."""
     experts: list[Any] = field(default_factory=lambda: ["lqr"])
     """expert names, or tables {name = "linear", params = {gain_scale = 0.8}}."""
     quantizers: list[str] = field(default_factory=lambda: ["uniform"])
@@ -116,8 +122,9 @@ class TrainSpec:
 
     policies: list[str] = field(default_factory=lambda: ["ar-transformer"])
     """policy kinds, plus "quantized-expert" (no training: the expert through the tokenizer)."""
-    steps: int = 2000
-    """optimisation steps per trained policy."""
+    steps: int | None = None
+    """optimisation steps per trained policy; left out: the data-scaled budget of qbc train /
+    qbc train-chunked (--epochs 30 passes, 10,000-200,000 steps) with early stopping."""
     batch_size: int = 256
     """samples per step."""
     lr: float = 1e-3
@@ -174,7 +181,7 @@ class SweepSpec:
 _TABLES = {"grid": GridSpec, "data": DataSpec, "train": TrainSpec, "rollout": RolloutSpec}
 _LIST_FIELDS = {"envs", "experts", "quantizers", "bins", "n_demos", "seeds", "horizons",
                 "policies", "chunk_tokenizers", "chunk_lens", "executions"}
-_LIST_KINDS: dict[str, type] = {"envs": str, "quantizers": str, "policies": str,
+_LIST_KINDS: dict[str, type] = {"envs": object, "quantizers": str, "policies": str,
                                 "executions": str, "experts": object, "chunk_tokenizers": object}
 
 
@@ -205,7 +212,7 @@ def _coerce(table: str, key: str, value: Any, default: Any, source: str) -> Any:
         if not isinstance(value, dict):
             raise InvalidValueError(f"{where} must be a table like {{d_model = 32}}")
         return dict(value)
-    if key == "episode_steps" and value is not None:
+    if key in ("episode_steps", "steps") and value is not None:
         kind: type = int
     elif isinstance(default, bool):
         kind = bool
@@ -282,16 +289,12 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
 
 
 def _check_names(spec: SweepSpec, source: str) -> None:
-    """At least one env; env ids, experts, quantizers and policies registered."""
-    import gymnasium as gym
-
+    """At least one env; env ids (and env kwargs), experts, quantizers and policies
+    registered."""
     g, t = spec.grid, spec.train
     if not g.envs:
         raise InvalidValueError(f"[grid] envs is missing in {source}; list at least one env id")
-    for env in g.envs:
-        if env not in gym.registry:
-            raise UnknownNameError("env id", env, [e for e in gym.registry if e.startswith("qbc/")]
-                                   or gym.registry)
+    check_env_entries(g.envs, source)
     _check_experts(spec, source)
     for q in g.quantizers:
         if q not in available_quantizers():
@@ -316,7 +319,7 @@ def _check_ranges(spec: SweepSpec, source: str) -> None:
          f"[data] episode_steps must be >= 1, got {d.episode_steps}"),
         (d.expert_noise >= 0, f"[data] expert_noise must be >= 0, got {d.expert_noise}"),
         (d.num_envs >= 1, f"[data] num_envs must be >= 1, got {d.num_envs}"),
-        (t.steps >= 1, f"[train] steps must be >= 1, got {t.steps}"),
+        (t.steps is None or t.steps >= 1, f"[train] steps must be >= 1, got {t.steps}"),
         (t.batch_size >= 1, f"[train] batch_size must be >= 1, got {t.batch_size}"),
         (t.lr > 0, f"[train] lr must be positive, got {t.lr}"),
         (t.eval_interval >= 1, f"[train] eval_interval must be >= 1, got {t.eval_interval}"),
@@ -387,11 +390,11 @@ def _check_experts(spec: SweepSpec, source: str) -> None:
         name = normalize_expert(entry, source)["name"]
         if name not in available_experts():
             raise UnknownNameError("expert", name, available_experts())
-        outside = sorted(set(expert_envs(entry, source) or []) - set(spec.grid.envs))
+        outside = sorted(set(expert_envs(entry, source) or []) - set(env_ids(spec.grid.envs)))
         if outside:
             raise InvalidValueError(f"[grid] experts in {source}: envs of {name!r} lists "
                                     f"{outside}, which [grid] envs does not")
-    for env in spec.grid.envs:
+    for env in env_ids(spec.grid.envs):
         if not experts_of(spec, env):
             raise InvalidValueError(f"[grid] experts in {source}: no expert applies to {env!r}; "
                                     "add one without envs or with this env in its envs")

@@ -29,14 +29,14 @@ COLUMNS = [
     "state_dev_mean", "state_dev_max", "action_dev_mean", "diverged_fraction", "val_loss",
     "tokens_per_chunk", "decode_failures", "chunks_predicted", "decode_failure_rate",
     "decode_actions_per_s", "train_seconds", "wall_seconds", "floor_regret",
-    "floor_diverged_fraction",
+    "floor_diverged_fraction", "train_steps", "budget_steps", "best_step", "stopped_early",
 ]
 
 #: Columns that measure time, not results: left out when two tables are compared.
 TIME_COLUMNS = ("decode_actions_per_s", "train_seconds", "wall_seconds")
 
 _INT_COLUMNS = {"bins", "n_demos", "seed", "H", "chunk_len", "decode_failures",
-                "chunks_predicted"}
+                "chunks_predicted", "train_steps", "budget_steps", "best_step", "stopped_early"}
 _TEXT_COLUMNS = {"cell", "env", "expert", "quantizer", "policy", "chunk_tokenizer", "execution"}
 
 TABLE_FILE = "results.csv"
