@@ -38,7 +38,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 #: --no-loadscope-reorder), so these start first and the many short files fill in at the end;
 #: otherwise a long file that starts last keeps one core busy while the other waits. Only the
 #: order changes, and only between files.
-LONGEST_FILES = ("test_learner_vs_floor.py", "test_ddp.py", "test_reproduce.py",
+LONGEST_FILES = ("test_learner_vs_floor.py", "test_ddp.py", "test_ddp_chunked.py",
+                 "test_reproduce.py",
                  "test_augment.py", "test_sweep.py", "test_crash_safety.py",
                  "test_reproducibility.py", "test_fuzz_loaders.py", "test_fuzz_more_loaders.py",
                  "test_refusals.py", "test_round_three_leftovers.py", "test_dagger.py",

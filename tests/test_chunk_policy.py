@@ -21,12 +21,8 @@ from qbc.policy.chunked import (
 from qbc.policy.registry import model_for
 from qbc.training.chunk_data import chunk_rows, parse_params
 from qbc.training.chunk_head import with_used_head_settings
-from qbc.training.chunked import (
-    ChunkTrainConfig,
-    chunk_action_error,
-    select_by_action_error,
-    train_chunked,
-)
+from qbc.training.chunk_select import chunk_action_error, select_by_action_error
+from qbc.training.chunked import ChunkTrainConfig, train_chunked
 from qbc.training.config import default_steps
 
 TINY = ModelConfig(d_model=16, n_heads=2, n_layers=1, hidden=32, mlp_layers=1)

@@ -1,4 +1,5 @@
-"""Data-parallel training: `torchrun -m qbc.cli train` follows the single-process run.
+"""Data-parallel training: `torchrun -m qbc.cli train` (and `train-chunked`) follows the
+single-process run.
 
 Tolerances of the 2-process comparisons: the global batch is the same 64 rows, but DDP averages
 two 32-row gradients ((g0 + g1) / 2) where one process sums 64 rows, and the matrix products run
@@ -60,12 +61,13 @@ def dataset():
     return DATASET
 
 
-def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], nproc: int = 2, command: str = "train"
+              ) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(MINARI_DATASETS_PATH=os.environ["MINARI_DATASETS_PATH"], OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           "--standalone", "-m", "qbc.cli", "train", *args]
+           "--standalone", "-m", "qbc.cli", command, *args]
     # out of time: SIGTERM first, on which torchrun stops its ranks (each runs in a session of
     # its own); a SIGKILL alone (subprocess.run's timeout) left them waiting for good
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -89,13 +91,15 @@ def _metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def _assert_same_run(a: Path, b: Path, steps: list[int]) -> None:
+def _assert_same_run(a: Path, b: Path, steps: list[int],
+                     keys: tuple[str, ...] = ("train_loss", "val_loss", "val_action_mse")
+                     ) -> None:
     """Losses of the records at ``steps`` and the final weights agree within the tolerances."""
     ma = {m["step"]: m for m in _metrics(a)}
     mb = {m["step"]: m for m in _metrics(b)}
     assert sorted(ma) == sorted(mb)
     for s in steps:
-        for key in ("train_loss", "val_loss", "val_action_mse"):
+        for key in keys:
             assert mb[s][key] == pytest.approx(ma[s][key], rel=LOSS_RTOL), (s, key)
         assert mb[s]["lr"] == ma[s]["lr"]
     wa = load_file(str(a / "last" / "model.safetensors"))

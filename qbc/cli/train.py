@@ -14,14 +14,13 @@ from qbc.cli import Command
 from qbc.cli.config_file import ConfigFile
 from qbc.infra.files import read_json_object
 from qbc.training import TrainConfig, TrainSummary, run_train
-from qbc.training.distributed import torchrun_env
+from qbc.training.distributed import main_process
 
 
 def run(cfg: TrainConfig) -> TrainSummary:
     """:func:`qbc.training.run_train`, its summary printed by rank 0."""
     summary = run_train(cfg)
-    rank = torchrun_env()
-    if rank is None or rank[0] == 0:
+    if main_process():
         print(format_summary(summary))
     return summary
 

@@ -1,6 +1,8 @@
 """``qbc train-chunked``: train a chunk policy (:func:`qbc.training.chunked.run_train_chunked`)
 and print its summary. Its flags are the fields of
-:class:`qbc.training.chunked.ChunkTrainConfig`."""
+:class:`qbc.training.chunked.ChunkTrainConfig`. Under torchrun
+(``torchrun --nproc-per-node N -m qbc.cli train-chunked ...``) every rank trains and rank 0
+alone prints."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ from typing import Any
 from qbc.cli import Command
 from qbc.cli.train import CONFIG_FILE, rollout_line
 from qbc.training.chunked import ChunkTrainConfig, run_train_chunked
+from qbc.training.distributed import main_process
 
 
 def run(cfg: ChunkTrainConfig) -> dict[str, Any]:
-    """:func:`~qbc.training.chunked.run_train_chunked`, its summary printed."""
+    """:func:`~qbc.training.chunked.run_train_chunked`, its summary printed by rank 0."""
     summary = run_train_chunked(cfg)
-    print(format_summary(summary))
+    if main_process():
+        print(format_summary(summary))
     return summary
 
 

@@ -32,8 +32,8 @@ from qbc.infra.progress import progress_bar
 from qbc.infra.run_folder import LOCK_WAIT_S
 from qbc.stepping.limits import check_rollout_memory
 from qbc.sweep.cells import Cell, expand_cells, needed_datasets
-from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.entries import env_ids
+from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.spec import SweepSpec
 from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, append_rows, finished_cells, sweep_lock
 
@@ -88,7 +88,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
         raise InvalidValueError("--address is for --backend ray; drop it or add --backend ray")
     actors = max(len(c.policies) * (len(c.settings.get("executions", [])) or 1)
                  for c in expand_cells(spec)) + 1  # the largest coupled rollout of a cell
-    for env_id in env_ids(spec.grid.envs):  # one cell's coupled rollout: its policies and the expert
+    # one cell's coupled rollout: its policies and the expert
+    for env_id in env_ids(spec.grid.envs):
         check_rollout_memory(env_id, actors, spec.rollout.episodes,
                              max(spec.grid.horizons), "use fewer [rollout] episodes or "
                              "smaller [grid] horizons")

@@ -14,12 +14,16 @@ those of ``qbc train`` (:mod:`qbc.training.optim`); the checkpoint is the usual 
 (safetensors + JSON).
 
 A separate trainer rather than ``qbc train --chunk-k``: ``qbc train``'s data layer is one row per
-step (observation histories, stochastic and soft tokens) and its loop carries DDP, rollout
+step (observation histories, stochastic and soft tokens) and its loop carries rollout
 selection, weight quantization and model-based augmentation, none of which is defined for chunks
 yet; here every flag listed does something. What the two share is reused from ``qbc train``: the
 data-scaled step budget with early stopping (:func:`qbc.training.config.resolve_budget`,
 :func:`qbc.training.evaluation.should_stop`), the run folder with ``last/`` and ``--resume``
-(:mod:`qbc.training.checkpoint`) and the TensorBoard log (:class:`qbc.training.run_log.RunLog`).
+(:mod:`qbc.training.checkpoint`), the TensorBoard log (:class:`qbc.training.run_log.RunLog`)
+and data-parallel training under torchrun (:mod:`qbc.training.distributed`; the loop is
+:mod:`qbc.training.chunk_loop`): ``torchrun --nproc-per-node N -m qbc.cli train-chunked ...``
+runs N processes, ``--batch-size`` is the global batch split across them, rank 0 alone writes
+the run folder, rolls out and prints.
 
 Checkpoint selection is by the **decoded action error on validation**
 (:func:`~qbc.training.chunk_select.chunk_action_error`): the RMS error, in action units, of
@@ -35,13 +39,11 @@ decoded actions still improve). Early stopping watches the same error. The run d
 from __future__ import annotations
 
 import dataclasses
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from qbc.chunking import get_chunk_tokenizer_class
@@ -51,18 +53,10 @@ from qbc.chunking.floor import QuantizedChunkExpert, make_planner
 from qbc.data import demos_sha256, load_demonstrations
 from qbc.errors import InvalidValueError, QbcWarning, UnknownNameError
 from qbc.infra.environ import scoped_torch_rng
-from qbc.infra.files import atomic_write_json, read_json
-from qbc.infra.progress import progress_bar
-from qbc.infra.validate import (
-    check_all,
-    check_config,
-)
-from qbc.policy import ModelConfig, Normalizer, load_policy
-from qbc.policy.chunked import (
-    ChunkPolicy,
-    build_chunk_policy,
-)
-from qbc.policy.loading import save_checkpoint
+from qbc.infra.files import atomic_write_json
+from qbc.infra.validate import check_all, check_config
+from qbc.policy import ModelConfig, load_policy
+from qbc.policy.chunked import ChunkPolicy
 from qbc.policy.registry import (
     POLICY_KINDS,
     check_model_config,
@@ -70,32 +64,14 @@ from qbc.policy.registry import (
     model_flag,
     unread_model_settings,
 )
-from qbc.training.checkpoint import (
-    check_resume_config,
-    read_metrics,
-    restore_progress,
-    run_dir,
-    save_last,
-    write_metrics,
-)
+from qbc.training.checkpoint import claim_run
 from qbc.training.chunk_data import check_vocab_memory, parse_params, prepare_chunk_data
 from qbc.training.chunk_head import check_head_settings, recorded_head
-from qbc.training.chunk_select import (
-    chunk_action_error,
-    chunk_val_loss,
-    select_by_action_error,
-)
-from qbc.training.config import (
-    MIN_AUTO_STEPS,
-    RULES,
-    OptimConfig,
-    config_dict,
-    device_of,
-    resolve_budget,
-)
-from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation, should_stop
-from qbc.training.optim import make_optimizer, make_scheduler, train_step
-from qbc.training.run_log import RunLog, record_scalars
+from qbc.training.chunk_loop import fit_chunks
+from qbc.training.config import RULES, OptimConfig, config_dict, device_of, resolve_budget
+from qbc.training.distributed import session
+from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation
+from qbc.training.run_log import RunLog
 
 
 @dataclass
@@ -130,7 +106,7 @@ class _ChunkHead:
     """evaluations without a lower validation action error before training stops (0 = never);
     default 10 when the budget comes from --epochs, 0 with an explicit --steps."""
     batch_size: int = 256
-    """chunks per step."""
+    """chunks per step (under torchrun: the global batch, split across the processes)."""
 
 
 @dataclass
@@ -144,7 +120,8 @@ class ChunkTrainConfig(OptimConfig, _ChunkHead):
     eval_interval: int = 200
     """steps between validations and checkpoints."""
     device: str = "auto"
-    """'auto', 'cpu', 'cuda', 'cuda:1', ..."""
+    """'auto', 'cpu', 'cuda', 'cuda:1', ... (under torchrun, CUDA runs use one GPU per process:
+    the one of its LOCAL_RANK)."""
     execute: str = "open-loop"
     """execution of the closing rollout: open-loop, receding:M or ensemble:C."""
     rollout_episodes: int = 10
@@ -213,10 +190,15 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
                   ) -> dict[str, Any]:
     """Train ``cfg.policy`` on the chunks of ``demos`` (a :class:`qbc.data.Demonstrations`);
     keep the checkpoint with the lowest validation action error in ``cfg.out / "best"`` and the
-    latest in ``cfg.out / "last"``. Returns the summary numbers and ``policy`` (the best
-    checkpoint as a :class:`ChunkPolicy`). The run folder is claimed as ``qbc train`` claims its
-    own (:func:`qbc.training.checkpoint.run_dir`: locked; new, --overwrite staged, or --resume).
-    ``stop_at`` ends the run after that step as if interrupted (a --resume run continues it)."""
+    latest in ``cfg.out / "last"``. Returns the summary numbers, ``policy`` (the best
+    checkpoint as a :class:`ChunkPolicy`), ``rank`` and ``world_size``. The run folder is
+    claimed as ``qbc train`` claims its own (:func:`qbc.training.checkpoint.claim_run`: locked;
+    new, --overwrite staged, or --resume). ``stop_at`` ends the run after that step as if
+    interrupted (a --resume run continues it).
+
+    Under torchrun every rank calls this with the same arguments and trains on its share of
+    each global batch of ``cfg.batch_size`` chunks (:mod:`qbc.training.chunk_loop`); rank 0
+    alone writes the run folder, every rank returns the best checkpoint."""
     _validate(cfg)
     cfg = recorded_head(cfg)
     device = device_of(cfg)
@@ -227,118 +209,17 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
                   "epochs": cfg.epochs}
         cfg = resolve_budget(cfg, len(data[3]))
         conf = {**config_dict(cfg), "dataset_sha256": demos_sha256(demos)}
-        final_out = cfg.out
-        with run_dir(cfg) as (work, resuming):  # after the data: a refused run writes nothing
-            run = dataclasses.replace(cfg, out=work)
-            with RunLog(work, conf, cfg.tensorboard) as log:
-                result = _fit(run, demos, device, data, conf, resuming, log, stop_at, budget)
-    return {"policy": load_policy(final_out / "best", device=device), **result}
-
-
-def _resume_parts(out: Path, conf: dict[str, Any], tokenizer: Any, normalizer: Normalizer
-                  ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The module and trainer state of ``out/last`` to continue with settings ``conf``: refused
-    (one line) when the settings or the data differ, or when the tokenizer and normaliser
-    refitted on the same data are not those the run was trained with."""
-    last = out / "last"
-    stored = read_json(last / "config.json", what="checkpoint config")
-    check_resume_config((stored.get("train") if isinstance(stored, dict) else None) or {}, conf)
-    policy = load_policy(last)
-    same = policy.normalizer.to_dict() == normalizer.to_dict() and (
-        (tokenizer is None and policy.chunk_tokenizer is None)
-        or (tokenizer is not None and policy.chunk_tokenizer is not None
-            and policy.chunk_tokenizer.state_dict() == tokenizer.state_dict()))
-    if not same:
-        raise InvalidValueError(f"--resume: the chunk tokenizer or normaliser in {last} differs "
-                                "from the one fitted on this data; resume with the same data "
-                                "and settings, or start a new run in another --out")
-    return policy.module, read_json(last / "trainer_state.json", what="trainer state")
-
-
-def _fit(cfg: ChunkTrainConfig, demos: Any, device: torch.device, data: tuple,
-         conf: dict[str, Any], resuming: bool, log: RunLog, stop_at: int | None,
-         budget: dict[str, Any]) -> dict[str, Any]:
-    """The training loop of :func:`train_chunked`, writing into ``cfg.out`` (the claimed
-    folder)."""
-    tokenizer, normalizer, max_len, train_d, val_d = data
-    obs_dim, act_dim = int(train_d.obs.shape[-1]), len(normalizer.act_mean)
-    stored = None
-    if resuming:
-        module, stored = _resume_parts(cfg.out, conf, tokenizer, normalizer)
-    else:
-        module = build_chunk_policy(cfg.policy, cfg.model, obs_dim, act_dim, cfg.chunk_k,
-                                    tokenizer, max_len)
-    module.to(device)
-    optimizer = make_optimizer(module, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    env_id = getattr(demos, "env_id", None)
-    start, best, metrics = 0, {"step": 0, "val_action_rmse": None, "val_loss": None}, []
-    if stored is not None:
-        start, best = restore_progress(cfg.out, stored, optimizer, scheduler, gen, None)
-        metrics = read_metrics(cfg.out / "metrics.jsonl", upto=start)
-    atomic_write_json(cfg.out / "train_config.json", {**conf, "resolved_device": str(device)})
-    policy = ChunkPolicy(module, normalizer, tokenizer, device=device)
-    earliest = MIN_AUTO_STEPS if budget["from"] == "--epochs" else 0
-    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    losses: list[float] = []
-    stopped_early, t0, step = False, time.perf_counter(), start
-    bar = progress_bar(total=cfg.steps, initial=start, desc=f"train {cfg.policy}", unit="step",
-                       disable=not cfg.progress)
-    for step in range(start + 1, end + 1):
-        idx = torch.randint(len(train_d), (cfg.batch_size,), generator=gen).to(device)
-        losses.append(train_step(module, optimizer, scheduler, train_d.batch(idx), cfg.grad_clip))
-        bar.update(1)
-        if step % 10 == 0:
-            log.scalars({"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0]}, step)
-        if step % cfg.eval_interval and step != end:
-            continue
-        record, best, improved = _eval_record(step, losses, scheduler.get_last_lr()[0], module,
-                                              policy, val_d, best)
-        losses = []
-        if improved:
-            save_checkpoint(cfg.out / "best", module, normalizer, tokenizer, conf, env_id)
-        metrics.append(record)
-        log.scalars(record_scalars(record, "eval"), step)
-        write_metrics(cfg.out / "metrics.jsonl", metrics)
-        save_last(cfg.out, module, normalizer, tokenizer, optimizer, scheduler, step, gen, None,
-                  best, conf, env_id)
-        if val_d is not None and should_stop(best, step, cfg, earliest):
-            stopped_early = True
-            break
-    bar.close()
-    return _summary(cfg, step, step - start, time.perf_counter() - t0, best, metrics,
-                    len(train_d), budget, stopped_early)
-
-
-def _eval_record(step: int, losses: list[float], lr: float, module: torch.nn.Module,
-                 policy: ChunkPolicy, val_d: Any, best: dict[str, Any]
-                 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
-    """The evaluation at ``step``: its record (mean training ``losses`` since the last one,
-    ``lr``; with ``val_d``, the validation loss and decoded action error), the selection state
-    after it and whether this step's checkpoint becomes best/ (always, with no validation)."""
-    record = {"step": step, "train_loss": float(np.mean(losses)), "lr": lr}
-    if val_d is not None:
-        record["val_loss"] = chunk_val_loss(module, val_d)
-        record.update(chunk_action_error(policy, *val_d.raw))
-        best, improved = select_by_action_error(best, record, step)
-    else:
-        best, improved = {"step": step, "val_action_rmse": None, "val_loss": None}, True
-    return record, best, improved
-
-
-def _summary(cfg: ChunkTrainConfig, step: int, done: int, seconds: float, best: dict[str, Any],
-             metrics: list[dict[str, Any]], rows: int, budget: dict[str, Any],
-             stopped_early: bool) -> dict[str, Any]:
-    """:func:`train_chunked`'s numbers: the run ended at ``step`` after ``done`` steps of its
-    own (a resumed run's earlier ones not counted) in ``seconds``, on ``rows`` training rows."""
-    return {"steps": step, "best_step": best["step"], "best_val_loss": best.get("val_loss"),
-            "best_val_action_rmse": best.get("val_action_rmse"),
-            "final_train_loss": metrics[-1]["train_loss"] if metrics else float("nan"),
-            "train_rows": rows,
-            "train_samples_per_s": cfg.batch_size * done / seconds if done else 0.0,
-            "budget": {**budget, "steps": cfg.steps, "patience": cfg.patience,
-                       "stopped_early": stopped_early, "select_by": "val-action-error"}}
+        with session(device) as ctx:
+            ctx.shard_bounds(cfg.batch_size)  # a global batch the ranks cannot share is refused
+            # after the data: a refused run writes nothing
+            with claim_run(cfg, ctx) as (work, resuming):
+                run = dataclasses.replace(cfg, out=work)
+                with RunLog(work, conf, cfg.tensorboard and ctx.is_main) as log:
+                    result = fit_chunks(run, demos, device, ctx, data, conf, resuming, log,
+                                        stop_at, budget)
+                ctx.barrier()  # every rank loads the best checkpoint rank 0 has written
+                policy = load_policy(work / "best", device=device)
+    return {"policy": policy, "rank": ctx.rank, "world_size": ctx.world_size, **result}
 
 
 def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
@@ -366,14 +247,18 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
 # -- a whole run -------------------------------------------------------------------------------
 def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     """Check the flags, load the dataset, train, roll the best policy out, write summary.json;
-    returns the summary (the ``qbc train-chunked`` command prints it)."""
+    returns the summary (the ``qbc train-chunked`` command prints it). Under torchrun every
+    rank trains; rank 0 alone rolls out and writes summary.json (the other ranks return the
+    training numbers)."""
     _validate(cfg)
     demos = load_demonstrations(cfg.dataset)
     check_rollout_sizes(demos, cfg.rollout_episodes, cfg.rollout_horizon, cfg.rollout_seed)
     result = train_chunked(cfg, demos)
-    policy = result.pop("policy")
+    policy, rank = result.pop("policy"), result.pop("rank")
     summary = {"policy": cfg.policy, "dataset": cfg.dataset, "chunk_k": cfg.chunk_k, **result,
                "checkpoint": str(cfg.out / "best")}
+    if rank != 0:  # under torchrun rank 0 alone rolls out and writes
+        return summary
     if policy.chunk_tokenizer is not None:
         tok = policy.chunk_tokenizer
         summary["tokenizer"] = {"name": tok.name, "params": tok.get_params(),

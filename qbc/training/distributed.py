@@ -47,6 +47,13 @@ def torchrun_env() -> tuple[int, int, int] | None:
     return rank, world, local
 
 
+def main_process() -> bool:
+    """Whether this process prints and writes: True outside torchrun and on its rank 0 (the
+    commands' printing; the library asks its :class:`DistContext`)."""
+    env = torchrun_env()
+    return env is None or env[0] == 0
+
+
 def local_device(device: torch.device) -> torch.device:
     """Under torchrun, each process takes the GPU of its LOCAL_RANK (one GPU per process)."""
     env = torchrun_env()

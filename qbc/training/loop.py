@@ -50,7 +50,7 @@ from qbc.training.evaluation import (
     should_stop,
     update_best,
 )
-from qbc.training.optim import make_optimizer, make_scheduler, train_step
+from qbc.training.optim import make_optimizer, make_scheduler, sharded_step
 from qbc.training.run_log import RunLog, record_scalars
 
 
@@ -319,14 +319,15 @@ def _optimisation_step(t: Trainer, s: LoopState) -> None:
     cfg = t.cfg
     idx = torch.randint(len(t.train_t), (cfg.batch_size,), generator=t.batch_gen)
     # Every rank builds the same global batch (same generators), then keeps its own rows.
-    batch = t.ctx.shard(make_batch(t.train_t, idx.to(t.device), t.tokenizer, cfg.token_target,
-                                   t.np_rng, cfg.target_sigma))
-    loss = train_step(t.trained, t.optimizer, t.scheduler, batch, cfg.grad_clip)
+    batch = make_batch(t.train_t, idx.to(t.device), t.tokenizer, cfg.token_target, t.np_rng,
+                       cfg.target_sigma)
+    loss = sharded_step(t.ctx, t.trained, t.optimizer, t.scheduler, batch, cfg.grad_clip,
+                        t.device)
     if cfg.weight_quantizer:
         anneal_step(t.module)
     if t.average is not None:
         t.average.update(t.module)
-    s.losses.append(t.ctx.mean(loss, t.device))
+    s.losses.append(loss)
 
 
 def _evaluate(t: Trainer, s: LoopState) -> None:

@@ -1,5 +1,7 @@
 """The optimiser of both trainers: AdamW, a linear warm-up then cosine learning-rate schedule,
-and one optimisation step with gradient clipping (settings: :class:`~qbc.training.OptimConfig`)."""
+and one optimisation step with gradient clipping (settings: :class:`~qbc.training.OptimConfig`),
+also as one step of data-parallel training on a rank's share of the global batch
+(:func:`sharded_step`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import torch
 
 from qbc.errors import InvalidValueError
 from qbc.training.config import OptimConfig
+from qbc.training.distributed import DistContext
 
 
 def make_optimizer(module: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -59,3 +62,15 @@ def train_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
     optimizer.step()
     scheduler.step()
     return value
+
+
+def sharded_step(ctx: DistContext, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler,
+                 batch: dict[str, torch.Tensor], grad_clip: float,
+                 device: torch.device | None = None) -> float:
+    """:func:`train_step` on this rank's rows of the global ``batch`` (every rank draws the
+    same one) with ``module`` wrapped by :meth:`DistContext.wrap`; returns the global batch's
+    loss (the mean over the ranks' equal shares, on every rank). Single process: exactly
+    :func:`train_step`."""
+    loss = train_step(module, optimizer, scheduler, ctx.shard(batch), grad_clip)
+    return ctx.mean(loss, device)
