@@ -1,6 +1,11 @@
-"""README.md of the chunk-tokenizer comparison (``scripts/sweeps/chunking.toml``): one table per
-env at the largest horizon, the growth of regret with H, and the stable-vs-unstable prediction
-checked on the measured numbers.
+"""README.md of the chunk-tokenizer comparison (``scripts/sweeps/chunking.toml``,
+``scripts/sweeps/chunking_defaults.toml``): one table per env at the largest horizon with every
+cell's learner / chunk-floor ratio over seeds, the growth of regret with H, one plot per (env,
+execution) in ``plots/``, and the stable-vs-unstable prediction checked on the measured numbers:
+per env, the cost of open-loop execution over receding:1 with a seed interval and a verdict
+(holds / does not hold / inconclusive), in the noisy and the noise-free setting
+(:mod:`qbc.experiments.chunking_seeds`). The older check below it compares open-loop chunks
+with k = 1 on means alone:
 
 The prediction (Simchowitz, Pfrommer & Jadbabaie 2025, arXiv 2503.09722 and 2507.09061): executing
 action chunks open-loop helps (or at least does not hurt) on open-loop-stable systems, and hurts on
@@ -28,18 +33,22 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import CorruptFileError
+from qbc.experiments.chunking_seeds import (
+    floor_ratios,
+    largest_h_rows,
+    open_loop_cost,
+    plot_env_executions,
+    plot_paths,
+    setting_verdicts,
+    stability,
+    verdict_lines,
+)
 from qbc.experiments.table_cells import number_cell, percent_cell
 from qbc.infra.files import atomic_write_text, read_json_object
 from qbc.rollout.growth import fit_growth
+from qbc.sweep.entries import env_label, normalize_env
 from qbc.sweep.report import current_cells
 from qbc.sweep.table import read_table
-
-#: Open-loop stability of the compared envs' controlled equilibrium. The linear envs' entries
-#: follow from their open-loop spectral radius (``qbc.envs.describe``: 0.9, 1.2 and 2); the
-#: pendulums are held upright, an unstable equilibrium of the uncontrolled system.
-OPEN_LOOP_STABLE = {"qbc/LinearStable-v0": True, "qbc/LinearUnstable-v0": False,
-                    "qbc/ScalarUnstable-v0": False, "Pendulum-v1": False,
-                    "InvertedPendulum-v5": False}
 
 _FLOAT = ("regret_mean", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "val_loss",
           "tokens_per_chunk", "decode_failures", "decode_failure_rate", "decode_actions_per_s",
@@ -153,9 +162,9 @@ def relative_prediction(rows: list[dict[str, Any]]) -> tuple[str, bool | None]:
     unstable env than on any stable one. A markdown line, and whether it holds (None without
     both kinds of env)."""
     penalty = {env: p for env, p in open_loop_penalty(rows).items()
-               if env in OPEN_LOOP_STABLE and not math.isnan(p)}
-    stable = {e: p for e, p in penalty.items() if OPEN_LOOP_STABLE[e]}
-    unstable = {e: p for e, p in penalty.items() if not OPEN_LOOP_STABLE[e]}
+               if stability(env) is not None and not math.isnan(p)}
+    stable = {e: p for e, p in penalty.items() if stability(e)}
+    unstable = {e: p for e, p in penalty.items() if not stability(e)}
     if not stable or not unstable:
         return "", None
     held = min(unstable.values()) > max(stable.values())
@@ -187,7 +196,7 @@ def prediction(rows: list[dict[str, Any]]) -> tuple[list[str], bool | None]:
     diverged = divergence_by_execution(rows)
     for env, effects in open_loop_effect(rows).items():
         lower = sum(e["lower"] for e in effects)
-        stable = OPEN_LOOP_STABLE.get(env)
+        stable = stability(env)
         expected = ("lower" if stable else "higher") if stable is not None else None
         n = len(effects)
         observed = "lower" if lower > n / 2 else ("higher" if lower < n / 2 else "mixed")
@@ -212,24 +221,27 @@ def _verdict(held: bool) -> str:
     return "holds" if held else "does not hold"
 
 
-def env_table(env_rows: list[dict[str, Any]], fits: dict[tuple, dict[str, Any]]) -> list[str]:
-    """Markdown table of one env at its largest H, one row per (policy, k, execution)."""
+def env_table(env_rows: list[dict[str, Any]], fits: dict[tuple, dict[str, Any]],
+              ratios: dict[tuple, dict[str, Any]] | None = None) -> list[str]:
+    """Markdown table of one env at its largest H, one row per (policy, k, execution); with
+    ``ratios`` (:func:`~qbc.experiments.chunking_seeds.floor_ratios`) the learner / floor ratio
+    and the excess over the floor are means over seeds with their intervals."""
     lines = ["| policy | k | execution | regret (95% CI) | chunk floor | learner / floor "
-             "| growth p | growth verdict | diverged | floor diverged | tokens / chunk "
-             "| decode failures | decode actions/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| excess over floor (% of expert return) | growth p | growth verdict | diverged "
+             "| floor diverged | tokens / chunk | decode failures | decode actions/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(env_rows, key=lambda r: (policy_label(r), r["chunk_len"], r["execution"])):
         fit = fits[_key(r)]
         slope = fit["power"]["slope"] if fit.get("power") else None
         tokenized = r["tokens_per_chunk"] is not None
         failures = f"{r['decode_failure_rate']:.1%}" if tokenized else "—"
         floor = r.get("floor_regret")
-        ratio = (r["regret_mean"] / floor if floor not in (None, 0) else None)
+        ratio, excess = _ratio_cells(r, (ratios or {}).get(_key(r)))
         lines.append(
             f"| {policy_label(r)} | {r['chunk_len']} | {r['execution']} "
             f"| {number_cell(r['regret_mean'])} "
             f"[{number_cell(r['regret_ci_lo'])}, {number_cell(r['regret_ci_hi'])}] "
-            f"| {number_cell(floor)} | {number_cell(ratio)} "
+            f"| {number_cell(floor)} | {ratio} | {excess} "
             f"| {number_cell(slope)} | {fit['verdict']} | {r['diverged_fraction']:.1%} "
             f"| {percent_cell(r.get('floor_diverged_fraction'))} "
             f"| {number_cell(r['tokens_per_chunk'])} | {failures} "
@@ -237,66 +249,134 @@ def env_table(env_rows: list[dict[str, Any]], fits: dict[tuple, dict[str, Any]])
     return lines
 
 
-def readme(sweep_dir: Path) -> str:
-    """The comparison's README.md text from ``sweep_dir`` (its summary.csv and
-    sweep_config.json)."""
+def _ratio_cells(r: dict[str, Any], seeds: dict[str, Any] | None) -> tuple[str, str]:
+    """The learner / floor and excess cells of a table row: over seeds when known, else the
+    ratio of the means (an exact floor: '— (floor exact)')."""
+    if seeds is None:
+        floor = r.get("floor_regret")
+        return number_cell(r["regret_mean"] / floor if floor not in (None, 0) else None), "—"
+    ratio, excess = seeds["ratio"], seeds["excess"]
+    ratio_cell = ("— (floor exact)" if ratio is None else
+                  f"{number_cell(ratio[0])} [{number_cell(ratio[1])}, {number_cell(ratio[2])}]")
+    excess_cell = ("—" if excess is None else
+                   f"{excess[0]:.2%} [{excess[1]:.2%}, {excess[2]:.2%}]")
+    return ratio_cell, excess_cell
+
+
+def seed_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The chunk rows of ``results.csv`` (the current grid's cells) at each env's largest H,
+    one per seed."""
+    current = current_cells(Path(sweep_dir))
+    rows = read_table(Path(sweep_dir) / "results.csv")
+    return largest_h_rows([r for r in rows if current is None or r["cell"] in current])
+
+
+def budget_text(train: dict[str, Any], seeds: list[dict[str, Any]]) -> str:
+    """The step budget in words: the spec's fixed steps, or the default budget as resolved."""
+    if train.get("steps") is not None:
+        return f"{train['steps']} training steps"
+    cells = {r["cell"]: r for r in seeds if r.get("budget_steps") is not None}
+    if not cells:
+        return "qbc train-chunked's default step budget"
+    taken = [r["train_steps"] for r in cells.values()]
+    budgets = [r["budget_steps"] for r in cells.values()]
+    stopped = sum(r["stopped_early"] for r in cells.values())
+    return (f"qbc train-chunked's default step budget (data-scaled, early stopping): "
+            f"{min(budgets)}-{max(budgets)} steps resolved, {min(taken)}-{max(taken)} taken, "
+            f"early stopping ended {stopped} of {len(cells)} policies")
+
+
+def open_loop_section(seeds: list[dict[str, Any]]) -> list[str]:
+    """The seed-interval check of the prediction: per setting, then per env."""
+    costs = open_loop_cost(seeds, policy_label)
+    if not costs:
+        return ["No open-loop and receding:1 rows at k > 1: not checked."]
+    verdicts = setting_verdicts(costs)
+    head = [f"- **{name} setting: {verdict}**" for name, verdict in sorted(verdicts.items())]
+    return [*(head or ["No (unstable, stable) pair of envs in one setting: no verdict."]), "",
+            *verdict_lines(costs)]
+
+
+def readme(sweep_dir: Path, plots: list[Path] | None = None) -> str:
+    """The comparison's README.md text from ``sweep_dir`` (its summary.csv, results.csv and
+    sweep_config.json); ``plots``: the per-(env, execution) figures to link."""
     rows = read_summary(sweep_dir)
     single_seed_intervals(sweep_dir, rows)
     config = read_json_object(Path(sweep_dir) / "sweep_config.json", what="sweep config")
+    seeds = seed_rows(sweep_dir)
+    fits, ratios = growth(rows), floor_ratios(seeds, policy_label)
+    out = [*_header(config, rows, seeds), "",
+           "## Stable vs unstable: what open-loop execution costs, with seed intervals", "",
+           "Theory (Simchowitz, Pfrommer & Jadbabaie 2025) predicts that open-loop execution of "
+           "chunks costs more on open-loop-unstable systems than on stable ones. Check: per "
+           "env, (open-loop - receding:1 regret) / |expert return| at the largest H, averaged "
+           "over the (policy, k > 1) pairs of a seed, mean over seeds with a 95% interval; an "
+           "unstable env against each stable env of the same setting: **holds** when its "
+           "interval lies above, **does not hold** when below, **inconclusive** when they "
+           "overlap.", "", *open_loop_section(seeds), "", *_k1_section(rows)]
+    if plots:
+        out += ["", "## Plots", "", "One per (env, execution): regret at the largest H against "
+                "k, per policy, the learner and its chunk floor (dashed).", "",
+                *[f"- [{p.stem}](plots/{p.name})" for p in plots]]
+    last = at_largest_h(rows)
+    for env in dict.fromkeys(r["env"] for r in rows):
+        env_rows = [r for r in last if r["env"] == env]
+        out += ["", f"## {env} (H = {env_rows[0]['H']})", "",
+                *env_table(env_rows, fits, ratios)]
+    return "\n".join(out) + "\n"
+
+
+def _header(config: dict[str, Any], rows: list[dict[str, Any]],
+            seeds: list[dict[str, Any]]) -> list[str]:
+    """The title, the command and what was run."""
     spec = config["spec"]
+    grid, ro = spec["grid"], spec["rollout"]
+    envs = [env_label(e["name"], e["env_kwargs"]) for e in map(normalize_env, grid["envs"])]
     command = (f"qbc sweep --config {config.get('source') or 'CONFIG'} --out DIR && "
                "python scripts/chunking_report.py DIR")
-    grid, ro = spec["grid"], spec["rollout"]
-    fits = growth(rows)
+    return [
+        "# Action-chunk tokenizers on stable and unstable systems", "", f"`{command}`", "",
+        f"Envs {', '.join(envs)}; chunk policies: the chunk AR transformer over each "
+        f"tokenizer ({', '.join(sorted({policy_label(r) for r in rows if r['chunk_tokenizer']}))})"
+        f" and the continuous chunk-mlp-l1 (L1 regression of the whole chunk); k in "
+        f"{', '.join(map(str, grid['chunk_lens']))}; execution {', '.join(grid['executions'])}; "
+        f"seeds {', '.join(map(str, grid['seeds']))}; {grid['n_demos'][0]} expert episodes of "
+        f"{spec['data']['episode_steps']} steps per seed; {budget_text(spec['train'], seeds)}; "
+        f"{ro['episodes']} coupled evaluation episodes per policy and mode, horizons "
+        f"{', '.join(map(str, grid['horizons']))}.", "",
+        "Regret is the expert's return minus the policy's over H steps on the same seeds and "
+        "noise, mean over seeds with a 95% Student-t interval over seeds (with one seed: over its "
+        "evaluation episodes). Chunk floor: the expert's noise-free plans through the policy's "
+        "chunk tokenizer, executed the same way on the same episodes; learner / floor and the "
+        "excess over the floor are per seed, then mean over seeds with a 95% interval. Growth "
+        "p: exponent of the least-squares fit regret ~ c·H^p over the horizons, with the "
+        "verdict of `qbc.rollout.growth.fit_growth`. Decode failures: chunks whose token "
+        "sequence did not decode and were repaired, per chunk predicted. Decode actions/s: "
+        "actions the executor returned per second of its own time, batch = the evaluation "
+        "episodes, on the machine that ran the sweep (compare within this table only). k = 1 "
+        "re-plans every step, so its open-loop and receding:1 rows are the same policy run "
+        "twice."]
+
+
+def _k1_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The older check on means: open-loop chunks against the same policy at k = 1."""
     pred_lines, holds = prediction(rows)
     relative, _ = relative_prediction(rows)
     statement = {True: "**The prediction holds on these runs.**",
                  False: "**The prediction does not hold on these runs** (per env below).",
                  None: "No env of known stability had chunked and k = 1 rows: not checked."}[holds]
-    out = [
-        "# Action-chunk tokenizers on stable and unstable systems",
-        "",
-        f"`{command}`",
-        "",
-        f"Envs {', '.join(grid['envs'])}; chunk policies: the chunk AR transformer over each "
-        f"tokenizer ({', '.join(sorted({policy_label(r) for r in rows if r['chunk_tokenizer']}))})"
-        f" and the continuous chunk-mlp-l1 (L1 regression of the whole chunk); k in "
-        f"{', '.join(map(str, grid['chunk_lens']))}; execution {', '.join(grid['executions'])}; "
-        f"seeds {', '.join(map(str, grid['seeds']))}; {grid['n_demos'][0]} expert episodes of "
-        f"{spec['data']['episode_steps']} steps per seed; {spec['train']['steps']} training "
-        f"steps; {ro['episodes']} coupled evaluation episodes per policy and mode, horizons "
-        f"{', '.join(map(str, grid['horizons']))}.",
-        "",
-        "Regret is the expert's return minus the policy's over H steps on the same seeds and "
-        "noise, mean over seeds with a 95% Student-t interval over seeds (with one seed: over its "
-        "evaluation episodes). Growth p: exponent of "
-        "the least-squares fit regret ~ c·H^p over the horizons, with the verdict of "
-        "`qbc.rollout.growth.fit_growth`. Decode failures: chunks whose token sequence did not "
-        "decode and "
-        "were repaired, per chunk predicted. Decode actions/s: actions the executor returned per "
-        "second of its own time, batch = the evaluation episodes, on the machine that ran the "
-        "sweep (compare within this table only). k = 1 re-plans every step, so its open-loop "
-        "and receding:1 rows are the same policy run twice.",
-        "",
-        "## Stable vs unstable: does open-loop chunking help where the theory says?",
-        "",
-        "Theory (Simchowitz, Pfrommer & Jadbabaie 2025) predicts that open-loop execution of "
-        "chunks helps on open-loop-stable systems and hurts on unstable ones. Check: per policy "
-        "and k > 1, open-loop regret at the largest H against the same policy at k = 1.",
-        "",
-        statement,
-        "",
-        *pred_lines,
-        *(["", relative] if relative else []),
-    ]
-    last = at_largest_h(rows)
-    for env in dict.fromkeys(r["env"] for r in rows):
-        env_rows = [r for r in last if r["env"] == env]
-        out += ["", f"## {env} (H = {env_rows[0]['H']})", "", *env_table(env_rows, fits)]
-    return "\n".join(out) + "\n"
+    return ["## Open-loop chunks against k = 1 (means over seeds, no intervals)", "",
+            "The absolute form of the prediction: open-loop chunks help on stable systems and "
+            "hurt on unstable ones. Check: per policy and k > 1, open-loop regret at the "
+            "largest H against the same policy at k = 1.", "", statement, "", *pred_lines,
+            *(["", relative] if relative else [])]
 
 
 def write_readme(sweep_dir: str | Path) -> Path:
-    """Write ``sweep_dir/README.md``; its path."""
+    """Write ``sweep_dir/plots/*.png`` (one per (env, execution)) and ``sweep_dir/README.md``;
+    the README's path."""
     sweep_dir = Path(sweep_dir)
-    return atomic_write_text(sweep_dir / "README.md", readme(sweep_dir))
+    rows = seed_rows(sweep_dir) if (sweep_dir / "summary.csv").is_file() else []
+    text = readme(sweep_dir, list(plot_paths(rows, sweep_dir / "plots").values()))
+    plot_env_executions(rows, policy_label, sweep_dir / "plots")  # after every check
+    return atomic_write_text(sweep_dir / "README.md", text)
