@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import qbc.sweep.chunk_runner as chunk_runner
-import qbc.training.chunked as chunked
+import qbc.training.chunk_loop as chunk_loop
 import qbc.training.config as train_config
 from qbc.agents import make_expert
 from qbc.chunking.floor import ModelPlanner, SimulatorPlanner, make_planner
@@ -47,7 +47,7 @@ def swept(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
     mp.setattr(train_config, "MIN_AUTO_STEPS", LOW_MIN)
-    mp.setattr(chunked, "MIN_AUTO_STEPS", LOW_MIN)
+    mp.setattr(chunk_loop, "MIN_AUTO_STEPS", LOW_MIN)
     planned: list[dict] = []
     real = chunk_runner.make_planner
 
@@ -156,3 +156,65 @@ def test_planners_make_their_env_with_the_rollout_env_kwargs():
     assert isinstance(pendulum, SimulatorPlanner)
     assert pendulum._scratch[0].unwrapped.g == 5.0
     pendulum.close()
+
+
+PER_STEP = """
+[grid]
+envs = [{name = "qbc/ScalarStable-v0", env_kwargs = {noise_std = 0.0}}]
+bins = 8
+n_demos = 6
+seeds = [0]
+horizons = [10, 30]
+
+[data]
+episode_steps = 30
+
+[train]
+policies = ["ar-transformer", "quantized-expert"]
+batch_size = 32
+eval_interval = 20
+model = {d_model = 16, n_layers = 1, n_heads = 2}
+
+[rollout]
+episodes = 4
+num_envs = 4
+"""
+
+
+@pytest.mark.slow  # one tiny per-step cell, ~10 s
+def test_per_step_cells_take_qbc_trains_default_budget_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setattr(train_config, "MIN_AUTO_STEPS", LOW_MIN)
+    result = run_sweep(spec_from_dict(tomllib.loads(PER_STEP)), tmp_path / "s", progress=False)
+    assert not result.failed
+    rows = read_table(tmp_path / "s" / "results.csv")
+    trained = [r for r in rows if r["policy"] == "ar-transformer"]
+    # 6 episodes of 30 steps, 1 held out: 150 training rows, batch 32, 30 epochs
+    assert {r["budget_steps"] for r in trained} == {train_config.default_steps(150, 32, 30.0)}
+    assert all(r["best_step"] <= r["train_steps"] <= r["budget_steps"] for r in trained)
+    assert {r["env"] for r in rows} == {"qbc/ScalarStable-v0(noise_std=0.0)"}
+    floor = [r for r in rows if r["policy"] == "quantized-expert"]
+    assert floor and all(r["budget_steps"] is None for r in floor)  # nothing trained
+
+
+def test_a_dataset_of_an_env_variant_is_rolled_out_on_that_variant(tmp_path, monkeypatch):
+    """train-chunked's closing rollout on noise-free demonstrations (a sweep's variant): the
+    expert, env and chunk floor are made noise-free too, so the unquantized floor is exact."""
+    from qbc.data.collect import CollectConfig, collect
+    from qbc.policy import ModelConfig
+    from qbc.training.chunked import ChunkTrainConfig, run_train_chunked
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    collect(CollectConfig(env="qbc/LinearStable-v0", dataset_id="test/ls-nf-v0", episodes=6,
+                          num_envs=6, max_episode_steps=30, env_kwargs={"noise_std": 0.0}))
+    summary = run_train_chunked(ChunkTrainConfig(
+        dataset="test/ls-nf-v0", out=tmp_path / "run", policy="chunk-mlp-l1", chunk_k=4,
+        model=ModelConfig(hidden=32, mlp_layers=1), steps=10, eval_interval=10,
+        batch_size=32, rollout_episodes=4, progress=False, device="cpu"))
+    r = summary["rollout"]
+    assert abs(r["chunk_floor_regret"]) < 1e-6  # open-loop, noise-free: the plan is exact
+    lqr = make_expert("lqr", make_env("qbc/LinearStable-v0", noise_std=0.0))
+    ref = evaluate_actors("qbc/LinearStable-v0", {"expert": lqr}, r["first_seed"], 4,
+                          [r["horizon"]], env_kwargs={"noise_std": 0.0})
+    assert r["expert_mean_return"] == pytest.approx(
+        ref.policies["expert"][str(r["horizon"])]["return"], rel=1e-9)

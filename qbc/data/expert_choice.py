@@ -155,13 +155,14 @@ def provenance_expert(prov: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def rebuild_remembered_expert(spec: dict[str, Any], env_id: str, dataset: str) -> Any:
-    """The expert ``spec`` (:func:`provenance_expert`) of ``dataset`` built on ``env_id``, its
-    model file checked first (:func:`check_same_file`): the one path by which qbc loads an
-    expert named in a dataset's metadata."""
+def rebuild_remembered_expert(spec: dict[str, Any], env: Any, dataset: str) -> Any:
+    """The expert ``spec`` (:func:`provenance_expert`) of ``dataset`` built on ``env`` (an env
+    id, or an env made with the dataset's env kwargs), its model file checked first
+    (:func:`check_same_file`): the one path by which qbc loads an expert named in a dataset's
+    metadata."""
     check_same_file(spec, dataset)
     return build_expert(ExpertChoice(spec["name"], dict(spec["params"]), f"dataset {dataset}"),
-                        env_id)
+                        env)
 
 
 def check_same_file(spec: dict[str, Any], dataset_id: str) -> None:
@@ -201,11 +202,11 @@ def choose_expert(expert: str | None, expert_path: str | Path | None,
     return ExpertChoice(name, given, source)
 
 
-def build_expert(choice: ExpertChoice, env_id: str) -> Any:
-    """``make_expert`` of the choice on ``env_id``; an error from a remembered expert says where
-    it came from and which flags replace it."""
+def build_expert(choice: ExpertChoice, env: Any) -> Any:
+    """``make_expert`` of the choice on ``env`` (an env id or an env); an error from a
+    remembered expert says where it came from and which flags replace it."""
     try:
-        return make_expert({"name": choice.name, "params": choice.params}, env_id)
+        return make_expert({"name": choice.name, "params": choice.params}, env)
     except QbcError as exc:
         if not choice.source.startswith("dataset"):
             raise

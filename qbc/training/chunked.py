@@ -230,8 +230,8 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
     (repaired chunks)."""
     executor = ChunkExecutor(policy, cfg.execute)
 
-    def floor(expert: Any, env_id: str) -> dict[str, Any]:
-        planner = make_planner(env_id, expert)
+    def floor(expert: Any, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+        planner = make_planner(env_id, expert, env_kwargs)
         return {"chunk_floor": ChunkExecutor(
             QuantizedChunkExpert(planner, policy.chunk_len, policy.chunk_tokenizer),
             executor.spec)}

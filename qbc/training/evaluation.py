@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from qbc.data.expert_choice import provenance, provenance_expert, rebuild_remembered_expert
+from qbc.envs.make import opened_env
 from qbc.errors import InvalidValueError, QbcError
 from qbc.infra.validate import SEED_LIMIT
 from qbc.policy import Normalizer, Policy
@@ -188,9 +189,13 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     stopping
     and selection rule, for the likely cause of a miss).
 
-    ``companions(expert, env_id) -> {name: actor}``: more actors rolled out on the same seeds
-    when there is an expert (e.g. a chunk policy's chunk floor); each gets the same
+    ``companions(expert, env_id, env_kwargs) -> {name: actor}``: more actors rolled out on the
+    same seeds when there is an expert (e.g. a chunk policy's chunk floor); each gets the same
     ``{name}_...`` entries and ``{name}_regret``.
+
+    A dataset collected on an env variant (``env_kwargs`` in its provenance, e.g. a sweep's
+    noise-free env) is rolled out on that variant: the expert, the env and the companions are
+    made with the same keywords.
     """
     import gymnasium as gym
 
@@ -202,12 +207,12 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
         horizon = _default_horizon(prov, env_id)
     (horizon,), capped = cap_horizons(env_id, [horizon])
     seed = default_rollout_seed(demos) if seed is None else seed
-    expert, no_expert = _dataset_expert(prov, env_id, str(
+    env_kwargs, (expert, no_expert) = _variant_expert(prov, env_id, str(
         (getattr(demos, "metadata", None) or {}).get("dataset_id") or "the training dataset"))
-    actors = _actors(policy, expert, env_id, companions)
+    actors = _actors(policy, expert, env_id, companions, env_kwargs)
     ref = "policy" if expert is None else "expert"
     per = evaluate_actors(env_id, actors, seed, episodes, [horizon], reference=ref,
-                          progress=progress).policies
+                          env_kwargs=env_kwargs, progress=progress).policies
     out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
            "horizon_capped": capped, "expert": None if expert is None else expert.name,
            "no_expert": no_expert}
@@ -219,15 +224,17 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     return out
 
 
-def _actors(policy: Any, expert: Any, env_id: str, companions: Any) -> dict[str, Any]:
+def _actors(policy: Any, expert: Any, env_id: str, companions: Any,
+            env_kwargs: dict[str, Any]) -> dict[str, Any]:
     """The actors rolled out, by name: ``policy``; with an expert, ``expert`` first, the
-    ``quantized_expert`` of a token policy and the ``companions``' actors."""
+    ``quantized_expert`` of a token policy and the ``companions``' actors (made for the env
+    ``env_id`` with ``env_kwargs``)."""
     actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
     tokenizer = getattr(policy, "tokenizer", None)
     if expert is not None and isinstance(tokenizer, ActionTokenizer):
         actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
     if expert is not None and companions is not None:
-        actors.update(companions(expert, env_id))
+        actors.update(companions(expert, env_id, env_kwargs))
     return actors
 
 
@@ -267,7 +274,19 @@ def _add_floor(out: dict[str, Any], q: dict[str, Any], training: dict[str, Any] 
         out["expert_mean_return"], training)
 
 
-def _dataset_expert(prov: dict[str, Any], env_id: str,
+def _variant_expert(prov: dict[str, Any], env_id: str, dataset: str
+                    ) -> tuple[dict[str, Any], tuple[Any, str | None]]:
+    """The env kwargs the data were collected with (a sweep's noise-free variant, ...; the
+    time limit aside) and :func:`_dataset_expert` built on the env made with them."""
+    env_kwargs = {k: v for k, v in (prov.get("env_kwargs") or {}).items()
+                  if k != "max_episode_steps"}
+    if not env_kwargs:
+        return env_kwargs, _dataset_expert(prov, env_id, dataset)
+    with opened_env(env_id, **env_kwargs) as env:
+        return env_kwargs, _dataset_expert(prov, env, dataset)
+
+
+def _dataset_expert(prov: dict[str, Any], env: Any,
                     dataset: str) -> tuple[Any, str | None]:
     """The expert named in a qbc dataset's provenance, or (None, why there is none). It is
     rebuilt by the same checked path as every other remembered expert: a model file whose
@@ -276,6 +295,6 @@ def _dataset_expert(prov: dict[str, Any], env_id: str,
     if spec is None:
         return None, "the dataset does not name a qbc expert (not collected by qbc collect)"
     try:
-        return rebuild_remembered_expert(spec, env_id, dataset), None
+        return rebuild_remembered_expert(spec, env, dataset), None
     except (QbcError, ImportError) as exc:
         return None, f"its expert {spec['name']!r} cannot be rebuilt here ({exc})"
