@@ -99,7 +99,7 @@ def test_train_chunked_warns_when_its_closing_rollout_was_capped(tmp_path, monke
     monkeypatch.setattr(chunked, "load_demonstrations", lambda ds: SimpleNamespace())
     monkeypatch.setattr(chunked, "check_rollout_sizes", lambda *a: None)
     monkeypatch.setattr(chunked, "train_chunked", lambda cfg, demos: {
-        "policy": SimpleNamespace(chunk_tokenizer=None)})
+        "policy": SimpleNamespace(chunk_tokenizer=None), "rank": 0, "world_size": 1})
     monkeypatch.setattr(chunked, "closing_rollout",
                         lambda cfg, policy, demos: {"horizon_capped": message})
     monkeypatch.setattr(chunked, "_validate", lambda cfg: None)

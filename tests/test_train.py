@@ -201,7 +201,7 @@ def test_samples_per_s_leave_out_validation_and_checkpoints(tmp_path, monkeypatc
         return wrapped
 
     monkeypatch.setattr(train_mod, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
-    for name, seconds in (("train_step", 1.0), ("evaluate_split", 100.0),
+    for name, seconds in (("sharded_step", 1.0), ("evaluate_split", 100.0),
                           ("save_checkpoint", 100.0), ("save_last", 100.0)):
         monkeypatch.setattr(train_mod, name, advancing(getattr(train_mod, name), seconds))
     result = train(_cfg(tmp_path, steps=12, eval_interval=4), smooth_demos(episodes=6, steps=10))
