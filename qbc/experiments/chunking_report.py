@@ -255,11 +255,11 @@ def _ratio_cells(r: dict[str, Any], seeds: dict[str, Any] | None) -> tuple[str, 
     if seeds is None:
         floor = r.get("floor_regret")
         return number_cell(r["regret_mean"] / floor if floor not in (None, 0) else None), "—"
-    ratio, excess = seeds["ratio"], seeds["excess"]
-    ratio_cell = ("— (floor exact)" if ratio is None else
-                  f"{number_cell(ratio[0])} [{number_cell(ratio[1])}, {number_cell(ratio[2])}]")
-    excess_cell = ("—" if excess is None else
-                   f"{excess[0]:.2%} [{excess[1]:.2%}, {excess[2]:.2%}]")
+    ratio, excess, one = seeds["ratio"], seeds["excess"], seeds["n_seeds"] < 2
+    ratio_cell = ("— (floor exact)" if ratio is None else number_cell(ratio[0]) + (
+        " (1 seed)" if one else f" [{number_cell(ratio[1])}, {number_cell(ratio[2])}]"))
+    excess_cell = ("—" if excess is None else f"{excess[0]:.2%}" + (
+        " (1 seed)" if one else f" [{excess[1]:.2%}, {excess[2]:.2%}]"))
     return ratio_cell, excess_cell
 
 

@@ -147,7 +147,10 @@ def _pair(unstable: dict[str, Any], stable: dict[str, Any]) -> str:
     return compare(unstable["cost"], stable["cost"], min(unstable["n_seeds"], stable["n_seeds"]))
 
 
-def _pct(iv: Interval) -> str:
+def _pct(iv: Interval, n_seeds: int = 2) -> str:
+    """A cost as a signed percentage with its seed interval (none with one seed)."""
+    if n_seeds < 2:
+        return f"{iv[0]:+.2%} (1 seed, no interval)"
     return f"{iv[0]:+.2%} [{iv[1]:+.2%}, {iv[2]:+.2%}]"
 
 
@@ -161,11 +164,12 @@ def verdict_lines(costs: dict[str, dict[str, Any]]) -> list[str]:
         kind = {True: "open-loop stable", False: "open-loop unstable",
                 None: "stability unknown"}[stable]
         text = (f"- {env} ({kind}, {settings[env]}): open-loop chunks (k > 1) cost "
-                f"{_pct(c['cost'])} of the expert's return more than receding:1 (mean over "
-                f"{c['n_seeds']} seeds of {c['n_pairs']} (policy, k) pairs)")
+                f"{_pct(c['cost'], c['n_seeds'])} of the expert's return more than receding:1 "
+                f"(mean over {c['n_seeds']} seed(s) of {c['n_pairs']} (policy, k) pairs)")
         if stable is False:
             refs = [e for e in costs if stability(e) and settings[e] == settings[env]]
-            verdicts = [f"vs {e} ({_pct(costs[e]['cost'])}): **{_pair(c, costs[e])}**"
+            verdicts = [f"vs {e} ({_pct(costs[e]['cost'], costs[e]['n_seeds'])}): "
+                        f"**{_pair(c, costs[e])}**"
                         for e in refs]
             text += ("; " + "; ".join(verdicts) if verdicts else
                      f"; no open-loop-stable env in the {settings[env]} setting to compare with")
