@@ -49,7 +49,7 @@ def test_train_takes_the_model_settings_its_policy_reads(tmp_path, tiny_dataset,
 
 @pytest.mark.parametrize("policy,flags", [
     ("chunk-mlp-l1", ["--model.d-model", "32"]),
-    ("chunk-ar-transformer", ["--model.hidden", "32"]),
+    ("chunk-ar-transformer", ["--model.mlp-layers", "3"]),
 ])
 def test_train_chunked_refuses_a_model_setting_its_policy_does_not_read(tmp_path, capsys,
                                                                         policy, flags):
