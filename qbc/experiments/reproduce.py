@@ -33,6 +33,7 @@ from typing import Any
 
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
 from qbc.experiments.chunking_report import at_largest_h, policy_label, read_summary
+from qbc.experiments.multimodal import ledger_headline, multimodal_headline
 from qbc.infra.child_processes import run as run_command
 from qbc.infra.child_processes import stopped_on_exit
 from qbc.infra.files import atomic_write_json, read_json
@@ -150,17 +151,6 @@ def chunking_headline(out: Path) -> dict[str, float]:
         tag = f"{env},{policy_label(r)},k={r['chunk_len']},{r['execution']},H={r['H']}"
         values[f"regret[{tag}]"] = r["regret_mean"]
         values[f"diverged[{tag}]"] = r["diverged_fraction"]
-    return values
-
-
-def multimodal_headline(out: Path) -> dict[str, float]:
-    """Per (env, policy) row of results.json (:mod:`qbc.experiments.multimodal`): success rate
-    and the fraction of episodes that passed the obstacle on the left."""
-    values = {}
-    for r in read_json(out / "results.json", what="multimodal results")["rows"]:
-        tag = f"{r['env'].removeprefix('qbc/')},{r['policy']}"
-        values[f"success[{tag}]"] = r["success"]
-        values[f"left[{tag}]"] = r["modes"]["left"]
     return values
 
 

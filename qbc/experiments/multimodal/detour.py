@@ -1,5 +1,6 @@
-"""Why tokens at all (issue 33): on the detour task, where the demonstrator passes the obstacle
-on the left or on the right with probability 1/2, does a policy commit to a side?
+"""Why tokens at all (issue 33), the preliminary run (docs/results/multimodal): on the detour
+task, where the demonstrator passes the obstacle on the left or on the right with probability
+1/2, does a policy commit to a side?
 
 For each detour variant: collect demonstrations with the ``detour`` expert, train each learner
 of ``learners`` on them with the default training budget, and roll every learner out against
@@ -25,7 +26,7 @@ from qbc.data import load_demonstrations
 from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import atomic_write_json, atomic_write_text
+from qbc.infra.files import atomic_write_json, atomic_write_text, read_json
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 from qbc.policy.decoding import check_decode_mode
@@ -181,3 +182,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"| {m['left']:.0%} / {m['right']:.0%} / {m['none']:.0%} "
                      f"| {r['ended_early']:.0%} | {r['return']:.2f} | {regret} |")
     return "\n".join(lines) + "\n"
+
+
+def multimodal_headline(out: Path) -> dict[str, float]:
+    """Per (env, policy) row of results.json (:func:`run_multimodal`): success rate and the
+    fraction of episodes that passed the obstacle on the left (reproduce's headline)."""
+    values = {}
+    for r in read_json(out / "results.json", what="multimodal results")["rows"]:
+        tag = f"{r['env'].removeprefix('qbc/')},{r['policy']}"
+        values[f"success[{tag}]"] = r["success"]
+        values[f"left[{tag}]"] = r["modes"]["left"]
+    return values
