@@ -10,7 +10,8 @@ demonstration chunks (None for the continuous ``chunk-mlp-l1``); ``decode_action
 actions a mode's executor returned per second of its own time (batch ``num_envs``, this cell's
 CPU: compare within one sweep run, not across machines). ``floor_regret`` and
 ``floor_diverged_fraction`` are the chunk floor's in the same mode (the expert's noise-free plans
-through the cell's chunk tokenizer, :mod:`qbc.chunking.floor`), rolled out on the same seeds.
+through the cell's chunk tokenizer, :mod:`qbc.chunking.floor`), rolled out on the same seeds;
+``floor_success`` its success rate where the env reports success.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
         rows += [make_row(cell, kind, h, report.policies[names[mode]][str(h)],
                           report.policies["expert"][str(h)], width,
                           {**extra, "floor_regret": floor[str(h)]["regret"],
-                           "floor_diverged_fraction": floor[str(h)]["diverged_fraction"]})
+                           "floor_diverged_fraction": floor[str(h)]["diverged_fraction"],
+                           "floor_success": floor[str(h)].get("success")})
                  for h in horizons]
     return rows
 

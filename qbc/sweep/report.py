@@ -6,7 +6,9 @@ Outputs, beside results.csv:
     summary.csv               one row per (env, expert, quantizer, bins, n_demos, policy, H)
                               — and chunk_tokenizer, chunk_len, execution when the sweep has
                               chunk policies: mean regret over seeds with a 95% Student-t
-                              interval (chunk rows: also tokens per chunk, decode failures)
+                              interval (chunk rows: also tokens per chunk, decode failures;
+                              where the env reports success: the success rate with its 95%
+                              interval and the expert's, :func:`success_summary`)
     report.md                 the same as a markdown table, plus regret ~ c·H^p fits
     regret_vs_H.png           log-log, one panel per env (and expert), one line per setting
     regret_vs_bin_width.png   at the largest H (when the grid has several bin counts)
@@ -42,6 +44,8 @@ CHUNK_MEANS = ("tokens_per_chunk", "decode_failures", "decode_failure_rate",
 SUMMARY_COLUMNS = [*GROUP, "H", "n_seeds", "bin_width", "regret_mean", "regret_ci_lo",
                    "regret_ci_hi", "regret_per_step", "state_dev_mean", "diverged_fraction",
                    "val_loss"]
+#: More columns where the env reports success (tables without it keep their columns).
+SUCCESS_COLUMNS = ("success_mean", "success_ci_lo", "success_ci_hi", "expert_success")
 
 
 def group_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -50,11 +54,32 @@ def group_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     return (*GROUP, *CHUNK_GROUP) if any(r.get("chunk_len") for r in rows) else GROUP
 
 
-def summary_columns(group: tuple[str, ...]) -> list[str]:
-    """Columns of summary.csv for the setting columns ``group``."""
+def summary_columns(group: tuple[str, ...], success: bool = False) -> list[str]:
+    """Columns of summary.csv for the setting columns ``group`` (``success``: with
+    :data:`SUCCESS_COLUMNS`)."""
+    more = list(SUCCESS_COLUMNS) if success else []
     if group == GROUP:
-        return SUMMARY_COLUMNS
-    return [*group, *SUMMARY_COLUMNS[len(GROUP):], *CHUNK_MEANS]
+        return SUMMARY_COLUMNS + more
+    return [*group, *SUMMARY_COLUMNS[len(GROUP):], *CHUNK_MEANS, *more]
+
+
+def has_success(rows: list[dict[str, Any]]) -> bool:
+    """True when any row (of the table or the summary) carries a success rate."""
+    return any(r.get("success") is not None or r.get("success_mean") is not None for r in rows)
+
+
+def success_summary(g: list[dict[str, Any]]) -> dict[str, Any]:
+    """Success of one setting's rows ``g`` (one per seed): the mean of the seeds' rates with a
+    95% Student-t interval over seeds clipped to [0, 1] (one seed: its own 95% Wilson interval
+    over its episodes), and the expert's mean rate."""
+    rates = [r["success"] for r in g if r.get("success") is not None]
+    if not rates:
+        return dict.fromkeys(SUCCESS_COLUMNS)
+    mean, lo, hi = mean_ci95(np.array(rates))
+    if len(rates) == 1:
+        lo, hi = g[0]["success_ci_lo"], g[0]["success_ci_hi"]
+    return {"success_mean": mean, "success_ci_lo": max(lo, 0.0), "success_ci_hi": min(hi, 1.0),
+            "expert_success": _mean([r.get("expert_success") for r in g])}
 
 
 def _sort_key(key: tuple) -> tuple:
@@ -85,7 +110,7 @@ def _check_numbers(rows: list[dict[str, Any]], table: Path) -> None:
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean over seeds (with a 95% interval of the mean) per setting and H, sorted."""
-    group = group_columns(rows)
+    group, success = group_columns(rows), has_success(rows)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[tuple(row.get(c) for c in (*group, "H"))].append(row)
@@ -103,6 +128,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "val_loss": _mean([r.get("val_loss") for r in g]),
             **({c: _mean([r.get(c) for r in g]) for c in CHUNK_MEANS} if group != GROUP
                else {}),
+            **(success_summary(g) if success else {}),
         })
     return out
 
@@ -157,22 +183,38 @@ def _floor_note(summary: list[dict[str, Any]]) -> list[str]:
                "this table (it was made before sweeps added it; `qbc rollout` shows both)."), ""]
 
 
+_SUCCESS_NOTE = ("Success: the rate at H, mean over seeds with a 95% Student-t interval over "
+                 "seeds (one seed: its 95% Wilson interval over episodes); the expert's on the "
+                 "same episodes.", "")
+
+
+def _success_cells(s: dict[str, Any]) -> tuple[str, str]:
+    """The success and expert-success cells of a summary row ('-' where there is none)."""
+    if s.get("success_mean") is None:
+        return "-", "-"
+    expert = "-" if s["expert_success"] is None else f"{s['expert_success']:.0%}"
+    return (f"{s['success_mean']:.0%} [{s['success_ci_lo']:.0%}, {s['success_ci_hi']:.0%}]",
+            expert)
+
+
 def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: str) -> str:
     group = summary_group(summary)
     means = CHUNK_MEANS if group != GROUP else ()
+    success = has_success(summary)
     cols = [*group, "H", "n_seeds", "bin_width", "regret (95% CI)", "regret/step",
-            "state dev", "diverged", *means]
+            "state dev", "diverged", *means, *(("success (95% CI)", "expert success")
+                                               if success else ())]
     lines = [f"# Sweep report: {source}", "",
              "Regret J_H(expert) - J_H(policy), mean over seeds with a 95% Student-t interval "
              "of that mean (over seeds; each seed's regret is itself a mean over coupled "
              "episodes).", "",
-             *_floor_note(summary),
+             *_floor_note(summary), *(_SUCCESS_NOTE if success else ()),
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for s in summary:
         ci = f"{s['regret_mean']:.4g} [{s['regret_ci_lo']:.3g}, {s['regret_ci_hi']:.3g}]"
         vals = [*(s[c] for c in group), s["H"], s["n_seeds"], s["bin_width"], ci,
                 s["regret_per_step"], s["state_dev_mean"], f"{s['diverged_fraction']:.0%}",
-                *(s[c] for c in means)]
+                *(s[c] for c in means), *(_success_cells(s) if success else ())]
         lines.append("| " + " | ".join(_fmt(v) for v in vals) + " |")
     if fits:
         lines += ["", "## Growth of regret with H", "",
@@ -282,7 +324,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
 def _write_report_files(sweep_dir: Path, summary: list[dict[str, Any]],
                         fits: list[dict[str, Any]]) -> list[Path]:
     """summary.csv, report.md and the plots of the axes the grid varies; the paths written."""
-    columns = summary_columns(summary_group(summary))
+    columns = summary_columns(summary_group(summary), has_success(summary))
     table = [{k: ("" if s[k] is None else s[k]) for k in columns} for s in summary]
     files = [atomic_write_csv(sweep_dir / "summary.csv", table, columns),
              atomic_write_text(sweep_dir / "report.md", markdown(summary, fits, str(sweep_dir)))]

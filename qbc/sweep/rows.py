@@ -49,7 +49,9 @@ def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[st
              width: float | None, extra: dict[str, Any]) -> dict[str, Any]:
     """One row of the result table: policy ``kind`` of ``cell`` at horizon ``h`` (its metrics
     ``m`` and the expert's ``expert_m`` from :func:`qbc.rollout.metrics.horizon_metrics`), plus
-    ``extra`` columns (val_loss, train_seconds; chunk cells: execution, tokens, failures)."""
+    ``extra`` columns (val_loss, train_seconds; chunk cells: execution, tokens, failures).
+    Where the env reports success: the policy's and the expert's success rate at H with their
+    95% Wilson intervals (:func:`success_columns`; None elsewhere)."""
     return {
         "cell": cell.key, "env": cell.env_label, "expert": cell.expert_label,
         "quantizer": cell.quantizer, "bins": cell.bins or None, "bin_width": width,
@@ -60,5 +62,15 @@ def make_row(cell: Cell, kind: str, h: int, m: dict[str, Any], expert_m: dict[st
         "return": m["return"], "expert_return": expert_m["return"],
         "state_dev_mean": m["state_dev_mean"], "state_dev_max": m["state_dev_max"],
         "action_dev_mean": m["action_dev_mean"],
-        "diverged_fraction": m["diverged_fraction"], **extra,
+        "diverged_fraction": m["diverged_fraction"], **success_columns(m), **extra,
+        **success_columns(expert_m, "expert_"),
     }
+
+
+def success_columns(m: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``success``, ``success_ci_lo``, ``success_ci_hi`` (with ``prefix``) of metrics ``m``
+    (:func:`qbc.rollout.metrics.horizon_metrics`): the success rate at H with its 95% Wilson
+    interval where the env reports success, else None."""
+    ci = m.get("success_ci95") or (None, None)
+    return {f"{prefix}success": m.get("success"), f"{prefix}success_ci_lo": ci[0],
+            f"{prefix}success_ci_hi": ci[1]}

@@ -30,6 +30,8 @@ COLUMNS = [
     "tokens_per_chunk", "decode_failures", "chunks_predicted", "decode_failure_rate",
     "decode_actions_per_s", "train_seconds", "wall_seconds", "floor_regret",
     "floor_diverged_fraction", "train_steps", "budget_steps", "best_step", "stopped_early",
+    "success", "success_ci_lo", "success_ci_hi", "expert_success", "expert_success_ci_lo",
+    "expert_success_ci_hi", "floor_success",
 ]
 
 #: Columns that measure time, not results: left out when two tables are compared.
