@@ -143,7 +143,8 @@ def format_ledger(summary: list[dict[str, Any]], n_demos: int, episodes: int) ->
             success = _pct(s["success"]) + _interval(s["success_ci95"])
             seeds = _interval(s["success_seed_ci95"]).strip()
         m = s["modes"]
-        modes = "n/a" if m is None else f"{_pct(m['left'])} / {_pct(m['right'])} / {_pct(m['none'])}"
+        modes = ("n/a" if m is None
+                 else f"{_pct(m['left'])} / {_pct(m['right'])} / {_pct(m['none'])}")
         regret = ("-" if s["role"] == "expert" else
                   f"{s['regret']:.3g}" + _interval(s["regret_ci95"], lambda x: f"{x:.3g}"))
         lines.append(f"| {s['env']} | {s['policy']} | {s['n_seeds']} | {success} | {seeds} "
