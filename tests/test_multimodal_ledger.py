@@ -110,6 +110,7 @@ def test_the_paragraph_follows_the_intervals(token, plain, verdict):
     assert verdict in paragraph(summary)
 
 
+@pytest.mark.slow  # about 25 s: PointMaze's quick cells
 def test_robotics_cells_have_success_and_no_modes(tmp_path, one_torch_thread):
     pytest.importorskip("gymnasium_robotics")
     result = run_ledger(LedgerConfig(out=tmp_path, envs=("qbc/PointMaze_Medium-v3",),
