@@ -60,10 +60,16 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path, one_torch_thr
     cfg = {**QUICK, "learners": ("mlp-mse",)}
     run_ledger(LedgerConfig(out=tmp_path, **cfg))
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    with pytest.raises(InvalidValueError, match="other settings.*learners"):
-        run_ledger(LedgerConfig(out=tmp_path, **{**cfg, "learners": ("mlp-gaussian",)}))
+    with pytest.raises(InvalidValueError, match="other settings.*chunk_k"):
+        run_ledger(LedgerConfig(out=tmp_path, **cfg, chunk_k=2))
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    # another learner only adds its cells; the summary holds the cells asked for
     lines: list[str] = []
+    two = ("mlp-mse", "mlp-gaussian")
+    more = run_ledger(LedgerConfig(out=tmp_path, **{**cfg, "learners": two}), log=lines.append)
+    assert [("kept" in line) for line in lines] == [True, False, True, False]
+    assert {s["policy"] for s in more["summary"]} == {"expert", "mlp-mse", "mlp-gaussian"}
+    lines.clear()
     run_ledger(LedgerConfig(out=tmp_path, overwrite=True, **{**cfg, "learners": ("mlp-gaussian",)}),
                log=lines.append)
     assert len(lines) == 2 and not cell_path(tmp_path, DETOUR, 0, "mlp-mse").exists()

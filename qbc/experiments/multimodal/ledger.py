@@ -15,11 +15,13 @@ reported by the env: n/a), return, regret J(expert) - J(policy) with its 95% int
 
 Resumable: each finished cell is written to ``out/cells/<env>/seed-<s>/<learner>.json`` at once
 (atomically); a run into the same ``out`` with the same settings keeps those cells and runs only
-the missing ones, so a crash loses nothing finished. ``out/ledger_config.json`` holds the
-settings; a run with other settings into the same ``out`` is refused (``overwrite`` starts
-afresh). The outputs, made from every cell file: ``results.json`` (cell rows and the summary
-over seeds, :mod:`qbc.experiments.multimodal.summary`) and ``results.md`` (the table and the
-paragraph of where tokens win and where they cost).
+the missing ones, so a crash loses nothing finished, and a run with more envs, seeds or learners
+adds only their cells. ``out/ledger_config.json`` holds the settings that shape a cell; a run with
+others into the same ``out`` is refused (``overwrite`` starts afresh). One run at a time per
+``out`` (a lock). The outputs, made from the cell files of the cells asked for:
+``results.json`` (cell rows and the summary over seeds,
+:mod:`qbc.experiments.multimodal.summary`) and ``results.md`` (the table and the paragraph of
+where tokens win and where they cost).
 
 The full run (the lead's; about 6 to 8 hours on 2 CPU cores, measured from real cells at the
 default budget, see the issue-33 report)::
@@ -68,8 +70,9 @@ EVAL_SEED = 1_000_000
 CONFIG_FILE = "ledger_config.json"
 #: Entries of ``out`` a run writes (removed by ``overwrite``).
 OWNED = ("cells", "datasets", "policies", "results.json", "results.md", CONFIG_FILE)
-#: Settings that do not change the numbers (left out of the resume check).
-UNCHECKED = ("out", "threads", "overwrite", "quick")
+#: Settings left out of the resume check: those that do not change a cell's numbers, and the
+#: axes that only choose which cells run (a run with another seed or env adds its cells).
+UNCHECKED = ("out", "threads", "overwrite", "quick", "envs", "seeds", "learners")
 
 
 @dataclass
