@@ -23,10 +23,17 @@ others into the same ``out`` is refused (``overwrite`` starts afresh). One run a
 :mod:`qbc.experiments.multimodal.summary`) and ``results.md`` (the table and the paragraph of
 where tokens win and where they cost).
 
-The full run (the lead's; about 6 to 8 hours on 2 CPU cores, measured from real cells at the
-default budget, see the issue-33 report)::
+The full run (4 envs x 3 seeds x 6 learners = 72 cells)::
 
     python scripts/multimodal_ledger.py --out runs/multimodal_ledger
+
+Its wall time, from real seed-0 cells at the default budget (every training ran its 10,000
+steps) on a shared 2-core CPU, one torch thread, 2026-12-07: DetourUnstable mlp-mse 32 s,
+AR uniform 157 s, chunk 448 s; PointMaze 64 s, 218 s, 394 s; FetchPickAndPlace AR uniform 243 s
+(mlp-mse 123 s and chunk 1478 s measured while other work shared the CPU, which made the AR cell
+743 s). With mlp-gaussian taken as mlp-mse and smooth and k-means as uniform: about 77 minutes
+per seed, about 4 hours for 3 seeds (up to about 4.6 hours with the unscaled Fetch chunk cell);
+slower while the CPU is shared. Finished cells are kept, so it can run in pieces.
 
 ``--quick``: the tiny configuration of :func:`quick_config` (seconds per cell; for tests and
 ``reproduce --quick``).
