@@ -43,6 +43,7 @@ def test_a_pending_result_has_no_folder_until_its_first_full_run(tmp_path, monke
     pending = [r for r in RESULTS.values() if r.pending]
     assert [r.name for r in pending] == ["multimodal_ledger"]
     assert not pending[0].folder.exists()
+    assert pending[0] not in select([]) and select(["multimodal_ledger"]) == pending  # by name
     monkeypatch.setattr(reproduce, "RESULTS_DIR", tmp_path)
     path = update_reference(pending[0], "quick", {"success[x]": 1.0})
     assert path == tmp_path / "multimodal_ledger" / "reference.json"

@@ -287,9 +287,10 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
 # --- running and comparing --------------------------------------------------------------------
 
 def select(names: list[str] | None) -> list[Result]:
-    """The results named (all when ``names`` is empty); an unknown name is refused."""
+    """The results named, or every published one when ``names`` is empty (a pending result,
+    with nothing stored to compare, runs only when named); an unknown name is refused."""
     if not names:
-        return list(RESULTS.values())
+        return [r for r in RESULTS.values() if not r.pending]
     unknown = [n for n in names if n not in RESULTS]
     if unknown:
         raise UnknownNameError("result", unknown[0], RESULTS)
