@@ -8,7 +8,7 @@ makes it exist after ``import qbc.policy``. This module imports none of them."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -175,20 +175,37 @@ MODEL_RULES = {"d_model": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE, "n_heads": AT_
                "obs_history": AT_LEAST_ONE}
 
 
+#: The ordered head's own settings (field -> flag): a model without an ordered head ignores
+#: them (``hidden`` is also the MLP baselines' width).
+LOCATION_SETTINGS = {"loc_layers": "--model.loc-layers", "loc_inputs": "--model.loc-inputs",
+                     "hidden": "--model.hidden"}
+
+
+def given_settings(model: ModelConfig, names: Iterable[str]) -> list[str]:
+    """The fields among ``names`` that ``model`` sets away from their defaults."""
+    return [name for name in names if getattr(model, name) != getattr(ModelConfig, name)]
+
+
+def refuse_location_settings(names: list[str], why: str, runs: str = "this run") -> None:
+    """Raise the one-line InvalidValueError for location settings ``names`` (fields of
+    :data:`LOCATION_SETTINGS`) that ``runs`` would ignore, saying ``why``; nothing if empty."""
+    if not names:
+        return
+    them = "it" if len(names) == 1 else "them"
+    raise InvalidValueError(
+        f"{', '.join(LOCATION_SETTINGS[n] for n in names)} set{'s' if len(names) == 1 else ''} "
+        f"the ordered output head's location; {why}, so {runs} would ignore {them}: "
+        f"leave {them} out")
+
+
 def check_model_config(model: ModelConfig) -> None:
     """Raise InvalidValueError (naming the --model.* flag) unless every setting is in range,
     n_heads divides d_model, std is 'state' or 'fixed', and the ordered head's location
     settings are not given with ``head = "plain"`` (which has no location to set)."""
     check_config(model, MODEL_RULES, prefix="model.")
     if model.head == "plain":
-        given = [f"--model.{name.replace('_', '-')}" for name in ("loc_layers", "loc_inputs")
-                 if getattr(model, name) != getattr(ModelConfig, name)]
-        if given:
-            them = "it" if len(given) == 1 else "them"
-            raise InvalidValueError(
-                f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the ordered output "
-                f"head's location; --model.head plain has none, so every run would ignore "
-                f"{them}: leave {them} out")
+        refuse_location_settings(given_settings(model, ("loc_layers", "loc_inputs")),
+                                 "--model.head plain has none", runs="every run")
     check_all([(model.d_model % model.n_heads == 0,
                 f"--model.d-model ({model.d_model}) must be divisible by --model.n-heads "
                 f"({model.n_heads})"),

@@ -140,10 +140,10 @@ def chunk_tensors(obs: np.ndarray, chunks: np.ndarray, normalizer: Normalizer,
         tokens = torch.from_numpy(np.asarray(encoded, np.int64)).to(device)
         if codebooks is None:
             return ChunkData(x, tokens=tokens)
-        parts = two_hot_parts(codebooks, chunks.reshape(len(chunks), -1))
-        return ChunkData(x, tokens=tokens, vocab=vocab, two_hot=tuple(
-            torch.from_numpy(np.asarray(p, np.float32 if i == 2 else np.int64)).to(device)
-            for i, p in enumerate(parts)))
+        lo, hi, w = two_hot_parts(codebooks, chunks.reshape(len(chunks), -1))
+        return ChunkData(x, tokens=tokens, vocab=vocab, two_hot=(
+            torch.from_numpy(lo).to(device), torch.from_numpy(hi).to(device),
+            torch.from_numpy(w.astype(np.float32)).to(device)))
     tokens, mask = pad_sequences(encoded, n, end)
     return ChunkData(x, tokens=torch.from_numpy(tokens).to(device),
                      mask=torch.from_numpy(mask).to(device))

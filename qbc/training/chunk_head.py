@@ -12,18 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from qbc.errors import InvalidValueError
 from qbc.policy import ModelConfig
+from qbc.policy.registry import LOCATION_SETTINGS, given_settings, refuse_location_settings
 from qbc.quantizers import available_quantizers, get_quantizer_class
 from qbc.training.chunk_data import tokenizer_params
 
 if TYPE_CHECKING:  # annotations only: chunked.py imports this module
     from qbc.training.chunked import ChunkTrainConfig
-
-
-#: The ordered head's settings (field -> flag); chunk tokens without ordered bins ignore them.
-_HEAD_FLAGS = {"loc_layers": "--model.loc-layers", "loc_inputs": "--model.loc-inputs",
-               "hidden": "--model.hidden"}
 
 
 def has_ordered_head(cfg: ChunkTrainConfig) -> bool:
@@ -43,14 +38,10 @@ def check_head_settings(cfg: ChunkTrainConfig) -> None:
     if cfg.policy != "chunk-ar-transformer" or cfg.model.head != "ordered" \
             or has_ordered_head(cfg):
         return
-    given = [flag for name, flag in _HEAD_FLAGS.items()
-             if getattr(cfg.model, name) != getattr(ModelConfig, name)]
-    if given:
-        them = "it" if len(given) == 1 else "them"
-        raise InvalidValueError(
-            f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the ordered head, which "
-            f"--chunk-tokenizer {cfg.chunk_tokenizer} tokens do not have (no ordered bins per "
-            f"position; only per-step with a per-dimension quantizer): leave {them} out")
+    refuse_location_settings(
+        given_settings(cfg.model, LOCATION_SETTINGS),
+        f"--chunk-tokenizer {cfg.chunk_tokenizer} tokens do not have one (no ordered bins per "
+        "position; only per-step with a per-dimension quantizer)")
 
 
 def recorded_head(cfg: ChunkTrainConfig) -> ChunkTrainConfig:
@@ -67,4 +58,4 @@ def with_used_head_settings(cfg: ChunkTrainConfig) -> ChunkTrainConfig:
     if cfg.policy != "chunk-ar-transformer" or has_ordered_head(cfg):
         return cfg
     return dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, **{name: getattr(ModelConfig, name) for name in _HEAD_FLAGS}))
+        cfg.model, **{name: getattr(ModelConfig, name) for name in LOCATION_SETTINGS}))

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 from qbc.errors import InvalidValueError
 from qbc.infra.validate import check_all
 from qbc.policy import ModelConfig, needs_tokenizer
-from qbc.policy.registry import POLICY_KINDS, check_model_settings_read
+from qbc.policy.registry import (
+    LOCATION_SETTINGS,
+    POLICY_KINDS,
+    check_model_settings_read,
+    given_settings,
+    refuse_location_settings,
+)
 from qbc.quantizers import get_quantizer_class, quantile_params
 
 if TYPE_CHECKING:  # annotations only: the config module imports this one
@@ -44,8 +50,7 @@ def check_settings_apply(cfg: TrainConfig) -> None:
     without ``--augment model``, and ``--select-episodes`` without ``--select-by rollout``.
     A setting equal to its default changes nothing and passes."""
     given = _given(cfg)
-    head_flags = [flag for k, flag in HEAD_SETTINGS.items()
-                  if getattr(cfg.model, k) != getattr(ModelConfig, k)]
+    head_flags = [HEAD_SETTINGS[k] for k in given_settings(cfg.model, HEAD_SETTINGS)]
     if not needs_tokenizer(cfg.policy):
         _refuse_token_settings(cfg, given, head_flags)
     else:
@@ -125,11 +130,6 @@ def _check_run_settings(cfg: TrainConfig, given: set[str]) -> None:
                 "one of them out")])
 
 
-#: The ordered head's own settings (field -> flag): a run without an ordered head ignores them.
-LOCATION_SETTINGS = {"loc_layers": "--model.loc-layers", "loc_inputs": "--model.loc-inputs",
-                     "hidden": "--model.hidden"}
-
-
 def check_head_settings(cfg: TrainConfig, act_dim: int | None = None) -> None:
     """Refuse (one-line InvalidValueError) the ordered head's settings (``--model.loc-layers``,
     ``--model.loc-inputs``, ``--model.hidden``) given away from their defaults when the
@@ -139,13 +139,7 @@ def check_head_settings(cfg: TrainConfig, act_dim: int | None = None) -> None:
     ordered head. Without it only what the settings alone decide is checked."""
     if not (needs_tokenizer(cfg.policy) and POLICY_KINDS.meta(cfg.policy)["head"]):
         return
-    unused, why = unused_location_settings(cfg.model, cfg.quantizer, act_dim)
-    if unused:
-        flags = ", ".join(LOCATION_SETTINGS[k] for k in unused)
-        them = "it" if len(unused) == 1 else "them"
-        raise InvalidValueError(f"{flags} set{'s' if len(unused) == 1 else ''} the ordered "
-                                f"output head's location; {why}, so this run would ignore "
-                                f"{them}: leave {them} out")
+    refuse_location_settings(*unused_location_settings(cfg.model, cfg.quantizer, act_dim))
 
 
 def unused_location_settings(model: ModelConfig, quantizer: str, act_dim: int | None
@@ -153,7 +147,7 @@ def unused_location_settings(model: ModelConfig, quantizer: str, act_dim: int | 
     """The ordered head's settings of ``model`` away from their defaults that an ar-transformer
     trained with ``quantizer`` on actions of ``act_dim`` dimensions (None: not known yet)
     ignores, and why: all of them without an ordered head, ``hidden`` without a location MLP."""
-    given = [k for k in LOCATION_SETTINGS if getattr(model, k) != getattr(ModelConfig, k)]
+    given = given_settings(model, LOCATION_SETTINGS)
     if model.head != "ordered":
         return given, "--model.head plain has none"
     if get_quantizer_class(quantizer).joint and act_dim is not None and act_dim > 1:
