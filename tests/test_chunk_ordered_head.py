@@ -82,3 +82,14 @@ def test_location_settings_on_tokens_without_ordered_bins_are_refused(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"qbc train-chunked: error: {named} sets"), err
     assert "--chunk-tokenizer fast tokens do not have" in err and not out.exists()
+
+
+def test_the_location_mlp_width_with_a_plain_head_is_refused(tmp_path, capsys):
+    from qbc.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train-chunked", "--dataset", "test/absent-v0", "--model.head", "plain",
+                 "--model.hidden", "32", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--model.hidden sets" in err and "plain has none" in err, err
+    assert not out.exists()

@@ -33,15 +33,15 @@ def has_ordered_head(cfg: ChunkTrainConfig) -> bool:
 
 
 def check_head_settings(cfg: ChunkTrainConfig) -> None:
-    """Refuse the ordered head's settings where the run builds none (fast, beast, rvq or a
-    joint per-step quantizer: no ordered bins per token position)."""
-    if cfg.policy != "chunk-ar-transformer" or cfg.model.head != "ordered" \
-            or has_ordered_head(cfg):
+    """Refuse the ordered head's settings where the run builds none: ``--model.head plain``,
+    or tokens without ordered bins per position (fast, beast, rvq, a joint per-step
+    quantizer)."""
+    if cfg.policy != "chunk-ar-transformer" or has_ordered_head(cfg):
         return
-    refuse_location_settings(
-        given_settings(cfg.model, LOCATION_SETTINGS),
-        f"--chunk-tokenizer {cfg.chunk_tokenizer} tokens do not have one (no ordered bins per "
-        "position; only per-step with a per-dimension quantizer)")
+    why = ("--model.head plain has none" if cfg.model.head == "plain" else
+           f"--chunk-tokenizer {cfg.chunk_tokenizer} tokens do not have one (no ordered bins "
+           "per position; only per-step with a per-dimension quantizer)")
+    refuse_location_settings(given_settings(cfg.model, LOCATION_SETTINGS), why)
 
 
 def recorded_head(cfg: ChunkTrainConfig) -> ChunkTrainConfig:
