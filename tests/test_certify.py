@@ -15,7 +15,9 @@ from qbc.certify.certificate import (
     quantization_error,
     rtvc_violation_rate,
 )
+from qbc.certify.result import Certificate
 from qbc.cli import main
+from qbc.cli.certify import format_certificate
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
 from qbc.rollout.metrics import horizon_metrics
 from qbc.tokenizer import ActionTokenizer
@@ -77,6 +79,9 @@ def test_certify_command(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "P-IISS" in printed and "thm3: hypotheses hold" in printed
     assert "thm2: NOT shown to apply" in printed  # uniform: a deterministic q#π*
+    # "hypotheses hold" says what it rests on: estimates, and assumptions that are not checked
+    assert "assumed, not checked" in printed.split("thm7:")[1]
+    assert "tokens changed" not in printed  # a deterministic q#π*: κ's tolerance is 2 cells
     assert cert["bound_hypotheses"]["thm7"]["hypotheses"][0]["holds"] is None
     assert main(["certify", "--dataset", "qbc/no-such-v0", "--out", str(tmp_path / "x")]) == 2
 
@@ -141,6 +146,18 @@ def test_certificate_of_smooth_measures_the_stochastic_q_sharp_and_labels_neares
     assert hyp["thm7"]["applies"] is False  # deployment unknown: not shown
     assert cert["gamma_grid"].startswith("above the largest size")  # (k+1)·w > 0.1: flagged
     assert cert["kappa_grid"].startswith("above the largest δ")
+    # printed: k·ε_q is two bin widths for the stochastic q#π*, so its κ is 0 by construction;
+    # the line gives the tolerance-0 token change rate beside it (not on the nearest line)
+    printed = format_certificate(Certificate.from_json(
+        {"env_id": SCALAR, "dataset": "d", "expert": "lqr", "expert_spec": {}, "n_demos": 20,
+         "tokenizer": {"quantizer": "smooth", "vocab_size": 16}, **cert}))
+    kappa_lines = [line for line in printed.splitlines() if "RTVC violation rate" in line]
+    assert len(kappa_lines) == 2 and cert["rtvc"]["violation_rate"] == [0.0, 0.0]
+    rates = ", ".join(f"{d:g}: {v:.3f}" for d, v in zip(
+        cert["rtvc"]["deltas"], cert["rtvc"]["token_change_rate"], strict=True))
+    assert kappa_lines[0].endswith("tokens changed (tolerance 0, shared draws): " + rates)
+    assert cert["rtvc"]["token_change_rate"][-1] > 0
+    assert "tokens changed" not in kappa_lines[1]
 
 
 def test_bound_hypotheses_follow_the_quantizer_and_deployment():

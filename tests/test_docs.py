@@ -205,3 +205,71 @@ def test_theory_page_does_not_deny_the_chunk_tokenizers():
     assert "not part of qbc" not in text
     for name in available_chunk_tokenizers():
         assert f"`{name}`" in text, f"theory.md does not name the chunk tokenizer {name!r}"
+
+
+# Prose that says a quantizer has a worst-case bound, in the pages and the quantizers' docstrings.
+BOUND_PROSE = ("docs/theory.md", "docs/guide/quantizers.md", "qbc/quantizers/binning.py",
+               "qbc/quantizers/learned.py", "qbc/quantizers/base.py",
+               "qbc/quantizers/construction.py")
+DENIALS = ("none", "no worst-case")
+
+
+def _sentences_naming_a_bound(text: str) -> list[str]:
+    """Sentences (split at '.', ';' and blank lines) that speak of a worst-case (error) bound."""
+    flat = " ".join(text.split())
+    return [s for s in re.split(r"(?<=[.;])\s", flat)
+            if re.search(r"worst-case (error )?bound", s)]
+
+
+def _unbounded_named_as_bounded(text: str) -> list[str]:
+    """'name: sentence' for each sentence of ``text`` that names a quantizer beside "worst-case
+    bound" without denying the bound (none, no worst-case bound) while the registry's
+    error_bound of that quantizer is None."""
+    wrong = []
+    for sentence in _sentences_naming_a_bound(text):
+        if any(d in sentence.lower() for d in DENIALS):
+            continue
+        named = set(re.findall(r"``?([a-z_0-9]+)``?", sentence)) & set(fresh_registry())
+        wrong += [f"{n}: {sentence!r}" for n in sorted(named) if _registry_bound(n) is None]
+    return wrong
+
+
+@pytest.mark.parametrize("path", BOUND_PROSE)
+def test_prose_about_worst_case_bounds_names_no_unbounded_quantizer_as_bounded(path):
+    wrong = _unbounded_named_as_bounded((ROOT / path).read_text())
+    assert not wrong, f"{path} says these have a worst-case bound:\n" + "\n".join(wrong)
+
+
+def test_bound_prose_check_catches_the_old_binning_docstring():
+    old = ('"""Binning quantizers with a worst-case error bound: ``uniform``, ``smooth`` and '
+           '``sign``."""')
+    assert [w.split(":")[0] for w in _unbounded_named_as_bounded(old)] == ["sign"]
+
+
+def _stochastic_over_nearest_floor() -> list[float]:
+    """Stochastic / nearest-rounding smooth floor regret, per published pair of means: the sweeps'
+    quantized-expert against quantized-expert-nearest rows (same cell and H), and the
+    learner-vs-floor summaries' qexp_stochastic_regret against qexp_regret."""
+    import csv
+
+    ratios = []
+    for path in sorted((ROOT / "docs" / "results" / "sweeps").glob("*/summary.csv")):
+        rows = list(csv.DictReader(path.open()))
+        cell = lambda r: tuple(r[k] for k in ("env", "quantizer", "bins", "n_demos", "H"))  # noqa: E731
+        nearest = {cell(r): float(r["regret_mean"]) for r in rows
+                   if r["policy"] == "quantized-expert-nearest"}
+        ratios += [float(r["regret_mean"]) / nearest[cell(r)] for r in rows
+                   if r["policy"] == "quantized-expert" and cell(r) in nearest]
+    for path in sorted((ROOT / "docs" / "results").glob("learner_vs_floor*/summary.csv")):
+        for r in csv.DictReader(path.open()):
+            if r.get("qexp_stochastic_regret") not in (None, "", "nan"):
+                ratios.append(float(r["qexp_stochastic_regret"]) / float(r["qexp_regret"]))
+    return ratios
+
+
+def test_theory_page_states_the_published_stochastic_over_nearest_floor_range():
+    ratios = _stochastic_over_nearest_floor()
+    text = " ".join((ROOT / "docs" / "theory.md").read_text().split())
+    stated = (f"{min(ratios):.2f}x to {max(ratios):.2f}x the nearest one's ({len(ratios)} pairs "
+              "of means over seeds)")
+    assert min(ratios) > 1 and stated in text, f"theory.md should say: {stated}"

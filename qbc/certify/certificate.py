@@ -82,9 +82,10 @@ def used_eps_q(eps: dict[str, Any]) -> float:
 class PerturbedActor:
     """The expert with its actions moved by r_t, ‖r_t‖∞ ≤ r, for the first ``duration`` steps.
 
-    ``kind="constant"``: r_t = r·(1, …, 1) (for a stable linear system with positive gain this is
-    the perturbation that moves the state furthest); ``kind="random"``: r_t = r·s_t with signs
-    s_t drawn from ``rng``.
+    ``kind="constant"``: r_t = r·(1, …, 1) (for a scalar linear loop x' = λx + b·u with
+    0 ≤ λ < 1, as under an LQR expert on qbc's scalar envs, every past perturbation pushes the
+    state the same way, so this one moves it furthest; in several dimensions or with λ < 0 it need
+    not); ``kind="random"``: r_t = r·s_t with signs s_t drawn from ``rng``.
     """
 
     def __init__(self, expert: Any, r: float, duration: int, kind: str = "constant",
@@ -177,9 +178,11 @@ def rtvc_violation_rate(expert: Any, tokenizer: Any, states: np.ndarray,
     """κ(δ): fraction of state pairs (x, x + δ·v), v a random unit vector and x drawn from
     ``states`` (N, obs_dim), whose quantized expert actions differ by more than k·ε_q (∞-norm).
 
-    A binning quantizer under a Lipschitz expert keeps nearby states in the same or adjacent
-    cells, so κ(δ) → 0 as δ → 0 for k ≥ 2 (adjacent codewords are 2ε_q apart); a learned
-    quantizer can keep κ(δ) > 0 for arbitrarily small δ.
+    A nearest-rounding binning quantizer under a Lipschitz expert keeps nearby states in the
+    same or adjacent cells, so κ(δ) → 0 as δ → 0 for k ≥ 2 (adjacent codewords are 2ε_q apart);
+    a learned quantizer can keep κ(δ) > 0 for arbitrarily small δ. For a stochastic (smooth)
+    q#π*, ε_q is a whole bin width, so k = 2 tolerates two bin widths and κ is 0 at small δ by
+    construction: ``token_change_rate`` is its informative rate.
 
     ``stochastic`` (smooth tokenizers): q#π* rounds stochastically; both states of a pair use the
     same uniform draws (a coupling of the two action laws, so the rate is an upper estimate of

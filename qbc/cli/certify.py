@@ -191,7 +191,15 @@ def format_certificate(cert: Certificate) -> str:
         lines.append(f"{thm}: {verdict} — {marks}"
                      + (f" (evaluated with {h['evaluated_with']})" if "evaluated_with" in h
                         else ""))
+    lines.append(HYPOTHESES_NOTE)
     return "\n".join(lines)
+
+
+#: What "hypotheses hold" rests on, printed under the theorems' lines.
+HYPOTHESES_NOTE = ("(hypotheses: a measured one is judged from the estimates above, on sampled "
+                   "episodes and state pairs; the expert's Lipschitz continuity and the policy "
+                   "class's TV continuity are assumed, not checked; each one's basis is under "
+                   "bound_hypotheses in certificate.json)")
 
 
 def _holds(value: bool | None) -> str:
@@ -206,10 +214,14 @@ def _eps_line(e: dict[str, Any], used: float, kind: str) -> str:
 
 
 def _kappa_line(r: dict[str, Any]) -> str:
-    return (f"RTVC violation rate (k={r['k']:g}; fraction of {r['n_pairs']} sampled state "
+    line = (f"RTVC violation rate (k={r['k']:g}; fraction of {r['n_pairs']} sampled state "
             "pairs, not a sup): " + ", ".join(
                 f"κ({d:g})={v:.3f}" for d, v in zip(r["deltas"], r["violation_rate"],
                                                    strict=True)))
+    if r.get("rounding") == "stochastic":  # k·ε_q is k bin widths here: κ is 0 at small δ
+        line += ("; tokens changed (tolerance 0, shared draws): " + ", ".join(
+            f"{d:g}: {v:.3f}" for d, v in zip(r["deltas"], r["token_change_rate"], strict=True)))
+    return line
 
 
 def _at_line(gamma: float, gamma_grid: str, kappa: float, kappa_grid: str) -> str:

@@ -1,4 +1,5 @@
-"""Binning quantizers with a worst-case error bound: ``uniform``, ``smooth`` and ``sign``."""
+"""Binning quantizers: ``uniform`` and ``smooth``, with a worst-case error bound inside their
+range, and ``sign``, which has none (its two cells are unbounded: ``error_bound`` is None)."""
 
 from __future__ import annotations
 
