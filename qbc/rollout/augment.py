@@ -9,9 +9,11 @@ forward follows the expert's state law.
 
 :class:`ModelAugmentedPolicy` deploys a token policy on an auxiliary state x̂: x̂_0 is the real
 initial state, the policy acts on x̂, its decoded action goes to the real system, and x̂ advances
-by the model. The policy is only ever queried on states like the expert's, so it needs no
-smoothness; exponential stability keeps the real state close to x̂. An optional re-sync period
-k resets x̂ to the observed state every k steps (k = 1 is the plain policy).
+by the model: by its mean by default (a reconstruction of ours; Algorithm 1 samples x̂_{t+1},
+offered as ``sample=True``). The paper's argument (Theorem 7): the policy is only ever queried on
+states like the expert's, so it needs no smoothness, and exponential stability keeps the real
+state close to x̂. An optional re-sync period k, also ours (not in Algorithm 1), resets x̂ to the
+observed state every k steps (k = 1 is the plain policy).
 """
 
 from __future__ import annotations
@@ -339,7 +341,8 @@ def _check_sizes(meta: dict[str, Any], stored: dict[str, tuple[int, ...]]) -> No
 
 
 class ModelAugmentedPolicy:
-    """Algorithm 1: act on an auxiliary state advanced by a transition model.
+    """Algorithm 1: act on an auxiliary state advanced by a transition model (by its mean unless
+    ``sample``: the algorithm samples; ``resync_every`` is not part of it).
 
     Args:
         policy: a token policy with ``tokenizer`` and ``act_tokens(obs (B, obs_dim)) -> tokens

@@ -1,8 +1,9 @@
 """``qbc ste recover``: recovery rate of the STE iterates over a grid of (n, N), the sample size
 N50 at which it crosses 50%, and the fitted exponent of N50 against n.
 
-The paper's sufficient condition is N ≳ n² (Jeong, Xin & Yin, Thm 1, ergodic iterate); whether the
-measured threshold grows like n² or like n depends on the modelling choices of
+The paper's sufficient condition is N ≳ n² (Jeong, Xin & Yin, for the ergodic iterate: an upper
+bound on the samples needed); whether the measured threshold grows like n² or like n depends on
+the modelling choices of
 :class:`~qbc.ste.twolayer.TwoLayerModel`, all of which are flags (``--model.m``, ``--model.lr``).
 """
 
