@@ -7,8 +7,9 @@ per env, the cost of open-loop execution over receding:1 with a seed interval an
 (:mod:`qbc.experiments.chunking_seeds`). The older check below it compares open-loop chunks
 with k = 1 on means alone:
 
-The prediction (Simchowitz, Pfrommer & Jadbabaie 2025, arXiv 2503.09722 and 2507.09061): executing
-action chunks open-loop helps (or at least does not hurt) on open-loop-stable systems, and hurts on
+The prediction, as qbc reads secondary summaries of Simchowitz, Pfrommer & Jadbabaie 2025 (arXiv
+2503.09722 and 2507.09061; not the papers' own statement): executing action chunks open-loop helps
+(or at least does not hurt) on open-loop-stable systems, and hurts on
 unstable ones, where the state drifts away while a chunk plays out. It is checked per env as: for
 each chunk policy (tokenizer, or the continuous ``chunk-mlp-l1``) and chunk length k > 1, is the
 regret at the largest H of open-loop execution lower than that of the same policy kind at k = 1
@@ -307,7 +308,8 @@ def readme(sweep_dir: Path, plots: list[Path] | None = None) -> str:
     fits, ratios = growth(rows), floor_ratios(seeds, policy_label)
     out = [*_header(config, rows, seeds), "",
            "## Stable vs unstable: what open-loop execution costs, with seed intervals", "",
-           "Theory (Simchowitz, Pfrommer & Jadbabaie 2025) predicts that open-loop execution of "
+           "The prediction checked (qbc's reading of secondary summaries of Simchowitz, "
+           "Pfrommer & Jadbabaie 2025, not the papers' own statement): open-loop execution of "
            "chunks costs more on open-loop-unstable systems than on stable ones. Check: per "
            "env, (open-loop - receding:1 regret) / |expert return| at the largest H, averaged "
            "over the (policy, k > 1) pairs of a seed, mean over seeds with a 95% interval; an "
