@@ -72,11 +72,17 @@ def test_report_shows_success(swept):
     assert qexp[0]["n_seeds"] == 2 and qexp[0]["success_mean"] == pytest.approx(sum(rates) / 2)
     assert 0 <= qexp[0]["success_ci_lo"] <= qexp[0]["success_mean"] <= qexp[0]["success_ci_hi"]
     assert qexp[0]["expert_success"] == 1.0
+    returns = [r["return"] for r in read_table(swept / "results.csv")
+               if r["policy"] == "quantized-expert" and r["H"] == 50]
+    assert qexp[0]["return_mean"] == pytest.approx(sum(returns) / 2)
+    assert qexp[0]["expert_return_mean"] is not None
+    assert qexp[0]["return_mean"] != qexp[0]["expert_return_mean"]  # not the expert's copied
     text = (swept / "report.md").read_text()
-    assert "success (95% CI) | expert success |" in text
+    assert "success (95% CI) | expert success | return | expert return |" in text
     with open(swept / "summary.csv", newline="") as f:
         header = next(csv.reader(f))
-    assert header[-4:] == ["success_mean", "success_ci_lo", "success_ci_hi", "expert_success"]
+    assert header[-6:] == ["success_mean", "success_ci_lo", "success_ci_hi", "expert_success",
+                           "return_mean", "expert_return_mean"]
 
 
 def test_table_without_success_columns_still_reports(swept, tmp_path):

@@ -44,8 +44,10 @@ CHUNK_MEANS = ("tokens_per_chunk", "decode_failures", "decode_failure_rate",
 SUMMARY_COLUMNS = [*GROUP, "H", "n_seeds", "bin_width", "regret_mean", "regret_ci_lo",
                    "regret_ci_hi", "regret_per_step", "state_dev_mean", "diverged_fraction",
                    "val_loss"]
-#: More columns where the env reports success (tables without it keep their columns).
-SUCCESS_COLUMNS = ("success_mean", "success_ci_lo", "success_ci_hi", "expert_success")
+#: More columns where the env reports success (tables without it keep their columns): success
+#: is read beside the returns, so those tables show the policy's and the expert's mean return.
+SUCCESS_COLUMNS = ("success_mean", "success_ci_lo", "success_ci_hi", "expert_success",
+                   "return_mean", "expert_return_mean")
 
 
 def group_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -71,15 +73,18 @@ def has_success(rows: list[dict[str, Any]]) -> bool:
 def success_summary(g: list[dict[str, Any]]) -> dict[str, Any]:
     """Success of one setting's rows ``g`` (one per seed): the mean of the seeds' rates with a
     95% Student-t interval over seeds clipped to [0, 1] (one seed: its own 95% Wilson interval
-    over its episodes), and the expert's mean rate."""
+    over its episodes), the expert's mean rate, and the policy's and the expert's mean return
+    over the seeds."""
+    returns = {"return_mean": _mean([r.get("return") for r in g]),
+               "expert_return_mean": _mean([r.get("expert_return") for r in g])}
     rates = [r["success"] for r in g if r.get("success") is not None]
     if not rates:
-        return dict.fromkeys(SUCCESS_COLUMNS)
+        return {**dict.fromkeys(SUCCESS_COLUMNS), **returns}
     mean, lo, hi = mean_ci95(np.array(rates))
     if len(rates) == 1:
         lo, hi = g[0]["success_ci_lo"], g[0]["success_ci_hi"]
     return {"success_mean": mean, "success_ci_lo": max(lo, 0.0), "success_ci_hi": min(hi, 1.0),
-            "expert_success": _mean([r.get("expert_success") for r in g])}
+            "expert_success": _mean([r.get("expert_success") for r in g]), **returns}
 
 
 def _sort_key(key: tuple) -> tuple:
@@ -185,16 +190,20 @@ def _floor_note(summary: list[dict[str, Any]]) -> list[str]:
 
 _SUCCESS_NOTE = ("Success: the rate at H, mean over seeds with a 95% Student-t interval over "
                  "seeds (one seed: its 95% Wilson interval over episodes); the expert's on the "
-                 "same episodes.", "")
+                 "same episodes. Return and expert return: mean over seeds of the episodes' "
+                 "mean return over H steps, the policy's and the expert's on the same "
+                 "episodes.", "")
 
 
-def _success_cells(s: dict[str, Any]) -> tuple[str, str]:
-    """The success and expert-success cells of a summary row ('-' where there is none)."""
+def _success_cells(s: dict[str, Any]) -> tuple[Any, ...]:
+    """The success, expert-success, return and expert-return cells of a summary row ('-' where
+    there is none)."""
+    returns = (s.get("return_mean"), s.get("expert_return_mean"))
     if s.get("success_mean") is None:
-        return "-", "-"
+        return "-", "-", *returns
     expert = "-" if s["expert_success"] is None else f"{s['expert_success']:.0%}"
     return (f"{s['success_mean']:.0%} [{s['success_ci_lo']:.0%}, {s['success_ci_hi']:.0%}]",
-            expert)
+            expert, *returns)
 
 
 def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: str) -> str:
@@ -202,8 +211,9 @@ def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: 
     means = CHUNK_MEANS if group != GROUP else ()
     success = has_success(summary)
     cols = [*group, "H", "n_seeds", "bin_width", "regret (95% CI)", "regret/step",
-            "state dev", "diverged", *means, *(("success (95% CI)", "expert success")
-                                               if success else ())]
+            "state dev", "diverged", *means,
+            *(("success (95% CI)", "expert success", "return", "expert return")
+              if success else ())]
     lines = [f"# Sweep report: {source}", "",
              "Regret J_H(expert) - J_H(policy), mean over seeds with a 95% Student-t interval "
              "of that mean (over seeds; each seed's regret is itself a mean over coupled "
