@@ -21,6 +21,7 @@ from test_ddp import _assert_same_run, _free_port, _metrics, _torchrun, dataset
 from qbc.data import load_demonstrations
 from qbc.policy import ModelConfig, load_policy
 from qbc.training.chunked import ChunkTrainConfig, run_train_chunked, train_chunked
+from qbc.training.closing_rollout import ClosingRollout
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -63,10 +64,10 @@ def test_torchrun_train_chunked_follows_the_single_process_run(tmp_path, dataset
     assert cb.shape == (64, 4, 1) and not fa.any() and not fb.any()
     assert np.mean(np.isclose(ca, cb, atol=1e-4)) > 0.95  # argmax ties may flip a rare bin
     # sane closing rollouts: same seeds and episodes, finite, the floor beside them
-    ra, rb = single["rollout"], summary["rollout"]
-    assert rb["episodes"] == ra["episodes"] == 4 and np.isfinite(rb["regret"])
-    assert rb["chunk_floor_regret"] == pytest.approx(ra["chunk_floor_regret"])
-    assert rb["regret"] == pytest.approx(ra["regret"], rel=0.05, abs=1e-3)
+    ra, rb = single["rollout"], ClosingRollout.from_json(summary["rollout"])  # the file's
+    assert rb.episodes == ra.episodes == 4 and np.isfinite(rb.regret)
+    assert rb.actors["chunk_floor"].regret == pytest.approx(ra.actors["chunk_floor"].regret)
+    assert rb.regret == pytest.approx(ra.regret, rel=0.05, abs=1e-3)
     assert not list(tmp_path.glob("ddp/**/.*.tmp"))  # no torn writes from a second writer
 
 

@@ -172,9 +172,10 @@ def test_the_closing_rollout_prints_the_verdict_and_the_cause_of_a_miss():
     demos = Demos(np.zeros((10, 1), np.float32), np.zeros((10, 1), np.float32),
                   np.repeat(np.arange(2), 5), env_id="qbc/ScalarUnstable-v0", metadata=prov)
     r = rollout_evaluation(_ZeroTokenPolicy(), demos, episodes=6, horizon=100, seed=50)
-    verdict = r["verdict"]
-    assert r["policy_failed_fraction"] == 1.0 and r["quantized_expert_failed_fraction"] == 0.0
-    assert verdict["floor_regret"] == r["floor_regret"] and not verdict["met"]
+    verdict = r.verdict
+    assert r.actors["policy"].failed_fraction == 1.0
+    assert r.actors["quantized_expert"].failed_fraction == 0.0
+    assert verdict["floor_regret"] == r.floor_regret and not verdict["met"]
     assert "never visit" in verdict["cause"] and "dart" in verdict["fix"]
     summary = TrainSummary(policy="ar-transformer", dataset="d", steps=10, best_step=10,
                            best_val_loss=1.0, final_train_loss=1.0, train_samples_per_s=1.0,

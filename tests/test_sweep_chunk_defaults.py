@@ -212,9 +212,9 @@ def test_a_dataset_of_an_env_variant_is_rolled_out_on_that_variant(tmp_path, mon
         model=ModelConfig(hidden=32, mlp_layers=1), steps=10, eval_interval=10,
         batch_size=32, rollout_episodes=4, progress=False, device="cpu"))
     r = summary["rollout"]
-    assert abs(r["chunk_floor_regret"]) < 1e-6  # open-loop, noise-free: the plan is exact
+    assert abs(r.actors["chunk_floor"].regret) < 1e-6  # open-loop, noise-free: the plan is exact
     lqr = make_expert("lqr", make_env("qbc/LinearStable-v0", noise_std=0.0))
-    ref = evaluate_actors("qbc/LinearStable-v0", {"expert": lqr}, r["first_seed"], 4,
-                          [r["horizon"]], env_kwargs={"noise_std": 0.0})
-    assert r["expert_mean_return"] == pytest.approx(
-        ref.policies["expert"][str(r["horizon"])]["return"], rel=1e-9)
+    ref = evaluate_actors("qbc/LinearStable-v0", {"expert": lqr}, r.first_seed, 4,
+                          [r.horizon], env_kwargs={"noise_std": 0.0})
+    assert r.actors["expert"].mean_return == pytest.approx(
+        ref.policies["expert"][str(r.horizon)]["return"], rel=1e-9)

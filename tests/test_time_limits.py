@@ -16,6 +16,7 @@ from qbc.errors import QbcWarning
 from qbc.interactive.dagger import DaggerConfig, within_time_limit
 from qbc.stepping.limits import cap_horizon
 from qbc.sweep.rows import capped_horizons
+from qbc.training.closing_rollout import ClosingRollout
 
 PENDULUM = "Pendulum-v1"  # time limit 200
 
@@ -101,7 +102,9 @@ def test_train_chunked_warns_when_its_closing_rollout_was_capped(tmp_path, monke
     monkeypatch.setattr(chunked, "train_chunked", lambda cfg, demos: {
         "policy": SimpleNamespace(chunk_tokenizer=None), "rank": 0, "world_size": 1})
     monkeypatch.setattr(chunked, "closing_rollout",
-                        lambda cfg, policy, demos: {"horizon_capped": message})
+                        lambda cfg, policy, demos: ClosingRollout(
+                            env_id="Pendulum-v1", episodes=2, horizon=200, first_seed=0,
+                            horizon_capped=message, expert=None, no_expert="none"))
     monkeypatch.setattr(chunked, "_validate", lambda cfg: None)
     cfg = chunked.ChunkTrainConfig(dataset="x/y-v0", out=Path(tmp_path / "run"),
                                    policy="chunk-mlp-l1", rollout_horizon=500)

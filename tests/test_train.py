@@ -14,6 +14,7 @@ from qbc.errors import InvalidValueError, OutputExistsError
 from qbc.policy import ModelConfig, load_policy
 from qbc.policy.registry import model_for
 from qbc.training import TrainConfig, history_index, lr_factor, train
+from qbc.training.closing_rollout import ClosingRollout
 from qbc.training.settings import model_with_used_location
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -167,12 +168,20 @@ def test_closing_rollout_compares_with_the_expert_on_the_same_seeds():
     r = rollout_evaluation(_Zero(), _scalar_demos(prov), episodes=6, horizon=100, seed=50)
     expert = make_expert("lqr", "qbc/ScalarUnstable-v0")
     ref = coupled_rollout("qbc/ScalarUnstable-v0", {"expert": expert}, range(50, 56), 100)
-    assert r["expert"] == "lqr"
-    assert r["expert_mean_return"] == pytest.approx(ref.rewards["expert"].sum(0).mean())
+    policy, exp = r.actors["policy"], r.actors["expert"]
+    assert r.expert == "lqr"
+    assert exp.mean_return == pytest.approx(ref.rewards["expert"].sum(0).mean())
     # failed episodes earn nothing after they end: per-step reward is over all H steps
-    assert r["policy_failed_fraction"] == 1.0 and r["expert_failed_fraction"] == 0.0
-    assert r["policy_reward_per_step"] == pytest.approx(r["policy_mean_return"] / 100)
-    assert r["regret"] == pytest.approx(r["expert_mean_return"] - r["policy_mean_return"])
+    assert policy.failed_fraction == 1.0 and exp.failed_fraction == 0.0
+    assert policy.reward_per_step == pytest.approx(policy.mean_return / 100)
+    assert r.regret == pytest.approx(exp.mean_return - policy.mean_return)
+    # summary.json's flat layout, and back
+    flat = r.to_json()
+    assert flat["expert_mean_return"] == exp.mean_return and flat["regret"] == r.regret
+    assert list(flat)[:10] == ["env_id", "episodes", "horizon", "first_seed", "horizon_capped",
+                               "expert", "no_expert", "expert_mean_return",
+                               "expert_reward_per_step", "expert_failed_fraction"]
+    assert type(r).from_json(flat) == r
     line = rollout_line(r)
     assert "100% of episodes failed" in line and "expert lqr on the same seeds" in line
 
@@ -182,7 +191,8 @@ def test_closing_rollout_without_an_expert_says_so_in_one_line():
     from qbc.training import rollout_evaluation
 
     r = rollout_evaluation(_Zero(), _scalar_demos({}), episodes=3, horizon=20, seed=50)
-    assert r["expert"] is None and "expert_mean_return" not in r
+    assert r.expert is None and "expert" not in r.actors
+    assert "expert_mean_return" not in r.to_json() and "regret" not in r.to_json()
     line = rollout_line(r)
     assert "not compared with an expert" in line and "\n" not in line
 
@@ -349,6 +359,9 @@ def test_train_summary_to_json_is_summary_json():
     skipped = dataclasses.replace(s, rollout_skipped=True)
     assert json.dumps(skipped.to_json()) == json.dumps({**head, "rollout": None, "run_logs": []})
     full = dataclasses.replace(s, tokenizer={"quantizer": "uniform", "vocab": 8, "n_tokens": 1},
-                               transition_model="o/transition", rollout={"episodes": 2})
+                               transition_model="o/transition", rollout=ClosingRollout(
+                                   env_id="e", episodes=2, horizon=3, first_seed=0,
+                                   horizon_capped=None, expert=None, no_expert="none"))
     assert list(full.to_json()) == [*head, "tokenizer", "transition_model", "rollout",
                                     "run_logs"]
+    assert full.to_json()["rollout"] == full.rollout.to_json()  # JSON at the edge

@@ -14,6 +14,7 @@ from qbc.cli import Command
 from qbc.cli.config_file import ConfigFile
 from qbc.infra.files import read_json_object
 from qbc.training import TrainConfig, TrainSummary, run_train
+from qbc.training.closing_rollout import ClosingRollout
 from qbc.training.distributed import main_process
 
 
@@ -40,8 +41,8 @@ def format_summary(s: TrainSummary) -> str:
     r = s.rollout
     if r:
         lines.append(rollout_line(r))
-        if r.get("verdict"):
-            lines.append("  " + r["verdict"]["text"])
+        if r.verdict:
+            lines.append("  " + r.verdict["text"])
     elif s.rollout_skipped:
         lines.append("  rollouts skipped: the dataset's env id cannot be made here")
     return "\n".join(lines)
@@ -63,41 +64,44 @@ def budget_line(b: dict[str, Any]) -> str:
             f"{b['select_by']}")
 
 
-def rollout_line(r: dict[str, Any]) -> str:
+def rollout_line(r: ClosingRollout) -> str:
     """The closing rollout in words: learner vs expert on the same seeds, returns over the
     full horizon, failed (terminated or diverged) episodes as a fraction."""
-    head = (f"  coupled rollouts, {r['episodes']} episodes x {r['horizon']} steps on "
-            f"{r['env_id']} (seeds {r['first_seed']}..{r['first_seed'] + r['episodes'] - 1}): ")
-    policy = (f"policy return {r['policy_mean_return']:.4g} "
-              f"({r['policy_reward_per_step']:.4g}/step over all {r['horizon']} steps), "
-              f"{r['policy_failed_fraction']:.0%} of episodes "
+    head = (f"  coupled rollouts, {r.episodes} episodes x {r.horizon} steps on "
+            f"{r.env_id} (seeds {r.first_seed}..{r.first_seed + r.episodes - 1}): ")
+    p = r.actors["policy"]
+    policy = (f"policy return {p.mean_return:.4g} "
+              f"({p.reward_per_step:.4g}/step over all {r.horizon} steps), "
+              f"{p.failed_fraction:.0%} of episodes "
               "failed (terminated or diverged)")
-    if r.get("expert") is None:
-        return (head + policy + f"; not compared with an expert: {r['no_expert']}"
+    if r.expert is None:
+        return (head + policy + f"; not compared with an expert: {r.no_expert}"
                 + outcome_text(r, "policy"))
-    lo, hi = r["regret_ci95"]
-    return (head + policy + f"; expert {r['expert']} on the same seeds "
-            f"{r['expert_mean_return']:.4g} ({r['expert_reward_per_step']:.4g}/step), "
-            f"{r['expert_failed_fraction']:.0%} failed; regret {r['regret']:.4g} "
+    lo, hi = r.regret_ci95
+    e = r.actors["expert"]
+    return (head + policy + f"; expert {r.expert} on the same seeds "
+            f"{e.mean_return:.4g} ({e.reward_per_step:.4g}/step), "
+            f"{e.failed_fraction:.0%} failed; regret {r.regret:.4g} "
             f"[95% CI {lo:.3g}, {hi:.3g}]"
-            + ("" if r.get("floor_regret") is None else
-               f"; the quantized expert (floor) {r['floor_regret']:.4g}, "
-               f"{r['quantized_expert_failed_fraction']:.0%} failed")
+            + ("" if r.floor_regret is None else
+               f"; the quantized expert (floor) {r.floor_regret:.4g}, "
+               f"{r.actors['quantized_expert'].failed_fraction:.0%} failed")
             + outcome_text(r, "policy", "expert"))
 
 
-def outcome_text(r: dict[str, Any], *names: str) -> str:
+def outcome_text(r: ClosingRollout, *names: str) -> str:
     """'; success policy 40% [..], expert 100% [..]; modes ...' for envs that report success
     (and modes); '' otherwise."""
     text = ""
-    if all(f"{n}_success" in r for n in names):
+    actors = [r.actors[n] for n in names]
+    if all(a.success is not None for a in actors):
         text += "; success " + ", ".join(
-            f"{n} {r[f'{n}_success']:.0%} [95% CI {r[f'{n}_success_ci95'][0]:.0%}, "
-            f"{r[f'{n}_success_ci95'][1]:.0%}]" for n in names)
-    if all(f"{n}_modes" in r for n in names):
+            f"{n} {a.success:.0%} [95% CI {a.success_ci95[0]:.0%}, {a.success_ci95[1]:.0%}]"
+            for n, a in zip(names, actors, strict=True))
+    if all(a.modes is not None for a in actors):
         text += "; modes (left/right/none) " + ", ".join(
-            f"{n} {m['left']:.0%}/{m['right']:.0%}/{m['none']:.0%}"
-            for n in names for m in [r[f"{n}_modes"]])
+            f"{n} {a.modes['left']:.0%}/{a.modes['right']:.0%}/{a.modes['none']:.0%}"
+            for n, a in zip(names, actors, strict=True))
     return text
 
 

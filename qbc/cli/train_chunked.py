@@ -42,15 +42,17 @@ def format_summary(s: dict[str, Any]) -> str:
     lines.append(f"  checkpoint: {s['checkpoint']}")
     r = s.get("rollout")
     if r:
+        ex = r.execution
         lines.append(rollout_line(r))
-        lines.append(f"  executed {r['execute']}: {r['chunks']} chunks predicted, "
-                     f"{r['decode_failures']} decode failures (repaired)")
-        if r.get("chunk_floor_regret") is not None:
-            ratio = (f"; learner / floor {r['regret'] / r['chunk_floor_regret']:.3g}x"
-                     if r["chunk_floor_regret"] else "")
+        lines.append(f"  executed {ex.execute}: {ex.chunks} chunks predicted, "
+                     f"{ex.decode_failures} decode failures (repaired)")
+        floor = r.actors.get("chunk_floor")
+        if floor is not None and floor.regret is not None:
+            ratio = (f"; learner / floor {r.regret / floor.regret:.3g}x" if floor.regret
+                     else "")
             lines.append(f"  chunk floor (the expert's plans through the tokenizer, "
-                         f"{r['execute']}): regret {r['chunk_floor_regret']:.4g}, "
-                         f"{r['chunk_floor_failed_fraction']:.0%} failed{ratio}")
+                         f"{ex.execute}): regret {floor.regret:.4g}, "
+                         f"{floor.failed_fraction:.0%} failed{ratio}")
     return "\n".join(lines)
 
 

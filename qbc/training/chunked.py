@@ -68,6 +68,7 @@ from qbc.training.checkpoint import claim_run
 from qbc.training.chunk_data import check_vocab_memory, parse_params, prepare_chunk_data
 from qbc.training.chunk_head import check_head_settings, recorded_head
 from qbc.training.chunk_loop import fit_chunks
+from qbc.training.closing_rollout import ChunkExecution, ClosingRollout
 from qbc.training.config import RULES, OptimConfig, config_dict, device_of, resolve_budget
 from qbc.training.distributed import session
 from qbc.training.evaluation import check_rollout_sizes, rollout_evaluation
@@ -223,11 +224,11 @@ def train_chunked(cfg: ChunkTrainConfig, demos: Any, stop_at: int | None = None
 
 
 def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
-                    ) -> dict[str, Any] | None:
+                    ) -> ClosingRollout | None:
     """:func:`~qbc.training.evaluation.rollout_evaluation` of the policy executed by
     ``cfg.execute`` beside its chunk floor in the same mode (``chunk_floor_...`` entries, see
     :mod:`qbc.chunking.floor`), plus the execution mode, chunks predicted and decode failures
-    (repaired chunks)."""
+    (repaired chunks) as its ``execution``."""
     executor = ChunkExecutor(policy, cfg.execute)
 
     def floor(expert: Any, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -239,15 +240,16 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
     res = rollout_evaluation(executor, demos, cfg.rollout_episodes, cfg.rollout_horizon,
                              cfg.rollout_seed, progress=cfg.progress, companions=floor)
     if res is not None:
-        res.update(execute=str(executor.spec), chunks=executor.n_chunks,
-                   decode_failures=executor.decode_failures)
+        res.execution = ChunkExecution(str(executor.spec), executor.n_chunks,
+                                       executor.decode_failures)
     return res
 
 
 # -- a whole run -------------------------------------------------------------------------------
 def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     """Check the flags, load the dataset, train, roll the best policy out, write summary.json;
-    returns the summary (the ``qbc train-chunked`` command prints it). Under torchrun every
+    returns the summary (the ``qbc train-chunked`` command prints it; its ``rollout`` a
+    :class:`~qbc.training.closing_rollout.ClosingRollout`, JSON in the file). Under torchrun every
     rank trains; rank 0 alone rolls out and writes summary.json (the other ranks return the
     training numbers)."""
     _validate(cfg)
@@ -265,8 +267,10 @@ def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
                                 "vocab": int(tok.vocab_size), "n_tokens": tok.n_tokens,
                                 "positions": int(policy.module.cfg.n_tokens)}
     if cfg.rollout_episodes > 0:
-        summary["rollout"] = closing_rollout(cfg, policy, demos)
-        if summary["rollout"] and summary["rollout"]["horizon_capped"]:  # as qbc train warns
-            warnings.warn(summary["rollout"]["horizon_capped"], QbcWarning, stacklevel=2)
-    atomic_write_json(cfg.out / "summary.json", summary)
+        summary["rollout"] = rollout = closing_rollout(cfg, policy, demos)
+        if rollout and rollout.horizon_capped:  # as qbc train warns
+            warnings.warn(rollout.horizon_capped, QbcWarning, stacklevel=2)
+    rollout = summary.get("rollout")
+    atomic_write_json(cfg.out / "summary.json",
+                      {**summary, "rollout": rollout.to_json()} if rollout else summary)
     return summary

@@ -19,6 +19,7 @@ from qbc.rollout.evaluate import evaluate_actors
 from qbc.rollout.growth import floor_verdict
 from qbc.stepping.limits import cap_horizons, check_rollout_memory
 from qbc.tokenizer import ActionTokenizer
+from qbc.training.closing_rollout import ActorOutcome, ClosingRollout
 from qbc.training.data import SplitTensors, make_batch
 
 if TYPE_CHECKING:  # annotations only: the config module imports this one
@@ -167,31 +168,28 @@ def check_rollout_sizes(demos: Any, episodes: int, horizon: int | None, seed: in
 def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | None = None,
                        seed: int | None = None, progress: bool = False,
                        training: dict[str, Any] | None = None,
-                       companions: Any = None) -> dict[str, Any] | None:
+                       companions: Any = None) -> ClosingRollout | None:
     """Roll ``policy`` out on the demonstrations' env against the dataset's expert, coupled
     (the same episode seeds, disjoint from the data's), ``episodes`` x ``horizon`` steps,
     measured by the library's evaluation (:func:`qbc.rollout.evaluate.evaluate_actors`).
 
     Returns and reward per step are taken over the full horizon (an episode that terminated or
     diverged earns nothing after it ends) and the fraction of failed episodes is given, as in
-    :func:`qbc.rollout.metrics.horizon_metrics`. The expert is rebuilt from the dataset's
-    provenance;
-    without one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why.
-    None when the env id is unknown here. A horizon past a third-party env's time limit is
-    capped (``horizon_capped`` holds the warning). Where the env reports success or modes,
-    ``<name>_success``, ``<name>_success_ci95`` and ``<name>_modes`` hold them
-    (:func:`qbc.rollout.metrics.horizon_metrics`).
+    :func:`qbc.rollout.metrics.horizon_metrics`; where the env reports success or modes, each
+    actor's outcome holds them. The expert is rebuilt from the dataset's provenance; without
+    one (e.g. an external Minari dataset) ``expert`` is None and ``no_expert`` says why. None
+    when the env id is unknown here. A horizon past a third-party env's time limit is capped
+    (``horizon_capped`` holds the warning).
 
     A token policy (per-step tokenizer) with an expert is compared with its floor too: the
     quantized expert (the expert's actions through the policy's tokenizer) on the same seeds
-    gives ``floor_regret`` and ``floor_failed_fraction``, and ``verdict`` is
-    :func:`qbc.rollout.growth.floor_verdict` (``training``: the run's best step, steps, early
-    stopping
-    and selection rule, for the likely cause of a miss).
+    gives ``floor_regret``, and ``verdict`` is :func:`qbc.rollout.growth.floor_verdict`
+    (``training``: the run's best step, steps, early stopping and selection rule, for the
+    likely cause of a miss).
 
     ``companions(expert, env_id, env_kwargs) -> {name: actor}``: more actors rolled out on the
-    same seeds when there is an expert (e.g. a chunk policy's chunk floor); each gets the same
-    ``{name}_...`` entries and ``{name}_regret``.
+    same seeds when there is an expert (e.g. a chunk policy's chunk floor), each with its own
+    outcome and regret.
 
     A dataset collected on an env variant (``env_kwargs`` in its provenance, e.g. a sweep's
     noise-free env) is rolled out on that variant: the expert, the env and the companions are
@@ -213,12 +211,14 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     ref = "policy" if expert is None else "expert"
     per = evaluate_actors(env_id, actors, seed, episodes, [horizon], reference=ref,
                           env_kwargs=env_kwargs, progress=progress).policies
-    out = {"env_id": env_id, "episodes": episodes, "horizon": horizon, "first_seed": seed,
-           "horizon_capped": capped, "expert": None if expert is None else expert.name,
-           "no_expert": no_expert}
-    _add_actor_entries(out, per, horizon)
+    out = ClosingRollout(env_id=env_id, episodes=episodes, horizon=horizon, first_seed=seed,
+                         horizon_capped=capped, expert=None if expert is None else expert.name,
+                         no_expert=no_expert,
+                         actors={name: _outcome(m[str(horizon)], horizon, name, expert)
+                                 for name, m in per.items()})
     if expert is not None:
-        _add_regrets(out, per, horizon, actors)
+        m = per["policy"][str(horizon)]
+        out.regret, out.regret_ci95 = m["regret"], m["regret_ci95"]
     if "quantized_expert" in per:
         _add_floor(out, per["quantized_expert"][str(horizon)], training)
     return out
@@ -238,40 +238,26 @@ def _actors(policy: Any, expert: Any, env_id: str, companions: Any,
     return actors
 
 
-def _add_actor_entries(out: dict[str, Any], per: dict[str, Any], horizon: int) -> None:
-    """``{name}_mean_return``, ``_reward_per_step`` (return / ``horizon``),
-    ``_failed_fraction`` and, where the env reports them, success and modes of each actor of
-    ``per`` (:func:`qbc.rollout.metrics.horizon_metrics`' ``policies``) into ``out``."""
-    for name, m in per.items():
-        m = m[str(horizon)]
-        out[f"{name}_mean_return"] = m["return"]
-        out[f"{name}_reward_per_step"] = m["return"] / horizon
-        out[f"{name}_failed_fraction"] = m["diverged_fraction"]
-        for key in ("success", "success_ci95", "modes"):  # where the env reports them
-            if key in m:
-                out[f"{name}_{key}"] = m[key]
+def _outcome(m: dict[str, Any], horizon: int, name: str, expert: Any) -> ActorOutcome:
+    """One actor's metrics ``m`` at ``horizon`` (:func:`qbc.rollout.metrics.horizon_metrics`)
+    as an :class:`ActorOutcome`: success and modes where the env reports them, the regret
+    against the expert for actors other than the expert and the policy."""
+    other = expert is not None and name not in ("expert", "policy")
+    return ActorOutcome(mean_return=m["return"], reward_per_step=m["return"] / horizon,
+                        failed_fraction=m["diverged_fraction"], success=m.get("success"),
+                        success_ci95=m.get("success_ci95"), modes=m.get("modes"),
+                        regret=m["regret"] if other else None)
 
 
-def _add_regrets(out: dict[str, Any], per: dict[str, Any], horizon: int,
-                 actors: dict[str, Any]) -> None:
-    """The policy's ``regret`` (with ``regret_ci95``) against the expert and each other
-    actor's ``{name}_regret`` into ``out``."""
-    m = per["policy"][str(horizon)]
-    out.update(regret=m["regret"], regret_ci95=m["regret_ci95"])
-    for name in actors:
-        if name not in ("expert", "policy"):
-            out[f"{name}_regret"] = per[name][str(horizon)]["regret"]
-
-
-def _add_floor(out: dict[str, Any], q: dict[str, Any], training: dict[str, Any] | None
+def _add_floor(out: ClosingRollout, q: dict[str, Any], training: dict[str, Any] | None
                ) -> None:
     """The quantized expert's metrics ``q`` as the floor (``floor_regret``,
-    ``floor_regret_ci95``) into ``out``, and the ``verdict`` of the policy against it."""
-    out.update(floor_regret=q["regret"], floor_regret_ci95=q["regret_ci95"])
-    out["verdict"] = floor_verdict(
-        {"regret": out["regret"], "failed": out["policy_failed_fraction"]},
+    ``floor_regret_ci95``) of ``out``, and the ``verdict`` of the policy against it."""
+    out.floor_regret, out.floor_regret_ci95 = q["regret"], q["regret_ci95"]
+    out.verdict = floor_verdict(
+        {"regret": out.regret, "failed": out.actors["policy"].failed_fraction},
         {"regret": q["regret"], "failed": q["diverged_fraction"]},
-        out["expert_mean_return"], training)
+        out.actors["expert"].mean_return, training)
 
 
 def _variant_expert(prov: dict[str, Any], env_id: str, dataset: str

@@ -12,6 +12,7 @@ from qbc.data import load_demonstrations
 from qbc.errors import QbcWarning
 from qbc.infra.files import atomic_write_json
 from qbc.training.checkpoint import ClaimedRun, claimed_run
+from qbc.training.closing_rollout import ClosingRollout
 from qbc.training.config import TrainConfig, validate_config
 from qbc.training.evaluation import rollout_evaluation
 from qbc.training.loop import TrainResult, train_in
@@ -51,7 +52,7 @@ class TrainSummary:
     """token policies: 'quantizer', 'vocab' (tokens per position), 'n_tokens' (per action)."""
     transition_model: str | None = None
     """with --augment model: the transition model's folder (out/transition)."""
-    rollout: dict[str, Any] | None = None
+    rollout: ClosingRollout | None = None
     """the closing rollout (:func:`qbc.training.evaluation.rollout_evaluation`): learner vs
     expert on the same seeds, regret, floor and verdict."""
     rollout_skipped: bool = False
@@ -65,6 +66,8 @@ class TrainSummary:
         only when set (``rollout`` as null when it was skipped)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name != "rollout_skipped"}
+        if self.rollout is not None:
+            out["rollout"] = self.rollout.to_json()
         for name in ("tokenizer", "transition_model", "run_logs"):
             if out[name] is None:
                 del out[name]
@@ -112,10 +115,10 @@ def finish(cfg: TrainConfig, demos: Any, result: TrainResult,
                                cfg.rollout_seed, progress=cfg.progress,
                                training={**result.budget, "best_step": result.best_step})
         summary.rollout, summary.rollout_skipped = r, r is None
-        if r and r["horizon_capped"]:
-            warnings.warn(r["horizon_capped"], QbcWarning, stacklevel=2)
+        if r and r.horizon_capped:
+            warnings.warn(r.horizon_capped, QbcWarning, stacklevel=2)
         if r and run_log is not None:
-            run_log.scalars(record_scalars(r, "rollout"), result.step)
+            run_log.scalars(record_scalars(r.to_json(), "rollout"), result.step)
     summary.run_logs = run_log.writing if run_log is not None else []
     atomic_write_json(work / "summary.json", summary.to_json())
     return summary
