@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from qbc.chunking.execution import ChunkExecutor, execute_policy, parse_execute
-from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.chunking.execution import execute_policy, parse_execute
+from qbc.chunking.floor import chunk_floor_actor
 from qbc.data.expert_choice import ExpertChoice, build_expert, choose_expert, policy_dataset
 from qbc.envs.make import make_env
 from qbc.errors import InvalidValueError
@@ -220,8 +220,9 @@ def open_inputs(cfg: EvalConfig, datasets_root: str | Path | None = None) -> Eva
             actors["quantized_expert_stochastic"] = QuantizedExpert(
                 expert, tokenizer, rng=np.random.default_rng(cfg.seed))
     if cfg.quantized_expert and hasattr(policy, "chunk_len"):
-        name, floor = chunk_floor(env_id, expert, policy)
-        actors[name] = floor
+        floor = chunk_floor(env_id, expert, policy)
+        if floor is not None:  # None: an env without a chunk floor (the robotics tasks)
+            actors[floor[0]] = floor[1]
     if cfg.augment == "model":
         actors["policy_model_based"] = _model_based(cfg, policy)
     if len(actors) == 1:
@@ -231,14 +232,14 @@ def open_inputs(cfg: EvalConfig, datasets_root: str | Path | None = None) -> Eva
     return EvalInputs(env_id, actors, horizons, choice, capped)
 
 
-def chunk_floor(env_id: str, expert: Any, executor: Any) -> tuple[str, Any]:
+def chunk_floor(env_id: str, expert: Any, executor: Any) -> tuple[str, Any] | None:
     """The chunk floor of a chunk policy's executor: (its rollout name, the expert's plans
     through the policy's chunk tokenizer executed in the same mode), see
-    :mod:`qbc.chunking.floor`."""
-    policy = executor.policy
-    floor = QuantizedChunkExpert(make_planner(env_id, expert), executor.chunk_len,
-                                 getattr(policy, "chunk_tokenizer", None), env_id=env_id)
-    return floor.name, ChunkExecutor(floor, executor.spec)
+    :mod:`qbc.chunking.floor`; None on an env without one."""
+    floor = chunk_floor_actor(env_id, expert, executor.chunk_len,
+                              getattr(executor.policy, "chunk_tokenizer", None), executor.spec,
+                              env_name=env_id)
+    return None if floor is None else (floor.policy.name, floor)
 
 
 def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> None:

@@ -44,14 +44,13 @@ A scalar where a list is expected is read as a one-element list. Unknown keys ar
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qbc.agents import available_experts
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.infra.files import read_toml
+from qbc.infra.files import read_toml, tomllib  # noqa: F401  (tomllib: the tests' parser)
 from qbc.infra.validate import NON_NEGATIVE, Rule, check_config
 from qbc.policy import ModelConfig, available_policies, chunk_policies
 from qbc.policy.decoding import check_decode_mode
@@ -61,11 +60,6 @@ from qbc.quantizers.binning import QUANTILE_RANGE
 from qbc.sweep.chunk_axes import check_chunks_fit_episodes, validate_chunk_axes
 from qbc.sweep.entries import check_env_entries, check_keys, env_ids, normalize_named
 from qbc.training.config import TOKEN_TARGETS
-
-if sys.version_info >= (3, 11):  # the parser the tests write sweep files with
-    import tomllib  # noqa: F401
-else:  # Python 3.10: the same parser, as the tomli package
-    import tomli as tomllib  # noqa: F401
 
 #: The policy name that means "no training: the expert's action through the tokenizer".
 QUANTIZED_EXPERT = "quantized-expert"

@@ -49,7 +49,7 @@ import torch
 from qbc.chunking import get_chunk_tokenizer_class
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
-from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.chunking.floor import chunk_floor_actor
 from qbc.data import demos_sha256, load_demonstrations
 from qbc.errors import InvalidValueError, QbcWarning, UnknownNameError
 from qbc.infra.environ import scoped_torch_rng
@@ -231,10 +231,9 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
     executor = ChunkExecutor(policy, cfg.execute)
 
     def floor(expert: Any, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-        planner = make_planner(env_id, expert, env_kwargs)
-        return {"chunk_floor": ChunkExecutor(
-            QuantizedChunkExpert(planner, policy.chunk_len, policy.chunk_tokenizer),
-            executor.spec)}
+        actor = chunk_floor_actor(env_id, expert, policy.chunk_len, policy.chunk_tokenizer,
+                                  executor.spec, env_kwargs)
+        return {} if actor is None else {"chunk_floor": actor}  # None: no floor on this env
 
     res = rollout_evaluation(executor, demos, cfg.rollout_episodes, cfg.rollout_horizon,
                              cfg.rollout_seed, progress=cfg.progress, companions=floor)

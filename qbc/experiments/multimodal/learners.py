@@ -175,7 +175,8 @@ def floor_actor(learner: Learner, policy: Any, env_id: str, expert: Any, bins: i
         return f"q#pi* ({learner.quantizer}/{bins})", QuantizedExpert(expert, policy.tokenizer)
     planner = make_planner(env_id, expert)
     if not isinstance(planner, ModelPlanner):
-        planner.close()
+        if planner is not None:
+            planner.close()
         return None
     floor = QuantizedChunkExpert(planner, policy.chunk_len, policy.chunk_tokenizer)
     return (f"chunk floor ({learner.chunk_tokenizer}, k={policy.chunk_len}, {execute})",
