@@ -23,11 +23,11 @@ from qbc.agents import make_expert
 from qbc.data import load_demonstrations
 from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.experiments.multimodal.learners import parse_decoding
 from qbc.infra.environ import scoped_threads
 from qbc.infra.files import atomic_write_json, atomic_write_text, read_json
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
+from qbc.policy.decoding import parse_decoding
 from qbc.policy.registry import check_policy_kind, needs_tokenizer
 from qbc.quantizers import available_quantizers
 from qbc.rollout.coupled import QuantizedExpert

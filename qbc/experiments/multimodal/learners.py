@@ -33,7 +33,7 @@ from qbc.chunking.execution import ChunkExecutor, parse_execute
 from qbc.chunking.floor import ModelPlanner, QuantizedChunkExpert, make_planner
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.policy import ModelConfig
-from qbc.policy.decoding import check_decode_mode
+from qbc.policy.decoding import parse_decoding  # noqa: F401  (the ledger's decodings)
 from qbc.policy.registry import (
     POLICY_KINDS,
     check_policy_kind,
@@ -102,21 +102,6 @@ def parse_learner(name: str) -> Learner:
     if part and part not in available_quantizers():
         raise UnknownNameError("quantizer", part, available_quantizers())
     return Learner(name, kind, quantizer=part or "uniform")
-
-
-def parse_decoding(text: str) -> tuple[str, float]:
-    """``"sample:0.5"`` -> ("sample", 0.5); ``"argmax"`` -> ("argmax", 1.0); bad ones refused."""
-    mode, _, temperature = text.partition(":")
-    check_decode_mode(mode)
-    if temperature and mode != "sample":
-        raise InvalidValueError(f"only sample takes a temperature (sample:T), got {text!r}")
-    try:
-        value = float(temperature) if temperature else 1.0
-    except ValueError:
-        value = float("nan")
-    if not (value > 0 and value < float("inf")):
-        raise InvalidValueError(f"the temperature of {text!r} must be a number > 0")
-    return mode, value
 
 
 def train_learner(learner: Learner, dataset_id: str, demos: Any, out: Path,
