@@ -96,6 +96,9 @@ def _table(tmp_path):
     (lambda b: bytes(range(256)) * 4, "not a text CSV table"),
     (lambda b: b + b"c,,,\n", "line 4"),          # a row with too few fields
     (lambda b: b.replace(b"1.5", b"1.5,7"), "line 2"),  # one too many
+    (lambda b: b.replace(b"1.5", b"abc"), "line 2 cannot be read .regret 'abc' is not a number"),
+    (lambda b: b.replace(b"10,2.25", b"-3,2.25"), "H '-3' is not a horizon >= 1"),  # was read
+    (lambda b: b.replace(b"10,2.25", b",2.25"), "H '' is not a horizon >= 1"),
 ])
 def test_a_damaged_results_table_is_one_corrupt_file_error(tmp_path, damage, words):
     from qbc.sweep.table import read_table
