@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from qbc.chunking import get_chunk_tokenizer_class
@@ -244,6 +245,15 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
 
 
 # -- a whole run -------------------------------------------------------------------------------
+def _check_chunks_fit(cfg: ChunkTrainConfig, demos: Any) -> None:
+    """--chunk-k at most the dataset's shortest episode (in the flag's words, before any
+    output)."""
+    shortest = int(np.unique(demos.episode_ids, return_counts=True)[1].min())
+    if cfg.chunk_k > shortest:
+        raise InvalidValueError(f"--chunk-k {cfg.chunk_k} is longer than the shortest episode of "
+                                f"{cfg.dataset} ({shortest} actions); use --chunk-k <= {shortest}")
+
+
 def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     """Check the flags, load the dataset, train, roll the best policy out, write summary.json;
     returns the summary (the ``qbc train-chunked`` command prints it). Under torchrun every
@@ -251,6 +261,7 @@ def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     training numbers)."""
     _validate(cfg)
     demos = load_demonstrations(cfg.dataset)
+    _check_chunks_fit(cfg, demos)
     check_rollout_sizes(demos, cfg.rollout_episodes, cfg.rollout_horizon, cfg.rollout_seed)
     result = train_chunked(cfg, demos)
     policy, rank = result.pop("policy"), result.pop("rank")
