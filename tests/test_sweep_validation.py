@@ -53,6 +53,10 @@ def _doc(**edits):
     ({"train__model": {"d_model": 16, "n_heads": 3}}, ["divisible"]),
     ({"train__policies": ["chunk-ar-transformer"], "grid__chunk_lens": [25]},
      ["chunk_lens [25]", "20-step episodes"]),
+    # 'sampled' draws smooth's tokens; a deterministic quantizer's cells were silently trained
+    # one-hot instead (the runner's mapping, gone): refused as qbc train refuses it
+    ({"train__token_target": "sampled", "grid__quantizers": ["uniform", "smooth"]},
+     ["token_target 'sampled'", "['uniform', 'smooth']", "one-hot"]),
 ])
 def test_bad_cell_settings_are_refused_when_the_file_is_read(edits, words):
     with pytest.raises(InvalidValueError) as info:
