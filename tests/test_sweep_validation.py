@@ -48,7 +48,7 @@ def _doc(**edits):
     ({"data__expert_noise": float("nan")}, ["[data] expert_noise", "nan"]),
     ({"train__quantile": 0.7}, ["[train] quantile"]),
     ({"rollout__divergence_threshold": float("inf")}, ["[rollout] divergence_threshold"]),
-    ({"train__model": {"d_model": 0}}, ["[train] model", "model.d_model must", "got 0"]),
+    ({"train__model": {"d_model": 0}}, ["[train] model", "d-model", "got 0"]),
     ({"train__model": {"d_model": "abc"}}, ["[train] model", "'abc'"]),
     ({"train__model": {"d_model": 16, "n_heads": 3}}, ["divisible"]),
     ({"train__policies": ["chunk-ar-transformer"], "grid__chunk_lens": [25]},

@@ -379,7 +379,7 @@ def _check_model(model: dict[str, Any], source: str) -> None:
     try:
         check_model_config(ModelConfig(**model))
     except InvalidValueError as exc:
-        raise InvalidValueError(f"[train] model in {source}: {_as_key(str(exc))}") from None
+        raise InvalidValueError(f"[train] model in {source}: {exc}") from None
 
 
 def _check_experts(spec: SweepSpec, source: str) -> None:
