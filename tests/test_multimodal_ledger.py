@@ -86,6 +86,9 @@ def test_bad_settings_are_refused_before_any_output(tmp_path):
                               ({"seeds": ()}, InvalidValueError, "at least one"),
                               ({"seeds": (0, 0)}, InvalidValueError, "each once"),
                               ({"execute": "sideways"}, InvalidValueError, "--execute"),
+                              # ran, then failed after training its chunk learners
+                              ({"execute": "receding:9"}, InvalidValueError,
+                               "M is longer than --chunk-k 4"),
                               ({"envs": ("qbc/ScalarStable-v0",)}, InvalidValueError,
                                "no scripted expert")]:
         with pytest.raises(error, match=match):

@@ -168,7 +168,11 @@ def floor_actor(learner: Learner, policy: Any, env_id: str, expert: Any, bins: i
             ChunkExecutor(floor, execute))
 
 
-def check_execute(execute: str) -> str:
-    """``execute`` if it is a chunk execution mode (open-loop, receding:M, ensemble:C)."""
-    parse_execute(execute)
+def check_execute(execute: str, chunk_k: int) -> str:
+    """``execute`` if it is a chunk execution mode (open-loop, receding:M, ensemble:C) that
+    chunks of ``chunk_k`` actions can run (receding:M with M <= chunk_k)."""
+    spec = parse_execute(execute)
+    if spec.mode == "receding" and spec.value > chunk_k:
+        raise InvalidValueError(f"--execute {spec}: M is longer than --chunk-k {chunk_k}; use "
+                                f"M <= {chunk_k}")
     return execute

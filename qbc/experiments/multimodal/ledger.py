@@ -166,7 +166,7 @@ def validate(cfg: LedgerConfig) -> None:
         parse_learner(learner)
     for decoding in cfg.decodings:
         parse_decoding(decoding)
-    check_execute(cfg.execute)
+    check_execute(cfg.execute, cfg.chunk_k)
     for env_id in cfg.envs:
         expert_name(env_id)
         make_env(env_id).close()  # an unknown id, or the robotics extra missing: one line
