@@ -34,6 +34,8 @@ instead (same joint types, same results as under 3.2.7); nothing else changes.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import gymnasium as gym
@@ -69,8 +71,11 @@ def _import_robotics(upstream: str) -> Any:
     """The gymnasium_robotics package (importing it registers its ids with Gymnasium); one
     line naming the extra when it is not installed."""
     try:
-        import gymnasium_robotics  # optional dependency: the robotics extra
-        import gymnasium_robotics.utils.mujoco_utils  # noqa: F401  (the shim's target)
+        # Its import prints a release notice (farama_notifications) on stderr: a refused
+        # command's one error line would come second, and a run's stderr would not be clean.
+        with contextlib.redirect_stderr(io.StringIO()):
+            import gymnasium_robotics  # optional dependency: the robotics extra
+            import gymnasium_robotics.utils.mujoco_utils  # noqa: F401  (the shim's target)
     except ImportError as exc:
         raise InvalidValueError(
             f"the qbc/ version of {upstream} needs Gymnasium-Robotics ({exc}): "

@@ -109,6 +109,29 @@ def tiny_lin_copy(tiny_lin_run):
     return lambda root: copy_tiny_lin_run(tiny_lin_run, Path(root))
 
 
+@pytest.fixture(scope="session")
+def transition_folder(tmp_path_factory) -> Path:
+    """Made once per session, read-only: a tiny transition model's folder
+    (``qbc.rollout.augment.save_transition_model``: transition.json + transition.safetensors),
+    fitted for 2 steps on 64 random transitions (obs (64, 3), actions (64, 2), 8 uniform bins).
+    Copy it before changing it."""
+    import numpy as np
+
+    from qbc.rollout.augment import (
+        TransitionModelConfig,
+        fit_transition_model,
+        save_transition_model,
+    )
+    from qbc.tokenizer import ActionTokenizer
+
+    rng = np.random.default_rng(0)
+    obs, act = rng.normal(size=(64, 3)), rng.normal(size=(64, 2))
+    tok = ActionTokenizer.fit(act, quantizer="uniform", n_bins=8)
+    model = fit_transition_model(obs, act, obs + 0.1 * act.sum(1, keepdims=True), tok,
+                                 TransitionModelConfig(steps=2, hidden=16), progress=False)
+    return save_transition_model(model, tmp_path_factory.mktemp("tm") / "tm")
+
+
 @pytest.fixture
 def one_torch_thread():
     """torch on one thread for the test, then the count it had before (tiny models run fastest

@@ -113,3 +113,17 @@ def test_quantized_chunk_expert_is_the_plan_through_the_tokenizer_and_executes_l
     # unquantized plans executed open-loop on a noisy env differ from the expert, but little
     gap = np.abs(res.actions["plain"] - res.actions["expert"]).max()
     assert 0 < gap < 0.5
+
+
+def test_an_env_whose_state_cannot_be_copied_has_no_planner_and_no_floor():
+    pytest.importorskip("gymnasium_robotics")
+    from qbc.agents import make_expert
+    from qbc.chunking.floor import chunk_floor_actor, make_planner
+
+    expert = make_expert("fetch-push", "qbc/FetchPush-v4")
+    assert make_planner("qbc/FetchPush-v4", expert) is None
+    assert chunk_floor_actor("qbc/FetchPush-v4", expert, 2, None, "open-loop") is None
+    # a classic-control env copies its state from its first reset on: it keeps its planner
+    pendulum = make_planner("Pendulum-v1", make_expert("zoo:Pendulum-v1", "Pendulum-v1"))
+    assert pendulum is not None
+    pendulum.close()

@@ -125,3 +125,23 @@ def test_repair_with_a_non_finite_previous_action_is_refused(saved, prev):
         tok.decode(tokens, prev_action=prev, repair="hold-last-action")
     chunks = tok.decode(tokens, prev_action=np.ones((2, 2)), repair="hold-last-action")
     np.testing.assert_array_equal(chunks, np.ones((2, 4, 2), np.float32))
+
+
+@pytest.mark.parametrize("value, words", [("x", "chunk_len must be an integer, got 'x'"),
+                                          (2, "chunk_len 2"), (True, "chunk_len must be")])
+def test_a_chunk_checkpoints_config_with_another_chunk_length_names_config_json(
+        tmp_path, value, words):
+    """The chunk length does not change the weights' shapes: an edited config.json loaded, or
+    was blamed on tokenizer.json alone."""
+    from qbc.policy import load_policy
+    from tests.test_chunk_policy import _train
+
+    _, cfg = _train(tmp_path, policy="chunk-ar-transformer", chunk_tokenizer="per-step",
+                    bins=16, steps=2)
+    path = cfg.out / "best" / "config.json"
+    conf = json.loads(path.read_text())
+    conf["model"]["chunk_len"] = value
+    path.write_text(json.dumps(conf))
+    with pytest.raises(CorruptFileError, match="config.json") as got:
+        load_policy(cfg.out)
+    assert words in str(got.value)

@@ -272,7 +272,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, dataset, capsys):
     base = ["train-chunked", "--dataset", dataset, "--no-progress", "--steps", "2"]
     assert "--chunk-k must be an integer >= 1" in _error(
         base + ["--out", str(tmp_path / "a"), "--chunk-k", "0"], capsys)
-    assert "fewer than the chunk length k=50" in _error(
+    assert "--chunk-k 50 is longer than the shortest episode" in _error(
         base + ["--out", str(tmp_path / "b"), "--chunk-k", "50"], capsys)
     assert "bad --execute" in _error(
         base + ["--out", str(tmp_path / "c"), "--execute", "receding:zero"], capsys)

@@ -161,3 +161,17 @@ def test_train_chunked_reads_its_runs_config_too(root, cli):
     res = cli([*base, "--config", "c1/train_config.json", "--out", "c2"], cwd=root)
     assert res.returncode == 0, res.stderr
     assert _settings(root / "c2") == _settings(root / "c1")
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"dataset": "qbc/lin-v0", "model": {"head": "bogus"}}', "--model.head must be one of"),
+    ('{"dataset": "qbc/lin-v0", "policy": "nope"}', "nope"),
+])
+def test_a_config_value_outside_its_choices_is_the_error_line_alone(root, cli, text, words):
+    """tyro used to warn about the file's value (a second stderr line) before qbc refused it."""
+    (root / "bad.json").write_text(text)
+    res = cli(["train-chunked", "--config", "bad.json", "--out", "o"], cwd=root)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], res.stderr
+    assert not (root / "o").exists()

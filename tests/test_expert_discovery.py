@@ -47,15 +47,23 @@ def test_the_zoo_entry_is_the_default_expert_on_its_env():
 def test_collect_defaults_to_the_zoo_actor_and_says_so(capsys):
     assert main(["collect", "--env", PENDULUM, "--dataset", "test/pend-zoo-v0", "--episodes",
                  "2", "--max-episode-steps", "20", "--no-progress"]) == 0
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if "zoo:Pendulum-v1" in line]
-    assert len(lines) == 1 and "default" in lines[0], captured.err
+    captured = capsys.readouterr()  # the note comes after the run, on stdout
+    lines = [line for line in captured.out.splitlines() if "(default" in line]
+    assert len(lines) == 1 and "zoo:Pendulum-v1" in lines[0], captured.out
     assert remembered_expert("test/pend-zoo-v0")["name"] == "zoo:Pendulum-v1"
     # qbc's own envs keep lqr, silently
     assert main(["collect", "--env", SCALAR, "--dataset", "test/scalar-default-v0",
                  "--episodes", "2", "--max-episode-steps", "10", "--no-progress"]) == 0
-    assert "default" not in capsys.readouterr().err
+    assert "(default" not in capsys.readouterr().out
     assert remembered_expert("test/scalar-default-v0")["name"] == "lqr"
+
+
+def test_a_refused_collect_with_the_default_expert_prints_its_error_alone(capsys):
+    assert main(["collect", "--env", PENDULUM, "--dataset", "test/pend-refused-v0",
+                 "--episodes", "0", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().count("\n") == 0 and "--episodes" in captured.err
+    assert captured.out == ""
 
 
 def _foreign_dataset(dataset_id: str, env_id: str = SCALAR) -> None:

@@ -168,23 +168,7 @@ def test_fuzz_dagger_tables(scratch, name, data):  # noqa: F811
 
 
 # -- a transition model ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def transition_folder(tmp_path_factory):
-    from qbc.rollout.augment import (
-        TransitionModelConfig,
-        fit_transition_model,
-        save_transition_model,
-    )
-    from qbc.tokenizer import ActionTokenizer
-
-    rng = np.random.default_rng(0)
-    obs, act = rng.normal(size=(64, 3)), rng.normal(size=(64, 2))
-    tok = ActionTokenizer.fit(act, quantizer="uniform", n_bins=8)
-    model = fit_transition_model(obs, act, obs + 0.1 * act.sum(1, keepdims=True), tok,
-                                 TransitionModelConfig(steps=2, hidden=16), progress=False)
-    return save_transition_model(model, tmp_path_factory.mktemp("tm") / "tm")
-
-
+# (transition_folder: the shared fixture of conftest.py)
 @pytest.mark.parametrize("name", ["transition.json", "transition.safetensors"])
 @FUZZ
 @given(data=st.data())

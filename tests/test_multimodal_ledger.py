@@ -86,6 +86,9 @@ def test_bad_settings_are_refused_before_any_output(tmp_path):
                               ({"seeds": ()}, InvalidValueError, "at least one"),
                               ({"seeds": (0, 0)}, InvalidValueError, "each once"),
                               ({"execute": "sideways"}, InvalidValueError, "--execute"),
+                              # ran, then failed after training its chunk learners
+                              ({"execute": "receding:9"}, InvalidValueError,
+                               "M is longer than --chunk-k 4"),
                               ({"envs": ("qbc/ScalarStable-v0",)}, InvalidValueError,
                                "no scripted expert")]:
         with pytest.raises(error, match=match):
@@ -139,3 +142,30 @@ def test_script_runs_the_quick_ledger(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "[4/4] qbc/DetourStable-v0 seed 1 ar-transformer:kmeans: success" in done.stdout
     assert "| qbc/DetourStable-v0 | q#pi* (kmeans/16) | 2 |" in done.stdout
+
+
+def test_quick_refuses_the_settings_it_would_replace(tmp_path):
+    """--quick used to replace --bins, --decodings, --seeds, ... silently (sample:0 ran)."""
+    for bad in ({"bins": 1}, {"decodings": ("sample:0",)}, {"seeds": (5,)},
+                {"steps": 3}, {"model": LedgerConfig().model.__class__(d_model=8)}):
+        with pytest.raises(InvalidValueError, match="--quick sets --"):
+            run_ledger(LedgerConfig(out=tmp_path / "x", **{**QUICK, **bad}))
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name, text", [("cell", '{"env": 1}'), ("cell", '{"rows": 3}'),
+                                        ("cell", "[1]"), ("cell", '{"rows": [1]'),
+                                        ("config", "[1]")])
+def test_damaged_ledger_files_are_corrupt_file_errors_before_any_work(tmp_path, name, text,
+                                                                      one_torch_thread):
+    from qbc.errors import CorruptFileError
+    from qbc.experiments.multimodal.ledger import CONFIG_FILE
+
+    cfg = LedgerConfig(out=tmp_path, **{**QUICK, "learners": ("mlp-mse",)})
+    run_ledger(cfg)
+    path = cell_path(tmp_path, DETOUR, 1, "mlp-mse") if name == "cell" else tmp_path / CONFIG_FILE
+    path.write_text(text)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(CorruptFileError, match=path.name):
+        run_ledger(cfg)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -358,3 +358,25 @@ def test_the_floor_of_each_decoding():
     assert matching_floor("deterministic", "argmax") and matching_floor("deterministic", "sample")
     assert not any(matching_floor(r, "mean") for r in ("nearest", "stochastic", "deterministic"))
     assert matching_floor("nearest", None) is None
+
+
+def test_decode_sample_colon_t_is_sample_at_temperature_t(tmp_path, tiny_lin_copy, cli):
+    """``--decode sample:T`` (the ledger's spelling) was refused as an unknown mode; bad
+    temperatures are one line, nothing written."""
+    import json
+
+    tiny_lin_copy(tmp_path)
+    env = {"MINARI_DATASETS_PATH": str(tmp_path / "minari")}
+    base = ["rollout", "--policy", "run", "--episodes", "2", "--horizons", "5", "--no-progress"]
+    assert cli([*base, "--out", "a", "--decode", "sample:0.5"], cwd=tmp_path,
+               env=env).returncode == 0
+    assert cli([*base, "--out", "b", "--decode", "sample", "--temperature", "0.5"],
+               cwd=tmp_path, env=env).returncode == 0
+    a, b = (json.loads((tmp_path / o / "metrics.json").read_text())["policies"]["policy"]
+            for o in ("a", "b"))
+    assert a == b
+    for bad in (["--decode", "sample:0"], ["--decode", "sample:nan"], ["--decode", "sample:x"],
+                ["--decode", "argmax:2"], ["--decode", "sample:2", "--temperature", "3"]):
+        res = cli([*base, "--out", "c", *bad], cwd=tmp_path, env=env)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert not (tmp_path / "c").exists()

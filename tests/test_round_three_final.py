@@ -155,38 +155,21 @@ def test_damaged_dagger_tables_are_one_line(tmp_path, text, words):
     assert _read_csv(path) == [{"round": 0, "beta": 1}]
 
 
-@pytest.fixture
-def transition_folder(tmp_path):
-    import numpy as np
-
-    from qbc.rollout.augment import (
-        TransitionModelConfig,
-        fit_transition_model,
-        save_transition_model,
-    )
-    from qbc.tokenizer import ActionTokenizer
-
-    rng = np.random.default_rng(0)
-    obs, act = rng.normal(size=(32, 3)), rng.normal(size=(32, 2))
-    tok = ActionTokenizer.fit(act, quantizer="uniform", n_bins=8)
-    model = fit_transition_model(obs, act, obs + 0.1, tok, TransitionModelConfig(
-        steps=1, hidden=16), progress=False)
-    return save_transition_model(model, tmp_path / "tm")
-
-
 @pytest.mark.parametrize("path,value", [(("config", "layers"), 10 ** 6),
                                         (("config", "hidden"), 10 ** 7),
                                         (("n_tokens",), 5), (("obs_dim",), -3),
                                         (("joint",), 1)])
 def test_a_transition_model_description_is_checked_against_its_weights(transition_folder, path,
-                                                                       value):
+                                                                       value, tmp_path):
     import json
+    import shutil
     import time
 
     from qbc.errors import CorruptFileError
     from qbc.rollout.augment import load_transition_model
 
-    meta_path = transition_folder / "transition.json"
+    folder = shutil.copytree(transition_folder, tmp_path / "tm")  # the shared one stays intact
+    meta_path = folder / "transition.json"
     meta = json.loads(meta_path.read_text())
     node = meta
     for key in path[:-1]:
@@ -195,7 +178,7 @@ def test_a_transition_model_description_is_checked_against_its_weights(transitio
     meta_path.write_text(json.dumps(meta))
     start = time.monotonic()
     with pytest.raises(CorruptFileError, match="cannot be loaded") as got:
-        load_transition_model(transition_folder)
+        load_transition_model(folder)
     assert "\n" not in str(got.value) and time.monotonic() - start < 5
 
 

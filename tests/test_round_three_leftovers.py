@@ -211,7 +211,8 @@ def test_learner_vs_floor_gives_its_mlp_reference_no_token_flags():
 def test_a_sweep_gives_each_policy_only_the_settings_it_reads(tmp_path):
     """A grid's settings are shared by every policy of a cell: the sweep keeps passing them
     where they apply (quantile to smooth, not kmeans; tokens and the head to the ar-transformer,
-    not mlp-mse), so qbc train's refusals do not fail its cells."""
+    not mlp-mse), so qbc train's refusals do not fail its cells. (token_target 'sampled' with
+    a deterministic quantizer is refused when the file is read: tests/test_sweep_validation.py.)"""
     from qbc.sweep import read_table, run_sweep, spec_from_dict
     from qbc.sweep.spec import tomllib
 
@@ -231,7 +232,7 @@ steps = 2
 batch_size = 16
 eval_interval = 2
 quantile = 0.05
-token_target = "sampled"
+token_target = "one-hot"
 model = {d_model = 16, n_layers = 1, n_heads = 2, head = "plain"}
 [rollout]
 episodes = 2

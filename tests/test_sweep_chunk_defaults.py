@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import qbc.sweep.chunk_runner as chunk_runner
+import qbc.chunking.floor as floor
 import qbc.training.chunk_loop as chunk_loop
 import qbc.training.config as train_config
 from qbc.agents import make_expert
@@ -49,13 +49,13 @@ def swept(tmp_path_factory):
     mp.setattr(train_config, "MIN_AUTO_STEPS", LOW_MIN)
     mp.setattr(chunk_loop, "MIN_AUTO_STEPS", LOW_MIN)
     planned: list[dict] = []
-    real = chunk_runner.make_planner
+    real = floor.make_planner  # the sweep's chunk floor is made by floor.chunk_floor_actor
 
     def recording(env_id, expert, env_kwargs=None):
         planned.append(dict(env_kwargs or {}))
         return real(env_id, expert, env_kwargs)
 
-    mp.setattr(chunk_runner, "make_planner", recording)
+    mp.setattr(floor, "make_planner", recording)
     try:
         spec = load_spec(QUICK)
         result = run_sweep(spec, root / "sweep", progress=False)

@@ -53,6 +53,10 @@ def _doc(**edits):
     ({"train__model": {"d_model": 16, "n_heads": 3}}, ["divisible"]),
     ({"train__policies": ["chunk-ar-transformer"], "grid__chunk_lens": [25]},
      ["chunk_lens [25]", "20-step episodes"]),
+    # 'sampled' draws smooth's tokens; a deterministic quantizer's cells were silently trained
+    # one-hot instead (the runner's mapping, gone): refused as qbc train refuses it
+    ({"train__token_target": "sampled", "grid__quantizers": ["uniform", "smooth"]},
+     ["token_target 'sampled'", "['uniform', 'smooth']", "one-hot"]),
 ])
 def test_bad_cell_settings_are_refused_when_the_file_is_read(edits, words):
     with pytest.raises(InvalidValueError) as info:
@@ -96,6 +100,9 @@ def _table(tmp_path):
     (lambda b: bytes(range(256)) * 4, "not a text CSV table"),
     (lambda b: b + b"c,,,\n", "line 4"),          # a row with too few fields
     (lambda b: b.replace(b"1.5", b"1.5,7"), "line 2"),  # one too many
+    (lambda b: b.replace(b"1.5", b"abc"), "line 2 cannot be read .regret 'abc' is not a number"),
+    (lambda b: b.replace(b"10,2.25", b"-3,2.25"), "H '-3' is not a horizon >= 1"),  # was read
+    (lambda b: b.replace(b"10,2.25", b",2.25"), "H '' is not a horizon >= 1"),
 ])
 def test_a_damaged_results_table_is_one_corrupt_file_error(tmp_path, damage, words):
     from qbc.sweep.table import read_table

@@ -99,6 +99,7 @@ def test_train_chunked_warns_when_its_closing_rollout_was_capped(tmp_path, monke
     message = "Pendulum-v1 ends episodes after 200 steps (its time limit): horizon(s) 500 capped"
     monkeypatch.setattr(chunked, "load_demonstrations", lambda ds: SimpleNamespace())
     monkeypatch.setattr(chunked, "check_rollout_sizes", lambda *a: None)
+    monkeypatch.setattr(chunked, "_check_chunks_fit", lambda *a: None)
     monkeypatch.setattr(chunked, "train_chunked", lambda cfg, demos: {
         "policy": SimpleNamespace(chunk_tokenizer=None), "rank": 0, "world_size": 1})
     monkeypatch.setattr(chunked, "closing_rollout",

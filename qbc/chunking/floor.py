@@ -23,6 +23,10 @@ How the plan is made (:func:`make_planner`):
   binds its env to the planner (:meth:`SimulatorPlanner.bind_env`, called by
   :func:`qbc.stepping.loop.run_steps` and by the video writer).
 
+- envs whose state neither copies (the Gymnasium-Robotics tasks: their episode's goal lives
+  outside MuJoCo's state, and they have no ``set_state``): no plan, so no chunk floor;
+  :func:`make_planner` returns None and the commands report the floor as n/a.
+
 Without a chunk tokenizer (``chunk-mlp-l1`` policies) the floor is the unquantized expert plan,
 executed in the learner's mode (``chunk_expert``): what execution alone costs.
 """
@@ -33,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from qbc.chunking.execution import ChunkExecutor
 from qbc.envs.make import make_env
 from qbc.errors import InvalidValueError
 
@@ -89,6 +94,13 @@ class ModelPlanner:
             actions.append(u)
             x = self.model.dynamics(x, self.model.clip_action(u))
         return np.stack(actions, axis=1)
+
+
+def can_copy_state(env: Any) -> bool:
+    """Whether :func:`copy_sim_state` can copy the unwrapped env ``env`` (reset already): a
+    MuJoCo env with ``set_state``, or a classic-control env with a ``state``."""
+    return (hasattr(env, "data") and hasattr(env, "set_state")) or getattr(
+        env, "state", None) is not None
 
 
 def copy_sim_state(src: Any, dst: Any) -> None:
@@ -161,15 +173,35 @@ class SimulatorPlanner:
 
 
 def make_planner(env_id: str, expert: Any, env_kwargs: dict[str, Any] | None = None
-                 ) -> ModelPlanner | SimulatorPlanner:
+                 ) -> ModelPlanner | SimulatorPlanner | None:
     """The planner for ``env_id`` made with ``env_kwargs`` (those of the rollout's env): the
     noise-free model of an env that has one (the qbc envs' ``dynamics``), else a copy of the
-    simulator."""
+    simulator; None where the simulator's state cannot be copied (:func:`can_copy_state`: the
+    Gymnasium-Robotics tasks), which has no chunk floor."""
     env = make_env(env_id, **(env_kwargs or {}))
-    has_model = hasattr(env.unwrapped, "dynamics") and hasattr(env.unwrapped, "clip_action")
-    env.close()
+    try:
+        has_model = hasattr(env.unwrapped, "dynamics") and hasattr(env.unwrapped, "clip_action")
+        if not has_model:
+            env.reset(seed=0)  # a classic-control env has its state from the first reset on
+            if not can_copy_state(env.unwrapped):
+                return None
+    finally:
+        env.close()
     kind = ModelPlanner if has_model else SimulatorPlanner
     return kind(env_id, expert, env_kwargs)
+
+
+def chunk_floor_actor(env_id: str, expert: Any, chunk_len: int, tokenizer: Any, execute: Any,
+                      env_kwargs: dict[str, Any] | None = None, env_name: str | None = None
+                      ) -> Any:
+    """The chunk floor in execution mode ``execute`` (a :class:`ChunkExecutor` of the
+    :class:`QuantizedChunkExpert` of ``tokenizer``, None: the unquantized plans), or None on an
+    env without a planner (:func:`make_planner`)."""
+    planner = make_planner(env_id, expert, env_kwargs)
+    if planner is None:
+        return None
+    return ChunkExecutor(QuantizedChunkExpert(planner, chunk_len, tokenizer, env_id=env_name),
+                         execute)
 
 
 class QuantizedChunkExpert:

@@ -231,7 +231,10 @@ def _parse_flags(command: Command, args: list[str], name: str) -> Any:
 
     captured = io.StringIO()
     try:
-        with contextlib.redirect_stderr(captured):
+        with contextlib.redirect_stderr(captured), warnings.catch_warnings():
+            # A --config value outside its field's type (a Literal) is the command's own
+            # check to refuse in one line; tyro would first warn about the default it was given.
+            warnings.filterwarnings("ignore", message=r"The field `.*` is annotated with type")
             config = tyro.cli(config_type, args=args, prog=_prog(name), description=command.help,
                               registry=REGISTRY, default=default)
     except SystemExit as exc:

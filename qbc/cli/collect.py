@@ -8,7 +8,6 @@ module prints the summary.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,9 +84,10 @@ def collect_config(args: CollectArgs) -> CollectConfig:
 def run_collect(args: CollectArgs) -> Collected:
     """The command: :func:`qbc.data.collect.collect`, then a short summary on stdout."""
     cfg = collect_config(args)
-    if args.expert is None and (line := default_expert_line("collect", args.env)):
-        print(line, file=sys.stderr)
     done = collect(cfg)
+    # after the run, on stdout: a refused run's stderr holds its error line alone
+    if args.expert is None and (line := default_expert_line("collect", args.env)):
+        print(line)
     print(format_summary(cfg, done))
     return done
 

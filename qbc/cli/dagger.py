@@ -9,7 +9,6 @@ or JSON objects (:mod:`qbc.cli.flag_types`) and parsed here.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +48,10 @@ def dagger_config(args: DaggerArgs) -> DaggerConfig:
 def run_dagger_command(args: DaggerArgs) -> list[DaggerRound]:
     """Run (or continue) DAgger, then print rounds.csv as a table and the last round's time."""
     cfg = dagger_config(args)
-    if cfg.expert is None and (line := default_expert_line("dagger", cfg.env)):
-        print(line, file=sys.stderr)
     rows = run_dagger(cfg)
+    # after the run, on stdout: a refused run's stderr holds its error line alone
+    if cfg.expert is None and (line := default_expert_line("dagger", cfg.env)):
+        print(line)
     print(format_summary(cfg, rows, read_timing(cfg.out)))
     return rows
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as the tomli package (a dependency there)
+    import tomli as tomllib
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -145,12 +151,6 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """Read a TOML file; malformed text, bad UTF-8 or nesting thousands deep is a one-line
     CorruptFileError naming ``what`` and ``path``."""
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # Python 3.10: the same parser, as the tomli package
-        import tomli as tomllib
     try:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except _PARSE_ERRORS as exc:  # tomllib.TOMLDecodeError is a ValueError

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,3 +242,36 @@ def check_finite_json(obj: Any, what: str) -> None:
     if found:
         raise InvalidValueError(f"{what} must hold finite numbers only (JSON has no NaN or "
                                 f"inf): {', '.join(found[:5])}")
+
+
+_SCALARS = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+
+
+def check_field_types(config_type: type, values: dict[str, Any], what: str) -> None:
+    """Raise InvalidValueError naming the first key of ``values`` whose value is not of its
+    field's scalar type in the dataclass ``config_type`` (int, float, bool, str, each maybe
+    ``| None``; bool is no int, an int is a float); other fields and unknown keys are left to
+    the constructor. ``what`` names the values' source in the message."""
+    hints = typing.get_type_hints(config_type)
+    for f in dataclasses.fields(config_type):
+        if f.name not in values:
+            continue
+        hint, value = hints[f.name], values[f.name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        options = typing.get_args(hint) if union else (hint,)
+        if value is None and type(None) in options:
+            continue
+        scalars = [o for o in options if o in _SCALARS]
+        if len(scalars) != len([o for o in options if o is not type(None)]):
+            continue  # a type other than these scalars: the constructor's to check
+        if not any(_is_scalar(value, o) for o in scalars):
+            raise InvalidValueError(f"{what}: {f.name} must be "
+                                    f"{' or '.join(_SCALARS[o] for o in scalars)}, got {value!r}")
+
+
+def _is_scalar(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)

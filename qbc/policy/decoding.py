@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from qbc.errors import UnknownNameError
+from qbc.errors import InvalidValueError, UnknownNameError
 
 #: How a token policy turns its per-position distributions into an action.
 #: ``argmax``: most likely token at each position; ``sample``: draw a token (temperature);
@@ -18,6 +18,23 @@ def check_decode_mode(mode: str) -> str:
     if mode not in DECODE_MODES:
         raise UnknownNameError("decode mode", mode, DECODE_MODES)
     return mode
+
+
+def parse_decoding(text: str) -> tuple[str, float]:
+    """A decoding as ``qbc rollout --decode`` and the ledger's ``--decodings`` write it:
+    ``"sample:0.5"`` -> ("sample", 0.5), ``"argmax"`` -> ("argmax", 1.0); an unknown mode, a
+    temperature on another mode, or one that is not a finite number > 0 is refused."""
+    mode, colon, temperature = str(text).partition(":")
+    check_decode_mode(mode)
+    if colon and mode != "sample":
+        raise InvalidValueError(f"only sample takes a temperature (sample:T), got {text!r}")
+    try:
+        value = float(temperature) if colon else 1.0
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise InvalidValueError(f"the temperature of {text!r} must be a number > 0")
+    return mode, value
 
 
 def token_log_loss(logits: torch.Tensor, tokens: torch.Tensor,

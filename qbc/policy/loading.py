@@ -260,8 +260,11 @@ def load_chunk_policy(directory: str | Path, module: torch.nn.Module, cfg: dict[
                 end is None and n != module.cfg.n_tokens) or (
                 tokenizer.chunk_len_ != module.cfg.chunk_len):
             raise CorruptFileError(
-                f"{directory / 'tokenizer.json'} does not belong to the weights in {directory} "
-                "(another vocabulary, token count or chunk length); use the files of one run")
+                f"{directory / 'tokenizer.json'} and {directory / 'config.json'} describe "
+                f"different policies (tokenizer: {n} tokens of vocabulary {vocab}, chunks of "
+                f"{tokenizer.chunk_len_}; config: {module.cfg.n_tokens} tokens of vocabulary "
+                f"{module.cfg.vocab_size}, chunk_len {module.cfg.chunk_len}); use the files of "
+                "one run")
         verify_file(directory, "tokenizer.json", cfg)  # an edit of the same shapes, too
     if len(normalizer.obs_mean) != module.cfg.obs_dim:
         raise CorruptFileError(f"{directory / 'normalizer.json'} is for another observation size")

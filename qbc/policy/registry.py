@@ -15,7 +15,14 @@ from typing import Any, Literal, get_args
 from torch import nn
 
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.infra.validate import AT_LEAST_ONE, FRACTION, Rule, check_all, check_config
+from qbc.infra.validate import (
+    AT_LEAST_ONE,
+    FRACTION,
+    Rule,
+    check_all,
+    check_config,
+    check_field_types,
+)
 from qbc.policy.obs_encoder import wrap_with_encoder
 from qbc.registry import Registry
 
@@ -245,6 +252,7 @@ def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
     klass, cfg_type = entry.value, entry.meta["config"]
     config = dict(config)
     encoder = config.pop("obs_encoder", None)
+    check_field_types(cfg_type, config, "the model settings")  # a stored "x" for a size
     if encoder is None:
         return klass(cfg_type(**config))
     obs_dim = encoder["obs_dim"]

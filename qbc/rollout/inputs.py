@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from qbc.chunking.execution import ChunkExecutor, execute_policy, parse_execute
-from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.chunking.execution import execute_policy, parse_execute
+from qbc.chunking.floor import chunk_floor_actor
 from qbc.data.expert_choice import ExpertChoice, build_expert, choose_expert, policy_dataset
 from qbc.envs.make import make_env
 from qbc.errors import InvalidValueError
@@ -28,6 +28,7 @@ from qbc.infra.validate import (
     positive_ints,
 )
 from qbc.policy import load_policy
+from qbc.policy.decoding import parse_decoding
 from qbc.rollout.augment import ModelAugmentedPolicy, load_transition_model
 from qbc.rollout.coupled import QuantizedExpert
 from qbc.rollout.video import video_backend
@@ -78,7 +79,8 @@ class EvalConfig:
     """policy decoding: argmax (the most likely token per position: right for a unimodal
     expert), sample (draw each token from the policy, seeded by --seed, the same draws on
     every run: commits to one mode of multimodal demonstrations) or mean (the expected codeword
-    per position: the mean of the modes, as a regressor)."""
+    per position: the mean of the modes, as a regressor); sample:T samples at temperature T
+    (the ledger's spelling of --decode sample --temperature T)."""
     temperature: float = 1.0
     """with --decode sample: divide the logits by T (T < 1 sharpens towards argmax, 1 draws
     from the learned distribution)."""
@@ -115,14 +117,14 @@ class EvalConfig:
 RULES = {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE, "resync_every": NON_NEGATIVE,
          "temperature": POSITIVE,
          "divergence_threshold": POSITIVE, "video": NON_NEGATIVE}
-DECODES = ("argmax", "sample", "mean")
 
 
 def validate(cfg: EvalConfig) -> list[int]:
     """Check every flag (before anything is loaded or written); returns the horizons."""
     check_config(cfg, RULES)
-    check_all([(cfg.decode in DECODES,
-                f"--decode must be one of {', '.join(DECODES)}, got {cfg.decode!r}"),
+    parse_decoding(cfg.decode)
+    check_all([(":" not in cfg.decode or cfg.temperature == 1.0,
+                f"--decode {cfg.decode} sets the temperature; leave --temperature out"),
                (cfg.augment in ("none", "model"),
                 f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
                (cfg.seed + cfg.episodes <= SEED_LIMIT,
@@ -152,8 +154,8 @@ def _load_policy(cfg: EvalConfig) -> tuple[Any, bool]:
         return load_actor(cfg.policy), False
 
     policy = load_policy(cfg.policy)
-    policy.decode_mode = cfg.decode
-    policy.temperature = cfg.temperature
+    policy.decode_mode, temperature = parse_decoding(cfg.decode)  # sample:T, or --temperature
+    policy.temperature = temperature if ":" in cfg.decode else cfg.temperature
     return execute_policy(policy, cfg.execute), True
 
 
@@ -220,8 +222,9 @@ def open_inputs(cfg: EvalConfig, datasets_root: str | Path | None = None) -> Eva
             actors["quantized_expert_stochastic"] = QuantizedExpert(
                 expert, tokenizer, rng=np.random.default_rng(cfg.seed))
     if cfg.quantized_expert and hasattr(policy, "chunk_len"):
-        name, floor = chunk_floor(env_id, expert, policy)
-        actors[name] = floor
+        floor = chunk_floor(env_id, expert, policy)
+        if floor is not None:  # None: an env without a chunk floor (the robotics tasks)
+            actors[floor[0]] = floor[1]
     if cfg.augment == "model":
         actors["policy_model_based"] = _model_based(cfg, policy)
     if len(actors) == 1:
@@ -231,14 +234,14 @@ def open_inputs(cfg: EvalConfig, datasets_root: str | Path | None = None) -> Eva
     return EvalInputs(env_id, actors, horizons, choice, capped)
 
 
-def chunk_floor(env_id: str, expert: Any, executor: Any) -> tuple[str, Any]:
+def chunk_floor(env_id: str, expert: Any, executor: Any) -> tuple[str, Any] | None:
     """The chunk floor of a chunk policy's executor: (its rollout name, the expert's plans
     through the policy's chunk tokenizer executed in the same mode), see
-    :mod:`qbc.chunking.floor`."""
-    policy = executor.policy
-    floor = QuantizedChunkExpert(make_planner(env_id, expert), executor.chunk_len,
-                                 getattr(policy, "chunk_tokenizer", None), env_id=env_id)
-    return floor.name, ChunkExecutor(floor, executor.spec)
+    :mod:`qbc.chunking.floor`; None on an env without one."""
+    floor = chunk_floor_actor(env_id, expert, executor.chunk_len,
+                              getattr(executor.policy, "chunk_tokenizer", None), executor.spec,
+                              env_name=env_id)
+    return None if floor is None else (floor.policy.name, floor)
 
 
 def check_fits_env(env_id: str, policy: Any = None, tokenizer: Any = None) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from qbc.chunking.execution import ChunkExecutor
-from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.chunking.floor import chunk_floor_actor
 from qbc.policy import ModelConfig
 from qbc.policy.registry import model_for
 from qbc.rollout.evaluate import evaluate_actors
@@ -48,9 +48,10 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
     executors = {mode: ChunkExecutor(policy, mode) for mode in s["executions"]}
     names = {mode: f"{kind} {mode}" for mode in executors}
     env_kwargs = cell.env_kwargs_dict  # the env variant: the floor plans on the same dynamics
-    floors = {mode: ChunkExecutor(QuantizedChunkExpert(make_planner(cell.env, expert, env_kwargs),
-                                                       policy.chunk_len, policy.chunk_tokenizer),
-                                  mode) for mode in executors}
+    floors = {mode: chunk_floor_actor(cell.env, expert, policy.chunk_len,
+                                      policy.chunk_tokenizer, mode, env_kwargs)
+              for mode in executors}
+    floors = {m: f for m, f in floors.items() if f is not None}  # none: the robotics tasks
     report = evaluate_actors(cell.env, {"expert": expert,
                                         **{names[m]: e for m, e in executors.items()},
                                         **{f"floor {m}": f for m, f in floors.items()}},
@@ -66,14 +67,20 @@ def run_chunk_cell(cell: Cell, work: Path, demos: Any, expert: Any) -> list[dict
                  "chunks_predicted": executor.n_chunks,
                  "decode_failure_rate": executor.decode_failures / max(executor.n_chunks, 1),
                  "decode_actions_per_s": executor.actions_per_second}
-        floor = report.policies[f"floor {mode}"]
+        floor = report.policies.get(f"floor {mode}")
         rows += [make_row(cell, kind, h, report.policies[names[mode]][str(h)],
                           report.policies["expert"][str(h)], width,
-                          {**extra, "floor_regret": floor[str(h)]["regret"],
-                           "floor_diverged_fraction": floor[str(h)]["diverged_fraction"],
-                           "floor_success": floor[str(h)].get("success")})
+                          {**extra, **_floor_columns(floor[str(h)] if floor else None)})
                  for h in horizons]
     return rows
+
+
+def _floor_columns(floor: dict[str, Any] | None) -> dict[str, Any]:
+    """A row's chunk-floor columns from the floor's metrics at one H (None: no floor, empty)."""
+    floor = floor or {}
+    return {"floor_regret": floor.get("regret"),
+            "floor_diverged_fraction": floor.get("diverged_fraction"),
+            "floor_success": floor.get("success")}
 
 
 def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path

@@ -172,10 +172,8 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, dict[str,
         token = dict(quantizer=cell.quantizer, bins=cell.bins, per_dim=tr["per_dim"])
         if "quantile" in range_settings(cell.quantizer):
             token["quantile"] = tr["quantile"]
-        klass = get_quantizer_class(cell.quantizer)
-        if not klass.joint:  # 'sampled' (smooth's tokens) was one-hot for the others
-            sampled = tr["token_target"] == "sampled" and not klass.stochastic
-            token["token_target"] = "one-hot" if sampled else tr["token_target"]
+        if not get_quantizer_class(cell.quantizer).joint:  # joint tokens have no order
+            token["token_target"] = tr["token_target"]
     model = model_for(kind, model)  # less the model settings this kind does not read
     # ... and the ordered head's, where this cell builds none (vq on several action dimensions)
     model = model_with_used_location(kind, model, cell.quantizer, int(demos.actions.shape[-1]))

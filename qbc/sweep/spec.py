@@ -44,28 +44,22 @@ A scalar where a list is expected is read as a one-element list. Unknown keys ar
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qbc.agents import available_experts
 from qbc.errors import InvalidValueError, UnknownNameError
-from qbc.infra.files import read_toml
+from qbc.infra.files import read_toml, tomllib  # noqa: F401  (tomllib: the tests' parser)
 from qbc.infra.validate import NON_NEGATIVE, Rule, check_config
 from qbc.policy import ModelConfig, available_policies, chunk_policies
 from qbc.policy.decoding import check_decode_mode
 from qbc.policy.registry import check_model_config
-from qbc.quantizers import available_quantizers
+from qbc.quantizers import available_quantizers, get_quantizer_class
 from qbc.quantizers.binning import QUANTILE_RANGE
 from qbc.sweep.chunk_axes import check_chunks_fit_episodes, validate_chunk_axes
 from qbc.sweep.entries import check_env_entries, check_keys, env_ids, normalize_named
 from qbc.training.config import TOKEN_TARGETS
-
-if sys.version_info >= (3, 11):  # the parser the tests write sweep files with
-    import tomllib  # noqa: F401
-else:  # Python 3.10: the same parser, as the tomli package
-    import tomli as tomllib  # noqa: F401
 
 #: The policy name that means "no training: the expert's action through the tokenizer".
 QUANTIZED_EXPERT = "quantized-expert"
@@ -327,6 +321,10 @@ def _check_ranges(spec: SweepSpec, source: str) -> None:
         (t.token_target in TOKEN_TARGETS,
          f"[train] token_target must be one of {', '.join(TOKEN_TARGETS)}, "
          f"got {t.token_target!r}"),
+        (t.token_target != "sampled" or all(get_quantizer_class(q).stochastic or
+                                            get_quantizer_class(q).joint for q in g.quantizers),
+         f"[train] token_target 'sampled' draws the tokens of a stochastic quantizer (smooth); "
+         f"[grid] quantizers {g.quantizers} has deterministic ones: use 'one-hot'"),
         (t.select_by in ("action-mse", "val-loss"),
          f"[train] select_by must be 'action-mse' or 'val-loss', got {t.select_by!r}"),
         (r.episodes >= 1, f"[rollout] episodes must be >= 1, got {r.episodes}"),

@@ -115,16 +115,25 @@ def _table_text(path: Path) -> str:
 
 
 def _row(path: Path, line: int, raw: dict[Any, Any], absent: dict[str, str]) -> dict[str, Any]:
-    """One parsed row; a row with missing or extra fields or a bad number is refused."""
-    try:
-        if None in raw or any(v is None for v in raw.values()):
-            raise ValueError("wrong number of fields")
-        return {k: _parse(k, v) for k, v in {**raw, **absent}.items()}
-    except (ValueError, TypeError, OverflowError):
-        shown = ",".join(str(v) for v in raw.values() if v is not None)[:120]
-        raise CorruptFileError(
-            f"{path} line {line} cannot be read ({shown!r}); the table was edited by hand "
-            "or truncated: fix or delete that line and run the sweep again") from None
+    """One parsed row; a row with missing or extra fields, a bad number or a horizon below 1
+    is refused, naming the line and the column."""
+    row: dict[str, Any] = {}
+    problem = "wrong number of fields" if None in raw or None in raw.values() else None
+    for column, text in ({} if problem else {**raw, **absent}).items():
+        try:
+            row[column] = _parse(column, text)
+        except (ValueError, TypeError, OverflowError):
+            kind = "an integer" if column in _INT_COLUMNS else "a number"
+            problem = f"{column} {text!r} is not {kind}"
+            break
+    if problem is None and not (isinstance(row.get("H"), int) and row["H"] >= 1):
+        problem = f"H {raw.get('H')!r} is not a horizon >= 1"
+    if problem is None:
+        return row
+    shown = ",".join(str(v) for v in raw.values() if v is not None)[:120]
+    raise CorruptFileError(
+        f"{path} line {line} cannot be read ({problem}: {shown!r}); the table was edited by "
+        "hand or truncated: fix or delete that line and run the sweep again")
 
 
 def _parse(column: str, text: str | None) -> Any:

@@ -44,12 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from qbc.chunking import get_chunk_tokenizer_class
 from qbc.chunking.chunks import check_chunk_len
 from qbc.chunking.execution import ChunkExecutor, parse_execute
-from qbc.chunking.floor import QuantizedChunkExpert, make_planner
+from qbc.chunking.floor import chunk_floor_actor
 from qbc.data import demos_sha256, load_demonstrations
 from qbc.errors import InvalidValueError, QbcWarning, UnknownNameError
 from qbc.infra.environ import scoped_torch_rng
@@ -232,10 +233,9 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
     executor = ChunkExecutor(policy, cfg.execute)
 
     def floor(expert: Any, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-        planner = make_planner(env_id, expert, env_kwargs)
-        return {"chunk_floor": ChunkExecutor(
-            QuantizedChunkExpert(planner, policy.chunk_len, policy.chunk_tokenizer),
-            executor.spec)}
+        actor = chunk_floor_actor(env_id, expert, policy.chunk_len, policy.chunk_tokenizer,
+                                  executor.spec, env_kwargs)
+        return {} if actor is None else {"chunk_floor": actor}  # None: no floor on this env
 
     res = rollout_evaluation(executor, demos, cfg.rollout_episodes, cfg.rollout_horizon,
                              cfg.rollout_seed, progress=cfg.progress, companions=floor)
@@ -246,6 +246,15 @@ def closing_rollout(cfg: ChunkTrainConfig, policy: ChunkPolicy, demos: Any
 
 
 # -- a whole run -------------------------------------------------------------------------------
+def _check_chunks_fit(cfg: ChunkTrainConfig, demos: Any) -> None:
+    """--chunk-k at most the dataset's shortest episode (in the flag's words, before any
+    output)."""
+    shortest = int(np.unique(demos.episode_ids, return_counts=True)[1].min())
+    if cfg.chunk_k > shortest:
+        raise InvalidValueError(f"--chunk-k {cfg.chunk_k} is longer than the shortest episode of "
+                                f"{cfg.dataset} ({shortest} actions); use --chunk-k <= {shortest}")
+
+
 def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     """Check the flags, load the dataset, train, roll the best policy out, write summary.json;
     returns the summary (the ``qbc train-chunked`` command prints it; its ``rollout`` a
@@ -254,6 +263,7 @@ def run_train_chunked(cfg: ChunkTrainConfig) -> dict[str, Any]:
     training numbers)."""
     _validate(cfg)
     demos = load_demonstrations(cfg.dataset)
+    _check_chunks_fit(cfg, demos)
     check_rollout_sizes(demos, cfg.rollout_episodes, cfg.rollout_horizon, cfg.rollout_seed)
     result = train_chunked(cfg, demos)
     policy, rank = result.pop("policy"), result.pop("rank")

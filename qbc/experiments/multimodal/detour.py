@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from qbc.agents import make_expert
 from qbc.data import load_demonstrations
 from qbc.data.collect import CollectConfig, collect
@@ -29,7 +27,7 @@ from qbc.infra.environ import scoped_threads
 from qbc.infra.files import atomic_write_json, atomic_write_text, read_json
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
-from qbc.policy.decoding import check_decode_mode
+from qbc.policy.decoding import parse_decoding
 from qbc.policy.registry import check_policy_kind, needs_tokenizer
 from qbc.quantizers import available_quantizers
 from qbc.rollout.coupled import QuantizedExpert
@@ -83,10 +81,7 @@ def run_multimodal(cfg: MultimodalConfig) -> dict[str, Any]:
         if quantizer and quantizer not in available_quantizers():
             raise UnknownNameError("quantizer", quantizer, available_quantizers())
     for decoding in cfg.decodings:
-        mode, temperature = parse_decoding(decoding)
-        check_decode_mode(mode)
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise InvalidValueError(f"the temperature of {decoding!r} must be a number > 0")
+        parse_decoding(decoding)
     for env_id in cfg.envs:
         if not env_id.startswith("qbc/Detour"):
             raise InvalidValueError(f"--envs takes detour variants (qbc/DetourStable-v0, "
@@ -145,17 +140,6 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
                      "regret_ci95": m["regret_ci95"], "horizon": int(horizon),
                      "episodes": cfg.episodes, "n_demos": cfg.n_demos})
     return rows
-
-
-def parse_decoding(text: str) -> tuple[str, float]:
-    """``"sample:0.5"`` -> ("sample", 0.5); ``"argmax"`` -> ("argmax", 1.0)."""
-    mode, _, temperature = text.partition(":")
-    if temperature and mode != "sample":
-        raise InvalidValueError(f"only sample takes a temperature (sample:T), got {text!r}")
-    try:
-        return mode, float(temperature) if temperature else 1.0
-    except ValueError:
-        raise InvalidValueError(f"the temperature of {text!r} must be a number > 0") from None
 
 
 def _decoded(policy: Any, decoding: str) -> Any:

@@ -33,7 +33,7 @@ from qbc.chunking.execution import ChunkExecutor, parse_execute
 from qbc.chunking.floor import ModelPlanner, QuantizedChunkExpert, make_planner
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.policy import ModelConfig
-from qbc.policy.decoding import check_decode_mode
+from qbc.policy.decoding import parse_decoding  # noqa: F401  (the ledger's decodings)
 from qbc.policy.registry import (
     POLICY_KINDS,
     check_policy_kind,
@@ -104,21 +104,6 @@ def parse_learner(name: str) -> Learner:
     return Learner(name, kind, quantizer=part or "uniform")
 
 
-def parse_decoding(text: str) -> tuple[str, float]:
-    """``"sample:0.5"`` -> ("sample", 0.5); ``"argmax"`` -> ("argmax", 1.0); bad ones refused."""
-    mode, _, temperature = text.partition(":")
-    check_decode_mode(mode)
-    if temperature and mode != "sample":
-        raise InvalidValueError(f"only sample takes a temperature (sample:T), got {text!r}")
-    try:
-        value = float(temperature) if temperature else 1.0
-    except ValueError:
-        value = float("nan")
-    if not (value > 0 and value < float("inf")):
-        raise InvalidValueError(f"the temperature of {text!r} must be a number > 0")
-    return mode, value
-
-
 def train_learner(learner: Learner, dataset_id: str, demos: Any, out: Path,
                   tr: Training) -> tuple[Any, dict[str, Any]]:
     """Train ``learner`` on ``demos`` (checkpoints under ``out``): (the policy, {val_loss,
@@ -175,14 +160,19 @@ def floor_actor(learner: Learner, policy: Any, env_id: str, expert: Any, bins: i
         return f"q#pi* ({learner.quantizer}/{bins})", QuantizedExpert(expert, policy.tokenizer)
     planner = make_planner(env_id, expert)
     if not isinstance(planner, ModelPlanner):
-        planner.close()
+        if planner is not None:
+            planner.close()
         return None
     floor = QuantizedChunkExpert(planner, policy.chunk_len, policy.chunk_tokenizer)
     return (f"chunk floor ({learner.chunk_tokenizer}, k={policy.chunk_len}, {execute})",
             ChunkExecutor(floor, execute))
 
 
-def check_execute(execute: str) -> str:
-    """``execute`` if it is a chunk execution mode (open-loop, receding:M, ensemble:C)."""
-    parse_execute(execute)
+def check_execute(execute: str, chunk_k: int) -> str:
+    """``execute`` if it is a chunk execution mode (open-loop, receding:M, ensemble:C) that
+    chunks of ``chunk_k`` actions can run (receding:M with M <= chunk_k)."""
+    spec = parse_execute(execute)
+    if spec.mode == "receding" and spec.value > chunk_k:
+        raise InvalidValueError(f"--execute {spec}: M is longer than --chunk-k {chunk_k}; use "
+                                f"M <= {chunk_k}")
     return execute

@@ -53,7 +53,7 @@ from qbc.data import dataset_exists, load_demonstrations
 from qbc.data.collect import CollectConfig, collect
 from qbc.data.expert_choice import default_expert
 from qbc.envs.make import make_env
-from qbc.errors import InvalidValueError
+from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.experiments.multimodal.learners import (
     Training,
     check_execute,
@@ -65,7 +65,7 @@ from qbc.experiments.multimodal.learners import (
 )
 from qbc.experiments.multimodal.summary import results_text, summarize
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import atomic_write_json, atomic_write_text, json_safe, read_json
+from qbc.infra.files import atomic_write_json, atomic_write_text, json_safe, read_json_object
 from qbc.infra.progress import Log, silent
 from qbc.infra.run_folder import exclusive
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
@@ -128,12 +128,22 @@ class LedgerConfig:
     """start afresh: remove the ledger's files in out first."""
 
 
+#: The settings ``--quick`` sets itself (:func:`quick_config`).
+QUICK = {"seeds": (0, 1), "n_demos": 3, "episode_steps": 50, "steps": 20, "episodes": 4,
+         "bins": 16, "decodings": ("sample",)}
+
+
 def quick_config(cfg: LedgerConfig) -> LedgerConfig:
     """The ``--quick`` settings: two seeds, 3 demonstrations of 50 steps, 20 training steps of a
-    tiny model, 4 evaluation episodes, sampled decoding; the given out, envs and learners kept."""
+    tiny model, 4 evaluation episodes, sampled decoding; the given out, envs and learners kept.
+    A setting given beside it that it would replace is refused (it would be ignored)."""
+    default = LedgerConfig()
+    given = [k for k in (*QUICK, "model") if getattr(cfg, k) != getattr(default, k)]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise InvalidValueError(f"--quick sets {flags} itself; leave them out, or drop --quick")
     return dataclasses.replace(
-        cfg, seeds=(0, 1), n_demos=3, episode_steps=50, steps=20, episodes=4, bins=16,
-        decodings=("sample",), quick=False,
+        cfg, **QUICK, quick=False,
         model=ModelConfig(d_model=16, n_layers=1, n_heads=2, hidden=32, loc_layers=1))
 
 
@@ -156,7 +166,7 @@ def validate(cfg: LedgerConfig) -> None:
         parse_learner(learner)
     for decoding in cfg.decodings:
         parse_decoding(decoding)
-    check_execute(cfg.execute)
+    check_execute(cfg.execute, cfg.chunk_k)
     for env_id in cfg.envs:
         expert_name(env_id)
         make_env(env_id).close()  # an unknown id, or the robotics extra missing: one line
@@ -185,6 +195,9 @@ def run_ledger(cfg: LedgerConfig, log: Log = silent) -> dict[str, Any]:
     with exclusive(out / ".lock", f"the ledger in {out}"), scoped_threads(cfg.threads):
         _claim(out, cfg)
         cells = [(e, s, learner) for e in cfg.envs for s in cfg.seeds for learner in cfg.learners]
+        for cell in cells:  # a damaged finished cell is refused before any new work
+            if cell_path(out, *cell).is_file():
+                read_cell(cell_path(out, *cell))
         demos: dict[tuple[str, int], Any] = {}
         for i, (env_id, seed, learner) in enumerate(cells, 1):
             path = cell_path(out, env_id, seed, learner)
@@ -197,8 +210,7 @@ def run_ledger(cfg: LedgerConfig, log: Log = silent) -> dict[str, Any]:
             cell = run_cell(env_id, seed, learner, cfg, demos[(env_id, seed)], out)
             atomic_write_json(path, json_safe(cell))
             log(f"{tag}: {_cell_line(cell)}")
-        rows = [r for e, s, learner in cells
-                for r in read_json(cell_path(out, e, s, learner), what="ledger cell")["rows"]]
+        rows = [r for e, s, learner in cells for r in read_cell(cell_path(out, e, s, learner))]
         summary = summarize(rows)
         result = {"config": _config_dict(cfg), "rows": rows, "summary": summary}
         atomic_write_json(out / "results.json", json_safe(result))
@@ -219,7 +231,7 @@ def _claim(out: Path, cfg: LedgerConfig) -> None:
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     mine = {k: v for k, v in _config_dict(cfg).items() if k not in UNCHECKED}
     if path.is_file():
-        theirs = read_json(path, what="ledger config")
+        theirs = read_json_object(path, what="ledger config")
         differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if differ:
             raise InvalidValueError(f"{out} holds a ledger with other settings ({', '.join(differ)}"
@@ -227,6 +239,16 @@ def _claim(out: Path, cfg: LedgerConfig) -> None:
                                     f"pass --overwrite")
     else:
         atomic_write_json(path, mine)
+
+
+def read_cell(path: Path) -> list[dict[str, Any]]:
+    """The rows of a finished cell's file: a JSON object whose "rows" is a list of objects,
+    else a CorruptFileError naming the file (delete it: the next run makes that cell again)."""
+    rows = read_json_object(path, what="ledger cell").get("rows")
+    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)):
+        raise CorruptFileError(f"ledger cell {str(path)!r} has no list of rows; it was damaged: "
+                               "delete it and run the ledger again (it makes that cell again)")
+    return rows
 
 
 def _slug(text: str) -> str:
