@@ -1,5 +1,6 @@
 """The reproduce-all tool (qbc.experiments.reproduce, scripts/reproduce_results.py)."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -38,16 +39,17 @@ def test_every_results_folder_is_a_registered_result_with_a_reference():
 
 
 def test_a_pending_result_has_no_folder_until_its_first_full_run(tmp_path, monkeypatch):
-    # Registered with its commands and headline reader, published by the lead's first
-    # full run with --update (which makes the folder).
-    pending = [r for r in RESULTS.values() if r.pending]
-    assert [r.name for r in pending] == ["multimodal_ledger"]
-    assert not pending[0].folder.exists()
-    assert pending[0] not in select([]) and select(["multimodal_ledger"]) == pending  # by name
+    # Registered with its commands and headline reader, published by the lead's first full run
+    # with --update (which makes the folder); until then a run without names leaves it out.
     monkeypatch.setattr(reproduce, "RESULTS_DIR", tmp_path)
-    path = update_reference(pending[0], "quick", {"success[x]": 1.0})
-    assert path == tmp_path / "multimodal_ledger" / "reference.json"
-    assert load_reference(pending[0])["quick"]["values"]["success[x]"]["value"] == 1.0
+    pending = dataclasses.replace(RESULTS["multimodal_ledger"], name="not_yet", pending=True)
+    monkeypatch.setitem(RESULTS, "not_yet", pending)
+    assert [r.name for r in RESULTS.values() if r.pending] == ["not_yet"]
+    assert not pending.folder.exists()
+    assert pending not in select([]) and select(["not_yet"]) == [pending]  # by name
+    path = update_reference(pending, "quick", {"success[x]": 1.0})
+    assert path == tmp_path / "not_yet" / "reference.json"
+    assert load_reference(pending)["quick"]["values"]["success[x]"]["value"] == 1.0
 
 
 def test_within_checks_tolerance_and_bounds():
