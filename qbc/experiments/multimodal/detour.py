@@ -23,6 +23,7 @@ from qbc.agents import make_expert
 from qbc.data import load_demonstrations
 from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.experiments.multimodal.learners import decoded_view
 from qbc.infra.environ import scoped_threads
 from qbc.infra.files import atomic_write_json, atomic_write_text, read_json
 from qbc.infra.run_folder import output_dir
@@ -99,8 +100,6 @@ def run_multimodal(cfg: MultimodalConfig) -> dict[str, Any]:
 
 def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, Any]]:
     """Collect, train every learner, roll everything out coupled: one row per actor."""
-    import torch
-
     name = env_id.split("/")[-1].lower().replace("-v0", "")
     dataset_id, root = f"multimodal/{name}-v0", work / "datasets"
     collect(CollectConfig(env=env_id, dataset_id=dataset_id, expert="detour",
@@ -109,7 +108,6 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
     demos = load_demonstrations(dataset_id, root=root)
     expert = make_expert("detour", env_id)
     actors: dict[str, Any] = {"expert": expert}
-    sampled: list[str] = []
     for learner in cfg.learners:
         kind, _, quantizer = learner.partition(":")
         token = ({"quantizer": quantizer or "uniform", "bins": cfg.bins}
@@ -122,13 +120,9 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
             actors[learner] = policy
             continue
         actors[f"q#pi* ({quantizer or 'uniform'})"] = QuantizedExpert(expert, policy.tokenizer)
-        for decoding in cfg.decodings:
-            actors[f"{learner} {decoding}"] = _decoded(policy, decoding)
-            if decoding.startswith("sample"):
-                sampled.append(f"{learner} {decoding}")
+        for decoding in cfg.decodings:  # every sampled view draws from the same seeded stream
+            actors[f"{learner} {decoding}"] = decoded_view(policy, decoding, cfg.seed)
     horizon = demos.episode_lengths().max()
-    for key in sampled:  # every sampled policy draws from the same seeded stream
-        actors[key].generator = torch.Generator().manual_seed(cfg.seed)
     metrics = evaluate_actors(env_id, actors, 1_000_000, cfg.episodes, [int(horizon)]).policies
     rows = []
     for actor, per_h in metrics.items():
@@ -140,16 +134,6 @@ def _run_env(env_id: str, cfg: MultimodalConfig, work: Path) -> list[dict[str, A
                      "regret_ci95": m["regret_ci95"], "horizon": int(horizon),
                      "episodes": cfg.episodes, "n_demos": cfg.n_demos})
     return rows
-
-
-def _decoded(policy: Any, decoding: str) -> Any:
-    """A copy of the token ``policy`` (sharing its weights) that decodes by ``decoding``
-    (:func:`parse_decoding`)."""
-    import copy
-
-    view = copy.copy(policy)
-    view.decode_mode, view.temperature = parse_decoding(decoding)
-    return view
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -33,7 +33,7 @@ from qbc.chunking.execution import ChunkExecutor, parse_execute
 from qbc.chunking.floor import ModelPlanner, QuantizedChunkExpert, make_planner
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.policy import ModelConfig
-from qbc.policy.decoding import parse_decoding  # noqa: F401  (the ledger's decodings)
+from qbc.policy.decoding import parse_decoding
 from qbc.policy.registry import (
     POLICY_KINDS,
     check_policy_kind,
@@ -135,19 +135,28 @@ def learner_actors(learner: Learner, policy: Any, decodings: tuple[str, ...], ex
     policies once per decoding (views sharing the weights), each sampled one drawing from its
     own CPU generator seeded with ``seed`` (the same draws for every learner: coupled); chunk
     policies inside a :class:`ChunkExecutor` of mode ``execute``."""
-    import torch
-
     if not learner.tokens:
         actor = ChunkExecutor(policy, execute) if learner.chunked else policy
         return {learner.name: (actor, "-")}
     actors = {}
     for decoding in decodings:
-        view = copy.copy(policy)
-        view.decode_mode, view.temperature = parse_decoding(decoding)
-        view.generator = torch.Generator().manual_seed(seed)
+        view = decoded_view(policy, decoding, seed)
         actors[f"{learner.name} {decoding}"] = (
             ChunkExecutor(view, execute) if learner.chunked else view, decoding)
     return actors
+
+
+def decoded_view(policy: Any, decoding: str, seed: int) -> Any:
+    """A copy of the token ``policy`` (sharing its weights) that decodes by ``decoding``
+    (:func:`~qbc.policy.decoding.parse_decoding`); sampled decoding draws from the view's own
+    CPU generator seeded with ``seed``, so every view of every learner draws the same numbers
+    (coupled)."""
+    import torch
+
+    view = copy.copy(policy)
+    view.decode_mode, view.temperature = parse_decoding(decoding)
+    view.generator = torch.Generator().manual_seed(seed)
+    return view
 
 
 def floor_actor(learner: Learner, policy: Any, env_id: str, expert: Any, bins: int,

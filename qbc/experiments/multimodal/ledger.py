@@ -59,7 +59,6 @@ from qbc.experiments.multimodal.learners import (
     check_execute,
     floor_actor,
     learner_actors,
-    parse_decoding,
     parse_learner,
     train_learner,
 )
@@ -70,6 +69,7 @@ from qbc.infra.progress import Log, silent
 from qbc.infra.run_folder import exclusive
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 from qbc.policy import ModelConfig
+from qbc.policy.decoding import parse_decoding
 from qbc.rollout.evaluate import evaluate_actors
 
 #: First evaluation seed (episode i: seed + i), the same for every cell.
