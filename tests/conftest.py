@@ -1,22 +1,21 @@
 """Shared test set-up: datasets and outputs go to temporary folders, plots render off-screen."""
 
-import contextlib
-import io
-import logging
 import os
-import signal
 import sys
-import tempfile
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
 from hypothesis import settings
+from in_process import run_child, run_cli
 from tiny import TINY_MODEL, TINY_MODEL_FLAGS
+
+# The suite starts fresh interpreters (CLI smoke tests, torchrun ranks, sweep and Ray workers):
+# with PYTHONDONTWRITEBYTECODE set, as on some CI machines, each would compile qbc's ~200 modules
+# from source again. Compiled files are written (to the ignored __pycache__ folders) and read.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # Fixed example sequences: the fuzz tests search the same inputs on every run and machine, so CI
 # cannot fail on an input nobody has seen. Set HYPOTHESIS_PROFILE=explore to search afresh.
@@ -150,133 +149,21 @@ def _isolated_dirs(tmp_path, monkeypatch):
     yield
 
 
-# -- the command line, in-process --------------------------------------------------------------
-@dataclass
-class CliResult:
-    """What a command left: its exit code and everything it wrote to stdout and stderr (through
-    ``sys.stdout``/``sys.stderr`` and through file descriptors 1 and 2, as a subprocess's pipes
-    would have caught it)."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@contextlib.contextmanager
-def _captured_fds() -> Iterator[list[str]]:
-    """Output written straight to file descriptors 1 and 2 (C libraries) while the block runs;
-    the list holds (stdout, stderr) afterwards."""
-    got: list[str] = []
-    saved = [os.dup(1), os.dup(2)]
-    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
-    try:
-        for fd, f in zip((1, 2), files, strict=True):
-            os.dup2(f.fileno(), fd)
-        yield got
-    finally:
-        for stream in (sys.__stdout__, sys.__stderr__):
-            if stream is not None:
-                stream.flush()
-        for fd, old in zip((1, 2), saved, strict=True):
-            os.dup2(old, fd)
-            os.close(old)
-        for f in files:
-            f.seek(0)
-            got.append(f.read().decode(errors="replace"))
-            f.close()
-
-
-@contextlib.contextmanager
-def _process_state_kept() -> Iterator[None]:
-    """Whatever a command may change process-wide comes back as it was: environment variables,
-    the working directory, torch's thread counts, the global RNGs, the SIGINT/SIGTERM handlers,
-    the root logger, sys.stdout/sys.stderr (replaced on a broken pipe)."""
-    import random
-
-    import numpy as np
-
-    env, cwd = dict(os.environ), os.getcwd()
-    threads = torch.get_num_threads()
-    rngs = random.getstate(), np.random.get_state(), torch.random.get_rng_state()  # noqa: NPY002
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    root = logging.getLogger()
-    log_state = root.level, list(root.handlers)
-    streams = sys.stdout, sys.stderr
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = streams
-        root.setLevel(log_state[0])
-        root.handlers[:] = log_state[1]
-        for s, h in handlers.items():
-            signal.signal(s, h)
-        random.setstate(rngs[0])
-        np.random.set_state(rngs[1])  # noqa: NPY002  (the legacy global RNG, kept as it was)
-        torch.random.set_rng_state(rngs[2])
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(env)
-
-
-# The warning filters of a fresh `python` (no -W, no PYTHONWARNINGS), last applied first.
-_PYTHON_WARNING_FILTERS = [("ignore", ResourceWarning, ""), ("ignore", ImportWarning, ""),
-                           ("ignore", PendingDeprecationWarning, ""),
-                           ("ignore", DeprecationWarning, ""),
-                           ("default", DeprecationWarning, "__main__")]
-
-
-def _print_warning(message, category, filename, lineno, file=None, line=None):
-    """Python's own way of showing a warning (``warnings.showwarning`` as it comes), which
-    pytest replaces by its recorder while a test runs."""
-    try:
-        (sys.stderr if file is None else file).write(
-            warnings.formatwarning(message, category, filename, lineno, line))
-    except OSError:
-        pass
-
-
-def run_cli(argv: list[str], *, cwd: str | os.PathLike | None = None,
-            env: dict[str, str] | None = None, python_warnings: str | None = None) -> CliResult:
-    """``qbc ARGV`` run in this process through :func:`qbc.cli.main`, as ``python -m qbc.cli``
-    would run it in a fresh interpreter: in ``cwd``, with ``env`` added to the environment,
-    warnings shown as a fresh interpreter shows them (``python_warnings`` as PYTHONWARNINGS,
-    e.g. "default"), and the process's state restored afterwards. A ``SystemExit`` (``--help``,
-    tyro) gives its code, as the interpreter would."""
-    from qbc.cli import main
-
-    # text streams with the encoding a child interpreter's pipes would get (tyro draws its
-    # error boxes in UTF-8 only when stdout says it is UTF-8)
-    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
-    out, err = (io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors="backslashreplace",
-                                 newline="\n", write_through=True) for _ in range(2))
-    with _process_state_kept(), warnings.catch_warnings():
-        warnings.resetwarnings()
-        for action, category, module in _PYTHON_WARNING_FILTERS:
-            warnings.filterwarnings(action, category=category, module=module)
-        if python_warnings:
-            warnings.simplefilter(python_warnings)
-        warnings.showwarning = _print_warning  # printed, as by a fresh interpreter (not recorded)
-        os.environ.update(env or {})
-        if cwd is not None:
-            os.chdir(cwd)
-        with _captured_fds() as fds, contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(err):
-            try:
-                code = main([str(a) for a in argv])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-                if exc.code is not None and not isinstance(exc.code, int):
-                    print(exc.code, file=sys.stderr)
-            sys.stdout.flush()
-            sys.stderr.flush()
-    texts = [stream.buffer.getvalue().decode(encoding, errors="replace") for stream in (out, err)]
-    return CliResult(code, fds[0] + texts[0], fds[1] + texts[1])
-
-
+# -- the command line, in-process (tests/in_process.py) -----------------------------------------
 @pytest.fixture(scope="session")
 def cli():
     """:func:`run_cli`: ``cli(["train", ...], cwd=..., env=...)`` -> CliResult(returncode,
     stdout, stderr), the command run in this process (no interpreter start-up per row)."""
     return run_cli
+
+
+@pytest.fixture
+def children_in_process(monkeypatch):
+    """The experiment drivers' child commands (``python -m qbc.cli ...``, ``python
+    scripts/X.py ...``) run in this process (:func:`in_process.run_child`), not in fresh
+    interpreters; tests/test_child_processes.py keeps the real subprocesses covered."""
+    import qbc.experiments.learner_vs_floor.plan as floor_plan
+    import qbc.experiments.reproduce as reproduce
+
+    for module in (floor_plan, reproduce):
+        monkeypatch.setattr(module, "run_command", run_child)

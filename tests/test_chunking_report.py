@@ -74,13 +74,12 @@ def test_divergence_is_averaged_per_execution_at_the_largest_horizon():
 
 @pytest.mark.slow
 def test_script_on_a_folder_without_a_sweep_is_one_line(tmp_path):
-    import subprocess
-    import sys
     from pathlib import Path
 
+    from in_process import run_python
+
     script = Path(__file__).parents[1] / "scripts" / "chunking_report.py"
-    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
-                          text=True)
+    done = run_python([script, tmp_path])  # in this process, as a fresh interpreter would
     assert done.returncode == 1 and done.stderr.count("\n") == 1
     assert "summary.csv is missing" in done.stderr and not (tmp_path / "README.md").exists()
 

@@ -27,6 +27,9 @@ from qbc.experiments.learner_vs_floor.views import (
 )
 from qbc.infra.files import atomic_write_csv
 
+# the comparison's qbc commands run in this process (conftest's children_in_process)
+pytestmark = pytest.mark.usefixtures("children_in_process")
+
 
 def _row(method, regret, qexp, diverged=0.0, labels=20_000, seed=0, decode="argmax"):
     return {"env": "qbc/ScalarUnstable-v0", "quantizer": "uniform", "seed": seed,

@@ -5,11 +5,10 @@ follow the intervals."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from in_process import run_python
 
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.experiments.multimodal import LedgerConfig, ledger_headline, run_ledger
@@ -133,12 +132,10 @@ def test_robotics_cells_have_success_and_no_modes(tmp_path, one_torch_thread):
 
 @pytest.mark.slow
 def test_script_runs_the_quick_ledger(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "scripts/multimodal_ledger.py", "--quick", "--envs", DETOUR,
+    done = run_python(  # in this process, as a fresh interpreter would run it
+        ["scripts/multimodal_ledger.py", "--quick", "--envs", DETOUR,
          "--learners", "mlp-mse", "ar-transformer:kmeans", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True,
-        env={"MINARI_DATASETS_PATH": str(tmp_path / "minari"), "OMP_NUM_THREADS": "1",
-             "PATH": str(Path(sys.executable).parent)})
+        cwd=ROOT, env={"MINARI_DATASETS_PATH": str(tmp_path / "minari")})
     assert done.returncode == 0, done.stderr
     assert "[4/4] qbc/DetourStable-v0 seed 1 ar-transformer:kmeans: success" in done.stdout
     assert "| qbc/DetourStable-v0 | q#pi* (kmeans/16) | 2 |" in done.stdout

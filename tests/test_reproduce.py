@@ -1,11 +1,10 @@
 """The reproduce-all tool (qbc.experiments.reproduce, scripts/reproduce_results.py)."""
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from in_process import run_python
 
 from qbc.errors import UnknownNameError
 from qbc.experiments import reproduce
@@ -82,12 +81,11 @@ def test_unknown_result_is_refused():
 
 
 @pytest.mark.slow
-def test_quick_counterexample_reproduces_its_stored_numbers(tmp_path):
-    # The seconds-long parts of `--quick`; the sweeps run before results are published.
-    done = subprocess.run(
-        [sys.executable, "scripts/reproduce_results.py", "--quick", "--only", "counterexample",
-         "quantized_expert_scaling", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True)
+def test_quick_counterexample_reproduces_its_stored_numbers(tmp_path, children_in_process):
+    # The seconds-long parts of `--quick`; the sweeps run before results are published. The
+    # script and the commands it runs run in this process (conftest's children_in_process).
+    done = run_python(["scripts/reproduce_results.py", "--quick", "--only", "counterexample",
+                       "quantized_expert_scaling", "--out", str(tmp_path)], cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "within tolerance" in done.stdout
     assert " NO" not in done.stdout

@@ -1,8 +1,8 @@
 """Same command, same seed -> same dataset, tokens, weights and metrics on CPU.
 
-The chain collect -> train -> rollout runs twice: once as `python -m qbc.cli` subprocesses (a
-fresh interpreter), once in this process through ``qbc.cli.main`` after scrambling every global
-random generator (so a result that leaned on unseeded global state would differ). Both use one
+The chain collect -> train -> rollout runs twice through ``qbc.cli.main``: once in a fresh
+interpreter (one subprocess running the three commands), once in this process after scrambling
+every global random generator (so a result that leaned on unseeded global state would differ). Both use one
 torch thread and the same relative paths in different folders; their files are compared byte
 for byte where bytes are meaningful, and number for number where a file also holds wall-clock
 times.
@@ -37,18 +37,23 @@ CHAIN = [
     ["rollout", "--policy", "runs/bc", "--out", "runs/rollout", "--episodes", "3",
      "--num-envs", "3", "--horizons", "5,20", "--decode", "sample", "--seed", "77"],
 ]
-# Every test here compares the two runs of the chain (three fresh interpreters among them).
+# Every test here compares the two runs of the chain (one of them in a fresh interpreter).
 pytestmark = pytest.mark.slow
 TIMING_KEYS = {"elapsed_s", "samples_per_s", "train_samples_per_s", "timing", "seconds"}
 
 
-def _run_in_subprocesses(folder: Path) -> None:
+def _run_in_a_fresh_interpreter(folder: Path) -> None:
+    """The chain's commands one after the other through ``qbc.cli.main`` in one new
+    interpreter (whose global state nobody has touched), each as ``qbc ARGV`` would run."""
     env = {**os.environ, "MINARI_DATASETS_PATH": str(folder / "minari"),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "123"}
-    for argv in CHAIN:
-        proc = subprocess.run([sys.executable, "-m", "qbc.cli", *argv], cwd=folder, env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, (argv[0], proc.stderr[-2000:])
+    chain = ("import sys\nfrom qbc.cli import main\n"
+             f"for argv in {CHAIN!r}:\n"
+             "    if main(argv) != 0:\n"
+             "        sys.exit(f'{argv[0]} failed')\n")
+    proc = subprocess.run([sys.executable, "-c", chain], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def _run_in_process(folder: Path, monkeypatch) -> None:
@@ -75,7 +80,7 @@ def _without_timing(obj):
 def two_runs(tmp_path_factory):
     a = tmp_path_factory.mktemp("fresh_process")
     b = tmp_path_factory.mktemp("scrambled_globals")
-    _run_in_subprocesses(a)
+    _run_in_a_fresh_interpreter(a)
     with pytest.MonkeyPatch.context() as mp:
         before = torch.get_num_threads()
         torch.set_num_threads(1)

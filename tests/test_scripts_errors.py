@@ -4,13 +4,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from in_process import run_python
 
 from qbc.cli import run_script
 from qbc.errors import InvalidValueError
@@ -26,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
      ["Unrecognized options: --bogus", "'scripts/quantized_expert_scaling.py --help'"]),
 ])
 def test_scripts_end_bad_input_in_one_line(argv, words, tmp_path):
-    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path)})
+    done = run_python(argv, cwd=ROOT, env={"MINARI_DATASETS_PATH": str(tmp_path)})
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip()
     assert "Traceback" not in err and err.count("\n") == 0, err
