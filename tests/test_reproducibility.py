@@ -2,10 +2,10 @@
 
 The chain collect -> train -> rollout runs twice through ``qbc.cli.main``: once in a fresh
 interpreter (one subprocess running the three commands), once in this process after scrambling
-every global random generator (so a result that leaned on unseeded global state would differ). Both use one
-torch thread and the same relative paths in different folders; their files are compared byte
-for byte where bytes are meaningful, and number for number where a file also holds wall-clock
-times.
+every global random generator (so a result that leaned on unseeded global state would
+differ). Both use one torch thread and the same relative paths in different folders; their
+files are compared byte for byte where bytes are meaningful, and number for number where a file
+also holds wall-clock times.
 """
 
 from __future__ import annotations
