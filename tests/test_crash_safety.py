@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from in_process import run_cli
 from tiny import TINY_MODEL_FLAGS
 
 from qbc.infra.files import atomic_write, atomic_write_json, atomic_write_text
@@ -82,7 +83,8 @@ def test_sigkill_in_the_middle_of_a_write_leaves_the_old_file(tmp_path):
 
 # -- SIGKILL a training run, then --resume ---------------------------------------------------------
 def _train_argv(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "qbc.cli", "train", "--dataset", "qbc/lin-v0", "--out",
+    """``qbc train`` arguments (without ``qbc``)."""
+    return ["train", "--dataset", "qbc/lin-v0", "--out",
             str(out), "--steps", "160", "--eval-interval", "8", "--batch-size", "32",
             "--bins", "16", "--warmup-steps", "10", "--rollout-episodes", "0", "--no-progress",
             "--device", "cpu", *TINY_MODEL_FLAGS, *extra]
@@ -155,20 +157,19 @@ def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_p
                           max_episode_steps=40))
     env = _env(tmp_path)
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    # Reference and doomed run side by side (2 cores), both from the same seed.
-    ref = subprocess.Popen(_train_argv(reference), env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
-    doomed = subprocess.Popen(_train_argv(killed), env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    # The doomed run in a process of its own (to be SIGKILLed); the uninterrupted reference
+    # and the resumed run in this one (one torch thread, as the doomed run has), same seed.
+    doomed = subprocess.Popen([sys.executable, "-m", "qbc.cli", *_train_argv(killed)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     step = _kill_after_a_checkpoint(doomed, killed / "last", min_step=16)
     assert doomed.returncode == -signal.SIGKILL
     assert 16 <= step < 160
     _no_partial_files(killed)
 
-    resumed = subprocess.run(_train_argv(killed, "--resume"), env=env, capture_output=True,
-                             text=True, timeout=300)
+    resumed = run_cli(_train_argv(killed, "--resume"), env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert ref.wait(timeout=300) == 0, ref.stderr.read()[-2000:]
+    ref = run_cli(_train_argv(reference), env=env)
+    assert ref.returncode == 0, ref.stderr[-2000:]
 
     for sub in ("last", "best"):
         a = load_file(str(killed / sub / "model.safetensors"))
