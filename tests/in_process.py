@@ -137,16 +137,23 @@ def run_cli(argv: Sequence[Any], *, cwd: str | os.PathLike | None = None,
 
 def run_python(argv: Sequence[Any], *, cwd: str | os.PathLike | None = None,
                env: dict[str, str] | None = None, replace_env: bool = False) -> CliResult:
-    """``python ARGV`` run in this process, for ``-m qbc.cli ARGS`` and ``SCRIPT.py ARGS``
-    (relative to ``cwd``; its folder first on sys.path, ``__name__ == "__main__"``), as
+    """``python ARGV`` run in this process, for ``-m MODULE ARGS`` and ``SCRIPT.py ARGS``
+    (relative to ``cwd``; its folder first on sys.path; ``__name__ == "__main__"``), as
     :func:`run_cli` runs a command. ``env`` is added to the environment, or replaces it with
     ``replace_env`` (as :class:`subprocess.Popen`'s ``env``). An exception that escapes the
     script is printed as a traceback on stderr and gives code 1, as the interpreter does."""
     argv = [str(a) for a in argv]
     if argv[:2] == ["-m", "qbc.cli"]:
         return _run(lambda: _qbc_main(argv[2:]), cwd=cwd, env=env, replace_env=replace_env)
+    if len(argv) >= 2 and argv[0] == "-m":
+        def module() -> int:
+            sys.argv[:] = [argv[1], *argv[2:]]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+            return 0
+
+        return _run(module, cwd=cwd, env=env, replace_env=replace_env)
     if not argv or not argv[0].endswith(".py"):
-        raise ValueError(f"not a qbc command or a script: python {shlex.join(argv)}")
+        raise ValueError(f"not a module or a script: python {shlex.join(argv)}")
 
     def script() -> int:
         path = Path(argv[0]).resolve()

@@ -16,14 +16,13 @@ process the DDP path is exact: same weights bit for bit.
 import json
 import os
 import socket
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+from in_process import CliResult, run_python
 from safetensors.torch import load_file
 
 from qbc.data import load_demonstrations
@@ -61,29 +60,17 @@ def dataset():
     return DATASET
 
 
-def _torchrun(args: list[str], nproc: int = 2, command: str = "train"
-              ) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], nproc: int = 2, command: str = "train") -> CliResult:
+    """``torchrun --nproc-per-node NPROC --standalone -m qbc.cli COMMAND ARGS``: the launcher
+    runs in this process (tests/in_process.py), its ranks in processes of their own."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(MINARI_DATASETS_PATH=os.environ["MINARI_DATASETS_PATH"], OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           "--standalone", "-m", "qbc.cli", command, *args]
-    # out of time: SIGTERM first, on which torchrun stops its ranks (each runs in a session of
-    # its own); a SIGKILL alone (subprocess.run's timeout) left them waiting for good
-    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as launcher:
-        try:
-            stdout, stderr = launcher.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            launcher.terminate()
-            try:
-                stdout, stderr = launcher.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                launcher.kill()
-                stdout, stderr = launcher.communicate()
-            pytest.fail(f"{' '.join(cmd)} still running after 300 s:\n{stderr[-4000:]}")
-    proc = subprocess.CompletedProcess(cmd, launcher.returncode, stdout, stderr)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    argv = ["-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone",
+            "-m", "qbc.cli", command, *args]
+    proc = run_python(argv, env=env, replace_env=True)
+    assert proc.returncode == 0, f"torchrun {argv[2:]} failed:\n{proc.stdout}\n" \
+                                 f"{proc.stderr[-4000:]}"
     return proc
 
 
