@@ -148,7 +148,8 @@ class TrainConfig(OptimConfig, _TrainHead):
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ... (under torchrun,
     CUDA means the GPU of each process's LOCAL_RANK)."""
     resume: bool = False
-    """continue from out/last/ (same settings; steps may be raised)."""
+    """continue from out/last/ (same settings; steps may be raised); an out without a run to
+    continue (missing, empty, no last/) is refused, nothing written."""
     overwrite: bool = False
     """replace the outputs of an earlier run in out."""
     drop_nonfinite: bool = False
