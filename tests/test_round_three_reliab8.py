@@ -5,10 +5,13 @@ resume is refused, a damaged sweep_config.json is refused (not replaced), and a 
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from test_round_three_leftovers import TRAIN_TINY, tiny_dataset  # noqa: F401 (fixtures)
+from test_round_three_leftovers import SWEEP, TRAIN_TINY, tiny_dataset  # noqa: F401 (fixtures)
 
 from qbc.cli import main
+from qbc.errors import CorruptFileError
 
 
 def _files(root):
@@ -41,3 +44,72 @@ def test_resume_help_says_a_missing_run_is_refused(capsys):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
         assert "without a run to" in text and "is refused" in text, command
+
+
+# -- a damaged sweep_config.json is refused, not replaced ------------------------------------------
+def _sweep_once(tmp_path):
+    config = tmp_path / "s.toml"
+    config.write_text(SWEEP)
+    out = tmp_path / "sweep"
+    args = ["sweep", "--config", str(config), "--out", str(out), "--no-progress", "--no-report"]
+    assert main(args) == 0
+    return args, out / "sweep_config.json"
+
+
+def _damage(path, how):
+    doc = json.loads(path.read_text())
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:40])
+        return "not valid JSON"
+    if how == "binary":
+        path.write_bytes(b"\x00\xff\xfe" * 20)
+        return "not UTF-8"
+    if how == "list":
+        path.write_text("[1, 2]")
+        return "JSON list"
+    field, value, words = {
+        "cells": ("cells", [{"key": 3}], "field 'cells'"),
+        "cells-dict": ("cells", {"a": 1}, "field 'cells'"),
+        "spec": ("spec", "grid", "field 'spec'"),
+        "workers": ("run", {"workers": "two", "backend": "local", "address": None},
+                    "field 'run.workers'"),
+        "source": ("source", 5, "field 'source'"),
+    }[how]
+    doc[field] = value
+    path.write_text(json.dumps(doc))
+    return words
+
+
+@pytest.mark.parametrize("how", ["truncated", "binary", "list", "cells", "cells-dict", "spec",
+                                 "workers", "source", "spec-lr", "spec-key"])
+def test_a_damaged_sweep_config_is_refused_and_kept(tmp_path, capsys, how):
+    args, path = _sweep_once(tmp_path)
+    if how in ("spec-lr", "spec-key"):
+        doc = json.loads(path.read_text())
+        if how == "spec-lr":
+            doc["spec"]["train"]["lr"] = "fast"
+            words = "[train] lr"
+        else:
+            doc["spec"]["grid"]["binz"] = 3
+            words = "'binz'"
+        path.write_text(json.dumps(doc))
+    else:
+        words = _damage(path, how)
+    before = _files(tmp_path)
+    capsys.readouterr()
+    for argv in (args, ["sweep", "report", str(path.parent)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "sweep_config.json" in err and words in err, (argv, err)
+        assert _files(tmp_path) == before  # the damaged file is kept, nothing else written
+
+
+def test_read_config_raises_the_typed_error(tmp_path):
+    from qbc.sweep.table import read_config
+
+    assert read_config(tmp_path / "absent.json") is None
+    path = tmp_path / "sweep_config.json"
+    path.write_text(json.dumps({"source": None, "spec": {}, "run": {"workers": 0},
+                                "cells": []}))
+    with pytest.raises(CorruptFileError, match="field 'run.workers' must be an integer >= 1"):
+        read_config(path)

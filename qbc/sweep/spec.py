@@ -217,21 +217,23 @@ def _coerce(table: str, key: str, value: Any, default: Any, source: str) -> Any:
     return float(value) if kind is float else value
 
 
-def spec_from_dict(doc: dict[str, Any], source: str = "the sweep file") -> SweepSpec:
-    """Build and validate a :class:`SweepSpec` from a parsed TOML document."""
+def spec_from_dict(doc: dict[str, Any], source: str = "the sweep file",
+                   validate: bool = True) -> SweepSpec:
+    """A :class:`SweepSpec` from a parsed TOML document, validated (``validate=False``: its
+    tables, keys and value types only)."""
     check_keys("the top level", doc, list(_TABLES), source)
     parts = {}
     for table, klass in _TABLES.items():
         given = doc.get(table, {})
         if not isinstance(given, dict):
             raise InvalidValueError(f"[{table}] in {source} must be a table, got {given!r}")
-        fields = {f.name: f for f in dataclasses.fields(klass)}
-        check_keys(f"[{table}]", given, list(fields), source)
+        check_keys(f"[{table}]", given, [f.name for f in dataclasses.fields(klass)], source)
         defaults = klass() if klass is not GridSpec else GridSpec()
         parts[table] = klass(**{k: _coerce(table, k, v, getattr(defaults, k), source)
                                 for k, v in given.items()})
     spec = SweepSpec(**parts)
-    validate_spec(spec, source)
+    if validate:
+        validate_spec(spec, source)
     return spec
 
 
