@@ -9,9 +9,10 @@ import json
 
 import pytest
 from test_round_three_leftovers import SWEEP, TRAIN_TINY, tiny_dataset  # noqa: F401 (fixtures)
+from test_sweep_validation import _doc
 
 from qbc.cli import main
-from qbc.errors import CorruptFileError
+from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
 
 
 def _files(root):
@@ -113,3 +114,55 @@ def test_read_config_raises_the_typed_error(tmp_path):
                                 "cells": []}))
     with pytest.raises(CorruptFileError, match="field 'run.workers' must be an integer >= 1"):
         read_config(path)
+
+
+# -- [train] decode: one parser with qbc rollout --decode ------------------------------------------
+@pytest.mark.parametrize("decode", ["argmax", "mean", "sample", "sample:0.5", "sample:2"])
+def test_sweep_decode_takes_what_rollout_decode_takes(decode):
+    from qbc.sweep.spec import spec_from_dict
+
+    assert spec_from_dict(_doc(train__decode=decode), source="s.toml").train.decode == decode
+
+
+@pytest.mark.parametrize("decode,error,words", [
+    ("sample:0", InvalidValueError, "[train] decode in s.toml: the temperature of 'sample:0'"),
+    ("sample:inf", InvalidValueError, "must be a number > 0"),
+    ("sample:hot", InvalidValueError, "must be a number > 0"),
+    ("argmax:2", InvalidValueError, "only sample takes a temperature"),
+    ("greedy", UnknownNameError, "unknown decode mode 'greedy'"),
+])
+def test_sweep_decode_is_refused_as_rollout_refuses_it(decode, error, words):
+    from qbc.sweep.spec import spec_from_dict
+
+    with pytest.raises(error) as info:
+        spec_from_dict(_doc(train__decode=decode), source="s.toml")
+    assert words in str(info.value)
+
+
+def test_chunk_cells_take_a_sample_temperature_and_refuse_mean():
+    from qbc.sweep.spec import spec_from_dict
+
+    chunk = {"train__policies": ["chunk-ar-transformer"], "grid__chunk_lens": [2]}
+    assert spec_from_dict(_doc(**chunk, train__decode="sample:0.5"), source="s.toml")
+    with pytest.raises(InvalidValueError, match="argmax or sample, not 'mean'"):
+        spec_from_dict(_doc(**chunk, train__decode="mean"), source="s.toml")
+
+
+def test_a_sweep_cell_rolls_out_with_the_temperature_it_was_given(tmp_path, monkeypatch):
+    """The runner sets the mode and the temperature (it set decode_mode to 'sample:0.5')."""
+    import qbc.sweep.runner
+    from qbc.sweep import run_sweep
+    from qbc.sweep.spec import spec_from_dict
+
+    seen = {}
+
+    def evaluate(env, actors, *args, **kwargs):
+        policy = actors["ar-transformer"]
+        seen.update(mode=policy.decode_mode, temperature=policy.temperature)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(qbc.sweep.runner, "evaluate_actors", evaluate)
+    spec = spec_from_dict(_doc(train__decode="sample:0.5", train__steps=2), source="s.toml")
+    result = run_sweep(spec, tmp_path / "sweep", progress=False)
+    assert list(result.failed.values()) == ["RuntimeError: stop here"]
+    assert seen == {"mode": "sample", "temperature": 0.5}
