@@ -166,3 +166,39 @@ def test_a_sweep_cell_rolls_out_with_the_temperature_it_was_given(tmp_path, monk
     result = run_sweep(spec, tmp_path / "sweep", progress=False)
     assert list(result.failed.values()) == ["RuntimeError: stop here"]
     assert seen == {"mode": "sample", "temperature": 0.5}
+
+
+# -- the command boundary: any exception ends in one line ------------------------------------------
+def test_a_base_exception_inside_a_command_is_an_internal_error_line(tmp_path, capsys,
+                                                                     monkeypatch):
+    """A BaseException that is no Exception (a library's or a plug-in's own) escaped the
+    boundary with a traceback; Ctrl-C and sys.exit keep their meaning."""
+    import numpy as np
+
+    import qbc.cli.tokenize
+
+    class Halt(BaseException):
+        pass
+
+    def load(path):
+        raise Halt("stop")
+
+    np.save(tmp_path / "a.npy", np.zeros((10, 1), np.float32))
+    monkeypatch.setattr(qbc.cli.tokenize, "load_actions_file", load)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    out = tmp_path / "t.json"
+    assert main(["tokenize", "--actions", str(tmp_path / "a.npy"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "internal error, please report it with the log" in err, err
+    assert "Halt" in next((tmp_path / "tmp").rglob("*.log")).read_text()
+    assert not out.exists()
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qbc.cli.tokenize, "load_actions_file", interrupted)
+    assert main(["tokenize", "--actions", str(tmp_path / "a.npy"), "--out", str(out)]) == 130
