@@ -202,3 +202,31 @@ def test_a_base_exception_inside_a_command_is_an_internal_error_line(tmp_path, c
 
     monkeypatch.setattr(qbc.cli.tokenize, "load_actions_file", interrupted)
     assert main(["tokenize", "--actions", str(tmp_path / "a.npy"), "--out", str(out)]) == 130
+
+
+# -- a tokenizer file with fewer quantizers than its layout makes ----------------------------------
+@pytest.mark.parametrize("quantizer,per_dim,keep,loads", [
+    ("uniform", True, 1, False),   # one quantizer for 2 per-dim dimensions: was used for both
+    ("uniform", True, 2, True),
+    ("uniform", False, 1, True),   # shared: one for all dimensions
+    ("uniform", False, 2, False),
+    ("vq", True, 1, True),         # joint: one over R^2
+])
+def test_a_tokenizer_file_holds_the_quantizers_its_layout_makes(tmp_path, quantizer, per_dim,
+                                                                keep, loads):
+    import numpy as np
+
+    from qbc.tokenizer import ActionTokenizer
+
+    actions = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    tok = ActionTokenizer(quantizer, 4, per_dim).fit(actions)
+    state = tok.state_dict()
+    qs = state["quantizers"]
+    state["quantizers"] = (qs * 2)[:keep]
+    path = tmp_path / "tok.json"
+    path.write_text(json.dumps(state))
+    if loads:
+        assert ActionTokenizer.load(path).n_tokens == tok.n_tokens
+        return
+    with pytest.raises(CorruptFileError, match=f"{keep} quantizers for 2 action dimensions"):
+        ActionTokenizer.load(path)
