@@ -230,3 +230,16 @@ def test_a_tokenizer_file_holds_the_quantizers_its_layout_makes(tmp_path, quanti
         return
     with pytest.raises(CorruptFileError, match=f"{keep} quantizers for 2 action dimensions"):
         ActionTokenizer.load(path)
+
+
+def test_train_refuses_resume_with_overwrite(tmp_path, capsys, tiny_dataset):
+    """On a resumable run it resumed and ignored --overwrite (train-chunked refused it)."""
+    out = tmp_path / "run"
+    args = ["train", "--dataset", tiny_dataset, "--out", str(out), *TRAIN_TINY]
+    assert main(args) == 0
+    before = _files(tmp_path)
+    capsys.readouterr()
+    assert main([*args, "--resume", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--resume and --overwrite exclude each other" in err, err
+    assert _files(tmp_path) == before
