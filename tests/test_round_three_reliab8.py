@@ -243,3 +243,47 @@ def test_train_refuses_resume_with_overwrite(tmp_path, capsys, tiny_dataset):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--resume and --overwrite exclude each other" in err, err
     assert _files(tmp_path) == before
+
+
+# -- accepted nonsense: flags that were ignored or named nothing -----------------------------------
+def test_certify_refuses_fit_settings_beside_a_tokenizer(tmp_path, capsys, tiny_dataset):
+    """--quantizer/--bins with --tokenizer were ignored without a word."""
+    import numpy as np
+
+    from qbc.tokenizer import ActionTokenizer
+
+    tok = tmp_path / "tok.json"
+    ActionTokenizer("uniform", 8).fit(np.linspace(-1, 1, 50)[:, None]).save(tok)
+    out = tmp_path / "cert"
+    for flags, named in ((["--quantizer", "kmeans"], "--quantizer"), (["--bins", "8"], "--bins")):
+        assert main(["certify", "--dataset", tiny_dataset, "--tokenizer", str(tok), "--out",
+                     str(out), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"{named} choose the tokenizer fitted without" in err, err
+    assert not out.exists()
+
+
+def test_expert_path_with_an_expert_that_reads_no_file_names_the_flag(tmp_path, capsys):
+    """It said 'bad parameters for expert 'lqr' (got an unexpected keyword argument 'path')'."""
+    import numpy as np
+
+    from qbc.tokenizer import ActionTokenizer
+
+    tok = tmp_path / "tok.json"
+    ActionTokenizer("uniform", 8).fit(np.linspace(-1, 1, 50)[:, None]).save(tok)
+    assert main(["rollout", "--env", "qbc/ScalarStable-v0", "--expert", "lqr", "--expert-path",
+                 "m.zip", "--tokenizer", str(tok), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "expert 'lqr' reads no model file: leave --expert-path out" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("root", ["missing", "file"])
+def test_expert_list_refuses_a_root_that_is_no_folder(tmp_path, capsys, root):
+    """It listed an empty zoo and exited 0."""
+    path = tmp_path / "zoo"
+    if root == "file":
+        path.write_text("x")
+    assert main(["expert", "list", "--root", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is not a folder" in err, err
