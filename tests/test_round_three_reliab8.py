@@ -275,6 +275,10 @@ def test_expert_path_with_an_expert_that_reads_no_file_names_the_flag(tmp_path, 
                  "m.zip", "--tokenizer", str(tok), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "expert 'lqr' reads no model file: leave --expert-path out" in err, err
+    assert main(["rollout", "--env", "qbc/ScalarStable-v0", "--expert", "sb3", "--tokenizer",
+                 str(tok), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()  # it said: missing a required argument: 'path'
+    assert "expert 'sb3' loads a model file: pass it with --expert-path" in err, err
     assert not (tmp_path / "o").exists()
 
 
