@@ -55,17 +55,17 @@ def sweep_lock(sweep_dir: str | Path):
 
 def read_config(path: str | Path) -> dict[str, Any] | None:
     """The sweep_config.json at ``path`` checked against its schema (None if absent): an object
-    with ``source`` (text or null), ``spec`` (the sweep's tables, keys and value types:
-    :func:`qbc.sweep.spec.spec_from_dict` without ``validate``), ``run`` ({workers >= 1,
-    backend, address}) and ``cells`` (objects with a text ``key``); otherwise CorruptFileError
+    with ``spec`` (the sweep's tables, keys and value types: :func:`qbc.sweep.spec.spec_from_dict`
+    without ``validate``), ``cells`` (objects with a text ``key``) and, where present, ``source``
+    (text or null) and ``run`` ({workers >= 1, backend, address}); otherwise CorruptFileError
     naming the file and the field. A sweep reads it before any new work, so a damaged file is
     never replaced."""
     path = Path(path)
     if not path.exists():
         return None
     doc = read_json_object(path, what="sweep config")
-    run, cells = doc.get("run"), doc.get("cells")
-    problems = [
+    run, cells = doc.get("run", {"workers": 1, "backend": ""}), doc.get("cells")
+    problems = [  # source and run are a record of how it ran: optional, but of their kind
         ("source", isinstance(doc.get("source", None), (str, type(None))), "text or null"),
         ("spec", isinstance(doc.get("spec"), dict), "an object of the sweep's tables"),
         ("run", isinstance(run, dict), "an object {workers, backend, address}"),
