@@ -266,6 +266,12 @@ def make_expert(
         inspect.signature(factory).bind(None, **params)
     except TypeError as exc:
         valid = [p for p in inspect.signature(factory).parameters if p != "info"]
+        if "path" in params and "path" not in valid:  # --expert-path with lqr, zoo:..., ...
+            raise InvalidValueError(f"expert {name!r} reads no model file: leave --expert-path "
+                                    "out (it is for the sb3 and actor experts)") from None
+        if "path" in valid and "path" not in params:
+            raise InvalidValueError(f"expert {name!r} loads a model file: pass it with "
+                                    "--expert-path") from None
         raise InvalidValueError(
             f"bad parameters for expert {name!r} ({exc}); valid parameters: {', '.join(valid)}"
         ) from None

@@ -286,7 +286,6 @@ class ActionTokenizer:
             "per_dim": per_dim,
         }
 
-    # -- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         self._check_fitted()
         return {
@@ -327,14 +326,15 @@ class ActionTokenizer:
         return tok
 
     def _self_check(self) -> None:
-        """Raise unless the (loaded) state is coherent: one quantizer, or one per dimension,
-        all of the same kind and vocabulary, whose finite codewords encode to their own
-        tokens' range and decode to finite float32."""
+        """Raise unless the (loaded) state is coherent: the quantizers fit makes, of one kind and
+        vocabulary, whose finite codewords encode to tokens in range and decode to float32."""
         qs = self.quantizers_
         if not (isinstance(self.action_dim_, int) and self.action_dim_ >= 1):
             raise ValueError(f"action_dim {self.action_dim_!r} is not a positive integer")
-        if len(qs) not in (1, self.action_dim_) or not qs:
-            raise ValueError(f"{len(qs)} quantizers for {self.action_dim_} action dimensions")
+        one_each = self.per_dim is True and not get_quantizer_class(self.quantizer).joint
+        if not isinstance(self.per_dim, bool) or len(qs) != (self.action_dim_ if one_each else 1):
+            raise ValueError(f"{len(qs)} quantizers for {self.action_dim_} action dimensions "
+                             f"with per_dim {self.per_dim!r} (fit makes one per dimension)")
         if any(q.name != self.quantizer or q.n_levels != qs[0].n_levels for q in qs):
             raise ValueError("the quantizers differ in kind or vocabulary")
         if self.n_bins != qs[0].n_levels:

@@ -285,6 +285,11 @@ def test_resume_refuses_a_folder_without_a_resumable_run(tmp_path):
         with run_dir(TrainConfig(dataset="unused", out=out, resume=True)):
             pass
     assert "--overwrite" not in str(err.value)  # it would delete what is there
-    with run_dir(TrainConfig(dataset="unused", out=tmp_path / "fresh", resume=True)) as (work,
-                                                                                      resuming):
-        assert (work, resuming) == (tmp_path / "fresh", False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    (tmp_path / "empty").mkdir()
+    for name, what in (("fresh", "does not exist"), ("empty", "is empty")):
+        # nothing to continue: refused (it started a new run without a word), nothing written
+        with pytest.raises(OutputExistsError, match=f"no resumable run \\(it {what}\\)"):
+            with run_dir(TrainConfig(dataset="unused", out=tmp_path / name, resume=True)):
+                pass
+    assert not (tmp_path / "fresh").exists() and not any((tmp_path / "empty").iterdir())

@@ -53,6 +53,22 @@ CASES = {
                     "    def act(self, obs):\n        self.calls += 1\n"
                     "        return np.full((len(obs), 1), np.nan if self.calls > 3 else 0.0)\n",
                     "Actor", ["non-finite action values"]),
+    # a BaseException of the user's own ended in a traceback (exit 1); an act property or a
+    # __getattr__ that raises, in an internal error
+    "uc_base_exception": ("class Stop(BaseException):\n    pass\nclass Actor:\n"
+                          "    def act(self, obs):\n        raise Stop('halt')\n", "Actor",
+                          ["act raised Stop: halt"]),
+    "uc_act_property_raises": ("class Actor:\n    @property\n    def act(self):\n"
+                               "        raise RuntimeError('no act yet')\n", "Actor",
+                               ["reading its act raised RuntimeError: no act yet"]),
+    "uc_getattr_raises": ("import numpy as np\nclass Actor:\n    def __getattr__(self, name):\n"
+                          "        raise ValueError(name)\n    def act(self, obs):\n"
+                          "        return np.zeros((len(obs), 1))\n", "Actor",
+                          ["raised ValueError"]),
+    "uc_exit_in_reset": ("import sys\nimport numpy as np\nclass Actor:\n    def reset(self):\n"
+                         "        sys.exit(3)\n    def act(self, obs):\n"
+                         "        return np.zeros((len(obs), 1))\n", "Actor",
+                         ["reset raised SystemExit: 3"]),
 }
 
 

@@ -330,7 +330,9 @@ def _run(command: Command, rest: list[str], name: str) -> int:
     except BrokenPipeError:  # `qbc ... | head`: the reader left; nothing to report
         sys.stdout = open(os.devnull, "w")  # as the Python docs advise for SIGPIPE
         return 141
-    except Exception as exc:  # noqa: BLE001  (the command boundary: every exception ends here)
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001  (the command boundary: every exception ends here)
         message, code = describe_error(exc, name)
         print(f"{_prog(name)}: error: {message}", file=sys.stderr)
         return code

@@ -84,8 +84,13 @@ RULES = {"k": POSITIVE, "bins": Rule(lo=2, integer=True), "horizon": Rule(lo=2, 
 def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
     """Check every flag and open every input, before anything is written."""
     check_config(cfg, RULES)
+    fit_flags = [f"--{k}" for k, default in (("quantizer", "uniform"), ("bins", 64))
+                 if getattr(cfg, k) != default]
     check_all([(cfg.seed + cfg.episodes <= SEED_LIMIT,
-                f"--seed + --episodes must stay below 2^32, got {cfg.seed} + {cfg.episodes}")])
+                f"--seed + --episodes must stay below 2^32, got {cfg.seed} + {cfg.episodes}"),
+               (cfg.tokenizer is None or not fit_flags,  # they were ignored without a word
+                f"{', '.join(fit_flags)} choose the tokenizer fitted without --tokenizer; "
+                f"--tokenizer {cfg.tokenizer} would ignore them: leave them out")])
     sizes = positive_floats(cfg.sizes, "--sizes")
     deltas = positive_floats(cfg.deltas, "--deltas")
     horizons = parse_horizons(cfg.horizons)

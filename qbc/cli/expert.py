@@ -310,6 +310,9 @@ class ListExpertsConfig:
 
 def run_list_experts(config: ListExpertsConfig) -> list[dict[str, Any]]:
     """Print the zoo table and return its rows."""
+    if config.root is not None and not Path(config.root).is_dir():  # it listed an empty zoo
+        raise InvalidValueError(f"--root {config.root!r} is not a folder; give the zoo folder "
+                                "(one actor folder per env), or leave --root out")
     rows = zoo_table(None if config.root is None else Path(config.root))
     name_w = max([len("name")] + [len(r["name"]) for r in rows])
     env_w = max([len("env")] + [len(r["env"]) for r in rows])

@@ -20,20 +20,21 @@ def check_decode_mode(mode: str) -> str:
     return mode
 
 
-def parse_decoding(text: str) -> tuple[str, float]:
-    """A decoding as ``qbc rollout --decode`` and the ledger's ``--decodings`` write it:
-    ``"sample:0.5"`` -> ("sample", 0.5), ``"argmax"`` -> ("argmax", 1.0); an unknown mode, a
-    temperature on another mode, or one that is not a finite number > 0 is refused."""
+def parse_decoding(text: str, where: str = "") -> tuple[str, float]:
+    """A decoding as ``qbc rollout --decode``, the ledger's ``--decodings`` and a sweep file's
+    ``[train] decode`` write it: ``"sample:0.5"`` -> ("sample", 0.5), ``"argmax"`` ->
+    ("argmax", 1.0); an unknown mode, a temperature on another mode, or one that is not a finite
+    number > 0 is refused (``where``: the start of the InvalidValueError's message)."""
     mode, colon, temperature = str(text).partition(":")
     check_decode_mode(mode)
     if colon and mode != "sample":
-        raise InvalidValueError(f"only sample takes a temperature (sample:T), got {text!r}")
+        raise InvalidValueError(f"{where}only sample takes a temperature (sample:T), got {text!r}")
     try:
         value = float(temperature) if colon else 1.0
     except ValueError:
         value = float("nan")
     if not 0 < value < float("inf"):
-        raise InvalidValueError(f"the temperature of {text!r} must be a number > 0")
+        raise InvalidValueError(f"{where}the temperature of {text!r} must be a number > 0")
     return mode, value
 
 

@@ -15,6 +15,8 @@ object all satisfy it. Extra arguments some of them take (``deterministic``, ``r
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -102,7 +104,9 @@ def load_actor(spec: str, act_dim: int | None = None) -> UserActor:
         raise InvalidValueError(f"--policy {spec!r} is neither a checkpoint directory nor an "
                                 "importable actor 'module:object'")
     obj = _build(spec, _lookup(spec, _import(spec)))
-    if not callable(getattr(obj, "act", None)):
+    with theirs(f"--policy {spec!r}: reading its act raised"):
+        has_act = callable(getattr(obj, "act", None))
+    if not has_act:
         raise InvalidValueError(
             f"--policy {spec!r} is not an actor: it needs a method act(obs (N, obs_dim)) -> "
             "actions (N, act_dim) (or be a zero-argument factory returning such an object)")
@@ -117,6 +121,19 @@ def describe_exception(exc: BaseException) -> str:
 
 
 _what = describe_exception  # the short name the messages below use
+
+
+@contextmanager
+def theirs(what: str) -> Iterator[None]:
+    """Run a piece of the user's code: whatever it raises (any exception, ``sys.exit``, a
+    ``BaseException`` of its own) becomes a UserCodeError ``"<what> <Type>: <message>"``; only
+    a KeyboardInterrupt (Ctrl-C arrives inside their code too) and qbc's own errors pass."""
+    try:
+        yield
+    except (KeyboardInterrupt, UserCodeError):
+        raise
+    except BaseException as exc:  # noqa: BLE001  (the boundary around the user's code)
+        raise UserCodeError(f"{what} {_what(exc)}") from None
 
 
 def _import(spec: str) -> Any:
@@ -134,7 +151,9 @@ def _import(spec: str) -> Any:
     except SyntaxError as exc:
         raise UserCodeError(f"--policy {spec!r}: {module_name!r} has a syntax error "
                             f"({exc.filename}, line {exc.lineno}: {exc.msg})") from None
-    except (Exception, SystemExit) as exc:  # the user's module-level code
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001  (the user's module-level code, sys.exit too)
         raise UserCodeError(f"--policy {spec!r}: importing {module_name!r} failed "
                             f"({_what(exc)})") from None
 
@@ -166,7 +185,9 @@ def _build(spec: str, obj: Any) -> Any:
                                 f"or a zero-argument factory), but calling it raised "
                                 f"{_what(exc)}") from None
         raise UserCodeError(f"--policy {spec!r}: calling it raised {_what(exc)}") from None
-    except (Exception, SystemExit) as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001  (the user's factory)
         raise UserCodeError(f"--policy {spec!r}: calling it raised {_what(exc)}") from None
 
 
@@ -198,20 +219,17 @@ class UserActor:
         return self
 
     def act(self, obs: np.ndarray, **kwargs: Any) -> np.ndarray:
-        try:
+        with theirs(f"--policy {self.spec!r}: act raised"):
             actions = self.actor.act(obs, **kwargs)
-        except (Exception, SystemExit) as exc:
-            raise UserCodeError(f"--policy {self.spec!r}: act raised {_what(exc)}") from None
         return self.check(actions, len(obs))
 
     def reset(self, *args: Any, **kwargs: Any) -> None:
-        reset = getattr(self.actor, "reset", None)
+        with theirs(f"--policy {self.spec!r}: reading its reset raised"):
+            reset = getattr(self.actor, "reset", None)
         if not callable(reset):
             return
-        try:
+        with theirs(f"--policy {self.spec!r}: reset raised"):
             reset(*args, **kwargs)
-        except (Exception, SystemExit) as exc:
-            raise UserCodeError(f"--policy {self.spec!r}: reset raised {_what(exc)}") from None
 
     def check(self, actions: Any, n: int) -> np.ndarray:
         """``actions`` as a float32 (n, act_dim) array, or a UserCodeError saying why not."""
@@ -245,4 +263,12 @@ class UserActor:
     def __getattr__(self, name: str) -> Any:  # name, obs_dim, ... of the user's object
         if name == "actor":
             raise AttributeError(name)
-        return getattr(self.actor, name)
+        try:
+            return getattr(self.actor, name)
+        except AttributeError:  # absent: what callers asking getattr(actor, x, None) expect
+            raise
+        except BaseException as exc:  # noqa: BLE001  (their __getattr__ or property)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise UserCodeError(f"--policy {self.spec!r}: reading its {name!r} raised "
+                                f"{_what(exc)}") from None

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from qbc.chunking import available_chunk_tokenizers, make_chunk_tokenizer
 from qbc.chunking.execution import parse_execute
 from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.policy.decoding import parse_decoding
 from qbc.sweep.entries import env_ids, normalize_named
 
 if TYPE_CHECKING:  # annotations only: spec.py imports this module
@@ -49,7 +50,7 @@ def validate_chunk_axes(spec: SweepSpec, source: str = "the sweep file") -> None
     if len({str(parse_execute(e)) for e in g.executions}) != len(g.executions):
         raise InvalidValueError(f"[grid] executions in {source} lists a mode twice: "
                                 f"{g.executions!r}")
-    if t.decode not in ("argmax", "sample"):
+    if parse_decoding(t.decode)[0] not in ("argmax", "sample"):
         raise InvalidValueError(f"[train] decode in {source}: chunk policies decode by argmax or "
                                 f"sample, not {t.decode!r}")
     if t.model.get("obs_history", 1) != 1:

@@ -24,6 +24,7 @@ from typing import Any
 from qbc.chunking.execution import ChunkExecutor
 from qbc.chunking.floor import chunk_floor_actor
 from qbc.policy import ModelConfig
+from qbc.policy.decoding import parse_decoding
 from qbc.policy.registry import model_for
 from qbc.rollout.evaluate import evaluate_actors
 from qbc.sweep.cells import Cell
@@ -105,7 +106,7 @@ def train_chunk_policy(cell: Cell, kind: str, demos: Any, out: Path
     result = train_chunked(with_used_head_settings(cfg), demos)
     policy = result["policy"]
     if policy.chunk_tokenizer is not None:
-        policy.decode_mode = tr["decode"]
+        policy.decode_mode, policy.temperature = parse_decoding(tr["decode"])
     return policy, {"val_loss": result["best_val_loss"],
                     **budget_columns(result["steps"], result["budget"], result["best_step"])}
 

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.infra.files import atomic_write_csv, atomic_write_text, read_json_object
+from qbc.infra.files import atomic_write_csv, atomic_write_text
 from qbc.rollout.growth import fit_growth
 from qbc.rollout.metrics import mean_ci95
 from qbc.sweep.rows import QUANTIZED_EXPERT_NEAREST
-from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_table, sweep_lock
+from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_config, read_table, sweep_lock
 
 #: Columns that identify a setting; the seed is what is averaged over.
 GROUP = ("env", "expert", "quantizer", "bins", "n_demos", "policy")
@@ -356,7 +356,5 @@ def _write_report_files(sweep_dir: Path, summary: list[dict[str, Any]],
 
 def current_cells(sweep_dir: Path) -> set[str] | None:
     """Keys of the cells of the sweep last run in ``sweep_dir`` (None without its config)."""
-    path = Path(sweep_dir) / CONFIG_FILE
-    if not path.is_file():
-        return None
-    return {c["key"] for c in read_json_object(path, what="sweep config").get("cells", [])}
+    config = read_config(Path(sweep_dir) / CONFIG_FILE)
+    return None if config is None else {c["key"] for c in config["cells"]}

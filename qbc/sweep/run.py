@@ -35,7 +35,14 @@ from qbc.sweep.cells import Cell, expand_cells, needed_datasets
 from qbc.sweep.entries import env_ids
 from qbc.sweep.runner import ensure_dataset, run_cell
 from qbc.sweep.spec import SweepSpec
-from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, append_rows, finished_cells, sweep_lock
+from qbc.sweep.table import (
+    CONFIG_FILE,
+    TABLE_FILE,
+    append_rows,
+    finished_cells,
+    read_config,
+    sweep_lock,
+)
 
 BACKENDS = ("local", "ray")
 
@@ -114,6 +121,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, workers: int = 1, backend: str =
 def _run_locked(spec: SweepSpec, out: Path, workers: int, backend: str, address: str | None,
                 progress: bool, source: str | None, lock_timeout: float) -> SweepResult:
     table = out / TABLE_FILE
+    read_config(out / CONFIG_FILE)  # a damaged one is refused, not replaced
     cells = expand_cells(spec)
     done = finished_cells(table)
     todo = [c for c in cells if c.key not in done]

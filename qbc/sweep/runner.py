@@ -24,6 +24,7 @@ from qbc.errors import OutputExistsError
 from qbc.infra.environ import scoped_threads
 from qbc.infra.run_folder import LOCK_WAIT_S, locked_output
 from qbc.policy import ModelConfig, needs_tokenizer
+from qbc.policy.decoding import parse_decoding
 from qbc.policy.registry import model_for
 from qbc.quantizers import get_quantizer_class, quantile_params, range_settings
 from qbc.rollout.coupled import QuantizedExpert
@@ -186,6 +187,6 @@ def _train(cell: Cell, kind: str, demos: Any, out: Path) -> tuple[Any, dict[str,
     result = train(cfg, demos)
     policy = result.policy
     if policy.tokenizer is not None:
-        policy.decode_mode = tr["decode"]
+        policy.decode_mode, policy.temperature = parse_decoding(tr["decode"])
     return policy, {"val_loss": result.best_val_loss,
                     **budget_columns(result.step, result.budget, result.best_step)}

@@ -53,7 +53,7 @@ from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.infra.files import read_toml, tomllib  # noqa: F401  (tomllib: the tests' parser)
 from qbc.infra.validate import NON_NEGATIVE, Rule, check_config
 from qbc.policy import ModelConfig, available_policies, chunk_policies
-from qbc.policy.decoding import check_decode_mode
+from qbc.policy.decoding import parse_decoding
 from qbc.policy.registry import check_model_config
 from qbc.quantizers import available_quantizers, get_quantizer_class
 from qbc.quantizers.binning import QUANTILE_RANGE
@@ -137,7 +137,7 @@ class TrainSpec:
     """per-dimension tokenizers: 'two-hot' or 'one-hot' targets (qbc train --token-target;
     the earlier names 'soft' and 'sampled' reproduce runs made before the two-hot default)."""
     decode: str = "argmax"
-    """how the trained token policy picks its action in rollouts: argmax, sample or mean."""
+    """the token policy's rollout decoding, as qbc rollout --decode: argmax, sample:T, mean."""
     select_by: str = "action-mse"
     """which checkpoint is kept: 'action-mse' (lowest validation action error) or 'val-loss'
     (lowest validation log-loss); see qbc train --select-by ('rollout' is not offered here)."""
@@ -217,21 +217,23 @@ def _coerce(table: str, key: str, value: Any, default: Any, source: str) -> Any:
     return float(value) if kind is float else value
 
 
-def spec_from_dict(doc: dict[str, Any], source: str = "the sweep file") -> SweepSpec:
-    """Build and validate a :class:`SweepSpec` from a parsed TOML document."""
+def spec_from_dict(doc: dict[str, Any], source: str = "the sweep file",
+                   validate: bool = True) -> SweepSpec:
+    """A :class:`SweepSpec` from a parsed TOML document, validated (``validate=False``: its
+    tables, keys and value types only)."""
     check_keys("the top level", doc, list(_TABLES), source)
     parts = {}
     for table, klass in _TABLES.items():
         given = doc.get(table, {})
         if not isinstance(given, dict):
             raise InvalidValueError(f"[{table}] in {source} must be a table, got {given!r}")
-        fields = {f.name: f for f in dataclasses.fields(klass)}
-        check_keys(f"[{table}]", given, list(fields), source)
+        check_keys(f"[{table}]", given, [f.name for f in dataclasses.fields(klass)], source)
         defaults = klass() if klass is not GridSpec else GridSpec()
         parts[table] = klass(**{k: _coerce(table, k, v, getattr(defaults, k), source)
                                 for k, v in given.items()})
     spec = SweepSpec(**parts)
-    validate_spec(spec, source)
+    if validate:
+        validate_spec(spec, source)
     return spec
 
 
@@ -269,11 +271,11 @@ def validate_spec(spec: SweepSpec, source: str = "the sweep file") -> None:
     episode seeds apart from the evaluation's, before any cell runs; ``source`` names the file."""
     t = spec.train
     _check_names(spec, source)
+    parse_decoding(t.decode, f"[train] decode in {source}: ")  # as qbc rollout --decode
     if any(p in chunk_policies() for p in t.policies):
         validate_chunk_axes(spec, source)
     model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
     check_keys("[train] model", t.model, model_fields, source)
-    check_decode_mode(t.decode)
     _check_numbers(spec, source)
     _check_model(t.model, source)
     if any(p in chunk_policies() for p in t.policies):

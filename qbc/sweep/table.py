@@ -17,9 +17,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from qbc.errors import CorruptFileError
-from qbc.infra.files import atomic_write_text
+from qbc.errors import CorruptFileError, QbcError
+from qbc.infra.files import atomic_write_text, read_json_object
 from qbc.infra.run_folder import exclusive
+from qbc.sweep.spec import spec_from_dict
 
 #: Column order of results.csv.
 COLUMNS = [
@@ -50,6 +51,52 @@ def sweep_lock(sweep_dir: str | Path):
     and report at a time (a sweep, or ``qbc sweep report``). The OS drops the lock when the process
     dies, so a killed sweep never leaves a stale lock."""
     return exclusive(Path(sweep_dir) / ".lock", f"qbc sweep is running in {sweep_dir}")
+
+
+def read_config(path: str | Path) -> dict[str, Any] | None:
+    """The sweep_config.json at ``path`` checked against its schema (None if absent): an object
+    with ``spec`` (the sweep's tables, keys and value types: :func:`qbc.sweep.spec.spec_from_dict`
+    without ``validate``), ``cells`` (objects with a text ``key``) and, where present, ``source``
+    (text or null) and ``run`` ({workers >= 1, backend, address}); otherwise CorruptFileError
+    naming the file and the field. A sweep reads it before any new work, so a damaged file is
+    never replaced."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    doc = read_json_object(path, what="sweep config")
+    run, cells = doc.get("run", {"workers": 1, "backend": ""}), doc.get("cells")
+    problems = [  # source and run are a record of how it ran: optional, but of their kind
+        ("source", isinstance(doc.get("source", None), (str, type(None))), "text or null"),
+        ("spec", isinstance(doc.get("spec"), dict), "an object of the sweep's tables"),
+        ("run", isinstance(run, dict), "an object {workers, backend, address}"),
+        ("run.workers", not isinstance(run, dict) or (
+            type(run.get("workers")) is int and run["workers"] >= 1), "an integer >= 1"),
+        ("run.backend", not isinstance(run, dict) or isinstance(run.get("backend"), str), "text"),
+        ("run.address", not isinstance(run, dict) or isinstance(run.get("address"),
+                                                                (str, type(None))),
+         "text or null"),
+        ("cells", isinstance(cells, list) and all(
+            isinstance(c, dict) and isinstance(c.get("key"), str) and c["key"] for c in cells),
+         "a list of cells, each an object with a text key"),
+    ]
+    for name, ok, want in problems:
+        if not ok:
+            value = doc.get(name) if "." not in name else run.get(name.split(".")[1])
+            raise CorruptFileError(
+                f"sweep config {str(path)!r}: field '{name}' must be {want}, got "
+                f"{_short(value)}; it was damaged: restore it, or delete it (the sweep writes it "
+                "again)")
+    try:
+        spec_from_dict(doc["spec"], f"sweep config {str(path)!r} field 'spec'", validate=False)
+    except QbcError as exc:
+        raise CorruptFileError(f"{exc}; it was damaged: restore it, or delete it (the sweep "
+                               "writes it again)") from None
+    return doc
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _format(value: Any) -> str:

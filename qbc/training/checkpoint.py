@@ -50,7 +50,8 @@ def run_dir(cfg: TrainConfig, into: Path | None = None) -> Iterator[tuple[Path, 
     ``into``: write a new run into this folder (missing or empty, owned by the caller: DAgger's
     staged ``--overwrite``) instead of ``cfg.out``, which the stored configs still name.
 
-    ``--resume`` continues ``out/last`` in place. Otherwise
+    ``--resume`` continues ``out/last`` in place and refuses (``OutputExistsError``, nothing
+    written) a missing, empty or other folder: there is nothing to continue. Otherwise
     :func:`qbc.infra.run_folder.output_dir`: a new run is written straight into a missing or
     empty ``out`` (a crash leaves it resumable);
     with ``--overwrite`` an existing run stays untouched until the new one has finished in a
@@ -60,9 +61,12 @@ def run_dir(cfg: TrainConfig, into: Path | None = None) -> Iterator[tuple[Path, 
             yield work, False
         return
     out = cfg.out
+    what = ("does not exist" if not out.exists() else
+            "is empty" if out.is_dir() and not any(out.iterdir()) else
+            "has no last/trainer_state.json")
     no_run = OutputExistsError(
-        f"--resume: {out} holds no resumable run (no last/trainer_state.json); give the "
-        "--out of the run to continue, or start a new run in another --out")
+        f"--resume: {out} holds no resumable run (it {what}); give the --out of the run to "
+        "continue, or leave --resume out to start a new run")
     if cfg.resume and _resumable(out):
         with exclusive(lock_path_for(out), f"qbc train is writing {str(out)!r}"):
             recover_dir(out / "last")  # a crash between the renames of the last save
@@ -71,8 +75,8 @@ def run_dir(cfg: TrainConfig, into: Path | None = None) -> Iterator[tuple[Path, 
             run_identity(out)  # the parts of the folder belong to one run
             yield out, True
         return
-    if cfg.resume and out.is_dir() and any(out.iterdir()):
-        raise no_run
+    if cfg.resume:  # nothing to continue: refused, nothing written (a typo in --out would
+        raise no_run  # otherwise start a new run somewhere else without a word)
     refusal = (f"run directory {out} is not empty; pass --overwrite to replace its run, "
                "--resume to continue it, or choose another --out")
     with output_dir(out, cfg.overwrite, "train", refusal,

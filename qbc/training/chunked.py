@@ -138,7 +138,8 @@ class ChunkTrainConfig(OptimConfig, _ChunkHead):
     """write TensorBoard event files to out/tensorboard/ (loss, learning rate, validation) when
     tensorboardX is installed."""
     resume: bool = False
-    """continue from out/last/ (same settings; steps may be raised)."""
+    """continue from out/last/ (same settings; steps may be raised); an out without a run to
+    continue (missing, empty, no last/) is refused, nothing written."""
     overwrite: bool = False
     """replace the files of an earlier run in out."""
 

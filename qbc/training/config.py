@@ -148,7 +148,8 @@ class TrainConfig(OptimConfig, _TrainHead):
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ... (under torchrun,
     CUDA means the GPU of each process's LOCAL_RANK)."""
     resume: bool = False
-    """continue from out/last/ (same settings; steps may be raised)."""
+    """continue from out/last/ (same settings; steps may be raised); an out without a run to
+    continue (missing, empty, no last/) is refused, nothing written."""
     overwrite: bool = False
     """replace the outputs of an earlier run in out."""
     drop_nonfinite: bool = False
@@ -259,7 +260,9 @@ def validate_config(cfg: TrainConfig) -> torch.device:
     check_policy_kind(cfg.policy)
     check_config(cfg, RULES)
     check_model_config(cfg.model)
-    check_all([(cfg.select_by in SELECT_BY,
+    check_all([(not (cfg.resume and cfg.overwrite),  # a resumed run ignored --overwrite
+                "--resume and --overwrite exclude each other"),
+               (cfg.select_by in SELECT_BY,
                 f"--select-by must be one of {', '.join(SELECT_BY)}, got {cfg.select_by!r}"),
                (cfg.token_target in TOKEN_TARGETS,
                 f"--token-target must be one of {', '.join(TOKEN_TARGETS)}, "
