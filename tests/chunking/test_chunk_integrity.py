@@ -100,8 +100,9 @@ def test_a_valid_file_loads_faithfully(saved, kind):
 
 
 def test_chunk_checkpoint_refuses_an_edited_tokenizer(tmp_path):
+    from chunk_toy import _train
+
     from qbc.policy import load_policy
-    from tests.test_chunk_policy import _train
 
     _, cfg = _train(tmp_path, policy="chunk-ar-transformer", chunk_tokenizer="per-step",
                     bins=16, steps=10)
@@ -133,8 +134,9 @@ def test_a_chunk_checkpoints_config_with_another_chunk_length_names_config_json(
         tmp_path, value, words):
     """The chunk length does not change the weights' shapes: an edited config.json loaded, or
     was blamed on tokenizer.json alone."""
+    from chunk_toy import _train
+
     from qbc.policy import load_policy
-    from tests.test_chunk_policy import _train
 
     _, cfg = _train(tmp_path, policy="chunk-ar-transformer", chunk_tokenizer="per-step",
                     bins=16, steps=2)

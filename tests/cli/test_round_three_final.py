@@ -8,7 +8,7 @@ location settings with a plain head (no cell would use them)."""
 from __future__ import annotations
 
 import pytest
-from test_round_three_leftovers import TRAIN_TINY
+from round_three import TRAIN_TINY
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_flag_values_of_thousands_of_digits_are_one_line():
     assert parse_params(f"codes={HUGE}") == {"codes": HUGE}
 
 
-# -- what the loader fuzzers found (tests/test_fuzz_more_loaders.py), pinned ---------------------
+# -- what the loader fuzzers found (tests/infra/test_fuzz_more_loaders.py), pinned ---------------
 @pytest.mark.parametrize("text,words", [
     ("round,beta\n0," + "1" * 200_000 + "\n", "field larger than field limit"),
     ('round,beta\n0,"1\n', "not a readable CSV table"),

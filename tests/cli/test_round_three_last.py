@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from test_round_three_leftovers import SWEEP, TRAIN_TINY, held_lock, tiny_dataset  # noqa: F401 (fixtures)
+from round_three import SWEEP, TRAIN_TINY, held_lock, tiny_dataset  # noqa: F401 (fixtures)
 
 from qbc.tokenizer import ActionTokenizer
 

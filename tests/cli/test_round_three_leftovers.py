@@ -4,14 +4,15 @@ rebuilt from a dataset without the file check every other path makes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from round_three import SWEEP, TRAIN_TINY, held_lock, tiny_dataset
 
 from qbc.certify.certificate import PerturbedActor
 from qbc.rollout.coupled import QuantizedExpert, coupled_rollout
 from qbc.tokenizer import ActionTokenizer
+
+__all__ = ["held_lock", "tiny_dataset"]  # the fixtures of tests/round_three.py, used here by name
 
 
 # -- wrappers forward reset() ----------------------------------------------------------------------
@@ -104,19 +105,6 @@ def test_the_closing_rollout_does_not_load_a_dataset_expert_whose_file_changed(t
 
 
 # -- a setting the run would ignore is refused -----------------------------------------------------
-@pytest.fixture
-def tiny_dataset():
-    from qbc.cli import main
-
-    assert main(["collect", "--env", "qbc/ScalarStable-v0", "--dataset", "test/t-v0",
-                 "--episodes", "3", "--max-episode-steps", "8", "--no-progress"]) == 0
-    return "test/t-v0"
-
-
-TRAIN_TINY = ["--steps", "2", "--rollout-episodes", "0", "--no-progress", "--model.d-model",
-              "16", "--model.n-heads", "2", "--model.n-layers", "1"]
-
-
 @pytest.mark.parametrize("policy,flags,names", [
     ("mlp-mse", ["--range-margin", "0.5"], "--range-margin"),
     ("mlp-mse", ["--bins", "8"], "--bins"),
@@ -212,7 +200,8 @@ def test_a_sweep_gives_each_policy_only_the_settings_it_reads(tmp_path):
     """A grid's settings are shared by every policy of a cell: the sweep keeps passing them
     where they apply (quantile to smooth, not kmeans; tokens and the head to the ar-transformer,
     not mlp-mse), so qbc train's refusals do not fail its cells. (token_target 'sampled' with
-    a deterministic quantizer is refused when the file is read: tests/test_sweep_validation.py.)"""
+    a deterministic quantizer is refused when the file is read:
+    tests/sweep/test_sweep_validation.py.)"""
     from qbc.sweep import read_table, run_sweep, spec_from_dict
     from qbc.sweep.spec import tomllib
 
@@ -248,52 +237,6 @@ num_envs = 2
 
 
 # -- lock waits are bounded ------------------------------------------------------------------------
-SWEEP = """
-[grid]
-envs = ["qbc/ScalarStable-v0"]
-quantizers = ["uniform"]
-bins = 8
-n_demos = 4
-seeds = [0]
-horizons = [10]
-[data]
-episode_steps = 10
-[train]
-policies = ["quantized-expert"]
-[rollout]
-episodes = 2
-num_envs = 2
-"""
-
-
-@pytest.fixture
-def held_lock(tmp_path):
-    """Another process holding a lock file: start(path) -> (pid, path); released at the end."""
-    import subprocess
-    import sys
-    import time
-
-    procs = []
-
-    def start(lock):
-        code = ("import sys, time\nfrom qbc.infra.run_folder import exclusive\n"
-                "with exclusive(sys.argv[1], 'test holder'):\n"
-                "    print('held', flush=True); time.sleep(60)\n")
-        proc = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE,
-                                text=True)
-        procs.append(proc)
-        assert proc.stdout.readline().strip() == "held"
-        deadline = time.monotonic() + 10
-        while not Path(lock).read_text().strip() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return proc.pid
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
-
-
 def test_a_lock_wait_gives_up_after_its_timeout_naming_the_holder_and_the_lock(tmp_path,
                                                                                held_lock,
                                                                                monkeypatch):

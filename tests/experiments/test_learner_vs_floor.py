@@ -289,7 +289,7 @@ def test_a_rollout_evaluated_in_process_writes_what_the_command_writes(tiny_lin_
                                                                       cli):
     import json
 
-    from conftest import copy_tiny_lin_run
+    from tiny import copy_tiny_lin_run
 
     from qbc.experiments.learner_vs_floor.comparison import _evaluate
     from qbc.rollout.inputs import EvalConfig

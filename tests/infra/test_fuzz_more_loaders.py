@@ -1,4 +1,4 @@
-"""The loaders tests/test_fuzz_loaders.py does not reach, under the same mutations (bytes
+"""The loaders tests/infra/test_fuzz_loaders.py does not reach, under the same mutations (bytes
 flipped, cut, inserted; JSON fields dropped, added, retyped, made huge, non-finite, thousands of
 digits long or nested thousands deep): a run's metrics.jsonl, its weights and tokenizer, the
 trainer state a resume reads, ``--config`` files (JSON and TOML), a DAgger run's files, a
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_fuzz_loaders import (
+from loader_fuzz import (
     FUZZ,
     _dump_toml,
     byte_mutation,

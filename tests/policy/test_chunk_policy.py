@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from chunk_toy import TINY, Demos, _train
 
 from qbc.chunking import make_chunk_tokenizer
 from qbc.errors import InvalidValueError
-from qbc.policy import ModelConfig, load_policy
+from qbc.policy import load_policy
 from qbc.policy.chunked import (
     ChunkPolicy,
     build_chunk_policy,
@@ -18,40 +19,9 @@ from qbc.policy.chunked import (
     pad_sequences,
     strip_end,
 )
-from qbc.policy.registry import model_for
 from qbc.training.chunk_data import chunk_rows, parse_params
-from qbc.training.chunk_head import with_used_head_settings
 from qbc.training.chunk_select import chunk_action_error, select_by_action_error
-from qbc.training.chunked import ChunkTrainConfig, train_chunked
 from qbc.training.config import default_steps
-
-TINY = ModelConfig(d_model=16, n_heads=2, n_layers=1, hidden=32, mlp_layers=1)
-
-
-class Demos:
-    """Toy data: observation (x_0, t / 10), action u_t = x_0 (t + 1) / 10 in each episode."""
-
-    def __init__(self, episodes=8, steps=12, seed=0):
-        rng = np.random.default_rng(seed)
-        x0 = np.repeat(rng.uniform(-1, 1, episodes), steps)
-        t = np.tile(np.arange(steps), episodes)
-        self.observations = np.stack([x0, t / 10], axis=1).astype(np.float32)
-        self.actions = (x0 * (t + 1) / 10)[:, None].astype(np.float32)
-        self.episode_ids = np.repeat(np.arange(episodes), steps)
-        self.env_id = None
-
-    def __len__(self):
-        return len(self.observations)
-
-    def split(self, val_fraction, seed):
-        ids = self.episode_ids
-        return self._rows(ids >= 2), self._rows(ids < 2)
-
-    def _rows(self, mask):
-        d = object.__new__(Demos)
-        d.observations, d.actions = self.observations[mask], self.actions[mask]
-        d.episode_ids, d.env_id = self.episode_ids[mask], None
-        return d
 
 
 def test_chunk_rows_pair_each_chunk_with_the_observation_at_its_first_step():
@@ -93,16 +63,6 @@ def test_masked_loss_ignores_positions_after_the_end_token():
         changed[0, 1] = 0  # row 0's end token is a target: counted
         assert float(module.loss({"obs": obs, "tokens": changed, "mask": mask})) != base
         assert module.logits(obs, changed).shape == (2, 7, vocab)
-
-
-def _train(tmp_path, stop_at=None, **kw):
-    kw = {"steps": 150, "lr": 3e-3, "eval_interval": 50, **kw}
-    cfg = ChunkTrainConfig(dataset="toy", out=tmp_path / kw.pop("name", "run"), chunk_k=3,
-                           model=model_for(kw.get("policy", "chunk-ar-transformer"), TINY),
-                           batch_size=32, warmup_steps=10, progress=False,
-                           device="cpu", **kw)
-    cfg = with_used_head_settings(cfg)  # TINY's hidden is the MLP's; fast/beast have no loc MLP
-    return train_chunked(cfg, Demos(), stop_at=stop_at), cfg
 
 
 @pytest.mark.slow

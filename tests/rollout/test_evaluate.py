@@ -5,7 +5,7 @@ import json
 import warnings
 
 import pytest
-from conftest import copy_tiny_lin_run
+from tiny import copy_tiny_lin_run
 
 from qbc.errors import ClippedActionsWarning, InvalidValueError
 from qbc.rollout.evaluate import evaluate

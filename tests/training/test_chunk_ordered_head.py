@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_chunk_policy import TINY, Demos
+from chunk_toy import TINY, Demos
 
 from qbc.policy import ModelConfig
 from qbc.policy.chunked import build_chunk_policy

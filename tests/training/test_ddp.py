@@ -14,19 +14,16 @@ process the DDP path is exact: same weights bit for bit.
 """
 
 import json
-import os
-import socket
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-from in_process import CliResult, run_python
+from ddp_runs import DATASET, _assert_same_run, _free_port, _metrics, _torchrun, dataset
 from safetensors.torch import load_file
 
 from qbc.data import load_demonstrations
-from qbc.data.collect import CollectConfig, collect
 from qbc.errors import InvalidValueError
 from qbc.policy import ModelConfig
 from qbc.training import TrainConfig, run_train, train
@@ -36,8 +33,8 @@ pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
     reason="torch.distributed with the gloo backend is not available in this torch build")
 
-DATASET = "test/scalar-ddp-v0"
-LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
+__all__ = ["dataset"]  # the fixture of tests/ddp_runs.py, used here by name
+
 #: the flags of both runs (the single-process run gets the same values as a TrainConfig)
 FLAGS = ["--dataset", DATASET, "--steps", "20", "--batch-size", "64", "--eval-interval", "5",
          "--warmup-steps", "5", "--bins", "16", "--rollout-episodes", "0", "--no-progress",
@@ -49,51 +46,6 @@ def _config(out: Path, **kw) -> TrainConfig:
                 warmup_steps=5, bins=16, rollout_episodes=0, progress=False, device="cpu",
                 model=ModelConfig(d_model=32, n_heads=2))
     return TrainConfig(**{**base, **kw})
-
-
-@pytest.fixture
-def dataset():
-    """10 LQR episodes of qbc/ScalarStable-v0 in this test's MINARI_DATASETS_PATH."""
-    pytest.importorskip("qbc.agents.experts")
-    collect(CollectConfig(env="qbc/ScalarStable-v0", dataset_id=DATASET, episodes=10,
-                          num_envs=10))
-    return DATASET
-
-
-def _torchrun(args: list[str], nproc: int = 2, command: str = "train") -> CliResult:
-    """``torchrun --nproc-per-node NPROC --standalone -m qbc.cli COMMAND ARGS``: the launcher
-    runs in this process (tests/in_process.py), its ranks in processes of their own."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(MINARI_DATASETS_PATH=os.environ["MINARI_DATASETS_PATH"], OMP_NUM_THREADS="1")
-    argv = ["-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone",
-            "-m", "qbc.cli", command, *args]
-    proc = run_python(argv, env=env, replace_env=True)
-    assert proc.returncode == 0, f"torchrun {argv[2:]} failed:\n{proc.stdout}\n" \
-                                 f"{proc.stderr[-4000:]}"
-    return proc
-
-
-def _metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def _assert_same_run(a: Path, b: Path, steps: list[int],
-                     keys: tuple[str, ...] = ("train_loss", "val_loss", "val_action_mse")
-                     ) -> None:
-    """Losses of the records at ``steps`` and the final weights agree within the tolerances."""
-    ma = {m["step"]: m for m in _metrics(a)}
-    mb = {m["step"]: m for m in _metrics(b)}
-    assert sorted(ma) == sorted(mb)
-    for s in steps:
-        for key in keys:
-            assert mb[s][key] == pytest.approx(ma[s][key], rel=LOSS_RTOL), (s, key)
-        assert mb[s]["lr"] == ma[s]["lr"]
-    wa = load_file(str(a / "last" / "model.safetensors"))
-    wb = load_file(str(b / "last" / "model.safetensors"))
-    assert sorted(wa) == sorted(wb)  # same checkpoint format: the unwrapped module's names
-    diff = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
-    assert diff < WEIGHT_ATOL, f"max weight difference {diff:.3g}"
 
 
 @pytest.mark.slow  # one torchrun launch: ~20 s on 2 busy cores, mostly imports
@@ -124,12 +76,6 @@ def test_torchrun_resumes_a_checkpoint_and_ends_where_the_uninterrupted_run_ends
     _torchrun([*FLAGS, "--out", str(cut.out), "--resume"])  # every rank loads out/last
     assert [m["step"] for m in _metrics(cut.out)] == [5, 10, 15, 20]
     _assert_same_run(full.out, cut.out, steps=[15, 20])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_ddp_path_with_one_process_is_exact(tmp_path, dataset, monkeypatch):

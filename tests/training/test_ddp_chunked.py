@@ -1,5 +1,5 @@
 """Data-parallel chunk training: `torchrun -m qbc.cli train-chunked` follows the single-process
-run, as `qbc train`'s does (tests/test_ddp.py: the same launcher, tolerances and reasons).
+run, as `qbc train`'s does (tests/training/test_ddp.py: the same launcher, tolerances and reasons).
 
 The chunk runs: chunk-ar-transformer over per-step tokens (16 bins) of k = 4 chunks of the
 ScalarStable LQR demonstrations, 20 steps of a 64-chunk global batch (2 x 32 under torchrun),
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from ddp_runs import _assert_same_run, _free_port, _metrics, _torchrun, dataset
 from safetensors.torch import load_file
-from test_ddp import _assert_same_run, _free_port, _metrics, _torchrun, dataset
 
 from qbc.data import load_demonstrations
 from qbc.policy import ModelConfig, load_policy
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
     reason="torch.distributed with the gloo backend is not available in this torch build")
 
-__all__ = ["dataset"]  # the fixture of tests/test_ddp.py, used here by name
+__all__ = ["dataset"]  # the fixture of tests/ddp_runs.py, used here by name
 
 DATASET = "test/scalar-ddp-v0"
 KEYS = ("train_loss", "val_loss", "val_action_rmse")

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny import Demos  # the demonstrations stand-in with a split by episode
 
 from qbc.policy import ModelConfig, build_policy
 from qbc.rollout.growth import floor_verdict
 from qbc.tokenizer import ActionTokenizer
 from qbc.training import TrainConfig, rollout_evaluation, train, update_best
-from tests.test_train import Demos  # the demonstrations stand-in with a split by episode
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
