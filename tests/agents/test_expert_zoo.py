@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repository import ROOT
 
 from qbc.agents import available_experts, evaluate_expert, make_expert
 from qbc.agents.actor import MLPActor, save_sb3_actor
@@ -192,7 +193,7 @@ def test_lqr_error_suggests_the_zoo_entry(capsys):
 
 def test_zoo_files_are_package_data():
     tomllib = pytest.importorskip("tomllib")
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     config = tomllib.loads((root / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["qbc.agents"]
     shipped = {p for pattern in patterns for p in (root / "agents").glob(pattern)}

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from minari.data_collector import EpisodeBuffer
+from repository import ROOT
 from tiny import TINY_MODEL, TINY_MODEL_FLAGS
 
 from qbc.errors import (
@@ -274,7 +275,7 @@ def test_cli_row(results, row):
 
 def test_table_in_docs_lists_every_row():
     """docs/errors.md and this file describe the same cases."""
-    doc = (Path(__file__).parents[1] / "docs" / "errors.md").read_text(encoding="utf-8")
+    doc = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
     for row in ROWS:
         assert f"`{row.id}`" in doc, row.id
 
@@ -433,8 +434,9 @@ def test_every_qbc_error_is_a_typed_subclass():
 
 
 # -- fuzzing: any shape, dtype, NaN, inf or huge value gives tokens or a documented error ------
-# (tests/test_quantizers.py and tests/test_tokenizer.py fuzz finite/NaN/inf float values of fixed
-# shapes; these add shapes, dtypes, huge values, decoding and damaged saved states.)
+# (tests/quantizers/test_quantizers.py and tests/tokenizer/test_tokenizer.py fuzz finite/NaN/inf
+# float values of fixed shapes; these add shapes, dtypes, huge values, decoding and damaged saved
+# states.)
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra.numpy import array_shapes, arrays  # noqa: E402

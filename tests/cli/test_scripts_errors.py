@@ -5,15 +5,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from in_process import run_python
+from repository import ROOT
 
 from qbc.cli import run_script
 from qbc.errors import InvalidValueError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow

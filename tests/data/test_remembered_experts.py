@@ -62,7 +62,7 @@ def test_certify_defaults_to_the_datasets_expert(tmp_path):
 
 def test_errors_name_the_flags_that_would_work(tmp_path, capsys):
     # an env without a zoo entry defaults to lqr, which only fits qbc's envs
-    # (Pendulum-v1 defaults to its zoo actor: tests/test_expert_discovery.py)
+    # (Pendulum-v1 defaults to its zoo actor: tests/data/test_expert_discovery.py)
     car = "MountainCarContinuous-v0"
     assert main(["collect", "--env", car, "--episodes", "1", "--dataset",
                  "test/p-v0", "--no-progress"]) == 2

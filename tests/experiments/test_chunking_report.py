@@ -5,6 +5,7 @@ prediction; the reverse refutes it."""
 from __future__ import annotations
 
 import pytest
+from repository import ROOT
 
 from qbc.experiments.chunking_report import prediction, replanning_effect
 
@@ -74,11 +75,10 @@ def test_divergence_is_averaged_per_execution_at_the_largest_horizon():
 
 @pytest.mark.slow
 def test_script_on_a_folder_without_a_sweep_is_one_line(tmp_path):
-    from pathlib import Path
 
     from in_process import run_python
 
-    script = Path(__file__).parents[1] / "scripts" / "chunking_report.py"
+    script = ROOT / "scripts" / "chunking_report.py"
     done = run_python([script, tmp_path])  # in this process, as a fresh interpreter would
     assert done.returncode == 1 and done.stderr.count("\n") == 1
     assert "summary.csv is missing" in done.stderr and not (tmp_path / "README.md").exists()

@@ -5,10 +5,9 @@ follow the intervals."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from in_process import run_python
+from repository import ROOT
 
 from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.experiments.multimodal import LedgerConfig, ledger_headline, run_ledger
@@ -16,7 +15,6 @@ from qbc.experiments.multimodal.ledger import cell_path
 from qbc.experiments.multimodal.summary import env_verdicts, paragraph, summarize
 from qbc.experiments.reproduce import RESULTS
 
-ROOT = Path(__file__).resolve().parents[1]
 DETOUR = "qbc/DetourStable-v0"
 QUICK = {"envs": (DETOUR,), "learners": ("mlp-mse", "ar-transformer:uniform",
                                          "chunk-ar-transformer"), "quick": True}

@@ -4,11 +4,12 @@ means; a margin widens the range, so it can only change the quantized expert's r
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
+
+from repository import ROOT
 
 from qbc.data.collect import CollectConfig, collect
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "quantized_expert_range.py"
+SCRIPT = ROOT / "scripts" / "quantized_expert_range.py"
 
 
 def test_script_reports_each_margin(capsys):

@@ -1,10 +1,10 @@
 """The reproduce-all tool (qbc.experiments.reproduce, scripts/reproduce_results.py)."""
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 from in_process import run_python
+from repository import ROOT
 
 from qbc.errors import UnknownNameError
 from qbc.experiments import reproduce
@@ -18,8 +18,6 @@ from qbc.experiments.reproduce import (
     update_reference,
     within,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_results_folder_is_a_registered_result_with_a_reference():

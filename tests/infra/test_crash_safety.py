@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from in_process import run_cli
+from repository import ROOT as REPO
 from tiny import TINY_MODEL_FLAGS
 
 from qbc.infra.files import atomic_write, atomic_write_json, atomic_write_text
 
-REPO = Path(__file__).parents[1]
 ENV = "qbc/LinearUnstable-v0"
 
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from repository import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 QUANTIZERS_GUIDE = ROOT / "docs" / "guide" / "quantizers.md"
 # Files a user of a fresh clone reads; none may send them outside the repository.
 DOC_TREES = ("README.md", "docs", "qbc", "envs", "agents", "scripts")

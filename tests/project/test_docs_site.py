@@ -8,8 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from repository import ROOT
 
 
 def _hooks():

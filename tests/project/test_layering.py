@@ -14,12 +14,13 @@ import ast
 import sys
 from pathlib import Path
 
+from repository import ROOT
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
 TREES = {"qbc": "qbc", "envs": "qbc.envs", "agents": "qbc.agents"}
 
 #: The layers, top first: a module may import its own layer's part and the layers below it.

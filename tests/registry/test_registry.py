@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import ast
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from repository import ROOT
 from torch import nn
 
 from qbc.agents import EXPERTS, available_experts
@@ -32,8 +32,6 @@ from qbc.policy import (
 from qbc.quantizers import QUANTIZERS, available_quantizers
 from qbc.registry import Registry
 from qbc.ste import STE_PAIRS, available_ste, get_ste
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: kind -> (its registry, names it holds at least)
 KINDS = {

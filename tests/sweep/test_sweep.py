@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repository import ROOT
 
 from qbc.cli import main
 from qbc.errors import InvalidValueError, UnknownNameError
@@ -140,8 +141,8 @@ def test_bad_names_and_values_are_refused():
         spec_from_dict(doc)
 
 
-@pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "scripts" / "sweeps")
-                                           .glob("*.toml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("config", sorted((ROOT / "scripts" / "sweeps").glob("*.toml")),
+                         ids=lambda p: p.stem)
 def test_shipped_configs_are_valid_and_the_size_they_say(config):
     spec = load_spec(config)
     cells = expand_cells(spec)

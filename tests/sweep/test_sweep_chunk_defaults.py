@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import pytest
+from repository import ROOT
 
 import qbc.chunking.floor as floor
 import qbc.training.chunk_loop as chunk_loop
@@ -30,7 +30,6 @@ from qbc.sweep import expand_cells, load_spec, read_table, run_sweep, spec_from_
 from qbc.sweep.cells import needed_datasets
 from qbc.sweep.spec import tomllib
 
-ROOT = Path(__file__).parents[1]
 QUICK = ROOT / "scripts" / "sweeps" / "quick" / "chunking_defaults.toml"
 NOISY, NOISE_FREE = "qbc/LinearStable-v0", "qbc/LinearStable-v0(noise_std=0.0)"
 LOW_MIN = 100  # the budget minimum while the quick config runs here (CLI: 10,000)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repository import ROOT
 
 import qbc.sweep.chunk_runner as chunk_runner
 from qbc.cli import main
@@ -21,7 +21,7 @@ from qbc.sweep import expand_cells, load_spec, read_table, run_sweep, spec_from_
 from qbc.sweep.spec import tomllib
 from qbc.sweep.table import COLUMNS, append_rows
 
-QUICK = Path(__file__).parents[1] / "scripts" / "sweeps" / "quick" / "chunking.toml"
+QUICK = ROOT / "scripts" / "sweeps" / "quick" / "chunking.toml"
 N_CELLS, MODES, HORIZONS = 4, ("open-loop", "receding:1"), (10, 30)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from repository import ROOT
 
 from qbc.cli import main
 from qbc.errors import CorruptFileError, InvalidValueError
@@ -75,11 +76,9 @@ def test_the_sweep_command_refuses_before_creating_anything(tmp_path, capsys):
 
 
 def test_shipped_sweep_configs_still_pass():
-    from pathlib import Path
-
     from qbc.sweep import load_spec
 
-    for path in sorted((Path(__file__).parents[1] / "scripts" / "sweeps").rglob("*.toml")):
+    for path in sorted((ROOT / "scripts" / "sweeps").rglob("*.toml")):
         load_spec(path)
 
 
