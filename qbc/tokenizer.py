@@ -312,8 +312,8 @@ class ActionTokenizer:
             tok = cls(state["quantizer"], state["n_bins"], state["per_dim"],
                       state["quantizer_params"])
             tok.quantizers_ = [Quantizer.from_state_dict(q) for q in state["quantizers"]]
-            tok.action_dim_ = int(state["action_dim"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            tok.action_dim_ = int(state["action_dim"])  # inf: OverflowError
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CorruptFileError(f"tokenizer state is incomplete or damaged: {exc}") from None
         if not all(q.is_fitted for q in tok.quantizers_):
             raise CorruptFileError("tokenizer state holds an unfitted quantizer")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import settings
 from in_process import run_child, run_cli
-from tiny import TINY_MODEL, TINY_MODEL_FLAGS
+from tiny import TINY_MODEL, TINY_MODEL_FLAGS, copy_tiny_lin_run
 
 # The suite starts fresh interpreters (CLI smoke tests, torchrun ranks, sweep and Ray workers):
 # with PYTHONDONTWRITEBYTECODE set, as on some CI machines, each would compile qbc's ~200 modules
@@ -32,7 +32,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # -- the order in which test files start -------------------------------------------------------
-#: The files that take longest (CPU seconds measured with the suite, longest first). pytest-xdist
+#: The files that take longest (CPU seconds measured with the suite, longest first), by file name
+#: (whichever folder of tests/ the file sits in; names are unique across folders). pytest-xdist
 #: hands whole files to its workers in collection order (pyproject: --dist loadfile
 #: --no-loadscope-reorder), so these start first and the many short files fill in at the end;
 #: otherwise a long file that starts last keeps one core busy while the other waits. Only the
@@ -75,7 +76,7 @@ def tiny_lin_run(tmp_path_factory) -> Path:
     """Made once per session, read-only: a folder holding ``minari/`` with the dataset
     qbc/lin-v0 (4 episodes of 20 steps of qbc/LinearUnstable-v0 by its default expert) and
     ``run/``, a tiny policy trained on it (8 bins, 4 steps, no closing rollout). Copy it into
-    a test's own folder with :func:`copy_tiny_lin_run` before using it."""
+    a test's own folder with :func:`tiny.copy_tiny_lin_run` before using it."""
     from qbc.data import load_demonstrations
     from qbc.data.collect import CollectConfig, collect
     from qbc.policy import ModelConfig
@@ -93,18 +94,9 @@ def tiny_lin_run(tmp_path_factory) -> Path:
     return root
 
 
-def copy_tiny_lin_run(source: Path, root: Path) -> None:
-    """``source`` (:func:`tiny_lin_run`) copied into ``root``: ``root/minari`` (merged into
-    what is there) and ``root/run``."""
-    import shutil
-
-    shutil.copytree(source / "minari", root / "minari", dirs_exist_ok=True)
-    shutil.copytree(source / "run", root / "run")
-
-
 @pytest.fixture(scope="session")
 def tiny_lin_copy(tiny_lin_run):
-    """:func:`copy_tiny_lin_run` bound to the session's tiny run: ``tiny_lin_copy(root)``."""
+    """:func:`tiny.copy_tiny_lin_run` bound to the session's tiny run: ``tiny_lin_copy(root)``."""
     return lambda root: copy_tiny_lin_run(tiny_lin_run, Path(root))
 
 
@@ -161,7 +153,7 @@ def cli():
 def children_in_process(monkeypatch):
     """The experiment drivers' child commands (``python -m qbc.cli ...``, ``python
     scripts/X.py ...``) run in this process (:func:`in_process.run_child`), not in fresh
-    interpreters; tests/test_child_processes.py keeps the real subprocesses covered."""
+    interpreters; tests/infra/test_child_processes.py keeps the real subprocesses covered."""
     import qbc.experiments.learner_vs_floor.plan as floor_plan
     import qbc.experiments.reproduce as reproduce
 

@@ -1,9 +1,11 @@
-"""The tiny sizes the tests train at, and the toy demonstrations they train on, declared once:
-test modules import them (``tests/`` is on the path through pyproject's
-``[tool.pytest.ini_options] pythonpath``) and conftest.py turns them into fixtures
+"""The tiny sizes the tests train at, the toy demonstrations they train on, and the copy of the
+session's tiny run, declared once: test modules import them (``tests/`` is on the path through
+pyproject's ``[tool.pytest.ini_options] pythonpath``) and conftest.py turns them into fixtures
 (``tiny_model``, ``tiny_model_flags``)."""
 
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -47,3 +49,10 @@ def smooth_demos(episodes=20, steps=40, seed=0) -> Demos:
     obs = rng.normal(size=(episodes * steps, 3)).astype(np.float32)
     act = np.stack([np.tanh(1.5 * obs[:, 0] + 0.5 * obs[:, 2]), np.sin(obs[:, 1])], 1)
     return Demos(obs, act.astype(np.float32), np.repeat(np.arange(episodes), steps))
+
+
+def copy_tiny_lin_run(source: Path, root: Path) -> None:
+    """``source`` (conftest's ``tiny_lin_run``) copied into ``root``: ``root/minari`` (merged
+    into what is there) and ``root/run``."""
+    shutil.copytree(source / "minari", root / "minari", dirs_exist_ok=True)
+    shutil.copytree(source / "run", root / "run")

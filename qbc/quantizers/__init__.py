@@ -7,7 +7,7 @@
 Names: ``uniform``, ``smooth`` (stochastic rounding), ``sign``, ``kmeans``, ``lloyd_max``, the
 joint vector quantizer ``vq`` and ``theorem6`` (the adversarial codebook of Cao & Xie's Theorem 6).
 Every built-in name is registered on ``import qbc.quantizers``; README.md's quantizer table lists
-the same names (tests/test_docs.py checks it). Register your own with
+the same names (tests/project/test_docs.py checks it). Register your own with
 ``@register_quantizer("name")``.
 """
 
