@@ -115,6 +115,7 @@ def test_zoo_inverted_pendulum_on_mujoco():
     ("Reacher-v5", 10, -5.0),
     ("Hopper-v5", 20, 2500.0),  # it falls in some episodes: 20 of them for a stable mean
 ])
+@pytest.mark.slow
 def test_zoo_mujoco_entries_meet_their_targets(env_id, episodes, target):
     """The loaded actor, run here on seeds 10000.., reaches the entry's target (as its stored
     20-episode evaluation says it does; Hopper-v5's 2920 leaves room for another MuJoCo

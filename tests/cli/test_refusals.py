@@ -238,6 +238,7 @@ def refusals(ws, cli):
 
 
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.slow
 def test_refused_in_one_line(refusals, case):
     proc = refusals[0][case]
     expect = CASES[case][1].format(pid=os.getpid())

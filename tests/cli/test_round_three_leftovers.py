@@ -124,6 +124,7 @@ def test_the_closing_rollout_does_not_load_a_dataset_expert_whose_file_changed(t
     ("ar-transformer", ["--val-fraction", "0", "--select-by", "rollout"], "--val-fraction 0"),
     ("ar-transformer", ["--val-fraction", "0", "--patience", "3"], "--val-fraction 0"),
 ])
+@pytest.mark.slow
 def test_train_refuses_a_setting_its_run_would_ignore(tmp_path, capsys, tiny_dataset, policy,
                                                       flags, names):
     from qbc.cli import main
@@ -144,6 +145,7 @@ def test_train_refuses_a_setting_its_run_would_ignore(tmp_path, capsys, tiny_dat
     ("ar-transformer", ["--quantizer", "kmeans", "--target-sigma", "0.5"]),
     ("ar-transformer", ["--quantizer", "smooth", "--range-margin", "0.5", "--quantile", "0.01"]),
 ])
+@pytest.mark.slow
 def test_train_takes_the_same_settings_where_they_apply(tmp_path, tiny_dataset, policy, flags):
     from qbc.cli import main
 
@@ -237,6 +239,7 @@ num_envs = 2
 
 
 # -- lock waits are bounded ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_lock_wait_gives_up_after_its_timeout_naming_the_holder_and_the_lock(tmp_path,
                                                                                held_lock,
                                                                                monkeypatch):
@@ -281,6 +284,7 @@ def test_a_lock_wait_gives_up_after_its_timeout_naming_the_holder_and_the_lock(t
             pass
 
 
+@pytest.mark.slow
 def test_a_sweep_waits_for_a_dataset_lock_no_longer_than_lock_timeout(tmp_path, held_lock,
                                                                       capsys):
     from qbc.cli import main
@@ -369,6 +373,7 @@ def _files(folder):
     ("report-nan", "field 'total_timesteps' must be a number >= 0"),
     ("zip-truncated", "m.zip"),
 ])
+@pytest.mark.slow
 def test_expert_train_resume_refuses_what_it_cannot_continue(expert_zip, capsys, case, expect):
     """Round three's harness: another env of the same shapes was continued without a word, an
     env of other shapes, a damaged replay buffer or a report that is a JSON list were internal
@@ -498,6 +503,7 @@ def test_without_validation_the_budget_has_no_early_stopping():
     ("cut", "line 3 has other fields than the header"),
     ("binary", "is not a text table"),
 ])
+@pytest.mark.slow
 def test_a_damaged_rounds_csv_is_refused_when_the_run_is_continued(tmp_path, capsys, damage,
                                                                    expect):
     """The verdict of a continued DAgger run is computed from rounds.csv: a text or cut field

@@ -83,6 +83,7 @@ def _damage(path, how):
 
 @pytest.mark.parametrize("how", ["truncated", "binary", "list", "cells", "cells-dict", "spec",
                                  "workers", "source", "spec-lr", "spec-key"])
+@pytest.mark.slow
 def test_a_damaged_sweep_config_is_refused_and_kept(tmp_path, capsys, how):
     args, path = _sweep_once(tmp_path)
     if how in ("spec-lr", "spec-key"):

@@ -182,6 +182,7 @@ def test_the_env_is_the_upstream_env_flattened(robotics, env_id):
 
 
 @pytest.mark.parametrize("env_id", list(ROBOTICS_ENVS))
+@pytest.mark.slow
 def test_each_scripted_expert_succeeds(robotics, env_id):
     expert = make_expert(ROBOTICS_ENVS[env_id][2], env_id)
     venv = gym.make_vec(env_id, num_envs=10, vectorization_mode="sync")
@@ -224,6 +225,7 @@ def test_an_expert_on_the_upstream_dict_env_points_at_the_flattened_id(robotics)
         make_expert("maze-planner", "PointMaze_Medium-v3")
 
 
+@pytest.mark.slow
 def test_a_chunk_policy_on_a_fetch_task_trains_and_rolls_out_without_a_chunk_floor(
         robotics, tmp_path, capsys, tiny_model_flags):
     """The Fetch tasks' state cannot be copied (their goal lives outside MuJoCo's), so they

@@ -150,6 +150,7 @@ def _sweep_dir(tmp_path, costs=COSTS):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_study_report_on_a_synthetic_table(tmp_path):
     from qbc.experiments.chunking_report import write_readme
 
@@ -176,6 +177,7 @@ def test_study_report_on_a_synthetic_table(tmp_path):
     assert len(plots) == 4 * 2 and all(f"(plots/{p})" in text for p in plots)
 
 
+@pytest.mark.slow
 def test_an_unstable_env_that_pays_less_does_not_hold(tmp_path):
     from qbc.experiments.chunking_report import readme
 

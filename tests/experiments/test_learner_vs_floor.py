@@ -285,6 +285,7 @@ def test_a_method_with_its_own_higher_floor_is_held_to_the_reference_floor():
     assert math.isclose(dagger["ratio"], 19.0 / 4.0) and not dagger["meets_target"]
 
 
+@pytest.mark.slow
 def test_a_rollout_evaluated_in_process_writes_what_the_command_writes(tiny_lin_run, tmp_path,
                                                                       cli):
     import json

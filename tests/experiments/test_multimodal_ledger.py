@@ -20,6 +20,7 @@ QUICK = {"envs": (DETOUR,), "learners": ("mlp-mse", "ar-transformer:uniform",
                                          "chunk-ar-transformer"), "quick": True}
 
 
+@pytest.mark.slow
 def test_quick_ledger_rows_floors_and_resume(tmp_path, one_torch_thread):
     lines: list[str] = []
     first = run_ledger(LedgerConfig(out=tmp_path, **QUICK), log=lines.append)
@@ -151,6 +152,7 @@ def test_quick_refuses_the_settings_it_would_replace(tmp_path):
 @pytest.mark.parametrize("name, text", [("cell", '{"env": 1}'), ("cell", '{"rows": 3}'),
                                         ("cell", "[1]"), ("cell", '{"rows": [1]'),
                                         ("config", "[1]")])
+@pytest.mark.slow
 def test_damaged_ledger_files_are_corrupt_file_errors_before_any_work(tmp_path, name, text,
                                                                       one_torch_thread):
     from qbc.errors import CorruptFileError

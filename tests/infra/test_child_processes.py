@@ -57,6 +57,7 @@ def _pids(out: Path, n: int, timeout: float = 60.0) -> list[int]:
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 @pytest.mark.parametrize(("mode", "sig", "running"), [("pool", signal.SIGTERM, 2),
                                                       ("main", signal.SIGINT, 1)])
+@pytest.mark.slow
 def test_a_stopped_driver_stops_its_commands_and_starts_no_more(tmp_path, mode, sig, running):
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), mode])
     try:

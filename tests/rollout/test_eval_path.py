@@ -141,6 +141,7 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_a_rollouts_config_fed_back_repeats_it(rolled, cli):
     res = cli(["rollout", "--config", "ro/config.json", "--out", "again"], cwd=rolled)
     assert res.returncode == 0, res.stderr
@@ -176,6 +177,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("text, name, words", BAD)
+@pytest.mark.slow
 def test_a_bad_rollout_config_is_one_line_and_writes_nothing(rolled, cli, text, name, words):
     if name is not None:
         (rolled / name).write_text(text)

@@ -360,6 +360,7 @@ def test_the_floor_of_each_decoding():
     assert matching_floor("nearest", None) is None
 
 
+@pytest.mark.slow
 def test_decode_sample_colon_t_is_sample_at_temperature_t(tmp_path, tiny_lin_copy, cli):
     """``--decode sample:T`` (the ledger's spelling) was refused as an unknown mode; bad
     temperatures are one line, nothing written."""

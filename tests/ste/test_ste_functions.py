@@ -107,6 +107,7 @@ def test_registry_forward_maps_equal_the_registry_quantize(spec):
     assert np.array_equal(gc.numpy().astype(bool), inside)
 
 
+@pytest.mark.slow
 def test_prox_is_the_argmin_of_its_objective():
     theta = np.linspace(-3, 3, 121)
     grid = np.linspace(-5, 5, 200_001)

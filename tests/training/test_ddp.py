@@ -78,6 +78,7 @@ def test_torchrun_resumes_a_checkpoint_and_ends_where_the_uninterrupted_run_ends
     _assert_same_run(full.out, cut.out, steps=[15, 20])
 
 
+@pytest.mark.slow
 def test_the_ddp_path_with_one_process_is_exact(tmp_path, dataset, monkeypatch):
     """RANK/WORLD_SIZE set as torchrun would for one process: the run goes through the process
     group and DistributedDataParallel, and matches the plain run bit for bit."""

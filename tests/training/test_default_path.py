@@ -31,6 +31,7 @@ def _cfg(tmp_path, name, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_the_ordered_head_sends_states_beyond_the_data_to_the_edge_bins(tmp_path):
     # States whose action lies beyond the data's range get the edge codeword, as the clipped
     # quantized expert does; the plain head gives inner bins at several of these states.

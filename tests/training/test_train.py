@@ -28,6 +28,7 @@ def _cfg(tmp_path, name="run", **kw):
     return TrainConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_the_best_checkpoint_predicts_the_actions(tmp_path):
     demos = smooth_demos()
     res = train(_cfg(tmp_path, steps=240, eval_interval=60, lr=3e-3, batch_size=64,
@@ -75,6 +76,7 @@ def test_same_seed_same_weights_and_different_seed_different_weights(tmp_path):
 
 
 @pytest.mark.parametrize("quantizer", ["uniform", "smooth"])
+@pytest.mark.slow
 def test_resume_continues_and_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, quantizer):
     demos = smooth_demos(episodes=6, steps=20)
     full = train(_cfg(tmp_path, "full", quantizer=quantizer), demos)
