@@ -443,6 +443,7 @@ def test_dagger_refuses_refit_with_warm_rounds(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("version", [99, float("nan"), "1", None])
+@pytest.mark.slow
 def test_an_actor_folder_of_another_format_version_is_refused(tmp_path, version):
     """actor.json's version was never read: a folder of another version loaded as this one."""
     import json

@@ -54,6 +54,7 @@ def test_quick_ledger_rows_floors_and_resume(tmp_path, one_torch_thread):
     assert RESULTS["multimodal_ledger"].headline is ledger_headline
 
 
+@pytest.mark.slow
 def test_other_settings_into_the_same_folder_are_refused(tmp_path, one_torch_thread):
     cfg = {**QUICK, "learners": ("mlp-mse",)}
     run_ledger(LedgerConfig(out=tmp_path, **cfg))

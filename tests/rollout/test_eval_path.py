@@ -107,6 +107,7 @@ def test_a_certificate_gives_back_its_json_keys_in_order():
     assert list(Certificate.from_json(full).to_json().items()) == list(full.items())
 
 
+@pytest.mark.slow
 def test_certify_puts_a_rollouts_regret_beside_the_bounds(tmp_path, tiny_lin_copy, cli):
     tiny_lin_copy(tmp_path)
     ran = cli(["rollout", "--policy", "run/best", "--out", "ro", "--episodes", "3",
@@ -196,6 +197,7 @@ DAGGER = ["--env", ENV, "--rounds", "1", "--episodes-per-round", "3", "--max-epi
           "--train-overrides", "eval_interval=2", "warmup_steps=1"]
 
 
+@pytest.mark.slow
 def test_a_dagger_runs_config_fed_back_runs_it_again(tmp_path, cli):
     res = cli(["dagger", "--out", "a", *DAGGER], cwd=tmp_path)
     assert res.returncode == 0, res.stderr

@@ -67,6 +67,7 @@ def test_every_kind_trains_and_writes_a_checkpoint(tmp_path, kind, quantizer):
     assert res.policy.act(np.zeros((3, 3), np.float32)).shape == (3, 2)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_different_seed_different_weights(tmp_path):
     demos = smooth_demos(episodes=6, steps=20)
     w = [load_file(str(train(_cfg(tmp_path, f"r{i}", seed=s), demos).out / "last" /
