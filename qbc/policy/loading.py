@@ -24,7 +24,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from qbc.chunking import ChunkTokenizer
 from qbc.errors import CorruptFileError, QbcError
@@ -146,7 +145,7 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
     verify_file(directory, "model.safetensors", cfg)
     # Built first without memory (torch's meta device): a config describing a model other than
     # the weights (sizes edited, huge or negative) is refused before anything is allocated.
-    with torch.device("meta"), _WeightsLoadedAfter():
+    with torch.device("meta"):
         sizes = {k: tuple(v.shape) for k, v in _module(directory, cfg).state_dict().items()}
     stored = _stored_shapes(directory / "model.safetensors")
     if sizes != stored:
@@ -154,8 +153,7 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
             f"{directory / 'model.safetensors'} does not fit the model in config.json "
             f"({_first_difference(sizes, stored)}); the config was edited or belongs to other "
             "weights: re-create the checkpoint")
-    with _WeightsLoadedAfter():
-        module = _module(directory, cfg)
+    module = _module(directory, cfg)
     state = load_tensors(directory / "model.safetensors")
     try:
         module.load_state_dict(state, strict=True)
@@ -164,24 +162,6 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
         raise CorruptFileError(f"{directory / 'model.safetensors'} does not fit the model in "
                                f"config.json ({first})") from None
     return module, cfg
-
-
-class _WeightsLoadedAfter(TorchFunctionMode):
-    """Inside: parameters are not initialised (``torch.nn.init``'s functions and the
-    ``Tensor.normal_`` / ``Tensor.uniform_`` they use leave the tensor as it is). For modules
-    whose every parameter is loaded right after: drawing values only to overwrite them took half
-    of a small policy's load time. The mode holds in the thread that enters it only."""
-
-    SKIPPED = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, *(
-        getattr(nn.init, name) for name in ("normal_", "uniform_", "trunc_normal_",
-                                            "kaiming_uniform_", "kaiming_normal_",
-                                            "xavier_uniform_", "xavier_normal_", "zeros_",
-                                            "ones_", "constant_"))})
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self.SKIPPED:  # (tensor, ...) or tensor=...
-            return args[0] if args else (kwargs or {})["tensor"]
-        return func(*args, **(kwargs or {}))
 
 
 def _module(directory: Path, cfg: dict[str, Any]) -> nn.Module:
