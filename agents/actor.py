@@ -120,9 +120,9 @@ def _meta_problem(meta: Any) -> str | None:
     if not (isinstance(sizes, list) and len(sizes) >= 2
             and all(isinstance(s, int) and s > 0 for s in sizes)):
         return f"layer_sizes must be a list of >= 2 positive ints, got {sizes!r}"
-    if meta.get("activation") not in _ACTIVATIONS:
+    if not (isinstance(meta.get("activation"), str) and meta["activation"] in _ACTIVATIONS):
         return f"activation must be one of {sorted(_ACTIVATIONS)}, got {meta.get('activation')!r}"
-    if meta.get("output") not in _OUTPUTS:
+    if not (isinstance(meta.get("output"), str) and meta["output"] in _OUTPUTS):
         return f"output must be one of {list(_OUTPUTS)}, got {meta.get('output')!r}"
     space = meta.get("action_space") or {}
     try:

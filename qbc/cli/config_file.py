@@ -190,11 +190,20 @@ def _value(value: Any, hint: Any, path: Path, key: str) -> Any:
         if origin in (tuple, list) and isinstance(value, list):
             return tuple(value) if origin is tuple else value
         if option is typing.Any or _is_instance(value, option):
-            return float(value) if option is float else value
+            return _as_float(value, path, key) if option is float else value
         if option is Path and isinstance(value, str):
             return Path(value)
     raise InvalidValueError(f"setting {key!r} in {str(path)!r} must be {_type_name(hint)}, "
                             f"got {value!r}")
+
+
+def _as_float(value: int | float, path: Path, key: str) -> float:
+    """A number of the file as a float; an integer beyond float's range is refused."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidValueError(f"setting {key!r} in {str(path)!r} must be a finite number, "
+                                f"got an integer of {len(str(value))} digits") from None
 
 
 def _is_instance(value: Any, option: Any) -> bool:

@@ -72,6 +72,9 @@ def test_a_toml_file_with_a_model_table(root, cli):
     ('model = 3\n', "bad.toml", ["setting 'model'", "got 3"]),
     ("bins = [", "bad.toml", ["is not valid TOML"]),
     ("[1, 2]", "bad.json", ["holds a JSON list, not an object"]),
+    pytest.param("lr = 1" + "0" * 400 + "\n", "bad.toml",
+                 ["setting 'lr'", "must be a finite number, got an integer of 401 digits"],
+                 id="float-beyond-range"),
 ])
 def test_a_bad_file_is_one_line_and_writes_nothing(root, cli, text, name, words):
     (root / name).write_text(text)

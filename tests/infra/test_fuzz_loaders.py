@@ -127,6 +127,24 @@ def test_fuzz_actor_folders(actor_folder, scratch, data):
     typed_or_loaded(lambda: make_expert("actor", "Pendulum-v1", path=str(folder)), use)
 
 
+@pytest.mark.parametrize("field, value", [("activation", []), ("output", {"a": 1}),
+                                          ("activation", 3)])
+def test_an_actor_json_field_of_another_type_is_a_corrupt_file(actor_folder, tmp_path, field,
+                                                               value):
+    """Found by the fuzzer on other seeds: a list as the activation raised TypeError."""
+    import shutil
+
+    from qbc.agents.actor import read_actor_meta
+    from qbc.errors import CorruptFileError
+
+    folder = tmp_path / "actor"
+    shutil.copytree(actor_folder, folder)
+    meta = json.loads((folder / "actor.json").read_text())
+    (folder / "actor.json").write_text(json.dumps({**meta, field: value}))
+    with pytest.raises(CorruptFileError, match=f"{field} must be one of"):
+        read_actor_meta(folder)
+
+
 # -- checkpoints' config ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
