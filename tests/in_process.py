@@ -143,8 +143,6 @@ def run_python(argv: Sequence[Any], *, cwd: str | os.PathLike | None = None,
     ``replace_env`` (as :class:`subprocess.Popen`'s ``env``). An exception that escapes the
     script is printed as a traceback on stderr and gives code 1, as the interpreter does."""
     argv = [str(a) for a in argv]
-    if argv[:2] == ["-m", "qbc.cli"]:
-        return _run(lambda: _qbc_main(argv[2:]), cwd=cwd, env=env, replace_env=replace_env)
     if len(argv) >= 2 and argv[0] == "-m":
         def module() -> int:
             sys.argv[:] = [argv[1], *argv[2:]]
