@@ -17,6 +17,7 @@ Every file is written atomically (temp file + rename).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
 
 from qbc.chunking import ChunkTokenizer
 from qbc.errors import CorruptFileError, QbcError
@@ -143,11 +145,8 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
                                f"{cfg.get('version')!r} is not supported (this qbc reads "
                                f"version {FORMAT_VERSION})")
     verify_file(directory, "model.safetensors", cfg)
-    # Built first without memory (torch's meta device): a config describing a model other than
-    # the weights (sizes edited, huge or negative) is refused before anything is allocated.
-    with torch.device("meta"):
-        sizes = {k: tuple(v.shape) for k, v in _module(directory, cfg).state_dict().items()}
     stored = _stored_shapes(directory / "model.safetensors")
+    sizes = _shapes_described(directory, cfg, len(stored))
     if sizes != stored:
         raise CorruptFileError(
             f"{directory / 'model.safetensors'} does not fit the model in config.json "
@@ -162,6 +161,33 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
         raise CorruptFileError(f"{directory / 'model.safetensors'} does not fit the model in "
                                f"config.json ({first})") from None
     return module, cfg
+
+
+def _shapes_described(directory: Path, cfg: dict[str, Any], n_stored: int
+                      ) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of the module config.json describes, built without memory (torch's
+    meta device), so a config describing a model other than the weights (sizes edited, huge or
+    negative) is refused before anything is allocated. The build stops as soon as it has made
+    far more parameters than the ``n_stored`` tensors of the weights file: a config whose layer
+    count was made huge would otherwise make its layers one by one (minutes and GBs for 10^5)."""
+    limit, made, builder = 2 * n_stored + 16, 0, threading.get_ident()
+
+    def count(module: nn.Module, name: str, param: Any) -> None:
+        nonlocal made
+        if threading.get_ident() == builder:  # the hook is process-wide: count this build only
+            made += 1
+            if made > limit:
+                raise CorruptFileError(
+                    f"it describes a model with more than {limit} parameter tensors, and "
+                    f"{directory / 'model.safetensors'} holds {n_stored}; the config was edited "
+                    "or belongs to other weights: re-create the checkpoint")
+
+    handle = register_module_parameter_registration_hook(count)
+    try:
+        with torch.device("meta"):
+            return {k: tuple(v.shape) for k, v in _module(directory, cfg).state_dict().items()}
+    finally:
+        handle.remove()
 
 
 def _module(directory: Path, cfg: dict[str, Any]) -> nn.Module:

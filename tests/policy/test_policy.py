@@ -319,3 +319,20 @@ def test_damaged_or_missing_checkpoint_files_raise_corrupt_file_error(tmp_path):
     (ck / "config.json").write_text("{not json")
     with pytest.raises(CorruptFileError, match="not valid JSON"):
         load_policy(ck)
+
+
+def test_config_describing_many_more_layers_is_refused_before_they_are_all_made(tmp_path):
+    policy = _policy()
+    ck = tmp_path / "ckpt"
+    save_checkpoint(ck, policy.module, policy.normalizer, policy.tokenizer)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["model"]["n_layers"] = 2000  # made one by one, this takes seconds; 10^6 took minutes
+    (ck / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CorruptFileError, match="more than .* parameter tensors"):
+        load_policy(ck)
+    # the counting hook went with the refusal: building and loading a large module still work
+    assert len(torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(500)]).state_dict()) == 1000
+    cfg["model"]["n_layers"] = policy.module.cfg.n_layers
+    (ck / "config.json").write_text(json.dumps(cfg))
+    obs, _ = _data(n=5, seed=1)
+    np.testing.assert_array_equal(load_policy(ck).act(obs), policy.act(obs))
