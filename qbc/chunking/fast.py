@@ -39,6 +39,9 @@ string's length: one character per coefficient; any string of exactly k * D symb
 alphabet decodes), so a generator that tracks the symbols emitted so far can mask every token
 that would overshoot k * D or leave a remainder it cannot complete in the positions left, and
 allow its end token only at exactly k * D (:func:`qbc.policy.chunked.allowed_token_table`).
+This holds for the character-level BPE only: a byte-level token need not hold whole symbols, and
+:meth:`FastTokenizer.token_symbol_counts` does not describe it (most of its ids count as -1), so
+with ``bpe="byte"`` constrained generation does not guarantee a decodable sequence.
 The repair rules stay for sequences from elsewhere.
 """
 
