@@ -254,8 +254,8 @@ class ActionTokenizer:
         """Reconstruction quality on ``actions`` (N, D), JSON-safe.
 
         Per dimension: ``max_abs_error``, ``mean_abs_error``, ``rmse``, ``error_bound`` (worst
-        case inside the range, or None for learned quantizers), ``clipped_fraction`` and
-        ``usage_entropy_bits`` (entropy of the empirical token distribution). Overall:
+        case inside the range; None without one: learned quantizers, ``sign``), ``clipped_fraction``
+        and ``usage_entropy_bits`` (entropy of the empirical token distribution). Overall:
         ``bits_per_action`` and ``vocab_size``.
         """
         actions = self._check_actions(actions)

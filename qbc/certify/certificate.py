@@ -41,7 +41,8 @@ NEAREST = "nearest rounding (deterministic; an argmax two-hot learner's target)"
 def quantization_error(tokenizer: Any, actions: np.ndarray,
                        rng: np.random.Generator | None = None) -> dict[str, Any]:
     """ε_q of a tokenizer on actions (N, D): worst-case bound (max over dimensions, None for
-    learned quantizers) and the in-distribution mean and max of ‖decode(encode(a)) − a‖∞.
+    quantizers without one: learned ones and ``sign``) and the in-distribution mean and max of
+    ‖decode(encode(a)) − a‖∞.
 
     With ``rng`` and a stochastic (smooth) tokenizer the tokens are drawn by stochastic rounding
     and the worst-case bound is that of a draw (a bin width, not half of one); ``rounding`` says
@@ -74,7 +75,7 @@ def _worst_case_bounds(tokenizer: Any, stochastic: bool) -> list[float | None]:
 
 def used_eps_q(eps: dict[str, Any]) -> float:
     """The ε_q the bounds use, from :func:`quantization_error`: the worst-case bound, or for a
-    learned quantizer (no bound) the in-distribution mean error."""
+    quantizer without one (learned, or ``sign``) the in-distribution mean error."""
     bound = eps["worst_case_bound"]
     return bound if bound is not None else eps["in_distribution_mean"]
 
@@ -271,8 +272,10 @@ def bound_hypotheses(rounding: str, worst_case_bound: float | None, piiss: dict[
             ("P-IISS", stable, "measured: finite gains at every perturbation size"),
         ],
         "thm7": [
-            ("model-based deployment (Algorithm 1)", model_based,
-             "the rollout given has a policy_model_based run" if model_based is not None
+            ("model-based deployment (Algorithm 1, or qbc's mean-state variant)", model_based,
+             "the rollout given has a policy_model_based run; whether it sampled the model state "
+             "as Algorithm 1 does (--model-sample) or advanced it by the mean (qbc's default), "
+             "or re-synced it, is not checked" if model_based is not None
              else "no rollout given"),
             ("P-EIISS", bool(piiss["exponential"]), "measured: gap decay after the perturbation"),
         ],
@@ -363,7 +366,7 @@ def _rounding_quantities(expert: Any, tokenizer: Any, states: np.ndarray, action
     gamma, gamma_grid = _gain_at(gain, (k + 1) * eps_q)
     kappa, kappa_grid = kappa_at(rtvc, gamma)
     kind = ("worst case" if eps["worst_case_bound"] is not None
-            else "in distribution (learned quantizer)")
+            else "in distribution (no worst-case bound)")
     return {"eps_q": eps, "eps_q_used": eps_q, "eps_q_kind": kind, "rtvc": rtvc,
             "gamma": gamma, "gamma_grid": gamma_grid, "kappa": kappa, "kappa_grid": kappa_grid}
 

@@ -35,7 +35,8 @@ class Certificate:
     """ε_q: worst-case bound and in-distribution mean / max (action units)."""
     eps_q_used: float
     eps_q_kind: str
-    """'worst case' or 'in distribution (learned quantizer)': which ε_q the bound shapes use."""
+    """'worst case' or 'in distribution (no worst-case bound)': which ε_q the bound shapes
+    use."""
     piiss: dict[str, Any]
     """:func:`qbc.certify.certificate.piiss_gain`: the P-IISS gain γ(r) and its verdict."""
     rtvc: dict[str, Any]

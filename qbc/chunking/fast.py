@@ -5,7 +5,8 @@ Encoding a chunk (k, D) in action units:
 1. per-dimension quantile normalisation to [-1, 1] (1st/99th percentiles of the fitting data);
 2. DCT-II along time, orthonormal (``scipy.fft.dct(..., norm="ortho")``), per dimension;
 3. coefficients times ``scale`` (default 10), rounded to integers, clipped to the range seen in
-   fitting (values beyond it are rare outliers; the clip is the only loss beyond rounding);
+   fitting (only chunks unlike the fitting data reach beyond it; the clip is the only loss beyond
+   rounding);
 4. flattened frequency-major (all D dimensions of the lowest frequency first) into k * D
    integers, each mapped to one character (offset by the fitted minimum);
 5. a BPE (HuggingFace ``tokenizers``, trained in ``fit``, vocabulary ``vocab_size``, merges seen
@@ -29,7 +30,8 @@ few or too many tokens; token ids outside the vocabulary). Such a sequence is re
 - ``hold-last-action``: repeat ``prev_action`` (the last executed action, (N, D)) for all k steps;
   rows without a previous action (``prev_action=None``) get the zero chunk;
 - ``zero-chunk``: all k actions are 0 (in action units — the reference decoder's all-zero chunk is
-  in normalised units, i.e. the middle of the data's range; qbc's envs take 0 as "no input").
+  in normalised units, i.e. the middle of the 1%–99% quantile range; qbc's envs take 0 as "no
+  input").
 
 Constrained generation (:meth:`FastTokenizer.length_constraint`) makes such failures impossible
 for sequences a model generates: every BPE token expands to a fixed number of symbols (its
@@ -37,6 +39,9 @@ string's length: one character per coefficient; any string of exactly k * D symb
 alphabet decodes), so a generator that tracks the symbols emitted so far can mask every token
 that would overshoot k * D or leave a remainder it cannot complete in the positions left, and
 allow its end token only at exactly k * D (:func:`qbc.policy.chunked.allowed_token_table`).
+This holds for the character-level BPE only: a byte-level token need not hold whole symbols, and
+:meth:`FastTokenizer.token_symbol_counts` does not describe it (most of its ids count as -1), so
+with ``bpe="byte"`` constrained generation does not guarantee a decodable sequence.
 The repair rules stay for sequences from elsewhere.
 """
 

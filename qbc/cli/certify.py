@@ -189,7 +189,8 @@ def format_certificate(cert: Certificate) -> str:
                            for m in (cert.measured_regret or {}).values())
         lines.append(f"{h:>6}{b['thm2'][i]:>13.4g}{b['thm3'][i]:>13.4g}{b['thm7'][i]:>13.4g}"
                      + measured)
-    lines.append("(bound shapes: constants set to 1 — compare their growth in H, not values)")
+    lines.append("(bound shapes: constants and log factors set to 1 — compare their growth in H, "
+                 "not values)")
     for thm, h in cert.bound_hypotheses.items():
         marks = "; ".join(f"{x['name']}: {_holds(x['holds'])}" for x in h["hypotheses"])
         verdict = "hypotheses hold" if h["applies"] else "NOT shown to apply"

@@ -14,14 +14,14 @@ from typing import Any
 TERMS = {
     "ρ": "spectral radius (largest |eigenvalue|) of the state-transition matrix, open loop (A) "
          "or closed loop under the LQR gain (A + BK); ρ < 1 means a perturbation of the state "
-         "shrinks by a factor ρ per step.",
+         "dies out, in the long run by a factor ρ per step.",
     "P-EIISS": "probabilistic exponential incremental input-to-state stability: perturbing the "
                "actions moves the state by at most a geometrically fading sum of the past "
                "perturbations; measured by perturbing the expert's actions on coupled episodes "
                "and checking that the state gap dies out once the perturbation stops.",
-    "ε_q": "quantization error of the tokenizer, max |decode(encode(a)) − a|: the worst case "
-           "over the action range for binning quantizers, the mean over the demonstrations' "
-           "actions (in-dist) for learned ones, which have no worst-case bound.",
+    "ε_q": "quantization error of the tokenizer, |decode(encode(a)) − a|: its worst case over "
+           "the action range for binning quantizers, its mean over the demonstrations' actions "
+           "(in-dist) for the others (learned ones, sign), which have no worst-case bound.",
     "κ(δ)": "RTVC violation rate: the fraction of state pairs δ apart whose quantized expert "
             "actions differ by more than 2·ε_q; 0 means nearby states get nearby codewords "
             "(binning under a Lipschitz expert), > 0 at small δ is what learned quantizers risk.",

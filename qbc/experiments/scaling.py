@@ -1,9 +1,11 @@
 """How the quantized expert's horizon error scales with H and with the bin width.
 
 The quantized expert q#π* has no learning error, so its regret isolates what quantization alone
-costs. On a stable system the theory predicts regret linear in H (no compounding) and a state
-deviation proportional to the bin width; near an optimal expert with a quadratic cost the regret
-itself is second order in the bin width (the cost is flat at the optimum).
+costs. On a stable system, with a binning quantizer, the theory bounds its regret linearly in H
+(no compounding) and its state deviation by the P-IISS gain of the bin width (proportional to it
+on a linear system); that the regret itself is second order in the bin width near an expert
+optimal for a quadratic cost (the cost is flat at the optimum) is qbc's heuristic, not the
+papers', and what this module measures.
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ SCOPE = [
     " changed is not the floor reached.",
     "- The floor is the quantized expert with the deterministic encoding (for `smooth`: nearest"
     " rounding), the policy an argmax learner reproduces: the target is measured against it. For"
-    " `smooth` the stochastic q#π* (stochastic rounding: the theory's quantized expert, what a"
-    " sampling learner reproduces) is shown beside it and is not used by the target.",
+    " `smooth` the stochastic q#π* through each row's own tokenizer (stochastic rounding: the"
+    " theory's quantized expert, what a sampling learner reproduces) has a column of its own and"
+    " is not used by the target.",
     "- Mean decoding returns an average of codewords, not a quantized actor: its comparison with"
     " either floor is between unlike things, and a mean-decoded learner can lie below them.",
 ]
@@ -61,7 +62,7 @@ def env_table(rows: list[dict[str, Any]], cfg: Any) -> list[str]:
     lines = ["| method | quantizer | decode | expert labels | learner regret (worst seed) "
              "| reference floor (BC's tokenizer) | ratio to it | own floor (nearest rounding) "
              "| diverged | reference floor diverged | own floor diverged "
-             "| stochastic q#π* regret | target met |",
+             "| stochastic q#π* regret (own tokenizer) | target met |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {m: i for i, m in enumerate(METHOD_NAMES)}
     for r in sorted(rows, key=lambda r: (order.get(r["method"], 9), r["quantizer"], r["decode"])):
