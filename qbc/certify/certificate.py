@@ -241,7 +241,8 @@ def bound_shapes(horizons: Sequence[int], n_demos: int, eps_q: float, gamma: flo
 
 
 def bound_hypotheses(rounding: str, worst_case_bound: float | None, piiss: dict[str, Any],
-                     rtvc: dict[str, Any], model_based: bool | None = None
+                     rtvc: dict[str, Any],
+                     model_based: tuple[bool | None, str] = (None, "no rollout given")
                      ) -> dict[str, dict[str, Any]]:
     """Per theorem (``thm2``, ``thm3``, ``thm7``): the hypotheses its bound needs and whether
     this run satisfies each (True, False, or None: not measured), and ``applies`` (all True).
@@ -249,7 +250,8 @@ def bound_hypotheses(rounding: str, worst_case_bound: float | None, piiss: dict[
     ``rounding``: 'stochastic' or 'nearest' — how q#π* rounds; ``worst_case_bound``: the
     quantizer's worst-case error (None: learned, not a binning); ``piiss`` and ``rtvc``: results
     of :func:`piiss_gain` and :func:`rtvc_violation_rate` (for Theorem 3, of the deterministic
-    q#π*); ``model_based``: whether the deployment runs Algorithm 1 (None: unknown).
+    q#π*); ``model_based``: whether the deployment ran Algorithm 1 (None: unknown) and why
+    (:func:`qbc.certify.deployment.algorithm_1_deployment`).
     Measured hypotheses are judged from estimates (see the module docstring)."""
     stable = bool(np.all(np.isfinite(piiss["gains"])))
     kappa_0 = rtvc["violation_rate"][int(np.argmin(rtvc["deltas"]))] == 0.0
@@ -272,11 +274,8 @@ def bound_hypotheses(rounding: str, worst_case_bound: float | None, piiss: dict[
             ("P-IISS", stable, "measured: finite gains at every perturbation size"),
         ],
         "thm7": [
-            ("model-based deployment (Algorithm 1, or qbc's mean-state variant)", model_based,
-             "the rollout given has a policy_model_based run; whether it sampled the model state "
-             "as Algorithm 1 does (--model-sample) or advanced it by the mean (qbc's default), "
-             "or re-synced it, is not checked" if model_based is not None
-             else "no rollout given"),
+            ("model-based deployment (Algorithm 1: sampled model state, never re-synced)",
+             model_based[0], model_based[1]),
             ("P-EIISS", bool(piiss["exponential"]), "measured: gap decay after the perturbation"),
         ],
     }
@@ -306,13 +305,15 @@ def certificate(env_id: str, expert: Any, tokenizer: Any, states: np.ndarray,
                 actions: np.ndarray, n_demos: int, sizes: Sequence[float],
                 deltas: Sequence[float], horizons: Sequence[int], k: float = 2.0,
                 horizon: int = 200, seeds: Sequence[int] = range(2_000_000, 2_000_050),
-                model_based: bool | None = None, rounding_seed: int = 0) -> dict[str, Any]:
+                model_based: tuple[bool | None, str] = (None, "no rollout given"),
+                rounding_seed: int = 0) -> dict[str, Any]:
     """Every quantity of the certificate on ``env_id`` under ``expert`` with ``tokenizer``:
     ε_q on the demonstrations' ``actions`` (N, act_dim), the P-IISS gain over ``sizes`` on
     coupled episodes from ``seeds`` of ``horizon`` steps, κ(δ) over ``deltas`` around ``states``
     (N, obs_dim) with threshold ``k``·ε_q, γ and κ at (k+1)·ε_q, and the bound shapes at
     ``horizons`` for ``n_demos`` demonstrations, each with its hypotheses checked
-    (``model_based``: whether the deployment runs Algorithm 1, None if unknown).
+    (``model_based``: whether the deployment ran Algorithm 1, None if unknown, and why: see
+    :func:`qbc.certify.deployment.algorithm_1_deployment`).
 
     A stochastic (smooth) tokenizer's ε_q and κ are those of the stochastic q#π* (draws seeded by
     ``rounding_seed``); its nearest-rounding variant is under ``nearest`` and gives Theorem 3."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qbc.certify.certificate import certificate
+from qbc.certify.deployment import algorithm_1_deployment
 from qbc.certify.result import Certificate
 from qbc.cli import Command
 from qbc.cli.flag_types import KeyValues, expert_params
@@ -100,7 +101,8 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
                                     and isinstance(metrics.get("policies"), dict)):
         raise CorruptFileError(f"{Path(cfg.rollout) / 'metrics.json'} is not the metrics.json "
                                "of qbc rollout (no 'policies' and 'reference')")
-    report = None if metrics is None else RolloutReport.from_json(metrics)
+    report = None if metrics is None else RolloutReport.from_json(metrics,
+                                                                  _rollout_config(cfg.rollout))
     demos = load_demonstrations(cfg.dataset, drop_nonfinite=cfg.drop_nonfinite)
     env_id = cfg.env or demos.env_id
     if env_id is None:
@@ -134,6 +136,12 @@ def run_certify(cfg: CertifyConfig) -> Certificate:
     return cert
 
 
+def _rollout_config(rollout: Path) -> dict[str, Any] | None:
+    """A rollout folder's config.json (how it deployed the policy), None where it has none."""
+    path = Path(rollout) / "config.json"
+    return read_json_object(path, what="rollout config") if path.is_file() else None
+
+
 def certificate_of(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
                    horizons: list[int], metrics: RolloutReport | None, demos: Any, env_id: str,
                    tok: Any, expert: Any, choice: Any) -> Certificate:
@@ -148,8 +156,9 @@ def certificate_of(cfg: CertifyConfig, sizes: list[float], deltas: list[float],
         **certificate(env_id, expert, tok, demos.observations, demos.actions,
                       demos.n_episodes, sizes, deltas, horizons, k=cfg.k, horizon=cfg.horizon,
                       seeds=range(cfg.seed, cfg.seed + cfg.episodes),
-                      model_based=(None if metrics is None
-                                   else "policy_model_based" in metrics.policies)),
+                      model_based=algorithm_1_deployment(
+                          None if metrics is None else metrics.policies,
+                          None if metrics is None else metrics.config)),
     }
     if metrics is not None:
         cert["measured_regret"] = {

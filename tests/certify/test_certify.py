@@ -15,6 +15,7 @@ from qbc.certify.certificate import (
     quantization_error,
     rtvc_violation_rate,
 )
+from qbc.certify.deployment import algorithm_1_deployment
 from qbc.certify.result import Certificate
 from qbc.cli import main
 from qbc.cli.certify import format_certificate
@@ -172,7 +173,7 @@ def test_bound_hypotheses_follow_the_quantizer_and_deployment():
         eps_q = eps["worst_case_bound"] or eps["in_distribution_mean"]
         rtvc = rtvc_violation_rate(expert, tok, states, deltas=[0.01], eps_q=eps_q)
         labels[name] = bound_hypotheses("nearest", eps["worst_case_bound"], gain, rtvc,
-                                        model_based=True)
+                                        model_based=(True, "sampled, never re-synced"))
     holds = {name: {thm: {h["name"]: h["holds"] for h in v["hypotheses"]}
                     for thm, v in lab.items()} for name, lab in labels.items()}
     assert labels["uniform"]["thm3"]["applies"] and not labels["uniform"]["thm2"]["applies"]
@@ -181,7 +182,7 @@ def test_bound_hypotheses_follow_the_quantizer_and_deployment():
     assert holds["kmeans"]["thm3"]["binning quantizer (worst-case ε_q)"] is False
     assert holds["kmeans"]["thm3"]["kε_q-RTVC (k = 2)"] is False
     assert labels["kmeans"]["thm7"]["applies"]  # model-based deployment needs no smoothness
-    unknown = bound_hypotheses("nearest", 0.1, gain, rtvc, model_based=None)
+    unknown = bound_hypotheses("nearest", 0.1, gain, rtvc)
     assert unknown["thm7"]["hypotheses"][0]["holds"] is None and not unknown["thm7"]["applies"]
 
 
@@ -193,3 +194,17 @@ def test_kappa_outside_the_delta_grid_is_flagged_not_clamped_silently():
     value, where = kappa_at(rtvc, 0.001)
     assert value == 0.0 and where.startswith("below the smallest δ") and "upper value" in where
     assert kappa_at(rtvc, float("inf"))[1].startswith("above")
+
+
+def test_only_a_sampled_never_resynced_model_run_is_algorithm_1():
+    run = ["expert", "policy", "policy_model_based"]
+    mean = algorithm_1_deployment(run, {"model_sample": False, "resync_every": 0})
+    resynced = algorithm_1_deployment(run, {"model_sample": True, "resync_every": 5})
+    sampled = algorithm_1_deployment(run, {"model_sample": True, "resync_every": 0})
+    assert mean[0] is False and "--model-sample" in mean[1]
+    assert resynced[0] is False and "every 5 steps" in resynced[1]
+    assert sampled[0] is True
+    assert algorithm_1_deployment(["expert", "policy"], {"model_sample": True})[0] is False
+    assert algorithm_1_deployment(run, None)[0] is None  # a config.json that says nothing
+    assert algorithm_1_deployment(run, {"model_sample": "yes", "resync_every": 0})[0] is None
+    assert algorithm_1_deployment(None, None) == (None, "no rollout given")
