@@ -364,7 +364,7 @@ def _rounding_quantities(expert: Any, tokenizer: Any, states: np.ndarray, action
     eps_q = used_eps_q(eps)
     rtvc = rtvc_violation_rate(expert, tokenizer, states, deltas, eps_q, k, seed=seed,
                                stochastic=stochastic)
-    gamma, gamma_grid = _gain_at(gain, (k + 1) * eps_q)
+    gamma, gamma_grid = gamma_at(gain, (k + 1) * eps_q)
     kappa, kappa_grid = kappa_at(rtvc, gamma)
     kind = ("worst case" if eps["worst_case_bound"] is not None
             else "in distribution (no worst-case bound)")
@@ -372,10 +372,11 @@ def _rounding_quantities(expert: Any, tokenizer: Any, states: np.ndarray, action
             "gamma": gamma, "gamma_grid": gamma_grid, "kappa": kappa, "kappa_grid": kappa_grid}
 
 
-def _gain_at(gain: dict[str, Any], r: float) -> tuple[float, str]:
+def gamma_at(gain: dict[str, Any], r: float) -> tuple[float, str]:
     """γ(r) from the measured gains and where r lies: interpolated in log-log inside the size
     grid ('inside'); outside it extrapolated by the power fit (or linearly), and flagged."""
-    sizes, gains = np.asarray(gain["sizes"]), np.asarray(gain["gains"])
+    order = np.argsort(gain["sizes"])  # the Python API takes the sizes in any order
+    sizes, gains = np.asarray(gain["sizes"])[order], np.asarray(gain["gains"])[order]
     if not np.all(np.isfinite(gains)):
         return float("inf"), "diverged"
     if sizes[0] <= r <= sizes[-1]:

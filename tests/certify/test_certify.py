@@ -10,6 +10,7 @@ from qbc.certify.certificate import (
     bound_hypotheses,
     bound_shapes,
     certificate,
+    gamma_at,
     kappa_at,
     piiss_gain,
     quantization_error,
@@ -208,3 +209,12 @@ def test_only_a_sampled_never_resynced_model_run_is_algorithm_1():
     assert algorithm_1_deployment(run, None)[0] is None  # a config.json that says nothing
     assert algorithm_1_deployment(run, {"model_sample": "yes", "resync_every": 0})[0] is None
     assert algorithm_1_deployment(None, None) == (None, "no rollout given")
+
+
+def test_gamma_between_unsorted_sizes_is_interpolated_not_extrapolated():
+    gain = {"sizes": [0.3, 0.01], "gains": [0.6, 0.01], "power_fit": {"slope": 1.2}}
+    value, where = gamma_at(gain, 0.1)
+    assert where == "inside"
+    assert value == pytest.approx(np.exp(np.interp(np.log(0.1), np.log([0.01, 0.3]),
+                                                   np.log([0.01, 0.6]))))
+    assert gamma_at(gain, 0.001)[1].startswith("below the smallest size (0.01)")
