@@ -151,14 +151,15 @@ def bench_chunk_decoding(model: ModelConfig, obs_dim: int, act_dim: int, bins: i
 
 def make_fast_chunk_policy(model: ModelConfig, obs_dim: int, act_dim: int, chunk_len: int,
                            seed: int, vocab_size: int = 256, n_chunks: int = 2000,
-                           device: str | torch.device = "cpu") -> Any:
+                           device: str | torch.device = "cpu", bpe: str = "char") -> Any:
     """An untrained ``chunk-ar-transformer`` ChunkPolicy (weights from ``seed``) over a ``fast``
-    tokenizer fitted to ``n_chunks`` smooth synthetic chunks (random walks of k steps, D
-    dimensions), with room for the longest fitted sequence and an identity normaliser."""
+    tokenizer (its ``bpe`` level) fitted to ``n_chunks`` smooth synthetic chunks (random walks
+    of k steps, D dimensions), with room for the longest fitted sequence and an identity
+    normaliser."""
     rng = np.random.default_rng(seed)
     chunks = np.cumsum(rng.normal(0, 0.1, size=(n_chunks, chunk_len, act_dim)), axis=1)
     chunks += rng.uniform(-0.5, 0.5, size=(n_chunks, 1, act_dim))
-    tok = make_chunk_tokenizer("fast", vocab_size=vocab_size).fit(chunks)
+    tok = make_chunk_tokenizer("fast", vocab_size=vocab_size, bpe=bpe).fit(chunks)
     max_len = max(len(s) for s in tok.encode(chunks))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -41,7 +41,8 @@ that would overshoot k * D or leave a remainder it cannot complete in the positi
 allow its end token only at exactly k * D (:func:`qbc.policy.chunked.allowed_token_table`).
 This holds for the character-level BPE only: a byte-level token need not hold whole symbols, and
 :meth:`FastTokenizer.token_symbol_counts` does not describe it (most of its ids count as -1), so
-with ``bpe="byte"`` constrained generation does not guarantee a decodable sequence.
+with ``bpe="byte"`` :meth:`FastTokenizer.length_constraint` gives None and a chunk policy generates
+unconstrained (with a warning).
 The repair rules stay for sequences from elsewhere.
 """
 
@@ -229,10 +230,13 @@ class FastTokenizer(ChunkTokenizer):
                 counts[idx] = len(codes)
         return counts
 
-    def length_constraint(self) -> tuple[np.ndarray, int]:
+    def length_constraint(self) -> tuple[np.ndarray, int] | None:
         """What constrained generation needs: (symbols per token id (vocab_size,), see
-        :meth:`token_symbol_counts`; symbols of a whole chunk, k * D)."""
+        :meth:`token_symbol_counts`; symbols of a whole chunk, k * D); None for the byte-level
+        BPE, whose tokens need not hold whole symbols, so no count per token describes them."""
         self._check_fitted()
+        if self.bpe == "byte":
+            return None
         return self.token_symbol_counts(), self.chunk_len_ * self.action_dim_
 
     # -- coding ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ tokenizer's JSON as ``tokenizer.json``; :func:`qbc.policy.load_policy` returns a
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.errors import InvalidValueError, QbcWarning, UnknownNameError
 from qbc.policy.ar_transformer import ARTransformerConfig, ARTransformerPolicy
 from qbc.policy.baselines import MLPConfig, MLPRegressionPolicy
 from qbc.policy.registry import (
@@ -337,8 +338,15 @@ class ChunkPolicy(Policy):
                                                                "length_constraint"):
             return None
         if self._constraint is None:
-            symbols, size = self.chunk_tokenizer.length_constraint()
-            self._constraint = LengthConstraint(symbols, size, self.module.cfg.n_tokens, end)
+            spec = self.chunk_tokenizer.length_constraint()
+            if spec is None:  # e.g. FAST's byte-level BPE: no symbol count per token
+                warnings.warn(f"{self.chunk_tokenizer!r} cannot constrain generation (its tokens "
+                              "need not hold whole symbols): sequences are generated freely, "
+                              "and malformed ones repaired by its rule and counted as decode "
+                              "failures", QbcWarning, stacklevel=2)
+                self.constrained = False
+                return None
+            self._constraint = LengthConstraint(*spec, self.module.cfg.n_tokens, end)
         return self._constraint
 
     def act(self, obs: np.ndarray, deterministic: bool = True,

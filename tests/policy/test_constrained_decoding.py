@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from qbc.bench.sections import make_fast_chunk_policy
+from qbc.errors import QbcWarning
 from qbc.policy import ModelConfig
 from qbc.policy.chunked import LengthConstraint, allowed_token_table, strip_end
 
@@ -68,3 +69,14 @@ def test_symbol_counts_match_the_strings_the_tokens_decode_to():
 def test_constraint_rejects_an_end_token_not_after_the_code():
     with pytest.raises(Exception, match="end token"):
         LengthConstraint(np.array([1, 2]), 4, 5, end_token=7)
+
+
+def test_a_byte_level_fast_policy_generates_unconstrained_and_says_so():
+    policy = make_fast_chunk_policy(TINY, obs_dim=1, act_dim=1, chunk_len=8, seed=0,
+                                    vocab_size=300, bpe="byte")
+    assert policy.chunk_tokenizer.length_constraint() is None  # tokens need not hold symbols
+    obs = np.random.default_rng(0).standard_normal((64, 1)).astype(np.float32)
+    with pytest.warns(QbcWarning, match="cannot constrain generation"):
+        chunks, failed = policy.predict_chunks(obs)
+    assert policy.constrained is False and policy.constraint() is None
+    assert chunks.shape == (64, 8, 1) and policy.decode_failures == failed.sum()
