@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.interpolate import BSpline
 
 from qbc.chunking.base import ChunkTokenizer, check_int, register_chunk_tokenizer
 from qbc.errors import InvalidValueError
@@ -30,6 +29,8 @@ def bspline_design(k: int, n_control_points: int, degree: int) -> np.ndarray:
     knots = np.r_[np.zeros(degree), np.linspace(0.0, 1.0, n_control_points - degree + 1),
                   np.ones(degree)]
     times = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
+    from scipy.interpolate import BSpline  # deferred: 0.3 s of every command's start otherwise
+
     return BSpline.design_matrix(times, knots, degree).toarray()
 
 

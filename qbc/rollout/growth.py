@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 # -- growth fits ---------------------------------------------------------------------------------
 #: Below this log-log slope over the upper half of the horizons, regret counts as plateaued
@@ -44,6 +43,8 @@ def fit_growth(horizons: Sequence[float], values: Sequence[float]) -> dict[str, 
                 "no_growth_reason": "fewer than 3 positive values", "tail_slope": None,
                 "n_points": int(len(h))}
     logv = np.log(v)
+    from scipy import stats  # deferred: 0.3 s of every command's start otherwise
+
     fits = {}
     for kind, x, key in (("power", np.log(h), "slope"), ("exponential", h, "rate")):
         fit = stats.linregress(x, logv)

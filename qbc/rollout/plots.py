@@ -1,18 +1,26 @@
 """PNG plots of horizon error (matplotlib, off-screen; figures written by
 :func:`qbc.infra.figures.save_figure`). Figures are made without pyplot's registry of open
-figures, so evaluations running in threads side by side can draw at once."""
+figures, so evaluations running in threads side by side can draw at once. matplotlib is imported
+when the first plot is drawn, not with this module: every command that evaluates imports it, and
+matplotlib alone takes about 0.4 s to import."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 
-matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
+def _figure() -> Any:
+    """An empty off-screen figure of the plots' size."""
+    from matplotlib.figure import Figure
 
-from qbc.infra.figures import save_figure  # noqa: E402
+    return Figure(figsize=(5.5, 4))
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    from qbc.infra.figures import save_figure  # lazy: it imports matplotlib (Agg backend)
+
+    return save_figure(fig, path)
 
 
 def plot_regret_vs_horizon(metrics: dict[str, Any], path: str | Path, title: str = "") -> Path:
@@ -20,7 +28,7 @@ def plot_regret_vs_horizon(metrics: dict[str, Any], path: str | Path, title: str
 
     Non-positive regrets cannot be drawn on a log axis; their points are left out.
     """
-    fig = Figure(figsize=(5.5, 4))
+    fig = _figure()
     ax = fig.subplots()
     hs = metrics["horizons"]
     for name, per_h in metrics["policies"].items():
@@ -42,13 +50,13 @@ def plot_regret_vs_horizon(metrics: dict[str, Any], path: str | Path, title: str
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    return save_figure(fig, path)
+    return _save(fig, path)
 
 
 def plot_state_deviation(rows: list[dict[str, Any]], path: str | Path, reference: str,
                          title: str = "") -> Path:
     """Mean state deviation ‖x_t − x*_t‖ against t, one line per policy."""
-    fig = Figure(figsize=(5.5, 4))
+    fig = _figure()
     ax = fig.subplots()
     names = sorted({r["policy"] for r in rows} - {reference})
     for name in names:
@@ -61,4 +69,4 @@ def plot_state_deviation(rows: list[dict[str, Any]], path: str | Path, reference
     ax.grid(True, alpha=0.3)
     if names:
         ax.legend()
-    return save_figure(fig, path)
+    return _save(fig, path)
