@@ -14,6 +14,7 @@ from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.run_folder import output_file
 from qbc.infra.validate import check_config, check_memory
 from qbc.quantizers import QUANTILE_RANGE, quantile_params
+from qbc.quantizers.base import as_real_array
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -61,8 +62,8 @@ def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
 
 
 def load_actions_file(path: Path) -> np.ndarray:
-    """The array of a .npy file (no pickle); a missing, damaged or non-.npy file is refused in
-    one line."""
+    """The (N, D) or (N,) real, finite array of a .npy file (no pickle), as float64; a missing,
+    damaged or non-.npy file, or one holding anything else, is refused in one line naming it."""
     if not path.is_file():
         raise InvalidValueError(f"actions file {str(path)!r} does not exist")
     with open(path, "rb") as f:
@@ -72,11 +73,20 @@ def load_actions_file(path: Path) -> np.ndarray:
     from tokenize import TokenError  # what numpy's header parser raises on an unclosed bracket
 
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError, SyntaxError, TypeError, OverflowError, MemoryError,
             TokenError) as exc:  # a damaged header: numpy parses it as a Python literal
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptFileError(f"cannot read {path} as a .npy array: {why}") from None
+    what = f"the actions in {str(path)!r}"  # a readable file of the wrong contents: name it
+    actions = as_real_array(array, what)
+    if actions.ndim not in (1, 2) or actions.size == 0:
+        raise InvalidValueError(f"{what} must be a non-empty (N, D) array, got shape "
+                                f"{actions.shape}")
+    if not np.isfinite(actions).all():
+        raise InvalidValueError(f"{what} hold {int((~np.isfinite(actions)).sum())} non-finite "
+                                "values (NaN or inf); drop or repair them")
+    return actions
 
 
 def format_report(rep: dict[str, Any]) -> str:

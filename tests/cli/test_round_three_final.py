@@ -226,6 +226,23 @@ def test_an_actions_file_with_a_damaged_header_is_one_line(tmp_path):
         load_actions_file(path)
 
 
+@pytest.mark.parametrize("contents,why", [
+    (["a", "b"], "must be real numbers"), ([[float("nan"), 1.0]], "hold 1 non-finite values"),
+    ([[[0.0]]], r"must be a non-empty \(N, D\) array, got shape \(1, 1, 1\)"),
+    ([], r"must be a non-empty \(N, D\) array, got shape \(0,\)"),
+    ([True, False], "must be real numbers")])
+def test_an_actions_file_of_the_wrong_contents_is_named_in_its_refusal(tmp_path, contents, why):
+    import numpy as np
+
+    from qbc.cli.tokenize import load_actions_file
+    from qbc.errors import InvalidValueError
+
+    path = tmp_path / "acts.npy"
+    np.save(path, np.array(contents))
+    with pytest.raises(InvalidValueError, match=f"the actions in '.*acts.npy' {why}"):
+        load_actions_file(path)
+
+
 def test_a_sweep_with_a_plain_head_refuses_location_settings(tmp_path):
     from qbc.errors import InvalidValueError
     from qbc.sweep.spec import spec_from_dict
