@@ -231,4 +231,14 @@ def dataset_base(cfg: DaggerConfig) -> str:
 
 
 def round_dataset_id(cfg: DaggerConfig, r: int) -> str:
-    return validate_dataset_id(f"{dataset_base(cfg)}/round-{r}-v0")
+    """The Minari id of round ``r``'s dataset; a --dataset-base that cannot prefix one is
+    refused naming the flag."""
+    try:
+        return validate_dataset_id(f"{dataset_base(cfg)}/round-{r}-v0")
+    except InvalidValueError:
+        if cfg.dataset_base is None:
+            raise
+        raise InvalidValueError(
+            f"--dataset-base {cfg.dataset_base!r} cannot begin a Minari dataset id "
+            f"('{dataset_base(cfg)}/round-{r}-v0'): use letters, digits, '-', '_' and '/'"
+        ) from None

@@ -153,6 +153,8 @@ CASES = {
     "collect-horizon-memory": (["collect", "--env", ENV, "--dataset", "qbc/new-v0", "--episodes",
                                 "2", "--max-episode-steps", "100000000000000"],
                                "of memory, more than"),
+    "dagger-dataset-base": (["dagger", "--env", ENV, "--out", "{root}/db", "--dataset-base",
+                             "bad base"], "--dataset-base 'bad base' cannot begin a Minari"),
     "dagger-eval-memory": (["dagger", "--env", ENV, "--out", "{root}/old", "--overwrite",
                             "--rounds", "1", "--episodes-per-round", "2", "--max-episode-steps",
                             "10", "--steps", "4", *TINY_MODEL_FLAGS, "--eval-seed", "100",
