@@ -45,11 +45,11 @@ from qbc.experiments.chunking_seeds import (
     verdict_lines,
 )
 from qbc.experiments.table_cells import number_cell, percent_cell
-from qbc.infra.files import atomic_write_text, read_json_object
+from qbc.infra.files import atomic_write_text
 from qbc.rollout.growth import fit_growth
 from qbc.sweep.entries import env_label, normalize_env
 from qbc.sweep.report import current_cells
-from qbc.sweep.table import read_table
+from qbc.sweep.table import read_config, read_table
 
 _FLOAT = ("regret_mean", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "val_loss",
           "tokens_per_chunk", "decode_failures", "decode_failure_rate", "decode_actions_per_s",
@@ -303,7 +303,10 @@ def readme(sweep_dir: Path, plots: list[Path] | None = None) -> str:
     sweep_config.json); ``plots``: the per-(env, execution) figures to link."""
     rows = read_summary(sweep_dir)
     single_seed_intervals(sweep_dir, rows)
-    config = read_json_object(Path(sweep_dir) / "sweep_config.json", what="sweep config")
+    config = read_config(Path(sweep_dir) / "sweep_config.json")  # checked as `qbc sweep` does
+    if config is None:
+        raise CorruptFileError(f"{str(sweep_dir)!r} has no sweep_config.json: give the folder "
+                               "`qbc sweep --out` wrote")
     seeds = seed_rows(sweep_dir)
     fits, ratios = growth(rows), floor_ratios(seeds, policy_label)
     out = [*_header(config, rows, seeds), "",

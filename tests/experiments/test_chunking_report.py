@@ -4,6 +4,8 @@ prediction; the reverse refutes it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from repository import ROOT
 
@@ -130,8 +132,6 @@ def _results(costs: dict[str, tuple[float, ...]]) -> list[dict]:
 
 
 def _sweep_dir(tmp_path, costs=COSTS):
-    import json
-
     from qbc.sweep import write_report
     from qbc.sweep.table import append_rows
 
@@ -201,3 +201,18 @@ def test_env_labels_split_back_into_id_and_kwargs():
     assert split_label(LS0) == (LS, {"noise_std": 0.0})
     assert split_label(LS) == (LS, {})
     assert setting(LS) == "noisy" and setting(LS0) == "noise-free"
+
+
+def test_a_damaged_sweep_config_is_refused_naming_the_field(tmp_path):
+    from qbc.errors import CorruptFileError
+    from qbc.experiments.chunking_report import readme
+
+    out = _sweep_dir(tmp_path)
+    path = out / "sweep_config.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "cells": "lost"}))
+    with pytest.raises(CorruptFileError, match="field 'cells' must be a list of cells"):
+        readme(out)
+    path.unlink()
+    with pytest.raises(CorruptFileError, match="has no sweep_config.json"):
+        readme(out)
