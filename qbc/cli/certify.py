@@ -22,6 +22,7 @@ from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.files import atomic_write_json, read_json_object
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
+from qbc.quantizers import check_bins_flag
 from qbc.rollout.report import RolloutReport
 from qbc.stepping.limits import check_rollout_memory
 from qbc.tokenizer import ActionTokenizer
@@ -92,6 +93,8 @@ def open_inputs(cfg: CertifyConfig) -> dict[str, Any]:
                (cfg.tokenizer is None or not fit_flags,  # they were ignored without a word
                 f"{', '.join(fit_flags)} choose the tokenizer fitted without --tokenizer; "
                 f"--tokenizer {cfg.tokenizer} would ignore them: leave them out")])
+    if cfg.tokenizer is None:
+        check_bins_flag(cfg.quantizer, cfg.bins)
     sizes = positive_floats(cfg.sizes, "--sizes")
     deltas = positive_floats(cfg.deltas, "--deltas")
     horizons = parse_horizons(cfg.horizons)

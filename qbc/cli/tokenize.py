@@ -13,7 +13,7 @@ from qbc.cli import Command
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.run_folder import output_file
 from qbc.infra.validate import check_config, check_memory
-from qbc.quantizers import QUANTILE_RANGE, quantile_params
+from qbc.quantizers import QUANTILE_RANGE, check_bins_flag, quantile_params
 from qbc.quantizers.base import as_real_array
 from qbc.tokenizer import ActionTokenizer
 
@@ -51,6 +51,7 @@ def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
                  f"a tokenizer of {cfg.bins:,} bins for {n_dims} action dimension(s)",
                  "use fewer --bins")
     params = quantile_params(cfg.quantizer, cfg.quantile)
+    check_bins_flag(cfg.quantizer, cfg.bins)
     with output_file(cfg.out, cfg.overwrite, "tokenize") as out:
         tok = ActionTokenizer(cfg.quantizer, cfg.bins, cfg.per_dim, params).fit(actions)
         tok.save(out)
@@ -83,9 +84,12 @@ def load_actions_file(path: Path) -> np.ndarray:
     if actions.ndim not in (1, 2) or actions.size == 0:
         raise InvalidValueError(f"{what} must be a non-empty (N, D) array, got shape "
                                 f"{actions.shape}")
-    if not np.isfinite(actions).all():
-        raise InvalidValueError(f"{what} hold {int((~np.isfinite(actions)).sum())} non-finite "
-                                "values (NaN or inf); drop or repair them")
+    finite = np.isfinite(actions.reshape(len(actions), -1))
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        raise InvalidValueError(f"{what} hold {int((~finite).sum())} non-finite values (NaN or "
+                                f"inf) in {len(rows)} rows (first rows: {rows[:5].tolist()}); "
+                                "drop or repair them")
     return actions
 
 

@@ -27,6 +27,7 @@ from qbc.quantizers.binning import (
     SignQuantizer,
     SmoothQuantizer,
     UniformQuantizer,
+    check_bins_flag,
     quantile_params,
     range_settings,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "QUANTILE_RANGE",
     "Quantizer",
     "available_quantizers",
+    "check_bins_flag",
     "get_quantizer_class",
     "make_quantizer",
     "quantile_params",

@@ -64,6 +64,16 @@ def quantile_params(quantizer: str, quantile: float, margin: float = 0.0) -> dic
     return params
 
 
+def check_bins_flag(quantizer: str, bins: int, default: int = 64) -> None:
+    """Refuse a command's ``--bins`` other than its ``default`` for a quantizer whose number of
+    levels is not a setting (``sign``: always 2): it would be ignored."""
+    takes = inspect.signature(get_quantizer_class(quantizer).__init__).parameters
+    if bins != default and "n_bins" not in takes:
+        raise InvalidValueError(
+            f"--bins {bins}: quantizer {quantizer!r} has a fixed number of levels and would "
+            "ignore it: leave --bins out")
+
+
 def check_margin(margin: float, who: str = "margin") -> float:
     """``margin`` if it is finite and >= 0, else InvalidValueError naming ``who``."""
     if not (MARGIN_RANGE.holds(margin) and np.isfinite(margin)):

@@ -18,7 +18,7 @@ from qbc.policy.registry import (
     given_settings,
     refuse_location_settings,
 )
-from qbc.quantizers import get_quantizer_class, quantile_params
+from qbc.quantizers import check_bins_flag, get_quantizer_class, quantile_params
 
 if TYPE_CHECKING:  # annotations only: the config module imports this one
     from qbc.training.config import TrainConfig
@@ -82,6 +82,7 @@ def _check_token_settings(cfg: TrainConfig, given: set[str], head_flags: list[st
             f"{head_flags[0]} sets the {owner}'s output head; --policy {cfg.policy} "
             f"would ignore it: leave it out or use --policy {owner}")
     quantile_params(cfg.quantizer, cfg.quantile, cfg.range_margin)
+    check_bins_flag(cfg.quantizer, cfg.bins)
     klass = get_quantizer_class(cfg.quantizer)
     why = ("stochastic: its targets are two-hot already" if klass.stochastic
            else "joint: its tokens have no order")

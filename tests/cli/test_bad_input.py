@@ -153,7 +153,7 @@ ROWS = [
         ["warning: dropped 2 steps with NaN/inf", "episode ids 1", "2 episodes remain"], rc=0),
     Row("nonfinite-actions-file",
         ["tokenize", "--actions", "{root}/actions_nan.npy", "--out", "{root}/o/n.json"],
-        ["2 non-finite action values", "rows (first rows: [3, 7])"]),
+        ["actions_nan.npy' hold 2 non-finite values", "rows (first rows: [3, 7])"]),
     Row("actions-outside-tokenizer-range",
         ["rollout", "--tokenizer", "{root}/narrow_tok.json", "--env", ENV, "--episodes", "2",
          "--num-envs", "2", "--horizons", "5", "--out", "{root}/o/clip"],
