@@ -9,29 +9,31 @@ and 1-NN / linear / least-squares learners on the quantized projections.
 >>> est.variance(0.9, k=64)
 """
 
-from importlib import import_module
+from qbc.compressive.datasets import DATASETS, make_split
+from qbc.compressive.estimators import InnerProductEstimator, one_bit_variance
+from qbc.compressive.learners import MODELS, fit_score
+from qbc.compressive.moments import bivariate_step_moment
+from qbc.compressive.projection import (
+    GaussianProjection,
+    normalize_rows,
+    projection_quantizer,
+    quantizer_cells,
+)
+from qbc.compressive.sweep import compare_quantizers, run_grid, summarize
 
-#: name -> the module of this package that defines it. Imported on first use (PEP 562): the
-#: policies import qbc.compressive.projection for their observation encoder, and the rest of the
-#: package (scipy.stats, scipy.interpolate, scikit-learn) would add about 0.5 s to every command.
-_WHERE = {
-    "DATASETS": "datasets", "make_split": "datasets",
-    "InnerProductEstimator": "estimators", "one_bit_variance": "estimators",
-    "MODELS": "learners", "fit_score": "learners",
-    "bivariate_step_moment": "moments",
-    "GaussianProjection": "projection", "normalize_rows": "projection",
-    "projection_quantizer": "projection", "quantizer_cells": "projection",
-    "compare_quantizers": "sweep", "run_grid": "sweep", "summarize": "sweep",
-}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "GaussianProjection",
+    "InnerProductEstimator",
+    "bivariate_step_moment",
+    "compare_quantizers",
+    "fit_score",
+    "make_split",
+    "normalize_rows",
+    "one_bit_variance",
+    "projection_quantizer",
+    "quantizer_cells",
+    "run_grid",
+    "summarize",
+]

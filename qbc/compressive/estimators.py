@@ -16,13 +16,17 @@ monotone (PCHIP) interpolant of ``α`` tabulated on a grid dense near ±1.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 
 from qbc.compressive.moments import bivariate_step_moment
 from qbc.compressive.projection import projection_quantizer, quantizer_cells
 from qbc.errors import InvalidValueError
 from qbc.quantizers import Quantizer
+
+if TYPE_CHECKING:
+    from scipy.interpolate import PchipInterpolator
 
 
 class InnerProductEstimator:
@@ -54,6 +58,8 @@ class InnerProductEstimator:
                     f"α(ρ) of quantizer {self.quantizer.name!r} is not strictly increasing; it "
                     "cannot be debiased (use a quantizer with increasing codewords)"
                 )
+            from scipy.interpolate import PchipInterpolator  # deferred, as in moments.py
+
             self._inverse = PchipInterpolator(self.alpha_grid_, self.rho_grid_,
                                               extrapolate=False)
         return self._inverse

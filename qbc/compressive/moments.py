@@ -17,7 +17,6 @@ gives ``α(ρ) = E[Q(u)Q(v)]``; ``f = g = Q²`` gives ``E[Q(u)²Q(v)²]``. For o
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 #: Gauss–Legendre nodes for the θ-integral; the integrand is smooth, 96 nodes reach ~1e-13.
 N_NODES = 96
@@ -31,6 +30,8 @@ def step_increments(values: np.ndarray) -> tuple[float, np.ndarray]:
 
 def step_mean(values: np.ndarray, thresholds: np.ndarray) -> float:
     """``E f(u)`` for u ~ N(0,1) and a step function with cell values (K,), thresholds (K-1,)."""
+    from scipy import stats  # deferred: policies import this package; 0.3 s per command
+
     edges = np.concatenate([[-np.inf], np.asarray(thresholds, float), [np.inf]])
     probs = np.diff(stats.norm.cdf(edges))
     return float(np.dot(probs, values))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from qbc.compressive.datasets import Split
@@ -119,5 +118,7 @@ def compare_quantizers(rows: list[dict], confidence: float = 0.95) -> list[dict]
 def _t_half_width(v: np.ndarray, confidence: float) -> float:
     if len(v) < 2:
         return float("nan")
+    from scipy import stats  # deferred: policies import this package; 0.3 s per command
+
     sem = v.std(ddof=1) / np.sqrt(len(v))
     return float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * sem)
