@@ -91,7 +91,8 @@ class EvalConfig:
     policy, its chunk floor: the expert's noise-free plans through the policy's chunk tokenizer,
     executed by the same --execute (docs/chunking.md)."""
     augment: str = "none"
-    """'model': also deploy the policy on a learned model's state (Algorithm 1), using the
+    """'model': also deploy the policy on a learned model's state (Algorithm 1 with
+    --model-sample; by default the state advances by the model's mean, qbc's variant), using the
     transition model saved by `qbc train --augment model` (the policy's run directory)."""
     resync_every: int = 0
     """with --augment model: reset the model state to the observed one every k steps (0: never)."""

@@ -148,9 +148,10 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
         "",
         "Regret is the expert's return minus the policy's over H steps on the same seeds and noise"
         " (means over seeds; the worst seed in brackets). The quantized expert sends the expert's"
-        " action through the policy's own tokenizer: the floor. Target: learner regret <= 2x the"
-        " quantized expert's (or <= it + 1% of the expert's return), diverged no more often than"
-        " the quantized expert, no more expert labels than plain BC.",
+        " action through a tokenizer: the floor (which tokenizer's floor the target uses: see the"
+        " scope below). Target: learner regret <= 2x the quantized expert's (or <= it + 1% of"
+        " the expert's return), diverged no more often than the quantized expert, no more"
+        " expert labels than plain BC.",
         "",
         *SCOPE,
         "",
