@@ -209,8 +209,22 @@ def format_certificate(cert: Certificate) -> str:
         lines.append(f"{thm}: {verdict} — {marks}"
                      + (f" (evaluated with {h['evaluated_with']})" if "evaluated_with" in h
                         else ""))
-    lines.append(HYPOTHESES_NOTE)
+    lines += [_thm3_growth_line(cert), HYPOTHESES_NOTE]
     return "\n".join(lines)
+
+
+def _thm3_growth_line(cert: Certificate) -> str:
+    """Whether Theorem 3's bound is linear in H: its H² term is κ(γ((k+1)ε_q))·H², so it is
+    linear only where that κ is 0; otherwise the horizon from which the H² term dominates."""
+    eps, gamma, kappa = ((cert.nearest["eps_q_used"], cert.nearest["gamma"],
+                          cert.nearest["kappa"]) if cert.nearest is not None
+                         else (cert.eps_q_used, cert.gamma, cert.kappa))
+    if kappa == 0:
+        return "thm3's H² term: κ(γ((k+1)ε_q)) = 0 on the sampled pairs: the shape is linear in H"
+    k = cert.rtvc["k"]
+    onset = (gamma + (k + 1) * eps + 1 / cert.n_demos) / kappa
+    return (f"thm3's H² term: κ(γ((k+1)ε_q)) = {kappa:.3f} > 0: the shape grows as κ·H² and "
+            f"that term dominates from H ≈ {onset:.3g} on")
 
 
 #: What "hypotheses hold" rests on, printed under the theorems' lines.

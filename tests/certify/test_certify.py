@@ -147,14 +147,27 @@ def test_certificate_of_smooth_measures_the_stochastic_q_sharp_and_labels_neares
     assert "nearest" in hyp["thm3"]["evaluated_with"]
     assert hyp["thm7"]["applies"] is False  # deployment unknown: not shown
     assert cert["gamma_grid"].startswith("above the largest size")  # (k+1)·w > 0.1: flagged
-    assert cert["kappa_grid"].startswith("above the largest δ")
+    # κ is measured at that γ (added to the δ grid), not read off the grid's end
+    assert cert["kappa_grid"] == "inside"
+    assert cert["rtvc"]["deltas"] == [0.001, 0.01, cert["gamma_at_(k+1)eps_q"]]
+    assert cert["kappa_at_gamma"] == cert["rtvc"]["violation_rate"][-1]
     # printed: k·ε_q is two bin widths for the stochastic q#π*, so its κ is 0 by construction;
     # the line gives the tolerance-0 token change rate beside it (not on the nearest line)
     printed = format_certificate(Certificate.from_json(
         {"env_id": SCALAR, "dataset": "d", "expert": "lqr", "expert_spec": {}, "n_demos": 20,
          "tokenizer": {"quantizer": "smooth", "vocab_size": 16}, **cert}))
+    # Theorem 3 (nearest rounding for smooth) is linear in H only where κ(γ((k+1)ε_q)) is 0
+    growth = next(line for line in printed.splitlines() if line.startswith("thm3's H² term"))
+    near = cert["nearest"]
+    assert ("linear in H" in growth) == (near["kappa"] == 0)
+    doc = {"env_id": SCALAR, "dataset": "d", "expert": "lqr", "expert_spec": {}, "n_demos": 20,
+           "tokenizer": {"quantizer": "smooth", "vocab_size": 16}, **cert,
+           "nearest": {**near, "kappa": 0.5}}
+    onset = (near["gamma"] + 3 * near["eps_q_used"] + 1 / 20) / 0.5
+    assert f"κ(γ((k+1)ε_q)) = 0.500 > 0: the shape grows as κ·H² and that term dominates from " \
+           f"H ≈ {onset:.3g} on" in format_certificate(Certificate.from_json(doc))
     kappa_lines = [line for line in printed.splitlines() if "RTVC violation rate" in line]
-    assert len(kappa_lines) == 2 and cert["rtvc"]["violation_rate"] == [0.0, 0.0]
+    assert len(kappa_lines) == 2 and cert["rtvc"]["violation_rate"][:2] == [0.0, 0.0]
     rates = ", ".join(f"{d:g}: {v:.3f}" for d, v in zip(
         cert["rtvc"]["deltas"], cert["rtvc"]["token_change_rate"], strict=True))
     assert kappa_lines[0].endswith("tokens changed (tolerance 0, shared draws): " + rates)
