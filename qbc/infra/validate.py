@@ -46,10 +46,9 @@ class Rule:
             return self.optional
         if isinstance(x, bool) or not isinstance(x, (int, float)):
             return False
-        if self.integer and not float(x).is_integer():
-            return False
-        if not math.isfinite(x):
-            return False
+        if isinstance(x, float) and not (math.isfinite(x) and (x.is_integer() or not
+                                                               self.integer)):
+            return False  # (an int is exact at any size; float() of one past 1e308 overflows)
         lo_ok = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
         hi_ok = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
         return lo_ok and hi_ok
@@ -87,7 +86,7 @@ def flag_name(field: str) -> str:
 def check_value(value: Any, rule: Rule, flag: str) -> None:
     """Raise InvalidValueError '<flag> must be <range>, got <value>' unless ``rule`` holds."""
     if not rule.holds(value):
-        raise InvalidValueError(f"{flag} must be {rule.describe()}, got {value!r}")
+        raise InvalidValueError(f"{flag} must be {rule.describe()}, got {_shown(value)}")
 
 
 def check_config(cfg: Any, rules: dict[str, Rule] | None = None, prefix: str = "") -> None:
@@ -117,7 +116,14 @@ def _check_item(item: Any, flag: str) -> None:
         check_value(item, Rule(), flag)
     elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= INT_LIMIT:
         raise InvalidValueError(f"{flag} must be an integer that fits in 64 bits (below 2^63), "
-                                f"got {item}")
+                                f"got {_shown(item)}")
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, but an integer of more than 30 digits by its sign and length."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
+        return f"{'a negative' if value < 0 else 'an'} integer of {len(str(abs(value)))} digits"
+    return repr(value)
 
 
 def _fields(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:

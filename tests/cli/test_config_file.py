@@ -86,6 +86,18 @@ def test_a_bad_file_is_one_line_and_writes_nothing(root, cli, text, name, words)
     assert not (root / "o").exists()
 
 
+@pytest.mark.parametrize("value", [10 ** 400, -(10 ** 400)])
+def test_an_integer_beyond_float_range_is_refused_in_one_line(root, cli, value):
+    """The range check converted it to float first: OverflowError, an internal error."""
+    (root / "huge.json").write_text(f'{{"warmup_steps": {value}}}')
+    res = cli(["train", "--config", "huge.json", "--dataset", "qbc/lin-v0", "--out", "o"],
+              cwd=root)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "--warmup-steps must be" in lines[0] and "integer of 401 digits" in lines[0]
+    assert not (root / "o").exists()
+
+
 def test_a_missing_file_or_value_is_one_line(root, cli):
     res = cli(["train", "--config", "nowhere.json"], cwd=root)
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
