@@ -128,11 +128,15 @@ def _meta_problem(meta: Any) -> str | None:
     try:
         low = np.asarray(space["low"], dtype=np.float64)
         high = np.asarray(space["high"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError):
-        return "action_space needs low and high lists"
-    if low.shape != (sizes[-1],) or high.shape != low.shape or not np.all(np.isfinite(low)) \
-            or not np.all(np.isfinite(high)) or not np.all(low < high):
-        return f"action_space low/high must be finite, low < high, of length {sizes[-1]}"
+    except (KeyError, TypeError, ValueError, OverflowError):  # (an int past float's range)
+        return "action_space needs low and high lists of finite numbers"
+    with np.errstate(over="ignore"):  # the actor acts in float32: bounds must be finite there
+        finite = np.all(np.isfinite(low.astype(np.float32))) and np.all(
+            np.isfinite(high.astype(np.float32)))
+    if low.shape != (sizes[-1],) or high.shape != low.shape or not finite \
+            or not np.all(low < high):
+        return (f"action_space low/high must be finite float32 numbers, low < high, of length "
+                f"{sizes[-1]}")
     return None
 
 

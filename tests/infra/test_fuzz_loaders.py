@@ -145,6 +145,24 @@ def test_an_actor_json_field_of_another_type_is_a_corrupt_file(actor_folder, tmp
         read_actor_meta(folder)
 
 
+@pytest.mark.parametrize("bound", [10 ** 400, 1e300, "x"])
+def test_an_actor_json_bound_beyond_float32_is_a_corrupt_file(actor_folder, tmp_path, bound):
+    """Found by the fuzzer on other seeds: an integer bound of 400 digits raised OverflowError;
+    1e300 loaded and acted with infinite bounds."""
+    import shutil
+
+    from qbc.agents.actor import read_actor_meta
+    from qbc.errors import CorruptFileError
+
+    folder = tmp_path / "actor"
+    shutil.copytree(actor_folder, folder)
+    meta = json.loads((folder / "actor.json").read_text())
+    meta["action_space"]["high"] = [bound]
+    (folder / "actor.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match="action_space .*finite"):
+        read_actor_meta(folder)
+
+
 # -- checkpoints' config ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
