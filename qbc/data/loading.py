@@ -44,6 +44,11 @@ def load_demonstrations(dataset_id: str, drop_nonfinite: bool = False,
             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); it is truncated or "
             "corrupted: delete it and collect it again"
         ) from None
+    except MemoryError as exc:  # a damaged HDF5 header can claim arrays of any size
+        raise CorruptFileError(
+            f"Minari dataset {dataset_id!r} at {path} holds arrays larger than the memory "
+            f"available ({str(exc).splitlines()[0] if str(exc) else 'MemoryError'}); unless it "
+            "is really that large, it is damaged: delete it and collect it again") from None
     if not episodes:
         raise InvalidValueError(f"Minari dataset {dataset_id!r} has no episodes")
     env_spec = dataset.env_spec

@@ -222,3 +222,19 @@ def test_fuzz_dataset_hdf5_files(dataset_root, scratch, data):  # noqa: F811
         assert demos.observations.shape[0] == demos.actions.shape[0] > 0
 
     typed_or_loaded(lambda: load_demonstrations("test/fz-v0", root=root), use)
+
+
+def test_a_dataset_claiming_arrays_beyond_memory_is_a_corrupt_file(dataset_root, monkeypatch):  # noqa: F811
+    """Found by the fuzzer on another seed: a damaged HDF5 header claimed a 256 MiB array, and
+    under a memory limit h5py's MemoryError escaped as an internal error."""
+    import minari
+
+    from qbc.data import load_demonstrations
+    from qbc.errors import CorruptFileError
+
+    def too_large(self):
+        raise MemoryError("Unable to allocate 256. MiB for an array with shape (33554438,)")
+
+    monkeypatch.setattr(minari.MinariDataset, "iterate_episodes", too_large)
+    with pytest.raises(CorruptFileError, match="holds arrays larger than the memory available"):
+        load_demonstrations("test/fz-v0", root=dataset_root)
