@@ -310,7 +310,7 @@ def certificate(env_id: str, expert: Any, tokenizer: Any, states: np.ndarray,
     """Every quantity of the certificate on ``env_id`` under ``expert`` with ``tokenizer``:
     ε_q on the demonstrations' ``actions`` (N, act_dim), the P-IISS gain over ``sizes`` on
     coupled episodes from ``seeds`` of ``horizon`` steps, κ(δ) over ``deltas`` around ``states``
-    (N, obs_dim) with threshold ``k``·ε_q, γ and κ at (k+1)·ε_q, and the bound shapes at
+    (N, obs_dim) with threshold ``k``·ε_q, γ at (k+1)·ε_q and κ at that γ, and the bound shapes at
     ``horizons`` for ``n_demos`` demonstrations, each with its hypotheses checked
     (``model_based``: whether the deployment ran Algorithm 1, None if unknown, and why: see
     :func:`qbc.certify.deployment.algorithm_1_deployment`).

@@ -223,7 +223,7 @@ def _thm3_growth_line(cert: Certificate) -> str:
         return "thm3's H² term: κ(γ((k+1)ε_q)) = 0 on the sampled pairs: the shape is linear in H"
     k = cert.rtvc["k"]
     onset = (gamma + (k + 1) * eps + 1 / cert.n_demos) / kappa
-    return (f"thm3's H² term: κ(γ((k+1)ε_q)) = {kappa:.3f} > 0: the shape grows as κ·H² and "
+    return (f"thm3's H² term: κ(γ((k+1)ε_q)) = {kappa:.3g} > 0: the shape grows as κ·H² and "
             f"that term dominates from H ≈ {onset:.3g} on")
 
 
@@ -260,7 +260,7 @@ def _at_line(gamma: float, gamma_grid: str, kappa: float, kappa_grid: str) -> st
     flags = "".join(f" [{name} {where}]" for name, where in (("γ", gamma_grid),
                                                             ("κ", kappa_grid))
                     if where != "inside")
-    return f"γ((k+1)ε_q) = {gamma:.4g}, κ there = {kappa:.3f}" + flags
+    return f"γ((k+1)ε_q) = {gamma:.4g}, κ there = {kappa:.3g}" + flags
 
 
 COMMAND = Command(CertifyConfig, run_certify,

@@ -164,8 +164,11 @@ def test_certificate_of_smooth_measures_the_stochastic_q_sharp_and_labels_neares
            "tokenizer": {"quantizer": "smooth", "vocab_size": 16}, **cert,
            "nearest": {**near, "kappa": 0.5}}
     onset = (near["gamma"] + 3 * near["eps_q_used"] + 1 / 20) / 0.5
-    assert f"κ(γ((k+1)ε_q)) = 0.500 > 0: the shape grows as κ·H² and that term dominates from " \
+    assert f"κ(γ((k+1)ε_q)) = 0.5 > 0: the shape grows as κ·H² and that term dominates from " \
            f"H ≈ {onset:.3g} on" in format_certificate(Certificate.from_json(doc))
+    # a small κ > 0 is printed as itself, not rounded to 0.000 beside "> 0"
+    small = format_certificate(Certificate.from_json({**doc, "nearest": {**near, "kappa": 3e-4}}))
+    assert "κ(γ((k+1)ε_q)) = 0.0003 > 0" in small and "κ there = 0.0003" in small
     kappa_lines = [line for line in printed.splitlines() if "RTVC violation rate" in line]
     assert len(kappa_lines) == 2 and cert["rtvc"]["violation_rate"][:2] == [0.0, 0.0]
     rates = ", ".join(f"{d:g}: {v:.3f}" for d, v in zip(
