@@ -121,7 +121,8 @@ def write_report(out: str | Path, report: RolloutReport) -> None:
 def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
     """:func:`qbc.rollout.growth.floor_verdict` of the policy at the largest horizon against the
     floor of its decoding (``metrics["floors"]``: the stochastic q#pi* for sampled decoding of a
-    smooth tokenizer, else the deterministic one); None without a policy, an expert and a
+    smooth tokenizer, else the deterministic one; mean decoding matches none and is compared
+    with the deterministic one, which the text says); None without a policy, an expert and a
     quantized expert. The text names the horizon and the floor."""
     per = metrics["policies"]
     floors = metrics.get("floors") or {}
@@ -134,8 +135,11 @@ def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
         {"regret": per["policy"][h]["regret"], "failed": per["policy"][h]["diverged_fraction"]},
         {"regret": per[floor][h]["regret"], "failed": per[floor][h]["diverged_fraction"]},
         per["expert"][h]["return"])
+    unmatched = "" if matching or not floors else (
+        " (no floor is that of its decoding, which is not a quantized actor: compared with the "
+        "deterministic one)")
     return {**verdict, "horizon": int(h), "floor": floor,
-            "text": f"H = {h}, floor {floor}: {verdict['text']}"}
+            "text": f"H = {h}, floor {floor}{unmatched}: {verdict['text']}"}
 
 
 def floor_ratios(metrics: dict[str, Any]) -> dict[str, Any] | None:

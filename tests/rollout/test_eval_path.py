@@ -242,3 +242,18 @@ def test_a_bad_dagger_config_is_one_line_and_writes_nothing(tmp_path, cli, text,
     assert res.returncode == 2 and len(lines) == 1, res.stderr
     assert lines[0].startswith("qbc dagger: error:") and all(w in lines[0] for w in words)
     assert not (tmp_path / "o").exists() and not any((tmp_path / "minari").iterdir())
+
+
+def test_the_verdict_of_mean_decoding_says_no_floor_is_its_own():
+    from qbc.rollout.report import learner_verdict
+
+    def metrics(floor_of_decoding):
+        per_h = {"regret": 1.0, "diverged_fraction": 0.0, "return": 100.0}
+        return {"horizons": [50], "policies": {name: {"50": per_h} for name in
+                                               ("expert", "policy", "quantized_expert")},
+                "floors": {"quantized_expert": {"floor_of_decoding": floor_of_decoding}}}
+
+    mean, argmax = learner_verdict(metrics(False)), learner_verdict(metrics(True))
+    assert mean["floor"] == argmax["floor"] == "quantized_expert"
+    assert "not a quantized actor: compared with the deterministic one" in mean["text"]
+    assert argmax["text"].startswith("H = 50, floor quantized_expert: learner vs floor")
