@@ -8,7 +8,9 @@
   estimate of the theory's sup over perturbations and states, not the sup itself;
 - RTVC violation rate κ(δ): for state pairs at distance δ around dataset states, the fraction
   whose quantized expert actions are more than k·ε_q apart. It is an average over sampled pairs
-  (a proxy of the theory's worst-case modulus, equal to it only when it is 0);
+  where the theory's modulus bounds every pair (for a deterministic q#π* that modulus is 0 or 1:
+  a rate above 0 means 1, a rate of 0 does not prove 0); κ at a distance inside the δ grid is
+  interpolated between its neighbours (:func:`kappa_at`);
 - the shapes of the bounds of Theorems 2, 3 and 7 with these numbers (all constants 1 and
   log|Π| = 1: *shapes*, not numbers to compare in absolute value), each labelled with the
   hypotheses it needs and whether this run satisfies them (:func:`bound_hypotheses`).
@@ -217,7 +219,8 @@ def rtvc_violation_rate(expert: Any, tokenizer: Any, states: np.ndarray,
             "threshold": float(threshold), "n_pairs": n_pairs,
             "rounding": "stochastic" if stochastic else "nearest",
             "estimate": "fraction of sampled state pairs (average-case proxy of the worst-case "
-                        "modulus κ; equal to it only when 0)"}
+                        "modulus κ; for a deterministic q#π* that modulus is 0 or 1: a rate > 0 "
+                        "means 1, a rate of 0 does not prove 0)"}
 
 
 def bound_shapes(horizons: Sequence[int], n_demos: int, eps_q: float, gamma: float,

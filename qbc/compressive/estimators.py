@@ -151,8 +151,9 @@ def variance_table(quantizers: list[str], bits: list[int], rhos: list[float],
     """Delta-method variance of the debiased estimator (times ``k``: per projection) for each
     quantizer, bit depth and ρ, plus full precision (``bits = "full"``, ``1 + ρ²``).
 
-    Returns dicts ``quantizer, bits, rho, variance``: the numbers behind the paper's claim that
-    the better quantizer for nearest-neighbour search depends on the similarity level.
+    Returns dicts ``quantizer, bits, rho, variance``: the numbers behind the expected pattern
+    (qbc's reading of the paper's analysis, not a result quoted from it; see docs/theory.md §4)
+    that the better quantizer for nearest-neighbour search depends on the similarity level.
     """
     out = []
     for name in quantizers:
