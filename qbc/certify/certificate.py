@@ -361,14 +361,14 @@ def certificate(env_id: str, expert: Any, tokenizer: Any, states: np.ndarray,
 def _rounding_quantities(expert: Any, tokenizer: Any, states: np.ndarray, actions: np.ndarray,
                          deltas: Sequence[float], k: float, gain: dict[str, Any],
                          stochastic: bool, seed: int) -> dict[str, Any]:
-    """ε_q, κ(δ) and γ, κ at (k+1)·ε_q of one rounding of q#π* (stochastic or nearest). A γ
-    outside the δ grid is added to it, so κ is measured where the bounds use it (the other δ
+    """ε_q, κ(δ) and γ, κ at (k+1)·ε_q of one rounding of q#π* (stochastic or nearest). γ is
+    added to the δ grid, so κ is measured where the bounds use it, not interpolated (the other δ
     keep their values: the same sampled pairs)."""
     rng = np.random.default_rng(seed) if stochastic else None
     eps = quantization_error(tokenizer, actions, rng=rng)
     eps_q = used_eps_q(eps)
     gamma, gamma_grid = gamma_at(gain, (k + 1) * eps_q)
-    if np.isfinite(gamma) and gamma > 0 and not min(deltas) <= gamma <= max(deltas):
+    if np.isfinite(gamma) and gamma > 0:
         deltas = sorted({*deltas, gamma})
     rtvc = rtvc_violation_rate(expert, tokenizer, states, deltas, eps_q, k, seed=seed,
                                stochastic=stochastic)

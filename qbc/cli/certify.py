@@ -193,11 +193,13 @@ def format_certificate(cert: Certificate) -> str:
                   "  " + _eps_line(n["eps_q"], n["eps_q_used"], "worst case"),
                   "  " + _kappa_line(n["rtvc"]),
                   "  " + _at_line(n["gamma"], n["gamma_grid"], n["kappa"], n["kappa_grid"])]
+    names = list(cert.measured_regret or {})  # whole names: several share a 16-letter prefix
+    width = max([18, *(len(n) + 2 for n in names)])
     lines.append(f"{'H':>6}{'thm2 shape':>13}{'thm3 shape':>13}{'thm7 shape':>13}"
-                 + "".join(f"{n[:16]:>18}" for n in cert.measured_regret or {}))
+                 + "".join(f"{n:>{width}}" for n in names))
     b = cert.bound_shapes
     for i, h in enumerate(b["horizons"]):
-        measured = "".join(f"{m.get(str(h), float('nan')):>18.4g}"
+        measured = "".join(f"{m.get(str(h), float('nan')):>{width}.4g}"
                            for m in (cert.measured_regret or {}).values())
         lines.append(f"{h:>6}{b['thm2'][i]:>13.4g}{b['thm3'][i]:>13.4g}{b['thm7'][i]:>13.4g}"
                      + measured)

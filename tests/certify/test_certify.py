@@ -151,6 +151,12 @@ def test_certificate_of_smooth_measures_the_stochastic_q_sharp_and_labels_neares
     assert cert["kappa_grid"] == "inside"
     assert cert["rtvc"]["deltas"] == [0.001, 0.01, cert["gamma_at_(k+1)eps_q"]]
     assert cert["kappa_at_gamma"] == cert["rtvc"]["violation_rate"][-1]
+    # inside the grid too: measured there, not interpolated between its neighbours
+    inside = certificate(SCALAR, expert, tok, states, actions, n_demos=20, sizes=[0.01, 0.1],
+                         deltas=[0.001, 10.0], horizons=[10], horizon=40, seeds=range(3))
+    gamma = inside["gamma_at_(k+1)eps_q"]
+    assert inside["rtvc"]["deltas"] == [0.001, gamma, 10.0]
+    assert inside["kappa_at_gamma"] == inside["rtvc"]["violation_rate"][1]
     # printed: k·ε_q is two bin widths for the stochastic q#π*, so its κ is 0 by construction;
     # the line gives the tolerance-0 token change rate beside it (not on the nearest line)
     printed = format_certificate(Certificate.from_json(
@@ -169,6 +175,13 @@ def test_certificate_of_smooth_measures_the_stochastic_q_sharp_and_labels_neares
     # a small κ > 0 is printed as itself, not rounded to 0.000 beside "> 0"
     small = format_certificate(Certificate.from_json({**doc, "nearest": {**near, "kappa": 3e-4}}))
     assert "κ(γ((k+1)ε_q)) = 0.0003 > 0" in small and "κ there = 0.0003" in small
+    # measured regret columns keep their whole names (two share a 16-letter prefix)
+    measured = {name: {"10": 1.0, "100": 2.0}
+                for name in ("quantized_expert", "quantized_expert_stochastic")}
+    header = next(line for line in format_certificate(Certificate.from_json(
+        {**doc, "nearest": near, "measured_regret": measured})).splitlines()
+        if line.lstrip().startswith("H "))
+    assert header.split()[-2:] == ["quantized_expert", "quantized_expert_stochastic"]
     kappa_lines = [line for line in printed.splitlines() if "RTVC violation rate" in line]
     assert len(kappa_lines) == 2 and cert["rtvc"]["violation_rate"][:2] == [0.0, 0.0]
     rates = ", ".join(f"{d:g}: {v:.3f}" for d, v in zip(
