@@ -213,7 +213,8 @@ class ChunkTokenizer:
             raise CorruptFileError(f"field 'fitted' is incomplete or damaged "
                                    f"({_what(exc)})") from None
         try:
-            tok._self_check()
+            with np.errstate(all="ignore"):  # damaged values overflow: the check says so
+                tok._self_check()
         except Exception as exc:  # noqa: BLE001
             raise CorruptFileError(f"it does not decode its own encodings ({_what(exc)}); the "
                                    "stored values are damaged") from None
@@ -222,7 +223,8 @@ class ChunkTokenizer:
     def _self_check(self) -> None:
         """Raise ValueError unless probe chunks (zero, and constant at each end of the fitted
         range when the tokenizer records one) encode, and decode without a failure to finite
-        chunks of the right shape."""
+        chunks of the right shape, and (fixed-length codes) every token decodes to finite
+        actions."""
         probes = [np.zeros((self.chunk_len_, self.action_dim_))]
         for bound in ("low_", "high_"):
             value = getattr(self, bound, None)
@@ -236,6 +238,12 @@ class ChunkTokenizer:
         if failed.any():
             raise ValueError(f"{int(failed.sum())} of its {len(probes)} probe encodings do "
                              "not decode")
+        if self.n_tokens is not None:  # fixed length: every token id at every position, which a
+            # policy may emit though no probe encodes to it (a codeword of 1e308 -> inf)
+            every = np.repeat(np.arange(self.vocab_size)[:, None], self.n_tokens, axis=1)
+            chunks, failed = self.decode_with_failures(every)
+            if not np.isfinite(chunks[~failed].astype(np.float32)).all():
+                raise ValueError("a token decodes to a non-finite action")
 
     def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
         """Write the tokenizer as JSON (atomically). Floats round-trip exactly."""

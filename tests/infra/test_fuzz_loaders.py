@@ -163,6 +163,20 @@ def test_an_actor_json_bound_beyond_float32_is_a_corrupt_file(actor_folder, tmp_
         read_actor_meta(folder)
 
 
+def test_a_chunk_codeword_no_probe_reaches_is_checked_too(chunk_files, tmp_path):
+    """Found by the fuzzer on another seed: an RVQ codeword set to -1e308 loaded (no probe
+    chunk encodes to it) and then decoded chunks to -inf."""
+    from qbc.chunking import ChunkTokenizer
+    from qbc.errors import CorruptFileError
+
+    state = json.loads(chunk_files["rvq"])
+    state["fitted"]["levels_"][1]["fitted"]["codebook_"][6][0] = -1e308
+    path = tmp_path / "rvq.json"
+    path.write_text(json.dumps(state))
+    with pytest.raises(CorruptFileError, match="a token decodes to a non-finite action"):
+        ChunkTokenizer.load(path)
+
+
 # -- checkpoints' config ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
