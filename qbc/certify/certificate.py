@@ -9,8 +9,8 @@
 - RTVC violation rate κ(δ): for state pairs at distance δ around dataset states, the fraction
   whose quantized expert actions are more than k·ε_q apart. It is an average over sampled pairs
   where the theory's modulus bounds every pair (for a deterministic q#π* that modulus is 0 or 1:
-  a rate above 0 means 1, a rate of 0 does not prove 0); κ at a distance inside the δ grid is
-  interpolated between its neighbours (:func:`kappa_at`);
+  a rate above 0 means 1, a rate of 0 does not prove 0); the certificate adds γ((k+1)ε_q) to
+  the δ grid and measures κ there (:func:`kappa_at` interpolates inside a caller's own grid);
 - the shapes of the bounds of Theorems 2, 3 and 7 with these numbers (all constants 1 and
   log|Π| = 1: *shapes*, not numbers to compare in absolute value), each labelled with the
   hypotheses it needs and whether this run satisfies them (:func:`bound_hypotheses`).

@@ -226,7 +226,8 @@ def _thm3_growth_line(cert: Certificate) -> str:
     k = cert.rtvc["k"]
     onset = (gamma + (k + 1) * eps + 1 / cert.n_demos) / kappa
     return (f"thm3's H² term: κ(γ((k+1)ε_q)) = {kappa:.3g} > 0: the shape grows as κ·H² and "
-            f"that term dominates from H ≈ {onset:.3g} on")
+            f"that term dominates from H ≈ {onset:.3g} on (κ: the sampled rate; the worst-case "
+            "κ of this deterministic q#π* is 1 wherever that rate is above 0)")
 
 
 #: What "hypotheses hold" rests on, printed under the theorems' lines.
