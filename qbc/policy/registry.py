@@ -253,11 +253,24 @@ def module_from_config(kind: str, config: dict[str, Any]) -> nn.Module:
     config = dict(config)
     encoder = config.pop("obs_encoder", None)
     check_field_types(cfg_type, config, "the model settings")  # a stored "x" for a size
+    _check_stored_settings(config)
     if encoder is None:
         return klass(cfg_type(**config))
     obs_dim = encoder["obs_dim"]
     return wrap_with_encoder(lambda n_in: klass(cfg_type(**{**config, "obs_dim": n_in})),
                              encoder, obs_dim)
+
+
+def _check_stored_settings(config: dict[str, Any]) -> None:
+    """Stored module settings that the weights' shapes do not pin down, checked as a build
+    from flags checks them: no negative size, n_heads >= 1 dividing d_model, dropout in [0, 1).
+    (A checkpoint with n_heads -1 loaded and failed at its first action.)"""
+    negative = [k for k, v in config.items() if type(v) is int and v < 0]
+    heads, width, dropout = (config.get(k) for k in ("n_heads", "d_model", "dropout"))
+    check_all([(not negative, f"setting {negative[0]!r} is negative" if negative else ""),
+               (heads is None or (heads >= 1 and (width is None or width % heads == 0)),
+                f"n_heads {heads} must be >= 1 and divide d_model {width}"),
+               (dropout is None or 0 <= dropout < 1, f"dropout {dropout} is not in [0, 1)")])
 
 
 def rough_parameter_count(kind: str, model: ModelConfig, act_dim: int, vocab: int = 0) -> int:

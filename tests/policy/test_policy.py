@@ -1,6 +1,7 @@
 """Policies: the AR transformer (KV cache, causality, log-loss), baselines, wrapper, checkpoints."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -331,8 +332,28 @@ def test_config_describing_many_more_layers_is_refused_before_they_are_all_made(
     with pytest.raises(CorruptFileError, match="more than .* parameter tensors"):
         load_policy(ck)
     # the counting hook went with the refusal: building and loading a large module still work
-    assert len(torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(500)]).state_dict()) == 1000
+    layers = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(500)])
+    assert len(layers.state_dict()) == 1000
     cfg["model"]["n_layers"] = policy.module.cfg.n_layers
     (ck / "config.json").write_text(json.dumps(cfg))
     obs, _ = _data(n=5, seed=1)
     np.testing.assert_array_equal(load_policy(ck).act(obs), policy.act(obs))
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("n_heads", -1, "setting 'n_heads' is negative"),
+    ("n_heads", 3, "n_heads 3 must be >= 1 and divide d_model"),
+    ("dropout", 1.5, "dropout 1.5 is not in [0, 1)"),
+    ("obs_history", -2, "setting 'obs_history' is negative")])
+def test_stored_settings_the_weights_do_not_pin_are_checked_on_load(tmp_path, setting, value,
+                                                                     words):
+    """Found by the fuzzer on another seed: n_heads -1 fits the same weights, loaded, and
+    failed at the first action with a torch RuntimeError."""
+    policy = _policy()
+    ck = tmp_path / "ckpt"
+    save_checkpoint(ck, policy.module, policy.normalizer, policy.tokenizer)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["model"][setting] = value
+    (ck / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CorruptFileError, match=re.escape(words)):
+        load_policy(ck)
