@@ -144,7 +144,9 @@ def learner_verdict(metrics: dict[str, Any]) -> dict[str, Any] | None:
 
 def floor_ratios(metrics: dict[str, Any]) -> dict[str, Any] | None:
     """Per horizon, the chunk learner's regret and divergence beside its chunk floor's, and the
-    regret ratio learner / floor (None where the floor's regret is 0); None without a floor."""
+    regret ratio learner / floor (None where the floor's regret is <= 0, as in
+    :func:`qbc.rollout.growth.floor_verdict`: no ratio measures the distance to a floor at or
+    below the expert); None without a floor."""
     pols = metrics["policies"]
     name = next((n for n in FLOOR_NAMES if n in pols), None)
     if name is None or "policy" not in pols:
@@ -154,6 +156,6 @@ def floor_ratios(metrics: dict[str, Any]) -> dict[str, Any] | None:
         p, f = pols["policy"][str(h)], pols[name][str(h)]
         out["horizons"][str(h)] = {
             "regret": p["regret"], "floor_regret": f["regret"],
-            "ratio": p["regret"] / f["regret"] if f["regret"] else None,
+            "ratio": p["regret"] / f["regret"] if f["regret"] > 0 else None,
             "diverged": p["diverged_fraction"], "floor_diverged": f["diverged_fraction"]}
     return out

@@ -257,3 +257,16 @@ def test_the_verdict_of_mean_decoding_says_no_floor_is_its_own():
     assert mean["floor"] == argmax["floor"] == "quantized_expert"
     assert "not a quantized actor: compared with the deterministic one" in mean["text"]
     assert argmax["text"].startswith("H = 50, floor quantized_expert: learner vs floor")
+
+
+def test_a_chunk_floor_at_or_below_the_expert_has_no_ratio():
+    from qbc.rollout.report import floor_ratios
+
+    def metrics(floor_regret):
+        return {"horizons": [50], "policies": {
+            "policy": {"50": {"regret": 2.0, "diverged_fraction": 0.0}},
+            "quantized_chunk_expert": {"50": {"regret": floor_regret, "diverged_fraction": 0.0}}}}
+
+    assert floor_ratios(metrics(0.5))["horizons"]["50"]["ratio"] == 4.0
+    for floor in (0.0, -0.5):  # a negative ratio would read as 'below the floor'
+        assert floor_ratios(metrics(floor))["horizons"]["50"]["ratio"] is None
