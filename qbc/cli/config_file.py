@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.files import read_json_object, read_toml
+from qbc.infra.validate import shown_value
 
 #: The flag, and the line that ``--help`` adds for it.
 FLAG = "--config"
@@ -203,7 +204,7 @@ def _as_float(value: int | float, path: Path, key: str) -> float:
         return float(value)
     except OverflowError:
         raise InvalidValueError(f"setting {key!r} in {str(path)!r} must be a finite number, "
-                                f"got an integer of {len(str(value))} digits") from None
+                                f"got {shown_value(value)}") from None
 
 
 def _is_instance(value: Any, option: Any) -> bool:

@@ -86,7 +86,7 @@ def flag_name(field: str) -> str:
 def check_value(value: Any, rule: Rule, flag: str) -> None:
     """Raise InvalidValueError '<flag> must be <range>, got <value>' unless ``rule`` holds."""
     if not rule.holds(value):
-        raise InvalidValueError(f"{flag} must be {rule.describe()}, got {_shown(value)}")
+        raise InvalidValueError(f"{flag} must be {rule.describe()}, got {shown_value(value)}")
 
 
 def check_config(cfg: Any, rules: dict[str, Rule] | None = None, prefix: str = "") -> None:
@@ -116,11 +116,12 @@ def _check_item(item: Any, flag: str) -> None:
         check_value(item, Rule(), flag)
     elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= INT_LIMIT:
         raise InvalidValueError(f"{flag} must be an integer that fits in 64 bits (below 2^63), "
-                                f"got {_shown(item)}")
+                                f"got {shown_value(item)}")
 
 
-def _shown(value: Any) -> str:
-    """``repr(value)``, but an integer of more than 30 digits by its sign and length."""
+def shown_value(value: Any) -> str:
+    """``repr(value)`` for a refusal, but an integer of more than 30 digits by its sign and
+    length (a 400-digit number would fill the terminal)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
         return f"{'a negative' if value < 0 else 'an'} integer of {len(str(abs(value)))} digits"
     return repr(value)

@@ -4,6 +4,7 @@ range, and ``sign``, which has none (its two cells are unbounded: ``error_bound`
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -37,8 +38,12 @@ def range_settings(quantizer: str) -> frozenset[str]:
     both for those whose levels come from a range fitted to the data (uniform, smooth, or a
     user's quantizer built the same way), none for the others (kmeans, lloyd_max, vq, sign,
     theorem6). An unknown name raises UnknownNameError."""
-    takes = inspect.signature(get_quantizer_class(quantizer).__init__).parameters
-    return frozenset(p for p in ("quantile", "margin") if p in takes)
+    return frozenset(p for p in ("quantile", "margin") if p in _settings_of(quantizer))
+
+
+def _settings_of(quantizer: str) -> Mapping[str, inspect.Parameter]:
+    """The constructor parameters of the quantizer registered as ``quantizer``."""
+    return inspect.signature(get_quantizer_class(quantizer).__init__).parameters
 
 
 def quantile_params(quantizer: str, quantile: float, margin: float = 0.0) -> dict[str, float]:
@@ -67,8 +72,7 @@ def quantile_params(quantizer: str, quantile: float, margin: float = 0.0) -> dic
 def check_bins_flag(quantizer: str, bins: int, default: int = 64) -> None:
     """Refuse a command's ``--bins`` other than its ``default`` for a quantizer whose number of
     levels is not a setting (``sign``: always 2): it would be ignored."""
-    takes = inspect.signature(get_quantizer_class(quantizer).__init__).parameters
-    if bins != default and "n_bins" not in takes:
+    if bins != default and "n_bins" not in _settings_of(quantizer):
         raise InvalidValueError(
             f"--bins {bins}: quantizer {quantizer!r} has a fixed number of levels and would "
             "ignore it: leave --bins out")
