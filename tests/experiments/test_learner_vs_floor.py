@@ -404,3 +404,64 @@ def test_a_folder_without_bc_borrows_the_reference_floor_only_for_seeds_it_cover
     text = (tmp_path / "page" / "README.md").read_text()
     assert "| 11 | 21 | 0.524 | 4.1 | 2.68 |" in text and "this folder ran no BC" in text
     assert f"--reference {tmp_path / 'ref'}" in text
+
+
+def test_a_comparison_continues_from_its_results_table_alone(tmp_path, monkeypatch):
+    """Orchestration (run_job faked): results.csv is rewritten after every finished job, and a
+    folder holding only results.csv and settings.json continues without redoing the jobs it
+    holds; other settings start the table afresh; rows of jobs outside an invocation stay."""
+    from qbc.experiments.learner_vs_floor import comparison
+
+    calls, collected = [], []
+
+    def fake_job(plan, job):
+        if len(calls) == fail_after[0]:
+            raise RuntimeError("killed")
+        calls.append((job.env_id, job.seed, job.quantizer))
+        methods = [("mlp-mse", "-")] if job.quantizer is None else [
+            (m, d) for m in plan.cfg.methods for d in ("argmax", "mean")]
+        return [{**_row(m, regret=1.5 + job.seed, qexp=1.0, seed=job.seed, decode=d),
+                 "env": job.env_id, "quantizer": job.quantizer or "-", "regret_ci_low": 0.5,
+                 "regret_ci_high": 2.5, "qexp_stochastic_regret": math.nan,
+                 "ratio": 1.5 + job.seed} for m, d in methods]
+
+    monkeypatch.setattr(comparison, "run_job", fake_job)
+    monkeypatch.setattr(comparison, "collect_bc", lambda plan, e, s: collected.append((e, s)))
+    out = tmp_path / "floor"
+    cfg = FloorConfig(out=out, envs=("qbc/ScalarUnstable-v0",), quantizers=("uniform",),
+                      seeds=(0, 1), methods=("bc",), workers=1)
+    fail_after = [3]  # the fourth job is killed: the three before it are in results.csv
+    with pytest.raises(RuntimeError, match="killed"):
+        run_comparison(cfg)
+    with open(out / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 2 + 1 + 2  # uniform s0, mlp s0, uniform s1
+
+    for leftover in out.iterdir():  # keep only the table and its settings, as a commit would
+        if leftover.name not in ("results.csv", "settings.json") and leftover.is_file():
+            leftover.unlink()
+    calls.clear(), collected.clear()
+    fail_after[0] = -1
+    rows = run_comparison(cfg)
+    assert calls == [("qbc/ScalarUnstable-v0", 1, None)] and collected == [
+        ("qbc/ScalarUnstable-v0", 1)]
+    assert len(rows) == 6 and rows == sorted(rows, key=comparison._row_order(cfg))
+    assert all(isinstance(r["seed"], int) and isinstance(r["regret"], float) for r in rows)
+    assert "| plain BC | uniform | argmax |" in (out / "README.md").read_text()
+
+    calls.clear()
+    assert run_comparison(cfg) == rows and calls == []  # nothing left to run
+
+    linear = FloorConfig(out=out, envs=("qbc/LinearUnstable-v0",), quantizers=("uniform",),
+                         seeds=(0,), methods=("bc",), workers=1)
+    assert {r["env"] for r in run_comparison(linear)} == {"qbc/LinearUnstable-v0"}
+    with open(out / "results.csv") as fh:  # the first env's rows are kept in the table
+        assert {r["env"] for r in csv.DictReader(fh)} == {
+            "qbc/ScalarUnstable-v0", "qbc/LinearUnstable-v0"}
+
+    calls.clear()
+    other = FloorConfig(out=out, envs=cfg.envs, quantizers=cfg.quantizers, seeds=cfg.seeds,
+                        methods=cfg.methods, episodes=50, workers=1)
+    run_comparison(other)  # other settings: every job again, and only its rows in the table
+    assert len(calls) == 4
+    with open(out / "results.csv") as fh:
+        assert {r["env"] for r in csv.DictReader(fh)} == {"qbc/ScalarUnstable-v0"}

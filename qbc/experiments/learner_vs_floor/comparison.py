@@ -20,9 +20,13 @@ row's floor is that of its own tokenizer (DAgger keeps round 0's unless --dagger
 For ``smooth`` the stochastic q#π* (stochastic rounding, the theory's object) is reported beside
 it (``qexp_stochastic_regret``); mean decoding is not a quantized actor, so no floor matches it.
 
-Outputs in ``--out``: ``results.csv`` (one row per run and decoding), ``summary.csv`` and
-``README.md`` (means over seeds, the targets of the comparison checked), and every run's folder.
-Finished steps are kept: re-running the same command continues where a killed one stopped.
+Outputs in ``--out``: ``results.csv`` (one row per run and decoding, rewritten after every
+finished job) with ``settings.json`` (the settings its rows were made with), ``summary.csv`` and
+``README.md`` (means over seeds of this invocation's envs, seeds and quantizers, the targets of
+the comparison checked), and every run's folder. Finished steps are kept: re-running the same
+command continues where a killed one stopped, and a folder holding only ``results.csv`` and
+``settings.json`` (e.g. a study committed half-way) continues without redoing the jobs its table
+holds (:mod:`qbc.experiments.learner_vs_floor.stored`).
 
 Entry point: ``python scripts/learner_vs_floor.py [--quick] [--out DIR] [--workers N]``.
 """
@@ -40,13 +44,13 @@ from typing import Any
 from qbc.experiments.learner_vs_floor.config import (
     DECODINGS,
     ENVS,
-    RESULT_FIELDS,
     FloorConfig,
     eval_episodes,
     quick_config,
 )
 from qbc.experiments.learner_vs_floor.plan import Plan, finished, mark_finished, qbc_command
 from qbc.experiments.learner_vs_floor.report import report
+from qbc.experiments.learner_vs_floor.stored import JobKey, load_rows, save_rows
 from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
 from qbc.infra.child_processes import stopped_on_exit, thread_pool
 from qbc.infra.environ import scoped_threads
@@ -280,35 +284,50 @@ def run_comparison(cfg: FloorConfig, log: Log = silent) -> list[dict[str, Any]]:
     plan = Plan(cfg)
     plan.out.mkdir(parents=True, exist_ok=True)
     clock = _WallClock(plan.out)
+    stored = load_rows(plan.out, cfg)
+    jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
+            for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
+    to_run = [j for j in jobs if _key(j) not in stored]
+    rows = [row for j in jobs if _key(j) in stored for row in stored[_key(j)]]
+    others = [row for key, kept in stored.items() if key not in map(_key, jobs) for row in kept]
+    order = _row_order(cfg)
     try:
         with stopped_on_exit():  # a kill or Ctrl-C stops the runs under way too
-            for env_id in cfg.envs:
-                for seed in cfg.seeds:
-                    collect_bc(plan, env_id, seed)
+            for env_id, seed in dict.fromkeys((j.env_id, j.seed) for j in to_run):
+                collect_bc(plan, env_id, seed)
             clock.save()
-            jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
-                    for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
-            rows: list[dict[str, Any]] = []
             # parallel jobs evaluate in this process's threads: one torch thread each, as the
             # commands they start get one (OMP_NUM_THREADS=1)
             with scoped_threads(1 if cfg.workers > 1 else None), \
                     thread_pool(max(1, cfg.workers)) as pool:
-                finished = pool.map(lambda j: run_job(plan, j), jobs)
-                for job, done in zip(jobs, finished, strict=True):
+                finished = pool.map(lambda j: run_job(plan, j), to_run)
+                for job, done in zip(to_run, finished, strict=True):
                     rows += done
+                    save_rows(plan.out, cfg, sorted(rows + others, key=order))
                     clock.save()
                     log(f"[{clock.this_invocation():7.0f} s] {job.env_id} seed {job.seed} "
                         f"{job.quantizer or 'mlp-mse'}: done")
     finally:  # a comparison that fails, is interrupted or terminated still counts its time
         seconds = clock.save()
-    rows.sort(key=lambda r: (cfg.envs.index(r["env"]), r["quantizer"], r["method"], r["decode"],
-                             r["seed"]))
-    atomic_write_csv(plan.out / "results.csv", rows, RESULT_FIELDS)
+    rows.sort(key=order)
+    save_rows(plan.out, cfg, sorted(rows + others, key=order))
     summary = summarise(rows)
     atomic_write_csv(plan.out / "summary.csv", summary, list(summary[0]) if summary else [])
 
     atomic_write_text(plan.out / "README.md", report(cfg, summary, seconds))
     return rows
+
+
+def _key(job: Job) -> JobKey:
+    return (job.env_id, job.seed, job.quantizer or "-")
+
+
+def _row_order(cfg: FloorConfig):
+    """Sort key of results.csv: this invocation's envs in their order, then any others."""
+    def key(r: dict[str, Any]) -> tuple:
+        env_rank = cfg.envs.index(r["env"]) if r["env"] in cfg.envs else len(cfg.envs)
+        return (env_rank, r["env"], r["quantizer"], r["method"], r["decode"], r["seed"])
+    return key
 
 
 def _valid_sigma(sigma: str) -> bool:
