@@ -34,7 +34,7 @@ from qbc.errors import (
 from qbc.infra.files import atomic_write_json, read_json
 from qbc.infra.validate import check_memory
 from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
-from qbc.quantizers.base import as_real_array, check_tokens
+from qbc.quantizers.base import action_matrix, check_tokens
 
 FORMAT = "qbc.tokenizer"
 FORMAT_VERSION = 1
@@ -112,24 +112,11 @@ class ActionTokenizer:
             raise NotFittedError("ActionTokenizer is not fitted; call fit(actions) first")
 
     def _check_actions(self, actions: np.ndarray, fitting: bool = False) -> np.ndarray:
-        actions = as_real_array(actions, "actions")
-        if actions.ndim == 1:
-            actions = actions[:, None]
-        if actions.ndim != 2:
-            raise InvalidValueError(f"actions must be an (N, D) array, got shape {actions.shape}")
-        if actions.shape[1] == 0:
-            raise InvalidValueError("actions have 0 dimensions (shape (N, 0)); give (N, D), D >= 1")
+        actions = action_matrix(actions)
         if not fitting and actions.shape[1] != self.action_dim_:
             raise InvalidValueError(
                 f"actions have {actions.shape[1]} dimensions but the tokenizer was fitted on "
                 f"{self.action_dim_}; use a tokenizer fitted on actions of this env"
-            )
-        finite = np.isfinite(actions)
-        if not finite.all():
-            rows = np.flatnonzero(~finite.all(axis=1))
-            raise InvalidValueError(
-                f"{int((~finite).sum())} non-finite action values (NaN or inf) in "
-                f"{len(rows)} rows (first rows: {rows[:5].tolist()}); drop or repair them"
             )
         return actions
 

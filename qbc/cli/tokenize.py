@@ -14,7 +14,7 @@ from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.run_folder import output_file
 from qbc.infra.validate import check_config, check_memory
 from qbc.quantizers import QUANTILE_RANGE, check_bins_flag, quantile_params
-from qbc.quantizers.base import as_real_array
+from qbc.quantizers.base import action_matrix
 from qbc.tokenizer import ActionTokenizer
 
 
@@ -45,7 +45,7 @@ TOKENIZE_RULES = {"quantile": QUANTILE_RANGE}
 def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
     check_config(cfg, TOKENIZE_RULES)
     actions = load_actions_file(cfg.actions)
-    n_dims = int(np.prod(actions.shape[1:])) if actions.ndim > 1 else 1
+    n_dims = actions.shape[1]
     # codebooks, per-token counts of the report and the decode table: a few copies of D x bins
     check_memory(32.0 * max(cfg.bins, 1) * n_dims + 16.0 * actions.size,
                  f"a tokenizer of {cfg.bins:,} bins for {n_dims} action dimension(s)",
@@ -63,8 +63,9 @@ def run_tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
 
 
 def load_actions_file(path: Path) -> np.ndarray:
-    """The (N, D) or (N,) real, finite array of a .npy file (no pickle), as float64; a missing,
-    damaged or non-.npy file, or one holding anything else, is refused in one line naming it."""
+    """The real, finite (N, D) float64 array of a .npy file (no pickle; an (N,) array is N
+    actions of one dimension); a missing, damaged or non-.npy file, or one holding anything
+    else, is refused in one line naming it."""
     if not path.is_file():
         raise InvalidValueError(f"actions file {str(path)!r} does not exist")
     with open(path, "rb") as f:
@@ -79,18 +80,8 @@ def load_actions_file(path: Path) -> np.ndarray:
             TokenError) as exc:  # a damaged header: numpy parses it as a Python literal
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptFileError(f"cannot read {path} as a .npy array: {why}") from None
-    what = f"the actions in {str(path)!r}"  # a readable file of the wrong contents: name it
-    actions = as_real_array(array, what)
-    if actions.ndim not in (1, 2) or actions.size == 0:
-        raise InvalidValueError(f"{what} must be a non-empty (N, D) array, got shape "
-                                f"{actions.shape}")
-    finite = np.isfinite(actions.reshape(len(actions), -1))
-    if not finite.all():
-        rows = np.flatnonzero(~finite.all(axis=1))
-        raise InvalidValueError(f"{what} hold {int((~finite).sum())} non-finite values (NaN or "
-                                f"inf) in {len(rows)} rows (first rows: {rows[:5].tolist()}); "
-                                "drop or repair them")
-    return actions
+    # a readable file of the wrong contents: the refusal names it
+    return action_matrix(array, f"the actions in {str(path)!r}", non_empty=True)
 
 
 def format_report(rep: dict[str, Any]) -> str:

@@ -37,6 +37,29 @@ def as_real_array(x: Any, what: str = "values") -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def action_matrix(x: Any, what: str = "actions", non_empty: bool = False) -> np.ndarray:
+    """``x`` as a real, finite (N, D) float64 array with D >= 1 (a 1-D array is N actions of one
+    dimension). Refused in one line naming ``what``: not real numbers, not 1-D or 2-D, no
+    dimensions, no rows (only with ``non_empty``: an empty batch is a valid input to encode), or
+    NaN/inf values (their count and first rows)."""
+    arr = as_real_array(x, what)
+    shape = arr.shape
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or (non_empty and arr.size == 0):
+        kind = "a non-empty (N, D)" if non_empty else "an (N, D)"
+        raise InvalidValueError(f"{what} must be {kind} array, got shape {shape}")
+    if arr.shape[1] == 0:
+        raise InvalidValueError(f"{what} have 0 dimensions (shape {shape}); give (N, D), D >= 1")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        raise InvalidValueError(f"{what} hold {int((~finite).sum())} non-finite values (NaN or "
+                                f"inf) in {len(rows)} rows (first rows: {rows[:5].tolist()}); "
+                                "drop or repair them")
+    return arr
+
+
 class Quantizer:
     """Base class. Subclasses set ``name`` (via :func:`register_quantizer`) and implement
     ``_fit``, ``encode``, ``codebook`` and the learned attributes listed in ``_fitted_attrs``."""

@@ -253,3 +253,24 @@ def test_a_sweep_with_a_plain_head_refuses_location_settings(tmp_path):
         spec_from_dict(spec, source="s.toml")
     spec["train"]["model"] = {"head": "plain"}
     assert spec_from_dict(spec, source="s.toml").train.model == {"head": "plain"}
+
+
+@pytest.mark.parametrize("contents", [[[float("nan"), 1.0], [0.0, 2.0]], [1 + 2j], ["a"]])
+def test_the_tokenizer_and_an_actions_file_refuse_bad_actions_in_the_same_words(tmp_path,
+                                                                                  contents):
+    """One checker (qbc.quantizers.base.action_matrix) behind both: the file's refusal is the
+    tokenizer's with the file named in place of 'actions'."""
+    import numpy as np
+
+    from qbc.cli.tokenize import load_actions_file
+    from qbc.errors import InvalidValueError
+    from qbc.tokenizer import ActionTokenizer
+
+    path = tmp_path / "acts.npy"
+    np.save(path, np.array(contents))
+    with pytest.raises(InvalidValueError) as from_file:
+        load_actions_file(path)
+    with pytest.raises(InvalidValueError) as from_tokenizer:
+        ActionTokenizer(n_bins=4).fit(np.array(contents))
+    named = f"the actions in {str(path)!r}"
+    assert str(from_file.value).replace(named, "actions") == str(from_tokenizer.value)
