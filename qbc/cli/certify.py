@@ -217,17 +217,22 @@ def format_certificate(cert: Certificate) -> str:
 
 def _thm3_growth_line(cert: Certificate) -> str:
     """Whether Theorem 3's bound is linear in H: its H² term is κ(γ((k+1)ε_q))·H², so it is
-    linear only where that κ is 0; otherwise the horizon from which the H² term dominates."""
+    linear only where that κ is 0; otherwise the horizon from which the H² term dominates. Where
+    Theorem 3's hypotheses are not shown to hold (e.g. k-means: not a binning) the line says the
+    shape is only a shape."""
     eps, gamma, kappa = ((cert.nearest["eps_q_used"], cert.nearest["gamma"],
                           cert.nearest["kappa"]) if cert.nearest is not None
                          else (cert.eps_q_used, cert.gamma, cert.kappa))
+    caveat = ("" if cert.bound_hypotheses["thm3"]["applies"] else
+              " (a shape only: Theorem 3 is not shown to apply to this run, see thm3 above)")
     if kappa == 0:
-        return "thm3's H² term: κ(γ((k+1)ε_q)) = 0 on the sampled pairs: the shape is linear in H"
+        return ("thm3's H² term: κ(γ((k+1)ε_q)) = 0 on the sampled pairs: the shape is linear in "
+                "H" + caveat)
     k = cert.rtvc["k"]
     onset = (gamma + (k + 1) * eps + 1 / cert.n_demos) / kappa
     return (f"thm3's H² term: κ(γ((k+1)ε_q)) = {kappa:.3g} > 0: the shape grows as κ·H² and "
             f"that term dominates from H ≈ {onset:.3g} on (κ: the sampled rate; the worst-case "
-            "κ of this deterministic q#π* is 1 wherever that rate is above 0)")
+            "κ of this deterministic q#π* is 1 wherever that rate is above 0)" + caveat)
 
 
 #: What "hypotheses hold" rests on, printed under the theorems' lines.
@@ -251,7 +256,7 @@ def _eps_line(e: dict[str, Any], used: float, kind: str) -> str:
 def _kappa_line(r: dict[str, Any]) -> str:
     line = (f"RTVC violation rate (k={r['k']:g}; fraction of {r['n_pairs']} sampled state "
             "pairs, not a sup): " + ", ".join(
-                f"κ({d:g})={v:.3f}" for d, v in zip(r["deltas"], r["violation_rate"],
+                f"κ({d:g})={v:.3g}" for d, v in zip(r["deltas"], r["violation_rate"],
                                                    strict=True)))
     if r.get("rounding") == "stochastic":  # k·ε_q is k bin widths here: κ is 0 at small δ
         line += ("; tokens changed (tolerance 0, shared draws): " + ", ".join(

@@ -22,9 +22,11 @@ TERMS = {
     "ε_q": "quantization error of the tokenizer, |decode(encode(a)) − a|: its worst case over "
            "the action range for binning quantizers, its mean over the demonstrations' actions "
            "(in-dist) for the others (learned ones, sign), which have no worst-case bound.",
-    "κ(δ)": "RTVC violation rate: the fraction of state pairs δ apart whose quantized expert "
-            "actions differ by more than 2·ε_q; 0 means nearby states get nearby codewords "
-            "(binning under a Lipschitz expert), > 0 at small δ is what learned quantizers risk.",
+    "κ(δ)": "RTVC violation rate: the fraction of sampled state pairs δ apart whose quantized "
+            "expert actions (the deterministic encoding, as q#π* below) differ by more than "
+            "2·ε_q; 0 means no sampled pair got codewords that far apart (what binning under a "
+            "Lipschitz expert gives at small δ; an estimate, not a bound over all states), > 0 "
+            "at small δ is what learned quantizers risk.",
 }
 
 SMOKE_TEST_NOTE = ("> **Smoke test (`--tiny`).** This run checks that the pipeline works end to "

@@ -1,6 +1,6 @@
-"""What a coupled rollout measured, per horizon H: regret, state and action deviations, failures,
-success and mode fractions with 95% intervals (:func:`horizon_metrics`), and the per-step table
-(:func:`per_step_table`)."""
+"""What a coupled rollout measured, per horizon H: regret (with a 95% interval), state and action
+deviations, failures, the success rate (with a 95% Wilson interval) and mode fractions (no
+interval) (:func:`horizon_metrics`), and the per-step table (:func:`per_step_table`)."""
 
 from __future__ import annotations
 

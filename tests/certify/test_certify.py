@@ -175,6 +175,12 @@ def test_certificate_of_smooth_measures_the_stochastic_q_sharp_and_labels_neares
     # a small κ > 0 is printed as itself, not rounded to 0.000 beside "> 0"
     small = format_certificate(Certificate.from_json({**doc, "nearest": {**near, "kappa": 3e-4}}))
     assert "κ(γ((k+1)ε_q)) = 0.0003 > 0" in small and "κ there = 0.0003" in small
+    assert "not shown to apply" not in small.split("thm3's H² term")[1]
+    # where Theorem 3's hypotheses fail (e.g. k-means), its growth line says it is a shape only
+    hyps = {**cert["bound_hypotheses"], "thm3": {**cert["bound_hypotheses"]["thm3"],
+                                                  "applies": False}}
+    failed = format_certificate(Certificate.from_json({**doc, "bound_hypotheses": hyps}))
+    assert "Theorem 3 is not shown to apply" in failed.split("thm3's H² term")[1]
     # measured regret columns keep their whole names (two share a 16-letter prefix)
     measured = {name: {"10": 1.0, "100": 2.0}
                 for name in ("quantized_expert", "quantized_expert_stochastic")}
