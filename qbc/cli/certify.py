@@ -230,8 +230,10 @@ def _thm3_growth_line(cert: Certificate) -> str:
                 "H" + caveat)
     k = cert.rtvc["k"]
     onset = (gamma + (k + 1) * eps + 1 / cert.n_demos) / kappa
+    when = (f"from H ≈ {onset:.3g} on" if onset >= 1 else
+            f"from the first step (the linear terms over κ: {onset:.3g} < 1)")
     return (f"thm3's H² term: κ(γ((k+1)ε_q)) = {kappa:.3g} > 0: the shape grows as κ·H² and "
-            f"that term dominates from H ≈ {onset:.3g} on (κ: the sampled rate; the worst-case "
+            f"that term dominates {when} (κ: the sampled rate; the worst-case "
             "κ of this deterministic q#π* is 1 wherever that rate is above 0)" + caveat)
 
 

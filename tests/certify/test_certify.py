@@ -168,10 +168,16 @@ def test_certificate_of_smooth_measures_the_stochastic_q_sharp_and_labels_neares
     assert ("linear in H" in growth) == (near["kappa"] == 0)
     doc = {"env_id": SCALAR, "dataset": "d", "expert": "lqr", "expert_spec": {}, "n_demos": 20,
            "tokenizer": {"quantizer": "smooth", "vocab_size": 16}, **cert,
-           "nearest": {**near, "kappa": 0.5}}
-    onset = (near["gamma"] + 3 * near["eps_q_used"] + 1 / 20) / 0.5
-    assert f"κ(γ((k+1)ε_q)) = 0.5 > 0: the shape grows as κ·H² and that term dominates from " \
+           "nearest": {**near, "kappa": 0.05}}
+    onset = (near["gamma"] + 3 * near["eps_q_used"] + 1 / 20) / 0.05
+    assert onset >= 1
+    assert f"κ(γ((k+1)ε_q)) = 0.05 > 0: the shape grows as κ·H² and that term dominates from " \
            f"H ≈ {onset:.3g} on" in format_certificate(Certificate.from_json(doc))
+    # an onset below one step is not printed as a horizon: the H² term dominates at once
+    big = {**near, "kappa": 2 * (near["gamma"] + 3 * near["eps_q_used"] + 1 / 20)}
+    early = format_certificate(Certificate.from_json({**doc, "nearest": big}))
+    assert "dominates from the first step (the linear terms over κ: 0.5 < 1)" in early
+    assert "from H ≈" not in early
     # a small κ > 0 is printed as itself, not rounded to 0.000 beside "> 0"
     small = format_certificate(Certificate.from_json({**doc, "nearest": {**near, "kappa": 3e-4}}))
     assert "κ(γ((k+1)ε_q)) = 0.0003 > 0" in small and "κ there = 0.0003" in small
