@@ -3,7 +3,8 @@
 Why one might switch oneDNN off: on CPU, PyTorch sends every contiguous float32 ``F.gelu``
 through oneDNN, which builds a primitive per call. For the activations of a small policy (a few
 hundred numbers per step) that set-up costs 5-20 us per call, more than the arithmetic. Measured
-with ``qbc bench --quick`` (default ar-transformer, 2-core EPYC, 1 thread), batch-1 decoding took
+with ``qbc bench --quick`` (default ar-transformer, 2-core EPYC, 1 thread; at commit 47cef66,
+2026-11-24; the default model has changed since), batch-1 decoding took
 0.99-1.04 ms with oneDNN and 0.80-0.84 ms without (two runs each); batch-1024 decoding and
 training showed no consistent change. The results differ only in rounding (GELU outputs by
 < 1e-6).

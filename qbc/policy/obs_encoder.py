@@ -10,8 +10,9 @@ thresholds and codewords are buffers saved with the weights.
 One change from the compressive-learning setting (:mod:`qbc.compressive`): rows are not scaled
 to unit norm, since for control the size of the state matters as much as its direction (for
 d = 1, a unit-norm row keeps only the sign). They are scaled by 1/sqrt(d) instead; standardised
-observations have E|z|^2 = d, so each projection is N(0, 1) on average over the data, the
-distribution the quantizers are designed for.
+observations have E|z|^2 = d, so each projection has variance 1 averaged over the data. Given
+z it is N(0, |z|^2 / d), so over the data it is a scale mixture of normals: N(0, 1), the
+distribution the quantizers are designed for, only when every observation has |z|^2 = d.
 """
 
 from __future__ import annotations
