@@ -5,8 +5,12 @@ clamped B-spline of ``degree`` with ``n_control_points`` control points on unifo
 least squares (one pseudo-inverse of the k x n design matrix, shared by all chunks). Each control
 point is then binned by an :class:`~qbc.tokenizer.ActionTokenizer` (one ``uniform`` quantizer per
 control point and dimension, ``bins`` levels, range fitted on the data). Tokens per chunk:
-``n_control_points * D``, control-point-major; every sequence of that length decodes. Unlike
-the reference, the first control point is never pinned to the current action (qbc's choice).
+``n_control_points * D``, control-point-major; every sequence of that length decodes. Choices
+of ours where the reference (as secondary sources describe it) differs or is not known to us:
+the least squares is a plain pseudo-inverse (the reference is described as switching to ridge
+regression when the fit is ill-conditioned); the bin ranges are the min and max of each control
+point and dimension over the fitting data; the first control point is never pinned to the
+current action (the reference can pin it for continuity between chunks).
 
 Error: B-spline basis functions are non-negative and sum to 1, so the decoded chunk differs from
 the least-squares spline by at most the largest half bin width of a dimension

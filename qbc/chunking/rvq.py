@@ -5,6 +5,12 @@ to (N, k * D). Level 1 is k-means with ``codes`` centroids (the registry's joint
 quantizer); level l is k-means on the residuals left by levels 1..l-1. Tokens per chunk: ``levels``
 (one code per level, each in [0, codes)); decoding sums the chosen codewords, so every sequence of
 ``levels`` in-range tokens decodes. Learned codebooks: no worst-case bound (see ``report``).
+
+A reconstruction of ours, not the references' method: VQ-BeT (and MiniVLA, which reuses it)
+trains a residual VQ-VAE, an MLP encoder and decoder around the residual codebooks, by gradient,
+and its policy adds a predicted continuous offset to the decoded chunk; here the codebooks are
+fitted by k-means directly on the normalised, flattened chunks (no encoder, no offset), and the
+default sizes (4 levels x 256 codes) are neither VQ-BeT's (2 x 16) nor MiniVLA's (7 x 128).
 """
 
 from __future__ import annotations
