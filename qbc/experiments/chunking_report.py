@@ -173,7 +173,8 @@ def relative_prediction(rows: list[dict[str, Any]]) -> tuple[str, bool | None]:
     listed = ", ".join(f"{env} {p:.3g}x" for env, p in by_penalty)
     return (f"Relative form — open-loop chunks cost more, relative to k = 1, on every unstable "
             f"env than on the stable one(s): **{_verdict(held)}** (median open-loop / k = 1 "
-            f"regret at the largest H: {listed})."), held
+            f"regret at the largest H over the (policy, k > 1) pairs whose k = 1 regret is "
+            f"positive: {listed})."), held
 
 
 def divergence_by_execution(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -57,6 +57,7 @@ def test_relative_form_compares_the_open_loop_penalty_across_envs():
                                           "qbc/ScalarUnstable-v0": 4.5}
     line, held = relative_prediction(summary)
     assert held is True and "**holds**" in line
+    assert "pairs whose k = 1 regret is positive" in line  # the rule the median follows
     assert prediction(summary)[1] is False  # the absolute form: chunks did not help when stable
     line, held = relative_prediction(rows("qbc/LinearStable-v0", 2.0, 9.0, 2.5)
                                      + rows("qbc/ScalarUnstable-v0", 2.0, 3.0, 3.0))
