@@ -191,11 +191,8 @@ def rtvc_violation_rate(expert: Any, tokenizer: Any, states: np.ndarray,
     ``stochastic`` (smooth tokenizers): q#π* rounds stochastically; both states of a pair use the
     same uniform draws (a coupling of the two action laws, so the rate is an upper estimate of
     the best coupling's). ``token_change_rate`` is the fraction of pairs whose tokens differ at
-    all (tolerance 0). Both are averages over the sampled pairs, not a sup over states.
-
-    ``states`` are the env's observations and the perturbation is applied to them: on qbc's own
-    envs they are the state; elsewhere (e.g. Pendulum-v1's cos θ, sin θ, θ') a perturbed point
-    need not be the observation of any state, so the rate also counts pairs no rollout can meet.
+    all (tolerance 0). Both are averages over the sampled pairs, not a sup over states. Pairs are
+    perturbed observations: off qbc's envs (Pendulum-v1: cos θ, sin θ, θ') maybe no state's.
     """
     stochastic = stochastic and tokenizer.stochastic
     rng = np.random.default_rng(seed)

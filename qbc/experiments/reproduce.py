@@ -19,7 +19,6 @@ Entry point: ``python scripts/reproduce_results.py [--quick] [--only NAME ...] [
 
 from __future__ import annotations
 
-import csv
 import datetime
 import math
 import os
@@ -31,9 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
-from qbc.experiments.chunking_report import at_largest_h, policy_label, read_summary
+from qbc.errors import InvalidValueError, UnknownNameError
 from qbc.experiments.multimodal import ledger_headline, multimodal_headline
+from qbc.experiments.reproduce_headlines import (
+    chunking_headline,
+    counterexample_headline,
+    learner_vs_floor_headline,
+    obs_encoder_headline,
+    scaling_headline,
+    sweep_headline,
+)
 from qbc.infra.child_processes import run as run_command
 from qbc.infra.child_processes import stopped_on_exit
 from qbc.infra.files import atomic_write_json, read_json
@@ -57,7 +63,11 @@ class Result:
             full run.
         rtol: default relative tolerance of every key (per key in reference.json).
         pending: registered before its first full run: no folder under ``docs/results`` yet
-            (the first ``--update`` runs make it; then the flag goes).
+            (the first ``--update`` runs make it; then the flag goes), or a folder holding only
+            its ``progress`` files.
+        progress: files of an unfinished full run that may be kept in the folder of a pending
+            result (a study longer than one sitting, committed half-way): a full run copies
+            them into its output folder first and continues from them.
     """
 
     name: str
@@ -67,94 +77,11 @@ class Result:
     publish: tuple[str, ...] = ()
     rtol: float = 0.1
     pending: bool = False
+    progress: tuple[str, ...] = ()
 
     @property
     def folder(self) -> Path:
         return RESULTS_DIR / self.name
-
-
-# --- headline readers -------------------------------------------------------------------------
-
-def counterexample_headline(out: Path) -> dict[str, float]:
-    """Per eps at the largest H: model-based and plain per-step loss, model-based loss / eps."""
-    rows = read_json(out / "table.json", what="counterexample table")
-    h_max = max(r["H"] for r in rows)
-    values = {}
-    for r in (r for r in rows if r["H"] == h_max):
-        tag = f"eps={r['eps']:g},H={h_max}"
-        values[f"model_loss_over_eps[{tag}]"] = r["model_loss_over_eps"]
-        values[f"plain_loss[{tag}]"] = r["plain_loss"]
-    return values
-
-
-def obs_encoder_headline(out: Path) -> dict[str, float]:
-    """Per encoder: the learner's regret at the largest H and its diverged fraction."""
-    values = {}
-    for metrics_file in sorted(out.glob("rollout_*/metrics.json")):
-        encoder = metrics_file.parent.name.removeprefix("rollout_")
-        metrics = read_json(metrics_file, what="rollout metrics")
-        h_max = str(max(metrics["horizons"]))
-        row = metrics["policies"]["policy"][h_max]
-        values[f"regret[{encoder},H={h_max}]"] = row["regret"]
-        values[f"diverged[{encoder},H={h_max}]"] = row["diverged_fraction"]
-    return values
-
-
-def scaling_headline(out: Path) -> dict[str, float]:
-    """Per initial-state spread: slopes of log regret and log state deviation vs log bin width."""
-    values = {}
-    for path in sorted(out.glob("x0std*.json")):
-        res = read_json(path, what="scaling result")
-        values[f"regret_slope_vs_width[{path.stem}]"] = res["regret_slope_vs_width"]
-        values[f"state_dev_slope_vs_width[{path.stem}]"] = res["state_dev_slope_vs_width"]
-    return values
-
-
-def sweep_headline(out: Path) -> dict[str, float]:
-    """Mean regret and diverged fraction at the largest H of every (env, quantizer, bins, n_demos,
-    policy) row of the sweep's summary.csv."""
-    with open(out / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise CorruptFileError(f"{out / 'summary.csv'} has no rows")
-    h_max = max(int(r["H"]) for r in rows)
-    values = {}
-    for r in (r for r in rows if int(r["H"]) == h_max):
-        env = r["env"].removeprefix("qbc/").removesuffix("-v0")
-        tag = f"{env},{r['quantizer']}/{r['bins']},n={r['n_demos']},{r['policy']},H={h_max}"
-        values[f"regret[{tag}]"] = float(r["regret_mean"])
-        values[f"diverged[{tag}]"] = float(r["diverged_fraction"])
-    return values
-
-
-def learner_vs_floor_headline(out: Path) -> dict[str, float]:
-    """Per (env, quantizer, method, decoding) row of summary.csv: mean learner regret, the
-    quantized expert's regret and the diverged fraction."""
-    with open(out / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise CorruptFileError(f"{out / 'summary.csv'} has no rows")
-    values = {}
-    for r in rows:
-        env = r["env"].removeprefix("qbc/")
-        tag = f"{env},{r['quantizer']},{r['method']},{r['decode']}"
-        values[f"regret[{tag}]"] = float(r["regret"])
-        values[f"diverged[{tag}]"] = float(r["diverged"])
-        if r["quantizer"] != "-":
-            values[f"qexp_regret[{tag}]"] = float(r["qexp_regret"])
-    return values
-
-
-def chunking_headline(out: Path) -> dict[str, float]:
-    """Per (env, chunk policy, k, execution) at each env's largest H: mean regret and diverged
-    fraction (:mod:`qbc.experiments.chunking_report`)."""
-    values = {}
-    for r in at_largest_h(read_summary(out)):
-        env = r["env"].removeprefix("qbc/")
-        tag = f"{env},{policy_label(r)},k={r['chunk_len']},{r['execution']},H={r['H']}"
-        values[f"regret[{tag}]"] = r["regret_mean"]
-        values[f"diverged[{tag}]"] = r["diverged_fraction"]
-    return values
 
 
 def _sweep(name: str, workers: int = 2, plots: tuple[str, ...] = ("regret_vs_H.png",)) -> Result:
@@ -236,6 +163,16 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         publish=("README.md", "summary.csv", "results.csv"),
         rtol=0.25,
     ),
+    Result(  # issue 29's comparison: six envs, five seeds, every default (about 10 h+)
+        name="learner_vs_floor_six_envs",
+        full=("python scripts/learner_vs_floor.py --workers 2 --out {out}",),
+        quick=("python scripts/learner_vs_floor.py --quick --out {out}",),
+        headline=learner_vs_floor_headline,
+        publish=("README.md", "summary.csv", "results.csv", "settings.json"),
+        rtol=0.25,
+        pending=True,
+        progress=("results.csv", "settings.json", "elapsed.json"),
+    ),
     _learner_vs_floor("learner_vs_floor", "qbc/ScalarUnstable-v0"),
     _learner_vs_floor("learner_vs_floor_linear_unstable", "qbc/LinearUnstable-v0"),
     _learner_vs_floor("learner_vs_floor_pendulum", "Pendulum-v1"),
@@ -299,8 +236,9 @@ def select(names: list[str] | None) -> list[Result]:
 
 
 def run_result(result: Result, mode: str, out: Path, log: Path | None = None) -> dict[str, float]:
-    """Run ``result``'s commands of ``mode`` with output folder ``out`` (replaced), from the
-    repository root with datasets under ``out/minari``; return its headline numbers.
+    """Run ``result``'s commands of ``mode`` with output folder ``out`` (replaced; a full run
+    starts from the ``progress`` files kept in the result's folder), from the repository root
+    with datasets under ``out/minari``; return its headline numbers.
 
     A failing command raises :class:`RuntimeError` naming it and the log file."""
     if mode not in MODES:
@@ -309,6 +247,7 @@ def run_result(result: Result, mode: str, out: Path, log: Path | None = None) ->
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    kept = continue_from_progress(result, out) if mode == "full" else []
     log = log or out.with_suffix(".log")
     # `python` and `qbc` in the commands are this interpreter's (its bin folder first on PATH),
     # not whichever other environment the shell would find first.
@@ -316,6 +255,8 @@ def run_result(result: Result, mode: str, out: Path, log: Path | None = None) ->
     env = {**os.environ, "MINARI_DATASETS_PATH": str(out / "minari"), "OMP_NUM_THREADS": "1",
            "PATH": path}
     with open(log, "w") as log_file, stopped_on_exit():  # a kill stops the command too
+        if kept:
+            log_file.write(f"continuing from {', '.join(kept)} kept in {result.folder}\n")
         for command in getattr(result, mode):
             command = command.format(out=out)
             log_file.write(f"$ {command}\n")
@@ -370,6 +311,19 @@ def update_reference(result: Result, mode: str, now: dict[str, float]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)  # a pending result's first run
     atomic_write_json(path, doc)
     return path
+
+
+def continue_from_progress(result: Result, out: Path) -> list[str]:
+    """Copy the ``progress`` files kept in ``result``'s folder into ``out`` (those ``out`` does
+    not hold yet), so its full run continues from them; the names copied."""
+    copied = []
+    for name in result.progress:
+        kept, target = result.folder / name, Path(out) / name
+        if kept.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kept, target)
+            copied.append(name)
+    return copied
 
 
 def publish(result: Result, out: Path) -> None:
