@@ -165,8 +165,8 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
     ),
     Result(  # issue 29's comparison: six envs, five seeds, every default (about 10 h+)
         name="learner_vs_floor_six_envs",
-        full=("python scripts/learner_vs_floor.py --workers 2 --out {out}",),
-        quick=("python scripts/learner_vs_floor.py --quick --out {out}",),
+        full=("python scripts/learner_vs_floor.py --dagger-defaults --workers 2 --out {out}",),
+        quick=("python scripts/learner_vs_floor.py --quick --dagger-defaults --out {out}",),
         headline=learner_vs_floor_headline,
         publish=("README.md", "summary.csv", "results.csv", "settings.json"),
         rtol=0.25,

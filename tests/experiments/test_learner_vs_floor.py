@@ -465,3 +465,32 @@ def test_a_comparison_continues_from_its_results_table_alone(tmp_path, monkeypat
     assert len(calls) == 4
     with open(out / "results.csv") as fh:
         assert {r["env"] for r in csv.DictReader(fh)} == {"qbc/ScalarUnstable-v0"}
+
+
+def test_dagger_on_its_commands_defaults_sets_no_schedule_and_does_not_limit_labels(tmp_path,
+                                                                                    monkeypatch):
+    from qbc.experiments.learner_vs_floor import comparison
+    from qbc.experiments.learner_vs_floor.plan import Plan
+    from qbc.experiments.learner_vs_floor.report import command_flags
+    from qbc.interactive.config import DaggerConfig
+
+    commands = []
+    monkeypatch.setattr(comparison, "qbc_command", lambda args, log, env: commands.append(args))
+    monkeypatch.setattr(comparison, "mark_finished", lambda path: None)
+    cfg = FloorConfig(out=tmp_path, dagger_defaults=True)
+    last = comparison.dagger_run(Plan(cfg), "qbc/ScalarUnstable-v0", 0, "uniform")
+    (args,) = commands
+    for flag in ("--rounds", "--episodes-per-round", "--beta", "--beta-value"):
+        assert flag not in args  # `qbc dagger` chooses them itself
+    assert last.name == f"round-{DaggerConfig.__dataclass_fields__['rounds'].default}"
+    commands.clear()
+    comparison.dagger_run(Plan(FloorConfig(out=tmp_path / "eq")), "qbc/ScalarUnstable-v0", 0,
+                          "uniform")
+    assert commands[0][commands[0].index("--episodes-per-round") + 1] == "50"  # equal labels
+    assert "--dagger-defaults" in command_flags(cfg)
+    # four times BC's labels: reported, and the target does not require fewer
+    rows = [_row("bc", 6.0, 6.0), _row("dagger", 6.5, 6.0, labels=80_000)]
+    by = _by_method(summarise(rows, labels_required=False))
+    assert by["dagger"]["meets_target"] and not _by_method(summarise(rows))["dagger"][
+        "meets_target"]
+    assert "labels are reported, not limited" in report(cfg, summarise(rows, False), 60.0)

@@ -57,6 +57,7 @@ from qbc.infra.environ import scoped_threads
 from qbc.infra.files import atomic_write_csv, atomic_write_text
 from qbc.infra.progress import Log, silent
 from qbc.infra.run_folder import output_dir
+from qbc.interactive.config import DaggerConfig
 from qbc.rollout.evaluate import evaluate
 from qbc.rollout.inputs import EvalConfig, open_inputs
 from qbc.rollout.report import write_report
@@ -107,14 +108,12 @@ def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
     """``qbc dagger`` with the same number of expert episodes as BC; its last round's policy."""
     cfg = plan.cfg
     run = plan.run_dir(env_id, seed, f"dagger-{quantizer}")
-    per_round = max(1, cfg.episodes // (cfg.dagger_rounds + 1))
+    rounds, schedule = _dagger_schedule(cfg)
     flags = ["dagger", "--env", env_id, "--expert", ENVS[env_id].expert, "--out", str(run / "run"),
-             "--rounds", str(cfg.dagger_rounds), "--episodes-per-round", str(per_round),
-             "--seed", str(1000 * seed), "--dataset-base",
+             *schedule, "--seed", str(1000 * seed), "--dataset-base",
              f"floor/{plan.slug(env_id)}-s{seed}-dagger-{quantizer}",
              "--eval-episodes", str(min(eval_episodes(cfg, env_id), 20)), "--quantizer", quantizer,
              "--bins", str(cfg.bins), "--policy", "ar-transformer", "--no-progress",
-             "--beta", "constant", "--beta-value", str(cfg.dagger_beta),
              "--tokenizer", cfg.dagger_tokenizer]
     if cfg.max_episode_steps:
         flags += ["--max-episode-steps", str(cfg.max_episode_steps)]
@@ -127,7 +126,21 @@ def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
     if not finished(run):
         qbc_command(flags, run / "log.txt", plan.env)  # resumes its own finished rounds
         mark_finished(run)
-    return run / "run" / f"round-{cfg.dagger_rounds}"
+    return run / "run" / f"round-{rounds}"
+
+
+def _dagger_schedule(cfg: FloorConfig) -> tuple[int, list[str]]:
+    """DAgger's rounds after round 0 and the ``qbc dagger`` flags that set its schedule: none
+    with --dagger-defaults (one round of --episodes with --quick), else the equal-label design
+    (rounds + 1 rounds of episodes / (rounds + 1), a constant beta after round 0)."""
+    if cfg.dagger_defaults and not cfg.quick:
+        return DaggerConfig.__dataclass_fields__["rounds"].default, []
+    if cfg.dagger_defaults:
+        return 1, ["--rounds", "1", "--episodes-per-round", str(cfg.episodes)]
+    per_round = max(1, cfg.episodes // (cfg.dagger_rounds + 1))
+    return cfg.dagger_rounds, ["--rounds", str(cfg.dagger_rounds), "--episodes-per-round",
+                               str(per_round), "--beta", "constant", "--beta-value",
+                               str(cfg.dagger_beta)]
 
 
 def _split_train_flags(extra: list[str]) -> tuple[list[str], list[str]]:
@@ -311,7 +324,7 @@ def run_comparison(cfg: FloorConfig, log: Log = silent) -> list[dict[str, Any]]:
         seconds = clock.save()
     rows.sort(key=order)
     save_rows(plan.out, cfg, sorted(rows + others, key=order))
-    summary = summarise(rows)
+    summary = summarise(rows, labels_required=not cfg.dagger_defaults)
     atomic_write_csv(plan.out / "summary.csv", summary, list(summary[0]) if summary else [])
 
     atomic_write_text(plan.out / "README.md", report(cfg, summary, seconds))

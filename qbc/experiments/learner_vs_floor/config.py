@@ -88,6 +88,12 @@ class FloorConfig:
     extra_train_flags: list[str] = field(default_factory=list)
     """more ``qbc train`` flags for every token run, DAgger's rounds included; given as
     --dart-train-flags (``--extra-train-flags=--range-margin 0.5``)."""
+    dagger_defaults: bool = False
+    """run ``qbc dagger`` with its own defaults for rounds, episodes per round and the beta
+    schedule instead of the equal-label design of --dagger-rounds / --dagger-beta: round 0 then
+    has plain BC's episodes (and the same tokenizer), and DAgger uses more expert labels than
+    BC, so the target's labels clause is reported, not required (--quick: one round of
+    --episodes after round 0)."""
     dagger_tokenizer: str = "round-0"
     """``qbc dagger --tokenizer``: 'round-0' (every round keeps round 0's tokenizer) or 'refit'
     (refitted each round; the published comparisons made before it became the default)."""
@@ -112,7 +118,7 @@ def quick_config(cfg: FloorConfig) -> FloorConfig:
                        dagger_rounds=1, rollout_episodes=10, steps=60, max_episode_steps=40,
                        horizon=40, workers=1, quick=True, dart_sigma=cfg.dart_sigma,
                        dart_train_flags=cfg.dart_train_flags,
-                       dagger_tokenizer=cfg.dagger_tokenizer,
+                       dagger_tokenizer=cfg.dagger_tokenizer, dagger_defaults=cfg.dagger_defaults,
                        extra_train_flags=["--eval-interval", "30", "--model.d-model", "16",
                                           "--model.n-layers", "1", "--model.n-heads", "2",
                                           *cfg.extra_train_flags])

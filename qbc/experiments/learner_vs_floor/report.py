@@ -136,9 +136,7 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
         f"; seeds {', '.join(map(str, cfg.seeds))}; methods "
         f"{', '.join(method_name(m, cfg) for m in cfg.methods)}; {cfg.episodes} expert episodes"
         " per method"
-        + (f" (DAgger: {cfg.dagger_rounds + 1} rounds of "
-           f"{cfg.episodes // (cfg.dagger_rounds + 1)}, beta = {cfg.dagger_beta:g} after round 0)"
-           if "dagger" in cfg.methods else "") + ";"
+        + (_dagger_schedule_text(cfg) if "dagger" in cfg.methods else "") + ";"
         f" training budget {'`qbc train` default' if cfg.steps is None else f'{cfg.steps} steps'};"
         f" {_eval_episodes(cfg)} coupled evaluation episodes per policy, seeds apart from the"
         " data." + _extra_settings(cfg),
@@ -147,8 +145,9 @@ def report(cfg: Any, summary: list[dict[str, Any]], seconds: float) -> str:
         " (means over seeds; the worst seed in brackets). The quantized expert sends the expert's"
         " action through a tokenizer: the floor (which tokenizer's floor the target uses: see the"
         " scope below). Target: learner regret <= 2x the quantized expert's (or <= it + 1% of"
-        " the expert's return), diverged no more often than the quantized expert, no more"
-        " expert labels than plain BC.",
+        " the expert's return), diverged no more often than the quantized expert"
+        + (" (DAgger's expert labels are reported, not limited)." if cfg.dagger_defaults else
+           ", no more expert labels than plain BC."),
         "",
         *SCOPE,
         "",
@@ -250,6 +249,15 @@ def _extra_settings(cfg: Any) -> str:
     return "".join(" " + n for n in notes)
 
 
+def _dagger_schedule_text(cfg: Any) -> str:
+    """How the DAgger rows were run, for the settings line."""
+    if cfg.dagger_defaults:
+        return (" (DAgger: `qbc dagger` defaults: round 0 of plain BC's episodes, then more rounds"
+                " driven by a beta schedule; more expert labels than BC)")
+    return (f" (DAgger: {cfg.dagger_rounds + 1} rounds of "
+            f"{cfg.episodes // (cfg.dagger_rounds + 1)}, beta = {cfg.dagger_beta:g} after round 0)")
+
+
 def command_flags(cfg: Any) -> str:
     """The script's flags that give ``cfg`` (those that differ from the defaults)."""
     default = FloorConfig()
@@ -263,6 +271,8 @@ def command_flags(cfg: Any) -> str:
         flags += f" --rollout-episodes {cfg.rollout_episodes}"
     if cfg.dart_sigma != default.dart_sigma:
         flags += f" --dart-sigma {cfg.dart_sigma}"
+    if cfg.dagger_defaults:
+        flags += " --dagger-defaults"
     if cfg.dart_train_flags:
         flags += _list_flag("--dart-train-flags", cfg.dart_train_flags)
     if cfg.extra_train_flags:
