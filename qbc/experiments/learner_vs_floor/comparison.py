@@ -105,7 +105,8 @@ def dart_run(plan: Plan, env_id: str, seed: int, quantizer: str,
 
 
 def dagger_run(plan: Plan, env_id: str, seed: int, quantizer: str) -> Path:
-    """``qbc dagger`` with the same number of expert episodes as BC; its last round's policy."""
+    """``qbc dagger`` with the same number of expert episodes as BC (or, with
+    --dagger-defaults, on the command's own schedule); its last round's policy."""
     cfg = plan.cfg
     run = plan.run_dir(env_id, seed, f"dagger-{quantizer}")
     rounds, schedule = _dagger_schedule(cfg)
@@ -300,9 +301,10 @@ def run_comparison(cfg: FloorConfig, log: Log = silent) -> list[dict[str, Any]]:
     stored = load_rows(plan.out, cfg)
     jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
             for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
+    keys = {_key(j) for j in jobs}
     to_run = [j for j in jobs if _key(j) not in stored]
     rows = [row for j in jobs if _key(j) in stored for row in stored[_key(j)]]
-    others = [row for key, kept in stored.items() if key not in map(_key, jobs) for row in kept]
+    others = [row for key, kept in stored.items() if key not in keys for row in kept]
     order = _row_order(cfg)
     try:
         with stopped_on_exit():  # a kill or Ctrl-C stops the runs under way too
