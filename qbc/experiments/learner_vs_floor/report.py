@@ -22,7 +22,8 @@ SCOPE = [
     "- The target is measured against the reference floor: the quantized expert through the"
     " tokenizer plain BC fits on the expert's clean demonstrations (same env, quantizer and"
     " seeds). Each method also reports the floor of its own tokenizer, fitted to its own data"
-    " (DART's noisy data; DAgger's round 0, of fewer episodes than BC's, or with"
+    " (DART's noisy data; DAgger's round 0, of fewer episodes than BC's unless DAgger runs on"
+    " its command's defaults, or with"
     " `--dagger-tokenizer refit` the aggregated data): a floor that rises because the tokenizer"
     " changed is not the floor reached.",
     "- The floor is the quantized expert with the deterministic encoding (for `smooth`: nearest"
