@@ -41,12 +41,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.experiments.learner_vs_floor.config import (
     DECODINGS,
     ENVS,
+    EVAL_SEED,
     FloorConfig,
     eval_episodes,
     quick_config,
+    validate,
 )
 from qbc.experiments.learner_vs_floor.plan import Plan, finished, mark_finished, qbc_command
 from qbc.experiments.learner_vs_floor.report import report
@@ -54,7 +57,7 @@ from qbc.experiments.learner_vs_floor.stored import JobKey, load_rows, save_rows
 from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
 from qbc.infra.child_processes import stopped_on_exit, thread_pool
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import atomic_write_csv, atomic_write_text
+from qbc.infra.files import atomic_write_csv, atomic_write_text, read_json_object
 from qbc.infra.progress import Log, silent
 from qbc.infra.run_folder import output_dir
 from qbc.rollout.evaluate import evaluate
@@ -155,7 +158,7 @@ def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: st
         folder.mkdir(parents=True, exist_ok=True)
         # the env copies only batch the work: the episodes' seeds fix every number reported
         cfg = EvalConfig(out=folder / "out", policy=str(run), episodes=episodes, horizons=(H,),
-                         seed=900000, decode=decode, num_envs=min(episodes, 200),
+                         seed=EVAL_SEED, decode=decode, num_envs=min(episodes, 200),
                          progress=False, overwrite=True)
         _evaluate(cfg, plan.out / "datasets", folder / "log.txt")
         mark_finished(folder)
@@ -272,19 +275,14 @@ def run_comparison(cfg: FloorConfig, log: Log = silent) -> list[dict[str, Any]]:
     """Run (or continue) the comparison; write results.csv, summary.csv and README.md. ``log``
     gets one line per finished job."""
     cfg = quick_config(cfg) if cfg.quick else cfg
-    unknown = [e for e in cfg.envs if e not in ENVS]
-    if unknown:
-        raise SystemExit(f"learner_vs_floor: unknown env {unknown[0]!r}; known: {', '.join(ENVS)}")
-    if cfg.rollout_episodes is not None and cfg.rollout_episodes < 1:
-        raise SystemExit(f"learner_vs_floor: --rollout-episodes must be >= 1, "
-                         f"got {cfg.rollout_episodes}")
+    validate(cfg)
     if not _valid_sigma(cfg.dart_sigma):
-        raise SystemExit(f"learner_vs_floor: --dart-sigma must be 'auto' or a positive number, "
-                         f"got {cfg.dart_sigma!r}")
+        raise InvalidValueError(f"--dart-sigma must be 'auto' or a positive number, got "
+                                f"{cfg.dart_sigma!r}")
     plan = Plan(cfg)
-    plan.out.mkdir(parents=True, exist_ok=True)
+    stored = load_rows(plan.out, cfg)  # a damaged table or other settings: refused first
     clock = _WallClock(plan.out)
-    stored = load_rows(plan.out, cfg)
+    plan.out.mkdir(parents=True, exist_ok=True)
     jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
             for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
     to_run = [j for j in jobs if _key(j) not in stored]
@@ -347,15 +345,23 @@ class _WallClock:
     def __init__(self, out: Path):
         self.path = out / "elapsed.json"
         self.started = self.saved_at = time.time()
+        self.total = 0.0
+        if self.path.exists():  # read (and checked) before anything is written
+            seconds = read_json_object(self.path, "comparison wall time").get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+                    0 <= seconds < math.inf):
+                raise CorruptFileError(f"{self.path}: seconds {seconds!r} is not a number of "
+                                       "seconds; it was damaged: delete it (the time is "
+                                       "counted afresh)")
+            self.total = float(seconds)
 
     def this_invocation(self) -> float:
         return time.time() - self.started
 
     def save(self) -> float:
-        """Add the seconds since the last save to the stored total; the new total."""
+        """Add the seconds since the last save to the total; the new total."""
         now = time.time()
-        stored = json.loads(self.path.read_text())["seconds"] if self.path.exists() else 0.0
-        total = stored + now - self.saved_at
-        atomic_write_text(self.path, json.dumps({"seconds": total}) + "\n")
+        self.total += now - self.saved_at
+        atomic_write_text(self.path, json.dumps({"seconds": self.total}) + "\n")
         self.saved_at = now
-        return total
+        return self.total
