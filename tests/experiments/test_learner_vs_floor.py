@@ -578,3 +578,28 @@ def test_the_view_refuses_a_damaged_folder_and_writes_no_folder(tmp_path, damage
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match in err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("name, text", [("metrics.json", "[1]"), ("metrics.json", "{}"),
+                                        ("rounds.csv", "round\n"), ("metadata.json", "{}")])
+def test_a_damaged_file_of_a_finished_step_is_a_corrupt_file_error_naming_it(tmp_path, name,
+                                                                             text):
+    # a finished step is not redone; its damaged metrics, DAgger table or dataset metadata
+    # ended in a KeyError / IndexError (internal error)
+    from qbc.errors import CorruptFileError
+    from qbc.experiments.learner_vs_floor import comparison
+    from qbc.experiments.learner_vs_floor.plan import Plan
+
+    plan = Plan(FloorConfig(out=tmp_path, quick=True))
+    path = tmp_path / name
+    path.write_text(text)
+    job = comparison.Job("qbc/ScalarUnstable-v0", 0, "uniform")
+    with pytest.raises(CorruptFileError, match=name):
+        if name == "metrics.json":
+            comparison._row(plan, job, "bc", "argmax", 10, path)
+        elif name == "rounds.csv":
+            comparison._dagger_labels(tmp_path)
+        else:
+            (tmp_path / "datasets" / "d" / "data").mkdir(parents=True)
+            path.replace(tmp_path / "datasets" / "d" / "data" / name)
+            comparison._dataset_steps(plan, "d")

@@ -33,10 +33,11 @@ Entry point: ``python scripts/learner_vs_floor.py [--quick] [--out DIR] [--worke
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,12 @@ from qbc.experiments.learner_vs_floor.stored import JobKey, load_rows, save_rows
 from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
 from qbc.infra.child_processes import stopped_on_exit, thread_pool
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import atomic_write_csv, atomic_write_text, read_json_object
+from qbc.infra.files import (
+    atomic_write_csv,
+    atomic_write_text,
+    read_csv_rows,
+    read_json_object,
+)
 from qbc.infra.progress import Log, silent
 from qbc.infra.run_folder import output_dir
 from qbc.rollout.evaluate import evaluate
@@ -239,25 +245,47 @@ def run_job(plan: Plan, job: Job) -> list[dict[str, Any]]:
 def _dataset_steps(plan: Plan, dataset_id: str) -> int:
     """Transitions (= expert labels) of a Minari dataset in the comparison's datasets root."""
     meta = plan.out / "datasets" / dataset_id / "data" / "metadata.json"
-    return int(json.loads(meta.read_text())["total_steps"])
+    with _made_by_the_comparison(meta):
+        return int(read_json_object(meta, "dataset metadata")["total_steps"])
 
 
 def _dagger_labels(run: Path) -> int:
     """Expert labels used by the DAgger run ``run`` (its rounds.csv's last row)."""
-    with open(run / "rounds.csv") as fh:
-        return int(list(csv.DictReader(fh))[-1]["expert_labels"])
+    with _made_by_the_comparison(run / "rounds.csv"):
+        return int(read_csv_rows(run / "rounds.csv", "DAgger rounds table")[-1]["expert_labels"])
+
+
+@contextlib.contextmanager
+def _made_by_the_comparison(path: Path) -> Iterator[None]:
+    """Reading a file that a finished step of the comparison made: a missing or damaged one
+    is a CorruptFileError naming it (the step's folder is kept as finished, so it must be
+    deleted to be made again)."""
+    try:
+        yield
+    except (OSError, KeyError, IndexError, TypeError, ValueError) as exc:
+        if isinstance(exc, CorruptFileError):
+            raise
+        raise CorruptFileError(f"{path} is missing or damaged ({type(exc).__name__}: {exc}); "
+                               "delete the run folder that holds it (and its .floor-done) to "
+                               "make it again") from None
 
 
 def _row(plan: Plan, job: Job, method: str, decode: str, labels: int,
          metrics_path: Path) -> dict[str, Any]:
-    metrics = json.loads(metrics_path.read_text())
+    with _made_by_the_comparison(metrics_path):
+        return _row_of(plan, job, method, decode, labels,
+                       read_json_object(metrics_path, "rollout metrics"), metrics_path)
+
+
+def _row_of(plan: Plan, job: Job, method: str, decode: str, labels: int,
+            metrics: dict[str, Any], metrics_path: Path) -> dict[str, Any]:
     H = str(plan.horizon(job.env_id))
     pol = metrics["policies"]
     learner, expert = pol["policy"][H], pol["expert"][H]
     qexp = pol.get("quantized_expert", {}).get(H)  # nearest rounding: the argmax floor
     qexp_stochastic = pol.get("quantized_expert_stochastic", {}).get(H)  # smooth only
     if qexp is None and job.quantizer is not None:
-        raise RuntimeError(f"{metrics_path} has no quantized-expert rollout at H={H}")
+        raise KeyError(f"no quantized-expert rollout at H={H}")  # named by the caller
     row = {"env": job.env_id, "quantizer": job.quantizer or "-", "seed": job.seed,
            "method": method, "decode": decode, "expert_labels": labels, "H": int(H),
            "expert_return": expert["return"], "regret": learner["regret"],
