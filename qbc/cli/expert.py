@@ -32,7 +32,7 @@ from qbc.agents.sb3 import (
 from qbc.cli import Command
 from qbc.envs.make import check_env_id
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, QbcError
-from qbc.infra.files import atomic_write_json, read_json, read_json_object
+from qbc.infra.files import atomic_write_json, read_json_object
 from qbc.infra.run_folder import check_out_dir, locked_output, output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 
@@ -287,12 +287,13 @@ def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
 
 def _check_trained_env(zip_path: Path, env_id: str) -> None:
     """Refuse ``env_id`` when the report ``qbc expert train`` wrote beside the zip names
-    another env (models of two envs with the same shapes are told apart only there)."""
+    another env (models of two envs with the same shapes are told apart only there), and a
+    report that is not a JSON object (CorruptFileError: it was skipped, and with it the check)."""
     side = zip_path.with_suffix(".json")
     if not side.is_file():
         return
-    report = read_json(side, what="expert report")
-    cfg = report.get("config") if isinstance(report, dict) else None
+    report = read_json_object(side, what="expert report")  # damaged: refused, as --resume does
+    cfg = report.get("config")
     trained = (cfg.get("env") or cfg.get("env_id")) if isinstance(cfg, dict) else None
     if isinstance(trained, str) and trained != env_id:
         raise InvalidValueError(f"{str(zip_path)!r} was trained on {trained} (says "
