@@ -23,6 +23,7 @@ from qbc.agents.export import (
 )
 from qbc.agents.sb3 import (
     algo_class,
+    check_continuous_actions,
     default_expert_path,
     load_sb3_model,
     replay_buffer_path,
@@ -128,6 +129,13 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     check_config(config, TRAIN_RULES)  # also: --seed in [0, 2^32), ints in 64 bits
     check_env_id(config.env)
     algo_class(config.algo)
+    import gymnasium as gym
+
+    env = gym.make(config.env)  # checked before the zip is locked or a folder staged
+    try:
+        check_continuous_actions(env, config.env)
+    finally:
+        env.close()
     zip_path = sb3_zip_path(default_expert_path(config.env, config.algo)
                             if config.out is None else config.out)
     actor_dir = actor_folder_for(zip_path)

@@ -155,3 +155,12 @@ def test_export_refuses_a_training_report_that_is_not_an_object(trained, tmp_pat
     err = capsys.readouterr().err
     assert "expert report" in err and "not an object" in err
     assert _tree(root) == before and not (tmp_path / "a").exists()
+
+
+def test_expert_train_refuses_an_env_of_discrete_actions_before_anything(tmp_path, capsys):
+    # SAC's assertion on Discrete(2) was an internal error
+    assert main(["expert", "train", "--env", "CartPole-v1", "--timesteps", "10", "--out",
+                 str(tmp_path / "c" / "x.zip"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "CartPole-v1 has Discrete actions" in err and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()
