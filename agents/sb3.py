@@ -136,6 +136,7 @@ def train_sb3_expert(
     replay = replay_buffer_path(out)
     env = gym.make(env_id, **env_kwargs)
     try:
+        check_continuous_actions(env, env_id)
         if resume:
             model = _resumed_model(out, algo, env, env_id, replay)
         else:
@@ -144,6 +145,18 @@ def train_sb3_expert(
     finally:
         env.close()
     return _save(model, out, replay)
+
+
+def check_continuous_actions(env: Any, env_id: str) -> None:
+    """Refuse an env whose actions are not a Box: qbc's experts act continuously (SB3 would
+    fail on SAC / TD3 with an assertion, and an exported PPO actor of discrete actions could
+    not be read back)."""
+    import gymnasium as gym
+
+    if not isinstance(env.action_space, gym.spaces.Box):
+        raise InvalidValueError(f"{env_id} has {type(env.action_space).__name__} actions; "
+                                "qbc's experts act in continuous (Box) action spaces: train "
+                                "one on an env with continuous actions")
 
 
 def _checked_output(out: Path, overwrite: bool, resume: bool) -> Path:

@@ -7,13 +7,10 @@ Usage: qbc sweep --config scripts/sweeps/chunking.toml --workers 2 --out DIR
 
 import sys
 
-from qbc.errors import QbcError
-from qbc.experiments.chunking_report import write_readme
+from qbc.cli import run_script
+from qbc.experiments.chunking_report import ReportArgs, write_readme
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    try:
-        print(f"wrote {write_readme(sys.argv[1])}")
-    except QbcError as e:  # one line, as the qbc commands do
-        sys.exit(f"chunking_report: error: {e}")
+if __name__ == "__main__":  # bad input (no DIR, a damaged sweep): one line, exit 2
+    argv = ["--sweep-dir", *sys.argv[1:]] if sys.argv[1:2] != ["--help"] else ["--help"]
+    sys.exit(run_script(ReportArgs, lambda a: print(f"wrote {write_readme(a.sweep_dir)}"),
+                        "chunking_report", argv))

@@ -210,6 +210,8 @@ def rtvc_violation_rate(expert: Any, tokenizer: Any, states: np.ndarray,
     base = tokenizer.decode(base_tokens).astype(np.float64)
     rates, changes = [], []
     for delta in deltas:
+        if not np.isfinite((x + delta * v).astype(np.float32)).all():  # the expert acts on f32
+            raise InvalidValueError(f"--deltas {delta:g} moves the states past float32's range")
         moved_tokens = tokens(x + delta * v)
         moved = tokenizer.decode(moved_tokens).astype(np.float64)
         # float32 codewords: adjacent ones may sit a rounding error beyond exactly 2·ε_q apart.

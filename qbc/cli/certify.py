@@ -19,7 +19,7 @@ from qbc.data import check_compatible, load_demonstrations
 from qbc.data.expert_choice import build_expert, choose_expert
 from qbc.envs.make import make_env
 from qbc.errors import CorruptFileError, InvalidValueError
-from qbc.infra.files import atomic_write_json, read_json_object
+from qbc.infra.files import atomic_write_json, json_safe, read_json_object
 from qbc.infra.run_folder import output_dir
 from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, SEED_LIMIT, Rule, check_all, check_config
 from qbc.quantizers import check_bins_flag
@@ -130,7 +130,8 @@ def run_certify(cfg: CertifyConfig) -> Certificate:
     inp = open_inputs(cfg)
     with output_dir(cfg.out, cfg.overwrite, "certify") as out:
         cert = certificate_of(cfg, **inp)
-        atomic_write_json(out / "certificate.json", cert.to_json())
+        # a perturbation that ends episodes early has no finite gain: inf, written as null
+        atomic_write_json(out / "certificate.json", json_safe(cert.to_json()))
         atomic_write_json(out / "config.json", {k: str(v) if isinstance(v, Path) else v
                                                 for k, v in asdict(cfg).items()}
                           | {"expert_params": expert_params(cfg.expert_params)})

@@ -23,6 +23,7 @@ from qbc.agents.export import (
 )
 from qbc.agents.sb3 import (
     algo_class,
+    check_continuous_actions,
     default_expert_path,
     load_sb3_model,
     replay_buffer_path,
@@ -32,7 +33,7 @@ from qbc.agents.sb3 import (
 from qbc.cli import Command
 from qbc.envs.make import check_env_id
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError, QbcError
-from qbc.infra.files import atomic_write_json, read_json, read_json_object
+from qbc.infra.files import atomic_write_json, read_json_object
 from qbc.infra.run_folder import check_out_dir, locked_output, output_dir
 from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
 
@@ -128,6 +129,13 @@ def run_train_expert(config: TrainExpertConfig) -> dict[str, Any]:
     check_config(config, TRAIN_RULES)  # also: --seed in [0, 2^32), ints in 64 bits
     check_env_id(config.env)
     algo_class(config.algo)
+    import gymnasium as gym
+
+    env = gym.make(config.env)  # checked before the zip is locked or a folder staged
+    try:
+        check_continuous_actions(env, config.env)
+    finally:
+        env.close()
     zip_path = sb3_zip_path(default_expert_path(config.env, config.algo)
                             if config.out is None else config.out)
     actor_dir = actor_folder_for(zip_path)
@@ -287,12 +295,13 @@ def run_export_expert(config: ExportExpertConfig) -> dict[str, Any]:
 
 def _check_trained_env(zip_path: Path, env_id: str) -> None:
     """Refuse ``env_id`` when the report ``qbc expert train`` wrote beside the zip names
-    another env (models of two envs with the same shapes are told apart only there)."""
+    another env (models of two envs with the same shapes are told apart only there), and a
+    report that is not a JSON object (CorruptFileError: it was skipped, and with it the check)."""
     side = zip_path.with_suffix(".json")
     if not side.is_file():
         return
-    report = read_json(side, what="expert report")
-    cfg = report.get("config") if isinstance(report, dict) else None
+    report = read_json_object(side, what="expert report")  # damaged: refused, as --resume does
+    cfg = report.get("config")
     trained = (cfg.get("env") or cfg.get("env_id")) if isinstance(cfg, dict) else None
     if isinstance(trained, str) and trained != env_id:
         raise InvalidValueError(f"{str(zip_path)!r} was trained on {trained} (says "

@@ -25,9 +25,9 @@ Input is the sweep's ``summary.csv`` (``qbc sweep report DIR`` writes it); entry
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from qbc.experiments.chunking_seeds import (
     verdict_lines,
 )
 from qbc.experiments.table_cells import number_cell, percent_cell
-from qbc.infra.files import atomic_write_text
+from qbc.infra.files import atomic_write_text, read_csv_rows
 from qbc.rollout.growth import fit_growth
 from qbc.sweep.entries import env_label, normalize_env
 from qbc.sweep.report import current_cells
@@ -56,19 +56,32 @@ _FLOAT = ("regret_mean", "regret_ci_lo", "regret_ci_hi", "diverged_fraction", "v
           "floor_regret", "floor_diverged_fraction")
 
 
+@dataclass
+class ReportArgs:
+    """Write README.md and the plots of a chunk-tokenizer sweep (after `qbc sweep report`)."""
+
+    sweep_dir: Path
+    """the sweep folder (its summary.csv and results.csv)."""
+
+
 def read_summary(sweep_dir: Path) -> list[dict[str, Any]]:
-    """summary.csv of a chunk sweep, numbers parsed (empty cells are None)."""
+    """summary.csv of a chunk sweep, numbers parsed (empty cells are None); a damaged one is
+    a CorruptFileError naming the file and the line."""
     path = Path(sweep_dir) / "summary.csv"
     if not path.is_file():
         raise CorruptFileError(f"{path} is missing: run `qbc sweep report {sweep_dir}` first")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "chunk_len" not in rows[0]:
+    rows = read_csv_rows(path, "sweep summary", ("H", "chunk_len", "n_seeds"))
+    if not rows or not all(r["chunk_len"] for r in rows):
         raise CorruptFileError(f"{path} has no chunk-policy rows")
-    for r in rows:
-        r["H"], r["chunk_len"], r["n_seeds"] = int(r["H"]), int(r["chunk_len"]), int(r["n_seeds"])
-        for c in _FLOAT:
-            r[c] = float(r[c]) if r.get(c) not in (None, "") else None
+    for line, r in enumerate(rows, 2):
+        try:
+            r["H"], r["chunk_len"], r["n_seeds"] = (int(r[c]) for c in ("H", "chunk_len",
+                                                                         "n_seeds"))
+            for c in _FLOAT:
+                r[c] = float(r[c]) if r.get(c) not in (None, "") else None
+        except ValueError as exc:
+            raise CorruptFileError(f"{path} line {line}: {exc}; restore it or run `qbc sweep "
+                                   f"report {sweep_dir}` again") from None
     return rows
 
 

@@ -182,3 +182,44 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_csv_rows(path: str | os.PathLike, what: str, columns: tuple[str, ...] = ()
+                  ) -> list[dict[str, str]]:
+    """The rows of a CSV table written by :func:`atomic_write_csv`, as text, every one checked:
+    UTF-8 without NUL bytes, a header holding ``columns``, every row exactly the header's
+    fields, no unclosed quote. Anything else (binary, cut mid-row, a row of the wrong length) is
+    a CorruptFileError naming ``what``, the file and the line. A missing file is an OSError."""
+    import csv
+    import io
+
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise CorruptFileError(f"{what} {str(path)!r} is not a text CSV table (binary or not "
+                               "UTF-8); it was damaged: restore it or re-create it")
+    if text and not text.endswith("\n"):
+        raise CorruptFileError(f"{what} {str(path)!r} was cut mid-row (its last line has no "
+                               "newline); restore it or re-create it")
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        missing = [c for c in columns if c not in (reader.fieldnames or ())]
+        if missing:
+            raise CorruptFileError(f"{what} {str(path)!r} lacks the columns {missing}; it is "
+                                   "not such a table or was damaged: restore it or re-create it")
+        rows = []
+        for row in reader:
+            if None in row or None in row.values():
+                more = "more" if None in row else "fewer"
+                raise CorruptFileError(
+                    f"{what} {str(path)!r} line {reader.line_num} has {more} fields than its "
+                    "header (damaged, or cut mid-row); restore it or re-create it")
+            rows.append(row)
+    except csv.Error as exc:  # an unclosed quote, a field over csv's size limit, ...
+        raise CorruptFileError(f"{what} {str(path)!r} is not a readable CSV table ({exc}); "
+                               "restore it or re-create it") from None
+    return rows

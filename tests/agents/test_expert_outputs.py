@@ -142,3 +142,25 @@ def test_an_actor_folder_labelled_for_another_env_is_refused(tmp_path, capsys):
     assert main(["collect", "--env", ENV, "--expert", "actor", "--expert-path", str(folder),
                  "--episodes", "1", "--dataset", "test/a-v0", "--no-progress"]) == 2
     assert "exported for qbc/SomethingElse-v0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["[1]", '"a string"'])
+def test_export_refuses_a_training_report_that_is_not_an_object(trained, tmp_path, capsys, text):
+    # it was skipped, and with it the check of the env it was trained on (--resume refused it)
+    root = _copy(trained, tmp_path)
+    (root / "p.json").write_text(text)
+    before = _tree(root)
+    assert main(["expert", "export", "--expert-path", str(root / "p.zip"), "--env", ENV,
+                 "--out", str(tmp_path / "a"), "--eval-episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "expert report" in err and "not an object" in err
+    assert _tree(root) == before and not (tmp_path / "a").exists()
+
+
+def test_expert_train_refuses_an_env_of_discrete_actions_before_anything(tmp_path, capsys):
+    # SAC's assertion on Discrete(2) was an internal error
+    assert main(["expert", "train", "--env", "CartPole-v1", "--timesteps", "10", "--out",
+                 str(tmp_path / "c" / "x.zip"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "CartPole-v1 has Discrete actions" in err and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()

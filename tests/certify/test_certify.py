@@ -259,3 +259,18 @@ def test_gamma_between_unsorted_sizes_is_interpolated_not_extrapolated():
     assert value == pytest.approx(np.exp(np.interp(np.log(0.1), np.log([0.01, 0.3]),
                                                    np.log([0.01, 0.6]))))
     assert gamma_at(gain, 0.001)[1].startswith("below the smallest size (0.01)")
+
+
+def test_sizes_that_end_episodes_and_deltas_past_float32_are_handled(tmp_path, capsys):
+    # --sizes 1e11: infinite gains (episodes ended early) made writing certificate.json an
+    # internal error; --deltas 1e308: the expert's NaN actions were blamed on the dataset
+    assert main(["collect", "--env", "qbc/LinearUnstable-v0", "--episodes", "4", "--num-envs",
+                 "4", "--max-episode-steps", "20", "--dataset", "qbc/cert-huge-v0"]) == 0
+    flags = ["certify", "--dataset", "qbc/cert-huge-v0", "--bins", "8", "--episodes", "3"]
+    assert main([*flags, "--out", str(tmp_path / "c"), "--sizes", "0.1,1e11"]) == 0
+    cert = json.loads((tmp_path / "c" / "certificate.json").read_text())
+    assert cert["piiss"]["gains"][1] is None and cert["piiss"]["gains"][0] > 0
+    capsys.readouterr()
+    assert main([*flags, "--out", str(tmp_path / "d"), "--deltas", "0.1,1e308"]) == 2
+    assert "--deltas 1e+308 moves the states past float32's range" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -83,7 +83,7 @@ def test_script_on_a_folder_without_a_sweep_is_one_line(tmp_path):
 
     script = ROOT / "scripts" / "chunking_report.py"
     done = run_python([script, tmp_path])  # in this process, as a fresh interpreter would
-    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "summary.csv is missing" in done.stderr and not (tmp_path / "README.md").exists()
 
 

@@ -1,11 +1,14 @@
 """The learner-vs-floor comparison (qbc.experiments.learner_vs_floor and its script)."""
 
 import csv
+import dataclasses
+import json
 import math
 
 import pytest
 
 from qbc.cli import run_script
+from qbc.errors import InvalidValueError
 from qbc.experiments.learner_vs_floor.comparison import _split_train_flags, run_comparison
 from qbc.experiments.learner_vs_floor.config import RESULT_FIELDS, FloorConfig
 from qbc.experiments.learner_vs_floor.report import (
@@ -242,13 +245,13 @@ def test_fixed_dart_sigma_needs_no_bc_policy_and_trains_with_its_own_flags(tmp_p
 
 
 def test_a_bad_dart_sigma_is_refused_before_anything_runs(tmp_path):
-    with pytest.raises(SystemExit, match="--dart-sigma must be 'auto' or a positive number"):
+    with pytest.raises(InvalidValueError, match="--dart-sigma must be 'auto' or a positive number"):
         run_comparison(FloorConfig(out=tmp_path / "floor", quick=True, dart_sigma="-1"))
     assert not (tmp_path / "floor").exists()
 
 
 def test_too_few_evaluation_episodes_are_refused_before_anything_runs(tmp_path):
-    with pytest.raises(SystemExit, match="--rollout-episodes must be >= 1, got 0"):
+    with pytest.raises(InvalidValueError, match="--rollout-episodes must be an integer >= 1"):
         run_comparison(FloorConfig(out=tmp_path / "floor", rollout_episodes=0))
     assert not (tmp_path / "floor").exists()
 
@@ -460,11 +463,15 @@ def test_a_comparison_continues_from_its_results_table_alone(tmp_path, monkeypat
 
     calls.clear()
     other = FloorConfig(out=out, envs=cfg.envs, quantizers=cfg.quantizers, seeds=cfg.seeds,
-                        methods=cfg.methods, episodes=50, workers=1)
-    run_comparison(other)  # other settings: every job again, and only its rows in the table
+                        methods=cfg.methods, rollout_episodes=50, workers=1)
+    run_comparison(other)  # other evaluation settings: every job again, only its rows kept
     assert len(calls) == 4
     with open(out / "results.csv") as fh:
         assert {r["env"] for r in csv.DictReader(fh)} == {"qbc/ScalarUnstable-v0"}
+    before = {p: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(InvalidValueError, match=r"other settings \(episodes: episodes=100\)"):
+        run_comparison(dataclasses.replace(other, episodes=50))  # its runs were made with 100
+    assert {p: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_dagger_on_its_commands_defaults_sets_no_schedule_and_does_not_limit_labels(tmp_path,
@@ -494,3 +501,134 @@ def test_dagger_on_its_commands_defaults_sets_no_schedule_and_does_not_limit_lab
     assert by["dagger"]["meets_target"] and not _by_method(summarise(rows))["dagger"][
         "meets_target"]
     assert "labels are reported, not limited" in report(cfg, summarise(rows, False), 60.0)
+
+
+@pytest.mark.parametrize("flags", [
+    ["--envs", "qbc/Nope-v0"], ["--episodes", "0"], ["--bins", "1"], ["--quantizers", "bogus"],
+    ["--seeds", "-1"], ["--seeds", "900"], ["--methods", "bogus"], ["--methods", "bc", "bc"],
+    ["--dagger-beta", "2"], ["--horizon", "0"], ["--dagger-tokenizer", "xx"],
+    ["--extra-train-flags=--lr"], ["--dart-train-flags=lr 1"], ["--workers", "0"],
+    ["--dagger-rounds", "0"]])
+def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, flags, capsys):
+    # they ended in SystemExit (exit 1), an internal error from a child command, or ran
+    assert run_script(FloorConfig, run_comparison, "learner_vs_floor",
+                      argv=["--out", str(tmp_path / "floor"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" not in err
+    assert not (tmp_path / "floor").exists()
+
+
+def _stored_folder(out, table=None, settings=None):
+    """A folder holding the complete table of the quick comparison (nothing left to run)."""
+    cfg = FloorConfig(out=out, quick=True)
+    rows = [{**_row(m, 1.5, 1.0, decode=d), "H": 40, "regret_ci_low": 0.5,
+             "regret_ci_high": 2.5, "qexp_stochastic_regret": math.nan, "ratio": 1.5}
+            for m in ("bc", "dart", "dagger") for d in ("argmax", "mean")]
+    rows.append({**rows[0], "quantizer": "-", "method": "mlp-mse", "decode": "-"})
+    from qbc.experiments.learner_vs_floor.config import quick_config
+    from qbc.experiments.learner_vs_floor.stored import save_rows
+    save_rows(out, quick_config(cfg), rows)
+    if table is not None:
+        (out / "results.csv").write_bytes(table((out / "results.csv").read_bytes()))
+    if settings is not None:
+        (out / "settings.json").write_bytes(settings)
+    return cfg
+
+
+@pytest.mark.parametrize("table, settings, match", [
+    (lambda b: bytes(range(256)), None, "not a text CSV table"),
+    (lambda b: b[:150] + b"\x00" + b[150:], None, "not a text CSV table"),
+    (lambda b: b[:-20], None, "cut mid-row"),
+    (lambda b: b.replace(b"\n", b",x\n", 2).replace(b",x\n", b"\n", 1), None,
+     "line 2 has more fields than its header"),
+    (lambda b: b.replace(b",argmax,", b",,", 1), None, "line 2: decode ''"),
+    (lambda b: b.replace(b",1.5,", b",abc,", 1), None, "regret 'abc'"),
+    (None, b"[1, 2]", "holds a JSON list"),
+    (None, b"\xff\xfe", "not UTF-8"),
+    (None, b'{"bins": 16', "truncated or not valid JSON")])
+def test_a_damaged_table_or_settings_file_is_refused_and_kept(tmp_path, table, settings, match,
+                                                              monkeypatch):
+    # they were taken for 'no table' (every job made again, the table replaced) or, for a row
+    # cut short, loaded with NaN in its missing fields
+    from qbc.errors import CorruptFileError
+    from qbc.experiments.learner_vs_floor import comparison
+
+    monkeypatch.setattr(comparison, "collect_bc", lambda *a: pytest.fail("ran a job"))
+    cfg = _stored_folder(tmp_path / "floor", table, settings)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "floor").iterdir()}
+    with pytest.raises(CorruptFileError, match=match):
+        run_comparison(cfg)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "floor").iterdir()} == before
+
+
+def test_a_damaged_wall_time_is_refused_before_anything_is_written(tmp_path):
+    from qbc.errors import CorruptFileError
+
+    out = tmp_path / "floor"
+    cfg = _stored_folder(out)
+    (out / "elapsed.json").write_text(json.dumps({"seconds": "x"}))
+    with pytest.raises(CorruptFileError, match="elapsed.json: seconds 'x'"):
+        run_comparison(cfg)
+    assert not (out / "README.md").exists()
+    (out / "elapsed.json").write_text(json.dumps({"seconds": 5.0}))
+    run_comparison(cfg)  # the complete table: nothing to run, the page written
+    assert json.loads((out / "elapsed.json").read_text())["seconds"] >= 5.0
+
+
+def test_a_child_command_that_refuses_its_input_is_one_line_naming_it(tmp_path):
+    from qbc.experiments.learner_vs_floor.plan import qbc_command
+
+    with pytest.raises(InvalidValueError, match=r"qbc train: error: .*--bogus.* \(its log: "):
+        qbc_command(["train", "--dataset", "x/y-v0", "--bogus", "1"], tmp_path / "log.txt", {})
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda f: (f / "results.csv").write_bytes(bytes(range(256))), "not a text CSV table"),
+    (lambda f: (f / "results.csv").write_bytes(
+        (f / "results.csv").read_bytes().replace(b"\n", b"\x00\n", 1)), "not a text CSV"),
+    (lambda f: (f / "results.csv").write_bytes((f / "results.csv").read_bytes()[:-9]),
+     "cut mid-row"),
+    (lambda f: (f / "results.csv").write_text("env,seed\nx,1\n"), "lacks the columns"),
+    (lambda f: (f / "results.csv").write_bytes(
+        (f / "results.csv").read_bytes().replace(b",20000,", b",,", 1)), "expert_labels ''"),
+    (lambda f: (f / "README.md").write_bytes(b"\xff\xfe"), "README.md is not UTF-8")])
+def test_the_view_refuses_a_damaged_folder_and_writes_no_folder(tmp_path, damage, match, capsys):
+    # binary tables, missing columns and a binary README.md were internal errors; NUL bytes and
+    # a cut row were read; a refused second folder came after the first had been rewritten
+    rows = _refit_rows()
+    for name in ("good", "bad"):
+        (tmp_path / name).mkdir()
+        atomic_write_csv(tmp_path / name / "results.csv", rows, list(rows[0]))
+        (tmp_path / name / "README.md").write_text("# Page\n")
+    damage(tmp_path / "bad")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert run_script(ViewConfig, run_view, "learner_vs_floor_view",
+                      argv=["--folders", str(tmp_path / "good"), str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("name, text", [("metrics.json", "[1]"), ("metrics.json", "{}"),
+                                        ("rounds.csv", "round\n"), ("metadata.json", "{}")])
+def test_a_damaged_file_of_a_finished_step_is_a_corrupt_file_error_naming_it(tmp_path, name,
+                                                                             text):
+    # a finished step is not redone; its damaged metrics, DAgger table or dataset metadata
+    # ended in a KeyError / IndexError (internal error)
+    from qbc.errors import CorruptFileError
+    from qbc.experiments.learner_vs_floor import comparison
+    from qbc.experiments.learner_vs_floor.plan import Plan
+
+    plan = Plan(FloorConfig(out=tmp_path, quick=True))
+    path = tmp_path / name
+    path.write_text(text)
+    job = comparison.Job("qbc/ScalarUnstable-v0", 0, "uniform")
+    with pytest.raises(CorruptFileError, match=name):
+        if name == "metrics.json":
+            comparison._row(plan, job, "bc", "argmax", 10, path)
+        elif name == "rounds.csv":
+            comparison._dagger_labels(tmp_path)
+        else:
+            (tmp_path / "datasets" / "d" / "data").mkdir(parents=True)
+            path.replace(tmp_path / "datasets" / "d" / "data" / name)
+            comparison._dataset_steps(plan, "d")

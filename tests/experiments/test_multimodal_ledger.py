@@ -167,3 +167,26 @@ def test_damaged_ledger_files_are_corrupt_file_errors_before_any_work(tmp_path, 
     with pytest.raises(CorruptFileError, match=path.name):
         run_ledger(cfg)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+_ROW = {"env": DETOUR, "seed": 1, "learner": "mlp-mse", "policy": "expert", "role": "expert",
+        "decoding": "-", "success": 1.0, "modes": {"left": 0.5}, "return": -3.0, "regret": 0.0,
+        "regret_ci95": [0.0, 0.0], "ended_early": 0.0, "episodes": 4}
+
+
+@pytest.mark.parametrize("change", [{"env": None}, {"seed": "x"}, {"episodes": 0},
+                                    {"success": 2.0}, {"regret_ci95": [1.0]}, {"return": True},
+                                    {"modes": {"left": "b"}}, {"seed": 2}, {"policy": 3}])
+def test_a_cell_row_the_summary_cannot_read_is_a_corrupt_file_error(tmp_path, change):
+    # {"rows": [{}]} passed the check and ended in a KeyError (internal error) in the summary
+    import json
+
+    from qbc.errors import CorruptFileError
+    from qbc.experiments.multimodal.ledger import read_cell
+
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps({"rows": [_ROW]}))
+    assert read_cell(path, (DETOUR, 1, "mlp-mse")) == [_ROW]
+    path.write_text(json.dumps({"rows": [{**_ROW, **change}]}))
+    with pytest.raises(CorruptFileError, match="cell.json': a row's"):
+        read_cell(path, (DETOUR, 1, "mlp-mse"))

@@ -33,20 +33,24 @@ Entry point: ``python scripts/learner_vs_floor.py [--quick] [--out DIR] [--worke
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.experiments.learner_vs_floor.config import (
     DECODINGS,
     ENVS,
+    EVAL_SEED,
     FloorConfig,
     eval_episodes,
     quick_config,
+    validate,
 )
 from qbc.experiments.learner_vs_floor.plan import Plan, finished, mark_finished, qbc_command
 from qbc.experiments.learner_vs_floor.report import report
@@ -54,7 +58,12 @@ from qbc.experiments.learner_vs_floor.stored import JobKey, load_rows, save_rows
 from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
 from qbc.infra.child_processes import stopped_on_exit, thread_pool
 from qbc.infra.environ import scoped_threads
-from qbc.infra.files import atomic_write_csv, atomic_write_text
+from qbc.infra.files import (
+    atomic_write_csv,
+    atomic_write_text,
+    read_csv_rows,
+    read_json_object,
+)
 from qbc.infra.progress import Log, silent
 from qbc.infra.run_folder import output_dir
 from qbc.interactive.config import DaggerConfig
@@ -169,7 +178,7 @@ def rollout(plan: Plan, env_id: str, seed: int, run: Path, name: str, decode: st
         folder.mkdir(parents=True, exist_ok=True)
         # the env copies only batch the work: the episodes' seeds fix every number reported
         cfg = EvalConfig(out=folder / "out", policy=str(run), episodes=episodes, horizons=(H,),
-                         seed=900000, decode=decode, num_envs=min(episodes, 200),
+                         seed=EVAL_SEED, decode=decode, num_envs=min(episodes, 200),
                          progress=False, overwrite=True)
         _evaluate(cfg, plan.out / "datasets", folder / "log.txt")
         mark_finished(folder)
@@ -250,25 +259,47 @@ def run_job(plan: Plan, job: Job) -> list[dict[str, Any]]:
 def _dataset_steps(plan: Plan, dataset_id: str) -> int:
     """Transitions (= expert labels) of a Minari dataset in the comparison's datasets root."""
     meta = plan.out / "datasets" / dataset_id / "data" / "metadata.json"
-    return int(json.loads(meta.read_text())["total_steps"])
+    with _made_by_the_comparison(meta):
+        return int(read_json_object(meta, "dataset metadata")["total_steps"])
 
 
 def _dagger_labels(run: Path) -> int:
     """Expert labels used by the DAgger run ``run`` (its rounds.csv's last row)."""
-    with open(run / "rounds.csv") as fh:
-        return int(list(csv.DictReader(fh))[-1]["expert_labels"])
+    with _made_by_the_comparison(run / "rounds.csv"):
+        return int(read_csv_rows(run / "rounds.csv", "DAgger rounds table")[-1]["expert_labels"])
+
+
+@contextlib.contextmanager
+def _made_by_the_comparison(path: Path) -> Iterator[None]:
+    """Reading a file that a finished step of the comparison made: a missing or damaged one
+    is a CorruptFileError naming it (the step's folder is kept as finished, so it must be
+    deleted to be made again)."""
+    try:
+        yield
+    except (OSError, KeyError, IndexError, TypeError, ValueError) as exc:
+        if isinstance(exc, CorruptFileError):
+            raise
+        raise CorruptFileError(f"{path} is missing or damaged ({type(exc).__name__}: {exc}); "
+                               "delete the run folder that holds it (and its .floor-done) to "
+                               "make it again") from None
 
 
 def _row(plan: Plan, job: Job, method: str, decode: str, labels: int,
          metrics_path: Path) -> dict[str, Any]:
-    metrics = json.loads(metrics_path.read_text())
+    with _made_by_the_comparison(metrics_path):
+        return _row_of(plan, job, method, decode, labels,
+                       read_json_object(metrics_path, "rollout metrics"), metrics_path)
+
+
+def _row_of(plan: Plan, job: Job, method: str, decode: str, labels: int,
+            metrics: dict[str, Any], metrics_path: Path) -> dict[str, Any]:
     H = str(plan.horizon(job.env_id))
     pol = metrics["policies"]
     learner, expert = pol["policy"][H], pol["expert"][H]
     qexp = pol.get("quantized_expert", {}).get(H)  # nearest rounding: the argmax floor
     qexp_stochastic = pol.get("quantized_expert_stochastic", {}).get(H)  # smooth only
     if qexp is None and job.quantizer is not None:
-        raise RuntimeError(f"{metrics_path} has no quantized-expert rollout at H={H}")
+        raise KeyError(f"no quantized-expert rollout at H={H}")  # named by the caller
     row = {"env": job.env_id, "quantizer": job.quantizer or "-", "seed": job.seed,
            "method": method, "decode": decode, "expert_labels": labels, "H": int(H),
            "expert_return": expert["return"], "regret": learner["regret"],
@@ -286,19 +317,14 @@ def run_comparison(cfg: FloorConfig, log: Log = silent) -> list[dict[str, Any]]:
     """Run (or continue) the comparison; write results.csv, summary.csv and README.md. ``log``
     gets one line per finished job."""
     cfg = quick_config(cfg) if cfg.quick else cfg
-    unknown = [e for e in cfg.envs if e not in ENVS]
-    if unknown:
-        raise SystemExit(f"learner_vs_floor: unknown env {unknown[0]!r}; known: {', '.join(ENVS)}")
-    if cfg.rollout_episodes is not None and cfg.rollout_episodes < 1:
-        raise SystemExit(f"learner_vs_floor: --rollout-episodes must be >= 1, "
-                         f"got {cfg.rollout_episodes}")
+    validate(cfg)
     if not _valid_sigma(cfg.dart_sigma):
-        raise SystemExit(f"learner_vs_floor: --dart-sigma must be 'auto' or a positive number, "
-                         f"got {cfg.dart_sigma!r}")
+        raise InvalidValueError(f"--dart-sigma must be 'auto' or a positive number, got "
+                                f"{cfg.dart_sigma!r}")
     plan = Plan(cfg)
-    plan.out.mkdir(parents=True, exist_ok=True)
+    stored = load_rows(plan.out, cfg)  # a damaged table or other settings: refused first
     clock = _WallClock(plan.out)
-    stored = load_rows(plan.out, cfg)
+    plan.out.mkdir(parents=True, exist_ok=True)
     jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
             for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
     keys = {_key(j) for j in jobs}
@@ -362,15 +388,23 @@ class _WallClock:
     def __init__(self, out: Path):
         self.path = out / "elapsed.json"
         self.started = self.saved_at = time.time()
+        self.total = 0.0
+        if self.path.exists():  # read (and checked) before anything is written
+            seconds = read_json_object(self.path, "comparison wall time").get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+                    0 <= seconds < math.inf):
+                raise CorruptFileError(f"{self.path}: seconds {seconds!r} is not a number of "
+                                       "seconds; it was damaged: delete it (the time is "
+                                       "counted afresh)")
+            self.total = float(seconds)
 
     def this_invocation(self) -> float:
         return time.time() - self.started
 
     def save(self) -> float:
-        """Add the seconds since the last save to the stored total; the new total."""
+        """Add the seconds since the last save to the total; the new total."""
         now = time.time()
-        stored = json.loads(self.path.read_text())["seconds"] if self.path.exists() else 0.0
-        total = stored + now - self.saved_at
-        atomic_write_text(self.path, json.dumps({"seconds": total}) + "\n")
+        self.total += now - self.saved_at
+        atomic_write_text(self.path, json.dumps({"seconds": self.total}) + "\n")
         self.saved_at = now
-        return total
+        return self.total

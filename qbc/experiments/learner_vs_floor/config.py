@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from qbc.errors import InvalidValueError, UnknownNameError
+from qbc.infra.validate import AT_LEAST_ONE, Rule, check_config
+from qbc.quantizers import available_quantizers
+
 
 class EnvSetting(NamedTuple):
     """How the comparison runs one env."""
@@ -35,6 +39,10 @@ ENVS: dict[str, EnvSetting] = {
     "InvertedDoublePendulum-v5": EnvSetting("zoo:InvertedDoublePendulum-v5", 1000),
 }
 METHODS = ("bc", "dart", "dagger")
+DAGGER_TOKENIZERS = ("round-0", "refit")
+#: The first seed of the coupled evaluation episodes; every data seed (1000 s + episode) stays
+#: below it.
+EVAL_SEED = 900_000
 DECODINGS = ("argmax", "mean")
 RESULT_FIELDS = ["env", "quantizer", "seed", "method", "decode", "expert_labels", "H",
                  "expert_return", "regret", "regret_ci_low", "regret_ci_high", "diverged",
@@ -122,6 +130,40 @@ def quick_config(cfg: FloorConfig) -> FloorConfig:
                        extra_train_flags=["--eval-interval", "30", "--model.d-model", "16",
                                           "--model.n-layers", "1", "--model.n-heads", "2",
                                           *cfg.extra_train_flags])
+
+
+def validate(cfg: FloorConfig) -> None:
+    """Every setting of ``cfg`` checked before anything is written or run: one-line
+    :class:`~qbc.errors.InvalidValueError` / :class:`~qbc.errors.UnknownNameError`."""
+    optional = Rule(lo=1, integer=True, optional=True)
+    check_config(cfg, {"bins": Rule(lo=2, integer=True), "episodes": AT_LEAST_ONE,
+                       "dagger_rounds": AT_LEAST_ONE, "dagger_beta": Rule(lo=0, hi=1),
+                       "rollout_episodes": optional, "steps": optional,
+                       "max_episode_steps": optional, "horizon": optional,
+                       "workers": AT_LEAST_ONE})
+    for name, values, known in (("envs", cfg.envs, ENVS), ("methods", cfg.methods, METHODS),
+                                ("quantizers", cfg.quantizers, available_quantizers()),
+                                ("dagger-tokenizer", (cfg.dagger_tokenizer,), DAGGER_TOKENIZERS)):
+        if not values or len(set(values)) != len(values):
+            raise InvalidValueError(f"--{name} must name at least one, each once; got "
+                                    f"{list(values)}")
+        for value in values:
+            if value not in known:
+                raise UnknownNameError(name.rstrip("s"), value, known)
+    last = EVAL_SEED - cfg.episodes
+    if not cfg.seeds or any(isinstance(s, bool) or not 0 <= s <= last // 1000 for s in cfg.seeds):
+        raise InvalidValueError(f"--seeds must be one or more integers in [0, {last // 1000}] "
+                                f"(seed s collects from episode seed 1000 s, below the "
+                                f"evaluation's {EVAL_SEED}); got {list(cfg.seeds)}")
+    if len(cfg.seeds) > 1 and cfg.episodes > 1000:
+        raise InvalidValueError(f"--episodes above 1000 with several --seeds: seed s collects "
+                                f"from episode seed 1000 s, so seeds would share episodes; "
+                                f"got {cfg.episodes}")
+    for name, flags in (("extra-train-flags", cfg.extra_train_flags),
+                        ("dart-train-flags", cfg.dart_train_flags)):
+        if len(flags) % 2 or any(not f.startswith("--") for f in flags[::2]):
+            raise InvalidValueError(f"--{name} must be pairs of a flag and its value "
+                                    f"(--{name}='--lr 0.001'); got {flags}")
 
 
 def eval_episodes(cfg: FloorConfig, env_id: str) -> int:

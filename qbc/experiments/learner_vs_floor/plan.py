@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from qbc.errors import InvalidValueError
 from qbc.experiments.learner_vs_floor.config import ENVS, FloorConfig
 from qbc.infra.child_processes import run as run_command
 from qbc.policy.registry import ModelConfig, model_flag, model_reads
@@ -26,6 +27,11 @@ def qbc_command(args: list[str], log: Path, env: dict[str, str]) -> None:
         fh.flush()
         returncode = run_command([sys.executable, "-m", "qbc.cli", *args], stdout=fh,
                                  stderr=subprocess.STDOUT, env=env)
+    if returncode == 2:  # the command refused its input (one line): a setting of the user's
+        refusal = [line for line in log.read_text(errors="replace").splitlines()
+                   if line.startswith(f"qbc {args[0]}") and ": error: " in line]
+        raise InvalidValueError(f"{refusal[-1] if refusal else f'qbc {args[0]} refused'} "
+                                f"(its log: {log})")
     if returncode != 0:
         tail = log.read_text().splitlines()[-5:]
         raise RuntimeError(f"qbc {args[0]} failed (rc {returncode}), see {log}:\n"

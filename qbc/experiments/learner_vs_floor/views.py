@@ -12,7 +12,6 @@ Entry point: ``python scripts/learner_vs_floor_view.py --folders DIR ...``.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,18 @@ from qbc.experiments.learner_vs_floor.report import (
     with_section,
 )
 from qbc.experiments.learner_vs_floor.summary import summarise
-from qbc.infra.files import atomic_write_text
+from qbc.infra.files import atomic_write_text, read_csv_rows
 from qbc.infra.progress import Log, silent
 
 #: Columns of results.csv that hold text; every other one is a number ('nan' where missing).
 TEXT_FIELDS = ("env", "quantizer", "method", "decode")
+
+#: Columns of results.csv that hold integers.
+INT_FIELDS = ("seed", "expert_labels")
+
+#: Columns the view reads (a page made before qexp_stochastic_regret was recorded lacks it).
+NEEDED_FIELDS = (*TEXT_FIELDS, *INT_FIELDS, "expert_return", "regret", "diverged",
+                 "qexp_regret", "qexp_diverged")
 
 #: How the view says it was made.
 COMMAND = "`python scripts/learner_vs_floor_view.py --folders DIR`"
@@ -50,17 +56,31 @@ class ViewConfig:
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """results.csv as the rows :func:`summarise` takes: text fields kept, the seed an int,
-    every other field a float."""
-    with open(path, newline="") as f:
-        raw = list(csv.DictReader(f))
+    """results.csv as the rows :func:`summarise` takes: text fields kept, the seed and the
+    expert labels ints, every other field a float. A damaged table (binary, cut mid-row, a
+    missing column, a field that is not what the comparison writes) is a CorruptFileError
+    naming the file, the line and the field."""
+    raw = read_csv_rows(path, "results table", NEEDED_FIELDS)
     if not raw:
         raise CorruptFileError(f"{path} has no rows")
-    try:
-        return [{k: v if k in TEXT_FIELDS else int(v) if k == "seed" else float(v or math.nan)
-                 for k, v in r.items()} for r in raw]
-    except ValueError as exc:
-        raise CorruptFileError(f"{path}: {exc}") from None
+    return [_parsed(r, path, line) for line, r in enumerate(raw, 2)]
+
+
+def _parsed(raw: dict[str, str], path: Path, line: int) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for k, v in raw.items():
+        try:
+            if k in TEXT_FIELDS:
+                if not v or not v.isprintable():
+                    raise ValueError
+                row[k] = v
+            else:
+                row[k] = int(v) if k in INT_FIELDS else float(v or math.nan)
+        except ValueError:
+            raise CorruptFileError(f"results table {str(path)!r} line {line}: {k} {v[:40]!r} "
+                                   "is not what the comparison writes; it was damaged: "
+                                   "restore it or re-create it") from None
+    return row
 
 
 def borrowed_bc_rows(rows: list[dict[str, Any]], reference: list[dict[str, Any]]
@@ -82,6 +102,12 @@ def add_common_view(folder: Path, reference: Path | None = None) -> Path:
     """Write (or rewrite) the common-tokenizer section of ``folder``/README.md, with a sentence
     above each of the page's own tables saying what they compare; its path. ``reference``: see
     :class:`ViewConfig`."""
+    return atomic_write_text(*viewed_readme(folder, reference))
+
+
+def viewed_readme(folder: Path, reference: Path | None = None) -> tuple[Path, str]:
+    """``folder``'s README.md and its text with the common-tokenizer section (nothing
+    written); a README.md that is not UTF-8 text is a CorruptFileError."""
     rows = read_results(folder / "results.csv")
     command, note = COMMAND, None
     if reference is not None:
@@ -99,11 +125,16 @@ def add_common_view(folder: Path, reference: Path | None = None) -> Path:
     section = common_tokenizer_view(summarise(rows), command)
     section += ["", note] if note else []
     readme = folder / "README.md"
-    text = with_scope_above_tables(readme.read_text(), OWN_FLOOR_SCOPE)
-    return atomic_write_text(readme, with_section(text, section))
+    try:
+        text = readme.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptFileError(f"{readme} is not UTF-8 text; restore it") from None
+    return readme, with_section(with_scope_above_tables(text, OWN_FLOOR_SCOPE), section)
 
 
 def run_view(cfg: ViewConfig, log: Log = silent) -> None:
-    """:func:`add_common_view` for every folder of ``cfg``."""
-    for folder in cfg.folders:
-        log(f"wrote {add_common_view(Path(folder), cfg.reference)}")
+    """:func:`add_common_view` for every folder of ``cfg``: every page is made before any is
+    written, so a folder that is refused leaves the others as they were."""
+    pages = [viewed_readme(Path(folder), cfg.reference) for folder in cfg.folders]
+    for readme, text in pages:
+        log(f"wrote {atomic_write_text(readme, text)}")

@@ -197,7 +197,7 @@ def run_ledger(cfg: LedgerConfig, log: Log = silent) -> dict[str, Any]:
         cells = [(e, s, learner) for e in cfg.envs for s in cfg.seeds for learner in cfg.learners]
         for cell in cells:  # a damaged finished cell is refused before any new work
             if cell_path(out, *cell).is_file():
-                read_cell(cell_path(out, *cell))
+                read_cell(cell_path(out, *cell), cell)
         demos: dict[tuple[str, int], Any] = {}
         for i, (env_id, seed, learner) in enumerate(cells, 1):
             path = cell_path(out, env_id, seed, learner)
@@ -241,14 +241,40 @@ def _claim(out: Path, cfg: LedgerConfig) -> None:
         atomic_write_json(path, mine)
 
 
-def read_cell(path: Path) -> list[dict[str, Any]]:
-    """The rows of a finished cell's file: a JSON object whose "rows" is a list of objects,
-    else a CorruptFileError naming the file (delete it: the next run makes that cell again)."""
+def read_cell(path: Path, cell: tuple[str, int, str] | None = None) -> list[dict[str, Any]]:
+    """The rows of a finished cell's file: a JSON object whose "rows" is a list of objects with
+    the fields the summary reads, of their kinds (and, given ``cell`` = (env, seed, learner),
+    that cell's), else a CorruptFileError naming the file (delete it: the next run makes that
+    cell again)."""
     rows = read_json_object(path, what="ledger cell").get("rows")
     if not (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)):
         raise CorruptFileError(f"ledger cell {str(path)!r} has no list of rows; it was damaged: "
                                "delete it and run the ledger again (it makes that cell again)")
+    for row in rows:
+        bad = next((k for k, ok in _ROW_FIELDS.items() if not ok(row.get(k))), None)
+        if bad is None and cell is not None and (row["env"], row["seed"], row["learner"]) != cell:
+            bad = "env/seed/learner (another cell's)"
+        if bad is not None:
+            raise CorruptFileError(f"ledger cell {str(path)!r}: a row's {bad} is missing or of "
+                                   "the wrong kind; it was damaged: delete it and run the ledger "
+                                   "again (it makes that cell again)")
     return rows
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+#: The fields of a cell's row that the summary reads, and what each must be.
+_ROW_FIELDS = {
+    **{k: lambda x: isinstance(x, str) for k in ("env", "policy", "role", "learner", "decoding")},
+    "seed": lambda x: _number(x) and float(x).is_integer(),
+    "episodes": lambda x: _number(x) and float(x).is_integer() and x >= 1,
+    **{k: _number for k in ("return", "regret", "ended_early")},
+    "regret_ci95": lambda x: isinstance(x, list) and len(x) == 2 and all(map(_number, x)),
+    "success": lambda x: x is None or (_number(x) and 0 <= x <= 1),
+    "modes": lambda x: x is None or (isinstance(x, dict) and all(map(_number, x.values()))),
+}
 
 
 def _slug(text: str) -> str:
