@@ -122,10 +122,10 @@ def piiss_gain(env_id: str, expert: Any, sizes: Sequence[float], seeds: Sequence
 
     For each size r: the expert and the expert perturbed by r for the first ``perturb_steps``
     steps (default: half the horizon) run coupled from the same seeds; γ(r) is the mean over
-    episodes of max_t ‖x_t − x*_t‖, with x the env's observation (the state on qbc's own envs; on
-others, e.g. Pendulum-v1's (cos θ, sin θ, θ'), a function of it). The *decay ratio* is the mean gap over the last tenth of the
-    horizon divided by the peak: near 0 when the gap dies out after the perturbation stops
-    (exponential incremental stability), near 1 or above when it does not.
+    episodes of max_t ‖x_t − x*_t‖, with x the env's observation (the state on qbc's own envs;
+    elsewhere a function of it, e.g. Pendulum-v1's cos θ, sin θ, θ'). The *decay ratio* is the
+    mean gap over the last tenth of the horizon divided by the peak: near 0 when the gap dies out
+    after the perturbation stops (exponential incremental stability), near 1 or above if not.
     Returns sizes, gains, decay ratios, a power fit γ(r) ≈ C·r^s, the linear gain C = γ(r)/r at
     each size, the fitted per-step decay rate η of the gap, and a verdict.
     """
@@ -191,8 +191,7 @@ def rtvc_violation_rate(expert: Any, tokenizer: Any, states: np.ndarray,
     ``stochastic`` (smooth tokenizers): q#π* rounds stochastically; both states of a pair use the
     same uniform draws (a coupling of the two action laws, so the rate is an upper estimate of
     the best coupling's). ``token_change_rate`` is the fraction of pairs whose tokens differ at
-    all (tolerance 0). Both are averages over the sampled pairs, not a sup over states. Pairs are
-    perturbed observations: off qbc's envs (Pendulum-v1: cos θ, sin θ, θ') maybe no state's.
+    all (tolerance 0). Both are averages over the sampled pairs, not a sup over states.
     """
     stochastic = stochastic and tokenizer.stochastic
     rng = np.random.default_rng(seed)
@@ -237,8 +236,7 @@ def bound_shapes(horizons: Sequence[int], n_demos: int, eps_q: float, gamma: flo
         κ = κ(γ((k+1)ε_q)) the measured RTVC violation rate at that distance
     thm7 (model-based augmentation): H·(sqrt(2/n) + ε_q)
     """
-    h = np.asarray(horizons, dtype=np.float64)
-    n = float(n_demos)
+    h, n = np.asarray(horizons, dtype=np.float64), float(n_demos)
     return {
         "horizons": [int(x) for x in h],
         "thm2": (h * np.sqrt(1 / n) + h**2 * eps_q).tolist(),

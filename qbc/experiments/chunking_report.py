@@ -9,15 +9,14 @@ with k = 1 on means alone:
 
 The prediction, as qbc reads secondary summaries of Simchowitz, Pfrommer & Jadbabaie 2025 (arXiv
 2503.09722 and 2507.09061; not the papers' own statement): executing action chunks open-loop helps
-(or at least does not hurt) on open-loop-stable systems, and hurts on
-unstable ones, where the state drifts away while a chunk plays out. It is checked per env as: for
-each chunk policy (tokenizer, or the continuous ``chunk-mlp-l1``) and chunk length k > 1, is the
-regret at the largest H of open-loop execution lower than that of the same policy kind at k = 1
-(which re-plans every step)? The env's count of "lower" against "higher" is its verdict; the
-prediction holds when the stable envs are mostly "lower" and the unstable envs mostly "higher".
-A weaker, relative form is checked too: the median ratio open-loop / k = 1 regret (the open-loop
-penalty) is larger on every unstable env than on the stable ones. Each env's line also gives the
-diverged fraction at k = 1, of open-loop chunks and of re-planned chunks.
+(or at least does not hurt) on open-loop-stable systems, and hurts on unstable ones, where the
+state drifts away while a chunk plays out. It is checked per env as: for each chunk policy
+(tokenizer, or the continuous ``chunk-mlp-l1``) and chunk length k > 1, is the regret at the
+largest H of open-loop execution lower than that of the same policy kind at k = 1 (which re-plans
+every step)? The env's count of "lower" against "higher" is its verdict; the prediction holds when
+the stable envs are mostly "lower" and the unstable envs mostly "higher". A weaker, relative form
+is checked too: the median ratio open-loop / k = 1 regret (the open-loop penalty) is larger on
+every unstable env than on the stable ones.
 
 Input is the sweep's ``summary.csv`` (``qbc sweep report DIR`` writes it); entry point
 ``python scripts/chunking_report.py DIR``.
@@ -182,12 +181,12 @@ def relative_prediction(rows: list[dict[str, Any]]) -> tuple[str, bool | None]:
     if not stable or not unstable:
         return "", None
     held = min(unstable.values()) > max(stable.values())
-    by_penalty = sorted(penalty.items(), key=lambda kv: kv[1])
-    listed = ", ".join(f"{env} {p:.3g}x" for env, p in by_penalty)
+    listed = ", ".join(f"{env} {p:.3g}x" for env, p in sorted(penalty.items(),
+                                                              key=lambda kv: kv[1]))
     return (f"Relative form — open-loop chunks cost more, relative to k = 1, on every unstable "
-            f"env than on the stable one(s): **{_verdict(held)}** (median open-loop / k = 1 "
-            f"regret at the largest H over the (policy, k > 1) pairs whose k = 1 regret is "
-            f"positive: {listed})."), held
+            f"env than on the stable one(s): **{_verdict(held)}** (median open-loop / k = 1 regret"
+            f" at the largest H over the (policy, k > 1) pairs whose k = 1 regret is positive: "
+            f"{listed})."), held
 
 
 def divergence_by_execution(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +53,7 @@ from qbc.experiments.learner_vs_floor.config import (
 )
 from qbc.experiments.learner_vs_floor.plan import Plan, finished, mark_finished, qbc_command
 from qbc.experiments.learner_vs_floor.report import report
-from qbc.experiments.learner_vs_floor.stored import JobKey, load_rows, save_rows
+from qbc.experiments.learner_vs_floor.stored import JobKey, WallClock, load_rows, save_rows
 from qbc.experiments.learner_vs_floor.summary import floor_ratio, summarise
 from qbc.infra.child_processes import stopped_on_exit, thread_pool
 from qbc.infra.environ import scoped_threads
@@ -323,7 +322,7 @@ def run_comparison(cfg: FloorConfig, log: Log = silent) -> list[dict[str, Any]]:
                                 f"{cfg.dart_sigma!r}")
     plan = Plan(cfg)
     stored = load_rows(plan.out, cfg)  # a damaged table or other settings: refused first
-    clock = _WallClock(plan.out)
+    clock = WallClock(plan.out)
     plan.out.mkdir(parents=True, exist_ok=True)
     jobs = [Job(e, s, q) for e in cfg.envs for s in cfg.seeds
             for q in ((*cfg.quantizers, None) if cfg.mlp_mse else cfg.quantizers)]
@@ -378,33 +377,3 @@ def _valid_sigma(sigma: str) -> bool:
         return 0 < float(sigma) < math.inf
     except ValueError:
         return False
-
-
-class _WallClock:
-    """The comparison's wall seconds over all its invocations, kept in ``out/elapsed.json``.
-    Each :meth:`save` adds the time since the previous one, so an invocation that is killed
-    outright loses only the time since its last finished job."""
-
-    def __init__(self, out: Path):
-        self.path = out / "elapsed.json"
-        self.started = self.saved_at = time.time()
-        self.total = 0.0
-        if self.path.exists():  # read (and checked) before anything is written
-            seconds = read_json_object(self.path, "comparison wall time").get("seconds")
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
-                    0 <= seconds < math.inf):
-                raise CorruptFileError(f"{self.path}: seconds {seconds!r} is not a number of "
-                                       "seconds; it was damaged: delete it (the time is "
-                                       "counted afresh)")
-            self.total = float(seconds)
-
-    def this_invocation(self) -> float:
-        return time.time() - self.started
-
-    def save(self) -> float:
-        """Add the seconds since the last save to the total; the new total."""
-        now = time.time()
-        self.total += now - self.saved_at
-        atomic_write_text(self.path, json.dumps({"seconds": self.total}) + "\n")
-        self.saved_at = now
-        return self.total

@@ -7,13 +7,15 @@ output folder, the worker count and which envs, seeds and quantizers this invoca
 rows are reused only under equal settings; a folder continued with other evaluation settings or
 methods starts its table afresh (its finished runs are reused, its rollouts redone), one
 continued with settings that decide its runs is refused (its runs were made with the others). A
-damaged table or settings file is refused, never silently replaced.
+damaged table or settings file is refused, never silently replaced. :class:`WallClock` keeps the
+comparison's wall time over its invocations in ``elapsed.json``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,33 @@ def _parsed(text_row: dict[str, str], path: Path, line: int) -> dict[str, Any]:
                                    f"{value[:40]!r} is not what the comparison writes; it was "
                                    "damaged: restore it or re-create it") from None
     return row
+
+
+class WallClock:
+    """The comparison's wall seconds over all its invocations, kept in ``out/elapsed.json``.
+    Each :meth:`save` adds the time since the previous one, so an invocation that is killed
+    outright loses only the time since its last finished job."""
+
+    def __init__(self, out: Path):
+        self.path = out / "elapsed.json"
+        self.started = self.saved_at = time.time()
+        self.total = 0.0
+        if self.path.exists():  # read (and checked) before anything is written
+            seconds = read_json_object(self.path, "comparison wall time").get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+                    0 <= seconds < math.inf):
+                raise CorruptFileError(f"{self.path}: seconds {seconds!r} is not a number of "
+                                       "seconds; it was damaged: delete it (the time is "
+                                       "counted afresh)")
+            self.total = float(seconds)
+
+    def this_invocation(self) -> float:
+        return time.time() - self.started
+
+    def save(self) -> float:
+        """Add the seconds since the last save to the total; the new total."""
+        now = time.time()
+        self.total += now - self.saved_at
+        atomic_write_text(self.path, json.dumps({"seconds": self.total}) + "\n")
+        self.saved_at = now
+        return self.total
