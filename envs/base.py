@@ -95,11 +95,20 @@ def _check_psd(M: np.ndarray, name: str, strict: bool) -> None:
 
 
 def _positive(value: float, name: str, allow_zero: bool) -> float:
-    value = float(value)
-    ok = np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    """``value`` as a float: a number (not a bool) >= 0 (> 0 without ``allow_zero``) that
+    float32, the dtype of observations and actions, holds."""
+    bound = ">= 0" if allow_zero else "> 0"
+    try:
+        if isinstance(value, bool | np.bool_):
+            raise TypeError
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidValueError(f"{name} must be a finite number {bound}, got {value!r}") from None
+    with np.errstate(over="ignore"):
+        ok = np.isfinite(np.float32(value)) and (value >= 0 if allow_zero else value > 0)
     if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidValueError(f"{name} must be a finite number {bound}, got {value}")
+        raise InvalidValueError(f"{name} must be a finite number {bound} within float32's "
+                                f"range, got {value}")
     return value
 
 

@@ -331,3 +331,16 @@ def test_opened_env_closes_what_it_made_and_passes_instances_through():
     with pytest.raises(InvalidValueError, match="env id"), opened_env(mine, x=1):
         pass
     mine.close()
+
+
+@pytest.mark.parametrize("value", [True, 1e308, "abc", [0.1], float("nan")])
+def test_a_noise_level_that_is_no_float32_number_is_refused_when_the_env_is_made(value):
+    # True was taken as 1.0, and 1e308 built an env whose first noisy step overflowed float32
+    # (a sweep found out only in a cell, after writing its folder and dataset)
+    import gymnasium as gym
+
+    from qbc.errors import InvalidValueError
+
+    with pytest.raises(InvalidValueError, match="noise_std must be a finite number >= 0"):
+        gym.make("qbc/ScalarUnstable-v0", noise_std=value)
+    gym.make("qbc/ScalarUnstable-v0", noise_std=0).close()  # zero and ints are numbers
