@@ -123,9 +123,10 @@ def piiss_gain(env_id: str, expert: Any, sizes: Sequence[float], seeds: Sequence
     For each size r: the expert and the expert perturbed by r for the first ``perturb_steps``
     steps (default: half the horizon) run coupled from the same seeds; γ(r) is the mean over
     episodes of max_t ‖x_t − x*_t‖, with x the env's observation (the state on qbc's own envs; on
-others, e.g. Pendulum-v1's (cos θ, sin θ, θ'), a function of it). The *decay ratio* is the mean gap over the last tenth of the
-    horizon divided by the peak: near 0 when the gap dies out after the perturbation stops
-    (exponential incremental stability), near 1 or above when it does not.
+    others, e.g. Pendulum-v1's (cos θ, sin θ, θ'), a function of it). The *decay ratio* is the
+    mean gap over the last tenth of the horizon divided by the peak: near 0 when the gap dies
+    out after the perturbation stops (exponential incremental stability), near 1 or above when
+    it does not.
     Returns sizes, gains, decay ratios, a power fit γ(r) ≈ C·r^s, the linear gain C = γ(r)/r at
     each size, the fitted per-step decay rate η of the gap, and a verdict.
     """
