@@ -48,8 +48,9 @@ class BenchConfig:
     """replace an existing --json file."""
     threads: int = 1
     """torch CPU threads (0 = torch's default). One is the robust choice for the default model on
-    a small shared machine: with a core to spare two threads train ~1.4x faster, but when other
-    processes run they wait on each other and train 10-60x slower (see the training section)."""
+    a small shared machine: with a core to spare two threads trained 1.44x faster in the run of
+    docs/performance.md, but when other processes ran they waited on each other and trained at
+    0.02-0.4x the one-thread rate (see the training section)."""
     repeats: int | None = None
     """timed blocks per figure (default 5; 3 with --quick)."""
     block_s: float | None = None

@@ -40,13 +40,17 @@ class CertifyConfig:
     env: str | None = None
     """env id; default: the dataset's env."""
     expert: str | None = None
-    """expert: lqr, linear, arctan (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
-    trained actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor
-    (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
+    """expert: lqr, linear, arctan, detour (qbc's own envs), fetch-push, fetch-pick-and-place,
+    maze-planner (the Gymnasium-Robotics tasks), sb3 (--expert-path ZIP), zoo:ENV (a trained
+    actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor (--expert-path
+    FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
     default: the expert that collected the dataset (recorded in its metadata, or given later
-    with `qbc data set-expert`), else zoo:ENV when the zoo has the env, else lqr."""
+    with `qbc data set-expert`), else sb3 when only --expert-path is given, else the env's
+    default: zoo:ENV when the zoo has the env, the env's scripted expert for the robotics
+    tasks, else lqr."""
     expert_path: Path | None = None
-    """saved model for an sb3 expert (also replaces the path of the dataset's sb3 expert)."""
+    """the expert's model: an SB3 zip (sb3) or an actor folder (actor); also replaces the path
+    of the dataset's expert."""
     expert_params: KeyValues = ()
     """expert parameters as KEY=VALUE pairs, e.g. gain_scale=0.8, or a JSON object (replace the
     dataset expert's parameters of the same name)."""

@@ -43,7 +43,7 @@ class CollectArgs:
     seed: int = 0
     """episode k is reset with seed + k."""
     expert_path: str | None = None
-    """saved model for the sb3 expert (a stable-baselines3 .zip)."""
+    """the expert's model: an SB3 zip (sb3) or an actor folder (actor)."""
     expert_params: KeyValues = ()
     """extra expert parameters as KEY=VALUE pairs (values read as JSON), e.g. algo=td3 or
     gain_scale=0.8, or as a JSON object, e.g. '{"gain_scale": 0.8}'."""

@@ -16,7 +16,7 @@ from typing import Any
 from qbc.cli import Command
 from qbc.cli.config_file import ConfigFile, key_values_as_flags
 from qbc.cli.flag_types import KeyValues, expert_params, key_values
-from qbc.data.expert_choice import default_expert_line
+from qbc.data.expert_choice import default_expert, default_expert_line
 from qbc.interactive.dagger import DaggerConfig, run_dagger
 from qbc.interactive.rounds import DaggerRound
 from qbc.interactive.run_files import CONFIG_NAME, read_timing
@@ -30,7 +30,7 @@ class DaggerArgs(DaggerConfig):
     ``--expert-path`` apart."""
 
     expert_path: str | None = None
-    """saved model for the sb3 expert (a stable-baselines3 .zip)."""
+    """the expert's model: an SB3 zip (sb3) or an actor folder (actor)."""
     expert_params: KeyValues = ()  # type: ignore[assignment]  (the flag's text; a dict below)
     """extra expert parameters as KEY=VALUE pairs (algo=td3) or a JSON object."""
     train_overrides: KeyValues = ()  # type: ignore[assignment]
@@ -60,7 +60,8 @@ def format_summary(cfg: DaggerConfig, rows: list[DaggerRound],
                    timing: list[dict[str, Any]]) -> str:
     """The rounds as a table: beta, expert labels so far, val log-loss, regret, divergence, and
     the success rate where the env reports one."""
-    lines = [f"DAgger on {cfg.env} with expert {cfg.expert} ({cfg.policy}, {cfg.quantizer}/"
+    expert = cfg.expert or default_expert(cfg.env)[0]  # None: the env's default, as run
+    lines = [f"DAgger on {cfg.env} with expert {expert} ({cfg.policy}, {cfg.quantizer}/"
              f"{cfg.bins}, beta {cfg.beta}, init {cfg.init}); coupled rollouts: "
              f"{cfg.eval_episodes} episodes from seed {cfg.eval_seed}",
              f"{'round':>5}{'beta':>7}{'labels':>9}{'val loss':>10}{'regret':>11}"

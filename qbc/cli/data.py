@@ -69,9 +69,10 @@ class SetExpertConfig:
     dataset: str
     """Minari dataset id (under $MINARI_DATASETS_PATH)."""
     expert: str
-    """expert: lqr, linear, arctan (qbc's own envs), sb3 (--expert-path ZIP), zoo:ENV (a
-    trained actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor
-    (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`)."""
+    """expert: lqr, linear, arctan, detour (qbc's own envs), fetch-push, fetch-pick-and-place,
+    maze-planner (the Gymnasium-Robotics tasks), sb3 (--expert-path ZIP), zoo:ENV (a trained
+    actor shipped with qbc, e.g. zoo:Pendulum-v1; `qbc expert list`) or actor (--expert-path
+    FOLDER, an actor folder from `qbc expert train` / `qbc expert export`)."""
     expert_path: Path | None = None
     """the expert's model: an SB3 zip (sb3) or an actor folder (actor)."""
     expert_params: KeyValues = ()

@@ -27,7 +27,8 @@ class TokenizeConfig:
     out: Path = Path("tokenizer.json")
     """where to write the tokenizer JSON."""
     quantizer: str = "uniform"
-    """registry name: uniform, smooth, kmeans, lloyd_max, sign, vq."""
+    """registry name: uniform, smooth, kmeans, lloyd_max, sign, vq or theorem6 (fixed levels:
+    leave --bins out)."""
     bins: int = 64
     """tokens per position (vocabulary size)."""
     per_dim: bool = True

@@ -34,8 +34,8 @@ def format_summary(s: TrainSummary) -> str:
              f"{s.train_samples_per_s:.0f} samples/s (training alone: "
              f"{sec.get('train', 0):.1f} s; validation {sec.get('validation', 0):.1f} s and "
              f"checkpoints {sec.get('checkpoints', 0):.1f} s not counted)",
-             f"  final train loss {s.final_train_loss:.4g}, best val loss {val} "
-             f"(step {s.best_step})",
+             f"  final train loss {s.final_train_loss:.4g}; best/ at step {s.best_step}, "
+             f"its val loss {val}",
              budget_line(s.budget),
              f"  checkpoint: {s.checkpoint}"]
     r = s.rollout
@@ -84,7 +84,8 @@ def rollout_line(r: ClosingRollout) -> str:
             f"{e.failed_fraction:.0%} failed; regret {r.regret:.4g} "
             f"[95% CI {lo:.3g}, {hi:.3g}]"
             + ("" if r.floor_regret is None else
-               f"; the quantized expert (floor) {r.floor_regret:.4g}, "
+               f"; the quantized expert (deterministic encoding: the floor of argmax "
+               f"decoding) {r.floor_regret:.4g}, "
                f"{r.actors['quantized_expert'].failed_fraction:.0%} failed")
             + outcome_text(r, "policy", "expert"))
 

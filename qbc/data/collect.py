@@ -50,7 +50,8 @@ class CollectConfig:
     dataset_id: str
     """Minari dataset id to create, '(namespace/)name-vN', e.g. qbc/linear-unstable-lqr-v0."""
     expert: str = "lqr"
-    """expert name in qbc.agents: lqr, linear, arctan, sb3, zoo:<env id>, actor."""
+    """expert name in qbc.agents: lqr, linear, arctan, detour, fetch-push, fetch-pick-and-place,
+    maze-planner, sb3, zoo:<env id>, actor."""
     expert_params: dict[str, Any] = field(default_factory=dict)
     """``make_expert`` keywords, e.g. ``{"algo": "td3", "path": "experts/x.zip"}``."""
     episodes: int = 100

@@ -10,8 +10,9 @@ without expert flags. The rules, in order:
 1. ``--expert NAME``: that expert with ``--expert-params`` / ``--expert-path`` only;
 2. no ``--expert`` but a remembered expert: it, with ``--expert-params`` / ``--expert-path``
    replacing its parameters of the same name (e.g. a moved SB3 zip);
-3. nothing remembered: the env's default (:func:`default_expert`: its zoo actor ``zoo:<env id>``
-   when the zoo has one, else ``lqr``), or ``sb3`` when only ``--expert-path`` is given.
+3. nothing remembered: ``sb3`` when only ``--expert-path`` is given, else the env's default
+   (:func:`default_expert`: its zoo actor ``zoo:<env id>`` when the zoo has one, the scripted
+   expert the env registers, else ``lqr``).
 
 An SB3 zip holds pickles, so a model file found in a dataset's metadata is loaded only when it
 is the very file the dataset was collected with (its SHA-256, recorded by ``qbc collect``);

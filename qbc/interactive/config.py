@@ -41,11 +41,12 @@ class DaggerConfig:
     out: Path
     """output folder: dagger_config.json, rounds.csv, timing.csv, round-<r>/ run folders."""
     expert: str | None = None
-    """the expert that labels every visited state: lqr, linear, arctan (qbc's own envs), sb3
+    """the expert that labels every visited state: lqr, linear, arctan, detour (qbc's own
+    envs), fetch-push, fetch-pick-and-place, maze-planner (the Gymnasium-Robotics tasks), sb3
     (--expert-path ZIP), zoo:ENV (a trained actor shipped with qbc, e.g. zoo:Pendulum-v1;
-    `qbc expert list`) or actor
-    (--expert-path FOLDER, an actor folder from `qbc expert train` / `qbc expert export`);
-    default: zoo:ENV when the zoo has the env (one line says so), else lqr."""
+    `qbc expert list`) or actor (--expert-path FOLDER, an actor folder from `qbc expert train`
+    / `qbc expert export`); default: zoo:ENV when the zoo has the env, the env's scripted
+    expert for the robotics tasks (one line says so), else lqr."""
     expert_params: dict[str, Any] = field(default_factory=dict)
     """``make_expert`` keywords, e.g. ``{"algo": "td3", "path": "experts/x.zip"}``."""
     rounds: int = 3
@@ -100,13 +101,15 @@ class DaggerConfig:
     """model settings."""
     steps: int | None = _TRAIN["steps"]
     """optimisation steps per round; default: as `qbc train`, a budget from the aggregated data
-    (--epochs passes) with early stopping."""
+    (`qbc train`'s --epochs passes; epochs=N in --train-overrides sets them) with early
+    stopping."""
     batch_size: int = _TRAIN["batch_size"]
     """samples per step."""
     lr: float = _TRAIN["lr"]
     """peak learning rate (AdamW)."""
     val_fraction: float = _TRAIN["val_fraction"]
-    """fraction of the aggregated episodes held out for the validation log-loss."""
+    """fraction of the aggregated episodes held out for validation (checkpoint selection and
+    early stopping, as in `qbc train`)."""
     device: str = _TRAIN["device"]
     """'auto', 'cpu', 'cuda', ... (training and the learner's actions)."""
     train_overrides: dict[str, Any] = field(default_factory=dict)

@@ -198,7 +198,8 @@ def aggregate(dataset_ids: list[str], root: Path | None = None) -> Any:
 def evaluate_round(cfg: DaggerConfig, policy: Any, expert: Any) -> dict[str, float]:
     """Coupled rollouts of the policy against the expert: regret at the eval horizon (mean and
     95% CI) and the fraction of episodes that diverged by then; for a token policy also the
-    floor's (the quantized expert through the policy's tokenizer, round 0's in every round)
+    floor's (the quantized expert through the policy's own tokenizer: round 0's in every round
+    unless --tokenizer refit)
     and the expert's return, for :func:`qbc.rollout.growth.floor_verdict`; where the env reports
     it,
     the success rate (95% Wilson interval)."""
@@ -285,7 +286,7 @@ def run_dagger(cfg: DaggerConfig) -> list[DaggerRound]:
     ``--overwrite`` of an existing run (or of existing round datasets) is staged
     (:mod:`qbc.interactive.staging`): the old run and its datasets stay as they are until every
     round has finished, and survive any failure."""
-    if cfg.expert is None:  # the env's default expert (its zoo actor, else lqr)
+    if cfg.expert is None:  # the env's default expert (zoo actor, scripted expert, else lqr)
         cfg = dataclasses.replace(cfg, expert=default_expert(cfg.env)[0])
     validate(cfg)
     cfg = within_time_limit(cfg)

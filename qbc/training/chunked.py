@@ -94,7 +94,8 @@ class _ChunkHead:
     chunk_tokenizer_params: str = ""
     """extra tokenizer parameters, 'name=value,...' (e.g. 'scale=20,vocab_size=512'); defaults:
     per-step uniform with --bins bins; beast min(k, 10) control points, degree min(3, points-1),
-    --bins bins; rvq 4 levels of --bins codes; fast scale 10, vocabulary 1024."""
+    --bins bins; rvq 4 levels of --bins codes; fast scale 10, vocabulary 1024 (or, with its
+    default character-level BPE, the number of integer symbols when they are more)."""
     bins: int = 64
     """bins per token position (per-step, beast) or codes per level (rvq)."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -145,7 +146,7 @@ class ChunkTrainConfig(OptimConfig, _ChunkHead):
 
 
 #: Ranges of the numeric flags of train-chunked (the --model.* ones: check_model_config): the
-#: shared ones are `qbc train`'s, except that --steps is required here.
+#: shared ones are `qbc train`'s.
 CHUNK_RULES = {k: RULES[k] for k in (
     "steps", "epochs", "patience", "batch_size", "lr", "min_lr_ratio", "weight_decay",
     "warmup_steps", "grad_clip", "val_fraction", "eval_interval", "bins", "rollout_episodes",

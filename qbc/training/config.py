@@ -110,12 +110,15 @@ class _TrainHead:
     """model settings."""
     steps: int | None = None
     """optimisation steps; default: a budget from the data, --epochs passes over the training
-    split (see :func:`default_steps`), with early stopping (--patience)."""
+    split (see :func:`default_steps`), with early stopping (--patience) when episodes are held
+    out."""
     epochs: float = 30.0
     """without --steps: passes over the training split that set the step budget."""
     patience: int | None = None
-    """stop after this many evaluations without a lower validation loss (0 = never); default:
-    10 when the budget comes from --epochs, 0 with an explicit --steps."""
+    """stop after this many evaluations without improvement of the watched number (the
+    validation action error with --select-by action-mse, else the validation loss; 0 = never);
+    default: 10 when the budget comes from --epochs, 0 with an explicit --steps or with
+    --val-fraction 0."""
     select_by: SelectBy = "action-mse"
     """which evaluated checkpoint becomes best/: 'action-mse' (lowest mean squared action
     error of deterministic decoding on the validation episodes; early stopping watches it too),

@@ -182,7 +182,7 @@ def test_the_closing_rollout_prints_the_verdict_and_the_cause_of_a_miss():
                            best_val_loss=1.0, final_train_loss=1.0, train_samples_per_s=1.0,
                            seconds={}, budget={}, checkpoint="x", rollout=r)
     text = format_summary(summary)
-    assert "the quantized expert (floor)" in text
+    assert "the quantized expert (deterministic encoding: the floor of argmax decoding)" in text
     assert "learner vs floor" in text and "Likely cause" in text
 
 
