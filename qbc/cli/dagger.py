@@ -16,7 +16,7 @@ from typing import Any
 from qbc.cli import Command
 from qbc.cli.config_file import ConfigFile, key_values_as_flags
 from qbc.cli.flag_types import KeyValues, expert_params, key_values
-from qbc.data.expert_choice import default_expert, default_expert_line
+from qbc.data.expert_choice import default_expert_line, unnamed_expert
 from qbc.interactive.dagger import DaggerConfig, run_dagger
 from qbc.interactive.rounds import DaggerRound
 from qbc.interactive.run_files import CONFIG_NAME, read_timing
@@ -50,7 +50,8 @@ def run_dagger_command(args: DaggerArgs) -> list[DaggerRound]:
     cfg = dagger_config(args)
     rows = run_dagger(cfg)
     # after the run, on stdout: a refused run's stderr holds its error line alone
-    if cfg.expert is None and (line := default_expert_line("dagger", cfg.env)):
+    if cfg.expert is None and "path" not in cfg.expert_params and (
+            line := default_expert_line("dagger", cfg.env)):
         print(line)
     print(format_summary(cfg, rows, read_timing(cfg.out)))
     return rows
@@ -60,7 +61,7 @@ def format_summary(cfg: DaggerConfig, rows: list[DaggerRound],
                    timing: list[dict[str, Any]]) -> str:
     """The rounds as a table: beta, expert labels so far, val log-loss, regret, divergence, and
     the success rate where the env reports one."""
-    expert = cfg.expert or default_expert(cfg.env)[0]  # None: the env's default, as run
+    expert = cfg.expert or unnamed_expert(cfg.env, cfg.expert_params)  # as run_dagger chose
     lines = [f"DAgger on {cfg.env} with expert {expert} ({cfg.policy}, {cfg.quantizer}/"
              f"{cfg.bins}, beta {cfg.beta}, init {cfg.init}); coupled rollouts: "
              f"{cfg.eval_episodes} episodes from seed {cfg.eval_seed}",

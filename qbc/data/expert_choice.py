@@ -51,6 +51,12 @@ def default_expert(env_id: str | None) -> tuple[str, str]:
     return FALLBACK_EXPERT, "default"
 
 
+def unnamed_expert(env_id: str | None, params: dict[str, Any]) -> str:
+    """The expert a command given no --expert uses: ``sb3`` when --expert-path names a model
+    (``params["path"]``, as :func:`choose_expert` reads it), else :func:`default_expert`'s."""
+    return "sb3" if "path" in params else default_expert(env_id)[0]
+
+
 def default_expert_line(command: str, env_id: str) -> str | None:
     """The one line a command prints when it uses the zoo's actor or an env's scripted expert
     as the default expert (None when the default is lqr: nothing to point out)."""

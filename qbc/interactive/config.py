@@ -45,8 +45,9 @@ class DaggerConfig:
     envs), fetch-push, fetch-pick-and-place, maze-planner (the Gymnasium-Robotics tasks), sb3
     (--expert-path ZIP), zoo:ENV (a trained actor shipped with qbc, e.g. zoo:Pendulum-v1;
     `qbc expert list`) or actor (--expert-path FOLDER, an actor folder from `qbc expert train`
-    / `qbc expert export`); default: zoo:ENV when the zoo has the env, the env's scripted
-    expert for the robotics tasks (one line says so), else lqr."""
+    / `qbc expert export`); default: sb3 when only --expert-path is given, zoo:ENV when the
+    zoo has the env, the env's scripted expert for the robotics tasks (one line says so), else
+    lqr."""
     expert_params: dict[str, Any] = field(default_factory=dict)
     """``make_expert`` keywords, e.g. ``{"algo": "td3", "path": "experts/x.zip"}``."""
     rounds: int = 3

@@ -54,7 +54,7 @@ from qbc.data import (
     write_dataset,
 )
 from qbc.data.episodes import MIXTURE_STREAM, episode_rng, rollout_episodes
-from qbc.data.expert_choice import default_expert
+from qbc.data.expert_choice import unnamed_expert
 from qbc.envs.make import check_env_id, make_env
 from qbc.errors import InvalidValueError
 from qbc.infra.run_folder import locked_output
@@ -286,8 +286,8 @@ def run_dagger(cfg: DaggerConfig) -> list[DaggerRound]:
     ``--overwrite`` of an existing run (or of existing round datasets) is staged
     (:mod:`qbc.interactive.staging`): the old run and its datasets stay as they are until every
     round has finished, and survive any failure."""
-    if cfg.expert is None:  # the env's default expert (zoo actor, scripted expert, else lqr)
-        cfg = dataclasses.replace(cfg, expert=default_expert(cfg.env)[0])
+    if cfg.expert is None:  # sb3 for --expert-path, else the env's default expert
+        cfg = dataclasses.replace(cfg, expert=unnamed_expert(cfg.env, cfg.expert_params))
     validate(cfg)
     cfg = within_time_limit(cfg)
     expert = make_labeller(cfg)

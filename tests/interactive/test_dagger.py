@@ -381,3 +381,15 @@ def test_overwrite_killed_while_publishing_is_finished_by_the_next_run(tmp_path,
         "dagger_config.json", "round-0", "round-1", "rounds.csv", "timing.csv"]
     assert not [p for p in (tmp_path / "minari").iterdir() if p.name.startswith(".")]
     assert _run_in(tmp_path, monkeypatch, rounds=1, bins=16) == rows  # finished: a no-op
+
+
+def test_expert_path_alone_means_the_sb3_expert_as_in_rollout_and_certify(tmp_path, cli):
+    # dagger took the env's default expert (lqr) and refused: "expert 'lqr' reads no model file"
+    from qbc.data.expert_choice import unnamed_expert
+
+    assert unnamed_expert("qbc/ScalarUnstable-v0", {"path": "m.zip"}) == "sb3"
+    assert unnamed_expert("qbc/ScalarUnstable-v0", {}) == "lqr"
+    res = cli(["dagger", "--env", "qbc/ScalarUnstable-v0", "--expert-path",
+               str(tmp_path / "missing.zip"), "--out", str(tmp_path / "d"), "--rounds", "1"])
+    assert res.returncode == 2 and "SB3 model" in res.stderr and "lqr" not in res.stderr
+    assert not (tmp_path / "d").exists()
