@@ -141,7 +141,7 @@ def test_a_second_sweep_waits_for_the_dataset_lock_and_reuses_the_dataset(tmp_pa
         assert first.stdout.readline().strip() == "locked"  # the first sweep holds the lock
         thread = threading.Thread(target=second_sweep)
         thread.start()
-        thread.join(timeout=3)  # the second sweep is blocked on the lock by now
+        thread.join(timeout=1)  # the second sweep is blocked on the lock by now
         assert "error" not in outcome, outcome
         first.stdin.write("go\n")
         first.stdin.flush()
