@@ -87,7 +87,16 @@ def rollout_line(r: ClosingRollout) -> str:
                f"; the quantized expert (deterministic encoding: the floor of argmax "
                f"decoding) {r.floor_regret:.4g}, "
                f"{r.actors['quantized_expert'].failed_fraction:.0%} failed")
-            + outcome_text(r, "policy", "expert"))
+            + _stochastic_floor_text(r) + outcome_text(r, "policy", "expert"))
+
+
+def _stochastic_floor_text(r: ClosingRollout) -> str:
+    """'; the stochastic q#π* ...' for a smooth tokenizer's closing rollout; '' otherwise."""
+    q = r.actors.get("quantized_expert_stochastic")
+    if q is None:
+        return ""
+    return (f"; the stochastic q#π* (stochastic rounding: the theory's quantized expert, the "
+            f"floor of sampled decoding) {q.regret:.4g}, {q.failed_fraction:.0%} failed")
 
 
 def outcome_text(r: ClosingRollout, *names: str) -> str:

@@ -207,7 +207,7 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
     seed = default_rollout_seed(demos) if seed is None else seed
     env_kwargs, (expert, no_expert) = _variant_expert(prov, env_id, str(
         (getattr(demos, "metadata", None) or {}).get("dataset_id") or "the training dataset"))
-    actors = _actors(policy, expert, env_id, companions, env_kwargs)
+    actors = _actors(policy, expert, env_id, companions, env_kwargs, seed)
     ref = "policy" if expert is None else "expert"
     per = evaluate_actors(env_id, actors, seed, episodes, [horizon], reference=ref,
                           env_kwargs=env_kwargs, progress=progress).policies
@@ -225,14 +225,19 @@ def rollout_evaluation(policy: Any, demos: Any, episodes: int, horizon: int | No
 
 
 def _actors(policy: Any, expert: Any, env_id: str, companions: Any,
-            env_kwargs: dict[str, Any]) -> dict[str, Any]:
+            env_kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
     """The actors rolled out, by name: ``policy``; with an expert, ``expert`` first, the
-    ``quantized_expert`` of a token policy and the ``companions``' actors (made for the env
-    ``env_id`` with ``env_kwargs``)."""
+    ``quantized_expert`` of a token policy (deterministic encoding: the floor of argmax
+    decoding), for a stochastic (smooth) tokenizer also ``quantized_expert_stochastic`` (the
+    theory's q#π*, its draws seeded by ``seed``, as ``qbc rollout`` makes it), and the
+    ``companions``' actors (made for the env ``env_id`` with ``env_kwargs``)."""
     actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
     tokenizer = getattr(policy, "tokenizer", None)
     if expert is not None and isinstance(tokenizer, ActionTokenizer):
         actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
+        if tokenizer.stochastic:
+            actors["quantized_expert_stochastic"] = QuantizedExpert(
+                expert, tokenizer, rng=np.random.default_rng(seed))
     if expert is not None and companions is not None:
         actors.update(companions(expert, env_id, env_kwargs))
     return actors

@@ -186,6 +186,31 @@ def test_the_closing_rollout_prints_the_verdict_and_the_cause_of_a_miss():
     assert "learner vs floor" in text and "Likely cause" in text
 
 
+def test_a_smooth_policys_closing_rollout_shows_both_floors():
+    # the closing rollout showed only the nearest-rounding floor; qbc rollout shows both
+    from qbc.cli.train import format_summary
+    from qbc.training import TrainSummary
+
+    policy = _ZeroTokenPolicy()
+    policy.tokenizer = ActionTokenizer.fit(np.linspace(-3, 3, 100, dtype=np.float32)[:, None],
+                                           quantizer="smooth", n_bins=16)
+    prov = {"qbc": {"expert": {"name": "lqr", "params": {}}, "seed": 0, "n_episodes": 2}}
+    demos = Demos(np.zeros((10, 1), np.float32), np.zeros((10, 1), np.float32),
+                  np.repeat(np.arange(2), 5), env_id="qbc/ScalarStable-v0", metadata=prov)
+    r = rollout_evaluation(policy, demos, episodes=6, horizon=50, seed=50)
+    nearest, stochastic = r.actors["quantized_expert"], r.actors["quantized_expert_stochastic"]
+    assert r.floor_regret == nearest.regret  # the verdict's floor stays the argmax one
+    assert stochastic.regret != nearest.regret  # stochastic rounding draws other actions
+    again = rollout_evaluation(policy, demos, episodes=6, horizon=50, seed=50)
+    assert again.actors["quantized_expert_stochastic"].regret == stochastic.regret  # seeded
+    summary = TrainSummary(policy="ar-transformer", dataset="d", steps=10, best_step=10,
+                           best_val_loss=1.0, final_train_loss=1.0, train_samples_per_s=1.0,
+                           seconds={}, budget={}, checkpoint="x", rollout=r)
+    assert "the stochastic q#π* (stochastic rounding" in format_summary(summary)
+    uniform = rollout_evaluation(_ZeroTokenPolicy(), demos, episodes=2, horizon=10, seed=50)
+    assert "quantized_expert_stochastic" not in uniform.actors
+
+
 def test_gaussian_histogram_targets_peak_at_the_nearest_codeword():
     from qbc.training.data import gauss_targets
 
