@@ -102,7 +102,8 @@ def last_round_verdict(rows: list[DaggerRound]) -> dict[str, Any] | None:
 
     return floor_verdict({"regret": last.regret, "failed": last.diverged_fraction},
                          {"regret": last.floor_regret,
-                          "failed": last.floor_diverged_fraction}, last.expert_return)
+                          "failed": last.floor_diverged_fraction}, last.expert_return,
+                         {"command": "dagger"})
 
 
 def saved_run_settings(values: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -112,12 +112,15 @@ def floor_verdict(learner: Mapping[str, float], floor: Mapping[str, float],
 
 def _likely_cause(failed: float, floor_failed: float,
                   training: Mapping[str, Any] | None) -> tuple[str, str]:
-    """(cause, fix) of a missed target, most specific first."""
+    """(cause, fix) of a missed target, most specific first. ``training['command'] ==
+    'dagger'``: the run is DAgger's already, so its fix is more of DAgger's data."""
+    t = training or {}
+    interactive = ("more DAgger rounds (a larger --rounds, re-run to continue) or "
+                   "--episodes-per-round" if t.get("command") == "dagger" else
+                   "qbc collect --dart auto, or qbc dagger")
     if failed > floor_failed:
         return ("episodes reach states the demonstrations never visit (the learner fails where "
-                "the quantized expert does not)",
-                "collect interactive data: qbc collect --dart auto, or qbc dagger")
-    t = training or {}
+                "the quantized expert does not)", f"collect interactive data: {interactive}")
     steps, best = t.get("steps"), t.get("best_step")
     if steps and best is not None and best <= 0.2 * steps and t.get("select_by") != "rollout":
         return (f"checkpoint selection (best/ is step {best} of {steps})",
@@ -126,4 +129,4 @@ def _likely_cause(failed: float, floor_failed: float,
         return ("under-training (the best checkpoint is among the last and the budget ran out)",
                 "a larger budget: --epochs or --steps")
     return ("states off the demonstrations or model capacity",
-            "collect interactive data (qbc collect --dart auto, qbc dagger) or a larger --model")
+            f"collect interactive data ({interactive}) or a larger --model")

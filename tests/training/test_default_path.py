@@ -139,6 +139,10 @@ def test_a_run_selects_by_action_error_by_default_and_records_its_defaults(tmp_p
 def test_the_verdict_names_the_likely_cause_of_a_miss():
     fell = floor_verdict({"regret": 10.0, "failed": 0.1}, {"regret": 3.0, "failed": 0.0}, 100.0)
     assert not fell["met"] and "dart" in fell["fix"] and "dagger" in fell["fix"]
+    # a DAgger run's own verdict asks for more of its rounds, not for `qbc dagger`
+    ran_dagger = floor_verdict({"regret": 10.0, "failed": 0.1}, {"regret": 3.0, "failed": 0.0},
+                               100.0, {"command": "dagger"})
+    assert "--rounds" in ran_dagger["fix"] and "qbc dagger" not in ran_dagger["fix"]
     assert fell["ratio"] == pytest.approx(10 / 3) and "target missed" in fell["text"]
     early = floor_verdict({"regret": 10.0, "failed": 0.0}, {"regret": 3.0, "failed": 0.0}, 100.0,
                           {"steps": 10_000, "best_step": 200, "select_by": "val-loss"})
