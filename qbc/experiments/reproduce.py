@@ -163,7 +163,7 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
         publish=("README.md", "summary.csv", "results.csv"),
         rtol=0.25,
     ),
-    Result(  # issue 29's comparison: six envs, five seeds, every default (about 10 h+)
+    Result(  # issue 29's comparison: six envs, five seeds, every default; run over several sittings
         name="learner_vs_floor_six_envs",
         full=("python scripts/learner_vs_floor.py --dagger-defaults --workers 2 --out {out}",),
         quick=("python scripts/learner_vs_floor.py --quick --dagger-defaults --out {out}",),
