@@ -46,13 +46,19 @@ def scaling_headline(out: Path) -> dict[str, float]:
     return values
 
 
-def sweep_headline(out: Path) -> dict[str, float]:
-    """Mean regret and diverged fraction at the largest H of every (env, quantizer, bins, n_demos,
-    policy) row of the sweep's summary.csv."""
+def _summary_rows(out: Path) -> list[dict[str, str]]:
+    """The rows of ``out/summary.csv`` as text; a table without rows is a CorruptFileError."""
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise CorruptFileError(f"{out / 'summary.csv'} has no rows")
+    return rows
+
+
+def sweep_headline(out: Path) -> dict[str, float]:
+    """Mean regret and diverged fraction at the largest H of every (env, quantizer, bins, n_demos,
+    policy) row of the sweep's summary.csv."""
+    rows = _summary_rows(out)
     h_max = max(int(r["H"]) for r in rows)
     values = {}
     for r in (r for r in rows if int(r["H"]) == h_max):
@@ -66,10 +72,7 @@ def sweep_headline(out: Path) -> dict[str, float]:
 def learner_vs_floor_headline(out: Path) -> dict[str, float]:
     """Per (env, quantizer, method, decoding) row of summary.csv: mean learner regret, the
     quantized expert's regret and the diverged fraction."""
-    with open(out / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise CorruptFileError(f"{out / 'summary.csv'} has no rows")
+    rows = _summary_rows(out)
     values = {}
     for r in rows:
         env = r["env"].removeprefix("qbc/")

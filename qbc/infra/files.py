@@ -184,6 +184,22 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def csv_table_text(path: Path, label: str, binary_fix: str, cut_fix: str) -> str:
+    """The text of a CSV table file: UTF-8 without NUL bytes, ending with a newline (or empty).
+    A binary file or one cut mid-row is a CorruptFileError: ``label`` (how the file is named)
+    and what is wrong, followed by ``binary_fix`` or ``cut_fix`` (what to do about it)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise CorruptFileError(f"{label} is not a text CSV table (binary or not UTF-8)"
+                               f"{binary_fix}")
+    if text and not text.endswith("\n"):
+        raise CorruptFileError(f"{label} was cut mid-row (its last line has no newline){cut_fix}")
+    return text
+
+
 def read_csv_rows(path: str | os.PathLike, what: str, columns: tuple[str, ...] = ()
                   ) -> list[dict[str, str]]:
     """The rows of a CSV table written by :func:`atomic_write_csv`, as text, every one checked:
@@ -194,17 +210,9 @@ def read_csv_rows(path: str | os.PathLike, what: str, columns: tuple[str, ...] =
     import io
 
     path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or "\x00" in text:
-        raise CorruptFileError(f"{what} {str(path)!r} is not a text CSV table (binary or not "
-                               "UTF-8); it was damaged: restore it or re-create it")
-    if text and not text.endswith("\n"):
-        raise CorruptFileError(f"{what} {str(path)!r} was cut mid-row (its last line has no "
-                               "newline); restore it or re-create it")
+    text = csv_table_text(path, f"{what} {str(path)!r}",
+                          "; it was damaged: restore it or re-create it",
+                          "; restore it or re-create it")
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
         missing = [c for c in columns if c not in (reader.fieldnames or ())]

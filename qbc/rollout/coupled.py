@@ -108,6 +108,18 @@ class QuantizedExpert:
             bind(env)
 
 
+def quantized_experts(expert: Any, tokenizer: Any, seed: int) -> dict[str, QuantizedExpert]:
+    """The floors of a per-step token policy, by actor name: ``quantized_expert`` (the
+    deterministic encoding, the floor of argmax decoding) and, for a stochastic (smooth)
+    tokenizer, ``quantized_expert_stochastic`` (the theory's q#π*, its draws seeded by
+    ``seed``)."""
+    floors = {"quantized_expert": QuantizedExpert(expert, tokenizer)}
+    if tokenizer.stochastic:
+        floors["quantized_expert_stochastic"] = QuantizedExpert(
+            expert, tokenizer, rng=np.random.default_rng(seed))
+    return floors
+
+
 def matching_floor(rounding: str, decode: str | None) -> bool | None:
     """Whether the q#π* of ``rounding`` is the floor a learner decoded by ``decode`` ('argmax',
     'sample', 'mean'; None: no token learner) reproduces when it fits its targets exactly:

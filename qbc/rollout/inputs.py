@@ -30,7 +30,7 @@ from qbc.infra.validate import (
 from qbc.policy import load_policy
 from qbc.policy.decoding import parse_decoding
 from qbc.rollout.augment import ModelAugmentedPolicy, load_transition_model
-from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.coupled import quantized_experts
 from qbc.rollout.video import video_backend
 from qbc.stepping.actor import UserActor, is_module_object, load_actor, reset_actor
 from qbc.stepping.limits import cap_horizons, check_rollout_memory
@@ -221,10 +221,7 @@ def open_inputs(cfg: EvalConfig, datasets_root: str | Path | None = None) -> Eva
     if policy is not None:
         actors["policy"] = policy
     if cfg.quantized_expert and tokenizer is not None:
-        actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
-        if tokenizer.stochastic:
-            actors["quantized_expert_stochastic"] = QuantizedExpert(
-                expert, tokenizer, rng=np.random.default_rng(cfg.seed))
+        actors.update(quantized_experts(expert, tokenizer, cfg.seed))
     if cfg.quantized_expert and hasattr(policy, "chunk_len"):
         floor = chunk_floor(env_id, expert, policy)
         if floor is not None:  # None: an env without a chunk floor (the robotics tasks)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qbc.errors import CorruptFileError, QbcError
-from qbc.infra.files import atomic_write_text, read_json_object
+from qbc.infra.files import atomic_write_text, csv_table_text, read_json_object
 from qbc.infra.run_folder import exclusive
 from qbc.sweep.spec import spec_from_dict
 
@@ -146,19 +146,9 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
 
 def _table_text(path: Path) -> str:
     """The text of a table file: UTF-8, no NUL bytes, ending with a newline (or empty)."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or "\x00" in text:
-        raise CorruptFileError(f"{path} is not a text CSV table (binary or not UTF-8); "
-                               "restore or delete it and run the sweep again")
-    if text and not text.endswith("\n"):
-        raise CorruptFileError(f"{path} was cut mid-row (its last line has no newline): it was "
-                               "truncated outside qbc; delete its last line and run the sweep "
-                               "again")
-    return text
+    return csv_table_text(path, str(path), "; restore or delete it and run the sweep again",
+                          ": it was truncated outside qbc; delete its last line and run the "
+                          "sweep again")
 
 
 def _row(path: Path, line: int, raw: dict[Any, Any], absent: dict[str, str]) -> dict[str, Any]:

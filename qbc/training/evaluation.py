@@ -14,7 +14,7 @@ from qbc.envs.make import opened_env
 from qbc.errors import InvalidValueError, QbcError
 from qbc.infra.validate import SEED_LIMIT
 from qbc.policy import Normalizer, Policy
-from qbc.rollout.coupled import QuantizedExpert
+from qbc.rollout.coupled import quantized_experts
 from qbc.rollout.evaluate import evaluate_actors
 from qbc.rollout.growth import floor_verdict
 from qbc.stepping.limits import cap_horizons, check_rollout_memory
@@ -234,10 +234,7 @@ def _actors(policy: Any, expert: Any, env_id: str, companions: Any,
     actors = {"policy": policy} if expert is None else {"expert": expert, "policy": policy}
     tokenizer = getattr(policy, "tokenizer", None)
     if expert is not None and isinstance(tokenizer, ActionTokenizer):
-        actors["quantized_expert"] = QuantizedExpert(expert, tokenizer)
-        if tokenizer.stochastic:
-            actors["quantized_expert_stochastic"] = QuantizedExpert(
-                expert, tokenizer, rng=np.random.default_rng(seed))
+        actors.update(quantized_experts(expert, tokenizer, seed))
     if expert is not None and companions is not None:
         actors.update(companions(expert, env_id, env_kwargs))
     return actors
