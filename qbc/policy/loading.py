@@ -16,6 +16,7 @@ Every file is written atomically (temp file + rename).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -169,7 +170,35 @@ def _shapes_described(directory: Path, cfg: dict[str, Any], n_stored: int
     meta device), so a config describing a model other than the weights (sizes edited, huge or
     negative) is refused before anything is allocated. The build stops as soon as it has made
     far more parameters than the ``n_stored`` tensors of the weights file: a config whose layer
-    count was made huge would otherwise make its layers one by one (minutes and GBs for 10^5)."""
+    count was made huge would otherwise make its layers one by one (minutes and GBs for 10^5).
+
+    A config that built once is not built again (a meta build costs several times a real one,
+    and DAgger rounds, sweeps and resumed runs load the same model config over and over): the
+    shapes of the last successful builds are kept, keyed by what the build reads; a refusal is
+    not kept, so it is raised afresh, naming its own file."""
+    key = json.dumps([cfg.get("kind"), cfg.get("model"),
+                      (cfg.get("train") or {}).get("weight_quantizer"), n_stored],
+                     sort_keys=True, default=repr)
+    with _BUILT_SHAPES_LOCK:
+        shapes = _BUILT_SHAPES.get(key)
+    if shapes is None:
+        shapes = _meta_shapes(directory, cfg, n_stored)
+        with _BUILT_SHAPES_LOCK:
+            if len(_BUILT_SHAPES) >= _BUILT_SHAPES_KEPT:
+                _BUILT_SHAPES.pop(next(iter(_BUILT_SHAPES)))
+            _BUILT_SHAPES[key] = shapes
+    return dict(shapes)
+
+
+#: model config (as :func:`_shapes_described` keys it) -> its tensor shapes, oldest first
+_BUILT_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {}
+_BUILT_SHAPES_KEPT = 32
+_BUILT_SHAPES_LOCK = threading.Lock()
+
+
+def _meta_shapes(directory: Path, cfg: dict[str, Any], n_stored: int
+                 ) -> dict[str, tuple[int, ...]]:
+    """:func:`_shapes_described`'s build on the meta device, with its parameter-count guard."""
     limit, made, builder = 2 * n_stored + 16, 0, threading.get_ident()
 
     def count(module: nn.Module, name: str, param: Any) -> None:

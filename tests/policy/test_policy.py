@@ -340,6 +340,30 @@ def test_config_describing_many_more_layers_is_refused_before_they_are_all_made(
     np.testing.assert_array_equal(load_policy(ck).act(obs), policy.act(obs))
 
 
+def test_a_config_built_once_is_not_built_again_and_an_edit_is_still_refused(tmp_path,
+                                                                             monkeypatch):
+    import qbc.policy.loading as loading
+
+    policy = _policy()
+    ck = tmp_path / "ckpt"
+    save_checkpoint(ck, policy.module, policy.normalizer, policy.tokenizer)
+    builds = []
+    meta_shapes = loading._meta_shapes
+    monkeypatch.setattr(loading, "_meta_shapes", lambda *a: builds.append(1) or meta_shapes(*a))
+    monkeypatch.setattr(loading, "_BUILT_SHAPES", {})
+    obs, _ = _data(n=5, seed=1)
+    for _ in range(3):
+        np.testing.assert_array_equal(load_policy(ck).act(obs), policy.act(obs))
+    assert len(builds) == 1
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["model"]["d_model"] = 32  # another model: built once, refused at every load
+    (ck / "config.json").write_text(json.dumps(cfg))
+    for _ in range(2):
+        with pytest.raises(CorruptFileError, match="does not fit"):
+            load_policy(ck)
+    assert len(builds) == 2
+
+
 @pytest.mark.parametrize("setting, value, words", [
     ("n_heads", -1, "setting 'n_heads' is negative"),
     ("n_heads", 3, "n_heads 3 must be >= 1 and divide d_model"),
