@@ -8,18 +8,15 @@ per env, the cost of open-loop execution over receding:1 with a seed interval an
 with k = 1 on means alone:
 
 The prediction, as qbc reads secondary summaries of Simchowitz, Pfrommer & Jadbabaie 2025 (arXiv
-2503.09722 and 2507.09061; not the papers' own statement): executing action chunks open-loop helps
-(or at least does not hurt) on open-loop-stable systems, and hurts on unstable ones, where the
-state drifts away while a chunk plays out. It is checked per env as: for each chunk policy
+2503.09722 and 2507.09061; not the papers' own statement): open-loop chunks help (or do not hurt)
+on open-loop-stable systems and hurt on unstable ones. It is checked per env as: for each policy
 (tokenizer, or the continuous ``chunk-mlp-l1``) and chunk length k > 1, is the regret at the
 largest H of open-loop execution lower than that of the same policy kind at k = 1 (which re-plans
 every step)? The env's count of "lower" against "higher" is its verdict; the prediction holds when
 the stable envs are mostly "lower" and the unstable envs mostly "higher". A weaker, relative form
 is checked too: the median ratio open-loop / k = 1 regret (the open-loop penalty) is larger on
-every unstable env than on the stable ones.
-
-Input is the sweep's ``summary.csv`` (``qbc sweep report DIR`` writes it); entry point
-``python scripts/chunking_report.py DIR``.
+every unstable env than on the stable ones. Input: the sweep's ``summary.csv`` (``qbc sweep
+report DIR`` writes it); entry point ``python scripts/chunking_report.py DIR``.
 """
 
 from __future__ import annotations
@@ -42,6 +39,7 @@ from qbc.experiments.chunking_seeds import (
     setting_verdicts,
     stability,
     verdict_lines,
+    with_kept_note,
 )
 from qbc.experiments.table_cells import number_cell, percent_cell
 from qbc.infra.files import atomic_write_text, read_csv_rows
@@ -265,8 +263,8 @@ def env_table(env_rows: list[dict[str, Any]], fits: dict[tuple, dict[str, Any]],
 
 def _ratio_cells(r: dict[str, Any], seeds: dict[str, Any] | None) -> tuple[str, str]:
     """The learner / floor and excess cells of a table row: over seeds when known, else the
-    ratio of the means (an exact floor: '— (floor exact)')."""
-    if seeds is None:
+    ratio of the means (an exact floor: '— (floor exact)'; no floor measured: '—')."""
+    if seeds is None or not seeds["measured"]:
         floor = r.get("floor_regret")
         return number_cell(r["regret_mean"] / floor if floor not in (None, 0) else None), "—"
     ratio, excess, one = seeds["ratio"], seeds["excess"], seeds["n_seeds"] < 2
@@ -350,6 +348,8 @@ def _header(config: dict[str, Any], rows: list[dict[str, Any]],
     spec = config["spec"]
     grid, ro = spec["grid"], spec["rollout"]
     envs = [env_label(e["name"], e["env_kwargs"]) for e in map(normalize_env, grid["envs"])]
+    unmeasured = ("" if any(r.get("floor_regret") is not None for r in seeds) else
+                  " (this run measured no chunk floor: those columns are —)")
     command = (f"qbc sweep --config {config.get('source') or 'CONFIG'} --out DIR && "
                "python scripts/chunking_report.py DIR")
     return [
@@ -366,14 +366,13 @@ def _header(config: dict[str, Any], rows: list[dict[str, Any]],
         "noise, mean over seeds with a 95% Student-t interval over seeds (with one seed: over its "
         "evaluation episodes). Chunk floor: the expert's noise-free plans through the policy's "
         "chunk tokenizer, executed the same way on the same episodes; learner / floor and the "
-        "excess over the floor are per seed, then mean over seeds with a 95% interval. Growth "
-        "p: exponent of the least-squares fit regret ~ c·H^p over the horizons, with the "
-        "verdict of `qbc.rollout.growth.fit_growth`. Decode failures: chunks whose token "
-        "sequence did not decode and were repaired, per chunk predicted. Decode actions/s: "
-        "actions the executor returned per second of its own time, batch = the evaluation "
-        "episodes, on the machine that ran the sweep (compare within this table only). k = 1 "
-        "re-plans every step, so its open-loop and receding:1 rows are the same policy run "
-        "twice."]
+        f"excess over the floor are per seed, then mean over seeds with a 95% interval{unmeasured}"
+        ". Growth p: exponent of the least-squares fit regret ~ c·H^p over the horizons, with the"
+        " verdict of `qbc.rollout.growth.fit_growth`. Decode failures: chunks whose token sequence"
+        " did not decode and were repaired, per chunk predicted. Decode actions/s: actions the "
+        "executor returned per second of its own time, batch = the evaluation episodes, on the "
+        "machine that ran the sweep (compare within this table only). k = 1 re-plans every step,"
+        " so its open-loop and receding:1 rows are the same policy run twice."]
 
 
 def _k1_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -391,10 +390,11 @@ def _k1_section(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def write_readme(sweep_dir: str | Path) -> Path:
-    """Write ``sweep_dir/plots/*.png`` (one per (env, execution)) and ``sweep_dir/README.md``;
-    the README's path."""
+    """Write ``sweep_dir/plots/*.png`` (one per (env, execution)) and ``sweep_dir/README.md``
+    (keeping the note under the title of the README it replaces); the README's path."""
     sweep_dir = Path(sweep_dir)
     rows = seed_rows(sweep_dir) if (sweep_dir / "summary.csv").is_file() else []
     text = readme(sweep_dir, list(plot_paths(rows, sweep_dir / "plots").values()))
     plot_env_executions(rows, policy_label, sweep_dir / "plots")  # after every check
-    return atomic_write_text(sweep_dir / "README.md", text)
+    out = sweep_dir / "README.md"
+    return atomic_write_text(out, with_kept_note(text, out))

@@ -95,8 +95,9 @@ def _interval(values: list[float]) -> Interval:
 def floor_ratios(rows: list[dict[str, Any]], label: Any) -> dict[tuple, dict[str, Any]]:
     """Per (env, policy label, k, execution) of ``rows`` (one per seed, :func:`largest_h_rows`;
     ``label(row)`` names the policy): ``ratio`` (learner / floor regret, mean and interval over
-    seeds; None where a floor is exact), ``excess`` ((learner - floor) / |expert return|, the
-    same) and ``n_seeds``."""
+    seeds; None where a floor is exact or was not measured), ``excess`` ((learner - floor) /
+    |expert return|, the same), ``n_seeds`` and ``measured`` (False when a seed's row has no
+    floor: a run without chunk floors)."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["env"], label(r), r["chunk_len"], r["execution"])].append(r)
@@ -104,12 +105,13 @@ def floor_ratios(rows: list[dict[str, Any]], label: Any) -> dict[tuple, dict[str
     for key, g in groups.items():
         scale = [abs(r["expert_return"]) or 1.0 for r in g]
         floors = [r["floor_regret"] for r in g]
-        exact = any(f is None or f <= FLOOR_EPS * s for f, s in zip(floors, scale, strict=True))
+        measured = all(f is not None for f in floors)
+        exact = not measured or any(f <= FLOOR_EPS * s for f, s in zip(floors, scale, strict=True))
         out[key] = {
             "ratio": None if exact else _interval([r["regret"] / r["floor_regret"] for r in g]),
             "excess": None if any(f is None for f in floors) else _interval(
                 [(r["regret"] - r["floor_regret"]) / s for r, s in zip(g, scale, strict=True)]),
-            "n_seeds": len(g)}
+            "n_seeds": len(g), "measured": measured}
     return out
 
 
@@ -241,3 +243,22 @@ def _panel(ax: Any, rows: list[dict[str, Any]], name: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
+
+
+def with_kept_note(text: str, old: Path) -> str:
+    """``text`` (a generated README) with the hand-written note of the README it replaces at
+    ``old`` carried over: the blockquote (lines starting with '>') right under ``old``'s title,
+    e.g. what a published run is and is not. ``text`` unchanged when ``old`` has none."""
+    if not old.is_file():
+        return text
+    lines = old.read_text().splitlines()[1:]
+    start = next((i for i, x in enumerate(lines) if x.strip()), len(lines))
+    note = []
+    for line in lines[start:]:
+        if not line.startswith(">"):
+            break
+        note.append(line)
+    if not note:
+        return text
+    title, _, rest = text.partition("\n")
+    return "\n".join([title, "", *note, ""]) + rest

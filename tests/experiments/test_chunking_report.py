@@ -132,7 +132,7 @@ def _results(costs: dict[str, tuple[float, ...]]) -> list[dict]:
     return out
 
 
-def _sweep_dir(tmp_path, costs=COSTS):
+def _sweep_dir(tmp_path, costs=COSTS, floors=True):
     from qbc.sweep import write_report
     from qbc.sweep.table import append_rows
 
@@ -141,6 +141,8 @@ def _sweep_dir(tmp_path, costs=COSTS):
             "chunk_lens": [1, 4], "executions": ["open-loop", "receding:1"],
             "seeds": [0, 1, 2], "n_demos": [100], "horizons": [10, 200]}
     rows = _results(costs)
+    for r in [] if floors else rows:
+        r["floor_regret"] = r["floor_diverged_fraction"] = None  # a sweep from before floors
     (tmp_path / "sweep_config.json").write_text(json.dumps({
         "source": "synthetic.toml", "spec": {"grid": grid, "data": {"episode_steps": 200},
                                              "train": {"steps": None},
@@ -173,7 +175,7 @@ def test_study_report_on_a_synthetic_table(tmp_path):
     mlp_nf = [x for x in section.splitlines()
               if x.startswith("| chunk-mlp-l1 (continuous) | 4 | open-loop")]
     assert len(mlp_nf) == 1 and "— (floor exact)" in mlp_nf[0]
-    assert "10000-10000 steps resolved" in text
+    assert "10000-10000 steps resolved" in text and "measured no chunk floor" not in text
     plots = sorted(p.name for p in (out / "plots").iterdir())
     assert len(plots) == 4 * 2 and all(f"(plots/{p})" in text for p in plots)
 
@@ -217,3 +219,37 @@ def test_a_damaged_sweep_config_is_refused_naming_the_field(tmp_path):
     path.unlink()
     with pytest.raises(CorruptFileError, match="has no sweep_config.json"):
         readme(out)
+
+
+def test_a_run_without_chunk_floors_is_not_reported_as_exact_floors():
+    from qbc.experiments.chunking_report import _ratio_cells
+    from qbc.experiments.chunking_seeds import floor_ratios
+
+    seed_rows = [r for r in _results({LS: (0.01, 0.02, 0.03)}) if r["H"] == 200]
+    for r in seed_rows:
+        r["floor_regret"] = None  # an older sweep: no chunk floor measured
+    ratios = floor_ratios(seed_rows, lambda r: r["policy"])
+    assert ratios and all(v["ratio"] is None and not v["measured"] for v in ratios.values())
+    summary_row = {"regret_mean": 1.0, "floor_regret": None}
+    assert _ratio_cells(summary_row, next(iter(ratios.values()))) == ("—", "—")
+
+
+def test_regenerating_a_readme_keeps_the_note_under_its_title(tmp_path):
+    from qbc.experiments.chunking_seeds import with_kept_note
+
+    new = "# Title\n\n`command`\n\nbody\n"
+    old = tmp_path / "README.md"
+    assert with_kept_note(new, old) == new  # no README yet
+    old.write_text("# Old title\n\n> **A note.** Line one\n> line two.\n\n`command`\n\nold body\n")
+    kept = with_kept_note(new, old)
+    assert kept == "# Title\n\n> **A note.** Line one\n> line two.\n\n`command`\n\nbody\n"
+    old.write_text("# Old title\n\n`command`\n\n> a quote further down is not the note\n")
+    assert with_kept_note(new, old) == new
+
+
+@pytest.mark.slow
+def test_a_report_without_chunk_floors_says_so(tmp_path):
+    from qbc.experiments.chunking_report import readme
+
+    text = readme(_sweep_dir(tmp_path, floors=False))
+    assert "this run measured no chunk floor" in text and "floor exact" not in text

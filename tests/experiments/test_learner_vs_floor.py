@@ -406,6 +406,9 @@ def test_a_folder_without_bc_borrows_the_reference_floor_only_for_seeds_it_cover
     add_common_view(tmp_path / "page", tmp_path / "ref")
     text = (tmp_path / "page" / "README.md").read_text()
     assert "| 11 | 21 | 0.524 | 4.1 | 2.68 |" in text and "this folder ran no BC" in text
+    # BC's tokenizer is fitted on the training split its seed draws: the borrowed floor holds
+    # for BC runs of the same seeds, not for any training
+    assert "its training seed (which draws the training split" in text
     assert f"--reference {tmp_path / 'ref'}" in text
 
 

@@ -116,9 +116,10 @@ def viewed_readme(folder: Path, reference: Path | None = None) -> tuple[Path, st
         groups = sorted({f"{r['env']} {r['quantizer']}" for r in borrowed})
         note = (f"The reference floors of {', '.join(groups)} are the plain BC rows (same"
                 f" seeds) of `{reference}/results.csv`, a separate run whose BC settings match"
-                " this page's; this folder ran no BC. BC's floor depends on its demonstrations"
-                " and evaluation seeds only, not on training (per seed it is the same in every"
-                " two result folders here that ran BC on the same env and seeds)."
+                " this page's; this folder ran no BC. BC's floor depends on its demonstrations,"
+                " its training seed (which draws the training split its tokenizer is fitted on)"
+                " and the evaluation seeds, not on the rest of training (per seed it is the same"
+                " in every two result folders here that ran BC on the same env and seeds)."
                 if borrowed else f"`{reference}/results.csv` lacks plain BC rows for some of this"
                 " folder's seeds: no reference floor is taken from it.")
         rows += borrowed
