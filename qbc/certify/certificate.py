@@ -265,9 +265,9 @@ def bound_hypotheses(rounding: str, worst_case_bound: float | None, piiss: dict[
         "thm2": [
             ("stochastic q#π*", rounding == "stochastic", "how the quantizer rounds"),
             ("TV-continuous q#π*", rounding == "stochastic",
-             "by construction: stochastic rounding of a Lipschitz expert has TV modulus "
-             "|Δu| / bin width (the expert's Lipschitz continuity and the policy class's TV "
-             "continuity are assumed, not checked); a deterministic q#π* jumps at cell edges"),
+             "by construction: stochastic rounding of a Lipschitz expert moves ≤ Σ_d |Δu_d|/w_d "
+             "in TV (w_d: dimension d's bin width; the expert's Lipschitz continuity and the "
+             "policy class's TV continuity: assumed); a deterministic q#π* jumps at cell edges"),
             ("P-EIISS", bool(piiss["exponential"]), "measured: gap decay after the perturbation"),
         ],
         "thm3": [
