@@ -185,8 +185,8 @@ def rtvc_violation_rate(expert: Any, tokenizer: Any, states: np.ndarray,
     A nearest-rounding binning quantizer under a Lipschitz expert keeps nearby states in the
     same or adjacent cells, so κ(δ) → 0 as δ → 0 for k ≥ 2 (adjacent codewords are 2ε_q apart);
     a learned quantizer can keep κ(δ) > 0 for arbitrarily small δ. For a stochastic (smooth)
-    q#π*, ε_q is a whole bin width, so k = 2 tolerates two bin widths and κ is 0 at small δ by
-    construction: ``token_change_rate`` is its informative rate.
+    q#π*, ε_q is a bin width and k = 2 tolerates two: a pair counts, as with nearest rounding,
+    only if its expert actions are over a bin width apart; ``token_change_rate`` is informative.
 
     ``stochastic`` (smooth tokenizers): q#π* rounds stochastically; both states of a pair use the
     same uniform draws (a coupling of the two action laws, so the rate is an upper estimate of
