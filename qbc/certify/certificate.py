@@ -185,8 +185,8 @@ def rtvc_violation_rate(expert: Any, tokenizer: Any, states: np.ndarray,
     A nearest-rounding binning quantizer under a Lipschitz expert keeps nearby states in the
     same or adjacent cells, so κ(δ) → 0 as δ → 0 for k ≥ 2 (adjacent codewords are 2ε_q apart);
     a learned quantizer can keep κ(δ) > 0 for arbitrarily small δ. For a stochastic (smooth)
-    q#π*, ε_q is a whole bin width, so k = 2 tolerates two bin widths and κ is 0 at small δ by
-    construction: ``token_change_rate`` is its informative rate.
+    q#π*, ε_q is a bin width and k = 2 tolerates two: a pair counts, as with nearest rounding,
+    only if its expert actions are over a bin width apart; ``token_change_rate`` is informative.
 
     ``stochastic`` (smooth tokenizers): q#π* rounds stochastically; both states of a pair use the
     same uniform draws (a coupling of the two action laws, so the rate is an upper estimate of
@@ -265,9 +265,9 @@ def bound_hypotheses(rounding: str, worst_case_bound: float | None, piiss: dict[
         "thm2": [
             ("stochastic q#π*", rounding == "stochastic", "how the quantizer rounds"),
             ("TV-continuous q#π*", rounding == "stochastic",
-             "by construction: stochastic rounding of a Lipschitz expert has TV modulus "
-             "|Δu| / bin width (the expert's Lipschitz continuity and the policy class's TV "
-             "continuity are assumed, not checked); a deterministic q#π* jumps at cell edges"),
+             "by construction: stochastic rounding of a Lipschitz expert moves ≤ Σ_d |Δu_d|/w_d "
+             "in TV (w_d: dimension d's bin width; the expert's Lipschitz continuity and the "
+             "policy class's TV continuity: assumed); a deterministic q#π* jumps at cell edges"),
             ("P-EIISS", bool(piiss["exponential"]), "measured: gap decay after the perturbation"),
         ],
         "thm3": [

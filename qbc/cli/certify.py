@@ -265,7 +265,7 @@ def _kappa_line(r: dict[str, Any]) -> str:
             "pairs, not a sup): " + ", ".join(
                 f"κ({d:g})={v:.3g}" for d, v in zip(r["deltas"], r["violation_rate"],
                                                    strict=True)))
-    if r.get("rounding") == "stochastic":  # k·ε_q is k bin widths here: κ is 0 at small δ
+    if r.get("rounding") == "stochastic":  # k·ε_q is k bin widths here: κ counts few pairs
         line += ("; tokens changed (tolerance 0, shared draws): " + ", ".join(
             f"{d:g}: {v:.3f}" for d, v in zip(r["deltas"], r["token_change_rate"], strict=True)))
     return line

@@ -228,6 +228,25 @@ def test_bound_hypotheses_follow_the_quantizer_and_deployment():
     assert unknown["thm7"]["hypotheses"][0]["holds"] is None and not unknown["thm7"]["applies"]
 
 
+def test_tv_modulus_named_for_smooth_binning_holds_in_several_dimensions():
+    # The certificate's basis for "TV-continuous q#π*": per-dimension stochastic rounding moves
+    # the token law by at most Σ_d |Δu_d| / w_d in total variation; a single |Δu| / w (one
+    # dimension's modulus) is exceeded once two dimensions move together.
+    from qbc.quantizers import make_quantizer
+
+    q = make_quantizer("smooth", n_bins=9).fit(np.linspace(-1.0, 1.0, 50))
+    w = q.bin_width
+    u, moved = np.array([0.1, -0.3]), np.array([0.1, -0.3]) + 0.3 * w
+    law = [np.outer(*q.soft_targets(x)) for x in (u, moved)]  # product of the two dimensions
+    tv = 0.5 * np.abs(law[0] - law[1]).sum()
+    assert np.abs(moved - u).max() / w < tv <= np.abs(moved - u).sum() / w + 1e-9
+    gain = {"gains": [0.1], "exponential": True}
+    rtvc = {"deltas": [0.01], "violation_rate": [0.0], "k": 2.0}
+    how = {h["name"]: h["how"] for h in bound_hypotheses("stochastic", w, gain, rtvc)["thm2"][
+        "hypotheses"]}
+    assert "Σ_d |Δu_d|/w_d" in how["TV-continuous q#π*"]
+
+
 def test_kappa_outside_the_delta_grid_is_flagged_not_clamped_silently():
     rtvc = {"deltas": [0.01, 0.1], "violation_rate": [0.0, 0.5]}
     assert kappa_at(rtvc, 0.055) == (pytest.approx(0.25), "inside")
