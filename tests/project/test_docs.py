@@ -264,20 +264,10 @@ def _stochastic_over_nearest_floor() -> list[float]:
                    if r["policy"] == "quantized-expert-nearest"}
         pairs |= {(cell(r), same(r["regret_mean"]), nearest[cell(r)]) for r in rows
                   if r["policy"] == "quantized-expert" and cell(r) in nearest}
-    for folder in sorted((ROOT / "docs" / "results").glob("learner_vs_floor*/")):
-        if (folder / "summary.csv").is_file():
-            for r in csv.DictReader((folder / "summary.csv").open()):
-                if r.get("qexp_stochastic_regret") not in (None, "", "nan"):
-                    pairs.add((r["env"], same(r["qexp_stochastic_regret"]),
-                               same(r["qexp_regret"])))
-        elif (folder / "results.csv").is_file():  # a study in progress: means over its seeds
-            groups: dict[tuple[str, ...], list[tuple[float, float]]] = {}
-            for r in csv.DictReader((folder / "results.csv").open()):
-                if r.get("qexp_stochastic_regret") not in (None, "", "nan"):
-                    groups.setdefault((r["env"], r["method"], r["decode"]), []).append(
-                        (float(r["qexp_stochastic_regret"]), float(r["qexp_regret"])))
-            pairs |= {(env, same(sum(s for s, _ in v) / len(v)),
-                       same(sum(n for _, n in v) / len(v))) for (env, _, _), v in groups.items()}
+    for path in sorted((ROOT / "docs" / "results").glob("learner_vs_floor*/summary.csv")):
+        for r in csv.DictReader(path.open()):
+            if r.get("qexp_stochastic_regret") not in (None, "", "nan"):
+                pairs.add((r["env"], same(r["qexp_stochastic_regret"]), same(r["qexp_regret"])))
     return [float(stochastic) / float(nearest) for _, stochastic, nearest in pairs]
 
 
