@@ -32,18 +32,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # -- the order in which test files start -------------------------------------------------------
-#: The files that take longest (CPU seconds measured with the suite, longest first), by file name
+#: The files that take longest (over ~2.5 s each in a full run on 2 cores, longest first), by name
 #: (whichever folder of tests/ the file sits in; names are unique across folders). pytest-xdist
 #: hands whole files to its workers in collection order (pyproject: --dist loadfile
 #: --no-loadscope-reorder), so these start first and the many short files fill in at the end;
 #: otherwise a long file that starts last keeps one core busy while the other waits. Only the
 #: order changes, and only between files.
-LONGEST_FILES = ("test_learner_vs_floor.py", "test_ddp.py", "test_ddp_chunked.py",
-                 "test_reproduce.py",
-                 "test_augment.py", "test_sweep.py", "test_crash_safety.py",
-                 "test_reproducibility.py", "test_fuzz_loaders.py", "test_fuzz_more_loaders.py",
-                 "test_refusals.py", "test_round_three_leftovers.py", "test_dagger.py",
-                 "test_docs_site.py")
+LONGEST_FILES = ("test_sweep.py", "test_augment.py", "test_ddp_chunked.py", "test_ddp.py",
+                 "test_fuzz_more_loaders.py", "test_learner_vs_floor.py", "test_reproduce.py",
+                 "test_round_three_leftovers.py", "test_fuzz_loaders.py", "test_dagger.py",
+                 "test_multimodal_ledger.py", "test_chunking_report.py", "test_train.py",
+                 "test_compressive.py", "test_eval_path.py", "test_reproducibility.py",
+                 "test_crash_safety.py", "test_sweep_chunk_defaults.py", "test_chunk_policy.py",
+                 "test_expert_zoo.py", "test_refusals.py", "test_rollout.py", "test_docs_site.py",
+                 "test_video.py", "test_robotics.py", "test_quickstart.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
