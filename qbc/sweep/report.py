@@ -29,7 +29,7 @@ import numpy as np
 
 from qbc.errors import CorruptFileError, InvalidValueError
 from qbc.infra.files import atomic_write_csv, atomic_write_text
-from qbc.rollout.growth import fit_growth
+from qbc.rollout.growth import PLATEAU_SLOPE, fit_growth
 from qbc.rollout.metrics import mean_ci95
 from qbc.sweep.rows import QUANTIZED_EXPERT_NEAREST
 from qbc.sweep.table import CONFIG_FILE, TABLE_FILE, read_config, read_table, sweep_lock
@@ -182,10 +182,10 @@ def _floor_note(summary: list[dict[str, Any]]) -> list[str]:
     return ["The quantized-expert rows of smooth binning round stochastically (seeded by the "
             "cell): the theory's q#π*, the floor of a learner that samples its tokens. "
             + ("The quantized-expert-nearest rows are the same tokenizer with nearest rounding: "
-               "the floor of an argmax-decoded learner, the one its target is measured against."
+               "the floor of an argmax-decoded learner, the one to compare such a learner with."
                if nearest else
-               "The nearest-rounding floor that an argmax-decoded learner reproduces is not in "
-               "this table (it was made before sweeps added it; `qbc rollout` shows both)."), ""]
+               "The nearest-rounding floor, that of an argmax-decoded learner, is not in this "
+               "table (it was made before sweeps added it; `qbc rollout` shows both)."), ""]
 
 
 _SUCCESS_NOTE = ("Success: the rate at H, mean over seeds with a 95% Student-t interval over "
@@ -206,6 +206,23 @@ def _success_cells(s: dict[str, Any]) -> tuple[Any, ...]:
             expert, *returns)
 
 
+#: Said under the regret sentence when some setting has one seed (no interval over seeds).
+_ONE_SEED_NOTE = ("With one seed there is no interval over seeds: those rows give the mean "
+                  "alone, marked (1 seed).", "")
+#: Said under the growth fits when some setting's verdict is "no growth detected".
+_NO_GROWTH_NOTE = ("\"no growth detected\" replaces the better fit where the power law's 95% "
+                   "interval reaches 0, the log-log slope over the upper half of the horizons is "
+                   f"below {PLATEAU_SLOPE} (a plateau), or the mean at the largest H is not "
+                   "positive (`qbc.rollout.growth.fit_growth`).", "")
+
+
+def _regret_cell(s: dict[str, Any]) -> str:
+    """Mean regret with its interval over seeds, or the mean alone with one seed."""
+    if s["n_seeds"] < 2:
+        return f"{s['regret_mean']:.4g} (1 seed)"
+    return f"{s['regret_mean']:.4g} [{s['regret_ci_lo']:.3g}, {s['regret_ci_hi']:.3g}]"
+
+
 def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: str) -> str:
     group = summary_group(summary)
     means = CHUNK_MEANS if group != GROUP else ()
@@ -218,11 +235,11 @@ def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: 
              "Regret J_H(expert) - J_H(policy), mean over seeds with a 95% Student-t interval "
              "of that mean (over seeds; each seed's regret is itself a mean over coupled "
              "episodes).", "",
+             *(_ONE_SEED_NOTE if any(s["n_seeds"] < 2 for s in summary) else ()),
              *_floor_note(summary), *(_SUCCESS_NOTE if success else ()),
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for s in summary:
-        ci = f"{s['regret_mean']:.4g} [{s['regret_ci_lo']:.3g}, {s['regret_ci_hi']:.3g}]"
-        vals = [*(s[c] for c in group), s["H"], s["n_seeds"], s["bin_width"], ci,
+        vals = [*(s[c] for c in group), s["H"], s["n_seeds"], s["bin_width"], _regret_cell(s),
                 s["regret_per_step"], s["state_dev_mean"], f"{s['diverged_fraction']:.0%}",
                 *(s[c] for c in means), *(_success_cells(s) if success else ())]
         lines.append("| " + " | ".join(_fmt(v) for v in vals) + " |")
@@ -230,6 +247,8 @@ def markdown(summary: list[dict[str, Any]], fits: list[dict[str, Any]], source: 
         lines += ["", "## Growth of regret with H", "",
                   "Least-squares fit of log(mean regret) on log H (power law, exponent p) and on "
                   "H (exponential); non-positive means are left out.", "",
+                  *(_NO_GROWTH_NOTE if any(f["better"] == "no growth detected" for f in fits)
+                    else ()),
                   "| " + " | ".join([*group, "p", "p 95% CI", "R^2", "exp. rate", "better fit"])
                   + " |", "|" + "---|" * (len(group) + 5)]
         for f in fits:

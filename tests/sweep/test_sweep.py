@@ -345,3 +345,25 @@ def test_sweep_report_says_which_smooth_floor_its_quantized_expert_rows_are():
     nearest = {**smooth, "policy": "quantized-expert-nearest"}
     assert "nearest rounding: the floor of an argmax" in " ".join(_floor_note([smooth, nearest]))
     assert _floor_note([{**smooth, "quantizer": "uniform"}, {**smooth, "policy": "mlp"}]) == []
+
+
+def test_sweep_report_gives_no_interval_for_one_seed_and_explains_no_growth():
+    from qbc.sweep.report import aggregate, growth_fits, markdown
+
+    base = {"env": "qbc/ScalarStable-v0", "expert": "lqr", "quantizer": "uniform", "bins": 16,
+            "n_demos": 50, "bin_width": 0.1, "state_dev_mean": 0.01, "diverged_fraction": 0.0}
+    rows = [{**base, "policy": "flat", "seed": 0, "H": h, "regret": 1.0} for h in (10, 50, 200)]
+    rows += [{**base, "policy": "grows", "seed": s, "H": h, "regret": h * (1 + 0.1 * s)}
+             for s in (0, 1) for h in (10, 50, 200)]
+    summary = aggregate(rows)
+    fits = growth_fits(summary)
+    text = markdown(summary, fits, "here")
+    one = [ln for ln in text.splitlines() if "| flat |" in ln and "| 200 |" in ln]
+    assert one and "1 (1 seed)" in one[0] and "[1, 1]" not in one[0]  # no zero-width interval
+    two = [ln for ln in text.splitlines() if "| grows |" in ln and "| 200 |" in ln]
+    assert "(1 seed)" not in two[0] and "[" in two[0]  # two seeds: an interval
+    assert "With one seed there is no interval over seeds" in text
+    assert {f["policy"]: f["better"] for f in fits}["flat"] == "no growth detected"
+    assert '"no growth detected" replaces the better fit' in text
+    both = markdown(summary, [f for f in fits if f["policy"] == "grows"], "here")
+    assert "no growth detected" not in both  # said only where a fit says it
