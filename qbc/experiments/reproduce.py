@@ -35,6 +35,7 @@ from qbc.experiments.multimodal import ledger_headline, multimodal_headline
 from qbc.experiments.reproduce_headlines import (
     chunking_headline,
     counterexample_headline,
+    counterexample_sampling_headline,
     learner_vs_floor_headline,
     obs_encoder_headline,
     scaling_headline,
@@ -136,6 +137,15 @@ RESULTS: dict[str, Result] = {r.name: r for r in (
                "--n-demos 100 --horizons 10 300 --model-steps 600",),
         headline=counterexample_headline,
         publish=("table.json", "table.md", "loss_vs_horizon.png"),
+    ),
+    Result(  # docs/theory.md's mean-vs-sampled table (Algorithm 1 with sampled model states)
+        name="counterexample_sampling",
+        full=("python scripts/counterexample_sampling.py --out {out}",),
+        quick=("python scripts/counterexample_sampling.py --out {out} --gaussian-seeds 0 "
+               "--token-seeds 0 --episodes 20 --n-demos 100 --horizons 10 300 "
+               "--model-steps 600",),
+        headline=counterexample_sampling_headline,
+        publish=("per_seed.json", "summary.json", "table.md"),
     ),
     Result(
         name="quantized_expert_scaling",

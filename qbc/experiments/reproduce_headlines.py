@@ -23,6 +23,26 @@ def counterexample_headline(out: Path) -> dict[str, float]:
     return values
 
 
+def counterexample_sampling_headline(out: Path) -> dict[str, float]:
+    """Per head at the largest H: per eps the mean over seeds of the mean-state and the
+    sampled-state model-based loss / eps; and the largest (sampled - mean) / eps over eps and
+    seeds."""
+    rows = read_json(out / "per_seed.json", what="counterexample sampling rows")
+    h_max = max(r["H"] for r in rows)
+    values = {}
+    for head in sorted({r["head"] for r in rows}):
+        last = [r for r in rows if r["head"] == head and r["H"] == h_max]
+        for eps in sorted({r["eps"] for r in last}, reverse=True):
+            mine = [r for r in last if r["eps"] == eps]
+            tag = f"head={head},eps={eps:g},H={h_max}"
+            for column, name in (("model_loss_over_eps", "mean"),
+                                 ("sampled_loss_over_eps", "sampled")):
+                values[f"{name}_over_eps[{tag}]"] = sum(r[column] for r in mine) / len(mine)
+        values[f"max_sampled_minus_mean_over_eps[head={head},H={h_max}]"] = max(
+            r["sampled_loss_over_eps"] - r["model_loss_over_eps"] for r in last)
+    return values
+
+
 def obs_encoder_headline(out: Path) -> dict[str, float]:
     """Per encoder: the learner's regret at the largest H and its diverged fraction."""
     values = {}
