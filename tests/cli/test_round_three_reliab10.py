@@ -8,6 +8,9 @@ ignore are refused (``qbc rollout --temperature`` without sampling, ``--resync-e
 from __future__ import annotations
 
 import dataclasses
+import re
+
+import numpy as np
 
 import pytest
 from round_three import TRAIN_TINY, tiny_dataset  # noqa: F401 (fixtures)
@@ -118,3 +121,56 @@ def test_bench_json_folder_is_refused_before_measuring(tmp_path, capsys, monkeyp
     (tmp_path / "b.json").write_text("{}")
     _refused(capsys, tmp_path, ["bench", "--quick", "--json", str(tmp_path / "b.json")],
              "exists; pass --overwrite", "choose another --json")
+
+
+# -- Policy.act: observations that are not real numbers --------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_policy():
+    from qbc.policy import ModelConfig, Normalizer, Policy, build_policy
+    from qbc.tokenizer import ActionTokenizer
+
+    rng = np.random.default_rng(0)
+    tok = ActionTokenizer.fit(rng.normal(size=(50, 2)), n_bins=8)
+    module = build_policy("ar-transformer", ModelConfig(d_model=8, n_layers=1, n_heads=1),
+                          obs_dim=3, act_dim=2, tokenizer=tok)
+    norm = Normalizer.fit(rng.normal(size=(50, 3)), rng.normal(size=(50, 2)))
+    return Policy(module, norm, tok)
+
+
+@pytest.mark.parametrize("obs,needle", [
+    (np.array([["a", "b", "c"]]), "observations must be real numbers, got an array of dtype <U1"),
+    (np.ones((2, 3), complex), "dtype complex128"),
+    (np.array([[None] * 3]), "dtype object"),
+    ([[0.0, 1.0, 2.0], [0.0]], "observations must be a rectangular array of numbers"),
+])
+def test_policy_act_refuses_observations_that_are_not_real_numbers(tiny_policy, obs, needle):
+    """Text and ragged rows raised numpy's ValueError; complex numbers lost their imaginary
+    part with a warning and were acted on."""
+    with pytest.raises(InvalidValueError, match=needle.replace("(", r"\(")):
+        tiny_policy.act(obs)
+
+
+def test_policy_act_beyond_float32_is_refused_without_numpy_warnings(tiny_policy):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidValueError, match="beyond float32"):
+            tiny_policy.act(np.full((2, 3), 1e300))
+    assert tiny_policy.act(np.zeros((2, 3), np.float16)).shape == (2, 2)
+
+
+# -- k-means quantizers: their settings as qbc's errors -------------------------------------------
+@pytest.mark.parametrize("name,params,needle", [
+    ("kmeans", {"n_init": 0}, "kmeans: n_init must be an integer >= 1, got 0"),
+    ("kmeans", {"seed": -1}, "kmeans: seed must be an integer in [0, 2^32), got -1"),
+    ("vq", {"n_init": 1.5}, "vq: n_init must be an integer >= 1"),
+    ("vq", {"standardize": "no"}, "vq: standardize must be true or false, got 'no'"),
+])
+def test_kmeans_quantizer_settings_are_typed_errors(name, params, needle):
+    """scikit-learn's InvalidParameterError escaped at fit; standardize="no" standardized."""
+    from qbc.quantizers import make_quantizer
+
+    data = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(InvalidValueError, match=re.escape(needle)):
+        make_quantizer(name, n_bins=4, **params).fit(data if name == "vq" else data[:, 0])
