@@ -15,6 +15,7 @@ the opt-in of :mod:`qbc.policy.inference`) hold for the run only and are put bac
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,10 @@ from qbc.bench import sections
 from qbc.bench.device import peak_info
 from qbc.bench.timing import machine_info
 from qbc.cli import Command
-from qbc.errors import OutputExistsError
 from qbc.infra.environ import scoped_threads
 from qbc.infra.files import atomic_write_json, json_safe
 from qbc.infra.progress import progress_bar
+from qbc.infra.run_folder import output_file
 from qbc.infra.validate import AT_LEAST_ONE, POSITIVE, Rule, check_all, check_config, check_device
 from qbc.policy.inference import onednn_disabled
 from qbc.policy.registry import ModelConfig, check_model_config
@@ -120,12 +121,14 @@ def resolve(cfg: BenchConfig) -> BenchConfig:
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every measurement; print the table; write --json if given. Returns the results."""
     cfg = resolve(cfg)
-    if cfg.json is not None and cfg.json.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.json} exists; pass --overwrite to replace it")
-    with scoped_threads(cfg.threads):
+    # --json as every one-file output: a folder or an existing file (without --overwrite) is
+    # refused before the measurements (a folder failed after them), and the file is locked
+    # against a second bench writing it
+    with (output_file(cfg.json, cfg.overwrite, "bench", "--json") if cfg.json is not None
+          else nullcontext()) as out, scoped_threads(cfg.threads):
         result = _measure(cfg, machine_info())
-    if cfg.json is not None:
-        atomic_write_json(cfg.json, json_safe(result))
+        if out is not None:
+            atomic_write_json(out, json_safe(result))
     print(format_table(result))
     return result
 

@@ -260,18 +260,20 @@ def _remove_entries(paths: list[Path]) -> None:
 
 
 @contextmanager
-def output_file(path: str | os.PathLike, overwrite: bool, what: str) -> Iterator[Path]:
+def output_file(path: str | os.PathLike, overwrite: bool, what: str,
+                flag: str = "--out") -> Iterator[Path]:
     """The file a command writes its one output into (atomically, :func:`atomic_write`),
     locked against a second writer. A folder, or an existing file without ``overwrite``, is
-    refused before anything is created; the old file stays until the new one replaces it."""
+    refused before anything is created, naming the command's ``flag``; the old file stays
+    until the new one replaces it."""
     path = Path(path)
 
     def check() -> None:
         if path.is_dir():
-            raise OutputExistsError(f"--out {str(path)!r} is a folder; give a file name")
+            raise OutputExistsError(f"{flag} {str(path)!r} is a folder; give a file name")
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{str(path)!r} exists; pass --overwrite to replace it or "
-                                    "choose another --out")
+                                    f"choose another {flag}")
 
     check()
     with locked_output(path, what):

@@ -94,6 +94,7 @@ def check_config(cfg: Any, rules: dict[str, Rule] | None = None, prefix: str = "
     ``rules``, finiteness of every float, and [0, 2^32) for every seed field. Flags are named
     ``--<prefix><field>``."""
     rules = dict(rules or {})
+    _check_types(cfg, prefix)
     for name, value in _fields(cfg):
         leaf = name.rsplit(".", 1)[-1]
         rule = rules.pop(name, None)
@@ -125,6 +126,41 @@ def shown_value(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
         return f"{'a negative' if value < 0 else 'an'} integer of {len(str(abs(value)))} digits"
     return repr(value)
+
+
+def _check_types(cfg: Any, prefix: str) -> None:
+    """Every field of the dataclass ``cfg`` (nested ones too) of its annotated kind, where that
+    is a scalar (:func:`check_field_types`), a path or a dataclass: a Python caller's
+    ``TrainConfig(tensorboard="no")`` would switch TensorBoard on, ``model={...}`` fail deep
+    inside (the command line and config files give the right kinds already)."""
+    try:
+        hints = typing.get_type_hints(type(cfg))
+    except Exception:  # noqa: BLE001  (annotations it cannot resolve: the fields' own checks)
+        return
+    for f in dataclasses.fields(cfg):
+        value, flag = getattr(cfg, f.name), flag_name(prefix + f.name)
+        options = _options(hints.get(f.name, Any))
+        if value is None and type(None) in options:
+            continue
+        kinds = [o for o in options if o is not type(None)]
+        if any(dataclasses.is_dataclass(o) for o in kinds):
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                _check_types(value, f"{prefix}{f.name}.")
+            elif not (isinstance(value, str) and str in kinds):  # a spec string passes
+                raise InvalidValueError(f"{flag} must be a {kinds[0].__name__} (a dataclass of "
+                                        f"settings), got {shown_value(value)}")
+        elif kinds and all(o in _SCALARS or o is Path for o in kinds) and not any(
+                _is_scalar(value, o) if o in _SCALARS else isinstance(value, (str, os.PathLike))
+                for o in kinds):
+            names = [_SCALARS.get(o, "a path") for o in kinds]
+            raise InvalidValueError(f"{flag} must be {' or '.join(names)}"
+                                    f"{' or none' if type(None) in options else ''}, got "
+                                    f"{shown_value(value)}")
+
+
+def _options(hint: Any) -> tuple[Any, ...]:
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return typing.get_args(hint) if union else (hint,)
 
 
 def _fields(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -281,4 +317,6 @@ def _is_scalar(value: Any, kind: type) -> bool:
         return kind is bool
     if kind is float:
         return isinstance(value, (int, float))
+    if kind is str:  # a path where text is expected works the same
+        return isinstance(value, (str, os.PathLike))
     return isinstance(value, kind)

@@ -166,7 +166,7 @@ def validate(cfg: DaggerConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise InvalidValueError(message)
-
+    check_schedule_settings(cfg)
     validate_train(round_train_config(cfg, 0, ["x-v0"]))
     with opened_env(cfg.env) as env:  # the head's settings against the env's action dimension
         check_head_settings(round_train_config(cfg, 0, ["x-v0"]),
@@ -181,6 +181,23 @@ def validate(cfg: DaggerConfig) -> None:
                                 "--init scratch, or leave --tokenizer out")
     round_dataset_id(cfg, cfg.rounds)
     check_sizes(cfg)
+
+
+#: The setting each --beta schedule reads.
+_SCHEDULE_SETTING = {"linear": "beta_step", "exp": "beta_decay", "constant": "beta_value"}
+
+
+def check_schedule_settings(cfg: DaggerConfig) -> None:
+    """Refuse the setting of a schedule other than --beta given a value other than its default
+    (``--beta-value 0.3`` with the linear schedule was ignored without a word)."""
+    for schedule, name in _SCHEDULE_SETTING.items():
+        default = DaggerConfig.__dataclass_fields__[name].default
+        if schedule != cfg.beta and getattr(cfg, name) != default:
+            flag = "--" + name.replace("_", "-")
+            raise InvalidValueError(
+                f"{flag} sets the '{schedule}' schedule; --beta {cfg.beta} reads only "
+                f"--{_SCHEDULE_SETTING[cfg.beta].replace('_', '-')} and would ignore it: leave "
+                f"{flag} out or pass --beta {schedule}")
 
 
 def check_sizes(cfg: DaggerConfig) -> None:

@@ -147,7 +147,7 @@ def load_module(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
                                f"version {FORMAT_VERSION})")
     verify_file(directory, "model.safetensors", cfg)
     stored = _stored_shapes(directory / "model.safetensors")
-    sizes = _shapes_described(directory, cfg, len(stored))
+    sizes = _fitted_codebooks(_shapes_described(directory, cfg, len(stored)), stored)
     if sizes != stored:
         raise CorruptFileError(
             f"{directory / 'model.safetensors'} does not fit the model in config.json "
@@ -248,6 +248,16 @@ def _stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     except Exception as exc:  # noqa: BLE001  (safetensors raises several kinds on a bad file)
         raise CorruptFileError(f"weights file {str(path)!r} is damaged "
                                f"({type(exc).__name__}: {exc}); re-create it") from None
+
+
+def _fitted_codebooks(sizes: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]]
+                      ) -> dict[str, tuple[int, ...]]:
+    """``sizes`` with the empty codebook of each data-fitted weight quantizer
+    (``--weight-quantizer uniform``, ...) given its stored 1-D size: it is fitted on the weights
+    during training, so config.json cannot say its size (the module takes the stored one)."""
+    return {k: stored[k] if (k.endswith("weight_quantizer.codebook") and v == (0,)
+                             and len(stored.get(k, ())) == 1) else v
+            for k, v in sizes.items()}
 
 
 def _first_difference(a: dict[str, tuple], b: dict[str, tuple]) -> str:

@@ -147,15 +147,20 @@ class Policy:
     def reset_rows(self, mask: np.ndarray) -> None:
         """Forget the history of the rows where ``mask`` (B,) is true (their episodes restart)."""
         if self._fresh is not None:
-            self._fresh |= np.asarray(mask, dtype=bool)
+            mask = _real_array(mask, "the reset mask")
+            if mask.shape != self._fresh.shape:
+                raise InvalidValueError(f"the reset mask must have shape {self._fresh.shape} (one "
+                                        f"entry per row of the batch), got {mask.shape}")
+            self._fresh |= mask.astype(bool)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        obs = np.asarray(obs, dtype=np.float32)
+        obs = _real_array(obs, "observations")
         if not np.isfinite(obs).all():
             rows = np.flatnonzero(~np.isfinite(obs.reshape(len(obs), -1)).all(1)) \
                 if obs.ndim > 1 else [0]
             raise NonFiniteObservationError(
-                f"observations hold NaN/inf in {len(rows)} row(s) (first: "
+                f"observations hold NaN/inf (or values beyond float32) in {len(rows)} row(s) "
+                "(first: "
                 f"{list(map(int, rows[:5]))}); a policy cannot act on them: end those episodes "
                 "(or repair the observations) before calling act")
         if obs.ndim == 1:
@@ -250,3 +255,19 @@ class Policy:
     def __repr__(self) -> str:
         tok = f", tokenizer={self.tokenizer!r}" if self.tokenizer is not None else ""
         return f"Policy(kind={self.kind!r}, decode_mode={self.decode_mode!r}{tok})"
+
+
+def _real_array(values: Any, what: str) -> np.ndarray:
+    """``values`` as a float32 array; text, complex numbers, objects or ragged rows are an
+    InvalidValueError naming ``what`` (numpy raised a ValueError, or dropped the imaginary
+    parts with a warning)."""
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # ragged rows
+        raise InvalidValueError(f"{what} must be a rectangular array of numbers "
+                                f"({exc})") from None
+    if array.dtype.kind not in "biuf":
+        raise InvalidValueError(f"{what} must be real numbers, got an array of dtype "
+                                f"{array.dtype}")
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused as such by the caller
+        return array.astype(np.float32)

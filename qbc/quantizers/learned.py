@@ -27,6 +27,18 @@ def _check_n_bins(name: str, n_bins) -> None:
         raise InvalidValueError(f"{name}: n_bins must be an integer >= 2, got {n_bins!r}")
 
 
+def _check_kmeans_params(q: Quantizer) -> None:
+    """n_init and seed of a k-means quantizer as qbc's errors (scikit-learn raised its own
+    InvalidParameterError for ``n_init=0`` or ``seed=-1``, at fit time)."""
+    _check_n_bins(q.name, q.n_bins)
+    n_init, seed = q.n_init, q.seed
+    if not isinstance(n_init, (int, np.integer)) or isinstance(n_init, bool) or n_init < 1:
+        raise InvalidValueError(f"{q.name}: n_init must be an integer >= 1, got {n_init!r}")
+    if (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)
+            or not 0 <= seed < 2**32):
+        raise InvalidValueError(f"{q.name}: seed must be an integer in [0, 2^32), got {seed!r}")
+
+
 class _SortedCodebookQuantizer(Quantizer):
     """Scalar quantizer with sorted codewords; nearest-codeword encoding by binary search."""
 
@@ -64,7 +76,7 @@ class KMeansQuantizer(_SortedCodebookQuantizer):
         self.seed = seed
 
     def _validate_params(self) -> None:
-        _check_n_bins(self.name, self.n_bins)
+        _check_kmeans_params(self)
 
     def _fit(self, x: np.ndarray | None) -> None:
         if x is None:
@@ -176,7 +188,10 @@ class VectorQuantizer(Quantizer):
         self.standardize = standardize
 
     def _validate_params(self) -> None:
-        _check_n_bins(self.name, self.n_bins)
+        _check_kmeans_params(self)
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise InvalidValueError(f"vq: standardize must be true or false, got "
+                                    f"{self.standardize!r}")
 
     def _fit(self, x: np.ndarray | None) -> None:
         if x is None:

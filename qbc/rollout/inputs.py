@@ -126,9 +126,15 @@ RULES = {"episodes": AT_LEAST_ONE, "num_envs": AT_LEAST_ONE, "resync_every": NON
 def validate(cfg: EvalConfig) -> list[int]:
     """Check every flag (before anything is loaded or written); returns the horizons."""
     check_config(cfg, RULES)
-    parse_decoding(cfg.decode)
+    mode, _ = parse_decoding(cfg.decode)
     check_all([(":" not in cfg.decode or cfg.temperature == 1.0,
                 f"--decode {cfg.decode} sets the temperature; leave --temperature out"),
+               (mode == "sample" or cfg.temperature == 1.0,  # it was ignored without a word
+                f"--temperature {cfg.temperature:g} applies to --decode sample; --decode "
+                f"{mode} would ignore it: leave --temperature out or use --decode sample"),
+               (cfg.augment == "model" or (cfg.resync_every == 0 and not cfg.model_sample),
+                "--resync-every and --model-sample apply to --augment model, which is not "
+                "given: they would be ignored; leave them out or pass --augment model"),
                (cfg.augment in ("none", "model"),
                 f"--augment must be 'none' or 'model', got {cfg.augment!r}"),
                (cfg.seed + cfg.episodes <= SEED_LIMIT,

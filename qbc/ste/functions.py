@@ -217,6 +217,17 @@ class STEQuantizer(nn.Module):
             self.params["backward"] = backward
             self.register_buffer("codebook", torch.empty(0))
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        """A data-fitted registry quantizer's codebook is empty until its first input; a saved
+        one (a checkpoint, ``last/`` to resume from) has its fitted size: take that size."""
+        stored = state_dict.get(prefix + "codebook")
+        if (self.quantizer is not None and self.codebook.numel() == 0
+                and isinstance(stored, torch.Tensor) and stored.ndim == 1):
+            self.codebook = torch.empty(stored.shape, dtype=self.codebook.dtype,
+                                        device=self.codebook.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # -- annealing ---------------------------------------------------------------------------
     @property
     def value(self) -> float | None:

@@ -41,3 +41,27 @@ def test_unknown_weight_quantizer_is_a_clear_error(tmp_path, dataset, capsys):
                  "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "bnn" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("quantizer", ["uniform", "theorem6"])
+def test_registry_weight_quantizer_checkpoint_reloads(tmp_path, dataset, tiny_model_flags,
+                                                      quantizer):
+    """A registry quantizer's codebook is fitted on the weights during training, so config.json
+    cannot give its size: the checkpoint used to be refused by its own loader ('does not fit
+    the model in config.json', the run lost at its end). It reloads, deploys only codewords and
+    resumes."""
+    out = tmp_path / "run"
+    flags = ["--dataset", dataset, "--bins", "8", "--eval-interval", "2",
+             "--batch-size", "16", "--weight-quantizer", quantizer, "--out", str(out),
+             "--rollout-episodes", "0", "--no-progress", *tiny_model_flags]
+    assert main(["train", *flags, "--steps", "4"]) == 0
+    loaded = load_policy(out)
+    layers = [m for m in loaded.module.modules() if isinstance(m, QuantLinear)]
+    assert layers
+    for layer in layers:
+        codebook = layer.weight_quantizer.codebook
+        assert codebook.numel() > 1
+        assert torch.isin(layer.deployed_weight(), codebook).all()
+    obs = np.linspace(-1, 1, 8, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(loaded.act(obs), load_policy(out).act(obs))
+    assert main(["train", *flags, "--steps", "6", "--resume"]) == 0
