@@ -176,8 +176,9 @@ def _shapes_described(directory: Path, cfg: dict[str, Any], n_stored: int
     and DAgger rounds, sweeps and resumed runs load the same model config over and over): the
     shapes of the last successful builds are kept, keyed by what the build reads; a refusal is
     not kept, so it is raised afresh, naming its own file."""
-    key = json.dumps([cfg.get("kind"), cfg.get("model"),
-                      (cfg.get("train") or {}).get("weight_quantizer"), n_stored],
+    train = cfg.get("train")  # any value: a wrong one is the build's to refuse, with its words
+    weight_quantizer = train.get("weight_quantizer") if isinstance(train, dict) else repr(train)
+    key = json.dumps([cfg.get("kind"), cfg.get("model"), weight_quantizer, n_stored],
                      sort_keys=True, default=repr)
     with _BUILT_SHAPES_LOCK:
         shapes = _BUILT_SHAPES.get(key)

@@ -362,6 +362,10 @@ def test_a_config_built_once_is_not_built_again_and_an_edit_is_still_refused(tmp
         with pytest.raises(CorruptFileError, match="does not fit"):
             load_policy(ck)
     assert len(builds) == 2
+    for train in (True, [1], "x"):  # a damaged 'train' entry: the build's own refusal, typed
+        (ck / "config.json").write_text(json.dumps({**cfg, "train": train}))
+        with pytest.raises(CorruptFileError, match="config.json"):
+            load_policy(ck)
 
 
 @pytest.mark.parametrize("setting, value, words", [
