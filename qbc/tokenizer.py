@@ -15,7 +15,6 @@ Three layouts:
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import os
 import warnings
@@ -31,10 +30,15 @@ from qbc.errors import (
     NotFittedError,
     OutputExistsError,
 )
-from qbc.infra.files import atomic_write_json, read_json
+from qbc.infra.files import atomic_write_json, check_not_folder, read_json
 from qbc.infra.validate import check_memory
 from qbc.quantizers import Quantizer, get_quantizer_class, make_quantizer
-from qbc.quantizers.base import action_matrix, check_tokens
+from qbc.quantizers.base import (
+    action_matrix,
+    check_probabilities,
+    check_tokens,
+    tokenizer_params,
+)
 
 FORMAT = "qbc.tokenizer"
 FORMAT_VERSION = 1
@@ -70,10 +74,14 @@ class ActionTokenizer:
         per_dim: one quantizer per dimension (True) or one shared by all dimensions (False).
             Ignored for joint quantizers (``vq``).
         quantizer_params: further parameters of the quantizer (e.g. ``{"quantile": 0.01}``).
+
+    The settings are checked when the tokenizer is made and when ``fit`` changes them
+    (InvalidValueError, UnknownNameError): ``per_dim="no"`` would be taken as true.
     """
 
     def __init__(self, quantizer: str = "uniform", n_bins: int = 64, per_dim: bool = True,
                  quantizer_params: dict[str, Any] | None = None):
+        tokenizer_params(quantizer, n_bins, per_dim, quantizer_params)
         self.quantizer = quantizer
         self.n_bins = n_bins
         self.per_dim = per_dim
@@ -83,19 +91,17 @@ class ActionTokenizer:
     @_instance_or_class_method
     def fit(self, actions: np.ndarray, quantizer: str | None = None, n_bins: int | None = None,
             per_dim: bool | None = None, **quantizer_params: Any) -> ActionTokenizer:
-        """Fit to actions (N, D) and return self. Keyword arguments override the constructor's."""
-        if quantizer is not None:
-            self.quantizer = quantizer
-        if n_bins is not None:
-            self.n_bins = n_bins
-        if per_dim is not None:
-            self.per_dim = per_dim
-        self.quantizer_params.update(quantizer_params)
+        """Fit to actions (N, D) and return self. Keyword arguments override the constructor's
+        (refused ones change nothing)."""
+        settings = (self.quantizer if quantizer is None else quantizer,
+                    self.n_bins if n_bins is None else n_bins,
+                    self.per_dim if per_dim is None else per_dim,
+                    {**self.quantizer_params, **quantizer_params})
+        params = tokenizer_params(*settings)
         actions = self._check_actions(actions, fitting=True)
+        self.quantizer, self.n_bins, self.per_dim, self.quantizer_params = settings
         klass = get_quantizer_class(self.quantizer)
-        params = {**self.quantizer_params}
-        if "n_bins" in _init_params(klass):
-            params["n_bins"] = self.n_bins
+        if "n_bins" in params:
             _check_fit_memory(self.n_bins, actions)
         if self.per_dim and not klass.joint:
             self.quantizers_ = [make_quantizer(self.quantizer, **params).fit(actions[:, d])
@@ -206,9 +212,10 @@ class ActionTokenizer:
                          for d in range(self.action_dim_)], axis=1)
 
     def expected_action(self, probs: np.ndarray) -> np.ndarray:
-        """Mean decoding: token probabilities (N, n_tokens, vocab_size) -> E[action] (N, D)."""
+        """Mean decoding: token probabilities (N, n_tokens, vocab_size) -> E[action] (N, D).
+        Anything but probabilities of that shape is an InvalidValueError."""
         self._check_fitted()
-        probs = np.asarray(probs, dtype=np.float64)
+        probs = check_probabilities(probs, (self.n_tokens, self.vocab_size), "token probabilities")
         if self.is_joint:
             return (probs[:, 0, :] @ self.codebooks()).astype(np.float32)
         return np.einsum("ndk,dk->nd", probs, self.codebooks()).astype(np.float32)
@@ -339,8 +346,9 @@ class ActionTokenizer:
                 raise ValueError("codewords decode to non-finite values")
 
     def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
-        """Write the tokenizer as JSON (atomically). Floats round-trip exactly."""
-        path = Path(path)
+        """Write the tokenizer as JSON (atomically). Floats round-trip exactly. A folder, or an
+        existing file without ``overwrite``, is an OutputExistsError."""
+        path = check_not_folder(path)
         if path.exists() and not overwrite:
             raise OutputExistsError(
                 f"{path} exists; pass overwrite=True (--overwrite) to replace it"
@@ -368,10 +376,6 @@ def clipped_message(n_clipped: int, n_values: int, what: str = "action") -> str:
     return (f"{n_clipped} of {n_values} {what} values ({n_clipped / max(1, n_values):.2%}) lie "
             "outside the tokenizer's range and were clipped to its edge cells; fit the tokenizer "
             "on actions that cover them (or a smaller --quantile) if that is not intended")
-
-
-def _init_params(klass: type) -> set[str]:
-    return set(inspect.signature(klass.__init__).parameters) - {"self"}
 
 
 def _rms(x: np.ndarray) -> float:

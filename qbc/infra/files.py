@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qbc.errors import CorruptFileError
+from qbc.errors import CorruptFileError, OutputExistsError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,9 +23,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, rename it over
     ``path``. A crash at any point leaves either the old file or the new one, never a partial one
     (at worst a hidden ``.<name>.*.tmp`` file beside it). The final file gets mode 0666 minus the
-    umask (0644 with the usual umask 022), like a file made with ``open(path, "w")``.
+    umask (0644 with the usual umask 022), like a file made with ``open(path, "w")``. A
+    ``path`` that is a folder is refused before anything is written (:func:`check_not_folder`).
     """
-    path = Path(path)
+    path = check_not_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -40,6 +41,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    return path
+
+
+def check_not_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or OutputExistsError when it is a folder: a file cannot be written
+    there (os.replace raised IsADirectoryError after the work was done)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(f"{str(path)!r} is a folder; give a file name")
     return path
 
 

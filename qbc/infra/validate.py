@@ -296,10 +296,35 @@ def check_field_types(config_type: type, values: dict[str, Any], what: str) -> N
     ``| None``; bool is no int, an int is a float); other fields and unknown keys are left to
     the constructor. ``what`` names the values' source in the message."""
     hints = typing.get_type_hints(config_type)
-    for f in dataclasses.fields(config_type):
-        if f.name not in values:
+    names = [f.name for f in dataclasses.fields(config_type)]
+    _check_scalar_kinds({n: hints[n] for n in names}, values, what)
+
+
+def check_argument_types(func: Any, values: dict[str, Any], what: str) -> None:
+    """:func:`check_field_types` for the arguments of ``func`` (a constructor): each value of
+    ``values`` of the scalar kind its parameter is annotated with, numpy scalars as the Python
+    ones they hold; ``QuantizerClass(quantile="x")`` or ``per_dim="no"`` are refused when made,
+    not found (or taken as true) later. Annotations that cannot be resolved are not checked."""
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # noqa: BLE001  (a user's class with unresolvable annotations)
+        return
+    hints.pop("return", None)
+    _check_scalar_kinds(hints, {k: _python_scalar(v) for k, v in values.items()}, what)
+
+
+def _python_scalar(value: Any) -> Any:
+    """A numpy scalar (np.int64(8), np.bool_(True)) as the Python one it holds."""
+    import numpy as np
+
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_scalar_kinds(hints: dict[str, Any], values: dict[str, Any], what: str) -> None:
+    for name, hint in hints.items():
+        if name not in values:
             continue
-        hint, value = hints[f.name], values[f.name]
+        value = values[name]
         union = typing.get_origin(hint) in (typing.Union, types.UnionType)
         options = typing.get_args(hint) if union else (hint,)
         if value is None and type(None) in options:
@@ -308,8 +333,9 @@ def check_field_types(config_type: type, values: dict[str, Any], what: str) -> N
         if len(scalars) != len([o for o in options if o is not type(None)]):
             continue  # a type other than these scalars: the constructor's to check
         if not any(_is_scalar(value, o) for o in scalars):
-            raise InvalidValueError(f"{what}: {f.name} must be "
-                                    f"{' or '.join(_SCALARS[o] for o in scalars)}, got {value!r}")
+            raise InvalidValueError(f"{what}: {name} must be "
+                                    f"{' or '.join(_SCALARS[o] for o in scalars)}, got "
+                                    f"{shown_value(value)}")
 
 
 def _is_scalar(value: Any, kind: type) -> bool:

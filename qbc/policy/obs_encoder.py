@@ -32,17 +32,29 @@ _QRP_DEFAULTS = {"k": 16, "bits": 2, "quantizer": "lloyd_max", "seed": 0}
 
 
 def parse_obs_encoder(spec: str) -> dict[str, Any]:
-    """``"qrp:k=16,bits=2[,quantizer=lloyd_max|uniform][,seed=0]"`` -> a dict with every field."""
-    kind, _, rest = str(spec).partition(":")
+    """``"qrp:k=16,bits=2[,quantizer=lloyd_max|uniform][,seed=0]"`` -> a dict with every field
+    (``"qrp"`` alone: the defaults). A setting given twice, or an empty one (``"qrp:"``,
+    ``"qrp:k=8,,bits=2"``), is an InvalidValueError."""
+    kind, sep, rest = str(spec).partition(":")
     if kind not in ENCODER_TYPES:
         raise InvalidValueError(f"unknown observation encoder {kind!r} in {spec!r}; "
                                 f"known: {', '.join(ENCODER_TYPES)} (e.g. qrp:k=16,bits=2)")
     out: dict[str, Any] = {"type": kind, **_QRP_DEFAULTS}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
+    items = [s.strip() for s in rest.split(",")] if sep else []
+    if "" in items:
+        raise InvalidValueError(f"observation encoder {spec!r} has an empty setting; give "
+                                f"{kind}:k=16,bits=2 (settings after ':', separated by one "
+                                f"comma), or {kind} alone for the defaults")
+    seen: set[str] = set()
+    for item in items:
         key, eq, value = item.partition("=")
         if not eq or key not in _QRP_DEFAULTS:
             raise InvalidValueError(f"observation encoder setting {item!r} in {spec!r} is not "
                                     f"one of {', '.join(k + '=...' for k in _QRP_DEFAULTS)}")
+        if key in seen:
+            raise InvalidValueError(f"observation encoder setting {key} is given twice in "
+                                    f"{spec!r}; give each setting once")
+        seen.add(key)
         if key == "quantizer":
             out[key] = value
             continue
@@ -88,7 +100,8 @@ def obs_encoder_config(value: ObsEncoderConfig | dict[str, Any] | str | None
         return ObsEncoderConfig(**parse_obs_encoder(value))
     fields = dataclasses.asdict(value) if isinstance(value, ObsEncoderConfig) else dict(value)
     fields.pop("obs_dim", None)
-    spec = f"{fields.pop('type', 'qrp')}:" + ",".join(f"{k}={v}" for k, v in fields.items())
+    spec = str(fields.pop("type", "qrp")) + "".join(
+        (":" if i == 0 else ",") + f"{k}={v}" for i, (k, v) in enumerate(fields.items()))
     return ObsEncoderConfig(**parse_obs_encoder(spec))
 
 

@@ -4,8 +4,10 @@ A quantizer maps real values to integer tokens in ``[0, n_levels)`` and tokens b
 Scalar quantizers work element-wise on arrays of any shape; joint (vector) quantizers take
 ``(N, D)`` arrays and give ``(N,)`` tokens. Numpy in, numpy out, no Python loop over samples.
 
-Conventions follow scikit-learn estimators: constructor arguments are stored as given and
-validated in :meth:`Quantizer.fit`, ``fit`` returns ``self``, learned attributes end in ``_``.
+Conventions follow scikit-learn estimators: constructor arguments are stored as given, ``fit``
+returns ``self``, learned attributes end in ``_``. Unlike scikit-learn, the arguments are checked
+(their annotated kinds, then :meth:`Quantizer._validate_params`) as soon as a quantizer is made,
+and again by :meth:`Quantizer.fit` (an attribute may have been changed in between).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from qbc.errors import InvalidValueError, NotFittedError
+from qbc.infra.validate import check_argument_types
 from qbc.registry import Registry, json_value
 
 #: The quantizers by name, each class registered in its own module (:func:`register_quantizer`).
@@ -60,9 +63,22 @@ def action_matrix(x: Any, what: str = "actions", non_empty: bool = False) -> np.
     return arr
 
 
-class Quantizer:
+class _CheckedWhenMade(type):
+    """Makes every quantizer check its parameters once its ``__init__`` (a subclass's whole
+    chain of them) has run, so that ``make_quantizer("uniform", quantile="x")`` or
+    ``SmoothQuantizer(n_bins=1)`` is refused where it is made, not at ``fit`` or never."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        quantizer = super().__call__(*args, **kwargs)
+        quantizer._check_params()
+        return quantizer
+
+
+class Quantizer(metaclass=_CheckedWhenMade):
     """Base class. Subclasses set ``name`` (via :func:`register_quantizer`) and implement
-    ``_fit``, ``encode``, ``codebook`` and the learned attributes listed in ``_fitted_attrs``."""
+    ``_fit``, ``encode``, ``codebook`` and the learned attributes listed in ``_fitted_attrs``;
+    parameters out of range raise InvalidValueError from ``_validate_params`` (their kinds, as
+    annotated in ``__init__``, are checked before it)."""
 
     name: ClassVar[str] = ""
     #: True for vector quantizers that take (N, D) and give one token per row.
@@ -94,6 +110,16 @@ class Quantizer:
                 )
         self._fit(x)
         return self
+
+    def _check_params(self) -> None:
+        """The parameters' kinds (as annotated in ``__init__``: ``quantile="x"`` for a float),
+        then their ranges (:meth:`_validate_params`), as InvalidValueError naming the
+        quantizer."""
+        init = type(self).__init__
+        given = {p: getattr(self, p) for p in inspect.signature(init).parameters
+                 if p != "self" and hasattr(self, p)}
+        check_argument_types(init, given, self.name or type(self).__name__)
+        self._validate_params()
 
     def _validate_params(self) -> None:
         """Raise :class:`InvalidValueError` for parameters out of range."""
@@ -180,7 +206,7 @@ class Quantizer:
             q = klass(**state.get("params", {}))
             fitted = state.get("fitted")
             if fitted is not None:
-                q._validate_params()
+                q._check_params()
                 for attr in klass._fitted_attrs:
                     value = fitted[attr]
                     setattr(q, attr, np.asarray(value) if isinstance(value, list) else value)
@@ -208,6 +234,27 @@ def check_tokens(tokens: Any, n_levels: int, prefix: str = "") -> np.ndarray:
             f"got values in [{tokens.min()}, {tokens.max()}]"
         )
     return tokens
+
+
+def check_probabilities(probs: Any, shape: tuple[int, int], what: str = "probabilities"
+                        ) -> np.ndarray:
+    """``probs`` as a float64 (N, *shape) array of distributions over its last axis: real,
+    finite, non-negative, each summing to 1 (within 1e-3, for float32 and float16 softmax
+    outputs), or InvalidValueError saying which (numpy raised its own ValueError for a wrong
+    shape, and NaN or negative entries gave NaN or meaningless means without a word)."""
+    arr = as_real_array(probs, what)
+    if arr.ndim != 3 or arr.shape[1:] != tuple(shape):
+        raise InvalidValueError(f"{what} must have shape (N, {shape[0]}, {shape[1]}) (one "
+                                f"distribution over the tokens per position), got {arr.shape}")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise InvalidValueError(f"{what} hold {int((~np.isfinite(arr)).sum())} non-finite and "
+                                f"{int((arr < 0).sum())} negative values; give probabilities")
+    sums = arr.sum(axis=-1)
+    if arr.size and np.abs(sums - 1).max() > 1e-3:
+        raise InvalidValueError(f"{what} must sum to 1 over the tokens of each position; sums "
+                                f"range over [{sums.min():.4g}, {sums.max():.4g}] (normalise "
+                                "them, e.g. with a softmax)")
+    return arr
 
 
 def register_quantizer(name: str):
@@ -254,6 +301,26 @@ def make_quantizer(spec: str | dict | Quantizer, **params: Any) -> Quantizer:
         raise InvalidValueError(
             f"bad parameters for quantizer {spec!r} ({exc}); it takes {', '.join(allowed)}"
         ) from None
+
+
+def tokenizer_params(quantizer: str, n_bins: int, per_dim: bool,
+                     quantizer_params: dict[str, Any] | None) -> dict[str, Any]:
+    """The parameters an :class:`~qbc.tokenizer.ActionTokenizer` with these settings gives each
+    of its quantizers, after checking the settings (InvalidValueError, UnknownNameError): their
+    kinds as annotated here (``per_dim="no"`` would be taken as true), the quantizer's name and
+    its parameters (by making one)."""
+    check_argument_types(tokenizer_params, {"quantizer": quantizer, "n_bins": n_bins,
+                                            "per_dim": per_dim}, "ActionTokenizer")
+    if quantizer_params is not None and not (isinstance(quantizer_params, dict) and all(
+            isinstance(k, str) for k in quantizer_params)):
+        raise InvalidValueError("ActionTokenizer: quantizer_params must be a dict of parameter "
+                                f"names to values, got {quantizer_params!r}")
+    params = dict(quantizer_params or {})
+    klass = get_quantizer_class(quantizer)
+    if "n_bins" in inspect.signature(klass.__init__).parameters:
+        params["n_bins"] = n_bins
+    make_quantizer(quantizer, **params)
+    return params
 
 
 def serialize_quantizer(q: Quantizer) -> dict[str, Any]:

@@ -262,10 +262,12 @@ def load_last(out: Path, conf: dict[str, Any]) -> tuple[Any, Any, Any, dict[str,
 def restore_progress(out: Path, state: dict[str, Any], optimizer: torch.optim.Optimizer,
                      scheduler: torch.optim.lr_scheduler.LRScheduler,
                      batch_gen: torch.Generator, np_rng: np.random.Generator | None,
-                     average: WeightAverage | None = None) -> tuple[int, dict[str, Any]]:
+                     average: WeightAverage | None = None, steps: int | None = None
+                     ) -> tuple[int, dict[str, Any]]:
     """Put the optimiser, schedule, weight average and every random generator back as
     ``out/last`` saved them (trainer ``state`` from :func:`load_last`); returns (step, best). A
-    damaged state is a CorruptFileError."""
+    damaged state is a CorruptFileError; a step beyond this run's budget ``steps`` (when given)
+    is refused (:func:`check_resumed_step`)."""
     try:
         tensors = load_tensors(out / "last" / "trainer.safetensors", "trainer state")
         _load_optimizer_state(optimizer, tensors, state["optimizer_param_groups"])
@@ -290,7 +292,32 @@ def restore_progress(out: Path, state: dict[str, Any], optimizer: torch.optim.Op
             OverflowError) as exc:  # fields of the wrong type or size (a list for an object)
         raise CorruptFileError(f"{out / 'last'} cannot be resumed from ({exc}); "
                                "start again with --overwrite") from None
+    schedule = state["scheduler"]
+    check_resumed_step(out, start, schedule.get("last_epoch") if isinstance(schedule, dict)
+                       else None, steps)
     return start, best
+
+
+def check_resumed_step(out: Path, step: int, schedule_step: Any, steps: int | None) -> None:
+    """Refuse to continue from the stored ``step`` unless it is where the saved run stopped:
+    the step of its schedule (``schedule_step``, advanced once per step) and within the budget
+    recorded in ``last/config.json`` (else CorruptFileError naming trainer_state.json: an
+    edited step 1,000,000 resumed, trained nothing and exited 0), and within this run's budget
+    ``steps`` (else InvalidValueError: a smaller --steps than the run has reached would train
+    nothing and report the smaller budget). A finished run resumed with its budget passes."""
+    train = read_json_object(out / "last" / "config.json", what="checkpoint config").get("train")
+    saved = train.get("steps") if isinstance(train, dict) else None
+    beyond = isinstance(saved, int) and not isinstance(saved, bool) and step > saved
+    if schedule_step != step or beyond:
+        raise CorruptFileError(
+            f"{out / 'last' / 'trainer_state.json'}: step {step} is not where the run stopped "
+            f"(its schedule is at step {schedule_step!r}, its recorded budget {saved!r} steps); "
+            "the file was edited or damaged: start again with --overwrite")
+    if steps is not None and step > steps:
+        raise InvalidValueError(
+            f"--resume: the run in {out} has already reached step {step}, beyond this run's "
+            f"budget of {steps} steps; give a budget (--steps or --epochs) of at least {step} "
+            "steps to continue it, or start a new run in another --out")
 
 
 def check_resume_config(stored: dict[str, Any], current: dict[str, Any]) -> None:

@@ -37,13 +37,16 @@ def chunk_rows(demos: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def parse_params(text: str) -> dict[str, Any]:
     """'scale=20,quantizer=kmeans' -> {'scale': 20, 'quantizer': 'kmeans'} (JSON values where
-    they parse, else strings)."""
+    they parse, else strings); a name given twice is an InvalidValueError (the last one won)."""
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in str(text).split(","))):
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise InvalidValueError(
                 f"bad --chunk-tokenizer-params item {item!r}; write name=value,name=value")
+        if name.strip() in out:
+            raise InvalidValueError(f"--chunk-tokenizer-params gives {name.strip()} twice in "
+                                    f"{text!r}; give each parameter once")
         try:
             out[name.strip()] = json.loads(value)
         except (ValueError, RecursionError):  # not JSON (or a number of thousands of digits)

@@ -119,7 +119,8 @@ def _set_up(cfg: Any, demos: Any, device: torch.device, ctx: DistContext, data: 
     gen = torch.Generator().manual_seed(cfg.seed)
     start, best, metrics = 0, {"step": 0, "val_action_rmse": None, "val_loss": None}, []
     if stored is not None:
-        start, best = restore_progress(cfg.out, stored, optimizer, scheduler, gen, None)
+        start, best = restore_progress(cfg.out, stored, optimizer, scheduler, gen, None,
+                                       steps=cfg.steps)
         metrics = read_metrics(cfg.out / "metrics.jsonl", upto=start)
     ctx.decorrelate_rng(cfg.seed, start)
     trained = ctx.wrap(module, device)

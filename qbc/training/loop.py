@@ -265,7 +265,7 @@ def _first_state(t: Trainer, stored: dict[str, Any] | None) -> LoopState:
     start, best, metrics = 0, {"val_loss": None, "step": 0}, []
     if stored is not None:
         start, best = restore_progress(cfg.out, stored, t.optimizer, t.scheduler, t.batch_gen,
-                                       t.np_rng, t.average)
+                                       t.np_rng, t.average, steps=cfg.steps)
         metrics = read_metrics(cfg.out / "metrics.jsonl", upto=start)
     t.ctx.decorrelate_rng(cfg.seed, start)
     # after every rank has read out/last: rank 0 rewrites it
