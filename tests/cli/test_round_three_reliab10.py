@@ -11,7 +11,6 @@ import dataclasses
 import re
 
 import numpy as np
-
 import pytest
 from round_three import TRAIN_TINY, tiny_dataset  # noqa: F401 (fixtures)
 
