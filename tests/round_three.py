@@ -1,6 +1,6 @@
-"""What the round-three reliability tests share (tests/cli/test_round_three_leftovers.py,
-test_round_three_last.py, test_round_three_final.py): a tiny dataset, the flags of a tiny
-training run, a tiny sweep file and a lock file held by another process."""
+"""What the round-three reliability tests share (tests/cli/test_round_three_*.py): a tiny
+dataset, the flags of a tiny training run, a tiny sweep file, a lock file held by another
+process, and the check that a refused command says one line and changes nothing on disk."""
 
 from pathlib import Path
 
@@ -64,3 +64,24 @@ def held_lock(tmp_path):
     for proc in procs:
         proc.kill()
         proc.wait()
+
+
+def files_under(root: Path) -> dict[Path, bytes | None]:
+    """Every file (its bytes) and folder (None) under ``root``, by relative path."""
+    return {p.relative_to(root): p.read_bytes() if p.is_file() else None
+            for p in sorted(root.rglob("*"))}
+
+
+def refused(capsys, root: Path, argv: list[str], *needles: str) -> str:
+    """Run ``qbc argv`` in-process and assert it is refused: exit 2, one line on stderr with no
+    traceback holding every needle, nothing under ``root`` changed. Returns that line."""
+    from qbc.cli import main
+
+    before = files_under(root)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert files_under(root) == before
+    return err

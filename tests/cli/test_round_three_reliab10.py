@@ -12,31 +12,15 @@ import re
 
 import numpy as np
 import pytest
-from round_three import TRAIN_TINY, tiny_dataset  # noqa: F401 (fixtures)
+from round_three import TRAIN_TINY, files_under, refused, tiny_dataset  # noqa: F401 (fixtures)
 
-from qbc.cli import main
 from qbc.errors import InvalidValueError
-
-
-def _files(root):
-    return {p.relative_to(root): p.read_bytes() if p.is_file() else None
-            for p in sorted(root.rglob("*"))}
-
 
 #: A DAgger run small enough to finish quickly where a refusal is missing.
 DAGGER = ["--rounds", "1", "--episodes-per-round", "2", "--max-episode-steps", "5",
           "--eval-episodes", "1", "--steps", "1", "--batch-size", "8", "--no-progress",
           "--model.d-model", "8", "--model.n-layers", "1", "--model.n-heads", "1"]
 
-
-def _refused(capsys, tmp_path, argv, *needles):
-    before = _files(tmp_path)
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-    assert _files(tmp_path) == before
 
 
 # -- settings a command would ignore ---------------------------------------------------------------
@@ -48,9 +32,9 @@ def _refused(capsys, tmp_path, argv, *needles):
 ])
 def test_rollout_settings_it_would_ignore_are_refused(tmp_path, capsys, extra, needle):
     """They ran to the end, the setting unused, and metrics.json said nothing of it."""
-    _refused(capsys, tmp_path, ["rollout", "--out", str(tmp_path / "o"), "--env",
-                                "qbc/ScalarStable-v0", "--expert", "lqr", "--episodes", "1",
-                                "--horizons", "3", *extra], needle)
+    refused(capsys, tmp_path, ["rollout", "--out", str(tmp_path / "o"), "--env",
+                               "qbc/ScalarStable-v0", "--expert", "lqr", "--episodes", "1",
+                               "--horizons", "3", *extra], needle)
 
 
 @pytest.mark.parametrize("extra,needle", [
@@ -59,8 +43,8 @@ def test_rollout_settings_it_would_ignore_are_refused(tmp_path, capsys, extra, n
     (["--beta", "exp", "--beta-step", "0.5"], "--beta exp reads only --beta-decay"),
 ])
 def test_dagger_setting_of_another_schedule_is_refused(tmp_path, capsys, extra, needle):
-    _refused(capsys, tmp_path, ["dagger", "--env", "qbc/ScalarStable-v0", "--out",
-                                str(tmp_path / "d"), *DAGGER, *extra], needle)
+    refused(capsys, tmp_path, ["dagger", "--env", "qbc/ScalarStable-v0", "--out",
+                               str(tmp_path / "d"), *DAGGER, *extra], needle)
 
 
 def test_dagger_schedule_settings_that_apply_pass():
@@ -99,10 +83,10 @@ def test_train_config_paths_given_as_text_pass(tmp_path):
 
 
 def test_dagger_train_overrides_of_the_wrong_kind_are_refused(tmp_path, capsys):
-    _refused(capsys, tmp_path, ["dagger", "--env", "qbc/ScalarStable-v0", "--out",
-                                str(tmp_path / "d"), *DAGGER, "--train-overrides",
-                                '{"tensorboard": "no"}'],
-             "--tensorboard must be true or false, got 'no'")
+    refused(capsys, tmp_path, ["dagger", "--env", "qbc/ScalarStable-v0", "--out",
+                               str(tmp_path / "d"), *DAGGER, "--train-overrides",
+                               '{"tensorboard": "no"}'],
+            "--tensorboard must be true or false, got 'no'")
 
 
 # -- qbc bench --json: one output file like every other ----------------------------------------
@@ -115,11 +99,11 @@ def test_bench_json_folder_is_refused_before_measuring(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(bench, "_measure", measured)
     (tmp_path / "b").mkdir()
-    _refused(capsys, tmp_path, ["bench", "--quick", "--json", str(tmp_path / "b"),
-                                "--overwrite"], "--json", "is a folder; give a file name")
+    refused(capsys, tmp_path, ["bench", "--quick", "--json", str(tmp_path / "b"),
+                               "--overwrite"], "--json", "is a folder; give a file name")
     (tmp_path / "b.json").write_text("{}")
-    _refused(capsys, tmp_path, ["bench", "--quick", "--json", str(tmp_path / "b.json")],
-             "exists; pass --overwrite", "choose another --json")
+    refused(capsys, tmp_path, ["bench", "--quick", "--json", str(tmp_path / "b.json")],
+            "exists; pass --overwrite", "choose another --json")
 
 
 # -- Policy.act: observations that are not real numbers --------------------------------------------

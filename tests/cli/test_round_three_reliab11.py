@@ -11,27 +11,10 @@ import re
 
 import numpy as np
 import pytest
-from round_three import TRAIN_TINY, tiny_dataset  # noqa: F401 (fixture)
+from round_three import TRAIN_TINY, files_under, refused, tiny_dataset  # noqa: F401 (fixture)
 
 from qbc.cli import main
 from qbc.errors import CorruptFileError, InvalidValueError, OutputExistsError
-
-
-def _files(root):
-    return {p.relative_to(root): p.read_bytes() if p.is_file() else None
-            for p in sorted(root.rglob("*"))}
-
-
-def _refused(capsys, root, argv, *needles):
-    before = _files(root)
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-    assert _files(root) == before
-    return err
-
 
 ACTIONS = np.random.default_rng(0).normal(size=(50, 2))
 
@@ -127,12 +110,12 @@ def test_tokenizer_save_over_a_folder_is_typed_and_writes_nothing(tok, tmp_path)
     from qbc.infra.files import atomic_write_json
 
     (tmp_path / "d").mkdir()
-    before = _files(tmp_path)
+    before = files_under(tmp_path)
     for save in (lambda: tok.save(tmp_path / "d"), lambda: tok.save(tmp_path / "d", False),
                  lambda: atomic_write_json(tmp_path / "d", {})):
         with pytest.raises(OutputExistsError, match="/d' is a folder; give a file name"):
             save()
-    assert _files(tmp_path) == before
+    assert files_under(tmp_path) == before
 
 
 # -- observation encoder specs: each setting once --------------------------------------------------
@@ -153,9 +136,9 @@ def test_obs_encoder_spec_with_a_repeated_or_empty_setting_is_refused(spec, need
 
 
 def test_obs_encoder_repeated_setting_on_the_command_line(tmp_path, capsys):
-    _refused(capsys, tmp_path, ["train", "--dataset", "test/none-v0", "--out",
-                                str(tmp_path / "r"), "--obs-encoder", "qrp:k=8,k=9"],
-             "setting k is given twice")
+    refused(capsys, tmp_path, ["train", "--dataset", "test/none-v0", "--out",
+                               str(tmp_path / "r"), "--obs-encoder", "qrp:k=8,k=9"],
+            "setting k is given twice")
 
 
 def test_chunk_tokenizer_params_given_twice_are_refused():
@@ -189,16 +172,16 @@ def test_resume_from_an_edited_step_is_a_corrupt_file(finished_run, capsys, edit
     out, args = finished_run
     path = out / "last" / "trainer_state.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
-    err = _refused(capsys, out, _with_steps(args, 6), "trainer_state.json",
-                   f"step {edit['step']} is not where the run stopped")
+    err = refused(capsys, out, _with_steps(args, 6), "trainer_state.json",
+                  f"step {edit['step']} is not where the run stopped")
     assert "CorruptFileError" in err or "start again with --overwrite" in err
 
 
 def test_resume_below_the_step_reached_is_refused(finished_run, capsys):
     """--steps 1 on a run at step 2 exited 0 reporting 'budget: 1 steps'."""
     out, args = finished_run
-    _refused(capsys, out, _with_steps(args, 1), "has already reached step 2",
-             "at least 2 steps")
+    refused(capsys, out, _with_steps(args, 1), "has already reached step 2",
+            "at least 2 steps")
 
 
 def test_finished_and_extended_runs_still_resume(finished_run, capsys):

@@ -8,16 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from round_three import SWEEP, TRAIN_TINY, tiny_dataset  # noqa: F401 (fixtures)
+from round_three import SWEEP, TRAIN_TINY, files_under, tiny_dataset  # noqa: F401 (fixtures)
 from sweep_files import sweep_doc as _doc
 
 from qbc.cli import main
 from qbc.errors import CorruptFileError, InvalidValueError, UnknownNameError
-
-
-def _files(root):
-    return {p.relative_to(root): p.read_bytes() if p.is_file() else None
-            for p in sorted(root.rglob("*"))}
 
 
 # -- --resume with nothing to resume ---------------------------------------------------------------
@@ -30,13 +25,13 @@ def test_resume_without_a_run_is_refused_and_writes_nothing(tmp_path, capsys, ti
     if state == "empty":
         out.mkdir()
     extra = ["--chunk-k", "2", "--bins", "8"] if command == "train-chunked" else []
-    before = _files(tmp_path)
+    before = files_under(tmp_path)
     assert main([command, "--dataset", tiny_dataset, "--out", str(out), *TRAIN_TINY, *extra,
                  "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--resume" in err and "no resumable run" in err, err
     assert ("does not exist" if state == "missing" else "is empty") in err
-    assert _files(tmp_path) == before
+    assert files_under(tmp_path) == before
 
 
 def test_resume_help_says_a_missing_run_is_refused(capsys):
@@ -97,13 +92,13 @@ def test_a_damaged_sweep_config_is_refused_and_kept(tmp_path, capsys, how):
         path.write_text(json.dumps(doc))
     else:
         words = _damage(path, how)
-    before = _files(tmp_path)
+    before = files_under(tmp_path)
     capsys.readouterr()
     for argv in (args, ["sweep", "report", str(path.parent)]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and "sweep_config.json" in err and words in err, (argv, err)
-        assert _files(tmp_path) == before  # the damaged file is kept, nothing else written
+        assert files_under(tmp_path) == before  # the damaged file is kept, nothing else written
 
 
 def test_read_config_raises_the_typed_error(tmp_path):
@@ -238,12 +233,12 @@ def test_train_refuses_resume_with_overwrite(tmp_path, capsys, tiny_dataset):
     out = tmp_path / "run"
     args = ["train", "--dataset", tiny_dataset, "--out", str(out), *TRAIN_TINY]
     assert main(args) == 0
-    before = _files(tmp_path)
+    before = files_under(tmp_path)
     capsys.readouterr()
     assert main([*args, "--resume", "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--resume and --overwrite exclude each other" in err, err
-    assert _files(tmp_path) == before
+    assert files_under(tmp_path) == before
 
 
 # -- accepted nonsense: flags that were ignored or named nothing -----------------------------------
