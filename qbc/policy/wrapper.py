@@ -14,6 +14,7 @@ from torch import nn
 from qbc.errors import CorruptFileError, InvalidValueError, NonFiniteObservationError
 from qbc.policy.decoding import check_decode_mode
 from qbc.policy.inference import onednn_disabled
+from qbc.quantizers.base import as_real_array
 
 
 @dataclass
@@ -147,14 +148,14 @@ class Policy:
     def reset_rows(self, mask: np.ndarray) -> None:
         """Forget the history of the rows where ``mask`` (B,) is true (their episodes restart)."""
         if self._fresh is not None:
-            mask = _real_array(mask, "the reset mask")
+            mask = as_real_array(mask, "the reset mask", np.float32, booleans=True)
             if mask.shape != self._fresh.shape:
                 raise InvalidValueError(f"the reset mask must have shape {self._fresh.shape} (one "
                                         f"entry per row of the batch), got {mask.shape}")
             self._fresh |= mask.astype(bool)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        obs = _real_array(obs, "observations")
+        obs = as_real_array(obs, "observations", np.float32, booleans=True)
         if not np.isfinite(obs).all():
             rows = np.flatnonzero(~np.isfinite(obs.reshape(len(obs), -1)).all(1)) \
                 if obs.ndim > 1 else [0]
@@ -256,18 +257,3 @@ class Policy:
         tok = f", tokenizer={self.tokenizer!r}" if self.tokenizer is not None else ""
         return f"Policy(kind={self.kind!r}, decode_mode={self.decode_mode!r}{tok})"
 
-
-def _real_array(values: Any, what: str) -> np.ndarray:
-    """``values`` as a float32 array; text, complex numbers, objects or ragged rows are an
-    InvalidValueError naming ``what`` (numpy raised a ValueError, or dropped the imaginary
-    parts with a warning)."""
-    try:
-        array = np.asarray(values)
-    except ValueError as exc:  # ragged rows
-        raise InvalidValueError(f"{what} must be a rectangular array of numbers "
-                                f"({exc})") from None
-    if array.dtype.kind not in "biuf":
-        raise InvalidValueError(f"{what} must be real numbers, got an array of dtype "
-                                f"{array.dtype}")
-    with np.errstate(over="ignore"):  # beyond float32: inf, refused as such by the caller
-        return array.astype(np.float32)

@@ -26,18 +26,23 @@ QUANTIZERS: Registry[type[Quantizer]] = Registry("quantizer")
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-def as_real_array(x: Any, what: str = "values") -> np.ndarray:
-    """``x`` as a float64 array; ragged lists and non-numeric dtypes (booleans, complex, strings,
-    objects) raise :class:`InvalidValueError` instead of numpy's ValueError or a silent cast."""
+def as_real_array(x: Any, what: str = "values", dtype: Any = np.float64,
+                  booleans: bool = False) -> np.ndarray:
+    """``x`` as an array of ``dtype``; ragged lists and non-numeric dtypes (complex, strings,
+    objects, and booleans unless ``booleans``) raise :class:`InvalidValueError` instead of
+    numpy's ValueError or a silent cast. Values beyond ``dtype``'s range become inf without
+    numpy's overflow warning (the caller's finiteness check names them)."""
     try:
         arr = np.asarray(x)
     except ValueError as exc:
-        raise InvalidValueError(f"{what} are not a rectangular array ({exc})") from None
-    if arr.dtype.kind not in "iuf":
+        raise InvalidValueError(f"{what} must be a rectangular array of numbers "
+                                f"({exc})") from None
+    if arr.dtype.kind not in ("biuf" if booleans else "iuf"):
         raise InvalidValueError(
             f"{what} must be real numbers, got an array of dtype {arr.dtype}; convert them to "
             "float32 first")
-    return arr.astype(np.float64)
+    with np.errstate(over="ignore"):
+        return arr.astype(dtype)
 
 
 def action_matrix(x: Any, what: str = "actions", non_empty: bool = False) -> np.ndarray:
