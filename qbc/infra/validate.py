@@ -324,9 +324,7 @@ def _check_scalar_kinds(hints: dict[str, Any], values: dict[str, Any], what: str
     for name, hint in hints.items():
         if name not in values:
             continue
-        value = values[name]
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        options = typing.get_args(hint) if union else (hint,)
+        value, options = values[name], _options(hint)
         if value is None and type(None) in options:
             continue
         scalars = [o for o in options if o in _SCALARS]
